@@ -1,0 +1,64 @@
+# SecurityAgent. A newcomer needs two commands: `make run` and `make test` (both pull in the rest).
+SHELL := /bin/bash
+CLANG ?= clang-19
+STRIP ?= llvm-strip-19
+CONFIG ?= Release
+BPF_OUT := build/bpf
+BPF_SRC := $(wildcard bpf/*.bpf.c)
+BPF_OBJ := $(patsubst bpf/%.bpf.c,$(BPF_OUT)/%.bpf.o,$(BPF_SRC))
+BPF_HDR := $(wildcard bpf/include/*.h)
+APP_OUT := build/app
+DOTNET_FLAGS := --nologo -c $(CONFIG)
+APT_PKGS := clang-19 llvm-19 libbpf-dev bpftool
+
+.PHONY: all deps bpf build run test test-unit test-integration vmlinux clean
+
+all: build
+
+## deps: install the toolchain (idempotent; root on Debian/Ubuntu, otherwise prints what to install)
+deps:
+	@missing=""; \
+	for c in clang-19 llvm-strip-19 bpftool; do command -v $$c >/dev/null || missing=1; done; \
+	[ -e /usr/include/bpf/libbpf.h ] || missing=1; \
+	ldconfig -p | grep -q 'libbpf.so.1 ' || missing=1; \
+	command -v dotnet >/dev/null || { echo "Install the .NET 10 SDK (https://dot.net) first."; exit 1; }; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "Installing $(APT_PKGS)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PKGS) >/dev/null; \
+	  else \
+	    echo "Missing toolchain. Install, as root: apt-get install -y $(APT_PKGS)"; exit 1; \
+	  fi; \
+	fi
+
+## bpf: compile bpf/*.bpf.c (CO-RE, against the committed bpf/include/vmlinux.h)
+bpf: deps $(BPF_OBJ)
+
+$(BPF_OUT)/%.bpf.o: bpf/%.bpf.c $(BPF_HDR)
+	@mkdir -p $(BPF_OUT)
+	$(CLANG) -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_x86 -Ibpf/include -c $< -o $@
+	$(STRIP) -g $@
+
+## vmlinux: regenerate bpf/include/vmlinux.h from this machine's kernel BTF
+vmlinux:
+	bpftool btf dump file /sys/kernel/btf/vmlinux format c > bpf/include/vmlinux.h
+
+## build: BPF objects + the .NET solution; leaves bin/secagent
+build: bpf
+	dotnet build SecurityAgent.sln $(DOTNET_FLAGS) -v quiet
+	dotnet publish src/SecurityAgent/SecurityAgent.csproj $(DOTNET_FLAGS) --no-build -o $(APP_OUT) -v quiet
+	@mkdir -p bin && ln -sf ../$(APP_OUT)/secagent bin/secagent
+	@echo "built bin/secagent"
+
+## run: the agent as root with defaults (policies/ in monitor mode, JSON events to stdout)
+run: build
+	@if [ "$$(id -u)" != 0 ]; then echo "re-running as root"; exec sudo bin/secagent run --policy-dir policies --export-file -; fi; \
+	exec bin/secagent run --policy-dir policies --export-file -
+
+## test: unit + real-kernel integration tests (as root); non-zero on any failure
+test: build
+	dotnet test SecurityAgent.sln $(DOTNET_FLAGS) --no-build --logger "console;verbosity=normal" 2>&1 | tee build/test.log; \
+	  rc=$${PIPESTATUS[0]}; tools/test-summary build/test.log; exit $$rc
+
+clean:
+	rm -rf build bin src/*/bin src/*/obj tests/*/bin tests/*/obj

@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Small inline helpers shared by the hook families. */
+#pragma once
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include "common.h"
+
+#ifndef container_of
+#define container_of(ptr, type, member) ((type *)((void *)(ptr) - __builtin_offsetof(type, member)))
+#endif
+
+#define SA_PATH_DEPTH 64
+
+/* Scratch space for building a path backwards. 8 KiB so that a write at any
+ * offset below 4 KiB of at most 255 bytes stays inside the value. */
+struct path_scratch {
+	char buf[2 * (SA_PATH_MAX + 1)];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct path_scratch);
+} sa_path_scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 32 * 1024 * 1024);
+} sa_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SA_LOST_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} sa_lost SEC(".maps");
+
+static __always_inline void sa_count_lost(__u32 reason)
+{
+	__u64 *v = bpf_map_lookup_elem(&sa_lost, &reason);
+	if (v)
+		*v += 1;
+}
+
+static __always_inline void sa_header(struct event_header *h, __u8 op, __u32 size)
+{
+	h->op = op;
+	h->pad0 = 0;
+	h->size = size;
+	h->cpu = bpf_get_smp_processor_id();
+	h->ktime = bpf_ktime_get_boot_ns();
+}
+
+/* Sends the first `size` bytes of a scratch record; counts a full ring buffer. */
+static __always_inline void sa_submit(void *rec, __u64 size)
+{
+	if (bpf_ringbuf_output(&sa_events, rec, size, 0) < 0)
+		sa_count_lost(SA_LOST_RINGBUF_FULL);
+}
+
+struct sa_walk {
+	struct dentry *dentry;
+	struct vfsmount *vfsmnt;
+	struct mount *mnt;
+	struct dentry *root_dentry;
+	struct vfsmount *root_mnt;
+	__u32 off;
+	bool done;
+};
+
+/* One step of the walk: a bpf_loop callback, so the verifier checks it once. */
+static long sa_walk_step(__u32 i, struct sa_walk *w)
+{
+	__u32 zero = 0;
+	struct path_scratch *s = bpf_map_lookup_elem(&sa_path_scratch, &zero);
+	if (!s)
+		return 1;
+	/* Locals first: CO-RE relocations must not cover the accesses to *w. */
+	struct dentry *dentry = w->dentry;
+	struct vfsmount *vfsmnt = w->vfsmnt;
+	struct mount *mnt = w->mnt;
+	if (dentry == w->root_dentry && vfsmnt == w->root_mnt) {
+		w->done = true;
+		return 1;
+	}
+	struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+	struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
+	if (dentry == mnt_root || dentry == parent) {
+		struct mount *mnt_parent = BPF_CORE_READ(mnt, mnt_parent);
+		if (mnt == mnt_parent) {
+			w->done = true; /* global root */
+			return 1;
+		}
+		w->dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
+		w->mnt = mnt_parent;
+		w->vfsmnt = &mnt_parent->mnt;
+		return 0;
+	}
+	struct qstr name = BPF_CORE_READ(dentry, d_name);
+	__u32 len = name.len & 0xff;
+	__u32 off = w->off;
+	if (len + 1 >= off || off > SA_PATH_MAX + 1)
+		return 1;
+	off -= len;
+	bpf_probe_read_kernel(&s->buf[off & SA_MASK_4K], len, name.name);
+	off -= 1;
+	s->buf[off & SA_MASK_4K] = '/';
+	w->off = off;
+	w->dentry = parent;
+	return 0;
+}
+
+/* Resolves `path` to an absolute path as seen from `root`, like d_path(), by walking
+ * dentries and crossing mount points. The result is written backwards into the path
+ * scratch buffer, ending at SA_PATH_MAX; returns the start offset (SA_PATH_MAX + 1, i.e.
+ * empty, means "/"). *truncated is set when the walk did not reach the root. */
+static __always_inline __u32 sa_resolve_path(const struct path *path, const struct path *root,
+					     bool *truncated)
+{
+	struct sa_walk w = {};
+	w.dentry = BPF_CORE_READ(path, dentry);
+	w.vfsmnt = BPF_CORE_READ(path, mnt);
+	w.mnt = container_of(w.vfsmnt, struct mount, mnt);
+	w.root_dentry = BPF_CORE_READ(root, dentry);
+	w.root_mnt = BPF_CORE_READ(root, mnt);
+	w.off = SA_PATH_MAX + 1;
+	bpf_loop(SA_PATH_DEPTH, sa_walk_step, &w, 0);
+	*truncated = !w.done;
+	return w.off;
+}
+
+/* Copies a resolved path from the scratch buffer to dst; returns its length. */
+static __always_inline __u32 sa_copy_path(char *dst, struct path_scratch *s, __u32 off)
+{
+	if (off > SA_PATH_MAX) {
+		dst[0] = '/';
+		return 1;
+	}
+	__u32 len = (SA_PATH_MAX + 1 - off) & SA_MASK_4K;
+	bpf_probe_read_kernel(dst, len, &s->buf[off & SA_MASK_4K]);
+	return len;
+}
+
+static __always_inline __u64 sa_read_cap(const kernel_cap_t *cap)
+{
+	/* 8 bytes in every layout: u64 val (>= 6.3) or u32 cap[2] (older). */
+	__u64 v = 0;
+	bpf_probe_read_kernel(&v, sizeof(v), cap);
+	return v;
+}

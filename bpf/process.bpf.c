@@ -1,0 +1,136 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/* Process lifecycle sensor: exec, fork (new thread groups only) and exit (whole group). */
+#include "helpers.h"
+#include <bpf/bpf_tracing.h>
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct exec_event);
+} sa_exec_scratch SEC(".maps");
+
+static __always_inline __u64 sa_task_start(struct task_struct *t)
+{
+	return BPF_CORE_READ(t, group_leader, start_boottime);
+}
+
+static __always_inline __u32 sa_read_args(struct exec_event *ev, struct task_struct *task, __u32 off)
+{
+	struct mm_struct *mm = BPF_CORE_READ(task, mm);
+	unsigned long start = BPF_CORE_READ(mm, arg_start);
+	unsigned long end = BPF_CORE_READ(mm, arg_end);
+	__u64 len = end > start ? end - start : 0;
+
+	if (len > SA_ARGS_MAX) {
+		len = SA_ARGS_MAX;
+		ev->flags |= SA_EXEC_ARGS_TRUNCATED;
+	}
+	len &= SA_MASK_4K;
+	if (len && bpf_probe_read_user(&ev->data[off & SA_MASK_8K], len, (void *)start) < 0) {
+		ev->flags |= SA_EXEC_ARGS_FAULT;
+		return 0;
+	}
+	return len;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(sa_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
+{
+	__u32 zero = 0;
+	struct exec_event *ev = bpf_map_lookup_elem(&sa_exec_scratch, &zero);
+	struct path_scratch *ps = bpf_map_lookup_elem(&sa_path_scratch, &zero);
+	if (!ev || !ps) {
+		sa_count_lost(SA_LOST_SCRATCH);
+		return 0;
+	}
+
+	struct task_struct *parent = BPF_CORE_READ(task, real_parent);
+	const struct cred *cred = BPF_CORE_READ(task, cred);
+	struct fs_struct *fs = BPF_CORE_READ(task, fs);
+	bool truncated = false;
+
+	ev->pid = BPF_CORE_READ(task, tgid);
+	ev->tid = BPF_CORE_READ(task, pid);
+	ev->ppid = BPF_CORE_READ(parent, tgid);
+	ev->flags = 0;
+	ev->start_time = sa_task_start(task);
+	ev->parent_start_time = sa_task_start(parent);
+	ev->cgroup_id = bpf_get_current_cgroup_id();
+	ev->uid = BPF_CORE_READ(cred, uid.val);
+	ev->euid = BPF_CORE_READ(cred, euid.val);
+	ev->gid = BPF_CORE_READ(cred, gid.val);
+	ev->egid = BPF_CORE_READ(cred, egid.val);
+	if (bpf_core_field_exists(task->loginuid)) {
+		ev->auid = BPF_CORE_READ(task, loginuid.val);
+	} else {
+		ev->auid = (__u32)-1;
+		ev->flags |= SA_EXEC_NO_AUID;
+	}
+	ev->cap_permitted = sa_read_cap(&cred->cap_permitted);
+	ev->cap_effective = sa_read_cap(&cred->cap_effective);
+	ev->cap_inheritable = sa_read_cap(&cred->cap_inheritable);
+	ev->pad1 = 0;
+	ev->pad2 = 0;
+
+	/* The executed file, resolved against the task's root. */
+	struct file *file = BPF_CORE_READ(bprm, file);
+	__u32 start = sa_resolve_path(&file->f_path, &fs->root, &truncated);
+	if (truncated)
+		ev->flags |= SA_EXEC_PATH_TRUNCATED;
+	__u32 path_len = sa_copy_path(ev->data, ps, start) & SA_MASK_4K;
+	ev->path_len = path_len;
+
+	__u32 args_len = sa_read_args(ev, task, path_len) & SA_MASK_4K;
+	ev->args_len = args_len;
+
+	__u32 off = (path_len + args_len) & SA_MASK_8K;
+	start = sa_resolve_path(&fs->pwd, &fs->root, &truncated);
+	if (truncated)
+		ev->flags |= SA_EXEC_CWD_TRUNCATED;
+	__u32 cwd_len = sa_copy_path(&ev->data[off], ps, start) & SA_MASK_4K;
+	ev->cwd_len = cwd_len;
+
+	__u64 size = offsetof(struct exec_event, data) + off + cwd_len;
+	sa_header(&ev->hdr, SA_OP_EXEC, size);
+	if (size > sizeof(*ev))
+		return 0;
+	sa_submit(ev, size);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(sa_fork, struct task_struct *parent, struct task_struct *child)
+{
+	/* Threads share their group's process entry: only new thread groups matter. */
+	if (BPF_CORE_READ(child, pid) != BPF_CORE_READ(child, tgid))
+		return 0;
+
+	struct fork_event ev = {};
+	ev.pid = BPF_CORE_READ(child, tgid);
+	ev.ppid = BPF_CORE_READ(parent, tgid);
+	ev.start_time = BPF_CORE_READ(child, start_boottime);
+	ev.parent_start_time = sa_task_start(parent);
+	sa_header(&ev.hdr, SA_OP_FORK, sizeof(ev));
+	sa_submit(&ev, sizeof(ev));
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(sa_exit, struct task_struct *task)
+{
+	/* signal->live reached zero before this tracepoint when the whole group is gone. */
+	if (BPF_CORE_READ(task, signal, live.counter) != 0)
+		return 0;
+
+	struct exit_event ev = {};
+	ev.pid = BPF_CORE_READ(task, tgid);
+	ev.tid = BPF_CORE_READ(task, pid);
+	ev.start_time = sa_task_start(task);
+	ev.exit_code = BPF_CORE_READ(task, exit_code);
+	sa_header(&ev.hdr, SA_OP_EXIT, sizeof(ev));
+	sa_submit(&ev, sizeof(ev));
+	return 0;
+}

@@ -1,0 +1,64 @@
+using System.Runtime.InteropServices;
+using SecurityAgent.Interop;
+
+namespace SecurityAgent.Bpf;
+
+/// <summary>A program inside a <see cref="BpfObject"/>; lives as long as its object.</summary>
+public sealed unsafe class BpfProgram
+{
+    private readonly BpfObject _owner;
+    private readonly nint _prog;
+
+    internal BpfProgram(BpfObject owner, nint prog)
+    {
+        _owner = owner;
+        _prog = prog;
+    }
+
+    public string Name => Marshal.PtrToStringUTF8((nint)Libbpf.bpf_program__name(_prog)) ?? "";
+    public string Section => Marshal.PtrToStringUTF8((nint)Libbpf.bpf_program__section_name(_prog)) ?? "";
+    public int Fd => Libbpf.bpf_program__fd(_prog);
+
+    public bool AutoLoad
+    {
+        set => LibbpfException.Check(Libbpf.bpf_program__set_autoload(_prog, value), $"bpf_program__set_autoload({Name})");
+    }
+
+    /// <summary>Retargets an lsm/fentry/fexit program before load (e.g. a policy's hook name).</summary>
+    public void SetAttachTarget(string function) =>
+        LibbpfException.Check(Libbpf.bpf_program__set_attach_target(_prog, 0, function), $"bpf_program__set_attach_target({Name}, {function})");
+
+    /// <summary>Attaches where the section name says (tp_btf, raw_tp, lsm, fentry, ...).</summary>
+    public BpfLink Attach() => Link(Libbpf.bpf_program__attach(_prog), $"bpf_program__attach({Name})");
+
+    public BpfLink AttachTracepoint(string category, string name, ulong cookie = 0)
+    {
+        var opts = new Libbpf.BpfTracepointOpts { sz = (nuint)sizeof(Libbpf.BpfTracepointOpts), bpf_cookie = cookie };
+        return Link(Libbpf.bpf_program__attach_tracepoint_opts(_prog, category, name, &opts),
+            $"bpf_program__attach_tracepoint({Name}, {category}/{name})");
+    }
+
+    public BpfLink AttachKprobe(string function, bool retprobe = false) =>
+        Link(Libbpf.bpf_program__attach_kprobe(_prog, retprobe, function), $"bpf_program__attach_kprobe({Name}, {function})");
+
+    public BpfLink AttachCgroup(SafeHandle cgroupFd)
+    {
+        bool added = false;
+        cgroupFd.DangerousAddRef(ref added);
+        try
+        {
+            return Link(Libbpf.bpf_program__attach_cgroup(_prog, (int)cgroupFd.DangerousGetHandle()), $"bpf_program__attach_cgroup({Name})");
+        }
+        finally
+        {
+            if (added) cgroupFd.DangerousRelease();
+        }
+    }
+
+    private BpfLink Link(nint link, string call)
+    {
+        GC.KeepAlive(_owner);
+        using var capture = LibbpfLog.BeginCapture();
+        return new BpfLink(LibbpfException.Check(link, call), call);
+    }
+}

@@ -1,0 +1,61 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using SecurityAgent.Interop;
+
+namespace SecurityAgent.Bpf;
+
+/// <summary>A consumer of a BPF ring buffer map. <see cref="Poll"/> hands each record, as a span that is
+/// valid only during the call, to the sink given at creation.</summary>
+public sealed unsafe class RingBuffer : SafeHandle
+{
+    public delegate void RecordSink(ReadOnlySpan<byte> record);
+
+    private readonly RecordSink _sink;
+    private GCHandle _self;
+
+    public RingBuffer(BpfMap map, RecordSink sink) : base(0, ownsHandle: true)
+    {
+        _sink = sink;
+        _self = GCHandle.Alloc(this);
+        var rb = Libbpf.ring_buffer__new(map.Fd, &OnSample, GCHandle.ToIntPtr(_self), null);
+        if (rb == 0)
+        {
+            _self.Free();
+            LibbpfException.Check(rb, $"ring_buffer__new({map.Name})");
+        }
+        SetHandle(rb);
+    }
+
+    public override bool IsInvalid => handle == 0;
+
+    /// <summary>Waits up to <paramref name="timeoutMs"/> for records and consumes all available.
+    /// Returns the number consumed; EINTR counts as zero.</summary>
+    public int Poll(int timeoutMs)
+    {
+        int rc = Libbpf.ring_buffer__poll(handle, timeoutMs);
+        if (rc == -4) return 0; // EINTR
+        return LibbpfException.Check(rc, "ring_buffer__poll");
+    }
+
+    protected override bool ReleaseHandle()
+    {
+        Libbpf.ring_buffer__free(handle);
+        if (_self.IsAllocated) _self.Free();
+        return true;
+    }
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static int OnSample(nint ctx, nint data, nuint size)
+    {
+        try
+        {
+            var self = (RingBuffer)GCHandle.FromIntPtr(ctx).Target!;
+            self._sink(new ReadOnlySpan<byte>((void*)data, (int)size));
+        }
+        catch
+        {
+            // An exception must not unwind through libbpf; the sink counts its own failures.
+        }
+        return 0;
+    }
+}

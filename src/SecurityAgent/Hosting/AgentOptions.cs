@@ -1,0 +1,31 @@
+namespace SecurityAgent.Hosting;
+
+/// <summary>Options of `secagent run`, bound from the "Agent" section: appsettings.json beside the
+/// binary, then SECAGENT_Agent__* environment variables, then command-line flags (see <see cref="Switches"/>).</summary>
+public sealed class AgentOptions
+{
+    public string PolicyDir { get; set; } = "policies";
+    /// <summary>"-" for stdout.</summary>
+    public string ExportFile { get; set; } = "-";
+    public string? NodeName { get; set; }
+    public int ProcessCacheSize { get; set; } = 100_000;
+    public double ExitGraceSeconds { get; set; } = 15;
+    public int ChannelCapacity { get; set; } = 65_536;
+    public uint RingBufferBytes { get; set; } = 32 * 1024 * 1024;
+
+    public string ResolveNodeName() =>
+        !string.IsNullOrEmpty(NodeName) ? NodeName
+        : Environment.GetEnvironmentVariable("NODE_NAME") is { Length: > 0 } n ? n
+        : Environment.MachineName;
+
+    public static readonly Dictionary<string, string> Switches = new()
+    {
+        ["--policy-dir"] = "Agent:PolicyDir",
+        ["--export-file"] = "Agent:ExportFile",
+        ["--node-name"] = "Agent:NodeName",
+        ["--process-cache-size"] = "Agent:ProcessCacheSize",
+        ["--exit-grace-seconds"] = "Agent:ExitGraceSeconds",
+        ["--channel-capacity"] = "Agent:ChannelCapacity",
+        ["--ring-buffer-bytes"] = "Agent:RingBufferBytes",
+    };
+}

@@ -1,0 +1,114 @@
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using SecurityAgent.Export;
+using SecurityAgent.Interop;
+using SecurityAgent.Kernel;
+using SecurityAgent.Pipeline;
+using SecurityAgent.Processes;
+using SecurityAgent.Sensors;
+
+namespace SecurityAgent.Hosting;
+
+/// <summary>The daemon: probes the kernel, loads and attaches the sensors, seeds the process cache from
+/// /proc and runs the event pipeline until stopped; on stop, detaches and frees every kernel object.</summary>
+public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger<AgentService> log, IHostApplicationLifetime lifetime) : BackgroundService
+{
+    private readonly AgentOptions _opt = options.Value;
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        try
+        {
+            await RunAsync(stoppingToken);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            LogFatal(log, e.Message);
+            Environment.ExitCode = 1;
+            lifetime.StopApplication();
+        }
+    }
+
+    private async Task RunAsync(CancellationToken stop)
+    {
+        if (Libc.geteuid() != 0)
+            throw new UnauthorizedAccessException("the agent loads BPF programs and must run as root (or with CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN)");
+        LibbpfLog.Sink = (level, text) => { if (level == 0) LogLibbpf(log, text); };
+        KernelMounts.EnsureTraceFs();
+
+        var features = FeatureProbe.Run();
+        LogFeatures(log, features.KernelRelease, string.Join(", ", features.Mechanisms.Where(m => m.Value.Available).Select(m => KernelFeatures.MechanismName(m.Key))));
+
+        var node = _opt.ResolveNodeName();
+        var clockTickNs = 1_000_000_000L / Libc.sysconf(Libc._SC_CLK_TCK);
+        var cache = new ProcessCache(node, new ProcessCacheOptions
+        {
+            MaxEntries = _opt.ProcessCacheSize,
+            ExitGrace = TimeSpan.FromSeconds(_opt.ExitGraceSeconds),
+        }, TimeProvider.System, clockTickNs);
+
+        await using var exporter = new JsonLinesExporter(JsonLinesExporter.OpenTarget(_opt.ExportFile),
+            new JsonEventFormatter(node, BootClock.System()), log);
+        var pipeline = new EventPipeline(_opt.ChannelCapacity, cache, [exporter], log);
+
+        using var sensor = ProcessSensor.Load(features, _opt.RingBufferBytes);
+        using var reader = new KernelEventReader(sensor.Events, pipeline);
+        // Attach first, then scan /proc: a process that starts in between is seen by both, and the
+        // cache keeps one entry. Events wait in the ring buffer until the reader starts.
+        sensor.Attach();
+        int seeded = 0;
+        foreach (var p in ProcFsScanner.Scan(node, clockTickNs))
+        {
+            cache.AddProcFs(p);
+            seeded++;
+        }
+        cache.LinkProcFsParents();
+        reader.Start();
+        var run = Task.Run(() => pipeline.RunAsync(CancellationToken.None), CancellationToken.None);
+        LogReady(log, sensor.Links.Count, seeded, _opt.ExportFile == "-" ? "stdout" : _opt.ExportFile);
+
+        long reportedLoss = 0;
+        try
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                await Task.Delay(TimeSpan.FromSeconds(2), stop).ContinueWith(_ => { }, CancellationToken.None);
+                pipeline.Counters.SetKernelLost(sensor.KernelLost());
+                if (pipeline.Counters.TotalLost != reportedLoss)
+                {
+                    reportedLoss = pipeline.Counters.TotalLost;
+                    LogLoss(log, pipeline.Counters.ToString());
+                }
+                if (run.IsCompleted)
+                    await run; // surfaces a pipeline failure
+            }
+        }
+        finally
+        {
+            reader.Stop();
+            pipeline.Complete();
+            await run;
+            pipeline.Counters.SetKernelLost(sensor.KernelLost());
+            LogStopped(log, pipeline.Counters.ToString(), cache.Count, cache.Evictions);
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Kernel {Release}: available mechanisms: {Mechanisms}")]
+    private static partial void LogFeatures(ILogger log, string release, string mechanisms);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Agent ready: {Links} programs attached, {Seeded} processes from /proc, events to {Target}")]
+    private static partial void LogReady(ILogger log, int links, int seeded, string target);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Events lost: {Counters}")]
+    private static partial void LogLoss(ILogger log, string counters);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Agent stopped, all programs detached: {Counters}; process cache {Count} entries, {Evictions} evictions")]
+    private static partial void LogStopped(ILogger log, string counters, int count, long evictions);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "libbpf: {Text}")]
+    private static partial void LogLibbpf(ILogger log, string text);
+
+    [LoggerMessage(Level = LogLevel.Critical, Message = "Agent failed: {Reason}")]
+    private static partial void LogFatal(ILogger log, string reason);
+}

@@ -1,0 +1,139 @@
+using System.Runtime.InteropServices;
+
+namespace SecurityAgent.Interop;
+
+/// <summary>libbpf (Debian libbpf1) entry points. Every libbpf declaration of the agent lives here.</summary>
+/// <remarks>libbpf 1.x semantics: int-returning calls return a negative errno; pointer-returning calls
+/// return NULL and set errno. <see cref="LibbpfException.Check"/> is the one place that turns them into exceptions.</remarks>
+internal static unsafe partial class Libbpf
+{
+    private const string Lib = "libbpf.so.1";
+
+    [LibraryImport(Lib, EntryPoint = "bpf_object__open_mem", SetLastError = true)]
+    internal static partial nint bpf_object__open_mem(byte* buf, nuint size, BpfObjectOpenOpts* opts);
+
+    [LibraryImport(Lib, EntryPoint = "bpf_object__load")]
+    internal static partial int bpf_object__load(nint obj);
+
+    [LibraryImport(Lib, EntryPoint = "bpf_object__close")]
+    internal static partial void bpf_object__close(nint obj);
+
+    [LibraryImport(Lib, EntryPoint = "bpf_object__next_program")]
+    internal static partial nint bpf_object__next_program(nint obj, nint prog);
+
+    [LibraryImport(Lib, EntryPoint = "bpf_object__find_map_by_name", StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial nint bpf_object__find_map_by_name(nint obj, string name);
+
+    [LibraryImport(Lib, EntryPoint = "bpf_program__name")]
+    internal static partial byte* bpf_program__name(nint prog);
+
+    [LibraryImport(Lib, EntryPoint = "bpf_program__section_name")]
+    internal static partial byte* bpf_program__section_name(nint prog);
+
+    [LibraryImport(Lib, EntryPoint = "bpf_program__set_autoload")]
+    internal static partial int bpf_program__set_autoload(nint prog, [MarshalAs(UnmanagedType.U1)] bool autoload);
+
+    [LibraryImport(Lib, EntryPoint = "bpf_program__set_attach_target", StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial int bpf_program__set_attach_target(nint prog, int attachProgFd, string? attachFuncName);
+
+    [LibraryImport(Lib, EntryPoint = "bpf_program__fd")]
+    internal static partial int bpf_program__fd(nint prog);
+
+    [LibraryImport(Lib, EntryPoint = "bpf_program__attach", SetLastError = true)]
+    internal static partial nint bpf_program__attach(nint prog);
+
+    [LibraryImport(Lib, EntryPoint = "bpf_program__attach_cgroup", SetLastError = true)]
+    internal static partial nint bpf_program__attach_cgroup(nint prog, int cgroupFd);
+
+    [LibraryImport(Lib, EntryPoint = "bpf_program__attach_tracepoint_opts", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial nint bpf_program__attach_tracepoint_opts(nint prog, string category, string name, BpfTracepointOpts* opts);
+
+    [LibraryImport(Lib, EntryPoint = "bpf_program__attach_kprobe", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial nint bpf_program__attach_kprobe(nint prog, [MarshalAs(UnmanagedType.U1)] bool retprobe, string function);
+
+    [LibraryImport(Lib, EntryPoint = "bpf_link__destroy")]
+    internal static partial int bpf_link__destroy(nint link);
+
+    [LibraryImport(Lib, EntryPoint = "bpf_map__fd")]
+    internal static partial int bpf_map__fd(nint map);
+
+    [LibraryImport(Lib, EntryPoint = "bpf_map__reuse_fd")]
+    internal static partial int bpf_map__reuse_fd(nint map, int fd);
+
+    [LibraryImport(Lib, EntryPoint = "bpf_map__set_max_entries")]
+    internal static partial int bpf_map__set_max_entries(nint map, uint maxEntries);
+
+    [LibraryImport(Lib, EntryPoint = "bpf_map__key_size")]
+    internal static partial uint bpf_map__key_size(nint map);
+
+    [LibraryImport(Lib, EntryPoint = "bpf_map__value_size")]
+    internal static partial uint bpf_map__value_size(nint map);
+
+    [LibraryImport(Lib, EntryPoint = "bpf_map__type")]
+    internal static partial int bpf_map__type(nint map);
+
+    [LibraryImport(Lib, EntryPoint = "bpf_map_update_elem")]
+    internal static partial int bpf_map_update_elem(int fd, void* key, void* value, ulong flags);
+
+    [LibraryImport(Lib, EntryPoint = "bpf_map_lookup_elem")]
+    internal static partial int bpf_map_lookup_elem(int fd, void* key, void* value);
+
+    [LibraryImport(Lib, EntryPoint = "bpf_map_delete_elem")]
+    internal static partial int bpf_map_delete_elem(int fd, void* key);
+
+    [LibraryImport(Lib, EntryPoint = "bpf_map_get_next_key")]
+    internal static partial int bpf_map_get_next_key(int fd, void* key, void* nextKey);
+
+    [LibraryImport(Lib, EntryPoint = "ring_buffer__new", SetLastError = true)]
+    internal static partial nint ring_buffer__new(int mapFd, delegate* unmanaged[Cdecl]<nint, nint, nuint, int> sample, nint ctx, void* opts);
+
+    [LibraryImport(Lib, EntryPoint = "ring_buffer__poll")]
+    internal static partial int ring_buffer__poll(nint rb, int timeoutMs);
+
+    [LibraryImport(Lib, EntryPoint = "ring_buffer__free")]
+    internal static partial void ring_buffer__free(nint rb);
+
+    [LibraryImport(Lib, EntryPoint = "libbpf_set_print")]
+    internal static partial nint libbpf_set_print(delegate* unmanaged[Cdecl]<int, byte*, nint, int> fn);
+
+    [LibraryImport(Lib, EntryPoint = "libbpf_probe_bpf_helper")]
+    internal static partial int libbpf_probe_bpf_helper(int progType, int helperId, void* opts);
+
+    [LibraryImport(Lib, EntryPoint = "libbpf_probe_bpf_map_type")]
+    internal static partial int libbpf_probe_bpf_map_type(int mapType, void* opts);
+
+    [LibraryImport(Lib, EntryPoint = "libbpf_num_possible_cpus")]
+    internal static partial int libbpf_num_possible_cpus();
+
+    /// <summary>struct bpf_object_open_opts (libbpf 1.1 layout; sz tells libbpf how much we know).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct BpfObjectOpenOpts
+    {
+        public nuint sz;
+        public byte* object_name;
+        public byte relaxed_maps;
+        public byte* pin_root_path;
+        public uint attach_prog_fd_unused;
+        public byte* kconfig;
+        public byte* btf_custom_path;
+        public byte* kernel_log_buf;
+        public nuint kernel_log_size;
+        public uint kernel_log_level;
+    }
+
+    /// <summary>struct bpf_tracepoint_opts.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct BpfTracepointOpts
+    {
+        public nuint sz;
+        public ulong bpf_cookie;
+    }
+
+    internal const int BPF_PROG_TYPE_TRACEPOINT = 5;
+    internal const int BPF_MAP_TYPE_RINGBUF = 27;
+    internal const int BPF_MAP_TYPE_PERCPU_HASH = 5;
+    internal const int BPF_MAP_TYPE_PERCPU_ARRAY = 6;
+    internal const int BPF_FUNC_send_signal = 109;
+    internal const int BPF_FUNC_ringbuf_output = 130;
+    internal const ulong BPF_ANY = 0;
+}

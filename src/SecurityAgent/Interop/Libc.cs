@@ -1,0 +1,67 @@
+using System.Runtime.InteropServices;
+
+namespace SecurityAgent.Interop;
+
+/// <summary>The few libc calls the agent needs (Tmds.LibC is not available here).</summary>
+internal static unsafe partial class Libc
+{
+    private const string Lib = "libc.so.6";
+
+    internal const int CLOCK_REALTIME = 0;
+    internal const int CLOCK_BOOTTIME = 7;
+    internal const int SIGKILL = 9;
+    internal const int SIGTERM = 15;
+    private const long SYS_pidfd_open = 434;
+    private const long SYS_pidfd_send_signal = 424;
+
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct Timespec
+    {
+        public long tv_sec;
+        public long tv_nsec;
+    }
+
+    [LibraryImport(Lib, EntryPoint = "clock_gettime", SetLastError = true)]
+    internal static partial int clock_gettime(int clock, Timespec* ts);
+
+    [LibraryImport(Lib, EntryPoint = "vsnprintf")]
+    internal static partial int vsnprintf(byte* buf, nuint size, byte* format, nint args);
+
+    [LibraryImport(Lib, EntryPoint = "mount", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial int mount(string source, string target, string fstype, ulong flags, nint data);
+
+    [LibraryImport(Lib, EntryPoint = "geteuid")]
+    internal static partial uint geteuid();
+
+    [LibraryImport(Lib, EntryPoint = "getpid")]
+    internal static partial int getpid();
+
+    [LibraryImport(Lib, EntryPoint = "sysconf")]
+    internal static partial long sysconf(int name);
+
+    [LibraryImport(Lib, EntryPoint = "syscall", SetLastError = true)]
+    private static partial long syscall(long number, long a1, long a2, long a3, long a4);
+
+    [LibraryImport(Lib, EntryPoint = "close")]
+    internal static partial int close(int fd);
+
+    [LibraryImport(Lib, EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial int open(string path, int flags);
+
+    internal const int O_RDONLY = 0;
+    internal const int O_DIRECTORY = 0x10000;
+    internal const int O_CLOEXEC = 0x80000;
+    internal const int _SC_CLK_TCK = 2;
+
+    internal static long ClockNs(int clock)
+    {
+        Timespec ts;
+        if (clock_gettime(clock, &ts) != 0)
+            throw new InvalidOperationException($"clock_gettime({clock}) failed: errno {Marshal.GetLastPInvokeError()}");
+        return ts.tv_sec * 1_000_000_000L + ts.tv_nsec;
+    }
+
+    internal static int PidfdOpen(int pid) => (int)syscall(SYS_pidfd_open, pid, 0, 0, 0);
+
+    internal static int PidfdSendSignal(int pidfd, int signal) => (int)syscall(SYS_pidfd_send_signal, pidfd, signal, 0, 0);
+}

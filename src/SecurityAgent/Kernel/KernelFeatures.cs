@@ -1,0 +1,54 @@
+namespace SecurityAgent.Kernel;
+
+/// <summary>Hook mechanisms the agent can use. Names match `secagent probe` output and the policy plan.</summary>
+public enum Mechanism
+{
+    Tracepoint,
+    RawTracepoint,
+    BtfTracepoint,
+    Lsm,
+    Fentry,
+    Kprobe,
+    Uprobe,
+    CgroupSockAddr,
+}
+
+public sealed record Availability(bool Available, string Detail)
+{
+    public static Availability Yes(string detail = "loads and attaches") => new(true, detail);
+    public static Availability No(string detail) => new(false, detail);
+}
+
+/// <summary>What this kernel supports, found once by <see cref="FeatureProbe"/>. Plain data: later
+/// stages (sensors, the policy compiler) choose hooks from it and never probe on their own.</summary>
+public sealed record KernelFeatures(
+    string KernelRelease,
+    IReadOnlyDictionary<Mechanism, Availability> Mechanisms,
+    Availability SendSignal,
+    Availability RingBuffer,
+    bool Btf,
+    IReadOnlyList<string> ActiveLsms,
+    string? Cgroup2Path)
+{
+    public bool Has(Mechanism m) => Mechanisms.TryGetValue(m, out var a) && a.Available;
+    public bool BpfLsmActive => ActiveLsms.Contains("bpf");
+
+    public static string MechanismName(Mechanism m) => m switch
+    {
+        Mechanism.Tracepoint => "tracepoint",
+        Mechanism.RawTracepoint => "raw_tp",
+        Mechanism.BtfTracepoint => "tp_btf",
+        Mechanism.Lsm => "lsm",
+        Mechanism.Fentry => "fentry",
+        Mechanism.Kprobe => "kprobe",
+        Mechanism.Uprobe => "uprobe",
+        Mechanism.CgroupSockAddr => "cgroup_sock_addr",
+        _ => m.ToString(),
+    };
+
+    /// <summary>A kernel that has everything; for compiling plans without probing (tests, --kernel all).</summary>
+    public static KernelFeatures Everything { get; } = new(
+        "any",
+        Enum.GetValues<Mechanism>().ToDictionary(m => m, _ => Availability.Yes("assumed")),
+        Availability.Yes("assumed"), Availability.Yes("assumed"), true, ["capability", "bpf"], "/sys/fs/cgroup");
+}

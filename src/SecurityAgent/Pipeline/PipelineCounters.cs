@@ -1,0 +1,28 @@
+namespace SecurityAgent.Pipeline;
+
+/// <summary>Where events go and where they are lost, stage by stage. Written by one thread each,
+/// read by anyone (status, log reports, tests).</summary>
+public sealed class PipelineCounters
+{
+    private long _received, _channelDropped, _decodeErrors, _exported, _kernelLost;
+
+    /// <summary>Records read from the kernel ring buffer.</summary>
+    public long Received => Volatile.Read(ref _received);
+    /// <summary>Records dropped because the pipeline channel was full.</summary>
+    public long ChannelDropped => Volatile.Read(ref _channelDropped);
+    public long DecodeErrors => Volatile.Read(ref _decodeErrors);
+    public long Exported => Volatile.Read(ref _exported);
+    /// <summary>Records the kernel could not write: ring buffer full (from the sa_lost map).</summary>
+    public long KernelLost => Volatile.Read(ref _kernelLost);
+
+    internal void OnReceived() => Interlocked.Increment(ref _received);
+    internal void OnChannelDropped() => Interlocked.Increment(ref _channelDropped);
+    internal void OnDecodeError() => Interlocked.Increment(ref _decodeErrors);
+    internal void OnExported() => Interlocked.Increment(ref _exported);
+    internal void SetKernelLost(long value) => Volatile.Write(ref _kernelLost, value);
+
+    public long TotalLost => ChannelDropped + KernelLost + DecodeErrors;
+
+    public override string ToString() =>
+        $"received={Received} exported={Exported} kernel_lost={KernelLost} channel_dropped={ChannelDropped} decode_errors={DecodeErrors}";
+}

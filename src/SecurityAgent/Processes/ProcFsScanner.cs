@@ -1,0 +1,90 @@
+using SecurityAgent.Events;
+
+namespace SecurityAgent.Processes;
+
+/// <summary>Reads the processes that exist before the agent's hooks saw them, from /proc.</summary>
+public static class ProcFsScanner
+{
+    public static IEnumerable<ProcessInfo> Scan(string nodeName, long clockTickNs, string procRoot = "/proc")
+    {
+        foreach (var dir in Directory.EnumerateDirectories(procRoot))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out int pid))
+                continue;
+            ProcessInfo? p = null;
+            try
+            {
+                p = Read(dir, pid, nodeName, clockTickNs);
+            }
+            catch (IOException) { }             // exited while we read it
+            catch (UnauthorizedAccessException) { }
+            if (p is not null)
+                yield return p;
+        }
+    }
+
+    /// <summary>One /proc/PID directory. Returns null for kernel threads (no executable).</summary>
+    public static ProcessInfo? Read(string dir, int pid, string nodeName, long clockTickNs)
+    {
+        var stat = ParseStat(File.ReadAllText(Path.Combine(dir, "stat")));
+        var exe = ReadLink(Path.Combine(dir, "exe"));
+        if (exe is null)
+            return null;
+        var status = File.ReadAllLines(Path.Combine(dir, "status"));
+        var cmdline = File.ReadAllBytes(Path.Combine(dir, "cmdline"));
+        ulong start = stat.StartTicks * (ulong)clockTickNs;
+        uint[] uids = Ids(status, "Uid:"), gids = Ids(status, "Gid:");
+        return new ProcessInfo
+        {
+            ExecId = ExecId.Make(nodeName, start, pid),
+            Pid = pid,
+            Tid = pid,
+            StartTime = start,
+            Ktime = start,
+            Binary = exe.EndsWith(" (deleted)") ? exe[..^10] : exe,
+            Args = EventDecoder.SplitArgs(cmdline.AsSpan().TrimEnd((byte)0)),
+            Cwd = ReadLink(Path.Combine(dir, "cwd")) ?? "",
+            Creds = new Credentials(uids[0], uids[1], gids[0], gids[1]),
+            Auid = uint.TryParse(TryRead(Path.Combine(dir, "loginuid")), out var auid) ? auid : uint.MaxValue,
+            Caps = new Capabilities(Hex(status, "CapPrm:"), Hex(status, "CapEff:"), Hex(status, "CapInh:")),
+            Ppid = stat.Ppid,
+            Origin = ProcessOrigin.ProcFs,
+        };
+    }
+
+    public readonly record struct Stat(int Ppid, ulong StartTicks);
+
+    /// <summary>/proc/PID/stat: the comm field may contain spaces and parentheses, so fields are counted after the last ')'.</summary>
+    public static Stat ParseStat(string stat)
+    {
+        var rest = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        // rest[0] is field 3 (state): ppid is field 4, starttime field 22.
+        return new Stat(int.Parse(rest[1]), ulong.Parse(rest[19]));
+    }
+
+    private static uint[] Ids(string[] status, string key)
+    {
+        var line = status.FirstOrDefault(l => l.StartsWith(key, StringComparison.Ordinal));
+        var ids = line?[key.Length..].Split('\t', ' ', StringSplitOptions.RemoveEmptyEntries).Select(uint.Parse).ToArray();
+        return ids is { Length: >= 2 } ? ids : [0, 0];
+    }
+
+    private static ulong Hex(string[] status, string key)
+    {
+        var line = status.FirstOrDefault(l => l.StartsWith(key, StringComparison.Ordinal));
+        return line is null ? 0 : Convert.ToUInt64(line[key.Length..].Trim(), 16);
+    }
+
+    private static string? ReadLink(string path)
+    {
+        try { return new FileInfo(path).LinkTarget; }
+        catch (IOException) { return null; }
+        catch (UnauthorizedAccessException) { return null; }
+    }
+
+    private static string? TryRead(string path)
+    {
+        try { return File.ReadAllText(path).Trim(); }
+        catch (IOException) { return null; }
+    }
+}

@@ -1,0 +1,206 @@
+using SecurityAgent.Events;
+
+namespace SecurityAgent.Processes;
+
+public sealed record ProcessCacheOptions
+{
+    /// <summary>How long an exited process stays for late lookups (children's parent, late events).</summary>
+    public TimeSpan ExitGrace { get; init; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>Hard cap on entries. Past it the oldest exited entries go first, then the oldest live ones.</summary>
+    public int MaxEntries { get; init; } = 100_000;
+}
+
+/// <summary>Executions by exec_id, the current one by pid, with parent links. Single-threaded: only the
+/// pipeline's one reader touches it. Memory is bounded by <see cref="ProcessCacheOptions.MaxEntries"/>.</summary>
+public sealed class ProcessCache(string nodeName, ProcessCacheOptions options, TimeProvider clock, long clockTickNs = 10_000_000)
+{
+    private readonly Dictionary<string, ProcessInfo> _byExecId = new(StringComparer.Ordinal);
+    private readonly Dictionary<int, ProcessInfo> _byPid = new();
+    private readonly LinkedList<ProcessInfo> _age = new();
+    private readonly Queue<ProcessInfo> _exited = new();
+
+    public string NodeName => nodeName;
+    public int Count => _byExecId.Count;
+    public long Evictions { get; private set; }
+    public long Expired { get; private set; }
+
+    public ProcessInfo? Get(string? execId) => execId is not null && _byExecId.TryGetValue(execId, out var p) ? p : null;
+
+    /// <summary>The current execution of a pid (if its start time is known, it must match: no pid reuse mix-ups).</summary>
+    public ProcessInfo? ByPid(int pid, ulong startTime = 0) =>
+        _byPid.TryGetValue(pid, out var p) && (startTime == 0 || SameStart(p.StartTime, startTime)) ? p : null;
+
+    public ProcessInfo? Parent(ProcessInfo p) => Get(p.ParentExecId);
+
+    /// <summary>Parent, grandparent, ... as far as the cache knows (bounded against cycles).</summary>
+    public IEnumerable<ProcessInfo> Ancestors(ProcessInfo p)
+    {
+        for (int i = 0; i < 128 && Parent(p) is { } parent; i++)
+        {
+            yield return parent;
+            p = parent;
+        }
+    }
+
+    private bool SameStart(ulong a, ulong b) => a / (ulong)clockTickNs == b / (ulong)clockTickNs;
+
+    public ProcessInfo OnExec(ExecEvent e)
+    {
+        Expire();
+        var previous = ByPid(e.Pid, e.StartTime);
+        // The parent of an exec is the process it was cloned from (what Tetragon reports), even when
+        // that process has exec'd since; without a clone entry, the current execution of ppid.
+        var parent = previous is not null ? Get(previous.ParentExecId) ?? ByPid(e.Ppid, e.ParentStartTime) : ByPid(e.Ppid, e.ParentStartTime);
+        var info = new ProcessInfo
+        {
+            ExecId = ExecId.Make(nodeName, e.Ktime, e.Pid),
+            Pid = e.Pid,
+            Tid = e.Tid,
+            StartTime = e.StartTime,
+            Ktime = e.Ktime,
+            Binary = e.Binary,
+            Args = e.Args,
+            Cwd = e.Cwd,
+            Creds = e.Creds,
+            Auid = e.Auid,
+            Caps = e.Caps,
+            CgroupId = e.CgroupId,
+            Ppid = e.Ppid,
+            ParentExecId = parent?.ExecId ?? previous?.ParentExecId,
+            Origin = ProcessOrigin.Exec,
+            Flags = e.Flags,
+        };
+        if (previous is not null)
+            Retire(previous);
+        Add(info);
+        return info;
+    }
+
+    public ProcessInfo OnFork(ForkEvent e)
+    {
+        Expire();
+        if (ByPid(e.Pid, e.StartTime) is { } known)
+            return known; // already seeded from /proc
+        var parent = ByPid(e.Ppid, e.ParentStartTime);
+        var info = new ProcessInfo
+        {
+            ExecId = ExecId.Make(nodeName, e.StartTime, e.Pid),
+            Pid = e.Pid,
+            Tid = e.Pid,
+            StartTime = e.StartTime,
+            Ktime = e.StartTime,
+            Binary = parent?.Binary ?? "",
+            Args = parent?.Args ?? [],
+            Cwd = parent?.Cwd ?? "",
+            Creds = parent?.Creds ?? new Credentials(0, 0, 0, 0),
+            Auid = parent?.Auid ?? uint.MaxValue,
+            Caps = parent?.Caps,
+            CgroupId = parent?.CgroupId ?? 0,
+            Ppid = e.Ppid,
+            ParentExecId = parent?.ExecId,
+            Origin = ProcessOrigin.Clone,
+            Flags = parent?.Flags ?? 0,
+        };
+        Add(info);
+        return info;
+    }
+
+    /// <summary>Marks the process exited; it stays for <see cref="ProcessCacheOptions.ExitGrace"/>.</summary>
+    public ProcessInfo? OnExit(ExitEvent e)
+    {
+        Expire();
+        var p = ByPid(e.Pid, e.StartTime);
+        if (p is not null)
+        {
+            _byPid.Remove(e.Pid);
+            Retire(p);
+        }
+        return p;
+    }
+
+    /// <summary>Seeds an entry from the /proc scan at start-up (parents are linked by <see cref="LinkProcFsParents"/>).</summary>
+    public void AddProcFs(ProcessInfo p)
+    {
+        if (_byPid.ContainsKey(p.Pid)) return;
+        Add(p);
+    }
+
+    /// <summary>After a /proc scan: sets ParentExecId from ppid for the entries the scan added.</summary>
+    public void LinkProcFsParents()
+    {
+        foreach (var p in _byPid.Values.Where(p => p.Origin == ProcessOrigin.ProcFs && p.ParentExecId is null).ToList())
+        {
+            if (ByPid(p.Ppid) is { } parent && !ReferenceEquals(parent, p))
+                Replace(p, CloneWithParent(p, parent.ExecId));
+        }
+    }
+
+    private static ProcessInfo CloneWithParent(ProcessInfo p, string parentExecId) => new()
+    {
+        ExecId = p.ExecId, Pid = p.Pid, Tid = p.Tid, StartTime = p.StartTime, Ktime = p.Ktime, Binary = p.Binary,
+        Args = p.Args, Cwd = p.Cwd, Creds = p.Creds, Auid = p.Auid, Caps = p.Caps, CgroupId = p.CgroupId, Ppid = p.Ppid,
+        ParentExecId = parentExecId, Origin = p.Origin, Flags = p.Flags,
+    };
+
+    private void Replace(ProcessInfo old, ProcessInfo now)
+    {
+        _age.Remove(old.Node!);
+        now.Node = _age.AddLast(now);
+        _byExecId[now.ExecId] = now;
+        _byPid[now.Pid] = now;
+    }
+
+    private void Add(ProcessInfo p)
+    {
+        while (_byExecId.Count >= options.MaxEntries)
+            EvictOne();
+        p.Node = _age.AddLast(p);
+        _byExecId[p.ExecId] = p;
+        _byPid[p.Pid] = p;
+    }
+
+    /// <summary>An execution that ended (exit) or was replaced (exec): kept for the grace period.</summary>
+    private void Retire(ProcessInfo p)
+    {
+        if (p.Exited) return;
+        p.Exited = true;
+        p.RemoveAfter = clock.GetTimestamp() + (long)(options.ExitGrace.TotalSeconds * clock.TimestampFrequency);
+        _exited.Enqueue(p);
+    }
+
+    /// <summary>Drops exited entries whose grace period is over. Cheap: looks at the queue head only.</summary>
+    public void Expire()
+    {
+        long now = clock.GetTimestamp();
+        while (_exited.TryPeek(out var p) && (p.Node is null || p.RemoveAfter <= now))
+        {
+            _exited.Dequeue();
+            if (p.Node is not null)
+            {
+                Remove(p);
+                Expired++;
+            }
+        }
+    }
+
+    private void EvictOne()
+    {
+        ProcessInfo? victim = null;
+        while (_exited.TryDequeue(out var p))
+            if (p.Node is not null) { victim = p; break; }
+        victim ??= _age.First?.Value;
+        if (victim is null) return;
+        Remove(victim);
+        Evictions++;
+    }
+
+    private void Remove(ProcessInfo p)
+    {
+        _age.Remove(p.Node!);
+        p.Node = null;
+        _byExecId.Remove(p.ExecId);
+        if (_byPid.TryGetValue(p.Pid, out var cur) && ReferenceEquals(cur, p))
+            _byPid.Remove(p.Pid);
+    }
+}

@@ -1,0 +1,63 @@
+using SecurityAgent.Events;
+
+namespace SecurityAgent.Processes;
+
+/// <summary>How the agent learned of a process.</summary>
+public enum ProcessOrigin
+{
+    Exec,
+    Clone,
+    ProcFs,
+}
+
+/// <summary>One execution of a process: what the process cache holds and events render.</summary>
+public sealed class ProcessInfo
+{
+    public required string ExecId { get; init; }
+    public required int Pid { get; init; }
+    public int Tid { get; init; }
+    /// <summary>Task start, CLOCK_BOOTTIME ns (from /proc: clock-tick resolution).</summary>
+    public required ulong StartTime { get; init; }
+    /// <summary>When this execution began: the exec time, or the start for clones and /proc entries.</summary>
+    public required ulong Ktime { get; init; }
+    public required string Binary { get; init; }
+    public required IReadOnlyList<string> Args { get; init; }
+    public required string Cwd { get; init; }
+    public required Credentials Creds { get; init; }
+    public uint Auid { get; init; } = uint.MaxValue;
+    public Capabilities? Caps { get; init; }
+    public ulong CgroupId { get; init; }
+    public int Ppid { get; init; }
+    public string? ParentExecId { get; init; }
+    public required ProcessOrigin Origin { get; init; }
+    public Wire.ExecFlags Flags { get; init; }
+
+    public bool Exited { get; internal set; }
+    internal long RemoveAfter { get; set; }
+    internal LinkedListNode<ProcessInfo>? Node { get; set; }
+
+    /// <summary>The arguments as one string, as Tetragon renders them: space separated, an argument
+    /// with white space (or an empty one) in double quotes.</summary>
+    public string Arguments => string.Join(' ', Args.Skip(1).Select(Quote));
+
+    private static string Quote(string a) =>
+        a.Length > 0 && !a.Any(c => char.IsWhiteSpace(c) || c == '"') ? a : "\"" + a.Replace("\\", "\\\\").Replace("\"", "\\\"") + "\"";
+
+    /// <summary>Tetragon's process flags string.</summary>
+    public string FlagsText
+    {
+        get
+        {
+            var parts = new List<string>(4)
+            {
+                Origin switch { ProcessOrigin.Exec => "execve", ProcessOrigin.Clone => "clone", _ => "procFS" },
+            };
+            if (Cwd == "/") parts.Add("rootcwd");
+            if (Flags.HasFlag(Wire.ExecFlags.ArgsTruncated)) parts.Add("truncArgs");
+            if (Flags.HasFlag(Wire.ExecFlags.PathTruncated)) parts.Add("truncFilename");
+            if (Flags.HasFlag(Wire.ExecFlags.ArgsFault)) parts.Add("errorArgs");
+            if (Auid != uint.MaxValue) parts.Add("auid");
+            return string.Join(' ', parts);
+        }
+    }
+}
