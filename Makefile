@@ -32,12 +32,17 @@ deps:
 	fi
 
 ## bpf: compile bpf/*.bpf.c (CO-RE, against the committed bpf/include/vmlinux.h)
-bpf: deps $(BPF_OBJ)
+bpf: $(if $(BPF_SKIP_DEPS),,deps) $(BPF_OBJ)
 
 $(BPF_OUT)/%.bpf.o: bpf/%.bpf.c $(BPF_HDR)
 	@mkdir -p $(BPF_OUT)
 	$(CLANG) -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_x86 -Ibpf/include -c $< -o $@
 	$(STRIP) -g $@
+
+BPF_TEST_OBJ := $(patsubst tests/bpf/%.bpf.c,build/bpf-test/%.bpf.o,$(wildcard tests/bpf/*.bpf.c))
+build/bpf-test/%.bpf.o: tests/bpf/%.bpf.c $(BPF_HDR)
+	@mkdir -p build/bpf-test
+	$(CLANG) -g -O2 -target bpf -D__TARGET_ARCH_x86 -Ibpf/include -c $< -o $@
 
 ## vmlinux: regenerate bpf/include/vmlinux.h from this machine's kernel BTF
 vmlinux:
@@ -56,7 +61,7 @@ run: build
 	exec bin/secagent run --policy-dir policies --export-file -
 
 ## test: unit + real-kernel integration tests (as root); non-zero on any failure
-test: build
+test: build $(BPF_TEST_OBJ)
 	dotnet test SecurityAgent.sln $(DOTNET_FLAGS) --no-build --logger "console;verbosity=normal" 2>&1 | tee build/test.log; \
 	  rc=$${PIPESTATUS[0]}; tools/test-summary build/test.log; exit $$rc
 

@@ -12,6 +12,10 @@ struct {
 	__type(value, struct exec_event);
 } sa_exec_scratch SEC(".maps");
 
+/* Stack-only record types are not in BTF unless something global names them; LayoutTests need them. */
+struct fork_event *sa_btf_fork __attribute__((unused));
+struct exit_event *sa_btf_exit __attribute__((unused));
+
 static __always_inline __u64 sa_task_start(struct task_struct *t)
 {
 	return BPF_CORE_READ(t, group_leader, start_boottime);

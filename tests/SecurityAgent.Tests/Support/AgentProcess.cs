@@ -1,0 +1,62 @@
+using System.Diagnostics;
+using System.Text;
+
+namespace SecurityAgent.Tests.Support;
+
+/// <summary>The real agent binary, run as a child of the test: `secagent run` with an export file
+/// in a temp dir. Dispose stops it with SIGTERM, as an operator would.</summary>
+public sealed class AgentProcess : IDisposable
+{
+    private readonly Process _proc;
+    private readonly StringBuilder _stderr = new();
+    private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    public TempDir Dir { get; } = new();
+    public ExportedEvents Events { get; }
+    public string Stderr { get { lock (_stderr) return _stderr.ToString(); } }
+    public int Pid => _proc.Id;
+
+    public AgentProcess(params string[] extraArgs)
+    {
+        var export = Dir.File("events.json");
+        var policies = Directory.CreateDirectory(Dir.File("policies")).FullName;
+        Events = new ExportedEvents(export);
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+        foreach (var a in new[] { Repo.AgentDll, "run", "--export-file", export, "--policy-dir", policies }.Concat(extraArgs))
+            psi.ArgumentList.Add(a);
+        _proc = Process.Start(psi)!;
+        _proc.ErrorDataReceived += (_, e) =>
+        {
+            if (e.Data is null) return;
+            lock (_stderr) _stderr.AppendLine(e.Data);
+            if (e.Data.Contains("Agent ready")) _ready.TrySetResult();
+        };
+        _proc.OutputDataReceived += (_, _) => { };
+        _proc.BeginErrorReadLine();
+        _proc.BeginOutputReadLine();
+        _proc.EnableRaisingEvents = true;
+        _proc.Exited += (_, _) => _ready.TrySetException(new InvalidOperationException("agent exited before it was ready:\n" + Stderr));
+        if (!_ready.Task.Wait(TimeSpan.FromSeconds(30)))
+            throw new TimeoutException("agent not ready after 30 s:\n" + Stderr);
+    }
+
+    /// <summary>SIGTERM, then waits for the exit. Returns the exit code.</summary>
+    public int Terminate(TimeSpan? timeout = null)
+    {
+        if (_proc.HasExited) return _proc.ExitCode;
+        Process.Start("kill", ["-TERM", _proc.Id.ToString()])!.WaitForExit();
+        if (!_proc.WaitForExit(timeout ?? TimeSpan.FromSeconds(15)))
+        {
+            _proc.Kill();
+            throw new TimeoutException("agent did not stop within the timeout after SIGTERM:\n" + Stderr);
+        }
+        _proc.WaitForExit();
+        return _proc.ExitCode;
+    }
+
+    public void Dispose()
+    {
+        try { Terminate(); } catch (TimeoutException) { }
+        _proc.Dispose();
+        Dir.Dispose();
+    }
+}

@@ -1,0 +1,118 @@
+using System.Buffers.Binary;
+using System.Text;
+using SecurityAgent.Events;
+
+namespace SecurityAgent.Tests.Unit;
+
+public class EventDecoderTests
+{
+    internal static byte[] ExecRecord(int pid, string path, string[] argv, string cwd, uint flags = 0)
+    {
+        var args = Encoding.UTF8.GetBytes(string.Join('\0', argv) + "\0");
+        var p = Encoding.UTF8.GetBytes(path);
+        var c = Encoding.UTF8.GetBytes(cwd);
+        var buf = new byte[Wire.Exec.Data + p.Length + args.Length + c.Length];
+        buf[Wire.Header.Op] = (byte)Op.Exec;
+        BinaryPrimitives.WriteUInt16LittleEndian(buf.AsSpan(Wire.Header.Size), (ushort)buf.Length);
+        BinaryPrimitives.WriteUInt64LittleEndian(buf.AsSpan(Wire.Header.Ktime), 5_000_000_123);
+        BinaryPrimitives.WriteInt32LittleEndian(buf.AsSpan(Wire.Exec.Pid), pid);
+        BinaryPrimitives.WriteInt32LittleEndian(buf.AsSpan(Wire.Exec.Tid), pid);
+        BinaryPrimitives.WriteInt32LittleEndian(buf.AsSpan(Wire.Exec.Ppid), 1);
+        BinaryPrimitives.WriteUInt32LittleEndian(buf.AsSpan(Wire.Exec.Flags), flags);
+        BinaryPrimitives.WriteUInt64LittleEndian(buf.AsSpan(Wire.Exec.StartTime), 4_000_000_000);
+        BinaryPrimitives.WriteUInt32LittleEndian(buf.AsSpan(Wire.Exec.Uid), 1000);
+        BinaryPrimitives.WriteUInt32LittleEndian(buf.AsSpan(Wire.Exec.Euid), 0);
+        BinaryPrimitives.WriteUInt32LittleEndian(buf.AsSpan(Wire.Exec.Auid), 1000);
+        BinaryPrimitives.WriteUInt64LittleEndian(buf.AsSpan(Wire.Exec.CapEffective), 1UL << 21);
+        BinaryPrimitives.WriteUInt16LittleEndian(buf.AsSpan(Wire.Exec.PathLen), (ushort)p.Length);
+        BinaryPrimitives.WriteUInt16LittleEndian(buf.AsSpan(Wire.Exec.ArgsLen), (ushort)args.Length);
+        BinaryPrimitives.WriteUInt16LittleEndian(buf.AsSpan(Wire.Exec.CwdLen), (ushort)c.Length);
+        p.CopyTo(buf, Wire.Exec.Data);
+        args.CopyTo(buf, Wire.Exec.Data + p.Length);
+        c.CopyTo(buf, Wire.Exec.Data + p.Length + args.Length);
+        return buf;
+    }
+
+    [Fact]
+    public void An_exec_record_decodes_to_its_path_arguments_cwd_and_credentials()
+    {
+        var raw = ExecRecord(4242, "/usr/bin/curl", ["curl", "-s", "http://x y"], "/home/u", flags: 1);
+
+        var e = Assert.IsType<ExecEvent>(EventDecoder.Decode(raw));
+
+        Assert.Equal(4242, e.Pid);
+        Assert.Equal(1, e.Ppid);
+        Assert.Equal(5_000_000_123UL, e.Ktime);
+        Assert.Equal("/usr/bin/curl", e.Binary);
+        Assert.Equal(["curl", "-s", "http://x y"], e.Args);
+        Assert.Equal("/home/u", e.Cwd);
+        Assert.Equal(1000U, e.Creds.Uid);
+        Assert.Equal(0U, e.Creds.Euid);
+        Assert.Equal(1000U, e.Auid);
+        Assert.Equal(1UL << 21, e.Caps.Effective);
+        Assert.True(e.Flags.HasFlag(Wire.ExecFlags.ArgsTruncated));
+    }
+
+    [Fact]
+    public void Truncated_argv_keeps_the_partial_last_argument()
+    {
+        Assert.Equal(["a", "bc", "de"], EventDecoder.SplitArgs("a\0bc\0de"u8));
+        Assert.Equal(["a"], EventDecoder.SplitArgs("a\0"u8));
+        Assert.Empty(EventDecoder.SplitArgs(""u8));
+    }
+
+    [Fact]
+    public void An_exit_record_splits_the_wait_status_into_code_and_signal()
+    {
+        var buf = new byte[Wire.Exit.Length];
+        buf[Wire.Header.Op] = (byte)Op.Exit;
+        BinaryPrimitives.WriteInt32LittleEndian(buf.AsSpan(Wire.Exit.Pid), 77);
+        BinaryPrimitives.WriteUInt32LittleEndian(buf.AsSpan(Wire.Exit.ExitCode), 3 << 8);
+        var exited = Assert.IsType<ExitEvent>(EventDecoder.Decode(buf));
+        Assert.Equal((77, 3, 0), (exited.Pid, exited.Status, exited.Signal));
+
+        BinaryPrimitives.WriteUInt32LittleEndian(buf.AsSpan(Wire.Exit.ExitCode), 9);
+        var killed = Assert.IsType<ExitEvent>(EventDecoder.Decode(buf));
+        Assert.Equal((0, 9), (killed.Status, killed.Signal));
+    }
+
+    [Fact]
+    public void A_fork_record_decodes_child_and_parent()
+    {
+        var buf = new byte[Wire.Fork.Length];
+        buf[Wire.Header.Op] = (byte)Op.Fork;
+        BinaryPrimitives.WriteInt32LittleEndian(buf.AsSpan(Wire.Fork.Pid), 10);
+        BinaryPrimitives.WriteInt32LittleEndian(buf.AsSpan(Wire.Fork.Ppid), 9);
+        BinaryPrimitives.WriteUInt64LittleEndian(buf.AsSpan(Wire.Fork.StartTime), 123);
+        var f = Assert.IsType<ForkEvent>(EventDecoder.Decode(buf));
+        Assert.Equal((10, 9, 123UL), (f.Pid, f.Ppid, f.StartTime));
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(8)]
+    [InlineData(20)]
+    public void A_short_record_is_a_format_error_not_a_crash(int length)
+    {
+        var buf = new byte[length];
+        if (length > 0) buf[0] = (byte)Op.Exec;
+        Assert.Throws<FormatException>(() => EventDecoder.Decode(buf));
+    }
+
+    [Fact]
+    public void Lengths_that_exceed_the_record_are_rejected()
+    {
+        var raw = ExecRecord(1, "/bin/x", ["x"], "/");
+        BinaryPrimitives.WriteUInt16LittleEndian(raw.AsSpan(Wire.Exec.PathLen), 4000);
+        var e = Assert.Throws<FormatException>(() => EventDecoder.Decode(raw));
+        Assert.Contains("exceed", e.Message);
+    }
+
+    [Fact]
+    public void An_unknown_op_code_is_rejected_with_its_number()
+    {
+        var buf = new byte[Wire.Header.Length];
+        buf[0] = 200;
+        Assert.Contains("200", Assert.Throws<FormatException>(() => EventDecoder.Decode(buf)).Message);
+    }
+}
