@@ -6,30 +6,37 @@ namespace SecurityAgent.Tests.Integration;
 [Collection("kernel")]
 public class AgentLifecycleTests
 {
-    private static int CountOurPrograms() =>
+    private static HashSet<int> ProgramIds(Func<JsonElement, bool>? filter = null) =>
         JsonDocument.Parse(Run.Bpftool("prog", "list", "-j")).RootElement.EnumerateArray()
-            .Count(p => p.TryGetProperty("name", out var n) && n.GetString() is "sa_exec" or "sa_fork" or "sa_exit");
+            .Where(p => filter?.Invoke(p) ?? true).Select(p => p.GetProperty("id").GetInt32()).ToHashSet();
+
+    private static HashSet<int> LinkedProgramIds() =>
+        JsonDocument.Parse(Run.Bpftool("link", "list", "-j")).RootElement.EnumerateArray()
+            .Where(l => l.TryGetProperty("prog_id", out _)).Select(l => l.GetProperty("prog_id").GetInt32()).ToHashSet();
 
     [Fact]
     public void After_sigterm_nothing_of_the_agent_remains_in_the_kernel()
     {
-        int before = CountOurPrograms();
-        var linksBefore = Run.Bpftool("link", "list");
+        var before = ProgramIds();
         var pinsBefore = Directory.Exists("/sys/fs/bpf") ? Directory.GetFileSystemEntries("/sys/fs/bpf").Length : 0;
+        HashSet<int> ours;
         int code;
         using (var agent = new AgentProcess())
         {
-            Assert.Equal(before + 3, CountOurPrograms());
+            ours = ProgramIds(p => p.GetProperty("name").GetString() is "sa_exec" or "sa_fork" or "sa_exit");
+            ours.ExceptWith(before);
+            Assert.Equal(3, ours.Count);
+            Assert.True(ours.IsSubsetOf(LinkedProgramIds()), "the agent's programs are attached through links");
             code = agent.Terminate(TimeSpan.FromSeconds(10));
             Assert.Contains("all programs detached", agent.Stderr);
         }
         Assert.Equal(0, code);
         // The kernel frees programs after an RCU grace period once the last fd is closed.
         var deadline = DateTime.UtcNow.AddSeconds(5);
-        while (CountOurPrograms() != before && DateTime.UtcNow < deadline)
+        while (ProgramIds().Overlaps(ours) && DateTime.UtcNow < deadline)
             Thread.Sleep(100);
-        Assert.Equal(before, CountOurPrograms());
-        Assert.Equal(linksBefore.Split('\n').Length, Run.Bpftool("link", "list").Split('\n').Length);
+        Assert.False(ProgramIds().Overlaps(ours), "programs of the stopped agent are still loaded");
+        Assert.False(LinkedProgramIds().Overlaps(ours), "links of the stopped agent remain");
         Assert.Equal(pinsBefore, Directory.Exists("/sys/fs/bpf") ? Directory.GetFileSystemEntries("/sys/fs/bpf").Length : 0);
     }
 
