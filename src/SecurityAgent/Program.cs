@@ -17,6 +17,7 @@ public static class Program
           run      run the agent   [--policy-dir DIR] [--export-file PATH|-] [--node-name NAME]
                                    [--process-cache-size N] [--exit-grace-seconds S]
           probe    show what this kernel supports   [--json]
+          policy validate FILE...   check tracing policies (file:line:column for every problem)
           version  print the version
         """;
 
@@ -33,6 +34,7 @@ public static class Program
             {
                 "run" => await RunAgent(args[1..]),
                 "probe" => ProbeCommand.Run(args[1..]),
+                "policy" => PolicyCommand.Run(args[1..]),
                 "version" => Version(),
                 _ => Fail($"unknown command '{args[0]}'\n{Usage}"),
             };

@@ -11,6 +11,12 @@ public static class KernelMounts
     public const string BpfFs = "/sys/fs/bpf";
 
     public static void EnsureTraceFs() => Ensure("tracefs", TraceFs, probe: Path.Combine(TraceFs, "events"));
+    /// <summary>For read-only tools: mounts tracefs when allowed, otherwise leaves it to the caller.</summary>
+    public static void TryEnsureTraceFs()
+    {
+        try { EnsureTraceFs(); } catch (IOException) { }
+    }
+
     public static void EnsureSecurityFs() => Ensure("securityfs", SecurityFs, probe: Path.Combine(SecurityFs, "lsm"));
     public static void EnsureBpfFs() => Ensure("bpf", BpfFs, probe: null);
 

@@ -1,0 +1,55 @@
+using SecurityAgent.Interop;
+using SecurityAgent.Kernel;
+using SecurityAgent.Policies;
+
+namespace SecurityAgent.Cli;
+
+/// <summary>`secagent policy validate FILE...`: checks policies against the schema and this kernel.</summary>
+public static class PolicyCommand
+{
+    public static int Run(string[] args)
+    {
+        if (args.Length < 2 || args[0] != "validate")
+        {
+            Console.Error.WriteLine("usage: secagent policy validate FILE...");
+            return 2;
+        }
+        var features = KernelFor(out var note);
+        if (note is not null) Console.Error.WriteLine(note);
+        KernelMounts.TryEnsureTraceFs();
+        var validator = new PolicyValidator(features);
+        int errors = 0;
+        foreach (var file in args[1..])
+        {
+            if (!File.Exists(file))
+            {
+                Console.Error.WriteLine($"{file}: no such file");
+                errors++;
+                continue;
+            }
+            foreach (var p in validator.ValidateFile(file))
+            {
+                if (p.Ok)
+                    Console.WriteLine($"{file}: {p.Kind} {p.Name}: ok");
+                foreach (var d in p.Diagnostics)
+                {
+                    Console.WriteLine(d);
+                    errors++;
+                }
+            }
+        }
+        return errors == 0 ? 0 : 1;
+    }
+
+    /// <summary>The real kernel's features when we may probe it (root); otherwise everything is assumed.</summary>
+    private static KernelFeatures KernelFor(out string? note)
+    {
+        if (Libc.geteuid() == 0)
+        {
+            note = null;
+            return FeatureProbe.Run();
+        }
+        note = "not root: cannot probe the kernel, so hooks are checked as if every mechanism were available";
+        return KernelFeatures.Everything;
+    }
+}
