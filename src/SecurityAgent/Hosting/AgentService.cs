@@ -5,6 +5,7 @@ using SecurityAgent.Export;
 using SecurityAgent.Interop;
 using SecurityAgent.Kernel;
 using SecurityAgent.Pipeline;
+using SecurityAgent.Policies;
 using SecurityAgent.Processes;
 using SecurityAgent.Sensors;
 
@@ -40,6 +41,7 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         var features = FeatureProbe.Run();
         LogFeatures(log, features.KernelRelease, string.Join(", ", features.Mechanisms.Where(m => m.Value.Available).Select(m => KernelFeatures.MechanismName(m.Key))));
 
+        CheckPolicies(features);
         var node = _opt.ResolveNodeName();
         var clockTickNs = 1_000_000_000L / Libc.sysconf(Libc._SC_CLK_TCK);
         var cache = new ProcessCache(node, new ProcessCacheOptions
@@ -93,6 +95,37 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
             LogStopped(log, pipeline.Counters.ToString(), cache.Count, cache.Evictions);
         }
     }
+
+    /// <summary>Reports every policy file's problems at start; compiling policies into kernel filters is
+    /// the tracing-policy engine's job, not active in this build.</summary>
+    private void CheckPolicies(KernelFeatures features)
+    {
+        if (!Directory.Exists(_opt.PolicyDir))
+        {
+            LogNoPolicyDir(log, _opt.PolicyDir);
+            return;
+        }
+        var validator = new PolicyValidator(features);
+        foreach (var file in Directory.EnumerateFiles(_opt.PolicyDir).Where(f => f.EndsWith(".yaml") || f.EndsWith(".yml")).Order())
+        {
+            foreach (var p in validator.ValidateFile(file))
+            {
+                if (p.Ok)
+                    LogPolicyValid(log, p.Name ?? "?", file);
+                foreach (var d in p.Diagnostics)
+                    LogPolicyError(log, d.ToString());
+            }
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Policy directory {Dir} does not exist; no tracing policies")]
+    private static partial void LogNoPolicyDir(ILogger log, string dir);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Policy {Name} ({File}) is valid; in-kernel tracing policies are not active in this build yet, only process lifecycle events are reported")]
+    private static partial void LogPolicyValid(ILogger log, string name, string file);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Policy error: {Diagnostic}")]
+    private static partial void LogPolicyError(ILogger log, string diagnostic);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Kernel {Release}: available mechanisms: {Mechanisms}")]
     private static partial void LogFeatures(ILogger log, string release, string mechanisms);

@@ -129,26 +129,11 @@ public sealed class ProcessCache(string nodeName, ProcessCacheOptions options, T
     /// <summary>After a /proc scan: sets ParentExecId from ppid for the entries the scan added.</summary>
     public void LinkProcFsParents()
     {
-        foreach (var p in _byPid.Values.Where(p => p.Origin == ProcessOrigin.ProcFs && p.ParentExecId is null).ToList())
+        foreach (var p in _byPid.Values)
         {
-            if (ByPid(p.Ppid) is { } parent && !ReferenceEquals(parent, p))
-                Replace(p, CloneWithParent(p, parent.ExecId));
+            if (p.Origin == ProcessOrigin.ProcFs && p.ParentExecId is null && ByPid(p.Ppid) is { } parent && !ReferenceEquals(parent, p))
+                p.ParentExecId = parent.ExecId;
         }
-    }
-
-    private static ProcessInfo CloneWithParent(ProcessInfo p, string parentExecId) => new()
-    {
-        ExecId = p.ExecId, Pid = p.Pid, Tid = p.Tid, StartTime = p.StartTime, Ktime = p.Ktime, Binary = p.Binary,
-        Args = p.Args, Cwd = p.Cwd, Creds = p.Creds, Auid = p.Auid, Caps = p.Caps, CgroupId = p.CgroupId, Ppid = p.Ppid,
-        ParentExecId = parentExecId, Origin = p.Origin, Flags = p.Flags,
-    };
-
-    private void Replace(ProcessInfo old, ProcessInfo now)
-    {
-        _age.Remove(old.Node!);
-        now.Node = _age.AddLast(now);
-        _byExecId[now.ExecId] = now;
-        _byPid[now.Pid] = now;
     }
 
     private void Add(ProcessInfo p)

@@ -28,7 +28,8 @@ public sealed class ProcessInfo
     public Capabilities? Caps { get; init; }
     public ulong CgroupId { get; init; }
     public int Ppid { get; init; }
-    public string? ParentExecId { get; init; }
+    /// <summary>Set at creation; for /proc entries linked once the whole scan is in.</summary>
+    public string? ParentExecId { get; internal set; }
     public required ProcessOrigin Origin { get; init; }
     public Wire.ExecFlags Flags { get; init; }
 

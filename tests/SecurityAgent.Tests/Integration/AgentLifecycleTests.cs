@@ -66,6 +66,17 @@ public class AgentLifecycleTests
     }
 
     [Fact]
+    public void A_broken_policy_in_the_policy_dir_is_reported_with_file_line_column_and_the_agent_keeps_running()
+    {
+        const string broken = "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: broken\nspec:\n  tracepoints:\n  - subsystem: syscalls\n    evnt: sys_enter_openat\n";
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["broken.yaml"] = broken });
+        var marker = "pol-" + Guid.NewGuid().ToString("N")[..10];
+        Run.Wait("/bin/sh", ["-c", "true", marker]);
+        agent.Events.WaitFor(e => ExportedEvents.IsExecOf(e, marker), "exec after a broken policy");
+        Assert.Matches(@"Policy error: .*broken\.yaml:8:5: spec\.tracepoints\[0\]\.evnt: unknown field 'evnt' \(did you mean 'event'\?\)", agent.Stderr);
+    }
+
+    [Fact]
     public void The_probe_reports_what_this_kernel_allows()
     {
         var (code, stdout, stderr) = Run.Wait("dotnet", [Repo.AgentDll, "probe", "--json"]);

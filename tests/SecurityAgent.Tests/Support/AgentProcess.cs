@@ -15,13 +15,18 @@ public sealed class AgentProcess : IDisposable
     public string Stderr { get { lock (_stderr) return _stderr.ToString(); } }
     public int Pid => _proc.Id;
 
-    public AgentProcess(params string[] extraArgs)
+    public AgentProcess(params string[] extraArgs) : this(new Dictionary<string, string>(), extraArgs) { }
+
+    /// <param name="policies">Policy files (name → YAML) put in the agent's --policy-dir.</param>
+    public AgentProcess(IReadOnlyDictionary<string, string> policies, params string[] extraArgs)
     {
         var export = Dir.File("events.json");
-        var policies = Directory.CreateDirectory(Dir.File("policies")).FullName;
+        var policyDir = Directory.CreateDirectory(Dir.File("policies")).FullName;
+        foreach (var (name, yaml) in policies)
+            File.WriteAllText(Path.Combine(policyDir, name), yaml);
         Events = new ExportedEvents(export);
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
-        foreach (var a in new[] { Repo.AgentDll, "run", "--export-file", export, "--policy-dir", policies }.Concat(extraArgs))
+        foreach (var a in new[] { Repo.AgentDll, "run", "--export-file", export, "--policy-dir", policyDir }.Concat(extraArgs))
             psi.ArgumentList.Add(a);
         _proc = Process.Start(psi)!;
         _proc.ErrorDataReceived += (_, e) =>
