@@ -55,8 +55,9 @@ build: bpf
 	@mkdir -p bin && ln -sf ../$(APP_OUT)/secagent bin/secagent
 	@echo "built bin/secagent"
 
-## run: the agent as root with defaults (policies/ in monitor mode, JSON events to stdout)
-run: build
+## run: the agent as root with defaults (policies/ in monitor mode, JSON events to stdout; build output to stderr)
+run:
+	@$(MAKE) --no-print-directory build 1>&2
 	@if [ "$$(id -u)" != 0 ]; then echo "re-running as root"; exec sudo bin/secagent run --policy-dir policies --export-file -; fi; \
 	exec bin/secagent run --policy-dir policies --export-file -
 
