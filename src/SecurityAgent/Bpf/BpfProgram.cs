@@ -58,7 +58,6 @@ public sealed unsafe class BpfProgram
     private BpfLink Link(nint link, string call)
     {
         GC.KeepAlive(_owner);
-        using var capture = LibbpfLog.BeginCapture();
         return new BpfLink(LibbpfException.Check(link, call), call);
     }
 }

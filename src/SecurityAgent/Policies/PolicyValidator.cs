@@ -18,12 +18,15 @@ public sealed class PolicyValidator(KernelFeatures features, string? tracefs = K
 {
     public const int MaxSelectors = 5;
 
-    private static readonly Lazy<JsonSchema> Schema = new(() =>
+    /// <summary>schemas/tracingpolicy.schema.json, embedded in the agent.</summary>
+    internal static readonly Lazy<string> SchemaText = new(() =>
     {
         using var s = typeof(PolicyValidator).Assembly.GetManifestResourceStream("schemas/tracingpolicy.schema.json")
             ?? throw new InvalidOperationException("tracingpolicy.schema.json is not embedded");
-        return JsonSchema.FromJsonAsync(new StreamReader(s).ReadToEnd()).GetAwaiter().GetResult();
+        return new StreamReader(s).ReadToEnd();
     });
+
+    private static readonly Lazy<JsonSchema> Schema = new(() => JsonSchema.FromJsonAsync(SchemaText.Value).GetAwaiter().GetResult());
 
     public IReadOnlyList<ValidatedPolicy> ValidateFile(string path) => ValidateText(path, File.ReadAllText(path));
 
@@ -60,25 +63,20 @@ public sealed class PolicyValidator(KernelFeatures features, string? tracefs = K
         }
     }
 
-    /// <summary>NJsonSchema paths look like "#/spec.kprobes[0].args[1].type".</summary>
-    internal static string FieldPath(ValidationError e)
-    {
-        var p = (e.Path ?? "").TrimStart('#').TrimStart('/');
-        return p;
-    }
-
     private static void ReportSchemaError(ValidationError e, JToken json, Action<string, string> report)
     {
-        var path = FieldPath(e);
+        // NJsonSchema paths look like "#/spec.kprobes[0].args[1].type"; ours drop the "#/".
+        var path = (e.Path ?? "").TrimStart('#', '/');
         switch (e.Kind)
         {
             case ValidationErrorKind.NoAdditionalPropertiesAllowed:
-                var parent = path.Contains('.') ? path[..path.LastIndexOf('.')] : "";
-                report(path, $"unknown field '{e.Property}'{Suggest(e.Property, json, parent)}");
+                var hint = e.Property is not null && KnownFields.Closest(e.Property) is { } s ? $" (did you mean '{s}'?)" : "";
+                report(path, $"unknown field '{e.Property}'{hint}");
                 break;
             case ValidationErrorKind.PropertyRequired:
-                report(path.Length > 0 && path.EndsWith(e.Property ?? "") ? path[..Math.Max(0, path.Length - (e.Property?.Length ?? 0) - 1)] : path,
-                    $"required field '{e.Property}' is missing");
+                // The path names the missing field; point at the mapping that lacks it.
+                var owner = path == e.Property ? "" : path.EndsWith("." + e.Property) ? path[..^(e.Property!.Length + 1)] : path;
+                report(owner, $"required field '{e.Property}' is missing");
                 break;
             case ValidationErrorKind.NotInEnumeration:
                 report(path, $"'{json.SelectToken(path)}' is not one of the allowed values");
@@ -88,9 +86,6 @@ public sealed class PolicyValidator(KernelFeatures features, string? tracefs = K
                 break;
         }
     }
-
-    private static string Suggest(string? name, JToken json, string parentPath) =>
-        name is null ? "" : KnownFields.Closest(name) is { } s ? $" (did you mean '{s}'?)" : "";
 
     private static string Humanize(ValidationErrorKind k) => k switch
     {
@@ -111,8 +106,7 @@ internal static class KnownFields
 {
     private static readonly Lazy<string[]> Names = new(() =>
     {
-        using var s = typeof(KnownFields).Assembly.GetManifestResourceStream("schemas/tracingpolicy.schema.json")!;
-        var root = JObject.Parse(new StreamReader(s).ReadToEnd());
+        var root = JObject.Parse(PolicyValidator.SchemaText.Value);
         return root.Descendants().OfType<JProperty>().Where(p => p.Name == "properties").SelectMany(p => ((JObject)p.Value).Properties().Select(x => x.Name)).Distinct().ToArray();
     });
 

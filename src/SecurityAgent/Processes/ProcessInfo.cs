@@ -39,26 +39,27 @@ public sealed class ProcessInfo
 
     /// <summary>The arguments as one string, as Tetragon renders them: space separated, an argument
     /// with white space (or an empty one) in double quotes.</summary>
-    public string Arguments => string.Join(' ', Args.Skip(1).Select(Quote));
+    public string Arguments => _arguments ??= string.Join(' ', Args.Skip(1).Select(Quote));
+    private string? _arguments;
 
     private static string Quote(string a) =>
         a.Length > 0 && !a.Any(c => char.IsWhiteSpace(c) || c == '"') ? a : "\"" + a.Replace("\\", "\\\\").Replace("\"", "\\\"") + "\"";
 
     /// <summary>Tetragon's process flags string.</summary>
-    public string FlagsText
+    public string FlagsText => _flagsText ??= RenderFlags();
+    private string? _flagsText;
+
+    private string RenderFlags()
     {
-        get
+        var parts = new List<string>(4)
         {
-            var parts = new List<string>(4)
-            {
-                Origin switch { ProcessOrigin.Exec => "execve", ProcessOrigin.Clone => "clone", _ => "procFS" },
-            };
-            if (Cwd == "/") parts.Add("rootcwd");
-            if (Flags.HasFlag(Wire.ExecFlags.ArgsTruncated)) parts.Add("truncArgs");
-            if (Flags.HasFlag(Wire.ExecFlags.PathTruncated)) parts.Add("truncFilename");
-            if (Flags.HasFlag(Wire.ExecFlags.ArgsFault)) parts.Add("errorArgs");
-            if (Auid != uint.MaxValue) parts.Add("auid");
-            return string.Join(' ', parts);
-        }
+            Origin switch { ProcessOrigin.Exec => "execve", ProcessOrigin.Clone => "clone", _ => "procFS" },
+        };
+        if (Cwd == "/") parts.Add("rootcwd");
+        if (Flags.HasFlag(Wire.ExecFlags.ArgsTruncated)) parts.Add("truncArgs");
+        if (Flags.HasFlag(Wire.ExecFlags.PathTruncated)) parts.Add("truncFilename");
+        if (Flags.HasFlag(Wire.ExecFlags.ArgsFault)) parts.Add("errorArgs");
+        if (Auid != uint.MaxValue) parts.Add("auid");
+        return string.Join(' ', parts);
     }
 }
