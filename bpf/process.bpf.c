@@ -12,6 +12,29 @@ struct {
 	__type(value, struct exec_event);
 } sa_exec_scratch SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sa_binary);
+} sa_binary_scratch SEC(".maps");
+
+/* Records the binary of pid for matchBinaries: the first SA_STR_MAX - 1 bytes of its path, zero padded
+ * (the value-set maps compare whole keys). */
+static __always_inline void sa_remember_binary(__u32 pid, const char *path, __u32 len)
+{
+	__u32 zero = 0;
+	struct sa_binary *b = bpf_map_lookup_elem(&sa_binary_scratch, &zero);
+	if (!b)
+		return;
+	__builtin_memset(b, 0, sizeof(*b));
+	if (len > SA_STR_MAX - 1)
+		len = SA_STR_MAX - 1;
+	bpf_probe_read_kernel(b->path, len & (SA_STR_MAX - 1), path);
+	b->len = len;
+	bpf_map_update_elem(&sa_exec_binary, &pid, b, BPF_ANY);
+}
+
 /* Stack-only record types are not in BTF unless something global names them; LayoutTests need them. */
 struct fork_event *sa_btf_fork __attribute__((unused));
 struct exit_event *sa_btf_exit __attribute__((unused));
@@ -97,6 +120,8 @@ int BPF_PROG(sa_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 	__u32 cwd_len = sa_copy_path(&ev->data[off], ps, start) & SA_MASK_4K;
 	ev->cwd_len = cwd_len;
 
+	sa_remember_binary(ev->pid, ev->data, path_len);
+
 	__u64 size = offsetof(struct exec_event, data) + off + cwd_len;
 	sa_header(&ev->hdr, SA_OP_EXEC, size);
 	if (size > sizeof(*ev))
@@ -115,6 +140,9 @@ int BPF_PROG(sa_fork, struct task_struct *parent, struct task_struct *child)
 	struct fork_event ev = {};
 	ev.pid = BPF_CORE_READ(child, tgid);
 	ev.ppid = BPF_CORE_READ(parent, tgid);
+	struct sa_binary *pb = bpf_map_lookup_elem(&sa_exec_binary, &ev.ppid);
+	if (pb)
+		bpf_map_update_elem(&sa_exec_binary, &ev.pid, pb, BPF_ANY);
 	ev.start_time = BPF_CORE_READ(child, start_boottime);
 	ev.parent_start_time = sa_task_start(parent);
 	sa_header(&ev.hdr, SA_OP_FORK, sizeof(ev));
@@ -131,6 +159,7 @@ int BPF_PROG(sa_exit, struct task_struct *task)
 
 	struct exit_event ev = {};
 	ev.pid = BPF_CORE_READ(task, tgid);
+	bpf_map_delete_elem(&sa_exec_binary, &ev.pid);
 	ev.tid = BPF_CORE_READ(task, pid);
 	ev.start_time = sa_task_start(task);
 	ev.exit_code = BPF_CORE_READ(task, exit_code);

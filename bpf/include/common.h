@@ -85,3 +85,136 @@ struct exit_event {
 	__u32 exit_code;         /* wait(2) status: code << 8, or the signal number */
 	__u32 pad0;
 };
+
+/* ---- Tracing policies: hook configuration (written by the agent) and policy events ---- */
+
+#define SA_MAX_ARGS 5          /* arguments read per hook */
+#define SA_MAX_SELECTORS 5     /* Tetragon's limit */
+#define SA_MAX_MATCH_ARGS 4    /* matchArgs entries per selector */
+#define SA_MAX_PIDS 4          /* matchPIDs values per selector */
+#define SA_STR_MAX 256         /* bytes of a string argument that are matched and sent */
+#define SA_MAX_HOOKS 1024
+
+/* How to read and render an argument. */
+enum sa_arg_type {
+	SA_ARG_NONE = 0,
+	SA_ARG_INT = 1,        /* signed integer of `size` bytes */
+	SA_ARG_UINT = 2,       /* unsigned integer of `size` bytes */
+	SA_ARG_STRING = 3,     /* user-space char *, read as a string */
+	SA_ARG_SOCKADDR = 4,   /* user-space struct sockaddr * */
+	SA_ARG_FD = 5,         /* file descriptor (int) */
+};
+
+/* Comparisons of a selector (matchArgs, matchBinaries). Numbered: shared with C#. */
+enum sa_cmp {
+	SA_CMP_NONE = 0,
+	SA_CMP_IN = 1,         /* Equal / In / InMap: value in the filter's set */
+	SA_CMP_NOT_IN = 2,
+	SA_CMP_PREFIX = 3,
+	SA_CMP_NOT_PREFIX = 4,
+	SA_CMP_POSTFIX = 5,
+	SA_CMP_NOT_POSTFIX = 6,
+	SA_CMP_GT = 7,
+	SA_CMP_LT = 8,
+	SA_CMP_MASK = 9,
+	SA_CMP_DADDR = 10,
+	SA_CMP_NOT_DADDR = 11,
+	SA_CMP_DPORT = 12,     /* port in the filter's int set */
+	SA_CMP_NOT_DPORT = 13,
+	SA_CMP_FAMILY = 14,
+	SA_CMP_NOT_FAMILY = 15,
+};
+
+enum sa_action {
+	SA_ACT_POST = 1 << 0,
+	SA_ACT_SIGKILL = 1 << 1,
+	SA_ACT_SIGNAL = 1 << 2,
+	SA_ACT_OVERRIDE = 1 << 3,
+};
+
+/* policy_event.flags */
+enum sa_policy_event_flags {
+	SA_PEV_ENFORCED = 1 << 0,        /* the signal was sent */
+	SA_PEV_MONITOR = 1 << 1,         /* policy-mode monitor: would have enforced */
+	SA_PEV_SAFETY_REFUSED = 1 << 2,  /* target was pid 1, a kernel thread or the agent */
+	SA_PEV_STR_TRUNCATED = 1 << 3,
+};
+
+struct sa_arg_filter {
+	__u32 filter_id;       /* key prefix in the value-set maps */
+	__u8 arg;              /* slot in the hook's args */
+	__u8 cmp;              /* enum sa_cmp */
+	__u16 pad;
+	__u64 value;           /* GT / LT / MASK operand */
+};
+
+struct sa_selector {
+	__u32 actions;         /* enum sa_action bits */
+	__u32 signal;          /* for SA_ACT_SIGNAL */
+	__u64 rate_limit_ns;   /* Post at most once per window per process; 0: no limit */
+	__u32 bin_filter;
+	__u8 bin_cmp;          /* SA_CMP_IN / NOT_IN / PREFIX / NOT_PREFIX / POSTFIX / NOT_POSTFIX */
+	__u8 nargs;
+	__u8 pid_cmp;          /* SA_CMP_IN / SA_CMP_NOT_IN */
+	__u8 npids;
+	__u32 pids[SA_MAX_PIDS];
+	__u64 cap_mask;
+	__u8 cap_cmp;          /* SA_CMP_IN: any of the mask held; SA_CMP_NOT_IN: none held */
+	__u8 cap_set;          /* 0 effective, 1 permitted, 2 inheritable */
+	__u16 pad0;
+	__s32 error;           /* Override errno (negative) */
+	struct sa_arg_filter args[SA_MAX_MATCH_ARGS];
+};
+
+struct sa_hook_arg {
+	__u16 offset;          /* in the tracepoint record */
+	__u8 size;
+	__u8 type;             /* enum sa_arg_type */
+};
+
+struct sa_hook {
+	__u32 policy_id;
+	__u8 nargs;
+	__u8 nselectors;
+	__u8 enforce;          /* 0: policy-mode monitor */
+	__u8 reverse_mask;     /* bit i: arg i needs its reversed string (Postfix filters) */
+	struct sa_hook_arg args[SA_MAX_ARGS];
+	struct sa_selector sel[SA_MAX_SELECTORS];
+};
+
+/* Kernel-side counters per hook (per-CPU, summed by the agent). */
+struct sa_hook_stats {
+	__u64 seen;
+	__u64 matched;
+	__u64 posted;
+	__u64 enforced;
+	__u64 rate_limited;
+};
+
+struct sa_settings {
+	__u32 agent_tgid;      /* never signalled */
+	__u32 pad;
+};
+
+/* The current binary of a process, for matchBinaries (kept by the process sensor). */
+struct sa_binary {
+	__u32 len;
+	char path[SA_STR_MAX];
+};
+
+struct policy_event {
+	struct event_header hdr;
+	__u32 pid;
+	__u32 tid;
+	__u32 hook_id;
+	__u32 policy_id;
+	__u8 selector;
+	__u8 flags;            /* enum sa_policy_event_flags */
+	__u8 nargs;
+	__u8 pad0;
+	__u32 actions;
+	__u64 ints[SA_MAX_ARGS];
+	__u16 str_len[SA_MAX_ARGS];
+	__u16 pad1[3];
+	char str[SA_MAX_ARGS][SA_STR_MAX];
+};

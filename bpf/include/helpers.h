@@ -37,6 +37,14 @@ struct {
 	__type(value, __u64);
 } sa_lost SEC(".maps");
 
+/* pid (tgid) -> current binary; shared by the process sensor (writer) and the policy hooks (readers). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 131072);
+	__type(key, __u32);
+	__type(value, struct sa_binary);
+} sa_exec_binary SEC(".maps");
+
 static __always_inline void sa_count_lost(__u32 reason)
 {
 	__u64 *v = bpf_map_lookup_elem(&sa_lost, &reason);

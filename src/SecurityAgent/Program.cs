@@ -18,6 +18,7 @@ public static class Program
                                    [--process-cache-size N] [--exit-grace-seconds S]
           probe    show what this kernel supports   [--json]
           policy validate FILE...   check tracing policies (file:line:column for every problem)
+          policy compile FILE... --explain   show the plan: hooks, mechanism on this kernel, map entries
           version  print the version
         """;
 

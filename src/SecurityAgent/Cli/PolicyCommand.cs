@@ -9,17 +9,20 @@ public static class PolicyCommand
 {
     public static int Run(string[] args)
     {
-        if (args.Length < 2 || args[0] != "validate")
+        if (args.Length < 2 || args[0] is not ("validate" or "compile"))
         {
-            Console.Error.WriteLine("usage: secagent policy validate FILE...");
+            Console.Error.WriteLine("usage: secagent policy validate FILE...\n       secagent policy compile FILE... [--explain]");
             return 2;
         }
+        bool compile = args[0] == "compile";
+        var files = args[1..].Where(a => a != "--explain").ToArray();
         var features = KernelFor(out var note);
         if (note is not null) Console.Error.WriteLine(note);
         KernelMounts.TryEnsureTraceFs();
         var validator = new PolicyValidator(features);
         int errors = 0;
-        foreach (var file in args[1..])
+        var compiler = new PolicyCompiler(features, PolicyCompiler.TraceFsFormats());
+        foreach (var file in files)
         {
             if (!File.Exists(file))
             {
@@ -29,7 +32,19 @@ public static class PolicyCommand
             }
             foreach (var p in validator.ValidateFile(file))
             {
-                if (p.Ok)
+                if (p.Ok && compile)
+                {
+                    try
+                    {
+                        Console.Write(PlanExplainer.Explain(compiler.Compile(p)));
+                    }
+                    catch (PolicyCompileException e)
+                    {
+                        foreach (var d in e.Diagnostics) Console.WriteLine(d);
+                        errors += e.Diagnostics.Count;
+                    }
+                }
+                else if (p.Ok)
                     Console.WriteLine($"{file}: {p.Kind} {p.Name}: ok");
                 foreach (var d in p.Diagnostics)
                 {

@@ -6,7 +6,7 @@ using SecurityAgent.Kernel;
 namespace SecurityAgent.Policies;
 
 /// <summary>The outcome for one policy document of a file.</summary>
-public sealed record ValidatedPolicy(string File, string? Name, string? Kind, JToken? Json, IReadOnlyList<PolicyDiagnostic> Diagnostics)
+public sealed record ValidatedPolicy(string File, string? Name, string? Kind, JToken? Json, IReadOnlyList<PolicyDiagnostic> Diagnostics, YamlDocument? Source = null)
 {
     public bool Ok => Diagnostics.Count == 0;
 }
@@ -46,7 +46,7 @@ public sealed class PolicyValidator(KernelFeatures features, string? tracefs = K
                 ReportSchemaError(e, doc.Json, Report);
             if (diags.Count == 0)
                 new SemanticPass(doc.Json, features, tracefs, Report).Run();
-            results.Add(new ValidatedPolicy(file, doc.Json.SelectToken("metadata.name")?.ToString(), doc.Json.SelectToken("kind")?.ToString(), doc.Json, diags));
+            results.Add(new ValidatedPolicy(file, doc.Json.SelectToken("metadata.name")?.ToString(), doc.Json.SelectToken("kind")?.ToString(), doc.Json, diags, doc));
         }
         return results;
     }

@@ -1,0 +1,249 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/* Generic tracepoint hook for tracing policies. One program, attached once per policy hook with the
+ * hook id as bpf_cookie; sa_hooks[hook id] says which record fields to read and which selectors to
+ * evaluate. Only an event that matches a selector reaches the ring buffer. */
+#include "policy.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Keeps the record type in BTF for LayoutTests. */
+struct policy_event *sa_btf_policy_event __attribute__((unused));
+
+struct sa_eval {
+	__u32 hook_id;
+	__u32 tgid;
+	__s32 matched;      /* selector index, or -1 */
+};
+
+static __always_inline bool sa_match_arg(struct sa_policy_scratch *s, struct sa_hook *h, struct sa_arg_filter *f)
+{
+	__u32 a = f->arg;
+	if (a >= SA_MAX_ARGS)
+		return false;
+	struct policy_event *ev = &s->ev;
+	__u8 type = h->args[a].type;
+	__u64 v = ev->ints[a];
+	__u32 len = ev->str_len[a] & (SA_STR_MAX - 1);
+	bool str = type == SA_ARG_STRING;
+
+	switch (f->cmp) {
+	case SA_CMP_IN:
+		return str ? sa_str_in_set(&s->key, f->filter_id, ev->str[a], len) : sa_int_in_set(f->filter_id, v);
+	case SA_CMP_NOT_IN:
+		return str ? !sa_str_in_set(&s->key, f->filter_id, ev->str[a], len) : !sa_int_in_set(f->filter_id, v);
+	case SA_CMP_PREFIX:
+		return sa_str_has_prefix(&s->lpm, f->filter_id, ev->str[a], len);
+	case SA_CMP_NOT_PREFIX:
+		return !sa_str_has_prefix(&s->lpm, f->filter_id, ev->str[a], len);
+	case SA_CMP_POSTFIX:
+		return sa_str_has_prefix(&s->lpm, f->filter_id, s->rev[a], len);
+	case SA_CMP_NOT_POSTFIX:
+		return !sa_str_has_prefix(&s->lpm, f->filter_id, s->rev[a], len);
+	case SA_CMP_GT:
+		return type == SA_ARG_INT ? (__s64)v > (__s64)f->value : v > f->value;
+	case SA_CMP_LT:
+		return type == SA_ARG_INT ? (__s64)v < (__s64)f->value : v < f->value;
+	case SA_CMP_MASK:
+		return (v & f->value) != 0;
+	case SA_CMP_DADDR:
+		return type == SA_ARG_SOCKADDR && sa_addr_in(f->filter_id, ev->str[a]);
+	case SA_CMP_NOT_DADDR:
+		return type == SA_ARG_SOCKADDR && !sa_addr_in(f->filter_id, ev->str[a]);
+	case SA_CMP_DPORT:
+		return type == SA_ARG_SOCKADDR && sa_int_in_set(f->filter_id, sa_sockaddr_port(ev->str[a]));
+	case SA_CMP_NOT_DPORT:
+		return type == SA_ARG_SOCKADDR && !sa_int_in_set(f->filter_id, sa_sockaddr_port(ev->str[a]));
+	case SA_CMP_FAMILY:
+		return type == SA_ARG_SOCKADDR && sa_int_in_set(f->filter_id, sa_sockaddr_family(ev->str[a]));
+	case SA_CMP_NOT_FAMILY:
+		return type == SA_ARG_SOCKADDR && !sa_int_in_set(f->filter_id, sa_sockaddr_family(ev->str[a]));
+	}
+	return false;
+}
+
+static __always_inline bool sa_match_binary(struct sa_policy_scratch *s, struct sa_selector *sel, __u32 tgid)
+{
+	struct sa_binary *b = bpf_map_lookup_elem(&sa_exec_binary, &tgid);
+	__u32 len = b ? b->len & (SA_STR_MAX - 1) : 0;
+	const char *path = b ? b->path : s->bin.path;
+	bool hit;
+
+	if (!b)
+		__builtin_memset(&s->bin, 0, sizeof(s->bin));
+	switch (sel->bin_cmp) {
+	case SA_CMP_IN:
+	case SA_CMP_NOT_IN:
+		hit = sa_str_in_set(&s->key, sel->bin_filter, path, len);
+		return sel->bin_cmp == SA_CMP_IN ? hit : !hit;
+	case SA_CMP_PREFIX:
+	case SA_CMP_NOT_PREFIX:
+		hit = sa_str_has_prefix(&s->lpm, sel->bin_filter, path, len);
+		return sel->bin_cmp == SA_CMP_PREFIX ? hit : !hit;
+	case SA_CMP_POSTFIX:
+	case SA_CMP_NOT_POSTFIX:
+		sa_reverse(s->bin.path, path, len);
+		hit = sa_str_has_prefix(&s->lpm, sel->bin_filter, s->bin.path, len);
+		return sel->bin_cmp == SA_CMP_POSTFIX ? hit : !hit;
+	}
+	return true;
+}
+
+static __always_inline bool sa_match_caps(struct sa_selector *sel)
+{
+	if (sel->cap_cmp == SA_CMP_NONE)
+		return true;
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	const struct cred *cred = BPF_CORE_READ(task, cred);
+	__u64 caps = sel->cap_set == 1 ? sa_read_cap(&cred->cap_permitted)
+		   : sel->cap_set == 2 ? sa_read_cap(&cred->cap_inheritable)
+				       : sa_read_cap(&cred->cap_effective);
+	bool any = (caps & sel->cap_mask) != 0;
+	return sel->cap_cmp == SA_CMP_IN ? any : !any;
+}
+
+/* Evaluates selector i (bpf_loop callback: verified once, whatever the number of selectors). */
+static long sa_eval_selector(__u32 i, struct sa_eval *c)
+{
+	/* Bound the index in a 64-bit register the verifier tracks (clang may otherwise test a copy). */
+	__u64 idx = i;
+	asm volatile("" : "+r"(idx));
+	if (idx >= SA_MAX_SELECTORS)
+		return 1;
+	struct sa_policy_scratch *s = sa_scratch();
+	struct sa_hook *h = bpf_map_lookup_elem(&sa_hooks, &c->hook_id);
+	if (!s || !h)
+		return 1;
+	struct sa_selector *sel = &h->sel[idx];
+
+	if (sel->pid_cmp != SA_CMP_NONE) {
+		bool in = false;
+		for (int p = 0; p < SA_MAX_PIDS; p++)
+			if (p < sel->npids && sel->pids[p] == c->tgid)
+				in = true;
+		if (in != (sel->pid_cmp == SA_CMP_IN))
+			return 0;
+	}
+	if (sel->bin_cmp != SA_CMP_NONE && !sa_match_binary(s, sel, c->tgid))
+		return 0;
+	if (!sa_match_caps(sel))
+		return 0;
+	for (int j = 0; j < SA_MAX_MATCH_ARGS; j++) {
+		if (j >= sel->nargs)
+			break;
+		if (!sa_match_arg(s, h, &sel->args[j]))
+			return 0;
+	}
+	c->matched = i;
+	return 1;
+}
+
+/* Reads the hook's arguments from the tracepoint record into the event. */
+static __always_inline void sa_read_args(struct sa_policy_scratch *s, struct sa_hook *h, void *ctx)
+{
+	struct policy_event *ev = &s->ev;
+	__u64 base;
+	void *ctxp = ctx;
+	/* The record is read through its address as a plain number: the verifier forbids variable
+	 * offsets from the context pointer itself. */
+	bpf_probe_read_kernel(&base, sizeof(base), &ctxp);
+
+	for (int i = 0; i < SA_MAX_ARGS; i++) {
+		ev->str_len[i] = 0;
+		ev->ints[i] = 0;
+		if (i >= h->nargs)
+			continue;
+		struct sa_hook_arg *a = &h->args[i];
+		__u64 raw = 0;
+		bpf_probe_read_kernel(&raw, a->size <= 8 ? a->size & 0xf : 8, (void *)(base + a->offset));
+		if (a->type == SA_ARG_INT) {
+			if (a->size == 4) raw = (__s64)(__s32)raw;
+			else if (a->size == 2) raw = (__s64)(__s16)raw;
+			else if (a->size == 1) raw = (__s64)(__s8)raw;
+		}
+		ev->ints[i] = raw;
+		if (a->type == SA_ARG_STRING) {
+			long n = bpf_probe_read_user_str(ev->str[i], SA_STR_MAX, (void *)raw);
+			__u32 len = n > 0 ? n - 1 : 0;
+			if (len >= SA_STR_MAX - 1)
+				ev->flags |= SA_PEV_STR_TRUNCATED;
+			ev->str_len[i] = len;
+			if (h->reverse_mask & (1 << i))
+				sa_reverse(s->rev[i], ev->str[i], len);
+		} else if (a->type == SA_ARG_SOCKADDR) {
+			__builtin_memset(ev->str[i], 0, 28);
+			if (bpf_probe_read_user(ev->str[i], 28, (void *)raw) == 0)
+				ev->str_len[i] = 28;
+		}
+	}
+}
+
+SEC("tracepoint")
+int sa_policy_tp(void *ctx)
+{
+	__u32 hook_id = bpf_get_attach_cookie(ctx);
+	struct sa_hook *h = bpf_map_lookup_elem(&sa_hooks, &hook_id);
+	struct sa_hook_stats *st = sa_stats(hook_id);
+	struct sa_policy_scratch *s = sa_scratch();
+	if (!h || !st || !s)
+		return 0;
+	__sync_fetch_and_add(&st->seen, 1);
+
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct sa_eval c = { .hook_id = hook_id, .tgid = pid_tgid >> 32, .matched = -1 };
+	struct policy_event *ev = &s->ev;
+	ev->flags = 0;
+	sa_read_args(s, h, ctx);
+
+	__u32 actions = SA_ACT_POST, sig = SA_SIGKILL;
+	__u64 window = 0, m = 0;
+	if (h->nselectors > 0) {
+		bpf_loop(h->nselectors, sa_eval_selector, &c, 0);
+		m = (__u32)c.matched;
+		asm volatile("" : "+r"(m));
+		if (c.matched < 0 || m >= SA_MAX_SELECTORS)
+			return 0;
+		struct sa_selector *sel = &h->sel[m];
+		actions = sel->actions;
+		window = sel->rate_limit_ns;
+		if (actions & SA_ACT_SIGNAL)
+			sig = sel->signal;
+	}
+	__sync_fetch_and_add(&st->matched, 1);
+
+	if (actions & (SA_ACT_SIGKILL | SA_ACT_SIGNAL)) {
+		if (!h->enforce) {
+			ev->flags |= SA_PEV_MONITOR;
+		} else if (!sa_may_signal(c.tgid)) {
+			ev->flags |= SA_PEV_SAFETY_REFUSED;
+		} else if (bpf_send_signal(sig) == 0) {
+			ev->flags |= SA_PEV_ENFORCED;
+			__sync_fetch_and_add(&st->enforced, 1);
+		}
+	}
+
+	if (!(actions & SA_ACT_POST))
+		return 0;
+	if (window) {
+		struct sa_rate_key rk = { .hook_id = hook_id, .selector = m, .tgid = c.tgid };
+		__u64 now = bpf_ktime_get_boot_ns();
+		__u64 *last = bpf_map_lookup_elem(&sa_rate, &rk);
+		if (last && now - *last < window) {
+			__sync_fetch_and_add(&st->rate_limited, 1);
+			return 0;
+		}
+		bpf_map_update_elem(&sa_rate, &rk, &now, BPF_ANY);
+	}
+
+	ev->pid = c.tgid;
+	ev->tid = (__u32)pid_tgid;
+	ev->hook_id = hook_id;
+	ev->policy_id = h->policy_id;
+	ev->selector = m;
+	ev->nargs = h->nargs;
+	ev->actions = actions;
+	ev->pad0 = 0;
+	sa_header(&ev->hdr, SA_OP_TRACEPOINT, sizeof(*ev));
+	sa_submit(ev, sizeof(*ev));
+	__sync_fetch_and_add(&st->posted, 1);
+	return 0;
+}

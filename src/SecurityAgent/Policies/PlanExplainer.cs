@@ -1,0 +1,60 @@
+using System.Text;
+using SecurityAgent.Kernel;
+
+namespace SecurityAgent.Policies;
+
+/// <summary>Renders a <see cref="PolicyPlan"/> for people: each hook, the mechanism chosen for this kernel and
+/// why, the arguments read, every selector and every map entry the engine will write.</summary>
+public static class PlanExplainer
+{
+    public static string Explain(PolicyPlan plan)
+    {
+        var b = new StringBuilder();
+        b.AppendLine($"policy {plan.Name} ({plan.File}): mode {(plan.Enforce ? "enforce" : "monitor: enforcing actions are reported, not carried out")}");
+        for (int h = 0; h < plan.Hooks.Count; h++)
+        {
+            var hook = plan.Hooks[h];
+            b.AppendLine($"  hook {h}: {hook.Kind.ToString().ToLowerInvariant()} {hook.Name}");
+            b.AppendLine($"    mechanism: {KernelFeatures.MechanismName(hook.Mechanism)} {hook.Target}");
+            b.AppendLine($"    why: {hook.Why}");
+            foreach (var a in hook.Args)
+                b.AppendLine($"    arg slot {a.Slot}: index {a.Index} {a.Type}{(a.Label is null ? "" : $" \"{a.Label}\"")} -> read {a.KernelType} ({a.Size} bytes) at record offset {a.Offset}");
+            if (hook.Selectors.Count == 0)
+                b.AppendLine("    no selectors: every call is posted");
+            for (int s = 0; s < hook.Selectors.Count; s++)
+            {
+                var sel = hook.Selectors[s];
+                b.AppendLine($"    selector {s} (decided {(sel.KernelOnly ? "in the kernel" : "in the kernel, then in user space for ancestry")}): actions {sel.Actions}"
+                    + (sel.Signal != 0 ? $" signal {sel.Signal}" : "") + (sel.Error != 0 ? $" errno {sel.Error}" : "")
+                    + (sel.RateLimitNs != 0 ? $" rate limit {sel.RateLimitNs / 1_000_000_000}s" : ""));
+                if (sel.PidCmp != Cmp.None) b.AppendLine($"      pid {sel.PidCmp} [{string.Join(", ", sel.Pids)}]");
+                if (sel.BinaryCmp != Cmp.None) b.AppendLine($"      binary {sel.BinaryCmp} {Set(plan, sel.BinaryValueSet)}");
+                if (sel.CapCmp != Cmp.None) b.AppendLine($"      capabilities {sel.CapCmp} mask 0x{sel.CapMask:x} (set {sel.CapSet})");
+                foreach (var f in sel.Args)
+                    b.AppendLine($"      arg slot {f.Slot} {f.Cmp} " + (f.ValueSet is null ? $"0x{f.Value:x}" : Set(plan, f.ValueSet)));
+                foreach (var p in sel.ParentBinaries)
+                    b.AppendLine($"      parent binary {p.Operator} [{string.Join(", ", p.Values)}] (user space)");
+            }
+        }
+        b.AppendLine("  map entries:");
+        for (int i = 0; i < plan.ValueSets.Count; i++)
+        {
+            var v = plan.ValueSets[i];
+            var map = v.Kind switch
+            {
+                ValueSetKind.StringExact => "sa_str_set (hash)",
+                ValueSetKind.StringPrefix => "sa_str_prefix (LPM trie)",
+                ValueSetKind.StringPostfix => "sa_str_prefix (LPM trie, reversed)",
+                ValueSetKind.Int => "sa_int_set (hash)",
+                _ => "sa_addr_lpm (LPM trie)",
+            };
+            foreach (var value in v.Values)
+                b.AppendLine($"    set {i} -> {map}: \"{value}\"");
+        }
+        b.AppendLine($"  hook configs: sa_hooks[{plan.Hooks.Count} entries], counters in sa_hook_stats");
+        return b.ToString();
+    }
+
+    private static string Set(PolicyPlan plan, int? set) =>
+        set is { } i ? $"set {i} [{string.Join(", ", plan.ValueSets[i].Values)}]" : "";
+}
