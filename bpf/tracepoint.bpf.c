@@ -184,11 +184,11 @@ int sa_policy_tp(void *ctx)
 	struct sa_hook *h = bpf_map_lookup_elem(&sa_hooks, &hook_id);
 	struct sa_hook_stats *st = sa_stats(hook_id);
 	struct sa_policy_scratch *s = sa_scratch();
-	if (!h || !st || !s)
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	if (!h || !st || !s || sa_is_agent(pid_tgid >> 32))
 		return 0;
 	__sync_fetch_and_add(&st->seen, 1);
 
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	struct sa_eval c = { .hook_id = hook_id, .tgid = pid_tgid >> 32, .matched = -1 };
 	struct policy_event *ev = &s->ev;
 	ev->flags = 0;

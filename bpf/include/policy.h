@@ -197,6 +197,14 @@ static __always_inline bool sa_addr_in(__u32 id, const char *sa)
 	return bpf_map_lookup_elem(&sa_addr_lpm, &k) != NULL;
 }
 
+/* The agent's own activity (writing events, reading /proc) is never subject to policies. */
+static __always_inline bool sa_is_agent(__u32 tgid)
+{
+	__u32 zero = 0;
+	struct sa_settings *st = bpf_map_lookup_elem(&sa_settings, &zero);
+	return st && st->agent_tgid == tgid;
+}
+
 /* May the agent signal the current task? Never pid 1, kernel threads or the agent itself. */
 static __always_inline bool sa_may_signal(__u32 tgid)
 {

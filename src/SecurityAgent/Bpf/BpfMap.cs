@@ -71,6 +71,23 @@ public sealed unsafe class BpfMap
         return sum;
     }
 
+    /// <summary>Reads a per-CPU value made of u64 counters, summed field by field over all CPUs.</summary>
+    public ulong[] SumPerCpuCounters(ReadOnlySpan<byte> key)
+    {
+        int words = ValueSize / 8;
+        int stride = (ValueSize + 7) / 8;
+        var raw = new ulong[stride * PossibleCpus];
+        var sum = new ulong[words];
+        fixed (byte* k = key)
+        fixed (ulong* v = raw)
+            if (!Found(Libbpf.bpf_map_lookup_elem(Fd, k, v), "bpf_map_lookup_elem"))
+                return sum;
+        for (int cpu = 0; cpu < PossibleCpus; cpu++)
+            for (int w = 0; w < words; w++)
+                sum[w] += raw[cpu * stride + w];
+        return sum;
+    }
+
     public bool Delete<TKey>(in TKey key) where TKey : unmanaged
     {
         fixed (TKey* k = &key)

@@ -26,6 +26,8 @@ public static class EventDecoder
                 raw = Need(raw, Wire.Exit.Length, "exit");
                 return new ExitEvent(ktime, I32(raw, Wire.Exit.Pid), I32(raw, Wire.Exit.Tid),
                     U64(raw, Wire.Exit.StartTime), U32(raw, Wire.Exit.ExitCode));
+            case Op.Tracepoint:
+                return DecodePolicy(Need(raw, PolicyWire.Event.Length, "policy"), ktime);
             default:
                 throw new FormatException($"unknown op code {raw[Wire.Header.Op]}");
         }
@@ -49,6 +51,22 @@ public static class EventDecoder
             SplitArgs(data.Slice(pathLen, argsLen)),
             Utf8(data.Slice(pathLen + argsLen, cwdLen)),
             (Wire.ExecFlags)U32(raw, Wire.Exec.Flags));
+    }
+
+    private static PolicyKernelEvent DecodePolicy(ReadOnlySpan<byte> raw, ulong ktime)
+    {
+        int n = Math.Min((int)raw[PolicyWire.Event.Nargs], PolicyWire.MaxArgs);
+        var ints = new ulong[n];
+        var strings = new byte[n][];
+        for (int i = 0; i < n; i++)
+        {
+            ints[i] = U64(raw, PolicyWire.Event.Ints + 8 * i);
+            int len = Math.Min((int)U16(raw, PolicyWire.Event.StrLen + 2 * i), PolicyWire.StrMax);
+            strings[i] = raw.Slice(PolicyWire.Event.Str + PolicyWire.StrMax * i, len).ToArray();
+        }
+        return new PolicyKernelEvent(ktime, I32(raw, PolicyWire.Event.Pid), I32(raw, PolicyWire.Event.Tid),
+            U32(raw, PolicyWire.Event.HookId), U32(raw, PolicyWire.Event.PolicyId), raw[PolicyWire.Event.Selector],
+            (PolicyWire.EventFlags)raw[PolicyWire.Event.Flags], U32(raw, PolicyWire.Event.Actions), ints, strings);
     }
 
     /// <summary>argv as the kernel lays it out: NUL-terminated strings back to back (the last may be cut).</summary>

@@ -20,3 +20,8 @@ public sealed record ExitEvent(ulong Ktime, int Pid, int Tid, ulong StartTime, u
     public int Status => (int)((ExitCode >> 8) & 0xff);
     public int Signal => (int)(ExitCode & 0x7f);
 }
+
+/// <summary>A policy hook's match (policy_event). Strings holds the raw bytes read for string and sockaddr slots.</summary>
+public sealed record PolicyKernelEvent(
+    ulong Ktime, int Pid, int Tid, uint HookId, uint PolicyId, int Selector, PolicyWire.EventFlags Flags, uint Actions,
+    ulong[] Ints, byte[][] Strings) : KernelEvent(Ktime);

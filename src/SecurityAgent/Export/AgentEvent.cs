@@ -1,3 +1,4 @@
+using SecurityAgent.Policies;
 using SecurityAgent.Processes;
 
 namespace SecurityAgent.Export;
@@ -17,4 +18,20 @@ public sealed record ProcessExecEvent(ulong Ktime, ProcessInfo Process, ProcessI
 public sealed record ProcessExitEvent(ulong Ktime, ProcessInfo Process, ProcessInfo? Parent, int Status, int Signal) : AgentEvent(Ktime, Process, Parent)
 {
     public override string Type => "process_exit";
+}
+
+/// <summary>One rendered argument of a policy event, e.g. ("string_arg", "/etc/shadow").</summary>
+public sealed record RenderedArg(string Kind, object Value, string? Label);
+
+/// <summary>A tracing-policy match: process_tracepoint, process_kprobe or process_lsm, as Tetragon names them.</summary>
+public sealed record PolicyMatchEvent(
+    ulong Ktime, ProcessInfo Process, ProcessInfo? Parent, string PolicyName, HookPlan Hook, string Action,
+    bool Enforce, bool Enforced, bool SafetyRefused, string DecidedBy, IReadOnlyList<RenderedArg> Args) : AgentEvent(Ktime, Process, Parent)
+{
+    public override string Type => Hook.Kind switch
+    {
+        HookKind.Kprobe => "process_kprobe",
+        HookKind.LsmHook => "process_lsm",
+        _ => "process_tracepoint",
+    };
 }

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using SecurityAgent.Policies;
 using SecurityAgent.Processes;
 
 namespace SecurityAgent.Export;
@@ -32,7 +33,62 @@ public sealed class JsonEventFormatter(string nodeName, BootClock clock)
                     w.WriteString("signal", LinuxNames.Signal(x.Signal));
                 w.WriteString("time", clock.Format(x.Ktime));
                 break;
+            case PolicyMatchEvent m:
+                WritePolicyMatch(w, m);
+                break;
         }
+    }
+
+    private static void WritePolicyMatch(Utf8JsonWriter w, PolicyMatchEvent m)
+    {
+        switch (m.Hook.Kind)
+        {
+            case HookKind.Tracepoint:
+                var slash = m.Hook.Name.IndexOf('/');
+                w.WriteString("subsys", m.Hook.Name[..slash]);
+                w.WriteString("event", m.Hook.Name[(slash + 1)..]);
+                break;
+            case HookKind.Kprobe:
+                w.WriteString("function_name", m.Hook.Name);
+                break;
+            default:
+                w.WriteString("function_name", m.Hook.Name);
+                break;
+        }
+        w.WriteStartArray("args");
+        foreach (var a in m.Args)
+        {
+            w.WriteStartObject();
+            switch (a.Value)
+            {
+                case string s: w.WriteString(a.Kind, s); break;
+                case long l: w.WriteNumber(a.Kind, l); break;
+                case ulong u: w.WriteNumber(a.Kind, u); break;
+                case SockAddr sa:
+                    w.WriteStartObject(a.Kind);
+                    w.WriteString("family", sa.Family);
+                    w.WriteString("addr", sa.Addr);
+                    w.WriteNumber("port", sa.Port);
+                    w.WriteEndObject();
+                    break;
+            }
+            if (a.Label is not null) w.WriteString("label", a.Label);
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+        w.WriteString("action", m.Action);
+        w.WriteString("policy_name", m.PolicyName);
+        if (m.Hook.Message is not null) w.WriteString("message", m.Hook.Message);
+        if (m.Hook.Tags.Count > 0)
+        {
+            w.WriteStartArray("tags");
+            foreach (var t in m.Hook.Tags) w.WriteStringValue(t);
+            w.WriteEndArray();
+        }
+        w.WriteString("policy_mode", m.Enforce ? "enforce" : "monitor");
+        w.WriteBoolean("enforced", m.Enforced);
+        if (m.SafetyRefused) w.WriteBoolean("safety_refused", true);
+        w.WriteString("decided_by", m.DecidedBy);
     }
 
     public void WriteProcess(Utf8JsonWriter w, string name, ProcessInfo p)

@@ -41,7 +41,6 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         var features = FeatureProbe.Run();
         LogFeatures(log, features.KernelRelease, string.Join(", ", features.Mechanisms.Where(m => m.Value.Available).Select(m => KernelFeatures.MechanismName(m.Key))));
 
-        CheckPolicies(features);
         var node = _opt.ResolveNodeName();
         var clockTickNs = 1_000_000_000L / Libc.sysconf(Libc._SC_CLK_TCK);
         var cache = new ProcessCache(node, new ProcessCacheOptions
@@ -52,9 +51,9 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
 
         await using var exporter = new JsonLinesExporter(JsonLinesExporter.OpenTarget(_opt.ExportFile),
             new JsonEventFormatter(node, BootClock.System()), log);
-        var pipeline = new EventPipeline(_opt.ChannelCapacity, cache, [exporter], log);
-
         using var sensor = ProcessSensor.Load(features, _opt.RingBufferBytes);
+        using var engine = new PolicyEngine(sensor, Environment.ProcessId);
+        var pipeline = new EventPipeline(_opt.ChannelCapacity, cache, [exporter], log, engine.Hooks, clockTickNs);
         using var reader = new KernelEventReader(sensor.Events, pipeline);
         // Attach first, then scan /proc: a process that starts in between is seen by both, and the
         // cache keeps one entry. Events wait in the ring buffer until the reader starts.
@@ -63,19 +62,27 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         foreach (var p in ProcFsScanner.Scan(node, clockTickNs))
         {
             cache.AddProcFs(p);
+            sensor.RememberBinary(p.Pid, p.Binary);
             seeded++;
         }
         cache.LinkProcFsParents();
+        if (!Directory.Exists(_opt.PolicyDir))
+            LogNoPolicyDir(log, _opt.PolicyDir);
+        var policies = new PolicyDirectory(_opt.PolicyDir, new PolicyValidator(features),
+            new PolicyCompiler(features, PolicyCompiler.TraceFsFormats()), engine, log);
+        policies.Sync();
         reader.Start();
         var run = Task.Run(() => pipeline.RunAsync(CancellationToken.None), CancellationToken.None);
-        LogReady(log, sensor.Links.Count, seeded, _opt.ExportFile == "-" ? "stdout" : _opt.ExportFile);
+        LogReady(log, sensor.Links.Count, seeded, policies.Loaded.Count(), _opt.ExportFile == "-" ? "stdout" : _opt.ExportFile);
 
         long reportedLoss = 0;
         try
         {
             while (!stop.IsCancellationRequested)
             {
-                await Task.Delay(TimeSpan.FromSeconds(2), stop).ContinueWith(_ => { }, CancellationToken.None);
+                await Task.Delay(TimeSpan.FromMilliseconds(500), stop).ContinueWith(_ => { }, CancellationToken.None);
+                if (stop.IsCancellationRequested) break;
+                policies.Sync(); // hot reload: cheap when nothing changed (hash compare)
                 pipeline.Counters.SetKernelLost(sensor.KernelLost());
                 if (pipeline.Counters.TotalLost != reportedLoss)
                 {
@@ -88,6 +95,13 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         }
         finally
         {
+            foreach (var p in policies.Loaded)
+                for (int i = 0; i < p.HookIds.Count; i++)
+                {
+                    var st = engine.Stats(p.HookIds[i]);
+                    LogHookStats(log, p.Plan.Name, p.Plan.Hooks[i].Name, st.Seen, st.Matched, st.Filtered, st.Posted, st.Enforced, st.RateLimited);
+                }
+            engine.Dispose(); // detach policy hooks before the reader stops
             reader.Stop();
             pipeline.Complete();
             await run;
@@ -96,42 +110,17 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         }
     }
 
-    /// <summary>Reports every policy file's problems at start; compiling policies into kernel filters is
-    /// the tracing-policy engine's job, not active in this build.</summary>
-    private void CheckPolicies(KernelFeatures features)
-    {
-        if (!Directory.Exists(_opt.PolicyDir))
-        {
-            LogNoPolicyDir(log, _opt.PolicyDir);
-            return;
-        }
-        var validator = new PolicyValidator(features);
-        foreach (var file in Directory.EnumerateFiles(_opt.PolicyDir).Where(f => f.EndsWith(".yaml") || f.EndsWith(".yml")).Order())
-        {
-            foreach (var p in validator.ValidateFile(file))
-            {
-                if (p.Ok)
-                    LogPolicyValid(log, p.Name ?? "?", file);
-                foreach (var d in p.Diagnostics)
-                    LogPolicyError(log, d.ToString());
-            }
-        }
-    }
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Policy directory {Dir} does not exist; no tracing policies")]
-    private static partial void LogNoPolicyDir(ILogger log, string dir);
-
-    [LoggerMessage(Level = LogLevel.Information, Message = "Policy {Name} ({File}) is valid; in-kernel tracing policies are not active in this build yet, only process lifecycle events are reported")]
-    private static partial void LogPolicyValid(ILogger log, string name, string file);
-
-    [LoggerMessage(Level = LogLevel.Error, Message = "Policy error: {Diagnostic}")]
-    private static partial void LogPolicyError(ILogger log, string diagnostic);
-
     [LoggerMessage(Level = LogLevel.Information, Message = "Kernel {Release}: available mechanisms: {Mechanisms}")]
     private static partial void LogFeatures(ILogger log, string release, string mechanisms);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Agent ready: {Links} programs attached, {Seeded} processes from /proc, events to {Target}")]
-    private static partial void LogReady(ILogger log, int links, int seeded, string target);
+    [LoggerMessage(Level = LogLevel.Information, Message = "Agent ready: {Links} programs attached, {Seeded} processes from /proc, {Policies} policies loaded, events to {Target}")]
+    private static partial void LogReady(ILogger log, int links, int seeded, int policies, string target);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Policy {Policy} hook {Hook}: seen={Seen} matched={Matched} filtered={Filtered} posted={Posted} enforced={Enforced} rate_limited={RateLimited}")]
+    private static partial void LogHookStats(ILogger log, string policy, string hook, ulong seen, ulong matched, ulong filtered, ulong posted, ulong enforced, ulong rateLimited);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Policy directory {Dir} does not exist; no tracing policies")]
+    private static partial void LogNoPolicyDir(ILogger log, string dir);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Events lost: {Counters}")]
     private static partial void LogLoss(ILogger log, string counters);

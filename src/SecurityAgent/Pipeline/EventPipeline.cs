@@ -3,6 +3,7 @@ using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using SecurityAgent.Events;
 using SecurityAgent.Export;
+using SecurityAgent.Policies;
 using SecurityAgent.Processes;
 
 namespace SecurityAgent.Pipeline;
@@ -21,8 +22,14 @@ public sealed partial class EventPipeline
 
     private readonly record struct RawRecord(byte[] Buffer, int Length);
 
-    public EventPipeline(int capacity, ProcessCache cache, IReadOnlyList<IEventExporter> exporters, ILogger log)
+    private readonly IReadOnlyDictionary<uint, HookInfo> _hooks;
+    private readonly long _clockTickNs;
+
+    public EventPipeline(int capacity, ProcessCache cache, IReadOnlyList<IEventExporter> exporters, ILogger log,
+        IReadOnlyDictionary<uint, HookInfo>? hooks = null, long clockTickNs = 10_000_000)
     {
+        _hooks = hooks ?? new Dictionary<uint, HookInfo>();
+        _clockTickNs = clockTickNs;
         _channel = Channel.CreateBounded<RawRecord>(new BoundedChannelOptions(capacity)
         {
             SingleReader = true,
@@ -90,6 +97,7 @@ public sealed partial class EventPipeline
             ExecEvent exec => Exec(exec),
             ForkEvent fork => Fork(fork),
             ExitEvent exit => Exit(exit),
+            PolicyKernelEvent policy => Policy(policy),
             _ => null,
         };
         if (output is not null)
@@ -112,6 +120,42 @@ public sealed partial class EventPipeline
     {
         var p = _cache.OnExit(e) ?? Unknown(e);
         return new ProcessExitEvent(e.Ktime, p, _cache.Parent(p), e.Status, e.Signal);
+    }
+
+    private PolicyMatchEvent? Policy(PolicyKernelEvent e)
+    {
+        if (!_hooks.TryGetValue(e.HookId, out var info))
+        {
+            Counters.OnUnknownHook(); // the policy was unloaded while its event was queued
+            return null;
+        }
+        var p = _cache.ByPid(e.Pid) ?? Unknown(new ExitEvent(e.Ktime, e.Pid, e.Tid, 0, 0));
+        var parent = _cache.Parent(p);
+        var sel = e.Selector < info.Hook.Selectors.Count ? info.Hook.Selectors[e.Selector] : null;
+        var actions = sel?.Actions ?? Actions.Post;
+        bool enforced = e.Flags.HasFlag(PolicyWire.EventFlags.Enforced);
+        bool refused = e.Flags.HasFlag(PolicyWire.EventFlags.SafetyRefused);
+        var decidedBy = "kernel";
+        if (sel is { KernelOnly: false })
+        {
+            // The kernel matched everything it can see; ancestry is decided here, on the enriched event.
+            if (!ParentRules.Match(sel.ParentBinaries, parent))
+            {
+                Counters.OnUserSpaceFiltered();
+                return null;
+            }
+            decidedBy = "user_space";
+            if (info.Enforce && (actions & (Actions.Sigkill | Actions.Signal)) != 0)
+            {
+                var outcome = Responder.Signal(p, actions.HasFlag(Actions.Sigkill) ? 9 : sel.Signal, _clockTickNs);
+                enforced = outcome == Responder.Outcome.Sent;
+                refused = outcome == Responder.Outcome.Refused;
+            }
+        }
+        if (!actions.HasFlag(Actions.Post))
+            return null;
+        return new PolicyMatchEvent(e.Ktime, p, parent, info.PolicyName, info.Hook, PolicyArgs.ActionName(actions), info.Enforce,
+            enforced, refused, decidedBy, PolicyArgs.Render(info.Hook, e.Ints, e.Strings));
     }
 
     /// <summary>An exit of a process the cache never saw (evicted, or lost events): still reported.</summary>

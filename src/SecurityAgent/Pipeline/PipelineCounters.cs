@@ -4,7 +4,7 @@ namespace SecurityAgent.Pipeline;
 /// read by anyone (status, log reports, tests).</summary>
 public sealed class PipelineCounters
 {
-    private long _received, _channelDropped, _decodeErrors, _exported, _kernelLost;
+    private long _received, _channelDropped, _decodeErrors, _exported, _kernelLost, _unknownHook, _userSpaceFiltered;
 
     /// <summary>Records read from the kernel ring buffer.</summary>
     public long Received => Volatile.Read(ref _received);
@@ -15,6 +15,13 @@ public sealed class PipelineCounters
     /// <summary>Records the kernel could not write: ring buffer full (from the sa_lost map).</summary>
     public long KernelLost => Volatile.Read(ref _kernelLost);
 
+    /// <summary>Policy events whose hook was unloaded before they were read.</summary>
+    public long UnknownHook => Volatile.Read(ref _unknownHook);
+    /// <summary>Policy events the user-space stage (ancestry) decided not to report.</summary>
+    public long UserSpaceFiltered => Volatile.Read(ref _userSpaceFiltered);
+
+    internal void OnUnknownHook() => Interlocked.Increment(ref _unknownHook);
+    internal void OnUserSpaceFiltered() => Interlocked.Increment(ref _userSpaceFiltered);
     internal void OnReceived() => Interlocked.Increment(ref _received);
     internal void OnChannelDropped() => Interlocked.Increment(ref _channelDropped);
     internal void OnDecodeError() => Interlocked.Increment(ref _decodeErrors);
@@ -24,5 +31,5 @@ public sealed class PipelineCounters
     public long TotalLost => ChannelDropped + KernelLost + DecodeErrors;
 
     public override string ToString() =>
-        $"received={Received} exported={Exported} kernel_lost={KernelLost} channel_dropped={ChannelDropped} decode_errors={DecodeErrors}";
+        $"received={Received} exported={Exported} kernel_lost={KernelLost} channel_dropped={ChannelDropped} decode_errors={DecodeErrors} unknown_hook={UnknownHook} user_space_filtered={UserSpaceFiltered}";
 }

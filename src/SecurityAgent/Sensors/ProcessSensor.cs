@@ -12,6 +12,12 @@ public sealed class ProcessSensor : IDisposable
 
     public BpfMap Events => _obj.Map("sa_events");
     public BpfMap Lost => _obj.Map("sa_lost");
+    /// <summary>pid → current binary, read by policy hooks for matchBinaries.</summary>
+    public BpfMap Binaries => _obj.Map("sa_exec_binary");
+
+    /// <summary>For processes found in /proc (the exec hook fills it for the others).</summary>
+    public void RememberBinary(int pid, string path) =>
+        Binaries.Update(BitConverter.GetBytes((uint)pid), Policies.PolicyEncoding.Binary(path));
     public IReadOnlyList<BpfLink> Links => _links;
 
     private ProcessSensor(BpfObject obj) => _obj = obj;

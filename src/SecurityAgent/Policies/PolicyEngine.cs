@@ -1,0 +1,118 @@
+using System.Collections.Concurrent;
+using SecurityAgent.Bpf;
+using SecurityAgent.Kernel;
+using SecurityAgent.Sensors;
+
+namespace SecurityAgent.Policies;
+
+/// <summary>What the pipeline needs to know about a hook id found in a kernel event.</summary>
+public sealed record HookInfo(uint HookId, string PolicyName, HookPlan Hook, bool Enforce);
+
+/// <summary>A policy in the kernel: its hook ids, links and the map entries written for it.</summary>
+public sealed class LoadedPolicy
+{
+    public required PolicyPlan Plan { get; init; }
+    public List<uint> HookIds { get; } = [];
+    internal List<BpfLink> Links { get; } = [];
+    internal List<(string Map, byte[] Key)> Keys { get; } = [];
+}
+
+/// <summary>Loads compiled policies into the shared policy program: allocates hook and filter ids, writes the
+/// value sets and hook configurations, then attaches. Unloading detaches first, then clears the maps.
+/// Thread-safe; <see cref="Hooks"/> is read by the pipeline while policies change.</summary>
+public sealed class PolicyEngine(ProcessSensor process, int agentTgid) : IDisposable
+{
+    private readonly object _lock = new();
+    private PolicySensor? _sensor;
+    private readonly Stack<uint> _freeHookIds = new(Enumerable.Range(0, Events.PolicyWire.MaxHooks).Select(i => (uint)(Events.PolicyWire.MaxHooks - 1 - i)));
+    private uint _nextFilterId = 1, _nextPolicyId = 1;
+
+    private readonly HashSet<LoadedPolicy> _loaded = [];
+
+    public ConcurrentDictionary<uint, HookInfo> Hooks { get; } = new();
+
+    public LoadedPolicy Load(PolicyPlan plan)
+    {
+        lock (_lock)
+        {
+            foreach (var h in plan.Hooks.Where(h => h.Mechanism != Mechanism.Tracepoint))
+                throw new NotSupportedException($"policy {plan.Name}: hook {h.Name} needs {KernelFeatures.MechanismName(h.Mechanism)}, which the engine does not load yet");
+            var sensor = _sensor ??= PolicySensor.Load(process, agentTgid);
+            var loaded = new LoadedPolicy { Plan = plan };
+            try
+            {
+                var filterIds = plan.ValueSets.Select(_ => _nextFilterId++).ToList();
+                for (int i = 0; i < plan.ValueSets.Count; i++)
+                    foreach (var (map, key) in PolicyEncoding.Keys(plan.ValueSets[i], filterIds[i]))
+                    {
+                        sensor.Map(map).Update(key, [1]);
+                        loaded.Keys.Add((map, key));
+                    }
+                uint policyId = _nextPolicyId++;
+                foreach (var hook in plan.Hooks)
+                {
+                    if (!_freeHookIds.TryPop(out var id))
+                        throw new InvalidOperationException($"no free hook slot: {Events.PolicyWire.MaxHooks} hooks are loaded");
+                    loaded.HookIds.Add(id);
+                    sensor.ResetStats(id);
+                    sensor.WriteHook(id, PolicyEncoding.Hook(hook, policyId, plan.Enforce, filterIds));
+                    Hooks[id] = new HookInfo(id, plan.Name, hook, plan.Enforce);
+                    var (category, name) = Split(hook.Target);
+                    loaded.Links.Add(sensor.AttachTracepoint(id, category, name));
+                }
+                _loaded.Add(loaded);
+                return loaded;
+            }
+            catch
+            {
+                UnloadLocked(loaded);
+                throw;
+            }
+        }
+    }
+
+    public void Unload(LoadedPolicy loaded)
+    {
+        lock (_lock) UnloadLocked(loaded);
+    }
+
+    private void UnloadLocked(LoadedPolicy loaded)
+    {
+        _loaded.Remove(loaded);
+        foreach (var l in loaded.Links) l.Dispose();
+        loaded.Links.Clear();
+        if (_sensor is null) return;
+        foreach (var id in loaded.HookIds)
+        {
+            _sensor.ClearHook(id);
+            Hooks.TryRemove(id, out _);
+            _freeHookIds.Push(id);
+        }
+        loaded.HookIds.Clear();
+        foreach (var (map, key) in loaded.Keys)
+            _sensor.Map(map).Delete(key);
+        loaded.Keys.Clear();
+    }
+
+    public HookStats Stats(uint hookId)
+    {
+        lock (_lock) return _sensor?.Stats(hookId) ?? new HookStats(0, 0, 0, 0, 0);
+    }
+
+    private static (string, string) Split(string target)
+    {
+        int slash = target.IndexOf('/');
+        return (target[..slash], target[(slash + 1)..]);
+    }
+
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            foreach (var p in _loaded.ToList())
+                UnloadLocked(p);
+            _sensor?.Dispose();
+            _sensor = null;
+        }
+    }
+}

@@ -1,0 +1,66 @@
+using System.Buffers.Binary;
+using SecurityAgent.Bpf;
+using SecurityAgent.Events;
+
+namespace SecurityAgent.Sensors;
+
+/// <summary>Kernel-side counters of one policy hook.</summary>
+public sealed record HookStats(ulong Seen, ulong Matched, ulong Posted, ulong Enforced, ulong RateLimited)
+{
+    /// <summary>Calls the in-kernel selectors rejected: they never reached user space.</summary>
+    public ulong Filtered => Seen - Matched;
+}
+
+/// <summary>The generic policy program (bpf/tracepoint.bpf.c) and its maps, loaded once and shared by every
+/// policy: configuration goes into maps, one link per hook. It writes to the process sensor's ring buffer
+/// and reads its pid → binary map.</summary>
+public sealed class PolicySensor : IDisposable
+{
+    private readonly BpfObject _obj;
+
+    private PolicySensor(BpfObject obj) => _obj = obj;
+
+    public static PolicySensor Load(ProcessSensor process, int agentTgid)
+    {
+        var obj = EmbeddedObjects.Open(EmbeddedObjects.Tracepoint);
+        try
+        {
+            obj.Map("sa_events").ReuseFd(process.Events.Fd);
+            obj.Map("sa_lost").ReuseFd(process.Lost.Fd);
+            obj.Map("sa_exec_binary").ReuseFd(process.Binaries.Fd);
+            obj.Load();
+            var settings = new byte[8];
+            BinaryPrimitives.WriteUInt32LittleEndian(settings, (uint)agentTgid);
+            obj.Map("sa_settings").Update(new byte[4], settings);
+            return new PolicySensor(obj);
+        }
+        catch
+        {
+            obj.Dispose();
+            throw;
+        }
+    }
+
+    public BpfMap Map(string name) => _obj.Map(name);
+
+    public void WriteHook(uint hookId, byte[] config) => _obj.Map("sa_hooks").Update(BitConverter.GetBytes(hookId), config);
+
+    public void ClearHook(uint hookId) => WriteHook(hookId, new byte[PolicyWire.Hook.Length]);
+
+    public BpfLink AttachTracepoint(uint hookId, string category, string name) =>
+        _obj.Program("sa_policy_tp").AttachTracepoint(category, name, cookie: hookId);
+
+    public HookStats Stats(uint hookId)
+    {
+        var c = _obj.Map("sa_hook_stats").SumPerCpuCounters(BitConverter.GetBytes(hookId));
+        return new HookStats(c[0], c[1], c[2], c[3], c[4]);
+    }
+
+    public void ResetStats(uint hookId)
+    {
+        var map = _obj.Map("sa_hook_stats");
+        map.Update(BitConverter.GetBytes(hookId), new byte[((map.ValueSize + 7) / 8 * 8) * BpfMap.PossibleCpus]);
+    }
+
+    public void Dispose() => _obj.Dispose();
+}
