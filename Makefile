@@ -8,6 +8,7 @@ BPF_SRC := $(wildcard bpf/*.bpf.c)
 BPF_OBJ := $(patsubst bpf/%.bpf.c,$(BPF_OUT)/%.bpf.o,$(BPF_SRC))
 BPF_HDR := $(wildcard bpf/include/*.h)
 APP_OUT := build/app
+SYSCALLS := build/syscalls/x86_64.txt
 DOTNET_FLAGS := --nologo -c $(CONFIG)
 APT_PKGS := clang-19 llvm-19 libbpf-dev bpftool
 
@@ -32,7 +33,7 @@ deps:
 	fi
 
 ## bpf: compile bpf/*.bpf.c (CO-RE, against the committed bpf/include/vmlinux.h)
-bpf: $(if $(BPF_SKIP_DEPS),,deps) $(BPF_OBJ)
+bpf: $(if $(BPF_SKIP_DEPS),,deps) $(BPF_OBJ) $(SYSCALLS)
 
 $(BPF_OUT)/%.bpf.o: bpf/%.bpf.c $(BPF_HDR)
 	@mkdir -p $(BPF_OUT)
@@ -43,6 +44,11 @@ BPF_TEST_OBJ := $(patsubst tests/bpf/%.bpf.c,build/bpf-test/%.bpf.o,$(wildcard t
 build/bpf-test/%.bpf.o: tests/bpf/%.bpf.c $(BPF_HDR)
 	@mkdir -p build/bpf-test
 	$(CLANG) -g -O2 -target bpf -D__TARGET_ARCH_x86 -Ibpf/include -c $< -o $@
+
+## syscall numbers for `list:` references in policies, from the kernel's uapi header (linux-libc-dev)
+$(SYSCALLS): /usr/include/x86_64-linux-gnu/asm/unistd_64.h
+	@mkdir -p build/syscalls
+	awk '/^#define __NR_/ { sub("__NR_", "", $$2); print $$2, $$3 }' $< > $@
 
 ## vmlinux: regenerate bpf/include/vmlinux.h from this machine's kernel BTF
 vmlinux:

@@ -143,6 +143,11 @@ int BPF_PROG(sa_fork, struct task_struct *parent, struct task_struct *child)
 	struct sa_binary *pb = bpf_map_lookup_elem(&sa_exec_binary, &ev.ppid);
 	if (pb)
 		bpf_map_update_elem(&sa_exec_binary, &ev.pid, pb, BPF_ANY);
+	__u64 *follow = bpf_map_lookup_elem(&sa_follow, &ev.ppid);
+	if (follow) {
+		__u64 mask = *follow;
+		bpf_map_update_elem(&sa_follow, &ev.pid, &mask, BPF_ANY);
+	}
 	ev.start_time = BPF_CORE_READ(child, start_boottime);
 	ev.parent_start_time = sa_task_start(parent);
 	sa_header(&ev.hdr, SA_OP_FORK, sizeof(ev));
@@ -160,6 +165,7 @@ int BPF_PROG(sa_exit, struct task_struct *task)
 	struct exit_event ev = {};
 	ev.pid = BPF_CORE_READ(task, tgid);
 	bpf_map_delete_elem(&sa_exec_binary, &ev.pid);
+	bpf_map_delete_elem(&sa_follow, &ev.pid);
 	ev.tid = BPF_CORE_READ(task, pid);
 	ev.start_time = sa_task_start(task);
 	ev.exit_code = BPF_CORE_READ(task, exit_code);

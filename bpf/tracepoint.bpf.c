@@ -120,6 +120,10 @@ static long sa_eval_selector(__u32 i, struct sa_eval *c)
 		for (int p = 0; p < SA_MAX_PIDS; p++)
 			if (p < sel->npids && sel->pids[p] == c->tgid)
 				in = true;
+		if (!in && sel->follow) {
+			__u64 *mask = bpf_map_lookup_elem(&sa_follow, &c->tgid);
+			in = mask && (*mask & (1ULL << ((sel->follow - 1) & 63)));
+		}
 		if (in != (sel->pid_cmp == SA_CMP_IN))
 			return 0;
 	}

@@ -45,6 +45,14 @@ struct {
 	__type(value, struct sa_binary);
 } sa_exec_binary SEC(".maps");
 
+/* tgid -> bit mask of followed pid sets (matchPIDs followForks); children inherit it at fork. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u64);
+} sa_follow SEC(".maps");
+
 static __always_inline void sa_count_lost(__u32 reason)
 {
 	__u64 *v = bpf_map_lookup_elem(&sa_lost, &reason);

@@ -32,11 +32,12 @@ public static class PolicyCommand
             }
             foreach (var p in validator.ValidateFile(file))
             {
-                if (p.Ok && compile)
+                if (p.Ok)
                 {
                     try
                     {
-                        Console.Write(PlanExplainer.Explain(compiler.Compile(p)));
+                        var plan = compiler.Compile(p); // "valid" means: loads on this kernel
+                        Console.Write(compile ? PlanExplainer.Explain(plan) : $"{file}: {p.Kind} {p.Name}: ok\n");
                     }
                     catch (PolicyCompileException e)
                     {
@@ -44,8 +45,6 @@ public static class PolicyCommand
                         errors += e.Diagnostics.Count;
                     }
                 }
-                else if (p.Ok)
-                    Console.WriteLine($"{file}: {p.Kind} {p.Name}: ok");
                 foreach (var d in p.Diagnostics)
                 {
                     Console.WriteLine(d);

@@ -15,8 +15,10 @@ public sealed class PolicyCompileException(IReadOnlyList<PolicyDiagnostic> diagn
 
 /// <summary>Pure function from a validated policy to a <see cref="PolicyPlan"/>: no kernel calls. The kernel's
 /// features and tracepoint formats come in as arguments, so it is tested without a kernel.</summary>
-public sealed class PolicyCompiler(KernelFeatures features, Func<string, string, TracepointFormat?> formats)
+public sealed class PolicyCompiler(KernelFeatures features, Func<string, string, TracepointFormat?> formats, SyscallTable? syscalls = null)
 {
+    private readonly SyscallTable _syscalls = syscalls ?? SyscallTable.X86_64;
+
     /// <summary>Common fields plus __syscall_nr: a syscall's first argument is format field 5.</summary>
     private const int SyscallFirstField = 5;
 
@@ -27,7 +29,7 @@ public sealed class PolicyCompiler(KernelFeatures features, Func<string, string,
     {
         if (!policy.Ok || policy.Json is null)
             throw new PolicyCompileException(policy.Diagnostics);
-        var ctx = new Context(policy);
+        var ctx = new Context(policy, _syscalls, (policy.Json.SelectToken("spec.lists") as JArray) ?? []);
         var json = policy.Json;
         var hooks = new List<HookPlan>();
         Each(json, "tracepoints", (h, p) => hooks.Add(Tracepoint(h, p, ctx)));
@@ -50,8 +52,11 @@ public sealed class PolicyCompiler(KernelFeatures features, Func<string, string,
                 f(a[i], $"spec.{kind}[{i}]");
     }
 
-    private sealed class Context(ValidatedPolicy policy)
+    private sealed class Context(ValidatedPolicy policy, SyscallTable syscalls, JArray lists)
     {
+        public SyscallTable Syscalls => syscalls;
+        public JToken? List(string name) => lists.FirstOrDefault(l => l["name"]?.ToString() == name);
+
         public List<PolicyDiagnostic> Errors { get; } = [];
         public List<ValueSet> Sets { get; } = [];
 
@@ -218,14 +223,14 @@ public sealed class PolicyCompiler(KernelFeatures features, Func<string, string,
             ctx.Error(path + ".matchActions", "Override needs an lsmhook (or a cgroup-backed socket_connect)");
 
         var (binCmp, binSet) = Binaries(sel["matchBinaries"] as JArray, path + ".matchBinaries", ctx);
-        var (pidCmp, pids) = Pids(sel["matchPIDs"] as JArray, path + ".matchPIDs", ctx);
+        var (pidCmp, pids, follow) = Pids(sel["matchPIDs"] as JArray, path + ".matchPIDs", ctx);
         var (capCmp, capSet, capMask) = Caps(sel["matchCapabilities"] as JArray, path + ".matchCapabilities", ctx);
         if (sel["matchNamespaces"] is not null)
             ctx.Error(path + ".matchNamespaces", "unsupported: matchNamespaces is not implemented yet");
         var parents = (sel["matchParentBinaries"] as JArray)?.Select(p => new ParentBinaryRule(p["operator"]!.ToString(),
             (p["values"] as JArray)!.Select(v => v.ToString()).ToList())).ToList() ?? [];
         var filters = ArgFilters(sel["matchArgs"] as JArray, path + ".matchArgs", args, kind, ctx, hook);
-        return new SelectorPlan(actions, signal, rate, error, binCmp, binSet, pidCmp, pids, capCmp, capSet, capMask, filters, parents);
+        return new SelectorPlan(actions, signal, rate, error, binCmp, binSet, pidCmp, pids, follow, capCmp, capSet, capMask, filters, parents);
     }
 
     internal static ulong RateLimitNs(string s)
@@ -256,18 +261,17 @@ public sealed class PolicyCompiler(KernelFeatures features, Func<string, string,
         return (cmp, ctx.AddSet(kind, values));
     }
 
-    private static (Cmp, IReadOnlyList<uint>) Pids(JArray? m, string path, Context ctx)
+    private static (Cmp, IReadOnlyList<uint>, bool) Pids(JArray? m, string path, Context ctx)
     {
-        if (m is null || m.Count == 0) return (Cmp.None, []);
+        if (m is null || m.Count == 0) return (Cmp.None, [], false);
         if (m.Count > 1) ctx.Error(path, "unsupported: one matchPIDs entry per selector");
         var e = m[0];
         if (e["isNamespacePID"]?.Value<bool>() == true)
             ctx.Error(path + "[0].isNamespacePID", "unsupported: namespace pids are not implemented yet");
-        if (e["followForks"]?.Value<bool>() == true)
-            ctx.Error(path + "[0].followForks", "unsupported: followForks is not implemented yet");
+        bool follow = e["followForks"]?.Value<bool>() == true;
         var pids = (e["values"] as JArray)!.Select(v => uint.Parse(v.ToString())).ToList();
         if (pids.Count > 4) ctx.Error(path + "[0].values", $"{pids.Count} pids, at most 4 per selector");
-        return (e["operator"]!.ToString() == "In" ? Cmp.In : Cmp.NotIn, pids.Take(4).ToList());
+        return (e["operator"]!.ToString() == "In" ? Cmp.In : Cmp.NotIn, pids.Take(4).ToList(), follow);
     }
 
     private static (Cmp, byte, ulong) Caps(JArray? m, string path, Context ctx)
@@ -369,8 +373,19 @@ public sealed class PolicyCompiler(KernelFeatures features, Func<string, string,
     /// <summary>Syscall numbers of a `list:NAME` of type syscalls (x86-64).</summary>
     private static IEnumerable<ulong> SyscallList(string reference, Context ctx, string path)
     {
-        ctx.Error(path, $"unsupported: syscall lists ('{reference}') are not implemented in the kernel filter yet");
-        return [];
+        var list = ctx.List(reference[5..]);
+        if (list is null || list["type"]?.ToString() != "syscalls")
+        {
+            ctx.Error(path, $"unsupported: '{reference}' is not a list of type syscalls");
+            return [];
+        }
+        var numbers = new List<ulong>();
+        foreach (var v in (list["values"] as JArray) ?? [])
+        {
+            if (ctx.Syscalls.Number(v.ToString()) is { } n) numbers.Add(n);
+            else ctx.Error(path, $"list {reference[5..]}: unknown syscall '{v}'");
+        }
+        return numbers;
     }
 }
 

@@ -10,7 +10,8 @@ namespace SecurityAgent.Policies;
 public static class PolicyEncoding
 {
     /// <param name="filterIds">Kernel filter id of each of the plan's value sets.</param>
-    public static byte[] Hook(HookPlan hook, uint policyId, bool enforce, IReadOnlyList<uint> filterIds)
+    /// <param name="followBits">Per selector: the sa_follow bit of its followForks pid set, or -1.</param>
+    public static byte[] Hook(HookPlan hook, uint policyId, bool enforce, IReadOnlyList<uint> filterIds, IReadOnlyList<int>? followBits = null)
     {
         var b = new byte[W.Hook.Length];
         var s = b.AsSpan();
@@ -46,6 +47,8 @@ public static class PolicyEncoding
             BinaryPrimitives.WriteUInt64LittleEndian(s[(o + W.Selector.CapMask)..], sel.CapMask);
             b[o + W.Selector.CapCmp] = (byte)sel.CapCmp;
             b[o + W.Selector.CapSet] = sel.CapSet;
+            if (followBits is not null && followBits[i] >= 0)
+                b[o + W.Selector.Follow] = (byte)(followBits[i] + 1);
             BinaryPrimitives.WriteInt32LittleEndian(s[(o + W.Selector.Error)..], sel.Error);
             for (int j = 0; j < sel.Args.Count; j++)
             {

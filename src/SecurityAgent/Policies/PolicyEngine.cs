@@ -15,6 +15,7 @@ public sealed class LoadedPolicy
     public List<uint> HookIds { get; } = [];
     internal List<BpfLink> Links { get; } = [];
     internal List<(string Map, byte[] Key)> Keys { get; } = [];
+    internal List<int> FollowBits { get; } = [];
 }
 
 /// <summary>Loads compiled policies into the shared policy program: allocates hook and filter ids, writes the
@@ -26,6 +27,7 @@ public sealed class PolicyEngine(ProcessSensor process, int agentTgid) : IDispos
     private PolicySensor? _sensor;
     private readonly Stack<uint> _freeHookIds = new(Enumerable.Range(0, Events.PolicyWire.MaxHooks).Select(i => (uint)(Events.PolicyWire.MaxHooks - 1 - i)));
     private uint _nextFilterId = 1, _nextPolicyId = 1;
+    private ulong _usedFollowBits;
 
     private readonly HashSet<LoadedPolicy> _loaded = [];
 
@@ -55,7 +57,8 @@ public sealed class PolicyEngine(ProcessSensor process, int agentTgid) : IDispos
                         throw new InvalidOperationException($"no free hook slot: {Events.PolicyWire.MaxHooks} hooks are loaded");
                     loaded.HookIds.Add(id);
                     sensor.ResetStats(id);
-                    sensor.WriteHook(id, PolicyEncoding.Hook(hook, policyId, plan.Enforce, filterIds));
+                    var follow = hook.Selectors.Select(sel => sel.FollowForks ? Follow(sel.Pids, loaded) : -1).ToList();
+                    sensor.WriteHook(id, PolicyEncoding.Hook(hook, policyId, plan.Enforce, filterIds, follow));
                     Hooks[id] = new HookInfo(id, plan.Name, hook, plan.Enforce);
                     var (category, name) = Split(hook.Target);
                     loaded.Links.Add(sensor.AttachTracepoint(id, category, name));
@@ -92,6 +95,55 @@ public sealed class PolicyEngine(ProcessSensor process, int agentTgid) : IDispos
         foreach (var (map, key) in loaded.Keys)
             _sensor.Map(map).Delete(key);
         loaded.Keys.Clear();
+        foreach (var bit in loaded.FollowBits)
+        {
+            ulong clear = ~(1UL << bit);
+            foreach (var key in process.Follow.Keys())
+                if (process.Follow.TryLookup(BitConverter.ToUInt32(key), out ulong mask))
+                {
+                    if ((mask & clear) == 0) process.Follow.Delete(key);
+                    else process.Follow.Update(BitConverter.ToUInt32(key), mask & clear);
+                }
+            _usedFollowBits &= clear;
+        }
+        loaded.FollowBits.Clear();
+    }
+
+    /// <summary>Takes a free sa_follow bit and marks the pids and their live descendants with it;
+    /// the process sensor passes it on to every later child.</summary>
+    private int Follow(IReadOnlyList<uint> pids, LoadedPolicy loaded)
+    {
+        int bit = Enumerable.Range(0, 64).FirstOrDefault(b => (_usedFollowBits & (1UL << b)) == 0, -1);
+        if (bit < 0) throw new InvalidOperationException("no free followForks slot: 64 followed pid sets are loaded");
+        _usedFollowBits |= 1UL << bit;
+        loaded.FollowBits.Add(bit);
+        foreach (var pid in Descendants(pids))
+        {
+            process.Follow.TryLookup(pid, out ulong mask);
+            process.Follow.Update(pid, mask | (1UL << bit));
+        }
+        return bit;
+    }
+
+    private static HashSet<uint> Descendants(IReadOnlyList<uint> roots)
+    {
+        var children = new Dictionary<uint, List<uint>>();
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!uint.TryParse(Path.GetFileName(dir), out var pid)) continue;
+            try
+            {
+                var ppid = (uint)Processes.ProcFsScanner.ParseStat(File.ReadAllText(Path.Combine(dir, "stat"))).Ppid;
+                (children.TryGetValue(ppid, out var l) ? l : children[ppid] = []).Add(pid);
+            }
+            catch (IOException) { }
+        }
+        var all = new HashSet<uint>(roots);
+        var queue = new Queue<uint>(roots);
+        while (queue.TryDequeue(out var p))
+            foreach (var c in children.GetValueOrDefault(p) ?? [])
+                if (all.Add(c)) queue.Enqueue(c);
+        return all;
     }
 
     public HookStats Stats(uint hookId)

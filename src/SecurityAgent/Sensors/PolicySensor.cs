@@ -28,6 +28,7 @@ public sealed class PolicySensor : IDisposable
             obj.Map("sa_events").ReuseFd(process.Events.Fd);
             obj.Map("sa_lost").ReuseFd(process.Lost.Fd);
             obj.Map("sa_exec_binary").ReuseFd(process.Binaries.Fd);
+            obj.Map("sa_follow").ReuseFd(process.Follow.Fd);
             obj.Load();
             var settings = new byte[8];
             BinaryPrimitives.WriteUInt32LittleEndian(settings, (uint)agentTgid);

@@ -15,6 +15,9 @@ public sealed class ProcessSensor : IDisposable
     /// <summary>pid → current binary, read by policy hooks for matchBinaries.</summary>
     public BpfMap Binaries => _obj.Map("sa_exec_binary");
 
+    /// <summary>tgid → bit mask of followed pid sets (matchPIDs followForks), inherited at fork.</summary>
+    public BpfMap Follow => _obj.Map("sa_follow");
+
     /// <summary>For processes found in /proc (the exec hook fills it for the others).</summary>
     public void RememberBinary(int pid, string path) =>
         Binaries.Update(BitConverter.GetBytes((uint)pid), Policies.PolicyEncoding.Binary(path));

@@ -1,0 +1,24 @@
+namespace SecurityAgent.Policies;
+
+/// <summary>x86-64 syscall numbers by name (from the kernel's unistd_64.h, embedded at build time), for
+/// `list:NAME` references of syscall lists.</summary>
+public sealed class SyscallTable(IReadOnlyDictionary<string, ulong> numbers)
+{
+    public static SyscallTable X86_64 { get; } = Load();
+
+    private static SyscallTable Load()
+    {
+        using var s = typeof(SyscallTable).Assembly.GetManifestResourceStream("syscalls/x86_64.txt")
+            ?? throw new InvalidOperationException("syscalls/x86_64.txt is not embedded: run `make bpf`");
+        var map = new Dictionary<string, ulong>();
+        foreach (var line in new StreamReader(s).ReadToEnd().Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var parts = line.Split(' ');
+            if (parts.Length == 2 && ulong.TryParse(parts[1], out var n)) map[parts[0]] = n;
+        }
+        return new SyscallTable(map);
+    }
+
+    /// <summary>"sys_dup", "__x64_sys_dup" or "dup".</summary>
+    public ulong? Number(string name) => numbers.TryGetValue(SemanticPass.SyscallName(name), out var n) ? n : null;
+}
