@@ -45,6 +45,11 @@ build/bpf-test/%.bpf.o: tests/bpf/%.bpf.c $(BPF_HDR)
 	@mkdir -p build/bpf-test
 	$(CLANG) -g -O2 -target bpf -D__TARGET_ARCH_x86 -Ibpf/include -c $< -o $@
 
+TEST_TOOLS := build/test-tools/openloop
+build/test-tools/%: tests/tools/%.c
+	@mkdir -p build/test-tools
+	cc -O2 -Wall -o $@ $<
+
 ## syscall numbers for `list:` references in policies, from the kernel's uapi header (linux-libc-dev)
 $(SYSCALLS): /usr/include/x86_64-linux-gnu/asm/unistd_64.h
 	@mkdir -p build/syscalls
@@ -68,7 +73,7 @@ run:
 	exec bin/secagent run --policy-dir policies --export-file -
 
 ## test: unit + real-kernel integration tests (as root); non-zero on any failure
-test: build $(BPF_TEST_OBJ)
+test: build $(BPF_TEST_OBJ) $(TEST_TOOLS)
 	dotnet test SecurityAgent.sln $(DOTNET_FLAGS) --no-build --logger "console;verbosity=normal" 2>&1 | tee build/test.log; \
 	  rc=$${PIPESTATUS[0]}; tools/test-summary build/test.log; exit $$rc
 

@@ -181,8 +181,7 @@ static __always_inline void sa_read_args(struct sa_policy_scratch *s, struct sa_
 	}
 }
 
-SEC("tracepoint")
-int sa_policy_tp(void *ctx)
+static __always_inline int sa_policy_hook(void *ctx)
 {
 	__u32 hook_id = bpf_get_attach_cookie(ctx);
 	struct sa_hook *h = bpf_map_lookup_elem(&sa_hooks, &hook_id);
@@ -251,3 +250,16 @@ int sa_policy_tp(void *ctx)
 	__sync_fetch_and_add(&st->posted, 1);
 	return 0;
 }
+
+/* The kernel refuses the same program twice on one tracepoint (EEXIST), so the object carries
+ * SA_TP_SLOTS identical programs: the agent attaches each hook with a slot free on its tracepoint. */
+#define SA_TP_SLOT(n) \
+	SEC("tracepoint") int sa_policy_tp##n(void *ctx) { return sa_policy_hook(ctx); }
+SA_TP_SLOT(0)
+SA_TP_SLOT(1)
+SA_TP_SLOT(2)
+SA_TP_SLOT(3)
+SA_TP_SLOT(4)
+SA_TP_SLOT(5)
+SA_TP_SLOT(6)
+SA_TP_SLOT(7)

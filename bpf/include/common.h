@@ -94,6 +94,7 @@ struct exit_event {
 #define SA_MAX_PIDS 4          /* matchPIDs values per selector */
 #define SA_STR_MAX 256         /* bytes of a string argument that are matched and sent */
 #define SA_MAX_HOOKS 1024
+#define SA_TP_SLOTS 8          /* hooks on one tracepoint at a time */
 
 /* How to read and render an argument. */
 enum sa_arg_type {

@@ -49,17 +49,13 @@ public sealed partial class PolicyDirectory(string dir, PolicyValidator validato
     {
         var now = new Dictionary<string, (LoadedPolicy, string)>();
         var keep = new HashSet<string>();
+        bool broken = false;
         foreach (var v in validator.ValidateText(file, text))
         {
             if (!v.Ok)
             {
                 foreach (var d in v.Diagnostics) LogError(log, d.ToString());
-                if (v.Name is not null && old?.Policies.TryGetValue(v.Name, out var good) == true)
-                {
-                    now[v.Name] = good; // keep enforcing the last good version
-                    keep.Add(v.Name);
-                    LogKeptOld(log, v.Name);
-                }
+                broken = true; // a syntax error may hide which policy the document was
                 continue;
             }
             var docHash = Hash(v.Json!.ToString());
@@ -91,10 +87,17 @@ public sealed partial class PolicyDirectory(string dir, PolicyValidator validato
                 if (old?.Policies.TryGetValue(v.Name!, out var good) == true) { now[v.Name!] = good; keep.Add(v.Name!); }
             }
         }
-        // Old versions go only now, after their replacements are attached.
+        // Old versions go only now, after their replacements are attached. While the file has errors,
+        // policies it no longer yields stay as they were: a broken edit never unloads a good policy.
         foreach (var (name, p) in old?.Policies ?? [])
         {
             if (keep.Contains(name)) continue;
+            if (broken && !now.ContainsKey(name))
+            {
+                now[name] = p;
+                LogKeptOld(log, name);
+                continue;
+            }
             engine.Unload(p.Loaded);
             if (!now.ContainsKey(name)) LogUnloaded(log, name, file);
         }

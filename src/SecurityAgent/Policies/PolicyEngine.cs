@@ -16,6 +16,7 @@ public sealed class LoadedPolicy
     internal List<BpfLink> Links { get; } = [];
     internal List<(string Map, byte[] Key)> Keys { get; } = [];
     internal List<int> FollowBits { get; } = [];
+    internal List<(string Target, int Slot)> Slots { get; } = [];
 }
 
 /// <summary>Loads compiled policies into the shared policy program: allocates hook and filter ids, writes the
@@ -28,6 +29,7 @@ public sealed class PolicyEngine(ProcessSensor process, int agentTgid) : IDispos
     private readonly Stack<uint> _freeHookIds = new(Enumerable.Range(0, Events.PolicyWire.MaxHooks).Select(i => (uint)(Events.PolicyWire.MaxHooks - 1 - i)));
     private uint _nextFilterId = 1, _nextPolicyId = 1;
     private ulong _usedFollowBits;
+    private readonly Dictionary<string, bool[]> _slots = new(); // tracepoint -> program slots in use
 
     private readonly HashSet<LoadedPolicy> _loaded = [];
 
@@ -61,7 +63,13 @@ public sealed class PolicyEngine(ProcessSensor process, int agentTgid) : IDispos
                     sensor.WriteHook(id, PolicyEncoding.Hook(hook, policyId, plan.Enforce, filterIds, follow));
                     Hooks[id] = new HookInfo(id, plan.Name, hook, plan.Enforce);
                     var (category, name) = Split(hook.Target);
-                    loaded.Links.Add(sensor.AttachTracepoint(id, category, name));
+                    var used = _slots.TryGetValue(hook.Target, out var u) ? u : _slots[hook.Target] = new bool[PolicySensor.TracepointSlots];
+                    int slot = Array.IndexOf(used, false);
+                    if (slot < 0)
+                        throw new InvalidOperationException($"{hook.Target} already has {PolicySensor.TracepointSlots} policy hooks");
+                    loaded.Links.Add(sensor.AttachTracepoint(slot, id, category, name));
+                    used[slot] = true;
+                    loaded.Slots.Add((hook.Target, slot));
                 }
                 _loaded.Add(loaded);
                 return loaded;
@@ -84,6 +92,9 @@ public sealed class PolicyEngine(ProcessSensor process, int agentTgid) : IDispos
         _loaded.Remove(loaded);
         foreach (var l in loaded.Links) l.Dispose();
         loaded.Links.Clear();
+        foreach (var (target, slot) in loaded.Slots)
+            _slots[target][slot] = false;
+        loaded.Slots.Clear();
         if (_sensor is null) return;
         foreach (var id in loaded.HookIds)
         {

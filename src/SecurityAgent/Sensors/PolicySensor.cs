@@ -48,8 +48,11 @@ public sealed class PolicySensor : IDisposable
 
     public void ClearHook(uint hookId) => WriteHook(hookId, new byte[PolicyWire.Hook.Length]);
 
-    public BpfLink AttachTracepoint(uint hookId, string category, string name) =>
-        _obj.Program("sa_policy_tp").AttachTracepoint(category, name, cookie: hookId);
+    /// <summary>Identical copies of the policy program: one tracepoint takes each program once.</summary>
+    public const int TracepointSlots = 8;
+
+    public BpfLink AttachTracepoint(int slot, uint hookId, string category, string name) =>
+        _obj.Program("sa_policy_tp" + slot).AttachTracepoint(category, name, cookie: hookId);
 
     public HookStats Stats(uint hookId)
     {

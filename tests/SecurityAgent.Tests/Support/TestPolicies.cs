@@ -1,0 +1,56 @@
+namespace SecurityAgent.Tests.Support;
+
+/// <summary>Policy YAML for tests, always scoped to binaries and paths inside the test's own temp dir.</summary>
+public static class TestPolicies
+{
+    public static string OpenatKill(string name, string binary, string pathPrefix, string mode = "enforce", string action = "Sigkill") => $"""
+        apiVersion: securityagent.io/v1alpha1
+        kind: TracingPolicy
+        metadata:
+          name: {name}
+        spec:
+          options:
+          - name: policy-mode
+            value: {mode}
+          tracepoints:
+          - subsystem: syscalls
+            event: sys_enter_openat
+            args:
+            - index: 6
+              type: string
+            selectors:
+            - matchArgs:
+              - index: 6
+                operator: Prefix
+                values: ["{pathPrefix}"]
+              matchBinaries:
+              - operator: In
+                values: ["{binary}"]
+              matchActions:
+              - action: {action}
+        """;
+
+    public static string SyscallKprobeKill(string name, string binary, string pathPrefix) => $"""
+        apiVersion: cilium.io/v1alpha1
+        kind: TracingPolicy
+        metadata:
+          name: {name}
+        spec:
+          kprobes:
+          - call: sys_openat
+            syscall: true
+            args:
+            - index: 1
+              type: string
+            selectors:
+            - matchArgs:
+              - index: 1
+                operator: Prefix
+                values: ["{pathPrefix}"]
+              matchBinaries:
+              - operator: In
+                values: ["{binary}"]
+              matchActions:
+              - action: Sigkill
+        """;
+}
