@@ -117,8 +117,9 @@ static long sa_eval_selector(__u32 i, struct sa_eval *c)
 
 	if (sel->pid_cmp != SA_CMP_NONE) {
 		bool in = false;
+		__u32 who = sel->pid_ns ? sa_ns_tgid() : c->tgid;
 		for (int p = 0; p < SA_MAX_PIDS; p++)
-			if (p < sel->npids && sel->pids[p] == c->tgid)
+			if (p < sel->npids && sel->pids[p] == who)
 				in = true;
 		if (!in && sel->follow) {
 			__u64 *mask = bpf_map_lookup_elem(&sa_follow, &c->tgid);

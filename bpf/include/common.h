@@ -163,7 +163,7 @@ struct sa_selector {
 	__u8 cap_cmp;          /* SA_CMP_IN: any of the mask held; SA_CMP_NOT_IN: none held */
 	__u8 cap_set;          /* 0 effective, 1 permitted, 2 inheritable */
 	__u8 follow;           /* matchPIDs followForks: 1 + bit in sa_follow masks; 0 none */
-	__u8 pad0;
+	__u8 pid_ns;           /* matchPIDs isNamespacePID: compare the pid as seen in its own pid namespace */
 	__s32 error;           /* Override errno (negative) */
 	struct sa_arg_filter args[SA_MAX_MATCH_ARGS];
 };

@@ -197,6 +197,17 @@ static __always_inline bool sa_addr_in(__u32 id, const char *sa)
 	return bpf_map_lookup_elem(&sa_addr_lpm, &k) != NULL;
 }
 
+/* The current process's id in its own pid namespace (what a container sees as its pid). */
+static __always_inline __u32 sa_ns_tgid(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct pid *pid = BPF_CORE_READ(task, group_leader, thread_pid);
+	unsigned int level = BPF_CORE_READ(pid, level);
+	struct upid up = {};
+	bpf_probe_read_kernel(&up, sizeof(up), &pid->numbers[level & 31]);
+	return up.nr;
+}
+
 /* The agent's own activity (writing events, reading /proc) is never subject to policies. */
 static __always_inline bool sa_is_agent(__u32 tgid)
 {

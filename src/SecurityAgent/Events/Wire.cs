@@ -70,7 +70,7 @@ public static class PolicyWire
     public static class Selector
     {
         public const int Actions = 0, Signal = 4, RateLimitNs = 8, BinFilter = 16, BinCmp = 20, Nargs = 21, PidCmp = 22,
-            Npids = 23, Pids = 24, CapMask = 40, CapCmp = 48, CapSet = 49, Follow = 50, Error = 52, Args = 56;
+            Npids = 23, Pids = 24, CapMask = 40, CapCmp = 48, CapSet = 49, Follow = 50, PidNs = 51, Error = 52, Args = 56;
         public const int Length = 120;
     }
 

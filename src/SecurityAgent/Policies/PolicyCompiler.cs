@@ -223,14 +223,14 @@ public sealed class PolicyCompiler(KernelFeatures features, Func<string, string,
             ctx.Error(path + ".matchActions", "Override needs an lsmhook (or a cgroup-backed socket_connect)");
 
         var (binCmp, binSet) = Binaries(sel["matchBinaries"] as JArray, path + ".matchBinaries", ctx);
-        var (pidCmp, pids, follow) = Pids(sel["matchPIDs"] as JArray, path + ".matchPIDs", ctx);
+        var (pidCmp, pids, follow, pidNs) = Pids(sel["matchPIDs"] as JArray, path + ".matchPIDs", ctx);
         var (capCmp, capSet, capMask) = Caps(sel["matchCapabilities"] as JArray, path + ".matchCapabilities", ctx);
         if (sel["matchNamespaces"] is not null)
             ctx.Error(path + ".matchNamespaces", "unsupported: matchNamespaces is not implemented yet");
         var parents = (sel["matchParentBinaries"] as JArray)?.Select(p => new ParentBinaryRule(p["operator"]!.ToString(),
             (p["values"] as JArray)!.Select(v => v.ToString()).ToList())).ToList() ?? [];
         var filters = ArgFilters(sel["matchArgs"] as JArray, path + ".matchArgs", args, kind, ctx, hook);
-        return new SelectorPlan(actions, signal, rate, error, binCmp, binSet, pidCmp, pids, follow, capCmp, capSet, capMask, filters, parents);
+        return new SelectorPlan(actions, signal, rate, error, binCmp, binSet, pidCmp, pids, follow, pidNs, capCmp, capSet, capMask, filters, parents);
     }
 
     internal static ulong RateLimitNs(string s)
@@ -261,17 +261,19 @@ public sealed class PolicyCompiler(KernelFeatures features, Func<string, string,
         return (cmp, ctx.AddSet(kind, values));
     }
 
-    private static (Cmp, IReadOnlyList<uint>, bool) Pids(JArray? m, string path, Context ctx)
+    private static (Cmp, IReadOnlyList<uint>, bool, bool) Pids(JArray? m, string path, Context ctx)
     {
-        if (m is null || m.Count == 0) return (Cmp.None, [], false);
-        if (m.Count > 1) ctx.Error(path, "unsupported: one matchPIDs entry per selector");
-        var e = m[0];
-        if (e["isNamespacePID"]?.Value<bool>() == true)
-            ctx.Error(path + "[0].isNamespacePID", "unsupported: namespace pids are not implemented yet");
-        bool follow = e["followForks"]?.Value<bool>() == true;
-        var pids = (e["values"] as JArray)!.Select(v => uint.Parse(v.ToString())).ToList();
-        if (pids.Count > 4) ctx.Error(path + "[0].values", $"{pids.Count} pids, at most 4 per selector");
-        return (e["operator"]!.ToString() == "In" ? Cmp.In : Cmp.NotIn, pids.Take(4).ToList(), follow);
+        if (m is null || m.Count == 0) return (Cmp.None, [], false, false);
+        bool Flag(JToken e, string f) => e[f]?.Value<bool>() == true;
+        var first = m[0];
+        var op = first["operator"]!.ToString();
+        // Several NotIn entries with the same flags are one NotIn of their union (AND of NotIns).
+        if (m.Count > 1 && !m.All(e => e["operator"]!.ToString() == "NotIn"
+                && Flag(e, "followForks") == Flag(first, "followForks") && Flag(e, "isNamespacePID") == Flag(first, "isNamespacePID")))
+            ctx.Error(path, "unsupported: several matchPIDs entries are supported only as NotIn entries with the same flags");
+        var pids = m.SelectMany(e => (e["values"] as JArray)!.Select(v => uint.Parse(v.ToString()))).Distinct().ToList();
+        if (pids.Count > 4) ctx.Error(path, $"{pids.Count} pids, at most 4 per selector");
+        return (op == "In" ? Cmp.In : Cmp.NotIn, pids.Take(4).ToList(), Flag(first, "followForks"), Flag(first, "isNamespacePID"));
     }
 
     private static (Cmp, byte, ulong) Caps(JArray? m, string path, Context ctx)

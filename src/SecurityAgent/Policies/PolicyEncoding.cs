@@ -47,6 +47,7 @@ public static class PolicyEncoding
             BinaryPrimitives.WriteUInt64LittleEndian(s[(o + W.Selector.CapMask)..], sel.CapMask);
             b[o + W.Selector.CapCmp] = (byte)sel.CapCmp;
             b[o + W.Selector.CapSet] = sel.CapSet;
+            b[o + W.Selector.PidNs] = sel.NamespacePids ? (byte)1 : (byte)0;
             if (followBits is not null && followBits[i] >= 0)
                 b[o + W.Selector.Follow] = (byte)(followBits[i] + 1);
             BinaryPrimitives.WriteInt32LittleEndian(s[(o + W.Selector.Error)..], sel.Error);

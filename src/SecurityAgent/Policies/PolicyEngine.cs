@@ -59,7 +59,8 @@ public sealed class PolicyEngine(ProcessSensor process, int agentTgid) : IDispos
                         throw new InvalidOperationException($"no free hook slot: {Events.PolicyWire.MaxHooks} hooks are loaded");
                     loaded.HookIds.Add(id);
                     sensor.ResetStats(id);
-                    var follow = hook.Selectors.Select(sel => sel.FollowForks ? Follow(sel.Pids, loaded) : -1).ToList();
+                    // followForks from host pids; for namespace pids the in-kernel check alone applies.
+                    var follow = hook.Selectors.Select(sel => sel.FollowForks && !sel.NamespacePids ? Follow(sel.Pids, loaded) : -1).ToList();
                     sensor.WriteHook(id, PolicyEncoding.Hook(hook, policyId, plan.Enforce, filterIds, follow));
                     Hooks[id] = new HookInfo(id, plan.Name, hook, plan.Enforce);
                     var (category, name) = Split(hook.Target);

@@ -42,7 +42,7 @@ public sealed record ArgFilterPlan(int Slot, Cmp Cmp, int? ValueSet, ulong Value
 public sealed record SelectorPlan(
     Actions Actions, int Signal, ulong RateLimitNs, int Error,
     Cmp BinaryCmp, int? BinaryValueSet,
-    Cmp PidCmp, IReadOnlyList<uint> Pids, bool FollowForks,
+    Cmp PidCmp, IReadOnlyList<uint> Pids, bool FollowForks, bool NamespacePids,
     Cmp CapCmp, byte CapSet, ulong CapMask,
     IReadOnlyList<ArgFilterPlan> Args,
     IReadOnlyList<ParentBinaryRule> ParentBinaries)

@@ -32,6 +32,17 @@ public class LayoutTests
     [InlineData("process.bpf.o", "fork_event", typeof(Wire.Fork))]
     [InlineData("process.bpf.o", "exit_event", typeof(Wire.Exit))]
     [InlineData("process.bpf.o", "event_header", typeof(Wire.Header))]
+    [InlineData("tracepoint.bpf.o", "sa_hook", typeof(PolicyWire.Hook))]
+    [InlineData("tracepoint.bpf.o", "sa_hook_arg", typeof(PolicyWire.HookArg))]
+    [InlineData("tracepoint.bpf.o", "sa_selector", typeof(PolicyWire.Selector))]
+    [InlineData("tracepoint.bpf.o", "sa_arg_filter", typeof(PolicyWire.ArgFilter))]
+    [InlineData("tracepoint.bpf.o", "sa_hook_stats", typeof(PolicyWire.HookStats))]
+    [InlineData("tracepoint.bpf.o", "sa_str_key", typeof(PolicyWire.StrKey))]
+    [InlineData("tracepoint.bpf.o", "sa_lpm_key", typeof(PolicyWire.LpmKey))]
+    [InlineData("tracepoint.bpf.o", "sa_int_key", typeof(PolicyWire.IntKey))]
+    [InlineData("tracepoint.bpf.o", "sa_addr_key", typeof(PolicyWire.AddrKey))]
+    [InlineData("tracepoint.bpf.o", "sa_binary", typeof(PolicyWire.Binary))]
+    [InlineData("tracepoint.bpf.o", "policy_event", typeof(PolicyWire.Event))]
     public void Every_field_of_a_kernel_record_has_the_same_offset_in_csharp(string obj, string structName, Type wire)
     {
         var (size, members) = Structs(obj)[structName];
