@@ -197,6 +197,7 @@ static __always_inline bool sa_addr_in(__u32 id, const char *sa)
 	return bpf_map_lookup_elem(&sa_addr_lpm, &k) != NULL;
 }
 
+#ifndef SA_NO_TASK
 /* The current process's id in its own pid namespace (what a container sees as its pid). */
 static __always_inline __u32 sa_ns_tgid(void)
 {
@@ -207,6 +208,7 @@ static __always_inline __u32 sa_ns_tgid(void)
 	bpf_probe_read_kernel(&up, sizeof(up), &pid->numbers[level & 31]);
 	return up.nr;
 }
+#endif
 
 /* The agent's own activity (writing events, reading /proc) is never subject to policies. */
 static __always_inline bool sa_is_agent(__u32 tgid)
@@ -216,6 +218,7 @@ static __always_inline bool sa_is_agent(__u32 tgid)
 	return st && st->agent_tgid == tgid;
 }
 
+#ifndef SA_NO_TASK
 /* May the agent signal the current task? Never pid 1, kernel threads or the agent itself. */
 static __always_inline bool sa_may_signal(__u32 tgid)
 {
@@ -226,3 +229,148 @@ static __always_inline bool sa_may_signal(__u32 tgid)
 		return false;
 	return !(st && st->agent_tgid == tgid);
 }
+#endif
+
+/* ---- Selector evaluation, shared by every policy hook family ---- */
+
+struct sa_eval {
+	__u32 hook_id;
+	__u32 tgid;
+	__s32 matched;      /* selector index, or -1 */
+};
+
+static __always_inline bool sa_match_arg(struct sa_policy_scratch *s, struct sa_hook *h, struct sa_arg_filter *f)
+{
+	__u32 a = f->arg;
+	if (a >= SA_MAX_ARGS)
+		return false;
+	struct policy_event *ev = &s->ev;
+	__u8 type = h->args[a].type;
+	__u64 v = ev->ints[a];
+	__u32 len = ev->str_len[a] & (SA_STR_MAX - 1);
+	bool str = type == SA_ARG_STRING;
+
+	switch (f->cmp) {
+	case SA_CMP_IN:
+		return str ? sa_str_in_set(&s->key, f->filter_id, ev->str[a], len) : sa_int_in_set(f->filter_id, v);
+	case SA_CMP_NOT_IN:
+		return str ? !sa_str_in_set(&s->key, f->filter_id, ev->str[a], len) : !sa_int_in_set(f->filter_id, v);
+	case SA_CMP_PREFIX:
+		return sa_str_has_prefix(&s->lpm, f->filter_id, ev->str[a], len);
+	case SA_CMP_NOT_PREFIX:
+		return !sa_str_has_prefix(&s->lpm, f->filter_id, ev->str[a], len);
+	case SA_CMP_POSTFIX:
+		return sa_str_has_prefix(&s->lpm, f->filter_id, s->rev[a], len);
+	case SA_CMP_NOT_POSTFIX:
+		return !sa_str_has_prefix(&s->lpm, f->filter_id, s->rev[a], len);
+	case SA_CMP_GT:
+		return type == SA_ARG_INT ? (__s64)v > (__s64)f->value : v > f->value;
+	case SA_CMP_LT:
+		return type == SA_ARG_INT ? (__s64)v < (__s64)f->value : v < f->value;
+	case SA_CMP_MASK:
+		return (v & f->value) != 0;
+	case SA_CMP_DADDR:
+		return type == SA_ARG_SOCKADDR && sa_addr_in(f->filter_id, ev->str[a]);
+	case SA_CMP_NOT_DADDR:
+		return type == SA_ARG_SOCKADDR && !sa_addr_in(f->filter_id, ev->str[a]);
+	case SA_CMP_DPORT:
+		return type == SA_ARG_SOCKADDR && sa_int_in_set(f->filter_id, sa_sockaddr_port(ev->str[a]));
+	case SA_CMP_NOT_DPORT:
+		return type == SA_ARG_SOCKADDR && !sa_int_in_set(f->filter_id, sa_sockaddr_port(ev->str[a]));
+	case SA_CMP_FAMILY:
+		return type == SA_ARG_SOCKADDR && sa_int_in_set(f->filter_id, sa_sockaddr_family(ev->str[a]));
+	case SA_CMP_NOT_FAMILY:
+		return type == SA_ARG_SOCKADDR && !sa_int_in_set(f->filter_id, sa_sockaddr_family(ev->str[a]));
+	}
+	return false;
+}
+
+static __always_inline bool sa_match_binary(struct sa_policy_scratch *s, struct sa_selector *sel, __u32 tgid)
+{
+	struct sa_binary *b = bpf_map_lookup_elem(&sa_exec_binary, &tgid);
+	__u32 len = b ? b->len & (SA_STR_MAX - 1) : 0;
+	const char *path = b ? b->path : s->bin.path;
+	bool hit;
+
+	if (!b)
+		__builtin_memset(&s->bin, 0, sizeof(s->bin));
+	switch (sel->bin_cmp) {
+	case SA_CMP_IN:
+	case SA_CMP_NOT_IN:
+		hit = sa_str_in_set(&s->key, sel->bin_filter, path, len);
+		return sel->bin_cmp == SA_CMP_IN ? hit : !hit;
+	case SA_CMP_PREFIX:
+	case SA_CMP_NOT_PREFIX:
+		hit = sa_str_has_prefix(&s->lpm, sel->bin_filter, path, len);
+		return sel->bin_cmp == SA_CMP_PREFIX ? hit : !hit;
+	case SA_CMP_POSTFIX:
+	case SA_CMP_NOT_POSTFIX:
+		sa_reverse(s->bin.path, path, len);
+		hit = sa_str_has_prefix(&s->lpm, sel->bin_filter, s->bin.path, len);
+		return sel->bin_cmp == SA_CMP_POSTFIX ? hit : !hit;
+	}
+	return true;
+}
+
+static __always_inline bool sa_match_caps(struct sa_selector *sel)
+{
+	if (sel->cap_cmp == SA_CMP_NONE)
+		return true;
+#ifdef SA_NO_TASK
+	return false; /* the compiler refuses matchCapabilities on hooks without task access */
+#else
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	const struct cred *cred = BPF_CORE_READ(task, cred);
+	__u64 caps = sel->cap_set == 1 ? sa_read_cap(&cred->cap_permitted)
+		   : sel->cap_set == 2 ? sa_read_cap(&cred->cap_inheritable)
+				       : sa_read_cap(&cred->cap_effective);
+	bool any = (caps & sel->cap_mask) != 0;
+	return sel->cap_cmp == SA_CMP_IN ? any : !any;
+#endif
+}
+
+/* Evaluates selector i (bpf_loop callback: verified once, whatever the number of selectors). */
+static long sa_eval_selector(__u32 i, struct sa_eval *c)
+{
+	/* Bound the index in a 64-bit register the verifier tracks (clang may otherwise test a copy). */
+	__u64 idx = i;
+	asm volatile("" : "+r"(idx));
+	if (idx >= SA_MAX_SELECTORS)
+		return 1;
+	struct sa_policy_scratch *s = sa_scratch();
+	struct sa_hook *h = bpf_map_lookup_elem(&sa_hooks, &c->hook_id);
+	if (!s || !h)
+		return 1;
+	struct sa_selector *sel = &h->sel[idx];
+
+	if (sel->pid_cmp != SA_CMP_NONE) {
+		bool in = false;
+#ifdef SA_NO_TASK
+		__u32 who = c->tgid;
+#else
+		__u32 who = sel->pid_ns ? sa_ns_tgid() : c->tgid;
+#endif
+		for (int p = 0; p < SA_MAX_PIDS; p++)
+			if (p < sel->npids && sel->pids[p] == who)
+				in = true;
+		if (!in && sel->follow) {
+			__u64 *mask = bpf_map_lookup_elem(&sa_follow, &c->tgid);
+			in = mask && (*mask & (1ULL << ((sel->follow - 1) & 63)));
+		}
+		if (in != (sel->pid_cmp == SA_CMP_IN))
+			return 0;
+	}
+	if (sel->bin_cmp != SA_CMP_NONE && !sa_match_binary(s, sel, c->tgid))
+		return 0;
+	if (!sa_match_caps(sel))
+		return 0;
+	for (int j = 0; j < SA_MAX_MATCH_ARGS; j++) {
+		if (j >= sel->nargs)
+			break;
+		if (!sa_match_arg(s, h, &sel->args[j]))
+			return 0;
+	}
+	c->matched = i;
+	return 1;
+}
+

@@ -51,6 +51,19 @@ public sealed unsafe class BpfObject : SafeHandle
     public BpfProgram Program(string name) =>
         Programs.FirstOrDefault(p => p.Name == name) ?? throw new KeyNotFoundException($"{Name}: no program '{name}'");
 
+    /// <summary>Names of the object's maps (libbpf's internal .rodata/.bss maps included).</summary>
+    public IEnumerable<string> MapNames
+    {
+        get
+        {
+            nint map = 0;
+            while ((map = Libbpf.bpf_object__next_map(handle, map)) != 0)
+                yield return MapName(map);
+        }
+    }
+
+    private static string MapName(nint map) => Marshal.PtrToStringUTF8((nint)Libbpf.bpf_map__name(map)) ?? "";
+
     public BpfMap Map(string name)
     {
         var m = Libbpf.bpf_object__find_map_by_name(handle, name);

@@ -7,6 +7,7 @@ public static class EmbeddedObjects
     public const string Process = "process.bpf.o";
     public const string Probe = "probe.bpf.o";
     public const string Tracepoint = "tracepoint.bpf.o";
+    public const string Sock = "sock.bpf.o";
 
     public static byte[] Read(string name)
     {

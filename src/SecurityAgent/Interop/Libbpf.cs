@@ -54,6 +54,12 @@ internal static unsafe partial class Libbpf
     [LibraryImport(Lib, EntryPoint = "bpf_link__destroy")]
     internal static partial int bpf_link__destroy(nint link);
 
+    [LibraryImport(Lib, EntryPoint = "bpf_object__next_map")]
+    internal static partial nint bpf_object__next_map(nint obj, nint map);
+
+    [LibraryImport(Lib, EntryPoint = "bpf_map__name")]
+    internal static partial byte* bpf_map__name(nint map);
+
     [LibraryImport(Lib, EntryPoint = "bpf_map__fd")]
     internal static partial int bpf_map__fd(nint map);
 

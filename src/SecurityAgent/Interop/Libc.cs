@@ -61,6 +61,15 @@ internal static unsafe partial class Libc
         return ts.tv_sec * 1_000_000_000L + ts.tv_nsec;
     }
 
+    /// <summary>A directory opened for its fd (e.g. a cgroup, to attach programs to it).</summary>
+    internal static Microsoft.Win32.SafeHandles.SafeFileHandle OpenDirectory(string path)
+    {
+        int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+            throw new IOException($"open({path}) failed: {Errno.Name(Marshal.GetLastPInvokeError())}");
+        return new Microsoft.Win32.SafeHandles.SafeFileHandle(fd, ownsHandle: true);
+    }
+
     internal static int PidfdOpen(int pid) => (int)syscall(SYS_pidfd_open, pid, 0, 0, 0);
 
     internal static int PidfdSendSignal(int pidfd, int signal) => (int)syscall(SYS_pidfd_send_signal, pidfd, signal, 0, 0);

@@ -18,7 +18,8 @@ public static class PlanExplainer
             b.AppendLine($"    mechanism: {KernelFeatures.MechanismName(hook.Mechanism)} {hook.Target}");
             b.AppendLine($"    why: {hook.Why}");
             foreach (var a in hook.Args)
-                b.AppendLine($"    arg slot {a.Slot}: index {a.Index} {a.Type}{(a.Label is null ? "" : $" \"{a.Label}\"")} -> read {a.KernelType} ({a.Size} bytes) at record offset {a.Offset}");
+                b.AppendLine($"    arg slot {a.Slot}: index {a.Index} {a.Type}{(a.Label is null ? "" : $" \"{a.Label}\"")} -> "
+                    + (hook.Mechanism == Mechanism.CgroupSockAddr ? "the destination from the connect context" : $"read {a.KernelType} ({a.Size} bytes) at record offset {a.Offset}"));
             if (hook.Selectors.Count == 0)
                 b.AppendLine("    no selectors: every call is posted");
             for (int s = 0; s < hook.Selectors.Count; s++)

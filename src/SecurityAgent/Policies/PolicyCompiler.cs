@@ -221,6 +221,10 @@ public sealed class PolicyCompiler(KernelFeatures features, Func<string, string,
         if (!noPost) actions |= Actions.Post; // events are posted unless NoPost, as in Tetragon
         if (actions.HasFlag(Actions.Override) && kind != HookKind.LsmHook)
             ctx.Error(path + ".matchActions", "Override needs an lsmhook (or a cgroup-backed socket_connect)");
+        if (kind == HookKind.LsmHook && (actions & (Actions.Sigkill | Actions.Signal)) != 0)
+            ctx.Error(path + ".matchActions", "unsupported: Sigkill/Signal on socket_connect through cgroup hooks (no signal helper there); use Override to deny");
+        if (kind == HookKind.LsmHook && sel["matchCapabilities"] is not null)
+            ctx.Error(path + ".matchCapabilities", "unsupported: matchCapabilities on socket_connect through cgroup hooks");
 
         var (binCmp, binSet) = Binaries(sel["matchBinaries"] as JArray, path + ".matchBinaries", ctx);
         var (pidCmp, pids, follow, pidNs) = Pids(sel["matchPIDs"] as JArray, path + ".matchPIDs", ctx);

@@ -30,6 +30,7 @@ public sealed class PolicyEngine(ProcessSensor process, int agentTgid) : IDispos
     private uint _nextFilterId = 1, _nextPolicyId = 1;
     private ulong _usedFollowBits;
     private readonly Dictionary<string, bool[]> _slots = new(); // tracepoint -> program slots in use
+    private readonly bool[] _sockSlots = new bool[PolicySensor.SockSlots];
 
     private readonly HashSet<LoadedPolicy> _loaded = [];
 
@@ -39,7 +40,7 @@ public sealed class PolicyEngine(ProcessSensor process, int agentTgid) : IDispos
     {
         lock (_lock)
         {
-            foreach (var h in plan.Hooks.Where(h => h.Mechanism != Mechanism.Tracepoint))
+            foreach (var h in plan.Hooks.Where(h => h.Mechanism is not (Mechanism.Tracepoint or Mechanism.CgroupSockAddr)))
                 throw new NotSupportedException($"policy {plan.Name}: hook {h.Name} needs {KernelFeatures.MechanismName(h.Mechanism)}, which the engine does not load yet");
             var sensor = _sensor ??= PolicySensor.Load(process, agentTgid);
             var loaded = new LoadedPolicy { Plan = plan };
@@ -63,6 +64,18 @@ public sealed class PolicyEngine(ProcessSensor process, int agentTgid) : IDispos
                     var follow = hook.Selectors.Select(sel => sel.FollowForks && !sel.NamespacePids ? Follow(sel.Pids, loaded) : -1).ToList();
                     sensor.WriteHook(id, PolicyEncoding.Hook(hook, policyId, plan.Enforce, filterIds, follow));
                     Hooks[id] = new HookInfo(id, plan.Name, hook, plan.Enforce);
+                    if (hook.Mechanism == Mechanism.CgroupSockAddr)
+                    {
+                        int sockSlot = Array.IndexOf(_sockSlots, false);
+                        if (sockSlot < 0)
+                            throw new InvalidOperationException($"{PolicySensor.SockSlots} connect policy hooks are already loaded");
+                        var (v4, v6) = sensor.AttachConnect(sockSlot, id, hook.Target);
+                        loaded.Links.Add(v4);
+                        loaded.Links.Add(v6);
+                        _sockSlots[sockSlot] = true;
+                        loaded.Slots.Add(("connect", sockSlot));
+                        continue;
+                    }
                     var (category, name) = Split(hook.Target);
                     var used = _slots.TryGetValue(hook.Target, out var u) ? u : _slots[hook.Target] = new bool[PolicySensor.TracepointSlots];
                     int slot = Array.IndexOf(used, false);
@@ -94,7 +107,15 @@ public sealed class PolicyEngine(ProcessSensor process, int agentTgid) : IDispos
         foreach (var l in loaded.Links) l.Dispose();
         loaded.Links.Clear();
         foreach (var (target, slot) in loaded.Slots)
-            _slots[target][slot] = false;
+        {
+            if (target == "connect")
+            {
+                _sensor?.ReleaseConnectSlot(slot);
+                _sockSlots[slot] = false;
+            }
+            else
+                _slots[target][slot] = false;
+        }
         loaded.Slots.Clear();
         if (_sensor is null) return;
         foreach (var id in loaded.HookIds)

@@ -17,8 +17,57 @@ public sealed record HookStats(ulong Seen, ulong Matched, ulong Posted, ulong En
 public sealed class PolicySensor : IDisposable
 {
     private readonly BpfObject _obj;
+    private BpfObject? _sock;
+    private Microsoft.Win32.SafeHandles.SafeFileHandle? _cgroup;
 
     private PolicySensor(BpfObject obj) => _obj = obj;
+
+    /// <summary>Connect hooks in use (sa_sock_slots entries); cgroup programs have no attach cookie.</summary>
+    public const int SockSlots = 8;
+    private const uint NoHook = 0xffffffff;
+
+    /// <summary>Loads the connect hooks on first use, sharing every map with the tracepoint object.</summary>
+    private BpfObject Sock()
+    {
+        if (_sock is not null) return _sock;
+        var obj = EmbeddedObjects.Open(EmbeddedObjects.Sock);
+        try
+        {
+            var shared = _obj.MapNames.ToHashSet();
+            foreach (var name in obj.MapNames.Where(n => shared.Contains(n) && !n.Contains('.')))
+                obj.Map(name).ReuseFd(_obj.Map(name).Fd);
+            obj.Load();
+            for (uint i = 0; i < SockSlots; i++)
+                obj.Map("sa_sock_slots").Update(BitConverter.GetBytes(i), BitConverter.GetBytes(NoHook));
+            return _sock = obj;
+        }
+        catch
+        {
+            obj.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Attaches connect4 and connect6 of a slot at the cgroup v2 root (every process is below it).</summary>
+    public (BpfLink V4, BpfLink V6) AttachConnect(int slot, uint hookId, string cgroup2)
+    {
+        var sock = Sock();
+        _cgroup ??= Interop.Libc.OpenDirectory(cgroup2);
+        sock.Map("sa_sock_slots").Update(BitConverter.GetBytes((uint)slot), BitConverter.GetBytes(hookId));
+        var v4 = sock.Program("sa_connect4_" + slot).AttachCgroup(_cgroup);
+        try
+        {
+            return (v4, sock.Program("sa_connect6_" + slot).AttachCgroup(_cgroup));
+        }
+        catch
+        {
+            v4.Dispose();
+            throw;
+        }
+    }
+
+    public void ReleaseConnectSlot(int slot) =>
+        _sock?.Map("sa_sock_slots").Update(BitConverter.GetBytes((uint)slot), BitConverter.GetBytes(NoHook));
 
     public static PolicySensor Load(ProcessSensor process, int agentTgid)
     {
@@ -66,5 +115,10 @@ public sealed class PolicySensor : IDisposable
         map.Update(BitConverter.GetBytes(hookId), new byte[((map.ValueSize + 7) / 8 * 8) * BpfMap.PossibleCpus]);
     }
 
-    public void Dispose() => _obj.Dispose();
+    public void Dispose()
+    {
+        _sock?.Dispose();
+        _cgroup?.Dispose();
+        _obj.Dispose();
+    }
 }

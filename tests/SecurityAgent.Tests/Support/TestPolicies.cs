@@ -54,3 +54,33 @@ public static class TestPolicies
               - action: Sigkill
         """;
 }
+
+public static class ConnectPolicies
+{
+    public static string Deny(string name, string binary, int port, int errno) => $"""
+        apiVersion: cilium.io/v1alpha1
+        kind: TracingPolicy
+        metadata:
+          name: {name}
+        spec:
+          lsmhooks:
+          - hook: socket_connect
+            args:
+            - index: 1
+              type: sockaddr
+            selectors:
+            - matchBinaries:
+              - operator: In
+                values: ["{binary}"]
+              matchArgs:
+              - index: 1
+                operator: DAddr
+                values: ["127.0.0.1/32"]
+              - index: 1
+                operator: DPort
+                values: ["{port}"]
+              matchActions:
+              - action: Override
+                argError: {errno}
+        """;
+}
