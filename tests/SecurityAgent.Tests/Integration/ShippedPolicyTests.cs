@@ -1,0 +1,161 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text.Json;
+using SecurityAgent.Tests.Support;
+
+namespace SecurityAgent.Tests.Integration;
+
+/// <summary>One agent with every policy of the repository's policies/ directory, as `make run` loads them.</summary>
+public sealed class ShippedPoliciesAgent : IDisposable
+{
+    public AgentProcess Agent { get; } = new(Directory.GetFiles(Repo.File_("policies"), "*.yaml")
+        .ToDictionary(f => Path.GetFileName(f), f => File.ReadAllText(f)));
+
+    public void Dispose() => Agent.Dispose();
+}
+
+/// <summary>Each shipped policy catches what its comment says, with processes the test starts (binaries copied
+/// into a temp dir), and, being in monitor mode, enforces nothing.</summary>
+[Collection("kernel")]
+public class ShippedPolicyTests(ShippedPoliciesAgent shipped) : IClassFixture<ShippedPoliciesAgent>
+{
+    private readonly AgentProcess _agent = shipped.Agent;
+
+    private JsonElement WaitForPolicy(string policy, string binary)
+    {
+        var ev = _agent.Events.WaitFor(e => Body(e, policy) is { } b && b.GetProperty("process").GetProperty("binary").GetString() == binary,
+            $"{policy} event from {binary}");
+        var body = Body(ev, policy)!.Value;
+        Assert.Equal("monitor", body.GetProperty("policy_mode").GetString());
+        Assert.False(body.GetProperty("enforced").GetBoolean());
+        return body;
+    }
+
+    private static JsonElement? Body(JsonElement e, string policy)
+    {
+        foreach (var p in e.EnumerateObject())
+            if (p.Value.ValueKind == JsonValueKind.Object && p.Value.TryGetProperty("policy_name", out var n) && n.GetString() == policy)
+                return p.Value;
+        return null;
+    }
+
+    [Fact]
+    public void Every_shipped_policy_loads_in_monitor_mode()
+    {
+        foreach (var file in Directory.GetFiles(Repo.File_("policies"), "*.yaml"))
+        {
+            Assert.Contains("value: monitor", File.ReadAllText(file));
+            var name = Path.GetFileNameWithoutExtension(file);
+            Assert.Contains($"Policy {name} loaded", _agent.Stderr);
+        }
+        Assert.Contains("(mode monitor)", _agent.Stderr);
+        Assert.DoesNotContain("(mode enforce)", _agent.Stderr);
+    }
+
+    [Fact]
+    public void Sensitive_file_reads_reports_an_ssh_private_key_read_without_stopping_it()
+    {
+        using var dir = new TempDir();
+        var cat = dir.CopyBinary("/usr/bin/cat", "reader");
+        Directory.CreateDirectory(dir.File(".ssh"));
+        File.WriteAllText(dir.File(".ssh/id_ed25519"), "KEY\n");
+        Assert.Equal((0, "KEY\n"), (Run.Wait(cat, [dir.File(".ssh/id_ed25519")]).Code, Run.Wait(cat, [dir.File(".ssh/id_ed25519")]).Stdout));
+        var body = WaitForPolicy("sensitive-file-reads", cat);
+        Assert.Equal(dir.File(".ssh/id_ed25519"), body.GetProperty("args")[0].GetProperty("string_arg").GetString());
+        Assert.Equal("path", body.GetProperty("args")[0].GetProperty("label").GetString());
+    }
+
+    [Fact]
+    public void Exec_from_tmp_reports_what_it_would_kill_and_the_program_still_runs()
+    {
+        using var dir = new TempDir(); // under /tmp
+        var tool = dir.CopyBinary("/usr/bin/echo", "dropped-payload");
+        Assert.Equal("ran\n", Run.Wait(tool, ["ran"]).Stdout);
+        var ev = _agent.Events.WaitFor(e => Body(e, "exec-from-tmp") is { } b
+            && b.GetProperty("args")[0].GetProperty("string_arg").GetString() == tool, "exec-from-tmp event");
+        var body = Body(ev, "exec-from-tmp")!.Value;
+        Assert.Equal("KPROBE_ACTION_SIGKILL", body.GetProperty("action").GetString());
+        Assert.False(body.GetProperty("enforced").GetBoolean());
+    }
+
+    [Fact]
+    public void Etc_writes_reports_an_open_for_writing_under_etc()
+    {
+        using var dir = new TempDir();
+        var perl = dir.CopyBinary("/usr/bin/perl", "etc-writer");
+        // Opens for append and writes nothing: /etc is left as it was.
+        Assert.Equal(0, Run.Wait(perl, ["-e", "open(my $f, '>>', '/etc/hostname') or die $!; close $f"]).Code);
+        var body = WaitForPolicy("etc-writes", perl);
+        Assert.Equal("/etc/hostname", body.GetProperty("args")[0].GetProperty("string_arg").GetString());
+    }
+
+    [Fact]
+    public void Privilege_escalation_reports_setuid_to_root()
+    {
+        using var dir = new TempDir();
+        var perl = dir.CopyBinary("/usr/bin/perl", "setuid-caller");
+        Assert.Equal(0, Run.Wait(perl, ["-e", "syscall(105, 0) == 0 or die $!"]).Code); // setuid(0), already root
+        var body = WaitForPolicy("privilege-escalation", perl);
+        Assert.Equal("__x64_sys_setuid", body.GetProperty("function_name").GetString());
+        Assert.Equal(0, body.GetProperty("args")[0].GetProperty("int_arg").GetInt32());
+    }
+
+    [Fact]
+    public void Ptrace_attach_reports_an_attach_to_another_process()
+    {
+        using var dir = new TempDir();
+        var perl = dir.CopyBinary("/usr/bin/perl", "tracer");
+        var sleeper = dir.CopyBinary("/usr/bin/sleep", "tracee");
+        using var target = Run.Start(sleeper, ["30"]);
+        try
+        {
+            Run.Wait(perl, ["-e", $"syscall(101, 16, {target.Id}, 0, 0)"]); // PTRACE_ATTACH; detaches when perl exits
+            var body = WaitForPolicy("ptrace-attach", perl);
+            Assert.Equal(16, body.GetProperty("args")[0].GetProperty("long_arg").GetInt64());
+            Assert.Equal(target.Id, body.GetProperty("args")[1].GetProperty("int_arg").GetInt32());
+        }
+        finally
+        {
+            target.Kill();
+        }
+    }
+
+    [Fact]
+    public void Mount_reports_a_mount_call()
+    {
+        using var dir = new TempDir();
+        var perl = dir.CopyBinary("/usr/bin/perl", "mounter");
+        // mount("none", <temp dir>, "bogusfs") fails with ENODEV: nothing is mounted.
+        var r = Run.Wait(perl, ["-e", $"my ($s, $t, $f) = ('none', '{dir.Path}', 'bogusfs'); syscall(165, $s, $t, $f, 0, 0) == -1 or die 'mounted'"]);
+        Assert.Equal(0, r.Code);
+        var body = WaitForPolicy("mount", perl);
+        Assert.Equal(dir.Path, body.GetProperty("args")[1].GetProperty("string_arg").GetString());
+        Assert.Equal("bogusfs", body.GetProperty("args")[2].GetProperty("string_arg").GetString());
+    }
+
+    [Fact]
+    public void Kernel_module_load_reports_a_finit_module_attempt()
+    {
+        using var dir = new TempDir();
+        var perl = dir.CopyBinary("/usr/bin/perl", "insmod-like");
+        var r = Run.Wait(perl, ["-e", "my $p = ''; syscall(313, -1, $p, 0) == -1 or die 'loaded'"]); // bad fd: fails, loads nothing
+        Assert.Equal(0, r.Code);
+        var body = WaitForPolicy("kernel-module-load", perl);
+        Assert.Equal(313, body.GetProperty("args")[0].GetProperty("syscall_id").GetInt32());
+    }
+
+    [Fact]
+    public void Outbound_connect_reports_a_connect_to_a_port_outside_the_allow_list_and_lets_it_through()
+    {
+        using var dir = new TempDir();
+        var bash = dir.CopyBinary("/usr/bin/bash", "connector");
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        int port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        var r = Run.Wait(bash, ["-c", $"exec 3<>/dev/tcp/127.0.0.1/{port} && echo connected"]);
+        Assert.Contains("connected", r.Stdout);
+        var body = WaitForPolicy("outbound-connect", bash);
+        Assert.Equal("KPROBE_ACTION_OVERRIDE", body.GetProperty("action").GetString());
+        Assert.Equal(port, body.GetProperty("args")[0].GetProperty("sockaddr_arg").GetProperty("port").GetInt32());
+    }
+}
