@@ -124,6 +124,24 @@ public class PolicyEnforcementTests
     }
 
     [Fact]
+    public void A_rate_limited_post_reports_once_per_window_and_counts_the_rest_in_the_kernel()
+    {
+        using var s = new Scene();
+        var policy = TestPolicies.OpenatKill("tp-rate", s.Victim, s.Secret, action: "Post\n        rateLimit: 1m");
+        string stderr;
+        using (var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = policy }))
+        {
+            for (int i = 0; i < 3; i++)
+                Assert.Equal(0, Run.Wait(s.Victim, [s.Secret, s.Secret]).Code); // one process, two opens each
+            Thread.Sleep(500);
+            Assert.Equal(3, agent.Events.Where(e => IsPolicyEvent(e, "tp-rate", out _)).Count); // once per process and minute
+            agent.Terminate();
+            stderr = agent.Stderr;
+        }
+        Assert.Matches(@"Policy tp-rate hook syscalls/sys_enter_openat: seen=\d+ matched=6 filtered=\d+ posted=3 enforced=0 rate_limited=3", stderr);
+    }
+
+    [Fact]
     public void Matching_on_the_parent_binary_is_decided_in_user_space_and_kills_through_a_pidfd()
     {
         using var s = new Scene();
