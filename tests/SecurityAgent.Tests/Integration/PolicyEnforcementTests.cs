@@ -186,7 +186,7 @@ public class PolicyEnforcementTests
         File.WriteAllText(file, TestPolicies.OpenatKill("hot", s.Victim, s.Secret) + "\n  bogus: [");
         Thread.Sleep(1200);
         Assert.True(Killed(), "a broken edit unloaded the good version");
-        Assert.Contains("last good version stays loaded", agent.Stderr);
+        Assert.True(agent.WaitForLog("last good version stays loaded"), agent.Stderr);
 
         File.WriteAllText(file, TestPolicies.OpenatKill("hot", s.Victim, s.Secret, mode: "monitor"));
         Assert.True(Eventually(() => !Killed()), "switching to monitor did not take effect:\n" + agent.Stderr);
@@ -195,6 +195,6 @@ public class PolicyEnforcementTests
         Assert.True(Eventually(Killed));
         File.Delete(file);
         Assert.True(Eventually(() => !Killed()), "removed policy still enforces");
-        Assert.Contains("Policy hot unloaded", agent.Stderr);
+        Assert.True(agent.WaitForLog("Policy hot unloaded"), agent.Stderr);
     }
 }

@@ -44,6 +44,18 @@ public sealed class AgentProcess : IDisposable
             throw new TimeoutException("agent not ready after 30 s:\n" + Stderr);
     }
 
+    /// <summary>Waits until the agent has logged a line containing <paramref name="text"/> (logs arrive asynchronously).</summary>
+    public bool WaitForLog(string text, int timeoutMs = 5000)
+    {
+        var deadline = DateTime.UtcNow.AddMilliseconds(timeoutMs);
+        while (!Stderr.Contains(text))
+        {
+            if (DateTime.UtcNow > deadline) return false;
+            Thread.Sleep(50);
+        }
+        return true;
+    }
+
     /// <summary>SIGTERM, then waits for the exit. Returns the exit code.</summary>
     public int Terminate(TimeSpan? timeout = null)
     {
