@@ -91,6 +91,12 @@ static __always_inline int sa_connect(struct bpf_sock_addr *ctx, __u32 slot, con
 			return 1;
 		actions = h->sel[m].actions;
 		error = h->sel[m].error;
+		struct sa_deny_key dk = { .hook_id = hook_id, .selector = m, .tgid = c.tgid };
+		__u32 *deny = bpf_map_lookup_elem(&sa_deny, &dk);
+		if (deny) {
+			actions |= *deny;
+			ev->flags |= SA_PEV_DENY_SET;
+		}
 	}
 	__sync_fetch_and_add(&st->matched, 1);
 

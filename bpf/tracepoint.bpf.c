@@ -78,6 +78,14 @@ static __always_inline int sa_policy_hook(void *ctx)
 		window = sel->rate_limit_ns;
 		if (actions & SA_ACT_SIGNAL)
 			sig = sel->signal;
+		struct sa_deny_key dk = { .hook_id = hook_id, .selector = m, .tgid = c.tgid };
+		__u32 *deny = bpf_map_lookup_elem(&sa_deny, &dk);
+		if (deny) {
+			actions |= *deny;
+			if (*deny & SA_ACT_SIGNAL)
+				sig = sel->signal;
+			ev->flags |= SA_PEV_DENY_SET;
+		}
 	}
 	__sync_fetch_and_add(&st->matched, 1);
 

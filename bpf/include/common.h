@@ -139,6 +139,7 @@ enum sa_policy_event_flags {
 	SA_PEV_MONITOR = 1 << 1,         /* policy-mode monitor: would have enforced */
 	SA_PEV_SAFETY_REFUSED = 1 << 2,  /* target was pid 1, a kernel thread or the agent */
 	SA_PEV_STR_TRUNCATED = 1 << 3,
+	SA_PEV_DENY_SET = 1 << 4,        /* enforced because user space put the process in the deny set */
 };
 
 struct sa_arg_filter {
@@ -196,6 +197,13 @@ struct sa_hook_stats {
 struct sa_settings {
 	__u32 agent_tgid;      /* never signalled */
 	__u32 pad;
+};
+
+/* Processes user space decided against (ancestry rules): their next matches are enforced in the kernel. */
+struct sa_deny_key {
+	__u32 hook_id;
+	__u32 selector;
+	__u32 tgid;
 };
 
 /* The current binary of a process, for matchBinaries (kept by the process sensor). */

@@ -86,6 +86,13 @@ struct {
 	__type(value, __u8);
 } sa_addr_lpm SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct sa_deny_key);
+	__type(value, __u32); /* enum sa_action bits to enforce */
+} sa_deny SEC(".maps");
+
 struct sa_rate_key {
 	__u32 hook_id;
 	__u32 selector;

@@ -110,6 +110,12 @@ public static class PolicyWire
         public const int Length = 28;
     }
 
+    public static class DenyKey
+    {
+        public const int HookId = 0, Selector = 4, Tgid = 8;
+        public const int Length = 12;
+    }
+
     public static class Binary
     {
         public const int Len = 0, Path = 4;
@@ -124,5 +130,5 @@ public static class PolicyWire
     }
 
     [Flags]
-    public enum EventFlags : byte { Enforced = 1, Monitor = 2, SafetyRefused = 4, StrTruncated = 8 }
+    public enum EventFlags : byte { Enforced = 1, Monitor = 2, SafetyRefused = 4, StrTruncated = 8, DenySet = 16 }
 }

@@ -53,7 +53,7 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
             new JsonEventFormatter(node, BootClock.System()), log);
         using var sensor = ProcessSensor.Load(features, _opt.RingBufferBytes);
         using var engine = new PolicyEngine(sensor, Environment.ProcessId);
-        var pipeline = new EventPipeline(_opt.ChannelCapacity, cache, [exporter], log, engine.Hooks, clockTickNs);
+        var pipeline = new EventPipeline(_opt.ChannelCapacity, cache, [exporter], log, engine.Hooks, clockTickNs, engine);
         using var reader = new KernelEventReader(sensor.Events, pipeline);
         // Attach first, then scan /proc: a process that starts in between is seen by both, and the
         // cache keeps one entry. Events wait in the ring buffer until the reader starts.

@@ -23,11 +23,13 @@ public sealed partial class EventPipeline
     private readonly record struct RawRecord(byte[] Buffer, int Length);
 
     private readonly IReadOnlyDictionary<uint, HookInfo> _hooks;
+    private readonly IDenySet? _denySet;
     private readonly long _clockTickNs;
 
     public EventPipeline(int capacity, ProcessCache cache, IReadOnlyList<IEventExporter> exporters, ILogger log,
-        IReadOnlyDictionary<uint, HookInfo>? hooks = null, long clockTickNs = 10_000_000)
+        IReadOnlyDictionary<uint, HookInfo>? hooks = null, long clockTickNs = 10_000_000, IDenySet? denySet = null)
     {
+        _denySet = denySet;
         _hooks = hooks ?? new Dictionary<uint, HookInfo>();
         _clockTickNs = clockTickNs;
         _channel = Channel.CreateBounded<RawRecord>(new BoundedChannelOptions(capacity)
@@ -118,6 +120,7 @@ public sealed partial class EventPipeline
 
     private ProcessExitEvent Exit(ExitEvent e)
     {
+        _denySet?.ProcessExited(e.Pid);
         var p = _cache.OnExit(e) ?? Unknown(e);
         return new ProcessExitEvent(e.Ktime, p, _cache.Parent(p), e.Status, e.Signal);
     }
@@ -136,7 +139,11 @@ public sealed partial class EventPipeline
         bool enforced = e.Flags.HasFlag(PolicyWire.EventFlags.Enforced);
         bool refused = e.Flags.HasFlag(PolicyWire.EventFlags.SafetyRefused);
         var decidedBy = "kernel";
-        if (sel is { KernelOnly: false })
+        if (sel is { KernelOnly: false } && e.Flags.HasFlag(PolicyWire.EventFlags.DenySet))
+        {
+            decidedBy = "kernel_deny_set"; // user space decided earlier; the kernel enforced this one
+        }
+        else if (sel is { KernelOnly: false })
         {
             // The kernel matched everything it can see; ancestry is decided here, on the enriched event.
             if (!ParentRules.Match(sel.ParentBinaries, parent))
@@ -145,6 +152,8 @@ public sealed partial class EventPipeline
                 return null;
             }
             decidedBy = "user_space";
+            if (info.Enforce && (actions & (Actions.Sigkill | Actions.Signal | Actions.Override)) != 0)
+                _denySet?.Deny(e.HookId, e.Selector, e.Pid, actions & (Actions.Sigkill | Actions.Signal | Actions.Override));
             if (info.Enforce && (actions & (Actions.Sigkill | Actions.Signal)) != 0)
             {
                 var outcome = Responder.Signal(p, actions.HasFlag(Actions.Sigkill) ? 9 : sel.Signal, _clockTickNs);
@@ -156,6 +165,13 @@ public sealed partial class EventPipeline
             return null;
         return new PolicyMatchEvent(e.Ktime, p, parent, info.PolicyName, info.Hook, PolicyArgs.ActionName(actions), info.Enforce,
             enforced, refused, decidedBy, PolicyArgs.Render(info.Hook, e.Ints, e.Strings));
+    }
+
+    /// <summary>The in-kernel deny set the user-space stage feeds (the policy engine).</summary>
+    public interface IDenySet
+    {
+        void Deny(uint hookId, int selector, int tgid, Actions enforce);
+        void ProcessExited(int tgid);
     }
 
     /// <summary>An exit of a process the cache never saw (evicted, or lost events): still reported.</summary>

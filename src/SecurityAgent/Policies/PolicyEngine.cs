@@ -22,7 +22,7 @@ public sealed class LoadedPolicy
 /// <summary>Loads compiled policies into the shared policy program: allocates hook and filter ids, writes the
 /// value sets and hook configurations, then attaches. Unloading detaches first, then clears the maps.
 /// Thread-safe; <see cref="Hooks"/> is read by the pipeline while policies change.</summary>
-public sealed class PolicyEngine(ProcessSensor process, int agentTgid) : IDisposable
+public sealed class PolicyEngine(ProcessSensor process, int agentTgid) : Pipeline.EventPipeline.IDenySet, IDisposable
 {
     private readonly object _lock = new();
     private PolicySensor? _sensor;
@@ -177,6 +177,30 @@ public sealed class PolicyEngine(ProcessSensor process, int agentTgid) : IDispos
             foreach (var c in children.GetValueOrDefault(p) ?? [])
                 if (all.Add(c)) queue.Enqueue(c);
         return all;
+    }
+
+    private readonly Dictionary<int, List<(uint Hook, int Selector)>> _denied = new();
+
+    /// <summary>Called by the user-space rules stage after it decided against a process.</summary>
+    public void Deny(uint hookId, int selector, int tgid, Actions enforce)
+    {
+        lock (_lock)
+        {
+            if (_sensor is null || !Hooks.ContainsKey(hookId)) return;
+            _sensor.Deny(hookId, selector, tgid, (uint)enforce);
+            (_denied.TryGetValue(tgid, out var l) ? l : _denied[tgid] = []).Add((hookId, selector));
+        }
+    }
+
+    /// <summary>Drops a process that exited from every deny set (pids are reused).</summary>
+    public void ProcessExited(int tgid)
+    {
+        lock (_lock)
+        {
+            if (!_denied.Remove(tgid, out var entries) || _sensor is null) return;
+            foreach (var (hook, sel) in entries)
+                _sensor.Forgive(hook, sel, tgid);
+        }
     }
 
     public HookStats Stats(uint hookId)

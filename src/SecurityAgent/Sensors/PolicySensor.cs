@@ -103,6 +103,21 @@ public sealed class PolicySensor : IDisposable
     public BpfLink AttachTracepoint(int slot, uint hookId, string category, string name) =>
         _obj.Program("sa_policy_tp" + slot).AttachTracepoint(category, name, cookie: hookId);
 
+    /// <summary>Puts a process in the in-kernel deny set of one selector: its next matches are enforced there.</summary>
+    public void Deny(uint hookId, int selector, int tgid, uint actions) =>
+        _obj.Map("sa_deny").Update(DenyKey(hookId, selector, tgid), BitConverter.GetBytes(actions));
+
+    public void Forgive(uint hookId, int selector, int tgid) => _obj.Map("sa_deny").Delete(DenyKey(hookId, selector, tgid));
+
+    private static byte[] DenyKey(uint hookId, int selector, int tgid)
+    {
+        var k = new byte[PolicyWire.DenyKey.Length];
+        BinaryPrimitives.WriteUInt32LittleEndian(k.AsSpan(PolicyWire.DenyKey.HookId), hookId);
+        BinaryPrimitives.WriteUInt32LittleEndian(k.AsSpan(PolicyWire.DenyKey.Selector), (uint)selector);
+        BinaryPrimitives.WriteUInt32LittleEndian(k.AsSpan(PolicyWire.DenyKey.Tgid), (uint)tgid);
+        return k;
+    }
+
     public HookStats Stats(uint hookId)
     {
         var c = _obj.Map("sa_hook_stats").SumPerCpuCounters(BitConverter.GetBytes(hookId));

@@ -172,6 +172,39 @@ public class PolicyEnforcementTests
     }
 
     [Fact]
+    public void After_user_space_decides_the_next_matching_operation_is_enforced_in_the_kernel_from_the_deny_set()
+    {
+        using var s = new Scene();
+        var parentSh = s.Dir.CopyBinary("/usr/bin/dash", "parent-sh");
+        var child = s.Dir.CopyBinary("/usr/bin/bash", "child-bash");
+        var policy = TestPolicies.OpenatKill("tp-deny", child, s.Secret, action: "Signal\n        argSig: 10").Replace("""
+              matchActions:
+        """, $"""
+              matchParentBinaries:
+              - operator: In
+                values: ["{parentSh}"]
+              matchActions:
+        """);
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = policy });
+
+        // SIGUSR1 is trapped, so the child survives both signals and reports them.
+        var script = $"trap 'echo usr1' USR1; exec 3< {s.Secret}; sleep 1; exec 4< {s.Secret}; sleep 1; echo done";
+        var r = Run.Wait(parentSh, ["-c", $"{child} -c \"{script}\""], timeoutMs: 20_000);
+        Assert.Contains("done", r.Stdout);
+        Assert.Equal(2, r.Stdout.Split('\n').Count(l => l == "usr1"));
+
+        var events = new List<JsonElement>();
+        for (int i = 0; i < 50 && events.Count < 2; i++, Thread.Sleep(100))
+            events = agent.Events.Where(e => IsPolicyEvent(e, "tp-deny", out _));
+        Assert.Equal(2, events.Count);
+        var first = events[0].GetProperty("process_tracepoint");
+        var second = events[1].GetProperty("process_tracepoint");
+        Assert.Equal(("user_space", true), (first.GetProperty("decided_by").GetString(), first.GetProperty("enforced").GetBoolean()));
+        Assert.Equal(("kernel_deny_set", true), (second.GetProperty("decided_by").GetString(), second.GetProperty("enforced").GetBoolean()));
+        Assert.Equal("KPROBE_ACTION_SIGNAL", second.GetProperty("action").GetString());
+    }
+
+    [Fact]
     public void Policies_hot_reload_add_change_and_remove_without_restarting_and_a_broken_edit_keeps_the_good_version()
     {
         using var s = new Scene();
