@@ -57,75 +57,24 @@ static __always_inline int sa_connect(struct bpf_sock_addr *ctx, __u32 slot, con
 	struct sa_dest dest = {};
 	sa_read_dest(&dest, ctx, v6);
 	__u32 *hid = bpf_map_lookup_elem(&sa_sock_slots, &slot);
-	if (!hid || *hid == SA_NO_HOOK)
+	struct sa_hook_ctx x;
+	if (!hid || *hid == SA_NO_HOOK || !sa_begin(&x, *hid))
 		return 1;
-	__u32 hook_id = *hid;
-	struct sa_hook *h = bpf_map_lookup_elem(&sa_hooks, &hook_id);
-	struct sa_hook_stats *st = sa_stats(hook_id);
-	struct sa_policy_scratch *s = sa_scratch();
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	if (!h || !st || !s || sa_is_agent(pid_tgid >> 32))
-		return 1;
-	__sync_fetch_and_add(&st->seen, 1);
-
-	struct policy_event *ev = &s->ev;
-	ev->flags = 0;
+	struct policy_event *ev = &x.s->ev;
 	for (int i = 0; i < SA_MAX_ARGS; i++) {
 		ev->ints[i] = 0;
 		ev->str_len[i] = 0;
-		if (i < h->nargs && h->args[i].type == SA_ARG_SOCKADDR) {
+		if (i < x.h->nargs && sa_is_sockaddr(x.h->args[i].type)) {
 			sa_sockaddr(ev->str[i], &dest);
 			ev->str_len[i] = 28;
 		}
 	}
-
-	struct sa_eval c = { .hook_id = hook_id, .tgid = pid_tgid >> 32, .matched = -1 };
-	__u32 actions = SA_ACT_POST;
-	__s32 error = -1;
-	__u64 m = 0;
-	if (h->nselectors > 0) {
-		bpf_loop(h->nselectors, sa_eval_selector, &c, 0);
-		m = (__u32)c.matched;
-		asm volatile("" : "+r"(m));
-		if (c.matched < 0 || m >= SA_MAX_SELECTORS)
-			return 1;
-		actions = h->sel[m].actions;
-		error = h->sel[m].error;
-		struct sa_deny_key dk = { .hook_id = hook_id, .selector = m, .tgid = c.tgid };
-		__u32 *deny = bpf_map_lookup_elem(&sa_deny, &dk);
-		if (deny) {
-			actions |= *deny;
-			ev->flags |= SA_PEV_DENY_SET;
-		}
-	}
-	__sync_fetch_and_add(&st->matched, 1);
-
-	int verdict = 1;
-	if (actions & SA_ACT_OVERRIDE) {
-		if (!h->enforce) {
-			ev->flags |= SA_PEV_MONITOR;
-		} else {
-			verdict = 0;
-			if (error != -1 && error < 0)
-				bpf_set_retval(error);
-			ev->flags |= SA_PEV_ENFORCED;
-			__sync_fetch_and_add(&st->enforced, 1);
-		}
-	}
-	if (actions & SA_ACT_POST) {
-		ev->pid = c.tgid;
-		ev->tid = (__u32)pid_tgid;
-		ev->hook_id = hook_id;
-		ev->policy_id = h->policy_id;
-		ev->selector = m;
-		ev->nargs = h->nargs;
-		ev->actions = actions;
-		ev->pad0 = 0;
-		sa_header(&ev->hdr, SA_OP_SOCK, sizeof(*ev));
-		sa_submit(ev, sizeof(*ev));
-		__sync_fetch_and_add(&st->posted, 1);
-	}
-	return verdict;
+	__s32 verdict = sa_decide(&x, SA_OP_SOCK);
+	if (verdict == 0)
+		return 1;
+	if (verdict != -1)
+		bpf_set_retval(verdict);
+	return 0;
 }
 
 #define SA_SOCK_SLOT(n) \

@@ -14,6 +14,7 @@ static __always_inline void sa_read_args(struct sa_policy_scratch *s, struct sa_
 {
 	struct policy_event *ev = &s->ev;
 	__u64 base;
+	ev->flags = 0;
 	void *ctxp = ctx;
 	/* The record is read through its address as a plain number: the verifier forbids variable
 	 * offsets from the context pointer itself. */
@@ -51,79 +52,11 @@ static __always_inline void sa_read_args(struct sa_policy_scratch *s, struct sa_
 
 static __always_inline int sa_policy_hook(void *ctx)
 {
-	__u32 hook_id = bpf_get_attach_cookie(ctx);
-	struct sa_hook *h = bpf_map_lookup_elem(&sa_hooks, &hook_id);
-	struct sa_hook_stats *st = sa_stats(hook_id);
-	struct sa_policy_scratch *s = sa_scratch();
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	if (!h || !st || !s || sa_is_agent(pid_tgid >> 32))
+	struct sa_hook_ctx x;
+	if (!sa_begin(&x, bpf_get_attach_cookie(ctx)))
 		return 0;
-	__sync_fetch_and_add(&st->seen, 1);
-
-	struct sa_eval c = { .hook_id = hook_id, .tgid = pid_tgid >> 32, .matched = -1 };
-	struct policy_event *ev = &s->ev;
-	ev->flags = 0;
-	sa_read_args(s, h, ctx);
-
-	__u32 actions = SA_ACT_POST, sig = SA_SIGKILL;
-	__u64 window = 0, m = 0;
-	if (h->nselectors > 0) {
-		bpf_loop(h->nselectors, sa_eval_selector, &c, 0);
-		m = (__u32)c.matched;
-		asm volatile("" : "+r"(m));
-		if (c.matched < 0 || m >= SA_MAX_SELECTORS)
-			return 0;
-		struct sa_selector *sel = &h->sel[m];
-		actions = sel->actions;
-		window = sel->rate_limit_ns;
-		if (actions & SA_ACT_SIGNAL)
-			sig = sel->signal;
-		struct sa_deny_key dk = { .hook_id = hook_id, .selector = m, .tgid = c.tgid };
-		__u32 *deny = bpf_map_lookup_elem(&sa_deny, &dk);
-		if (deny) {
-			actions |= *deny;
-			if (*deny & SA_ACT_SIGNAL)
-				sig = sel->signal;
-			ev->flags |= SA_PEV_DENY_SET;
-		}
-	}
-	__sync_fetch_and_add(&st->matched, 1);
-
-	if (actions & (SA_ACT_SIGKILL | SA_ACT_SIGNAL)) {
-		if (!h->enforce) {
-			ev->flags |= SA_PEV_MONITOR;
-		} else if (!sa_may_signal(c.tgid)) {
-			ev->flags |= SA_PEV_SAFETY_REFUSED;
-		} else if (bpf_send_signal(sig) == 0) {
-			ev->flags |= SA_PEV_ENFORCED;
-			__sync_fetch_and_add(&st->enforced, 1);
-		}
-	}
-
-	if (!(actions & SA_ACT_POST))
-		return 0;
-	if (window) {
-		struct sa_rate_key rk = { .hook_id = hook_id, .selector = m, .tgid = c.tgid };
-		__u64 now = bpf_ktime_get_boot_ns();
-		__u64 *last = bpf_map_lookup_elem(&sa_rate, &rk);
-		if (last && now - *last < window) {
-			__sync_fetch_and_add(&st->rate_limited, 1);
-			return 0;
-		}
-		bpf_map_update_elem(&sa_rate, &rk, &now, BPF_ANY);
-	}
-
-	ev->pid = c.tgid;
-	ev->tid = (__u32)pid_tgid;
-	ev->hook_id = hook_id;
-	ev->policy_id = h->policy_id;
-	ev->selector = m;
-	ev->nargs = h->nargs;
-	ev->actions = actions;
-	ev->pad0 = 0;
-	sa_header(&ev->hdr, SA_OP_TRACEPOINT, sizeof(*ev));
-	sa_submit(ev, sizeof(*ev));
-	__sync_fetch_and_add(&st->posted, 1);
+	sa_read_args(x.s, x.h, ctx);
+	sa_decide(&x, SA_OP_TRACEPOINT);
 	return 0;
 }
 

@@ -11,6 +11,8 @@ enum sa_op {
 	SA_OP_FORK = 3,
 	SA_OP_TRACEPOINT = 10,
 	SA_OP_SOCK = 11,
+	SA_OP_LSM = 12,
+	SA_OP_KPROBE = 13,
 };
 
 /* Limits of variable-length fields (bytes, without terminator). */
@@ -104,6 +106,11 @@ enum sa_arg_type {
 	SA_ARG_STRING = 3,     /* user-space char *, read as a string */
 	SA_ARG_SOCKADDR = 4,   /* user-space struct sockaddr * */
 	SA_ARG_FD = 5,         /* file descriptor (int) */
+	SA_ARG_FILE = 6,       /* struct file *: its path */
+	SA_ARG_PATH = 7,       /* struct path *: the path */
+	SA_ARG_BPRM = 8,       /* struct linux_binprm *: the executed file's path */
+	SA_ARG_KSOCKADDR = 9,  /* kernel struct sockaddr * */
+	SA_ARG_KSTRING = 10,   /* kernel char * */
 };
 
 /* Comparisons of a selector (matchArgs, matchBinaries). Numbered: shared with C#. */

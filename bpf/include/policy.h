@@ -134,6 +134,16 @@ static __always_inline struct sa_hook_stats *sa_stats(__u32 hook_id)
 	return bpf_map_lookup_elem(&sa_hook_stats, &hook_id);
 }
 
+static __always_inline bool sa_is_str(__u8 t)
+{
+	return t == SA_ARG_STRING || t == SA_ARG_FILE || t == SA_ARG_PATH || t == SA_ARG_BPRM || t == SA_ARG_KSTRING;
+}
+
+static __always_inline bool sa_is_sockaddr(__u8 t)
+{
+	return t == SA_ARG_SOCKADDR || t == SA_ARG_KSOCKADDR;
+}
+
 /* Is `s` (len bytes, no terminator) in filter `id`'s exact set? */
 static __always_inline bool sa_str_in_set(struct sa_str_key *key, __u32 id, const char *s, __u32 len)
 {
@@ -255,7 +265,7 @@ static __always_inline bool sa_match_arg(struct sa_policy_scratch *s, struct sa_
 	__u8 type = h->args[a].type;
 	__u64 v = ev->ints[a];
 	__u32 len = ev->str_len[a] & (SA_STR_MAX - 1);
-	bool str = type == SA_ARG_STRING;
+	bool str = sa_is_str(type);
 
 	switch (f->cmp) {
 	case SA_CMP_IN:
@@ -277,17 +287,17 @@ static __always_inline bool sa_match_arg(struct sa_policy_scratch *s, struct sa_
 	case SA_CMP_MASK:
 		return (v & f->value) != 0;
 	case SA_CMP_DADDR:
-		return type == SA_ARG_SOCKADDR && sa_addr_in(f->filter_id, ev->str[a]);
+		return sa_is_sockaddr(type) && sa_addr_in(f->filter_id, ev->str[a]);
 	case SA_CMP_NOT_DADDR:
-		return type == SA_ARG_SOCKADDR && !sa_addr_in(f->filter_id, ev->str[a]);
+		return sa_is_sockaddr(type) && !sa_addr_in(f->filter_id, ev->str[a]);
 	case SA_CMP_DPORT:
-		return type == SA_ARG_SOCKADDR && sa_int_in_set(f->filter_id, sa_sockaddr_port(ev->str[a]));
+		return sa_is_sockaddr(type) && sa_int_in_set(f->filter_id, sa_sockaddr_port(ev->str[a]));
 	case SA_CMP_NOT_DPORT:
-		return type == SA_ARG_SOCKADDR && !sa_int_in_set(f->filter_id, sa_sockaddr_port(ev->str[a]));
+		return sa_is_sockaddr(type) && !sa_int_in_set(f->filter_id, sa_sockaddr_port(ev->str[a]));
 	case SA_CMP_FAMILY:
-		return type == SA_ARG_SOCKADDR && sa_int_in_set(f->filter_id, sa_sockaddr_family(ev->str[a]));
+		return sa_is_sockaddr(type) && sa_int_in_set(f->filter_id, sa_sockaddr_family(ev->str[a]));
 	case SA_CMP_NOT_FAMILY:
-		return type == SA_ARG_SOCKADDR && !sa_int_in_set(f->filter_id, sa_sockaddr_family(ev->str[a]));
+		return sa_is_sockaddr(type) && !sa_int_in_set(f->filter_id, sa_sockaddr_family(ev->str[a]));
 	}
 	return false;
 }
@@ -381,3 +391,192 @@ static long sa_eval_selector(__u32 i, struct sa_eval *c)
 	return 1;
 }
 
+
+/* ---- The common path of every policy hook ---- */
+
+struct sa_hook_ctx {
+	struct sa_hook *h;
+	struct sa_hook_stats *st;
+	struct sa_policy_scratch *s;
+	__u32 hook_id;
+	__u64 pid_tgid;
+};
+
+/* Looks up the hook's configuration, counters and scratch, and counts the call as seen. False when the hook
+ * is gone, or the caller is the agent itself (its own activity is never subject to policies). */
+static __always_inline bool sa_begin(struct sa_hook_ctx *x, __u32 hook_id)
+{
+	x->hook_id = hook_id;
+	x->h = bpf_map_lookup_elem(&sa_hooks, &hook_id);
+	x->st = sa_stats(hook_id);
+	x->s = sa_scratch();
+	x->pid_tgid = bpf_get_current_pid_tgid();
+	if (!x->h || !x->st || !x->s || sa_is_agent(x->pid_tgid >> 32))
+		return false;
+	__sync_fetch_and_add(&x->st->seen, 1);
+	x->s->ev.flags = 0;
+	return true;
+}
+
+/* With the arguments in x->s->ev: evaluates the selectors, applies the deny set, enforces, rate-limits and
+ * posts. Returns the errno an LSM or cgroup hook should return (0: allow). */
+static __always_inline __s32 sa_decide(struct sa_hook_ctx *x, __u8 op)
+{
+	struct sa_hook *h = x->h;
+	struct policy_event *ev = &x->s->ev;
+	struct sa_eval c = { .hook_id = x->hook_id, .tgid = x->pid_tgid >> 32, .matched = -1 };
+	__u32 actions = SA_ACT_POST, sig = SA_SIGKILL;
+	__s32 error = -1;
+	__u64 window = 0, m = 0;
+
+	if (h->nselectors > 0) {
+		bpf_loop(h->nselectors, sa_eval_selector, &c, 0);
+		m = (__u32)c.matched;
+		asm volatile("" : "+r"(m));
+		if (c.matched < 0 || m >= SA_MAX_SELECTORS)
+			return 0;
+		struct sa_selector *sel = &h->sel[m];
+		actions = sel->actions;
+		window = sel->rate_limit_ns;
+		if (sel->error < 0)
+			error = sel->error;
+		sig = actions & SA_ACT_SIGNAL ? sel->signal : SA_SIGKILL;
+		struct sa_deny_key dk = { .hook_id = x->hook_id, .selector = m, .tgid = c.tgid };
+		__u32 *deny = bpf_map_lookup_elem(&sa_deny, &dk);
+		if (deny) {
+			actions |= *deny;
+			if (*deny & SA_ACT_SIGNAL)
+				sig = sel->signal;
+			ev->flags |= SA_PEV_DENY_SET;
+		}
+	}
+	__sync_fetch_and_add(&x->st->matched, 1);
+
+	__s32 verdict = 0;
+	if (actions & SA_ACT_OVERRIDE) {
+		if (!h->enforce) {
+			ev->flags |= SA_PEV_MONITOR;
+		} else {
+			verdict = error;
+			ev->flags |= SA_PEV_ENFORCED;
+			__sync_fetch_and_add(&x->st->enforced, 1);
+		}
+	}
+#ifndef SA_NO_TASK
+	if (actions & (SA_ACT_SIGKILL | SA_ACT_SIGNAL)) {
+		if (!h->enforce) {
+			ev->flags |= SA_PEV_MONITOR;
+		} else if (!sa_may_signal(c.tgid)) {
+			ev->flags |= SA_PEV_SAFETY_REFUSED;
+		} else if (bpf_send_signal(sig) == 0) {
+			ev->flags |= SA_PEV_ENFORCED;
+			__sync_fetch_and_add(&x->st->enforced, 1);
+		}
+	}
+#else
+	(void)sig; /* no signal helper in cgroup programs; the compiler refuses Sigkill/Signal there */
+#endif
+
+	if (!(actions & SA_ACT_POST))
+		return verdict;
+	if (window) {
+		struct sa_rate_key rk = { .hook_id = x->hook_id, .selector = m, .tgid = c.tgid };
+		__u64 now = bpf_ktime_get_boot_ns();
+		__u64 *last = bpf_map_lookup_elem(&sa_rate, &rk);
+		if (last && now - *last < window) {
+			__sync_fetch_and_add(&x->st->rate_limited, 1);
+			return verdict;
+		}
+		bpf_map_update_elem(&sa_rate, &rk, &now, BPF_ANY);
+	}
+	ev->pid = c.tgid;
+	ev->tid = (__u32)x->pid_tgid;
+	ev->hook_id = x->hook_id;
+	ev->policy_id = h->policy_id;
+	ev->selector = m;
+	ev->nargs = h->nargs;
+	ev->actions = actions;
+	ev->pad0 = 0;
+	sa_header(&ev->hdr, op, sizeof(*ev));
+	sa_submit(ev, sizeof(*ev));
+	__sync_fetch_and_add(&x->st->posted, 1);
+	return verdict;
+}
+
+#ifndef SA_NO_TASK
+/* Writes the path of `p` (resolved against the task's root) into a string slot; returns its length. */
+static __always_inline __u32 sa_path_to_slot(char *dst, const struct path *p)
+{
+	__u32 zero = 0;
+	struct path_scratch *ps = bpf_map_lookup_elem(&sa_path_scratch, &zero);
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fs_struct *fs = BPF_CORE_READ(task, fs);
+	bool truncated = false;
+	if (!ps)
+		return 0;
+	__u32 off = sa_resolve_path(p, &fs->root, &truncated);
+	if (off > SA_PATH_MAX) {
+		dst[0] = '/';
+		dst[1] = 0;
+		return 1;
+	}
+	__u32 len = (SA_PATH_MAX + 1 - off) & SA_MASK_4K;
+	if (len > SA_STR_MAX - 1)
+		len = SA_STR_MAX - 1;   /* keep the beginning: prefixes are what policies match */
+	bpf_probe_read_kernel(dst, len & (SA_STR_MAX - 1), &ps->buf[off & SA_MASK_4K]);
+	dst[len & (SA_STR_MAX - 1)] = 0;
+	return len;
+}
+
+/* Fills the event's argument slots from raw function arguments (LSM hooks, kprobes). */
+static __always_inline void sa_read_fn_args(struct sa_hook_ctx *x, const __u64 *raw)
+{
+	struct policy_event *ev = &x->s->ev;
+	struct sa_hook *h = x->h;
+	for (int i = 0; i < SA_MAX_ARGS; i++) {
+		ev->ints[i] = 0;
+		ev->str_len[i] = 0;
+		if (i >= h->nargs)
+			continue;
+		struct sa_hook_arg *a = &h->args[i];
+		__u64 v = raw[a->offset < SA_MAX_ARGS ? a->offset : 0];
+		switch (a->type) {
+		case SA_ARG_INT:
+			if (a->size == 4) v = (__s64)(__s32)v;
+			else if (a->size == 2) v = (__s64)(__s16)v;
+			else if (a->size == 1) v = (__s64)(__s8)v;
+			ev->ints[i] = v;
+			break;
+		case SA_ARG_UINT:
+		case SA_ARG_FD:
+			ev->ints[i] = a->size == 4 ? (__u32)v : a->size == 2 ? (__u16)v : a->size == 1 ? (__u8)v : v;
+			break;
+		case SA_ARG_FILE: {
+			struct file *f = (struct file *)v;
+			ev->str_len[i] = sa_path_to_slot(ev->str[i], &f->f_path);
+			break;
+		}
+		case SA_ARG_PATH:
+			ev->str_len[i] = sa_path_to_slot(ev->str[i], (const struct path *)v);
+			break;
+		case SA_ARG_BPRM: {
+			struct file *f = BPF_CORE_READ((struct linux_binprm *)v, file);
+			ev->str_len[i] = sa_path_to_slot(ev->str[i], &f->f_path);
+			break;
+		}
+		case SA_ARG_KSOCKADDR:
+			__builtin_memset(ev->str[i], 0, 28);
+			if (bpf_probe_read_kernel(ev->str[i], 28, (void *)v) == 0)
+				ev->str_len[i] = 28;
+			break;
+		case SA_ARG_KSTRING: {
+			long n = bpf_probe_read_kernel_str(ev->str[i], SA_STR_MAX, (void *)v);
+			ev->str_len[i] = n > 0 ? n - 1 : 0;
+			break;
+		}
+		}
+		if (sa_is_str(a->type) && (h->reverse_mask & (1 << i)))
+			sa_reverse(x->s->rev[i], ev->str[i], ev->str_len[i]);
+	}
+}
+#endif
