@@ -12,7 +12,7 @@ SYSCALLS := build/syscalls/x86_64.txt
 DOTNET_FLAGS := --nologo -c $(CONFIG)
 APT_PKGS := clang-19 llvm-19 libbpf-dev bpftool
 
-.PHONY: all deps bpf build run test test-unit test-integration vmlinux clean
+.PHONY: all deps bpf build run test vmtest vmlinux clean
 
 all: build
 
@@ -72,10 +72,17 @@ run:
 	@if [ "$$(id -u)" != 0 ]; then echo "re-running as root"; exec sudo bin/secagent run --policy-dir policies --export-file -; fi; \
 	exec bin/secagent run --policy-dir policies --export-file -
 
-## test: unit + real-kernel integration tests (as root); non-zero on any failure
+## test: unit + real-kernel integration tests (as root), then the VM lane; non-zero on any failure
 test: build $(BPF_TEST_OBJ) $(TEST_TOOLS)
-	dotnet test SecurityAgent.sln $(DOTNET_FLAGS) --no-build --logger "console;verbosity=normal" 2>&1 | tee build/test.log; \
-	  rc=$${PIPESTATUS[0]}; tools/test-summary build/test.log; exit $$rc
+	@dotnet test SecurityAgent.sln $(DOTNET_FLAGS) --no-build --logger "console;verbosity=normal" 2>&1 | tee build/test.log; \
+	  rc=$${PIPESTATUS[0]}; \
+	  tests/vm/run 2>&1 | tee build/vmtest.log; vrc=$${PIPESTATUS[0]}; \
+	  tools/test-summary build/test.log build/vmtest.log; \
+	  [ $$rc = 0 ] && [ $$vrc = 0 ]
+
+## vmtest: the tests needing BPF LSM, kprobes or fentry, in Debian's 6.1 kernel under qemu (tests/vm)
+vmtest: build $(BPF_TEST_OBJ) $(TEST_TOOLS)
+	tests/vm/run
 
 clean:
 	rm -rf build bin src/*/bin src/*/obj tests/*/bin tests/*/obj

@@ -41,6 +41,12 @@ public sealed unsafe class BpfProgram
     public BpfLink AttachKprobe(string function, bool retprobe = false) =>
         Link(Libbpf.bpf_program__attach_kprobe(_prog, retprobe, function), $"bpf_program__attach_kprobe({Name}, {function})");
 
+    public BpfLink AttachKprobe(string function, ulong cookie)
+    {
+        var opts = new Libbpf.BpfKprobeOpts { sz = (nuint)sizeof(Libbpf.BpfKprobeOpts), bpf_cookie = cookie };
+        return Link(Libbpf.bpf_program__attach_kprobe_opts(_prog, function, &opts), $"bpf_program__attach_kprobe({Name}, {function})");
+    }
+
     public BpfLink AttachCgroup(SafeHandle cgroupFd)
     {
         bool added = false;

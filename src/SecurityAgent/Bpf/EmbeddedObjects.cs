@@ -8,6 +8,8 @@ public static class EmbeddedObjects
     public const string Probe = "probe.bpf.o";
     public const string Tracepoint = "tracepoint.bpf.o";
     public const string Sock = "sock.bpf.o";
+    public const string Lsm = "lsm.bpf.o";
+    public const string Kprobe = "kprobe.bpf.o";
 
     public static byte[] Read(string name)
     {

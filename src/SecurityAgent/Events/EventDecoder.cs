@@ -26,7 +26,7 @@ public static class EventDecoder
                 raw = Need(raw, Wire.Exit.Length, "exit");
                 return new ExitEvent(ktime, I32(raw, Wire.Exit.Pid), I32(raw, Wire.Exit.Tid),
                     U64(raw, Wire.Exit.StartTime), U32(raw, Wire.Exit.ExitCode));
-            case Op.Tracepoint or Op.Sock:
+            case Op.Tracepoint or Op.Sock or Op.Lsm or Op.Kprobe:
                 return DecodePolicy(Need(raw, PolicyWire.Event.Length, "policy"), ktime);
             default:
                 throw new FormatException($"unknown op code {raw[Wire.Header.Op]}");

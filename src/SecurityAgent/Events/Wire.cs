@@ -8,6 +8,8 @@ public enum Op : byte
     Fork = 3,
     Tracepoint = 10,
     Sock = 11,
+    Lsm = 12,
+    Kprobe = 13,
 }
 
 /// <summary>Byte offsets of the records in bpf/include/common.h. LayoutTests check every one of them

@@ -64,6 +64,11 @@ public sealed class JsonEventFormatter(string nodeName, BootClock clock)
                 case string s: w.WriteString(a.Kind, s); break;
                 case long l: w.WriteNumber(a.Kind, l); break;
                 case ulong u: w.WriteNumber(a.Kind, u); break;
+                case PathArg pa:
+                    w.WriteStartObject(a.Kind);
+                    w.WriteString("path", pa.Path);
+                    w.WriteEndObject();
+                    break;
                 case SockAddr sa:
                     w.WriteStartObject(a.Kind);
                     w.WriteString("family", sa.Family);

@@ -7,6 +7,9 @@ namespace SecurityAgent.Export;
 
 public sealed record SockAddr(string Family, string Addr, int Port);
 
+/// <summary>Tetragon's file_arg / path_arg / linux_binprm_arg: {"path": ...}.</summary>
+public sealed record PathArg(string Path);
+
 /// <summary>Renders the raw values of a policy event as Tetragon's typed arguments.</summary>
 public static class PolicyArgs
 {
@@ -20,7 +23,11 @@ public static class PolicyArgs
             list.Add(a.KernelType switch
             {
                 ArgType.String => new RenderedArg("string_arg", Encoding.UTF8.GetString(strings[a.Slot]), a.Label),
-                ArgType.SockAddr => new RenderedArg("sockaddr_arg", SockAddrOf(strings[a.Slot]), a.Label),
+                ArgType.SockAddr or ArgType.KSockAddr => new RenderedArg("sockaddr_arg", SockAddrOf(strings[a.Slot]), a.Label),
+                ArgType.KString => new RenderedArg("string_arg", Encoding.UTF8.GetString(strings[a.Slot]), a.Label),
+                ArgType.File => new RenderedArg("file_arg", new PathArg(Encoding.UTF8.GetString(strings[a.Slot])), a.Label),
+                ArgType.Path => new RenderedArg("path_arg", new PathArg(Encoding.UTF8.GetString(strings[a.Slot])), a.Label),
+                ArgType.Bprm => new RenderedArg("linux_binprm_arg", new PathArg(Encoding.UTF8.GetString(strings[a.Slot])), a.Label),
                 ArgType.Fd => new RenderedArg("int_arg", (long)(int)v, a.Label),
                 _ when a.Type == "syscall64" => new RenderedArg("syscall_id", v, a.Label),
                 ArgType.Int when a.Size == 8 => new RenderedArg("long_arg", (long)v, a.Label),

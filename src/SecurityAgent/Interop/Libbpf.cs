@@ -51,6 +51,9 @@ internal static unsafe partial class Libbpf
     [LibraryImport(Lib, EntryPoint = "bpf_program__attach_kprobe", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     internal static partial nint bpf_program__attach_kprobe(nint prog, [MarshalAs(UnmanagedType.U1)] bool retprobe, string function);
 
+    [LibraryImport(Lib, EntryPoint = "bpf_program__attach_kprobe_opts", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial nint bpf_program__attach_kprobe_opts(nint prog, string function, BpfKprobeOpts* opts);
+
     [LibraryImport(Lib, EntryPoint = "bpf_link__destroy")]
     internal static partial int bpf_link__destroy(nint link);
 
@@ -133,6 +136,17 @@ internal static unsafe partial class Libbpf
     {
         public nuint sz;
         public ulong bpf_cookie;
+    }
+
+    /// <summary>struct bpf_kprobe_opts (libbpf 1.1).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct BpfKprobeOpts
+    {
+        public nuint sz;
+        public ulong bpf_cookie;
+        public nuint offset;
+        public byte retprobe;
+        private fixed byte pad[7];
     }
 
     internal const int BPF_PROG_TYPE_TRACEPOINT = 5;

@@ -94,10 +94,16 @@ public sealed class PolicyCompiler(KernelFeatures features, Func<string, string,
         var call = h["call"]!.ToString();
         if (h["syscall"]?.Value<bool>() != true)
         {
-            ctx.Error(path + ".call", features.Has(Mechanism.Kprobe) || features.Has(Mechanism.Fentry)
-                ? $"unsupported: kprobes on kernel functions ('{call}') are not implemented yet; syscall kprobes are"
-                : $"needs kprobes or fentry to hook '{call}', and this kernel has neither");
-            return Empty(HookKind.Kprobe, call);
+            if (!features.Has(Mechanism.Kprobe))
+            {
+                ctx.Error(path + ".call", features.Has(Mechanism.Fentry)
+                    ? $"unsupported: '{call}' needs a kprobe; fentry-based hooks are not implemented yet"
+                    : $"needs kprobes or fentry to hook '{call}', and this kernel has neither");
+                return Empty(HookKind.Kprobe, call);
+            }
+            var fargs = FunctionArgs(h, path, ctx);
+            return new HookPlan(HookKind.Kprobe, Mechanism.Kprobe, call, call, "kprobe on the kernel function; arguments from the registers",
+                fargs, Selectors(h, path, fargs, HookKind.Kprobe, ctx), h["message"]?.ToString(), Tags(h));
         }
         var name = SemanticPass.SyscallName(call);
         var format = formats("syscalls", "sys_enter_" + name);
@@ -125,10 +131,52 @@ public sealed class PolicyCompiler(KernelFeatures features, Func<string, string,
                 "lsmhooks socket_connect: this kernel has no BPF LSM, so it runs on cgroup connect4/connect6 hooks at the cgroup v2 root, which deny in the kernel",
                 args, Selectors(h, path, args, HookKind.LsmHook, ctx), h["message"]?.ToString(), Tags(h));
         }
-        ctx.Error(path + ".hook", features.Has(Mechanism.Lsm)
-            ? $"unsupported: lsmhooks '{hook}' through BPF LSM are not implemented yet"
-            : $"needs BPF LSM to run 'lsmhooks: {hook}'");
-        return Empty(HookKind.LsmHook, hook);
+        if (!features.Has(Mechanism.Lsm))
+        {
+            ctx.Error(path + ".hook", $"needs BPF LSM to run 'lsmhooks: {hook}'");
+            return Empty(HookKind.LsmHook, hook);
+        }
+        if (!Sensors.PolicySensor.LsmHooks.Contains(hook))
+        {
+            ctx.Error(path + ".hook", $"unsupported: lsmhooks '{hook}' (supported: {string.Join(", ", Sensors.PolicySensor.LsmHooks)})");
+            return Empty(HookKind.LsmHook, hook);
+        }
+        var largs = FunctionArgs(h, path, ctx);
+        return new HookPlan(HookKind.LsmHook, Mechanism.Lsm, hook, hook, "BPF LSM hook: returning the policy's errno denies the operation in the kernel",
+            largs, Selectors(h, path, largs, HookKind.LsmHook, ctx), h["message"]?.ToString(), Tags(h));
+    }
+
+    /// <summary>Arguments of a kernel function (LSM hook, kprobe): Offset is the argument number.</summary>
+    private static List<ArgPlan> FunctionArgs(JToken h, string path, Context ctx)
+    {
+        var plans = new List<ArgPlan>();
+        var args = h["args"] as JArray ?? [];
+        for (int i = 0; i < Math.Min(args.Count, 5); i++)
+        {
+            int index = args[i]["index"]!.Value<int>();
+            var type = args[i]["type"]!.ToString();
+            if (index > 4)
+            {
+                ctx.Error($"{path}.args[{i}].index", "only the first 5 function arguments can be read");
+                continue;
+            }
+            var (kt, size) = type switch
+            {
+                "file" => (ArgType.File, 8),
+                "path" => (ArgType.Path, 8),
+                "linux_binprm" => (ArgType.Bprm, 8),
+                "sockaddr" => (ArgType.KSockAddr, 8),
+                "string" or "char_buf" or "filename" => (ArgType.KString, 8),
+                _ => KernelType(type, new TracepointField("arg", "long", 0, 8, true)),
+            };
+            if (kt is ArgType.None or ArgType.String or ArgType.SockAddr)
+            {
+                ctx.Error($"{path}.args[{i}].type", $"unsupported: type '{type}' for a kernel function argument");
+                continue;
+            }
+            plans.Add(new ArgPlan(plans.Count, index, type, kt, index, size, args[i]["label"]?.ToString()));
+        }
+        return plans;
     }
 
     private static HookPlan Empty(HookKind kind, string name) => new(kind, Mechanism.Tracepoint, name, name, "", [], [], null, []);
@@ -330,7 +378,7 @@ public sealed class PolicyCompiler(KernelFeatures features, Func<string, string,
 
     private static ArgFilterPlan ArgFilter(string op, ArgPlan arg, List<string> values, string path, Context ctx)
     {
-        bool str = arg.KernelType == ArgType.String;
+        bool str = arg.KernelType is ArgType.String or ArgType.File or ArgType.Path or ArgType.Bprm or ArgType.KString;
         switch (op)
         {
             case "Equal" or "NotEqual" or "InMap" or "NotInMap":

@@ -40,8 +40,6 @@ public sealed class PolicyEngine(ProcessSensor process, int agentTgid) : Pipelin
     {
         lock (_lock)
         {
-            foreach (var h in plan.Hooks.Where(h => h.Mechanism is not (Mechanism.Tracepoint or Mechanism.CgroupSockAddr)))
-                throw new NotSupportedException($"policy {plan.Name}: hook {h.Name} needs {KernelFeatures.MechanismName(h.Mechanism)}, which the engine does not load yet");
             var sensor = _sensor ??= PolicySensor.Load(process, agentTgid);
             var loaded = new LoadedPolicy { Plan = plan };
             try
@@ -76,14 +74,21 @@ public sealed class PolicyEngine(ProcessSensor process, int agentTgid) : Pipelin
                         loaded.Slots.Add(("connect", sockSlot));
                         continue;
                     }
-                    var (category, name) = Split(hook.Target);
-                    var used = _slots.TryGetValue(hook.Target, out var u) ? u : _slots[hook.Target] = new bool[PolicySensor.TracepointSlots];
+                    // One program copy per hook on the same attach point (the kernel takes a program once per point).
+                    var key = $"{hook.Mechanism}:{hook.Target}";
+                    int capacity = hook.Mechanism == Mechanism.Lsm ? PolicySensor.LsmSlots : PolicySensor.TracepointSlots;
+                    var used = _slots.TryGetValue(key, out var u) ? u : _slots[key] = new bool[capacity];
                     int slot = Array.IndexOf(used, false);
                     if (slot < 0)
-                        throw new InvalidOperationException($"{hook.Target} already has {PolicySensor.TracepointSlots} policy hooks");
-                    loaded.Links.Add(sensor.AttachTracepoint(slot, id, category, name));
+                        throw new InvalidOperationException($"{hook.Target} already has {capacity} policy hooks");
+                    loaded.Links.Add(hook.Mechanism switch
+                    {
+                        Mechanism.Lsm => sensor.AttachLsm(hook.Target, slot, id),
+                        Mechanism.Kprobe => sensor.AttachKprobe(slot, id, hook.Target),
+                        _ => sensor.AttachTracepoint(slot, id, Split(hook.Target).Item1, Split(hook.Target).Item2),
+                    });
                     used[slot] = true;
-                    loaded.Slots.Add((hook.Target, slot));
+                    loaded.Slots.Add((key, slot));
                 }
                 _loaded.Add(loaded);
                 return loaded;
@@ -114,7 +119,11 @@ public sealed class PolicyEngine(ProcessSensor process, int agentTgid) : Pipelin
                 _sockSlots[slot] = false;
             }
             else
+            {
+                if (target.StartsWith($"{Mechanism.Lsm}:"))
+                    _sensor?.ReleaseLsmSlot(target[(target.IndexOf(':') + 1)..], slot);
                 _slots[target][slot] = false;
+            }
         }
         loaded.Slots.Clear();
         if (_sensor is null) return;

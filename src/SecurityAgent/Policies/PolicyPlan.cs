@@ -24,7 +24,7 @@ public sealed record HookPlan(HookKind Kind, Mechanism Mechanism, string Target,
 public sealed record ArgPlan(int Slot, int Index, string Type, ArgType KernelType, int Offset, int Size, string? Label);
 
 /// <summary>enum sa_arg_type of bpf/include/common.h.</summary>
-public enum ArgType : byte { None = 0, Int = 1, UInt = 2, String = 3, SockAddr = 4, Fd = 5 }
+public enum ArgType : byte { None = 0, Int = 1, UInt = 2, String = 3, SockAddr = 4, Fd = 5, File = 6, Path = 7, Bprm = 8, KSockAddr = 9, KString = 10 }
 
 /// <summary>enum sa_cmp of bpf/include/common.h.</summary>
 public enum Cmp : byte

@@ -17,7 +17,7 @@ public sealed record HookStats(ulong Seen, ulong Matched, ulong Posted, ulong En
 public sealed class PolicySensor : IDisposable
 {
     private readonly BpfObject _obj;
-    private BpfObject? _sock;
+    private BpfObject? _sock, _lsm, _kprobe;
     private Microsoft.Win32.SafeHandles.SafeFileHandle? _cgroup;
 
     private PolicySensor(BpfObject obj) => _obj = obj;
@@ -26,20 +26,22 @@ public sealed class PolicySensor : IDisposable
     public const int SockSlots = 8;
     private const uint NoHook = 0xffffffff;
 
-    /// <summary>Loads the connect hooks on first use, sharing every map with the tracepoint object.</summary>
-    private BpfObject Sock()
+    /// <summary>Loads another hook family's object on first use, sharing every map with the tracepoint
+    /// object (configuration, value sets, counters, ring buffer); fills its slot map with "no hook".</summary>
+    private BpfObject Family(ref BpfObject? field, string embedded, string? slotMap, uint slots)
     {
-        if (_sock is not null) return _sock;
-        var obj = EmbeddedObjects.Open(EmbeddedObjects.Sock);
+        if (field is not null) return field;
+        var obj = EmbeddedObjects.Open(embedded);
         try
         {
             var shared = _obj.MapNames.ToHashSet();
             foreach (var name in obj.MapNames.Where(n => shared.Contains(n) && !n.Contains('.')))
                 obj.Map(name).ReuseFd(_obj.Map(name).Fd);
             obj.Load();
-            for (uint i = 0; i < SockSlots; i++)
-                obj.Map("sa_sock_slots").Update(BitConverter.GetBytes(i), BitConverter.GetBytes(NoHook));
-            return _sock = obj;
+            if (slotMap is not null)
+                for (uint i = 0; i < slots; i++)
+                    obj.Map(slotMap).Update(BitConverter.GetBytes(i), BitConverter.GetBytes(NoHook));
+            return field = obj;
         }
         catch
         {
@@ -47,6 +49,26 @@ public sealed class PolicySensor : IDisposable
             throw;
         }
     }
+
+    private BpfObject Sock() => Family(ref _sock, EmbeddedObjects.Sock, "sa_sock_slots", SockSlots);
+
+    /// <summary>LSM hooks the policy program implements, in the order of enum sa_lsm_hook (bpf/lsm.bpf.c).</summary>
+    public static readonly string[] LsmHooks = ["file_open", "bprm_check_security", "socket_connect", "file_permission"];
+    public const int LsmSlots = 4;
+
+    public BpfLink AttachLsm(string hook, int slot, uint hookId)
+    {
+        int index = Array.IndexOf(LsmHooks, hook);
+        var lsm = Family(ref _lsm, EmbeddedObjects.Lsm, "sa_lsm_slots", (uint)(LsmHooks.Length * LsmSlots));
+        lsm.Map("sa_lsm_slots").Update(BitConverter.GetBytes((uint)(index * LsmSlots + slot)), BitConverter.GetBytes(hookId));
+        return lsm.Program($"sa_lsm_{hook}_{slot}").Attach();
+    }
+
+    public void ReleaseLsmSlot(string hook, int slot) =>
+        _lsm?.Map("sa_lsm_slots").Update(BitConverter.GetBytes((uint)(Array.IndexOf(LsmHooks, hook) * LsmSlots + slot)), BitConverter.GetBytes(NoHook));
+
+    public BpfLink AttachKprobe(int slot, uint hookId, string function) =>
+        Family(ref _kprobe, EmbeddedObjects.Kprobe, null, 0).Program("sa_policy_kprobe" + slot).AttachKprobe(function, cookie: hookId);
 
     /// <summary>Attaches connect4 and connect6 of a slot at the cgroup v2 root (every process is below it).</summary>
     public (BpfLink V4, BpfLink V6) AttachConnect(int slot, uint hookId, string cgroup2)
@@ -133,6 +155,8 @@ public sealed class PolicySensor : IDisposable
     public void Dispose()
     {
         _sock?.Dispose();
+        _lsm?.Dispose();
+        _kprobe?.Dispose();
         _cgroup?.Dispose();
         _obj.Dispose();
     }

@@ -84,6 +84,20 @@ public class PolicyCompilerTests
     }
 
     [Fact]
+    public void An_lsm_file_open_policy_is_refused_on_a_kernel_without_bpf_lsm_with_the_reason()
+    {
+        var yaml = "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: p\nspec:\n  lsmhooks:\n  - hook: file_open\n    args:\n    - index: 0\n      type: file\n";
+        var v = Assert.Single(new PolicyValidator(PolicyValidatorTests.OurKernel, tracefs: null).ValidateText("p.yaml", yaml));
+        var d = Assert.Single(v.Diagnostics);
+        Assert.Equal(("spec.lsmhooks[0].hook", 7), (d.Field, d.Line));
+        Assert.StartsWith("needs BPF LSM", d.Message);
+        // ... and compiles to a BPF LSM hook where the kernel has one.
+        var v2 = Assert.Single(new PolicyValidator(KernelFeatures.Everything, tracefs: null).ValidateText("p.yaml", yaml));
+        var hook = Assert.Single(new PolicyCompiler(KernelFeatures.Everything, Formats).Compile(v2).Hooks);
+        Assert.Equal((Mechanism.Lsm, ArgType.File), (hook.Mechanism, hook.Args[0].KernelType));
+    }
+
+    [Fact]
     public void Parent_binary_rules_leave_the_decision_to_user_space_and_the_kernel_only_posts()
     {
         var yaml = Support.TestPolicies.OpenatKill("p", "/b", "/x").Replace("      matchActions:", "      matchParentBinaries:\n      - operator: In\n        values: [\"/usr/bin/bash\"]\n      matchActions:");
