@@ -12,7 +12,7 @@ SYSCALLS := build/syscalls/x86_64.txt
 DOTNET_FLAGS := --nologo -c $(CONFIG)
 APT_PKGS := clang-19 llvm-19 libbpf-dev bpftool
 
-.PHONY: all deps bpf build run test vmtest vmlinux clean
+.PHONY: all deps bpf build run test vmtest bench bench-quick vmlinux clean
 
 all: build
 
@@ -45,10 +45,12 @@ build/bpf-test/%.bpf.o: tests/bpf/%.bpf.c $(BPF_HDR)
 	@mkdir -p build/bpf-test
 	$(CLANG) -g -O2 -target bpf -D__TARGET_ARCH_x86 -Ibpf/include -c $< -o $@
 
-TEST_TOOLS := build/test-tools/openloop
-build/test-tools/%: tests/tools/%.c
-	@mkdir -p build/test-tools
-	cc -O2 -Wall -o $@ $<
+## workload programs (benchmarks and tests): the same native code in every configuration
+WORKLOADS := $(patsubst bench/workloads/%.c,build/bench/%,$(wildcard bench/workloads/*.c))
+TEST_TOOLS := $(WORKLOADS)
+build/bench/%: bench/workloads/%.c
+	@mkdir -p build/bench
+	cc -O2 -Wall -pthread -o $@ $<
 
 ## syscall numbers for `list:` references in policies, from the kernel's uapi header (linux-libc-dev)
 $(SYSCALLS): /usr/include/x86_64-linux-gnu/asm/unistd_64.h
@@ -79,6 +81,14 @@ test: build $(BPF_TEST_OBJ) $(TEST_TOOLS)
 	  tests/vm/run 2>&1 | tee build/vmtest.log; vrc=$${PIPESTATUS[0]}; \
 	  tools/test-summary build/test.log build/vmtest.log; \
 	  [ $$rc = 0 ] && [ $$vrc = 0 ]
+
+## bench: overhead and throughput vs. no agent, auditd and bpftrace, interleaved (root; not part of CI)
+bench: build $(WORKLOADS)
+	dotnet bench/SecurityAgent.Bench/bin/$(CONFIG)/net10.0/SecurityAgent.Bench.dll --full
+
+## bench-quick: the same, fewer repetitions and smaller workloads (under 3 minutes)
+bench-quick: build $(WORKLOADS)
+	dotnet bench/SecurityAgent.Bench/bin/$(CONFIG)/net10.0/SecurityAgent.Bench.dll --quick
 
 ## vmtest: the tests needing BPF LSM, kprobes or fentry, in Debian's 6.1 kernel under qemu (tests/vm)
 vmtest: build $(BPF_TEST_OBJ) $(TEST_TOOLS)

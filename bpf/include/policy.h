@@ -497,8 +497,13 @@ static __always_inline __s32 sa_decide(struct sa_hook_ctx *x, __u8 op)
 	ev->nargs = h->nargs;
 	ev->actions = actions;
 	ev->pad0 = 0;
-	sa_header(&ev->hdr, op, sizeof(*ev));
-	sa_submit(ev, sizeof(*ev));
+	/* Only the used string slots travel: most hooks read one or two arguments. */
+	__u64 used = h->nargs;
+	asm volatile("" : "+r"(used));
+	used &= 7; /* nargs <= SA_MAX_ARGS; the mask is what the verifier can follow (the scratch holds 7 slots' worth) */
+	__u64 size = offsetof(struct policy_event, str) + used * SA_STR_MAX;
+	sa_header(&ev->hdr, op, size);
+	sa_submit(ev, size);
 	__sync_fetch_and_add(&x->st->posted, 1);
 	return verdict;
 }

@@ -27,7 +27,7 @@ public static class EventDecoder
                 return new ExitEvent(ktime, I32(raw, Wire.Exit.Pid), I32(raw, Wire.Exit.Tid),
                     U64(raw, Wire.Exit.StartTime), U32(raw, Wire.Exit.ExitCode));
             case Op.Tracepoint or Op.Sock or Op.Lsm or Op.Kprobe:
-                return DecodePolicy(Need(raw, PolicyWire.Event.Length, "policy"), ktime);
+                return DecodePolicy(Need(raw, PolicyWire.Event.Str, "policy"), ktime);
             default:
                 throw new FormatException($"unknown op code {raw[Wire.Header.Op]}");
         }
@@ -56,6 +56,7 @@ public static class EventDecoder
     private static PolicyKernelEvent DecodePolicy(ReadOnlySpan<byte> raw, ulong ktime)
     {
         int n = Math.Min((int)raw[PolicyWire.Event.Nargs], PolicyWire.MaxArgs);
+        raw = Need(raw, PolicyWire.Event.Str + n * PolicyWire.StrMax, "policy");
         var ints = new ulong[n];
         var strings = new byte[n][];
         for (int i = 0; i < n; i++)

@@ -7,8 +7,12 @@ namespace SecurityAgent.Export;
 /// <summary>Writes events in Tetragon's JSON export format (one object per line, the event type as the
 /// top-level key, then node_name and time), so SIEM parsers written for Tetragon work unchanged.
 /// docs/events.md and schemas/events.schema.json describe it.</summary>
-public sealed class JsonEventFormatter(string nodeName, BootClock clock)
+public sealed class JsonEventFormatter(string nodeName, BootClock clock, bool includeCredentials = false)
 {
+    // A process's JSON never changes once it is in events: render it once, reuse it for every event of the
+    // process and of its children (as "parent").
+    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<ProcessInfo, byte[]> _rendered = new();
+
     public void Write(Utf8JsonWriter w, AgentEvent e)
     {
         w.WriteStartObject();
@@ -98,7 +102,21 @@ public sealed class JsonEventFormatter(string nodeName, BootClock clock)
 
     public void WriteProcess(Utf8JsonWriter w, string name, ProcessInfo p)
     {
-        w.WriteStartObject(name);
+        w.WritePropertyName(name);
+        w.WriteRawValue(_rendered.GetValue(p, Render), skipInputValidation: true);
+    }
+
+    private byte[] Render(ProcessInfo p)
+    {
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>(512);
+        using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+            WriteProcessObject(w, p);
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    private void WriteProcessObject(Utf8JsonWriter w, ProcessInfo p)
+    {
+        w.WriteStartObject();
         w.WriteString("exec_id", p.ExecId);
         w.WriteNumber("pid", p.Pid);
         w.WriteNumber("uid", p.Creds.Uid);
@@ -111,6 +129,11 @@ public sealed class JsonEventFormatter(string nodeName, BootClock clock)
         if (p.ParentExecId is not null)
             w.WriteString("parent_exec_id", p.ParentExecId);
         w.WriteNumber("tid", p.Tid == 0 ? p.Pid : p.Tid);
+        if (!includeCredentials)
+        {
+            w.WriteEndObject();
+            return;
+        }
         if (p.Caps is { } caps)
         {
             w.WriteStartObject("cap");

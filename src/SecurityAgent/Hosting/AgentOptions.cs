@@ -12,6 +12,12 @@ public sealed class AgentOptions
     public double ExitGraceSeconds { get; set; } = 15;
     public int ChannelCapacity { get; set; } = 65_536;
     public uint RingBufferBytes { get; set; } = 32 * 1024 * 1024;
+    /// <summary>For benchmarks only: selectors run in user space, the kernel posts every call (never enforces).</summary>
+    public bool DebugUserspaceFilter { get; set; }
+    /// <summary>Where to write the agent's counters as JSON every 500 ms (and at stop); none when empty.</summary>
+    public string? StatsFile { get; set; }
+    /// <summary>Include process_credentials and capabilities in process objects (as Tetragon's --enable-process-cred).</summary>
+    public bool EnableProcessCred { get; set; }
 
     public string ResolveNodeName() =>
         !string.IsNullOrEmpty(NodeName) ? NodeName
@@ -27,5 +33,8 @@ public sealed class AgentOptions
         ["--exit-grace-seconds"] = "Agent:ExitGraceSeconds",
         ["--channel-capacity"] = "Agent:ChannelCapacity",
         ["--ring-buffer-bytes"] = "Agent:RingBufferBytes",
+        ["--debug-userspace-filter"] = "Agent:DebugUserspaceFilter",
+        ["--stats-file"] = "Agent:StatsFile",
+        ["--enable-process-cred"] = "Agent:EnableProcessCred",
     };
 }

@@ -50,9 +50,11 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         }, TimeProvider.System, clockTickNs);
 
         await using var exporter = new JsonLinesExporter(JsonLinesExporter.OpenTarget(_opt.ExportFile),
-            new JsonEventFormatter(node, BootClock.System()), log);
+            new JsonEventFormatter(node, BootClock.System(), _opt.EnableProcessCred), log);
         using var sensor = ProcessSensor.Load(features, _opt.RingBufferBytes);
-        using var engine = new PolicyEngine(sensor, Environment.ProcessId);
+        using var engine = new PolicyEngine(sensor, Environment.ProcessId, _opt.DebugUserspaceFilter);
+        if (_opt.DebugUserspaceFilter)
+            LogDebugFilter(log);
         var pipeline = new EventPipeline(_opt.ChannelCapacity, cache, [exporter], log, engine.Hooks, clockTickNs, engine);
         using var reader = new KernelEventReader(sensor.Events, pipeline);
         // Attach first, then scan /proc: a process that starts in between is seen by both, and the
@@ -70,6 +72,7 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
             LogNoPolicyDir(log, _opt.PolicyDir);
         var policies = new PolicyDirectory(_opt.PolicyDir, new PolicyValidator(features),
             new PolicyCompiler(features, PolicyCompiler.TraceFsFormats()), engine, log);
+        engine.Prepare();
         policies.Sync();
         reader.Start();
         var run = Task.Run(() => pipeline.RunAsync(CancellationToken.None), CancellationToken.None);
@@ -84,6 +87,7 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
                 if (stop.IsCancellationRequested) break;
                 policies.Sync(); // hot reload: cheap when nothing changed (hash compare)
                 pipeline.Counters.SetKernelLost(sensor.KernelLost());
+                WriteStats(pipeline, cache, policies, engine);
                 if (pipeline.Counters.TotalLost != reportedLoss)
                 {
                     reportedLoss = pipeline.Counters.TotalLost;
@@ -106,9 +110,34 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
             pipeline.Complete();
             await run;
             pipeline.Counters.SetKernelLost(sensor.KernelLost());
+            WriteStats(pipeline, cache, policies, engine);
             LogStopped(log, pipeline.Counters.ToString(), cache.Count, cache.Evictions);
         }
     }
+
+    /// <summary>--stats-file: the counters as one JSON object, replaced atomically.</summary>
+    private void WriteStats(EventPipeline pipeline, ProcessCache cache, PolicyDirectory policies, PolicyEngine engine)
+    {
+        if (string.IsNullOrEmpty(_opt.StatsFile)) return;
+        var c = pipeline.Counters;
+        var stats = new
+        {
+            received = c.Received, exported = c.Exported, kernel_lost = c.KernelLost, channel_dropped = c.ChannelDropped,
+            decode_errors = c.DecodeErrors, user_space_filtered = c.UserSpaceFiltered, process_cache = cache.Count,
+            process_cache_evictions = cache.Evictions,
+            hooks = policies.Loaded.SelectMany(p => p.HookIds.Select((id, i) => (p, id, i))).Select(x =>
+            {
+                var st = engine.Stats(x.id);
+                return new { policy = x.p.Plan.Name, hook = x.p.Plan.Hooks[x.i].Name, seen = st.Seen, matched = st.Matched, filtered = st.Filtered, posted = st.Posted, enforced = st.Enforced, rate_limited = st.RateLimited };
+            }).ToList(),
+        };
+        var tmp = _opt.StatsFile + ".tmp";
+        File.WriteAllText(tmp, System.Text.Json.JsonSerializer.Serialize(stats));
+        File.Move(tmp, _opt.StatsFile, overwrite: true);
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "--debug-userspace-filter: policy selectors run in user space and nothing is enforced (a benchmark comparison, not for production)")]
+    private static partial void LogDebugFilter(ILogger log);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Kernel {Release}: available mechanisms: {Mechanisms}")]
     private static partial void LogFeatures(ILogger log, string release, string mechanisms);

@@ -47,20 +47,26 @@ internal static unsafe class LibbpfLog
         var all = text.Split('\n');
         int begin = Array.FindLastIndex(all, l => l.Contains("-- BEGIN PROG LOAD LOG --"));
         int end = Array.FindLastIndex(all, l => l.Contains("-- END PROG LOAD LOG --"));
-        IEnumerable<string> body = begin >= 0 && end > begin ? all[(begin + 1)..end] : all.Where(l => l.StartsWith("libbpf:"));
+        IEnumerable<string> body = begin >= 0 && end > begin ? all[(begin + 1)..end]
+            : begin >= 0 ? all[(begin + 1)..].Where(l => !l.StartsWith("libbpf:"))
+            : all.Where(l => l.StartsWith("libbpf:"));
         var list = body.Where(l => l.Length > 0 && !l.StartsWith("; ")).ToList();
         return string.Join('\n', list.Skip(Math.Max(0, list.Count - lines)));
     }
 
+    // libbpf prints a whole verifier log as one message: the buffer must hold it (or its failing end is lost).
+    private const int BufferSize = 16 * 1024 * 1024;
+    [ThreadStatic] private static byte* _buffer;
+
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
     private static int OnPrint(int level, byte* format, nint args)
     {
-        const int size = 8192;
-        byte* buf = stackalloc byte[size];
-        int n = Libc.vsnprintf(buf, size, format, args);
+        if (_buffer == null)
+            _buffer = (byte*)NativeMemory.Alloc(BufferSize);
+        int n = Libc.vsnprintf(_buffer, BufferSize, format, args);
         if (n <= 0)
             return 0;
-        var text = Encoding.UTF8.GetString(buf, Math.Min(n, size - 1));
+        var text = Encoding.UTF8.GetString(_buffer, Math.Min(n, BufferSize - 1));
         _capture?.Append(text);
         if (!_quiet)
             try { Sink?.Invoke(level, text.TrimEnd('\n')); } catch { /* logging must never unwind into native code */ }

@@ -133,8 +133,18 @@ public sealed partial class EventPipeline
             return null;
         }
         var p = _cache.ByPid(e.Pid) ?? Unknown(new ExitEvent(e.Ktime, e.Pid, e.Tid, 0, 0));
+        int selector = e.Selector;
+        if (info.UserSpaceFilter)
+        {
+            selector = UserSpaceSelectors.Match(info.Plan, info.Hook, e.Ints, e.Strings, p);
+            if (selector < 0)
+            {
+                Counters.OnUserSpaceFiltered();
+                return null;
+            }
+        }
         var parent = _cache.Parent(p);
-        var sel = e.Selector < info.Hook.Selectors.Count ? info.Hook.Selectors[e.Selector] : null;
+        var sel = selector < info.Hook.Selectors.Count ? info.Hook.Selectors[selector] : null;
         var actions = sel?.Actions ?? Actions.Post;
         bool enforced = e.Flags.HasFlag(PolicyWire.EventFlags.Enforced);
         bool refused = e.Flags.HasFlag(PolicyWire.EventFlags.SafetyRefused);

@@ -6,7 +6,7 @@ using SecurityAgent.Sensors;
 namespace SecurityAgent.Policies;
 
 /// <summary>What the pipeline needs to know about a hook id found in a kernel event.</summary>
-public sealed record HookInfo(uint HookId, string PolicyName, HookPlan Hook, bool Enforce);
+public sealed record HookInfo(uint HookId, string PolicyName, HookPlan Hook, bool Enforce, PolicyPlan Plan, bool UserSpaceFilter);
 
 /// <summary>A policy in the kernel: its hook ids, links and the map entries written for it.</summary>
 public sealed class LoadedPolicy
@@ -22,7 +22,7 @@ public sealed class LoadedPolicy
 /// <summary>Loads compiled policies into the shared policy program: allocates hook and filter ids, writes the
 /// value sets and hook configurations, then attaches. Unloading detaches first, then clears the maps.
 /// Thread-safe; <see cref="Hooks"/> is read by the pipeline while policies change.</summary>
-public sealed class PolicyEngine(ProcessSensor process, int agentTgid) : Pipeline.EventPipeline.IDenySet, IDisposable
+public sealed class PolicyEngine(ProcessSensor process, int agentTgid, bool userSpaceFilter = false) : Pipeline.EventPipeline.IDenySet, IDisposable
 {
     private readonly object _lock = new();
     private PolicySensor? _sensor;
@@ -36,10 +36,19 @@ public sealed class PolicyEngine(ProcessSensor process, int agentTgid) : Pipelin
 
     public ConcurrentDictionary<uint, HookInfo> Hooks { get; } = new();
 
+    /// <summary>Loads the policy program now (verification takes a while), so adding a policy later only
+    /// writes maps and attaches.</summary>
+    public void Prepare()
+    {
+        lock (_lock) _sensor ??= PolicySensor.Load(process, agentTgid);
+    }
+
     public LoadedPolicy Load(PolicyPlan plan)
     {
         lock (_lock)
         {
+            if (userSpaceFilter && !UserSpaceSelectors.Supports(plan, out var why))
+                throw new NotSupportedException($"policy {plan.Name}: --debug-userspace-filter: {why}");
             var sensor = _sensor ??= PolicySensor.Load(process, agentTgid);
             var loaded = new LoadedPolicy { Plan = plan };
             try
@@ -60,8 +69,10 @@ public sealed class PolicyEngine(ProcessSensor process, int agentTgid) : Pipelin
                     sensor.ResetStats(id);
                     // followForks from host pids; for namespace pids the in-kernel check alone applies.
                     var follow = hook.Selectors.Select(sel => sel.FollowForks && !sel.NamespacePids ? Follow(sel.Pids, loaded) : -1).ToList();
-                    sensor.WriteHook(id, PolicyEncoding.Hook(hook, policyId, plan.Enforce, filterIds, follow));
-                    Hooks[id] = new HookInfo(id, plan.Name, hook, plan.Enforce);
+                    // --debug-userspace-filter: no selectors in the kernel, every call is posted (and monitor only).
+                    var kernelHook = userSpaceFilter ? hook with { Selectors = [] } : hook;
+                    sensor.WriteHook(id, PolicyEncoding.Hook(kernelHook, policyId, plan.Enforce && !userSpaceFilter, filterIds, follow));
+                    Hooks[id] = new HookInfo(id, plan.Name, hook, plan.Enforce && !userSpaceFilter, plan, userSpaceFilter);
                     if (hook.Mechanism == Mechanism.CgroupSockAddr)
                     {
                         int sockSlot = Array.IndexOf(_sockSlots, false);

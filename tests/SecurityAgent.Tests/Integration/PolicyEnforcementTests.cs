@@ -100,7 +100,7 @@ public class PolicyEnforcementTests
     public void Two_hundred_thousand_non_matching_opens_by_a_matched_binary_stay_in_the_kernel()
     {
         using var s = new Scene();
-        var loop = s.Dir.CopyBinary(Repo.File_("build", "test-tools", "openloop"), "openloop");
+        var loop = s.Dir.CopyBinary(Repo.File_("build", "bench", "openloop"), "openloop");
         var policy = TestPolicies.OpenatKill("tp-filter", loop, s.Secret);
         string stderr;
         List<JsonElement> events;

@@ -25,11 +25,11 @@ public class JsonFormatTests
         Caps = new Capabilities(1UL << 21, 0, 0), ParentExecId = parent, Origin = ProcessOrigin.Exec,
     };
 
-    private static string Render(AgentEvent e)
+    private static string Render(AgentEvent e, bool credentials = true)
     {
         using var ms = new MemoryStream();
         using (var w = new Utf8JsonWriter(ms))
-            new JsonEventFormatter("n1", new BootClock(1_700_000_000_000_000_000)).Write(w, e);
+            new JsonEventFormatter("n1", new BootClock(1_700_000_000_000_000_000), credentials).Write(w, e);
         return Encoding.UTF8.GetString(ms.ToArray());
     }
 
@@ -45,6 +45,17 @@ public class JsonFormatTests
         Assert.Equal(["CAP_SYS_ADMIN"], p.GetProperty("cap").GetProperty("permitted").EnumerateArray().Select(x => x.GetString()));
         Assert.Equal("n1", root.GetProperty("node_name").GetString());
         Assert.Equal("2023-11-14T22:13:22.000000000Z", root.GetProperty("time").GetString());
+    }
+
+    [Fact]
+    public void Credentials_and_capabilities_are_only_rendered_when_asked_for_as_in_tetragon()
+    {
+        var line = Render(new ProcessExecEvent(2_000_000_000, Proc(20, null), null), credentials: false);
+        AssertValid(line);
+        var p = JsonDocument.Parse(line).RootElement.GetProperty("process_exec").GetProperty("process");
+        Assert.False(p.TryGetProperty("cap", out _));
+        Assert.False(p.TryGetProperty("process_credentials", out _));
+        Assert.Equal(1000, p.GetProperty("uid").GetInt32());
     }
 
     [Fact]

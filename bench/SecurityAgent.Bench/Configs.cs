@@ -1,0 +1,160 @@
+using System.Text.Json;
+
+namespace SecurityAgent.Bench;
+
+/// <summary>Counters a configuration reports around one workload run.</summary>
+public readonly record struct Snapshot(double CpuMs, long Delivered, long Lost);
+
+/// <summary>One configuration of the comparison: started before, and stopped after, each repetition's workloads.</summary>
+public abstract class Config : IDisposable
+{
+    public abstract string Name { get; }
+    public abstract string Description { get; }
+    public virtual void Start() { }
+    public virtual Snapshot Read() => default;
+    /// <summary>Peak RSS of the observing process over the session, MB (0: no such process).</summary>
+    public virtual double PeakRssMb() => 0;
+    public virtual void Dispose() { }
+}
+
+public sealed class Baseline : Config
+{
+    public override string Name => "baseline";
+    public override string Description => "no agent";
+}
+
+/// <summary>The agent (build/app/secagent.dll) with a given policy, JSON events to a file.</summary>
+public sealed class Agent(Paths paths, string name, string description, string? policyYaml, bool userSpaceFilter = false) : Config
+{
+    private Host.Background? _agent;
+    private string _dir = "";
+    private double _peak;
+    public override string Name => name;
+    public override string Description => description;
+    public double ReadyMs { get; private set; }
+
+    public override void Start()
+    {
+        _dir = Directory.CreateTempSubdirectory("secagent-bench-agent-").FullName;
+        Directory.CreateDirectory(Path.Combine(_dir, "policies"));
+        if (policyYaml is not null)
+            File.WriteAllText(Path.Combine(_dir, "policies", "bench.yaml"), policyYaml);
+        var args = new List<string> { paths.AgentDll, "run", "--policy-dir", Path.Combine(_dir, "policies"),
+            "--export-file", Path.Combine(_dir, "events.json"), "--stats-file", Path.Combine(_dir, "stats.json") };
+        if (userSpaceFilter) args.AddRange(["--debug-userspace-filter", "true"]);
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        _agent = new Host.Background("dotnet", args);
+        if (!_agent.WaitFor(b => b.Stderr.Contains("Agent ready"), TimeSpan.FromSeconds(30)))
+            throw new InvalidOperationException($"agent ({name}) did not start:\n{_agent.Stderr}");
+        ReadyMs = sw.Elapsed.TotalMilliseconds;
+        _peak = 0;
+    }
+
+    public override Snapshot Read()
+    {
+        Thread.Sleep(700); // the agent writes its stats every 500 ms; let the pipeline drain first
+        var stats = JsonDocument.Parse(File.ReadAllText(Path.Combine(_dir, "stats.json"))).RootElement;
+        _peak = Math.Max(_peak, Host.PeakRssMb(_agent!.Pid));
+        return new Snapshot(Host.CpuMs(_agent.Pid), stats.GetProperty("exported").GetInt64(),
+            stats.GetProperty("kernel_lost").GetInt64() + stats.GetProperty("channel_dropped").GetInt64());
+    }
+
+    public override double PeakRssMb() => _peak;
+
+    public override void Dispose()
+    {
+        _agent?.Dispose();
+        _agent = null;
+        try { Directory.Delete(_dir, true); } catch (IOException) { }
+    }
+}
+
+/// <summary>auditd with a syscall rule on openat below the watched directory (Debian's auditd).</summary>
+public sealed class Auditd(string watchedDir) : Config
+{
+    private string _log = "";
+    private int _pid;
+    private double _peak;
+    public override string Name => "auditd";
+    public override string Description => $"auditd, rule: -S openat -F dir={watchedDir}";
+
+    public override void Start()
+    {
+        _log = Directory.CreateTempSubdirectory("secagent-bench-audit-").FullName;
+        File.WriteAllText(Path.Combine(_log, "auditd.conf"), $"log_file = {_log}/audit.log\nlog_format = RAW\nflush = none\nmax_log_file = 1024\nmax_log_file_action = ignore\nspace_left = 2\nadmin_space_left = 1\nspace_left_action = ignore\nadmin_space_left_action = ignore\ndisk_full_action = ignore\ndisk_error_action = ignore\n");
+        Host.Run("auditd", "-c", _log);
+        for (int i = 0; i < 100 && !File.Exists("/var/run/auditd.pid"); i++) Thread.Sleep(20);
+        _pid = int.Parse(File.ReadAllText("/var/run/auditd.pid").Trim());
+        Host.Run("auditctl", "-D");
+        Host.Run("auditctl", "-e", "1");
+        Host.Run("auditctl", "-a", "always,exit", "-F", "arch=b64", "-S", "openat", "-F", $"dir={watchedDir}", "-k", "secagent-bench");
+        _peak = 0;
+    }
+
+    public override Snapshot Read()
+    {
+        Thread.Sleep(300);
+        var log = Path.Combine(_log, "audit.log");
+        long delivered = File.Exists(log) ? File.ReadLines(log).Count(l => l.Contains("key=\"secagent-bench\"")) : 0;
+        var status = Host.Run("auditctl", "-s").Stdout;
+        long lost = long.Parse(status.Split('\n').First(l => l.StartsWith("lost ")).Split(' ')[1]);
+        _peak = Math.Max(_peak, Host.PeakRssMb(_pid));
+        return new Snapshot(Host.CpuMs(_pid), delivered, lost);
+    }
+
+    public override double PeakRssMb() => _peak;
+
+    public override void Dispose()
+    {
+        if (_pid == 0) return;
+        Host.Run("auditctl", "-D");
+        Host.Run("auditctl", "-e", "0");
+        Host.Run("kill", "-TERM", _pid.ToString());
+        for (int i = 0; i < 100 && Directory.Exists($"/proc/{_pid}"); i++) Thread.Sleep(50);
+        try { Directory.Delete(_log, true); } catch (IOException) { }
+        _pid = 0;
+    }
+}
+
+/// <summary>bpftrace on sys_enter_openat with an in-kernel predicate on the filename, printing each match.</summary>
+public sealed class Bpftrace(string watchedFile) : Config
+{
+    private Host.Background? _bt;
+    private double _peak;
+    public override string Name => "bpftrace";
+    public override string Description => $"bpftrace, sys_enter_openat /str(filename) == \"{watchedFile}\"/ printf";
+
+    public override void Start()
+    {
+        _bt = new Host.Background("bpftrace", ["-e", $"tracepoint:syscalls:sys_enter_openat /str(args->filename) == \"{watchedFile}\"/ {{ printf(\"x\\n\"); }}"]);
+        if (!_bt.WaitFor(b => b.StdoutLines > 0 || b.Stderr.Contains("Attaching"), TimeSpan.FromSeconds(30)))
+            throw new InvalidOperationException("bpftrace did not attach:\n" + _bt.Stderr);
+        Thread.Sleep(300);
+        _peak = 0;
+    }
+
+    public override Snapshot Read()
+    {
+        Thread.Sleep(300);
+        _peak = Math.Max(_peak, Host.PeakRssMb(_bt!.Pid));
+        long delivered = Math.Max(0, _bt.StdoutLines - 1); // "Attaching 1 probe..."
+        var lost = System.Text.RegularExpressions.Regex.Matches(_bt.Stderr + _bt.Stdout, @"Lost (\d+) events").Sum(m => long.Parse(m.Groups[1].Value));
+        return new Snapshot(Host.CpuMs(_bt.Pid), delivered, lost);
+    }
+
+    public override double PeakRssMb() => _peak;
+
+    public override void Dispose()
+    {
+        _bt?.Stop("INT");
+        _bt?.Dispose();
+        _bt = null;
+    }
+}
+
+/// <summary>Where the bench finds what it runs.</summary>
+public sealed record Paths(string Repo)
+{
+    public string AgentDll => Path.Combine(Repo, "build", "app", "secagent.dll");
+    public string Tool(string name) => Path.Combine(Repo, "build", "bench", name);
+}

@@ -1,0 +1,100 @@
+using System.Diagnostics;
+using System.Text;
+
+namespace SecurityAgent.Bench;
+
+/// <summary>Processes the bench starts, and what /proc says about them.</summary>
+public static class Host
+{
+    public static readonly long TickNs = 10_000_000; // USER_HZ 100
+
+    public static (int Code, string Stdout, string Stderr) Run(string file, params string[] args)
+    {
+        var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        var o = p.StandardOutput.ReadToEndAsync();
+        var e = p.StandardError.ReadToEndAsync();
+        p.WaitForExit();
+        return (p.ExitCode, o.Result, e.Result);
+    }
+
+    public static string Sh(string command) => Run("/bin/sh", "-c", command).Stdout.Trim();
+
+    /// <summary>utime + stime of a process, in milliseconds.</summary>
+    public static double CpuMs(int pid)
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            var f = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            return (long.Parse(f[11]) + long.Parse(f[12])) * TickNs / 1e6;
+        }
+        catch (IOException) { return 0; }
+    }
+
+    /// <summary>Peak resident set (VmHWM), in MB.</summary>
+    public static double PeakRssMb(int pid)
+    {
+        try
+        {
+            var line = File.ReadLines($"/proc/{pid}/status").FirstOrDefault(l => l.StartsWith("VmHWM:"));
+            return line is null ? 0 : long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) / 1024.0;
+        }
+        catch (IOException) { return 0; }
+    }
+
+    /// <summary>A background process whose output is collected line by line.</summary>
+    public sealed class Background : IDisposable
+    {
+        private readonly Process _p;
+        private readonly StringBuilder _out = new(), _err = new();
+        private long _stdoutLines;
+        public int Pid => _p.Id;
+        public long StdoutLines => Interlocked.Read(ref _stdoutLines);
+        public string Stderr { get { lock (_err) return _err.ToString(); } }
+        public string Stdout { get { lock (_out) return _out.ToString(); } }
+
+        public Background(string file, IEnumerable<string> args, bool keepStdout = false)
+        {
+            var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+            foreach (var a in args) psi.ArgumentList.Add(a);
+            _p = Process.Start(psi)!;
+            _p.OutputDataReceived += (_, e) =>
+            {
+                if (e.Data is null) return;
+                Interlocked.Increment(ref _stdoutLines);
+                if (keepStdout) lock (_out) _out.AppendLine(e.Data);
+            };
+            _p.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (_err) _err.AppendLine(e.Data); };
+            _p.BeginOutputReadLine();
+            _p.BeginErrorReadLine();
+        }
+
+        public bool WaitFor(Func<Background, bool> ready, TimeSpan timeout)
+        {
+            var deadline = DateTime.UtcNow + timeout;
+            while (!ready(this))
+            {
+                if (_p.HasExited || DateTime.UtcNow > deadline) return false;
+                Thread.Sleep(20);
+            }
+            return true;
+        }
+
+        public void Signal(string sig) => Run("kill", "-" + sig, _p.Id.ToString());
+
+        public void Stop(string sig = "TERM")
+        {
+            if (!_p.HasExited) Signal(sig);
+            if (!_p.WaitForExit(15_000)) _p.Kill();
+            _p.WaitForExit();
+        }
+
+        public void Dispose()
+        {
+            Stop();
+            _p.Dispose();
+        }
+    }
+}

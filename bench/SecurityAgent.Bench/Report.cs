@@ -1,0 +1,104 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+
+namespace SecurityAgent.Bench;
+
+/// <summary>bench/results/latest.json and latest.md: medians with spread, as ratios to the same run's baseline.</summary>
+public static class Report
+{
+    public static void Write(string repo, bool quick, int reps, List<(string Name, string Description)> workloads,
+        List<(string Name, string Description)> configs, Dictionary<(string Config, string Workload), List<Sample>> samples,
+        Dictionary<string, object> extras)
+    {
+        var kernel = File.ReadAllText("/proc/sys/kernel/osrelease").Trim();
+        var cpu = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name"))?.Split(':')[1].Trim() ?? "?";
+        var machine = $"{Environment.ProcessorCount} cores, {cpu}";
+        var date = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture);
+        var results = new Dictionary<string, Dictionary<string, object>>();
+        foreach (var (c, _) in configs)
+        {
+            results[c] = [];
+            foreach (var (w, _) in workloads)
+            {
+                var s = samples[(c, w)];
+                var baseline = Median(samples[("baseline", w)].Select(x => x.OpsPerS));
+                var ratios = s.Select(x => x.OpsPerS / baseline).ToList();
+                results[c][w] = new Dictionary<string, object?>
+                {
+                    ["ops_per_s_median"] = Math.Round(Median(s.Select(x => x.OpsPerS))),
+                    ["ops_per_s_ratio_to_baseline"] = Math.Round(Median(ratios), 3),
+                    ["ops_per_s_ratio_min"] = Math.Round(ratios.Min(), 3),
+                    ["ops_per_s_ratio_max"] = Math.Round(ratios.Max(), 3),
+                    ["agent_cpu_ms_per_million_ops"] = c == "baseline" ? 0 : Math.Round(Median(s.Select(x => x.Ops > 0 ? x.AgentCpuMs / x.Ops * 1e6 : 0)), 1),
+                    ["agent_peak_rss_mb"] = Math.Round(s.Max(x => x.PeakRssMb), 1),
+                    ["events_delivered"] = (long)Median(s.Select(x => (double)x.Delivered)),
+                    ["events_lost"] = s.Sum(x => x.Lost),
+                };
+            }
+        }
+        var doc = new Dictionary<string, object>
+        {
+            ["mode"] = quick ? "quick" : "full",
+            ["date"] = date,
+            ["kernel"] = kernel,
+            ["machine"] = machine,
+            ["repetitions"] = reps,
+            ["workloads"] = workloads.ToDictionary(w => w.Name, w => w.Description),
+            ["configurations"] = configs.ToDictionary(c => c.Name, c => c.Description),
+            ["results"] = results,
+            ["extras"] = extras,
+        };
+        var dir = Path.Combine(repo, "bench", "results");
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, "latest.json"), JsonSerializer.Serialize(doc, new JsonSerializerOptions { WriteIndented = true }));
+
+        var md = new StringBuilder();
+        md.AppendLine($"# Benchmark: `make bench{(quick ? "-quick" : "")}`");
+        md.AppendLine();
+        md.AppendLine($"{date}, kernel {kernel}, {machine}; {reps} interleaved repetitions, medians (min–max of the ratio).");
+        md.AppendLine();
+        md.AppendLine("Workload throughput as a ratio to no agent (1.00 = no overhead):");
+        md.AppendLine();
+        md.AppendLine("| configuration | " + string.Join(" | ", workloads.Select(w => w.Name)) + " |");
+        md.AppendLine("|---|" + string.Concat(workloads.Select(_ => "---|")));
+        foreach (var (c, _) in configs)
+            md.AppendLine($"| {c} | " + string.Join(" | ", workloads.Select(w =>
+            {
+                var r = (Dictionary<string, object?>)results[c][w.Name];
+                return $"{r["ops_per_s_ratio_to_baseline"]:0.00} ({r["ops_per_s_ratio_min"]:0.00}–{r["ops_per_s_ratio_max"]:0.00})";
+            })) + " |");
+        md.AppendLine();
+        md.AppendLine("Observer CPU ms per million workload ops / events delivered / events lost (peak RSS):");
+        md.AppendLine();
+        md.AppendLine("| configuration | " + string.Join(" | ", workloads.Select(w => w.Name)) + " | peak RSS MB |");
+        md.AppendLine("|---|" + string.Concat(workloads.Select(_ => "---|")) + "---|");
+        foreach (var (c, _) in configs.Skip(1))
+            md.AppendLine($"| {c} | " + string.Join(" | ", workloads.Select(w =>
+            {
+                var r = (Dictionary<string, object?>)results[c][w.Name];
+                return $"{r["agent_cpu_ms_per_million_ops"]} / {r["events_delivered"]} / {r["events_lost"]}";
+            })) + $" | {workloads.Max(w => (double)((Dictionary<string, object?>)results[c][w.Name])["agent_peak_rss_mb"]!):0} |");
+        md.AppendLine();
+        md.AppendLine($"Start-up to programs attached: {extras["startup_ms_to_attached"]:0} ms; policy file written to first kill: {extras["policy_add_to_enforcement_ms"]:0} ms.");
+        md.AppendLine();
+        md.AppendLine("Event pipeline (policy matching every open, JSON to a file): " + string.Join("; ", ((List<object>)extras["pipeline"]).Select(o =>
+        {
+            var j = JsonSerializer.SerializeToElement(o);
+            return $"{j.GetProperty("writers")} writer(s): {j.GetProperty("events_per_s")} events/s, {j.GetProperty("events_delivered")} of {j.GetProperty("events_produced")} delivered, {j.GetProperty("events_lost")} lost";
+        })) + ".");
+        md.AppendLine();
+        md.AppendLine("Configurations:");
+        foreach (var (c, d) in configs) md.AppendLine($"- `{c}`: {d}");
+        md.AppendLine("Workloads:");
+        foreach (var (w, d) in workloads) md.AppendLine($"- `{w}`: {d}");
+        File.WriteAllText(Path.Combine(dir, "latest.md"), md.ToString());
+        Console.WriteLine(md.ToString());
+    }
+
+    private static double Median(IEnumerable<double> values)
+    {
+        var s = values.Order().ToList();
+        return s.Count == 0 ? 0 : s.Count % 2 == 1 ? s[s.Count / 2] : (s[s.Count / 2 - 1] + s[s.Count / 2]) / 2;
+    }
+}
