@@ -122,7 +122,7 @@ static Dictionary<string, object> MeasureExtras(Paths paths, string work, string
     var extras = new Dictionary<string, object>();
     // Start-up: process start to "Agent ready" (programs attached, /proc scanned).
     var ready = new List<double>();
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < (quick ? 2 : 5); i++)
     {
         using var a = new Agent(paths, "startup", "", null);
         a.Start();
@@ -135,7 +135,7 @@ static Dictionary<string, object> MeasureExtras(Paths paths, string work, string
     File.Copy("/usr/bin/cat", victim, true);
     Host.Run("chmod", "755", victim);
     var latencies = new List<double>();
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < (quick ? 2 : 5); i++)
     {
         var dir = Directory.CreateTempSubdirectory("secagent-bench-hot-").FullName;
         Directory.CreateDirectory(Path.Combine(dir, "p"));

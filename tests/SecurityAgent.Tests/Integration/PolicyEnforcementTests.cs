@@ -124,6 +124,28 @@ public class PolicyEnforcementTests
     }
 
     [Fact]
+    public void The_userspace_filter_debug_option_posts_every_call_from_the_kernel_and_filters_in_user_space()
+    {
+        using var s = new Scene();
+        var stats = s.Dir.File("stats.json");
+        var policy = TestPolicies.OpenatKill("tp-userspace", s.Victim, s.Secret);
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = policy }, "--debug-userspace-filter", "true", "--stats-file", stats);
+        Assert.True(agent.WaitForLog("selectors run in user space"), agent.Stderr);
+
+        Assert.Equal((0, "TOP-SECRET\n"), (Run.Wait(s.Victim, [s.Secret]).Code, Run.Wait(s.Victim, [s.Secret]).Stdout)); // never enforced
+        Run.Wait(s.Other, [s.Secret]);
+        var body = agent.Events.WaitFor(e => IsPolicyEvent(e, "tp-userspace", out _), "event").GetProperty("process_tracepoint");
+        Assert.Equal(s.Victim, body.GetProperty("process").GetProperty("binary").GetString());
+        Thread.Sleep(1200);
+        Assert.All(agent.Events.Where(e => IsPolicyEvent(e, "tp-userspace", out _)),
+            e => Assert.Equal(s.Victim, e.GetProperty("process_tracepoint").GetProperty("process").GetProperty("binary").GetString()));
+        var st = JsonDocument.Parse(File.ReadAllText(stats)).RootElement;
+        Assert.True(st.GetProperty("user_space_filtered").GetInt64() > 0);
+        var hook = st.GetProperty("hooks")[0];
+        Assert.Equal(hook.GetProperty("seen").GetInt64(), hook.GetProperty("matched").GetInt64()); // the kernel filtered nothing
+    }
+
+    [Fact]
     public void A_rate_limited_post_reports_once_per_window_and_counts_the_rest_in_the_kernel()
     {
         using var s = new Scene();
