@@ -106,13 +106,16 @@ public sealed class Auditd(string watchedDir) : Config
 
     public override void Dispose()
     {
-        if (_pid == 0) return;
-        Host.Run("auditctl", "-D");
-        Host.Run("auditctl", "-e", "0");
-        Host.Run("kill", "-TERM", _pid.ToString());
-        for (int i = 0; i < 100 && Directory.Exists($"/proc/{_pid}"); i++) Thread.Sleep(50);
-        try { Directory.Delete(_log, true); } catch (IOException) { }
-        _pid = 0;
+        if (_pid != 0)
+        {
+            Host.Run("auditctl", "-D");
+            Host.Run("auditctl", "-e", "0");
+            Host.Run("kill", "-TERM", _pid.ToString());
+            for (int i = 0; i < 100 && Directory.Exists($"/proc/{_pid}"); i++) Thread.Sleep(50);
+            _pid = 0;
+        }
+        if (_log.Length > 0 && Directory.Exists(_log))
+            try { Directory.Delete(_log, true); } catch (IOException) { }
     }
 }
 

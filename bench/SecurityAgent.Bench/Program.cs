@@ -62,6 +62,8 @@ var configs = new Config[]
 };
 
 EnsurePeers();
+try
+{
 var samples = new Dictionary<(string Config, string Workload), List<Sample>>();
 var sw = Stopwatch.StartNew();
 for (int rep = 0; rep < reps; rep++)
@@ -93,10 +95,14 @@ for (int rep = 0; rep < reps; rep++)
 }
 
 var extras = MeasureExtras(paths, work, FilePolicy(work + "/"), quick);
-Directory.Delete(work, true);
 Report.Write(repo, quick, reps, workloads.Select(w => (w.Name, w.Description)).ToList(),
     configs.Select(c => (c.Name, c.Description)).ToList(), samples, extras);
 return 0;
+}
+finally
+{
+    Directory.Delete(work, true); // also when a configuration failed
+}
 
 static long Long(string s) => long.TryParse(s.Trim(), out var v) ? v : 0;
 
