@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
@@ -9,6 +10,7 @@ namespace SecurityAgent.Export;
 public sealed partial class JsonLinesExporter : IEventExporter
 {
     private readonly Stream _stream;
+    private readonly System.Buffers.ArrayBufferWriter<byte> _line = new(4096);
     private readonly Utf8JsonWriter _json;
     private readonly JsonEventFormatter _formatter;
     private readonly ILogger _log;
@@ -19,15 +21,17 @@ public sealed partial class JsonLinesExporter : IEventExporter
 
     public JsonLinesExporter(Stream stream, JsonEventFormatter formatter, ILogger log)
     {
-        _stream = new BufferedStream(stream, 64 * 1024);
-        _json = new Utf8JsonWriter(_stream, new JsonWriterOptions { Indented = false, SkipValidation = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
+        _stream = stream is RotatingFileStream ? stream : new BufferedStream(stream, 64 * 1024);
+        _json = new Utf8JsonWriter(_line, new JsonWriterOptions { Indented = false, SkipValidation = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
         _formatter = formatter;
         _log = log;
     }
 
-    /// <summary>"-" is stdout; anything else a file opened for append (created if missing).</summary>
-    public static Stream OpenTarget(string path) =>
+    /// <summary>"-" is stdout; anything else a file opened for append (created if missing), rotated when
+    /// <paramref name="maxBytes"/> is set.</summary>
+    public static Stream OpenTarget(string path, long maxBytes = 0, int maxBackups = 5) =>
         path == "-" ? Console.OpenStandardOutput()
+        : maxBytes > 0 ? new RotatingFileStream(path, maxBytes, maxBackups)
         : new FileStream(path, FileMode.Append, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete, 1, FileOptions.None);
 
     public void Export(AgentEvent e)
@@ -36,15 +40,19 @@ public sealed partial class JsonLinesExporter : IEventExporter
         {
             _formatter.Write(_json, e);
             _json.Flush();
-            _json.Reset();
-            _stream.Write(NewLine);
+            _line.Write(NewLine);
+            _stream.Write(_line.WrittenSpan); // one whole line per write
             Written++;
         }
         catch (IOException ex)
         {
-            _json.Reset();
             if (Failed++ % 1000 == 0)
                 LogWriteFailed(_log, Failed, ex.Message);
+        }
+        finally
+        {
+            _json.Reset();
+            _line.ResetWrittenCount();
         }
     }
 
@@ -62,7 +70,15 @@ public sealed partial class JsonLinesExporter : IEventExporter
     {
         Flush();
         await _json.DisposeAsync();
-        await _stream.DisposeAsync();
+        try
+        {
+            await _stream.DisposeAsync(); // flushes what is buffered: may hit the same full disk
+        }
+        catch (IOException ex)
+        {
+            Failed++;
+            LogWriteFailed(_log, Failed, ex.Message);
+        }
     }
 
     [LoggerMessage(Level = LogLevel.Error, Message = "JSON export write failed ({Failed} events lost so far): {Reason}")]

@@ -7,6 +7,10 @@ public sealed class AgentOptions
     public string PolicyDir { get; set; } = "policies";
     /// <summary>"-" for stdout.</summary>
     public string ExportFile { get; set; } = "-";
+    /// <summary>Rotate the export file when it would grow past this many bytes (0: never).</summary>
+    public long ExportFileMaxSize { get; set; }
+    /// <summary>Rotated files kept (PATH.1 ... PATH.N).</summary>
+    public int ExportFileMaxBackups { get; set; } = 5;
     public string? NodeName { get; set; }
     public int ProcessCacheSize { get; set; } = 100_000;
     public double ExitGraceSeconds { get; set; } = 15;
@@ -28,6 +32,8 @@ public sealed class AgentOptions
     {
         ["--policy-dir"] = "Agent:PolicyDir",
         ["--export-file"] = "Agent:ExportFile",
+        ["--export-file-max-size"] = "Agent:ExportFileMaxSize",
+        ["--export-file-max-backups"] = "Agent:ExportFileMaxBackups",
         ["--node-name"] = "Agent:NodeName",
         ["--process-cache-size"] = "Agent:ProcessCacheSize",
         ["--exit-grace-seconds"] = "Agent:ExitGraceSeconds",

@@ -49,7 +49,7 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
             ExitGrace = TimeSpan.FromSeconds(_opt.ExitGraceSeconds),
         }, TimeProvider.System, clockTickNs);
 
-        await using var exporter = new JsonLinesExporter(JsonLinesExporter.OpenTarget(_opt.ExportFile),
+        await using var exporter = new JsonLinesExporter(JsonLinesExporter.OpenTarget(_opt.ExportFile, _opt.ExportFileMaxSize, _opt.ExportFileMaxBackups),
             new JsonEventFormatter(node, BootClock.System(), _opt.EnableProcessCred), log);
         using var sensor = ProcessSensor.Load(features, _opt.RingBufferBytes);
         using var engine = new PolicyEngine(sensor, Environment.ProcessId, _opt.DebugUserspaceFilter);
@@ -87,7 +87,7 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
                 if (stop.IsCancellationRequested) break;
                 policies.Sync(); // hot reload: cheap when nothing changed (hash compare)
                 pipeline.Counters.SetKernelLost(sensor.KernelLost());
-                WriteStats(pipeline, cache, policies, engine);
+                WriteStats(pipeline, cache, policies, engine, exporter);
                 if (pipeline.Counters.TotalLost != reportedLoss)
                 {
                     reportedLoss = pipeline.Counters.TotalLost;
@@ -110,13 +110,13 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
             pipeline.Complete();
             await run;
             pipeline.Counters.SetKernelLost(sensor.KernelLost());
-            WriteStats(pipeline, cache, policies, engine);
+            WriteStats(pipeline, cache, policies, engine, exporter);
             LogStopped(log, pipeline.Counters.ToString(), cache.Count, cache.Evictions);
         }
     }
 
     /// <summary>--stats-file: the counters as one JSON object, replaced atomically.</summary>
-    private void WriteStats(EventPipeline pipeline, ProcessCache cache, PolicyDirectory policies, PolicyEngine engine)
+    private void WriteStats(EventPipeline pipeline, ProcessCache cache, PolicyDirectory policies, PolicyEngine engine, JsonLinesExporter exporter)
     {
         if (string.IsNullOrEmpty(_opt.StatsFile)) return;
         var c = pipeline.Counters;
@@ -124,7 +124,7 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         {
             received = c.Received, exported = c.Exported, kernel_lost = c.KernelLost, channel_dropped = c.ChannelDropped,
             decode_errors = c.DecodeErrors, user_space_filtered = c.UserSpaceFiltered, process_cache = cache.Count,
-            process_cache_evictions = cache.Evictions,
+            process_cache_evictions = cache.Evictions, export_written = exporter.Written, export_failed = exporter.Failed,
             hooks = policies.Loaded.SelectMany(p => p.HookIds.Select((id, i) => (p, id, i))).Select(x =>
             {
                 var st = engine.Stats(x.id);

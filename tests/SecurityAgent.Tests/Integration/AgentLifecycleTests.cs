@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Text.Json;
 using SecurityAgent.Tests.Support;
 
@@ -74,6 +75,33 @@ public class AgentLifecycleTests
         Run.Wait("/bin/sh", ["-c", "true", marker]);
         agent.Events.WaitFor(e => ExportedEvents.IsExecOf(e, marker), "exec after a broken policy");
         Assert.Matches(@"Policy error: .*broken\.yaml:8:5: spec\.tracepoints\[0\]\.evnt: unknown field 'evnt' \(did you mean 'event'\?\)", agent.Stderr);
+    }
+
+    [Fact]
+    public void A_full_disk_under_the_export_file_is_reported_and_counted_and_the_agent_keeps_running()
+    {
+        using var dir = new TempDir();
+        var mnt = Directory.CreateDirectory(dir.File("tiny")).FullName;
+        Assert.Equal(0, Run.Wait("mount", ["-t", "tmpfs", "-o", "size=256k", "tmpfs", mnt]).Code);
+        try
+        {
+            var stats = dir.File("stats.json");
+            using (var agent = new AgentProcess("--export-file", Path.Combine(mnt, "events.json"), "--stats-file", stats))
+            {
+                var marker = "full-" + Guid.NewGuid().ToString("N")[..8];
+                Run.Wait("/bin/sh", ["-c", $"i=0; while [ $i -lt 1500 ]; do /bin/true {marker}; i=$((i+1)); done"]);
+                Assert.True(agent.WaitForLog("JSON export write failed", 15_000), agent.Stderr);
+                Thread.Sleep(1000);
+                var st = JsonDocument.Parse(File.ReadAllText(stats)).RootElement;
+                Assert.True(st.GetProperty("export_failed").GetInt64() > 0);
+                Assert.False(Process.GetProcessById(agent.Pid).HasExited, "the agent stopped on a full disk");
+                Assert.Equal(0, agent.Terminate());
+            }
+        }
+        finally
+        {
+            Run.Wait("umount", [mnt]);
+        }
     }
 
     [Fact]
