@@ -40,7 +40,8 @@ public sealed class Agent(Paths paths, string name, string description, string? 
         if (policyYaml is not null)
             File.WriteAllText(Path.Combine(_dir, "policies", "bench.yaml"), policyYaml);
         var args = new List<string> { paths.AgentDll, "run", "--policy-dir", Path.Combine(_dir, "policies"),
-            "--export-file", Path.Combine(_dir, "events.json"), "--stats-file", Path.Combine(_dir, "stats.json") };
+            "--export-file", Path.Combine(_dir, "events.json"), "--stats-file", Path.Combine(_dir, "stats.json"),
+            "--api-socket", Path.Combine(_dir, "agent.sock") };
         if (userSpaceFilter) args.AddRange(["--debug-userspace-filter", "true"]);
         var sw = System.Diagnostics.Stopwatch.StartNew();
         _agent = new Host.Background("dotnet", args);

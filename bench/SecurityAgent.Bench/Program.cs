@@ -145,7 +145,7 @@ static Dictionary<string, object> MeasureExtras(Paths paths, string work, string
     {
         var dir = Directory.CreateTempSubdirectory("secagent-bench-hot-").FullName;
         Directory.CreateDirectory(Path.Combine(dir, "p"));
-        using var agent = new Host.Background("dotnet", [paths.AgentDll, "run", "--policy-dir", Path.Combine(dir, "p"), "--export-file", Path.Combine(dir, "e.json")]);
+        using var agent = new Host.Background("dotnet", [paths.AgentDll, "run", "--policy-dir", Path.Combine(dir, "p"), "--export-file", Path.Combine(dir, "e.json"), "--api-socket", Path.Combine(dir, "agent.sock")]);
         agent.WaitFor(b => b.Stderr.Contains("Agent ready"), TimeSpan.FromSeconds(30));
         var t = Stopwatch.StartNew();
         File.WriteAllText(Path.Combine(dir, "p", "kill.yaml"), $"""

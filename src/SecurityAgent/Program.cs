@@ -3,6 +3,9 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Console;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using SecurityAgent.Api;
 using SecurityAgent.Cli;
 using SecurityAgent.Hosting;
 
@@ -14,11 +17,16 @@ public static class Program
         usage: secagent <command> [options]
 
         commands:
-          run      run the agent   [--policy-dir DIR] [--export-file PATH|-] [--node-name NAME]
+          run      run the agent   [--policy-dir DIR] [--export-file PATH|-] [--node-name NAME] [--api-socket PATH]
+                                   [--export-file-max-size BYTES] [--export-file-max-backups N] [--stats-file PATH]
                                    [--process-cache-size N] [--exit-grace-seconds S]
           probe    show what this kernel supports   [--json]
           policy validate FILE...   check tracing policies (file:line:column for every problem)
           policy compile FILE... --explain   show the plan: hooks, mechanism on this kernel, map entries
+          policy list|add FILE|delete NAME|enable NAME|disable NAME|mode NAME enforce|monitor   (running agent)
+          status   the running agent: kernel features, hooks and their kernel counters, losses, exporters
+          events   stream the running agent's events   [-o json|compact] [--type T] [--binary-regex R] [--policy NAME]
+          (commands that talk to the agent take --api-socket PATH; default /var/run/securityagent/agent.sock)
           version  print the version
         """;
 
@@ -35,7 +43,10 @@ public static class Program
             {
                 "run" => await RunAgent(args[1..]),
                 "probe" => ProbeCommand.Run(args[1..]),
-                "policy" => PolicyCommand.Run(args[1..]),
+                "policy" when args.Length > 1 && args[1] is "validate" or "compile" => PolicyCommand.Run(args[1..]),
+                "policy" => await AgentCommands.Policy(args[1..]),
+                "status" => await AgentCommands.Status(args[1..]),
+                "events" => await AgentCommands.Events(args[1..]),
                 "version" => Version(),
                 _ => Fail($"unknown command '{args[0]}'\n{Usage}"),
             };
@@ -60,7 +71,7 @@ public static class Program
 
     private static async Task<int> RunAgent(string[] args)
     {
-        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions
         {
             ContentRootPath = AppContext.BaseDirectory,
             Args = [],
@@ -73,8 +84,26 @@ public static class Program
         builder.Services.Configure<AgentOptions>(builder.Configuration.GetSection("Agent"));
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(10));
         builder.Services.AddHostedService<AgentService>();
-        using var host = builder.Build();
-        await host.RunAsync();
+        var state = new AgentState();
+        builder.Services.AddSingleton(state);
+        var socket = builder.Configuration["Agent:ApiSocket"] ?? AgentOptions.DefaultApiSocket;
+        if (socket.Length == 0)
+            return Fail("--api-socket needs a path (the API listens on a Unix socket only, never on TCP)");
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(socket)!);
+            File.Delete(socket); // a stale socket of an earlier run
+            k.ListenUnixSocket(socket);
+        });
+        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        await using var app = builder.Build();
+        LocalApi.Map(app, state);
+        // The API is root only: the socket is 0600 before anyone can use it for anything.
+        app.Lifetime.ApplicationStarted.Register(() =>
+        {
+            File.SetUnixFileMode(socket, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        });
+        await app.RunAsync();
         return Environment.ExitCode;
     }
 }

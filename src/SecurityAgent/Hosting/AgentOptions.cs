@@ -22,6 +22,9 @@ public sealed class AgentOptions
     public string? StatsFile { get; set; }
     /// <summary>Include process_credentials and capabilities in process objects (as Tetragon's --enable-process-cred).</summary>
     public bool EnableProcessCred { get; set; }
+    /// <summary>The local API's Unix socket (root only); empty: no API.</summary>
+    public string ApiSocket { get; set; } = DefaultApiSocket;
+    public const string DefaultApiSocket = "/var/run/securityagent/agent.sock";
 
     public string ResolveNodeName() =>
         !string.IsNullOrEmpty(NodeName) ? NodeName
@@ -42,5 +45,6 @@ public sealed class AgentOptions
         ["--debug-userspace-filter"] = "Agent:DebugUserspaceFilter",
         ["--stats-file"] = "Agent:StatsFile",
         ["--enable-process-cred"] = "Agent:EnableProcessCred",
+        ["--api-socket"] = "Agent:ApiSocket",
     };
 }

@@ -13,7 +13,7 @@ namespace SecurityAgent.Hosting;
 
 /// <summary>The daemon: probes the kernel, loads and attaches the sensors, seeds the process cache from
 /// /proc and runs the event pipeline until stopped; on stop, detaches and frees every kernel object.</summary>
-public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger<AgentService> log, IHostApplicationLifetime lifetime) : BackgroundService
+public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger<AgentService> log, IHostApplicationLifetime lifetime, Api.AgentState state) : BackgroundService
 {
     private readonly AgentOptions _opt = options.Value;
 
@@ -49,13 +49,15 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
             ExitGrace = TimeSpan.FromSeconds(_opt.ExitGraceSeconds),
         }, TimeProvider.System, clockTickNs);
 
+        var formatter = new JsonEventFormatter(node, BootClock.System(), _opt.EnableProcessCred);
         await using var exporter = new JsonLinesExporter(JsonLinesExporter.OpenTarget(_opt.ExportFile, _opt.ExportFileMaxSize, _opt.ExportFileMaxBackups),
-            new JsonEventFormatter(node, BootClock.System(), _opt.EnableProcessCred), log);
+            formatter, log);
+        state.Live.Formatter = formatter;
         using var sensor = ProcessSensor.Load(features, _opt.RingBufferBytes);
         using var engine = new PolicyEngine(sensor, Environment.ProcessId, _opt.DebugUserspaceFilter);
         if (_opt.DebugUserspaceFilter)
             LogDebugFilter(log);
-        var pipeline = new EventPipeline(_opt.ChannelCapacity, cache, [exporter], log, engine.Hooks, clockTickNs, engine);
+        var pipeline = new EventPipeline(_opt.ChannelCapacity, cache, [exporter, state.Live], log, engine.Hooks, clockTickNs, engine);
         using var reader = new KernelEventReader(sensor.Events, pipeline);
         // Attach first, then scan /proc: a process that starts in between is seen by both, and the
         // cache keeps one entry. Events wait in the ring buffer until the reader starts.
@@ -70,10 +72,13 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         cache.LinkProcFsParents();
         if (!Directory.Exists(_opt.PolicyDir))
             LogNoPolicyDir(log, _opt.PolicyDir);
-        var policies = new PolicyDirectory(_opt.PolicyDir, new PolicyValidator(features),
-            new PolicyCompiler(features, PolicyCompiler.TraceFsFormats()), engine, log);
+        var validator = new PolicyValidator(features);
+        var compiler = new PolicyCompiler(features, PolicyCompiler.TraceFsFormats());
+        var policies = new PolicyDirectory(_opt.PolicyDir, validator, compiler, engine, log);
         engine.Prepare();
-        policies.Sync();
+        lock (state.PolicyLock) policies.Sync();
+        (state.Features, state.Pipeline, state.Engine, state.Policies, state.Exporter, state.PolicyDir, state.Validator, state.Compiler) =
+            (features, pipeline, engine, policies, exporter, _opt.PolicyDir, validator, compiler);
         reader.Start();
         var run = Task.Run(() => pipeline.RunAsync(CancellationToken.None), CancellationToken.None);
         LogReady(log, sensor.Links.Count, seeded, policies.Loaded.Count(), _opt.ExportFile == "-" ? "stdout" : _opt.ExportFile);
@@ -85,7 +90,7 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
             {
                 await Task.Delay(TimeSpan.FromMilliseconds(500), stop).ContinueWith(_ => { }, CancellationToken.None);
                 if (stop.IsCancellationRequested) break;
-                policies.Sync(); // hot reload: cheap when nothing changed (hash compare)
+                lock (state.PolicyLock) policies.Sync(); // hot reload: cheap when nothing changed (hash compare)
                 pipeline.Counters.SetKernelLost(sensor.KernelLost());
                 WriteStats(pipeline, cache, policies, engine, exporter);
                 if (pipeline.Counters.TotalLost != reportedLoss)
@@ -105,7 +110,11 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
                     var st = engine.Stats(p.HookIds[i]);
                     LogHookStats(log, p.Plan.Name, p.Plan.Hooks[i].Name, st.Seen, st.Matched, st.Filtered, st.Posted, st.Enforced, st.RateLimited);
                 }
-            engine.Dispose(); // detach policy hooks before the reader stops
+            lock (state.PolicyLock)
+            {
+                state.Policies = null; // the API sees no policies from here on
+                engine.Dispose(); // detach policy hooks before the reader stops
+            }
             reader.Stop();
             pipeline.Complete();
             await run;

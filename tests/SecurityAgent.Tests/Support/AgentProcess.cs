@@ -14,6 +14,8 @@ public sealed class AgentProcess : IDisposable
     public ExportedEvents Events { get; }
     public string Stderr { get { lock (_stderr) return _stderr.ToString(); } }
     public int Pid => _proc.Id;
+    /// <summary>This agent's local API socket (each test agent has its own).</summary>
+    public string Socket { get; private set; } = "";
 
     public AgentProcess(params string[] extraArgs) : this(new Dictionary<string, string>(), extraArgs) { }
 
@@ -26,7 +28,8 @@ public sealed class AgentProcess : IDisposable
             File.WriteAllText(Path.Combine(policyDir, name), yaml);
         Events = new ExportedEvents(export);
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
-        foreach (var a in new[] { Repo.AgentDll, "run", "--export-file", export, "--policy-dir", policyDir }.Concat(extraArgs))
+        Socket = Dir.File("agent.sock");
+        foreach (var a in new[] { Repo.AgentDll, "run", "--export-file", export, "--policy-dir", policyDir, "--api-socket", Socket }.Concat(extraArgs))
             psi.ArgumentList.Add(a);
         _proc = Process.Start(psi)!;
         _proc.ErrorDataReceived += (_, e) =>
