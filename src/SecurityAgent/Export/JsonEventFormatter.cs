@@ -7,7 +7,7 @@ namespace SecurityAgent.Export;
 /// <summary>Writes events in Tetragon's JSON export format (one object per line, the event type as the
 /// top-level key, then node_name and time), so SIEM parsers written for Tetragon work unchanged.
 /// docs/events.md and schemas/events.schema.json describe it.</summary>
-public sealed class JsonEventFormatter(string nodeName, BootClock clock, bool includeCredentials = false)
+public sealed class JsonEventFormatter(string nodeName, BootClock clock, bool includeCredentials = false, Redactor? redactor = null)
 {
     // A process's JSON never changes once it is in events: render it once, reuse it for every event of the
     // process and of its children (as "parent").
@@ -100,6 +100,18 @@ public sealed class JsonEventFormatter(string nodeName, BootClock clock, bool in
         w.WriteString("decided_by", m.DecidedBy);
     }
 
+    /// <summary>Tetragon's notice that the export rate limit dropped events.</summary>
+    public void WriteRateLimitInfo(Utf8JsonWriter w, long dropped, ulong ktime)
+    {
+        w.WriteStartObject();
+        w.WriteStartObject("rate_limit_info");
+        w.WriteNumber("number_of_dropped_process_events", dropped);
+        w.WriteEndObject();
+        w.WriteString("node_name", nodeName);
+        w.WriteString("time", clock.Format(ktime));
+        w.WriteEndObject();
+    }
+
     public void WriteProcess(Utf8JsonWriter w, string name, ProcessInfo p)
     {
         w.WritePropertyName(name);
@@ -122,7 +134,7 @@ public sealed class JsonEventFormatter(string nodeName, BootClock clock, bool in
         w.WriteNumber("uid", p.Creds.Uid);
         w.WriteString("cwd", p.Cwd);
         w.WriteString("binary", p.Binary);
-        w.WriteString("arguments", p.Arguments);
+        w.WriteString("arguments", redactor is { IsEmpty: false } ? redactor.Redact(p.Binary, p.Arguments) : p.Arguments);
         w.WriteString("flags", p.FlagsText);
         w.WriteString("start_time", clock.Format(p.StartTime));
         w.WriteNumber("auid", p.Auid);

@@ -19,8 +19,11 @@ public sealed partial class JsonLinesExporter : IEventExporter
     public long Written { get; private set; }
     public long Failed { get; private set; }
 
-    public JsonLinesExporter(Stream stream, JsonEventFormatter formatter, ILogger log)
+    private readonly List<FieldFilter> _fieldFilters;
+
+    public JsonLinesExporter(Stream stream, JsonEventFormatter formatter, ILogger log, List<FieldFilter>? fieldFilters = null)
     {
+        _fieldFilters = fieldFilters ?? [];
         _stream = stream is RotatingFileStream ? stream : new BufferedStream(stream, 64 * 1024);
         _json = new Utf8JsonWriter(_line, new JsonWriterOptions { Indented = false, SkipValidation = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
         _formatter = formatter;
@@ -39,9 +42,7 @@ public sealed partial class JsonLinesExporter : IEventExporter
         try
         {
             _formatter.Write(_json, e);
-            _json.Flush();
-            _line.Write(NewLine);
-            _stream.Write(_line.WrittenSpan); // one whole line per write
+            WriteLine();
             Written++;
         }
         catch (IOException ex)
@@ -49,6 +50,37 @@ public sealed partial class JsonLinesExporter : IEventExporter
             if (Failed++ % 1000 == 0)
                 LogWriteFailed(_log, Failed, ex.Message);
         }
+        finally
+        {
+            _json.Reset();
+            _line.ResetWrittenCount();
+        }
+    }
+
+    private void WriteLine()
+    {
+        _json.Flush();
+        if (_fieldFilters.Count > 0)
+        {
+            var filtered = System.Text.Encoding.UTF8.GetBytes(FieldFilter.Apply(_fieldFilters, System.Text.Encoding.UTF8.GetString(_line.WrittenSpan)));
+            _line.ResetWrittenCount();
+            _line.Write(filtered);
+        }
+        _line.Write(NewLine);
+        _stream.Write(_line.WrittenSpan); // one whole line per write: rotation never splits a line
+    }
+
+    /// <summary>The rate limiter's notice: how many events it dropped in the last window.</summary>
+    public void WriteRateLimitInfo(long dropped)
+    {
+        try
+        {
+            _formatter.WriteRateLimitInfo(_json, dropped, (ulong)Interop.Libc.ClockNs(Interop.Libc.CLOCK_BOOTTIME));
+            _json.Flush();
+            _line.Write(NewLine);
+            _stream.Write(_line.WrittenSpan);
+        }
+        catch (IOException) { Failed++; }
         finally
         {
             _json.Reset();

@@ -22,6 +22,14 @@ public sealed class AgentOptions
     public string? StatsFile { get; set; }
     /// <summary>Include process_credentials and capabilities in process objects (as Tetragon's --enable-process-cred).</summary>
     public bool EnableProcessCred { get; set; }
+    /// <summary>Export filters, Tetragon's format: one JSON object per line (see docs/events.md).</summary>
+    public string? ExportAllowlist { get; set; }
+    public string? ExportDenylist { get; set; }
+    public string? FieldFilters { get; set; }
+    public string? RedactionFilters { get; set; }
+    /// <summary>Events per minute written at most (0: no limit); drops are counted and announced.</summary>
+    public int ExportRateLimit { get; set; }
+
     /// <summary>The local API's Unix socket (root only); empty: no API.</summary>
     public string ApiSocket { get; set; } = DefaultApiSocket;
     public const string DefaultApiSocket = "/var/run/securityagent/agent.sock";
@@ -46,5 +54,10 @@ public sealed class AgentOptions
         ["--stats-file"] = "Agent:StatsFile",
         ["--enable-process-cred"] = "Agent:EnableProcessCred",
         ["--api-socket"] = "Agent:ApiSocket",
+        ["--export-allowlist"] = "Agent:ExportAllowlist",
+        ["--export-denylist"] = "Agent:ExportDenylist",
+        ["--field-filters"] = "Agent:FieldFilters",
+        ["--redaction-filters"] = "Agent:RedactionFilters",
+        ["--export-rate-limit"] = "Agent:ExportRateLimit",
     };
 }

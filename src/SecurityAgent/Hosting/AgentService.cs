@@ -49,15 +49,17 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
             ExitGrace = TimeSpan.FromSeconds(_opt.ExitGraceSeconds),
         }, TimeProvider.System, clockTickNs);
 
-        var formatter = new JsonEventFormatter(node, BootClock.System(), _opt.EnableProcessCred);
+        var formatter = new JsonEventFormatter(node, BootClock.System(), _opt.EnableProcessCred, Redactor.Parse(_opt.RedactionFilters));
         await using var exporter = new JsonLinesExporter(JsonLinesExporter.OpenTarget(_opt.ExportFile, _opt.ExportFileMaxSize, _opt.ExportFileMaxBackups),
-            formatter, log);
+            formatter, log, FieldFilter.ParseList(_opt.FieldFilters));
+        var filtered = new FilteringExporter(exporter, ExportFilter.ParseList(_opt.ExportAllowlist), ExportFilter.ParseList(_opt.ExportDenylist),
+            _opt.ExportRateLimit, TimeProvider.System, exporter.WriteRateLimitInfo);
         state.Live.Formatter = formatter;
         using var sensor = ProcessSensor.Load(features, _opt.RingBufferBytes);
         using var engine = new PolicyEngine(sensor, Environment.ProcessId, _opt.DebugUserspaceFilter);
         if (_opt.DebugUserspaceFilter)
             LogDebugFilter(log);
-        var pipeline = new EventPipeline(_opt.ChannelCapacity, cache, [exporter, state.Live], log, engine.Hooks, clockTickNs, engine);
+        var pipeline = new EventPipeline(_opt.ChannelCapacity, cache, [filtered, state.Live], log, engine.Hooks, clockTickNs, engine);
         using var reader = new KernelEventReader(sensor.Events, pipeline);
         // Attach first, then scan /proc: a process that starts in between is seen by both, and the
         // cache keeps one entry. Events wait in the ring buffer until the reader starts.
@@ -92,7 +94,7 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
                 if (stop.IsCancellationRequested) break;
                 lock (state.PolicyLock) policies.Sync(); // hot reload: cheap when nothing changed (hash compare)
                 pipeline.Counters.SetKernelLost(sensor.KernelLost());
-                WriteStats(pipeline, cache, policies, engine, exporter);
+                WriteStats(pipeline, cache, policies, engine, exporter, filtered);
                 if (pipeline.Counters.TotalLost != reportedLoss)
                 {
                     reportedLoss = pipeline.Counters.TotalLost;
@@ -119,13 +121,13 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
             pipeline.Complete();
             await run;
             pipeline.Counters.SetKernelLost(sensor.KernelLost());
-            WriteStats(pipeline, cache, policies, engine, exporter);
+            WriteStats(pipeline, cache, policies, engine, exporter, filtered);
             LogStopped(log, pipeline.Counters.ToString(), cache.Count, cache.Evictions);
         }
     }
 
     /// <summary>--stats-file: the counters as one JSON object, replaced atomically.</summary>
-    private void WriteStats(EventPipeline pipeline, ProcessCache cache, PolicyDirectory policies, PolicyEngine engine, JsonLinesExporter exporter)
+    private void WriteStats(EventPipeline pipeline, ProcessCache cache, PolicyDirectory policies, PolicyEngine engine, JsonLinesExporter exporter, FilteringExporter filtered)
     {
         if (string.IsNullOrEmpty(_opt.StatsFile)) return;
         var c = pipeline.Counters;
@@ -134,6 +136,7 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
             received = c.Received, exported = c.Exported, kernel_lost = c.KernelLost, channel_dropped = c.ChannelDropped,
             decode_errors = c.DecodeErrors, user_space_filtered = c.UserSpaceFiltered, process_cache = cache.Count,
             process_cache_evictions = cache.Evictions, export_written = exporter.Written, export_failed = exporter.Failed,
+            export_filtered = filtered.Filtered, export_rate_limited = filtered.RateLimited,
             hooks = policies.Loaded.SelectMany(p => p.HookIds.Select((id, i) => (p, id, i))).Select(x =>
             {
                 var st = engine.Stats(x.id);

@@ -72,6 +72,23 @@ public class ProcessLifecycleTests(SharedAgent shared)
     }
 
     [Fact]
+    public void Export_filters_and_redaction_apply_to_what_the_agent_writes()
+    {
+        using var dir = new TempDir();
+        var tool = dir.CopyBinary("/usr/bin/true", "mysql");
+        using var agent = new AgentProcess(
+            "--export-allowlist", """{"event_set":["PROCESS_EXEC"],"binary_regex":["mysql$"]}""",
+            "--redaction-filters", """{"redact":["--password(?:\\s+|=)(\\S+)"]}""");
+        Run.Wait(tool, ["-u", "root", "--password", "hunter2"]);
+        Run.Wait("/bin/true", ["not-exported"]);
+        var exec = agent.Events.WaitFor(e => e.TryGetProperty("process_exec", out var x) && x.GetProperty("process").GetProperty("binary").GetString() == tool, "exec of mysql");
+        Assert.Equal("-u root --password *****", exec.GetProperty("process_exec").GetProperty("process").GetProperty("arguments").GetString());
+        Thread.Sleep(500);
+        Assert.All(agent.Events.All, e => Assert.True(e.TryGetProperty("process_exec", out var x) && x.GetProperty("process").GetProperty("binary").GetString()!.EndsWith("mysql"), e.ToString()));
+        Assert.DoesNotContain(agent.Events.RawLines, l => l.Contains("hunter2"));
+    }
+
+    [Fact]
     public void A_burst_of_ten_thousand_short_lived_processes_yields_ten_thousand_execs_and_exits()
     {
         var agent = shared.Agent;

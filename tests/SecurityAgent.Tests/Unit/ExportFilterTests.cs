@@ -1,0 +1,107 @@
+using System.Text;
+using System.Text.Json;
+using Microsoft.Extensions.Logging.Abstractions;
+using SecurityAgent.Events;
+using SecurityAgent.Export;
+using SecurityAgent.Processes;
+
+namespace SecurityAgent.Tests.Unit;
+
+public class ExportFilterTests
+{
+    private sealed class Collect : IEventExporter
+    {
+        public List<AgentEvent> Events { get; } = [];
+        public void Export(AgentEvent e) => Events.Add(e);
+        public void Flush() { }
+        public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+    }
+
+    private static ProcessInfo Proc(string binary, params string[] args) => new()
+    {
+        ExecId = "x", Pid = 7, StartTime = 1, Ktime = 1, Binary = binary, Args = [binary, .. args], Cwd = "/",
+        Creds = new Credentials(0, 0, 0, 0), Origin = ProcessOrigin.Exec,
+    };
+
+    private static AgentEvent Exec(string binary, params string[] args) => new ProcessExecEvent(1, Proc(binary, args), null);
+    private static AgentEvent Exit(string binary) => new ProcessExitEvent(1, Proc(binary), null, 0, 0);
+
+    [Fact]
+    public void The_allow_list_keeps_matching_events_and_the_deny_list_removes_them()
+    {
+        var sink = new Collect();
+        var f = new FilteringExporter(sink,
+            ExportFilter.ParseList("""{"event_set":["PROCESS_EXEC"],"binary_regex":["^/usr/bin/"]}"""),
+            ExportFilter.ParseList("""{"binary_regex":["curl$"]}"""), 0, TimeProvider.System);
+        f.Export(Exec("/usr/bin/ls"));
+        f.Export(Exit("/usr/bin/ls"));       // not in event_set
+        f.Export(Exec("/tmp/x"));            // binary not allowed
+        f.Export(Exec("/usr/bin/curl"));     // denied
+        Assert.Equal(["/usr/bin/ls"], sink.Events.Select(e => e.Process.Binary));
+        Assert.Equal(3, f.Filtered);
+    }
+
+    [Fact]
+    public void Several_filter_lines_are_alternatives()
+    {
+        var allow = ExportFilter.ParseList("{\"binary_regex\":[\"ls$\"]}\n{\"event_set\":[\"PROCESS_EXIT\"]}");
+        Assert.Contains(allow, x => x.Matches(Exec("/bin/ls")));
+        Assert.Contains(allow, x => x.Matches(Exit("/bin/cat")));
+        Assert.DoesNotContain(allow, x => x.Matches(Exec("/bin/cat")));
+    }
+
+    [Fact]
+    public void An_unknown_filter_field_is_an_error_not_ignored()
+    {
+        Assert.Contains("binary_regexp", Assert.Throws<FormatException>(() => ExportFilter.ParseList("""{"binary_regexp":["x"]}""")).Message);
+    }
+
+    [Fact]
+    public void Redaction_replaces_the_captured_secret_in_arguments()
+    {
+        var r = Redactor.Parse("""{"match":{"binary_regex":["mysql$"]},"redact":["--password(?:\\s+|=)(\\S+)"]}""");
+        Assert.Equal("-u root --password *****", r.Redact("/usr/bin/mysql", "-u root --password hunter2"));
+        Assert.Equal("-u root --password=*****", r.Redact("/usr/bin/mysql", "-u root --password=hunter2"));
+        Assert.Equal("--password hunter2", r.Redact("/usr/bin/other", "--password hunter2"));
+        Assert.Throws<FormatException>(() => Redactor.Parse("""{"redact":["--password \\S+"]}""")); // nothing to redact
+    }
+
+    [Fact]
+    public void Field_filters_include_or_exclude_paths_of_the_event()
+    {
+        var line = """{"process_exec":{"process":{"pid":1,"binary":"/bin/ls","arguments":"-l"},"parent":{"pid":0}},"node_name":"n","time":"t"}""";
+        var include = JsonDocument.Parse(FieldFilter.Apply(FieldFilter.ParseList("""{"fields":"process.binary,process.pid","action":"INCLUDE"}"""), line)).RootElement;
+        Assert.Equal("""{"process":{"binary":"/bin/ls","pid":1}}""", include.GetProperty("process_exec").GetRawText());
+        Assert.Equal("n", include.GetProperty("node_name").GetString());
+        var exclude = JsonDocument.Parse(FieldFilter.Apply(FieldFilter.ParseList("""{"fields":"parent,process.arguments","action":"EXCLUDE"}"""), line)).RootElement;
+        Assert.Equal("""{"process":{"pid":1,"binary":"/bin/ls"}}""", exclude.GetProperty("process_exec").GetRawText());
+    }
+
+    [Fact]
+    public void The_rate_limit_counts_what_it_drops_and_reports_it_when_the_minute_is_over()
+    {
+        var clock = new ManualClock();
+        var sink = new Collect();
+        var reported = new List<long>();
+        var f = new FilteringExporter(sink, [], [], ratePerMinute: 10, clock, reported.Add);
+        for (int i = 0; i < 25; i++) f.Export(Exec("/bin/x"));
+        Assert.Equal(10, sink.Events.Count);
+        Assert.Equal(15, f.RateLimited);
+        clock.Advance(TimeSpan.FromSeconds(61));
+        f.Export(Exec("/bin/x"));
+        Assert.Equal([15L], reported);
+        Assert.Equal(11, sink.Events.Count);
+    }
+
+    [Fact]
+    public void The_rate_limit_notice_is_a_valid_event_line()
+    {
+        using var ms = new MemoryStream();
+        var exporter = new JsonLinesExporter(ms, new JsonEventFormatter("n", new BootClock(0)), NullLogger.Instance);
+        exporter.WriteRateLimitInfo(42);
+        exporter.Flush();
+        var line = Encoding.UTF8.GetString(ms.ToArray()).Trim();
+        JsonFormatTests.AssertValid(line);
+        Assert.Equal(42, JsonDocument.Parse(line).RootElement.GetProperty("rate_limit_info").GetProperty("number_of_dropped_process_events").GetInt32());
+    }
+}
