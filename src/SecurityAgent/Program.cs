@@ -89,15 +89,34 @@ public static class Program
         var socket = builder.Configuration["Agent:ApiSocket"] ?? AgentOptions.DefaultApiSocket;
         if (socket.Length == 0)
             return Fail("--api-socket needs a path (the API listens on a Unix socket only, never on TCP)");
+        var metricsAddress = builder.Configuration["Agent:MetricsAddress"];
+        System.Net.IPEndPoint? metrics = null;
+        if (!string.IsNullOrEmpty(metricsAddress) && !System.Net.IPEndPoint.TryParse(metricsAddress, out metrics))
+            return Fail($"--metrics-address '{metricsAddress}' is not an address:port");
         builder.WebHost.ConfigureKestrel(k =>
         {
             Directory.CreateDirectory(Path.GetDirectoryName(socket)!);
             File.Delete(socket); // a stale socket of an earlier run
             k.ListenUnixSocket(socket);
+            if (metrics is not null)
+                k.Listen(metrics);
         });
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         await using var app = builder.Build();
         LocalApi.Map(app, state);
+        if (metrics is not null)
+        {
+            // Over TCP only /metrics answers; everything else stays on the root-only socket.
+            app.Use(async (ctx, next) =>
+            {
+                if (ctx.Connection.LocalPort == metrics.Port && ctx.Request.Path != "/metrics")
+                {
+                    ctx.Response.StatusCode = 404;
+                    return;
+                }
+                await next();
+            });
+        }
         // The API is root only: the socket is 0600 before anyone can use it for anything.
         app.Lifetime.ApplicationStarted.Register(() =>
         {

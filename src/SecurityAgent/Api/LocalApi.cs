@@ -16,6 +16,7 @@ public static class LocalApi
     public static void Map(WebApplication app, AgentState state)
     {
         app.MapGet("/v1/status", () => Results.Json(Status(state)));
+        app.MapGet("/metrics", () => Results.Text(Metrics.Render(state), "text/plain; version=0.0.4"));
         app.MapGet("/v1/events", (HttpContext ctx) => StreamEvents(ctx, state));
         app.MapGet("/v1/policies", () => Results.Json(ListPolicies(state)));
         app.MapPost("/v1/policies", async (HttpRequest req) => AddPolicy(state, await new StreamReader(req.Body).ReadToEndAsync(), req.Query["replace"] == "true"));

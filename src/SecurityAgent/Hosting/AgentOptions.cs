@@ -30,6 +30,9 @@ public sealed class AgentOptions
     /// <summary>Events per minute written at most (0: no limit); drops are counted and announced.</summary>
     public int ExportRateLimit { get; set; }
 
+    /// <summary>Where to serve Prometheus metrics over TCP, e.g. 127.0.0.1:9567 (none when empty).</summary>
+    public string? MetricsAddress { get; set; }
+
     /// <summary>The local API's Unix socket (root only); empty: no API.</summary>
     public string ApiSocket { get; set; } = DefaultApiSocket;
     public const string DefaultApiSocket = "/var/run/securityagent/agent.sock";
@@ -54,6 +57,7 @@ public sealed class AgentOptions
         ["--stats-file"] = "Agent:StatsFile",
         ["--enable-process-cred"] = "Agent:EnableProcessCred",
         ["--api-socket"] = "Agent:ApiSocket",
+        ["--metrics-address"] = "Agent:MetricsAddress",
         ["--export-allowlist"] = "Agent:ExportAllowlist",
         ["--export-denylist"] = "Agent:ExportDenylist",
         ["--field-filters"] = "Agent:FieldFilters",

@@ -203,7 +203,7 @@ public sealed partial class EventPipeline
     {
         foreach (var x in _exporters)
             x.Export(e);
-        Counters.OnExported();
+        Counters.OnExported(e.Type, e is PolicyMatchEvent m ? m.PolicyName : "");
     }
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Dropped a malformed kernel record: {Reason}")]

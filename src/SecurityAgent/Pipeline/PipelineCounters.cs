@@ -26,6 +26,15 @@ public sealed class PipelineCounters
     internal void OnChannelDropped() => Interlocked.Increment(ref _channelDropped);
     internal void OnDecodeError() => Interlocked.Increment(ref _decodeErrors);
     internal void OnExported() => Interlocked.Increment(ref _exported);
+
+    /// <summary>Events exported, by type and policy ("" for lifecycle events).</summary>
+    public System.Collections.Concurrent.ConcurrentDictionary<(string Type, string Policy), long> ByType { get; } = new();
+
+    internal void OnExported(string type, string policy)
+    {
+        OnExported();
+        ByType.AddOrUpdate((type, policy), 1, (_, n) => n + 1);
+    }
     internal void SetKernelLost(long value) => Volatile.Write(ref _kernelLost, value);
 
     public long TotalLost => ChannelDropped + KernelLost + DecodeErrors;

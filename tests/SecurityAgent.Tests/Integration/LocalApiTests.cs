@@ -75,6 +75,30 @@ public class LocalApiTests
     private static bool Has(List<string> lines, string prefix) { lock (lines) return lines.Any(l => l.StartsWith(prefix)); }
 
     [Fact]
+    public async Task Prometheus_metrics_show_event_counts_kernel_hook_counters_and_losses()
+    {
+        using var dir = new TempDir();
+        var victim = dir.CopyBinary("/usr/bin/cat", "metrics-victim");
+        File.WriteAllText(dir.File("s"), "x");
+        int port;
+        using (var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0)) { probe.Start(); port = ((System.Net.IPEndPoint)probe.LocalEndpoint).Port; }
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = TestPolicies.OpenatKill("metrics-policy", victim, dir.File("s"), mode: "monitor") },
+            "--metrics-address", $"127.0.0.1:{port}");
+        Run.Wait(victim, [dir.File("s")]);
+        agent.Events.WaitFor(e => e.TryGetProperty("process_tracepoint", out _), "policy event");
+        using var http = new HttpClient();
+        var text = await http.GetStringAsync($"http://127.0.0.1:{port}/metrics");
+        double Value(string series) => double.Parse(text.Split('\n').Single(l => l.StartsWith(series + " ")).Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True(Value("secagent_events_total{type=\"process_exec\",policy=\"\"}") >= 1);
+        Assert.Equal(1, Value("secagent_events_total{type=\"process_tracepoint\",policy=\"metrics-policy\"}"));
+        Assert.True(Value("secagent_hook_seen_total{policy=\"metrics-policy\",hook=\"syscalls/sys_enter_openat\"}") > Value("secagent_hook_matched_total{policy=\"metrics-policy\",hook=\"syscalls/sys_enter_openat\"}"));
+        Assert.Equal(0, Value("secagent_ringbuf_lost_total"));
+        Assert.Contains("# TYPE secagent_process_cache_size gauge", text);
+        // The TCP listener serves metrics only: the API stays on the root-only socket.
+        Assert.Equal(System.Net.HttpStatusCode.NotFound, (await http.GetAsync($"http://127.0.0.1:{port}/v1/policies")).StatusCode);
+    }
+
+    [Fact]
     public void A_non_root_user_gets_a_permission_error_from_the_socket()
     {
         using var agent = new AgentProcess();
