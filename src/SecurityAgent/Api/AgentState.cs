@@ -13,6 +13,7 @@ public sealed class AgentState
     public PolicyEngine? Engine { get; set; }
     public PolicyDirectory? Policies { get; set; }
     public JsonLinesExporter? Exporter { get; set; }
+    public Export.Otlp.OtlpLogExporter? Otlp { get; set; }
     public LiveEvents Live { get; } = new();
     public string PolicyDir { get; set; } = "";
     public PolicyValidator? Validator { get; set; }

@@ -45,11 +45,12 @@ public static class LocalApi
                 decode_errors = c.DecodeErrors, user_space_filtered = c.UserSpaceFiltered,
             },
             process_cache = s.Pipeline is null ? null : new { size = s.Pipeline.Cache.Count, evictions = s.Pipeline.Cache.Evictions },
-            exporters = new object[]
+            exporters = new object?[]
             {
                 new { name = "json", written = s.Exporter?.Written ?? 0, failed = s.Exporter?.Failed ?? 0 },
                 new { name = "api-stream", dropped = s.Live.Dropped },
-            },
+                s.Otlp is { } o ? new { name = "otlp", enqueued = o.Enqueued, delivered = o.Delivered, dropped = o.Dropped, failures = o.Failures, queue_depth = o.QueueDepth } : null,
+            }.Where(x => x is not null),
         };
     }
 

@@ -47,7 +47,13 @@ public static class Metrics
         Metric("secagent_hook_rate_limited_total", "counter", "Posts suppressed by rateLimit.", hooks.Select(h => (h.Labels, (double)h.St.RateLimited)));
         Metric("secagent_export_written_total", "counter", "Events written by an exporter.", [(L(("exporter", "json")), s.Exporter?.Written ?? 0)]);
         Metric("secagent_export_failed_total", "counter", "Exporter write failures.", [(L(("exporter", "json")), s.Exporter?.Failed ?? 0)]);
-        Metric("secagent_export_dropped_total", "counter", "Events an exporter dropped (slow API stream readers).", [(L(("exporter", "api-stream")), s.Live.Dropped)]);
+        Metric("secagent_export_dropped_total", "counter", "Events an exporter dropped (full queue, slow reader).",
+            [(L(("exporter", "api-stream")), s.Live.Dropped), .. s.Otlp is { } o ? new[] { (L(("exporter", "otlp")), (double)o.Dropped) } : []]);
+        if (s.Otlp is { } q)
+        {
+            Metric("secagent_export_queue_depth", "gauge", "Events waiting in an exporter's queue.", [(L(("exporter", "otlp")), q.QueueDepth)]);
+            Metric("secagent_export_sent_total", "counter", "Events an exporter delivered.", [(L(("exporter", "otlp")), q.Delivered)]);
+        }
         return b.ToString();
     }
 }

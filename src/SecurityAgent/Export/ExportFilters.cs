@@ -65,7 +65,7 @@ public sealed class ExportFilter
 }
 
 /// <summary>The allow list, deny list and rate limit in front of an exporter.</summary>
-public sealed class FilteringExporter(IEventExporter inner, List<ExportFilter> allow, List<ExportFilter> deny, int ratePerMinute, TimeProvider clock, Action<long>? rateLimitInfo = null) : IEventExporter
+public sealed class FilteringExporter(IReadOnlyList<IEventExporter> inner, List<ExportFilter> allow, List<ExportFilter> deny, int ratePerMinute, TimeProvider clock, Action<long>? rateLimitInfo = null) : IEventExporter
 {
     private long _windowStart = clock.GetTimestamp(), _inWindow, _droppedInWindow;
     public long Filtered { get; private set; }
@@ -93,11 +93,16 @@ public sealed class FilteringExporter(IEventExporter inner, List<ExportFilter> a
                 return;
             }
         }
-        inner.Export(e);
+        foreach (var x in inner)
+            x.Export(e);
     }
 
-    public void Flush() => inner.Flush();
-    public ValueTask DisposeAsync() => inner.DisposeAsync();
+    public void Flush()
+    {
+        foreach (var x in inner) x.Flush();
+    }
+
+    public ValueTask DisposeAsync() => ValueTask.CompletedTask; // the exporters are owned (and disposed) by whoever made them
 }
 
 /// <summary>Tetragon's redaction filters: regexes whose capture groups are replaced by "*****" in process

@@ -33,6 +33,14 @@ public sealed class AgentOptions
     /// <summary>Where to serve Prometheus metrics over TCP, e.g. 127.0.0.1:9567 (none when empty).</summary>
     public string? MetricsAddress { get; set; }
 
+    /// <summary>OTLP collector, e.g. http://collector:4317 (grpc) or http://collector:4318 (http/protobuf); none when empty.</summary>
+    public string? OtlpEndpoint { get; set; }
+    public string? OtlpProtocol { get; set; }
+    /// <summary>"key=value,..." sent with every OTLP request (e.g. authorization).</summary>
+    public string? OtlpHeaders { get; set; }
+    public int OtlpQueueSize { get; set; } = 10_000;
+    public int OtlpMetricsIntervalMs { get; set; } = 10_000;
+
     /// <summary>The local API's Unix socket (root only); empty: no API.</summary>
     public string ApiSocket { get; set; } = DefaultApiSocket;
     public const string DefaultApiSocket = "/var/run/securityagent/agent.sock";
@@ -58,6 +66,11 @@ public sealed class AgentOptions
         ["--enable-process-cred"] = "Agent:EnableProcessCred",
         ["--api-socket"] = "Agent:ApiSocket",
         ["--metrics-address"] = "Agent:MetricsAddress",
+        ["--otlp-endpoint"] = "Agent:OtlpEndpoint",
+        ["--otlp-protocol"] = "Agent:OtlpProtocol",
+        ["--otlp-headers"] = "Agent:OtlpHeaders",
+        ["--otlp-queue-size"] = "Agent:OtlpQueueSize",
+        ["--otlp-metrics-interval-ms"] = "Agent:OtlpMetricsIntervalMs",
         ["--export-allowlist"] = "Agent:ExportAllowlist",
         ["--export-denylist"] = "Agent:ExportDenylist",
         ["--field-filters"] = "Agent:FieldFilters",

@@ -2,6 +2,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using SecurityAgent.Export;
+using SecurityAgent.Export.Otlp;
 using SecurityAgent.Interop;
 using SecurityAgent.Kernel;
 using SecurityAgent.Pipeline;
@@ -52,7 +53,12 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         var formatter = new JsonEventFormatter(node, BootClock.System(), _opt.EnableProcessCred, Redactor.Parse(_opt.RedactionFilters));
         await using var exporter = new JsonLinesExporter(JsonLinesExporter.OpenTarget(_opt.ExportFile, _opt.ExportFileMaxSize, _opt.ExportFileMaxBackups),
             formatter, log, FieldFilter.ParseList(_opt.FieldFilters));
-        var filtered = new FilteringExporter(exporter, ExportFilter.ParseList(_opt.ExportAllowlist), ExportFilter.ParseList(_opt.ExportDenylist),
+        OtlpOptions? otlpOptions = string.IsNullOrEmpty(_opt.OtlpEndpoint) ? null
+            : new OtlpOptions(new Uri(_opt.OtlpEndpoint), OtlpOptions.ParseProtocol(_opt.OtlpProtocol), OtlpOptions.ParseHeaders(_opt.OtlpHeaders), _opt.OtlpQueueSize);
+        await using var otlp = otlpOptions is null ? null : new OtlpLogExporter(otlpOptions, formatter, BootClock.System(), node, log);
+        state.Otlp = otlp;
+        using var otlpMetrics = otlpOptions is null ? null : OtlpMetrics.Start(state, otlpOptions, _opt.OtlpMetricsIntervalMs, () => otlp);
+        var filtered = new FilteringExporter(otlp is null ? [exporter] : [exporter, otlp], ExportFilter.ParseList(_opt.ExportAllowlist), ExportFilter.ParseList(_opt.ExportDenylist),
             _opt.ExportRateLimit, TimeProvider.System, exporter.WriteRateLimitInfo);
         state.Live.Formatter = formatter;
         using var sensor = ProcessSensor.Load(features, _opt.RingBufferBytes);
@@ -137,6 +143,7 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
             decode_errors = c.DecodeErrors, user_space_filtered = c.UserSpaceFiltered, process_cache = cache.Count,
             process_cache_evictions = cache.Evictions, export_written = exporter.Written, export_failed = exporter.Failed,
             export_filtered = filtered.Filtered, export_rate_limited = filtered.RateLimited,
+            otlp = state.Otlp is { } o ? new { enqueued = o.Enqueued, delivered = o.Delivered, dropped = o.Dropped, failures = o.Failures, queue_depth = o.QueueDepth } : null,
             hooks = policies.Loaded.SelectMany(p => p.HookIds.Select((id, i) => (p, id, i))).Select(x =>
             {
                 var st = engine.Stats(x.id);

@@ -30,7 +30,7 @@ public class ExportFilterTests
     public void The_allow_list_keeps_matching_events_and_the_deny_list_removes_them()
     {
         var sink = new Collect();
-        var f = new FilteringExporter(sink,
+        var f = new FilteringExporter([sink],
             ExportFilter.ParseList("""{"event_set":["PROCESS_EXEC"],"binary_regex":["^/usr/bin/"]}"""),
             ExportFilter.ParseList("""{"binary_regex":["curl$"]}"""), 0, TimeProvider.System);
         f.Export(Exec("/usr/bin/ls"));
@@ -83,7 +83,7 @@ public class ExportFilterTests
         var clock = new ManualClock();
         var sink = new Collect();
         var reported = new List<long>();
-        var f = new FilteringExporter(sink, [], [], ratePerMinute: 10, clock, reported.Add);
+        var f = new FilteringExporter([sink], [], [], ratePerMinute: 10, clock, reported.Add);
         for (int i = 0; i < 25; i++) f.Export(Exec("/bin/x"));
         Assert.Equal(10, sink.Events.Count);
         Assert.Equal(15, f.RateLimited);
