@@ -26,6 +26,7 @@ public static class Program
           policy list|add FILE|delete NAME|enable NAME|disable NAME|mode NAME enforce|monitor   (running agent)
           status   the running agent: kernel features, hooks and their kernel counters, losses, exporters
           events   stream the running agent's events   [-o json|compact] [--type T] [--binary-regex R] [--policy NAME]
+                   [--allow FILTER] [--deny FILTER]   (Tetragon export-filter JSON, as --export-allowlist)
           (commands that talk to the agent take --api-socket PATH; default /var/run/securityagent/agent.sock)
           version  print the version
         """;

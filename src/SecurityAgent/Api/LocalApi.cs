@@ -164,8 +164,21 @@ public static class LocalApi
         var types = ctx.Request.Query["type"].Where(t => t is not null).Select(t => t!).ToHashSet();
         var binary = ctx.Request.Query["binary_regex"] is { Count: > 0 } b ? new Regex(b[0]!, RegexOptions.Compiled) : null;
         var policy = ctx.Request.Query["policy"].FirstOrDefault();
+        List<ExportFilter> allow, deny;
+        try
+        {
+            allow = ExportFilter.ParseList(ctx.Request.Query["allow"].FirstOrDefault());
+            deny = ExportFilter.ParseList(ctx.Request.Query["deny"].FirstOrDefault());
+        }
+        catch (FormatException e)
+        {
+            ctx.Response.StatusCode = 400;
+            await ctx.Response.WriteAsJsonAsync(new { errors = new[] { e.Message } });
+            return;
+        }
         var sub = s.Live.Subscribe(e =>
-            (types.Count == 0 || types.Contains(e.Type))
+            (allow.Count == 0 || allow.Any(f => f.Matches(e))) && !deny.Any(f => f.Matches(e))
+            && (types.Count == 0 || types.Contains(e.Type))
             && (binary is null || binary.IsMatch(e.Process.Binary))
             && (policy is null || e is PolicyMatchEvent m && m.PolicyName == policy));
         ctx.Response.ContentType = "application/x-ndjson";

@@ -54,6 +54,8 @@ public static class AgentCommands
         while (Option(ref args, "--type") is { } t) query.Add("type=" + Uri.EscapeDataString(t));
         if (Option(ref args, "--binary-regex") is { } b) query.Add("binary_regex=" + Uri.EscapeDataString(b));
         if (Option(ref args, "--policy") is { } p) query.Add("policy=" + Uri.EscapeDataString(p));
+        if (Option(ref args, "--allow") is { } a) query.Add("allow=" + Uri.EscapeDataString(a));
+        if (Option(ref args, "--deny") is { } d) query.Add("deny=" + Uri.EscapeDataString(d));
         bool color = !Console.IsOutputRedirected;
         return await api.Call(async h =>
         {

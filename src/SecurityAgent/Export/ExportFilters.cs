@@ -14,6 +14,7 @@ public sealed class ExportFilter
     private readonly Regex[]? _binary, _parentBinary, _args, _pod;
     private readonly HashSet<string>? _namespaces, _policies;
     private readonly HashSet<int>? _pids;
+    private readonly List<string>? _labels;
 
     private static readonly Dictionary<string, string> EventSet = new()
     {
@@ -33,6 +34,7 @@ public sealed class ExportFilter
                 case "parent_binary_regex": _parentBinary = values.Select(v => new Regex(v, RegexOptions.Compiled)).ToArray(); break;
                 case "arguments_regex": _args = values.Select(v => new Regex(v, RegexOptions.Compiled)).ToArray(); break;
                 case "pod_regex": _pod = values.Select(v => new Regex(v, RegexOptions.Compiled)).ToArray(); break;
+                case "labels": _labels = values; break;
                 case "namespace": _namespaces = values.ToHashSet(); break;
                 case "policy_names": _policies = values.ToHashSet(); break;
                 case "pid": _pids = values.Select(int.Parse).ToHashSet(); break;
@@ -47,6 +49,7 @@ public sealed class ExportFilter
         && (_parentBinary is null || e.Parent is { } pa && _parentBinary.Any(r => r.IsMatch(pa.Binary)))
         && (_args is null || _args.Any(r => r.IsMatch(e.Process.Arguments)))
         && (_pod is null) // no pod context yet: a pod regex matches nothing
+        && (_labels is null) // ... and neither does a pod label selector
         && (_namespaces is null || _namespaces.Contains(""))
         && (_policies is null || e is PolicyMatchEvent m && _policies.Contains(m.PolicyName))
         && (_pids is null || _pids.Contains(e.Process.Pid));

@@ -58,7 +58,8 @@ public class LocalApiTests
         using var agent = new AgentProcess();
         using var dir = new TempDir();
         var tool = dir.CopyBinary("/usr/bin/true", "compact-tool");
-        using var stream = Run.Start("dotnet", [Repo.AgentDll, "events", "-o", "compact", "--binary-regex", "compact-tool$", "--api-socket", agent.Socket]);
+        using var stream = Run.Start("dotnet", [Repo.AgentDll, "events", "-o", "compact", "--binary-regex", "compact-tool$",
+            "--deny", """{"event_set":["PROCESS_KPROBE"]}""", "--api-socket", agent.Socket]);
         var lines = new List<string>();
         var reader = Task.Run(async () => { while (await stream.StandardOutput.ReadLineAsync() is { } l) lock (lines) lines.Add(l); });
         for (int i = 0; i < 50 && !Has(lines, "exit"); i++)
