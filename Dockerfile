@@ -1,11 +1,11 @@
 # Multi-stage: build the BPF objects and the agent, then a runtime image with only what the agent needs.
 FROM mcr.microsoft.com/dotnet/sdk:10.0 AS build
-RUN apt-get update && apt-get install -y --no-install-recommends clang-19 llvm-19 libbpf-dev make && rm -rf /var/lib/apt/lists/*
+RUN apt-get update && apt-get install -y --no-install-recommends clang-19 llvm-19 libbpf-dev linux-libc-dev make && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 RUN make bpf BPF_SKIP_DEPS=1 && dotnet publish src/SecurityAgent/SecurityAgent.csproj -c Release -o /out
 
-FROM mcr.microsoft.com/dotnet/runtime:10.0 AS runtime
+FROM mcr.microsoft.com/dotnet/aspnet:10.0 AS runtime
 RUN apt-get update && apt-get install -y --no-install-recommends libbpf1 && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out /opt/secagent
 COPY policies /etc/secagent/policies
