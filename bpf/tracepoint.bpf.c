@@ -28,11 +28,8 @@ static __always_inline void sa_read_args(struct sa_policy_scratch *s, struct sa_
 		struct sa_hook_arg *a = &h->args[i];
 		__u64 raw = 0;
 		bpf_probe_read_kernel(&raw, a->size <= 8 ? a->size & 0xf : 8, (void *)(base + a->offset));
-		if (a->type == SA_ARG_INT) {
-			if (a->size == 4) raw = (__s64)(__s32)raw;
-			else if (a->size == 2) raw = (__s64)(__s16)raw;
-			else if (a->size == 1) raw = (__s64)(__s8)raw;
-		}
+		if (a->type == SA_ARG_INT)
+			raw = sa_sign_extend(raw, a->size);
 		ev->ints[i] = raw;
 		if (a->type == SA_ARG_STRING) {
 			long n = bpf_probe_read_user_str(ev->str[i], SA_STR_MAX, (void *)raw);

@@ -134,6 +134,12 @@ static __always_inline struct sa_hook_stats *sa_stats(__u32 hook_id)
 	return bpf_map_lookup_elem(&sa_hook_stats, &hook_id);
 }
 
+/* A signed integer argument of `size` bytes, widened to 64 bits. */
+static __always_inline __u64 sa_sign_extend(__u64 v, __u8 size)
+{
+	return size == 4 ? (__u64)(__s64)(__s32)v : size == 2 ? (__u64)(__s64)(__s16)v : size == 1 ? (__u64)(__s64)(__s8)v : v;
+}
+
 static __always_inline bool sa_is_str(__u8 t)
 {
 	return t == SA_ARG_STRING || t == SA_ARG_FILE || t == SA_ARG_PATH || t == SA_ARG_BPRM || t == SA_ARG_KSTRING;
@@ -547,10 +553,7 @@ static __always_inline void sa_read_fn_args(struct sa_hook_ctx *x, const __u64 *
 		__u64 v = raw[a->offset < SA_MAX_ARGS ? a->offset : 0];
 		switch (a->type) {
 		case SA_ARG_INT:
-			if (a->size == 4) v = (__s64)(__s32)v;
-			else if (a->size == 2) v = (__s64)(__s16)v;
-			else if (a->size == 1) v = (__s64)(__s8)v;
-			ev->ints[i] = v;
+			ev->ints[i] = sa_sign_extend(v, a->size);
 			break;
 		case SA_ARG_UINT:
 		case SA_ARG_FD:

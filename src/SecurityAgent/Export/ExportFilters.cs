@@ -76,7 +76,7 @@ public sealed class FilteringExporter(IReadOnlyList<IEventExporter> inner, List<
 
     public void Export(AgentEvent e)
     {
-        if ((allow.Count > 0 && !allow.Any(f => f.Matches(e))) || deny.Any(f => f.Matches(e)))
+        if ((allow.Count > 0 && !allow.Any(f => f.Matches(e))) || (deny.Count > 0 && deny.Any(f => f.Matches(e))))
         {
             Filtered++;
             return;
