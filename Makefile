@@ -12,7 +12,7 @@ SYSCALLS := build/syscalls/x86_64.txt
 DOTNET_FLAGS := --nologo -c $(CONFIG)
 APT_PKGS := clang-19 llvm-19 libbpf-dev bpftool
 
-.PHONY: all deps bpf build run test vmtest bench bench-quick vmlinux clean
+.PHONY: all deps bpf build run test vmtest bench bench-quick crds vmlinux clean
 
 all: build
 
@@ -89,6 +89,10 @@ bench: build $(WORKLOADS)
 ## bench-quick: the same, fewer repetitions and smaller workloads (under 3 minutes)
 bench-quick: build $(WORKLOADS)
 	dotnet bench/SecurityAgent.Bench/bin/$(CONFIG)/net10.0/SecurityAgent.Bench.dll --quick
+
+## crds: deploy/crds.yaml from schemas/tracingpolicy.schema.json (a test fails when the two drift)
+crds: build
+	bin/secagent crds schemas/tracingpolicy.schema.json > deploy/crds.yaml
 
 ## vmtest: the tests needing BPF LSM, kprobes or fentry, in Debian's 6.1 kernel under qemu (tests/vm)
 vmtest: build $(BPF_TEST_OBJ) $(TEST_TOOLS)

@@ -49,6 +49,7 @@ public static class Program
                 "status" => await AgentCommands.Status(args[1..]),
                 "events" => await AgentCommands.Events(args[1..]),
                 "version" => Version(),
+                "crds" => Crds(args[1..]),
                 _ => Fail($"unknown command '{args[0]}'\n{Usage}"),
             };
         }
@@ -56,6 +57,13 @@ public static class Program
         {
             return Fail(e.Message);
         }
+    }
+
+    /// <summary>`secagent crds SCHEMA`: the CRDs generated from the policy schema (make crds).</summary>
+    private static int Crds(string[] args)
+    {
+        Console.Write(SecurityAgent.Deploy.CrdGenerator.Generate(File.ReadAllText(args.Length > 0 ? args[0] : "schemas/tracingpolicy.schema.json")));
+        return 0;
     }
 
     private static int Version()
