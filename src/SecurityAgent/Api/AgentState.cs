@@ -18,6 +18,12 @@ public sealed class AgentState
     public string PolicyDir { get; set; } = "";
     public PolicyValidator? Validator { get; set; }
     public PolicyCompiler? Compiler { get; set; }
+    public Kubernetes.CrdPolicySource? Crds { get; set; }
+
+    /// <summary>Every loaded policy: from the policy directory and from the cluster.</summary>
+    public IEnumerable<LoadedPolicy> LoadedPolicies() =>
+        (Policies?.Loaded ?? []).Concat(Crds?.Loaded ?? []);
+
     /// <summary>Serializes policy changes from the API with the hot-reload loop.</summary>
     public object PolicyLock { get; } = new();
 }

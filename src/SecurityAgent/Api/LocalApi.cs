@@ -59,7 +59,7 @@ public static class LocalApi
         var list = new List<object>();
         lock (s.PolicyLock)
         {
-            foreach (var p in s.Policies?.Loaded ?? [])
+            foreach (var p in s.LoadedPolicies())
                 list.Add(new
                 {
                     name = p.Plan.Name, file = p.Plan.File, enabled = true, mode = p.Plan.Enforce ? "enforce" : "monitor",

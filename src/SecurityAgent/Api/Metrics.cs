@@ -37,7 +37,7 @@ public static class Metrics
         }
         var hooks = new List<(string Labels, Sensors.HookStats St)>();
         lock (s.PolicyLock)
-            foreach (var pol in s.Policies?.Loaded ?? [])
+            foreach (var pol in s.LoadedPolicies())
                 for (int i = 0; i < pol.HookIds.Count; i++)
                     hooks.Add((L(("policy", pol.Plan.Name), ("hook", pol.Plan.Hooks[i].Name)), s.Engine!.Stats(pol.HookIds[i])));
         Metric("secagent_hook_seen_total", "counter", "Calls a policy hook saw in the kernel.", hooks.Select(h => (h.Labels, (double)h.St.Seen)));

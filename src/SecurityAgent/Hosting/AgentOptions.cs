@@ -41,6 +41,9 @@ public sealed class AgentOptions
     public int OtlpQueueSize { get; set; } = 10_000;
     public int OtlpMetricsIntervalMs { get; set; } = 10_000;
 
+    /// <summary>A kubeconfig file; without it, in-cluster config when KUBERNETES_SERVICE_HOST is set, else no Kubernetes.</summary>
+    public string? Kubeconfig { get; set; }
+
     /// <summary>The local API's Unix socket (root only); empty: no API.</summary>
     public string ApiSocket { get; set; } = DefaultApiSocket;
     public const string DefaultApiSocket = "/var/run/securityagent/agent.sock";
@@ -57,6 +60,7 @@ public sealed class AgentOptions
         ["--export-file-max-size"] = "Agent:ExportFileMaxSize",
         ["--export-file-max-backups"] = "Agent:ExportFileMaxBackups",
         ["--node-name"] = "Agent:NodeName",
+        ["--kubeconfig"] = "Agent:Kubeconfig",
         ["--process-cache-size"] = "Agent:ProcessCacheSize",
         ["--exit-grace-seconds"] = "Agent:ExitGraceSeconds",
         ["--channel-capacity"] = "Agent:ChannelCapacity",

@@ -87,6 +87,7 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         lock (state.PolicyLock) policies.Sync();
         (state.Features, state.Pipeline, state.Engine, state.Policies, state.Exporter, state.PolicyDir, state.Validator, state.Compiler) =
             (features, pipeline, engine, policies, exporter, _opt.PolicyDir, validator, compiler);
+        var kube = StartKubernetes(stop);
         reader.Start();
         var run = Task.Run(() => pipeline.RunAsync(CancellationToken.None), CancellationToken.None);
         LogReady(log, sensor.Links.Count, seeded, policies.Loaded.Count(), _opt.ExportFile == "-" ? "stdout" : _opt.ExportFile);
@@ -112,7 +113,8 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         }
         finally
         {
-            foreach (var p in policies.Loaded)
+            kube?.Cancel();
+            foreach (var p in state.LoadedPolicies().ToList())
                 for (int i = 0; i < p.HookIds.Count; i++)
                 {
                     var st = engine.Stats(p.HookIds[i]);
@@ -120,7 +122,8 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
                 }
             lock (state.PolicyLock)
             {
-                state.Policies = null; // the API sees no policies from here on
+                state.Policies = null; // the API and late cluster events see no policies or engine from here on
+                state.Engine = null;
                 engine.Dispose(); // detach policy hooks before the reader stops
             }
             reader.Stop();
@@ -131,6 +134,36 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
             LogStopped(log, pipeline.Counters.ToString(), cache.Count, cache.Evictions);
         }
     }
+
+    /// <summary>Watches policy CRDs when a kubeconfig is given or the agent runs in a cluster; says once when not.</summary>
+    private CancellationTokenSource? StartKubernetes(CancellationToken stop)
+    {
+        Kubernetes.KubeConfig config;
+        if (!string.IsNullOrEmpty(_opt.Kubeconfig)) config = Kubernetes.KubeConfig.FromFile(_opt.Kubeconfig);
+        else if (Kubernetes.KubeConfig.InCluster) config = Kubernetes.KubeConfig.FromCluster();
+        else
+        {
+            LogNoKubernetes(log);
+            return null;
+        }
+        var cts = CancellationTokenSource.CreateLinkedTokenSource(stop);
+        var client = new Kubernetes.KubeClient(config);
+        state.Crds = new Kubernetes.CrdPolicySource(client, state, log);
+        _ = Task.Run(async () =>
+        {
+            try { await state.Crds.RunAsync(cts.Token); }
+            catch (OperationCanceledException) { }
+            finally { client.Dispose(); }
+        });
+        LogKubernetes(log, config.Server.ToString());
+        return cts;
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Running without Kubernetes (no --kubeconfig, KUBERNETES_SERVICE_HOST not set): policies come from the policy directory only")]
+    private static partial void LogNoKubernetes(ILogger log);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Watching policy CRDs on {Server}")]
+    private static partial void LogKubernetes(ILogger log, string server);
 
     /// <summary>--stats-file: the counters as one JSON object, replaced atomically.</summary>
     private void WriteStats(EventPipeline pipeline, ProcessCache cache, PolicyDirectory policies, PolicyEngine engine, JsonLinesExporter exporter, FilteringExporter filtered)
@@ -144,7 +177,7 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
             process_cache_evictions = cache.Evictions, export_written = exporter.Written, export_failed = exporter.Failed,
             export_filtered = filtered.Filtered, export_rate_limited = filtered.RateLimited,
             otlp = state.Otlp is { } o ? new { enqueued = o.Enqueued, delivered = o.Delivered, dropped = o.Dropped, failures = o.Failures, queue_depth = o.QueueDepth } : null,
-            hooks = policies.Loaded.SelectMany(p => p.HookIds.Select((id, i) => (p, id, i))).Select(x =>
+            hooks = state.LoadedPolicies().SelectMany(p => p.HookIds.Select((id, i) => (p, id, i))).Select(x =>
             {
                 var st = engine.Stats(x.id);
                 return new { policy = x.p.Plan.Name, hook = x.p.Plan.Hooks[x.i].Name, seen = st.Seen, matched = st.Matched, filtered = st.Filtered, posted = st.Posted, enforced = st.Enforced, rate_limited = st.RateLimited };

@@ -40,7 +40,7 @@ public static class OtlpMetrics
     {
         var list = new List<Measurement<long>>();
         lock (s.PolicyLock)
-            foreach (var p in s.Policies?.Loaded ?? [])
+            foreach (var p in s.LoadedPolicies())
                 for (int i = 0; i < p.HookIds.Count; i++)
                     list.Add(new Measurement<long>((long)pick(s.Engine!.Stats(p.HookIds[i])),
                         new KeyValuePair<string, object?>("policy", p.Plan.Name), new KeyValuePair<string, object?>("hook", p.Plan.Hooks[i].Name)));
