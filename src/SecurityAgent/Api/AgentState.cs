@@ -19,6 +19,8 @@ public sealed class AgentState
     public PolicyValidator? Validator { get; set; }
     public PolicyCompiler? Compiler { get; set; }
     public Kubernetes.CrdPolicySource? Crds { get; set; }
+    public Containers.PodCache? Pods { get; set; }
+    public Containers.CgroupMap? Cgroups { get; set; }
 
     /// <summary>Every loaded policy: from the policy directory and from the cluster.</summary>
     public IEnumerable<LoadedPolicy> LoadedPolicies() =>

@@ -141,6 +141,10 @@ public sealed class JsonEventFormatter(string nodeName, BootClock clock, bool in
         if (p.ParentExecId is not null)
             w.WriteString("parent_exec_id", p.ParentExecId);
         w.WriteNumber("tid", p.Tid == 0 ? p.Pid : p.Tid);
+        if (p.Container is { } c)
+            w.WriteString("docker", c.ContainerId);
+        if (p.Pod is { } pod)
+            WritePod(w, pod);
         if (!includeCredentials)
         {
             w.WriteEndObject();
@@ -160,6 +164,32 @@ public sealed class JsonEventFormatter(string nodeName, BootClock clock, bool in
         w.WriteNumber("euid", p.Creds.Euid);
         w.WriteNumber("egid", p.Creds.Egid);
         w.WriteEndObject();
+        w.WriteEndObject();
+    }
+
+    /// <summary>Tetragon's pod object (labels as pod_labels), plus the pod's uid.</summary>
+    private static void WritePod(Utf8JsonWriter w, Containers.PodInfo pod)
+    {
+        w.WriteStartObject("pod");
+        w.WriteString("namespace", pod.Namespace);
+        w.WriteString("name", pod.Name);
+        w.WriteString("uid", pod.Uid);
+        if (pod.Container is { } c)
+        {
+            w.WriteStartObject("container");
+            w.WriteString("id", c.Id);
+            w.WriteString("name", c.Name);
+            w.WriteStartObject("image");
+            w.WriteString("id", c.ImageId);
+            w.WriteString("name", c.Image);
+            w.WriteEndObject();
+            w.WriteEndObject();
+        }
+        w.WriteStartObject("pod_labels");
+        foreach (var (k, v) in pod.Labels) w.WriteString(k, v);
+        w.WriteEndObject();
+        w.WriteString("workload", pod.Workload);
+        w.WriteString("workload_kind", pod.WorkloadKind);
         w.WriteEndObject();
     }
 

@@ -65,7 +65,10 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         using var engine = new PolicyEngine(sensor, Environment.ProcessId, _opt.DebugUserspaceFilter);
         if (_opt.DebugUserspaceFilter)
             LogDebugFilter(log);
-        var pipeline = new EventPipeline(_opt.ChannelCapacity, cache, [filtered, state.Live], log, engine.Hooks, clockTickNs, engine);
+        var cgroups = features.Cgroup2Path is { } cg ? new Containers.CgroupMap(cg) : null;
+        state.Pods = new Containers.PodCache();
+        state.Cgroups = cgroups;
+        var pipeline = new EventPipeline(_opt.ChannelCapacity, cache, [filtered, state.Live], log, engine.Hooks, clockTickNs, engine, cgroups, state.Pods);
         using var reader = new KernelEventReader(sensor.Events, pipeline);
         // Attach first, then scan /proc: a process that starts in between is seen by both, and the
         // cache keeps one entry. Events wait in the ring buffer until the reader starts.
@@ -149,9 +152,10 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         var cts = CancellationTokenSource.CreateLinkedTokenSource(stop);
         var client = new Kubernetes.KubeClient(config);
         state.Crds = new Kubernetes.CrdPolicySource(client, state, log);
+        var node = _opt.ResolveNodeName();
         _ = Task.Run(async () =>
         {
-            try { await state.Crds.RunAsync(cts.Token); }
+            try { await Task.WhenAll(state.Crds.RunAsync(cts.Token), state.Pods!.WatchAsync(client, node, log, cts.Token)); }
             catch (OperationCanceledException) { }
             finally { client.Dispose(); }
         });

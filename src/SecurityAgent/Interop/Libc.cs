@@ -42,6 +42,19 @@ internal static unsafe partial class Libc
     [LibraryImport(Lib, EntryPoint = "syscall", SetLastError = true)]
     private static partial long syscall(long number, long a1, long a2, long a3, long a4);
 
+    [LibraryImport(Lib, EntryPoint = "stat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int stat(string path, byte* buf);
+
+    /// <summary>st_ino of a path (x86-64 struct stat: st_dev u64, then st_ino u64). A cgroup v2 directory's
+    /// inode is its cgroup id, the value BPF's bpf_get_current_cgroup_id() returns.</summary>
+    internal static ulong Inode(string path)
+    {
+        byte* buf = stackalloc byte[256];
+        if (stat(path, buf) != 0)
+            throw new IOException($"stat({path}) failed: {Errno.Name(Marshal.GetLastPInvokeError())}");
+        return *(ulong*)(buf + 8);
+    }
+
     [LibraryImport(Lib, EntryPoint = "close")]
     internal static partial int close(int fd);
 

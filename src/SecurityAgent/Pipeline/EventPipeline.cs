@@ -24,11 +24,19 @@ public sealed partial class EventPipeline
 
     private readonly IReadOnlyDictionary<uint, HookInfo> _hooks;
     private readonly IDenySet? _denySet;
+    private readonly Containers.CgroupMap? _cgroups;
+    private readonly Containers.PodCache? _pods;
+    private readonly Queue<(AgentEvent Event, DateTime Deadline)> _parked = new();
+    /// <summary>How long an event of a pod's container waits for the pod watch before it goes out without pod fields.</summary>
+    public static readonly TimeSpan PodWait = TimeSpan.FromSeconds(5);
     private readonly long _clockTickNs;
 
     public EventPipeline(int capacity, ProcessCache cache, IReadOnlyList<IEventExporter> exporters, ILogger log,
-        IReadOnlyDictionary<uint, HookInfo>? hooks = null, long clockTickNs = 10_000_000, IDenySet? denySet = null)
+        IReadOnlyDictionary<uint, HookInfo>? hooks = null, long clockTickNs = 10_000_000, IDenySet? denySet = null,
+        Containers.CgroupMap? cgroups = null, Containers.PodCache? pods = null)
     {
+        _cgroups = cgroups;
+        _pods = pods;
         _denySet = denySet;
         _hooks = hooks ?? new Dictionary<uint, HookInfo>();
         _clockTickNs = clockTickNs;
@@ -64,16 +72,29 @@ public sealed partial class EventPipeline
         var reader = _channel.Reader;
         try
         {
-            while (await reader.WaitToReadAsync(ct).ConfigureAwait(false))
+            var more = reader.WaitToReadAsync(ct).AsTask();
+            while (true)
             {
-                while (reader.TryRead(out var r))
+                // Events waiting for their pod need a tick even when the kernel is quiet.
+                if (_parked.Count > 0 && !more.IsCompleted)
+                    await Task.WhenAny(more, Task.Delay(100, CancellationToken.None)).ConfigureAwait(false);
+                if (more.IsCompleted)
                 {
-                    try { Handle(r.Buffer.AsSpan(0, r.Length)); }
-                    finally { ArrayPool<byte>.Shared.Return(r.Buffer); }
+                    if (!await more.ConfigureAwait(false)) break;
+                    while (reader.TryRead(out var r))
+                    {
+                        try { Handle(r.Buffer.AsSpan(0, r.Length)); }
+                        finally { ArrayPool<byte>.Shared.Return(r.Buffer); }
+                    }
+                    more = reader.WaitToReadAsync(ct).AsTask();
                 }
+                DrainParked(force: false);
                 foreach (var e in _exporters)
                     e.Flush();
             }
+            DrainParked(force: true);
+            foreach (var e in _exporters)
+                e.Flush();
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
@@ -109,6 +130,8 @@ public sealed partial class EventPipeline
     private ProcessExecEvent Exec(ExecEvent e)
     {
         var p = _cache.OnExec(e);
+        if (_cgroups?.PathOf(e.CgroupId) is { } path)
+            p.Container = Containers.CgroupNames.Parse(path);
         return new ProcessExecEvent(e.Ktime, p, _cache.Parent(p));
     }
 
@@ -199,7 +222,37 @@ public sealed partial class EventPipeline
         Origin = ProcessOrigin.Clone,
     };
 
+    /// <summary>The pod of a process in a pod's container, once the pod watch has it.</summary>
+    private bool PodKnownOrNotExpected(Processes.ProcessInfo p)
+    {
+        if (p.Pod is not null || p.Container is not { PodUid: not null } c || _pods is not { Active: true }) return true;
+        p.Pod = _pods.Lookup(c);
+        return p.Pod is not null;
+    }
+
+    /// <summary>Keeps order: once one event waits for its pod, the ones behind it wait too (at most PodWait).</summary>
     private void Export(AgentEvent e)
+    {
+        if (_parked.Count > 0 || !PodKnownOrNotExpected(e.Process) || (e.Parent is { } pa && !PodKnownOrNotExpected(pa)))
+        {
+            _parked.Enqueue((e, DateTime.UtcNow + PodWait));
+            return;
+        }
+        ExportNow(e);
+    }
+
+    private void DrainParked(bool force)
+    {
+        while (_parked.TryPeek(out var x))
+        {
+            bool ready = PodKnownOrNotExpected(x.Event.Process) & (x.Event.Parent is not { } pa || PodKnownOrNotExpected(pa));
+            if (!ready && !force && DateTime.UtcNow < x.Deadline) break;
+            _parked.Dequeue();
+            ExportNow(x.Event);
+        }
+    }
+
+    private void ExportNow(AgentEvent e)
     {
         foreach (var x in _exporters)
             x.Export(e);

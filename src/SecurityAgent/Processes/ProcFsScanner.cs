@@ -49,8 +49,13 @@ public static class ProcFsScanner
             Caps = new Capabilities(Hex(status, "CapPrm:"), Hex(status, "CapEff:"), Hex(status, "CapInh:")),
             Ppid = stat.Ppid,
             Origin = ProcessOrigin.ProcFs,
+            Container = Containers.CgroupNames.Parse(CgroupV2Path(dir) ?? ""),
         };
     }
+
+    /// <summary>The "0::/path" line of /proc/PID/cgroup: the process's cgroup v2 path.</summary>
+    private static string? CgroupV2Path(string dir) =>
+        TryRead(Path.Combine(dir, "cgroup"))?.Split('\n').FirstOrDefault(l => l.StartsWith("0::"))?[3..];
 
     public readonly record struct Stat(int Ppid, ulong StartTicks);
 

@@ -101,6 +101,8 @@ public sealed class ProcessCache(string nodeName, ProcessCacheOptions options, T
             ParentExecId = parent?.ExecId,
             Origin = ProcessOrigin.Clone,
             Flags = parent?.Flags ?? 0,
+            Container = parent?.Container,
+            Pod = parent?.Pod,
         };
         Add(info);
         return info;

@@ -33,6 +33,10 @@ public sealed class ProcessInfo
     public required ProcessOrigin Origin { get; init; }
     public Wire.ExecFlags Flags { get; init; }
 
+    /// <summary>The container the process runs in (from its cgroup), and its pod once the pod watch has it.</summary>
+    public Containers.ContainerRef? Container { get; internal set; }
+    public Containers.PodInfo? Pod { get; internal set; }
+
     public bool Exited { get; internal set; }
     internal long RemoveAfter { get; set; }
     internal LinkedListNode<ProcessInfo>? Node { get; set; }

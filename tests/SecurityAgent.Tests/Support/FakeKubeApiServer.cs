@@ -23,6 +23,8 @@ public sealed class FakeKubeApiServer : IAsyncDisposable
     public string Token { get; } = "test-token-" + Guid.NewGuid().ToString("N")[..8];
     public int Port { get; }
     public int Requests;
+    /// <summary>Query strings of the requests, for assertions on selectors.</summary>
+    public List<string> Queries { get; } = [];
 
     public FakeKubeApiServer()
     {
@@ -32,6 +34,7 @@ public sealed class FakeKubeApiServer : IAsyncDisposable
         b.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, Port));
         _app = b.Build();
         _app.MapGet("/apis/securityagent.io/v1alpha1/{resource}", (HttpContext ctx, string resource) => Serve(ctx, $"/apis/securityagent.io/v1alpha1/{resource}"));
+        _app.MapGet("/api/v1/{resource}", (HttpContext ctx, string resource) => Serve(ctx, $"/api/v1/{resource}"));
         _app.StartAsync().GetAwaiter().GetResult();
     }
 
@@ -62,6 +65,7 @@ public sealed class FakeKubeApiServer : IAsyncDisposable
     private async Task Serve(HttpContext ctx, string path)
     {
         Interlocked.Increment(ref Requests);
+        lock (Queries) Queries.Add(ctx.Request.Path + ctx.Request.QueryString);
         if (ctx.Request.Headers.Authorization != $"Bearer {Token}")
         {
             ctx.Response.StatusCode = 401;
@@ -113,17 +117,21 @@ public sealed class FakeKubeApiServer : IAsyncDisposable
     private IEnumerable<JsonObject> Objects(string path) => _objects.TryGetValue(path, out var d) ? d.Values : [];
 
     /// <summary>kubectl apply: create or update (the server sets uid and resourceVersion).</summary>
-    public void Apply(string resource, string json)
+    public void Apply(string resource, string json) => ApplyAt($"/apis/securityagent.io/v1alpha1/{resource}", json);
+
+    /// <summary>A pod, as the kubelet reports it (core API).</summary>
+    public void ApplyPod(string json) => ApplyAt("/api/v1/pods", json);
+
+    public void ApplyAt(string path, string json)
     {
         var obj = JsonNode.Parse(json)!.AsObject();
-        var path = $"/apis/securityagent.io/v1alpha1/{resource}";
         lock (_lock)
         {
             var byName = _objects.TryGetValue(path, out var d) ? d : _objects[path] = new();
             var name = obj["metadata"]!["name"]!.GetValue<string>();
             var meta = obj["metadata"]!.AsObject();
             bool exists = byName.TryGetValue(name, out var old);
-            meta["uid"] = exists ? old!["metadata"]!["uid"]!.GetValue<string>() : Guid.NewGuid().ToString();
+            meta["uid"] = exists ? old!["metadata"]!["uid"]!.GetValue<string>() : meta["uid"]?.GetValue<string>() ?? Guid.NewGuid().ToString();
             meta["resourceVersion"] = (++_rv).ToString();
             meta["generation"] = 1;
             meta["creationTimestamp"] = "2026-11-22T00:00:00Z";
