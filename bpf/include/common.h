@@ -190,6 +190,15 @@ struct sa_hook {
 	__u8 reverse_mask;     /* bit i: arg i needs its reversed string (Postfix filters) */
 	struct sa_hook_arg args[SA_MAX_ARGS];
 	struct sa_selector sel[SA_MAX_SELECTORS];
+	__u32 scope_id;        /* non-zero: only processes whose cgroup is in sa_scope[scope_id] (podSelector...) */
+	__u32 pad1;
+};
+
+/* A policy's scope: the cgroups (containers) of the pods its podSelector / namespace selects. */
+struct sa_scope_key {
+	__u32 scope_id;
+	__u32 pad;
+	__u64 cgroup_id;
 };
 
 /* Kernel-side counters per hook (per-CPU, summed by the agent). */

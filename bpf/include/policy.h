@@ -93,6 +93,13 @@ struct {
 	__type(value, __u32); /* enum sa_action bits to enforce */
 } sa_deny SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct sa_scope_key);
+	__type(value, __u8);
+} sa_scope SEC(".maps");
+
 struct sa_rate_key {
 	__u32 hook_id;
 	__u32 selector;
@@ -419,6 +426,12 @@ static __always_inline bool sa_begin(struct sa_hook_ctx *x, __u32 hook_id)
 	x->pid_tgid = bpf_get_current_pid_tgid();
 	if (!x->h || !x->st || !x->s || sa_is_agent(x->pid_tgid >> 32))
 		return false;
+	if (x->h->scope_id) {
+		/* Scoped to some pods: a process outside them never reaches the selectors. */
+		struct sa_scope_key k = { .scope_id = x->h->scope_id, .cgroup_id = bpf_get_current_cgroup_id() };
+		if (!bpf_map_lookup_elem(&sa_scope, &k))
+			return false;
+	}
 	__sync_fetch_and_add(&x->st->seen, 1);
 	x->s->ev.flags = 0;
 	return true;

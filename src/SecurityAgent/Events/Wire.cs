@@ -59,8 +59,8 @@ public static class PolicyWire
 
     public static class Hook
     {
-        public const int PolicyId = 0, Nargs = 4, Nselectors = 5, Enforce = 6, ReverseMask = 7, Args = 8, Sel = 32;
-        public const int Length = 632;
+        public const int PolicyId = 0, Nargs = 4, Nselectors = 5, Enforce = 6, ReverseMask = 7, Args = 8, Sel = 32, ScopeId = 632;
+        public const int Length = 640;
     }
 
     public static class HookArg
@@ -110,6 +110,12 @@ public static class PolicyWire
     {
         public const int Prefixlen = 0, FilterId = 4, Family = 8, Addr = 9;
         public const int Length = 28;
+    }
+
+    public static class ScopeKey
+    {
+        public const int ScopeId = 0, CgroupId = 8;
+        public const int Length = 16;
     }
 
     public static class DenyKey

@@ -86,6 +86,11 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         var validator = new PolicyValidator(features);
         var compiler = new PolicyCompiler(features, PolicyCompiler.TraceFsFormats());
         var policies = new PolicyDirectory(_opt.PolicyDir, validator, compiler, engine, log);
+        if (cgroups is not null)
+        {
+            engine.Scopes = new ScopeManager(state.Pods, cgroups);
+            state.Pods.Changed += engine.RefreshScopes;
+        }
         engine.Prepare();
         lock (state.PolicyLock) policies.Sync();
         (state.Features, state.Pipeline, state.Engine, state.Policies, state.Exporter, state.PolicyDir, state.Validator, state.Compiler) =
@@ -95,7 +100,7 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         var run = Task.Run(() => pipeline.RunAsync(CancellationToken.None), CancellationToken.None);
         LogReady(log, sensor.Links.Count, seeded, policies.Loaded.Count(), _opt.ExportFile == "-" ? "stdout" : _opt.ExportFile);
 
-        long reportedLoss = 0;
+        long reportedLoss = 0, ticks = 0;
         try
         {
             while (!stop.IsCancellationRequested)
@@ -103,6 +108,8 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
                 await Task.Delay(TimeSpan.FromMilliseconds(500), stop).ContinueWith(_ => { }, CancellationToken.None);
                 if (stop.IsCancellationRequested) break;
                 lock (state.PolicyLock) policies.Sync(); // hot reload: cheap when nothing changed (hash compare)
+                if (++ticks % 4 == 0)
+                    engine.RefreshScopes(); // containers' cgroups appear after their pods are reported
                 pipeline.Counters.SetKernelLost(sensor.KernelLost());
                 WriteStats(pipeline, cache, policies, engine, exporter, filtered);
                 if (pipeline.Counters.TotalLost != reportedLoss)

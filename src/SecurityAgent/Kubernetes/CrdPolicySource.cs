@@ -23,8 +23,9 @@ public sealed partial class CrdPolicySource(KubeClient client, AgentState state,
         var cluster = new Informer(client, ClusterPath, log);
         cluster.Upserted += Upsert;
         cluster.Deleted += Delete;
-        var namespaced = new Informer(client, NamespacedPath, log);
-        namespaced.Upserted += o => LogRejected(log, Name(o), "unsupported: TracingPolicyNamespaced needs pod context to scope it to its namespace, which this agent does not have yet");
+        var namespaced = new Informer(client, NamespacedPath, log); // scoped to their namespace's pods in the kernel
+        namespaced.Upserted += Upsert;
+        namespaced.Deleted += Delete;
         return Task.WhenAll(cluster.RunAsync(ct), namespaced.RunAsync(ct));
     }
 

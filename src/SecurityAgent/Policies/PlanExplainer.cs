@@ -11,6 +11,10 @@ public static class PlanExplainer
     {
         var b = new StringBuilder();
         b.AppendLine($"policy {plan.Name} ({plan.File}): mode {(plan.Enforce ? "enforce" : "monitor: enforcing actions are reported, not carried out")}");
+        if (plan.Scope is { } scope)
+            b.AppendLine("  scope: processes in the containers of pods" + (scope.Namespace is null ? "" : $" in namespace {scope.Namespace}")
+                + (scope.Pods is null ? "" : " with " + Describe(scope.Pods)) + (scope.Containers is null ? "" : ", containers with " + Describe(scope.Containers))
+                + " (their cgroup ids in sa_scope, checked before any selector; kept current from the pod watch)");
         for (int h = 0; h < plan.Hooks.Count; h++)
         {
             var hook = plan.Hooks[h];
@@ -55,6 +59,9 @@ public static class PlanExplainer
         b.AppendLine($"  hook configs: sa_hooks[{plan.Hooks.Count} entries], counters in sa_hook_stats");
         return b.ToString();
     }
+
+    private static string Describe(LabelSelector s) =>
+        string.Join(", ", s.MatchLabels.Select(kv => $"{kv.Key}={kv.Value}").Concat(s.Expressions.Select(e => $"{e.Key} {e.Operator} [{string.Join(",", e.Values)}]")));
 
     private static string Set(PolicyPlan plan, int? set) =>
         set is { } i ? $"set {i} [{string.Join(", ", plan.ValueSets[i].Values)}]" : "";

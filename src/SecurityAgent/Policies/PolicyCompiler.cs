@@ -39,7 +39,25 @@ public sealed class PolicyCompiler(KernelFeatures features, Func<string, string,
             ctx.Error("spec", "the policy has no tracepoints, kprobes or lsmhooks");
         if (ctx.Errors.Count > 0)
             throw new PolicyCompileException(ctx.Errors);
-        return new PolicyPlan(policy.Name!, policy.File, Mode(json) != "monitor", hooks, ctx.Sets);
+        return new PolicyPlan(policy.Name!, policy.File, Mode(json) != "monitor", hooks, ctx.Sets, Scope(json));
+    }
+
+    /// <summary>podSelector, containerSelector and a TracingPolicyNamespaced's namespace; null: every process.</summary>
+    private static PolicyScope? Scope(JToken json)
+    {
+        var ns = json.SelectToken("kind")?.ToString() == "TracingPolicyNamespaced" ? json.SelectToken("metadata.namespace")?.ToString() ?? "default" : null;
+        var pods = Selector(json.SelectToken("spec.podSelector"));
+        var containers = Selector(json.SelectToken("spec.containerSelector"));
+        return ns is null && pods is null && containers is null ? null : new PolicyScope(ns, pods, containers);
+    }
+
+    private static LabelSelector? Selector(JToken? t)
+    {
+        if (t is null || t.Type == JTokenType.Null) return null;
+        var labels = (t["matchLabels"] as JObject)?.Properties().ToDictionary(p => p.Name, p => p.Value.ToString()) ?? [];
+        var exprs = (t["matchExpressions"] as JArray)?.Select(e => (e["key"]!.ToString(), e["operator"]!.ToString(),
+            (IReadOnlyList<string>)((e["values"] as JArray)?.Select(v => v.ToString()).ToList() ?? []))).ToList() ?? [];
+        return new LabelSelector(labels, exprs);
     }
 
     private static string Mode(JToken json) =>

@@ -11,7 +11,7 @@ public static class PolicyEncoding
 {
     /// <param name="filterIds">Kernel filter id of each of the plan's value sets.</param>
     /// <param name="followBits">Per selector: the sa_follow bit of its followForks pid set, or -1.</param>
-    public static byte[] Hook(HookPlan hook, uint policyId, bool enforce, IReadOnlyList<uint> filterIds, IReadOnlyList<int>? followBits = null)
+    public static byte[] Hook(HookPlan hook, uint policyId, bool enforce, IReadOnlyList<uint> filterIds, IReadOnlyList<int>? followBits = null, uint scopeId = 0)
     {
         var b = new byte[W.Hook.Length];
         var s = b.AsSpan();
@@ -20,6 +20,7 @@ public static class PolicyEncoding
         b[W.Hook.Nselectors] = (byte)hook.Selectors.Count;
         b[W.Hook.Enforce] = enforce ? (byte)1 : (byte)0;
         b[W.Hook.ReverseMask] = hook.ReverseMask;
+        BinaryPrimitives.WriteUInt32LittleEndian(s[W.Hook.ScopeId..], scopeId);
         foreach (var a in hook.Args)
         {
             var o = W.Hook.Args + a.Slot * W.HookArg.Length;

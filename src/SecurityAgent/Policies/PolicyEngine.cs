@@ -17,6 +17,7 @@ public sealed class LoadedPolicy
     internal List<(string Map, byte[] Key)> Keys { get; } = [];
     internal List<int> FollowBits { get; } = [];
     internal List<(string Target, int Slot)> Slots { get; } = [];
+    internal uint ScopeId { get; set; }
 }
 
 /// <summary>Loads compiled policies into the shared policy program: allocates hook and filter ids, writes the
@@ -35,6 +36,17 @@ public sealed class PolicyEngine(ProcessSensor process, int agentTgid, bool user
     private readonly HashSet<LoadedPolicy> _loaded = [];
 
     public ConcurrentDictionary<uint, HookInfo> Hooks { get; } = new();
+
+    /// <summary>Set when the agent knows pods: scoped policies (podSelector, namespace) apply to their pods only;
+    /// without it a scoped policy applies to nothing.</summary>
+    public ScopeManager? Scopes { get; set; }
+
+    /// <summary>Re-reads pods and cgroups into the scoped policies' cgroup sets.</summary>
+    public void RefreshScopes()
+    {
+        lock (_lock)
+            if (_sensor is not null) Scopes?.Refresh(_sensor);
+    }
 
     /// <summary>Loads the policy program now (verification takes a while), so adding a policy later only
     /// writes maps and attaches.</summary>
@@ -61,6 +73,12 @@ public sealed class PolicyEngine(ProcessSensor process, int agentTgid, bool user
                         loaded.Keys.Add((map, key));
                     }
                 uint policyId = _nextPolicyId++;
+                if (plan.Scope is not null)
+                {
+                    // The scope's id is the policy's; its cgroup set is filled before any hook is attached.
+                    loaded.ScopeId = policyId;
+                    Scopes?.Add(policyId, plan.Scope, sensor);
+                }
                 foreach (var hook in plan.Hooks)
                 {
                     if (!_freeHookIds.TryPop(out var id))
@@ -71,7 +89,8 @@ public sealed class PolicyEngine(ProcessSensor process, int agentTgid, bool user
                     var follow = hook.Selectors.Select(sel => sel.FollowForks && !sel.NamespacePids ? Follow(sel.Pids, loaded) : -1).ToList();
                     // --debug-userspace-filter: no selectors in the kernel, every call is posted (and monitor only).
                     var kernelHook = userSpaceFilter ? hook with { Selectors = [] } : hook;
-                    sensor.WriteHook(id, PolicyEncoding.Hook(kernelHook, policyId, plan.Enforce && !userSpaceFilter, filterIds, follow));
+                    sensor.WriteHook(id, PolicyEncoding.Hook(kernelHook, policyId, plan.Enforce && !userSpaceFilter, filterIds, follow,
+                        plan.Scope is null ? 0 : policyId));
                     Hooks[id] = new HookInfo(id, plan.Name, hook, plan.Enforce && !userSpaceFilter, plan, userSpaceFilter);
                     if (hook.Mechanism == Mechanism.CgroupSockAddr)
                     {
@@ -160,6 +179,11 @@ public sealed class PolicyEngine(ProcessSensor process, int agentTgid, bool user
             _usedFollowBits &= clear;
         }
         loaded.FollowBits.Clear();
+        if (loaded.ScopeId != 0)
+        {
+            Scopes?.Remove(loaded.ScopeId, _sensor);
+            loaded.ScopeId = 0;
+        }
     }
 
     /// <summary>Takes a free sa_follow bit and marks the pids and their live descendants with it;

@@ -5,7 +5,7 @@ namespace SecurityAgent.Policies;
 /// <summary>The compiled form of a policy: plain data, what the engine loads into the kernel and what
 /// `secagent policy compile --explain` shows. Value sets are referenced by index into <see cref="ValueSets"/>;
 /// the engine gives them kernel filter ids when it loads the plan.</summary>
-public sealed record PolicyPlan(string Name, string File, bool Enforce, IReadOnlyList<HookPlan> Hooks, IReadOnlyList<ValueSet> ValueSets);
+public sealed record PolicyPlan(string Name, string File, bool Enforce, IReadOnlyList<HookPlan> Hooks, IReadOnlyList<ValueSet> ValueSets, PolicyScope? Scope = null);
 
 public enum HookKind { Tracepoint, Kprobe, LsmHook }
 
@@ -58,3 +58,27 @@ public enum ValueSetKind { StringExact, StringPrefix, StringPostfix, Int, Addres
 
 /// <summary>The values of one filter, as they go into the value-set maps.</summary>
 public sealed record ValueSet(ValueSetKind Kind, IReadOnlyList<string> Values);
+
+/// <summary>Kubernetes label selector: matchLabels and matchExpressions (In, NotIn, Exists, DoesNotExist).</summary>
+public sealed record LabelSelector(IReadOnlyDictionary<string, string> MatchLabels, IReadOnlyList<(string Key, string Operator, IReadOnlyList<string> Values)> Expressions)
+{
+    public bool Matches(IReadOnlyDictionary<string, string> labels) =>
+        MatchLabels.All(kv => labels.TryGetValue(kv.Key, out var v) && v == kv.Value)
+        && Expressions.All(e => e.Operator switch
+        {
+            "In" => labels.TryGetValue(e.Key, out var v) && e.Values.Contains(v),
+            "NotIn" => !labels.TryGetValue(e.Key, out var v) || !e.Values.Contains(v),
+            "Exists" => labels.ContainsKey(e.Key),
+            "DoesNotExist" => !labels.ContainsKey(e.Key),
+            _ => false,
+        });
+}
+
+/// <summary>Which pods' containers a policy applies to (podSelector, containerSelector, a namespaced policy's namespace).</summary>
+public sealed record PolicyScope(string? Namespace, LabelSelector? Pods, LabelSelector? Containers)
+{
+    public bool Matches(Containers.PodInfo pod, string containerName) =>
+        (Namespace is null || pod.Namespace == Namespace)
+        && (Pods is null || Pods.Matches(pod.Labels))
+        && (Containers is null || Containers.Matches(new Dictionary<string, string> { ["name"] = containerName }));
+}

@@ -66,4 +66,31 @@ public class PodContextTests
         foreach (var line in agent.Events.RawLines.Where(l => l.Contains("\"pod\"")).Take(20))
             Unit.JsonFormatTests.AssertValid(line);
     }
+
+    [Fact]
+    public async Task A_pod_selector_policy_enforces_in_the_kernel_only_in_the_selected_pod()
+    {
+        await using var api = new FakeKubeApiServer();
+        using var cgroups = new KubeletCgroups();
+        using var dir = new TempDir();
+        var cat = dir.CopyBinary("/usr/bin/cat", "scoped-cat");
+        File.WriteAllText(dir.File("secret"), "S\n");
+        string uidV = Guid.NewGuid().ToString(), uidO = Guid.NewGuid().ToString();
+        string cidV = KubeletCgroups.NewContainerId(), cidO = KubeletCgroups.NewContainerId();
+        var cgVictim = cgroups.Systemd(uidV, cidV);
+        var cgOther = cgroups.Cgroupfs(uidO, cidO);
+        api.ApplyPod(Pod("prod", "victim-1a-b", uidV, "victim", "victim-1a", "app", cidV, "containerd"));
+        api.ApplyPod(Pod("prod", "other-2b-c", uidO, "other", "other-2b", "app", cidO, "containerd"));
+        var policy = TestPolicies.OpenatKill("scoped-kill", cat, dir.File("secret")).Replace("spec:\n", "spec:\n  podSelector:\n    matchLabels:\n      app: victim\n");
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = policy }, "--kubeconfig", api.WriteKubeconfig(dir.Path), "--node-name", "node-1");
+
+        bool KilledIn(string? cgroup) => (cgroup is null ? Run.Wait(cat, [dir.File("secret")]) : KubeletCgroups.RunIn(cgroup, cat, dir.File("secret"))).Code == 137;
+        bool Eventually(Func<bool> f) { for (int i = 0; i < 40; i++) { if (f()) return true; Thread.Sleep(100); } return false; }
+
+        Assert.True(Eventually(() => KilledIn(cgVictim)), "not killed in the selected pod\n" + agent.Stderr);
+        Assert.False(KilledIn(cgOther), "killed in a pod the selector does not select");
+        Assert.False(KilledIn(null), "killed outside any pod");
+        var ev = agent.Events.WaitFor(e => e.TryGetProperty("process_tracepoint", out var b) && b.GetProperty("policy_name").GetString() == "scoped-kill", "policy event");
+        Assert.Equal("victim-1a-b", ev.GetProperty("process_tracepoint").GetProperty("process").GetProperty("pod").GetProperty("name").GetString());
+    }
 }

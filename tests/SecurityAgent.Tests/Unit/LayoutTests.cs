@@ -43,6 +43,7 @@ public class LayoutTests
     [InlineData("tracepoint.bpf.o", "sa_addr_key", typeof(PolicyWire.AddrKey))]
     [InlineData("tracepoint.bpf.o", "sa_binary", typeof(PolicyWire.Binary))]
     [InlineData("tracepoint.bpf.o", "sa_deny_key", typeof(PolicyWire.DenyKey))]
+    [InlineData("tracepoint.bpf.o", "sa_scope_key", typeof(PolicyWire.ScopeKey))]
     [InlineData("tracepoint.bpf.o", "policy_event", typeof(PolicyWire.Event))]
     public void Every_field_of_a_kernel_record_has_the_same_offset_in_csharp(string obj, string structName, Type wire)
     {
