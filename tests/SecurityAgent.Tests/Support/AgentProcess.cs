@@ -43,8 +43,19 @@ public sealed class AgentProcess : IDisposable
         _proc.BeginOutputReadLine();
         _proc.EnableRaisingEvents = true;
         _proc.Exited += (_, _) => _ready.TrySetException(new InvalidOperationException("agent exited before it was ready:\n" + Stderr));
-        if (!_ready.Task.Wait(TimeSpan.FromSeconds(30)))
-            throw new TimeoutException("agent not ready after 30 s:\n" + Stderr);
+        try
+        {
+            if (!_ready.Task.Wait(TimeSpan.FromSeconds(30)))
+                throw new TimeoutException("agent not ready after 30 s:\n" + Stderr);
+        }
+        catch
+        {
+            // A failed start still cleans up what it made: the process and the temp dir.
+            if (!_proc.HasExited) _proc.Kill();
+            _proc.WaitForExit();
+            Dir.Dispose();
+            throw;
+        }
     }
 
     /// <summary>Waits until the agent has logged a line containing <paramref name="text"/> (logs arrive asynchronously).</summary>
