@@ -17,16 +17,18 @@ public sealed class KubeConfig
 
     public static bool InCluster => Environment.GetEnvironmentVariable("KUBERNETES_SERVICE_HOST") is { Length: > 0 };
 
-    public static KubeConfig FromCluster()
+    /// <param name="serviceAccountDir">Where the kubelet mounts the service account (token, ca.crt).</param>
+    /// <param name="tokenRefresh">How often the token is re-read (the kubelet rotates it).</param>
+    public static KubeConfig FromCluster(string serviceAccountDir = ServiceAccount, TimeSpan? tokenRefresh = null)
     {
         var host = Environment.GetEnvironmentVariable("KUBERNETES_SERVICE_HOST")!;
         var port = Environment.GetEnvironmentVariable("KUBERNETES_SERVICE_PORT") ?? "443";
         var ca = new X509Certificate2Collection();
-        ca.ImportFromPemFile(Path.Combine(ServiceAccount, "ca.crt"));
+        ca.ImportFromPemFile(Path.Combine(serviceAccountDir, "ca.crt"));
         return new KubeConfig
         {
             Server = new Uri($"https://{(host.Contains(':') ? $"[{host}]" : host)}:{port}"),
-            Token = CachedFile(Path.Combine(ServiceAccount, "token"), TimeSpan.FromMinutes(1)),
+            Token = CachedFile(Path.Combine(serviceAccountDir, "token"), tokenRefresh ?? TimeSpan.FromMinutes(1)),
             CertificateAuthority = ca,
         };
     }
