@@ -49,13 +49,7 @@ public sealed class LiveEvents : IEventExporter
         }
     }
 
-    private string Render(AgentEvent e)
-    {
-        var buffer = new System.Buffers.ArrayBufferWriter<byte>(1024);
-        using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
-            Formatter!.Write(w, e);
-        return Encoding.UTF8.GetString(buffer.WrittenSpan);
-    }
+    private string Render(AgentEvent e) => Encoding.UTF8.GetString(Formatter!.Render(e));
 
     public void Flush() { }
 

@@ -13,6 +13,24 @@ public sealed class JsonEventFormatter(string nodeName, BootClock clock, bool in
     // process and of its children (as "parent").
     private readonly System.Runtime.CompilerServices.ConditionalWeakTable<ProcessInfo, byte[]> _rendered = new();
 
+    private readonly System.Buffers.ArrayBufferWriter<byte> _lastBytes = new(4096);
+    private AgentEvent? _last;
+
+    /// <summary>The event as one JSON object (no newline). Every exporter of the pipeline asks for the same event in
+    /// turn, so the last rendering is kept: one event is rendered once, whatever the number of exporters.
+    /// Valid until the next call; pipeline thread only.</summary>
+    public ReadOnlySpan<byte> Render(AgentEvent e)
+    {
+        if (!ReferenceEquals(e, _last))
+        {
+            _lastBytes.ResetWrittenCount();
+            using (var w = new Utf8JsonWriter(_lastBytes, new JsonWriterOptions { SkipValidation = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+                Write(w, e);
+            _last = e;
+        }
+        return _lastBytes.WrittenSpan;
+    }
+
     public void Write(Utf8JsonWriter w, AgentEvent e)
     {
         w.WriteStartObject();

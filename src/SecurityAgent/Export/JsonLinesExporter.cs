@@ -41,7 +41,7 @@ public sealed partial class JsonLinesExporter : IEventExporter
     {
         try
         {
-            _formatter.Write(_json, e);
+            _line.Write(_formatter.Render(e));
             WriteLine();
             Written++;
         }
@@ -59,7 +59,6 @@ public sealed partial class JsonLinesExporter : IEventExporter
 
     private void WriteLine()
     {
-        _json.Flush();
         if (_fieldFilters.Count > 0)
         {
             var filtered = System.Text.Encoding.UTF8.GetBytes(FieldFilter.Apply(_fieldFilters, System.Text.Encoding.UTF8.GetString(_line.WrittenSpan)));

@@ -44,7 +44,6 @@ public sealed partial class OtlpLogExporter : IEventExporter
     private readonly SemaphoreSlim _signal = new(0);
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _sender;
-    private readonly System.Buffers.ArrayBufferWriter<byte> _json = new(2048);
     private long _enqueued, _delivered, _dropped, _failures;
 
     public long Enqueued => Interlocked.Read(ref _enqueued);
@@ -81,10 +80,7 @@ public sealed partial class OtlpLogExporter : IEventExporter
     /// <summary>Pipeline thread: render, map, enqueue or count as dropped.</summary>
     public void Export(AgentEvent e)
     {
-        _json.ResetWrittenCount();
-        using (var w = new Utf8JsonWriter(_json, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
-            _formatter.Write(w, e);
-        var record = OtlpMapping.ToLogRecord(e, Encoding.UTF8.GetString(_json.WrittenSpan), _clock);
+        var record = OtlpMapping.ToLogRecord(e, Encoding.UTF8.GetString(_formatter.Render(e)), _clock);
         lock (_queue)
         {
             if (_queue.Count >= _opt.QueueSize)
