@@ -17,7 +17,9 @@ public sealed class PodCache
 {
     private readonly ConcurrentDictionary<string, JsonElement> _byUid = new();
     private readonly ConcurrentDictionary<string, string> _podOfContainer = new();
-    public bool Active { get; private set; }
+    /// <summary>Set as soon as the agent knows it will watch pods (before the first list arrives), so events of a
+    /// pod's container wait for it from the start.</summary>
+    public bool Active { get; set; }
     public event Action? Changed;
 
     public Task WatchAsync(KubeClient client, string node, ILogger log, CancellationToken ct)

@@ -157,6 +157,7 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
             return null;
         }
         var cts = CancellationTokenSource.CreateLinkedTokenSource(stop);
+        state.Pods!.Active = true;
         var client = new Kubernetes.KubeClient(config);
         state.Crds = new Kubernetes.CrdPolicySource(client, state, log);
         var node = _opt.ResolveNodeName();
