@@ -75,9 +75,9 @@ public sealed partial class EventPipeline
             var more = reader.WaitToReadAsync(ct).AsTask();
             while (true)
             {
-                // Events waiting for their pod need a tick even when the kernel is quiet.
-                if (_parked.Count > 0 && !more.IsCompleted)
-                    await Task.WhenAny(more, Task.Delay(100, CancellationToken.None)).ConfigureAwait(false);
+                // Sleep until a record arrives; events waiting for their pod need a tick even when the kernel is quiet.
+                if (!more.IsCompleted)
+                    await (_parked.Count > 0 ? Task.WhenAny(more, Task.Delay(100, CancellationToken.None)) : (Task)Task.WhenAny(more)).ConfigureAwait(false);
                 if (more.IsCompleted)
                 {
                     if (!await more.ConfigureAwait(false)) break;
