@@ -23,7 +23,7 @@ public class LocalApiTests
         Assert.True(add.Code == 0, add.Stderr);
         Assert.Equal(137, Run.Wait(victim, [dir.File("secret")]).Code);
 
-        var list = JsonDocument.Parse(Cli(agent, "policy", "list").Stdout).RootElement;
+        var list = JsonDocument.Parse(Cli(agent, "policy", "list", "-o", "json").Stdout).RootElement;
         var p = list.EnumerateArray().Single(x => x.GetProperty("name").GetString() == "api-policy");
         Assert.Equal("enforce", p.GetProperty("mode").GetString());
         Assert.Equal("tracepoint", p.GetProperty("hooks")[0].GetProperty("mechanism").GetString());
@@ -32,7 +32,7 @@ public class LocalApiTests
         Assert.Equal(0, Cli(agent, "policy", "mode", "api-policy", "monitor").Code);
         Assert.Equal(0, Run.Wait(victim, [dir.File("secret")]).Code);
 
-        var status = JsonDocument.Parse(Cli(agent, "status").Stdout).RootElement;
+        var status = JsonDocument.Parse(Cli(agent, "status", "-o", "json").Stdout).RootElement;
         Assert.True(status.GetProperty("kernel").GetProperty("mechanisms").GetProperty("tracepoint").GetBoolean());
         Assert.Equal("monitor", status.GetProperty("policies").EnumerateArray().Single(x => x.GetProperty("name").GetString() == "api-policy").GetProperty("mode").GetString());
         Assert.True(status.GetProperty("events").GetProperty("exported").GetInt64() > 0);
