@@ -30,7 +30,8 @@ public static class OtlpMetrics
             .AddOtlpExporter((e, reader) =>
             {
                 e.Protocol = opt.Protocol == OtlpProtocol.HttpProtobuf ? OtlpExportProtocol.HttpProtobuf : OtlpExportProtocol.Grpc;
-                e.Endpoint = opt.Protocol == OtlpProtocol.HttpProtobuf ? opt.SignalUri("v1/metrics") : opt.Endpoint;
+                // gRPC: the SDK resolves the service path against the endpoint; a trailing slash keeps a path prefix.
+                e.Endpoint = opt.Protocol == OtlpProtocol.HttpProtobuf ? opt.SignalUri("v1/metrics") : opt.SignalUri("");
                 e.Headers = string.Join(',', opt.Headers.Select(h => $"{h.Key}={Uri.EscapeDataString(h.Value)}"));
                 reader.PeriodicExportingMetricReaderOptions.ExportIntervalMilliseconds = intervalMs;
             })
