@@ -92,6 +92,7 @@ public class OtlpExportTests
             Assert.True(Wait(() => File.Exists(stats) && Stat("delivered") == 2 * (i + 1), 20), $"batch {i}: delivered {Stat("delivered")}");
         }
         var after = ProcStat.RssMb(agent.Pid);
+        Console.WriteLine($"RSS {before:F0} MB before, {after:F0} MB after 5 answers of 500 MB");
         Assert.Equal(0, Stat("failures"));
         Assert.True(after - before < 60, $"RSS grew from {before:F0} MB to {after:F0} MB over 5 answers of 500 MB");
     }
