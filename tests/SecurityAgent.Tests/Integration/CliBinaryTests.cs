@@ -49,10 +49,10 @@ public class CliBinaryTests
     {
         var r = Secagent("--version");
         Assert.Equal(0, r.Code);
-        Assert.Matches(@"^secagent \d+\.\d+\.\d+ \(commit [0-9a-f]{12}, built \d{4}-\d{2}-\d{2}, \.NET [0-9.]+\)", r.Stdout);
-        var head = Run.Wait("git", ["-C", Repo.Root, "rev-parse", "--short=12", "HEAD"]);
-        if (head.Code == 0)
-            Assert.Contains(head.Stdout.Trim()[..7], r.Stdout); // built from this checkout (a later commit may have followed)
+        var m = System.Text.RegularExpressions.Regex.Match(r.Stdout, @"^secagent \d+\.\d+\.\d+ \(commit ([0-9a-f]{12}), built \d{4}-\d{2}-\d{2}, \.NET [0-9.]+\)");
+        Assert.True(m.Success, r.Stdout);
+        if (Run.Wait("git", ["-C", Repo.Root, "rev-parse", "HEAD"]).Code == 0) // built from this checkout (commits may have followed)
+            Assert.Equal(0, Run.Wait("git", ["-C", Repo.Root, "merge-base", "--is-ancestor", m.Groups[1].Value, "HEAD"]).Code);
     }
 
     private const string Lines = """
