@@ -73,7 +73,7 @@ public static partial class ApiServer
         }
         app.Use(async (ctx, next) =>
         {
-            if (ctx.Request.ContentLength is null or > LargeRequestBytes && ctx.Request.Method != HttpMethods.Get)
+            if (ctx.Request.ContentLength > LargeRequestBytes || ctx.Request.ContentLength is null && ctx.Request.Headers.TransferEncoding.Count > 0)
                 ctx.Response.OnCompleted(ReturnMemory);
             await next();
         });

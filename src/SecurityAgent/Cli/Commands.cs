@@ -145,11 +145,7 @@ public static class Commands
     {
         option.HelpName ??= string.Join('|', values);
         option.CompletionSources.Add(values);
-        option.Validators.Add(r =>
-        {
-            foreach (var t in r.Tokens.Where(t => !values.Contains(t.Value)))
-                r.AddError($"{r.IdentifierToken?.Value ?? option.Name} '{t.Value}' is not one of {string.Join(", ", values)}{DidYouMean(t.Value, values)}");
-        });
+        option.Validators.Add(r => RefuseOthers(r, r.IdentifierToken?.Value ?? option.Name, values));
         return option;
     }
 
@@ -158,12 +154,14 @@ public static class Commands
     {
         argument.HelpName ??= string.Join('|', values);
         argument.CompletionSources.Add(values);
-        argument.Validators.Add(r =>
-        {
-            foreach (var t in r.Tokens.Where(t => !values.Contains(t.Value)))
-                r.AddError($"{argument.Name} '{t.Value}' is not one of {string.Join(", ", values)}{DidYouMean(t.Value, values)}");
-        });
+        argument.Validators.Add(r => RefuseOthers(r, argument.Name, values));
         return argument;
+    }
+
+    private static void RefuseOthers(SymbolResult r, string name, string[] values)
+    {
+        foreach (var t in r.Tokens.Where(t => !values.Contains(t.Value)))
+            r.AddError($"{name} '{t.Value}' is not one of {string.Join(", ", values)}{DidYouMean(t.Value, values)}");
     }
 
     /// <summary>--api-socket, for the commands that talk to a running agent.</summary>
