@@ -90,9 +90,9 @@ bench: build $(WORKLOADS)
 bench-quick: build $(WORKLOADS)
 	dotnet bench/SecurityAgent.Bench/bin/$(CONFIG)/net10.0/SecurityAgent.Bench.dll --quick
 
-## crds: deploy/crds.yaml from schemas/tracingpolicy.schema.json (a test fails when the two drift)
+## crds: deploy/crds/crds.yaml from schemas/tracingpolicy.schema.json (a test fails when the two drift)
 crds: build
-	bin/secagent crds schemas/tracingpolicy.schema.json > deploy/crds.yaml
+	bin/secagent crds schemas/tracingpolicy.schema.json > deploy/crds/crds.yaml
 
 ## vmtest: the tests needing BPF LSM, kprobes or fentry, in Debian's 6.1 kernel under qemu (tests/vm)
 vmtest: build $(BPF_TEST_OBJ) $(TEST_TOOLS)

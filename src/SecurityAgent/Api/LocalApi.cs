@@ -1,7 +1,7 @@
 using System.Text.Json;
-using System.Text.RegularExpressions;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Timeouts;
 using SecurityAgent.Export;
 using SecurityAgent.Kernel;
 using SecurityAgent.Policies;
@@ -16,8 +16,7 @@ public static class LocalApi
     public static void Map(WebApplication app, AgentState state)
     {
         app.MapGet("/v1/status", () => Results.Json(Status(state)));
-        app.MapGet("/metrics", () => Results.Text(Metrics.Render(state), "text/plain; version=0.0.4"));
-        app.MapGet("/v1/events", (HttpContext ctx) => StreamEvents(ctx, state));
+        app.MapGet("/v1/events", (HttpContext ctx) => StreamEvents(ctx, state)).DisableRequestTimeout();
         app.MapGet("/v1/policies", () => Results.Json(ListPolicies(state)));
         app.MapPost("/v1/policies", async (HttpRequest req) => AddPolicy(state, await new StreamReader(req.Body).ReadToEndAsync(), req.Query["replace"] == "true"));
         app.MapDelete("/v1/policies/{name}", (string name) => Change(state, name, file => { File.Delete(file); return null; }));
@@ -159,28 +158,28 @@ public static class LocalApi
         return null;
     }
 
+    /// <summary>The live stream (NDJSON). Filters: allow and deny (export-filter JSON lines: an event passes when it matches
+    /// one allow line, if any, and no deny line), where (export-filter lines that must all match: the CLI's --type,
+    /// --namespace, --pod, --process, --policy), and the older type, binary_regex and policy parameters. A filter that
+    /// does not parse is a 400 naming it.</summary>
     private static async Task StreamEvents(HttpContext ctx, AgentState s)
     {
-        var types = ctx.Request.Query["type"].Where(t => t is not null).Select(t => t!).ToHashSet();
-        var binary = ctx.Request.Query["binary_regex"] is { Count: > 0 } b ? new Regex(b[0]!, RegexOptions.Compiled) : null;
-        var policy = ctx.Request.Query["policy"].FirstOrDefault();
-        List<ExportFilter> allow, deny;
+        var q = ctx.Request.Query;
+        List<ExportFilter> allow, deny, where;
         try
         {
-            allow = ExportFilter.ParseList(ctx.Request.Query["allow"].FirstOrDefault());
-            deny = ExportFilter.ParseList(ctx.Request.Query["deny"].FirstOrDefault());
+            allow = ExportFilter.ParseList(q["allow"].FirstOrDefault());
+            deny = ExportFilter.ParseList(q["deny"].FirstOrDefault());
+            where = [.. q["where"].SelectMany(w => ExportFilter.ParseList(w)), .. LegacyFilters(q)];
         }
-        catch (FormatException e)
+        catch (Exception e) when (e is FormatException or ArgumentException)
         {
             ctx.Response.StatusCode = 400;
             await ctx.Response.WriteAsJsonAsync(new { errors = new[] { e.Message } });
             return;
         }
         var sub = s.Live.Subscribe(e =>
-            (allow.Count == 0 || allow.Any(f => f.Matches(e))) && !deny.Any(f => f.Matches(e))
-            && (types.Count == 0 || types.Contains(e.Type))
-            && (binary is null || binary.IsMatch(e.Process.Binary))
-            && (policy is null || e is PolicyMatchEvent m && m.PolicyName == policy));
+            (allow.Count == 0 || allow.Any(f => f.Matches(e))) && !deny.Any(f => f.Matches(e)) && where.All(f => f.Matches(e)));
         ctx.Response.ContentType = "application/x-ndjson";
         await ctx.Response.Body.FlushAsync(ctx.RequestAborted);
         try
@@ -193,5 +192,18 @@ public static class LocalApi
         }
         catch (OperationCanceledException) { }
         finally { s.Live.Unsubscribe(sub); }
+    }
+
+    /// <summary>type=process_exec (repeatable), binary_regex=R, policy=NAME as export filters.</summary>
+    private static IEnumerable<ExportFilter> LegacyFilters(IQueryCollection q)
+    {
+        var json = new List<string>();
+        if (q["type"].Count > 0)
+            json.Add(JsonSerializer.Serialize(new { event_set = q["type"].Select(t => t!.ToUpperInvariant()) }));
+        if (q["binary_regex"].FirstOrDefault() is { } b)
+            json.Add(JsonSerializer.Serialize(new { binary_regex = new[] { b } }));
+        if (q["policy"].FirstOrDefault() is { } p)
+            json.Add(JsonSerializer.Serialize(new { policy_names = new[] { p } }));
+        return ExportFilter.ParseList(string.Join('\n', json));
     }
 }

@@ -53,11 +53,10 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         var formatter = new JsonEventFormatter(node, BootClock.System(), _opt.EnableProcessCred, Redactor.Parse(_opt.RedactionFilters));
         await using var exporter = new JsonLinesExporter(JsonLinesExporter.OpenTarget(_opt.ExportFile, _opt.ExportFileMaxSize, _opt.ExportFileMaxBackups),
             formatter, log, FieldFilter.ParseList(_opt.FieldFilters));
-        OtlpOptions? otlpOptions = string.IsNullOrEmpty(_opt.OtlpEndpoint) ? null
-            : new OtlpOptions(new Uri(_opt.OtlpEndpoint), OtlpOptions.ParseProtocol(_opt.OtlpProtocol), OtlpOptions.ParseHeaders(_opt.OtlpHeaders), _opt.OtlpQueueSize);
-        await using var otlp = otlpOptions is null ? null : new OtlpLogExporter(otlpOptions, formatter, BootClock.System(), node, log);
+        var otlpOptions = OtlpOptions.From(_opt);
+        await using var otlp = otlpOptions is null ? null : new OtlpLogExporter(otlpOptions, formatter, BootClock.System(), log);
         state.Otlp = otlp;
-        using var otlpMetrics = otlpOptions is null ? null : OtlpMetrics.Start(state, otlpOptions, _opt.OtlpMetricsIntervalMs, () => otlp);
+        using var otlpMetrics = otlpOptions is null ? null : OtlpMetrics.Start(state, otlpOptions, _opt.OtlpMetricsIntervalMs);
         var filtered = new FilteringExporter(otlp is null ? [exporter] : [exporter, otlp], ExportFilter.ParseList(_opt.ExportAllowlist), ExportFilter.ParseList(_opt.ExportDenylist),
             _opt.ExportRateLimit, TimeProvider.System, exporter.WriteRateLimitInfo);
         state.Live.Formatter = formatter;
@@ -68,7 +67,7 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         var cgroups = features.Cgroup2Path is { } cg ? new Containers.CgroupMap(cg) : null;
         state.Pods = new Containers.PodCache();
         state.Cgroups = cgroups;
-        var pipeline = new EventPipeline(_opt.ChannelCapacity, cache, [filtered, state.Live], log, engine.Hooks, clockTickNs, engine, cgroups, state.Pods);
+        var pipeline = new EventPipeline(_opt.ChannelCapacity, cache, [filtered, state.Live, state.EventMetrics], log, engine.Hooks, clockTickNs, engine, cgroups, state.Pods);
         using var reader = new KernelEventReader(sensor.Events, pipeline);
         // Attach first, then scan /proc: a process that starts in between is seen by both, and the
         // cache keeps one entry. Events wait in the ring buffer until the reader starts.
