@@ -21,6 +21,7 @@ public static unsafe class FeatureProbe
             [Mechanism.Kprobe] = Kprobe(elf),
             [Mechanism.Uprobe] = Pmu("uprobe", TryLoad(elf, "probe_uprobe")),
             [Mechanism.CgroupSockAddr] = TryLoad(elf, "probe_cgroup_connect4"),
+            [Mechanism.FanotifyPerm] = FanotifyPerm(),
         };
         return new KernelFeatures(
             File.ReadAllText("/proc/sys/kernel/osrelease").Trim(),
@@ -57,6 +58,23 @@ public static unsafe class FeatureProbe
         if (!Directory.Exists("/sys/bus/event_source/devices/kprobe"))
             return Availability.No("kernel built without kprobes (no kprobe PMU)");
         return TryLoadAndAttach(elf, "probe_kprobe", p => p.AttachKprobe("security_file_open"));
+    }
+
+    /// <summary>A fanotify group of the content class and a permission mark: on the root directory, without
+    /// FAN_ONDIR or FAN_EVENT_ON_CHILD, so it is refused or accepted like any mark yet never fires.</summary>
+    private static Availability FanotifyPerm()
+    {
+        try
+        {
+            using var group = Libc.FanotifyInit(Libc.FAN_CLASS_CONTENT | Libc.FAN_CLOEXEC | Libc.FAN_NONBLOCK);
+            int errno = Libc.FanotifyMark(group, Libc.FAN_MARK_ADD, Libc.FAN_OPEN_PERM | Libc.FAN_ACCESS_PERM | Libc.FAN_OPEN_EXEC_PERM, "/");
+            return errno == 0 ? Availability.Yes("FAN_OPEN_PERM, FAN_ACCESS_PERM, FAN_OPEN_EXEC_PERM")
+                : Availability.No($"fanotify_mark: {Errno.Name(errno)}" + (errno == Errno.EINVAL ? " (needs CONFIG_FANOTIFY_ACCESS_PERMISSIONS and Linux 5.0)" : ""));
+        }
+        catch (SyscallException e)
+        {
+            return Availability.No($"{e.Call}: {Errno.Name(e.Errno)}");
+        }
     }
 
     private static Availability Pmu(string name, Availability load) =>

@@ -11,6 +11,8 @@ public enum Mechanism
     Kprobe,
     Uprobe,
     CgroupSockAddr,
+    /// <summary>fanotify permission events: open, read and exec deny without BPF LSM (<see cref="Fanotify.FanotifyEnforcer"/>).</summary>
+    FanotifyPerm,
 }
 
 public sealed record Availability(bool Available, string Detail)
@@ -43,6 +45,7 @@ public sealed record KernelFeatures(
         Mechanism.Kprobe => "kprobe",
         Mechanism.Uprobe => "uprobe",
         Mechanism.CgroupSockAddr => "cgroup_sock_addr",
+        Mechanism.FanotifyPerm => "fanotify permission events",
         _ => m.ToString(),
     };
 
