@@ -501,14 +501,12 @@ public sealed partial class FanotifyEnforcer : IDisposable
             foreach (var m in type.GetMethods(System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.Static | System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.DeclaredOnly))
                 if (!m.IsAbstract && !m.ContainsGenericParameters)
                     RuntimeHelpers.PrepareMethod(m.MethodHandle);
+        // The rules' predicates are not called here: they are the caller's code, and may take their time.
         var view = new ProcProcessView(_options.Binaries, _options.Cgroup2Mount);
         view.Reset(_self);
         foreach (var r in _rules)
-        {
             r.Paths.Matches("/"u8);
-            r.Rule.Process?.Matches(view);
-        }
-        _ = (view.IsKernelThread, view.Status, view.CgroupId, view.Namespace("mnt"), view.ParentOf(_self));
+        _ = (view.Binary.Length, view.IsKernelThread, view.Status, view.CgroupId, view.Namespace("mnt"), view.ParentOf(_self));
         _counters.Snapshot();
         _ = new FanotifyReport("", 0, "", FileOperations.Open, RuleMode.Enforce, FanotifyVerdict.Allowed, DefaultReason.None, 0).Enforced;
     }
