@@ -26,7 +26,6 @@ public static class Metrics
                 c.ByType.Select(kv => (L(("type", kv.Key.Type), ("policy", kv.Key.Policy)), (double)kv.Value)));
             Metric("secagent_ringbuf_received_total", "counter", "Records read from the kernel ring buffer.", [("", c.Received)]);
             Metric("secagent_ringbuf_lost_total", "counter", "Records the kernel could not write (ring buffer full).", [("", c.KernelLost)]);
-            Metric("secagent_pipeline_dropped_total", "counter", "Records dropped because the pipeline queue was full.", [("", c.ChannelDropped)]);
             Metric("secagent_decode_errors_total", "counter", "Malformed kernel records.", [("", c.DecodeErrors)]);
             Metric("secagent_user_space_filtered_total", "counter", "Policy events decided against in user space.", [("", c.UserSpaceFiltered)]);
         }

@@ -11,6 +11,8 @@ public sealed class AgentOptions
     public long ExportFileMaxSize { get; set; }
     /// <summary>Rotated files kept (PATH.1 ... PATH.N).</summary>
     public int ExportFileMaxBackups { get; set; } = 5;
+    /// <summary>Group (name or gid) given read access to the export, rotated and stats files (0640); none: 0600.</summary>
+    public string? ExportFileGroup { get; set; }
     public string? NodeName { get; set; }
     public int ProcessCacheSize { get; set; } = 100_000;
     public double ExitGraceSeconds { get; set; } = 15;
@@ -59,6 +61,7 @@ public sealed class AgentOptions
         ["--export-file"] = "Agent:ExportFile",
         ["--export-file-max-size"] = "Agent:ExportFileMaxSize",
         ["--export-file-max-backups"] = "Agent:ExportFileMaxBackups",
+        ["--export-file-group"] = "Agent:ExportFileGroup",
         ["--node-name"] = "Agent:NodeName",
         ["--kubeconfig"] = "Agent:Kubeconfig",
         ["--process-cache-size"] = "Agent:ProcessCacheSize",

@@ -16,7 +16,6 @@ public static class OtlpMetrics
         meter.CreateObservableCounter("secagent.events", () => s.Pipeline?.Counters.ByType
             .Select(kv => new Measurement<long>(kv.Value, new KeyValuePair<string, object?>("type", kv.Key.Type), new KeyValuePair<string, object?>("policy", kv.Key.Policy))) ?? []);
         meter.CreateObservableCounter("secagent.ringbuf.lost", () => s.Pipeline?.Counters.KernelLost ?? 0);
-        meter.CreateObservableCounter("secagent.pipeline.dropped", () => s.Pipeline?.Counters.ChannelDropped ?? 0);
         meter.CreateObservableGauge("secagent.process_cache.size", () => s.Pipeline?.Cache.Count ?? 0);
         meter.CreateObservableCounter("secagent.hook.enforced", () => Hooks(s, st => st.Enforced));
         meter.CreateObservableCounter("secagent.hook.seen", () => Hooks(s, st => st.Seen));
