@@ -17,7 +17,8 @@ public sealed class AgentOptions
     public int ProcessCacheSize { get; set; } = 100_000;
     public double ExitGraceSeconds { get; set; } = 15;
     public int ChannelCapacity { get; set; } = 65_536;
-    public uint RingBufferBytes { get; set; } = 32 * 1024 * 1024;
+    /// <summary>The kernel→agent ring buffer (resident in the agent: the kernel maps it whole).</summary>
+    public uint RingBufferBytes { get; set; } = 8 * 1024 * 1024;
     /// <summary>For benchmarks only: selectors run in user space, the kernel posts every call (never enforces).</summary>
     public bool DebugUserspaceFilter { get; set; }
     /// <summary>Where to write the agent's counters as JSON every 500 ms (and at stop); none when empty.</summary>

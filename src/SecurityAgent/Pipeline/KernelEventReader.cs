@@ -7,11 +7,17 @@ namespace SecurityAgent.Pipeline;
 /// carries thousands of records. While a loaded policy enforces a decision only user space can make
 /// (<see cref="WakeOnRecord"/>), the thread also waits in epoll for the kernel's wake-up, so that decision is not
 /// delayed; otherwise it sleeps between drains: a wake-up per record (the kernel's default) costs more than the
-/// record itself. The kernel may submit without waking anyone (BPF_RB_NO_WAKEUP), so every wait ends in a drain.</summary>
+/// record itself. The kernel may submit without waking anyone (BPF_RB_NO_WAKEUP), so every wait ends in a drain.
+/// Under load the thread drains back to back.</summary>
 public sealed class KernelEventReader : IDisposable
 {
     /// <summary>The longest a record waits in the ring when the kernel does not wake the reader.</summary>
     public const int PollMs = 50;
+
+    /// <summary>A drain this large means records are coming fast: drain again at once instead of sleeping, so the ring
+    /// never fills between drains (and need not be large).</summary>
+    private const int BusyDrain = 256;
+    private int _lastDrain;
 
     private readonly RingBuffer _ring;
     private readonly EventPipeline _pipeline;
@@ -37,13 +43,15 @@ public sealed class KernelEventReader : IDisposable
         {
             while (!_stop)
             {
+                int n;
                 if (!_wakeOnRecord)
                 {
-                    Thread.Sleep(PollMs);
-                    _ring.Consume();
+                    if (_lastDrain < BusyDrain) Thread.Sleep(PollMs);
+                    n = _ring.Consume();
                 }
-                else if (_ring.Poll(PollMs) == 0)
-                    _ring.Consume(); // records submitted without a wake-up
+                else if ((n = _ring.Poll(_lastDrain < BusyDrain ? PollMs : 0)) == 0)
+                    n = _ring.Consume(); // records submitted without a wake-up
+                _lastDrain = n;
                 _pipeline.EndBatch();
             }
             _ring.Consume(); // what is already there
