@@ -12,7 +12,7 @@ namespace SecurityAgent.Pipeline;
 public sealed class KernelEventReader : IDisposable
 {
     /// <summary>The longest a record waits in the ring when the kernel does not wake the reader.</summary>
-    public const int PollMs = 50;
+    public const int PollMs = 80;
 
     /// <summary>A drain this large means records are coming fast: drain again at once instead of sleeping, so the ring
     /// never fills between drains (and need not be large).</summary>
