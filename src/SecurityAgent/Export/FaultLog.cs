@@ -31,7 +31,7 @@ public sealed partial class FaultLog(ILogger log, string what, TimeProvider? clo
         (_failing, _sinceLine) = (false, 0);
     }
 
-    [LoggerMessage(Level = LogLevel.Error, Message = "{What} failing: {Lost} lost since the last report, {Total} in all: {Reason}")]
+    [LoggerMessage(Level = LogLevel.Error, Message = "{What} failed: {Lost} lost since the last report, {Total} in all: {Reason}")]
     private static partial void LogFailing(ILogger log, string what, long lost, long total, string reason);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "{What} works again: {Lost} lost since the last report, {Total} in all")]

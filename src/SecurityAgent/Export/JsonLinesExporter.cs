@@ -31,7 +31,7 @@ public sealed class JsonLinesExporter : IEventExporter
         _sink = sink;
         _json = new Utf8JsonWriter(_batch, new JsonWriterOptions { Indented = false, SkipValidation = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
         _formatter = formatter;
-        _faults = new FaultLog(log, "JSON export");
+        _faults = new FaultLog(log, "JSON export write");
     }
 
     /// <summary>"-" is stdout; anything else the export file (see <see cref="ExportFile"/>), rotated when

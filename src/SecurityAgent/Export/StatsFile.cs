@@ -20,7 +20,7 @@ public sealed class StatsFile
     {
         (_path, _group) = (Path.GetFullPath(path), group);
         PrivateFiles.CheckDirectory(Path.GetDirectoryName(_path)!);
-        _faults = new FaultLog(log, "stats file " + _path);
+        _faults = new FaultLog(log, "stats file write " + _path);
     }
 
     public void Write(Func<object> counters, bool force = false)

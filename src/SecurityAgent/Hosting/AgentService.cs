@@ -97,7 +97,7 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
             engine.Scopes = new ScopeManager(state.Pods, cgroups);
             state.Pods.Changed += engine.RefreshScopes;
         }
-        engine.Prepare();
+        engine.Prepare(); // loading the policy program takes a while: a policy added later only writes maps and attaches
         SyncPolicies(policies, engine, reader);
         (state.Features, state.Pipeline, state.Engine, state.Policies, state.Exporter, state.PolicyDir, state.Validator, state.Compiler) =
             (features, pipeline, engine, policies, exporter, _opt.PolicyDir, validator, compiler);

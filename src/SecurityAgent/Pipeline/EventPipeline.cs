@@ -24,7 +24,7 @@ public sealed partial class EventPipeline
     public EventPipeline(Enricher enrich, Decider decide, PodWait pods, IReadOnlyList<IEventExporter> exporters, ILogger log)
     {
         (_enrich, _decide, _pods, _exporters, _log) = (enrich, decide, pods, exporters, log);
-        _faults = exporters.Select(x => new FaultLog(log, "exporter " + x.GetType().Name)).ToArray();
+        _faults = exporters.Select(x => new FaultLog(log, "exporter " + x.GetType().Name + " call")).ToArray();
         _export = ExportNow;
     }
 

@@ -94,9 +94,9 @@ public class ExportSurfaceTests
         Assert.True(failed > 100, $"only {failed} events lost: the disk did not fill up");
         Assert.Equal(lines.Length, written);
         Assert.Equal(s.GetProperty("exported").GetInt64(), written + failed); // every event is either in the file or counted lost
-        var logged = stderr.Split('\n').Count(l => l.Contains("JSON export failing"));
+        var logged = stderr.Split('\n').Count(l => l.Contains("JSON export write failed"));
         Assert.InRange(logged, 1, 5);
-        Assert.Contains("JSON export works again", stderr);
+        Assert.Contains("JSON export write works again", stderr);
     }
 
     [Fact]
@@ -135,7 +135,7 @@ public class ExportSurfaceTests
         agent.Events.WaitFor(e => ExportedEvents.IsExitOf(e, "stats-full-4"), "events while the stats file cannot be written");
         Assert.Equal(0, agent.Terminate());
         Assert.DoesNotContain("Agent failed", agent.Stderr);
-        Assert.InRange(agent.Stderr.Split('\n').Count(l => l.Contains("stats file") && l.Contains("failing")), 1, 3);
+        Assert.InRange(agent.Stderr.Split('\n').Count(l => l.Contains("stats file write") && l.Contains("failed")), 1, 3);
     }
 }
 
