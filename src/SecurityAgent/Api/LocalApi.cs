@@ -40,7 +40,7 @@ public static class LocalApi
             policies = ListPolicies(s),
             events = c is null ? null : new
             {
-                received = c.Received, exported = c.Exported, kernel_lost = c.KernelLost, channel_dropped = c.ChannelDropped,
+                received = c.Received, exported = c.Exported, kernel_lost = c.KernelLost,
                 decode_errors = c.DecodeErrors, user_space_filtered = c.UserSpaceFiltered,
             },
             process_cache = s.Pipeline is null ? null : new { size = s.Pipeline.Cache.Count, evictions = s.Pipeline.Cache.Evictions },

@@ -51,8 +51,10 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         }, TimeProvider.System, clockTickNs);
 
         var formatter = new JsonEventFormatter(node, BootClock.System(), _opt.EnableProcessCred, Redactor.Parse(_opt.RedactionFilters));
-        await using var exporter = new JsonLinesExporter(JsonLinesExporter.OpenTarget(_opt.ExportFile, _opt.ExportFileMaxSize, _opt.ExportFileMaxBackups),
+        int? group = string.IsNullOrEmpty(_opt.ExportFileGroup) ? null : PrivateFiles.Gid(_opt.ExportFileGroup);
+        await using var exporter = new JsonLinesExporter(JsonLinesExporter.OpenTarget(_opt.ExportFile, _opt.ExportFileMaxSize, _opt.ExportFileMaxBackups, group),
             formatter, log, FieldFilter.ParseList(_opt.FieldFilters));
+        var stats = string.IsNullOrEmpty(_opt.StatsFile) ? null : new StatsFile(_opt.StatsFile, group, log);
         var otlpOptions = OtlpOptions.From(_opt);
         await using var otlp = otlpOptions is null ? null : new OtlpLogExporter(otlpOptions, formatter, BootClock.System(), log);
         state.Otlp = otlp;
@@ -64,10 +66,14 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         using var engine = new PolicyEngine(sensor, Environment.ProcessId, _opt.DebugUserspaceFilter);
         if (_opt.DebugUserspaceFilter)
             LogDebugFilter(log);
-        var cgroups = features.Cgroup2Path is { } cg ? new Containers.CgroupMap(cg) : null;
+        using var cgroups = features.Cgroup2Path is { } cg ? new Containers.CgroupMap(cg) : null;
         state.Pods = new Containers.PodCache();
         state.Cgroups = cgroups;
-        var pipeline = new EventPipeline(_opt.ChannelCapacity, cache, [filtered, state.Live, state.EventMetrics], log, engine.Hooks, clockTickNs, engine, cgroups, state.Pods);
+        var pipeline = new EventPipeline(
+            new Enricher(cache, cgroups, clockTickNs),
+            new Decider(engine.Hooks, engine, (p, signal) => Responder.Signal(p, signal, clockTickNs)),
+            new PodWait(state.Pods, TimeProvider.System, _opt.ChannelCapacity),
+            [filtered, state.Live, state.EventMetrics], log);
         using var reader = new KernelEventReader(sensor.Events, pipeline);
         // Attach first, then scan /proc: a process that starts in between is seen by both, and the
         // cache keeps one entry. Events wait in the ring buffer until the reader starts.
@@ -90,13 +96,12 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
             engine.Scopes = new ScopeManager(state.Pods, cgroups);
             state.Pods.Changed += engine.RefreshScopes;
         }
-        engine.Prepare();
-        lock (state.PolicyLock) policies.Sync();
+        engine.Prepare(); // loading the policy program takes a while: a policy added later only writes maps and attaches
+        SyncPolicies(policies, engine, reader);
         (state.Features, state.Pipeline, state.Engine, state.Policies, state.Exporter, state.PolicyDir, state.Validator, state.Compiler) =
             (features, pipeline, engine, policies, exporter, _opt.PolicyDir, validator, compiler);
         var kube = StartKubernetes(stop);
         reader.Start();
-        var run = Task.Run(() => pipeline.RunAsync(CancellationToken.None), CancellationToken.None);
         LogReady(log, sensor.Links.Count, seeded, policies.Loaded.Count(), _opt.ExportFile == "-" ? "stdout" : _opt.ExportFile);
 
         long reportedLoss = 0, ticks = 0;
@@ -106,18 +111,18 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
             {
                 await Task.Delay(TimeSpan.FromMilliseconds(500), stop).ContinueWith(_ => { }, CancellationToken.None);
                 if (stop.IsCancellationRequested) break;
-                lock (state.PolicyLock) policies.Sync(); // hot reload: cheap when nothing changed (hash compare)
+                SyncPolicies(policies, engine, reader);
                 if (++ticks % 4 == 0)
                     engine.RefreshScopes(); // containers' cgroups appear after their pods are reported
                 pipeline.Counters.SetKernelLost(sensor.KernelLost());
-                WriteStats(pipeline, cache, policies, engine, exporter, filtered);
+                stats?.Write(() => Stats(pipeline, cache, engine, exporter, filtered));
                 if (pipeline.Counters.TotalLost != reportedLoss)
                 {
                     reportedLoss = pipeline.Counters.TotalLost;
                     LogLoss(log, pipeline.Counters.ToString());
                 }
-                if (run.IsCompleted)
-                    await run; // surfaces a pipeline failure
+                if (reader.Failed)
+                    reader.Stop(); // surfaces the failure
             }
         }
         finally
@@ -135,13 +140,19 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
                 state.Engine = null;
                 engine.Dispose(); // detach policy hooks before the reader stops
             }
-            reader.Stop();
-            pipeline.Complete();
-            await run;
+            reader.Stop(); // drains the ring buffer and sends on everything held
             pipeline.Counters.SetKernelLost(sensor.KernelLost());
-            WriteStats(pipeline, cache, policies, engine, exporter, filtered);
+            stats?.Write(() => Stats(pipeline, cache, engine, exporter, filtered), force: true);
             LogStopped(log, pipeline.Counters.ToString(), cache.Count, cache.Evictions);
         }
+    }
+
+    /// <summary>Brings the loaded policies in line with the policy directory (the seam for the policy manager), then
+    /// tells the reader whether a loaded policy now waits on user space.</summary>
+    private void SyncPolicies(PolicyDirectory policies, PolicyEngine engine, KernelEventReader reader)
+    {
+        lock (state.PolicyLock) policies.Sync(); // hot reload: cheap when nothing changed (hash compare)
+        reader.WakeOnRecord = engine.Hooks.Values.Any(Decider.AwaitsUserSpace);
     }
 
     /// <summary>Watches policy CRDs when a kubeconfig is given or the agent runs in a cluster; says once when not.</summary>
@@ -176,16 +187,15 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
     [LoggerMessage(Level = LogLevel.Information, Message = "Watching policy CRDs on {Server}")]
     private static partial void LogKubernetes(ILogger log, string server);
 
-    /// <summary>--stats-file: the counters as one JSON object, replaced atomically.</summary>
-    private void WriteStats(EventPipeline pipeline, ProcessCache cache, PolicyDirectory policies, PolicyEngine engine, JsonLinesExporter exporter, FilteringExporter filtered)
+    /// <summary>The counters --stats-file holds.</summary>
+    private object Stats(EventPipeline pipeline, ProcessCache cache, PolicyEngine engine, JsonLinesExporter exporter, FilteringExporter filtered)
     {
-        if (string.IsNullOrEmpty(_opt.StatsFile)) return;
         var c = pipeline.Counters;
-        var stats = new
+        return new
         {
-            received = c.Received, exported = c.Exported, kernel_lost = c.KernelLost, channel_dropped = c.ChannelDropped,
-            decode_errors = c.DecodeErrors, user_space_filtered = c.UserSpaceFiltered, process_cache = cache.Count,
-            process_cache_evictions = cache.Evictions, export_written = exporter.Written, export_failed = exporter.Failed,
+            received = c.Received, exported = c.Exported, kernel_lost = c.KernelLost, decode_errors = c.DecodeErrors,
+            user_space_filtered = c.UserSpaceFiltered, pod_wait_overflow = c.PodWaitOverflow, exporter_faults = c.ExporterFaults,
+            process_cache = cache.Count, process_cache_evictions = cache.Evictions, export_written = exporter.Written, export_failed = exporter.Failed,
             export_filtered = filtered.Filtered, export_rate_limited = filtered.RateLimited,
             otlp = state.Otlp is { } o ? new { enqueued = o.Enqueued, delivered = o.Delivered, dropped = o.Dropped, failures = o.Failures, queue_depth = o.QueueDepth } : null,
             hooks = state.LoadedPolicies().SelectMany(p => p.HookIds.Select((id, i) => (p, id, i))).Select(x =>
@@ -194,9 +204,6 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
                 return new { policy = x.p.Plan.Name, hook = x.p.Plan.Hooks[x.i].Name, seen = st.Seen, matched = st.Matched, filtered = st.Filtered, posted = st.Posted, enforced = st.Enforced, rate_limited = st.RateLimited };
             }).ToList(),
         };
-        var tmp = _opt.StatsFile + ".tmp";
-        File.WriteAllText(tmp, System.Text.Json.JsonSerializer.Serialize(stats));
-        File.Move(tmp, _opt.StatsFile, overwrite: true);
     }
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "--debug-userspace-filter: policy selectors run in user space and nothing is enforced (a benchmark comparison, not for production)")]
