@@ -6,7 +6,8 @@ using Microsoft.Extensions.Logging;
 namespace SecurityAgent.Export;
 
 /// <summary>JSON lines to stdout or the export file. Lines are collected in one reused buffer and written with one
-/// write per batch (the pipeline flushes after each ring-buffer drain). A failed write loses the lines that did not
+/// write per batch (the pipeline flushes after each ring-buffer drain). With a compact style (a person watching a terminal)
+/// each event is written as one readable line instead (<see cref="Compact.CompactRenderer"/>). A failed write loses the lines that did not
 /// land, counted exactly and logged at a bounded rate; the next batch tries again.</summary>
 public sealed class JsonLinesExporter : IEventExporter
 {
@@ -17,6 +18,7 @@ public sealed class JsonLinesExporter : IEventExporter
     private readonly JsonEventFormatter _formatter;
     private readonly FaultLog _faults;
     private readonly List<FieldFilter> _fieldFilters;
+    private readonly Compact.CompactStyle? _compact;
     private int _lines;
     private long _written, _failed;
 
@@ -25,8 +27,9 @@ public sealed class JsonLinesExporter : IEventExporter
     /// <summary>Events lost to failed writes (not write attempts).</summary>
     public long Failed => Volatile.Read(ref _failed);
 
-    public JsonLinesExporter(ILineSink sink, JsonEventFormatter formatter, ILogger log, List<FieldFilter>? fieldFilters = null)
+    public JsonLinesExporter(ILineSink sink, JsonEventFormatter formatter, ILogger log, List<FieldFilter>? fieldFilters = null, Compact.CompactStyle? compact = null)
     {
+        _compact = compact;
         _fieldFilters = fieldFilters ?? [];
         _sink = sink;
         _json = new Utf8JsonWriter(_batch, new JsonWriterOptions { Indented = false, SkipValidation = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
@@ -41,11 +44,18 @@ public sealed class JsonLinesExporter : IEventExporter
 
     public void Export(AgentEvent e)
     {
-        if (_fieldFilters.Count > 0)
-            _batch.Write(System.Text.Encoding.UTF8.GetBytes(FieldFilter.Apply(_fieldFilters, System.Text.Encoding.UTF8.GetString(_formatter.Render(e)))));
+        var json = _fieldFilters.Count > 0
+            ? System.Text.Encoding.UTF8.GetBytes(FieldFilter.Apply(_fieldFilters, System.Text.Encoding.UTF8.GetString(_formatter.Render(e))))
+            : _formatter.Render(e);
+        if (_compact is { } style)
+        {
+            if (!Compact.CompactRenderer.Render(json, _batch, style)) return;
+        }
         else
-            _batch.Write(_formatter.Render(e));
-        _batch.Write("\n"u8);
+        {
+            _batch.Write(json);
+            _batch.Write("\n"u8);
+        }
         _lines++;
         if (_batch.WrittenCount >= FlushAt)
             Flush();
@@ -58,6 +68,12 @@ public sealed class JsonLinesExporter : IEventExporter
         _json.Reset(_batch);
         _formatter.WriteRateLimitInfo(_json, dropped, (ulong)Interop.Libc.ClockNs(Interop.Libc.CLOCK_BOOTTIME));
         _json.Flush();
+        if (_compact is { } style)
+        {
+            var line = _batch.WrittenSpan.ToArray();
+            _batch.ResetWrittenCount();
+            if (!Compact.CompactRenderer.Render(line, _batch, style)) _batch.Write(line);
+        }
         _batch.Write("\n"u8);
         _sink.Write(_batch.WrittenSpan, out _);
         _batch.ResetWrittenCount();

@@ -52,8 +52,12 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
 
         var formatter = new JsonEventFormatter(node, BootClock.System(), _opt.EnableProcessCred, Redactor.Parse(_opt.RedactionFilters));
         int? group = string.IsNullOrEmpty(_opt.ExportFileGroup) ? null : PrivateFiles.Gid(_opt.ExportFileGroup);
+        bool terminal = _opt.ExportFile == "-" && !Console.IsOutputRedirected;
+        Export.Compact.CompactStyle? compact = _opt.CompactOutput(terminal)
+            ? new(Color: terminal && Environment.GetEnvironmentVariable("NO_COLOR") is null, Timestamps: true)
+            : null;
         await using var exporter = new JsonLinesExporter(JsonLinesExporter.OpenTarget(_opt.ExportFile, _opt.ExportFileMaxSize, _opt.ExportFileMaxBackups, group),
-            formatter, log, FieldFilter.ParseList(_opt.FieldFilters));
+            formatter, log, FieldFilter.ParseList(_opt.FieldFilters), compact);
         var stats = string.IsNullOrEmpty(_opt.StatsFile) ? null : new StatsFile(_opt.StatsFile, group, log);
         var otlpOptions = OtlpOptions.From(_opt);
         await using var otlp = otlpOptions is null ? null : new OtlpLogExporter(otlpOptions, formatter, BootClock.System(), log);
