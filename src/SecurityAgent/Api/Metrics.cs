@@ -35,11 +35,7 @@ public static class Metrics
             Metric("secagent_process_cache_size", "gauge", "Processes in the process cache.", [("", p.Cache.Count)]);
             Metric("secagent_process_cache_evictions_total", "counter", "Entries evicted at the cache's cap.", [("", p.Cache.Evictions)]);
         }
-        var hooks = new List<(string Labels, Sensors.HookStats St)>();
-        lock (s.PolicyLock)
-            foreach (var pol in s.LoadedPolicies())
-                for (int i = 0; i < pol.HookIds.Count; i++)
-                    hooks.Add((L(("policy", pol.Plan.Name), ("hook", pol.Plan.Hooks[i].Name)), s.Engine!.Stats(pol.HookIds[i])));
+        var hooks = s.Policies.HookStats().Select(h => (Labels: L(("policy", h.Policy), ("hook", h.Hook)), St: h.Stats)).ToList();
         Metric("secagent_hook_seen_total", "counter", "Calls a policy hook saw in the kernel.", hooks.Select(h => (h.Labels, (double)h.St.Seen)));
         Metric("secagent_hook_matched_total", "counter", "Calls a hook's selectors matched in the kernel.", hooks.Select(h => (h.Labels, (double)h.St.Matched)));
         Metric("secagent_hook_posted_total", "counter", "Events a hook sent to user space.", hooks.Select(h => (h.Labels, (double)h.St.Posted)));

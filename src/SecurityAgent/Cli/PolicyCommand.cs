@@ -4,7 +4,7 @@ using SecurityAgent.Policies;
 
 namespace SecurityAgent.Cli;
 
-/// <summary>`secagent policy validate FILE...`: checks policies against the schema and this kernel.</summary>
+/// <summary>`secagent policy validate FILE|DIR...`: checks policies against the schema and this kernel (warnings too).</summary>
 public static class PolicyCommand
 {
     public static int Run(string[] args)
@@ -15,7 +15,7 @@ public static class PolicyCommand
             return 2;
         }
         bool compile = args[0] == "compile";
-        var files = args[1..].Where(a => a != "--explain").ToArray();
+        var files = PolicyFiles.Expand(args[1..].Where(a => a != "--explain"));
         var features = KernelFor(out var note);
         if (note is not null) Console.Error.WriteLine(note);
         KernelMounts.TryEnsureTraceFs();
@@ -26,12 +26,13 @@ public static class PolicyCommand
         {
             if (!File.Exists(file))
             {
-                Console.Error.WriteLine($"{file}: no such file");
+                Console.Error.WriteLine($"{file}: no such file or directory");
                 errors++;
                 continue;
             }
             foreach (var p in validator.ValidateFile(file))
             {
+                foreach (var w in p.Warnings) Console.WriteLine(w);
                 if (p.Ok)
                 {
                     try

@@ -4,7 +4,7 @@ namespace SecurityAgent.Hosting;
 /// binary, then SECAGENT_Agent__* environment variables, then command-line flags (see <see cref="Switches"/>).</summary>
 public sealed class AgentOptions
 {
-    public string PolicyDir { get; set; } = "policies";
+    public string PolicyDir { get; set; } = Policies.PolicyDirectory.DefaultPath;
     /// <summary>"-" for stdout.</summary>
     public string ExportFile { get; set; } = "-";
     /// <summary>Rotate the export file when it would grow past this many bytes (0: never).</summary>

@@ -36,16 +36,9 @@ public static class OtlpMetrics
         return new Both(provider, meter);
     }
 
-    private static IEnumerable<Measurement<long>> Hooks(AgentState s, Func<Sensors.HookStats, ulong> pick)
-    {
-        var list = new List<Measurement<long>>();
-        lock (s.PolicyLock)
-            foreach (var p in s.LoadedPolicies())
-                for (int i = 0; i < p.HookIds.Count; i++)
-                    list.Add(new Measurement<long>((long)pick(s.Engine!.Stats(p.HookIds[i])),
-                        new KeyValuePair<string, object?>("policy", p.Plan.Name), new KeyValuePair<string, object?>("hook", p.Plan.Hooks[i].Name)));
-        return list;
-    }
+    private static IEnumerable<Measurement<long>> Hooks(AgentState s, Func<Sensors.HookStats, ulong> pick) =>
+        s.Policies.HookStats().Select(h => new Measurement<long>((long)pick(h.Stats),
+            new KeyValuePair<string, object?>("policy", h.Policy), new KeyValuePair<string, object?>("hook", h.Hook))).ToList();
 
     private sealed class Both(IDisposable a, IDisposable b) : IDisposable
     {
