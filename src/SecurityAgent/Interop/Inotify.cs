@@ -20,7 +20,7 @@ internal static unsafe partial class Inotify
 
     internal const uint IN_ATTRIB = 0x4, IN_CLOSE_WRITE = 0x8, IN_MOVED_FROM = 0x40, IN_MOVED_TO = 0x80, IN_CREATE = 0x100,
         IN_DELETE = 0x200, IN_DELETE_SELF = 0x400, IN_MOVE_SELF = 0x800, IN_Q_OVERFLOW = 0x4000, IN_IGNORED = 0x8000,
-        IN_ONLYDIR = 0x1000000, IN_ISDIR = 0x40000000;
+        IN_ONLYDIR = 0x1000000;
     private const int IN_NONBLOCK = 0x800, IN_CLOEXEC = 0x80000, EAGAIN = 11, EINTR = 4;
     private const short POLLIN = 1;
 

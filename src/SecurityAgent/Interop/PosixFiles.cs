@@ -8,7 +8,6 @@ internal readonly record struct FileStatus(uint Mode, uint Uid, long Size)
 {
     private const uint S_IFMT = 0xF000, S_IFREG = 0x8000, S_IFDIR = 0x4000;
     public bool IsRegular => (Mode & S_IFMT) == S_IFREG;
-    public bool IsDirectory => (Mode & S_IFMT) == S_IFDIR;
     /// <summary>Writable by the group or by others.</summary>
     public bool SharedWritable => (Mode & 0b000_010_010) != 0;
     public string Permissions => Convert.ToString(Mode & 0xFFF, 8).PadLeft(4, '0');

@@ -13,8 +13,6 @@ namespace SecurityAgent.Kubernetes;
 /// holds can stop the watch.</summary>
 public sealed partial class CrdPolicySource(KubeClient client, PolicyManager policies, ILogger log)
 {
-    public const string ClusterPath = "/apis/securityagent.io/v1alpha1/tracingpolicies";
-    public const string NamespacedPath = "/apis/securityagent.io/v1alpha1/tracingpoliciesnamespaced";
     public const string CiliumGroupVersion = "cilium.io/v1alpha1";
     private static readonly TimeSpan DiscoveryInterval = TimeSpan.FromSeconds(60);
 

@@ -30,9 +30,6 @@ public sealed class PolicyCompiler(KernelFeatures features, Func<string, string,
         return plan;
     }
 
-    internal static ulong RateLimitNs(string s) =>
-        PolicyValues.TryParseRateLimit(s, out var ns) ? ns : throw new FormatException($"'{s}' is not a rate limit");
-
     /// <summary>A value of an Int value set (canonical decimal text, see <see cref="ValueSet.Integers"/>).</summary>
     public static ulong Integer(string v) =>
         PolicyValues.TryParseInteger(v, out var n, out _) ? n : throw new FormatException($"'{v}' is not an integer");

@@ -15,8 +15,6 @@ public sealed record PolicyDiagnostic(string File, int Line, int Column, string 
     public PolicyDiagnostic(string file, SourcePos pos, string field, string message, Severity severity = Severity.Error)
         : this(file, pos.Line, pos.Column, field, message, severity) { }
 
-    public bool IsError => Severity == Severity.Error;
-
     public override string ToString() =>
         $"{File}:{Line}:{Column}: {(Severity == Severity.Warning ? "warning: " : "")}{(string.IsNullOrEmpty(Field) ? "" : Field + ": ")}{Message}";
 }
@@ -29,7 +27,6 @@ public sealed class DiagnosticBag(string file, int max = PolicyLimits.MaxDiagnos
     private readonly List<PolicyDiagnostic> _warnings = [];
     private int _droppedErrors, _droppedWarnings;
 
-    public string File => file;
     public bool HasErrors => _errors.Count > 0;
 
     public void Error(SourcePos pos, string field, string message) => Add(_errors, ref _droppedErrors, new(file, pos, field, message));

@@ -61,10 +61,10 @@ public sealed class YamlDocument(YNode root)
     public YNode Root { get; } = root;
 
     /// <summary>The document as JSON (what kubectl sends for a YAML manifest).</summary>
-    public string ToJson(bool indented = false)
+    public string ToJson()
     {
         using var buffer = new MemoryStream();
-        using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = indented, MaxDepth = PolicyLimits.MaxDepth + 1 }))
+        using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { MaxDepth = PolicyLimits.MaxDepth + 1 }))
             Write(w, Root);
         return Encoding.UTF8.GetString(buffer.ToArray());
     }

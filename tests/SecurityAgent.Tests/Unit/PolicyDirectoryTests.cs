@@ -42,7 +42,6 @@ public sealed class PolicyDirectoryTests : IDisposable
     public void A_policy_renamed_into_the_directory_is_applied_within_milliseconds_through_inotify()
     {
         Watch();
-        Assert.True(Within(TimeSpan.FromSeconds(2), () => _loader.Calls.Count == 0 && _manager.Ready));
         Thread.Sleep(200); // the watch is in place
         File.WriteAllText(F(".p.yaml.tmp"), P("renamed"));
         var sw = Stopwatch.StartNew();
