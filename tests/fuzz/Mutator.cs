@@ -102,13 +102,23 @@ public sealed class Mutator(IReadOnlyList<string> corpus, ulong seed)
                 lines.Insert(li, nest);
                 return (string.Join('\n', lines), $"nest-{depth}");
             }
-            case 8:
+            case 8 when Below(2) == 0:
             {
                 var bomb = new StringBuilder("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
                 for (int i = 1; i < 12; i++)
                     bomb.Append($"a{i}: &a{i} [{string.Join(", ", Enumerable.Repeat($"*a{i - 1}", 10))}]\n");
                 lines.Insert(li, bomb.ToString());
                 return (string.Join('\n', lines), "alias-bomb");
+            }
+            case 8:
+            {
+                // Each alias repeats a node nested almost to the limit, inside another such nest: deep only through aliases.
+                int depth = 40 + Below(25);
+                var chain = new StringBuilder($"d0: &d0 {new string('[', depth)}x{new string(']', depth)}\n");
+                for (int i = 1; i < 2 + Below(6); i++)
+                    chain.Append($"d{i}: &d{i} {new string('[', depth)}*d{i - 1}{new string(']', depth)}\n");
+                lines.Insert(li, chain.ToString());
+                return (string.Join('\n', lines), "alias-depth");
             }
             case 9:
             {

@@ -69,8 +69,10 @@ public sealed class PolicyValidator(KernelFeatures features, Func<string, string
         var (name, kind, ns) = Identity(doc.Root);
         TracingPolicy? policy = null;
         PolicyPlan? plan = null;
+        string? hash = null;
         try
         {
+            hash = doc.ContentHash;
             if (PolicySchema.Check(doc.Root, d))
             {
                 policy = PolicyReader.Read(doc, d);
@@ -83,7 +85,7 @@ public sealed class PolicyValidator(KernelFeatures features, Func<string, string
         }
         return new ValidatedPolicy(file, name, kind, d.HasErrors ? null : policy, d.Errors)
         {
-            Warnings = d.Warnings, Plan = plan, ContentHash = doc.ContentHash, Namespace = ns,
+            Warnings = d.Warnings, Plan = plan, ContentHash = hash, Namespace = ns,
         };
     }
 

@@ -12,6 +12,8 @@ public abstract class YNode(SourcePos pos)
 {
     public SourcePos Pos { get; } = pos;
     public int Size { get; private protected set; } = 1;
+    /// <summary>Levels of nesting from this node down, aliases expanded (a scalar is 1).</summary>
+    public int Height { get; private protected set; } = 1;
     public abstract string Describe { get; }
 }
 
@@ -38,14 +40,22 @@ public sealed class YSequence(SourcePos pos, List<YNode> items) : YNode(pos)
 {
     public IReadOnlyList<YNode> Items { get; } = items;
     public override string Describe => "a list";
-    internal void Seal() => Size = 1 + Items.Sum(i => i.Size);
+    internal void Seal()
+    {
+        Size = 1 + Items.Sum(i => i.Size);
+        Height = 1 + Items.Select(i => i.Height).DefaultIfEmpty(0).Max();
+    }
 }
 
 public sealed class YMapping(SourcePos pos, List<KeyValuePair<YScalar, YNode>> entries) : YNode(pos)
 {
     public IReadOnlyList<KeyValuePair<YScalar, YNode>> Entries { get; } = entries;
     public override string Describe => "a mapping";
-    internal void Seal() => Size = 1 + Entries.Sum(e => 1 + e.Value.Size);
+    internal void Seal()
+    {
+        Size = 1 + Entries.Sum(e => 1 + e.Value.Size);
+        Height = 1 + Entries.Select(e => e.Value.Height).DefaultIfEmpty(0).Max();
+    }
 
     public KeyValuePair<YScalar, YNode>? Entry(string key)
     {
@@ -303,6 +313,8 @@ public static class YamlDocuments
                     case AnchorAlias alias:
                         if (alias.Value.IsEmpty || !anchors.TryGetValue(alias.Value.Value, out var target))
                             throw new DocumentError(last, $"alias *{(alias.Value.IsEmpty ? "" : PolicyValues.Shorten(alias.Value.Value))} names no complete anchor before it");
+                        if (stack.Count + target.Height > PolicyLimits.MaxDepth + 1)
+                            throw new DocumentError(last, $"nesting deeper than {PolicyLimits.MaxDepth} levels (limit; an alias counts as the nodes it repeats)");
                         Count(last, target.Size);
                         Add(target);
                         break;

@@ -135,6 +135,16 @@ public class PolicyFrontEndTests
     }
 
     [Fact]
+    public void Nesting_reached_only_through_aliases_counts_against_the_depth_limit()
+    {
+        var chain = "d0: &d0 " + new string('[', 40) + "x" + new string(']', 40) + "\n"
+            + "d1: &d1 " + new string('[', 40) + "*d0" + new string(']', 40) + "\n";
+        var d = Only(chain);
+        Assert.Equal((2, 49), (d.Line, d.Column));
+        Assert.Contains($"nesting deeper than {PolicyLimits.MaxDepth} levels (limit; an alias counts as the nodes it repeats)", d.Message);
+    }
+
+    [Fact]
     public void Aliases_within_the_limit_mean_what_they_repeat()
     {
         var yaml = Policy("    - matchBinaries:\n      - operator: In\n        values: &bins [\"/usr/bin/cat\"]\n    - matchBinaries:\n      - operator: In\n        values: *bins\n");
