@@ -50,7 +50,13 @@ public sealed partial class PolicyDirectory
             }
             _dirProblem = null;
             var realDir = PosixFiles.RealPath(_dir) ?? _dir;
-            var present = System.IO.Directory.EnumerateFileSystemEntries(_dir).Where(PolicyFiles.IsPolicyFile).Order(StringComparer.Ordinal).ToList();
+            List<string> present;
+            try { present = System.IO.Directory.EnumerateFileSystemEntries(_dir).Where(PolicyFiles.IsPolicyFile).Order(StringComparer.Ordinal).ToList(); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                LogWatchFailed(_log, _dir, e.Message);
+                return false; // gone or unreadable right now: the next event or rescan looks again
+            }
             bool changed = false;
             foreach (var gone in _files.Keys.Except(present).ToList())
             {
@@ -74,7 +80,12 @@ public sealed partial class PolicyDirectory
 
     private (bool Changed, PolicyOutcome Outcome) Apply(string realDir, string file)
     {
-        var read = PolicyFiles.ReadTrusted(realDir, file);
+        PolicyFileRead read;
+        try { read = PolicyFiles.ReadTrusted(realDir, file); }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            read = new PolicyFileRead(file, null, $"cannot read: {e.GetType().Name}: {e.Message}");
+        }
         var hash = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(read.Text ?? "refused: " + read.Refusal)));
         if (_files.TryGetValue(file, out var old) && old == hash)
             return (false, new PolicyOutcome([], [], []));
@@ -161,17 +172,25 @@ public sealed partial class PolicyDirectory
                 return new PolicyOutcome([], [problem], warnings, PolicyFailure.Conflict);
             if (File.Exists(file) && !replace)
                 return new PolicyOutcome([], [$"{file} exists (replace=true to overwrite)"], warnings, PolicyFailure.Conflict);
-            System.IO.Directory.CreateDirectory(_dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
             var tmp = System.IO.Path.Combine(_dir, $".{keys[0].Name}.{Guid.NewGuid():N}.tmp");
-            using (var fs = new FileStream(tmp, new FileStreamOptions
+            try
             {
-                Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
-            }))
-            {
-                fs.Write(Encoding.UTF8.GetBytes(text));
-                fs.Flush(flushToDisk: true);
+                System.IO.Directory.CreateDirectory(_dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+                using (var fs = new FileStream(tmp, new FileStreamOptions
+                {
+                    Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
+                }))
+                {
+                    fs.Write(Encoding.UTF8.GetBytes(text));
+                    fs.Flush(flushToDisk: true);
+                }
+                File.Move(tmp, file, overwrite: true);
             }
-            File.Move(tmp, file, overwrite: true);
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                File.Delete(tmp);
+                return new PolicyOutcome([], [$"cannot write {file}: {e.Message}"], warnings, PolicyFailure.LoadFailed);
+            }
             var (changed, outcome) = Apply(PosixFiles.RealPath(_dir) ?? _dir, file);
             if (!changed) // the same text again: what it holds is what is loaded
                 outcome = outcome with { Loaded = _manager.List().Where(p => p.Origin == file && p.Loaded).Select(p => p.Key).ToList() };
@@ -190,7 +209,11 @@ public sealed partial class PolicyDirectory
             return new PolicyOutcome([], [$"{origin.Display} holds other policies too: change that file"], [], PolicyFailure.Conflict);
         lock (_sync)
         {
-            File.Delete(origin.Id);
+            try { File.Delete(origin.Id); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                return new PolicyOutcome([], [$"cannot delete {origin.Id}: {e.Message}"], [], PolicyFailure.LoadFailed);
+            }
             _files.Remove(origin.Id);
             _manager.Remove(origin, $"{origin.Id} deleted");
             return new PolicyOutcome([], [], []);
@@ -200,6 +223,6 @@ public sealed partial class PolicyDirectory
     [LoggerMessage(Level = LogLevel.Error, Message = "Policy directory refused: {Problem}; policies already loaded stay, nothing new is read from it")]
     private static partial void LogUntrusted(ILogger log, string problem);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Watching the policy directory {Dir} failed ({Reason}); retrying")]
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Reading the policy directory {Dir} failed ({Reason}); retrying")]
     private static partial void LogWatchFailed(ILogger log, string dir, string reason);
 }
