@@ -10,6 +10,8 @@ internal readonly record struct FileStatus(uint Mode, uint Uid, long Size)
     public bool IsRegular => (Mode & S_IFMT) == S_IFREG;
     /// <summary>Writable by the group or by others.</summary>
     public bool SharedWritable => (Mode & 0b000_010_010) != 0;
+    /// <summary>The sticky bit: only an entry's owner may rename or remove it (/tmp, Kubernetes ConfigMap volumes).</summary>
+    public bool Sticky => (Mode & 0x200) != 0;
     public string Permissions => Convert.ToString(Mode & 0xFFF, 8).PadLeft(4, '0');
     public string Type => (Mode & S_IFMT) switch
     {
@@ -23,7 +25,7 @@ internal readonly record struct FileStatus(uint Mode, uint Uid, long Size)
 internal static unsafe partial class PosixFiles
 {
     private const string Lib = "libc.so.6";
-    private const int O_RDONLY = 0, O_NONBLOCK = 0x800, O_DIRECTORY = 0x10000, O_NOFOLLOW = 0x20000, O_CLOEXEC = 0x80000;
+    private const int O_RDONLY = 0, O_NONBLOCK = 0x800, O_DIRECTORY = 0x10000, O_NOFOLLOW = 0x20000, O_CLOEXEC = 0x80000, O_PATH = 0x200000;
     internal const int ELOOP = 40;
 
     [LibraryImport(Lib, EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
@@ -49,6 +51,15 @@ internal static unsafe partial class PosixFiles
             throw new IOException($"{(errno == ELOOP && noFollow ? "a symlink" : Marshal.GetPInvokeErrorMessage(errno))} ({Errno.Name(errno)})", errno);
         }
         return new SafeFileHandle(fd, ownsHandle: true);
+    }
+
+    /// <summary>What fstat says about a symlink itself (not its target).</summary>
+    internal static FileStatus LinkStatus(string path)
+    {
+        int fd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) throw new IOException($"{Marshal.GetPInvokeErrorMessage(Marshal.GetLastPInvokeError())} ({Errno.Name(Marshal.GetLastPInvokeError())})");
+        using var h = new SafeFileHandle(fd, ownsHandle: true);
+        return Stat(h);
     }
 
     internal static FileStatus Stat(SafeFileHandle handle)

@@ -10,7 +10,9 @@ public sealed record PolicyFileRead(string Path, string? Text, string? Refusal);
 /// <summary>Reading policy files within the limits: never blocking (a FIFO is refused, not opened for a writer), only
 /// regular files, at most <see cref="PolicyLimits.MaxBytes"/>, strict UTF-8. The policy directory is a trust boundary
 /// (as sshd and sudo treat their configuration): it and its files must belong to root (or the agent's own user) and
-/// not be writable by group or others, and a symlink may only point at a file inside it (a ConfigMap's links do).</summary>
+/// not be writable by group or others (a sticky directory of root's, as Kubernetes mounts a ConfigMap, is fine: no one
+/// else can replace root's entries there), and a symlink must be root's and point at a file inside it (a ConfigMap's
+/// links do).</summary>
 public static class PolicyFiles
 {
     private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
@@ -24,7 +26,8 @@ public static class PolicyFiles
         try
         {
             using var h = PosixFiles.OpenRead(dir, noFollow: false, directory: true);
-            return OwnershipProblem(PosixFiles.Stat(h), "directory " + dir, "chmod go-w");
+            var st = PosixFiles.Stat(h);
+            return st.Sticky && st.Uid == 0 ? null : OwnershipProblem(st, "directory " + dir, "chmod go-w");
         }
         catch (IOException e)
         {
@@ -54,6 +57,8 @@ public static class PolicyFiles
             }
             catch (IOException e) when (e.HResult == PosixFiles.ELOOP)
             {
+                if (OwnershipProblem(PosixFiles.LinkStatus(path) with { Mode = 0 }, "the symlink", "chown -h root") is { } linkProblem)
+                    return new(path, null, linkProblem);
                 var target = PosixFiles.RealPath(path);
                 if (target is null)
                     return new(path, null, "a symlink to nothing: skipped");

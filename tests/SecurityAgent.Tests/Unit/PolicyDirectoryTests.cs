@@ -103,6 +103,19 @@ public sealed class PolicyDirectoryTests : IDisposable
     }
 
     [Fact]
+    public void A_sticky_directory_of_roots_as_kubernetes_mounts_a_configmap_is_trusted_but_a_link_planted_there_by_another_user_is_not()
+    {
+        File.WriteAllText(F("a.yaml"), P("a"));
+        File.SetUnixFileMode(_dir.Path, (UnixFileMode)0b1_111_111_111); // drwxrwxrwt root
+        Assert.Null(PolicyFiles.DirectoryProblem(_dir.Path));
+        File.CreateSymbolicLink(F("planted.yaml"), "a.yaml");
+        Assert.Equal(0, Run.Wait("chown", ["-h", "65534", F("planted.yaml")]).Code);
+        _dir.Sync();
+        Assert.Equal(["a"], Loaded());
+        Assert.Contains("the symlink belongs to uid 65534, not root", PolicyFiles.ReadTrusted(_dir.Path, F("planted.yaml")).Refusal);
+    }
+
+    [Fact]
     public void Configmap_symlinks_inside_the_directory_are_followed_and_a_link_out_is_not()
     {
         // What a ConfigMap volume looks like: p.yaml -> ..data/p.yaml, ..data -> ..2026_11_22_v1
