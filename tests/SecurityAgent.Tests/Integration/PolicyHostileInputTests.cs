@@ -207,7 +207,7 @@ public sealed class PolicyHostileInputTests(ITestOutputHelper output)
         var policy = YamlDocuments.Parse("tp.yaml", TestPolicies.SyscallKprobeKill("from-tetragon", s.Victim, s.Secret)).Documents.Single().ToJson();
         api.ApplyAt("/apis/cilium.io/v1alpha1/tracingpolicies", policy);
         Assert.True(Within(TimeSpan.FromSeconds(3), s.Killed), "the cilium.io TracingPolicy is not enforced\n" + agent.Stderr);
-        Assert.Contains("Policy from-tetragon loaded from crd/from-tetragon", agent.Stderr);
+        Assert.True(agent.WaitForLog("Policy from-tetragon loaded from crd/from-tetragon"), agent.Stderr); // logs arrive asynchronously
     }
 
     [Fact]
