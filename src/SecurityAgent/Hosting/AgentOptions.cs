@@ -9,7 +9,7 @@ namespace SecurityAgent.Hosting;
 /// default shown in `secagent run --help`; <see cref="Validate"/> checks the values whatever their source.</summary>
 public sealed class AgentOptions
 {
-    public const string DefaultPolicyDir = "/etc/secagent/policies";
+    public const string DefaultPolicyDir = Policies.PolicyDirectory.DefaultPath;
     public const string DefaultApiSocket = "/var/run/securityagent/agent.sock";
 
     [Option("Tracing policies (*.yaml), loaded at start and hot-reloaded; must exist", HelpName = "DIR")]

@@ -71,12 +71,11 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         if (_opt.DebugUserspaceFilter)
             LogDebugFilter(log);
         using var cgroups = features.Cgroup2Path is { } cg ? new Containers.CgroupMap(cg) : null;
-        state.Pods = new Containers.PodCache();
-        state.Cgroups = cgroups;
+        var pods = new Containers.PodCache();
         var pipeline = new EventPipeline(
             new Enricher(cache, cgroups, clockTickNs),
             new Decider(engine.Hooks, engine, (p, signal) => Responder.Signal(p, signal, clockTickNs)),
-            new PodWait(state.Pods, TimeProvider.System, _opt.ChannelCapacity),
+            new PodWait(pods, TimeProvider.System, _opt.ChannelCapacity),
             [filtered, state.Live, state.EventMetrics], log);
         using var reader = new KernelEventReader(sensor.Events, pipeline);
         // Attach first, then scan /proc: a process that starts in between is seen by both, and the
@@ -92,21 +91,22 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         cache.LinkProcFsParents();
         if (!Directory.Exists(_opt.PolicyDir))
             LogNoPolicyDir(log, _opt.PolicyDir);
-        var validator = new PolicyValidator(features);
-        var compiler = new PolicyCompiler(features, PolicyCompiler.TraceFsFormats());
-        var policies = new PolicyDirectory(_opt.PolicyDir, validator, compiler, engine, log);
+        state.Policies.Attach(new PolicyValidator(features), new EngineLoader(engine), log);
+        var policies = new PolicyDirectory(_opt.PolicyDir, state.Policies, log);
         if (cgroups is not null)
         {
-            engine.Scopes = new ScopeManager(state.Pods, cgroups);
-            state.Pods.Changed += engine.RefreshScopes;
+            engine.Scopes = new ScopeManager(pods, cgroups);
+            pods.Changed += engine.RefreshScopes;
         }
         engine.Prepare(); // loading the policy program takes a while: a policy added later only writes maps and attaches
-        SyncPolicies(policies, engine, reader);
-        (state.Features, state.Pipeline, state.Engine, state.Policies, state.Exporter, state.PolicyDir, state.Validator, state.Compiler) =
-            (features, pipeline, engine, policies, exporter, _opt.PolicyDir, validator, compiler);
-        var kube = StartKubernetes(stop);
+        policies.Sync();
+        using var watchStop = new CancellationTokenSource();
+        new Thread(() => policies.Watch(watchStop.Token)) { IsBackground = true, Name = "policy-dir" }.Start(); // inotify: changes apply within ms
+        reader.WakeOnRecord = engine.Hooks.Values.Any(Decider.AwaitsUserSpace);
+        (state.Features, state.Pipeline, state.Exporter) = (features, pipeline, exporter);
+        var kube = StartKubernetes(pods, stop);
         reader.Start();
-        LogReady(log, sensor.Links.Count, seeded, policies.Loaded.Count(), _opt.ExportFile == "-" ? "stdout" : _opt.ExportFile);
+        LogReady(log, sensor.Links.Count, seeded, state.Policies.LoadedCount, _opt.ExportFile == "-" ? "stdout" : _opt.ExportFile);
 
         long reportedLoss = 0, ticks = 0;
         try
@@ -115,11 +115,11 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
             {
                 await Task.Delay(TimeSpan.FromMilliseconds(500), stop).ContinueWith(_ => { }, CancellationToken.None);
                 if (stop.IsCancellationRequested) break;
-                SyncPolicies(policies, engine, reader);
+                reader.WakeOnRecord = engine.Hooks.Values.Any(Decider.AwaitsUserSpace); // policies change on the watch thread
                 if (++ticks % 4 == 0)
                     engine.RefreshScopes(); // containers' cgroups appear after their pods are reported
                 pipeline.Counters.SetKernelLost(sensor.KernelLost());
-                stats?.Write(() => Stats(pipeline, cache, engine, exporter, filtered));
+                stats?.Write(() => Stats(pipeline, cache, exporter, filtered));
                 if (pipeline.Counters.TotalLost != reportedLoss)
                 {
                     reportedLoss = pipeline.Counters.TotalLost;
@@ -132,35 +132,20 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         finally
         {
             kube?.Cancel();
-            foreach (var p in state.LoadedPolicies().ToList())
-                for (int i = 0; i < p.HookIds.Count; i++)
-                {
-                    var st = engine.Stats(p.HookIds[i]);
-                    LogHookStats(log, p.Plan.Name, p.Plan.Hooks[i].Name, st.Seen, st.Matched, st.Filtered, st.Posted, st.Enforced, st.RateLimited);
-                }
-            lock (state.PolicyLock)
-            {
-                state.Policies = null; // the API and late cluster events see no policies or engine from here on
-                state.Engine = null;
-                engine.Dispose(); // detach policy hooks before the reader stops
-            }
+            watchStop.Cancel();
+            foreach (var h in state.Policies.HookStats())
+                LogHookStats(log, h.Policy, h.Hook, h.Stats.Seen, h.Stats.Matched, h.Stats.Filtered, h.Stats.Posted, h.Stats.Enforced, h.Stats.RateLimited);
+            state.Policies.Detach(); // the API and late cluster events change nothing from here on
+            engine.Dispose(); // detach policy hooks before the reader stops
             reader.Stop(); // drains the ring buffer and sends on everything held
             pipeline.Counters.SetKernelLost(sensor.KernelLost());
-            stats?.Write(() => Stats(pipeline, cache, engine, exporter, filtered), force: true);
+            stats?.Write(() => Stats(pipeline, cache, exporter, filtered), force: true);
             LogStopped(log, pipeline.Counters.ToString(), cache.Count, cache.Evictions);
         }
     }
 
-    /// <summary>Brings the loaded policies in line with the policy directory (the seam for the policy manager), then
-    /// tells the reader whether a loaded policy now waits on user space.</summary>
-    private void SyncPolicies(PolicyDirectory policies, PolicyEngine engine, KernelEventReader reader)
-    {
-        lock (state.PolicyLock) policies.Sync(); // hot reload: cheap when nothing changed (hash compare)
-        reader.WakeOnRecord = engine.Hooks.Values.Any(Decider.AwaitsUserSpace);
-    }
-
     /// <summary>Watches policy CRDs when a kubeconfig is given or the agent runs in a cluster; says once when not.</summary>
-    private CancellationTokenSource? StartKubernetes(CancellationToken stop)
+    private CancellationTokenSource? StartKubernetes(Containers.PodCache pods, CancellationToken stop)
     {
         Kubernetes.KubeConfig config;
         if (!string.IsNullOrEmpty(_opt.Kubeconfig)) config = Kubernetes.KubeConfig.FromFile(_opt.Kubeconfig);
@@ -171,13 +156,13 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
             return null;
         }
         var cts = CancellationTokenSource.CreateLinkedTokenSource(stop);
-        state.Pods!.Active = true;
+        pods.Active = true;
         var client = new Kubernetes.KubeClient(config);
-        state.Crds = new Kubernetes.CrdPolicySource(client, state, log);
+        var crds = new Kubernetes.CrdPolicySource(client, state.Policies, log);
         var node = _opt.ResolveNodeName();
         _ = Task.Run(async () =>
         {
-            try { await Task.WhenAll(state.Crds.RunAsync(cts.Token), state.Pods!.WatchAsync(client, node, log, cts.Token)); }
+            try { await Task.WhenAll(crds.RunAsync(cts.Token), pods.WatchAsync(client, node, log, cts.Token)); }
             catch (OperationCanceledException) { }
             finally { client.Dispose(); }
         });
@@ -192,7 +177,7 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
     private static partial void LogKubernetes(ILogger log, string server);
 
     /// <summary>The counters --stats-file holds.</summary>
-    private object Stats(EventPipeline pipeline, ProcessCache cache, PolicyEngine engine, JsonLinesExporter exporter, FilteringExporter filtered)
+    private object Stats(EventPipeline pipeline, ProcessCache cache, JsonLinesExporter exporter, FilteringExporter filtered)
     {
         var c = pipeline.Counters;
         return new
@@ -202,10 +187,10 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
             process_cache = cache.Count, process_cache_evictions = cache.Evictions, export_written = exporter.Written, export_failed = exporter.Failed,
             export_filtered = filtered.Filtered, export_rate_limited = filtered.RateLimited,
             otlp = state.Otlp is { } o ? new { enqueued = o.Enqueued, delivered = o.Delivered, dropped = o.Dropped, failures = o.Failures, queue_depth = o.QueueDepth } : null,
-            hooks = state.LoadedPolicies().SelectMany(p => p.HookIds.Select((id, i) => (p, id, i))).Select(x =>
+            hooks = state.Policies.HookStats().Select(h => new
             {
-                var st = engine.Stats(x.id);
-                return new { policy = x.p.Plan.Name, hook = x.p.Plan.Hooks[x.i].Name, seen = st.Seen, matched = st.Matched, filtered = st.Filtered, posted = st.Posted, enforced = st.Enforced, rate_limited = st.RateLimited };
+                policy = h.Policy, hook = h.Hook, seen = h.Stats.Seen, matched = h.Stats.Matched, filtered = h.Stats.Filtered, posted = h.Stats.Posted,
+                enforced = h.Stats.Enforced, rate_limited = h.Stats.RateLimited,
             }).ToList(),
         };
     }
