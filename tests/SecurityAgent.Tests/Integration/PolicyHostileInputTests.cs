@@ -124,7 +124,7 @@ public sealed class PolicyHostileInputTests(ITestOutputHelper output)
             await sock.ConnectAsync(new UnixDomainSocketEndPoint(agent.Socket), ct);
             return new NetworkStream(sock, ownsSocket: true);
         },
-    }) { BaseAddress = new Uri("http://agent") };
+    }) { BaseAddress = new Uri("http://agent"), DefaultRequestHeaders = { ExpectContinue = true } };
 
     [Fact]
     public async Task The_same_hostile_policies_through_the_api_are_refused_with_positions_or_limits_and_a_good_one_enforces_at_once()
