@@ -12,7 +12,7 @@ SYSCALLS := build/syscalls/x86_64.txt
 DOTNET_FLAGS := --nologo -c $(CONFIG)
 APT_PKGS := clang-19 llvm-19 libbpf-dev bpftool
 
-.PHONY: all deps bpf build run test vmtest bench bench-quick crds vmlinux clean
+.PHONY: all deps bpf build run test vmtest bench bench-quick crds vmlinux fuzz clean
 
 all: build
 
@@ -89,6 +89,13 @@ bench: build $(WORKLOADS)
 ## bench-quick: the same, fewer repetitions and smaller workloads (under 3 minutes)
 bench-quick: build $(WORKLOADS)
 	dotnet bench/SecurityAgent.Bench/bin/$(CONFIG)/net10.0/SecurityAgent.Bench.dll --quick
+
+## fuzz: N mutated policies (default 1000000) through the policy front end; fails on any exception, input over 1 s or
+## diagnostic without file:line:column (a few thousand run in `make test`). Findings go to build/fuzz/findings.
+N ?= 1000000
+SEED ?= 1
+fuzz: build
+	dotnet tests/fuzz/bin/$(CONFIG)/net10.0/secagent-fuzz.dll --count $(N) --seed $(SEED)
 
 ## crds: deploy/crds/crds.yaml from schemas/tracingpolicy.schema.json (a test fails when the two drift)
 crds: build

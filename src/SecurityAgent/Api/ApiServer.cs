@@ -80,7 +80,7 @@ public static partial class ApiServer
         app.UseRequestTimeouts();
         app.MapGet("/metrics", () => Results.Text(Metrics.Render(Metrics.Collect(state)), "text/plain; version=0.0.4"));
         app.MapGet("/healthz", () => Results.Text("ok\n"));
-        app.MapGet("/readyz", () => state.Engine is not null && state.Pipeline is not null
+        app.MapGet("/readyz", () => state.Policies.Ready && state.Pipeline is not null
             ? Results.Text("ready\n")
             : Results.Text("not ready: the agent is starting or stopping\n", statusCode: StatusCodes.Status503ServiceUnavailable));
         LocalApi.Map(app, state);

@@ -38,18 +38,15 @@ public static class Metrics
         Add("secagent_events_missing_process_info_total", MetricType.Counter, "Events whose process the agent did not know.", [One(ev.MissingProcessInfo)]);
         Add("secagent_metrics_label_overflow_total", MetricType.Counter, "Events counted under label value \"overflow\" because a family reached its series limit.", [One(ev.Overflowed)]);
 
-        var policies = new List<(LoadedPolicy P, Sensors.HookStats[] Stats)>();
-        lock (s.PolicyLock)
-            if (s.Engine is { } engine)
-                foreach (var p in s.LoadedPolicies())
-                    policies.Add((p, p.HookIds.Select(engine.Stats).ToArray()));
-        int disabled = Directory.Exists(s.PolicyDir) ? Directory.GetFiles(s.PolicyDir, "*.yaml.disabled").Length : 0;
-        Add("secagent_tracingpolicy_loaded", MetricType.Gauge, "Tracing policies by state.", [One(policies.Count, ("state", "enabled")), One(disabled, ("state", "disabled"))]);
+        var states = s.Policies.List();
+        var hooks = s.Policies.HookStats();
+        Add("secagent_tracingpolicy_loaded", MetricType.Gauge, "Tracing policies by state.",
+            [One(states.Count(p => p.Loaded), ("state", "enabled")), One(states.Count(p => !p.Enabled), ("state", "disabled")),
+             One(states.Count(p => p.Enabled && !p.Loaded), ("state", "load_error"))]);
         Add("secagent_tracingpolicy_selector_actions_total", MetricType.Counter,
             "Actions of policy hooks: post, signal (SIGKILL or a signal), override (an error returned); monitor_* what a monitor-mode policy would have done.",
-            policies.SelectMany(x => x.P.Plan.Hooks.Select((h, i) => (x.P.Plan, Hook: h, St: x.Stats[i]))).SelectMany(ActionSamples));
-        IEnumerable<MetricSample> Hooks(Func<Sensors.HookStats, ulong> pick) =>
-            policies.SelectMany(x => x.P.Plan.Hooks.Select((h, i) => One(pick(x.Stats[i]), ("policy", x.P.Plan.Name), ("hook", h.Name))));
+            hooks.SelectMany(ActionSamples));
+        IEnumerable<MetricSample> Hooks(Func<Sensors.HookStats, ulong> pick) => hooks.Select(h => One(pick(h.Stats), ("policy", h.Policy), ("hook", h.Hook)));
         Add("secagent_hook_seen_total", MetricType.Counter, "Calls a policy hook saw in the kernel.", Hooks(st => st.Seen));
         Add("secagent_hook_matched_total", MetricType.Counter, "Calls a hook's selectors matched in the kernel.", Hooks(st => st.Matched));
         Add("secagent_hook_posted_total", MetricType.Counter, "Events a hook sent to user space.", Hooks(st => st.Posted));
@@ -59,7 +56,6 @@ public static class Metrics
         var c = s.Pipeline?.Counters;
         Add("secagent_observer_ringbuf_events_received_total", MetricType.Counter, "Records read from the kernel ring buffer.", c is null ? [] : [One(c.Received)]);
         Add("secagent_observer_ringbuf_events_lost_total", MetricType.Counter, "Records the kernel could not write (ring buffer full).", c is null ? [] : [One(c.KernelLost)]);
-        Add("secagent_observer_ringbuf_queue_events_lost_total", MetricType.Counter, "Records dropped because the pipeline queue was full.", c is null ? [] : [One(c.ChannelDropped)]);
         Add("secagent_decode_errors_total", MetricType.Counter, "Malformed kernel records.", c is null ? [] : [One(c.DecodeErrors)]);
         Add("secagent_user_space_filtered_total", MetricType.Counter, "Policy events decided against in user space.", c is null ? [] : [One(c.UserSpaceFiltered)]);
         Add("secagent_process_cache_size", MetricType.Gauge, "Processes in the process cache.", s.Pipeline is { } p1 ? [One(p1.Cache.Count)] : []);
@@ -97,14 +93,13 @@ public static class Metrics
 
     /// <summary>Tetragon's selector action names for one hook: what it posted, and what it enforced (or, in monitor
     /// mode, would have enforced: every match).</summary>
-    private static IEnumerable<MetricSample> ActionSamples((PolicyPlan Plan, HookPlan Hook, Sensors.HookStats St) x)
+    private static IEnumerable<MetricSample> ActionSamples(HookStatus h)
     {
-        var actions = x.Hook.Selectors.Aggregate(Actions.None, (a, sel) => a | sel.Actions);
-        KeyValuePair<string, string>[] Labels(string action) => [new("policy", x.Plan.Name), new("hook", x.Hook.Name), new("action", action)];
-        if (actions.HasFlag(Actions.Post)) yield return new(Labels("post"), x.St.Posted);
-        var enforcing = actions.HasFlag(Actions.Override) ? "override" : (actions & (Actions.Sigkill | Actions.Signal)) != 0 ? "signal" : null;
+        KeyValuePair<string, string>[] Labels(string action) => [new("policy", h.Policy), new("hook", h.Hook), new("action", action)];
+        if (h.Actions.HasFlag(Actions.Post)) yield return new(Labels("post"), h.Stats.Posted);
+        var enforcing = h.Actions.HasFlag(Actions.Override) ? "override" : (h.Actions & (Actions.Sigkill | Actions.Signal)) != 0 ? "signal" : null;
         if (enforcing is not null)
-            yield return x.Plan.Enforce ? new(Labels(enforcing), x.St.Enforced) : new(Labels("monitor_" + enforcing), x.St.Matched);
+            yield return h.Enforce ? new(Labels(enforcing), h.Stats.Enforced) : new(Labels("monitor_" + enforcing), h.Stats.Matched);
     }
 
     private static int OpenFds()

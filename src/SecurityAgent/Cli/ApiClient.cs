@@ -32,6 +32,9 @@ public sealed class ApiClient : IDisposable
             },
         };
         _http = new HttpClient(handler) { BaseAddress = new Uri("http://agent"), Timeout = Timeout.InfiniteTimeSpan };
+        // A body goes out only after the agent has accepted the headers: a refused request (too large) gets its
+        // answer instead of a broken pipe half-way through the upload.
+        _http.DefaultRequestHeaders.ExpectContinue = true;
     }
 
     /// <summary>Sends a request; a non-success answer throws with the agent's error messages.</summary>

@@ -1,3 +1,4 @@
+using SecurityAgent.Export.Compact;
 using System.CommandLine;
 using System.Text;
 using System.Text.Json;

@@ -32,26 +32,11 @@ public static class PolicyCommand
         return c;
     }
 
-    /// <summary>The files named, directories expanded to their policy files (sorted); a missing path is an error.</summary>
-    public static List<string> Files(IEnumerable<string> paths, out List<string> missing)
-    {
-        var files = new List<string>();
-        missing = [];
-        foreach (var p in paths)
-        {
-            if (Directory.Exists(p))
-                files.AddRange(Directory.EnumerateFiles(p).Where(f => f.EndsWith(".yaml", StringComparison.Ordinal) || f.EndsWith(".yml", StringComparison.Ordinal)).Order(StringComparer.Ordinal));
-            else if (File.Exists(p))
-                files.Add(p);
-            else
-                missing.Add(p);
-        }
-        return files;
-    }
-
     private static int Run(string[] paths, bool compile, bool explain)
     {
-        var files = Files(paths, out var missing);
+        var named = PolicyFiles.Expand(paths);
+        var missing = named.Where(f => !File.Exists(f)).ToList();
+        var files = named.Except(missing).ToList();
         foreach (var m in missing) Console.Error.WriteLine($"{m}: no such file or directory");
         int errors = missing.Count;
         var features = KernelFor(out var note);
@@ -63,6 +48,7 @@ public static class PolicyCommand
         {
             foreach (var p in validator.ValidateFile(file))
             {
+                foreach (var w in p.Warnings) Console.WriteLine(w);
                 if (p.Ok)
                 {
                     try

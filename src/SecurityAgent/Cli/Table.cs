@@ -1,3 +1,4 @@
+using SecurityAgent.Export.Compact;
 using System.Text;
 
 namespace SecurityAgent.Cli;

@@ -9,7 +9,7 @@ namespace SecurityAgent.Hosting;
 /// default shown in `secagent run --help`; <see cref="Validate"/> checks the values whatever their source.</summary>
 public sealed class AgentOptions
 {
-    public const string DefaultPolicyDir = "/etc/secagent/policies";
+    public const string DefaultPolicyDir = Policies.PolicyDirectory.DefaultPath;
     public const string DefaultApiSocket = "/var/run/securityagent/agent.sock";
 
     [Option("Tracing policies (*.yaml), loaded at start and hot-reloaded; must exist", HelpName = "DIR")]
@@ -28,6 +28,9 @@ public sealed class AgentOptions
     [Option("Rotated export files kept (PATH.1 ... PATH.N)", HelpName = "N")]
     public int ExportFileMaxBackups { get; set; } = 5;
 
+    [Option("Group (name or gid) given read access to the export, rotated and stats files (0640); none: 0600", HelpName = "GROUP")]
+    public string? ExportFileGroup { get; set; }
+
     [Option("Node name in events (default: $NODE_NAME, else the host name)", HelpName = "NAME")]
     public string? NodeName { get; set; }
 
@@ -37,11 +40,11 @@ public sealed class AgentOptions
     [Option("How long an exited process stays in the cache for late events", HelpName = "SECONDS")]
     public double ExitGraceSeconds { get; set; } = 15;
 
-    [Option("Records queued between the kernel reader and the pipeline", HelpName = "N")]
+    [Option("Events held at most while they wait for their pod from the pod watch", HelpName = "N")]
     public int ChannelCapacity { get; set; } = 65_536;
 
-    [Option("Size of the kernel ring buffer (a power of two)", HelpName = "BYTES")]
-    public uint RingBufferBytes { get; set; } = 32 * 1024 * 1024;
+    [Option("Size of the kernel ring buffer (a power of two; resident in the agent: the kernel maps it whole)", HelpName = "BYTES")]
+    public uint RingBufferBytes { get; set; } = 8 * 1024 * 1024;
 
     [Option("Benchmarks only: selectors run in user space, the kernel posts every call and enforces nothing")]
     public bool DebugUserspaceFilter { get; set; }

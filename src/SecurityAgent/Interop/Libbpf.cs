@@ -99,6 +99,9 @@ internal static unsafe partial class Libbpf
     [LibraryImport(Lib, EntryPoint = "ring_buffer__poll")]
     internal static partial int ring_buffer__poll(nint rb, int timeoutMs);
 
+    [LibraryImport(Lib, EntryPoint = "ring_buffer__consume")]
+    internal static partial int ring_buffer__consume(nint rb);
+
     [LibraryImport(Lib, EntryPoint = "ring_buffer__free")]
     internal static partial void ring_buffer__free(nint rb);
 

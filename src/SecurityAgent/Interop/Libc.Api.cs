@@ -8,8 +8,6 @@ namespace SecurityAgent.Interop;
 internal static unsafe partial class Libc
 {
     private const int O_RDWR = 2;
-    private const int O_CREAT = 0x40;
-    private const int O_NOFOLLOW = 0x20000;
     private const int LOCK_EX = 2;
     private const int LOCK_NB = 4;
     private const int EWOULDBLOCK = 11;
@@ -23,15 +21,6 @@ internal static unsafe partial class Libc
 
     [LibraryImport(Lib, EntryPoint = "flock", SetLastError = true)]
     private static partial int flock(int fd, int operation);
-
-    [LibraryImport(Lib, EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-    private static partial int open(string path, int flags, uint mode);
-
-    [LibraryImport(Lib, EntryPoint = "ftruncate", SetLastError = true)]
-    private static partial int ftruncate(int fd, long length);
-
-    [LibraryImport(Lib, EntryPoint = "lstat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-    private static partial int lstat(string path, byte* buf);
 
     [LibraryImport(Lib, EntryPoint = "socket", SetLastError = true)]
     private static partial int socket(int domain, int type, int protocol);
@@ -60,9 +49,6 @@ internal static unsafe partial class Libc
         }
         return fd;
     }
-
-    [LibraryImport(Lib, EntryPoint = "fstat", SetLastError = true)]
-    private static partial int fstat(int fd, byte* buf);
 
     /// <summary>The file type and permission bits of an open descriptor (st_mode), e.g. to tell a pipe from a terminal.</summary>
     internal static uint FdMode(int fd)

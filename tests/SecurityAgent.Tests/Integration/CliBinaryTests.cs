@@ -89,4 +89,25 @@ public class CliBinaryTests
         Assert.Equal(1, missing.Code);
         Assert.Contains("nope.json", missing.Stderr);
     }
+
+    [Fact]
+    public void An_agent_asked_for_compact_output_writes_one_readable_line_per_event_instead_of_json()
+    {
+        using var dir = new TempDir();
+        var echo = dir.CopyBinary("/bin/echo", "compact-echo");
+        var marker = "compact-" + Guid.NewGuid().ToString("N")[..8];
+        using var agent = new AgentProcess("--output", "compact");
+        Run.Wait(echo, [marker]);
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        string? line = null;
+        while (line is null && DateTime.UtcNow < deadline)
+        {
+            Thread.Sleep(100);
+            if (File.Exists(agent.Events.Path))
+                line = File.ReadAllLines(agent.Events.Path).FirstOrDefault(l => l.Contains(marker) && l.Contains("compact-echo"));
+        }
+        Assert.NotNull(line);
+        Assert.Contains("\U0001F680", line); // the exec emoji of a compact line
+        Assert.False(line!.TrimStart().StartsWith('{'), "a JSON line was written: " + line);
+    }
 }

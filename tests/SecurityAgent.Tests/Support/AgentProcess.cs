@@ -20,9 +20,12 @@ public sealed class AgentProcess : IDisposable
     public AgentProcess(params string[] extraArgs) : this(new Dictionary<string, string>(), extraArgs) { }
 
     /// <param name="policies">Policy files (name → YAML) put in the agent's --policy-dir.</param>
-    public AgentProcess(IReadOnlyDictionary<string, string> policies, params string[] extraArgs)
+    public AgentProcess(IReadOnlyDictionary<string, string> policies, params string[] extraArgs) : this(null, policies, extraArgs) { }
+
+    /// <param name="exportFile">The --export-file (default: events.json in the agent's temp dir).</param>
+    public AgentProcess(string? exportFile, IReadOnlyDictionary<string, string> policies, params string[] extraArgs)
     {
-        var export = Dir.File("events.json");
+        var export = exportFile ?? Dir.File("events.json");
         var policyDir = Directory.CreateDirectory(Dir.File("policies")).FullName;
         foreach (var (name, yaml) in policies)
             File.WriteAllText(Path.Combine(policyDir, name), yaml);

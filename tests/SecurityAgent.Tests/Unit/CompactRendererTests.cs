@@ -1,3 +1,4 @@
+using SecurityAgent.Export.Compact;
 using System.Buffers;
 using System.Text;
 using SecurityAgent.Cli;

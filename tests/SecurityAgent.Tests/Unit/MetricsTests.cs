@@ -33,7 +33,6 @@ public class MetricsTests
     [InlineData("secagent_tracingpolicy_selector_actions_total")]
     [InlineData("secagent_observer_ringbuf_events_received_total")]
     [InlineData("secagent_observer_ringbuf_events_lost_total")]
-    [InlineData("secagent_observer_ringbuf_queue_events_lost_total")]
     [InlineData("secagent_process_cache_size")]
     [InlineData("secagent_process_cache_evictions_total")]
     [InlineData("secagent_events_exported_total")]

@@ -1,7 +1,7 @@
 using System.Text;
 using System.Text.Json;
 
-namespace SecurityAgent.Cli;
+namespace SecurityAgent.Export.Compact;
 
 /// <summary>One argument of a policy event: its kind (string_arg, file_arg, sockaddr_arg, ...), its value as text
 /// (a path, addr:port, a number) and the policy's label.</summary>

@@ -1,7 +1,7 @@
 using System.Buffers;
 using System.Text;
 
-namespace SecurityAgent.Cli;
+namespace SecurityAgent.Export.Compact;
 
 /// <param name="Color">ANSI colours (a terminal).</param>
 /// <param name="Timestamps">Prefix each line with the event's time.</param>
