@@ -215,7 +215,7 @@ public sealed partial class FanotifyEnforcer : IDisposable
             {
                 s.View.Reset(e.Pid);
                 for (int k = 0; k < count; k++)
-                    if (_rules[s.Matched[k]].Rule.Process?.Matches(s.View) ?? true)
+                    if (!GroupDecided(s.Hits, hits, _rules[s.Matched[k]].Rule.Group) && (_rules[s.Matched[k]].Rule.Process?.Matches(s.View) ?? true))
                         s.Hits[hits++] = s.Matched[k];
                 if (hits > 0 && s.View.IsKernelThread)
                     (exempt, hits) = (true, 0);
@@ -320,6 +320,16 @@ public sealed partial class FanotifyEnforcer : IDisposable
         for (int k = 0; k < count && deny; k++)
             if (_rules[s.Matched[k]].Rule is { Mode: RuleMode.Enforce, FailMode: FailMode.Closed } closed) { rule = closed; break; }
         Report(rule, pid, Encoding.UTF8.GetString(s.Path, 0, n), mask, deny ? FanotifyVerdict.DefaultDenied : FanotifyVerdict.DefaultAllowed, reason);
+    }
+
+    /// <summary>Whether an earlier rule of the group already matched (then this one neither decides nor reports).</summary>
+    private bool GroupDecided(int[] hits, int count, string? group)
+    {
+        if (group is null) return false;
+        for (int k = 0; k < count; k++)
+            if (_rules[hits[k]].Rule.Group == group)
+                return true;
+        return false;
     }
 
     private bool DefaultFor(int[] matched, int count)

@@ -30,10 +30,13 @@ public enum FailMode { Open, Closed }
 /// <summary>One deny or monitor rule, plain data: which operations, on which paths, by which processes.
 /// <paramref name="Id"/> comes back in every <see cref="FanotifyReport"/> of the rule.</summary>
 /// <param name="Process">Who the rule applies to; null: everybody (the agent, pid 1 and kernel threads are always allowed).</param>
+/// <param name="Group">Rules of one group are a policy hook's selectors: of those that match an event, only the first
+/// (in rule order) decides and reports, as the kernel takes a hook's first matching selector. Null: a group of its own.</param>
 public sealed record FanotifyRule(
     string Id,
     FileOperations Operations,
     IReadOnlyList<PathFilter> Paths,
     IProcessPredicate? Process,
     RuleMode Mode = RuleMode.Enforce,
-    FailMode FailMode = FailMode.Open);
+    FailMode FailMode = FailMode.Open,
+    string? Group = null);
