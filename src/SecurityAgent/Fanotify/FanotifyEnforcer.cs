@@ -234,6 +234,8 @@ public sealed partial class FanotifyEnforcer : IDisposable
             Interlocked.Increment(ref _counters.LateDecisions); // the watchdog answered (and reported) the default
             return;
         }
+        // The event's time is before the answer: the process may exit right after it, and its exit must come later.
+        ulong ktime = hits > 0 ? (ulong)Libc.ClockNs(Libc.CLOCK_BOOTTIME) : 0;
         Answer(e.Fd, deny, reason, exempt, start);
         Volatile.Write(ref e.Token, seq * 4 + Done);
         if (hits == 0) return;
@@ -241,7 +243,7 @@ public sealed partial class FanotifyEnforcer : IDisposable
         for (int k = 0; k < hits; k++)
         {
             var rule = _rules[s.Hits[k]].Rule;
-            Report(rule, e.Pid, path, e.Mask, rule.Mode == RuleMode.Enforce ? FanotifyVerdict.Denied : FanotifyVerdict.Allowed, DefaultReason.None);
+            Report(rule, e.Pid, path, e.Mask, rule.Mode == RuleMode.Enforce ? FanotifyVerdict.Denied : FanotifyVerdict.Allowed, DefaultReason.None, ktime);
         }
     }
 
@@ -307,6 +309,7 @@ public sealed partial class FanotifyEnforcer : IDisposable
         }
         int n = Classify(fd, mask, s, out int count);
         bool deny = n < 0 ? _anyFailClosed : DefaultFor(s.Matched, count);
+        ulong ktime = (ulong)Libc.ClockNs(Libc.CLOCK_BOOTTIME);
         bool exempt = false;
         if (deny)
         {
@@ -319,7 +322,7 @@ public sealed partial class FanotifyEnforcer : IDisposable
         var rule = _rules[s.Matched[0]].Rule;
         for (int k = 0; k < count && deny; k++)
             if (_rules[s.Matched[k]].Rule is { Mode: RuleMode.Enforce, FailMode: FailMode.Closed } closed) { rule = closed; break; }
-        Report(rule, pid, Encoding.UTF8.GetString(s.Path, 0, n), mask, deny ? FanotifyVerdict.DefaultDenied : FanotifyVerdict.DefaultAllowed, reason);
+        Report(rule, pid, Encoding.UTF8.GetString(s.Path, 0, n), mask, deny ? FanotifyVerdict.DefaultDenied : FanotifyVerdict.DefaultAllowed, reason, ktime);
     }
 
     /// <summary>Whether an earlier rule of the group already matched (then this one neither decides nor reports).</summary>
@@ -379,9 +382,9 @@ public sealed partial class FanotifyEnforcer : IDisposable
         _counters.OnAnswer(deny, reason, (Stopwatch.GetTimestamp() - start) * 1_000_000_000 / Stopwatch.Frequency);
     }
 
-    private void Report(FanotifyRule rule, int pid, string path, ulong mask, FanotifyVerdict verdict, DefaultReason reason)
+    private void Report(FanotifyRule rule, int pid, string path, ulong mask, FanotifyVerdict verdict, DefaultReason reason, ulong ktime)
     {
-        var r = new FanotifyReport(rule.Id, pid, path, OperationOf(mask), rule.Mode, verdict, reason, (ulong)Libc.ClockNs(Libc.CLOCK_BOOTTIME));
+        var r = new FanotifyReport(rule.Id, pid, path, OperationOf(mask), rule.Mode, verdict, reason, ktime);
         Interlocked.Increment(ref _reports.Writer.TryWrite(r) ? ref _counters.Reports : ref _counters.ReportsDropped);
     }
 

@@ -45,7 +45,7 @@ public sealed record KernelFeatures(
         Mechanism.Kprobe => "kprobe",
         Mechanism.Uprobe => "uprobe",
         Mechanism.CgroupSockAddr => "cgroup_sock_addr",
-        Mechanism.FanotifyPerm => "fanotify permission events",
+        Mechanism.FanotifyPerm => "fanotify",
         _ => m.ToString(),
     };
 

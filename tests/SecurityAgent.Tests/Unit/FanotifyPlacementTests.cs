@@ -67,7 +67,7 @@ public class FanotifyPlacementTests
     public void Explain_names_the_mechanism_why_and_what_is_marked()
     {
         var text = PlanExplainer.Explain(Compile(Policy("file_open", "file", "Equal", "/tmp/t/key"), OurKernel));
-        Assert.Contains("mechanism: fanotify permission events FAN_OPEN_PERM", text);
+        Assert.Contains("mechanism: fanotify FAN_OPEN_PERM", text);
         Assert.Contains("marks the inode of /tmp/t/key", text);
         Assert.Contains("default on timeout: allow (fail-open)", text);
         Assert.Contains("decided by the agent's fanotify decision thread", text);
