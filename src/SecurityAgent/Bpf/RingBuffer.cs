@@ -37,6 +37,15 @@ public sealed unsafe class RingBuffer : SafeHandle
         return LibbpfException.Check(rc, "ring_buffer__poll");
     }
 
+    /// <summary>Consumes every available record without waiting. Needed after a poll timeout: hooks submit
+    /// without waking the reader until enough bytes are pending, and a poll only consumes what woke it.</summary>
+    public int Consume()
+    {
+        int rc = Libbpf.ring_buffer__consume(handle);
+        if (rc == -4) return 0; // EINTR
+        return LibbpfException.Check(rc, "ring_buffer__consume");
+    }
+
     protected override bool ReleaseHandle()
     {
         Libbpf.ring_buffer__free(handle);

@@ -23,8 +23,9 @@ public sealed class KernelEventReader : IDisposable
         try
         {
             while (!_stop)
-                _ring.Poll(100);
-            while (_ring.Poll(0) > 0) { } // drain what is already there
+                if (_ring.Poll(50) == 0)
+                    _ring.Consume(); // records below the kernel's wake-up threshold arrive without a wake-up
+            while (_ring.Consume() > 0) { } // drain what is already there
         }
         catch (Exception e)
         {
