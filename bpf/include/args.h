@@ -132,15 +132,29 @@ static __always_inline void sa_read_arg(struct sa_call *c, __u32 p, const struct
 	c->str_len[p] = len;
 }
 
+struct sa_read_ctx {
+	struct sa_call *c;
+	const struct sa_point *pt;
+	const struct sa_source *src;
+};
+
+/* One argument slot (a bpf_loop callback: the reader is verified once, not once per slot). */
+static long sa_read_arg_step(__u32 i, struct sa_read_ctx *x)
+{
+	__u64 p = i;
+	asm volatile("" : "+r"(p));
+	if (p >= SA_POINT_ARGS)
+		return 1;
+	sa_read_arg(x->c, p, &x->pt->args[p], x->src);
+	if (x->pt->reverse_mask & (1 << p))
+		sa_reverse(x->c->rev[p], x->c->str[p], x->c->str_len[p]);
+	return 0;
+}
+
 /* Reads every argument the attach point's hooks use, and the reversed strings Postfix dimensions need. */
 static __always_inline void sa_read_args(struct sa_call *c, const struct sa_point *pt, const struct sa_source *src)
 {
+	struct sa_read_ctx x = { .c = c, .pt = pt, .src = src };
 	c->trunc_mask = 0;
-	for (__u32 p = 0; p < SA_POINT_ARGS; p++) {
-		if (p >= pt->nargs)
-			break;
-		sa_read_arg(c, p, &pt->args[p], src);
-		if (pt->reverse_mask & (1 << p))
-			sa_reverse(c->rev[p], c->str[p], c->str_len[p]);
-	}
+	bpf_loop(pt->nargs, sa_read_arg_step, &x, 0);
 }

@@ -10,8 +10,10 @@
 #include "helpers.h"
 
 /* The maps whose memory follows what is loaded are created with BPF_F_NO_PREALLOC; their max_entries are
- * ceilings the engine accounts for before it writes anything. */
-#define SA_VALUE_ENTRIES 65536
+ * ceilings the engine accounts for before it writes anything (a hash map still allocates its buckets: 16 bytes
+ * per entry of the ceiling, rounded up to a power of two). While an attach point changes, its old and new
+ * generations are both stored. */
+#define SA_VALUE_ENTRIES 262144
 
 /* Attach point -> active generation (0: no hook there). */
 struct {
@@ -66,7 +68,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 16384);
+	__uint(max_entries, 65536);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct sa_addr_key);
 	__type(value, struct sa_bitmap);

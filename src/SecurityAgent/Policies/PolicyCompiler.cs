@@ -144,7 +144,7 @@ public sealed class PolicyCompiler(KernelFeatures features, Func<string, string,
         var hook = h["hook"]!.ToString();
         if (hook == "socket_connect" && !features.Has(Mechanism.Lsm) && features.Has(Mechanism.CgroupSockAddr))
         {
-            var args = Args(h, path, ctx, index => index == 1 ? new TracepointField("address", "struct sockaddr *", 0, 28, false) : null);
+            var args = Args(h, path, ctx, index => index == 1 ? new TracepointField("address", "struct sockaddr *", 0, Events.Contract.SockaddrSize, false) : null);
             return new HookPlan(HookKind.LsmHook, Mechanism.CgroupSockAddr, features.Cgroup2Path ?? "/sys/fs/cgroup", hook,
                 "lsmhooks socket_connect: this kernel has no BPF LSM, so it runs on cgroup connect4/connect6 hooks at the cgroup v2 root, which deny in the kernel",
                 args, Selectors(h, path, args, HookKind.LsmHook, ctx), h["message"]?.ToString(), Tags(h));

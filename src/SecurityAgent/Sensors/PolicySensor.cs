@@ -19,7 +19,8 @@ public sealed class PolicySensor : IDisposable
 {
     private readonly ProcessSensor _process;
     private readonly BpfObject _core;
-    private BpfObject? _lsm, _kprobe, _sock;
+    private BpfObject? _kprobe, _sock;
+    private readonly Dictionary<string, BpfObject> _lsm = new();
     private Microsoft.Win32.SafeHandles.SafeFileHandle? _cgroup;
 
     private PolicySensor(ProcessSensor process, BpfObject core) => (_process, _core) = (process, core);
@@ -53,7 +54,11 @@ public sealed class PolicySensor : IDisposable
             case Mechanism.Kprobe:
                 return [Family(ref _kprobe, ObjectSpecs.PolicyKprobe).Program(BpfNames.Programs.PolicyKprobe).AttachKprobe(target, cookie: ap)];
             case Mechanism.Lsm:
-                return [Family(ref _lsm, ObjectSpecs.PolicyLsm).Program("sa_lsm_" + target).Attach()];
+                // One object per hook with only its program loaded: the verifier checks only what is used.
+                var program = "sa_lsm_" + target;
+                if (!_lsm.TryGetValue(target, out var lsm))
+                    _lsm[target] = lsm = BpfObject.Load(ObjectSpecs.PolicyLsm with { Programs = [program] }, _process.Object, _core);
+                return [lsm.Program(program).Attach()];
             case Mechanism.CgroupSockAddr:
                 var sock = Family(ref _sock, ObjectSpecs.PolicySock);
                 _cgroup ??= Interop.Libc.OpenDirectory(target);
@@ -119,7 +124,7 @@ public sealed class PolicySensor : IDisposable
     public void Dispose()
     {
         _sock?.Dispose();
-        _lsm?.Dispose();
+        foreach (var o in _lsm.Values) o.Dispose();
         _kprobe?.Dispose();
         _cgroup?.Dispose();
         _core.Dispose();
