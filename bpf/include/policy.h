@@ -64,9 +64,12 @@ static __always_inline __s32 sa_policy_run(__u32 ap, __u8 op, const struct sa_so
 		return 0;
 	__sync_fetch_and_add(&ps->seen, 1);
 	__builtin_memcpy(r.c->live, r.pt->valid, sizeof(r.c->live));
+	r.bin = &r.c->no_bin;
 
 	if (r.pt->nproc_dims) {
-		r.bin = bpf_map_lookup_elem(&sa_exec_binary, &r.tgid);
+		const struct sa_binary *bin = bpf_map_lookup_elem(&sa_exec_binary, &r.tgid);
+		if (bin)
+			r.bin = bin;
 		if (!sa_eval_dims(&r, 0, r.pt->nproc_dims))
 			return 0;
 	}

@@ -121,6 +121,7 @@ struct sa_call {
 	char str[SA_POINT_ARGS][SA_STR_MAX];
 	char rev[SA_POINT_ARGS][SA_STR_MAX];
 	char bin_rev[SA_STR_MAX];
+	struct sa_binary no_bin; /* never written: the binary of a process the sensor does not know, "" */
 	union {
 		struct sa_str_key str;
 		struct sa_lpm_key lpm;

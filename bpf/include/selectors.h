@@ -13,7 +13,7 @@
 struct sa_run {
 	struct sa_call *c;
 	const struct sa_point *pt;
-	const struct sa_binary *bin; /* the process's binary (NULL: unknown, matched as "") */
+	const struct sa_binary *bin; /* the process's binary (unknown: the call state's empty one) */
 	__u32 ap;
 	__u32 gen;
 	__u32 tgid;
@@ -75,12 +75,15 @@ static __always_inline const struct sa_bitmap *sa_dim_lookup(struct sa_run *r, c
 	struct sa_call *c = r->c;
 	struct sa_value_hdr hdr = { .gen = r->gen, .ap = r->ap, .dim = di };
 	__u32 p = d->slot & (SA_POINT_ARGS - 1);
-	const char *bin = r->bin ? r->bin->path : c->bin_rev; /* unknown binary: "" (length 0) */
-	__u32 bin_len = r->bin ? r->bin->len & (SA_STR_MAX - 1) : 0;
+	const char *bin = r->bin->path;
+	__u32 bin_len = r->bin->len & (SA_STR_MAX - 1);
 
 	switch (d->kind) {
 	case SA_DIM_BIN_EXACT:
-		return sa_lookup_exact(c, hdr, bin, bin_len);
+		/* Binaries are kept zero padded: the key is a plain copy. */
+		c->key.str.hdr = hdr;
+		__builtin_memcpy(c->key.str.data, bin, SA_STR_MAX);
+		return bpf_map_lookup_elem(&sa_str_set, &c->key.str);
 	case SA_DIM_BIN_PREFIX:
 		return sa_lookup_prefix(c, hdr, bin, bin_len);
 	case SA_DIM_BIN_POSTFIX:
