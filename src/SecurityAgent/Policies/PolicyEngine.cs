@@ -130,7 +130,7 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
                 }
                 foreach (var id in loaded.HookIds)
                     sensor.ResetHookCounters(id);
-                Apply(sensor, changes);
+                Apply(sensor, changes, growing: true);
                 _loaded.Add(loaded);
                 return loaded;
             }
@@ -148,15 +148,9 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
         lock (_lock)
         {
             if (!_loaded.Contains(loaded) || _sensor is null) return;
-            var changes = new Dictionary<AttachPoint, List<PlacedHook>>();
-            foreach (var placed in loaded.Placed)
-            {
-                var point = _hookPoints[placed.HookId].Point;
-                if (!changes.TryGetValue(point, out var hooks))
-                    changes[point] = hooks = [.. point.Hooks];
-                hooks.Remove(placed);
-            }
-            Apply(_sensor, changes);
+            // One attach point at a time: each rewrite then fits in the room every load keeps free (see Apply).
+            foreach (var group in loaded.Placed.GroupBy(p => _hookPoints[p.HookId].Point).ToList())
+                Apply(_sensor, new() { [group.Key] = group.Key.Hooks.Except(group).ToList() }, growing: false);
             _loaded.Remove(loaded);
             Release(loaded);
         }
@@ -175,16 +169,23 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
     /// <summary>Moves each attach point to the given hooks: writes every new generation, flips, attaches new points,
     /// waits for running programs, deletes the old generations and detaches emptied points. On failure nothing
     /// changed: every point keeps its generation.</summary>
-    private void Apply(PolicySensor sensor, Dictionary<AttachPoint, List<PlacedHook>> changes)
+    /// <param name="growing">A load: it must leave each map room for a rewrite of its largest attach point
+    /// (old and new generation side by side), so that a later unload, which rewrites one point at a time with
+    /// fewer entries, always fits.</param>
+    private void Apply(PolicySensor sensor, Dictionary<AttachPoint, List<PlacedHook>> changes, bool growing)
     {
         // 1. Everything that can be refused is refused before anything is written.
         var next = changes.Select(c => (Point: c.Key, Hooks: c.Value,
             Gen: c.Value.Count == 0 ? null : PolicyEncoding.Generation(c.Key.Id, c.Key.Gen + 1, PolicyEncoding.Layout(c.Value, c.Key.Name), c.Value))).ToList();
-        foreach (var g in next.Where(n => n.Gen is not null).SelectMany(n => n.Gen!.All).GroupBy(e => e.Map))
+        foreach (var map in next.SelectMany(n => n.Gen?.All ?? []).Select(e => e.Map).Distinct())
         {
-            int max = (int)sensor.Map(g.Key).MaxEntries, used = _mapEntries.GetValueOrDefault(g.Key), add = g.Count();
-            if (used + add > max)
-                throw new PolicyLimitException($"policy {next.SelectMany(n => n.Hooks).Last().Plan.Name}: {g.Key} would need {add} more entries while {used} of its {max} are in use (the attach point's old generation stays until the new one is active)");
+            int max = (int)sensor.Map(map).MaxEntries, used = _mapEntries.GetValueOrDefault(map);
+            int add = next.Sum(n => Entries(n.Gen, map));
+            int after = used + add - next.Sum(n => Entries(n.Point.Active, map));
+            int largest = _points.Values.Select(p => next.FirstOrDefault(n => n.Point == p) is { Point: not null } n ? Entries(n.Gen, map) : Entries(p.Active, map)).DefaultIfEmpty(0).Max();
+            if (used + add > max || growing && after + largest > max)
+                throw new PolicyLimitException($"policy {next.SelectMany(n => n.Hooks).Last().Plan.Name}: {map} would hold {after} entries, "
+                    + $"and its limit of {max} must leave room for rewriting the largest attach point ({largest} entries) beside itself");
         }
 
         // 2. Write the new generations.
@@ -257,6 +258,8 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
             }
         }
     }
+
+    private static int Entries(PointGeneration? gen, string map) => gen?.All.Count(e => e.Map == map) ?? 0;
 
     private void Delete(PolicySensor sensor, IEnumerable<MapEntry> entries)
     {

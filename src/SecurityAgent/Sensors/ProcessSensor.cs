@@ -22,10 +22,6 @@ public sealed class ProcessSensor : IDisposable
     /// <summary>tgid → bit mask of followed pid sets (matchPIDs followForks), inherited at fork.</summary>
     public BpfMap Follow => _obj.Map(BpfNames.Maps.Follow);
 
-    /// <summary>Pending bytes at which a hook wakes the event reader (0: the kernel's default, a wake-up
-    /// whenever the reader had caught up).</summary>
-    public uint WakeupBytes => BinaryPrimitives.ReadUInt32LittleEndian(_settings.AsSpan(Wire.Settings.WakeupBytes));
-
     /// <summary>For processes found in /proc (the exec hook fills it for the others).</summary>
     public void RememberBinary(int pid, string path) =>
         Binaries.Update(BitConverter.GetBytes((uint)pid), Policies.PolicyEncoding.Binary(path));
