@@ -43,7 +43,7 @@ public class PolicyScaleTests
     private static int Open(string binary, string path) => Run.Wait(binary, [path]).Code;
 
     [Fact]
-    public void Sixty_four_policies_on_openat_share_one_attachment_and_each_kills_only_its_own_binary_opening_its_own_path()
+    public void Sixty_four_policies_on_openat_share_one_attachment_and_each_kills_only_its_own_binary_opening_its_own_path_while_another_watches_them_all()
     {
         using var dir = new TempDir();
         const int n = 64;
@@ -52,9 +52,11 @@ public class PolicyScaleTests
         foreach (var s in secrets) File.WriteAllText(s, "x");
         using var k = new Kernel();
         var loaded = Enumerable.Range(0, n).Select(i => k.Engine.Load(Compile(TestPolicies.OpenatKill($"scale-{i}", cats[i], secrets[i])))).ToList();
+        // One more policy matches every one of those calls (in monitor mode): each policy gets its own action.
+        var watcher = k.Engine.Load(Compile(TestPolicies.OpenatKill("watch-all", dir.File("cat-"), dir.File("secret-"), mode: "monitor").Replace("- operator: In", "- operator: Prefix")));
 
         var point = Assert.Single(k.Engine.AttachPoints);
-        Assert.Equal(("tracepoint syscalls/sys_enter_openat", n, 1), (point.Point, point.Hooks, point.Links));
+        Assert.Equal(("tracepoint syscalls/sys_enter_openat", n + 1, 1), (point.Point, point.Hooks, point.Links));
         for (int i = 0; i < n; i++)
         {
             Assert.True(Open(cats[i], secrets[i]) == 137, $"cat-{i} opening secret-{i} was not killed");
@@ -62,8 +64,10 @@ public class PolicyScaleTests
             Assert.True(Open(cats[(i + 1) % n], secrets[i]) == 0, $"cat-{i + 1} opening secret-{i} was killed");
         }
         Assert.All(loaded, p => Assert.Equal(1UL, k.Engine.Stats(p.HookIds[0]).Enforced));
+        var watched = k.Engine.Stats(watcher.HookIds[0]);
+        Assert.Equal((3UL * n, 0UL), (watched.Matched, watched.Enforced));
 
-        foreach (var p in loaded) k.Engine.Unload(p);
+        foreach (var p in loaded.Append(watcher)) k.Engine.Unload(p);
         Assert.Empty(k.Engine.AttachPoints);
         Assert.Equal(0, Open(cats[0], secrets[0]));
     }
