@@ -9,8 +9,6 @@ internal static unsafe partial class Libc
 
     internal const int CLOCK_REALTIME = 0;
     internal const int CLOCK_BOOTTIME = 7;
-    internal const int SIGKILL = 9;
-    internal const int SIGTERM = 15;
     private const long SYS_pidfd_open = 434;
     private const long SYS_pidfd_send_signal = 424;
 
@@ -32,9 +30,6 @@ internal static unsafe partial class Libc
 
     [LibraryImport(Lib, EntryPoint = "geteuid")]
     internal static partial uint geteuid();
-
-    [LibraryImport(Lib, EntryPoint = "getpid")]
-    internal static partial int getpid();
 
     [LibraryImport(Lib, EntryPoint = "sysconf")]
     internal static partial long sysconf(int name);

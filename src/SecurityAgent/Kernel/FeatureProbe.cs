@@ -10,7 +10,7 @@ public static unsafe class FeatureProbe
     public static KernelFeatures Run()
     {
         LibbpfLog.EnsureInstalled();
-        var elf = EmbeddedObjects.Read(EmbeddedObjects.Probe);
+        var elf = EmbeddedObjects.Read(BpfNames.Probe.File);
         var mechanisms = new Dictionary<Mechanism, Availability>
         {
             [Mechanism.Tracepoint] = TryLoad(elf, "probe_tracepoint"),
@@ -30,8 +30,19 @@ public static unsafe class FeatureProbe
             Libbpf.libbpf_probe_bpf_map_type(Libbpf.BPF_MAP_TYPE_RINGBUF, null) == 1 ? Availability.Yes("BPF_MAP_TYPE_RINGBUF") : Availability.No("no ring buffer map"),
             File.Exists("/sys/kernel/btf/vmlinux"),
             ActiveLsms(),
-            KernelMounts.Cgroup2Mount());
+            KernelMounts.Cgroup2Mount())
+        {
+            RingBufferQuery = TryLoad(elf, "probe_ringbuf_query") is { Available: true } ? Availability.Yes("bpf_ringbuf_query (BPF_RB_AVAIL_DATA)") : Availability.No("helper rejected"),
+            OverrideReturn = OverrideReturn(elf),
+            FmodRet = TryLoadAndAttach(elf, "probe_fmod_ret", p => p.Attach()),
+        };
     }
+
+    /// <summary>bpf_override_return needs kprobes and CONFIG_BPF_KPROBE_OVERRIDE; the attach (to a syscall on the
+    /// error-injection list) is what checks the function may be overridden.</summary>
+    private static Availability OverrideReturn(byte[] elf) =>
+        !Directory.Exists("/sys/bus/event_source/devices/kprobe") ? Availability.No("kernel built without kprobes (no kprobe PMU)")
+        : TryLoadAndAttach(elf, "probe_override_return", p => p.AttachKprobe("__x64_sys_getppid"));
 
     private static IReadOnlyList<string> ActiveLsms()
     {
@@ -60,20 +71,25 @@ public static unsafe class FeatureProbe
         return TryLoadAndAttach(elf, "probe_kprobe", p => p.AttachKprobe("security_file_open"));
     }
 
-    /// <summary>A fanotify group of the content class and a permission mark: on the root directory, without
-    /// FAN_ONDIR or FAN_EVENT_ON_CHILD, so it is refused or accepted like any mark yet never fires.</summary>
+    /// <summary>A fanotify group of the content class with the three permission events, marked on a file of our own
+    /// (no other process opens it, so nothing ever waits for an answer).</summary>
     private static Availability FanotifyPerm()
     {
+        var file = Path.GetTempFileName();
         try
         {
             using var group = Libc.FanotifyInit(Libc.FAN_CLASS_CONTENT | Libc.FAN_CLOEXEC | Libc.FAN_NONBLOCK);
-            int errno = Libc.FanotifyMark(group, Libc.FAN_MARK_ADD, Libc.FAN_OPEN_PERM | Libc.FAN_ACCESS_PERM | Libc.FAN_OPEN_EXEC_PERM, "/");
+            int errno = Libc.FanotifyMark(group, Libc.FAN_MARK_ADD, Libc.FAN_OPEN_PERM | Libc.FAN_ACCESS_PERM | Libc.FAN_OPEN_EXEC_PERM, file);
             return errno == 0 ? Availability.Yes("FAN_OPEN_PERM, FAN_ACCESS_PERM, FAN_OPEN_EXEC_PERM")
                 : Availability.No($"fanotify_mark: {Errno.Name(errno)}" + (errno == Errno.EINVAL ? " (needs CONFIG_FANOTIFY_ACCESS_PERMISSIONS and Linux 5.0)" : ""));
         }
         catch (SyscallException e)
         {
             return Availability.No($"{e.Call}: {Errno.Name(e.Errno)}");
+        }
+        finally
+        {
+            File.Delete(file);
         }
     }
 
@@ -89,10 +105,7 @@ public static unsafe class FeatureProbe
         using var quiet = LibbpfLog.BeginCapture(quiet: true);
         try
         {
-            using var obj = BpfObject.Open("probe", elf);
-            foreach (var p in obj.Programs)
-                p.AutoLoad = p.Name == program;
-            obj.Load();
+            using var obj = BpfObject.Load(ObjectSpecs.Probe(program), elf);
             if (attach is null)
                 return Availability.Yes("loads");
             using var link = attach(obj.Program(program));

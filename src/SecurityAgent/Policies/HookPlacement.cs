@@ -95,7 +95,7 @@ internal sealed class HookPlacement(KernelFeatures features, Func<string, string
             return new Placement(HookKind.Kprobe, Mechanism.Kprobe, call, call, "kprobe on the kernel function; arguments from the registers", null, true, null, 0);
         }
         var name = SyscallName(call);
-        if (Fanotify.FanotifyPolicies.Place(k, HookKind.Kprobe, call, features, "this agent has no bpf_override_return path") is { } fan)
+        if (Fanotify.FanotifyPolicies.Place(k, HookKind.Kprobe, call, features, "a syscall tracepoint cannot change the outcome of the call (bpf_override_return is not used)") is { } fan)
             return fan;
         var why = features.Has(Mechanism.Kprobe) || features.Has(Mechanism.Fentry)
             ? "syscall kprobe: runs on the syscall's entry tracepoint (same arguments, no kprobe needed)"
@@ -119,7 +119,7 @@ internal sealed class HookPlacement(KernelFeatures features, Func<string, string
         if (hook == "socket_connect" && !features.Has(Mechanism.Lsm) && features.Has(Mechanism.CgroupSockAddr))
             return new Placement(HookKind.LsmHook, Mechanism.CgroupSockAddr, features.Cgroup2Path ?? "/sys/fs/cgroup", hook,
                 "lsmhooks socket_connect: this kernel has no BPF LSM, so it runs on cgroup connect4/connect6 hooks at the cgroup v2 root, which deny in the kernel",
-                i => i == 1 ? new TracepointField("address", "struct sockaddr *", 0, 28, false) : null, true, null, 2);
+                i => i == 1 ? new TracepointField("address", "struct sockaddr *", 0, Events.Contract.SockaddrSize, false) : null, true, null, 2);
         if (!features.Has(Mechanism.Lsm) && Fanotify.FanotifyPolicies.Place(l, HookKind.LsmHook, hook, features, $"this kernel has no BPF LSM ({Detail(Mechanism.Lsm)})") is { } fan)
             return fan;
         if (!features.Has(Mechanism.Lsm))
