@@ -74,6 +74,8 @@ internal static class FanotifyPolicies
                 yield return (i, $"operator {f.Cmp} on a path on fanotify permission events (use Equal, Prefix, Postfix or their negations)");
             if (!s.KernelOnly)
                 yield return (i, "matchParentBinaries on fanotify permission events is not implemented yet");
+            if (s.Actions.HasFlag(Actions.Override) && s.Error != -1)
+                yield return (i, $"argError {s.Error} on fanotify permission events: a denied open or exec fails with EPERM only (use argError -1)");
             if (s.RateLimitNs != 0)
                 yield return (i, "rateLimit on fanotify permission events is not implemented yet");
         }

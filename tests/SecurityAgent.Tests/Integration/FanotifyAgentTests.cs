@@ -180,4 +180,25 @@ public class FanotifyAgentTests
             agent.Dispose();
         }
     }
+
+    [FanotifyDenyFact]
+    public void Switching_the_mode_and_deleting_the_policy_change_the_fanotify_rules_and_leave_no_mark()
+    {
+        using var dir = new TempDir();
+        var cat = dir.CopyBinary("/usr/bin/cat", "fan-switch-cat");
+        File.WriteAllText(dir.File("f.txt"), "F\n");
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = FileOpen("fan-switch", cat, "Equal", dir.File("f.txt")) });
+        Assert.Equal(1, Run.Wait(cat, [dir.File("f.txt")]).Code);
+
+        Assert.Equal(0, Cli(agent, "policy", "mode", "fan-switch", "monitor").Code);
+        Assert.Equal(0, Run.Wait(cat, [dir.File("f.txt")]).Code);
+        PolicyEvent(agent, "fan-switch", b => !b.GetProperty("enforced").GetBoolean());
+        Assert.Equal(0, Cli(agent, "policy", "mode", "fan-switch", "enforce").Code);
+        Assert.Equal(1, Run.Wait(cat, [dir.File("f.txt")]).Code);
+
+        File.Delete(agent.Dir.File("policies/p.yaml"));
+        Assert.True(agent.WaitForLog("Policy fan-switch unloaded"), agent.Stderr);
+        Assert.Equal((0, "F\n"), Run.Wait(cat, [dir.File("f.txt")]) is var r ? (r.Code, r.Stdout) : default);
+        Assert.Equal(0, JsonDocument.Parse(Cli(agent, "status", "-o", "json").Stdout).RootElement.GetProperty("fanotify").GetProperty("marks").GetInt64());
+    }
 }

@@ -155,6 +155,14 @@ public class FanotifyPlacementTests
     }
 
     [Fact]
+    public void An_errno_other_than_eperm_is_refused_on_fanotify_and_kept_on_bpf_lsm()
+    {
+        var yaml = Policy("file_open", "file", "Prefix", "/tmp/t/").Replace("argError: -1", "argError: -13");
+        Assert.Contains(Validate(yaml, OurKernel).Diagnostics, d => d.Message.StartsWith("argError -13 on fanotify permission events"));
+        Assert.Equal(-13, Compile(yaml, KernelFeatures.Everything).Hooks[0].Selectors[0].Error);
+    }
+
+    [Fact]
     public void Pod_scope_and_parent_binaries_on_fanotify_are_refused_as_not_implemented()
     {
         var scoped = Validate(Policy("file_open", "file", "Prefix", "/tmp/t/") + "\n  podSelector:\n    matchLabels:\n      app: x\n", OurKernel);
