@@ -9,6 +9,7 @@ internal sealed record MechanismTraits(bool CanSignal, bool CanOverride, bool Ha
     {
         Mechanism.Lsm => new(true, true, true),
         Mechanism.CgroupSockAddr => new(false, true, false), // cgroup programs: no signal helper, no task
+        Mechanism.FanotifyPerm => new(false, true, true), // the agent answers the permission event: deny, no signal
         _ => new(true, false, true),
     };
 }
@@ -94,6 +95,8 @@ internal sealed class HookPlacement(KernelFeatures features, Func<string, string
             return new Placement(HookKind.Kprobe, Mechanism.Kprobe, call, call, "kprobe on the kernel function; arguments from the registers", null, true, null, 0);
         }
         var name = SyscallName(call);
+        if (Fanotify.FanotifyPolicies.Place(k, HookKind.Kprobe, call, features, "a syscall tracepoint cannot change the outcome of the call (bpf_override_return is not used)") is { } fan)
+            return fan;
         var why = features.Has(Mechanism.Kprobe) || features.Has(Mechanism.Fentry)
             ? "syscall kprobe: runs on the syscall's entry tracepoint (same arguments, no kprobe needed)"
             : "syscall kprobe: this kernel has no kprobes or fentry, so it runs on the syscall's entry tracepoint with the same arguments";
@@ -117,6 +120,8 @@ internal sealed class HookPlacement(KernelFeatures features, Func<string, string
             return new Placement(HookKind.LsmHook, Mechanism.CgroupSockAddr, features.Cgroup2Path ?? "/sys/fs/cgroup", hook,
                 "lsmhooks socket_connect: this kernel has no BPF LSM, so it runs on cgroup connect4/connect6 hooks at the cgroup v2 root, which deny in the kernel",
                 i => i == 1 ? new TracepointField("address", "struct sockaddr *", 0, Events.Contract.SockaddrSize, false) : null, true, null, 2);
+        if (!features.Has(Mechanism.Lsm) && Fanotify.FanotifyPolicies.Place(l, HookKind.LsmHook, hook, features, $"this kernel has no BPF LSM ({Detail(Mechanism.Lsm)})") is { } fan)
+            return fan;
         if (!features.Has(Mechanism.Lsm))
         {
             d.Error(l.Hook.Pos, l.Hook.Path, $"needs BPF LSM to run 'lsmhooks: {hook}' ({Detail(Mechanism.Lsm)}); boot a kernel with CONFIG_BPF_LSM and lsm=...,bpf");

@@ -23,7 +23,7 @@ internal sealed class SemanticPass(KernelFeatures features, Func<string, string,
     {
         foreach (var n in p.Spec.NotImplemented)
             d.Error(n.Pos, n.Path, $"unsupported: '{n.Value}' is not implemented by SecurityAgent yet");
-        bool enforce = Options(p.Spec.Options, d);
+        var (enforce, failClosed) = Options(p.Spec.Options, d);
         var sets = new List<ValueSet>();
         var selectors = new SelectorCompiler(d, sets, Lists(p.Spec.Lists, d));
         var placement = new HookPlacement(features, formats);
@@ -36,26 +36,43 @@ internal sealed class SemanticPass(KernelFeatures features, Func<string, string,
             var sels = selectors.Compile(hook, place, args);
             Warn(hook, place, args, d);
             if (place is { FieldsKnown: true } && args.All(a => a.Plan is not null))
-                hooks.Add(new HookPlan(place.Kind, place.Mechanism, place.Target, place.Name, place.Why, args.Select(a => a.Plan!).ToList(),
-                    sels, hook.Message?.Value, hook.Tags));
+            {
+                var plan = new HookPlan(place.Kind, place.Mechanism, place.Target, place.Name, place.Why, args.Select(a => a.Plan!).ToList(),
+                    sels, hook.Message?.Value, hook.Tags);
+                if (place.Mechanism == Mechanism.FanotifyPerm)
+                    foreach (var (sel, message) in Fanotify.FanotifyPolicies.Unsupported(plan))
+                        d.Error(sel >= 0 ? hook.Selectors[sel].Pos : hook.Pos, sel >= 0 ? hook.Selectors[sel].Path : hook.Path, message);
+                hooks.Add(plan);
+            }
             else
                 complete = false;
         }
         if (p.Spec.Hooks.Count == 0 && !p.Spec.NotImplemented.Any(n => n.Value is "uprobes" or "usdts"))
             d.Error(p.Spec.Pos, p.Spec.Path, "the policy has no tracepoints, kprobes or lsmhooks");
         var scope = ScopeCompiler.Compile(p, d);
-        return d.HasErrors || !complete ? null : new PolicyPlan(p.Metadata.Name.Value, file, enforce, hooks, sets, scope);
+        if (scope is not null && hooks.Any(h => h.Mechanism == Mechanism.FanotifyPerm))
+            d.Error(p.Spec.Pos, p.Spec.Path, "unsupported: podSelector, containerSelector or a namespaced policy with a hook on fanotify permission events is not implemented yet");
+        return d.HasErrors || !complete ? null : new PolicyPlan(p.Metadata.Name.Value, file, enforce, hooks, sets, scope) { FailClosed = failClosed };
     }
 
-    /// <summary>spec.options: the policy mode (true: enforce, the default, as in Tetragon).</summary>
-    private static bool Options(IReadOnlyList<OptionSpec> options, DiagnosticBag d)
+    /// <summary>spec.options: the policy mode (true: enforce, the default, as in Tetragon) and the fail mode of denies the
+    /// agent answers itself (fanotify permission events: fail-open, the default, or fail-closed).</summary>
+    private static (bool Enforce, bool FailClosed) Options(IReadOnlyList<OptionSpec> options, DiagnosticBag d)
     {
-        bool enforce = true;
+        bool enforce = true, failClosed = false;
         foreach (var o in options)
         {
+            if (o.Name.Value == "fail-mode")
+            {
+                if (o.Value?.Value is "fail-open" or "fail-closed")
+                    failClosed = o.Value.Value == "fail-closed";
+                else
+                    d.Error(o.Value?.Pos ?? o.Pos, o.Value?.Path ?? PolicySchema.Child(o.Path, "value"), $"fail-mode must be 'fail-open' or 'fail-closed', not '{PolicyValues.Shorten(o.Value?.Value ?? "")}'");
+                continue;
+            }
             if (o.Name.Value != "policy-mode")
             {
-                d.Error(o.Name.Pos, o.Name.Path, $"unsupported option '{PolicyValues.Shorten(o.Name.Value)}' (supported: policy-mode)");
+                d.Error(o.Name.Pos, o.Name.Path, $"unsupported option '{PolicyValues.Shorten(o.Name.Value)}' (supported: policy-mode, fail-mode)");
                 continue;
             }
             if (o.Value?.Value is "enforce" or "monitor")
@@ -63,7 +80,7 @@ internal sealed class SemanticPass(KernelFeatures features, Func<string, string,
             else
                 d.Error(o.Value?.Pos ?? o.Pos, o.Value?.Path ?? PolicySchema.Child(o.Path, "value"), $"policy-mode must be 'enforce' or 'monitor', not '{PolicyValues.Shorten(o.Value?.Value ?? "")}'");
         }
-        return enforce;
+        return (enforce, failClosed);
     }
 
     /// <summary>spec.lists by name; syscalls lists resolved to their numbers (x86-64) here, once.</summary>
