@@ -55,6 +55,18 @@ public sealed class AgentOptions
     [Option("Add process_credentials and capabilities to process objects (as Tetragon's --enable-process-cred)")]
     public bool EnableProcessCred { get; set; }
 
+    [Option("Events that list the process's ancestors beyond its parent: base (exec, exit), kprobe, tracepoint, lsm (as Tetragon's --enable-ancestors)", HelpName = "TYPES")]
+    public string? EnableAncestors { get; set; }
+
+    [Option("Add the agent's own fields to events (policy mode, whether enforced, who decided, safety refusals, why a process is unattributed) in a \"securityagent\" object; off: every line parses strictly as Tetragon's")]
+    public bool ExportExtensions { get; set; }
+
+    [Option("Cluster name in events (cluster_name, as Tetragon's --cluster-name)", HelpName = "NAME")]
+    public string? ClusterName { get; set; }
+
+    [Option("Node labels in events (node_labels), key=value,...", HelpName = "LABELS")]
+    public string? NodeLabels { get; set; }
+
     [Option("Export only events matching one of these filters (Tetragon's format: one JSON object per line)", HelpName = "JSON")]
     public string? ExportAllowlist { get; set; }
 
@@ -96,6 +108,16 @@ public sealed class AgentOptions
 
     [Option("The local API's Unix socket (root only; `secagent status|events|policy` use it)", HelpName = "PATH")]
     public string ApiSocket { get; set; } = DefaultApiSocket;
+
+    /// <summary>What events carry beyond Tetragon's default fields.</summary>
+    public EventFormat ToEventFormat() => new()
+    {
+        ProcessCredentials = EnableProcessCred,
+        Ancestors = EventFormat.ParseAncestors(EnableAncestors),
+        Extensions = ExportExtensions,
+        ClusterName = ClusterName,
+        NodeLabels = EventFormat.ParseLabels(NodeLabels),
+    };
 
     public string ResolveNodeName() =>
         !string.IsNullOrEmpty(NodeName) ? NodeName
@@ -146,6 +168,8 @@ public sealed class AgentOptions
         ParseCheck("export-denylist", ExportDenylist, t => ExportFilter.ParseList(t));
         ParseCheck("field-filters", FieldFilters, t => FieldFilter.ParseList(t));
         ParseCheck("redaction-filters", RedactionFilters, t => Redactor.Parse(t));
+        ParseCheck("enable-ancestors", EnableAncestors, t => EventFormat.ParseAncestors(t));
+        ParseCheck("node-labels", NodeLabels, t => EventFormat.ParseLabels(t));
         return errors;
 
         void ParseCheck(string option, string? text, Action<string> parse)

@@ -68,6 +68,7 @@ public sealed class ProcessInfo
         if (Flags.HasFlag(Wire.ExecFlags.PathTruncated)) parts.Add("truncFilename");
         if (Flags.HasFlag(Wire.ExecFlags.ArgsFault)) parts.Add("errorArgs");
         if (Auid != uint.MaxValue) parts.Add("auid");
+        if (Unattributed is not null) parts.Add("unknown"); // Tetragon's flag for a process its cache did not have
         return string.Join(' ', parts);
     }
 }

@@ -54,7 +54,7 @@ public class VmLaneTests
                   - action: Override
                     argError: -1
             """;
-        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = policy });
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = policy }, "--export-extensions");
 
         // One cat, both files: the denied open fails, the process continues to the next file.
         var r = Run.Wait(cat, [dir.File("denied.txt"), dir.File("allowed.txt")]);
@@ -67,7 +67,7 @@ public class VmLaneTests
         Assert.Equal("file_open", ev.GetProperty("function_name").GetString());
         Assert.Equal(dir.File("denied.txt"), ev.GetProperty("args")[0].GetProperty("file_arg").GetProperty("path").GetString());
         Assert.Equal("KPROBE_ACTION_OVERRIDE", ev.GetProperty("action").GetString());
-        Assert.True(ev.GetProperty("enforced").GetBoolean());
+        Assert.True(ev.GetProperty("securityagent").GetProperty("enforced").GetBoolean());
         Unit.JsonFormatTests.AssertValid(agent.Events.RawLines.First(l => l.Contains("lsm-file-open")));
     }
 
@@ -97,7 +97,7 @@ public class VmLaneTests
                   - action: Override
                     argError: -1
             """;
-        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = policy });
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = policy }, "--export-extensions");
 
         var r = Run.Wait("/bin/sh", ["-c", $"{banned}; echo banned=$?; {fine}; echo fine=$?"]);
         Assert.Contains("Operation not permitted", r.Stderr);
@@ -106,7 +106,7 @@ public class VmLaneTests
 
         var ev = PolicyEvent(agent, "process_lsm", "lsm-exec");
         Assert.Equal(banned, ev.GetProperty("args")[0].GetProperty("linux_binprm_arg").GetProperty("path").GetString());
-        Assert.True(ev.GetProperty("enforced").GetBoolean());
+        Assert.True(ev.GetProperty("securityagent").GetProperty("enforced").GetBoolean());
     }
 
     [RequiresKernel(Mechanism.Kprobe)]

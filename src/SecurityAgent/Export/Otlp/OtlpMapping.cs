@@ -33,6 +33,7 @@ public static class OtlpMapping
         var p = e.Process;
         a.Add(Kv("securityagent.event.type", e.Type));
         a.Add(Kv("securityagent.exec_id", p.ExecId));
+        if (p.Unattributed is { } why) a.Add(Kv("securityagent.process_unattributed", why));
         a.Add(Int("process.pid", p.Pid));
         a.Add(Kv("process.executable.path", p.Binary));
         a.Add(Kv("process.executable.name", Path.GetFileName(p.Binary)));
@@ -73,6 +74,8 @@ public static class OtlpMapping
             a.Add(Kv("securityagent.action", m.Action));
             a.Add(Kv("securityagent.policy_mode", m.Enforce ? "enforce" : "monitor"));
             a.Add(new KeyValue { Key = "securityagent.enforced", Value = new AnyValue { BoolValue = m.Enforced } });
+            a.Add(Kv("securityagent.decided_by", m.DecidedBy));
+            if (m.SafetyRefused) a.Add(new KeyValue { Key = "securityagent.safety_refused", Value = new AnyValue { BoolValue = true } });
             if (m.Hook.Message is { } message) a.Add(Kv("securityagent.message", message));
             if (m.Args.Select(x => x.Value).OfType<PathArg>().FirstOrDefault() is { } path)
                 a.Add(Kv("file.path", path.Path));
