@@ -314,7 +314,7 @@ internal sealed class ProcessRenderer(BootClock clock, bool credentials, Redacto
         w.WriteEndObject();
     }
 
-    /// <summary>Tetragon's pod object (labels as pod_labels).</summary>
+    /// <summary>Tetragon's pod object (labels as pod_labels, annotations as pod_annotations).</summary>
     private static void WritePod(Utf8JsonWriter w, Containers.PodInfo pod)
     {
         w.WriteStartObject("pod");
@@ -330,6 +330,14 @@ internal sealed class ProcessRenderer(BootClock clock, bool credentials, Redacto
             w.WriteString("id", c.ImageId);
             w.WriteString("name", c.Image);
             w.WriteEndObject();
+            if (c.StartedAt is not null)
+                w.WriteString("start_time", c.StartedAt);
+            if (c.Privileged)
+            {
+                w.WriteStartObject("security_context");
+                w.WriteBoolean("privileged", true);
+                w.WriteEndObject();
+            }
             w.WriteEndObject();
         }
         w.WriteStartObject("pod_labels");
@@ -337,6 +345,12 @@ internal sealed class ProcessRenderer(BootClock clock, bool credentials, Redacto
         w.WriteEndObject();
         w.WriteString("workload", pod.Workload);
         w.WriteString("workload_kind", pod.WorkloadKind);
+        if (pod.Annotations.Count > 0)
+        {
+            w.WriteStartObject("pod_annotations");
+            foreach (var (k, v) in pod.Annotations) w.WriteString(k, v);
+            w.WriteEndObject();
+        }
         w.WriteEndObject();
     }
 

@@ -34,7 +34,10 @@ public class TetragonProtoFormatTests
     }
 
     private static readonly PodInfo Pod = new("default", "web-1", "u-1", new Dictionary<string, string> { ["app"] = "web" }, "web", "Deployment",
-        new ContainerInfo("containerd://abc", "nginx", "nginx:1.27", "sha256:01"));
+        new ContainerInfo("containerd://abc", "nginx", "nginx:1.27", "sha256:01") { StartedAt = "2026-11-22T06:10:00Z", Privileged = true })
+    {
+        Annotations = new Dictionary<string, string> { ["team"] = "payments" },
+    };
 
     private static readonly ProcessInfo Init = Proc(1, null), Shell = Proc(10, Init.ExecId), Cat = Proc(20, Shell.ExecId, Pod);
 

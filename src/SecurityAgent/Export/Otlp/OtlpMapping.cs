@@ -7,7 +7,8 @@ namespace SecurityAgent.Export.Otlp;
 /// executable, command line and arguments, working directory, parent), user.id, container.* and k8s.* (pod,
 /// namespace, container, workload) so a collector maps the record to its pod, file.path and destination.* for what a
 /// policy event is about, and securityagent.* for the policy's decision. Severity: INFO for process events, WARN for
-/// a policy hit, ERROR for a hit the agent enforced. Pure.</summary>
+/// a policy hit, ERROR for a hit the agent enforced. The agent's own fields (the JSON's --export-extensions) are always
+/// here as securityagent.* attributes. Pure.</summary>
 public static class OtlpMapping
 {
     public const string EventNamespace = "securityagent.";
@@ -44,6 +45,11 @@ public static class OtlpMapping
         a.Add(Kv("process.working_directory", p.Cwd));
         a.Add(Kv("user.id", p.Creds.Uid.ToString(System.Globalization.CultureInfo.InvariantCulture)));
         a.Add(Int("process.real_user.id", p.Creds.Uid));
+        a.Add(Int("process.user.id", p.Creds.Euid));
+        a.Add(Int("process.saved_user.id", p.Creds.Suid));
+        a.Add(Int("process.real_group.id", p.Creds.Gid));
+        a.Add(Int("process.group.id", p.Creds.Egid));
+        a.Add(Int("process.saved_group.id", p.Creds.Sgid));
         if (e.Parent is { } parent)
         {
             a.Add(Int("process.parent_pid", parent.Pid));
@@ -66,6 +72,8 @@ public static class OtlpMapping
                 a.Add(Kv(workload, pod.Workload));
             foreach (var (k, v) in pod.Labels)
                 a.Add(Kv("k8s.pod.label." + k, v));
+            foreach (var (k, v) in pod.Annotations)
+                a.Add(Kv("k8s.pod.annotation." + k, v));
         }
         if (e is PolicyMatchEvent m)
         {
