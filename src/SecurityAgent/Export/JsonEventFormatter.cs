@@ -129,16 +129,16 @@ public sealed class JsonEventFormatter
         {
             case HookKind.Tracepoint:
                 var slash = m.Hook.Name.IndexOf('/');
-                w.WriteString("subsys", m.Hook.Name[..slash]);
-                w.WriteString("event", m.Hook.Name[(slash + 1)..]);
+                w.WriteString("subsys", m.Hook.Name.AsSpan(0, slash));
+                w.WriteString("event", m.Hook.Name.AsSpan(slash + 1));
                 break;
             default:
                 w.WriteString("function_name", m.Hook.Name);
                 break;
         }
         w.WriteStartArray("args");
-        foreach (var a in m.Args)
-            WriteArg(w, a);
+        for (int i = 0; i < m.Args.Count; i++) // indexed: foreach over an interface boxes its enumerator
+            WriteArg(w, m.Args[i]);
         w.WriteEndArray();
         w.WriteString("action", m.Action);
         w.WriteString("policy_name", m.PolicyName);
@@ -146,7 +146,7 @@ public sealed class JsonEventFormatter
         if (m.Hook.Tags.Count > 0)
         {
             w.WriteStartArray("tags");
-            foreach (var t in m.Hook.Tags) w.WriteStringValue(t);
+            for (int i = 0; i < m.Hook.Tags.Count; i++) w.WriteStringValue(m.Hook.Tags[i]);
             w.WriteEndArray();
         }
     }
