@@ -28,6 +28,10 @@ public sealed record EventFormat
     /// one "securityagent" object of each event. A strict Tetragon parser refuses it; lenient ones skip it.</summary>
     public bool Extensions { get; init; }
 
+    /// <summary>The passwd file that names users in process objects ("user", Tetragon's --username-metadata unix), for
+    /// host processes (not in a container); null: no names.</summary>
+    public string? PasswdFile { get; init; }
+
     /// <summary>Top-level cluster_name (Tetragon's --cluster-name).</summary>
     public string? ClusterName { get; init; }
 

@@ -23,7 +23,7 @@ public sealed class JsonEventFormatter
 
     /// <param name="parentOf">The process cache's parent lookup, for ancestors.</param>
     public JsonEventFormatter(string nodeName, BootClock clock, EventFormat? format = null, Redactor? redactor = null, Func<ProcessInfo, ProcessInfo?>? parentOf = null)
-        : this(nodeName, clock, format ?? EventFormat.Default, new ProcessRenderer(clock, (format ?? EventFormat.Default).ProcessCredentials, redactor), parentOf)
+        : this(nodeName, clock, format ?? EventFormat.Default, new ProcessRenderer(clock, format ?? EventFormat.Default, redactor), parentOf)
     {
     }
 
@@ -236,8 +236,10 @@ public sealed class JsonEventFormatter
 /// everything of a process is fixed at creation except its pod, which the pod watch may deliver later. So the rendering
 /// is kept with the pod it saw, and redone once a pod arrives. Formatters that differ only in event-level options share
 /// one renderer.</summary>
-internal sealed class ProcessRenderer(BootClock clock, bool credentials, Redactor? redactor)
+internal sealed class ProcessRenderer(BootClock clock, EventFormat format, Redactor? redactor)
 {
+    private readonly bool _credentials = format.ProcessCredentials;
+    private readonly UserNames? _users = format.PasswdFile is { } passwd ? new UserNames(passwd) : null;
     private static readonly JsonWriterOptions Options = new() { SkipValidation = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
     private readonly System.Buffers.ArrayBufferWriter<byte> _bytes = new(1024);
     private readonly Utf8JsonWriter _writer = new(new System.Buffers.ArrayBufferWriter<byte>(), Options);
@@ -280,11 +282,17 @@ internal sealed class ProcessRenderer(BootClock clock, bool credentials, Redacto
             w.WriteString("docker", c.ContainerId);
         if (p.ParentExecId is not null)
             w.WriteString("parent_exec_id", p.ParentExecId);
-        if (credentials && p.Caps is { } caps)
+        if (_credentials && p.Caps is { } caps)
             WriteCaps(w, "cap", caps);
         w.WriteNumber("tid", p.Tid == 0 ? p.Pid : p.Tid);
-        if (credentials)
+        if (_credentials)
             WriteCredentials(w, p.Creds, p.Caps);
+        if (p.Container is null && p.Unattributed is null && _users?.Name(p.Creds.Uid) is { } user)
+        {
+            w.WriteStartObject("user");
+            w.WriteString("name", user);
+            w.WriteEndObject();
+        }
         w.WriteEndObject();
     }
 

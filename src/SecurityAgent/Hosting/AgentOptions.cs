@@ -61,6 +61,9 @@ public sealed class AgentOptions
     [Option("Add the agent's own fields to events (policy mode, whether enforced, who decided, safety refusals, why a process is unattributed) in a \"securityagent\" object; off: every line parses strictly as Tetragon's")]
     public bool ExportExtensions { get; set; }
 
+    [Option("Name users in process objects (user.name) from /etc/passwd for processes outside containers (as Tetragon's --username-metadata)", Values = ["disabled", "unix"])]
+    public string UsernameMetadata { get; set; } = "disabled";
+
     [Option("Cluster name in events (cluster_name, as Tetragon's --cluster-name)", HelpName = "NAME")]
     public string? ClusterName { get; set; }
 
@@ -115,6 +118,7 @@ public sealed class AgentOptions
         ProcessCredentials = EnableProcessCred,
         Ancestors = EventFormat.ParseAncestors(EnableAncestors),
         Extensions = ExportExtensions,
+        PasswdFile = UsernameMetadata == "unix" ? "/etc/passwd" : null,
         ClusterName = ClusterName,
         NodeLabels = EventFormat.ParseLabels(NodeLabels),
     };
@@ -164,6 +168,7 @@ public sealed class AgentOptions
         Check(ApiSocket.Length > 0 && Path.IsPathRooted(ApiSocket), "api-socket", ApiSocket, "must be an absolute path (the API listens on a Unix socket only, never on TCP)");
         Check(System.Text.Encoding.UTF8.GetByteCount(ApiSocket) < 108, "api-socket", ApiSocket, "longer than a Unix socket path may be (107 bytes)");
         Check(Output is "auto" or "compact" or "json", "output", Output, "must be auto, compact or json");
+        Check(UsernameMetadata is "disabled" or "unix", "username-metadata", UsernameMetadata, "must be disabled or unix");
         ParseCheck("export-allowlist", ExportAllowlist, t => ExportFilter.ParseList(t));
         ParseCheck("export-denylist", ExportDenylist, t => ExportFilter.ParseList(t));
         ParseCheck("field-filters", FieldFilters, t => FieldFilter.ParseList(t));

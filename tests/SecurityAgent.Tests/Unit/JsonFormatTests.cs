@@ -101,6 +101,20 @@ public class JsonFormatTests
     }
 
     [Fact]
+    public void Rendering_a_policy_event_of_a_known_process_allocates_nothing()
+    {
+        var formatter = new JsonEventFormatter("n1", new BootClock(1_700_000_000_000_000_000));
+        var events = Enumerable.Range(0, 64).Select(_ => Match(HookKind.Tracepoint, "syscalls/sys_enter_openat",
+            [Arg(0, "int", ArgType.Int, 4), Arg(1, "string", ArgType.String), Arg(2, "size_t", ArgType.UInt), Arg(3, "syscall64", ArgType.UInt)],
+            [1, 0, 4096, 257], [[], "/etc/passwd"u8.ToArray(), [], []])).ToArray();
+        foreach (var e in events) formatter.Render(e); // the process's JSON is rendered once, then reused
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int round = 0; round < 10; round++)
+            foreach (var e in events) formatter.Render(e);
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
+
+    [Fact]
     public void A_policy_event_carries_only_tetragons_fields_unless_extensions_are_asked_for()
     {
         var e = Match(HookKind.Tracepoint, "syscalls/sys_enter_openat", [Arg(0, "string", ArgType.String)], [0], ["/etc/shadow"u8.ToArray()], enforce: false, enforced: false);
@@ -160,6 +174,29 @@ public class JsonFormatTests
         var hit = Match(HookKind.Kprobe, "f", [], [], [], process: cat) with { Parent = make };
         Assert.False(JsonDocument.Parse(Render(hit, new EventFormat { Ancestors = AncestorEvents.Base }, ParentOf)).RootElement.GetProperty("process_kprobe").TryGetProperty("ancestors", out _));
         Assert.True(JsonDocument.Parse(Render(hit, new EventFormat { Ancestors = AncestorEvents.Base | AncestorEvents.Kprobe }, ParentOf)).RootElement.GetProperty("process_kprobe").TryGetProperty("ancestors", out _));
+    }
+
+    [Fact]
+    public void Host_processes_are_named_from_the_passwd_file_and_a_changed_file_is_read_again()
+    {
+        using var dir = new TempDir();
+        var passwd = dir.File("passwd");
+        File.WriteAllText(passwd, "root:x:0:0::/root:/bin/sh\nalice:x:1000:100::/home/alice:/bin/sh\n");
+        var format = new EventFormat { PasswdFile = passwd };
+        var host = JsonDocument.Parse(Render(new ProcessExecEvent(2_000_000_000, Proc(20, null), null), format)).RootElement.GetProperty("process_exec").GetProperty("process");
+        Assert.Equal("""{"name":"alice"}""", host.GetProperty("user").GetRawText());
+
+        var contained = Proc(21, null);
+        contained.Container = new Containers.ContainerRef("c1", null, "containerd");
+        var inContainer = JsonDocument.Parse(Render(new ProcessExecEvent(2_000_000_000, contained, null), format)).RootElement.GetProperty("process_exec").GetProperty("process");
+        Assert.False(inContainer.TryGetProperty("user", out _)); // its uid means nothing in the host's passwd file
+
+        var names = new UserNames(passwd);
+        Assert.Equal("alice", names.Name(1000));
+        File.WriteAllText(passwd, "bob:x:1000:100::/home/bob:/bin/sh\n");
+        File.SetLastWriteTimeUtc(passwd, DateTime.UtcNow.AddMinutes(1));
+        Assert.Equal("alice", names.Name(1000)); // looked at again only after a while, not per event
+        Assert.Null(new UserNames(dir.File("missing")).Name(0));
     }
 
     [Fact]

@@ -11,10 +11,17 @@ namespace SecurityAgent.Tests.Unit;
 
 /// <summary>Events built here, rendered by the formatter with every opt-in field on, parse strictly with Tetragon's own
 /// definitions and are byte-for-byte what protojson writes for them (see <see cref="TetragonProtos"/>).</summary>
-public class TetragonProtoFormatTests
+public sealed class TetragonProtoFormatTests : IDisposable
 {
-    private static readonly EventFormat Everything = new()
+    private readonly TempDir _dir = new();
+
+    public TetragonProtoFormatTests() => File.WriteAllText(_dir.File("passwd"), "root:x:0:0::/root:/bin/sh\nalice:x:1000:100::/home/alice:/bin/sh\n");
+
+    public void Dispose() => _dir.Dispose();
+
+    private EventFormat Everything => new()
     {
+        PasswdFile = _dir.File("passwd"),
         ProcessCredentials = true,
         Ancestors = AncestorEvents.Base | AncestorEvents.Kprobe | AncestorEvents.Tracepoint | AncestorEvents.Lsm,
         ClusterName = "prod",
@@ -43,7 +50,7 @@ public class TetragonProtoFormatTests
 
     private static ProcessInfo? ParentOf(ProcessInfo p) => p.ParentExecId == Shell.ExecId ? Shell : p.ParentExecId == Init.ExecId ? Init : null;
 
-    private static string Render(AgentEvent e, EventFormat? format = null) =>
+    private string Render(AgentEvent e, EventFormat? format = null) =>
         Encoding.UTF8.GetString(new JsonEventFormatter("n1", new BootClock(1_700_000_000_000_000_000), format ?? Everything, parentOf: ParentOf).Render(e));
 
     private static PolicyMatchEvent Match(HookKind kind, string name)
