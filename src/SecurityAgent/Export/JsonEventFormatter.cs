@@ -33,8 +33,6 @@ public sealed class JsonEventFormatter
         _time = new TimeText(clock);
     }
 
-    public EventFormat Format => _format;
-
     /// <summary>The same events with the extension object on (for the agent's own views of the stream), sharing this
     /// formatter's rendered processes. Pipeline thread only, as this formatter.</summary>
     public JsonEventFormatter WithExtensions() =>
@@ -226,9 +224,6 @@ public sealed class JsonEventFormatter
         WriteTopLevel(w, ktime);
         w.WriteEndObject();
     }
-
-    /// <summary>A process object, as the formatter renders it (for tests and tools).</summary>
-    public void WriteProcess(Utf8JsonWriter w, string name, ProcessInfo p) => _processes.Write(w, name, p);
 }
 
 /// <summary>Tetragon's Process object. A process's JSON is rendered once and reused for every event of the process, of
