@@ -5,11 +5,21 @@ using SecurityAgent.Kubernetes;
 
 namespace SecurityAgent.Containers;
 
-public sealed record ContainerInfo(string Id, string Name, string Image, string ImageId);
+public sealed record ContainerInfo(string Id, string Name, string Image, string ImageId)
+{
+    /// <summary>status.containerStatuses[].state.running.startedAt (RFC 3339), when running.</summary>
+    public string? StartedAt { get; init; }
+    /// <summary>spec.containers[].securityContext.privileged.</summary>
+    public bool Privileged { get; init; }
+}
 
 /// <summary>What events say about a process's pod (Tetragon's pod object).</summary>
 public sealed record PodInfo(string Namespace, string Name, string Uid, IReadOnlyDictionary<string, string> Labels,
-    string Workload, string WorkloadKind, ContainerInfo? Container);
+    string Workload, string WorkloadKind, ContainerInfo? Container)
+{
+    /// <summary>Bounded as labels; kubectl's last-applied-configuration (a copy of the whole object) is left out.</summary>
+    public IReadOnlyDictionary<string, string> Annotations { get; init; } = new Dictionary<string, string>();
+}
 
 /// <summary>The pods of this node, from a node-scoped watch (fieldSelector=spec.nodeName), by pod uid and by
 /// container id. Written by the informer, read by the pipeline. Each pod is kept as the few fields events and
@@ -18,6 +28,8 @@ public sealed class PodCache
 {
     /// <summary>Labels kept per pod (the first by key); Kubernetes bounds each label's size, not their number.</summary>
     public const int MaxLabels = 64;
+
+    private const string LastApplied = "kubectl.kubernetes.io/last-applied-configuration";
 
     private readonly ConcurrentDictionary<string, JsonElement> _byUid = new();
     private readonly ConcurrentDictionary<string, string> _podOfContainer = new();
@@ -50,20 +62,22 @@ public sealed class PodCache
 
     public IEnumerable<JsonElement> Pods => _byUid.Values;
 
-    /// <summary>metadata (name, namespace, uid, bounded labels, owners) and status.containerStatuses (name, ids, image).</summary>
+    /// <summary>metadata (name, namespace, uid, bounded labels and annotations, owners), spec.containers (name,
+    /// privileged) and status.containerStatuses (name, ids, image, start).</summary>
     private static JsonElement Trim(JsonElement pod)
     {
         var meta = pod.GetProperty("metadata");
         var m = new System.Text.Json.Nodes.JsonObject();
         foreach (var key in new[] { "name", "namespace", "uid" })
             if (meta.TryGetProperty(key, out var v)) m[key] = v.GetString();
-        if (meta.TryGetProperty("labels", out var labels) && labels.ValueKind == JsonValueKind.Object)
-        {
-            var kept = new System.Text.Json.Nodes.JsonObject();
-            foreach (var l in labels.EnumerateObject().OrderBy(l => l.Name, StringComparer.Ordinal).Take(MaxLabels))
-                kept[l.Name] = l.Value.ValueKind == JsonValueKind.String ? l.Value.GetString() : "";
-            m["labels"] = kept;
-        }
+        foreach (var key in new[] { "labels", "annotations" })
+            if (meta.TryGetProperty(key, out var map) && map.ValueKind == JsonValueKind.Object)
+            {
+                var kept = new System.Text.Json.Nodes.JsonObject();
+                foreach (var l in map.EnumerateObject().Where(l => l.Name != LastApplied).OrderBy(l => l.Name, StringComparer.Ordinal).Take(MaxLabels))
+                    kept[l.Name] = l.Value.ValueKind == JsonValueKind.String ? l.Value.GetString() : "";
+                m[key] = kept;
+            }
         if (meta.TryGetProperty("ownerReferences", out var owners) && owners.ValueKind == JsonValueKind.Array && owners.GetArrayLength() > 0)
             m["ownerReferences"] = new System.Text.Json.Nodes.JsonArray(new System.Text.Json.Nodes.JsonObject
             {
@@ -79,9 +93,21 @@ public sealed class PodCache
                 var o = new System.Text.Json.Nodes.JsonObject();
                 foreach (var key in new[] { "name", "containerID", "image", "imageID" })
                     if (c.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.String) o[key] = v.GetString();
+                if (c.TryGetProperty("state", out var state) && state.ValueKind == JsonValueKind.Object && state.TryGetProperty("running", out var running)
+                    && running.ValueKind == JsonValueKind.Object && running.TryGetProperty("startedAt", out var started) && started.ValueKind == JsonValueKind.String)
+                    o["startedAt"] = started.GetString();
                 list.Add(o);
             }
             root["status"] = new System.Text.Json.Nodes.JsonObject { ["containerStatuses"] = list };
+        }
+        if (pod.TryGetProperty("spec", out var spec) && spec.TryGetProperty("containers", out var containers) && containers.ValueKind == JsonValueKind.Array)
+        {
+            var privileged = new System.Text.Json.Nodes.JsonArray();
+            foreach (var c in containers.EnumerateArray())
+                if (c.TryGetProperty("securityContext", out var sc) && sc.ValueKind == JsonValueKind.Object && sc.TryGetProperty("privileged", out var pr)
+                    && pr.ValueKind == JsonValueKind.True && c.TryGetProperty("name", out var n) && n.ValueKind == JsonValueKind.String)
+                    privileged.Add(n.GetString());
+            root["privileged"] = privileged;
         }
         return JsonSerializer.SerializeToElement(root);
     }
@@ -98,16 +124,22 @@ public sealed class PodCache
     {
         var meta = pod.GetProperty("metadata");
         var labels = meta.TryGetProperty("labels", out var l) ? l.EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetString() ?? "") : [];
+        var annotations = meta.TryGetProperty("annotations", out var a) ? a.EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetString() ?? "") : [];
+        var privileged = pod.TryGetProperty("privileged", out var pr) ? pr.EnumerateArray().Select(n => n.GetString()).ToHashSet() : [];
         var (workload, kind) = Workload(meta);
         ContainerInfo? container = null;
         if (containerId is not null && pod.TryGetProperty("status", out var st) && st.TryGetProperty("containerStatuses", out var cs))
             container = cs.EnumerateArray().Where(c => c.TryGetProperty("containerID", out var id) && CgroupNames.StripRuntime(id.GetString() ?? "") == containerId)
                 .Select(c => new ContainerInfo(c.GetProperty("containerID").GetString()!, c.GetProperty("name").GetString()!,
-                    c.TryGetProperty("image", out var im) ? im.GetString()! : "", c.TryGetProperty("imageID", out var iid) ? iid.GetString()! : ""))
+                    c.TryGetProperty("image", out var im) ? im.GetString()! : "", c.TryGetProperty("imageID", out var iid) ? iid.GetString()! : "")
+                {
+                    StartedAt = c.TryGetProperty("startedAt", out var at) ? at.GetString() : null,
+                    Privileged = privileged.Contains(c.GetProperty("name").GetString()),
+                })
                 .FirstOrDefault();
         container ??= containerId is null ? null : new ContainerInfo(containerId, "", "", "");
         return new PodInfo(meta.GetProperty("namespace").GetString()!, meta.GetProperty("name").GetString()!, meta.GetProperty("uid").GetString()!,
-            labels, workload, kind, container);
+            labels, workload, kind, container) { Annotations = annotations };
     }
 
     /// <summary>The controlling workload: a ReplicaSet's Deployment (its name minus the hash), else the owner, else the pod.</summary>

@@ -3,7 +3,15 @@ namespace SecurityAgent.Events;
 /// <summary>A decoded ring-buffer record, before enrichment. Times are CLOCK_BOOTTIME nanoseconds.</summary>
 public abstract record KernelEvent(ulong Ktime);
 
-public sealed record Credentials(uint Uid, uint Euid, uint Gid, uint Egid);
+/// <summary>A process's user and group ids. The saved and filesystem ids default to the effective ones: what exec
+/// leaves (the kernel sets suid = fsuid = euid and sgid = fsgid = egid when it commits an exec's credentials).</summary>
+public sealed record Credentials(uint Uid, uint Euid, uint Gid, uint Egid)
+{
+    public uint Suid { get; init; } = Euid;
+    public uint Sgid { get; init; } = Egid;
+    public uint Fsuid { get; init; } = Euid;
+    public uint Fsgid { get; init; } = Egid;
+}
 
 public sealed record Capabilities(ulong Permitted, ulong Effective, ulong Inheritable);
 

@@ -4,16 +4,39 @@ using SecurityAgent.Processes;
 
 namespace SecurityAgent.Export;
 
-/// <summary>Writes events in Tetragon's JSON export format (one object per line, the event type as the
-/// top-level key, then node_name and time), so SIEM parsers written for Tetragon work unchanged.
-/// docs/events.md and schemas/events.schema.json describe it.</summary>
-public sealed class JsonEventFormatter(string nodeName, BootClock clock, bool includeCredentials = false, Redactor? redactor = null)
+/// <summary>Writes events in Tetragon's JSON export format: one GetEventsResponse per line as protojson renders it
+/// (proto field names, 64-bit integers as strings, enums by name, bytes as base64, RFC 3339 timestamps with
+/// nanoseconds), so SIEM parsers written for Tetragon work unchanged. With <see cref="EventFormat"/>'s defaults every
+/// line parses strictly with Tetragon's .proto files; docs/events.md lists each field.</summary>
+public sealed class JsonEventFormatter
 {
     private static readonly JsonWriterOptions Options = new() { SkipValidation = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
-    private readonly System.Buffers.ArrayBufferWriter<byte> _lastBytes = new(4096), _processBytes = new(1024);
-    private readonly Utf8JsonWriter _writer = new(new System.Buffers.ArrayBufferWriter<byte>(), Options), _processWriter = new(new System.Buffers.ArrayBufferWriter<byte>(), Options);
+    private readonly System.Buffers.ArrayBufferWriter<byte> _lastBytes = new(4096);
+    private readonly Utf8JsonWriter _writer = new(new System.Buffers.ArrayBufferWriter<byte>(), Options);
+    private readonly string _nodeName;
+    private readonly BootClock _clock;
+    private readonly EventFormat _format;
+    private readonly ProcessRenderer _processes;
+    private readonly Func<ProcessInfo, ProcessInfo?>? _parentOf;
     private AgentEvent? _last;
-    private readonly TimeText _time = new(clock);
+    private readonly TimeText _time;
+
+    /// <param name="parentOf">The process cache's parent lookup, for ancestors.</param>
+    public JsonEventFormatter(string nodeName, BootClock clock, EventFormat? format = null, Redactor? redactor = null, Func<ProcessInfo, ProcessInfo?>? parentOf = null)
+        : this(nodeName, clock, format ?? EventFormat.Default, new ProcessRenderer(clock, format ?? EventFormat.Default, redactor), parentOf)
+    {
+    }
+
+    private JsonEventFormatter(string nodeName, BootClock clock, EventFormat format, ProcessRenderer processes, Func<ProcessInfo, ProcessInfo?>? parentOf)
+    {
+        (_nodeName, _clock, _format, _processes, _parentOf) = (nodeName, clock, format, processes, parentOf);
+        _time = new TimeText(clock);
+    }
+
+    /// <summary>The same events with the extension object on (for the agent's own views of the stream), sharing this
+    /// formatter's rendered processes. Pipeline thread only, as this formatter.</summary>
+    public JsonEventFormatter WithExtensions() =>
+        _format.Extensions ? this : new JsonEventFormatter(_nodeName, _clock, _format with { Extensions = true }, _processes, _parentOf);
 
     /// <summary>The event as one JSON object (no newline). Every exporter of the pipeline asks for the same event in
     /// turn, so the last rendering is kept: one event is rendered once, whatever the number of exporters.
@@ -35,14 +58,51 @@ public sealed class JsonEventFormatter(string nodeName, BootClock clock, bool in
     {
         w.WriteStartObject();
         w.WriteStartObject(e.Type);
-        WriteProcess(w, "process", e.Process);
+        _processes.Write(w, "process", e.Process);
         if (e.Parent is not null)
-            WriteProcess(w, "parent", e.Parent);
+            _processes.Write(w, "parent", e.Parent);
         WriteBody(w, e);
+        if ((_format.Ancestors & AncestorsOf(e)) != 0)
+            WriteAncestors(w, e.Parent);
+        if (_format.Extensions)
+            WriteExtension(w, e);
         w.WriteEndObject();
-        w.WriteString("node_name", nodeName);
-        w.WriteString("time", _time.Format(e.Ktime));
+        WriteTopLevel(w, e.Ktime);
         w.WriteEndObject();
+    }
+
+    private void WriteTopLevel(Utf8JsonWriter w, ulong ktime)
+    {
+        w.WriteString("node_name", _nodeName);
+        w.WriteString("time", _time.Format(ktime));
+        if (!string.IsNullOrEmpty(_format.ClusterName))
+            w.WriteString("cluster_name", _format.ClusterName);
+        if (_format.NodeLabels.Count > 0)
+        {
+            w.WriteStartObject("node_labels");
+            foreach (var (k, v) in _format.NodeLabels) w.WriteString(k, v);
+            w.WriteEndObject();
+        }
+    }
+
+    private static AncestorEvents AncestorsOf(AgentEvent e) => e switch
+    {
+        ProcessExecEvent or ProcessExitEvent => AncestorEvents.Base,
+        PolicyMatchEvent { Hook.Kind: HookKind.Kprobe } => AncestorEvents.Kprobe,
+        PolicyMatchEvent { Hook.Kind: HookKind.LsmHook } => AncestorEvents.Lsm,
+        _ => AncestorEvents.Tracepoint,
+    };
+
+    /// <summary>Tetragon's ancestors: the parent's parent and up, as far as the cache knows, ending with pid 1. Each is
+    /// the process's rendered JSON (no allocation unless a process renders for the first time).</summary>
+    private void WriteAncestors(Utf8JsonWriter w, ProcessInfo? parent)
+    {
+        if (parent is null || _parentOf is null || parent.Pid <= 1 || _parentOf(parent) is null) return;
+        w.WriteStartArray("ancestors");
+        var p = parent;
+        for (int i = 0; i < 128 && p.Pid > 1 && _parentOf(p) is { } a; i++, p = a)
+            _processes.WriteValue(w, a);
+        w.WriteEndArray();
     }
 
     private void WriteBody(Utf8JsonWriter w, AgentEvent e)
@@ -50,9 +110,9 @@ public sealed class JsonEventFormatter(string nodeName, BootClock clock, bool in
         switch (e)
         {
             case ProcessExitEvent x:
-                w.WriteNumber("status", x.Status);
                 if (x.Signal != 0)
                     w.WriteString("signal", LinuxNames.Signal(x.Signal));
+                w.WriteNumber("status", (uint)x.Status);
                 w.WriteString("time", _time.Format(x.Ktime));
                 break;
             case PolicyMatchEvent m:
@@ -67,41 +127,16 @@ public sealed class JsonEventFormatter(string nodeName, BootClock clock, bool in
         {
             case HookKind.Tracepoint:
                 var slash = m.Hook.Name.IndexOf('/');
-                w.WriteString("subsys", m.Hook.Name[..slash]);
-                w.WriteString("event", m.Hook.Name[(slash + 1)..]);
-                break;
-            case HookKind.Kprobe:
-                w.WriteString("function_name", m.Hook.Name);
+                w.WriteString("subsys", m.Hook.Name.AsSpan(0, slash));
+                w.WriteString("event", m.Hook.Name.AsSpan(slash + 1));
                 break;
             default:
                 w.WriteString("function_name", m.Hook.Name);
                 break;
         }
         w.WriteStartArray("args");
-        foreach (var a in m.Args)
-        {
-            w.WriteStartObject();
-            switch (a.Value)
-            {
-                case string s: w.WriteString(a.Kind, s); break;
-                case long l: w.WriteNumber(a.Kind, l); break;
-                case ulong u: w.WriteNumber(a.Kind, u); break;
-                case PathArg pa:
-                    w.WriteStartObject(a.Kind);
-                    w.WriteString("path", pa.Path);
-                    w.WriteEndObject();
-                    break;
-                case SockAddr sa:
-                    w.WriteStartObject(a.Kind);
-                    w.WriteString("family", sa.Family);
-                    w.WriteString("addr", sa.Addr);
-                    w.WriteNumber("port", sa.Port);
-                    w.WriteEndObject();
-                    break;
-            }
-            if (a.Label is not null) w.WriteString("label", a.Label);
-            w.WriteEndObject();
-        }
+        for (int i = 0; i < m.Args.Count; i++) // indexed: foreach over an interface boxes its enumerator
+            WriteArg(w, m.Args[i]);
         w.WriteEndArray();
         w.WriteString("action", m.Action);
         w.WriteString("policy_name", m.PolicyName);
@@ -109,46 +144,122 @@ public sealed class JsonEventFormatter(string nodeName, BootClock clock, bool in
         if (m.Hook.Tags.Count > 0)
         {
             w.WriteStartArray("tags");
-            foreach (var t in m.Hook.Tags) w.WriteStringValue(t);
+            for (int i = 0; i < m.Hook.Tags.Count; i++) w.WriteStringValue(m.Hook.Tags[i]);
             w.WriteEndArray();
         }
-        w.WriteString("policy_mode", m.Enforce ? "enforce" : "monitor");
-        w.WriteBoolean("enforced", m.Enforced);
-        if (m.SafetyRefused) w.WriteBoolean("safety_refused", true);
-        w.WriteString("decided_by", m.DecidedBy);
     }
+
+    /// <summary>One KprobeArgument: {"&lt;kind&gt;": value, "label": ...}.</summary>
+    private static void WriteArg(Utf8JsonWriter w, RenderedArg a)
+    {
+        Span<byte> digits = stackalloc byte[20];
+        w.WriteStartObject();
+        switch (a.Value)
+        {
+            case string s: w.WriteString(a.Kind, s); break;
+            case int i: w.WriteNumber(a.Kind, i); break;
+            case uint u: w.WriteNumber(a.Kind, u); break;
+            case long l: l.TryFormat(digits, out int n); w.WriteString(a.Kind, digits[..n]); break;
+            case ulong u: u.TryFormat(digits, out int m); w.WriteString(a.Kind, digits[..m]); break;
+            case byte[] bytes: w.WriteBase64String(a.Kind, bytes); break;
+            case PathArg pa:
+                w.WriteStartObject(a.Kind);
+                w.WriteString("path", pa.Path);
+                w.WriteEndObject();
+                break;
+            case SockAddr sa:
+                w.WriteStartObject(a.Kind);
+                w.WriteString("family", sa.Family);
+                w.WriteString("addr", sa.Addr);
+                w.WriteNumber("port", sa.Port);
+                w.WriteEndObject();
+                break;
+            case UnixSockAddr un:
+                w.WriteStartObject(a.Kind);
+                w.WriteString("family", un.Family);
+                w.WriteString("path", un.Path);
+                w.WriteEndObject();
+                break;
+            case SyscallId id:
+                w.WriteStartObject(a.Kind);
+                w.WriteNumber("id", id.Id);
+                w.WriteString("abi", id.Abi);
+                w.WriteEndObject();
+                break;
+        }
+        if (a.Label is not null) w.WriteString("label", a.Label);
+        w.WriteEndObject();
+    }
+
+    /// <summary>The agent's fields beyond Tetragon's, in one object (EventFormat.Extensions).</summary>
+    private static void WriteExtension(Utf8JsonWriter w, AgentEvent e)
+    {
+        var m = e as PolicyMatchEvent;
+        if (m is null && e.Process.Unattributed is null && e.Parent?.Unattributed is null) return;
+        w.WriteStartObject(Extension);
+        if (m is not null)
+        {
+            w.WriteString("policy_mode", m.Enforce ? "enforce" : "monitor");
+            w.WriteBoolean("enforced", m.Enforced);
+            if (m.SafetyRefused) w.WriteBoolean("safety_refused", true);
+            w.WriteString("decided_by", m.DecidedBy);
+        }
+        if (e.Process.Unattributed is { } why) w.WriteString("process_unattributed", why);
+        if (e.Parent?.Unattributed is { } parentWhy) w.WriteString("parent_unattributed", parentWhy);
+        w.WriteEndObject();
+    }
+
+    /// <summary>The key of the extension object in an event body.</summary>
+    public const string Extension = "securityagent";
 
     /// <summary>Tetragon's notice that the export rate limit dropped events.</summary>
     public void WriteRateLimitInfo(Utf8JsonWriter w, long dropped, ulong ktime)
     {
+        Span<byte> digits = stackalloc byte[20];
+        dropped.TryFormat(digits, out int n);
         w.WriteStartObject();
         w.WriteStartObject("rate_limit_info");
-        w.WriteNumber("number_of_dropped_process_events", dropped);
+        w.WriteString("number_of_dropped_process_events", digits[..n]);
         w.WriteEndObject();
-        w.WriteString("node_name", nodeName);
-        w.WriteString("time", clock.Format(ktime));
+        WriteTopLevel(w, ktime);
         w.WriteEndObject();
     }
+}
 
-    /// <summary>A process's JSON is rendered once and reused for every event of the process and of its children (as
-    /// "parent"), as long as what it was rendered from holds: everything of a process is fixed at creation except its
-    /// pod, which the pod watch may deliver later. So the rendering is kept with the pod it saw, and redone once a pod
-    /// arrives.</summary>
-    public void WriteProcess(Utf8JsonWriter w, string name, ProcessInfo p)
+/// <summary>Tetragon's Process object. A process's JSON is rendered once and reused for every event of the process, of
+/// its children (as "parent") and descendants (as an ancestor), as long as what it was rendered from holds:
+/// everything of a process is fixed at creation except its pod, which the pod watch may deliver later. So the rendering
+/// is kept with the pod it saw, and redone once a pod arrives. Formatters that differ only in event-level options share
+/// one renderer.</summary>
+internal sealed class ProcessRenderer(BootClock clock, EventFormat format, Redactor? redactor)
+{
+    private readonly bool _credentials = format.ProcessCredentials;
+    private readonly UserNames? _users = format.PasswdFile is { } passwd ? new UserNames(passwd) : null;
+    private static readonly JsonWriterOptions Options = new() { SkipValidation = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+    private readonly System.Buffers.ArrayBufferWriter<byte> _bytes = new(1024);
+    private readonly Utf8JsonWriter _writer = new(new System.Buffers.ArrayBufferWriter<byte>(), Options);
+    private readonly TimeText _time = new(clock);
+
+    public void Write(Utf8JsonWriter w, string name, ProcessInfo p)
     {
         w.WritePropertyName(name);
+        WriteValue(w, p);
+    }
+
+    public void WriteValue(Utf8JsonWriter w, ProcessInfo p)
+    {
         if (p.Rendered is not { } r || !ReferenceEquals(r.By, this) || !ReferenceEquals(r.Pod, p.Pod))
         {
-            _processBytes.ResetWrittenCount();
-            _processWriter.Reset(_processBytes);
-            WriteProcessObject(_processWriter, p);
-            _processWriter.Flush();
-            p.Rendered = r = new RenderedProcess(this, p.Pod, _processBytes.WrittenSpan.ToArray());
+            _bytes.ResetWrittenCount();
+            _writer.Reset(_bytes);
+            WriteObject(_writer, p);
+            _writer.Flush();
+            p.Rendered = r = new RenderedProcess(this, p.Pod, _bytes.WrittenSpan.ToArray());
         }
         w.WriteRawValue(r.Json, skipInputValidation: true);
     }
 
-    private void WriteProcessObject(Utf8JsonWriter w, ProcessInfo p)
+    private void WriteObject(Utf8JsonWriter w, ProcessInfo p)
     {
         w.WriteStartObject();
         w.WriteString("exec_id", p.ExecId);
@@ -160,38 +271,53 @@ public sealed class JsonEventFormatter(string nodeName, BootClock clock, bool in
         w.WriteString("flags", p.FlagsText);
         w.WriteString("start_time", _time.Format(p.StartTime));
         w.WriteNumber("auid", p.Auid);
-        if (p.ParentExecId is not null)
-            w.WriteString("parent_exec_id", p.ParentExecId);
-        w.WriteNumber("tid", p.Tid == 0 ? p.Pid : p.Tid);
-        if (p.Container is { } c)
-            w.WriteString("docker", c.ContainerId);
         if (p.Pod is { } pod)
             WritePod(w, pod);
-        if (p.Unattributed is { } why)
-            w.WriteString("unattributed", why);
-        if (!includeCredentials)
+        if (p.Container is { } c)
+            w.WriteString("docker", c.ContainerId);
+        if (p.ParentExecId is not null)
+            w.WriteString("parent_exec_id", p.ParentExecId);
+        if (_credentials && p.Caps is { } caps)
+            WriteCaps(w, "cap", caps);
+        w.WriteNumber("tid", p.Tid == 0 ? p.Pid : p.Tid);
+        if (_credentials)
+            WriteCredentials(w, p.Creds, p.Caps);
+        if (p.Container is null && p.Unattributed is null && _users?.Name(p.Creds.Uid) is { } user)
         {
-            w.WriteEndObject();
-            return;
-        }
-        if (p.Caps is { } caps)
-        {
-            w.WriteStartObject("cap");
-            WriteCapSet(w, "permitted", caps.Permitted);
-            WriteCapSet(w, "effective", caps.Effective);
-            WriteCapSet(w, "inheritable", caps.Inheritable);
+            w.WriteStartObject("user");
+            w.WriteString("name", user);
             w.WriteEndObject();
         }
-        w.WriteStartObject("process_credentials");
-        w.WriteNumber("uid", p.Creds.Uid);
-        w.WriteNumber("gid", p.Creds.Gid);
-        w.WriteNumber("euid", p.Creds.Euid);
-        w.WriteNumber("egid", p.Creds.Egid);
-        w.WriteEndObject();
         w.WriteEndObject();
     }
 
-    /// <summary>Tetragon's pod object (labels as pod_labels), plus the pod's uid.</summary>
+    /// <summary>Tetragon's process_credentials. Securebits and user_ns are not in the kernel's exec record (docs/events.md).</summary>
+    private static void WriteCredentials(Utf8JsonWriter w, Events.Credentials c, Events.Capabilities? caps)
+    {
+        w.WriteStartObject("process_credentials");
+        w.WriteNumber("uid", c.Uid);
+        w.WriteNumber("gid", c.Gid);
+        w.WriteNumber("euid", c.Euid);
+        w.WriteNumber("egid", c.Egid);
+        w.WriteNumber("suid", c.Suid);
+        w.WriteNumber("sgid", c.Sgid);
+        w.WriteNumber("fsuid", c.Fsuid);
+        w.WriteNumber("fsgid", c.Fsgid);
+        if (caps is not null)
+            WriteCaps(w, "caps", caps);
+        w.WriteEndObject();
+    }
+
+    private static void WriteCaps(Utf8JsonWriter w, string name, Events.Capabilities caps)
+    {
+        w.WriteStartObject(name);
+        WriteCapSet(w, "permitted", caps.Permitted);
+        WriteCapSet(w, "effective", caps.Effective);
+        WriteCapSet(w, "inheritable", caps.Inheritable);
+        w.WriteEndObject();
+    }
+
+    /// <summary>Tetragon's pod object (labels as pod_labels, annotations as pod_annotations).</summary>
     private static void WritePod(Utf8JsonWriter w, Containers.PodInfo pod)
     {
         w.WriteStartObject("pod");
@@ -207,6 +333,14 @@ public sealed class JsonEventFormatter(string nodeName, BootClock clock, bool in
             w.WriteString("id", c.ImageId);
             w.WriteString("name", c.Image);
             w.WriteEndObject();
+            if (c.StartedAt is not null)
+                w.WriteString("start_time", c.StartedAt);
+            if (c.Privileged)
+            {
+                w.WriteStartObject("security_context");
+                w.WriteBoolean("privileged", true);
+                w.WriteEndObject();
+            }
             w.WriteEndObject();
         }
         w.WriteStartObject("pod_labels");
@@ -214,24 +348,35 @@ public sealed class JsonEventFormatter(string nodeName, BootClock clock, bool in
         w.WriteEndObject();
         w.WriteString("workload", pod.Workload);
         w.WriteString("workload_kind", pod.WorkloadKind);
+        if (pod.Annotations.Count > 0)
+        {
+            w.WriteStartObject("pod_annotations");
+            foreach (var (k, v) in pod.Annotations) w.WriteString(k, v);
+            w.WriteEndObject();
+        }
         w.WriteEndObject();
     }
 
+    /// <summary>A repeated CapabilitiesType: enum names, the empty set left out (protojson). A bit newer than the
+    /// enum is left out too: a strict parser refuses a name the enum does not have.</summary>
     private static void WriteCapSet(Utf8JsonWriter w, string name, ulong mask)
     {
+        mask &= LinuxNames.CapabilityCount >= 64 ? ulong.MaxValue : (1UL << LinuxNames.CapabilityCount) - 1;
         if (mask == 0) return;
         w.WriteStartArray(name);
-        foreach (var c in LinuxNames.CapabilitySet(mask))
-            w.WriteStringValue(c);
+        for (int i = 0; i < LinuxNames.CapabilityCount; i++)
+            if ((mask & (1UL << i)) != 0)
+                w.WriteStringValue(LinuxNames.Capability(i));
         w.WriteEndArray();
     }
 }
 
-/// <summary>A process's JSON, with the formatter and the pod it was rendered with.</summary>
+/// <summary>A process's JSON, with the renderer and the pod it was rendered with.</summary>
 public sealed record RenderedProcess(object By, Containers.PodInfo? Pod, byte[] Json);
 
-/// <summary>Timestamps as Tetragon writes them (RFC 3339, UTC, nanoseconds) without a string per event: the text up to
-/// the second is kept while events stay within the same second.</summary>
+/// <summary>Timestamps as Tetragon writes them (protojson: RFC 3339, UTC, with 9, 6, 3 or no fractional digits, the
+/// fewest that hold the nanoseconds exactly) without a string per event: the text up to the second is kept while events
+/// stay within the same second.</summary>
 internal sealed class TimeText(BootClock clock)
 {
     private readonly byte[] _text = new byte[30]; // yyyy-MM-ddTHH:mm:ss.nnnnnnnnnZ
@@ -244,11 +389,19 @@ internal sealed class TimeText(BootClock clock)
         if (secs != _second)
         {
             DateTime.UnixEpoch.AddSeconds(secs).TryFormat(_text, out _, "yyyy'-'MM'-'dd'T'HH':'mm':'ss'.'", System.Globalization.CultureInfo.InvariantCulture);
-            _text[29] = (byte)'Z';
             _second = secs;
         }
-        for (int i = 28; i >= 20; i--, nanos /= 10)
+        if (nanos == 0)
+        {
+            _text[19] = (byte)'Z';
+            return _text.AsSpan(0, 20);
+        }
+        int digits = nanos % 1_000_000 == 0 ? 3 : nanos % 1_000 == 0 ? 6 : 9;
+        for (int skip = 9 - digits; skip > 0; skip -= 3) nanos /= 1000;
+        for (int i = 19 + digits; i >= 20; i--, nanos /= 10)
             _text[i] = (byte)('0' + nanos % 10);
-        return _text;
+        _text[19] = (byte)'.';
+        _text[20 + digits] = (byte)'Z';
+        return _text.AsSpan(0, 21 + digits);
     }
 }

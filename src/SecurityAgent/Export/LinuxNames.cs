@@ -31,6 +31,9 @@ public static class LinuxNames
         return i > 0 ? i : int.TryParse(name, out var n) ? n : null;
     }
 
+    /// <summary>Capabilities with a name (Tetragon's CapabilitiesType enum has exactly these).</summary>
+    public static int CapabilityCount => Caps.Length;
+
     /// <summary>Capability name by number ("DAC_OVERRIDE" keeps Tetragon's spelling).</summary>
     public static string Capability(int n) => n < Caps.Length ? Caps[n] : $"CAP_{n}";
 
@@ -40,12 +43,5 @@ public static class LinuxNames
         int i = Array.IndexOf(Caps, upper);
         if (i < 0) i = Array.IndexOf(Caps, upper.StartsWith("CAP_") ? upper[4..] : "CAP_" + upper);
         return i >= 0 ? i : null;
-    }
-
-    public static IEnumerable<string> CapabilitySet(ulong mask)
-    {
-        for (int i = 0; i < 64; i++)
-            if ((mask & (1UL << i)) != 0)
-                yield return Capability(i);
     }
 }

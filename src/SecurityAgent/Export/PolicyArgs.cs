@@ -1,18 +1,39 @@
 using System.Buffers.Binary;
 using System.Net;
+using System.Runtime.InteropServices;
 using System.Text;
 using SecurityAgent.Policies;
 
 namespace SecurityAgent.Export;
 
+/// <summary>Tetragon's sockaddr_arg (AF_INET, AF_INET6): {"family", "addr", "port"}.</summary>
 public sealed record SockAddr(string Family, string Addr, int Port);
 
-/// <summary>Tetragon's file_arg / path_arg / linux_binprm_arg: {"path": ...}.</summary>
+/// <summary>Tetragon's sockaddrun_arg (AF_UNIX): {"family", "path"}; an abstract address's path starts with '@'.</summary>
+public sealed record UnixSockAddr(string Family, string Path);
+
+/// <summary>Tetragon's file_arg / path_arg / linux_binprm_arg. The kernel record carries the path only; mount, flags
+/// and permission are left out (protojson's empty values).</summary>
 public sealed record PathArg(string Path);
 
-/// <summary>Renders the raw values of a policy event as Tetragon's typed arguments.</summary>
+/// <summary>Tetragon's syscall_id: {"id": N, "abi": "x64"}.</summary>
+public sealed record SyscallId(uint Id, string Abi);
+
+/// <summary>Renders the raw values of a policy event as Tetragon's typed arguments, with the CLR type that decides the
+/// protojson encoding: int (int_arg) and uint (uint_arg) are numbers; long (long_arg) and ulong (size_arg) are 64-bit
+/// and so strings; byte[] (bytes_arg) is base64.</summary>
 public static class PolicyArgs
 {
+    /// <summary>The 32-bit compat marker of a syscall64 value (as Tetragon's BPF sets it).</summary>
+    private const ulong Compat32 = 0x80000000;
+
+    private static readonly (string Native, string Compat) Abi = RuntimeInformation.OSArchitecture switch
+    {
+        Architecture.X64 => ("x64", "i386"),
+        Architecture.Arm64 => ("arm64", "arm32"),
+        _ => ("unknown", "unknown"),
+    };
+
     public static IReadOnlyList<RenderedArg> Render(HookPlan hook, ulong[] ints, byte[][] strings)
     {
         var list = new List<RenderedArg>(hook.Args.Count);
@@ -22,21 +43,41 @@ public static class PolicyArgs
             ulong v = ints[a.Slot];
             list.Add(a.KernelType switch
             {
-                ArgType.String => new RenderedArg("string_arg", Encoding.UTF8.GetString(strings[a.Slot]), a.Label),
-                ArgType.SockAddr or ArgType.KSockAddr => new RenderedArg("sockaddr_arg", SockAddrOf(strings[a.Slot]), a.Label),
-                ArgType.KString => new RenderedArg("string_arg", Encoding.UTF8.GetString(strings[a.Slot]), a.Label),
+                ArgType.String or ArgType.KString when a.Type is "char_buf" or "char_iovec" => new RenderedArg("bytes_arg", strings[a.Slot], a.Label),
+                ArgType.String or ArgType.KString => new RenderedArg("string_arg", Encoding.UTF8.GetString(strings[a.Slot]), a.Label),
+                ArgType.SockAddr or ArgType.KSockAddr => SockAddrArg(strings[a.Slot], a.Label),
                 ArgType.File => new RenderedArg("file_arg", new PathArg(Encoding.UTF8.GetString(strings[a.Slot])), a.Label),
                 ArgType.Path => new RenderedArg("path_arg", new PathArg(Encoding.UTF8.GetString(strings[a.Slot])), a.Label),
                 ArgType.Bprm => new RenderedArg("linux_binprm_arg", new PathArg(Encoding.UTF8.GetString(strings[a.Slot])), a.Label),
-                ArgType.Fd => new RenderedArg("int_arg", (long)(int)v, a.Label),
-                _ when a.Type == "syscall64" => new RenderedArg("syscall_id", v, a.Label),
+                ArgType.Fd => new RenderedArg("int_arg", (int)v, a.Label),
+                _ when a.Type == "syscall64" => new RenderedArg("syscall_id", SyscallIdOf(v), a.Label),
                 ArgType.Int when a.Size == 8 => new RenderedArg("long_arg", (long)v, a.Label),
-                ArgType.Int => new RenderedArg("int_arg", (long)v, a.Label),
+                ArgType.Int => new RenderedArg("int_arg", (int)v, a.Label),
                 ArgType.UInt when a.Size == 8 => new RenderedArg("size_arg", v, a.Label),
-                _ => new RenderedArg("uint_arg", v, a.Label),
+                _ => new RenderedArg("uint_arg", (uint)v, a.Label),
             });
         }
         return list;
+    }
+
+    public static SyscallId SyscallIdOf(ulong v) =>
+        (v & Compat32) != 0 ? new SyscallId((uint)(v & ~Compat32), Abi.Compat) : new SyscallId((uint)v, Abi.Native);
+
+    private static RenderedArg SockAddrArg(byte[] raw, string? label) =>
+        raw.Length >= 2 && BinaryPrimitives.ReadUInt16LittleEndian(raw) == 1
+            ? new RenderedArg("sockaddrun_arg", UnixOf(raw), label)
+            : new RenderedArg("sockaddr_arg", SockAddrOf(raw), label);
+
+    /// <summary>sun_path as far as the kernel record holds it: up to its NUL, or for an abstract address (a leading
+    /// NUL) the rest, shown with '@' as ss(8) and Tetragon do.</summary>
+    public static UnixSockAddr UnixOf(byte[] raw)
+    {
+        var path = raw.AsSpan(2);
+        bool isAbstract = path.Length > 0 && path[0] == 0;
+        if (isAbstract) path = path[1..];
+        int nul = path.IndexOf((byte)0);
+        if (nul >= 0) path = path[..nul];
+        return new UnixSockAddr("AF_UNIX", (isAbstract ? "@" : "") + Encoding.UTF8.GetString(path));
     }
 
     public static SockAddr SockAddrOf(byte[] raw)
@@ -48,8 +89,8 @@ public static class PolicyArgs
         {
             2 => new SockAddr("AF_INET", new IPAddress(raw.AsSpan(4, 4)).ToString(), port),
             10 when raw.Length >= 24 => new SockAddr("AF_INET6", new IPAddress(raw.AsSpan(8, 16)).ToString(), port),
-            1 => new SockAddr("AF_UNIX", "", 0),
-            _ => new SockAddr(family.ToString(), "", port),
+            0 => new SockAddr("AF_UNSPEC", "", 0),
+            _ => new SockAddr(family.ToString(System.Globalization.CultureInfo.InvariantCulture), "", port),
         };
     }
 

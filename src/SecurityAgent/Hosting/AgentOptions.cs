@@ -55,6 +55,21 @@ public sealed class AgentOptions
     [Option("Add process_credentials and capabilities to process objects (as Tetragon's --enable-process-cred)")]
     public bool EnableProcessCred { get; set; }
 
+    [Option("Events that list the process's ancestors beyond its parent: base (exec, exit), kprobe, tracepoint, lsm (as Tetragon's --enable-ancestors)", HelpName = "TYPES")]
+    public string? EnableAncestors { get; set; }
+
+    [Option("Add the agent's own fields to events (policy mode, whether enforced, who decided, safety refusals, why a process is unattributed) in a \"securityagent\" object; off: every line parses strictly as Tetragon's")]
+    public bool ExportExtensions { get; set; }
+
+    [Option("Name users in process objects (user.name) from /etc/passwd for processes outside containers (as Tetragon's --username-metadata)", Values = ["disabled", "unix"])]
+    public string UsernameMetadata { get; set; } = "disabled";
+
+    [Option("Cluster name in events (cluster_name, as Tetragon's --cluster-name)", HelpName = "NAME")]
+    public string? ClusterName { get; set; }
+
+    [Option("Node labels in events (node_labels), key=value,...", HelpName = "LABELS")]
+    public string? NodeLabels { get; set; }
+
     [Option("Export only events matching one of these filters (Tetragon's format: one JSON object per line)", HelpName = "JSON")]
     public string? ExportAllowlist { get; set; }
 
@@ -96,6 +111,17 @@ public sealed class AgentOptions
 
     [Option("The local API's Unix socket (root only; `secagent status|events|policy` use it)", HelpName = "PATH")]
     public string ApiSocket { get; set; } = DefaultApiSocket;
+
+    /// <summary>What events carry beyond Tetragon's default fields.</summary>
+    public EventFormat ToEventFormat() => new()
+    {
+        ProcessCredentials = EnableProcessCred,
+        Ancestors = EventFormat.ParseAncestors(EnableAncestors),
+        Extensions = ExportExtensions,
+        PasswdFile = UsernameMetadata == "unix" ? "/etc/passwd" : null,
+        ClusterName = ClusterName,
+        NodeLabels = EventFormat.ParseLabels(NodeLabels),
+    };
 
     public string ResolveNodeName() =>
         !string.IsNullOrEmpty(NodeName) ? NodeName
@@ -142,10 +168,13 @@ public sealed class AgentOptions
         Check(ApiSocket.Length > 0 && Path.IsPathRooted(ApiSocket), "api-socket", ApiSocket, "must be an absolute path (the API listens on a Unix socket only, never on TCP)");
         Check(System.Text.Encoding.UTF8.GetByteCount(ApiSocket) < 108, "api-socket", ApiSocket, "longer than a Unix socket path may be (107 bytes)");
         Check(Output is "auto" or "compact" or "json", "output", Output, "must be auto, compact or json");
+        Check(UsernameMetadata is "disabled" or "unix", "username-metadata", UsernameMetadata, "must be disabled or unix");
         ParseCheck("export-allowlist", ExportAllowlist, t => ExportFilter.ParseList(t));
         ParseCheck("export-denylist", ExportDenylist, t => ExportFilter.ParseList(t));
         ParseCheck("field-filters", FieldFilters, t => FieldFilter.ParseList(t));
         ParseCheck("redaction-filters", RedactionFilters, t => Redactor.Parse(t));
+        ParseCheck("enable-ancestors", EnableAncestors, t => EventFormat.ParseAncestors(t));
+        ParseCheck("node-labels", NodeLabels, t => EventFormat.ParseLabels(t));
         return errors;
 
         void ParseCheck(string option, string? text, Action<string> parse)

@@ -50,14 +50,15 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
             ExitGrace = TimeSpan.FromSeconds(_opt.ExitGraceSeconds),
         }, TimeProvider.System, clockTickNs);
 
-        var formatter = new JsonEventFormatter(node, BootClock.System(), _opt.EnableProcessCred, Redactor.Parse(_opt.RedactionFilters));
+        var formatter = new JsonEventFormatter(node, BootClock.System(), _opt.ToEventFormat(), Redactor.Parse(_opt.RedactionFilters), cache.Parent);
         int? group = string.IsNullOrEmpty(_opt.ExportFileGroup) ? null : PrivateFiles.Gid(_opt.ExportFileGroup);
         bool terminal = _opt.ExportFile == "-" && !Console.IsOutputRedirected;
         Export.Compact.CompactStyle? compact = _opt.CompactOutput(terminal)
             ? new(Color: terminal && Environment.GetEnvironmentVariable("NO_COLOR") is null, Timestamps: true)
             : null;
+        // Compact lines and the live API (`secagent events`) are the agent's own views: they show the decision.
         await using var exporter = new JsonLinesExporter(JsonLinesExporter.OpenTarget(_opt.ExportFile, _opt.ExportFileMaxSize, _opt.ExportFileMaxBackups, group),
-            formatter, log, FieldFilter.ParseList(_opt.FieldFilters), compact);
+            compact is null ? formatter : formatter.WithExtensions(), log, FieldFilter.ParseList(_opt.FieldFilters), compact);
         var stats = string.IsNullOrEmpty(_opt.StatsFile) ? null : new StatsFile(_opt.StatsFile, group, log);
         var otlpOptions = OtlpOptions.From(_opt);
         await using var otlp = otlpOptions is null ? null : new OtlpLogExporter(otlpOptions, formatter, BootClock.System(), log);
@@ -65,7 +66,7 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         using var otlpMetrics = otlpOptions is null ? null : OtlpMetrics.Start(state, otlpOptions, _opt.OtlpMetricsIntervalMs);
         var filtered = new FilteringExporter(otlp is null ? [exporter] : [exporter, otlp], ExportFilter.ParseList(_opt.ExportAllowlist), ExportFilter.ParseList(_opt.ExportDenylist),
             _opt.ExportRateLimit, TimeProvider.System, exporter.WriteRateLimitInfo);
-        state.Live.Formatter = formatter;
+        state.Live.Formatter = formatter.WithExtensions();
         using var sensor = ProcessSensor.Load(features, _opt.RingBufferBytes);
         using var engine = new PolicyEngine(sensor, Environment.ProcessId, _opt.DebugUserspaceFilter);
         if (_opt.DebugUserspaceFilter)

@@ -44,7 +44,7 @@ public static class ProcFsScanner
             Binary = exe.EndsWith(" (deleted)") ? exe[..^10] : exe,
             Args = EventDecoder.SplitArgs(cmdline.AsSpan().TrimEnd((byte)0)),
             Cwd = ReadLink(Path.Combine(dir, "cwd")) ?? "",
-            Creds = new Credentials(uids[0], uids[1], gids[0], gids[1]),
+            Creds = new Credentials(uids[0], uids[1], gids[0], gids[1]) { Suid = uids[2], Fsuid = uids[3], Sgid = gids[2], Fsgid = gids[3] },
             Auid = uint.TryParse(TryRead(Path.Combine(dir, "loginuid")), out var auid) ? auid : uint.MaxValue,
             Caps = new Capabilities(Hex(status, "CapPrm:"), Hex(status, "CapEff:"), Hex(status, "CapInh:")),
             Ppid = stat.Ppid,
@@ -71,7 +71,7 @@ public static class ProcFsScanner
     {
         var line = status.FirstOrDefault(l => l.StartsWith(key, StringComparison.Ordinal));
         var ids = line?[key.Length..].Split('\t', ' ', StringSplitOptions.RemoveEmptyEntries).Select(uint.Parse).ToArray();
-        return ids is { Length: >= 2 } ? ids : [0, 0];
+        return ids is { Length: >= 4 } ? ids : [0, 0, 0, 0]; // real, effective, saved, filesystem
     }
 
     private static ulong Hex(string[] status, string key)

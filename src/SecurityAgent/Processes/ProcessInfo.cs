@@ -40,7 +40,7 @@ public sealed class ProcessInfo
     public Containers.PodInfo? Pod { get; internal set; }
 
     public bool Exited { get; internal set; }
-    /// <summary>The exporters' JSON of this process (see <see cref="Export.JsonEventFormatter.WriteProcess"/>).</summary>
+    /// <summary>The exporters' JSON of this process (see <see cref="Export.ProcessRenderer"/>).</summary>
     internal Export.RenderedProcess? Rendered { get; set; }
     internal long RemoveAfter { get; set; }
     internal LinkedListNode<ProcessInfo>? Node { get; set; }
@@ -68,6 +68,7 @@ public sealed class ProcessInfo
         if (Flags.HasFlag(Wire.ExecFlags.PathTruncated)) parts.Add("truncFilename");
         if (Flags.HasFlag(Wire.ExecFlags.ArgsFault)) parts.Add("errorArgs");
         if (Auid != uint.MaxValue) parts.Add("auid");
+        if (Unattributed is not null) parts.Add("unknown"); // Tetragon's flag for a process its cache did not have
         return string.Join(' ', parts);
     }
 }

@@ -25,7 +25,7 @@ public class ConnectDenyTests
         listener.Start();
         int port = ((IPEndPoint)listener.LocalEndpoint).Port;
         var policy = $"deny-connect{-errno}";
-        using var agent = new AgentProcess(new Dictionary<string, string> { ["c.yaml"] = ConnectPolicies.Deny(policy, victim, port, errno) });
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["c.yaml"] = ConnectPolicies.Deny(policy, victim, port, errno) }, "--export-extensions");
 
         var denied = Connect(victim, port);
         Assert.NotEqual(0, denied.Code);
@@ -40,7 +40,7 @@ public class ConnectDenyTests
         var body = ev.GetProperty("process_lsm");
         Assert.Equal("socket_connect", body.GetProperty("function_name").GetString());
         Assert.Equal("KPROBE_ACTION_OVERRIDE", body.GetProperty("action").GetString());
-        Assert.True(body.GetProperty("enforced").GetBoolean());
+        Assert.True(body.GetProperty("securityagent").GetProperty("enforced").GetBoolean());
         var sa = body.GetProperty("args")[0].GetProperty("sockaddr_arg");
         Assert.Equal(("AF_INET", "127.0.0.1", port), (sa.GetProperty("family").GetString(), sa.GetProperty("addr").GetString(), sa.GetProperty("port").GetInt32()));
         Assert.Equal(victim, body.GetProperty("process").GetProperty("binary").GetString());

@@ -41,7 +41,7 @@ public class PolicyEnforcementTests
 
     private static void AssertKillsOnlyTheMatchingBinaryAndPath(string policyYaml, string policy, string eventType, Scene s)
     {
-        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = policyYaml });
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = policyYaml }, "--export-extensions");
         Assert.Contains($"Policy {policy} loaded", agent.Stderr);
 
         var killed = Run.Wait(s.Victim, [s.Secret]);
@@ -56,8 +56,8 @@ public class PolicyEnforcementTests
         Assert.Single(all);
         var body = ev.GetProperty(eventType);
         Assert.Equal("KPROBE_ACTION_SIGKILL", body.GetProperty("action").GetString());
-        Assert.True(body.GetProperty("enforced").GetBoolean());
-        Assert.Equal("kernel", body.GetProperty("decided_by").GetString());
+        Assert.True(body.GetProperty("securityagent").GetProperty("enforced").GetBoolean());
+        Assert.Equal("kernel", body.GetProperty("securityagent").GetProperty("decided_by").GetString());
         Assert.Equal(s.Victim, body.GetProperty("process").GetProperty("binary").GetString());
         Assert.Equal(s.Secret, body.GetProperty("args")[0].GetProperty("string_arg").GetString());
         var exit = agent.Events.WaitFor(e => e.TryGetProperty("process_exit", out var x)
@@ -85,15 +85,15 @@ public class PolicyEnforcementTests
     public void The_same_policy_in_monitor_mode_kills_nothing_and_reports_what_it_would_have_done()
     {
         using var s = new Scene();
-        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = TestPolicies.OpenatKill("tp-monitor", s.Victim, s.Secret, mode: "monitor") });
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = TestPolicies.OpenatKill("tp-monitor", s.Victim, s.Secret, mode: "monitor") }, "--export-extensions");
 
         var r = Run.Wait(s.Victim, [s.Secret]);
         Assert.Equal((0, "TOP-SECRET\n"), (r.Code, r.Stdout));
 
         var body = agent.Events.WaitFor(e => IsPolicyEvent(e, "tp-monitor", out _), "monitor event").GetProperty("process_tracepoint");
         Assert.Equal("KPROBE_ACTION_SIGKILL", body.GetProperty("action").GetString());
-        Assert.Equal("monitor", body.GetProperty("policy_mode").GetString());
-        Assert.False(body.GetProperty("enforced").GetBoolean());
+        Assert.Equal("monitor", body.GetProperty("securityagent").GetProperty("policy_mode").GetString());
+        Assert.False(body.GetProperty("securityagent").GetProperty("enforced").GetBoolean());
     }
 
     [Fact]
@@ -177,15 +177,15 @@ public class PolicyEnforcementTests
                 values: ["PARENT"]
               matchActions:
         """.Replace("PARENT", parentSh));
-        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = policy });
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = policy }, "--export-extensions");
 
         // child-sh opens the secret (matched in the kernel), then waits: user space must kill it.
         var r = Run.Wait(parentSh, ["-c", $"{childSh} -c 'exec 3< {s.Secret}; sleep 10; echo survived'"], timeoutMs: 20_000);
         Assert.DoesNotContain("survived", r.Stdout);
 
         var body = agent.Events.WaitFor(e => IsPolicyEvent(e, "tp-parent", out _), "parent-rule event").GetProperty("process_tracepoint");
-        Assert.Equal("user_space", body.GetProperty("decided_by").GetString());
-        Assert.True(body.GetProperty("enforced").GetBoolean());
+        Assert.Equal("user_space", body.GetProperty("securityagent").GetProperty("decided_by").GetString());
+        Assert.True(body.GetProperty("securityagent").GetProperty("enforced").GetBoolean());
         Assert.Equal(parentSh, body.GetProperty("parent").GetProperty("binary").GetString());
 
         // The same child under another parent is not matched.
@@ -207,7 +207,7 @@ public class PolicyEnforcementTests
                 values: ["{parentSh}"]
               matchActions:
         """);
-        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = policy });
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = policy }, "--export-extensions");
 
         // SIGUSR1 is trapped, so the child survives both signals and reports them.
         var script = $"trap 'echo usr1' USR1; exec 3< {s.Secret}; sleep 1; exec 4< {s.Secret}; sleep 1; echo done";
@@ -221,8 +221,8 @@ public class PolicyEnforcementTests
         Assert.Equal(2, events.Count);
         var first = events[0].GetProperty("process_tracepoint");
         var second = events[1].GetProperty("process_tracepoint");
-        Assert.Equal(("user_space", true), (first.GetProperty("decided_by").GetString(), first.GetProperty("enforced").GetBoolean()));
-        Assert.Equal(("kernel_deny_set", true), (second.GetProperty("decided_by").GetString(), second.GetProperty("enforced").GetBoolean()));
+        Assert.Equal(("user_space", true), (first.GetProperty("securityagent").GetProperty("decided_by").GetString(), first.GetProperty("securityagent").GetProperty("enforced").GetBoolean()));
+        Assert.Equal(("kernel_deny_set", true), (second.GetProperty("securityagent").GetProperty("decided_by").GetString(), second.GetProperty("securityagent").GetProperty("enforced").GetBoolean()));
         Assert.Equal("KPROBE_ACTION_SIGNAL", second.GetProperty("action").GetString());
     }
 

@@ -54,7 +54,7 @@ public class VmLaneTests
                   - action: Override
                     argError: -1
             """;
-        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = policy });
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = policy }, "--export-extensions");
 
         // One cat, both files: the denied open fails, the process continues to the next file.
         var r = Run.Wait(cat, [dir.File("denied.txt"), dir.File("allowed.txt")]);
@@ -67,7 +67,7 @@ public class VmLaneTests
         Assert.Equal("file_open", ev.GetProperty("function_name").GetString());
         Assert.Equal(dir.File("denied.txt"), ev.GetProperty("args")[0].GetProperty("file_arg").GetProperty("path").GetString());
         Assert.Equal("KPROBE_ACTION_OVERRIDE", ev.GetProperty("action").GetString());
-        Assert.True(ev.GetProperty("enforced").GetBoolean());
+        Assert.True(ev.GetProperty("securityagent").GetProperty("enforced").GetBoolean());
         Unit.JsonFormatTests.AssertValid(agent.Events.RawLines.First(l => l.Contains("lsm-file-open")));
     }
 
@@ -103,15 +103,15 @@ public class VmLaneTests
         var (a, b) = (dir.File("a.txt"), dir.File("b.txt"));
         File.WriteAllText(a, "A\n");
         File.WriteAllText(b, "B\n");
-        using var agent = new AgentProcess(new Dictionary<string, string> { ["a.yaml"] = FileOpenDeny("lsm-a", catA, a), ["b.yaml"] = FileOpenDeny("lsm-b", catB, b) });
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["a.yaml"] = FileOpenDeny("lsm-a", catA, a), ["b.yaml"] = FileOpenDeny("lsm-b", catB, b) }, "--export-extensions");
 
         Assert.Contains("Permission denied", Run.Wait(catA, [a]).Stderr);
         Assert.Contains("Permission denied", Run.Wait(catB, [b]).Stderr);
         Assert.Equal("B\n", Run.Wait(catA, [b]).Stdout);
         Assert.Equal("A\n", Run.Wait(catB, [a]).Stdout);
 
-        Assert.True(PolicyEvent(agent, "process_lsm", "lsm-a").GetProperty("enforced").GetBoolean());
-        Assert.True(PolicyEvent(agent, "process_lsm", "lsm-b").GetProperty("enforced").GetBoolean());
+        Assert.True(PolicyEvent(agent, "process_lsm", "lsm-a").GetProperty("securityagent").GetProperty("enforced").GetBoolean());
+        Assert.True(PolicyEvent(agent, "process_lsm", "lsm-b").GetProperty("securityagent").GetProperty("enforced").GetBoolean());
     }
 
     [RequiresKernel(Mechanism.Lsm)]
@@ -140,7 +140,7 @@ public class VmLaneTests
                   - action: Override
                     argError: -1
             """;
-        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = policy });
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = policy }, "--export-extensions");
 
         var r = Run.Wait("/bin/sh", ["-c", $"{banned}; echo banned=$?; {fine}; echo fine=$?"]);
         Assert.Contains("Operation not permitted", r.Stderr);
@@ -149,7 +149,7 @@ public class VmLaneTests
 
         var ev = PolicyEvent(agent, "process_lsm", "lsm-exec");
         Assert.Equal(banned, ev.GetProperty("args")[0].GetProperty("linux_binprm_arg").GetProperty("path").GetString());
-        Assert.True(ev.GetProperty("enforced").GetBoolean());
+        Assert.True(ev.GetProperty("securityagent").GetProperty("enforced").GetBoolean());
     }
 
     [RequiresKernel(Mechanism.Kprobe)]
@@ -190,5 +190,7 @@ public class VmLaneTests
         Assert.Equal(dir.File("watched.txt"), ev.GetProperty("args")[1].GetProperty("file_arg").GetProperty("path").GetString());
         Assert.True(ev.GetProperty("args")[0].GetProperty("int_arg").GetInt32() >= 0);
         Assert.Equal(cat, ev.GetProperty("process").GetProperty("binary").GetString());
+        if (TetragonProtos.SkipReason is null) // a real kprobe's event, as a Tetragon consumer parses it
+            TetragonProtos.AssertTetragonLine(agent.Events.RawLines.First(l => l.Contains("kprobe-fd-install")));
     }
 }

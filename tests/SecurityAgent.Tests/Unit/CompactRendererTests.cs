@@ -38,6 +38,14 @@ public class CompactRendererTests
     }
 
     [Fact]
+    public void The_decision_is_read_from_the_extension_object_and_a_strict_line_names_only_the_action()
+    {
+        const string decision = "\"policy_mode\":\"enforce\",\"enforced\":true,\"decided_by\":\"kernel\"";
+        Assert.EndsWith("  killed [block-secret]", CompactRenderer.Line(Killed.Replace(decision, "\"securityagent\":{" + decision + "}"), Plain));
+        Assert.EndsWith("  kill action [block-secret]", CompactRenderer.Line(Killed.Replace("," + decision, ""), Plain));
+    }
+
+    [Fact]
     public void The_verb_column_is_aligned_for_every_kind_of_event()
     {
         var lines = new[] { Exec, ExitKilled, MonitorRead, Denied }.Select(j => CompactRenderer.Line(j, Plain)!).ToList();

@@ -94,6 +94,25 @@ public class OtlpMappingTests
         Assert.Equal(["host.name=node-7", "k8s.node.name=node-7", "service.instance.id=node-7", "service.name=securityagent", $"service.version={Hosting.BuildInfo.Version}"],
             o.Resource.Select(kv => $"{kv.Key}={kv.Value}").Order());
         Assert.DoesNotContain(OtlpOptions.ResourceAttributes("n", kubernetes: false), kv => kv.Key == "k8s.node.name");
+        Assert.Contains(new("k8s.cluster.name", "prod"), OtlpOptions.ResourceAttributes("n", kubernetes: true, cluster: "prod"));
         Assert.Null(OtlpOptions.From(new Hosting.AgentOptions()));
+    }
+
+    [Fact]
+    public void Credentials_annotations_and_the_agents_own_fields_are_attributes_whatever_the_json_carries()
+    {
+        var setuid = new ProcessInfo
+        {
+            ExecId = "eQ==", Pid = 43, StartTime = 1, Ktime = 1, Binary = "/usr/bin/su", Args = ["su"], Cwd = "/", Creds = new Credentials(1000, 0, 100, 0),
+            Origin = ProcessOrigin.Exec, Unattributed = "gone",
+        };
+        setuid.Pod = Pod with { Annotations = new Dictionary<string, string> { ["team"] = "payments" } };
+        var hit = new PolicyMatchEvent(1, setuid, null, "p", Hook(HookKind.Kprobe, "f"), "KPROBE_ACTION_SIGKILL", Enforce: true, Enforced: false,
+            SafetyRefused: true, "user_space", []);
+        var a = Attributes(OtlpMapping.ToLogRecord(hit, "{}", new BootClock(0)));
+        Assert.Equal((1000L, 0L, 0L, 100L, 0L, 0L), (a["process.real_user.id"].IntValue, a["process.user.id"].IntValue, a["process.saved_user.id"].IntValue,
+            a["process.real_group.id"].IntValue, a["process.group.id"].IntValue, a["process.saved_group.id"].IntValue));
+        Assert.Equal("payments", a["k8s.pod.annotation.team"].StringValue);
+        Assert.Equal(("user_space", true, "gone"), (a["securityagent.decided_by"].StringValue, a["securityagent.safety_refused"].BoolValue, a["securityagent.process_unattributed"].StringValue));
     }
 }

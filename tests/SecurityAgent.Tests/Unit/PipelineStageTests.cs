@@ -225,6 +225,20 @@ public class PipelineStageTests
         Assert.Equal(("shop", "web-1", "web"), (pod.Namespace, pod.Name, pod.Container!.Name));
     }
 
+    [Fact]
+    public void A_pods_annotations_container_start_and_privilege_reach_its_events_without_kubectls_copy_of_the_object()
+    {
+        var pods = new PodCache();
+        pods.Upsert(JsonDocument.Parse("""
+            {"metadata":{"name":"web-1","namespace":"shop","uid":"UID","annotations":{"team":"payments","kubectl.kubernetes.io/last-applied-configuration":"{...}"}},
+             "spec":{"containers":[{"name":"web","securityContext":{"privileged":true}},{"name":"side"}]},
+             "status":{"containerStatuses":[{"name":"web","containerID":"containerd://c1","image":"img:1","imageID":"img@sha256:1","state":{"running":{"startedAt":"2026-11-22T06:10:00Z"}}}]}}
+            """.Replace("UID", PodUid)).RootElement);
+        var pod = pods.Lookup(new ContainerRef("c1", PodUid, "containerd"))!;
+        Assert.Equal(new Dictionary<string, string> { ["team"] = "payments" }, pod.Annotations);
+        Assert.Equal(("2026-11-22T06:10:00Z", true), (pod.Container!.StartedAt, pod.Container.Privileged));
+    }
+
     /// <summary>A sink that counts writes and can be told to take only part of one.</summary>
     private sealed class CountingSink : ILineSink
     {

@@ -73,6 +73,7 @@ public static class CompactRenderer
             _ => ("", ""),
         };
         if (did.Length == 0) return ("", Hit.None);
+        if (v.Mode is null) return ($"{would} action", Hit.WouldAct); // a line without the agent's extension: the outcome is not in it
         if (v.Mode == "monitor") return ($"would {would}", Hit.WouldAct);
         if (v.Enforced) return (did, Hit.Enforced);
         return (v.SafetyRefused ? $"not {did}: protected process" : $"not {did}", Hit.WouldAct);

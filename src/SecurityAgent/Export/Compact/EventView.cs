@@ -82,6 +82,7 @@ public sealed class EventView
                 case "event": tpEvent = Str(ref r); break;
                 case "policy_name": v.Policy = Str(ref r); break;
                 case "action": v.Action = Str(ref r); break;
+                case JsonEventFormatter.Extension when r.TokenType == JsonTokenType.StartObject: ReadBody(ref r, v, ref subsys, ref tpEvent); break;
                 case "policy_mode": v.Mode = Str(ref r); break;
                 case "message": v.Message = Str(ref r); break;
                 case "enforced": v.Enforced = r.TokenType == JsonTokenType.True; break;
@@ -145,6 +146,7 @@ public sealed class EventView
                     switch (field)
                     {
                         case "path": path = Str(ref r); break;
+                        case "id": path = Scalar(ref r); break;
                         case "addr": addr = Str(ref r); break;
                         case "port": port = Scalar(ref r); break;
                         case "family": family = Str(ref r); break;
@@ -164,7 +166,11 @@ public sealed class EventView
         return null;
     }
 
-    private static long? Num(ref Utf8JsonReader r) => r.TokenType == JsonTokenType.Number && r.TryGetInt64(out var n) ? n : null;
+    /// <summary>A number, or a 64-bit integer as protojson writes it (a string).</summary>
+    private static long? Num(ref Utf8JsonReader r) =>
+        r.TokenType == JsonTokenType.Number && r.TryGetInt64(out var n) ? n
+        : r.TokenType == JsonTokenType.String && long.TryParse(r.ValueSpan, out var s) ? s
+        : null;
 
     private static string Scalar(ref Utf8JsonReader r) => r.TokenType switch
     {

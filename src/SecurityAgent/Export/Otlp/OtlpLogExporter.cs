@@ -14,16 +14,16 @@ namespace SecurityAgent.Export.Otlp;
 public enum OtlpProtocol { Grpc, HttpProtobuf }
 
 /// <param name="Resource">The resource of logs and metrics alike: service.name, service.version, host.name, and
-/// k8s.node.name when the agent runs with Kubernetes.</param>
+/// k8s.node.name when the agent runs with Kubernetes, k8s.cluster.name with --cluster-name.</param>
 public sealed record OtlpOptions(Uri Endpoint, OtlpProtocol Protocol, IReadOnlyDictionary<string, string> Headers,
     IReadOnlyList<KeyValuePair<string, string>> Resource, int QueueSize = 10_000, int BatchSize = 512)
 {
     /// <summary>The OTLP settings of `secagent run`, or null without --otlp-endpoint.</summary>
     public static OtlpOptions? From(Hosting.AgentOptions o) => string.IsNullOrEmpty(o.OtlpEndpoint) ? null
         : new OtlpOptions(new Uri(o.OtlpEndpoint), ParseProtocol(o.OtlpProtocol), ParseHeaders(o.OtlpHeaders),
-            ResourceAttributes(o.ResolveNodeName(), kubernetes: !string.IsNullOrEmpty(o.Kubeconfig) || Kubernetes.KubeConfig.InCluster), o.OtlpQueueSize);
+            ResourceAttributes(o.ResolveNodeName(), kubernetes: !string.IsNullOrEmpty(o.Kubeconfig) || Kubernetes.KubeConfig.InCluster, o.ClusterName), o.OtlpQueueSize);
 
-    public static List<KeyValuePair<string, string>> ResourceAttributes(string node, bool kubernetes)
+    public static List<KeyValuePair<string, string>> ResourceAttributes(string node, bool kubernetes, string? cluster = null)
     {
         var r = new List<KeyValuePair<string, string>>
         {
@@ -33,6 +33,7 @@ public sealed record OtlpOptions(Uri Endpoint, OtlpProtocol Protocol, IReadOnlyD
             new("host.name", node),
         };
         if (kubernetes) r.Add(new("k8s.node.name", node));
+        if (!string.IsNullOrEmpty(cluster)) r.Add(new("k8s.cluster.name", cluster));
         return r;
     }
 

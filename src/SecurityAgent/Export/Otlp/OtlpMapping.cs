@@ -7,7 +7,8 @@ namespace SecurityAgent.Export.Otlp;
 /// executable, command line and arguments, working directory, parent), user.id, container.* and k8s.* (pod,
 /// namespace, container, workload) so a collector maps the record to its pod, file.path and destination.* for what a
 /// policy event is about, and securityagent.* for the policy's decision. Severity: INFO for process events, WARN for
-/// a policy hit, ERROR for a hit the agent enforced. Pure.</summary>
+/// a policy hit, ERROR for a hit the agent enforced. The agent's own fields (the JSON's --export-extensions) are always
+/// here as securityagent.* attributes. Pure.</summary>
 public static class OtlpMapping
 {
     public const string EventNamespace = "securityagent.";
@@ -33,6 +34,7 @@ public static class OtlpMapping
         var p = e.Process;
         a.Add(Kv("securityagent.event.type", e.Type));
         a.Add(Kv("securityagent.exec_id", p.ExecId));
+        if (p.Unattributed is { } why) a.Add(Kv("securityagent.process_unattributed", why));
         a.Add(Int("process.pid", p.Pid));
         a.Add(Kv("process.executable.path", p.Binary));
         a.Add(Kv("process.executable.name", Path.GetFileName(p.Binary)));
@@ -43,6 +45,11 @@ public static class OtlpMapping
         a.Add(Kv("process.working_directory", p.Cwd));
         a.Add(Kv("user.id", p.Creds.Uid.ToString(System.Globalization.CultureInfo.InvariantCulture)));
         a.Add(Int("process.real_user.id", p.Creds.Uid));
+        a.Add(Int("process.user.id", p.Creds.Euid));
+        a.Add(Int("process.saved_user.id", p.Creds.Suid));
+        a.Add(Int("process.real_group.id", p.Creds.Gid));
+        a.Add(Int("process.group.id", p.Creds.Egid));
+        a.Add(Int("process.saved_group.id", p.Creds.Sgid));
         if (e.Parent is { } parent)
         {
             a.Add(Int("process.parent_pid", parent.Pid));
@@ -65,6 +72,8 @@ public static class OtlpMapping
                 a.Add(Kv(workload, pod.Workload));
             foreach (var (k, v) in pod.Labels)
                 a.Add(Kv("k8s.pod.label." + k, v));
+            foreach (var (k, v) in pod.Annotations)
+                a.Add(Kv("k8s.pod.annotation." + k, v));
         }
         if (e is PolicyMatchEvent m)
         {
@@ -73,6 +82,8 @@ public static class OtlpMapping
             a.Add(Kv("securityagent.action", m.Action));
             a.Add(Kv("securityagent.policy_mode", m.Enforce ? "enforce" : "monitor"));
             a.Add(new KeyValue { Key = "securityagent.enforced", Value = new AnyValue { BoolValue = m.Enforced } });
+            a.Add(Kv("securityagent.decided_by", m.DecidedBy));
+            if (m.SafetyRefused) a.Add(new KeyValue { Key = "securityagent.safety_refused", Value = new AnyValue { BoolValue = true } });
             if (m.Hook.Message is { } message) a.Add(Kv("securityagent.message", message));
             if (m.Args.Select(x => x.Value).OfType<PathArg>().FirstOrDefault() is { } path)
                 a.Add(Kv("file.path", path.Path));
