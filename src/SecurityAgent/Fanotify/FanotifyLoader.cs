@@ -24,7 +24,8 @@ public sealed partial class FanotifyLoader : IPolicyLoader, IDisposable
     private readonly FanotifyOptions _options;
     private readonly ILogger _log;
     private readonly object _lock = new();
-    private readonly Dictionary<LoadedPolicy, (LoadedPolicy? Inner, List<Placed> Hooks)> _policies = [];
+    private readonly ScopeManager? _scopes;
+    private readonly Dictionary<LoadedPolicy, (LoadedPolicy? Inner, List<Placed> Hooks, ScopeSet? Scope)> _policies = [];
     private readonly ConcurrentDictionary<string, (Placed Hook, int Selector)> _ruleOwners = new();
     private FanotifyEnforcer? _enforcer;
     private FanotifyStats? _retired;
@@ -40,9 +41,12 @@ public sealed partial class FanotifyLoader : IPolicyLoader, IDisposable
     }
 
     /// <param name="post">Hands a policy record to the pipeline (any thread); false when it was dropped.</param>
-    public FanotifyLoader(IPolicyLoader inner, ConcurrentDictionary<uint, HookInfo> hooks, Func<PolicyKernelEvent, bool> post, FanotifyOptions options)
+    /// <param name="scopes">The pods' cgroups for scoped policies; null when the agent knows no pods (a scoped policy then
+    /// applies to nothing).</param>
+    public FanotifyLoader(IPolicyLoader inner, ConcurrentDictionary<uint, HookInfo> hooks, Func<PolicyKernelEvent, bool> post, FanotifyOptions options,
+        ScopeManager? scopes = null)
     {
-        (_inner, _hooks, _post, _options) = (inner, hooks, post, options);
+        (_inner, _hooks, _post, _options, _scopes) = (inner, hooks, post, options, scopes);
         _log = options.Logger ?? Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
     }
 
@@ -74,6 +78,7 @@ public sealed partial class FanotifyLoader : IPolicyLoader, IDisposable
             var inner = rest.Hooks.Count > 0 ? _inner.Load(rest) : null;
             var combined = new LoadedPolicy { Plan = plan };
             var placed = new List<Placed>();
+            var scope = plan.Scope is null ? null : _scopes?.Track(plan.Scope);
             try
             {
                 int k = 0;
@@ -86,13 +91,14 @@ public sealed partial class FanotifyLoader : IPolicyLoader, IDisposable
                     }
                     var id = _nextId++;
                     var slot = hook.Args.FirstOrDefault(a => a.KernelType is ArgType.File or ArgType.Path or ArgType.Bprm or ArgType.KString or ArgType.String)?.Slot ?? -1;
-                    placed.Add(new Placed(id, hook, FanotifyPolicies.Rules(plan, hook, $"{plan.Name}#{id - FirstHookId}"), slot));
+                    placed.Add(new Placed(id, hook, FanotifyPolicies.Rules(plan, hook, $"{plan.Name}#{id - FirstHookId}", scope is null ? null : scope.Contains), slot));
                     combined.HookIds.Add(id);
                 }
                 Restart(_policies.Values.SelectMany(p => p.Hooks).Concat(placed));
             }
             catch
             {
+                if (scope is not null) _scopes!.Untrack(scope);
                 if (inner is not null) _inner.Unload(inner);
                 throw;
             }
@@ -101,7 +107,7 @@ public sealed partial class FanotifyLoader : IPolicyLoader, IDisposable
                 foreach (var (rule, selector) in p.Rules) _ruleOwners[rule.Id] = (p, selector);
                 _hooks[p.Id] = new HookInfo(p.Id, plan.Name, p.Hook, plan.Enforce, plan, false);
             }
-            _policies[combined] = (inner, placed);
+            _policies[combined] = (inner, placed, scope);
             return combined;
         }
     }
@@ -126,6 +132,7 @@ public sealed partial class FanotifyLoader : IPolicyLoader, IDisposable
                 LogRestartFailed(_log, e.Message);
                 Retire();
             }
+            if (entry.Scope is not null) _scopes!.Untrack(entry.Scope);
             foreach (var p in entry.Hooks)
             {
                 foreach (var (rule, _) in p.Rules) _ruleOwners.TryRemove(rule.Id, out _);

@@ -83,8 +83,12 @@ internal static class FanotifyPolicies
 
     /// <summary>The rules of one placed hook, one per selector in order (the first selector that matches decides, as in
     /// the kernel): an Override selector enforces (monitor when the policy does not), any other only reports.</summary>
-    public static List<(FanotifyRule Rule, int Selector)> Rules(PolicyPlan plan, HookPlan hook, string idPrefix)
+    /// <param name="inScope">For a scoped policy (podSelector, containerSelector, namespaced): whether a cgroup id is one
+    /// of its pods' containers; null there means no pods are known, and the policy applies to nothing, as in the kernel.</param>
+    public static List<(FanotifyRule Rule, int Selector)> Rules(PolicyPlan plan, HookPlan hook, string idPrefix, Func<ulong, bool>? inScope = null)
     {
+        if (plan.Scope is not null) inScope ??= static _ => false;
+        else inScope = null;
         var op = OperationOf(hook.Kind, hook.Name);
         var pathSlots = hook.Args.Where(a => IsPath(a.KernelType)).Select(a => a.Slot).ToHashSet();
         var rules = new List<(FanotifyRule, int)>();
@@ -95,7 +99,7 @@ internal static class FanotifyPolicies
             var paths = s?.Args.Where(f => pathSlots.Contains(f.Slot)).Select(f => PathFilterOf(f.Cmp, plan.ValueSets[f.ValueSet!.Value].Values)).ToList() ?? [];
             bool deny = plan.Enforce && s is not null && s.Actions.HasFlag(Actions.Override);
             var mode = deny ? RuleMode.Enforce : RuleMode.Monitor;
-            rules.Add((new FanotifyRule($"{idPrefix}/{i}", op, paths, s is null ? null : ProcessOf(plan, s), mode,
+            rules.Add((new FanotifyRule($"{idPrefix}/{i}", op, paths, ProcessOf(plan, s, inScope), mode,
                 plan.FailClosed ? FailMode.Closed : FailMode.Open, Group: idPrefix), i));
         }
         return rules;
@@ -111,17 +115,22 @@ internal static class FanotifyPolicies
         _ => StringOp.NotPostfix,
     }, values);
 
-    private static ProcessSelector? ProcessOf(PolicyPlan plan, SelectorPlan s)
+    private static ProcessSelector? ProcessOf(PolicyPlan plan, SelectorPlan? s, Func<ulong, bool>? inScope)
     {
+        if (s is null) return inScope is null ? null : new ProcessSelector(CgroupInScope: inScope);
         var binary = s.BinaryCmp == Cmp.None ? null : PathFilterOf(s.BinaryCmp, plan.ValueSets[s.BinaryValueSet!.Value].Values);
         var pids = s.PidCmp == Cmp.None ? null : new PidFilter(s.PidCmp == Cmp.In, s.Pids.Select(p => (int)p).ToList(), s.FollowForks && !s.NamespacePids, s.NamespacePids);
         var caps = s.CapCmp == Cmp.None ? null : new CapabilityFilter(s.CapCmp == Cmp.In, (CapabilitySet)s.CapSet, s.CapMask);
-        return binary is null && pids is null && caps is null ? null : new ProcessSelector(binary, pids, caps);
+        return binary is null && pids is null && caps is null && inScope is null ? null : new ProcessSelector(binary, pids, caps, CgroupInScope: inScope);
     }
 
     /// <summary>For --explain: what the hook marks, from its selectors' paths (the file system decides the rest at load).</summary>
     public static IEnumerable<string> DescribeMarks(PolicyPlan plan, HookPlan hook)
     {
+        if (plan.Scope is not null)
+            yield return "scope: applies; the decision compares the process's cgroup v2 id (from /proc/PID/cgroup) with the scope's "
+                + "cgroup ids, kept current from the pod watch, before any selector: a process outside the scope is allowed, and "
+                + "events of processes outside it still wait for the agent on the marked files";
         foreach (var (rule, i) in Rules(plan, hook, "explain"))
         {
             var eq = rule.Paths.FirstOrDefault(p => p.Op == StringOp.Equal);

@@ -92,16 +92,16 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         cache.LinkProcFsParents();
         if (!Directory.Exists(_opt.PolicyDir))
             LogNoPolicyDir(log, _opt.PolicyDir);
-        using var fanotify = new Fanotify.FanotifyLoader(new EngineLoader(engine), engine.Hooks, pipeline.Post,
-            new Fanotify.FanotifyOptions { Logger = log, Cgroup2Mount = features.Cgroup2Path });
-        state.Fanotify = fanotify;
-        state.Policies.Attach(new PolicyValidator(features), fanotify, log);
-        var policies = new PolicyDirectory(_opt.PolicyDir, state.Policies, log);
         if (cgroups is not null)
         {
             engine.Scopes = new ScopeManager(pods, cgroups);
             pods.Changed += engine.RefreshScopes;
         }
+        using var fanotify = new Fanotify.FanotifyLoader(new EngineLoader(engine), engine.Hooks, pipeline.Post,
+            new Fanotify.FanotifyOptions { Logger = log, Cgroup2Mount = features.Cgroup2Path }, engine.Scopes);
+        state.Fanotify = fanotify;
+        state.Policies.Attach(new PolicyValidator(features), fanotify, log);
+        var policies = new PolicyDirectory(_opt.PolicyDir, state.Policies, log);
         engine.Prepare(); // loading the policy program takes a while: a policy added later only writes maps and attaches
         policies.Sync();
         using var watchStop = new CancellationTokenSource();

@@ -50,8 +50,6 @@ internal sealed class SemanticPass(KernelFeatures features, Func<string, string,
         if (p.Spec.Hooks.Count == 0 && !p.Spec.NotImplemented.Any(n => n.Value is "uprobes" or "usdts"))
             d.Error(p.Spec.Pos, p.Spec.Path, "the policy has no tracepoints, kprobes or lsmhooks");
         var scope = ScopeCompiler.Compile(p, d);
-        if (scope is not null && hooks.Any(h => h.Mechanism == Mechanism.FanotifyPerm))
-            d.Error(p.Spec.Pos, p.Spec.Path, "unsupported: podSelector, containerSelector or a namespaced policy with a hook on fanotify permission events is not implemented yet");
         return d.HasErrors || !complete ? null : new PolicyPlan(p.Metadata.Name.Value, file, enforce, hooks, sets, scope) { FailClosed = failClosed };
     }
 

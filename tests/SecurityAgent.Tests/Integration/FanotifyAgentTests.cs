@@ -97,6 +97,38 @@ public class FanotifyAgentTests
     }
 
     [FanotifyDenyFact]
+    public async Task A_pod_selector_policy_on_fanotify_denies_the_open_only_in_the_selected_pods_cgroup()
+    {
+        await using var api = new FakeKubeApiServer();
+        using var cgroups = new KubeletCgroups();
+        using var dir = new TempDir();
+        var cat = dir.CopyBinary("/usr/bin/cat", "fan-scoped-cat");
+        File.WriteAllText(dir.File("secret"), "S\n");
+        string uidV = Guid.NewGuid().ToString(), uidO = Guid.NewGuid().ToString();
+        string cidV = KubeletCgroups.NewContainerId(), cidO = KubeletCgroups.NewContainerId();
+        var cgVictim = cgroups.Systemd(uidV, cidV);
+        var cgOther = cgroups.Cgroupfs(uidO, cidO);
+        api.ApplyPod(PodContextTests.Pod("prod", "victim-1a-b", uidV, "victim", "victim-1a", "app", cidV, "containerd"));
+        api.ApplyPod(PodContextTests.Pod("prod", "other-2b-c", uidO, "other", "other-2b", "app", cidO, "containerd"));
+        var policy = FileOpen("fan-scoped", cat, "Equal", dir.File("secret")).Replace("spec:\n", "spec:\n  podSelector:\n    matchLabels:\n      app: victim\n");
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = policy }, "--kubeconfig", api.WriteKubeconfig(dir.Path), "--node-name", "node-1");
+
+        (int Code, string Stdout, string Stderr) CatIn(string? cgroup) => cgroup is null ? Run.Wait(cat, [dir.File("secret")]) : KubeletCgroups.RunIn(cgroup, cat, dir.File("secret"));
+        bool Eventually(Func<bool> f) { for (int i = 0; i < 40; i++) { if (f()) return true; Thread.Sleep(100); } return false; }
+
+        // The pods arrive after the policy loads: the scope fills in when they do.
+        Assert.True(Eventually(() => CatIn(cgVictim).Code == 1), "not denied in the selected pod\n" + agent.Stderr);
+        var denied = CatIn(cgVictim);
+        Assert.Equal((1, ""), (denied.Code, denied.Stdout));
+        Assert.Contains("Operation not permitted", denied.Stderr);
+        Assert.Equal((0, "S\n"), CatIn(cgOther) is var o ? (o.Code, o.Stdout) : default);
+        Assert.Equal((0, "S\n"), CatIn(null) is var n ? (n.Code, n.Stdout) : default);
+        var ev = PolicyEvent(agent, "fan-scoped");
+        Assert.True(ev.GetProperty("enforced").GetBoolean());
+        Assert.Equal("victim-1a-b", ev.GetProperty("process").GetProperty("pod").GetProperty("name").GetString());
+    }
+
+    [FanotifyDenyFact]
     public void In_monitor_mode_the_open_succeeds_and_the_event_says_it_was_not_enforced()
     {
         using var dir = new TempDir();

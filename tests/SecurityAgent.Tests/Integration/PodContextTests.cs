@@ -7,7 +7,7 @@ namespace SecurityAgent.Tests.Integration;
 [Collection("kernel")]
 public class PodContextTests
 {
-    private static string Pod(string ns, string name, string uid, string app, string replicaSet, string containerName, string containerId, string runtime) => $$$"""
+    internal static string Pod(string ns, string name, string uid, string app, string replicaSet, string containerName, string containerId, string runtime) => $$$"""
         {"apiVersion":"v1","kind":"Pod",
          "metadata":{"name":"{{{name}}}","namespace":"{{{ns}}}","uid":"{{{uid}}}","labels":{"app":"{{{app}}}"},
                      "ownerReferences":[{"apiVersion":"apps/v1","kind":"ReplicaSet","name":"{{{replicaSet}}}","uid":"x"}]},

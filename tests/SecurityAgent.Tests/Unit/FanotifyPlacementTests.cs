@@ -163,12 +163,59 @@ public class FanotifyPlacementTests
     }
 
     [Fact]
-    public void Pod_scope_and_parent_binaries_on_fanotify_are_refused_as_not_implemented()
+    public void Parent_binaries_on_fanotify_are_refused_as_not_implemented()
     {
-        var scoped = Validate(Policy("file_open", "file", "Prefix", "/tmp/t/") + "\n  podSelector:\n    matchLabels:\n      app: x\n", OurKernel);
-        Assert.Contains(scoped.Diagnostics, d => d.Message.Contains("fanotify") && d.Message.Contains("not implemented"));
         var parents = Validate(Policy("file_open", "file", "Prefix", "/tmp/t/",
             extra: "      matchParentBinaries:\n      - operator: In\n        values: [\"/bin/bash\"]\n"), OurKernel);
         Assert.Contains(parents.Diagnostics, d => d.Message.Contains("matchParentBinaries on fanotify"));
+    }
+
+    private static readonly string PodScoped = Policy("file_open", "file", "Prefix", "/tmp/t/") + "\n  podSelector:\n    matchLabels:\n      app: x\n";
+
+    [Fact]
+    public void A_pod_scoped_rule_on_fanotify_denies_a_process_in_the_scope_and_allows_one_outside_it()
+    {
+        var plan = Compile(PodScoped, OurKernel);
+        Assert.Equal(Mechanism.FanotifyPerm, plan.Hooks[0].Mechanism);
+        var (rule, _) = Assert.Single(FanotifyPolicies.Rules(plan, plan.Hooks[0], "h", id => id == 9000));
+        Assert.Equal(RuleMode.Enforce, rule.Mode);
+        var inside = new FanotifyProcessSelectorTests.FakeView { Exe = "/tmp/t/cat", CgroupId = 9000 };
+        Assert.True(rule.Process!.Matches(inside));
+        Assert.False(rule.Process.Matches(new FanotifyProcessSelectorTests.FakeView { Exe = "/tmp/t/cat", CgroupId = 9001 }));
+        Assert.False(rule.Process.Matches(new FanotifyProcessSelectorTests.FakeView { Exe = "/tmp/t/cat", CgroupId = null }));
+        // Without the pods' cgroups (no Kubernetes) the scope is empty, as in the kernel: the rule applies to nobody.
+        Assert.False(FanotifyPolicies.Rules(plan, plan.Hooks[0], "h")[0].Rule.Process!.Matches(inside));
+    }
+
+    [Fact]
+    public void A_namespaced_policy_on_fanotify_is_scoped_even_without_selectors_and_explain_says_so()
+    {
+        var yaml = """
+            apiVersion: cilium.io/v1alpha1
+            kind: TracingPolicyNamespaced
+            metadata:
+              name: p
+              namespace: team
+            spec:
+              lsmhooks:
+              - hook: file_open
+                args:
+                - index: 0
+                  type: file
+                selectors:
+                - matchArgs:
+                  - index: 0
+                    operator: Prefix
+                    values: ["/tmp/t/"]
+                  matchActions:
+                  - action: Override
+                    argError: -1
+            """;
+        var plan = Compile(yaml, OurKernel);
+        Assert.Equal("team", plan.Scope!.Namespace);
+        var rule = FanotifyPolicies.Rules(plan, plan.Hooks[0], "h", id => id == 9000)[0].Rule;
+        Assert.True(rule.Process!.Matches(new FanotifyProcessSelectorTests.FakeView { CgroupId = 9000 }));
+        Assert.False(rule.Process.Matches(new FanotifyProcessSelectorTests.FakeView { CgroupId = 1 }));
+        Assert.Contains("fanotify scope: applies; the decision compares the process's cgroup v2 id", PlanExplainer.Explain(Compile(PodScoped, OurKernel)));
     }
 }

@@ -6,7 +6,7 @@ namespace SecurityAgent.Tests.Unit;
 /// <summary>The process part of a fanotify rule, over a fake process view; and the /proc parsing behind the real one.</summary>
 public class FanotifyProcessSelectorTests
 {
-    private sealed class FakeView : IProcessView
+    internal sealed class FakeView : IProcessView
     {
         public int Pid { get; init; } = 100;
         public string Exe { get; init; } = "/usr/bin/cat";
