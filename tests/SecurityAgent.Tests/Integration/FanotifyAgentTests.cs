@@ -67,7 +67,7 @@ public class FanotifyAgentTests
         var cat = dir.CopyBinary("/usr/bin/cat", "fan-cat");
         File.WriteAllText(dir.File("denied.txt"), "DENIED\n");
         File.WriteAllText(dir.File("allowed.txt"), "ALLOWED\n");
-        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = FileOpen("fan-file-open", cat, "Equal", dir.File("denied.txt")) });
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = FileOpen("fan-file-open", cat, "Equal", dir.File("denied.txt")) }, "--export-extensions");
 
         // One cat, both files: the denied open fails, the process continues to the next file.
         var r = Run.Wait(cat, [dir.File("denied.txt"), dir.File("allowed.txt")]);
@@ -80,9 +80,9 @@ public class FanotifyAgentTests
         Assert.Equal("file_open", ev.GetProperty("function_name").GetString());
         Assert.Equal(dir.File("denied.txt"), ev.GetProperty("args")[0].GetProperty("file_arg").GetProperty("path").GetString());
         Assert.Equal("KPROBE_ACTION_OVERRIDE", ev.GetProperty("action").GetString());
-        Assert.True(ev.GetProperty("enforced").GetBoolean());
+        Assert.True(ev.GetProperty("securityagent").GetProperty("enforced").GetBoolean());
         Assert.Equal(cat, ev.GetProperty("process").GetProperty("binary").GetString());
-        Assert.Equal("fanotify", ev.GetProperty("decided_by").GetString());
+        Assert.Equal("fanotify", ev.GetProperty("securityagent").GetProperty("decided_by").GetString());
         Assert.Single(agent.Events.Where(e => e.TryGetProperty("process_lsm", out _))); // the allowed file and the other cat: no event
         Unit.JsonFormatTests.AssertValid(agent.Events.RawLines.First(l => l.Contains("fan-file-open")));
 
@@ -111,7 +111,7 @@ public class FanotifyAgentTests
         api.ApplyPod(PodContextTests.Pod("prod", "victim-1a-b", uidV, "victim", "victim-1a", "app", cidV, "containerd"));
         api.ApplyPod(PodContextTests.Pod("prod", "other-2b-c", uidO, "other", "other-2b", "app", cidO, "containerd"));
         var policy = FileOpen("fan-scoped", cat, "Equal", dir.File("secret")).Replace("spec:\n", "spec:\n  podSelector:\n    matchLabels:\n      app: victim\n");
-        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = policy }, "--kubeconfig", api.WriteKubeconfig(dir.Path), "--node-name", "node-1");
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = policy }, "--kubeconfig", api.WriteKubeconfig(dir.Path), "--node-name", "node-1", "--export-extensions");
 
         (int Code, string Stdout, string Stderr) CatIn(string? cgroup) => cgroup is null ? Run.Wait(cat, [dir.File("secret")]) : KubeletCgroups.RunIn(cgroup, cat, dir.File("secret"));
         bool Eventually(Func<bool> f) { for (int i = 0; i < 40; i++) { if (f()) return true; Thread.Sleep(100); } return false; }
@@ -124,7 +124,7 @@ public class FanotifyAgentTests
         Assert.Equal((0, "S\n"), CatIn(cgOther) is var o ? (o.Code, o.Stdout) : default);
         Assert.Equal((0, "S\n"), CatIn(null) is var n ? (n.Code, n.Stdout) : default);
         var ev = PolicyEvent(agent, "fan-scoped");
-        Assert.True(ev.GetProperty("enforced").GetBoolean());
+        Assert.True(ev.GetProperty("securityagent").GetProperty("enforced").GetBoolean());
         Assert.Equal("victim-1a-b", ev.GetProperty("process").GetProperty("pod").GetProperty("name").GetString());
     }
 
@@ -135,11 +135,11 @@ public class FanotifyAgentTests
         var cat = dir.CopyBinary("/usr/bin/cat", "fan-mon-cat");
         Directory.CreateDirectory(dir.File("secret"));
         File.WriteAllText(dir.File("secret/key"), "KEY\n");
-        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = FileOpen("fan-monitor", cat, "Prefix", dir.File("secret/"), mode: "monitor") });
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = FileOpen("fan-monitor", cat, "Prefix", dir.File("secret/"), mode: "monitor") }, "--export-extensions");
 
         Assert.Equal((0, "KEY\n"), Run.Wait(cat, [dir.File("secret/key")]) is var r ? (r.Code, r.Stdout) : default);
         var ev = PolicyEvent(agent, "fan-monitor");
-        Assert.False(ev.GetProperty("enforced").GetBoolean());
+        Assert.False(ev.GetProperty("securityagent").GetProperty("enforced").GetBoolean());
         Assert.Equal(dir.File("secret/key"), ev.GetProperty("args")[0].GetProperty("file_arg").GetProperty("path").GetString());
     }
 
@@ -169,7 +169,7 @@ public class FanotifyAgentTests
                   - action: Override
                     argError: -1
             """;
-        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = policy });
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = policy }, "--export-extensions");
 
         var r = Run.Wait("/bin/bash", ["-c", banned]);
         Assert.Equal(126, r.Code);
@@ -178,7 +178,7 @@ public class FanotifyAgentTests
 
         var ev = PolicyEvent(agent, "fan-exec");
         Assert.Equal("bprm_check_security", ev.GetProperty("function_name").GetString());
-        Assert.True(ev.GetProperty("enforced").GetBoolean());
+        Assert.True(ev.GetProperty("securityagent").GetProperty("enforced").GetBoolean());
         Assert.Contains(banned, ev.GetProperty("args")[0].ToString());
     }
 
@@ -189,7 +189,7 @@ public class FanotifyAgentTests
         var cat = dir.CopyBinary("/usr/bin/cat", "fan-wait-cat");
         File.WriteAllText(dir.File("held.txt"), "HELD\n");
         // fail-closed: with the agent gone the kernel still allows, because the group's fd closed.
-        var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = FileOpen("fan-held", cat, "Equal", dir.File("held.txt"), failMode: "fail-closed") });
+        var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = FileOpen("fan-held", cat, "Equal", dir.File("held.txt"), failMode: "fail-closed") }, "--export-extensions");
         try
         {
             Assert.Equal(1, Run.Wait(cat, [dir.File("held.txt")]).Code); // enforcing
@@ -219,12 +219,12 @@ public class FanotifyAgentTests
         using var dir = new TempDir();
         var cat = dir.CopyBinary("/usr/bin/cat", "fan-switch-cat");
         File.WriteAllText(dir.File("f.txt"), "F\n");
-        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = FileOpen("fan-switch", cat, "Equal", dir.File("f.txt")) });
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = FileOpen("fan-switch", cat, "Equal", dir.File("f.txt")) }, "--export-extensions");
         Assert.Equal(1, Run.Wait(cat, [dir.File("f.txt")]).Code);
 
         Assert.Equal(0, Cli(agent, "policy", "mode", "fan-switch", "monitor").Code);
         Assert.Equal(0, Run.Wait(cat, [dir.File("f.txt")]).Code);
-        PolicyEvent(agent, "fan-switch", b => !b.GetProperty("enforced").GetBoolean());
+        PolicyEvent(agent, "fan-switch", b => !b.GetProperty("securityagent").GetProperty("enforced").GetBoolean());
         Assert.Equal(0, Cli(agent, "policy", "mode", "fan-switch", "enforce").Code);
         Assert.Equal(1, Run.Wait(cat, [dir.File("f.txt")]).Code);
 
