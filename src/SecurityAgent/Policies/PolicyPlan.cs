@@ -7,7 +7,7 @@ namespace SecurityAgent.Policies;
 /// the engine gives them kernel filter ids when it loads the plan.</summary>
 public sealed record PolicyPlan(string Name, string File, bool Enforce, IReadOnlyList<HookPlan> Hooks, IReadOnlyList<ValueSet> ValueSets, PolicyScope? Scope = null);
 
-public enum HookKind { Tracepoint, Kprobe, LsmHook }
+public enum HookKind { Tracepoint, Kprobe, LsmHook, Uprobe, Usdt }
 
 /// <param name="Kind">How the policy named the hook.</param>
 /// <param name="Mechanism">How this kernel runs it.</param>
@@ -16,6 +16,9 @@ public enum HookKind { Tracepoint, Kprobe, LsmHook }
 public sealed record HookPlan(HookKind Kind, Mechanism Mechanism, string Target, string Name, string Why,
     IReadOnlyList<ArgPlan> Args, IReadOnlyList<SelectorPlan> Selectors, string? Message, IReadOnlyList<string> Tags)
 {
+    /// <summary>Per selector, its matchPIDs entries with both flags as the policy wrote them (for the explanation).</summary>
+    public IReadOnlyList<string> Pids { get; init; } = [];
+
     public byte ReverseMask => (byte)Selectors.SelectMany(s => s.Args).Where(a => a.Cmp is Cmp.Postfix or Cmp.NotPostfix)
         .Aggregate(0, (m, a) => m | (1 << a.Slot));
 }

@@ -31,19 +31,22 @@ public static class PolicyReader
         hooks.AddRange(s.List("tracepoints", f => new TracepointSpec(f.Pos, f.Path, f.Str("subsystem")!, f.Str("event")!, f.Bool("raw"),
             f.List("args", Arg), f.List("selectors", Selector), f.Str("message"), f.Strings("tags").Select(t => t.Value).ToList())));
         hooks.AddRange(s.List("kprobes", f => new KprobeSpec(f.Pos, f.Path, f.Str("call")!, f.Bool("syscall")?.Value == true, f.Bool("return"),
-            f.Object("returnArg") is { } ra ? Arg(ra) : null, f.Str("returnArgAction"), f.Present("ignore"),
+            f.Object("returnArg") is { } ra ? Arg(ra) : null, f.Str("returnArgAction"), f.Object("ignore")?.Bool("callNotFound"),
             f.List("args", Arg), f.List("selectors", Selector), f.Str("message"), f.Strings("tags").Select(t => t.Value).ToList())));
         hooks.AddRange(s.List("lsmhooks", f => new LsmHookSpec(f.Pos, f.Path, f.Str("hook")!,
             f.List("args", Arg), f.List("selectors", Selector), f.Str("message"), f.Strings("tags").Select(t => t.Value).ToList())));
-        var notImplemented = new[] { "uprobes", "usdts", "enforcers", "loader" }
-            .Select(n => s.Present(n) is { } p ? new Located<string>(n, p, PolicySchema.Child(s.Path, n)) : null)
-            .OfType<Located<string>>().ToList();
+        hooks.AddRange(s.List("uprobes", f => new UprobeSpec(f.Pos, f.Path, f.Str("path")!, f.Strings("symbols"), f.Ints("offsets"),
+            f.Ints("addrs"), f.Ints("refCtrOffsets"), f.Str("btfPath"), f.Bool("return"),
+            f.Object("returnArg") is { } ra ? Arg(ra) : null, f.List("args", Arg), f.List("selectors", Selector), f.Str("message"),
+            f.Strings("tags").Select(t => t.Value).ToList())));
+        hooks.AddRange(s.List("usdts", f => new UsdtSpec(f.Pos, f.Path, f.Str("path")!, f.Str("provider")!, f.Str("name")!, f.Str("btfPath"),
+            f.List("args", Arg), f.List("selectors", Selector), f.Str("message"), f.Strings("tags").Select(t => t.Value).ToList())));
         var spec = new PolicySpec(s.Pos, s.Path, hooks,
             s.List("lists", f => new ListSpec(f.Pos, f.Path, f.Str("name")!, f.Str("type")!, f.Strings("values"), f.Str("pattern"), f.Bool("validated"))),
             s.List("options", f => new OptionSpec(f.Pos, f.Path, f.Str("name")!, f.Str("value"))),
             s.Object("podSelector") is { } pods ? LabelSelector(pods) : null,
             s.Object("containerSelector") is { } containers ? LabelSelector(containers) : null,
-            notImplemented);
+            s.List("enforcers", f => new EnforcerSpec(f.Pos, f.Path, f.Strings("calls"))), s.Bool("loader"));
         return spec;
     }
 
@@ -56,12 +59,18 @@ public static class PolicyReader
             p.Bool("isNamespacePID")?.Value == true, p.Bool("followForks")?.Value == true)),
         f.List("matchBinaries", Binary), f.List("matchParentBinaries", Binary),
         f.List("matchNamespaces", n => new NamespaceMatcherSpec(n.Pos, n.Path, n.Str("namespace")!, n.Str("operator")!, n.Strings("values"))),
-        f.Present("matchNamespaceChanges"),
-        f.List("matchCapabilities", c => new CapabilityMatcherSpec(c.Pos, c.Path, c.Str("type"), c.Str("operator")!, c.Bool("isNamespaceCapability"), c.Strings("values"))),
-        f.Present("matchCapabilityChanges"),
-        f.List("matchActions", a => new ActionSpec(a.Pos, a.Path, a.Str("action")!, a.Int("argSig"), a.Int("argError"), a.Int("argFd"), a.Int("argName"),
-            a.Str("argUrl"), a.Str("argFqdn"), a.Str("rateLimit"), a.Str("rateLimitScope"), a.Bool("kernelStackTrace"), a.Bool("userStackTrace"), a.Bool("imaHash"))),
-        f.Present("matchReturnActions"));
+        f.List("matchNamespaceChanges", n => new NamespaceChangeSpec(n.Pos, n.Path, n.Str("operator")!, n.Strings("values"))),
+        f.List("matchCapabilities", Capabilities),
+        f.List("matchCapabilityChanges", Capabilities),
+        f.List("matchActions", Action),
+        f.List("matchReturnActions", Action));
+
+    private static CapabilityMatcherSpec Capabilities(Fields c) =>
+        new(c.Pos, c.Path, c.Str("type"), c.Str("operator")!, c.Bool("isNamespaceCapability"), c.Strings("values"));
+
+    private static ActionSpec Action(Fields a) => new(a.Pos, a.Path, a.Str("action")!, a.Int("argSig"), a.Int("argError"), a.Int("argFd"), a.Int("argName"),
+        a.Str("argUrl"), a.Str("argFqdn"), a.Int("argSock"), a.Int("argIndex"), a.Int("argValue"), a.Str("rateLimit"), a.Str("rateLimitScope"),
+        a.Bool("kernelStackTrace"), a.Bool("userStackTrace"), a.Bool("imaHash"));
 
     private static ArgMatcherSpec ArgMatcher(Fields f) =>
         new(f.Pos, f.Path, f.Int("index"), f.Ints("args"), f.Str("operator")!, f.Strings("values"));

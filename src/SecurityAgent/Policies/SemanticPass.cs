@@ -21,50 +21,132 @@ internal sealed class SemanticPass(KernelFeatures features, Func<string, string,
 
     public PolicyPlan? Run(TracingPolicy p, string file, DiagnosticBag d)
     {
-        foreach (var n in p.Spec.NotImplemented)
-            d.Error(n.Pos, n.Path, $"unsupported: '{n.Value}' is not implemented by SecurityAgent yet");
+        if (p.Spec.Loader is { Value: true } loader)
+            d.Error(loader.Pos, loader.Path, "unsupported: spec.loader (Tetragon's loader sensor: an event for each executable mapping a process makes, "
+                + "with the file's build id) has no SecurityAgent sensor; exec events carry the binary");
         bool enforce = Options(p.Spec.Options, d);
+        var lists = Lists(p.Spec.Lists, d);
+        Enforcers(p.Spec, lists, d);
         var sets = new List<ValueSet>();
-        var selectors = new SelectorCompiler(d, sets, Lists(p.Spec.Lists, d));
+        var selectors = new SelectorCompiler(d, sets, lists, p.Spec.Enforcers.Count > 0);
         var placement = new HookPlacement(features, formats);
         var hooks = new List<HookPlan>();
         bool complete = true;
-        foreach (var hook in p.Spec.Hooks)
+        foreach (var hook in p.Spec.Hooks.SelectMany(h => Expand(h, lists, d)))
         {
             var place = placement.Place(hook, d);
             var args = ArgumentLayout.Layout(hook, place, d);
             var sels = selectors.Compile(hook, place, args);
             Warn(hook, place, args, d);
-            if (place is { FieldsKnown: true } && args.All(a => a.Plan is not null))
-                hooks.Add(new HookPlan(place.Kind, place.Mechanism, place.Target, place.Name, place.Why, args.Select(a => a.Plan!).ToList(),
-                    sels, hook.Message?.Value, hook.Tags));
+            if (place is { FieldsKnown: true } && args.All(a => a.Complete))
+                hooks.Add(new HookPlan(place.Kind, place.Mechanism, place.Target, place.Name, place.Why, args.Where(a => a.Plan is not null).Select(a => a.Plan!).ToList(),
+                    sels, hook.Message?.Value, hook.Tags) { Pids = PidFlags(hook) });
             else
                 complete = false;
         }
-        if (p.Spec.Hooks.Count == 0 && !p.Spec.NotImplemented.Any(n => n.Value is "uprobes" or "usdts"))
-            d.Error(p.Spec.Pos, p.Spec.Path, "the policy has no tracepoints, kprobes or lsmhooks");
+        if (p.Spec.Hooks.Count == 0 && p.Spec.Loader is null)
+            d.Error(p.Spec.Pos, p.Spec.Path, "the policy has no tracepoints, kprobes, lsmhooks, uprobes or usdts");
         var scope = ScopeCompiler.Compile(p, d);
         return d.HasErrors || !complete ? null : new PolicyPlan(p.Metadata.Name.Value, file, enforce, hooks, sets, scope);
     }
 
-    /// <summary>spec.options: the policy mode (true: enforce, the default, as in Tetragon).</summary>
+    /// <summary>The matchPIDs flags of each selector as written (the explanation shows them even where a flag is refused).</summary>
+    private static IReadOnlyList<string> PidFlags(HookSpec hook) =>
+        hook.Selectors.Select(s => string.Join("; ", s.MatchPids.Select(m => $"{m.Operator.Value} [{string.Join(", ", m.Values.Select(v => v.Value))}] "
+            + $"isNamespacePID={(m.IsNamespacePid ? "true" : "false")} followForks={(m.FollowForks ? "true" : "false")}"))).ToList();
+
+    /// <summary>A kprobe on `call: "list:NAME"` is one kprobe per entry of the list, as in Tetragon: a syscalls list's
+    /// entries are syscall kprobes (on their tracepoints where the kernel has no kprobes), a generated_syscalls list is
+    /// every syscall of the architecture, and a generated_ftrace list (functions matching a pattern) needs kprobes.</summary>
+    private IEnumerable<HookSpec> Expand(HookSpec hook, IReadOnlyDictionary<string, ListInfo> lists, DiagnosticBag d)
+    {
+        if (hook is not KprobeSpec { Call.Value: var call } k || !call.StartsWith("list:"))
+            return [hook];
+        var name = call[5..];
+        if (!lists.TryGetValue(name, out var list))
+        {
+            d.Error(k.Call.Pos, k.Call.Path, $"no list named '{PolicyValues.Shorten(name)}' in spec.lists");
+            return [];
+        }
+        switch (list.Spec.Type.Value)
+        {
+            case "syscalls":
+                return list.Spec.Values.Select(v => k with { Call = v with { Pos = k.Call.Pos, Path = k.Call.Path }, Syscall = true });
+            case "generated_syscalls":
+                // Every syscall that has an entry tracepoint on the target (where formats are known), each a syscall kprobe.
+                return syscalls.Names.Where(n => formats is null || formats("syscalls", "sys_enter_" + n) is not null)
+                    .Select(n => k with { Call = new Located<string>("sys_" + n, k.Call.Pos, k.Call.Path), Syscall = true });
+            default:
+                if (!features.Has(Mechanism.Kprobe))
+                {
+                    d.Error(k.Call.Pos, k.Call.Path, $"needs kprobes to hook the kernel functions of {call} (generated_ftrace: the functions matching "
+                        + $"'{PolicyValues.Shorten(list.Spec.Pattern?.Value ?? "")}'), and this kernel has none");
+                    return [];
+                }
+                d.EngineGap(k.Call.Pos, k.Call.Path, $"hooking the functions of {call} (generated_ftrace: resolved from available_filter_functions on the node)");
+                return [k with { Call = new Located<string>(list.Spec.Pattern?.Value ?? name, k.Call.Pos, k.Call.Path) }];
+        }
+    }
+
+    /// <summary>spec.enforcers: the calls NotifyEnforcer denies, by bpf_override_return on a kprobe or fmod_ret on fentry.</summary>
+    private void Enforcers(PolicySpec spec, IReadOnlyDictionary<string, ListInfo> lists, DiagnosticBag d)
+    {
+        foreach (var e in spec.Enforcers)
+        {
+            foreach (var c in e.Calls)
+                if (c.Value.StartsWith("list:") && !lists.ContainsKey(c.Value[5..]))
+                    d.Error(c.Pos, c.Path, $"no list named '{PolicyValues.Shorten(c.Value[5..])}' in spec.lists");
+            if (!features.Has(Mechanism.Kprobe) && !features.Has(Mechanism.Fentry))
+                d.Error(e.Pos, e.Path, $"needs kprobes (bpf_override_return) or fentry (fmod_ret) to enforce calls, and this kernel has neither "
+                    + $"(kprobe: {Detail(Mechanism.Kprobe)}; fentry: {Detail(Mechanism.Fentry)})");
+            else
+                d.EngineGap(e.Pos, e.Path, "spec.enforcers (denying the listed calls through bpf_override_return or fmod_ret)");
+        }
+    }
+
+    private string Detail(Mechanism m) => features.Mechanisms.TryGetValue(m, out var a) ? a.Detail : "unknown";
+
+    /// <summary>spec.options, as Tetragon defines them: the policy mode (true: enforce, the default, as in Tetragon);
+    /// the others tune how Tetragon attaches and change nothing here, so they are checked and noted.</summary>
     private static bool Options(IReadOnlyList<OptionSpec> options, DiagnosticBag d)
     {
         bool enforce = true;
         foreach (var o in options)
         {
-            if (o.Name.Value != "policy-mode")
+            var value = o.Value?.Value ?? "";
+            var (pos, path) = (o.Value?.Pos ?? o.Pos, o.Value?.Path ?? PolicySchema.Child(o.Path, "value"));
+            switch (o.Name.Value)
             {
-                d.Error(o.Name.Pos, o.Name.Path, $"unsupported option '{PolicyValues.Shorten(o.Name.Value)}' (supported: policy-mode)");
-                continue;
+                case "policy-mode" when value is "enforce" or "monitor":
+                    enforce = value == "enforce";
+                    break;
+                case "policy-mode":
+                    d.Error(pos, path, $"policy-mode must be 'enforce' or 'monitor', not '{PolicyValues.Shorten(value)}'");
+                    break;
+                case "disable-kprobe-multi" or "disable-uprobe-multi" when GoBool(value):
+                    d.Note(o.Name.Pos, o.Name.Path, $"option {o.Name.Value} has no effect here: SecurityAgent attaches each kprobe and uprobe on its own");
+                    break;
+                case "override-method" when value is "fmod-ret" or "override-return":
+                    d.Note(o.Name.Pos, o.Name.Path, $"option override-method {value} has no effect here: Override runs where the hook's mechanism allows it (BPF LSM, cgroup connect)");
+                    break;
+                case "sleepable-preload-size" when int.TryParse(value, out var n) && n > 0:
+                    d.Note(o.Name.Pos, o.Name.Path, "option sleepable-preload-size has no effect here: SecurityAgent runs no sleepable programs");
+                    break;
+                case "disable-kprobe-multi" or "disable-uprobe-multi" or "override-method" or "sleepable-preload-size":
+                    d.Error(pos, path, $"option {o.Name.Value}: '{PolicyValues.Shorten(value)}' is not "
+                        + (o.Name.Value == "override-method" ? "fmod-ret or override-return" : o.Name.Value == "sleepable-preload-size" ? "a positive integer" : "true or false"));
+                    break;
+                default:
+                    d.Error(o.Name.Pos, o.Name.Path, $"unsupported option '{PolicyValues.Shorten(o.Name.Value)}' (Tetragon's options: policy-mode, "
+                        + "disable-kprobe-multi, disable-uprobe-multi, override-method, sleepable-preload-size)");
+                    break;
             }
-            if (o.Value?.Value is "enforce" or "monitor")
-                enforce = o.Value.Value == "enforce";
-            else
-                d.Error(o.Value?.Pos ?? o.Pos, o.Value?.Path ?? PolicySchema.Child(o.Path, "value"), $"policy-mode must be 'enforce' or 'monitor', not '{PolicyValues.Shorten(o.Value?.Value ?? "")}'");
         }
         return enforce;
     }
+
+    /// <summary>What Go's strconv.ParseBool accepts (Tetragon reads boolean options with it).</summary>
+    private static bool GoBool(string s) => s is "1" or "t" or "T" or "TRUE" or "true" or "True" or "0" or "f" or "F" or "FALSE" or "false" or "False";
 
     /// <summary>spec.lists by name; syscalls lists resolved to their numbers (x86-64) here, once.</summary>
     private Dictionary<string, ListInfo> Lists(IReadOnlyList<ListSpec> lists, DiagnosticBag d)
@@ -78,7 +160,9 @@ internal sealed class SemanticPass(KernelFeatures features, Func<string, string,
                 var list = new List<ulong>();
                 foreach (var v in l.Values)
                 {
-                    if (syscalls.Number(v.Value) is { } n) list.Add(n);
+                    if (v.Value.StartsWith("__ia32_"))
+                        d.EngineGap(v.Pos, v.Path, $"a 32-bit (ia32) syscall in a list ('{PolicyValues.Shorten(v.Value)}': Tetragon tells the ABIs apart by syscall64's ABI bit, which the engine does not read)");
+                    else if (syscalls.Number(v.Value) is { } n) list.Add(n);
                     else d.Error(v.Pos, v.Path, $"list {PolicyValues.Shorten(l.Name.Value)}: unknown syscall '{PolicyValues.Shorten(v.Value)}'");
                 }
                 numbers = list;
