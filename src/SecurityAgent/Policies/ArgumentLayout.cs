@@ -60,7 +60,9 @@ internal static class ArgumentLayout
             if (!seen.Add(a.Index.Value))
                 d.Error(a.Index.Pos, a.Index.Path, $"argument index {a.Index.Value} is listed twice");
             Modifiers(a, placement, d);
-            if (type == "nop" || placement is { Mechanism: Kernel.Mechanism.CgroupSockAddr } && a.Index.Value == 0 && type is "socket" or "sock")
+            // Tetragon's socket_connect(struct socket *sock, struct sockaddr *address, int addrlen): the socket is
+            // declared by Tetragon-style policies; its fields are not read here, and the event says so.
+            if (type == "nop" || placement is { Kind: HookKind.LsmHook, Name: "socket_connect" } && a.Index.Value == 0 && type is "socket" or "sock")
             {
                 if (type != "nop")
                     d.Warning(a.Type.Pos, a.Type.Path, $"the socket (index 0) is not read on {placement!.Describe}: events carry the destination (index 1) only");
@@ -115,7 +117,7 @@ internal static class ArgumentLayout
             {
                 HookKind.Tracepoint => $"no argument {a.Index.Value} at this hook: tracepoint {p.Name} has {p.FieldCount} fields (index 0..{p.FieldCount - 1}, the common fields included)",
                 HookKind.Kprobe => $"no argument {a.Index.Value} at this hook: syscall {p.Syscall} has {p.FieldCount} arguments (index 0..{p.FieldCount - 1})",
-                _ => $"no argument {a.Index.Value} at this hook: {p.Describe} reads the destination as index 1 (type sockaddr)",
+                _ => $"no argument {a.Index.Value} at this hook: {p.Describe} reads the destination as index 1 (type sockaddr); index 0 is the socket (type socket, not read)",
             });
             return null;
         }

@@ -198,6 +198,31 @@ public class PolicyLanguageTests
     }
 
     [Fact]
+    public void Lsmhook_socket_connect_with_bpf_lsm_reads_the_destination_from_the_hook_argument()
+    {
+        var plan = Plan("""
+              lsmhooks:
+              - hook: socket_connect
+                args:
+                - index: 0
+                  type: socket
+                - index: 1
+                  type: sockaddr
+
+            """, KernelFeatures.Everything);
+        var hook = Assert.Single(plan.Hooks);
+        Assert.Equal(Mechanism.Lsm, hook.Mechanism);
+        Assert.Equal((1, ArgType.KSockAddr), (Assert.Single(hook.Args).Index, hook.Args[0].KernelType));
+    }
+
+    [Fact]
+    public void Another_type_at_index_0_of_socket_connect_on_cgroup_hooks_is_refused_naming_what_the_hook_has()
+    {
+        var d = Refusal("  lsmhooks:\n  - hook: socket_connect\n    args:\n    - index: 0\n      type: int\n", "spec.lsmhooks[0].args[0].index");
+        Assert.Contains("index 0 is the socket", d.Message);
+    }
+
+    [Fact]
     public void A_kprobe_on_a_syscalls_list_is_one_syscall_hook_per_entry_on_its_tracepoint_here()
     {
         var plan = Plan("""
