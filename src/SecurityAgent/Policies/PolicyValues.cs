@@ -136,15 +136,17 @@ public static class PolicyValues
     public static readonly IReadOnlyList<string> TcpStates =
     [
         "TCP_ESTABLISHED", "TCP_SYN_SENT", "TCP_SYN_RECV", "TCP_FIN_WAIT1", "TCP_FIN_WAIT2", "TCP_TIME_WAIT", "TCP_CLOSE", "TCP_CLOSE_WAIT",
-        "TCP_LAST_ACK", "TCP_LISTEN", "TCP_CLOSING", "TCP_NEW_SYN_RECV",
+        "TCP_LAST_ACK", "TCP_LISTEN", "TCP_CLOSING", "TCP_NEW_SYN_RECV", "TCP_BOUND_INACTIVE",
     ];
 
-    /// <summary>InRange's "min:max" (integers, min at most max).</summary>
-    public static bool TryParseRange(string s)
+    /// <summary>InRange's "min:max" (integers, both included, min at most max).</summary>
+    public static bool TryParseRange(string s, out long min, out long max)
     {
         var colon = s.IndexOf(':');
-        return colon > 0 && TryParseInRange(s[..colon], long.MinValue, long.MaxValue, out var lo)
-            && TryParseInRange(s[(colon + 1)..], long.MinValue, long.MaxValue, out var hi) && lo <= hi;
+        max = 0;
+        min = 0;
+        return colon > 0 && TryParseInRange(s[..colon], long.MinValue, long.MaxValue, out min)
+            && TryParseInRange(s[(colon + 1)..], long.MinValue, long.MaxValue, out max) && min <= max;
     }
 
     /// <summary>"10.0.0.0/8", "127.0.0.1" or IPv6, as a network in canonical form ("127.0.0.1/32"), or null. Host bits

@@ -377,7 +377,7 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
                 if (arg.Class == ArgClass.String)
                     return m.Values.All(v => StringFits(v, ValueSetKind.StringExact))
                         ? new(slot, cmp, AddSet(ValueSetKind.StringExact, m.Values.Select(v => v.Value).ToList()), 0) : null;
-                var ints = Integers(m.Values, allowLists: op is "InMap" or "NotInMap");
+                var ints = Integers(m.Values, allowLists: op is "InMap" or "NotInMap", allowRanges: op is "InMap" or "NotInMap");
                 return ints is null ? null : new(slot, cmp, AddSet(ValueSetKind.Int, ints.Select(i => PolicyValues.Canonical(i.Value, i.Negative)).ToList(), ints.Select(i => i.Value).ToList()), 0);
             }
             case "Prefix" or "NotPrefix" or "Postfix" or "NotPostfix":
@@ -445,14 +445,21 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
                 break;
             case "State":
                 foreach (var v in m.Values)
-                    if (!PolicyValues.TcpStates.Contains(v.Value))
-                        d.Error(v.Pos, v.Path, $"'{PolicyValues.Shorten(v.Value)}' is not a socket state ({string.Join(", ", PolicyValues.TcpStates)})");
+                    if (!PolicyValues.TcpStates.Contains(v.Value) && !PolicyValues.TryParseInRange(v.Value, 1, PolicyValues.TcpStates.Count, out _))
+                        d.Error(v.Pos, v.Path, $"'{PolicyValues.Shorten(v.Value)}' is not a socket state ({string.Join(", ", PolicyValues.TcpStates)}, or 1..{PolicyValues.TcpStates.Count})");
                 break;
-            case "InRange" or "NotInRange":
-                foreach (var v in m.Values)
-                    if (!PolicyValues.TryParseRange(v.Value))
-                        d.Error(v.Pos, v.Path, $"'{PolicyValues.Shorten(v.Value)}' is not a range 'min:max' of integers");
-                break;
+            case "InRange" or "NotInRange" when arg.Class == ArgClass.Int:
+            {
+                // Both bounds included, as in Tetragon; carried exactly as the set of the values in the ranges.
+                if (m.Values.Any(v => !v.Value.Contains(':')))
+                {
+                    var v = m.Values.First(v => !v.Value.Contains(':'));
+                    d.Error(v.Pos, v.Path, $"'{PolicyValues.Shorten(v.Value)}' is not a range 'min:max' of integers");
+                    return null;
+                }
+                var ints = Integers(m.Values, allowLists: false, allowRanges: true);
+                return ints is null ? null : new(slot, op == "InRange" ? Cmp.In : Cmp.NotIn, AddSet(ValueSetKind.Int, ints.Select(i => PolicyValues.Canonical(i.Value, i.Negative)).ToList(), ints.Select(i => i.Value).ToList()), 0);
+            }
             case "FileType" or "NotFileType":
                 foreach (var v in m.Values)
                     if (v.Value is not ("reg" or "dir" or "lnk" or "chr" or "blk" or "fifo" or "sock"))
@@ -468,13 +475,33 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
         return null;
     }
 
-    /// <summary>Integers (Tetragon's base-0 forms), or with InMap also `list:NAME` of a syscalls list; null after reporting.</summary>
-    private List<(ulong Value, bool Negative)>? Integers(IReadOnlyList<Located<string>> values, bool allowLists)
+    /// <summary>Values a range may stand for in a set (a range is stored value by value, as Tetragon's InMap does).</summary>
+    public const int MaxRangeValues = 4096;
+
+    /// <summary>Integers (Tetragon's base-0 forms), with InMap also `list:NAME` of a syscalls list, and with ranges
+    /// "min:max" (both included) each value of the range; null after reporting.</summary>
+    private List<(ulong Value, bool Negative)>? Integers(IReadOnlyList<Located<string>> values, bool allowLists, bool allowRanges = false)
     {
         var result = new List<(ulong, bool)>();
         bool ok = true;
         foreach (var v in values)
         {
+            if (allowRanges && v.Value.Contains(':') && !v.Value.StartsWith("list:"))
+            {
+                if (!PolicyValues.TryParseRange(v.Value, out var lo, out var hi))
+                {
+                    d.Error(v.Pos, v.Path, $"'{PolicyValues.Shorten(v.Value)}' is not a range 'min:max' of integers (min at most max)");
+                    ok = false;
+                }
+                else if ((ulong)(hi - lo) >= MaxRangeValues || result.Count + (int)(hi - lo) + 1 > MaxRangeValues)
+                {
+                    d.Error(v.Pos, v.Path, $"unsupported: range {PolicyValues.Shorten(v.Value)} holds more than the {MaxRangeValues} values a filter's set stores");
+                    ok = false;
+                }
+                else
+                    for (long x = lo; x <= hi; x++) result.Add(((ulong)x, x < 0));
+                continue;
+            }
             if (allowLists && v.Value.StartsWith("list:"))
             {
                 var name = v.Value[5..];

@@ -155,7 +155,9 @@ internal sealed class SemanticPass(KernelFeatures features, Func<string, string,
         foreach (var l in lists)
         {
             IReadOnlyList<ulong>? numbers = null;
-            if (l.Type.Value == "syscalls")
+            if (l.Type.Value == "generated_syscalls")
+                numbers = syscalls.Names.Select(n => syscalls.Number(n)!.Value).ToList();
+            else if (l.Type.Value == "syscalls")
             {
                 var list = new List<ulong>();
                 foreach (var v in l.Values)

@@ -418,6 +418,39 @@ public class PolicyLanguageTests
         Assert.StartsWith("unsupported: spec.loader (Tetragon's loader sensor", d.Message);
     }
 
+    [Theory]
+    [InlineData("InRange", "[\"1:3\", \"7:7\"]", "In", "1,2,3,7")]
+    [InlineData("NotInRange", "[\"-2:1\"]", "NotIn", "-2,-1,0,1")]
+    [InlineData("InMap", "[\"1:3\", \"9\"]", "In", "1,2,3,9")]
+    public void Ranges_include_both_bounds_and_are_carried_as_the_set_of_their_values(string op, string values, string cmp, string expected)
+    {
+        var plan = Plan($"""
+              kprobes:
+              - call: sys_setuid
+                syscall: true
+                args:
+                - index: 0
+                  type: int
+                selectors:
+                - matchArgs:
+                  - index: 0
+                    operator: {op}
+                    values: {values}
+
+            """);
+        var f = Assert.Single(Assert.Single(Assert.Single(plan.Hooks).Selectors).Args);
+        Assert.Equal(cmp, f.Cmp.ToString());
+        Assert.Equal(expected, string.Join(",", plan.ValueSets[f.ValueSet!.Value].Values));
+    }
+
+    [Fact]
+    public void A_range_larger_than_a_set_holds_or_upside_down_is_refused_at_the_value()
+    {
+        var spec = "  kprobes:\n  - call: sys_setuid\n    syscall: true\n    args:\n    - index: 0\n      type: int\n    selectors:\n    - matchArgs:\n      - index: 0\n        operator: InRange\n        values: [\"RANGE\"]\n";
+        Assert.Contains("more than the 4096 values", Refusal(spec.Replace("RANGE", "0:100000"), "spec.kprobes[0].selectors[0].matchArgs[0].values[0]").Message);
+        Assert.Contains("min at most max", Refusal(spec.Replace("RANGE", "5:1"), "spec.kprobes[0].selectors[0].matchArgs[0].values[0]").Message);
+    }
+
     [Fact]
     public void Probe_json_round_trips_and_a_file_that_is_not_one_is_refused_with_the_reason()
     {
