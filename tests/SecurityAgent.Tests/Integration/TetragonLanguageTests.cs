@@ -1,0 +1,74 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text.Json;
+using SecurityAgent.Tests.Support;
+
+namespace SecurityAgent.Tests.Integration;
+
+/// <summary>Tetragon-style policies that now load on this kernel, run by the real agent against binaries copied into
+/// the test's temp dir (nothing else on the machine can match).</summary>
+[Collection("kernel")]
+public class TetragonLanguageTests
+{
+    [Fact]
+    public void A_kprobe_on_a_syscalls_list_enforces_on_every_listed_syscall_through_its_tracepoint()
+    {
+        using var dir = new TempDir();
+        var mkdir = dir.CopyBinary("/usr/bin/mkdir", "victim-mkdir");
+        var rmdir = dir.CopyBinary("/usr/bin/rmdir", "victim-rmdir");
+        var other = dir.CopyBinary("/usr/bin/mkdir", "other-mkdir");
+        var target = Path.Combine(dir.Path, "made");
+        var policy = $"""
+            apiVersion: cilium.io/v1alpha1
+            kind: TracingPolicy
+            metadata:
+              name: dir-calls
+            spec:
+              lists:
+              - name: dircalls
+                type: syscalls
+                values: ["sys_mkdir", "sys_mkdirat", "sys_rmdir"]
+              kprobes:
+              - call: "list:dircalls"
+                selectors:
+                - matchBinaries:
+                  - operator: In
+                    values: ["{mkdir}", "{rmdir}"]
+                  matchActions:
+                  - action: Sigkill
+            """;
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = policy });
+        Assert.Contains("Policy dir-calls loaded", agent.Stderr);
+
+        Assert.Equal(137, Run.Wait(mkdir, [target + "-by-victim"]).Code); // 128 + SIGKILL, on mkdir or mkdirat
+        Assert.Equal(0, Run.Wait(other, [target]).Code);
+        Assert.True(Directory.Exists(target));
+        Assert.Equal(137, Run.Wait(rmdir, [target]).Code); // another syscall of the same list
+        var functions = new HashSet<string>();
+        agent.Events.WaitFor(e => e.TryGetProperty("process_kprobe", out var b) && b.GetProperty("policy_name").GetString() == "dir-calls"
+            && functions.Add(b.GetProperty("function_name").GetString()!) && functions.Any(f => f.Contains("rmdir")) && functions.Any(f => f.Contains("mkdir")),
+            "events from both syscalls");
+    }
+
+    [Fact]
+    public void A_socket_connect_deny_declaring_the_socket_as_tetragon_does_loads_and_denies_the_chosen_binary()
+    {
+        using var dir = new TempDir();
+        var victim = dir.CopyBinary("/usr/bin/bash", "victim-bash");
+        var other = dir.CopyBinary("/usr/bin/bash", "other-bash");
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        int port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["c.yaml"] = ConnectPolicies.Deny("tetragon-connect", victim, port, -1, declareSocket: true) });
+        Assert.Contains("Policy tetragon-connect loaded", agent.Stderr);
+
+        string Connect(string bash) => Run.Wait(bash, ["-c", $"exec 3<>/dev/tcp/127.0.0.1/{port} && echo connected"]) is var r ? r.Stdout + r.Stderr : "";
+        Assert.Contains("Operation not permitted", Connect(victim));
+        Assert.Contains("connected", Connect(other));
+
+        var body = agent.Events.WaitFor(e => e.TryGetProperty("process_lsm", out var b) && b.GetProperty("policy_name").GetString() == "tetragon-connect", "process_lsm event")
+            .GetProperty("process_lsm");
+        var arg = Assert.Single(body.GetProperty("args").EnumerateArray()); // the socket is declared, not read: the destination only
+        Assert.Equal(port, arg.GetProperty("sockaddr_arg").GetProperty("port").GetInt32());
+    }
+}
