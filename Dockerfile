@@ -1,6 +1,6 @@
 # Multi-stage: build the BPF objects and the agent, then a runtime image with only what the agent needs.
 FROM mcr.microsoft.com/dotnet/sdk:10.0 AS build
-RUN apt-get update && apt-get install -y --no-install-recommends clang-19 llvm-19 libbpf-dev linux-libc-dev make && rm -rf /var/lib/apt/lists/*
+RUN apt-get update && apt-get install -y --no-install-recommends clang-19 llvm-19 libbpf-dev bpftool linux-libc-dev make && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 RUN make bpf BPF_SKIP_DEPS=1 && dotnet publish src/SecurityAgent/SecurityAgent.csproj -c Release -o /out

@@ -4,15 +4,18 @@ CLANG ?= clang-19
 STRIP ?= llvm-strip-19
 CONFIG ?= Release
 BPF_OUT := build/bpf
-BPF_SRC := $(wildcard bpf/*.bpf.c)
+BPF_SRC := $(filter-out bpf/contract.bpf.c,$(wildcard bpf/*.bpf.c))
 BPF_OBJ := $(patsubst bpf/%.bpf.c,$(BPF_OUT)/%.bpf.o,$(BPF_SRC))
 BPF_HDR := $(wildcard bpf/include/*.h)
+CONTRACT_OBJ := build/bpf-contract/contract.bpf.o
+CONTRACT_CS := src/SecurityAgent/Events/Contract.g.cs
+CONTRACT_GEN := tools/ContractGen/bin/$(CONFIG)/net10.0/ContractGen.dll
 APP_OUT := build/app
 SYSCALLS := build/syscalls/x86_64.txt
 DOTNET_FLAGS := --nologo -c $(CONFIG)
 APT_PKGS := clang-19 llvm-19 libbpf-dev bpftool
 
-.PHONY: all deps bpf build run test vmtest bench bench-quick crds vmlinux fuzz clean
+.PHONY: all deps bpf build run test vmtest bench bench-quick crds vmlinux fuzz clean policy-scale
 
 all: build
 
@@ -32,13 +35,26 @@ deps:
 	  fi; \
 	fi
 
-## bpf: compile bpf/*.bpf.c (CO-RE, against the committed bpf/include/vmlinux.h)
-bpf: $(if $(BPF_SKIP_DEPS),,deps) $(BPF_OBJ) $(SYSCALLS)
+## bpf: compile bpf/*.bpf.c (CO-RE, against the committed bpf/include/vmlinux.h), then emit the C# side of
+## bpf/include/contract.h (src/SecurityAgent/Events/Contract.g.cs, committed; a test fails when it drifts)
+bpf: $(if $(BPF_SKIP_DEPS),,deps) $(BPF_OBJ) $(SYSCALLS) $(CONTRACT_CS)
 
 $(BPF_OUT)/%.bpf.o: bpf/%.bpf.c $(BPF_HDR)
 	@mkdir -p $(BPF_OUT)
 	$(CLANG) -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_x86 -Ibpf/include -c $< -o $@
 	$(STRIP) -g $@
+
+$(CONTRACT_OBJ): bpf/contract.bpf.c $(BPF_HDR)
+	@mkdir -p $(dir $@)
+	$(CLANG) -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_x86 -Ibpf/include -c $< -o $@
+	$(STRIP) -g $@
+
+$(CONTRACT_GEN): $(wildcard tools/ContractGen/*.cs) tools/ContractGen/ContractGen.csproj
+	dotnet build tools/ContractGen/ContractGen.csproj $(DOTNET_FLAGS) -v quiet
+
+$(CONTRACT_CS): $(CONTRACT_OBJ) $(BPF_OBJ) $(CONTRACT_GEN)
+	dotnet $(CONTRACT_GEN) $(CONTRACT_OBJ) $(BPF_OUT) $@
+	@touch $@
 
 BPF_TEST_OBJ := $(patsubst tests/bpf/%.bpf.c,build/bpf-test/%.bpf.o,$(wildcard tests/bpf/*.bpf.c))
 build/bpf-test/%.bpf.o: tests/bpf/%.bpf.c $(BPF_HDR)
@@ -105,5 +121,9 @@ crds: build
 vmtest: build $(BPF_TEST_OBJ) $(TEST_TOOLS)
 	tests/vm/run
 
+## policy-scale: per-call cost of the open loop with 0, 1, 8 and 64 non-matching policies on sys_enter_openat (root)
+policy-scale: build $(WORKLOADS)
+	tools/policy-scale
+
 clean:
-	rm -rf build bin src/*/bin src/*/obj tests/*/bin tests/*/obj
+	rm -rf build bin src/*/bin src/*/obj tests/*/bin tests/*/obj tools/*/bin tools/*/obj

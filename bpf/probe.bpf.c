@@ -39,3 +39,31 @@ int probe_send_signal(void *ctx)
 		bpf_send_signal(9);
 	return 0;
 }
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4096);
+} probe_ring SEC(".maps");
+
+SEC("tracepoint/syscalls/sys_enter_getppid")
+int probe_ringbuf_query(void *ctx)
+{
+	return bpf_ringbuf_query(&probe_ring, BPF_RB_AVAIL_DATA) > 0;
+}
+
+/* Attached to a syscall (on the error-injection list) and loaded only: the pid test keeps it from ever
+ * overriding anything while the probe holds it. */
+SEC("kprobe/__x64_sys_getppid")
+int probe_override_return(struct pt_regs *ctx)
+{
+	if (bpf_get_current_pid_tgid() == 0)
+		bpf_override_return(ctx, 0);
+	return 0;
+}
+
+/* fmod_ret returning 0 leaves the function's own result. */
+SEC("fmod_ret/__x64_sys_getppid")
+int BPF_PROG(probe_fmod_ret, struct pt_regs *regs)
+{
+	return 0;
+}

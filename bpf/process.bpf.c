@@ -69,10 +69,8 @@ int BPF_PROG(sa_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 	__u32 zero = 0;
 	struct exec_event *ev = bpf_map_lookup_elem(&sa_exec_scratch, &zero);
 	struct path_scratch *ps = bpf_map_lookup_elem(&sa_path_scratch, &zero);
-	if (!ev || !ps) {
-		sa_count_lost(SA_LOST_SCRATCH);
+	if (!ev || !ps)
 		return 0;
-	}
 
 	struct task_struct *parent = BPF_CORE_READ(task, real_parent);
 	const struct cred *cred = BPF_CORE_READ(task, cred);
@@ -126,7 +124,7 @@ int BPF_PROG(sa_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 	sa_header(&ev->hdr, SA_OP_EXEC, size);
 	if (size > sizeof(*ev))
 		return 0;
-	sa_submit(ev, size);
+	sa_submit(ev, size, false);
 	return 0;
 }
 
@@ -151,7 +149,7 @@ int BPF_PROG(sa_fork, struct task_struct *parent, struct task_struct *child)
 	ev.start_time = BPF_CORE_READ(child, start_boottime);
 	ev.parent_start_time = sa_task_start(parent);
 	sa_header(&ev.hdr, SA_OP_FORK, sizeof(ev));
-	sa_submit(&ev, sizeof(ev));
+	sa_submit(&ev, sizeof(ev), false);
 	return 0;
 }
 
@@ -170,6 +168,6 @@ int BPF_PROG(sa_exit, struct task_struct *task)
 	ev.start_time = sa_task_start(task);
 	ev.exit_code = BPF_CORE_READ(task, exit_code);
 	sa_header(&ev.hdr, SA_OP_EXIT, sizeof(ev));
-	sa_submit(&ev, sizeof(ev));
+	sa_submit(&ev, sizeof(ev), false);
 	return 0;
 }

@@ -1,16 +1,19 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* Small inline helpers shared by the hook families. */
+/* What every object shares with the process sensor (the ring buffer, loss counters, settings, pid -> binary,
+ * followed pids) and the small helpers around them: record header, submit with batched wake-ups, path walk. */
 #pragma once
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
-#include "common.h"
+#include "contract.h"
 
 #ifndef container_of
 #define container_of(ptr, type, member) ((type *)((void *)(ptr) - __builtin_offsetof(type, member)))
 #endif
 
 #define SA_PATH_DEPTH 64
+#define SA_MASK_4K 0xfff
+#define SA_MASK_8K 0x1fff
 
 /* Scratch space for building a path backwards. 8 KiB so that a write at any
  * offset below 4 KiB of at most 255 bytes stays inside the value. */
@@ -25,6 +28,8 @@ struct {
 	__type(value, struct path_scratch);
 } sa_path_scratch SEC(".maps");
 
+/* ---- Owned by the process sensor, shared (declared in the agent's object specs) by the policy objects ---- */
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 32 * 1024 * 1024);
@@ -37,7 +42,14 @@ struct {
 	__type(value, __u64);
 } sa_lost SEC(".maps");
 
-/* pid (tgid) -> current binary; shared by the process sensor (writer) and the policy hooks (readers). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sa_settings);
+} sa_settings SEC(".maps");
+
+/* pid (tgid) -> current binary; written by the process sensor, read by the policy hooks. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 131072);
@@ -52,6 +64,12 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } sa_follow SEC(".maps");
+
+static __always_inline struct sa_settings *sa_get_settings(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&sa_settings, &zero);
+}
 
 static __always_inline void sa_count_lost(__u32 reason)
 {
@@ -69,10 +87,19 @@ static __always_inline void sa_header(struct event_header *h, __u8 op, __u32 siz
 	h->ktime = bpf_ktime_get_boot_ns();
 }
 
-/* Sends the first `size` bytes of a scratch record; counts a full ring buffer. */
-static __always_inline void sa_submit(void *rec, __u64 size)
+/* Sends the first `size` bytes of a scratch record; counts a full ring buffer. The reader is not woken for
+ * every record: only once the agent's threshold of pending bytes is reached, or when `urgent` (a record user
+ * space must decide on). In between, the reader polls on a timer. */
+static __always_inline void sa_submit(void *rec, __u64 size, bool urgent)
 {
-	if (bpf_ringbuf_output(&sa_events, rec, size, 0) < 0)
+	struct sa_settings *st = sa_get_settings();
+	__u64 flags = 0;
+	if (urgent)
+		flags = BPF_RB_FORCE_WAKEUP;
+	else if (st && st->wakeup_bytes)
+		flags = bpf_ringbuf_query(&sa_events, BPF_RB_AVAIL_DATA) + size >= st->wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+														: BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_output(&sa_events, rec, size, flags) < 0)
 		sa_count_lost(SA_LOST_RINGBUF_FULL);
 }
 

@@ -177,9 +177,9 @@ public static class PolicyFuzzer
                 }
                 Interlocked.Increment(ref report.Accepted);
                 PlanExplainer.Explain(plan);
-                var ids = plan.ValueSets.Select((_, i) => (uint)i + 1).ToList();
-                foreach (var h in plan.Hooks) PolicyEncoding.Hook(h, 1, plan.Enforce, ids);
-                for (int i = 0; i < plan.ValueSets.Count; i++) PolicyEncoding.Keys(plan.ValueSets[i], ids[i]).ToList();
+                PolicyEncoding.ValueCounts(plan);
+                try { PolicyEncoding.Alone(plan); }
+                catch (PolicyLimitException) { } // refused by name and limit at load, as documented
             }
         }
         catch (Exception e)

@@ -22,6 +22,7 @@ public sealed unsafe class BpfMap
     public int Fd => Libbpf.bpf_map__fd(_map);
     public int KeySize => (int)Libbpf.bpf_map__key_size(_map);
     public int ValueSize => (int)Libbpf.bpf_map__value_size(_map);
+    public uint MaxEntries => Libbpf.bpf_map__max_entries(_map);
     public bool IsPerCpu => Libbpf.bpf_map__type(_map) is Libbpf.BPF_MAP_TYPE_PERCPU_ARRAY or Libbpf.BPF_MAP_TYPE_PERCPU_HASH;
 
     public static int PossibleCpus { get; } = Math.Max(1, Libbpf.libbpf_num_possible_cpus());

@@ -4,14 +4,15 @@ using SecurityAgent.Interop;
 
 namespace SecurityAgent.Bpf;
 
-/// <summary>An opened (and later loaded) BPF ELF object. Owns the libbpf bpf_object: closing it
-/// unloads every program and map the object created that no link or other fd still holds.</summary>
+/// <summary>A loaded BPF object (cilium/ebpf's Collection): its programs and maps live in the kernel as long as
+/// this handle (or a link, or another object sharing a map) holds them. Made only by <see cref="Load"/>, from a
+/// <see cref="BpfObjectSpec"/>, so there is no half-loaded state.</summary>
 public sealed unsafe class BpfObject : SafeHandle
 {
-    public string Name { get; }
-    public bool IsLoaded { get; private set; }
+    public BpfObjectSpec Spec { get; }
+    public string Name => Spec.Name;
 
-    private BpfObject(string name) : base(0, ownsHandle: true) => Name = name;
+    private BpfObject(BpfObjectSpec spec) : base(0, ownsHandle: true) => Spec = spec;
 
     public override bool IsInvalid => handle == 0;
 
@@ -21,21 +22,62 @@ public sealed unsafe class BpfObject : SafeHandle
         return true;
     }
 
-    /// <summary>Opens an object from its ELF bytes (embedded in the agent, see <see cref="EmbeddedObjects"/>).</summary>
-    public static BpfObject Open(string name, ReadOnlySpan<byte> elf)
+    /// <summary>Opens the spec's ELF, sizes and shares its maps as declared (each shared map from the loaded
+    /// object the spec names as its owner), loads the chosen programs. On a verifier rejection the exception
+    /// names the program and carries the tail of the verifier log.</summary>
+    public static BpfObject Load(BpfObjectSpec spec, params BpfObject[] owners) => Load(spec, EmbeddedObjects.Read(spec.File), owners);
+
+    public static BpfObject Load(BpfObjectSpec spec, ReadOnlySpan<byte> elf, params BpfObject[] owners)
+    {
+        var obj = Open(spec, elf);
+        try
+        {
+            foreach (var (name, max) in spec.MaxEntries)
+                obj.Map(name).SetMaxEntries(max);
+            foreach (var share in spec.Shares)
+            {
+                var owner = owners.FirstOrDefault(o => o.Name == share.Owner)
+                    ?? throw new InvalidOperationException($"{spec.Name}: map {share.Map} is shared from {share.Owner}, which was not given");
+                obj.Map(share.Map).ReuseFd(owner.Map(share.Map).Fd);
+            }
+            if (spec.Programs is { } wanted)
+                foreach (var p in obj.Programs)
+                    p.AutoLoad = wanted.Contains(p.Name);
+            obj.LoadPrograms();
+            return obj;
+        }
+        catch
+        {
+            obj.Dispose();
+            throw;
+        }
+    }
+
+    private static BpfObject Open(BpfObjectSpec spec, ReadOnlySpan<byte> elf)
     {
         LibbpfLog.EnsureInstalled();
-        var obj = new BpfObject(name);
-        var nameBytes = Encoding.UTF8.GetBytes(name + "\0");
+        var obj = new BpfObject(spec);
+        var nameBytes = Encoding.UTF8.GetBytes(spec.Name + "\0");
         fixed (byte* p = elf)
         fixed (byte* n = nameBytes)
         {
             var opts = new Libbpf.BpfObjectOpenOpts { sz = (nuint)sizeof(Libbpf.BpfObjectOpenOpts), object_name = n };
             using var capture = LibbpfLog.BeginCapture();
             var h = Libbpf.bpf_object__open_mem(p, (nuint)elf.Length, &opts);
-            obj.SetHandle(LibbpfException.Check(h, $"bpf_object__open_mem({name})", () => capture.VerifierTail()));
+            obj.SetHandle(LibbpfException.Check(h, $"bpf_object__open_mem({spec.Name})", () => capture.VerifierTail()));
         }
         return obj;
+    }
+
+    private void LoadPrograms()
+    {
+        using var capture = LibbpfLog.BeginCapture();
+        int rc = Libbpf.bpf_object__load(handle);
+        if (rc < 0)
+        {
+            var failed = FailedProgram(capture.Text);
+            throw new LibbpfException($"bpf_object__load({Name}{(failed is null ? "" : ", program " + failed)})", -rc, capture.VerifierTail());
+        }
     }
 
     public IEnumerable<BpfProgram> Programs
@@ -51,39 +93,12 @@ public sealed unsafe class BpfObject : SafeHandle
     public BpfProgram Program(string name) =>
         Programs.FirstOrDefault(p => p.Name == name) ?? throw new KeyNotFoundException($"{Name}: no program '{name}'");
 
-    /// <summary>Names of the object's maps (libbpf's internal .rodata/.bss maps included).</summary>
-    public IEnumerable<string> MapNames
-    {
-        get
-        {
-            nint map = 0;
-            while ((map = Libbpf.bpf_object__next_map(handle, map)) != 0)
-                yield return MapName(map);
-        }
-    }
-
-    private static string MapName(nint map) => Marshal.PtrToStringUTF8((nint)Libbpf.bpf_map__name(map)) ?? "";
-
     public BpfMap Map(string name)
     {
         var m = Libbpf.bpf_object__find_map_by_name(handle, name);
         if (m == 0)
             throw new KeyNotFoundException($"{Name}: no map '{name}'");
         return new BpfMap(this, m, name);
-    }
-
-    /// <summary>Loads every program still marked for autoload. On a verifier rejection the exception
-    /// names the program and carries the tail of the verifier log.</summary>
-    public void Load()
-    {
-        using var capture = LibbpfLog.BeginCapture();
-        int rc = Libbpf.bpf_object__load(handle);
-        if (rc < 0)
-        {
-            var failed = FailedProgram(capture.Text);
-            throw new LibbpfException($"bpf_object__load({Name}{(failed is null ? "" : ", program " + failed)})", -rc, capture.VerifierTail());
-        }
-        IsLoaded = true;
     }
 
     private static string? FailedProgram(string log)
@@ -95,6 +110,4 @@ public sealed unsafe class BpfObject : SafeHandle
         int end = log.IndexOf('\'', start);
         return end > start ? log[start..end] : null;
     }
-
-    internal nint Raw => handle;
 }

@@ -24,10 +24,6 @@ public sealed unsafe class BpfProgram
         set => LibbpfException.Check(Libbpf.bpf_program__set_autoload(_prog, value), $"bpf_program__set_autoload({Name})");
     }
 
-    /// <summary>Retargets an lsm/fentry/fexit program before load (e.g. a policy's hook name).</summary>
-    public void SetAttachTarget(string function) =>
-        LibbpfException.Check(Libbpf.bpf_program__set_attach_target(_prog, 0, function), $"bpf_program__set_attach_target({Name}, {function})");
-
     /// <summary>Attaches where the section name says (tp_btf, raw_tp, lsm, fentry, ...).</summary>
     public BpfLink Attach() => Link(Libbpf.bpf_program__attach(_prog), $"bpf_program__attach({Name})");
 
@@ -38,10 +34,7 @@ public sealed unsafe class BpfProgram
             $"bpf_program__attach_tracepoint({Name}, {category}/{name})");
     }
 
-    public BpfLink AttachKprobe(string function, bool retprobe = false) =>
-        Link(Libbpf.bpf_program__attach_kprobe(_prog, retprobe, function), $"bpf_program__attach_kprobe({Name}, {function})");
-
-    public BpfLink AttachKprobe(string function, ulong cookie)
+    public BpfLink AttachKprobe(string function, ulong cookie = 0)
     {
         var opts = new Libbpf.BpfKprobeOpts { sz = (nuint)sizeof(Libbpf.BpfKprobeOpts), bpf_cookie = cookie };
         return Link(Libbpf.bpf_program__attach_kprobe_opts(_prog, function, &opts), $"bpf_program__attach_kprobe({Name}, {function})");

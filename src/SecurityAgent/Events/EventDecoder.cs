@@ -58,7 +58,7 @@ public static class EventDecoder
                 raw = Need(raw, Wire.Exit.Length, "exit");
                 break;
             case Op.Tracepoint or Op.Sock or Op.Lsm or Op.Kprobe:
-                raw = Need(raw, PolicyWire.Event.Str, "policy");
+                raw = Need(raw, PolicyWire.Event.Data, "policy");
                 break;
             default:
                 throw new FormatException($"unknown op code {raw[Wire.Header.Op]}");
@@ -66,17 +66,21 @@ public static class EventDecoder
         return new KernelRecord(op, ktime, raw);
     }
 
+    /// <summary>A policy_event: the fixed part, then the strings of the hook's arguments back to back.</summary>
     internal static PolicyKernelEvent DecodePolicy(ReadOnlySpan<byte> raw, ulong ktime)
     {
-        int n = Math.Min((int)raw[PolicyWire.Event.Nargs], PolicyWire.MaxArgs);
-        raw = Need(raw, PolicyWire.Event.Str + n * PolicyWire.StrMax, "policy");
+        int n = Math.Min((int)raw[PolicyWire.Event.Nargs], Contract.MaxArgs);
         var ints = new ulong[n];
         var strings = new byte[n][];
+        var data = raw[PolicyWire.Event.Data..];
         for (int i = 0; i < n; i++)
         {
             ints[i] = U64(raw, PolicyWire.Event.Ints + 8 * i);
-            int len = Math.Min((int)U16(raw, PolicyWire.Event.StrLen + 2 * i), PolicyWire.StrMax);
-            strings[i] = raw.Slice(PolicyWire.Event.Str + PolicyWire.StrMax * i, len).ToArray();
+            int len = U16(raw, PolicyWire.Event.StrLen + 2 * i);
+            if (len > data.Length)
+                throw new FormatException($"policy record: argument {i} of {len} bytes exceeds the {data.Length} sent");
+            strings[i] = data[..len].ToArray();
+            data = data[len..];
         }
         return new PolicyKernelEvent(ktime, I32(raw, PolicyWire.Event.Pid), I32(raw, PolicyWire.Event.Tid),
             U32(raw, PolicyWire.Event.HookId), U32(raw, PolicyWire.Event.PolicyId), raw[PolicyWire.Event.Selector],

@@ -33,9 +33,6 @@ internal static unsafe partial class Libbpf
     [LibraryImport(Lib, EntryPoint = "bpf_program__set_autoload")]
     internal static partial int bpf_program__set_autoload(nint prog, [MarshalAs(UnmanagedType.U1)] bool autoload);
 
-    [LibraryImport(Lib, EntryPoint = "bpf_program__set_attach_target", StringMarshalling = StringMarshalling.Utf8)]
-    internal static partial int bpf_program__set_attach_target(nint prog, int attachProgFd, string? attachFuncName);
-
     [LibraryImport(Lib, EntryPoint = "bpf_program__fd")]
     internal static partial int bpf_program__fd(nint prog);
 
@@ -47,9 +44,6 @@ internal static unsafe partial class Libbpf
 
     [LibraryImport(Lib, EntryPoint = "bpf_program__attach_tracepoint_opts", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     internal static partial nint bpf_program__attach_tracepoint_opts(nint prog, string category, string name, BpfTracepointOpts* opts);
-
-    [LibraryImport(Lib, EntryPoint = "bpf_program__attach_kprobe", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-    internal static partial nint bpf_program__attach_kprobe(nint prog, [MarshalAs(UnmanagedType.U1)] bool retprobe, string function);
 
     [LibraryImport(Lib, EntryPoint = "bpf_program__attach_kprobe_opts", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     internal static partial nint bpf_program__attach_kprobe_opts(nint prog, string function, BpfKprobeOpts* opts);
@@ -71,6 +65,9 @@ internal static unsafe partial class Libbpf
 
     [LibraryImport(Lib, EntryPoint = "bpf_map__set_max_entries")]
     internal static partial int bpf_map__set_max_entries(nint map, uint maxEntries);
+
+    [LibraryImport(Lib, EntryPoint = "bpf_map__max_entries")]
+    internal static partial uint bpf_map__max_entries(nint map);
 
     [LibraryImport(Lib, EntryPoint = "bpf_map__key_size")]
     internal static partial uint bpf_map__key_size(nint map);
@@ -99,6 +96,8 @@ internal static unsafe partial class Libbpf
     [LibraryImport(Lib, EntryPoint = "ring_buffer__poll")]
     internal static partial int ring_buffer__poll(nint rb, int timeoutMs);
 
+    /// <summary>Consumes every ring's available records without waiting: records submitted without a wake-up
+    /// (BPF_RB_NO_WAKEUP) are only read this way, since ring_buffer__poll consumes only rings epoll reported.</summary>
     [LibraryImport(Lib, EntryPoint = "ring_buffer__consume")]
     internal static partial int ring_buffer__consume(nint rb);
 
@@ -107,9 +106,6 @@ internal static unsafe partial class Libbpf
 
     [LibraryImport(Lib, EntryPoint = "libbpf_set_print")]
     internal static partial nint libbpf_set_print(delegate* unmanaged[Cdecl]<int, byte*, nint, int> fn);
-
-    [LibraryImport(Lib, EntryPoint = "libbpf_probe_bpf_helper")]
-    internal static partial int libbpf_probe_bpf_helper(int progType, int helperId, void* opts);
 
     [LibraryImport(Lib, EntryPoint = "libbpf_probe_bpf_map_type")]
     internal static partial int libbpf_probe_bpf_map_type(int mapType, void* opts);
@@ -152,11 +148,9 @@ internal static unsafe partial class Libbpf
         private fixed byte pad[7];
     }
 
-    internal const int BPF_PROG_TYPE_TRACEPOINT = 5;
     internal const int BPF_MAP_TYPE_RINGBUF = 27;
     internal const int BPF_MAP_TYPE_PERCPU_HASH = 5;
     internal const int BPF_MAP_TYPE_PERCPU_ARRAY = 6;
-    internal const int BPF_FUNC_send_signal = 109;
-    internal const int BPF_FUNC_ringbuf_output = 130;
     internal const ulong BPF_ANY = 0;
+    internal const ulong BPF_NOEXIST = 1;
 }

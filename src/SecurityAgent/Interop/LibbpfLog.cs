@@ -39,7 +39,12 @@ internal static unsafe class LibbpfLog
         /// <summary>The verifier's own lines (between libbpf's BEGIN/END markers), last <paramref name="lines"/> of them.</summary>
         public string VerifierTail(int lines = 30) => ExtractVerifierTail(Text, lines);
 
-        public void Dispose() => (_capture, _quiet) = previous;
+        public void Dispose()
+        {
+            (_capture, _quiet) = previous;
+            if (_capture is null)
+                FreeLogBuffer();
+        }
     }
 
     internal static string ExtractVerifierTail(string text, int lines)
@@ -54,19 +59,37 @@ internal static unsafe class LibbpfLog
         return string.Join('\n', list.Skip(Math.Max(0, list.Count - lines)));
     }
 
-    // libbpf prints a whole verifier log as one message: the buffer must hold it (or its failing end is lost).
-    private const int BufferSize = 16 * 1024 * 1024;
-    [ThreadStatic] private static byte* _buffer;
+    // libbpf prints a whole verifier log as one message: while a capture runs (loads), the buffer must hold it
+    // (or its failing end is lost). It is allocated on the first message of a capture and freed when the
+    // thread's outermost capture ends; other messages are short and formatted on the stack.
+    private const int CaptureBufferSize = 16 * 1024 * 1024;
+    private const int StackBufferSize = 4096;
+    [ThreadStatic] private static byte* _logBuffer;
+
+    private static void FreeLogBuffer()
+    {
+        if (_logBuffer == null) return;
+        NativeMemory.Free(_logBuffer);
+        _logBuffer = null;
+    }
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
     private static int OnPrint(int level, byte* format, nint args)
     {
-        if (_buffer == null)
-            _buffer = (byte*)NativeMemory.Alloc(BufferSize);
-        int n = Libc.vsnprintf(_buffer, BufferSize, format, args);
+        byte* stack = stackalloc byte[StackBufferSize];
+        byte* buf = stack;
+        int size = StackBufferSize;
+        if (_capture is not null)
+        {
+            if (_logBuffer == null)
+                _logBuffer = (byte*)NativeMemory.Alloc(CaptureBufferSize);
+            buf = _logBuffer;
+            size = CaptureBufferSize;
+        }
+        int n = Libc.vsnprintf(buf, (nuint)size, format, args);
         if (n <= 0)
             return 0;
-        var text = Encoding.UTF8.GetString(_buffer, Math.Min(n, BufferSize - 1));
+        var text = Encoding.UTF8.GetString(buf, Math.Min(n, size - 1));
         _capture?.Append(text);
         if (!_quiet)
             try { Sink?.Invoke(level, text.TrimEnd('\n')); } catch { /* logging must never unwind into native code */ }

@@ -9,8 +9,6 @@ internal static unsafe partial class Libc
 
     internal const int CLOCK_REALTIME = 0;
     internal const int CLOCK_BOOTTIME = 7;
-    internal const int SIGKILL = 9;
-    internal const int SIGTERM = 15;
     private const long SYS_pidfd_open = 434;
     private const long SYS_pidfd_send_signal = 424;
 
@@ -32,9 +30,6 @@ internal static unsafe partial class Libc
 
     [LibraryImport(Lib, EntryPoint = "geteuid")]
     internal static partial uint geteuid();
-
-    [LibraryImport(Lib, EntryPoint = "getpid")]
-    internal static partial int getpid();
 
     [LibraryImport(Lib, EntryPoint = "sysconf")]
     internal static partial long sysconf(int name);
@@ -191,6 +186,18 @@ internal static unsafe partial class Libc
             throw new IOException($"open({path}) failed: {Errno.Name(Marshal.GetLastPInvokeError())}");
         return new Microsoft.Win32.SafeHandles.SafeFileHandle(fd, ownsHandle: true);
     }
+
+    [LibraryImport(Lib, EntryPoint = "fanotify_init", SetLastError = true)]
+    internal static partial int fanotify_init(uint flags, uint eventFlags);
+
+    [LibraryImport(Lib, EntryPoint = "fanotify_mark", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial int fanotify_mark(int fd, uint flags, ulong mask, int dirfd, string path);
+
+    internal const uint FAN_CLASS_CONTENT = 0x4;
+    internal const uint FAN_CLOEXEC = 0x1;
+    internal const uint FAN_MARK_ADD = 0x1;
+    internal const ulong FAN_OPEN_PERM = 0x10000;
+    internal const int AT_FDCWD = -100;
 
     internal static int PidfdOpen(int pid) => (int)syscall(SYS_pidfd_open, pid, 0, 0, 0);
 

@@ -10,7 +10,7 @@ public static unsafe class FeatureProbe
     public static KernelFeatures Run()
     {
         LibbpfLog.EnsureInstalled();
-        var elf = EmbeddedObjects.Read(EmbeddedObjects.Probe);
+        var elf = EmbeddedObjects.Read(BpfNames.Probe.File);
         var mechanisms = new Dictionary<Mechanism, Availability>
         {
             [Mechanism.Tracepoint] = TryLoad(elf, "probe_tracepoint"),
@@ -29,7 +29,40 @@ public static unsafe class FeatureProbe
             Libbpf.libbpf_probe_bpf_map_type(Libbpf.BPF_MAP_TYPE_RINGBUF, null) == 1 ? Availability.Yes("BPF_MAP_TYPE_RINGBUF") : Availability.No("no ring buffer map"),
             File.Exists("/sys/kernel/btf/vmlinux"),
             ActiveLsms(),
-            KernelMounts.Cgroup2Mount());
+            KernelMounts.Cgroup2Mount())
+        {
+            RingBufferQuery = TryLoad(elf, "probe_ringbuf_query") is { Available: true } ? Availability.Yes("bpf_ringbuf_query (BPF_RB_AVAIL_DATA)") : Availability.No("helper rejected"),
+            OverrideReturn = OverrideReturn(elf),
+            FmodRet = TryLoadAndAttach(elf, "probe_fmod_ret", p => p.Attach()),
+            FanotifyPermissions = FanotifyPermissions(),
+        };
+    }
+
+    /// <summary>bpf_override_return needs kprobes and CONFIG_BPF_KPROBE_OVERRIDE; the attach (to a syscall on the
+    /// error-injection list) is what checks the function may be overridden.</summary>
+    private static Availability OverrideReturn(byte[] elf) =>
+        !Directory.Exists("/sys/bus/event_source/devices/kprobe") ? Availability.No("kernel built without kprobes (no kprobe PMU)")
+        : TryLoadAndAttach(elf, "probe_override_return", p => p.AttachKprobe("__x64_sys_getppid"));
+
+    /// <summary>fanotify in the content class with an open permission event, marked on a file of our own (no other
+    /// process opens it, so nothing ever waits for an answer).</summary>
+    private static Availability FanotifyPermissions()
+    {
+        int fd = Libc.fanotify_init(Libc.FAN_CLASS_CONTENT | Libc.FAN_CLOEXEC, Libc.O_RDONLY);
+        if (fd < 0)
+            return Availability.No($"fanotify_init(FAN_CLASS_CONTENT): {Errno.Name(System.Runtime.InteropServices.Marshal.GetLastPInvokeError())}");
+        var file = Path.GetTempFileName();
+        try
+        {
+            return Libc.fanotify_mark(fd, Libc.FAN_MARK_ADD, Libc.FAN_OPEN_PERM, Libc.AT_FDCWD, file) == 0
+                ? Availability.Yes("FAN_CLASS_CONTENT with FAN_OPEN_PERM")
+                : Availability.No($"fanotify_mark(FAN_OPEN_PERM): {Errno.Name(System.Runtime.InteropServices.Marshal.GetLastPInvokeError())}");
+        }
+        finally
+        {
+            Libc.close(fd);
+            File.Delete(file);
+        }
     }
 
     private static IReadOnlyList<string> ActiveLsms()
@@ -71,10 +104,7 @@ public static unsafe class FeatureProbe
         using var quiet = LibbpfLog.BeginCapture(quiet: true);
         try
         {
-            using var obj = BpfObject.Open("probe", elf);
-            foreach (var p in obj.Programs)
-                p.AutoLoad = p.Name == program;
-            obj.Load();
+            using var obj = BpfObject.Load(ObjectSpecs.Probe(program), elf);
             if (attach is null)
                 return Availability.Yes("loads");
             using var link = attach(obj.Program(program));

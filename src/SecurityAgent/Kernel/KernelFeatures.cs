@@ -30,6 +30,15 @@ public sealed record KernelFeatures(
     IReadOnlyList<string> ActiveLsms,
     string? Cgroup2Path)
 {
+    /// <summary>bpf_ringbuf_query: the hooks wake the event reader only once enough bytes are pending.</summary>
+    public Availability RingBufferQuery { get; init; } = Availability.No("not probed");
+    /// <summary>bpf_override_return from kprobes (CONFIG_BPF_KPROBE_OVERRIDE).</summary>
+    public Availability OverrideReturn { get; init; } = Availability.No("not probed");
+    /// <summary>fmod_ret programs (BPF trampolines that may change a function's return value).</summary>
+    public Availability FmodRet { get; init; } = Availability.No("not probed");
+    /// <summary>fanotify permission events (FAN_CLASS_CONTENT with FAN_OPEN_PERM).</summary>
+    public Availability FanotifyPermissions { get; init; } = Availability.No("not probed");
+
     public bool Has(Mechanism m) => Mechanisms.TryGetValue(m, out var a) && a.Available;
     public bool BpfLsmActive => ActiveLsms.Contains("bpf");
 
@@ -50,5 +59,11 @@ public sealed record KernelFeatures(
     public static KernelFeatures Everything { get; } = new(
         "any",
         Enum.GetValues<Mechanism>().ToDictionary(m => m, _ => Availability.Yes("assumed")),
-        Availability.Yes("assumed"), Availability.Yes("assumed"), true, ["capability", "bpf"], "/sys/fs/cgroup");
+        Availability.Yes("assumed"), Availability.Yes("assumed"), true, ["capability", "bpf"], "/sys/fs/cgroup")
+    {
+        RingBufferQuery = Availability.Yes("assumed"),
+        OverrideReturn = Availability.Yes("assumed"),
+        FmodRet = Availability.Yes("assumed"),
+        FanotifyPermissions = Availability.Yes("assumed"),
+    };
 }

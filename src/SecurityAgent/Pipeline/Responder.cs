@@ -42,7 +42,7 @@ public static class Responder
         {
             var stat = File.ReadAllText($"/proc/{pid}/stat");
             var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-            return (ulong.Parse(fields[6]) & 0x00200000) == 0; // field 9: flags
+            return (ulong.Parse(fields[6]) & Events.Contract.PfKthread) == 0; // field 9: flags
         }
         catch (IOException)
         {

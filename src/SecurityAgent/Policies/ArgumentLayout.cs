@@ -13,7 +13,7 @@ internal sealed record ArgInfo(ArgSpec Spec, ArgClass Class, ArgPlan? Plan, bool
 /// <summary>Argument layout: each declared argument → the kernel record slot, type and offset it is read from.</summary>
 internal static class ArgumentLayout
 {
-    public const int MaxArgs = 5;
+    public const int MaxArgs = Events.Contract.MaxArgs;
 
     private static readonly HashSet<string> StringTypes = ["string", "char_buf", "char_iovec", "file", "path", "filename", "linux_binprm", "dentry", "data_loc"];
     private static readonly HashSet<string> IntTypes = ["int", "uint", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64", "sint8", "sint16", "sint32", "sint64", "s8", "u8", "s16", "u16", "s32", "u32", "s64", "u64", "size_t", "long", "ulong", "auto", "fd"];
@@ -144,9 +144,9 @@ internal static class ArgumentLayout
     private static ArgPlan? FunctionArg(ArgSpec a, int slot, DiagnosticBag d)
     {
         var type = a.Type.Value;
-        if (a.Index.Value >= MaxArgs)
+        if (a.Index.Value >= Events.Contract.MaxFnArgs)
         {
-            d.Error(a.Index.Pos, a.Index.Path, $"only the first {MaxArgs} function arguments can be read (index 0..{MaxArgs - 1})");
+            d.Error(a.Index.Pos, a.Index.Path, $"only the first {Events.Contract.MaxFnArgs} function arguments can be read (index 0..{Events.Contract.MaxFnArgs - 1})");
             return null;
         }
         if (KernelObjectTypes.TryGetValue(type, out var what))

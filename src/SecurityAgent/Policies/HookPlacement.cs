@@ -191,7 +191,7 @@ internal sealed class HookPlacement(KernelFeatures features, Func<string, string
         if (hook == "socket_connect" && !features.Has(Mechanism.Lsm) && features.Has(Mechanism.CgroupSockAddr))
             return new Placement(HookKind.LsmHook, Mechanism.CgroupSockAddr, features.Cgroup2Path ?? "/sys/fs/cgroup", hook,
                 "lsmhooks socket_connect: this kernel has no BPF LSM, so it runs on cgroup connect4/connect6 hooks at the cgroup v2 root, which deny in the kernel",
-                i => i == 1 ? new TracepointField("address", "struct sockaddr *", 0, 28, false) : null, true, null, 2);
+                i => i == 1 ? new TracepointField("address", "struct sockaddr *", 0, Events.Contract.SockaddrSize, false) : null, true, null, 2);
         if (!features.Has(Mechanism.Lsm))
         {
             d.Error(l.Hook.Pos, l.Hook.Path, $"needs BPF LSM to run 'lsmhooks: {hook}' ({Detail(Mechanism.Lsm)}); boot a kernel with CONFIG_BPF_LSM and lsm=...,bpf");

@@ -59,7 +59,7 @@ public static class PlanExplainer
             foreach (var value in v.Values)
                 b.AppendLine($"    set {i} -> {map}: \"{value}\"");
         }
-        b.AppendLine($"  hook configs: sa_hooks[{plan.Hooks.Count} entries], counters in sa_hook_stats");
+        b.AppendLine($"  selectors: one bit each at their attach point (sa_points, sa_selectors), counters in sa_hook_stats");
         return b.ToString();
     }
 

@@ -29,8 +29,4 @@ public sealed class PolicyCompiler(KernelFeatures features, Func<string, string,
             throw new PolicyCompileException(d.Errors);
         return plan;
     }
-
-    /// <summary>A value of an Int value set (canonical decimal text, see <see cref="ValueSet.Integers"/>).</summary>
-    public static ulong Integer(string v) =>
-        PolicyValues.TryParseInteger(v, out var n, out _) ? n : throw new FormatException($"'{v}' is not an integer");
 }

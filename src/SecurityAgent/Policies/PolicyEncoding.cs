@@ -1,129 +1,485 @@
 using System.Buffers.Binary;
 using System.Net;
 using System.Text;
+using SecurityAgent.Bpf;
 using SecurityAgent.Events;
 using W = SecurityAgent.Events.PolicyWire;
 
 namespace SecurityAgent.Policies;
 
-/// <summary>Turns a plan into the bytes of the kernel's hook configuration and value-set keys. Pure.</summary>
+/// <summary>A policy hook placed at an attach point: what the encoder needs to give its selectors bits.</summary>
+/// <param name="FollowBits">Per selector: its sa_follow bit (matchPIDs followForks), or -1.</param>
+/// <param name="KernelSelectors">False under --debug-userspace-filter: the kernel posts every call.</param>
+public sealed record PlacedHook(uint HookId, uint PolicyId, PolicyPlan Plan, HookPlan Hook, bool Enforce, uint ScopeId,
+    IReadOnlyList<int> FollowBits, bool KernelSelectors = true)
+{
+    public IReadOnlyList<SelectorPlan> Selectors => KernelSelectors ? Hook.Selectors : [];
+
+    /// <summary>A hook without selectors matches every call: one bit that constrains nothing.</summary>
+    public int Bits => Math.Max(1, Selectors.Count);
+}
+
+/// <summary>A policy that does not fit a limit of the kernel side; nothing was written for it.</summary>
+public sealed class PolicyLimitException(string message) : InvalidOperationException(message);
+
+/// <summary>One argument read at an attach point.</summary>
+public sealed record ArgRead(int Offset, int Size, ArgType Type);
+
+/// <summary>A stored value of a dimension: data bytes after the key header, how many bits of it an LPM lookup
+/// compares (all of them for exact sets), and the selectors it stands for: those whose set holds it and, for
+/// prefixes and CIDRs, those whose set holds a shorter prefix of it.</summary>
+public sealed record DimValue(byte[] Data, int Bits, ulong[] Selectors);
+
+public sealed record DimLayout(W.DimKind Kind, int Slot, ulong[] Care, ulong[] Neg, IReadOnlyList<DimValue> Values)
+{
+    public string Map => MapOf(Kind);
+
+    public static string MapOf(W.DimKind kind) => kind switch
+    {
+        W.DimKind.BinExact or W.DimKind.StrExact => BpfNames.Maps.StrSet,
+        W.DimKind.BinPrefix or W.DimKind.BinPostfix or W.DimKind.StrPrefix or W.DimKind.StrPostfix => BpfNames.Maps.StrPrefix,
+        W.DimKind.Addr => BpfNames.Maps.AddrLpm,
+        _ => BpfNames.Maps.IntSet,
+    };
+
+    public bool IsProcessLevel => Kind is W.DimKind.BinExact or W.DimKind.BinPrefix or W.DimKind.BinPostfix;
+}
+
+/// <summary>The selector bits of an attach point: which arguments are read into which slots, which bits each hook
+/// has (in selector order), and the indexed dimensions with their care and negation masks and stored values.</summary>
+public sealed record PointLayout(IReadOnlyList<ArgRead> Args, IReadOnlyList<int[]> HookSlots, IReadOnlyList<(int First, int End)> HookBits,
+    IReadOnlyList<DimLayout> Dims, int Bits)
+{
+    public int ProcessDims => Dims.Count(d => d.IsProcessLevel);
+}
+
+public sealed record MapEntry(string Map, byte[] Key, byte[] Value);
+
+/// <summary>Everything one generation of an attach point writes: its configuration, a record per selector bit
+/// and the value-set entries.</summary>
+public sealed record PointGeneration(uint Ap, uint Gen, PointLayout Layout, MapEntry Config, IReadOnlyList<MapEntry> Selectors, IReadOnlyList<MapEntry> Values)
+{
+    public IEnumerable<MapEntry> All => Values.Concat(Selectors).Append(Config);
+}
+
+/// <summary>Turns the hooks of an attach point into the bytes of one generation of its configuration. Pure.</summary>
 public static class PolicyEncoding
 {
-    /// <param name="filterIds">Kernel filter id of each of the plan's value sets.</param>
-    /// <param name="followBits">Per selector: the sa_follow bit of its followForks pid set, or -1.</param>
-    public static byte[] Hook(HookPlan hook, uint policyId, bool enforce, IReadOnlyList<uint> filterIds, IReadOnlyList<int>? followBits = null, uint scopeId = 0)
+    public const int Words = Contract.SelWords;
+
+    /// <summary>Assigns argument slots, selector bits and dimensions. Hooks keep their order; bits are given in
+    /// selector order within each hook. Throws <see cref="PolicyLimitException"/> naming the policy whose hook
+    /// crossed a limit of the point.</summary>
+    public static PointLayout Layout(IReadOnlyList<PlacedHook> hooks, string point)
     {
-        var b = new byte[W.Hook.Length];
-        var s = b.AsSpan();
-        BinaryPrimitives.WriteUInt32LittleEndian(s[W.Hook.PolicyId..], policyId);
-        b[W.Hook.Nargs] = (byte)hook.Args.Count;
-        b[W.Hook.Nselectors] = (byte)hook.Selectors.Count;
-        b[W.Hook.Enforce] = enforce ? (byte)1 : (byte)0;
-        b[W.Hook.ReverseMask] = hook.ReverseMask;
-        BinaryPrimitives.WriteUInt32LittleEndian(s[W.Hook.ScopeId..], scopeId);
-        foreach (var a in hook.Args)
+        var args = new List<ArgRead>();
+        var hookSlots = new List<int[]>();
+        var hookBits = new List<(int, int)>();
+        var dims = new List<DimBuilder>();
+        int bit = 0;
+        foreach (var h in hooks)
         {
-            var o = W.Hook.Args + a.Slot * W.HookArg.Length;
-            BinaryPrimitives.WriteUInt16LittleEndian(s[(o + W.HookArg.Offset)..], (ushort)a.Offset);
-            b[o + W.HookArg.Size] = (byte)a.Size;
-            b[o + W.HookArg.Type] = (byte)a.KernelType;
-        }
-        for (int i = 0; i < hook.Selectors.Count; i++)
-        {
-            var sel = hook.Selectors[i];
-            var o = W.Hook.Sel + i * W.Selector.Length;
-            // Selectors that need ancestry only post from the kernel; user space decides and enforces.
-            var actions = sel.KernelOnly ? sel.Actions : Actions.Post;
-            BinaryPrimitives.WriteUInt32LittleEndian(s[(o + W.Selector.Actions)..], (uint)actions);
-            BinaryPrimitives.WriteUInt32LittleEndian(s[(o + W.Selector.Signal)..], (uint)sel.Signal);
-            BinaryPrimitives.WriteUInt64LittleEndian(s[(o + W.Selector.RateLimitNs)..], sel.RateLimitNs);
-            if (sel.BinaryValueSet is { } bs)
-                BinaryPrimitives.WriteUInt32LittleEndian(s[(o + W.Selector.BinFilter)..], filterIds[bs]);
-            b[o + W.Selector.BinCmp] = (byte)sel.BinaryCmp;
-            b[o + W.Selector.Nargs] = (byte)sel.Args.Count;
-            b[o + W.Selector.PidCmp] = (byte)sel.PidCmp;
-            b[o + W.Selector.Npids] = (byte)sel.Pids.Count;
-            for (int p = 0; p < sel.Pids.Count; p++)
-                BinaryPrimitives.WriteUInt32LittleEndian(s[(o + W.Selector.Pids + 4 * p)..], sel.Pids[p]);
-            BinaryPrimitives.WriteUInt64LittleEndian(s[(o + W.Selector.CapMask)..], sel.CapMask);
-            b[o + W.Selector.CapCmp] = (byte)sel.CapCmp;
-            b[o + W.Selector.CapSet] = sel.CapSet;
-            b[o + W.Selector.PidNs] = sel.NamespacePids ? (byte)1 : (byte)0;
-            if (followBits is not null && followBits[i] >= 0)
-                b[o + W.Selector.Follow] = (byte)(followBits[i] + 1);
-            BinaryPrimitives.WriteInt32LittleEndian(s[(o + W.Selector.Error)..], sel.Error);
-            for (int j = 0; j < sel.Args.Count; j++)
+            var slots = new int[h.Hook.Args.Count == 0 ? 0 : h.Hook.Args.Max(a => a.Slot) + 1];
+            foreach (var a in h.Hook.Args)
             {
-                var f = sel.Args[j];
-                var fo = o + W.Selector.Args + j * W.ArgFilter.Length;
-                if (f.ValueSet is { } vs)
-                    BinaryPrimitives.WriteUInt32LittleEndian(s[(fo + W.ArgFilter.FilterId)..], filterIds[vs]);
-                b[fo + W.ArgFilter.Arg] = (byte)f.Slot;
-                b[fo + W.ArgFilter.Cmp] = (byte)f.Cmp;
-                BinaryPrimitives.WriteUInt64LittleEndian(s[(fo + W.ArgFilter.Value)..], f.Value);
+                var read = new ArgRead(a.Offset, a.Size, a.KernelType);
+                int slot = args.IndexOf(read);
+                if (slot < 0)
+                {
+                    args.Add(read);
+                    slot = args.Count - 1;
+                }
+                slots[a.Slot] = slot;
             }
+            Limit(h, args.Count, Contract.PointArgs, "distinct argument reads", point);
+            hookSlots.Add(slots);
+            Limit(h, bit + h.Bits, Contract.SelBits, "selectors", point);
+            hookBits.Add((bit, bit + h.Bits));
+            for (int s = 0; s < h.Selectors.Count; s++, bit++)
+            {
+                var sel = h.Selectors[s];
+                var used = new List<DimBuilder>();
+                if (sel.BinaryCmp != Cmp.None)
+                    Dim(dims, used, BinaryKind(sel.BinaryCmp), 0).Add(bit, IsNegated(sel.BinaryCmp), h.Plan.ValueSets[sel.BinaryValueSet!.Value]);
+                foreach (var f in sel.Args)
+                    if (ArgKind(f.Cmp, h.Hook.Args.First(a => a.Slot == f.Slot).KernelType) is { } kind)
+                        Dim(dims, used, kind, slots[f.Slot]).Add(bit, IsNegated(f.Cmp), h.Plan.ValueSets[f.ValueSet!.Value]);
+                Limit(h, dims.Count, Contract.MaxDims, "indexed dimensions (operator, argument) of the selectors", point);
+            }
+            if (h.Selectors.Count == 0)
+                bit++;
+        }
+        var ordered = dims.Where(d => d.ProcessLevel).Concat(dims.Where(d => !d.ProcessLevel)).Select(d => d.Build()).ToList();
+        return new PointLayout(args, hookSlots, hookBits, ordered, bit);
+    }
+
+    private static void Limit(PlacedHook h, int n, int max, string what, string point)
+    {
+        if (n > max)
+            throw new PolicyLimitException($"policy {h.Plan.Name}: attach point {point} would have {n} {what}, at most {max}");
+    }
+
+    /// <summary>A selector may use one dimension kind on one slot more than once (Prefix /a and NotPrefix /a/b):
+    /// each use within a selector takes the next instance of that (kind, slot).</summary>
+    private static DimBuilder Dim(List<DimBuilder> dims, List<DimBuilder> usedBySelector, W.DimKind kind, int slot)
+    {
+        var d = dims.FirstOrDefault(x => x.Kind == kind && x.Slot == slot && !usedBySelector.Contains(x));
+        if (d is null)
+            dims.Add(d = new DimBuilder(kind, slot));
+        usedBySelector.Add(d);
+        return d;
+    }
+
+    private static bool IsNegated(Cmp c) => c is Cmp.NotIn or Cmp.NotPrefix or Cmp.NotPostfix or Cmp.NotDAddr or Cmp.NotDPort or Cmp.NotFamily;
+
+    private static W.DimKind BinaryKind(Cmp c) => c switch
+    {
+        Cmp.In or Cmp.NotIn => W.DimKind.BinExact,
+        Cmp.Prefix or Cmp.NotPrefix => W.DimKind.BinPrefix,
+        _ => W.DimKind.BinPostfix,
+    };
+
+    /// <summary>The dimension an argument filter indexes; null for the comparisons that are not indexed.</summary>
+    private static W.DimKind? ArgKind(Cmp c, ArgType type) => c switch
+    {
+        Cmp.In or Cmp.NotIn => IsString(type) ? W.DimKind.StrExact : W.DimKind.Int,
+        Cmp.Prefix or Cmp.NotPrefix => W.DimKind.StrPrefix,
+        Cmp.Postfix or Cmp.NotPostfix => W.DimKind.StrPostfix,
+        Cmp.DAddr or Cmp.NotDAddr => W.DimKind.Addr,
+        Cmp.DPort or Cmp.NotDPort => W.DimKind.Port,
+        Cmp.Family or Cmp.NotFamily => W.DimKind.Family,
+        _ => null,
+    };
+
+    public static bool IsString(ArgType t) => t is ArgType.String or ArgType.File or ArgType.Path or ArgType.Bprm or ArgType.KString;
+
+    private sealed class DimBuilder(W.DimKind kind, int slot)
+    {
+        public W.DimKind Kind => kind;
+        public int Slot => slot;
+        public bool ProcessLevel => kind is W.DimKind.BinExact or W.DimKind.BinPrefix or W.DimKind.BinPostfix;
+        private readonly ulong[] _care = new ulong[Words], _neg = new ulong[Words];
+        private readonly Dictionary<string, (byte[] Data, int Bits, ulong[] Sel)> _values = new();
+
+        public void Add(int bit, bool negated, ValueSet set)
+        {
+            Set(_care, bit);
+            if (negated) Set(_neg, bit);
+            foreach (var (data, bits) in StoredValues(kind, set))
+            {
+                var id = Id(data, bits);
+                if (!_values.TryGetValue(id, out var e))
+                    _values[id] = e = (data, bits, new ulong[Words]);
+                Set(e.Sel, bit);
+            }
+        }
+
+        public DimLayout Build()
+        {
+            var values = _values.Values.ToList();
+            if (Lpm(kind))
+            {
+                // The trie answers with the longest stored prefix only: it stands for every stored prefix of itself.
+                var lengths = values.Select(v => v.Bits).Distinct().ToList();
+                var byId = _values;
+                values = values.Select(v =>
+                {
+                    var sel = (ulong[])v.Sel.Clone();
+                    foreach (var len in lengths.Where(l => l < v.Bits))
+                        if (byId.TryGetValue(Id(Masked(v.Data, len), len), out var anc))
+                            for (int w = 0; w < Words; w++) sel[w] |= anc.Sel[w];
+                    return (v.Data, v.Bits, sel);
+                }).ToList();
+            }
+            return new DimLayout(kind, slot, _care, _neg, values.Select(v => new DimValue(v.Data, v.Bits, v.Sel)).ToList());
+        }
+    }
+
+    private static bool Lpm(W.DimKind k) => DimLayout.MapOf(k) is BpfNames.Maps.StrPrefix or BpfNames.Maps.AddrLpm;
+
+    private static void Set(ulong[] bitmap, int bit) => bitmap[bit >> 6] |= 1UL << (bit & 63);
+
+    /// <summary>Identity of a stored value: its significant bits only.</summary>
+    private static string Id(byte[] data, int bits) => bits + ":" + Convert.ToHexString(Masked(data, bits), 0, (bits + 7) / 8);
+
+    private static byte[] Masked(byte[] data, int bits)
+    {
+        var m = new byte[Math.Max(data.Length, (bits + 7) / 8)];
+        for (int i = 0; i < bits / 8; i++) m[i] = data[i];
+        if (bits % 8 != 0) m[bits / 8] = (byte)(data[bits / 8] & (0xff << (8 - bits % 8)));
+        return m;
+    }
+
+    private static bool IsInteger(W.DimKind kind) => kind is W.DimKind.Int or W.DimKind.Port or W.DimKind.Family;
+
+    /// <summary>The stored form of every value of a set: integer dimensions take the compiler's parsed
+    /// <see cref="ValueSet.Integers"/>, the others the (canonical) text.</summary>
+    private static IEnumerable<(byte[] Data, int Bits)> StoredValues(W.DimKind kind, ValueSet set) =>
+        IsInteger(kind) ? set.Integers.Select(Stored) : set.Values.Select(v => Stored(kind, v));
+
+    /// <summary>An integer as the kernel looks it up in sa_int_set.</summary>
+    public static (byte[] Data, int Bits) Stored(ulong value)
+    {
+        var data = new byte[8];
+        BinaryPrimitives.WriteUInt64LittleEndian(data, value);
+        return (data, 64);
+    }
+
+    /// <summary>A string or network (canonical "a.b.c.d/n", see <see cref="ValueSet"/>) as the kernel looks it up:
+    /// data bytes after the key header and the bits that count.</summary>
+    public static (byte[] Data, int Bits) Stored(W.DimKind kind, string value)
+    {
+        switch (kind)
+        {
+            case W.DimKind.BinExact or W.DimKind.StrExact:
+            {
+                var b = Utf8(value, Contract.StrMax - 1);
+                return (b, 8 * b.Length);
+            }
+            case W.DimKind.BinPrefix or W.DimKind.StrPrefix:
+            {
+                var b = Utf8(value, Contract.LpmStrMax);
+                return (b, 8 * b.Length);
+            }
+            case W.DimKind.BinPostfix or W.DimKind.StrPostfix:
+            {
+                // The kernel reverses the bytes of the string it matches: so are the stored postfixes.
+                var b = Encoding.UTF8.GetBytes(value);
+                Array.Reverse(b);
+                b = b[..Math.Min(b.Length, Contract.LpmStrMax)];
+                return (b, 8 * b.Length);
+            }
+            case W.DimKind.Addr:
+            {
+                var net = IPNetwork.Parse(value);
+                var addr = net.BaseAddress.GetAddressBytes();
+                var data = new byte[1 + 16];
+                data[0] = addr.Length == 4 ? (byte)Contract.AfInet : (byte)Contract.AfInet6;
+                addr.CopyTo(data, 1);
+                return (data, 8 + net.PrefixLength);
+            }
+            default:
+                throw new ArgumentOutOfRangeException(nameof(kind), kind, "integer dimensions store ValueSet.Integers");
+        }
+    }
+
+    private static byte[] Utf8(string s, int max)
+    {
+        var b = Encoding.UTF8.GetBytes(s);
+        return b.Length > max ? b[..max] : b;
+    }
+
+    /// <summary>What a plan loaded alone would write: one generation per attach point (hook and point ids from 1),
+    /// for checking a plan without a kernel. Throws <see cref="PolicyLimitException"/> as a load would.</summary>
+    public static IReadOnlyList<PointGeneration> Alone(PolicyPlan plan)
+    {
+        uint hookId = 0;
+        return plan.Hooks.Select(h => new PlacedHook(++hookId, 1, plan, h, plan.Enforce, 0, h.Selectors.Select(_ => -1).ToList()))
+            .GroupBy(p => $"{p.Hook.Mechanism}:{p.Hook.Target}")
+            .Select((g, i) => Generation((uint)i + 1, 1, Layout([.. g], g.Key), [.. g]))
+            .ToList();
+    }
+
+    /// <summary>The bytes of generation <paramref name="gen"/> of attach point <paramref name="ap"/>.</summary>
+    public static PointGeneration Generation(uint ap, uint gen, PointLayout layout, IReadOnlyList<PlacedHook> hooks)
+    {
+        var config = new byte[W.Point.Length];
+        var c = config.AsSpan();
+        BinaryPrimitives.WriteUInt16LittleEndian(c[W.Point.Nbits..], (ushort)layout.Bits);
+        config[W.Point.Nargs] = (byte)layout.Args.Count;
+        config[W.Point.Ndims] = (byte)layout.Dims.Count;
+        config[W.Point.NprocDims] = (byte)layout.ProcessDims;
+        for (int p = 0; p < layout.Args.Count; p++)
+        {
+            var o = W.Point.Args + p * W.PointArg.Length;
+            BinaryPrimitives.WriteUInt16LittleEndian(c[(o + W.PointArg.Offset)..], (ushort)layout.Args[p].Offset);
+            config[o + W.PointArg.Size] = (byte)layout.Args[p].Size;
+            config[o + W.PointArg.Type] = (byte)layout.Args[p].Type;
+        }
+        var valid = new ulong[Words];
+        for (int b = 0; b < layout.Bits; b++) Set(valid, b);
+        WriteBitmap(c[W.Point.Valid..], valid);
+        var values = new List<MapEntry>();
+        for (int d = 0; d < layout.Dims.Count; d++)
+        {
+            var dim = layout.Dims[d];
+            if (dim.Kind == W.DimKind.StrPostfix)
+                config[W.Point.ReverseMask] |= (byte)(1 << dim.Slot);
+            var o = W.Point.Dims + d * W.Dim.Length;
+            config[o + W.Dim.Kind] = (byte)dim.Kind;
+            config[o + W.Dim.Slot] = (byte)dim.Slot;
+            WriteBitmap(c[(o + W.Dim.Care)..], dim.Care);
+            WriteBitmap(c[(o + W.Dim.Neg)..], dim.Neg);
+            foreach (var v in dim.Values)
+                values.Add(new MapEntry(dim.Map, ValueKey(dim.Kind, new ValueHeader(gen, ap, d), v.Data, v.Bits), Bitmap(v.Selectors)));
+        }
+        var selectors = new List<MapEntry>();
+        for (int h = 0; h < hooks.Count; h++)
+        {
+            var (first, end) = layout.HookBits[h];
+            for (int b = first; b < end; b++)
+                selectors.Add(new MapEntry(BpfNames.Maps.Selectors, SelectorKey(ap, gen, b),
+                    Selector(hooks[h], b - first, end, layout.HookSlots[h])));
+        }
+        return new PointGeneration(ap, gen, layout, new MapEntry(BpfNames.Maps.Points, GenKey(ap, gen), config), selectors, values);
+    }
+
+    public readonly record struct ValueHeader(uint Gen, uint Ap, int Dim);
+
+    private static void WriteHeader(Span<byte> k, ValueHeader h)
+    {
+        BinaryPrimitives.WriteUInt32LittleEndian(k[W.ValueHeader.Gen..], h.Gen);
+        BinaryPrimitives.WriteUInt16LittleEndian(k[W.ValueHeader.Ap..], (ushort)h.Ap);
+        BinaryPrimitives.WriteUInt16LittleEndian(k[W.ValueHeader.Dim..], (ushort)h.Dim);
+    }
+
+    /// <summary>The key of a stored value in its dimension's map.</summary>
+    public static byte[] ValueKey(W.DimKind kind, ValueHeader h, byte[] data, int bits)
+    {
+        switch (DimLayout.MapOf(kind))
+        {
+            case BpfNames.Maps.StrSet:
+            {
+                var k = new byte[W.StrKey.Length];
+                WriteHeader(k.AsSpan(W.StrKey.Hdr), h);
+                data.CopyTo(k, W.StrKey.Data);
+                return k;
+            }
+            case BpfNames.Maps.StrPrefix:
+            {
+                var k = new byte[W.LpmKey.Length];
+                BinaryPrimitives.WriteUInt32LittleEndian(k.AsSpan(W.LpmKey.Prefixlen), (uint)(8 * W.ValueHeader.Length + bits));
+                WriteHeader(k.AsSpan(W.LpmKey.Hdr), h);
+                data.CopyTo(k, W.LpmKey.Data);
+                return k;
+            }
+            case BpfNames.Maps.AddrLpm:
+            {
+                var k = new byte[W.AddrKey.Length];
+                BinaryPrimitives.WriteUInt32LittleEndian(k.AsSpan(W.AddrKey.Prefixlen), (uint)(8 * W.ValueHeader.Length + bits));
+                WriteHeader(k.AsSpan(W.AddrKey.Hdr), h);
+                data.CopyTo(k, W.AddrKey.Family); // family, then the address
+                return k;
+            }
+            default:
+            {
+                var k = new byte[W.IntKey.Length];
+                WriteHeader(k.AsSpan(W.IntKey.Hdr), h);
+                data.CopyTo(k, W.IntKey.Value);
+                return k;
+            }
+        }
+    }
+
+    public static byte[] GenKey(uint ap, uint gen)
+    {
+        var k = new byte[W.GenKey.Length];
+        BinaryPrimitives.WriteUInt32LittleEndian(k.AsSpan(W.GenKey.Ap), ap);
+        BinaryPrimitives.WriteUInt32LittleEndian(k.AsSpan(W.GenKey.Gen), gen);
+        return k;
+    }
+
+    public static byte[] SelectorKey(uint ap, uint gen, int bit)
+    {
+        var k = new byte[W.SelectorKey.Length];
+        BinaryPrimitives.WriteUInt32LittleEndian(k.AsSpan(W.SelectorKey.Ap), ap);
+        BinaryPrimitives.WriteUInt32LittleEndian(k.AsSpan(W.SelectorKey.Gen), gen);
+        BinaryPrimitives.WriteUInt32LittleEndian(k.AsSpan(W.SelectorKey.Bit), (uint)bit);
+        return k;
+    }
+
+    public static byte[] Bitmap(ulong[] words)
+    {
+        var b = new byte[W.Bitmap.Length];
+        WriteBitmap(b, words);
+        return b;
+    }
+
+    private static void WriteBitmap(Span<byte> dst, ulong[] words)
+    {
+        for (int w = 0; w < Words; w++)
+            BinaryPrimitives.WriteUInt64LittleEndian(dst[(8 * w)..], words[w]);
+    }
+
+    /// <summary>The record of selector <paramref name="index"/> of a hook (a hook without selectors: its one
+    /// bit, which checks nothing and posts).</summary>
+    public static byte[] Selector(PlacedHook h, int index, int hookEnd, int[] slots)
+    {
+        var b = new byte[W.Selector.Length];
+        var s = b.AsSpan();
+        var sel = index < h.Selectors.Count ? h.Selectors[index] : null;
+        BinaryPrimitives.WriteUInt32LittleEndian(s[W.Selector.HookId..], h.HookId);
+        BinaryPrimitives.WriteUInt32LittleEndian(s[W.Selector.PolicyId..], h.PolicyId);
+        BinaryPrimitives.WriteUInt16LittleEndian(s[W.Selector.HookEnd..], (ushort)hookEnd);
+        b[W.Selector.Index] = (byte)index;
+        b[W.Selector.Nargs] = (byte)h.Hook.Args.Count;
+        foreach (var a in h.Hook.Args)
+            b[W.Selector.Args + a.Slot] = (byte)slots[a.Slot];
+        BinaryPrimitives.WriteUInt32LittleEndian(s[W.Selector.ScopeId..], h.ScopeId);
+        var flags = h.Enforce ? W.SelectorFlags.Enforce : 0;
+        if (sel is null)
+        {
+            b[W.Selector.Flags] = (byte)flags;
+            BinaryPrimitives.WriteUInt32LittleEndian(s[W.Selector.Actions..], (uint)Actions.Post);
+            return b;
+        }
+        // Selectors that need ancestry only post from the kernel; user space decides and enforces.
+        if (!sel.KernelOnly) flags |= W.SelectorFlags.UserSpace;
+        if (sel.NamespacePids) flags |= W.SelectorFlags.PidNs;
+        b[W.Selector.Flags] = (byte)flags;
+        BinaryPrimitives.WriteUInt32LittleEndian(s[W.Selector.Actions..], (uint)(sel.KernelOnly ? sel.Actions : Actions.Post));
+        BinaryPrimitives.WriteUInt32LittleEndian(s[W.Selector.Signal..], (uint)sel.Signal);
+        BinaryPrimitives.WriteInt32LittleEndian(s[W.Selector.Error..], sel.Error);
+        BinaryPrimitives.WriteUInt64LittleEndian(s[W.Selector.RateLimitNs..], sel.RateLimitNs);
+        b[W.Selector.PidCmp] = (byte)sel.PidCmp;
+        b[W.Selector.Npids] = (byte)Math.Min(sel.Pids.Count, Contract.MaxPids);
+        for (int p = 0; p < Math.Min(sel.Pids.Count, Contract.MaxPids); p++)
+            BinaryPrimitives.WriteUInt32LittleEndian(s[(W.Selector.Pids + 4 * p)..], sel.Pids[p]);
+        if (index < h.FollowBits.Count && h.FollowBits[index] >= 0)
+            b[W.Selector.Follow] = (byte)(h.FollowBits[index] + 1);
+        b[W.Selector.CapCmp] = (byte)sel.CapCmp;
+        b[W.Selector.CapSet] = sel.CapSet;
+        BinaryPrimitives.WriteUInt64LittleEndian(s[W.Selector.CapMask..], sel.CapMask);
+        var cmps = sel.Args.Where(f => f.Cmp is Cmp.GreaterThan or Cmp.LessThan or Cmp.Mask).ToList();
+        if (cmps.Count > Contract.MaxIntCmps)
+            throw new PolicyLimitException($"policy {h.Plan.Name}: {cmps.Count} GreaterThan/LessThan/Mask filters in one selector, at most {Contract.MaxIntCmps}");
+        b[W.Selector.Ncmps] = (byte)cmps.Count;
+        for (int i = 0; i < cmps.Count; i++)
+        {
+            var o = W.Selector.Cmps + i * W.IntCmp.Length;
+            b[o + W.IntCmp.Slot] = (byte)slots[cmps[i].Slot];
+            b[o + W.IntCmp.Cmp] = (byte)cmps[i].Cmp;
+            b[o + W.IntCmp.IsSigned] = h.Hook.Args.First(a => a.Slot == cmps[i].Slot).KernelType == ArgType.Int ? (byte)1 : (byte)0;
+            BinaryPrimitives.WriteUInt64LittleEndian(s[(o + W.IntCmp.Value)..], cmps[i].Value);
         }
         return b;
     }
 
-    /// <summary>The map keys of one value set: (map name, key bytes) for each value.</summary>
-    public static IEnumerable<(string Map, byte[] Key)> Keys(ValueSet set, uint filterId) => set.Kind switch
-    {
-        ValueSetKind.StringExact => set.Values.Select(v => ("sa_str_set", StrKey(filterId, v))),
-        ValueSetKind.StringPrefix => set.Values.Select(v => ("sa_str_prefix", LpmKey(filterId, v))),
-        ValueSetKind.StringPostfix => set.Values.Select(v => ("sa_str_prefix", LpmKey(filterId, new string(v.Reverse().ToArray())))),
-        ValueSetKind.Int => set.Values.Select(v => ("sa_int_set", IntKey(filterId, PolicyCompiler.Integer(v)))),
-        _ => set.Values.Select(v => ("sa_addr_lpm", AddrKey(filterId, v))),
-    };
-
-    public static byte[] StrKey(uint filterId, string value)
-    {
-        var k = new byte[W.StrKey.Length];
-        BinaryPrimitives.WriteUInt32LittleEndian(k, filterId);
-        Encoding.UTF8.GetBytes(value).AsSpan(0, Math.Min(Encoding.UTF8.GetByteCount(value), W.StrMax - 1)).CopyTo(k.AsSpan(W.StrKey.Data));
-        return k;
-    }
-
-    public static byte[] LpmKey(uint filterId, string value)
-    {
-        var bytes = Encoding.UTF8.GetBytes(value);
-        int n = Math.Min(bytes.Length, W.LpmStrMax);
-        var k = new byte[W.LpmKey.Length];
-        BinaryPrimitives.WriteUInt32LittleEndian(k.AsSpan(W.LpmKey.Prefixlen), (uint)(32 + 8 * n));
-        // The trie compares the data in network order: the filter id is part of the prefix.
-        BinaryPrimitives.WriteUInt32LittleEndian(k.AsSpan(W.LpmKey.FilterId), filterId);
-        bytes.AsSpan(0, n).CopyTo(k.AsSpan(W.LpmKey.Data));
-        return k;
-    }
-
-    public static byte[] IntKey(uint filterId, ulong value)
-    {
-        var k = new byte[W.IntKey.Length];
-        BinaryPrimitives.WriteUInt32LittleEndian(k, filterId);
-        BinaryPrimitives.WriteUInt64LittleEndian(k.AsSpan(W.IntKey.Value), value);
-        return k;
-    }
-
-    /// <summary>"10.0.0.0/8", "127.0.0.1" or an IPv6 address/CIDR.</summary>
-    public static byte[] AddrKey(uint filterId, string cidr)
-    {
-        var net = cidr.Contains('/') ? IPNetwork.Parse(cidr) : new IPNetwork(IPAddress.Parse(cidr), IPAddress.Parse(cidr).GetAddressBytes().Length * 8);
-        var addr = net.BaseAddress.GetAddressBytes();
-        var k = new byte[W.AddrKey.Length];
-        BinaryPrimitives.WriteUInt32LittleEndian(k.AsSpan(W.AddrKey.Prefixlen), (uint)(32 + 8 + net.PrefixLength));
-        BinaryPrimitives.WriteUInt32LittleEndian(k.AsSpan(W.AddrKey.FilterId), filterId);
-        k[W.AddrKey.Family] = addr.Length == 4 ? (byte)2 : (byte)10;
-        addr.CopyTo(k, W.AddrKey.Addr);
-        return k;
-    }
-
+    /// <summary>A process's binary as the process sensor keeps it (sa_exec_binary).</summary>
     public static byte[] Binary(string path)
     {
         var v = new byte[W.Binary.Length];
-        var bytes = Encoding.UTF8.GetBytes(path);
-        int n = Math.Min(bytes.Length, W.StrMax - 1);
-        BinaryPrimitives.WriteUInt32LittleEndian(v, (uint)n);
-        bytes.AsSpan(0, n).CopyTo(v.AsSpan(W.Binary.Path));
+        var bytes = Utf8(path, Contract.StrMax - 1);
+        BinaryPrimitives.WriteUInt32LittleEndian(v, (uint)bytes.Length);
+        bytes.CopyTo(v, W.Binary.Path);
         return v;
     }
+
+    /// <summary>How many values a plan puts into each value-set map (before sharing with other policies).</summary>
+    public static Dictionary<string, int> ValueCounts(PolicyPlan plan)
+    {
+        var counts = new Dictionary<string, int>();
+        foreach (var hook in plan.Hooks)
+            foreach (var sel in hook.Selectors)
+            {
+                if (sel.BinaryValueSet is { } bs)
+                    Count(counts, DimLayout.MapOf(BinaryKind(sel.BinaryCmp)), plan.ValueSets[bs].Values.Count);
+                foreach (var f in sel.Args)
+                    if (f.ValueSet is { } vs && ArgKind(f.Cmp, hook.Args.First(a => a.Slot == f.Slot).KernelType) is { } kind)
+                        Count(counts, DimLayout.MapOf(kind), plan.ValueSets[vs].Values.Count);
+            }
+        return counts;
+    }
+
+    private static void Count(Dictionary<string, int> counts, string map, int n) => counts[map] = counts.GetValueOrDefault(map) + n;
 }

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using SecurityAgent.Bpf;
+using SecurityAgent.Events;
 using SecurityAgent.Kernel;
 using SecurityAgent.Sensors;
 
@@ -8,38 +9,72 @@ namespace SecurityAgent.Policies;
 /// <summary>What the pipeline needs to know about a hook id found in a kernel event.</summary>
 public sealed record HookInfo(uint HookId, string PolicyName, HookPlan Hook, bool Enforce, PolicyPlan Plan, bool UserSpaceFilter);
 
-/// <summary>A policy in the kernel: its hook ids, links and the map entries written for it.</summary>
+/// <summary>A policy in the kernel: its hook ids and what the engine reserved for it.</summary>
 public sealed class LoadedPolicy
 {
     public required PolicyPlan Plan { get; init; }
     public List<uint> HookIds { get; } = [];
-    internal List<BpfLink> Links { get; } = [];
-    internal List<(string Map, byte[] Key)> Keys { get; } = [];
+    internal List<PlacedHook> Placed { get; } = [];
     internal List<int> FollowBits { get; } = [];
-    internal List<(string Target, int Slot)> Slots { get; } = [];
     internal uint ScopeId { get; set; }
 }
 
-/// <summary>Loads compiled policies into the shared policy program: allocates hook and filter ids, writes the
-/// value sets and hook configurations, then attaches. Unloading detaches first, then clears the maps.
-/// Thread-safe; <see cref="Hooks"/> is read by the pipeline while policies change.</summary>
-public sealed class PolicyEngine(ProcessSensor process, int agentTgid, bool userSpaceFilter = false) : Pipeline.EventPipeline.IDenySet, IDisposable
+/// <summary>Loads compiled policies into the policy programs. Every attach point (a tracepoint, a kprobe'd
+/// function, an LSM hook, the cgroup connect pair) has one program attachment, whatever the number of policy
+/// hooks there, and a versioned configuration: a change writes a complete new generation (configuration,
+/// selector records, value-set entries), flips the point to it with one map update, waits for the programs
+/// still running on the old one, then deletes it. A policy that does not fit is refused before anything is
+/// written; a failed change leaves every other policy as it was. Thread-safe; <see cref="Hooks"/> is read by
+/// the pipeline while policies change.</summary>
+public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
 {
-    private readonly object _lock = new();
-    private PolicySensor? _sensor;
-    private readonly Stack<uint> _freeHookIds = new(Enumerable.Range(0, Events.PolicyWire.MaxHooks).Select(i => (uint)(Events.PolicyWire.MaxHooks - 1 - i)));
-    private uint _nextFilterId = 1, _nextPolicyId = 1;
-    private ulong _usedFollowBits;
-    private readonly Dictionary<string, bool[]> _slots = new(); // tracepoint -> program slots in use
-    private readonly bool[] _sockSlots = new bool[PolicySensor.SockSlots];
+    /// <summary>Values (of all its selectors) one policy may put into one value-set map.</summary>
+    public const int MaxValuesPerPolicy = 16384;
 
+    private sealed class AttachPoint(uint id, Mechanism mechanism, string target)
+    {
+        public uint Id => id;
+        public Mechanism Mechanism => mechanism;
+        public string Target => target;
+        public string Name => $"{KernelFeatures.MechanismName(mechanism)} {target}";
+        public uint Gen { get; set; }
+        public List<PlacedHook> Hooks { get; set; } = [];
+        public PointGeneration? Active { get; set; }
+        public List<BpfLink> Links { get; } = [];
+    }
+
+    private readonly object _lock = new();
+    private readonly ProcessSensor _process;
+    private readonly bool _userSpaceFilter;
+    private PolicySensor? _sensor;
+    private readonly Stack<uint> _freeHookIds = new(Enumerable.Range(0, Contract.MaxHooks).Select(i => (uint)(Contract.MaxHooks - 1 - i)));
+    private readonly Stack<uint> _freePointIds = new(Enumerable.Range((int)PolicyWire.FixedPoint.FirstDynamic, Contract.MaxPoints - (int)PolicyWire.FixedPoint.FirstDynamic)
+        .Select(i => (uint)(Contract.MaxPoints - 1 - i + (int)PolicyWire.FixedPoint.FirstDynamic)));
+    private readonly Dictionary<string, AttachPoint> _points = new();
+    private readonly Dictionary<uint, (AttachPoint Point, ulong SeenBase)> _hookPoints = new();
+    private readonly Dictionary<string, int> _mapEntries = new();
+    private uint _nextPolicyId = 1;
+    private ulong _usedFollowBits;
     private readonly HashSet<LoadedPolicy> _loaded = [];
+
+    public PolicyEngine(ProcessSensor process, int agentTgid, bool userSpaceFilter = false)
+    {
+        _process = process;
+        _userSpaceFilter = userSpaceFilter;
+        process.ExcludeFromPolicies(agentTgid);
+    }
 
     public ConcurrentDictionary<uint, HookInfo> Hooks { get; } = new();
 
     /// <summary>Set when the agent knows pods: scoped policies (podSelector, namespace) apply to their pods only;
     /// without it a scoped policy applies to nothing.</summary>
     public ScopeManager? Scopes { get; set; }
+
+    /// <summary>Attach points with policy hooks, and their program attachments (for tests and status).</summary>
+    public IReadOnlyList<(string Point, int Hooks, int Links, uint Generation)> AttachPoints
+    {
+        get { lock (_lock) return _points.Values.Select(p => (p.Name, p.Hooks.Count, p.Links.Count, p.Gen)).ToList(); }
+    }
 
     /// <summary>Re-reads pods and cgroups into the scoped policies' cgroup sets.</summary>
     public void RefreshScopes()
@@ -48,84 +83,61 @@ public sealed class PolicyEngine(ProcessSensor process, int agentTgid, bool user
             if (_sensor is not null) Scopes?.Refresh(_sensor);
     }
 
-    /// <summary>Loads the policy program now (verification takes a while), so adding a policy later only
-    /// writes maps and attaches.</summary>
+    /// <summary>Loads the policy programs now (verification takes a while), so adding a policy later only
+    /// writes maps (and attaches at a new attach point).</summary>
     public void Prepare()
     {
-        lock (_lock) _sensor ??= PolicySensor.Load(process, agentTgid);
+        lock (_lock) _sensor ??= PolicySensor.Load(_process);
     }
 
     public LoadedPolicy Load(PolicyPlan plan)
     {
         lock (_lock)
         {
-            if (userSpaceFilter && !UserSpaceSelectors.Supports(plan, out var why))
+            if (_userSpaceFilter && !UserSpaceSelectors.Supports(plan, out var why))
                 throw new NotSupportedException($"policy {plan.Name}: --debug-userspace-filter: {why}");
-            var sensor = _sensor ??= PolicySensor.Load(process, agentTgid);
+            foreach (var (map, n) in PolicyEncoding.ValueCounts(plan))
+                if (n > MaxValuesPerPolicy)
+                    throw new PolicyLimitException($"policy {plan.Name}: {n} values for {map}, at most {MaxValuesPerPolicy} per policy");
+            if (_freeHookIds.Count < plan.Hooks.Count)
+                throw new PolicyLimitException($"policy {plan.Name}: {plan.Hooks.Count} hooks, but only {_freeHookIds.Count} of {Contract.MaxHooks} hook ids are free");
+            var sensor = _sensor ??= PolicySensor.Load(_process);
+            uint policyId = _nextPolicyId++;
+            bool enforce = plan.Enforce && !_userSpaceFilter;
             var loaded = new LoadedPolicy { Plan = plan };
             try
             {
-                var filterIds = plan.ValueSets.Select(_ => _nextFilterId++).ToList();
-                for (int i = 0; i < plan.ValueSets.Count; i++)
-                    foreach (var (map, key) in PolicyEncoding.Keys(plan.ValueSets[i], filterIds[i]))
-                    {
-                        sensor.Map(map).Update(key, [1]);
-                        loaded.Keys.Add((map, key));
-                    }
-                uint policyId = _nextPolicyId++;
                 if (plan.Scope is not null)
                 {
-                    // The scope's id is the policy's; its cgroup set is filled before any hook is attached.
+                    // The scope's id is the policy's; its cgroup set is filled before any hook uses it.
                     loaded.ScopeId = policyId;
                     Scopes?.Add(policyId, plan.Scope, sensor);
                 }
+                var changes = new Dictionary<AttachPoint, List<PlacedHook>>();
                 foreach (var hook in plan.Hooks)
                 {
-                    if (!_freeHookIds.TryPop(out var id))
-                        throw new InvalidOperationException($"no free hook slot: {Events.PolicyWire.MaxHooks} hooks are loaded");
+                    var id = _freeHookIds.Pop();
                     loaded.HookIds.Add(id);
-                    sensor.ResetStats(id);
                     // followForks from host pids; for namespace pids the in-kernel check alone applies.
                     var follow = hook.Selectors.Select(sel => sel.FollowForks && !sel.NamespacePids ? Follow(sel.Pids, loaded) : -1).ToList();
-                    // --debug-userspace-filter: no selectors in the kernel, every call is posted (and monitor only).
-                    var kernelHook = userSpaceFilter ? hook with { Selectors = [] } : hook;
-                    sensor.WriteHook(id, PolicyEncoding.Hook(kernelHook, policyId, plan.Enforce && !userSpaceFilter, filterIds, follow,
-                        plan.Scope is null ? 0 : policyId));
-                    Hooks[id] = new HookInfo(id, plan.Name, hook, plan.Enforce && !userSpaceFilter, plan, userSpaceFilter);
-                    if (hook.Mechanism == Mechanism.CgroupSockAddr)
-                    {
-                        int sockSlot = Array.IndexOf(_sockSlots, false);
-                        if (sockSlot < 0)
-                            throw new InvalidOperationException($"{PolicySensor.SockSlots} connect policy hooks are already loaded");
-                        var (v4, v6) = sensor.AttachConnect(sockSlot, id, hook.Target);
-                        loaded.Links.Add(v4);
-                        loaded.Links.Add(v6);
-                        _sockSlots[sockSlot] = true;
-                        loaded.Slots.Add(("connect", sockSlot));
-                        continue;
-                    }
-                    // One program copy per hook on the same attach point (the kernel takes a program once per point).
-                    var key = $"{hook.Mechanism}:{hook.Target}";
-                    int capacity = hook.Mechanism == Mechanism.Lsm ? PolicySensor.LsmSlots : PolicySensor.TracepointSlots;
-                    var used = _slots.TryGetValue(key, out var u) ? u : _slots[key] = new bool[capacity];
-                    int slot = Array.IndexOf(used, false);
-                    if (slot < 0)
-                        throw new InvalidOperationException($"{hook.Target} already has {capacity} policy hooks");
-                    loaded.Links.Add(hook.Mechanism switch
-                    {
-                        Mechanism.Lsm => sensor.AttachLsm(hook.Target, slot, id),
-                        Mechanism.Kprobe => sensor.AttachKprobe(slot, id, hook.Target),
-                        _ => sensor.AttachTracepoint(slot, id, Split(hook.Target).Item1, Split(hook.Target).Item2),
-                    });
-                    used[slot] = true;
-                    loaded.Slots.Add((key, slot));
+                    var placed = new PlacedHook(id, policyId, plan, hook, enforce, loaded.ScopeId, follow, KernelSelectors: !_userSpaceFilter);
+                    loaded.Placed.Add(placed);
+                    var point = PointOf(hook);
+                    if (!changes.TryGetValue(point, out var hooks))
+                        changes[point] = hooks = [.. point.Hooks];
+                    hooks.Add(placed);
+                    Hooks[id] = new HookInfo(id, plan.Name, hook, enforce, plan, _userSpaceFilter);
                 }
+                foreach (var id in loaded.HookIds)
+                    sensor.ResetHookCounters(id);
+                Apply(sensor, changes, growing: true);
                 _loaded.Add(loaded);
                 return loaded;
             }
             catch
             {
-                UnloadLocked(loaded);
+                Release(loaded);
+                ForgetEmptyNewPoints();
                 throw;
             }
         }
@@ -133,53 +145,167 @@ public sealed class PolicyEngine(ProcessSensor process, int agentTgid, bool user
 
     public void Unload(LoadedPolicy loaded)
     {
-        lock (_lock) UnloadLocked(loaded);
+        lock (_lock)
+        {
+            if (!_loaded.Contains(loaded) || _sensor is null) return;
+            // One attach point at a time: each rewrite then fits in the room every load keeps free (see Apply).
+            foreach (var group in loaded.Placed.GroupBy(p => _hookPoints[p.HookId].Point).ToList())
+                Apply(_sensor, new() { [group.Key] = group.Key.Hooks.Except(group).ToList() }, growing: false);
+            _loaded.Remove(loaded);
+            Release(loaded);
+        }
     }
 
-    private void UnloadLocked(LoadedPolicy loaded)
+    /// <summary>The attach point of a hook, created (with an id, nothing written yet) when it is new.</summary>
+    private AttachPoint PointOf(HookPlan hook)
     {
-        _loaded.Remove(loaded);
-        foreach (var l in loaded.Links) l.Dispose();
-        loaded.Links.Clear();
-        foreach (var (target, slot) in loaded.Slots)
+        var key = $"{hook.Mechanism}:{hook.Target}";
+        if (_points.TryGetValue(key, out var p)) return p;
+        uint id = PolicySensor.FixedPoint(hook.Mechanism, hook.Target)
+            ?? (_freePointIds.TryPop(out var free) ? free : throw new PolicyLimitException($"no free attach point: {Contract.MaxPoints - (int)PolicyWire.FixedPoint.FirstDynamic} attach points have policy hooks"));
+        return _points[key] = new AttachPoint(id, hook.Mechanism, hook.Target);
+    }
+
+    /// <summary>Moves each attach point to the given hooks: writes every new generation, flips, attaches new points,
+    /// waits for running programs, deletes the old generations and detaches emptied points. On failure nothing
+    /// changed: every point keeps its generation.</summary>
+    /// <param name="growing">A load: it must leave each map room for a rewrite of its largest attach point
+    /// (old and new generation side by side), so that a later unload, which rewrites one point at a time with
+    /// fewer entries, always fits.</param>
+    private void Apply(PolicySensor sensor, Dictionary<AttachPoint, List<PlacedHook>> changes, bool growing)
+    {
+        // 1. Everything that can be refused is refused before anything is written.
+        var next = changes.Select(c => (Point: c.Key, Hooks: c.Value,
+            Gen: c.Value.Count == 0 ? null : PolicyEncoding.Generation(c.Key.Id, c.Key.Gen + 1, PolicyEncoding.Layout(c.Value, c.Key.Name), c.Value))).ToList();
+        foreach (var map in next.SelectMany(n => n.Gen?.All ?? []).Select(e => e.Map).Distinct())
         {
-            if (target == "connect")
+            int max = (int)sensor.Map(map).MaxEntries, used = _mapEntries.GetValueOrDefault(map);
+            int add = next.Sum(n => Entries(n.Gen, map));
+            int after = used + add - next.Sum(n => Entries(n.Point.Active, map));
+            int largest = _points.Values.Select(p => next.FirstOrDefault(n => n.Point == p) is { Point: not null } n ? Entries(n.Gen, map) : Entries(p.Active, map)).DefaultIfEmpty(0).Max();
+            if (used + add > max || growing && after + largest > max)
+                throw new PolicyLimitException($"policy {next.SelectMany(n => n.Hooks).Last().Plan.Name}: {map} would hold {after} entries, "
+                    + $"and its limit of {max} must leave room for rewriting the largest attach point ({largest} entries) beside itself");
+        }
+
+        // 2. Write the new generations.
+        var written = new List<MapEntry>();
+        try
+        {
+            foreach (var e in next.SelectMany(n => n.Gen?.All ?? []))
             {
-                _sensor?.ReleaseConnectSlot(slot);
-                _sockSlots[slot] = false;
-            }
-            else
-            {
-                if (target.StartsWith($"{Mechanism.Lsm}:"))
-                    _sensor?.ReleaseLsmSlot(target[(target.IndexOf(':') + 1)..], slot);
-                _slots[target][slot] = false;
+                sensor.Map(e.Map).Update(e.Key, e.Value, Interop.Libbpf.BPF_NOEXIST);
+                written.Add(e);
+                _mapEntries[e.Map] = _mapEntries.GetValueOrDefault(e.Map) + 1;
             }
         }
-        loaded.Slots.Clear();
-        if (_sensor is null) return;
+        catch
+        {
+            Delete(sensor, written);
+            throw;
+        }
+
+        // 3. Flip: from here each point's programs use its new generation. New points are attached after.
+        var seenBase = new Dictionary<uint, ulong>();
+        foreach (var (point, hooks, gen) in next)
+        {
+            if (gen is not null && point.Links.Count == 0)
+                sensor.ResetPointCounters(point.Id);
+            foreach (var h in hooks.Where(h => !_hookPoints.ContainsKey(h.HookId)))
+                seenBase[h.HookId] = sensor.PointSeen(point.Id);
+        }
+        var active = sensor.Map(BpfNames.Maps.Active);
+        foreach (var (point, _, gen) in next)
+            active.Update(BitConverter.GetBytes(point.Id), BitConverter.GetBytes(gen?.Gen ?? 0));
+        var attached = new List<AttachPoint>();
+        try
+        {
+            foreach (var (point, _, _) in next.Where(n => n.Gen is not null && n.Point.Links.Count == 0))
+            {
+                point.Links.AddRange(sensor.Attach(point.Mechanism, point.Target, point.Id));
+                attached.Add(point);
+            }
+        }
+        catch
+        {
+            foreach (var l in attached.SelectMany(p => p.Links)) l.Dispose();
+            foreach (var p in attached) p.Links.Clear();
+            foreach (var (point, _, _) in next)
+                active.Update(BitConverter.GetBytes(point.Id), BitConverter.GetBytes(point.Gen));
+            sensor.WaitForRunningPrograms();
+            Delete(sensor, written);
+            throw;
+        }
+
+        // 4. No program uses the old generations any more: delete them; detach emptied points.
+        sensor.WaitForRunningPrograms();
+        foreach (var (point, hooks, gen) in next)
+        {
+            if (point.Active is { } old)
+                Delete(sensor, old.All);
+            foreach (var h in point.Hooks.Except(hooks))
+                _hookPoints.Remove(h.HookId);
+            foreach (var h in hooks.Where(h => seenBase.ContainsKey(h.HookId)))
+                _hookPoints[h.HookId] = (point, seenBase[h.HookId]);
+            point.Hooks = hooks;
+            point.Active = gen;
+            point.Gen = gen?.Gen ?? 0;
+            if (gen is null)
+            {
+                foreach (var l in point.Links) l.Dispose();
+                point.Links.Clear();
+                RemovePoint(point);
+            }
+        }
+    }
+
+    private static int Entries(PointGeneration? gen, string map) => gen?.All.Count(e => e.Map == map) ?? 0;
+
+    private void Delete(PolicySensor sensor, IEnumerable<MapEntry> entries)
+    {
+        foreach (var e in entries)
+            if (sensor.Map(e.Map).Delete(e.Key))
+                _mapEntries[e.Map] = _mapEntries.GetValueOrDefault(e.Map) - 1;
+    }
+
+    /// <summary>Points made for a change that failed, before any generation of theirs was active.</summary>
+    private void ForgetEmptyNewPoints()
+    {
+        foreach (var p in _points.Values.Where(p => p.Gen == 0 && p.Links.Count == 0).ToList())
+            RemovePoint(p);
+    }
+
+    private void RemovePoint(AttachPoint point)
+    {
+        _points.Remove($"{point.Mechanism}:{point.Target}");
+        if (PolicySensor.FixedPoint(point.Mechanism, point.Target) is null)
+            _freePointIds.Push(point.Id);
+    }
+
+    /// <summary>Gives back what a policy reserved (hook ids, follow bits, scope).</summary>
+    private void Release(LoadedPolicy loaded)
+    {
         foreach (var id in loaded.HookIds)
         {
-            _sensor.ClearHook(id);
             Hooks.TryRemove(id, out _);
+            _hookPoints.Remove(id);
             _freeHookIds.Push(id);
         }
         loaded.HookIds.Clear();
-        foreach (var (map, key) in loaded.Keys)
-            _sensor.Map(map).Delete(key);
-        loaded.Keys.Clear();
+        loaded.Placed.Clear();
         foreach (var bit in loaded.FollowBits)
         {
             ulong clear = ~(1UL << bit);
-            foreach (var key in process.Follow.Keys())
-                if (process.Follow.TryLookup(BitConverter.ToUInt32(key), out ulong mask))
+            foreach (var key in _process.Follow.Keys())
+                if (_process.Follow.TryLookup(BitConverter.ToUInt32(key), out ulong mask))
                 {
-                    if ((mask & clear) == 0) process.Follow.Delete(key);
-                    else process.Follow.Update(BitConverter.ToUInt32(key), mask & clear);
+                    if ((mask & clear) == 0) _process.Follow.Delete(key);
+                    else _process.Follow.Update(BitConverter.ToUInt32(key), mask & clear);
                 }
             _usedFollowBits &= clear;
         }
         loaded.FollowBits.Clear();
-        if (loaded.ScopeId != 0)
+        if (loaded.ScopeId != 0 && _sensor is not null)
         {
             Scopes?.Remove(loaded.ScopeId, _sensor);
             loaded.ScopeId = 0;
@@ -190,14 +316,14 @@ public sealed class PolicyEngine(ProcessSensor process, int agentTgid, bool user
     /// the process sensor passes it on to every later child.</summary>
     private int Follow(IReadOnlyList<uint> pids, LoadedPolicy loaded)
     {
-        int bit = Enumerable.Range(0, 64).FirstOrDefault(b => (_usedFollowBits & (1UL << b)) == 0, -1);
-        if (bit < 0) throw new InvalidOperationException("no free followForks slot: 64 followed pid sets are loaded");
+        int bit = Enumerable.Range(0, Contract.FollowBits).FirstOrDefault(b => (_usedFollowBits & (1UL << b)) == 0, -1);
+        if (bit < 0) throw new PolicyLimitException($"policy {loaded.Plan.Name}: no free followForks slot: {Contract.FollowBits} followed pid sets are loaded");
         _usedFollowBits |= 1UL << bit;
         loaded.FollowBits.Add(bit);
         foreach (var pid in Descendants(pids))
         {
-            process.Follow.TryLookup(pid, out ulong mask);
-            process.Follow.Update(pid, mask | (1UL << bit));
+            _process.Follow.TryLookup(pid, out ulong mask);
+            _process.Follow.Update(pid, mask | (1UL << bit));
         }
         return bit;
     }
@@ -249,21 +375,25 @@ public sealed class PolicyEngine(ProcessSensor process, int agentTgid, bool user
 
     public HookStats Stats(uint hookId)
     {
-        lock (_lock) return _sensor?.Stats(hookId) ?? new HookStats(0, 0, 0, 0, 0);
-    }
-
-    private static (string, string) Split(string target)
-    {
-        int slash = target.IndexOf('/');
-        return (target[..slash], target[(slash + 1)..]);
+        lock (_lock)
+        {
+            if (_sensor is null || !_hookPoints.TryGetValue(hookId, out var hp)) return new HookStats(0, 0, 0, 0, 0);
+            var (matched, posted, enforced, rateLimited) = _sensor.HookCounters(hookId);
+            ulong seen = _sensor.PointSeen(hp.Point.Id);
+            return new HookStats(seen > hp.SeenBase ? seen - hp.SeenBase : 0, matched, posted, enforced, rateLimited);
+        }
     }
 
     public void Dispose()
     {
         lock (_lock)
         {
+            foreach (var p in _points.Values)
+                foreach (var l in p.Links) l.Dispose();
+            _points.Clear();
             foreach (var p in _loaded.ToList())
-                UnloadLocked(p);
+                Release(p);
+            _loaded.Clear();
             _sensor?.Dispose();
             _sensor = null;
         }

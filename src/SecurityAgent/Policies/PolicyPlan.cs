@@ -4,7 +4,7 @@ namespace SecurityAgent.Policies;
 
 /// <summary>The compiled form of a policy: plain data, what the engine loads into the kernel and what
 /// `secagent policy compile --explain` shows. Value sets are referenced by index into <see cref="ValueSets"/>;
-/// the engine gives them kernel filter ids when it loads the plan.</summary>
+/// the engine stores their values under each attach point's generation (see <see cref="PolicyEncoding"/>).</summary>
 public sealed record PolicyPlan(string Name, string File, bool Enforce, IReadOnlyList<HookPlan> Hooks, IReadOnlyList<ValueSet> ValueSets, PolicyScope? Scope = null);
 
 public enum HookKind { Tracepoint, Kprobe, LsmHook, Uprobe, Usdt }
@@ -18,27 +18,13 @@ public sealed record HookPlan(HookKind Kind, Mechanism Mechanism, string Target,
 {
     /// <summary>Per selector, its matchPIDs entries with both flags as the policy wrote them (for the explanation).</summary>
     public IReadOnlyList<string> Pids { get; init; } = [];
-
-    public byte ReverseMask => (byte)Selectors.SelectMany(s => s.Args).Where(a => a.Cmp is Cmp.Postfix or Cmp.NotPostfix)
-        .Aggregate(0, (m, a) => m | (1 << a.Slot));
 }
 
 /// <summary>One argument read by the hook. Slot is its position in the kernel record; Index the policy's numbering.</summary>
 public sealed record ArgPlan(int Slot, int Index, string Type, ArgType KernelType, int Offset, int Size, string? Label);
 
-/// <summary>enum sa_arg_type of bpf/include/common.h.</summary>
-public enum ArgType : byte { None = 0, Int = 1, UInt = 2, String = 3, SockAddr = 4, Fd = 5, File = 6, Path = 7, Bprm = 8, KSockAddr = 9, KString = 10 }
-
-/// <summary>enum sa_cmp of bpf/include/common.h.</summary>
-public enum Cmp : byte
-{
-    None = 0, In = 1, NotIn = 2, Prefix = 3, NotPrefix = 4, Postfix = 5, NotPostfix = 6, GreaterThan = 7, LessThan = 8,
-    Mask = 9, DAddr = 10, NotDAddr = 11, DPort = 12, NotDPort = 13, Family = 14, NotFamily = 15,
-}
-
-/// <summary>enum sa_action of bpf/include/common.h.</summary>
-[Flags]
-public enum Actions : uint { None = 0, Post = 1, Sigkill = 2, Signal = 4, Override = 8 }
+// ArgType (enum sa_arg_type), Cmp (enum sa_cmp) and Actions (enum sa_action) are generated from
+// bpf/include/contract.h into Events/Contract.g.cs, in this namespace.
 
 public sealed record ArgFilterPlan(int Slot, Cmp Cmp, int? ValueSet, ulong Value);
 

@@ -106,7 +106,7 @@ public static class PolicyValues
         return true;
     }
 
-    private static readonly Dictionary<string, int> Families = new() { ["AF_UNIX"] = 1, ["AF_LOCAL"] = 1, ["AF_INET"] = 2, ["AF_INET6"] = 10, ["AF_NETLINK"] = 16, ["AF_PACKET"] = 17 };
+    private static readonly Dictionary<string, int> Families = new() { ["AF_UNIX"] = Events.Contract.AfUnix, ["AF_LOCAL"] = Events.Contract.AfUnix, ["AF_INET"] = Events.Contract.AfInet, ["AF_INET6"] = Events.Contract.AfInet6, ["AF_NETLINK"] = 16, ["AF_PACKET"] = 17 };
 
     /// <summary>An address family by name (AF_INET) or number (0..255).</summary>
     public static bool TryParseFamily(string s, out int family)

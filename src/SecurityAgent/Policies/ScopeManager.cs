@@ -22,7 +22,7 @@ public sealed class ScopeManager(PodCache pods, CgroupMap cgroups)
         lock (_scopes)
         {
             if (!_scopes.Remove(scopeId, out var s)) return;
-            foreach (var cg in s.Cgroups) sensor.Map("sa_scope").Delete(Key(scopeId, cg));
+            foreach (var cg in s.Cgroups) sensor.Map(Bpf.BpfNames.Maps.Scope).Delete(Key(scopeId, cg));
         }
     }
 
@@ -43,8 +43,8 @@ public sealed class ScopeManager(PodCache pods, CgroupMap cgroups)
             foreach (var (id, (scope, current)) in _scopes)
             {
                 var wanted = cgroupOf.Where(kv => byContainer[kv.Value] is var c && scope.Matches(c.Pod, c.Name)).Select(kv => kv.Key).ToHashSet();
-                foreach (var cg in wanted.Except(current)) sensor.Map("sa_scope").Update(Key(id, cg), [1]);
-                foreach (var cg in current.Except(wanted)) sensor.Map("sa_scope").Delete(Key(id, cg));
+                foreach (var cg in wanted.Except(current)) sensor.Map(Bpf.BpfNames.Maps.Scope).Update(Key(id, cg), [1]);
+                foreach (var cg in current.Except(wanted)) sensor.Map(Bpf.BpfNames.Maps.Scope).Delete(Key(id, cg));
                 current.Clear();
                 current.UnionWith(wanted);
             }

@@ -12,8 +12,8 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
 {
     public const int MaxSelectors = 5;
     public const int MaxMatchArgs = 4;
-    public const int MaxPids = 4;
-    public const int MaxExact = 255, MaxPrefix = 248;
+    public const int MaxPids = Events.Contract.MaxPids;
+    public const int MaxExact = Events.Contract.StrMax - 1, MaxPrefix = Events.Contract.LpmStrMax;
 
     private static readonly Dictionary<ArgClass, string[]> Operators = new()
     {

@@ -44,7 +44,7 @@ public static class UserSpaceSelectors
         foreach (var f in sel.Args)
         {
             var arg = hook.Args[f.Slot];
-            bool isString = arg.KernelType is ArgType.String or ArgType.File or ArgType.Path or ArgType.Bprm or ArgType.KString;
+            bool isString = PolicyEncoding.IsString(arg.KernelType);
             var set = f.ValueSet is { } vs ? plan.ValueSets[vs] : null;
             bool ok = isString
                 ? Str(f.Cmp, Encoding.UTF8.GetString(strings[f.Slot]), set?.Values ?? [])

@@ -11,9 +11,7 @@ public class LibbpfErrorTests
     public void A_verifier_rejection_names_the_call_the_program_and_shows_the_verifier_lines()
     {
         var elf = File.ReadAllBytes(Repo.File_("build", "bpf-test", "verifier_reject.bpf.o"));
-        using var obj = BpfObject.Open("verifier_reject", elf);
-
-        var e = Assert.Throws<LibbpfException>(obj.Load);
+        var e = Assert.Throws<LibbpfException>(() => BpfObject.Load(new BpfObjectSpec("verifier_reject", "verifier_reject.bpf.o"), elf));
 
         Assert.Contains("bpf_object__load", e.Call);
         Assert.Contains("reads_out_of_bounds", e.Call);
@@ -25,7 +23,7 @@ public class LibbpfErrorTests
     [Fact]
     public void A_corrupt_object_fails_at_open_with_the_call_named()
     {
-        var e = Assert.Throws<LibbpfException>(() => BpfObject.Open("garbage", new byte[64]));
+        var e = Assert.Throws<LibbpfException>(() => BpfObject.Load(new BpfObjectSpec("garbage", "garbage.bpf.o"), new byte[64]));
         Assert.Contains("bpf_object__open_mem(garbage)", e.Message);
     }
 }

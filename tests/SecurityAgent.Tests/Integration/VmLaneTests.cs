@@ -71,6 +71,49 @@ public class VmLaneTests
         Unit.JsonFormatTests.AssertValid(agent.Events.RawLines.First(l => l.Contains("lsm-file-open")));
     }
 
+    private static string FileOpenDeny(string name, string binary, string path) => $"""
+        apiVersion: cilium.io/v1alpha1
+        kind: TracingPolicy
+        metadata:
+          name: {name}
+        spec:
+          lsmhooks:
+          - hook: file_open
+            args:
+            - index: 0
+              type: file
+            selectors:
+            - matchBinaries:
+              - operator: In
+                values: ["{binary}"]
+              matchArgs:
+              - index: 0
+                operator: Equal
+                values: ["{path}"]
+              matchActions:
+              - action: Override
+                argError: -13
+        """;
+
+    [RequiresKernel(Mechanism.Lsm)]
+    public void Two_lsm_policies_on_file_open_share_one_program_and_each_denies_only_its_own_binary_and_file()
+    {
+        using var dir = new TempDir();
+        var (catA, catB) = (dir.CopyBinary("/usr/bin/cat", "cat-a"), dir.CopyBinary("/usr/bin/cat", "cat-b"));
+        var (a, b) = (dir.File("a.txt"), dir.File("b.txt"));
+        File.WriteAllText(a, "A\n");
+        File.WriteAllText(b, "B\n");
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["a.yaml"] = FileOpenDeny("lsm-a", catA, a), ["b.yaml"] = FileOpenDeny("lsm-b", catB, b) });
+
+        Assert.Contains("Permission denied", Run.Wait(catA, [a]).Stderr);
+        Assert.Contains("Permission denied", Run.Wait(catB, [b]).Stderr);
+        Assert.Equal("B\n", Run.Wait(catA, [b]).Stdout);
+        Assert.Equal("A\n", Run.Wait(catB, [a]).Stdout);
+
+        Assert.True(PolicyEvent(agent, "process_lsm", "lsm-a").GetProperty("enforced").GetBoolean());
+        Assert.True(PolicyEvent(agent, "process_lsm", "lsm-b").GetProperty("enforced").GetBoolean());
+    }
+
     [RequiresKernel(Mechanism.Lsm)]
     public void An_lsm_bprm_check_security_override_makes_exec_of_the_chosen_binary_fail_with_eperm()
     {

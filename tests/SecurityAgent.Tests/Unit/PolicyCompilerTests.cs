@@ -104,41 +104,8 @@ public class PolicyCompilerTests
         var plan = Compile(yaml);
         var sel = plan.Hooks[0].Selectors[0];
         Assert.False(sel.KernelOnly);
-        var bytes = PolicyEncoding.Hook(plan.Hooks[0], 1, true, plan.ValueSets.Select((_, i) => (uint)i + 1).ToList());
-        Assert.Equal((uint)Actions.Post, BinaryPrimitives.ReadUInt32LittleEndian(bytes.AsSpan(PolicyWire.Hook.Sel + PolicyWire.Selector.Actions)));
-    }
-
-    [Fact]
-    public void The_hook_configuration_bytes_carry_args_selectors_and_filter_ids_at_their_kernel_offsets()
-    {
-        var plan = Compile(Support.TestPolicies.OpenatKill("p", "/b", "/x"));
-        var b = PolicyEncoding.Hook(plan.Hooks[0], policyId: 7, enforce: true, filterIds: [100, 200]);
-        Assert.Equal(PolicyWire.Hook.Length, b.Length);
-        Assert.Equal(7u, BinaryPrimitives.ReadUInt32LittleEndian(b));
-        Assert.Equal((1, 1, 1), (b[PolicyWire.Hook.Nargs], b[PolicyWire.Hook.Nselectors], b[PolicyWire.Hook.Enforce]));
-        Assert.Equal(24, BinaryPrimitives.ReadUInt16LittleEndian(b.AsSpan(PolicyWire.Hook.Args + PolicyWire.HookArg.Offset)));
-        Assert.Equal((byte)ArgType.String, b[PolicyWire.Hook.Args + PolicyWire.HookArg.Type]);
-        int sel = PolicyWire.Hook.Sel;
-        Assert.Equal(100u, BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(sel + PolicyWire.Selector.BinFilter)));
-        Assert.Equal((byte)Cmp.In, b[sel + PolicyWire.Selector.BinCmp]);
-        int f = sel + PolicyWire.Selector.Args;
-        Assert.Equal(200u, BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(f + PolicyWire.ArgFilter.FilterId)));
-        Assert.Equal((byte)Cmp.Prefix, b[f + PolicyWire.ArgFilter.Cmp]);
-    }
-
-    [Fact]
-    public void Prefix_keys_count_the_filter_id_in_the_prefix_and_postfixes_are_stored_reversed()
-    {
-        var k = PolicyEncoding.LpmKey(5, "/etc/");
-        Assert.Equal(32u + 8 * 5, BinaryPrimitives.ReadUInt32LittleEndian(k));
-        Assert.Equal(5u, BinaryPrimitives.ReadUInt32LittleEndian(k.AsSpan(4)));
-        Assert.Equal("/etc/"u8.ToArray(), k[8..13]);
-        var post = PolicyEncoding.Keys(new ValueSet(ValueSetKind.StringPostfix, [".so"]), 9).Single();
-        Assert.Equal("sa_str_prefix", post.Map);
-        Assert.Equal("os."u8.ToArray(), post.Key[8..11]);
-        var addr = PolicyEncoding.AddrKey(3, "10.0.0.0/8");
-        Assert.Equal(32u + 8 + 8, BinaryPrimitives.ReadUInt32LittleEndian(addr));
-        Assert.Equal((2, 10), (addr[PolicyWire.AddrKey.Family], addr[PolicyWire.AddrKey.Addr]));
+        var bytes = PolicyEncoding.Selector(new PlacedHook(1, 1, plan, plan.Hooks[0], Enforce: true, ScopeId: 0, FollowBits: []), 0, 1, [0]);
+        Assert.Equal((uint)Actions.Post, BinaryPrimitives.ReadUInt32LittleEndian(bytes.AsSpan(PolicyWire.Selector.Actions)));
     }
 
     [Fact]

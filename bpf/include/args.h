@@ -1,0 +1,160 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Argument reading, in one place for every hook family: the attach point's configuration lists the union of
+ * the arguments its hooks read (each once); each is read into a slot of the per-CPU call state. Where the raw
+ * value comes from is the family's (a tracepoint record, function arguments, a connect's destination); how
+ * it is turned into an integer, a string or a sockaddr is the same for all. */
+#pragma once
+#include "predicates.h"
+
+/* What a family hands to the reader. */
+struct sa_source {
+	__u64 record;                   /* tracepoints: the record's address, as a number */
+	__u64 raw[SA_MAX_FN_ARGS];      /* LSM hooks, kprobes: the function's arguments */
+	char dest[SA_SOCKADDR_SIZE];    /* cgroup connect hooks: the destination as a struct sockaddr */
+};
+
+struct sa_rev_ctx {
+	const char *src;
+	char *dst;
+	__u32 len;
+};
+
+static long sa_rev_step(__u32 i, struct sa_rev_ctx *c)
+{
+	if (i >= c->len)
+		return 1;
+	char ch;
+	bpf_probe_read_kernel(&ch, 1, c->src + ((c->len - 1 - i) & (SA_STR_MAX - 1)));
+	c->dst[i & (SA_STR_MAX - 1)] = ch;
+	return 0;
+}
+
+/* Writes the first `len` bytes of src reversed into dst (for Postfix lookups in the prefix trie). */
+static __always_inline void sa_reverse(char *dst, const char *src, __u32 len)
+{
+	struct sa_rev_ctx c = { .src = src, .dst = dst, .len = len & (SA_STR_MAX - 1) };
+	bpf_loop(SA_STR_MAX, sa_rev_step, &c, 0);
+}
+
+/* Writes the path of `p` (resolved against the task's root) into a string slot; returns its length. */
+static __always_inline __u32 sa_path_to_slot(char *dst, const struct path *p)
+{
+	__u32 zero = 0;
+	struct path_scratch *ps = bpf_map_lookup_elem(&sa_path_scratch, &zero);
+	if (!ps || !SA_TASK_HELPERS)
+		return 0;
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fs_struct *fs = BPF_CORE_READ(task, fs);
+	bool truncated = false;
+	__u32 off = sa_resolve_path(p, &fs->root, &truncated);
+	if (off > SA_PATH_MAX) {
+		dst[0] = '/';
+		dst[1] = 0;
+		return 1;
+	}
+	__u32 len = (SA_PATH_MAX + 1 - off) & SA_MASK_4K;
+	if (len > SA_STR_MAX - 1)
+		len = SA_STR_MAX - 1;   /* keep the beginning: prefixes are what policies match */
+	bpf_probe_read_kernel(dst, len & (SA_STR_MAX - 1), &ps->buf[off & SA_MASK_4K]);
+	dst[len & (SA_STR_MAX - 1)] = 0;
+	return len;
+}
+
+static __always_inline __u32 sa_str_result(long n, struct sa_call *c, __u32 p)
+{
+	__u32 len = n > 0 ? n - 1 : 0;
+	if (len >= SA_STR_MAX - 1)
+		c->trunc_mask |= 1 << p;
+	return len;
+}
+
+/* Reads argument slot p. The seam for richer argument types (and path resolution of user-space strings) is
+ * this function: everything after it only sees ints[p], str[p] and str_len[p]. */
+static __always_inline void sa_read_arg(struct sa_call *c, __u32 p, const struct sa_point_arg *a, const struct sa_source *src)
+{
+	p &= SA_POINT_ARGS - 1;
+	char *str = c->str[p];
+	__u64 v = 0;
+	__u32 len = 0;
+
+	if (SA_FAMILY == SA_FAMILY_TRACEPOINT)
+		bpf_probe_read_kernel(&v, a->size <= 8 ? a->size & 0xf : 8, (void *)(src->record + a->offset));
+	else if (SA_FAMILY == SA_FAMILY_FUNCTION)
+		v = src->raw[a->offset < SA_MAX_FN_ARGS ? a->offset : 0];
+
+	switch (a->type) {
+	case SA_ARG_INT:
+		v = sa_sign_extend(v, a->size);
+		break;
+	case SA_ARG_U_INT:
+	case SA_ARG_FD:
+		v = sa_zero_extend(v, a->size);
+		break;
+	case SA_ARG_STRING:
+		if (SA_FAMILY == SA_FAMILY_TRACEPOINT)
+			len = sa_str_result(bpf_probe_read_user_str(str, SA_STR_MAX, (void *)v), c, p);
+		break;
+	case SA_ARG_SOCK_ADDR:
+		if (SA_FAMILY == SA_FAMILY_CGROUP) {
+			__builtin_memcpy(str, src->dest, SA_SOCKADDR_SIZE);
+			len = SA_SOCKADDR_SIZE;
+		} else if (SA_FAMILY == SA_FAMILY_TRACEPOINT) {
+			__builtin_memset(str, 0, SA_SOCKADDR_SIZE);
+			if (bpf_probe_read_user(str, SA_SOCKADDR_SIZE, (void *)v) == 0)
+				len = SA_SOCKADDR_SIZE;
+		}
+		break;
+	}
+	if (SA_FAMILY == SA_FAMILY_FUNCTION) {
+		switch (a->type) {
+		case SA_ARG_K_STRING:
+			len = sa_str_result(bpf_probe_read_kernel_str(str, SA_STR_MAX, (void *)v), c, p);
+			break;
+		case SA_ARG_K_SOCK_ADDR:
+			__builtin_memset(str, 0, SA_SOCKADDR_SIZE);
+			if (bpf_probe_read_kernel(str, SA_SOCKADDR_SIZE, (void *)v) == 0)
+				len = SA_SOCKADDR_SIZE;
+			break;
+		case SA_ARG_FILE:
+			len = sa_path_to_slot(str, &((struct file *)v)->f_path);
+			break;
+		case SA_ARG_PATH:
+			len = sa_path_to_slot(str, (const struct path *)v);
+			break;
+		case SA_ARG_BPRM: {
+			struct file *f = BPF_CORE_READ((struct linux_binprm *)v, file);
+			len = sa_path_to_slot(str, &f->f_path);
+			break;
+		}
+		}
+	}
+	c->ints[p] = v;
+	c->str_len[p] = len;
+}
+
+struct sa_read_ctx {
+	struct sa_call *c;
+	const struct sa_point *pt;
+	const struct sa_source *src;
+};
+
+/* One argument slot (a bpf_loop callback: the reader is verified once, not once per slot). */
+static long sa_read_arg_step(__u32 i, struct sa_read_ctx *x)
+{
+	__u64 p = i;
+	asm volatile("" : "+r"(p));
+	if (p >= SA_POINT_ARGS)
+		return 1;
+	sa_read_arg(x->c, p, &x->pt->args[p], x->src);
+	if (x->pt->reverse_mask & (1 << p))
+		sa_reverse(x->c->rev[p], x->c->str[p], x->c->str_len[p]);
+	return 0;
+}
+
+/* Reads every argument the attach point's hooks use, and the reversed strings Postfix dimensions need. */
+static __always_inline void sa_read_args(struct sa_call *c, const struct sa_point *pt, const struct sa_source *src)
+{
+	struct sa_read_ctx x = { .c = c, .pt = pt, .src = src };
+	c->trunc_mask = 0;
+	bpf_loop(pt->nargs, sa_read_arg_step, &x, 0);
+}

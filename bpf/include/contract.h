@@ -1,0 +1,374 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* The contract between the BPF programs and the agent: every constant, enum, record and map key both sides
+ * use is written here, once. `make bpf` compiles it into BTF (bpf/contract.bpf.c names every type) and
+ * tools/ContractGen emits the C# from that BTF into src/SecurityAgent/Events/Contract.g.cs; a test fails
+ * when the committed file drifts from what the generator emits, and LayoutTests compare the C# with the BTF
+ * of the real objects.
+ * C# names come from the C names: the enum's common prefix is dropped and each underscore-separated word
+ * is capitalised (SA_CMP_NOT_D_ADDR -> Cmp.NotDAddr, hook_id -> HookId). Constants are enumerators (BTF has
+ * no #defines). */
+#pragma once
+
+/* Op codes are numbered explicitly: they are a wire format. */
+enum sa_op {
+	SA_OP_EXEC = 1,
+	SA_OP_EXIT = 2,
+	SA_OP_FORK = 3,
+	SA_OP_TRACEPOINT = 10,
+	SA_OP_SOCK = 11,
+	SA_OP_LSM = 12,
+	SA_OP_KPROBE = 13,
+};
+
+/* Sizes and limits. */
+enum sa_limit {
+	SA_PATH_MAX = 4095,        /* bytes of a resolved path, without terminator */
+	SA_ARGS_MAX = 4095,        /* bytes of an exec's argv */
+	SA_DATA_MAX = 16384,       /* exec_event.data */
+	SA_STR_MAX = 256,          /* bytes of a string argument that are matched and sent (terminator included) */
+	SA_LPM_STR_MAX = 248,      /* bytes of a stored prefix: an LPM key holds 256 data bytes, 8 are its header */
+	SA_SOCKADDR_SIZE = 28,     /* bytes of a sockaddr argument (sockaddr_in6, the larger of the two) */
+	SA_MAX_ARGS = 5,           /* arguments one hook reads */
+	SA_MAX_FN_ARGS = 5,        /* function arguments (LSM hooks, kprobes) that can be read */
+	SA_POINT_ARGS = 8,         /* argument reads at one attach point: the union of its hooks' */
+	SA_MAX_PIDS = 4,           /* matchPIDs values per selector */
+	SA_MAX_INT_CMPS = 4,       /* GreaterThan / LessThan / Mask filters per selector */
+	SA_SEL_BITS = 512,         /* selectors at one attach point (64 policies x 5 selectors, and room) */
+	SA_SEL_WORDS = 8,          /* SA_SEL_BITS / 64 */
+	SA_MAX_DIMS = 16,          /* indexed dimensions at one attach point */
+	SA_MAX_HOOKS = 4096,       /* policy hooks loaded at once (ids into sa_hook_stats) */
+	SA_MAX_POINTS = 1024,      /* attach points with policy hooks at once */
+	SA_EVENT_DATA = 2304,      /* policy_event.data: SA_MAX_ARGS strings of < SA_STR_MAX bytes, packed */
+	SA_FOLLOW_BITS = 64,       /* matchPIDs followForks sets (bits of sa_follow values) */
+	SA_SIGKILL = 9,
+	SA_PF_KTHREAD = 0x00200000, /* task_struct.flags (and /proc/PID/stat flags) of a kernel thread */
+	SA_AF_UNIX = 1,
+	SA_AF_INET = 2,
+	SA_AF_INET6 = 10,
+};
+
+/* Attach points whose program serves one point only: their id is fixed (the others get theirs from the
+ * agent, passed as the link's bpf_cookie). */
+enum sa_fixed_point {
+	SA_AP_LSM_FILE_OPEN = 0,
+	SA_AP_LSM_BPRM_CHECK_SECURITY = 1,
+	SA_AP_LSM_SOCKET_CONNECT = 2,
+	SA_AP_LSM_FILE_PERMISSION = 3,
+	SA_AP_CONNECT = 4,         /* cgroup connect4 + connect6 */
+	SA_AP_FIRST_DYNAMIC = 8,
+};
+
+/* exec_event.flags */
+enum sa_exec_flags {
+	SA_EXEC_ARGS_TRUNCATED = 1 << 0,
+	SA_EXEC_PATH_TRUNCATED = 1 << 1,
+	SA_EXEC_CWD_TRUNCATED = 1 << 2,
+	SA_EXEC_ARGS_FAULT = 1 << 3,
+	SA_EXEC_NO_AUID = 1 << 4,
+};
+
+/* Indexes of the per-CPU loss counters (map sa_lost). */
+enum sa_lost_reason {
+	SA_LOST_RINGBUF_FULL = 0,
+	SA_LOST_MAX = 4,
+};
+
+struct event_header {
+	__u8 op;
+	__u8 pad0;
+	__u16 size;      /* whole record, header included */
+	__u32 cpu;
+	__u64 ktime;     /* bpf_ktime_get_boot_ns(), CLOCK_BOOTTIME */
+};
+
+struct exec_event {
+	struct event_header hdr;
+	__u32 pid;
+	__u32 tid;
+	__u32 ppid;
+	__u32 flags;
+	__u64 start_time;        /* task start, CLOCK_BOOTTIME ns (as /proc/PID/stat starttime) */
+	__u64 parent_start_time;
+	__u64 cgroup_id;
+	__u32 uid;
+	__u32 euid;
+	__u32 gid;
+	__u32 egid;
+	__u32 auid;
+	__u32 pad1;
+	__u64 cap_permitted;
+	__u64 cap_effective;
+	__u64 cap_inheritable;
+	__u16 path_len;
+	__u16 args_len;          /* argv, NUL separated */
+	__u16 cwd_len;
+	__u16 pad2;
+	char data[SA_DATA_MAX];  /* path | args | cwd; only the used part is sent */
+};
+
+struct fork_event {
+	struct event_header hdr;
+	__u32 pid;
+	__u32 ppid;
+	__u64 start_time;
+	__u64 parent_start_time;
+};
+
+struct exit_event {
+	struct event_header hdr;
+	__u32 pid;
+	__u32 tid;
+	__u64 start_time;
+	__u32 exit_code;         /* wait(2) status: code << 8, or the signal number */
+	__u32 pad0;
+};
+
+/* Written by the agent; read by every program. */
+struct sa_settings {
+	__u32 agent_tgid;        /* never subject to policies, never signalled */
+	__u32 wakeup_bytes;      /* wake the reader once this many bytes are pending; 0: the kernel's default */
+};
+
+/* The current binary of a process, for matchBinaries (kept by the process sensor). */
+struct sa_binary {
+	__u32 len;
+	char path[SA_STR_MAX];
+};
+
+/* ---- Tracing policies ---- */
+
+/* How to read and render an argument. */
+enum sa_arg_type {
+	SA_ARG_NONE = 0,
+	SA_ARG_INT = 1,          /* signed integer of `size` bytes */
+	SA_ARG_U_INT = 2,        /* unsigned integer of `size` bytes */
+	SA_ARG_STRING = 3,       /* user-space char *, read as a string */
+	SA_ARG_SOCK_ADDR = 4,    /* user-space struct sockaddr * (cgroup hooks: the connect's destination) */
+	SA_ARG_FD = 5,           /* file descriptor (int) */
+	SA_ARG_FILE = 6,         /* struct file *: its path */
+	SA_ARG_PATH = 7,         /* struct path *: the path */
+	SA_ARG_BPRM = 8,         /* struct linux_binprm *: the executed file's path */
+	SA_ARG_K_SOCK_ADDR = 9,  /* kernel struct sockaddr * */
+	SA_ARG_K_STRING = 10,    /* kernel char * */
+};
+
+/* Comparisons of a selector (matchArgs, matchBinaries, matchPIDs, matchCapabilities). */
+enum sa_cmp {
+	SA_CMP_NONE = 0,
+	SA_CMP_IN = 1,           /* Equal / In / InMap: value in the filter's set */
+	SA_CMP_NOT_IN = 2,
+	SA_CMP_PREFIX = 3,
+	SA_CMP_NOT_PREFIX = 4,
+	SA_CMP_POSTFIX = 5,
+	SA_CMP_NOT_POSTFIX = 6,
+	SA_CMP_GREATER_THAN = 7,
+	SA_CMP_LESS_THAN = 8,
+	SA_CMP_MASK = 9,
+	SA_CMP_D_ADDR = 10,
+	SA_CMP_NOT_D_ADDR = 11,
+	SA_CMP_D_PORT = 12,
+	SA_CMP_NOT_D_PORT = 13,
+	SA_CMP_FAMILY = 14,
+	SA_CMP_NOT_FAMILY = 15,
+};
+
+enum sa_action {
+	SA_ACT_NONE = 0,
+	SA_ACT_POST = 1 << 0,
+	SA_ACT_SIGKILL = 1 << 1,
+	SA_ACT_SIGNAL = 1 << 2,
+	SA_ACT_OVERRIDE = 1 << 3,
+};
+
+/* policy_event.flags */
+enum sa_policy_event_flags {
+	SA_PEV_ENFORCED = 1 << 0,        /* the signal was sent / the errno returned */
+	SA_PEV_MONITOR = 1 << 1,         /* policy-mode monitor: would have enforced */
+	SA_PEV_SAFETY_REFUSED = 1 << 2,  /* target was pid 1, a kernel thread or the agent */
+	SA_PEV_STR_TRUNCATED = 1 << 3,
+	SA_PEV_DENY_SET = 1 << 4,        /* enforced because user space put the process in the deny set */
+};
+
+/* An indexed dimension of the selectors at an attach point: one map lookup per call gives the bitmap of the
+ * selectors whose value set holds the call's value. Process-level kinds (the binary) sort first. */
+enum sa_dim_kind {
+	SA_DIM_BIN_EXACT = 1,    /* sa_str_set, the binary's path */
+	SA_DIM_BIN_PREFIX = 2,   /* sa_str_prefix, the binary's path */
+	SA_DIM_BIN_POSTFIX = 3,  /* sa_str_prefix, the binary's path reversed */
+	SA_DIM_STR_EXACT = 4,    /* sa_str_set, a string argument */
+	SA_DIM_STR_PREFIX = 5,   /* sa_str_prefix, a string argument */
+	SA_DIM_STR_POSTFIX = 6,  /* sa_str_prefix, a string argument reversed */
+	SA_DIM_INT = 7,          /* sa_int_set, an integer argument */
+	SA_DIM_ADDR = 8,         /* sa_addr_lpm, a sockaddr's address */
+	SA_DIM_PORT = 9,         /* sa_int_set, a sockaddr's port */
+	SA_DIM_FAMILY = 10,      /* sa_int_set, a sockaddr's family */
+};
+
+/* sa_selector.flags */
+enum sa_selector_flags {
+	SA_SEL_ENFORCE = 1 << 0,     /* policy-mode enforce (else monitor) */
+	SA_SEL_USER_SPACE = 1 << 1,  /* matchParentBinaries: user space decides; check the deny set, wake the reader */
+	SA_SEL_PID_NS = 1 << 2,      /* matchPIDs isNamespacePID */
+};
+
+/* Where an argument comes from and how it is read. */
+struct sa_point_arg {
+	__u16 offset;            /* tracepoints: offset in the record; functions: argument number */
+	__u8 size;
+	__u8 type;               /* enum sa_arg_type */
+};
+
+struct sa_dim {
+	__u8 kind;               /* enum sa_dim_kind */
+	__u8 slot;               /* point argument slot (argument kinds) */
+	__u16 pad;
+	__u64 care[SA_SEL_WORDS];    /* selectors that constrain this dimension */
+	__u64 neg[SA_SEL_WORDS];     /* ... with a negated operator (NotIn, NotPrefix, NotDAddr, ...) */
+};
+
+/* One generation of an attach point's configuration (sa_points[{ap, gen}]): the union of the arguments its
+ * hooks read and the indexed dimensions of their selectors. */
+struct sa_point {
+	__u16 nbits;             /* selector bits in use */
+	__u8 nargs;
+	__u8 ndims;
+	__u8 nproc_dims;         /* the first nproc_dims dimensions need no argument */
+	__u8 reverse_mask;       /* argument slots whose reversed string a Postfix dimension looks up */
+	__u16 pad;
+	struct sa_point_arg args[SA_POINT_ARGS];
+	__u64 valid[SA_SEL_WORDS];   /* bits < nbits */
+	struct sa_dim dims[SA_MAX_DIMS];
+};
+
+/* Keys of sa_points and sa_selectors. */
+struct sa_gen_key {
+	__u32 ap;
+	__u32 gen;
+};
+
+struct sa_selector_key {
+	__u32 ap;
+	__u32 gen;
+	__u32 bit;
+};
+
+/* A comparison that is not indexed: evaluated only for selectors that survive every dimension. */
+struct sa_int_cmp {
+	__u8 slot;               /* point argument slot */
+	__u8 cmp;                /* SA_CMP_GREATER_THAN / LESS_THAN / MASK */
+	__u8 is_signed;
+	__u8 pad[5];
+	__u64 value;
+};
+
+/* One selector bit of one generation: what is not indexed, and the actions of its hook. */
+struct sa_selector {
+	__u32 hook_id;
+	__u32 policy_id;
+	__u16 hook_end;          /* first bit after this hook's selectors */
+	__u8 index;              /* selector number within the hook */
+	__u8 flags;              /* enum sa_selector_flags */
+	__u32 actions;           /* enum sa_action bits */
+	__u32 signal;            /* for SA_ACT_SIGNAL */
+	__s32 error;             /* Override errno (negative) */
+	__u64 rate_limit_ns;     /* Post at most once per window per process; 0: no limit */
+	__u32 scope_id;          /* non-zero: only processes whose cgroup is in sa_scope[scope_id] */
+	__u8 pid_cmp;            /* SA_CMP_IN / SA_CMP_NOT_IN */
+	__u8 npids;
+	__u8 follow;             /* matchPIDs followForks: 1 + bit in sa_follow masks; 0 none */
+	__u8 cap_cmp;            /* SA_CMP_IN: any of the mask held; SA_CMP_NOT_IN: none held */
+	__u32 pids[SA_MAX_PIDS];
+	__u64 cap_mask;
+	__u8 cap_set;            /* 0 effective, 1 permitted, 2 inheritable */
+	__u8 ncmps;
+	__u8 nargs;              /* the hook's arguments ... */
+	__u8 args[SA_MAX_ARGS];  /* ... and the point slot each is read into */
+	struct sa_int_cmp cmps[SA_MAX_INT_CMPS];
+};
+
+/* Value-set maps: {generation, attach point, dimension, value} -> bitmap of the selectors whose set holds the
+ * value (for prefixes and CIDRs: of every stored prefix of it, so the longest match answers for all). */
+struct sa_value_hdr {
+	__u32 gen;
+	__u16 ap;
+	__u16 dim;
+};
+
+struct sa_bitmap {
+	__u64 w[SA_SEL_WORDS];
+};
+
+struct sa_str_key {
+	struct sa_value_hdr hdr;
+	char data[SA_STR_MAX];   /* zero padded */
+};
+
+struct sa_lpm_key {
+	__u32 prefixlen;         /* 64 (header) + 8 * bytes */
+	struct sa_value_hdr hdr;
+	char data[SA_LPM_STR_MAX];
+};
+
+struct sa_int_key {
+	struct sa_value_hdr hdr;
+	__u64 value;
+};
+
+struct sa_addr_key {
+	__u32 prefixlen;         /* 64 (header) + 8 (family) + address bits */
+	struct sa_value_hdr hdr;
+	__u8 family;
+	__u8 addr[16];
+};
+
+/* A policy's scope: the cgroups (containers) of the pods its podSelector / namespace selects. */
+struct sa_scope_key {
+	__u32 scope_id;
+	__u32 pad;
+	__u64 cgroup_id;
+};
+
+/* Processes user space decided against (ancestry rules): their next matches are enforced in the kernel. */
+struct sa_deny_key {
+	__u32 hook_id;
+	__u32 selector;
+	__u32 tgid;
+};
+
+struct sa_rate_key {
+	__u32 hook_id;
+	__u32 selector;
+	__u32 tgid;
+	__u32 pad;
+};
+
+/* Kernel-side counters (per-CPU, summed by the agent): per hook, and calls seen per attach point. */
+struct sa_hook_stats {
+	__u64 matched;
+	__u64 posted;
+	__u64 enforced;
+	__u64 rate_limited;
+};
+
+struct sa_point_stats {
+	__u64 seen;
+};
+
+/* A policy hook's match. Only the used part travels: the strings (and sockaddrs) of the hook's arguments
+ * follow the fixed part back to back, in argument order, each str_len bytes. */
+struct policy_event {
+	struct event_header hdr;
+	__u32 pid;
+	__u32 tid;
+	__u32 hook_id;
+	__u32 policy_id;
+	__u8 selector;
+	__u8 flags;              /* enum sa_policy_event_flags */
+	__u8 nargs;
+	__u8 pad0;
+	__u32 actions;
+	__u64 ints[SA_MAX_ARGS];
+	__u16 str_len[SA_MAX_ARGS];
+	__u16 pad1[3];
+	char data[SA_EVENT_DATA];
+};

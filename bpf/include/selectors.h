@@ -1,0 +1,138 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Selector evaluation by bitmap intersection. Every selector of every hook at an attach point has a bit.
+ * Each indexed dimension (a string argument's exact value, prefix or postfix; an integer argument's set; a
+ * sockaddr's address, port or family; the binary's path) is one map lookup keyed by {generation, attach
+ * point, dimension, value}, whose value is the bitmap of the selectors whose set holds the value. Per
+ * dimension a selector survives when it does not care, or when the lookup's bit differs from its negation
+ * bit (NotIn, NotPrefix ... are negated). The cost of a call is one lookup per dimension, whatever the
+ * number of policies. What is not indexed runs only for the bits that survive every dimension. */
+#pragma once
+#include "args.h"
+
+/* The call being evaluated. Lives on the program's stack; bpf_loop callbacks get a pointer to it. */
+struct sa_run {
+	struct sa_call *c;
+	const struct sa_point *pt;
+	const struct sa_binary *bin; /* the process's binary (unknown: the call state's empty one) */
+	__u32 ap;
+	__u32 gen;
+	__u32 tgid;
+	__u32 tid;
+	__u32 dim_from;              /* dimensions [dim_from, dim_end) are evaluated next */
+	__u32 dim_end;
+	__u32 op;
+	__u32 bit;                   /* next selector bit to consider */
+	__s32 verdict;               /* errno for LSM and cgroup hooks (0: allow) */
+	bool alive;
+};
+
+static __always_inline const void *sa_lookup_exact(struct sa_call *c, struct sa_value_hdr hdr, const char *s, __u32 len)
+{
+	__builtin_memset(&c->key.str, 0, sizeof(c->key.str));
+	c->key.str.hdr = hdr;
+	bpf_probe_read_kernel(c->key.str.data, len & (SA_STR_MAX - 1), s);
+	return bpf_map_lookup_elem(&sa_str_set, &c->key.str);
+}
+
+static __always_inline const void *sa_lookup_prefix(struct sa_call *c, struct sa_value_hdr hdr, const char *s, __u32 len)
+{
+	if (len > SA_LPM_STR_MAX)
+		len = SA_LPM_STR_MAX;
+	c->key.lpm.prefixlen = 8 * sizeof(hdr) + 8 * len;
+	c->key.lpm.hdr = hdr;
+	bpf_probe_read_kernel(c->key.lpm.data, len & 0xff, s);
+	return bpf_map_lookup_elem(&sa_str_prefix, &c->key.lpm);
+}
+
+static __always_inline const void *sa_lookup_int(struct sa_call *c, struct sa_value_hdr hdr, __u64 v)
+{
+	c->key.num.hdr = hdr;
+	c->key.num.value = v;
+	return bpf_map_lookup_elem(&sa_int_set, &c->key.num);
+}
+
+static __always_inline const void *sa_lookup_addr(struct sa_call *c, struct sa_value_hdr hdr, const char *sa)
+{
+	__u16 family = sa_sockaddr_family(sa);
+	__builtin_memset(&c->key.addr, 0, sizeof(c->key.addr));
+	c->key.addr.hdr = hdr;
+	c->key.addr.family = family;
+	if (family == SA_AF_INET) {
+		__builtin_memcpy(c->key.addr.addr, sa + 4, 4);
+		c->key.addr.prefixlen = 8 * sizeof(hdr) + 8 + 32;
+	} else if (family == SA_AF_INET6) {
+		__builtin_memcpy(c->key.addr.addr, sa + 8, 16);
+		c->key.addr.prefixlen = 8 * sizeof(hdr) + 8 + 128;
+	} else {
+		return NULL;
+	}
+	return bpf_map_lookup_elem(&sa_addr_lpm, &c->key.addr);
+}
+
+/* The bitmap of the selectors whose value set holds this call's value of dimension `di` (NULL: none). */
+static __always_inline const struct sa_bitmap *sa_dim_lookup(struct sa_run *r, const struct sa_dim *d, __u32 di)
+{
+	struct sa_call *c = r->c;
+	struct sa_value_hdr hdr = { .gen = r->gen, .ap = r->ap, .dim = di };
+	__u32 p = d->slot & (SA_POINT_ARGS - 1);
+	const char *bin = r->bin->path;
+	__u32 bin_len = r->bin->len & (SA_STR_MAX - 1);
+
+	switch (d->kind) {
+	case SA_DIM_BIN_EXACT:
+		/* Binaries are kept zero padded: the key is a plain copy. */
+		c->key.str.hdr = hdr;
+		__builtin_memcpy(c->key.str.data, bin, SA_STR_MAX);
+		return bpf_map_lookup_elem(&sa_str_set, &c->key.str);
+	case SA_DIM_BIN_PREFIX:
+		return sa_lookup_prefix(c, hdr, bin, bin_len);
+	case SA_DIM_BIN_POSTFIX:
+		sa_reverse(c->bin_rev, bin, bin_len);
+		return sa_lookup_prefix(c, hdr, c->bin_rev, bin_len);
+	case SA_DIM_STR_EXACT:
+		return sa_lookup_exact(c, hdr, c->str[p], c->str_len[p]);
+	case SA_DIM_STR_PREFIX:
+		return sa_lookup_prefix(c, hdr, c->str[p], c->str_len[p]);
+	case SA_DIM_STR_POSTFIX:
+		return sa_lookup_prefix(c, hdr, c->rev[p], c->str_len[p]);
+	case SA_DIM_INT:
+		return sa_lookup_int(c, hdr, c->ints[p]);
+	case SA_DIM_PORT:
+		return c->str_len[p] ? sa_lookup_int(c, hdr, sa_sockaddr_port(c->str[p])) : NULL;
+	case SA_DIM_FAMILY:
+		return c->str_len[p] ? sa_lookup_int(c, hdr, sa_sockaddr_family(c->str[p])) : NULL;
+	case SA_DIM_ADDR:
+		return c->str_len[p] ? sa_lookup_addr(c, hdr, c->str[p]) : NULL;
+	}
+	return NULL;
+}
+
+/* One dimension (a bpf_loop callback: verified once, whatever the number of dimensions). */
+static long sa_eval_dim(__u32 i, struct sa_run *r)
+{
+	__u64 di = i + r->dim_from;
+	asm volatile("" : "+r"(di));
+	if (di >= r->dim_end || di >= SA_MAX_DIMS)
+		return 1;
+	const struct sa_dim *d = &r->pt->dims[di];
+	const struct sa_bitmap *hit = sa_dim_lookup(r, d, di);
+	__u64 any = 0;
+	for (int w = 0; w < SA_SEL_WORDS; w++) {
+		__u64 h = hit ? hit->w[w] : 0;
+		r->c->live[w] &= ~d->care[w] | (h ^ d->neg[w]);
+		any |= r->c->live[w];
+	}
+	r->alive = any != 0;
+	return any ? 0 : 1;
+}
+
+/* Evaluates dimensions [from, to); false when no selector survives. */
+static __always_inline bool sa_eval_dims(struct sa_run *r, __u32 from, __u32 to)
+{
+	if (from >= to)
+		return r->alive;
+	r->dim_from = from;
+	r->dim_end = to;
+	bpf_loop(to - from, sa_eval_dim, r, 0);
+	return r->alive;
+}

@@ -1,0 +1,60 @@
+namespace SecurityAgent.Bpf;
+
+/// <summary>A map an object does not create but takes from another, already loaded object.</summary>
+/// <param name="Map">The map's name (the same definition in both objects).</param>
+/// <param name="Owner">The <see cref="BpfObjectSpec.Name"/> of the object that created it.</param>
+public sealed record SharedMap(string Map, string Owner);
+
+/// <summary>Plain data: what to load, before anything touches the kernel (cilium/ebpf's CollectionSpec). The ELF
+/// comes from the agent's embedded objects; maps are resized here; the maps it shares with other objects are
+/// listed here, never inferred from equal names. <see cref="BpfObject.Load"/> turns it into a live object.</summary>
+public sealed record BpfObjectSpec(string Name, string File)
+{
+    /// <summary>Map name → max_entries, overriding the object's definition.</summary>
+    public IReadOnlyDictionary<string, uint> MaxEntries { get; init; } = new Dictionary<string, uint>();
+
+    public IReadOnlyList<SharedMap> Shares { get; init; } = [];
+
+    /// <summary>The programs to load; null: all of them.</summary>
+    public IReadOnlyList<string>? Programs { get; init; }
+
+    public static IEnumerable<SharedMap> From(string owner, IEnumerable<string> maps) => maps.Select(m => new SharedMap(m, owner));
+}
+
+/// <summary>The objects the agent loads and what they share. The process sensor's object owns the ring buffer,
+/// the loss counters, the settings and the pid tables; tracepoint.bpf.o owns the policy engine's maps, which
+/// the other hook families share.</summary>
+public static class ObjectSpecs
+{
+    public static readonly IReadOnlyList<string> ProcessShared =
+        [BpfNames.Maps.Events, BpfNames.Maps.Lost, BpfNames.Maps.Settings, BpfNames.Maps.ExecBinary, BpfNames.Maps.Follow];
+
+    public static readonly IReadOnlyList<string> PolicyShared =
+    [
+        BpfNames.Maps.Active, BpfNames.Maps.Points, BpfNames.Maps.Selectors, BpfNames.Maps.StrSet, BpfNames.Maps.StrPrefix,
+        BpfNames.Maps.IntSet, BpfNames.Maps.AddrLpm, BpfNames.Maps.HookStats, BpfNames.Maps.PointStats, BpfNames.Maps.Deny,
+        BpfNames.Maps.Scope, BpfNames.Maps.Rate,
+    ];
+
+    public static BpfObjectSpec Process(uint ringBufferBytes) => new("process", BpfNames.Process.File)
+    {
+        MaxEntries = new Dictionary<string, uint> { [BpfNames.Maps.Events] = ringBufferBytes },
+    };
+
+    public static BpfObjectSpec PolicyTracepoint { get; } = new("tracepoint", BpfNames.Tracepoint.File)
+    {
+        Shares = BpfObjectSpec.From("process", ProcessShared).ToList(),
+    };
+
+    public static BpfObjectSpec PolicyLsm { get; } = Family("lsm", BpfNames.Lsm.File);
+    public static BpfObjectSpec PolicyKprobe { get; } = Family("kprobe", BpfNames.Kprobe.File);
+    public static BpfObjectSpec PolicySock { get; } = Family("sock", BpfNames.Sock.File);
+
+    private static BpfObjectSpec Family(string name, string file) => new(name, file)
+    {
+        Shares = BpfObjectSpec.From("process", ProcessShared).Concat(BpfObjectSpec.From(PolicyTracepoint.Name, PolicyShared)).ToList(),
+    };
+
+    /// <summary>The feature probe's object with one program loaded.</summary>
+    public static BpfObjectSpec Probe(string program) => new("probe", BpfNames.Probe.File) { Programs = [program] };
+}
