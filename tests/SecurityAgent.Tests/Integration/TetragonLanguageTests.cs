@@ -71,4 +71,44 @@ public class TetragonLanguageTests
         var arg = Assert.Single(body.GetProperty("args").EnumerateArray()); // the socket is declared, not read: the destination only
         Assert.Equal(port, arg.GetProperty("sockaddr_arg").GetProperty("port").GetInt32());
     }
+
+    private static (int Code, string Stdout, string Stderr) Secagent(params string[] args) => Run.Wait("dotnet", [Repo.AgentDll, .. args], timeoutMs: 30_000);
+
+    private const string TcpConnect = """
+        apiVersion: cilium.io/v1alpha1
+        kind: TracingPolicy
+        metadata:
+          name: tcp-connect
+        spec:
+          kprobes:
+          - call: tcp_connect
+            syscall: false
+            args:
+            - index: 0
+              type: sock
+        """;
+
+    [Fact]
+    public void Validating_for_another_kernel_judges_its_mechanisms_and_exits_3_when_only_this_builds_engine_lacks_a_feature()
+    {
+        using var dir = new TempDir();
+        var policy = dir.File("tcp.yaml");
+        File.WriteAllText(policy, TcpConnect);
+        var node = dir.File("node.json");
+        File.WriteAllText(node, Secagent("probe", "--json").Stdout);
+
+        var all = Secagent("policy", "validate", "--for-kernel", "all", policy);
+        Assert.Equal(3, all.Code);
+        Assert.Contains("note: spec.kprobes[0].args[0].type: unsupported: argument type 'sock'", all.Stdout);
+        Assert.Contains("valid for kernel any", all.Stdout);
+
+        var here = Secagent("policy", "validate", "--for-kernel", node, policy);
+        Assert.Equal(1, here.Code); // this machine has no kprobes: the hook itself is refused, at its position
+        Assert.Contains($"{policy}:7:11: spec.kprobes[0].call: needs kprobes or fentry to hook 'tcp_connect'", here.Stdout);
+
+        File.WriteAllText(node, "{\"kernel\": \"6.1\"}");
+        var bad = Secagent("policy", "validate", "--for-kernel", node, policy);
+        Assert.Equal(1, bad.Code);
+        Assert.Contains("not the output of `secagent probe --json`", bad.Stderr);
+    }
 }
