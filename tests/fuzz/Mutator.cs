@@ -46,7 +46,8 @@ public sealed class Mutator(IReadOnlyList<string> corpus, ulong seed)
         "sizeArgIndex", "label", "message", "tags", "loader", "enforcers", "selectros", "<<", "", "a b", "x.y", "[0]",
         "usdts", "path", "symbols", "offsets", "provider", "calls", "argSock", "argFqdn", "argUrl", "argIndex", "argValue", "resolve", "returnCopy",
         "maxData", "returnArgAction", "matchNamespaceChanges", "matchCapabilityChanges", "matchReturnActions", "isNamespaceCapability",
-        "kernelStackTrace", "userStackTrace", "imaHash", "followChildren", "ignore", "callNotFound",
+        "kernelStackTrace", "userStackTrace", "imaHash", "followChildren", "ignore", "callNotFound", "selectorsMacros", "macros", "nodeSelector",
+        "fentries", "btfType", "matchWorkloads",
     ];
 
     public string Next(out string description)

@@ -21,7 +21,10 @@ public sealed record PolicyMetadata(SourcePos Pos, string Path, Located<string> 
 
 public sealed record PolicySpec(SourcePos Pos, string Path, IReadOnlyList<HookSpec> Hooks, IReadOnlyList<ListSpec> Lists,
     IReadOnlyList<OptionSpec> Options, LabelSelectorSpec? PodSelector, LabelSelectorSpec? ContainerSelector,
-    IReadOnlyList<EnforcerSpec> Enforcers, Located<bool>? Loader) : PolicyNode(Pos, Path);
+    IReadOnlyList<EnforcerSpec> Enforcers, Located<bool>? Loader, IReadOnlyList<MacroSpec> Macros) : PolicyNode(Pos, Path);
+
+/// <summary>spec.selectorsMacros entry: a named selector whose fields selectors take with `macros: [NAME]`.</summary>
+public sealed record MacroSpec(Located<string> Name, SelectorSpec Selector);
 
 /// <summary>spec.enforcers entry: the calls a NotifyEnforcer action denies.</summary>
 public sealed record EnforcerSpec(SourcePos Pos, string Path, IReadOnlyList<Located<string>> Calls) : PolicyNode(Pos, Path);
@@ -54,7 +57,7 @@ public sealed record LsmHookSpec(SourcePos Pos, string Path, Located<string> Hoo
 public sealed record ArgSpec(SourcePos Pos, string Path, Located<int> Index, Located<string> Type, string? Label,
     Located<int>? SizeArgIndex, Located<bool>? ReturnCopy, Located<bool>? MaxData, Located<string>? Resolve) : PolicyNode(Pos, Path);
 
-public sealed record SelectorSpec(SourcePos Pos, string Path,
+public sealed record SelectorSpec(SourcePos Pos, string Path, Located<string>? Label, IReadOnlyList<Located<string>> Macros,
     IReadOnlyList<ArgMatcherSpec> MatchArgs,
     IReadOnlyList<ArgMatcherSpec> MatchData,
     IReadOnlyList<ArgMatcherSpec> MatchReturnArgs,

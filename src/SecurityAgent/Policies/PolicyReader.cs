@@ -8,18 +8,52 @@ public static class PolicyReader
     public static TracingPolicy Read(YamlDocument doc, DiagnosticBag diags)
     {
         var (policy, unread) = ReadAll(doc);
-        foreach (var (pos, path) in unread)
-            diags.Error(pos, path, $"unsupported: '{path}' is not implemented by SecurityAgent yet");
+        foreach (var (pos, path, what) in unread)
+            diags.Error(pos, path, $"unsupported: {what ?? $"'{path}'"} is not implemented by SecurityAgent yet");
         return policy;
     }
 
-    /// <summary>The policy, and the fields of the document that the reader did not take into the model.</summary>
-    internal static (TracingPolicy Policy, List<(SourcePos Pos, string Path)> Unread) ReadAll(YamlDocument doc)
+    /// <summary>The policy, and the fields of the document that the reader did not take into the model: those the
+    /// schema has for Tetragon's sake but SecurityAgent refuses (with what they are), and any other.</summary>
+    internal static (TracingPolicy Policy, List<(SourcePos Pos, string Path, string? What)> Unread) ReadAll(YamlDocument doc)
     {
-        var all = new List<Fields>();
-        var root = new Fields((YMapping)doc.Root, "", all);
+        var context = new Context();
+        var root = new Fields((YMapping)doc.Root, "", context);
         var policy = new TracingPolicy(root.Pos, "", root.Str("apiVersion")!, root.Str("kind")!, Metadata(root.Object("metadata")!), Spec(root.Object("spec")!));
-        return (policy, all.SelectMany(f => f.Unread()).ToList());
+        return (policy, [.. context.Refused, .. context.All.SelectMany(f => f.Unread()).Select(u => (u.Item1, u.Item2, (string?)null))]);
+    }
+
+    /// <summary>Fields of Tetragon's policy language that SecurityAgent refuses, by the object that holds them.</summary>
+    private static readonly (string Parent, string Name, string What)[] RefusedFields =
+    [
+        ("spec", "fentries", "fentries (kprobe-style hooks attached through fentry; kprobes on the same functions are)"),
+        ("spec", "hostSelector", "hostSelector (host workloads only, or all)"),
+        ("spec", "nodeSelector", "nodeSelector (loading only on nodes with these labels: the agent does not know its node's labels)"),
+        ("kprobes", "data", "data (values read at the hook for matchData)"),
+        ("uprobes", "data", "data (values read at the hook for matchData)"),
+        ("uprobes", "binaryDigests", "binaryDigests (attaching only to binaries with these digests)"),
+        ("uprobes", "ignore", "ignore (digestVerificationFailure)"),
+        ("args", "source", "source (where the argument is read from)"),
+        ("args", "btfType", "btfType (reading the argument as a BTF type)"),
+        ("args", "btfTypeModule", "btfTypeModule (the module whose BTF has btfType)"),
+        ("returnArg", "source", "source (where the argument is read from)"),
+        ("returnArg", "btfType", "btfType (reading the argument as a BTF type)"),
+        ("returnArg", "btfTypeModule", "btfTypeModule (the module whose BTF has btfType)"),
+        ("selectors", "matchWorkloads", "matchWorkloads (a selector's own pod, container or host scope; spec.podSelector and containerSelector are)"),
+        ("matchActions", "argRegs", "argRegs (setting a uprobe's registers)"),
+        ("matchActions", "argNewSymbol", "argNewSymbol (redirecting a uprobe)"),
+        ("matchActions", "argNewAddr", "argNewAddr (redirecting a uprobe)"),
+        ("matchActions", "argNewOffset", "argNewOffset (redirecting a uprobe)"),
+        ("matchReturnActions", "argRegs", "argRegs (setting a uprobe's registers)"),
+        ("matchReturnActions", "argNewSymbol", "argNewSymbol (redirecting a uprobe)"),
+        ("matchReturnActions", "argNewAddr", "argNewAddr (redirecting a uprobe)"),
+        ("matchReturnActions", "argNewOffset", "argNewOffset (redirecting a uprobe)"),
+    ];
+
+    private sealed class Context
+    {
+        public List<Fields> All { get; } = [];
+        public List<(SourcePos, string, string?)> Refused { get; } = [];
     }
 
     private static PolicyMetadata Metadata(Fields m) =>
@@ -46,14 +80,15 @@ public static class PolicyReader
             s.List("options", f => new OptionSpec(f.Pos, f.Path, f.Str("name")!, f.Str("value"))),
             s.Object("podSelector") is { } pods ? LabelSelector(pods) : null,
             s.Object("containerSelector") is { } containers ? LabelSelector(containers) : null,
-            s.List("enforcers", f => new EnforcerSpec(f.Pos, f.Path, f.Strings("calls"))), s.Bool("loader"));
+            s.List("enforcers", f => new EnforcerSpec(f.Pos, f.Path, f.Strings("calls"))), s.Bool("loader"),
+            s.Entries("selectorsMacros", "selectors", (name, f) => new MacroSpec(name, Selector(f))));
         return spec;
     }
 
     private static ArgSpec Arg(Fields f) => new(f.Pos, f.Path, f.Int("index")!, f.Str("type")!, f.Str("label")?.Value,
         f.Int("sizeArgIndex"), f.Bool("returnCopy"), f.Bool("maxData"), f.Str("resolve"));
 
-    private static SelectorSpec Selector(Fields f) => new(f.Pos, f.Path,
+    private static SelectorSpec Selector(Fields f) => new(f.Pos, f.Path, f.Str("label"), f.Strings("macros"),
         f.List("matchArgs", ArgMatcher), f.List("matchData", ArgMatcher), f.List("matchReturnArgs", ArgMatcher),
         f.List("matchPIDs", p => new PidMatcherSpec(p.Pos, p.Path, p.Str("operator")!, p.Strings("values"),
             p.Bool("isNamespacePID")?.Value == true, p.Bool("followForks")?.Value == true)),
@@ -86,13 +121,31 @@ public static class PolicyReader
         private readonly HashSet<string> _read = [];
         private readonly YMapping map;
         private readonly string path;
-        private readonly List<Fields> all;
+        private readonly Context context;
 
-        public Fields(YMapping map, string path, List<Fields> all)
+        /// <param name="kind">Which object this is, for <see cref="RefusedFields"/>: the field that holds it, by default.</param>
+        public Fields(YMapping map, string path, Context context, string? kind = null)
         {
-            (this.map, this.path, this.all) = (map, path, all);
-            all.Add(this);
+            (this.map, this.path, this.context) = (map, path, context);
+            context.All.Add(this);
+            kind ??= path.Split('.')[^1].Split('[')[0];
+            foreach (var (holder, name, what) in RefusedFields)
+                if (holder == kind) Refuse(name, what);
         }
+
+        /// <summary>A field Tetragon defines that SecurityAgent refuses: reported with what it is.</summary>
+        private void Refuse(string name, string what)
+        {
+            if (Present(name) is { } pos)
+                context.Refused.Add((pos, At(name), what));
+        }
+
+        /// <summary>The entries of a mapping whose keys are names (selectorsMacros), each an object of <paramref name="kind"/>.</summary>
+        public IReadOnlyList<T> Entries<T>(string name, string kind, Func<Located<string>, Fields, T> read) =>
+            Node(name) is YMapping m
+                ? m.Entries.Where(e => e.Value is YMapping).Select(e => read(new Located<string>(e.Key.Value, e.Key.Pos, At(name) + "." + e.Key.Value),
+                    new Fields((YMapping)e.Value, At(name) + "." + e.Key.Value, context, kind))).ToList()
+                : [];
 
         public SourcePos Pos => map.Pos;
         public string Path => path;
@@ -118,7 +171,7 @@ public static class PolicyReader
 
         public SourcePos? Present(string name) => Node(name)?.Pos;
 
-        public Fields? Object(string name) => Node(name) is YMapping m ? new Fields(m, At(name), all) : null;
+        public Fields? Object(string name) => Node(name) is YMapping m ? new Fields(m, At(name), context) : null;
 
         public IReadOnlyList<T> List<T>(string name, Func<Fields, T> read)
         {
@@ -126,7 +179,7 @@ public static class PolicyReader
             var list = new List<T>(seq.Items.Count);
             for (int i = 0; i < seq.Items.Count; i++)
             {
-                list.Add(read(new Fields((YMapping)seq.Items[i], $"{At(name)}[{i}]", all)));
+                list.Add(read(new Fields((YMapping)seq.Items[i], $"{At(name)}[{i}]", context)));
             }
             return list;
         }

@@ -45,6 +45,8 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
 
     private SelectorPlan Selector(SelectorSpec s, HookKind kind, Placement? placement, IReadOnlyList<ArgInfo> args, HookSpec hook)
     {
+        if (s.Label is { } label)
+            d.Warning(label.Pos, label.Path, "events do not carry selector labels yet: the label is not reported");
         if (s.MatchData.Count > 0)
             d.Error(s.MatchData[0].Pos, PolicySchema.Child(s.Path, "matchData"), "unsupported: matchData filters a hook's data: entries, which SecurityAgent does not read");
         MatchReturnArgs(s, hook);

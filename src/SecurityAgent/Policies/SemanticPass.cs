@@ -32,7 +32,8 @@ internal sealed class SemanticPass(KernelFeatures features, Func<string, string,
         var placement = new HookPlacement(features, formats);
         var hooks = new List<HookPlan>();
         bool complete = true;
-        foreach (var hook in p.Spec.Hooks.SelectMany(h => Expand(h, lists, d)))
+        var macros = Macros(p.Spec.Macros, d);
+        foreach (var hook in p.Spec.Hooks.Select(h => WithMacros(h, macros, d)).SelectMany(h => Expand(h, lists, d)))
         {
             var place = placement.Place(hook, d);
             var args = ArgumentLayout.Layout(hook, place, d);
@@ -48,6 +49,54 @@ internal sealed class SemanticPass(KernelFeatures features, Func<string, string,
             d.Error(p.Spec.Pos, p.Spec.Path, "the policy has no tracepoints, kprobes, lsmhooks, uprobes or usdts");
         var scope = ScopeCompiler.Compile(p, d);
         return d.HasErrors || !complete ? null : new PolicyPlan(p.Metadata.Name.Value, file, enforce, hooks, sets, scope);
+    }
+
+    /// <summary>spec.selectorsMacros by name; a macro cannot use macros (as in Tetragon).</summary>
+    private static Dictionary<string, SelectorSpec> Macros(IReadOnlyList<MacroSpec> macros, DiagnosticBag d)
+    {
+        foreach (var m in macros.Where(m => m.Selector.Macros.Count > 0))
+            d.Error(m.Selector.Macros[0].Pos, m.Selector.Macros[0].Path, $"macro '{PolicyValues.Shorten(m.Name.Value)}' uses another macro: a macro definition cannot");
+        return macros.ToDictionary(m => m.Name.Value, m => m.Selector);
+    }
+
+    /// <summary>A hook whose selectors take the fields of the macros they name: each field from one place only
+    /// (the selector or one macro), the selector's label before a macro's, as Tetragon's appendMacrosSelectors.</summary>
+    private static HookSpec WithMacros(HookSpec hook, Dictionary<string, SelectorSpec> macros, DiagnosticBag d)
+    {
+        if (hook.Selectors.All(s => s.Macros.Count == 0)) return hook;
+        return hook with { Selectors = hook.Selectors.Select(s => s.Macros.Aggregate(s, (sel, name) => Apply(sel, name, macros, d))).ToList() };
+    }
+
+    private static SelectorSpec Apply(SelectorSpec s, Located<string> name, Dictionary<string, SelectorSpec> macros, DiagnosticBag d)
+    {
+        if (!macros.TryGetValue(name.Value, out var m))
+        {
+            d.Error(name.Pos, name.Path, macros.Count == 0 ? $"macro '{PolicyValues.Shorten(name.Value)}' is used, but spec.selectorsMacros defines none"
+                : $"undefined macro '{PolicyValues.Shorten(name.Value)}' (spec.selectorsMacros defines {string.Join(", ", macros.Keys.Take(10))})");
+            return s;
+        }
+        IReadOnlyList<T> Use<T>(IReadOnlyList<T> mine, IReadOnlyList<T> theirs, string field)
+        {
+            if (mine.Count == 0 || theirs.Count == 0) return [.. mine, .. theirs];
+            d.Error(name.Pos, name.Path, $"{field} comes both from this selector (or an earlier macro) and from macro '{PolicyValues.Shorten(name.Value)}': a field comes from one place");
+            return mine;
+        }
+        return s with
+        {
+            Label = s.Label ?? m.Label,
+            MatchPids = Use(s.MatchPids, m.MatchPids, "matchPIDs"),
+            MatchArgs = Use(s.MatchArgs, m.MatchArgs, "matchArgs"),
+            MatchData = Use(s.MatchData, m.MatchData, "matchData"),
+            MatchActions = Use(s.MatchActions, m.MatchActions, "matchActions"),
+            MatchReturnArgs = Use(s.MatchReturnArgs, m.MatchReturnArgs, "matchReturnArgs"),
+            MatchReturnActions = Use(s.MatchReturnActions, m.MatchReturnActions, "matchReturnActions"),
+            MatchBinaries = Use(s.MatchBinaries, m.MatchBinaries, "matchBinaries"),
+            MatchParentBinaries = Use(s.MatchParentBinaries, m.MatchParentBinaries, "matchParentBinaries"),
+            MatchNamespaces = Use(s.MatchNamespaces, m.MatchNamespaces, "matchNamespaces"),
+            MatchNamespaceChanges = Use(s.MatchNamespaceChanges, m.MatchNamespaceChanges, "matchNamespaceChanges"),
+            MatchCapabilities = Use(s.MatchCapabilities, m.MatchCapabilities, "matchCapabilities"),
+            MatchCapabilityChanges = Use(s.MatchCapabilityChanges, m.MatchCapabilityChanges, "matchCapabilityChanges"),
+        };
     }
 
     /// <summary>The matchPIDs flags of each selector as written (the explanation shows them even where a flag is refused).</summary>

@@ -451,6 +451,58 @@ public class PolicyLanguageTests
         Assert.Contains("min at most max", Refusal(spec.Replace("RANGE", "5:1"), "spec.kprobes[0].selectors[0].matchArgs[0].values[0]").Message);
     }
 
+    private const string WithMacro = """
+          selectorsMacros:
+            test-binary:
+              matchBinaries:
+              - operator: In
+                values: ["/tmp/secagent-test/victim"]
+          kprobes:
+          - call: sys_setuid
+            syscall: true
+            args:
+            - index: 0
+              type: int
+            selectors:
+            - macros: [test-binary]
+              matchArgs:
+              - index: 0
+                operator: Equal
+                values: ["0"]
+
+        """;
+
+    [Fact]
+    public void A_selector_takes_the_fields_of_the_macros_it_names()
+    {
+        var plan = Plan(WithMacro);
+        var sel = Assert.Single(Assert.Single(plan.Hooks).Selectors);
+        Assert.Equal(Cmp.In, sel.BinaryCmp);
+        Assert.Equal(["/tmp/secagent-test/victim"], plan.ValueSets[sel.BinaryValueSet!.Value].Values);
+        Assert.Equal(Cmp.In, Assert.Single(sel.Args).Cmp);
+    }
+
+    [Fact]
+    public void A_field_from_two_places_an_undefined_macro_and_a_macro_using_a_macro_are_errors_at_the_name()
+    {
+        var twice = WithMacro.Replace("    - macros: [test-binary]\n", "    - macros: [test-binary]\n      matchBinaries:\n      - operator: In\n        values: [\"/x\"]\n");
+        Assert.Contains("matchBinaries comes both from this selector", Refusal(twice, "spec.kprobes[0].selectors[0].macros[0]").Message);
+        Assert.Contains("undefined macro 'nope'", Refusal(WithMacro.Replace("macros: [test-binary]", "macros: [nope]"), "spec.kprobes[0].selectors[0].macros[0]").Message);
+        var nested = WithMacro.Replace("    test-binary:\n", "    test-binary:\n      macros: [other]\n");
+        Assert.Contains("cannot", Refusal(nested, "spec.selectorsMacros.test-binary.macros[0]").Message);
+    }
+
+    [Theory]
+    [InlineData("  nodeSelector:\n    matchLabels: {gpu: \"true\"}\n", "spec.nodeSelector", "nodeSelector (loading only on nodes with these labels")]
+    [InlineData("  hostSelector: {}\n", "spec.hostSelector", "hostSelector")]
+    [InlineData("  fentries:\n  - call: fd_install\n", "spec.fentries", "fentries (kprobe-style hooks attached through fentry")]
+    public void Tetragon_fields_without_an_implementation_are_refused_by_what_they_are_never_as_unknown(string extra, string field, string what)
+    {
+        var d = Refusal(extra + WithMacro, field, KernelFeatures.Everything);
+        Assert.StartsWith($"unsupported: {what}", d.Message);
+        Assert.DoesNotContain("unknown field", d.Message);
+    }
+
     [Fact]
     public void Probe_json_round_trips_and_a_file_that_is_not_one_is_refused_with_the_reason()
     {
