@@ -36,6 +36,9 @@ public sealed record SelectorPlan(
     IReadOnlyList<ArgFilterPlan> Args,
     IReadOnlyList<ParentBinaryRule> ParentBinaries)
 {
+    /// <summary>DnsLookup and GetUrl: carried out by the agent for each matching event (<see cref="PolicyNotifier"/>).</summary>
+    public IReadOnlyList<Notification> Notify { get; init; } = [];
+
     /// <summary>Whether the kernel alone decides (no user-space stage for this selector).</summary>
     public bool KernelOnly => ParentBinaries.Count == 0;
 }

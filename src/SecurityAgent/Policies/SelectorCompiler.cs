@@ -55,16 +55,17 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
         MatchCapabilityChanges(s.MatchCapabilityChanges);
         if (s.MatchReturnActions.Count > 0)
         {
-            MatchActions(s.MatchReturnActions, placement, args, returning: true);
+            MatchActions(s.MatchReturnActions, placement, args, returning: true, []);
             d.EngineGap(s.MatchReturnActions[0].Pos, PolicySchema.Child(s.Path, "matchReturnActions"), "matchReturnActions (actions when the call returns)");
         }
-        var (actions, signal, error, rate) = MatchActions(s.MatchActions, placement, args, returning: false);
+        var notify = new List<Notification>();
+        var (actions, signal, error, rate) = MatchActions(s.MatchActions, placement, args, returning: false, notify);
         var (binCmp, binSet) = MatchBinaries(s.MatchBinaries, s.Path);
         var (pidCmp, pids, follow, pidNs) = MatchPids(s.MatchPids, placement);
         var (capCmp, capSet, capMask) = MatchCapabilities(s.MatchCapabilities, placement);
         var parents = MatchParentBinaries(s.MatchParentBinaries);
         var filters = MatchArgs(s, kind, args);
-        return new SelectorPlan(actions, signal, rate, error, binCmp, binSet, pidCmp, pids, follow, pidNs, capCmp, capSet, capMask, filters, parents);
+        return new SelectorPlan(actions, signal, rate, error, binCmp, binSet, pidCmp, pids, follow, pidNs, capCmp, capSet, capMask, filters, parents) { Notify = notify };
     }
 
     /// <summary>matchReturnArgs: filters on the return value (index 0), which needs `return: true` and a returnArg.</summary>
@@ -121,7 +122,8 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
         d.EngineGap(m[0].Pos, m[0].Path, "matchCapabilityChanges (capabilities changed since exec)");
     }
 
-    private (Actions, int Signal, int Error, ulong RateNs) MatchActions(IReadOnlyList<ActionSpec> actions, Placement? placement, IReadOnlyList<ArgInfo> args, bool returning)
+    private (Actions, int Signal, int Error, ulong RateNs) MatchActions(IReadOnlyList<ActionSpec> actions, Placement? placement, IReadOnlyList<ArgInfo> args,
+        bool returning, List<Notification> notify)
     {
         var result = Actions.None;
         int signal = 0, error = 0;
@@ -184,14 +186,17 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
                     d.EngineGap(a.Action.Pos, a.Action.Path, $"action {action} (the socket-to-process map that attributes later network events)");
                     break;
                 case "DnsLookup":
-                    if (a.ArgFqdn is not { Value.Length: > 0 })
-                        d.Error(a.Pos, a.Path, "action DnsLookup needs argFqdn (the name to resolve)");
-                    d.EngineGap(a.Action.Pos, a.Action.Path, "action DnsLookup (a DNS lookup by the agent, rate-limited, off the event path)");
+                    // Done by the agent on the matching event (PolicyNotifier): a name it can resolve, nothing more.
+                    if (a.ArgFqdn is not { } fqdn || Uri.CheckHostName(fqdn.Value.TrimEnd('.')) != UriHostNameType.Dns)
+                        d.Error(a.ArgFqdn?.Pos ?? a.Pos, a.ArgFqdn?.Path ?? a.Path, "action DnsLookup needs argFqdn, a DNS name to resolve");
+                    else
+                        notify.Add(new Notification(NotificationKind.DnsLookup, fqdn.Value));
                     break;
                 case "GetUrl":
                     if (a.ArgUrl is not { } url || !Uri.TryCreate(url.Value, UriKind.Absolute, out var u) || u.Scheme is not ("http" or "https"))
                         d.Error(a.ArgUrl?.Pos ?? a.Pos, a.ArgUrl?.Path ?? a.Path, "action GetUrl needs argUrl, an http or https URL");
-                    d.EngineGap(a.Action.Pos, a.Action.Path, "action GetUrl (an HTTP GET by the agent, rate-limited, off the event path)");
+                    else
+                        notify.Add(new Notification(NotificationKind.GetUrl, u.AbsoluteUri));
                     break;
                 case "NotifyEnforcer":
                     if (!hasEnforcers)
@@ -221,6 +226,8 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
         }
         if (returning && result != Actions.None)
             return (result, signal, error, rate);
+        if (noPost && notify.Count > 0)
+            d.Error(actions[0].Pos, actions[0].Path, "DnsLookup and GetUrl are carried out by the agent on the matching event, which NoPost keeps in the kernel: drop NoPost");
         if (!noPost) result |= Actions.Post; // events are posted unless NoPost, as in Tetragon
         return (result, signal, error, rate);
     }

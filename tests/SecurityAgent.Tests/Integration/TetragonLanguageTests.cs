@@ -72,6 +72,51 @@ public class TetragonLanguageTests
         Assert.Equal(port, arg.GetProperty("sockaddr_arg").GetProperty("port").GetInt32());
     }
 
+    [Fact]
+    public async Task A_GetUrl_action_makes_the_agent_get_the_url_when_the_chosen_binary_matches()
+    {
+        using var dir = new TempDir();
+        var victim = dir.CopyBinary("/usr/bin/cat", "victim-cat");
+        var canary = dir.File("canary.txt");
+        File.WriteAllText(canary, "x\n");
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        int port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        var policy = $"""
+            apiVersion: cilium.io/v1alpha1
+            kind: TracingPolicy
+            metadata:
+              name: canary
+            spec:
+              kprobes:
+              - call: sys_openat
+                syscall: true
+                args:
+                - index: 1
+                  type: string
+                selectors:
+                - matchBinaries:
+                  - operator: In
+                    values: ["{victim}"]
+                  matchArgs:
+                  - index: 1
+                    operator: Equal
+                    values: ["{canary}"]
+                  matchActions:
+                  - action: GetUrl
+                    argUrl: "http://127.0.0.1:{port}/canary?token=t1"
+            """;
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = policy });
+        Assert.Contains("Policy canary loaded", agent.Stderr);
+
+        Assert.Equal(0, Run.Wait(victim, [canary]).Code);
+        using var client = await listener.AcceptTcpClientAsync().WaitAsync(TimeSpan.FromSeconds(15));
+        var buffer = new byte[2048];
+        int read = await client.GetStream().ReadAsync(buffer).AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.StartsWith("GET /canary?token=t1 HTTP/1.1", System.Text.Encoding.ASCII.GetString(buffer, 0, read));
+        agent.Events.WaitFor(e => e.TryGetProperty("process_kprobe", out var b) && b.GetProperty("policy_name").GetString() == "canary", "the canary event");
+    }
+
     private static (int Code, string Stdout, string Stderr) Secagent(params string[] args) => Run.Wait("dotnet", [Repo.AgentDll, .. args], timeoutMs: 30_000);
 
     private const string TcpConnect = """

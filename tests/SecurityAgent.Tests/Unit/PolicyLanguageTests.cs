@@ -503,6 +503,59 @@ public class PolicyLanguageTests
         Assert.DoesNotContain("unknown field", d.Message);
     }
 
+    private const string GetUrl = """
+          kprobes:
+          - call: sys_setuid
+            syscall: true
+            selectors:
+            - matchBinaries:
+              - operator: In
+                values: ["/tmp/secagent-test/victim"]
+              matchActions:
+              - action: GetUrl
+                argUrl: "http://127.0.0.1:8080/canary"
+              - action: DnsLookup
+                argFqdn: canary.example.invalid
+
+        """;
+
+    [Fact]
+    public void GetUrl_and_DnsLookup_compile_to_notifications_the_agent_carries_out()
+    {
+        var sel = Assert.Single(Assert.Single(Plan(GetUrl).Hooks).Selectors);
+        Assert.Equal([new Notification(NotificationKind.GetUrl, "http://127.0.0.1:8080/canary"), new Notification(NotificationKind.DnsLookup, "canary.example.invalid")], sel.Notify);
+        Assert.True(sel.Actions.HasFlag(Actions.Post));
+    }
+
+    [Fact]
+    public void GetUrl_without_an_http_url_DnsLookup_without_a_name_and_either_with_NoPost_are_errors()
+    {
+        Assert.Contains("http or https URL", Refusal(GetUrl.Replace("http://127.0.0.1:8080/canary", "file:///etc/passwd"), "spec.kprobes[0].selectors[0].matchActions[0].argUrl").Message);
+        Assert.Contains("a DNS name", Refusal(GetUrl.Replace("canary.example.invalid", "not a name"), "spec.kprobes[0].selectors[0].matchActions[1].argFqdn").Message);
+        Assert.Contains("drop NoPost", Refusal(GetUrl.Replace("      - action: DnsLookup", "      - action: NoPost\n      - action: DnsLookup"), "spec.kprobes[0].selectors[0].matchActions[0]").Message);
+    }
+
+    [Fact]
+    public async Task The_notifier_gets_the_url_off_the_caller_thread_and_at_most_once_a_second_per_target()
+    {
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        int port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+        var time = new ManualClock();
+        await using var notifier = new PolicyNotifier(Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, time);
+        var n = new Notification(NotificationKind.GetUrl, $"http://127.0.0.1:{port}/canary");
+        notifier.Enqueue([n]);
+        notifier.Enqueue([n]); // within the interval: dropped, not queued
+        using var client = await listener.AcceptTcpClientAsync().WaitAsync(TimeSpan.FromSeconds(10));
+        var buffer = new byte[1024];
+        int read = await client.GetStream().ReadAsync(buffer).AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.StartsWith("GET /canary HTTP/1.1", System.Text.Encoding.ASCII.GetString(buffer, 0, read));
+        Assert.Equal(1, notifier.Counters.Dropped);
+        time.Advance(PolicyNotifier.Interval);
+        notifier.Enqueue([n]); // a second later: due again
+        Assert.Equal(1, notifier.Counters.Dropped);
+    }
+
     [Fact]
     public void Probe_json_round_trips_and_a_file_that_is_not_one_is_refused_with_the_reason()
     {
