@@ -114,6 +114,17 @@ internal sealed class HookPlacement(KernelFeatures features, Func<string, string
                 + (returns ? "; a kretprobe reads the return value" : ""), null, true, null, 0);
         }
         var name = SyscallName(call);
+        if (Ia32(call))
+        {
+            // The syscall tracepoints see 64-bit calls only: a 32-bit syscall is its own function, hooked by a kprobe.
+            if (!features.Has(Mechanism.Kprobe))
+            {
+                d.Error(k.Call.Pos, k.Call.Path, $"needs kprobes to hook the 32-bit syscall '{call}' (the syscall tracepoints see 64-bit calls only), and this kernel has none");
+                return null;
+            }
+            d.EngineGap(k.Call.Pos, k.Call.Path, $"a kprobe on the 32-bit syscall '{call}' (its arguments in the 32-bit registers)");
+            return new Placement(HookKind.Kprobe, Mechanism.Kprobe, call, call, "kprobe on the 32-bit syscall's function", null, true, null, 0);
+        }
         if (Overrides(k) && features.Has(Mechanism.Kprobe))
         {
             // Only a kprobe can deny a syscall (bpf_override_return on the syscall function, which allows error injection).
@@ -204,10 +215,13 @@ internal sealed class HookPlacement(KernelFeatures features, Func<string, string
 
     private string Detail(Mechanism m) => features.Mechanisms.TryGetValue(m, out var a) ? a.Detail : "unknown";
 
+    /// <summary>A 32-bit (ia32) syscall's function: "__ia32_sys_dup", "__ia32_compat_sys_ioctl".</summary>
+    public static bool Ia32(string call) => call.StartsWith("__ia32_");
+
     /// <summary>"sys_openat", "__x64_sys_openat" or "openat" → "openat".</summary>
     public static string SyscallName(string call)
     {
-        foreach (var prefix in new[] { "__x64_sys_", "__ia32_sys_", "__arm64_sys_", "sys_" })
+        foreach (var prefix in new[] { "__x64_sys_", "__arm64_sys_", "sys_" })
             if (call.StartsWith(prefix)) return call[prefix.Length..];
         return call;
     }

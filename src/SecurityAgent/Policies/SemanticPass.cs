@@ -204,6 +204,7 @@ internal sealed class SemanticPass(KernelFeatures features, Func<string, string,
         foreach (var l in lists)
         {
             IReadOnlyList<ulong>? numbers = null;
+            var ia32 = new List<Located<string>>();
             if (l.Type.Value == "generated_syscalls")
                 numbers = syscalls.Names.Select(n => syscalls.Number(n)!.Value).ToList();
             else if (l.Type.Value == "syscalls")
@@ -211,14 +212,13 @@ internal sealed class SemanticPass(KernelFeatures features, Func<string, string,
                 var list = new List<ulong>();
                 foreach (var v in l.Values)
                 {
-                    if (v.Value.StartsWith("__ia32_"))
-                        d.EngineGap(v.Pos, v.Path, $"a 32-bit (ia32) syscall in a list ('{PolicyValues.Shorten(v.Value)}': Tetragon tells the ABIs apart by syscall64's ABI bit, which the engine does not read)");
+                    if (HookPlacement.Ia32(v.Value)) ia32.Add(v);
                     else if (syscalls.Number(v.Value) is { } n) list.Add(n);
                     else d.Error(v.Pos, v.Path, $"list {PolicyValues.Shorten(l.Name.Value)}: unknown syscall '{PolicyValues.Shorten(v.Value)}'");
                 }
                 numbers = list;
             }
-            if (!byName.TryAdd(l.Name.Value, new ListInfo(l, numbers)))
+            if (!byName.TryAdd(l.Name.Value, new ListInfo(l, numbers, ia32)))
                 d.Error(l.Name.Pos, l.Name.Path, $"a list named '{PolicyValues.Shorten(l.Name.Value)}' is defined twice");
         }
         return byName;

@@ -239,6 +239,15 @@ public class PolicyLanguageTests
     }
 
     [Fact]
+    public void A_32_bit_syscall_in_a_kprobe_list_needs_its_own_kprobe_never_the_64_bit_tracepoint_of_that_name()
+    {
+        var spec = "  lists:\n  - name: dups\n    type: syscalls\n    values: [sys_dup, __ia32_sys_dup]\n  kprobes:\n  - call: \"list:dups\"\n";
+        Assert.Contains("needs kprobes to hook the 32-bit syscall '__ia32_sys_dup'", Refusal(spec, "spec.kprobes[0].call").Message);
+        var v = Check(spec, KernelFeatures.Everything, forOtherKernel: true);
+        Assert.Equal([(Mechanism.Tracepoint, "syscalls/sys_enter_dup"), (Mechanism.Kprobe, "__ia32_sys_dup")], v.Plan!.Hooks.Select(h => (h.Mechanism, h.Target)));
+    }
+
+    [Fact]
     public void A_generated_syscalls_list_hooks_every_syscall_the_kernel_has_a_tracepoint_for()
     {
         var plan = Plan("""
