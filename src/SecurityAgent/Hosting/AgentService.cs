@@ -103,7 +103,6 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         policies.Sync();
         using var watchStop = new CancellationTokenSource();
         new Thread(() => policies.Watch(watchStop.Token)) { IsBackground = true, Name = "policy-dir" }.Start(); // inotify: changes apply within ms
-        reader.WakeOnRecord = engine.Hooks.Values.Any(Decider.AwaitsUserSpace);
         (state.Features, state.Pipeline, state.Exporter) = (features, pipeline, exporter);
         var kube = StartKubernetes(pods, stop);
         reader.Start();
@@ -116,7 +115,6 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
             {
                 await Task.Delay(TimeSpan.FromMilliseconds(500), stop).ContinueWith(_ => { }, CancellationToken.None);
                 if (stop.IsCancellationRequested) break;
-                reader.WakeOnRecord = engine.Hooks.Values.Any(Decider.AwaitsUserSpace); // policies change on the watch thread
                 if (++ticks % 4 == 0)
                     engine.RefreshScopes(); // containers' cgroups appear after their pods are reported
                 pipeline.Counters.SetKernelLost(sensor.KernelLost());

@@ -31,6 +31,9 @@ internal static unsafe partial class Libc
     [LibraryImport(Lib, EntryPoint = "geteuid")]
     internal static partial uint geteuid();
 
+    [LibraryImport(Lib, EntryPoint = "malloc_trim")]
+    internal static partial int malloc_trim(nuint pad);
+
     [LibraryImport(Lib, EntryPoint = "sysconf")]
     internal static partial long sysconf(int name);
 

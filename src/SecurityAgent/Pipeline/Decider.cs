@@ -61,10 +61,6 @@ public sealed class Decider(IReadOnlyDictionary<uint, HookInfo> hooks, EventPipe
             enforced, refused, decidedBy, PolicyArgs.Render(info.Hook, e.Ints, e.Strings)));
     }
 
-    /// <summary>Whether the hook's events wait for user space to enforce (an enforcing selector with ancestry rules):
-    /// those must reach the pipeline at once.</summary>
-    public static bool AwaitsUserSpace(HookInfo hook) => hook.Enforce && hook.Hook.Selectors.Any(s => !s.KernelOnly);
-
     /// <summary>A process that exited leaves every deny set (pids are reused).</summary>
     public void ProcessExited(int pid) => denySet?.ProcessExited(pid);
 }

@@ -2,30 +2,25 @@ using SecurityAgent.Bpf;
 
 namespace SecurityAgent.Pipeline;
 
-/// <summary>The pipeline's thread: every <see cref="PollMs"/> at most, drains the ring buffer through the pipeline and
-/// ends the batch, so at low rates an event reaches the exporters within one interval and at high rates one drain
-/// carries thousands of records. While a loaded policy enforces a decision only user space can make
-/// (<see cref="WakeOnRecord"/>), the thread also waits in epoll for the kernel's wake-up, so that decision is not
-/// delayed; otherwise it sleeps between drains: a wake-up per record (the kernel's default) costs more than the
-/// record itself. The kernel may submit without waking anyone (BPF_RB_NO_WAKEUP), so every wait ends in a drain.
-/// Under load the thread drains back to back.</summary>
+/// <summary>The pipeline's thread: waits in epoll for the kernel's wake-up or <see cref="PollMs"/>, whichever comes
+/// first, drains the ring buffer through the pipeline and ends the batch. The kernel submits without waking anyone
+/// (BPF_RB_NO_WAKEUP) until a threshold of pending bytes is reached, so at high rates one wake-up carries thousands of
+/// records, at low rates the timer brings each event to the exporters within one interval, and a record that waits
+/// on a decision only user space can make is submitted with a forced wake-up. Under load the thread drains back to
+/// back.</summary>
 public sealed class KernelEventReader : IDisposable
 {
     /// <summary>The longest a record waits in the ring when the kernel does not wake the reader.</summary>
     public const int PollMs = 80;
 
-    /// <summary>A drain this large means records are coming fast: drain again at once instead of sleeping, so the ring
+    /// <summary>A drain this large means records are coming fast: drain again at once instead of waiting, so the ring
     /// never fills between drains (and need not be large).</summary>
     private const int BusyDrain = 256;
-    private int _lastDrain;
 
     private readonly RingBuffer _ring;
     private readonly EventPipeline _pipeline;
     private readonly Thread _thread;
-    private volatile bool _stop, _wakeOnRecord;
-
-    /// <summary>Whether a record must reach user space at once (see <see cref="Decider.AwaitsUserSpace"/>).</summary>
-    public bool WakeOnRecord { get => _wakeOnRecord; set => _wakeOnRecord = value; }
+    private volatile bool _stop;
     private Exception? _failure;
 
     public KernelEventReader(BpfMap ringMap, EventPipeline pipeline)
@@ -41,17 +36,13 @@ public sealed class KernelEventReader : IDisposable
     {
         try
         {
+            int last = 0;
             while (!_stop)
             {
-                int n;
-                if (!_wakeOnRecord)
-                {
-                    if (_lastDrain < BusyDrain) Thread.Sleep(PollMs);
-                    n = _ring.Consume();
-                }
-                else if ((n = _ring.Poll(_lastDrain < BusyDrain ? PollMs : 0)) == 0)
+                int n = _ring.Poll(last < BusyDrain ? PollMs : 0);
+                if (n == 0)
                     n = _ring.Consume(); // records submitted without a wake-up
-                _lastDrain = n;
+                last = n;
                 _pipeline.EndBatch();
             }
             _ring.Consume(); // what is already there

@@ -95,6 +95,7 @@ public class ExportSurfaceTests
         Assert.Equal(lines.Length, written);
         Assert.Equal(s.GetProperty("exported").GetInt64(), written + failed); // every event is either in the file or counted lost
         var logged = stderr.Split('\n').Count(l => l.Contains("JSON export write failed"));
+        Console.WriteLine($"full disk: {failed} events lost and counted, {written} written, {logged} log lines");
         Assert.InRange(logged, 1, 5);
         Assert.Contains("JSON export write works again", stderr);
     }

@@ -73,6 +73,32 @@ public class PolicyScaleTests
     }
 
     [Fact]
+    public void Five_hundred_and_twelve_policies_over_eight_syscalls_load_together_and_one_of_them_still_kills_its_own_binary()
+    {
+        string[] events = ["openat", "openat2", "unlinkat", "mkdirat", "fchmodat", "faccessat", "newfstatat", "fchownat"];
+        using var dir = new TempDir();
+        var victim = dir.CopyBinary("/usr/bin/cat", "victim");
+        var secret = dir.File("secret");
+        File.WriteAllText(secret, "x");
+        using var k = new Kernel();
+        // 511 policies that match nothing (a binary that never runs), 64 on each of the eight syscalls but one ...
+        var loaded = Enumerable.Range(1, 511).Select(i => k.Engine.Load(Compile(
+            TestPolicies.OpenatKill($"many-{i}", dir.File($"never-{i}"), dir.File($"path-{i}/"), mode: "monitor")
+                .Replace("sys_enter_openat", $"sys_enter_{events[i % events.Length]}")))).ToList();
+        // ... and one that kills the victim opening the secret.
+        loaded.Add(k.Engine.Load(Compile(TestPolicies.OpenatKill("the-one", victim, secret))));
+
+        Assert.Equal(512, loaded.Count);
+        Assert.Equal(events.Select(e => ($"tracepoint syscalls/sys_enter_{e}", 64, 1)).Order(),
+            k.Engine.AttachPoints.Select(p => (p.Point, p.Hooks, p.Links)).Order());
+        Assert.Equal(137, Open(victim, secret));
+
+        foreach (var p in loaded) k.Engine.Unload(p);
+        Assert.Empty(k.Engine.AttachPoints);
+        Assert.Equal(0, Open(victim, secret));
+    }
+
+    [Fact]
     public void A_policy_with_more_values_than_one_policy_may_hold_is_refused_by_name_and_limit_while_the_loaded_one_keeps_enforcing()
     {
         using var dir = new TempDir();

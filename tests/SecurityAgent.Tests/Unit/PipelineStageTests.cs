@@ -162,7 +162,6 @@ public class PipelineStageTests
         Assert.Equal(("user_space", true), (e!.DecidedBy, e.Enforced));
         Assert.Equal([(51, 9)], signalled);
         Assert.Equal([(3u, 0, 51, Actions.Sigkill)], deny.Denied);
-        Assert.True(Decider.AwaitsUserSpace(hooks[3]));
 
         decide.ProcessExited(51);
         Assert.Equal([51], deny.Exited);
