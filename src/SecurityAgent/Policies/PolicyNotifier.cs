@@ -67,7 +67,7 @@ public sealed partial class PolicyNotifier : IAsyncDisposable
                     (await _http.GetAsync(n.Target, HttpCompletionOption.ResponseHeadersRead, cts.Token)).Dispose();
                 Interlocked.Increment(ref _done);
             }
-            catch (Exception e) when (!_stop.IsCancellationRequested && e is HttpRequestException or System.Net.Sockets.SocketException or OperationCanceledException or ArgumentException)
+            catch (Exception e) when (!_stop.IsCancellationRequested) // a failed lookup or request is that notification's failure only
             {
                 Interlocked.Increment(ref _failed);
                 LogFailed(_log, n.Kind, n.Target, e.Message);
