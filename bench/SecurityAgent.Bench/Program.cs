@@ -42,6 +42,32 @@ string FilePolicy(string prefix, string name = "bench-files") => $"""
             values: ["{prefix}"]
     """;
 
+// A deny rule on the watched directory for another binary: the workload's opens of the watched file wait for the
+// agent's fanotify answer (allow); opens of the other file never leave the kernel.
+string FanotifyDenyPolicy(string prefix) => $"""
+    apiVersion: cilium.io/v1alpha1
+    kind: TracingPolicy
+    metadata:
+      name: bench-fanotify-deny
+    spec:
+      lsmhooks:
+      - hook: file_open
+        args:
+        - index: 0
+          type: file
+        selectors:
+        - matchBinaries:
+          - operator: In
+            values: ["/nonexistent-bench-binary"]
+          matchArgs:
+          - index: 0
+            operator: Prefix
+            values: ["{prefix}"]
+          matchActions:
+          - action: Override
+            argError: -1
+    """;
+
 var workloads = new (string Name, string Description, long Ops, Func<long> Run)[]
 {
     ("open_nomatch", $"open+close of a file no rule watches ({opens} times)", opens, () => Long(Host.Run(openloop, otherFile, opens.ToString()).Stdout)),
@@ -59,6 +85,8 @@ Config[] configs =
     new Agent(paths, "agent_userspace_filter", "agent + the no-match policy, every openat sent to user space and filtered there (--debug-userspace-filter)", FilePolicy("/nonexistent-bench-path/"), userSpaceFilter: true),
     .. new[] { 1, 8, 64 }.Select(n => new Agent(paths, $"agent_policies_{n}", $"agent + {n} openat policies whose selectors match nothing (open loop only)",
         Enumerable.Range(0, n).ToDictionary(i => $"nomatch-{i}.yaml", i => FilePolicy($"/nonexistent-bench-path-{i}/", $"bench-nomatch-{i}")), only: ["open_nomatch"])),
+    new Agent(paths, "agent_fanotify_deny", "agent + a file_open deny for another binary on the watched directory (fanotify here: each watched open waits for the agent's allow)",
+        FanotifyDenyPolicy(Path.Combine(work, "watched") + "/"), only: ["open_nomatch", "open_match"]),
     new Auditd(Path.Combine(work, "watched")),
     new Bpftrace(watchedFile),
 ];

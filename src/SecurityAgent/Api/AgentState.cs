@@ -14,6 +14,7 @@ public sealed class AgentState
     public EventPipeline? Pipeline { get; set; }
     public JsonLinesExporter? Exporter { get; set; }
     public Export.Otlp.OtlpLogExporter? Otlp { get; set; }
+    public Fanotify.FanotifyLoader? Fanotify { get; set; }
     public LiveEvents Live { get; } = new();
     public EventMetrics EventMetrics { get; init; } = new([]);
 }

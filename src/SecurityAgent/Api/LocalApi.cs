@@ -38,6 +38,12 @@ public static class LocalApi
                 decode_errors = c.DecodeErrors, user_space_filtered = c.UserSpaceFiltered,
             },
             process_cache = s.Pipeline is null ? null : new { size = s.Pipeline.Cache.Count, evictions = s.Pipeline.Cache.Evictions },
+            fanotify = s.Fanotify?.Counters is { } f ? new
+            {
+                marks = s.Fanotify.Marks.Count, events = f.Events, allowed = f.Allowed, denied = f.Denied, exempt = f.Exempt,
+                defaulted = new { timeout = f.DefaultedBy(Fanotify.DefaultReason.Timeout), overload = f.DefaultedBy(Fanotify.DefaultReason.Overload), error = f.DefaultedBy(Fanotify.DefaultReason.Error) },
+                late_decisions = f.LateDecisions, reports_dropped = f.ReportsDropped, max_latency_us = f.MaxLatencyNs / 1000,
+            } : null,
             exporters = new object?[]
             {
                 new { name = "json", written = s.Exporter?.Written ?? 0, failed = s.Exporter?.Failed ?? 0 },

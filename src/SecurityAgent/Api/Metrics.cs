@@ -61,6 +61,17 @@ public static class Metrics
         Add("secagent_process_cache_size", MetricType.Gauge, "Processes in the process cache.", s.Pipeline is { } p1 ? [One(p1.Cache.Count)] : []);
         Add("secagent_process_cache_evictions_total", MetricType.Counter, "Entries evicted at the cache's cap.", s.Pipeline is { } p2 ? [One(p2.Cache.Evictions)] : []);
 
+        var fan = s.Fanotify?.Counters;
+        Add("secagent_fanotify_answers_total", MetricType.Counter, "Fanotify permission events answered, by answer (allow or deny; defaults included).",
+            fan is null ? [] : [One(fan.Allowed, ("answer", "allow")), One(fan.Denied, ("answer", "deny"))]);
+        Add("secagent_fanotify_default_answers_total", MetricType.Counter,
+            "Fanotify permission events answered with the policy's default (fail-open or fail-closed) instead of a decision, by reason.",
+            fan is null ? [] : [One(fan.DefaultedBy(Fanotify.DefaultReason.Timeout), ("reason", "timeout")),
+                One(fan.DefaultedBy(Fanotify.DefaultReason.Overload), ("reason", "overload")), One(fan.DefaultedBy(Fanotify.DefaultReason.Error), ("reason", "error"))]);
+        Add("secagent_fanotify_exempt_total", MetricType.Counter, "Fanotify permission events allowed without a decision: the agent, pid 1, kernel threads.", fan is null ? [] : [One(fan.Exempt)]);
+        Add("secagent_fanotify_reports_dropped_total", MetricType.Counter, "Fanotify policy reports dropped because their queue was full.", fan is null ? [] : [One(fan.ReportsDropped)]);
+        Add("secagent_fanotify_marks", MetricType.Gauge, "Fanotify marks the agent holds (files, directories, file systems).", s.Fanotify is { } fl ? [One(fl.Marks.Count)] : []);
+
         var json = s.Exporter;
         var otlp = s.Otlp;
         Add("secagent_events_exported_total", MetricType.Counter, "Events an exporter wrote or delivered.",

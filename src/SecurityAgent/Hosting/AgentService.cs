@@ -92,7 +92,10 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         cache.LinkProcFsParents();
         if (!Directory.Exists(_opt.PolicyDir))
             LogNoPolicyDir(log, _opt.PolicyDir);
-        state.Policies.Attach(new PolicyValidator(features), new EngineLoader(engine), log);
+        using var fanotify = new Fanotify.FanotifyLoader(new EngineLoader(engine), engine.Hooks, pipeline.Post,
+            new Fanotify.FanotifyOptions { Logger = log, Cgroup2Mount = features.Cgroup2Path });
+        state.Fanotify = fanotify;
+        state.Policies.Attach(new PolicyValidator(features), fanotify, log);
         var policies = new PolicyDirectory(_opt.PolicyDir, state.Policies, log);
         if (cgroups is not null)
         {
@@ -136,6 +139,7 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
                 LogHookStats(log, h.Policy, h.Hook, h.Stats.Seen, h.Stats.Matched, h.Stats.Filtered, h.Stats.Posted, h.Stats.Enforced, h.Stats.RateLimited);
             state.Policies.Detach(); // the API and late cluster events change nothing from here on
             engine.Dispose(); // detach policy hooks before the reader stops
+            fanotify.Dispose(); // closing the group allows every open still waiting
             reader.Stop(); // drains the ring buffer and sends on everything held
             pipeline.Counters.SetKernelLost(sensor.KernelLost());
             stats?.Write(() => Stats(pipeline, cache, exporter, filtered), force: true);

@@ -190,18 +190,6 @@ internal static unsafe partial class Libc
         return new Microsoft.Win32.SafeHandles.SafeFileHandle(fd, ownsHandle: true);
     }
 
-    [LibraryImport(Lib, EntryPoint = "fanotify_init", SetLastError = true)]
-    internal static partial int fanotify_init(uint flags, uint eventFlags);
-
-    [LibraryImport(Lib, EntryPoint = "fanotify_mark", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-    internal static partial int fanotify_mark(int fd, uint flags, ulong mask, int dirfd, string path);
-
-    internal const uint FAN_CLASS_CONTENT = 0x4;
-    internal const uint FAN_CLOEXEC = 0x1;
-    internal const uint FAN_MARK_ADD = 0x1;
-    internal const ulong FAN_OPEN_PERM = 0x10000;
-    internal const int AT_FDCWD = -100;
-
     internal static int PidfdOpen(int pid) => (int)syscall(SYS_pidfd_open, pid, 0, 0, 0);
 
     internal static int PidfdSendSignal(int pidfd, int signal) => (int)syscall(SYS_pidfd_send_signal, pidfd, signal, 0, 0);

@@ -21,6 +21,7 @@ public static unsafe class FeatureProbe
             [Mechanism.Kprobe] = Kprobe(elf),
             [Mechanism.Uprobe] = Pmu("uprobe", TryLoad(elf, "probe_uprobe")),
             [Mechanism.CgroupSockAddr] = TryLoad(elf, "probe_cgroup_connect4"),
+            [Mechanism.FanotifyPerm] = FanotifyPerm(),
         };
         return new KernelFeatures(
             File.ReadAllText("/proc/sys/kernel/osrelease").Trim(),
@@ -34,7 +35,6 @@ public static unsafe class FeatureProbe
             RingBufferQuery = TryLoad(elf, "probe_ringbuf_query") is { Available: true } ? Availability.Yes("bpf_ringbuf_query (BPF_RB_AVAIL_DATA)") : Availability.No("helper rejected"),
             OverrideReturn = OverrideReturn(elf),
             FmodRet = TryLoadAndAttach(elf, "probe_fmod_ret", p => p.Attach()),
-            FanotifyPermissions = FanotifyPermissions(),
         };
     }
 
@@ -43,27 +43,6 @@ public static unsafe class FeatureProbe
     private static Availability OverrideReturn(byte[] elf) =>
         !Directory.Exists("/sys/bus/event_source/devices/kprobe") ? Availability.No("kernel built without kprobes (no kprobe PMU)")
         : TryLoadAndAttach(elf, "probe_override_return", p => p.AttachKprobe("__x64_sys_getppid"));
-
-    /// <summary>fanotify in the content class with an open permission event, marked on a file of our own (no other
-    /// process opens it, so nothing ever waits for an answer).</summary>
-    private static Availability FanotifyPermissions()
-    {
-        int fd = Libc.fanotify_init(Libc.FAN_CLASS_CONTENT | Libc.FAN_CLOEXEC, Libc.O_RDONLY);
-        if (fd < 0)
-            return Availability.No($"fanotify_init(FAN_CLASS_CONTENT): {Errno.Name(System.Runtime.InteropServices.Marshal.GetLastPInvokeError())}");
-        var file = Path.GetTempFileName();
-        try
-        {
-            return Libc.fanotify_mark(fd, Libc.FAN_MARK_ADD, Libc.FAN_OPEN_PERM, Libc.AT_FDCWD, file) == 0
-                ? Availability.Yes("FAN_CLASS_CONTENT with FAN_OPEN_PERM")
-                : Availability.No($"fanotify_mark(FAN_OPEN_PERM): {Errno.Name(System.Runtime.InteropServices.Marshal.GetLastPInvokeError())}");
-        }
-        finally
-        {
-            Libc.close(fd);
-            File.Delete(file);
-        }
-    }
 
     private static IReadOnlyList<string> ActiveLsms()
     {
@@ -90,6 +69,28 @@ public static unsafe class FeatureProbe
         if (!Directory.Exists("/sys/bus/event_source/devices/kprobe"))
             return Availability.No("kernel built without kprobes (no kprobe PMU)");
         return TryLoadAndAttach(elf, "probe_kprobe", p => p.AttachKprobe("security_file_open"));
+    }
+
+    /// <summary>A fanotify group of the content class with the three permission events, marked on a file of our own
+    /// (no other process opens it, so nothing ever waits for an answer).</summary>
+    private static Availability FanotifyPerm()
+    {
+        var file = Path.GetTempFileName();
+        try
+        {
+            using var group = Libc.FanotifyInit(Libc.FAN_CLASS_CONTENT | Libc.FAN_CLOEXEC | Libc.FAN_NONBLOCK);
+            int errno = Libc.FanotifyMark(group, Libc.FAN_MARK_ADD, Libc.FAN_OPEN_PERM | Libc.FAN_ACCESS_PERM | Libc.FAN_OPEN_EXEC_PERM, file);
+            return errno == 0 ? Availability.Yes("FAN_OPEN_PERM, FAN_ACCESS_PERM, FAN_OPEN_EXEC_PERM")
+                : Availability.No($"fanotify_mark: {Errno.Name(errno)}" + (errno == Errno.EINVAL ? " (needs CONFIG_FANOTIFY_ACCESS_PERMISSIONS and Linux 5.0)" : ""));
+        }
+        catch (SyscallException e)
+        {
+            return Availability.No($"{e.Call}: {Errno.Name(e.Errno)}");
+        }
+        finally
+        {
+            File.Delete(file);
+        }
     }
 
     private static Availability Pmu(string name, Availability load) =>

@@ -11,6 +11,8 @@ public enum Mechanism
     Kprobe,
     Uprobe,
     CgroupSockAddr,
+    /// <summary>fanotify permission events: open, read and exec deny without BPF LSM (<see cref="Fanotify.FanotifyEnforcer"/>).</summary>
+    FanotifyPerm,
 }
 
 public sealed record Availability(bool Available, string Detail)
@@ -36,8 +38,6 @@ public sealed record KernelFeatures(
     public Availability OverrideReturn { get; init; } = Availability.No("not probed");
     /// <summary>fmod_ret programs (BPF trampolines that may change a function's return value).</summary>
     public Availability FmodRet { get; init; } = Availability.No("not probed");
-    /// <summary>fanotify permission events (FAN_CLASS_CONTENT with FAN_OPEN_PERM).</summary>
-    public Availability FanotifyPermissions { get; init; } = Availability.No("not probed");
 
     public bool Has(Mechanism m) => Mechanisms.TryGetValue(m, out var a) && a.Available;
     public bool BpfLsmActive => ActiveLsms.Contains("bpf");
@@ -52,6 +52,7 @@ public sealed record KernelFeatures(
         Mechanism.Kprobe => "kprobe",
         Mechanism.Uprobe => "uprobe",
         Mechanism.CgroupSockAddr => "cgroup_sock_addr",
+        Mechanism.FanotifyPerm => "fanotify",
         _ => m.ToString(),
     };
 
@@ -64,6 +65,5 @@ public sealed record KernelFeatures(
         RingBufferQuery = Availability.Yes("assumed"),
         OverrideReturn = Availability.Yes("assumed"),
         FmodRet = Availability.Yes("assumed"),
-        FanotifyPermissions = Availability.Yes("assumed"),
     };
 }

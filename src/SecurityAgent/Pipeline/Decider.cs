@@ -32,7 +32,7 @@ public sealed class Decider(IReadOnlyDictionary<uint, HookInfo> hooks, EventPipe
         var actions = sel?.Actions ?? Actions.Post;
         bool enforced = e.Flags.HasFlag(PolicyWire.EventFlags.Enforced);
         bool refused = e.Flags.HasFlag(PolicyWire.EventFlags.SafetyRefused);
-        var decidedBy = "kernel";
+        var decidedBy = e.HookId >= Fanotify.FanotifyLoader.FirstHookId ? "fanotify" : "kernel"; // the agent's answer to a permission event
         if (sel is { KernelOnly: false } && e.Flags.HasFlag(PolicyWire.EventFlags.DenySet))
         {
             decidedBy = "kernel_deny_set"; // user space decided earlier; the kernel enforced this one

@@ -45,7 +45,7 @@ public sealed class Enricher(ProcessCache cache, CgroupMap? cgroups, long clockT
                 cache.LinkParent(p);
             }
             else
-                p = Unknown(pid, tid, 0, $"pid {pid} was not in the process cache and had exited before its event was read");
+                p = cache.ExitedByPid(pid) ?? Unknown(pid, tid, 0, $"pid {pid} was not in the process cache and had exited before its event was read");
         }
         return (p, cache.Parent(p));
     }

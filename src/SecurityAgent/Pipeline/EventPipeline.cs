@@ -35,6 +35,25 @@ public sealed partial class EventPipeline
         void ProcessExited(int tgid);
     }
 
+    /// <summary>The most policy records waiting from other threads (fanotify decisions) between two batches.</summary>
+    public const int MaxPosted = 16384;
+    private readonly System.Collections.Concurrent.ConcurrentQueue<PolicyKernelEvent> _posted = new();
+    private int _postedCount;
+
+    /// <summary>A policy record decided outside the ring buffer (a fanotify permission event the agent answered): from
+    /// any thread; it goes through decide and export on the pipeline thread at the end of the next batch. False
+    /// (dropped) when <see cref="MaxPosted"/> are waiting.</summary>
+    public bool Post(PolicyKernelEvent e)
+    {
+        if (Interlocked.Increment(ref _postedCount) > MaxPosted)
+        {
+            Interlocked.Decrement(ref _postedCount);
+            return false;
+        }
+        _posted.Enqueue(e);
+        return true;
+    }
+
     /// <summary>One ring-buffer record (the span is valid only during the call).</summary>
     public void OnRecord(ReadOnlySpan<byte> raw)
     {
@@ -89,6 +108,13 @@ public sealed partial class EventPipeline
 
     private void Finish(bool all)
     {
+        while (_posted.TryDequeue(out var posted))
+        {
+            Interlocked.Decrement(ref _postedCount);
+            Counters.OnReceived();
+            if (Policy(posted) is { } e && !_pods.Offer(e, _export))
+                Counters.OnPodWaitOverflow();
+        }
         _pods.Release(_export, all);
         for (int i = 0; i < _exporters.Count; i++)
         {

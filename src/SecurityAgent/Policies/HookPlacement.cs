@@ -9,6 +9,7 @@ internal sealed record MechanismTraits(bool CanSignal, bool CanOverride, bool Ha
     {
         Mechanism.Lsm => new(true, true, true),
         Mechanism.CgroupSockAddr => new(false, true, false), // cgroup programs: no signal helper, no task
+        Mechanism.FanotifyPerm => new(false, true, true), // the agent answers the permission event: deny, no signal
         _ => new(true, false, true),
     };
 }
@@ -125,6 +126,8 @@ internal sealed class HookPlacement(KernelFeatures features, Func<string, string
             d.EngineGap(k.Call.Pos, k.Call.Path, $"a kprobe on the 32-bit syscall '{call}' (its arguments in the 32-bit registers)");
             return new Placement(HookKind.Kprobe, Mechanism.Kprobe, call, call, "kprobe on the 32-bit syscall's function", null, true, null, 0);
         }
+        if (Fanotify.FanotifyPolicies.Place(k, HookKind.Kprobe, call, features, "a syscall tracepoint cannot change the outcome of the call (bpf_override_return is not used)") is { } fan)
+            return fan;
         if (Overrides(k) && features.Has(Mechanism.Kprobe))
         {
             // Only a kprobe can deny a syscall (bpf_override_return on the syscall function, which allows error injection).
@@ -203,6 +206,8 @@ internal sealed class HookPlacement(KernelFeatures features, Func<string, string
             return new Placement(HookKind.LsmHook, Mechanism.CgroupSockAddr, features.Cgroup2Path ?? "/sys/fs/cgroup", hook,
                 "lsmhooks socket_connect: this kernel has no BPF LSM, so it runs on cgroup connect4/connect6 hooks at the cgroup v2 root, which deny in the kernel",
                 i => i == 1 ? new TracepointField("address", "struct sockaddr *", 0, Events.Contract.SockaddrSize, false) : null, true, null, 2);
+        if (!features.Has(Mechanism.Lsm) && Fanotify.FanotifyPolicies.Place(l, HookKind.LsmHook, hook, features, $"this kernel has no BPF LSM ({Detail(Mechanism.Lsm)})") is { } fan)
+            return fan;
         if (!features.Has(Mechanism.Lsm))
         {
             d.Error(l.Hook.Pos, l.Hook.Path, $"needs BPF LSM to run 'lsmhooks: {hook}' ({Detail(Mechanism.Lsm)}); boot a kernel with CONFIG_BPF_LSM and lsm=...,bpf");

@@ -21,15 +21,23 @@ public static class PlanExplainer
             b.AppendLine($"  hook {h}: {hook.Kind.ToString().ToLowerInvariant()} {hook.Name}");
             b.AppendLine($"    mechanism: {KernelFeatures.MechanismName(hook.Mechanism)} {hook.Target}");
             b.AppendLine($"    why: {hook.Why}");
+            if (hook.Mechanism == Mechanism.FanotifyPerm)
+                foreach (var line in Fanotify.FanotifyPolicies.DescribeMarks(plan, hook))
+                    b.AppendLine($"    fanotify {line}");
             foreach (var a in hook.Args)
                 b.AppendLine($"    arg slot {a.Slot}: index {a.Index} {a.Type}{(a.Label is null ? "" : $" \"{a.Label}\"")} -> "
-                    + (hook.Mechanism == Mechanism.CgroupSockAddr ? "the destination from the connect context" : $"read {a.KernelType} ({a.Size} bytes) at record offset {a.Offset}"));
+                    + (hook.Mechanism switch
+                    {
+                        Mechanism.CgroupSockAddr => "the destination from the connect context",
+                        Mechanism.FanotifyPerm => "the opened file's canonical path (from the event's fd)",
+                        _ => $"read {a.KernelType} ({a.Size} bytes) at record offset {a.Offset}",
+                    }));
             if (hook.Selectors.Count == 0)
                 b.AppendLine("    no selectors: every call is posted");
             for (int s = 0; s < hook.Selectors.Count; s++)
             {
                 var sel = hook.Selectors[s];
-                b.AppendLine($"    selector {s} (decided {(sel.KernelOnly ? "in the kernel" : "in the kernel, then in user space for ancestry")}): actions {sel.Actions}"
+                b.AppendLine($"    selector {s} (decided {(hook.Mechanism == Mechanism.FanotifyPerm ? "by the agent's fanotify decision thread" : sel.KernelOnly ? "in the kernel" : "in the kernel, then in user space for ancestry")}): actions {sel.Actions}"
                     + (sel.Signal != 0 ? $" signal {sel.Signal}" : "") + (sel.Error != 0 ? $" errno {sel.Error}" : "")
                     + (sel.RateLimitNs != 0 ? $" rate limit {sel.RateLimitNs / 1_000_000_000}s" : ""));
                 if (sel.PidCmp != Cmp.None)

@@ -5,7 +5,12 @@ namespace SecurityAgent.Policies;
 /// <summary>The compiled form of a policy: plain data, what the engine loads into the kernel and what
 /// `secagent policy compile --explain` shows. Value sets are referenced by index into <see cref="ValueSets"/>;
 /// the engine stores their values under each attach point's generation (see <see cref="PolicyEncoding"/>).</summary>
-public sealed record PolicyPlan(string Name, string File, bool Enforce, IReadOnlyList<HookPlan> Hooks, IReadOnlyList<ValueSet> ValueSets, PolicyScope? Scope = null);
+public sealed record PolicyPlan(string Name, string File, bool Enforce, IReadOnlyList<HookPlan> Hooks, IReadOnlyList<ValueSet> ValueSets, PolicyScope? Scope = null)
+{
+    /// <summary>spec.options fail-mode: fail-closed: a deny the agent cannot decide in time (fanotify permission
+    /// events) is answered with deny instead of allow.</summary>
+    public bool FailClosed { get; init; }
+}
 
 public enum HookKind { Tracepoint, Kprobe, LsmHook, Uprobe, Usdt }
 

@@ -24,7 +24,7 @@ internal sealed class SemanticPass(KernelFeatures features, Func<string, string,
         if (p.Spec.Loader is { Value: true } loader)
             d.Error(loader.Pos, loader.Path, "unsupported: spec.loader (Tetragon's loader sensor: an event for each executable mapping a process makes, "
                 + "with the file's build id) has no SecurityAgent sensor; exec events carry the binary");
-        bool enforce = Options(p.Spec.Options, d);
+        var (enforce, failClosed) = Options(p.Spec.Options, d);
         var lists = Lists(p.Spec.Lists, d);
         Enforcers(p.Spec, lists, d);
         var sets = new List<ValueSet>();
@@ -40,15 +40,23 @@ internal sealed class SemanticPass(KernelFeatures features, Func<string, string,
             var sels = selectors.Compile(hook, place, args);
             Warn(hook, place, args, d);
             if (place is { FieldsKnown: true } && args.All(a => a.Complete))
-                hooks.Add(new HookPlan(place.Kind, place.Mechanism, place.Target, place.Name, place.Why, args.Where(a => a.Plan is not null).Select(a => a.Plan!).ToList(),
-                    sels, hook.Message?.Value, hook.Tags) { Pids = PidFlags(hook) });
+            {
+                var plan = new HookPlan(place.Kind, place.Mechanism, place.Target, place.Name, place.Why, args.Where(a => a.Plan is not null).Select(a => a.Plan!).ToList(),
+                    sels, hook.Message?.Value, hook.Tags) { Pids = PidFlags(hook) };
+                if (place.Mechanism == Mechanism.FanotifyPerm)
+                    foreach (var (sel, message) in Fanotify.FanotifyPolicies.Unsupported(plan))
+                        d.Error(sel >= 0 ? hook.Selectors[sel].Pos : hook.Pos, sel >= 0 ? hook.Selectors[sel].Path : hook.Path, message);
+                hooks.Add(plan);
+            }
             else
                 complete = false;
         }
         if (p.Spec.Hooks.Count == 0 && p.Spec.Loader is null)
             d.Error(p.Spec.Pos, p.Spec.Path, "the policy has no tracepoints, kprobes, lsmhooks, uprobes or usdts");
         var scope = ScopeCompiler.Compile(p, d);
-        return d.HasErrors || !complete ? null : new PolicyPlan(p.Metadata.Name.Value, file, enforce, hooks, sets, scope);
+        if (scope is not null && hooks.Any(h => h.Mechanism == Mechanism.FanotifyPerm))
+            d.Error(p.Spec.Pos, p.Spec.Path, "unsupported: podSelector, containerSelector or a namespaced policy with a hook on fanotify permission events is not implemented yet");
+        return d.HasErrors || !complete ? null : new PolicyPlan(p.Metadata.Name.Value, file, enforce, hooks, sets, scope) { FailClosed = failClosed };
     }
 
     /// <summary>spec.selectorsMacros by name; a macro cannot use macros (as in Tetragon).</summary>
@@ -155,11 +163,12 @@ internal sealed class SemanticPass(KernelFeatures features, Func<string, string,
 
     private string Detail(Mechanism m) => features.Mechanisms.TryGetValue(m, out var a) ? a.Detail : "unknown";
 
-    /// <summary>spec.options, as Tetragon defines them: the policy mode (true: enforce, the default, as in Tetragon);
-    /// the others tune how Tetragon attaches and change nothing here, so they are checked and noted.</summary>
-    private static bool Options(IReadOnlyList<OptionSpec> options, DiagnosticBag d)
+    /// <summary>spec.options, as Tetragon defines them: the policy mode (true: enforce, the default, as in Tetragon), and
+    /// ours, the fail mode of denies the agent answers itself (fanotify permission events: fail-open, the default, or
+    /// fail-closed); Tetragon's others tune how it attaches and change nothing here, so they are checked and noted.</summary>
+    private static (bool Enforce, bool FailClosed) Options(IReadOnlyList<OptionSpec> options, DiagnosticBag d)
     {
-        bool enforce = true;
+        bool enforce = true, failClosed = false;
         foreach (var o in options)
         {
             var value = o.Value?.Value ?? "";
@@ -171,6 +180,12 @@ internal sealed class SemanticPass(KernelFeatures features, Func<string, string,
                     break;
                 case "policy-mode":
                     d.Error(pos, path, $"policy-mode must be 'enforce' or 'monitor', not '{PolicyValues.Shorten(value)}'");
+                    break;
+                case "fail-mode" when value is "fail-open" or "fail-closed":
+                    failClosed = value == "fail-closed";
+                    break;
+                case "fail-mode":
+                    d.Error(pos, path, $"fail-mode must be 'fail-open' or 'fail-closed', not '{PolicyValues.Shorten(value)}'");
                     break;
                 case "disable-kprobe-multi" or "disable-uprobe-multi" when GoBool(value):
                     d.Note(o.Name.Pos, o.Name.Path, $"option {o.Name.Value} has no effect here: SecurityAgent attaches each kprobe and uprobe on its own");
@@ -186,12 +201,12 @@ internal sealed class SemanticPass(KernelFeatures features, Func<string, string,
                         + (o.Name.Value == "override-method" ? "fmod-ret or override-return" : o.Name.Value == "sleepable-preload-size" ? "a positive integer" : "true or false"));
                     break;
                 default:
-                    d.Error(o.Name.Pos, o.Name.Path, $"unsupported option '{PolicyValues.Shorten(o.Name.Value)}' (Tetragon's options: policy-mode, "
+                    d.Error(o.Name.Pos, o.Name.Path, $"unsupported option '{PolicyValues.Shorten(o.Name.Value)}' (supported: policy-mode, fail-mode, and Tetragon's "
                         + "disable-kprobe-multi, disable-uprobe-multi, override-method, sleepable-preload-size)");
                     break;
             }
         }
-        return enforce;
+        return (enforce, failClosed);
     }
 
     /// <summary>What Go's strconv.ParseBool accepts (Tetragon reads boolean options with it).</summary>

@@ -32,6 +32,16 @@ public sealed class ProcessCache(string nodeName, ProcessCacheOptions options, T
     public ProcessInfo? ByPid(int pid, ulong startTime = 0) =>
         _byPid.TryGetValue(pid, out var p) && (startTime == 0 || SameStart(p.StartTime, startTime)) ? p : null;
 
+    /// <summary>The newest execution of a pid that exited within the grace period (an event decided outside the ring
+    /// buffer, a fanotify permission event, can reach the pipeline after its process's exit).</summary>
+    public ProcessInfo? ExitedByPid(int pid)
+    {
+        ProcessInfo? found = null;
+        foreach (var p in _exited)
+            if (p.Pid == pid && p.Node is not null) found = p;
+        return found;
+    }
+
     public ProcessInfo? Parent(ProcessInfo p) => Get(p.ParentExecId);
 
     /// <summary>Parent, grandparent, ... as far as the cache knows (bounded against cycles).</summary>

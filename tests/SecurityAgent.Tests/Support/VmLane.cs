@@ -10,6 +10,8 @@ public static class VmLane
 {
     public static int Main(string[] args)
     {
+        if (args is ["--fanotify-child", var prefix])
+            return FanotifyChild.Run(prefix);
         if (args.Length == 0 || args[0] != "--vm-lane")
         {
             Console.Error.WriteLine("usage: SecurityAgent.Tests.dll --vm-lane [name filter]   (run the tests with `dotnet test`)");

@@ -370,20 +370,23 @@ public class PolicyLanguageTests
     }
 
     [Fact]
-    public void A_syscall_kprobe_with_override_goes_to_a_kprobe_where_the_kernel_has_kprobes()
+    public void A_syscall_kprobe_with_override_goes_to_a_kprobe_where_the_kernel_has_kprobes_and_fanotify_cannot_stand_in()
     {
         var v = Check("""
               kprobes:
-              - call: sys_openat
+              - call: sys_setuid
                 syscall: true
                 args:
-                - index: 1
-                  type: string
+                - index: 0
+                  type: int
                 selectors:
                 - matchArgs:
-                  - index: 1
-                    operator: Prefix
-                    values: ["/tmp/secagent-test/"]
+                  - index: 0
+                    operator: Equal
+                    values: ["0"]
+                  matchBinaries:
+                  - operator: In
+                    values: ["/tmp/secagent-test/victim"]
                   matchActions:
                   - action: Override
                     argError: -1
@@ -391,7 +394,7 @@ public class PolicyLanguageTests
             """, KernelFeatures.Everything, forOtherKernel: true);
         Assert.True(v.Ok, string.Join("\n", v.Diagnostics));
         var hook = Assert.Single(v.Plan!.Hooks);
-        Assert.Equal((Mechanism.Kprobe, "__x64_sys_openat"), (hook.Mechanism, hook.Target));
+        Assert.Equal((Mechanism.Kprobe, "__x64_sys_setuid"), (hook.Mechanism, hook.Target));
         Assert.Contains(v.Notes, n => n.Message.Contains("bpf_override_return"));
     }
 
