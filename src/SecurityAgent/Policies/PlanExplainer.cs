@@ -41,8 +41,9 @@ public static class PlanExplainer
                     + (sel.Signal != 0 ? $" signal {sel.Signal}" : "") + (sel.Error != 0 ? $" errno {sel.Error}" : "")
                     + (sel.RateLimitNs != 0 ? $" rate limit {sel.RateLimitNs / 1_000_000_000}s" : ""));
                 if (sel.PidCmp != Cmp.None)
-                    b.AppendLine($"      pid {sel.PidCmp} [{string.Join(", ", sel.Pids)}]" + (sel.NamespacePids ? " (pids in the process's pid namespace)" : "")
-                        + (sel.FollowForks ? sel.NamespacePids ? " followForks: ignored with namespace pids" : " followForks: their descendants too" : ""));
+                    b.AppendLine($"      matchPIDs {(s < hook.Pids.Count ? hook.Pids[s] : "")} -> pid {sel.PidCmp} [{string.Join(", ", sel.Pids)}] of "
+                        + (sel.NamespacePids ? "the process's pid in its own pid namespace" : "the process (its pid in the host's pid namespace)")
+                        + (sel.FollowForks ? sel.NamespacePids ? ", or of any of its ancestors (Tetragon's meaning; not carried by this build's engine)" : ", or of any ancestor: descendants are followed from fork" : ""));
                 if (sel.BinaryCmp != Cmp.None) b.AppendLine($"      binary {sel.BinaryCmp} {Set(plan, sel.BinaryValueSet)}");
                 if (sel.CapCmp != Cmp.None) b.AppendLine($"      capabilities {sel.CapCmp} mask 0x{sel.CapMask:x} (set {sel.CapSet})");
                 foreach (var f in sel.Args)
