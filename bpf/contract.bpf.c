@@ -16,6 +16,7 @@ enum sa_action sa_contract_action;
 enum sa_policy_event_flags sa_contract_policy_event_flags;
 enum sa_dim_kind sa_contract_dim_kind;
 enum sa_selector_flags sa_contract_selector_flags;
+enum sa_point_flags sa_contract_point_flags;
 struct event_header sa_contract_event_header;
 struct exec_event sa_contract_exec_event;
 struct fork_event sa_contract_fork_event;

@@ -24,6 +24,7 @@ struct sa_run {
 	__u32 bit;                   /* next selector bit to consider */
 	__s32 verdict;               /* errno for LSM and cgroup hooks (0: allow) */
 	bool alive;
+	bool at_exit;                /* a syscall's exit, on the object the kernel looked up */
 };
 
 static __always_inline const void *sa_lookup_exact(struct sa_call *c, struct sa_value_hdr hdr, const char *s, __u32 len)

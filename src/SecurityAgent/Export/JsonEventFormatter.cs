@@ -99,6 +99,7 @@ public sealed class JsonEventFormatter(string nodeName, BootClock clock, bool in
                     w.WriteEndObject();
                     break;
             }
+            if (a.Passed is not null) w.WriteString("passed_string_arg", a.Passed);
             if (a.Label is not null) w.WriteString("label", a.Label);
             w.WriteEndObject();
         }

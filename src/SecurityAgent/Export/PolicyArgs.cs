@@ -13,7 +13,7 @@ public sealed record PathArg(string Path);
 /// <summary>Renders the raw values of a policy event as Tetragon's typed arguments.</summary>
 public static class PolicyArgs
 {
-    public static IReadOnlyList<RenderedArg> Render(HookPlan hook, ulong[] ints, byte[][] strings)
+    public static IReadOnlyList<RenderedArg> Render(HookPlan hook, ulong[] ints, byte[][] strings, byte[]?[]? passed = null)
     {
         var list = new List<RenderedArg>(hook.Args.Count);
         foreach (var a in hook.Args)
@@ -22,7 +22,8 @@ public static class PolicyArgs
             ulong v = ints[a.Slot];
             list.Add(a.KernelType switch
             {
-                ArgType.String => new RenderedArg("string_arg", Encoding.UTF8.GetString(strings[a.Slot]), a.Label),
+                ArgType.String => new RenderedArg("string_arg", Encoding.UTF8.GetString(strings[a.Slot]), a.Label,
+                    passed?[a.Slot] is { } p ? Encoding.UTF8.GetString(p) : null),
                 ArgType.SockAddr or ArgType.KSockAddr => new RenderedArg("sockaddr_arg", SockAddrOf(strings[a.Slot]), a.Label),
                 ArgType.KString => new RenderedArg("string_arg", Encoding.UTF8.GetString(strings[a.Slot]), a.Label),
                 ArgType.File => new RenderedArg("file_arg", new PathArg(Encoding.UTF8.GetString(strings[a.Slot])), a.Label),

@@ -197,7 +197,7 @@ public sealed partial class EventPipeline
         if (!actions.HasFlag(Actions.Post))
             return null;
         return new PolicyMatchEvent(e.Ktime, p, parent, info.PolicyName, info.Hook, PolicyArgs.ActionName(actions), info.Enforce,
-            enforced, refused, decidedBy, PolicyArgs.Render(info.Hook, e.Ints, e.Strings));
+            enforced, refused, decidedBy, PolicyArgs.Render(info.Hook, e.Ints, e.Strings, e.Passed));
     }
 
     /// <summary>The in-kernel deny set the user-space stage feeds (the policy engine).</summary>

@@ -47,8 +47,9 @@ public sealed record DimLayout(W.DimKind Kind, int Slot, ulong[] Care, ulong[] N
 
 /// <summary>The selector bits of an attach point: which arguments are read into which slots, which bits each hook
 /// has (in selector order), and the indexed dimensions with their care and negation masks and stored values.</summary>
+/// <param name="Flags">What the syscall's exit looks up again (the point has a resolved file-name argument).</param>
 public sealed record PointLayout(IReadOnlyList<ArgRead> Args, IReadOnlyList<int[]> HookSlots, IReadOnlyList<(int First, int End)> HookBits,
-    IReadOnlyList<DimLayout> Dims, int Bits)
+    IReadOnlyList<DimLayout> Dims, int Bits, W.PointFlags Flags = 0)
 {
     public int ProcessDims => Dims.Count(d => d.IsProcessLevel);
 }
@@ -110,7 +111,17 @@ public static class PolicyEncoding
                 bit++;
         }
         var ordered = dims.Where(d => d.ProcessLevel).Concat(dims.Where(d => !d.ProcessLevel)).Select(d => d.Build()).ToList();
-        return new PointLayout(args, hookSlots, hookBits, ordered, bit);
+        // A file name that an Equal/Prefix/Postfix selector matches is resolved in the kernel (PathArguments);
+        // one only read for the event stays as passed (no cost).
+        var target = hooks.Count > 0 && hooks[0].Hook.Mechanism == Kernel.Mechanism.Tracepoint ? hooks[0].Hook.Target : "";
+        W.PointFlags flags = 0;
+        foreach (int slot in ordered.Where(d => d.Kind is W.DimKind.StrExact or W.DimKind.StrPrefix or W.DimKind.StrPostfix).Select(d => d.Slot).Distinct())
+            if (PathArguments.Resolved(target, args[slot].Offset, args[slot].Type) is { } resolved)
+            {
+                args[slot] = args[slot] with { Type = resolved };
+                flags |= PathArguments.Exit(target);
+            }
+        return new PointLayout(args, hookSlots, hookBits, ordered, bit, flags);
     }
 
     private static void Limit(PlacedHook h, int n, int max, string what, string point)
@@ -267,6 +278,7 @@ public static class PolicyEncoding
         config[W.Point.Nargs] = (byte)layout.Args.Count;
         config[W.Point.Ndims] = (byte)layout.Dims.Count;
         config[W.Point.NprocDims] = (byte)layout.ProcessDims;
+        config[W.Point.Flags] = (byte)layout.Flags;
         for (int p = 0; p < layout.Args.Count; p++)
         {
             var o = W.Point.Args + p * W.PointArg.Length;

@@ -110,6 +110,39 @@ public class PolicyEncodingTests
     }
 
     [Fact]
+    public void A_file_name_is_resolved_in_the_kernel_only_where_a_string_selector_matches_it()
+    {
+        var matched = PolicyEncoding.Layout([Place(Plan("m", [Set(ValueSetKind.StringPostfix, "/id_rsa")], Sel(args: [new ArgFilterPlan(0, Cmp.Postfix, 0, 0)])))], "openat");
+        Assert.Equal((ArgType.UserPathAt, W.PointFlags.Fd), (matched.Args[0].Type, matched.Flags));
+
+        var readOnly = PolicyEncoding.Layout([Place(Plan("r", [Set(ValueSetKind.StringExact, "/b")], Sel(Cmp.In, 0)))], "openat");
+        Assert.Equal((ArgType.String, (W.PointFlags)0), (readOnly.Args[0].Type, readOnly.Flags)); // reported as passed, no cost
+
+        var mask = PolicyEncoding.Layout([Place(Plan("k", [], Sel(args: [new ArgFilterPlan(1, Cmp.Mask, null, 1)])))], "openat");
+        Assert.Equal(ArgType.Int, mask.Args[1].Type);
+    }
+
+    [Theory]
+    [InlineData("syscalls/sys_enter_openat", 24, ArgType.UserPathAt)]
+    [InlineData("syscalls/sys_enter_open", 16, ArgType.UserPath)]
+    [InlineData("syscalls/sys_enter_execve", 16, ArgType.UserPath)]
+    [InlineData("syscalls/sys_enter_renameat2", 40, ArgType.UserPathAt)]
+    [InlineData("syscalls/sys_enter_symlink", 16, null)]   // the link's content is not looked up
+    [InlineData("syscalls/sys_enter_symlink", 24, ArgType.UserPath)]
+    [InlineData("syscalls/sys_enter_write", 24, null)]
+    [InlineData("raw_syscalls/sys_enter", 16, null)]
+    public void The_file_name_arguments_of_syscalls_are_known_with_their_directory_fd(string target, int offset, ArgType? expected) =>
+        Assert.Equal(expected, PathArguments.Resolved(target, offset, ArgType.String));
+
+    [Fact]
+    public void Opens_and_execs_look_the_file_up_again_at_their_exit_tracepoint()
+    {
+        Assert.Equal("syscalls/sys_exit_openat2", PathArguments.ExitTracepoint("syscalls/sys_enter_openat2"));
+        Assert.Equal(W.PointFlags.Exe, PathArguments.Exit("syscalls/sys_enter_execveat"));
+        Assert.Null(PathArguments.ExitTracepoint("syscalls/sys_enter_unlinkat"));
+    }
+
+    [Fact]
     public void A_generation_writes_its_configuration_selectors_and_values_under_its_own_attach_point_and_generation()
     {
         var plan = Plan("p", [Set(ValueSetKind.StringExact, "/b"), Set(ValueSetKind.StringPrefix, "/etc/")],
@@ -121,7 +154,8 @@ public class PolicyEncodingTests
         var c = gen.Config.Value;
         Assert.Equal((1, 2, 2, 1), (BinaryPrimitives.ReadUInt16LittleEndian(c.AsSpan(W.Point.Nbits)), (int)c[W.Point.Nargs], (int)c[W.Point.Ndims], (int)c[W.Point.NprocDims]));
         Assert.Equal(24, BinaryPrimitives.ReadUInt16LittleEndian(c.AsSpan(W.Point.Args + W.PointArg.Offset)));
-        Assert.Equal((byte)ArgType.String, c[W.Point.Args + W.PointArg.Type]);
+        Assert.Equal((byte)ArgType.UserPathAt, c[W.Point.Args + W.PointArg.Type]); // openat's file name, matched by Prefix
+        Assert.Equal((byte)W.PointFlags.Fd, c[W.Point.Flags]);
         Assert.Equal(1UL, BinaryPrimitives.ReadUInt64LittleEndian(c.AsSpan(W.Point.Valid)));
         Assert.Equal((byte)W.DimKind.BinExact, c[W.Point.Dims + W.Dim.Kind]);
         Assert.Equal(1UL, BinaryPrimitives.ReadUInt64LittleEndian(c.AsSpan(W.Point.Dims + W.Dim.Care)));
