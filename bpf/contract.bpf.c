@@ -32,6 +32,7 @@ struct sa_bitmap sa_contract_bitmap;
 struct sa_str_key sa_contract_str_key;
 struct sa_lpm_key sa_contract_lpm_key;
 struct sa_int_key sa_contract_int_key;
+struct sa_inode_key sa_contract_inode_key;
 struct sa_addr_key sa_contract_addr_key;
 struct sa_scope_key sa_contract_scope_key;
 struct sa_deny_key sa_contract_deny_key;

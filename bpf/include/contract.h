@@ -323,6 +323,16 @@ struct sa_lpm_key {
 	char data[SA_LPM_STR_MAX];
 };
 
+/* The other names of a file: a value of a file-name dimension that names an existing file (or, for a prefix,
+ * the files under it when loaded) is also stored by inode, which a syscall's exit looks up when the file it
+ * opened or executed has more than one link. */
+struct sa_inode_key {
+	struct sa_value_hdr hdr;
+	__u32 dev;               /* the kernel's s_dev: major << 20 | minor */
+	__u32 pad;
+	__u64 ino;
+};
+
 struct sa_int_key {
 	struct sa_value_hdr hdr;
 	__u64 value;

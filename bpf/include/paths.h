@@ -168,6 +168,11 @@ static __always_inline __u32 sa_file_to_slot(struct sa_call *c, __u32 p, struct 
 	struct fs_struct *fs = BPF_CORE_READ(task, fs);
 	bool truncated = false;
 	__u32 off = sa_resolve_path(&f->f_path, &fs->root, &truncated, true);
+	struct inode *inode = BPF_CORE_READ(f, f_inode);
+	if (BPF_CORE_READ(inode, __i_nlink) > 1) {
+		c->file_ino = BPF_CORE_READ(inode, i_ino);
+		c->file_dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	}
 	char *dst = c->str[p];
 	__u32 len = 1;
 	if (off > SA_PATH_MAX) {

@@ -98,6 +98,7 @@ static __always_inline __s32 sa_policy_run(__u32 ap, __u8 op, const struct sa_so
 	__sync_fetch_and_add(&ps->seen, 1);
 	__builtin_memcpy(r.c->live, r.pt->valid, sizeof(r.c->live));
 	__builtin_memset(r.c->fired, 0, sizeof(r.c->fired));
+	r.c->file_ino = 0;
 	if (skip) {
 		r.at_exit = true;
 		for (int w = 0; w < SA_SEL_WORDS; w++)

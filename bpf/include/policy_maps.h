@@ -147,6 +147,9 @@ struct sa_call {
 	__u16 norm_stack[SA_NORM_DEPTH];     /* path normalisation: where each component starts */
 	__u64 skip[SA_SEL_WORDS];    /* a syscall's exit: the bits of the hooks that matched at its enter */
 	__u8 exit_record[SA_SYSCALL_RECORD]; /* ... and the record its enter saw */
+	__u64 file_ino;          /* a syscall's exit: the file's inode when it has more than one link, else 0 */
+	__u32 file_dev;
+	__u32 pad2;
 	char rev[SA_POINT_ARGS][SA_STR_MAX];
 	char bin_rev[SA_STR_MAX];
 	struct sa_binary no_bin; /* never written: the binary of a process the sensor does not know, "" */
@@ -155,6 +158,7 @@ struct sa_call {
 		struct sa_lpm_key lpm;
 		struct sa_int_key num;
 		struct sa_addr_key addr;
+		struct sa_inode_key inode;
 	} key;
 	struct policy_event ev;
 };
@@ -187,6 +191,14 @@ struct {
 	__type(key, __u64);
 	__type(value, struct sa_pending);
 } sa_pending SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct sa_inode_key);
+	__type(value, struct sa_bitmap);
+} sa_inode_set SEC(".maps");
 #endif
 
 static __always_inline struct sa_call *sa_call_state(void)

@@ -117,9 +117,21 @@ static long sa_eval_dim(__u32 i, struct sa_run *r)
 		return 1;
 	const struct sa_dim *d = &r->pt->dims[di];
 	const struct sa_bitmap *hit = sa_dim_lookup(r, d, di);
+	const struct sa_bitmap *alias = NULL;
+#if SA_FAMILY == SA_FAMILY_TRACEPOINT
+	/* A file with several names matches when any of its names the policy lists does. */
+	if (r->c->file_ino && d->kind >= SA_DIM_STR_EXACT && d->kind <= SA_DIM_STR_POSTFIX) {
+		struct sa_inode_key *k = &r->c->key.inode;
+		k->hdr = (struct sa_value_hdr){ .gen = r->gen, .ap = r->ap, .dim = di };
+		k->dev = r->c->file_dev;
+		k->pad = 0;
+		k->ino = r->c->file_ino;
+		alias = bpf_map_lookup_elem(&sa_inode_set, k);
+	}
+#endif
 	__u64 any = 0;
 	for (int w = 0; w < SA_SEL_WORDS; w++) {
-		__u64 h = hit ? hit->w[w] : 0;
+		__u64 h = (hit ? hit->w[w] : 0) | (alias ? alias->w[w] : 0);
 		r->c->live[w] &= ~d->care[w] | (h ^ d->neg[w]);
 		any |= r->c->live[w];
 	}

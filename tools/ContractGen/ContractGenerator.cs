@@ -49,6 +49,7 @@ public static class ContractGenerator
         new("sa_str_key", "SecurityAgent.Events", "PolicyWire", "StrKey"),
         new("sa_lpm_key", "SecurityAgent.Events", "PolicyWire", "LpmKey"),
         new("sa_int_key", "SecurityAgent.Events", "PolicyWire", "IntKey"),
+        new("sa_inode_key", "SecurityAgent.Events", "PolicyWire", "InodeKey"),
         new("sa_addr_key", "SecurityAgent.Events", "PolicyWire", "AddrKey"),
         new("sa_scope_key", "SecurityAgent.Events", "PolicyWire", "ScopeKey"),
         new("sa_deny_key", "SecurityAgent.Events", "PolicyWire", "DenyKey"),

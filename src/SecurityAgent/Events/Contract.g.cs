@@ -21,6 +21,7 @@ namespace SecurityAgent.Bpf
             public const string ExecScratch = "sa_exec_scratch";
             public const string Follow = "sa_follow";
             public const string HookStats = "sa_hook_stats";
+            public const string InodeSet = "sa_inode_set";
             public const string IntSet = "sa_int_set";
             public const string Lost = "sa_lost";
             public const string PathScratch = "sa_path_scratch";
@@ -110,7 +111,7 @@ namespace SecurityAgent.Bpf
         public static class Tracepoint
         {
             public const string File = "tracepoint.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_rcu_inner", "sa_rcu_barrier", "sa_pending", "sa_active", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_rcu_inner", "sa_rcu_barrier", "sa_pending", "sa_active", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_inode_set"];
             public static readonly IReadOnlyList<string> Programs = ["sa_policy_tp", "sa_policy_exit_tp"];
         }
     }
@@ -370,6 +371,15 @@ namespace SecurityAgent.Events
             public const int Hdr = 0;
             public const int Value = 8;
             public const int Length = 16;
+        }
+
+        /// <summary>struct sa_inode_key</summary>
+        public static class InodeKey
+        {
+            public const int Hdr = 0;
+            public const int Dev = 8;
+            public const int Ino = 16;
+            public const int Length = 24;
         }
 
         /// <summary>struct sa_addr_key</summary>

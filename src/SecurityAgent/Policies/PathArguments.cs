@@ -71,6 +71,45 @@ public static class PathArguments
     public static string? ExitTracepoint(string target) =>
         Exit(target) != 0 ? "syscalls/sys_exit_" + target["syscalls/sys_enter_".Length..] : null;
 
+    /// <summary>A regular file as the kernel identifies it.</summary>
+    public readonly record struct FileId(string Path, uint Dev, ulong Ino);
+
+    /// <summary>Files of one Prefix value whose other names are recognised (the rest: by path only).</summary>
+    private const int MaxFilesPerValue = 1024;
+
+    /// <summary>The existing files a file-name value names: the file itself (Equal), or for a Prefix every
+    /// regular file whose path starts with it (at most <see cref="MaxFilesPerValue"/>, symlinks not followed).
+    /// Their inodes let a syscall's exit recognise them under another name (a hard link).</summary>
+    public static IEnumerable<FileId> Files(string value, bool prefix)
+    {
+        if (Interop.Libc.TryFileId(value, out var dev, out var ino))
+            yield return new FileId(value, dev, ino);
+        int slash = value.LastIndexOf('/');
+        if (!prefix || slash < 0)
+            yield break;
+        var dir = value[..(slash + 1)];
+        var rest = value[(slash + 1)..];
+        if (!Directory.Exists(dir))
+            yield break;
+        var options = new EnumerationOptions { RecurseSubdirectories = false, IgnoreInaccessible = true, AttributesToSkip = FileAttributes.ReparsePoint };
+        var deep = new EnumerationOptions { RecurseSubdirectories = true, MaxRecursionDepth = 8, IgnoreInaccessible = true, AttributesToSkip = FileAttributes.ReparsePoint };
+        int n = 0;
+        IEnumerable<string> Under(string d)
+        {
+            try { return Directory.EnumerateFiles(d, "*", deep); } catch (IOException) { return []; } catch (UnauthorizedAccessException) { return []; }
+        }
+        IEnumerable<string> top;
+        try { top = Directory.EnumerateFileSystemEntries(dir, rest + "*", options).ToList(); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { yield break; }
+        foreach (var entry in top)
+            foreach (var f in Directory.Exists(entry) && !File.GetAttributes(entry).HasFlag(FileAttributes.ReparsePoint) ? Under(entry) : [entry])
+            {
+                if (f == value || !Interop.Libc.TryFileId(f, out dev, out ino)) continue;
+                if (++n > MaxFilesPerValue) yield break;
+                yield return new FileId(f, dev, ino);
+            }
+    }
+
     /// <summary>For --explain: what a string filter on argument <paramref name="arg"/> of <paramref name="hook"/> matches.</summary>
     public static string? Explain(HookPlan hook, ArgPlan arg)
     {

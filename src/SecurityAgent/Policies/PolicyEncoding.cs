@@ -270,7 +270,10 @@ public static class PolicyEncoding
     }
 
     /// <summary>The bytes of generation <paramref name="gen"/> of attach point <paramref name="ap"/>.</summary>
-    public static PointGeneration Generation(uint ap, uint gen, PointLayout layout, IReadOnlyList<PlacedHook> hooks)
+    /// <param name="files">The existing files a file-name value names (<see cref="PathArguments.Files"/>); null: none
+    /// (then other names of a file, hard links, are not recognised).</param>
+    public static PointGeneration Generation(uint ap, uint gen, PointLayout layout, IReadOnlyList<PlacedHook> hooks,
+        Func<string, bool, IEnumerable<PathArguments.FileId>>? files = null)
     {
         var config = new byte[W.Point.Length];
         var c = config.AsSpan();
@@ -302,6 +305,9 @@ public static class PolicyEncoding
             WriteBitmap(c[(o + W.Dim.Neg)..], dim.Neg);
             foreach (var v in dim.Values)
                 values.Add(new MapEntry(dim.Map, ValueKey(dim.Kind, new ValueHeader(gen, ap, d), v.Data, v.Bits), Bitmap(v.Selectors)));
+            if (files is not null && layout.Flags != 0 && dim.Kind is W.DimKind.StrExact or W.DimKind.StrPrefix
+                && layout.Args[dim.Slot].Type is ArgType.UserPath or ArgType.UserPathAt)
+                values.AddRange(InodeEntries(dim, new ValueHeader(gen, ap, d), files));
         }
         var selectors = new List<MapEntry>();
         for (int h = 0; h < hooks.Count; h++)
@@ -315,6 +321,31 @@ public static class PolicyEncoding
     }
 
     public readonly record struct ValueHeader(uint Gen, uint Ap, int Dim);
+
+    /// <summary>The files a file-name dimension's values name, by inode, each with the selectors its path would
+    /// get from the dimension's own lookup (exact: its value's; prefix: its longest stored prefix's).</summary>
+    private static IEnumerable<MapEntry> InodeEntries(DimLayout dim, ValueHeader h, Func<string, bool, IEnumerable<PathArguments.FileId>> files)
+    {
+        bool prefix = dim.Kind == W.DimKind.StrPrefix;
+        var values = dim.Values.Select(v => (Text: Encoding.UTF8.GetString(v.Data), v.Selectors)).ToList();
+        var byInode = new Dictionary<(uint, ulong), ulong[]>();
+        foreach (var v in values)
+            foreach (var f in files(v.Text, prefix))
+            {
+                var best = prefix ? values.Where(u => f.Path.StartsWith(u.Text, StringComparison.Ordinal)).MaxBy(u => u.Text.Length) : v;
+                if (best.Selectors is null) continue;
+                var sel = byInode.TryGetValue((f.Dev, f.Ino), out var s) ? s : byInode[(f.Dev, f.Ino)] = new ulong[Words];
+                for (int w = 0; w < Words; w++) sel[w] |= best.Selectors[w];
+            }
+        foreach (var ((dev, ino), sel) in byInode)
+        {
+            var k = new byte[W.InodeKey.Length];
+            WriteHeader(k.AsSpan(W.InodeKey.Hdr), h);
+            BinaryPrimitives.WriteUInt32LittleEndian(k.AsSpan(W.InodeKey.Dev), dev);
+            BinaryPrimitives.WriteUInt64LittleEndian(k.AsSpan(W.InodeKey.Ino), ino);
+            yield return new MapEntry(BpfNames.Maps.InodeSet, k, Bitmap(sel));
+        }
+    }
 
     private static void WriteHeader(Span<byte> k, ValueHeader h)
     {

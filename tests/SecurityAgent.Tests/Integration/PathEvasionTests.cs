@@ -30,6 +30,7 @@ public class PathEvasionTests
             File.WriteAllText(Dir.File("plain.txt"), "plain\n");
             File.CreateSymbolicLink(Dir.File("link"), Secret);
             File.CreateSymbolicLink(Dir.File("linkdir"), SecretDir);
+            Assert.Equal(0, Run.Wait("/usr/bin/ln", [Secret, Dir.File("hardlink")]).Code);
             Cat = Dir.CopyBinary("/usr/bin/cat", "victim-cat");
             Grep = Dir.CopyBinary("/usr/bin/grep", "victim-grep");
             Sh = Dir.CopyBinary("/usr/bin/dash", "victim-sh");
@@ -65,8 +66,17 @@ public class PathEvasionTests
                   - action: Sigkill
             """;
 
-        /// <summary>Each way to read the secret: what runs, from where, and the string the open passes.</summary>
-        public IEnumerable<(string What, string File, string[] Args, string? Cwd, string Passed)> Spellings()
+        /// <summary>Each way to read the secret: what runs, from where, the string the open passes and the path
+        /// the event reports (the secret's, except for a hard link: the name it was opened by, caught by inode).</summary>
+        public IEnumerable<(string What, string File, string[] Args, string? Cwd, string Passed, string Resolved)> Spellings()
+        {
+            var d = Dir.Path;
+            foreach (var (what, file, args, cwd, passed) in Renamed())
+                yield return (what, file, args, cwd, passed, Secret);
+            yield return ("through a hard link", Cat, [d + "/hardlink"], null, d + "/hardlink", d + "/hardlink");
+        }
+
+        private IEnumerable<(string What, string File, string[] Args, string? Cwd, string Passed)> Renamed()
         {
             var d = Dir.Path;
             yield return ("relative to the cwd", Cat, ["key.txt"], SecretDir, "key.txt");
@@ -107,12 +117,12 @@ public class PathEvasionTests
         using var s = new Scene();
         using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = s.OpenPolicy("evasion-monitor", "monitor") });
         Assert.Contains("Policy evasion-monitor loaded", agent.Stderr);
-        foreach (var (what, file, args, cwd, passed) in s.Spellings())
+        foreach (var (what, file, args, cwd, passed, resolved) in s.Spellings())
         {
             var r = Run.Wait(file, args, cwd);
             Assert.True(r.Code == 0 && r.Stdout.Contains("TOP-SECRET"), $"{what}: monitor mode must not stop the read: {r.Code} {r.Stdout} {r.Stderr}");
             var body = WaitForPassed(agent, "evasion-monitor", passed, what);
-            Assert.Equal(s.Secret, body.GetProperty("args")[0].GetProperty("string_arg").GetString());
+            Assert.Equal(resolved, body.GetProperty("args")[0].GetProperty("string_arg").GetString());
             Assert.False(body.GetProperty("enforced").GetBoolean());
         }
         // A file outside the secret directory, by the same binaries and the same tricks, is not reported.
@@ -129,7 +139,7 @@ public class PathEvasionTests
         using var s = new Scene();
         using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = s.OpenPolicy("evasion-kill", "enforce") });
         Assert.Contains("Policy evasion-kill loaded", agent.Stderr);
-        foreach (var (what, file, args, cwd, passed) in s.Spellings())
+        foreach (var (what, file, args, cwd, passed, _) in s.Spellings())
         {
             var r = Run.Wait(file, args, cwd);
             Assert.True(r.Code == 137 && !r.Stdout.Contains("TOP-SECRET"), $"{what}: expected SIGKILL before any output, got {r.Code} '{r.Stdout}' {r.Stderr}");

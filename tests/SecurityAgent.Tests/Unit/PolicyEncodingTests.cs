@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using SecurityAgent.Bpf;
 using SecurityAgent.Events;
 using SecurityAgent.Kernel;
 using SecurityAgent.Policies;
@@ -120,6 +121,27 @@ public class PolicyEncodingTests
 
         var mask = PolicyEncoding.Layout([Place(Plan("k", [], Sel(args: [new ArgFilterPlan(1, Cmp.Mask, null, 1)])))], "openat");
         Assert.Equal(ArgType.Int, mask.Args[1].Type);
+    }
+
+    [Fact]
+    public void Files_a_file_name_value_names_are_also_stored_by_inode_with_the_selectors_their_path_gets()
+    {
+        var plan = Plan("h", [Set(ValueSetKind.StringPrefix, "/s/", "/s/deep/")],
+            Sel(args: [new ArgFilterPlan(0, Cmp.Prefix, 0, 0)]));
+        var hook = Place(plan);
+        var layout = PolicyEncoding.Layout([hook], "openat");
+        PathArguments.FileId[] found = [new("/s/a", 5 << 20, 100), new("/s/deep/b", 5 << 20, 200)];
+        var gen = PolicyEncoding.Generation(9, 2, layout, [hook], (v, prefix) => prefix ? found.Where(f => f.Path.StartsWith(v)) : []);
+        var inodes = gen.Values.Where(e => e.Map == BpfNames.Maps.InodeSet).ToList();
+        Assert.Equal(2, inodes.Count);
+        var b = inodes.Single(e => BinaryPrimitives.ReadUInt64LittleEndian(e.Key.AsSpan(W.InodeKey.Ino)) == 200);
+        Assert.Equal(5u << 20, BinaryPrimitives.ReadUInt32LittleEndian(b.Key.AsSpan(W.InodeKey.Dev)));
+        Assert.Equal((2u, 9u), (BinaryPrimitives.ReadUInt32LittleEndian(b.Key.AsSpan(W.InodeKey.Hdr + W.ValueHeader.Gen)),
+            (uint)BinaryPrimitives.ReadUInt16LittleEndian(b.Key.AsSpan(W.InodeKey.Hdr + W.ValueHeader.Ap))));
+        Assert.Equal(1UL, BinaryPrimitives.ReadUInt64LittleEndian(b.Value));
+
+        // Without the file system (or where nothing is resolved) nothing is stored by inode.
+        Assert.DoesNotContain(PolicyEncoding.Generation(9, 2, layout, [hook]).Values, e => e.Map == BpfNames.Maps.InodeSet);
     }
 
     [Theory]
