@@ -110,8 +110,12 @@ public static class PathArguments
             }
     }
 
+    private static string HardLinks(Cmp cmp) => cmp is Cmp.Postfix or Cmp.NotPostfix
+        ? "; a hard link under another name is not recognised by a Postfix"
+        : "; hard links by inode: the files the values name when loaded";
+
     /// <summary>For --explain: what a string filter on argument <paramref name="arg"/> of <paramref name="hook"/> matches.</summary>
-    public static string? Explain(HookPlan hook, ArgPlan arg)
+    public static string? Explain(HookPlan hook, ArgPlan arg, Cmp cmp)
     {
         if (hook.Mechanism != Kernel.Mechanism.Tracepoint || Resolved(hook.Target, arg.Offset, arg.KernelType) is not { } how)
             return null;
@@ -120,8 +124,8 @@ public static class PathArguments
             : "the resolved path (relative names joined to the cwd, '.', '..' and '//' folded, at enter)";
         return Exit(hook.Target) switch
         {
-            PolicyWire.PointFlags.Fd => enter + ", and again at exit the path of the file the kernel opened (symlinks, bind mounts, hard links, /proc/self/fd)",
-            PolicyWire.PointFlags.Exe => enter + ", and again at exit the path of the file the kernel executed (symlinks, bind mounts)",
+            PolicyWire.PointFlags.Fd => enter + ", and again at exit the path of the file the kernel opened (symlinks, bind mounts, /proc/self/fd" + HardLinks(cmp) + ")",
+            PolicyWire.PointFlags.Exe => enter + ", and again at exit the path of the file the kernel executed (symlinks, bind mounts" + HardLinks(cmp) + ")",
             _ => enter + "; symlinks in it are not followed",
         };
     }

@@ -66,7 +66,7 @@ public static class PlanExplainer
         if (f.Cmp is not (Cmp.In or Cmp.NotIn or Cmp.Prefix or Cmp.NotPrefix or Cmp.Postfix or Cmp.NotPostfix)
             || hook.Args.FirstOrDefault(a => a.Slot == f.Slot) is not { KernelType: ArgType.String } arg)
             return "";
-        return "\n        matches " + (PathArguments.Explain(hook, arg) ?? "the string as the process passed it (not a file name the kernel resolves)");
+        return "\n        matches " + (PathArguments.Explain(hook, arg, f.Cmp) ?? "the string as the process passed it (not a file name the kernel resolves)");
     }
 
     private static string Describe(LabelSelector s) =>
