@@ -8,8 +8,9 @@ RUN make bpf BPF_SKIP_DEPS=1 && dotnet publish src/SecurityAgent/SecurityAgent.c
 FROM mcr.microsoft.com/dotnet/aspnet:10.0 AS runtime
 RUN apt-get update && apt-get install -y --no-install-recommends libbpf1 && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out /opt/secagent
-COPY policies /etc/secagent/policies
+# Policies are not part of the image: they are mounted here (deploy/: the securityagent-policies ConfigMap).
+RUN mkdir -p /etc/secagent/policies && chmod 0755 /etc/secagent/policies
 # Needs, on the host: root with CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN (privileged in the DaemonSet), hostPID,
 # and /sys/kernel/tracing, /sys/fs/bpf, /sys/kernel/security, /proc mounted.
 ENTRYPOINT ["/opt/secagent/secagent"]
-CMD ["run", "--policy-dir", "/etc/secagent/policies", "--export-file", "-"]
+CMD ["run"]

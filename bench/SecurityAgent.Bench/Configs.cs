@@ -10,6 +10,10 @@ public abstract class Config : IDisposable
 {
     public abstract string Name { get; }
     public abstract string Description { get; }
+    /// <summary>The workloads this configuration runs (null: all).</summary>
+    public virtual IReadOnlyCollection<string>? Only => null;
+    /// <summary>Why the configuration could not be set up as described (e.g. policies the agent refused), or null.</summary>
+    public virtual string? SetupError => null;
     public virtual void Start() { }
     public virtual Snapshot Read() => default;
     /// <summary>Peak RSS of the observing process over the session, MB (0: no such process).</summary>
@@ -23,41 +27,53 @@ public sealed class Baseline : Config
     public override string Description => "no agent";
 }
 
-/// <summary>The agent (build/app/secagent.dll) with a given policy, JSON events to a file.</summary>
-public sealed class Agent(Paths paths, string name, string description, string? policyYaml, bool userSpaceFilter = false) : Config
+/// <summary>The agent (build/app/secagent.dll) with the given policy files, JSON events to a file.</summary>
+public sealed class Agent(Paths paths, string name, string description, IReadOnlyDictionary<string, string> policies, bool userSpaceFilter = false,
+    IReadOnlyCollection<string>? only = null) : Config
 {
     private Host.Background? _agent;
     private string _dir = "";
     private double _peak;
+    private string? _setupError;
     public override string Name => name;
     public override string Description => description;
+    public override IReadOnlyCollection<string>? Only => only;
+    public override string? SetupError => _setupError;
     public double ReadyMs { get; private set; }
+    public int Pid => _agent!.Pid;
+
+    public Agent(Paths paths, string name, string description, string? policyYaml, bool userSpaceFilter = false, IReadOnlyCollection<string>? only = null)
+        : this(paths, name, description, policyYaml is null ? new Dictionary<string, string>() : new() { ["bench.yaml"] = policyYaml }, userSpaceFilter, only) { }
 
     public override void Start()
     {
         _dir = Directory.CreateTempSubdirectory("secagent-bench-agent-").FullName;
         Directory.CreateDirectory(Path.Combine(_dir, "policies"));
-        if (policyYaml is not null)
-            File.WriteAllText(Path.Combine(_dir, "policies", "bench.yaml"), policyYaml);
+        foreach (var (file, yaml) in policies)
+            File.WriteAllText(Path.Combine(_dir, "policies", file), yaml);
         var args = new List<string> { paths.AgentDll, "run", "--policy-dir", Path.Combine(_dir, "policies"),
             "--export-file", Path.Combine(_dir, "events.json"), "--stats-file", Path.Combine(_dir, "stats.json"),
             "--api-socket", Path.Combine(_dir, "agent.sock") };
         if (userSpaceFilter) args.AddRange(["--debug-userspace-filter", "true"]);
         var sw = System.Diagnostics.Stopwatch.StartNew();
         _agent = new Host.Background("dotnet", args);
-        if (!_agent.WaitFor(b => b.Stderr.Contains("Agent ready"), TimeSpan.FromSeconds(30)))
+        if (!_agent.WaitFor(b => b.Stderr.Contains("Agent ready"), TimeSpan.FromSeconds(60)))
             throw new InvalidOperationException($"agent ({name}) did not start:\n{_agent.Stderr}");
         ReadyMs = sw.Elapsed.TotalMilliseconds;
+        var loaded = System.Text.RegularExpressions.Regex.Match(_agent.Stderr, @"(\d+) policies loaded");
+        _setupError = loaded.Success && int.Parse(loaded.Groups[1].Value) < policies.Count
+            ? $"{loaded.Groups[1].Value} of {policies.Count} policies loaded: " + (_agent.Stderr.Split('\n').FirstOrDefault(l => l.Contains("failed to load") || l.Contains("Policy error"))?.Split(": ", 2).Last().Trim() ?? "?")
+            : null;
         _peak = 0;
     }
 
     public override Snapshot Read()
     {
-        Thread.Sleep(700); // the agent writes its stats every 500 ms; let the pipeline drain first
+        Thread.Sleep(700); // the agent drains every 80 ms and writes its stats every 500 ms
         var stats = JsonDocument.Parse(File.ReadAllText(Path.Combine(_dir, "stats.json"))).RootElement;
         _peak = Math.Max(_peak, Host.PeakRssMb(_agent!.Pid));
         return new Snapshot(Host.CpuMs(_agent.Pid), stats.GetProperty("exported").GetInt64(),
-            stats.GetProperty("kernel_lost").GetInt64() + stats.GetProperty("channel_dropped").GetInt64());
+            stats.GetProperty("kernel_lost").GetInt64() + stats.GetProperty("export_failed").GetInt64());
     }
 
     public override double PeakRssMb() => _peak;

@@ -33,16 +33,22 @@ public static class Host
         catch (IOException) { return 0; }
     }
 
+    /// <summary>Resident set now (VmRSS), in MB.</summary>
+    public static double RssMb(int pid) => StatusMb(pid, "VmRSS:");
+
     /// <summary>Peak resident set (VmHWM), in MB.</summary>
-    public static double PeakRssMb(int pid)
+    public static double PeakRssMb(int pid) => StatusMb(pid, "VmHWM:");
+
+    private static double StatusMb(int pid, string key)
     {
         try
         {
-            var line = File.ReadLines($"/proc/{pid}/status").FirstOrDefault(l => l.StartsWith("VmHWM:"));
+            var line = File.ReadLines($"/proc/{pid}/status").FirstOrDefault(l => l.StartsWith(key));
             return line is null ? 0 : long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) / 1024.0;
         }
         catch (IOException) { return 0; }
     }
+
 
     /// <summary>A background process whose output is collected line by line.</summary>
     public sealed class Background : IDisposable

@@ -9,7 +9,7 @@ bool quick = args.Contains("--quick");
 var repo = FindRepo();
 var paths = new Paths(repo);
 int reps = quick ? 3 : 5;
-long opens = quick ? 100_000 : 300_000, forks = quick ? 500 : 2_000, connects = quick ? 2_000 : 10_000;
+long opens = quick ? 100_000 : 300_000, forks = quick ? 2_000 : 10_000, connects = quick ? 2_000 : 10_000;
 
 var work = Directory.CreateTempSubdirectory("secagent-bench-").FullName;
 Directory.CreateDirectory(Path.Combine(work, "other"));
@@ -20,11 +20,11 @@ File.WriteAllText(otherFile, "x");
 File.WriteAllText(watchedFile, "x");
 var openloop = paths.Tool("openloop");
 
-string FilePolicy(string prefix) => $"""
+string FilePolicy(string prefix, string name = "bench-files") => $"""
     apiVersion: securityagent.io/v1alpha1
     kind: TracingPolicy
     metadata:
-      name: bench-files
+      name: {name}
     spec:
       options:
       - name: policy-mode
@@ -50,21 +50,24 @@ var workloads = new (string Name, string Description, long Ops, Func<long> Run)[
     ("tcp_connect", $"TCP connect to a local listener ({connects} times)", connects, () => Long(Host.Run(paths.Tool("connectloop"), connects.ToString()).Stdout)),
 };
 
-var configs = new Config[]
-{
+Config[] configs =
+[
     new Baseline(),
-    new Agent(paths, "agent_lifecycle", "agent, process lifecycle only", null),
+    new Agent(paths, "agent_lifecycle", "agent, process lifecycle only", new Dictionary<string, string>()),
     new Agent(paths, "agent_policy_nomatch", "agent + openat policy whose selectors match nothing (filtered in the kernel)", FilePolicy("/nonexistent-bench-path/")),
     new Agent(paths, "agent_policy_match", "agent + openat policy matching every workload open, events to a JSON file", FilePolicy(work + "/")),
     new Agent(paths, "agent_userspace_filter", "agent + the no-match policy, every openat sent to user space and filtered there (--debug-userspace-filter)", FilePolicy("/nonexistent-bench-path/"), userSpaceFilter: true),
+    .. new[] { 1, 8, 64 }.Select(n => new Agent(paths, $"agent_policies_{n}", $"agent + {n} openat policies whose selectors match nothing (open loop only)",
+        Enumerable.Range(0, n).ToDictionary(i => $"nomatch-{i}.yaml", i => FilePolicy($"/nonexistent-bench-path-{i}/", $"bench-nomatch-{i}")), only: ["open_nomatch"])),
     new Auditd(Path.Combine(work, "watched")),
     new Bpftrace(watchedFile),
-};
+];
 
 EnsurePeers();
 try
 {
 var samples = new Dictionary<(string Config, string Workload), List<Sample>>();
+var setupErrors = new Dictionary<string, string>();
 var sw = Stopwatch.StartNew();
 for (int rep = 0; rep < reps; rep++)
 {
@@ -73,8 +76,18 @@ for (int rep = 0; rep < reps; rep++)
     {
         try
         {
-            cfg.Start();
-            foreach (var w in workloads)
+            try { cfg.Start(); }
+            catch (InvalidOperationException e)
+            {
+                setupErrors[cfg.Name] = e.Message.Split('\n')[0];
+                continue;
+            }
+            if (cfg.SetupError is { } why)
+            {
+                setupErrors[cfg.Name] = why; // reported in its row instead of figures
+                continue;
+            }
+            foreach (var w in workloads.Where(w => cfg.Only is null || cfg.Only.Contains(w.Name)))
             {
                 var before = cfg.Read();
                 var t = Stopwatch.StartNew();
@@ -94,9 +107,12 @@ for (int rep = 0; rep < reps; rep++)
     Console.Error.WriteLine($"repetition {rep + 1}/{reps} done ({sw.Elapsed.TotalSeconds:F0} s)");
 }
 
-var extras = MeasureExtras(paths, work, FilePolicy(work + "/"), quick);
+var shipped = Directory.GetFiles(Path.Combine(repo, "policies"), "*.yaml").ToDictionary(f => Path.GetFileName(f), File.ReadAllText);
+var extras = MeasureExtras(paths, work, FilePolicy(work + "/"), shipped, quick);
+if (!quick)
+    extras["kernel_build"] = KernelBuild(paths, work, shipped);
 Report.Write(repo, quick, reps, workloads.Select(w => (w.Name, w.Description)).ToList(),
-    configs.Select(c => (c.Name, c.Description)).ToList(), samples, extras);
+    configs.Select(c => (c.Name, c.Description)).ToList(), samples, setupErrors, extras);
 return 0;
 }
 finally
@@ -123,18 +139,33 @@ static void EnsurePeers()
     Host.Run("sh", "-c", "auditctl -D >/dev/null 2>&1; auditctl -e 0 >/dev/null 2>&1; [ -f /var/run/auditd.pid ] && kill $(cat /var/run/auditd.pid) 2>/dev/null; true");
 }
 
-static Dictionary<string, object> MeasureExtras(Paths paths, string work, string matchAll, bool quick)
+static Dictionary<string, object> MeasureExtras(Paths paths, string work, string matchAll, IReadOnlyDictionary<string, string> shipped, bool quick)
 {
     var extras = new Dictionary<string, object>();
-    // Start-up: process start to "Agent ready" (programs attached, /proc scanned).
-    var ready = new List<double>();
-    for (int i = 0; i < (quick ? 2 : 5); i++)
+    // Start-up: process start to "Agent ready" (programs attached, /proc scanned, policies loaded).
+    foreach (var (key, policies) in new[] { ("startup_ms_to_attached", new Dictionary<string, string>()), ("startup_ms_shipped_policies", shipped) })
     {
-        using var a = new Agent(paths, "startup", "", null);
-        a.Start();
-        ready.Add(a.ReadyMs);
+        var ready = new List<double>();
+        for (int i = 0; i < (quick ? 2 : 5); i++)
+        {
+            using var a = new Agent(paths, "startup", "", policies);
+            a.Start();
+            ready.Add(a.ReadyMs);
+        }
+        extras[key] = Median(ready);
     }
-    extras["startup_ms_to_attached"] = Median(ready);
+
+    // Idle: the agent with the shipped policies on a quiet machine, after start-up work is over.
+    {
+        using var a = new Agent(paths, "idle", "", shipped);
+        a.Start();
+        Thread.Sleep(3000);
+        double cpu0 = Host.CpuMs(a.Pid);
+        var t = Stopwatch.StartNew();
+        Thread.Sleep(TimeSpan.FromSeconds(quick ? 10 : 60));
+        extras["idle"] = new { seconds = Math.Round(t.Elapsed.TotalSeconds), cpu_percent = Math.Round((Host.CpuMs(a.Pid) - cpu0) / t.Elapsed.TotalMilliseconds * 100, 2),
+            rss_mb = Math.Round(Host.RssMb(a.Pid), 1) };
+    }
 
     // Policy add to enforcement: write a Sigkill policy, run the victim until it dies.
     var victim = Path.Combine(work, "victim");
@@ -193,10 +224,52 @@ static Dictionary<string, object> MeasureExtras(Paths paths, string work, string
         var after = a.Read();
         long delivered = after.Delivered - before.Delivered, lost = after.Lost - before.Lost;
         rates.Add(new { writers, events_produced = writers * per, events_delivered = delivered, events_lost = lost,
-            events_per_s = Math.Round(delivered / t.Elapsed.TotalSeconds), produce_s = Math.Round(produceS, 2) });
+            events_per_s = Math.Round(delivered / produceS), produce_s = Math.Round(produceS, 2),
+            agent_cpu_us_per_event = delivered > 0 ? Math.Round((after.CpuMs - before.CpuMs) * 1000 / delivered, 2) : 0, peak_rss_mb = Math.Round(a.PeakRssMb(), 1) });
     }
     extras["pipeline"] = rates;
     return extras;
+}
+
+// A real workload (full bench only): `make -j2 tinyconfig` then `make -j2` of Debian's Linux 6.1 source, wall time as a
+// ratio to no agent, for the lifecycle-only agent and for the shipped policies (monitor mode).
+static Dictionary<string, object> KernelBuild(Paths paths, string work, IReadOnlyDictionary<string, string> shipped)
+{
+    var tarball = Directory.Exists("/usr/src") ? Directory.GetFiles("/usr/src", "linux-source-6.1*.tar.xz").FirstOrDefault() : null;
+    if (tarball is null)
+    {
+        Console.Error.WriteLine("installing linux-source-6.1 (and the kernel build tools)");
+        Host.Run("sh", "-c", "apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-source-6.1 build-essential bc bison flex libelf-dev libssl-dev >/dev/null 2>&1");
+        tarball = Directory.GetFiles("/usr/src", "linux-source-6.1*.tar.xz").FirstOrDefault();
+        if (tarball is null) return new() { ["error"] = "linux-source-6.1 could not be installed" };
+    }
+    var src = Path.Combine(work, "linux");
+    Directory.CreateDirectory(src);
+    Host.Run("tar", "-xf", tarball, "-C", src, "--strip-components=1");
+    double Build()
+    {
+        Host.Run("make", "-C", src, "-s", "mrproper");
+        var t = Stopwatch.StartNew();
+        var r = Host.Run("sh", "-c", $"make -C {src} -s -j2 tinyconfig && make -C {src} -s -j2 >/dev/null");
+        if (r.Code != 0) throw new InvalidOperationException("kernel build failed: " + r.Stderr[^Math.Min(400, r.Stderr.Length)..]);
+        return t.Elapsed.TotalSeconds;
+    }
+    var configs = new (string Name, Func<Config> Make)[]
+    {
+        ("baseline", () => new Baseline()),
+        ("agent_lifecycle", () => new Agent(paths, "agent_lifecycle", "", new Dictionary<string, string>())),
+        ("agent_shipped_policies", () => new Agent(paths, "agent_shipped_policies", "", shipped)),
+    };
+    var wall = configs.ToDictionary(c => c.Name, _ => new List<double>());
+    for (int rep = 0; rep < 2; rep++)
+        foreach (var (name, make) in configs)
+        {
+            using var cfg = make();
+            cfg.Start();
+            wall[name].Add(Build());
+        }
+    double baseline = Median(wall["baseline"]);
+    return configs.ToDictionary(c => c.Name, c => (object)new { wall_s = Math.Round(Median(wall[c.Name]), 1), ratio_to_baseline = Math.Round(baseline / Median(wall[c.Name]), 3) });
 }
 
 static double Median(List<double> v) { var s = v.Order().ToList(); return s.Count == 0 ? 0 : s.Count % 2 == 1 ? s[s.Count / 2] : (s[s.Count / 2 - 1] + s[s.Count / 2]) / 2; }

@@ -9,7 +9,7 @@ public static class Report
 {
     public static void Write(string repo, bool quick, int reps, List<(string Name, string Description)> workloads,
         List<(string Name, string Description)> configs, Dictionary<(string Config, string Workload), List<Sample>> samples,
-        Dictionary<string, object> extras)
+        Dictionary<string, string> setupErrors, Dictionary<string, object> extras)
     {
         var kernel = File.ReadAllText("/proc/sys/kernel/osrelease").Trim();
         var cpu = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name"))?.Split(':')[1].Trim() ?? "?";
@@ -19,9 +19,11 @@ public static class Report
         foreach (var (c, _) in configs)
         {
             results[c] = [];
+            if (setupErrors.TryGetValue(c, out var error))
+                results[c]["setup_error"] = error;
             foreach (var (w, _) in workloads)
             {
-                var s = samples[(c, w)];
+                if (!samples.TryGetValue((c, w), out var s)) continue;
                 var baseline = Median(samples[("baseline", w)].Select(x => x.OpsPerS));
                 var ratios = s.Select(x => x.OpsPerS / baseline).ToList();
                 results[c][w] = new Dictionary<string, object?>
@@ -31,6 +33,8 @@ public static class Report
                     ["ops_per_s_ratio_min"] = Math.Round(ratios.Min(), 3),
                     ["ops_per_s_ratio_max"] = Math.Round(ratios.Max(), 3),
                     ["agent_cpu_ms_per_million_ops"] = c == "baseline" ? 0 : Math.Round(Median(s.Select(x => x.Ops > 0 ? x.AgentCpuMs / x.Ops * 1e6 : 0)), 1),
+                    ["agent_cpu_us_per_op"] = c == "baseline" ? 0 : Math.Round(Median(s.Select(x => x.Ops > 0 ? x.AgentCpuMs * 1000 / x.Ops : 0)), 2),
+                    ["agent_cpu_us_per_event"] = c == "baseline" ? 0 : Math.Round(Median(s.Select(x => x.Delivered > 0 ? x.AgentCpuMs * 1000 / x.Delivered : 0)), 2),
                     ["agent_peak_rss_mb"] = Math.Round(s.Max(x => x.PeakRssMb), 1),
                     ["events_delivered"] = (long)Median(s.Select(x => (double)x.Delivered)),
                     ["events_lost"] = s.Sum(x => x.Lost),
@@ -53,6 +57,11 @@ public static class Report
         Directory.CreateDirectory(dir);
         File.WriteAllText(Path.Combine(dir, "latest.json"), JsonSerializer.Serialize(doc, new JsonSerializerOptions { WriteIndented = true }));
 
+        Dictionary<string, object?>? R(string c, string w) => results[c].TryGetValue(w, out var r) ? (Dictionary<string, object?>)r : null;
+        string Row(string c, Func<Dictionary<string, object?>, string> cell) => setupErrors.TryGetValue(c, out var e)
+            ? $"| {c} | {e} |"
+            : $"| {c} | " + string.Join(" | ", workloads.Select(w => R(c, w.Name) is { } r ? cell(r) : "—")) + " |";
+
         var md = new StringBuilder();
         md.AppendLine($"# Benchmark: `make bench{(quick ? "-quick" : "")}`");
         md.AppendLine();
@@ -63,30 +72,35 @@ public static class Report
         md.AppendLine("| configuration | " + string.Join(" | ", workloads.Select(w => w.Name)) + " |");
         md.AppendLine("|---|" + string.Concat(workloads.Select(_ => "---|")));
         foreach (var (c, _) in configs)
-            md.AppendLine($"| {c} | " + string.Join(" | ", workloads.Select(w =>
-            {
-                var r = (Dictionary<string, object?>)results[c][w.Name];
-                return $"{r["ops_per_s_ratio_to_baseline"]:0.00} ({r["ops_per_s_ratio_min"]:0.00}–{r["ops_per_s_ratio_max"]:0.00})";
-            })) + " |");
+            md.AppendLine(Row(c, r => $"{r["ops_per_s_ratio_to_baseline"]:0.00} ({r["ops_per_s_ratio_min"]:0.00}–{r["ops_per_s_ratio_max"]:0.00})"));
         md.AppendLine();
-        md.AppendLine("Observer CPU ms per million workload ops / events delivered / events lost (peak RSS):");
+        md.AppendLine("Observer CPU: ms per million workload ops / µs per event delivered; events delivered / lost (peak RSS):");
         md.AppendLine();
         md.AppendLine("| configuration | " + string.Join(" | ", workloads.Select(w => w.Name)) + " | peak RSS MB |");
         md.AppendLine("|---|" + string.Concat(workloads.Select(_ => "---|")) + "---|");
         foreach (var (c, _) in configs.Skip(1))
-            md.AppendLine($"| {c} | " + string.Join(" | ", workloads.Select(w =>
-            {
-                var r = (Dictionary<string, object?>)results[c][w.Name];
-                return $"{r["agent_cpu_ms_per_million_ops"]} / {r["events_delivered"]} / {r["events_lost"]}";
-            })) + $" | {workloads.Max(w => (double)((Dictionary<string, object?>)results[c][w.Name])["agent_peak_rss_mb"]!):0} |");
+        {
+            var rss = workloads.Select(w => R(c, w.Name)).Where(r => r is not null).Select(r => (double)r!["agent_peak_rss_mb"]!).DefaultIfEmpty(0).Max();
+            var row = Row(c, r => $"{r["agent_cpu_ms_per_million_ops"]} / {(long)r["events_delivered"]! switch { 0 => "—", _ => $"{r["agent_cpu_us_per_event"]} µs" }}; {r["events_delivered"]} / {r["events_lost"]}");
+            md.AppendLine(setupErrors.ContainsKey(c) ? row : row + $" {rss:0} |");
+        }
         md.AppendLine();
-        md.AppendLine($"Start-up to programs attached: {extras["startup_ms_to_attached"]:0} ms; policy file written to first kill: {extras["policy_add_to_enforcement_ms"]:0} ms.");
+        var idle = JsonSerializer.SerializeToElement(extras["idle"]);
+        md.AppendLine($"Idle, shipped policies loaded: {idle.GetProperty("cpu_percent")} % of a core over {idle.GetProperty("seconds")} s, RSS {idle.GetProperty("rss_mb")} MB. " +
+            $"Start-up to programs attached: {extras["startup_ms_to_attached"]:0} ms ({extras["startup_ms_shipped_policies"]:0} ms with the shipped policies); policy file written to first kill: {extras["policy_add_to_enforcement_ms"]:0} ms.");
         md.AppendLine();
         md.AppendLine("Event pipeline (policy matching every open, JSON to a file): " + string.Join("; ", ((List<object>)extras["pipeline"]).Select(o =>
         {
             var j = JsonSerializer.SerializeToElement(o);
-            return $"{j.GetProperty("writers")} writer(s): {j.GetProperty("events_per_s")} events/s, {j.GetProperty("events_delivered")} of {j.GetProperty("events_produced")} delivered, {j.GetProperty("events_lost")} lost";
+            return $"{j.GetProperty("writers")} writer(s): {j.GetProperty("events_per_s")} events/s, {j.GetProperty("events_delivered")} of {j.GetProperty("events_produced")} delivered, {j.GetProperty("events_lost")} lost, {j.GetProperty("agent_cpu_us_per_event")} µs agent CPU per event, peak RSS {j.GetProperty("peak_rss_mb")} MB";
         })) + ".");
+        if (extras.TryGetValue("kernel_build", out var kb))
+        {
+            md.AppendLine();
+            md.AppendLine("Linux 6.1 `make -j2 tinyconfig` build, wall time (throughput ratio to no agent): " + string.Join("; ",
+                JsonSerializer.SerializeToElement(kb).EnumerateObject().Select(p => p.Value.ValueKind == JsonValueKind.Object
+                    ? $"{p.Name} {p.Value.GetProperty("wall_s")} s ({p.Value.GetProperty("ratio_to_baseline")})" : $"{p.Name}: {p.Value}")) + ".");
+        }
         md.AppendLine();
         md.AppendLine("Configurations:");
         foreach (var (c, d) in configs) md.AppendLine($"- `{c}`: {d}");

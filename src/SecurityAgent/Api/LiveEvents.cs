@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Text;
 using System.Text.Json;
 using System.Threading.Channels;
@@ -7,12 +6,14 @@ using SecurityAgent.Export;
 namespace SecurityAgent.Api;
 
 /// <summary>An exporter that fans events out to API subscribers (`secagent events`). Each subscriber has a
-/// bounded queue: a slow reader loses events (counted), and never slows the pipeline.</summary>
+/// bounded queue: a slow reader loses events (counted), and never slows the pipeline. With no subscriber an event
+/// costs one array read.</summary>
 public sealed class LiveEvents : IEventExporter
 {
-    private readonly ConcurrentDictionary<Subscriber, byte> _subscribers = new();
+    private Subscriber[] _subscribers = [];
+    private readonly object _change = new();
     public JsonEventFormatter? Formatter { get; set; }
-    public long Dropped => _subscribers.Keys.Sum(s => s.Dropped) + _dropped;
+    public long Dropped => Volatile.Read(ref _subscribers).Sum(s => Interlocked.Read(ref s.Dropped)) + Interlocked.Read(ref _dropped);
     private long _dropped;
 
     public sealed class Subscriber(Func<AgentEvent, bool> filter)
@@ -26,21 +27,26 @@ public sealed class LiveEvents : IEventExporter
     public Subscriber Subscribe(Func<AgentEvent, bool> filter)
     {
         var s = new Subscriber(filter);
-        _subscribers[s] = 0;
+        lock (_change) Volatile.Write(ref _subscribers, [.. _subscribers, s]);
         return s;
     }
 
     public void Unsubscribe(Subscriber s)
     {
-        if (_subscribers.TryRemove(s, out _))
-            Interlocked.Add(ref _dropped, s.Dropped);
+        lock (_change)
+        {
+            if (Array.IndexOf(_subscribers, s) < 0) return;
+            Volatile.Write(ref _subscribers, _subscribers.Where(x => x != s).ToArray());
+            Interlocked.Add(ref _dropped, Interlocked.Read(ref s.Dropped));
+        }
     }
 
     public void Export(AgentEvent e)
     {
-        if (_subscribers.IsEmpty || Formatter is null) return;
+        var subscribers = Volatile.Read(ref _subscribers);
+        if (subscribers.Length == 0 || Formatter is null) return;
         string? line = null;
-        foreach (var s in _subscribers.Keys)
+        foreach (var s in subscribers)
         {
             if (!s.Filter(e)) continue;
             line ??= Render(e);
@@ -55,7 +61,7 @@ public sealed class LiveEvents : IEventExporter
 
     public ValueTask DisposeAsync()
     {
-        foreach (var s in _subscribers.Keys) s.Queue.Writer.TryComplete();
+        foreach (var s in Volatile.Read(ref _subscribers)) s.Queue.Writer.TryComplete();
         return ValueTask.CompletedTask;
     }
 }

@@ -1,30 +1,23 @@
 using System.Text.Json;
-using System.Text.RegularExpressions;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Timeouts;
 using SecurityAgent.Export;
 using SecurityAgent.Kernel;
 using SecurityAgent.Policies;
-using YamlDotNet.RepresentationModel;
 
 namespace SecurityAgent.Api;
 
 /// <summary>The local API (HTTP/JSON on a root-only Unix socket) that `secagent status|events|policy` use.
-/// Policies added through it are files in the policy directory, so the directory stays the one source of truth.</summary>
+/// Policies added through it are files in the policy directory, so the directory stays the one source of truth; enable,
+/// disable and mode are runtime switches of the <see cref="PolicyManager"/> (as tetra's), kept until the agent restarts.</summary>
 public static class LocalApi
 {
     public static void Map(WebApplication app, AgentState state)
     {
         app.MapGet("/v1/status", () => Results.Json(Status(state)));
-        app.MapGet("/metrics", () => Results.Text(Metrics.Render(state), "text/plain; version=0.0.4"));
-        app.MapGet("/v1/events", (HttpContext ctx) => StreamEvents(ctx, state));
-        app.MapGet("/v1/policies", () => Results.Json(ListPolicies(state)));
-        app.MapPost("/v1/policies", async (HttpRequest req) => AddPolicy(state, await new StreamReader(req.Body).ReadToEndAsync(), req.Query["replace"] == "true"));
-        app.MapDelete("/v1/policies/{name}", (string name) => Change(state, name, file => { File.Delete(file); return null; }));
-        app.MapPost("/v1/policies/{name}/disable", (string name) => Change(state, name, file => { File.Move(file, file + ".disabled"); return null; }));
-        app.MapPost("/v1/policies/{name}/enable", (string name) => Enable(state, name));
-        app.MapPost("/v1/policies/{name}/mode/{mode}", (string name, string mode) =>
-            mode is "enforce" or "monitor" ? Change(state, name, file => SetMode(file, mode)) : Results.BadRequest(new { error = "mode is enforce or monitor" }));
+        app.MapGet("/v1/events", (HttpContext ctx) => StreamEvents(ctx, state)).DisableRequestTimeout();
+        MapPolicies(app, state.Policies);
     }
 
     private static object Status(AgentState s)
@@ -38,10 +31,10 @@ public static class LocalApi
                 mechanisms = s.Features.Mechanisms.ToDictionary(m => KernelFeatures.MechanismName(m.Key), m => m.Value.Available),
                 active_lsms = s.Features.ActiveLsms,
             },
-            policies = ListPolicies(s),
+            policies = ListPolicies(s.Policies),
             events = c is null ? null : new
             {
-                received = c.Received, exported = c.Exported, kernel_lost = c.KernelLost, channel_dropped = c.ChannelDropped,
+                received = c.Received, exported = c.Exported, kernel_lost = c.KernelLost,
                 decode_errors = c.DecodeErrors, user_space_filtered = c.UserSpaceFiltered,
             },
             process_cache = s.Pipeline is null ? null : new { size = s.Pipeline.Cache.Count, evictions = s.Pipeline.Cache.Evictions },
@@ -54,133 +47,85 @@ public static class LocalApi
         };
     }
 
-    private static List<object> ListPolicies(AgentState s)
+    /// <summary>The policy endpoints: list, add (a file in the policy directory, applied before the answer), delete,
+    /// and the runtime switches enable, disable and mode.</summary>
+    private static void MapPolicies(WebApplication app, PolicyManager policies)
     {
-        var list = new List<object>();
-        lock (s.PolicyLock)
-        {
-            foreach (var p in s.LoadedPolicies())
-                list.Add(new
-                {
-                    name = p.Plan.Name, file = p.Plan.File, enabled = true, mode = p.Plan.Enforce ? "enforce" : "monitor",
-                    hooks = p.HookIds.Select((id, i) =>
-                    {
-                        var st = s.Engine!.Stats(id);
-                        var h = p.Plan.Hooks[i];
-                        return new { hook = h.Name, mechanism = KernelFeatures.MechanismName(h.Mechanism), target = h.Target,
-                            seen = st.Seen, matched = st.Matched, filtered = st.Filtered, posted = st.Posted, enforced = st.Enforced, rate_limited = st.RateLimited };
-                    }).ToList(),
-                });
-            if (Directory.Exists(s.PolicyDir))
-                foreach (var f in Directory.GetFiles(s.PolicyDir, "*.disabled"))
-                    list.Add(new { name = Path.GetFileName(f)[..^".yaml.disabled".Length], file = f, enabled = false, mode = "", hooks = new List<object>() });
-        }
-        return list;
+        app.MapGet("/v1/policies", () => Results.Json(ListPolicies(policies)));
+        app.MapPost("/v1/policies", async (HttpRequest req) => await AddPolicy(policies, req));
+        app.MapDelete("/v1/policies/{name}", (string name) => Answer(policies.Directory?.Delete(name) ?? NotReady));
+        app.MapPost("/v1/policies/{name}/disable", (string name) => Answer(policies.Disable(name)));
+        app.MapPost("/v1/policies/{name}/enable", (string name) => Answer(policies.Enable(name)));
+        app.MapPost("/v1/policies/{name}/mode/{mode}", (string name, string mode) =>
+            mode is "enforce" or "monitor" ? Answer(policies.SetMode(name, mode == "enforce")) : Results.BadRequest(new { errors = new[] { "mode is enforce or monitor" } }));
     }
 
-    private static IResult AddPolicy(AgentState s, string yaml, bool replace)
-    {
-        var results = s.Validator!.ValidateText("(request)", yaml);
-        var errors = results.SelectMany(r => r.Diagnostics).Select(d => d.ToString()).ToList();
-        foreach (var r in results.Where(r => r.Ok))
-        {
-            try { s.Compiler!.Compile(r); }
-            catch (PolicyCompileException e) { errors.AddRange(e.Diagnostics.Select(d => d.ToString())); }
-        }
-        if (errors.Count > 0 || results.Count == 0)
-            return Results.BadRequest(new { errors = errors.Count > 0 ? errors : ["no policy in the request"] });
-        var name = results[0].Name!;
-        var file = Path.Combine(s.PolicyDir, name + ".yaml");
-        if (File.Exists(file) && !replace)
-            return Results.Conflict(new { error = $"{file} exists (replace=true to overwrite)" });
-        lock (s.PolicyLock)
-        {
-            Directory.CreateDirectory(s.PolicyDir);
-            File.WriteAllText(file, yaml);
-            s.Policies!.Sync();
-            var loaded = s.Policies.Loaded.Select(p => p.Plan.Name).ToHashSet();
-            var names = results.Select(r => r.Name!).ToList();
-            return names.All(loaded.Contains)
-                ? Results.Created($"/v1/policies/{name}", new { loaded = names, file })
-                : Results.UnprocessableEntity(new { error = "validated but did not load; see the agent log", file });
-        }
-    }
+    private static readonly PolicyOutcome NotReady = PolicyOutcome.Failed("the agent is not ready", PolicyFailure.NotReady);
 
-    /// <summary>Applies a file-level change to the file that holds only the named policy, then reloads.</summary>
-    private static IResult Change(AgentState s, string name, Func<string, IResult?> change)
-    {
-        lock (s.PolicyLock)
+    private static List<object> ListPolicies(PolicyManager policies) =>
+        policies.List().Select(p => (object)new
         {
-            var p = s.Policies!.Loaded.FirstOrDefault(l => l.Plan.Name == name);
-            if (p is null)
+            name = p.Key.Name, @namespace = p.Key.Namespace, source = p.Source, file = p.Origin, enabled = p.Enabled, loaded = p.Loaded,
+            mode = p.Enforce ? "enforce" : "monitor", error = p.Error, warnings = p.Warnings,
+            hooks = p.Hooks.Select(h => new
             {
-                var disabled = Path.Combine(s.PolicyDir, name + ".yaml.disabled");
-                if (File.Exists(disabled)) { File.Delete(disabled); return Results.Ok(new { deleted = name }); }
-                return Results.NotFound(new { error = $"no policy {name}" });
-            }
-            if (s.Policies.Loaded.Count(l => l.Plan.File == p.Plan.File) > 1)
-                return Results.Conflict(new { error = $"{p.Plan.File} holds other policies too: change that file" });
-            var result = change(p.Plan.File);
-            if (result is not null) return result;
-            s.Policies.Sync();
-            return Results.Ok(new { policy = name, file = p.Plan.File });
-        }
-    }
+                hook = h.Hook, mechanism = h.Mechanism, target = h.Target, seen = h.Stats.Seen, matched = h.Stats.Matched, filtered = h.Stats.Filtered,
+                posted = h.Stats.Posted, enforced = h.Stats.Enforced, rate_limited = h.Stats.RateLimited,
+            }).ToList(),
+        }).ToList();
 
-    private static IResult Enable(AgentState s, string name)
+    /// <summary>The body is read up to the policy size limit and no further: a larger request is refused unread.</summary>
+    private static async Task<IResult> AddPolicy(PolicyManager policies, HttpRequest req)
     {
-        lock (s.PolicyLock)
-        {
-            var file = Path.Combine(s.PolicyDir, name + ".yaml.disabled");
-            if (!File.Exists(file)) return Results.NotFound(new { error = $"no disabled policy {name}" });
-            File.Move(file, file[..^".disabled".Length]);
-            s.Policies!.Sync();
-            return Results.Ok(new { enabled = name });
-        }
+        if (policies.Directory is not { } dir) return Answer(NotReady);
+        var tooLarge = Results.Json(new { errors = new[] { $"the policy is larger than the limit of {PolicyLimits.MaxBytes} bytes" } }, statusCode: StatusCodes.Status413PayloadTooLarge);
+        if (req.ContentLength > PolicyLimits.MaxBytes) return tooLarge;
+        var buffer = new byte[PolicyLimits.MaxBytes + 1];
+        int n = 0, r;
+        while (n < buffer.Length && (r = await req.Body.ReadAsync(buffer.AsMemory(n), req.HttpContext.RequestAborted)) > 0)
+            n += r;
+        if (n > PolicyLimits.MaxBytes) return tooLarge;
+        string text;
+        try { text = new System.Text.UTF8Encoding(false, true).GetString(buffer, 0, n); }
+        catch (System.Text.DecoderFallbackException) { return Results.BadRequest(new { errors = new[] { "the policy is not UTF-8 text" } }); }
+        var outcome = dir.Add(text, req.Query["replace"] == "true");
+        return outcome.Ok
+            ? Results.Created($"/v1/policies/{outcome.Loaded.FirstOrDefault()?.Name}", new { loaded = outcome.Loaded.Select(k => k.ToString()), warnings = outcome.Warnings })
+            : Answer(outcome);
     }
 
-    /// <summary>Sets spec.options policy-mode in a one-policy file (comments are not kept).</summary>
-    private static IResult? SetMode(string file, string mode)
+    private static IResult Answer(PolicyOutcome o) => o.Failure switch
     {
-        var yaml = new YamlStream();
-        yaml.Load(new StringReader(File.ReadAllText(file)));
-        var spec = (YamlMappingNode)((YamlMappingNode)yaml.Documents[0].RootNode)["spec"];
-        if (!spec.Children.TryGetValue("options", out var opts))
-            spec.Children["options"] = opts = new YamlSequenceNode();
-        var seq = (YamlSequenceNode)opts;
-        var entry = seq.Children.OfType<YamlMappingNode>().FirstOrDefault(o => o.Children.TryGetValue("name", out var n) && n.ToString() == "policy-mode");
-        if (entry is null)
-            seq.Add(new YamlMappingNode(new YamlScalarNode("name"), new YamlScalarNode("policy-mode"), new YamlScalarNode("value"), new YamlScalarNode(mode)));
-        else
-            entry.Children[new YamlScalarNode("value")] = new YamlScalarNode(mode);
-        using var w = new StringWriter();
-        yaml.Save(w, assignAnchors: false);
-        File.WriteAllText(file, w.ToString().Replace("...\n", "").TrimEnd() + "\n");
-        return null;
-    }
+        PolicyFailure.None when o.Ok => Results.Ok(new { policies = o.Loaded.Select(k => k.ToString()), warnings = o.Warnings }),
+        PolicyFailure.Invalid => Results.BadRequest(new { errors = o.Errors, warnings = o.Warnings }),
+        PolicyFailure.Conflict => Results.Conflict(new { errors = o.Errors, warnings = o.Warnings }),
+        PolicyFailure.NotFound => Results.NotFound(new { errors = o.Errors }),
+        PolicyFailure.NotReady => Results.Json(new { errors = o.Errors }, statusCode: StatusCodes.Status503ServiceUnavailable),
+        _ => Results.UnprocessableEntity(new { errors = o.Errors, warnings = o.Warnings }),
+    };
 
+    /// <summary>The live stream (NDJSON). Filters: allow and deny (export-filter JSON lines: an event passes when it matches
+    /// one allow line, if any, and no deny line), where (export-filter lines that must all match: the CLI's --type,
+    /// --namespace, --pod, --process, --policy), and the older type, binary_regex and policy parameters. A filter that
+    /// does not parse is a 400 naming it.</summary>
     private static async Task StreamEvents(HttpContext ctx, AgentState s)
     {
-        var types = ctx.Request.Query["type"].Where(t => t is not null).Select(t => t!).ToHashSet();
-        var binary = ctx.Request.Query["binary_regex"] is { Count: > 0 } b ? new Regex(b[0]!, RegexOptions.Compiled) : null;
-        var policy = ctx.Request.Query["policy"].FirstOrDefault();
-        List<ExportFilter> allow, deny;
+        var q = ctx.Request.Query;
+        List<ExportFilter> allow, deny, where;
         try
         {
-            allow = ExportFilter.ParseList(ctx.Request.Query["allow"].FirstOrDefault());
-            deny = ExportFilter.ParseList(ctx.Request.Query["deny"].FirstOrDefault());
+            allow = ExportFilter.ParseList(q["allow"].FirstOrDefault());
+            deny = ExportFilter.ParseList(q["deny"].FirstOrDefault());
+            where = [.. q["where"].SelectMany(w => ExportFilter.ParseList(w)), .. LegacyFilters(q)];
         }
-        catch (FormatException e)
+        catch (Exception e) when (e is FormatException or ArgumentException)
         {
             ctx.Response.StatusCode = 400;
             await ctx.Response.WriteAsJsonAsync(new { errors = new[] { e.Message } });
             return;
         }
         var sub = s.Live.Subscribe(e =>
-            (allow.Count == 0 || allow.Any(f => f.Matches(e))) && !deny.Any(f => f.Matches(e))
-            && (types.Count == 0 || types.Contains(e.Type))
-            && (binary is null || binary.IsMatch(e.Process.Binary))
-            && (policy is null || e is PolicyMatchEvent m && m.PolicyName == policy));
+            (allow.Count == 0 || allow.Any(f => f.Matches(e))) && !deny.Any(f => f.Matches(e)) && where.All(f => f.Matches(e)));
         ctx.Response.ContentType = "application/x-ndjson";
         await ctx.Response.Body.FlushAsync(ctx.RequestAborted);
         try
@@ -193,5 +138,18 @@ public static class LocalApi
         }
         catch (OperationCanceledException) { }
         finally { s.Live.Unsubscribe(sub); }
+    }
+
+    /// <summary>type=process_exec (repeatable), binary_regex=R, policy=NAME as export filters.</summary>
+    private static IEnumerable<ExportFilter> LegacyFilters(IQueryCollection q)
+    {
+        var json = new List<string>();
+        if (q["type"].Count > 0)
+            json.Add(JsonSerializer.Serialize(new { event_set = q["type"].Select(t => t!.ToUpperInvariant()) }));
+        if (q["binary_regex"].FirstOrDefault() is { } b)
+            json.Add(JsonSerializer.Serialize(new { binary_regex = new[] { b } }));
+        if (q["policy"].FirstOrDefault() is { } p)
+            json.Add(JsonSerializer.Serialize(new { policy_names = new[] { p } }));
+        return ExportFilter.ParseList(string.Join('\n', json));
     }
 }

@@ -4,8 +4,8 @@ using SecurityAgent.Interop;
 
 namespace SecurityAgent.Bpf;
 
-/// <summary>A consumer of a BPF ring buffer map. <see cref="Poll"/> hands each record, as a span that is
-/// valid only during the call, to the sink given at creation.</summary>
+/// <summary>A consumer of a BPF ring buffer map. <see cref="Poll"/> and <see cref="Consume"/> hand each record, as a
+/// span that is valid only during the call, to the sink given at creation, on the calling thread.</summary>
 public sealed unsafe class RingBuffer : SafeHandle
 {
     public delegate void RecordSink(ReadOnlySpan<byte> record);
@@ -28,8 +28,8 @@ public sealed unsafe class RingBuffer : SafeHandle
 
     public override bool IsInvalid => handle == 0;
 
-    /// <summary>Waits up to <paramref name="timeoutMs"/> for records and consumes all available.
-    /// Returns the number consumed; EINTR counts as zero.</summary>
+    /// <summary>Waits in epoll up to <paramref name="timeoutMs"/> for the kernel's wake-up and consumes the rings that
+    /// were signalled. Returns the number consumed; EINTR counts as zero.</summary>
     public int Poll(int timeoutMs)
     {
         int rc = Libbpf.ring_buffer__poll(handle, timeoutMs);
@@ -37,14 +37,8 @@ public sealed unsafe class RingBuffer : SafeHandle
         return LibbpfException.Check(rc, "ring_buffer__poll");
     }
 
-    /// <summary>Consumes every available record without waiting. Needed after a poll timeout: hooks submit
-    /// without waking the reader until enough bytes are pending, and a poll only consumes what woke it.</summary>
-    public int Consume()
-    {
-        int rc = Libbpf.ring_buffer__consume(handle);
-        if (rc == -4) return 0; // EINTR
-        return LibbpfException.Check(rc, "ring_buffer__consume");
-    }
+    /// <summary>Consumes every record there is, signalled or not: records submitted with BPF_RB_NO_WAKEUP wake no one.</summary>
+    public int Consume() => LibbpfException.Check(Libbpf.ring_buffer__consume(handle), "ring_buffer__consume");
 
     protected override bool ReleaseHandle()
     {

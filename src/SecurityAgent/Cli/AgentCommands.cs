@@ -1,116 +1,146 @@
+using System.CommandLine;
 using System.Text;
 using System.Text.Json;
 
 namespace SecurityAgent.Cli;
 
-/// <summary>Commands that talk to a running agent: status, events, policy list|add|delete|enable|disable|mode.</summary>
+/// <summary>Commands that talk to a running agent over its API socket: status and policy list|add|delete|enable|disable|mode.
+/// Tables for people, -o json for scripts.</summary>
 public static class AgentCommands
 {
-    /// <summary>Removes "--name value" from args and returns the value.</summary>
-    public static string? Option(ref string[] args, params string[] names)
+    public static Command Status()
     {
-        for (int i = 0; i < args.Length - 1; i++)
-            if (names.Contains(args[i]))
-            {
-                var v = args[i + 1];
-                args = [.. args[..i], .. args[(i + 2)..]];
-                return v;
-            }
-        return null;
-    }
-
-    public static async Task<int> Status(string[] args)
-    {
-        using var api = new ApiClient(Option(ref args, "--api-socket"));
-        return await api.Call(async h => await ApiClient.Print(await h.GetAsync("/v1/status")));
-    }
-
-    public static async Task<int> Policy(string[] args)
-    {
-        using var api = new ApiClient(Option(ref args, "--api-socket"));
-        return args switch
+        var socket = Commands.ApiSocketOption();
+        var output = Commands.TableOrJson();
+        var c = new Command("status", "The running agent: kernel features, each policy hook with its kernel counters, losses, exporters") { socket, output };
+        c.SetAction(async pr =>
         {
-            ["list"] => await api.Call(async h => await ApiClient.Print(await h.GetAsync("/v1/policies"))),
-            ["add", var file, ..] => await api.Call(async h => await ApiClient.Print(await h.PostAsync(
-                "/v1/policies" + (args.Contains("--replace") ? "?replace=true" : ""), new StringContent(await File.ReadAllTextAsync(file), Encoding.UTF8, "application/yaml")))),
-            ["delete", var name] => await api.Call(async h => await ApiClient.Print(await h.DeleteAsync($"/v1/policies/{name}"))),
-            ["enable" or "disable", var name] => await api.Call(async h => await ApiClient.Print(await h.PostAsync($"/v1/policies/{name}/{args[0]}", null))),
-            ["mode", var name, var mode] => await api.Call(async h => await ApiClient.Print(await h.PostAsync($"/v1/policies/{name}/mode/{mode}", null))),
-            _ => Usage(),
-        };
-    }
-
-    private static int Usage()
-    {
-        Console.Error.WriteLine("usage: secagent policy list | add FILE [--replace] | delete NAME | enable NAME | disable NAME | mode NAME enforce|monitor   [--api-socket PATH]");
-        return 2;
-    }
-
-    public static async Task<int> Events(string[] args)
-    {
-        var output = Option(ref args, "-o", "--output") ?? "json";
-        using var api = new ApiClient(Option(ref args, "--api-socket"));
-        var query = new List<string>();
-        while (Option(ref args, "--type") is { } t) query.Add("type=" + Uri.EscapeDataString(t));
-        if (Option(ref args, "--binary-regex") is { } b) query.Add("binary_regex=" + Uri.EscapeDataString(b));
-        if (Option(ref args, "--policy") is { } p) query.Add("policy=" + Uri.EscapeDataString(p));
-        if (Option(ref args, "--allow") is { } a) query.Add("allow=" + Uri.EscapeDataString(a));
-        if (Option(ref args, "--deny") is { } d) query.Add("deny=" + Uri.EscapeDataString(d));
-        bool color = !Console.IsOutputRedirected;
-        return await api.Call(async h =>
-        {
-            using var r = await h.GetAsync("/v1/events" + (query.Count > 0 ? "?" + string.Join('&', query) : ""), HttpCompletionOption.ResponseHeadersRead);
-            using var reader = new StreamReader(await r.Content.ReadAsStreamAsync());
-            while (await reader.ReadLineAsync() is { } line)
-            {
-                Console.WriteLine(output == "compact" ? Compact.Line(line, color) : line);
-                Console.Out.Flush();
-            }
-            return 0;
+            using var api = new ApiClient(pr.GetValue(socket));
+            var status = await api.GetJson("/v1/status");
+            Console.Write(pr.GetValue(output) == "json" ? Indented(status) : StatusText(status));
         });
+        return c;
     }
-}
 
-/// <summary>One readable line per event, like `tetra getevents -o compact`.</summary>
-public static class Compact
-{
-    public static string Line(string json, bool color)
+    /// <summary>policy list, add, delete, enable, disable, mode: the policy subcommands that need the agent.</summary>
+    public static IEnumerable<Command> PolicyCommands()
     {
-        var root = JsonDocument.Parse(json).RootElement;
-        var (type, body) = root.EnumerateObject().Where(p => p.Value.ValueKind == JsonValueKind.Object).Select(p => (p.Name, p.Value)).First();
-        var proc = body.GetProperty("process");
-        var who = $"{proc.GetProperty("binary").GetString()} {proc.GetProperty("arguments").GetString()}".TrimEnd();
-        var pid = proc.GetProperty("pid").GetInt32();
-        string text, paint;
-        switch (type)
+        var socket = Commands.ApiSocketOption();
+        var output = Commands.TableOrJson();
+        var list = new Command("list", "The running agent's policies: mode, state, hooks, file") { socket, output };
+        list.SetAction(async pr =>
         {
-            case "process_exec":
-                (text, paint) = ($"process  {pid,-7} {who}", "32");
-                break;
-            case "process_exit":
-                var sig = body.TryGetProperty("signal", out var s) ? " " + s.GetString() : "";
-                (text, paint) = ($"exit     {pid,-7} {who} {body.GetProperty("status").GetInt32()}{sig}", sig.Length > 0 ? "31" : "90");
-                break;
-            default:
-                var args = string.Join(' ', body.GetProperty("args").EnumerateArray().Select(Arg));
-                var hook = body.TryGetProperty("function_name", out var f) ? f.GetString() : $"{body.GetProperty("subsys").GetString()}/{body.GetProperty("event").GetString()}";
-                var enforced = body.GetProperty("enforced").GetBoolean();
-                var action = body.GetProperty("action").GetString()!.Replace("KPROBE_ACTION_", "").ToLowerInvariant();
-                var verdict = body.GetProperty("policy_mode").GetString() == "monitor" && action != "post" ? $"would {action}" : enforced ? action : action == "post" ? "" : $"{action} refused";
-                (text, paint) = ($"{body.GetProperty("policy_name").GetString(),-8} {pid,-7} {proc.GetProperty("binary").GetString()} {hook} {args} {verdict}".TrimEnd(), enforced ? "31;1" : "33");
-                break;
+            using var api = new ApiClient(pr.GetValue(socket));
+            var policies = await api.GetJson("/v1/policies");
+            Console.Write(pr.GetValue(output) == "json" ? Indented(policies) : PoliciesText(policies));
+        });
+        yield return list;
+
+        var file = new Argument<FileInfo>("file") { Description = "A policy file (YAML)" }.AcceptExistingOnly();
+        var replace = new Option<bool>("--replace") { Description = "Overwrite a policy of the same name" };
+        var add = new Command("add", "Validate a policy, store it in the agent's policy directory and load it") { file, replace, socket };
+        add.SetAction(async pr =>
+        {
+            using var api = new ApiClient(pr.GetValue(socket));
+            var yaml = await File.ReadAllTextAsync(pr.GetValue(file)!.FullName);
+            var result = await ApiClient.ReadJson(await api.Send(new HttpRequestMessage(HttpMethod.Post, "/v1/policies" + (pr.GetValue(replace) ? "?replace=true" : ""))
+            {
+                Content = new StringContent(yaml, Encoding.UTF8, "application/yaml"),
+            }));
+            Console.WriteLine($"added {Names(result, "loaded")}{From(result)}");
+        });
+        yield return add;
+
+        yield return NameCommand("delete", "Remove a policy (its file) and unload it", socket, name => new(HttpMethod.Delete, $"/v1/policies/{Uri.EscapeDataString(name)}"), "deleted");
+        yield return NameCommand("enable", "Load a disabled policy again", socket, name => new(HttpMethod.Post, $"/v1/policies/{Uri.EscapeDataString(name)}/enable"), "enabled");
+        yield return NameCommand("disable", "Unload a policy, keeping its file (NAME.yaml.disabled)", socket, name => new(HttpMethod.Post, $"/v1/policies/{Uri.EscapeDataString(name)}/disable"), "disabled");
+
+        var modeName = new Argument<string>("name") { Description = "The policy" };
+        var mode = new Argument<string>("mode") { Description = "enforce: carry out the policy's actions; monitor: report what they would do" }.Choices("enforce", "monitor");
+        var modeCmd = new Command("mode", "Switch a policy between enforce and monitor") { modeName, mode, socket };
+        modeCmd.SetAction(async pr =>
+        {
+            using var api = new ApiClient(pr.GetValue(socket));
+            using var _ = await api.Send(new HttpRequestMessage(HttpMethod.Post, $"/v1/policies/{Uri.EscapeDataString(pr.GetValue(modeName)!)}/mode/{pr.GetValue(mode)}"));
+            Console.WriteLine($"{pr.GetValue(modeName)}: {pr.GetValue(mode)}");
+        });
+        yield return modeCmd;
+    }
+
+    private static Command NameCommand(string verb, string description, Option<string> socket, Func<string, HttpRequestMessage> request, string done)
+    {
+        var name = new Argument<string>("name") { Description = "The policy" };
+        var c = new Command(verb, description) { name, socket };
+        c.SetAction(async pr =>
+        {
+            using var api = new ApiClient(pr.GetValue(socket));
+            using var _ = await api.Send(request(pr.GetValue(name)!));
+            Console.WriteLine($"{done} {pr.GetValue(name)}");
+        });
+        return c;
+    }
+
+    private static string Names(JsonElement e, string property) =>
+        e.TryGetProperty(property, out var v) && v.ValueKind == JsonValueKind.Array ? string.Join(", ", v.EnumerateArray().Select(x => x.ToString())) : "";
+
+    private static string From(JsonElement e) => e.TryGetProperty("file", out var f) ? $" ({f})" : "";
+
+    private static string Indented(JsonElement e) => JsonSerializer.Serialize(e, new JsonSerializerOptions { WriteIndented = true }) + "\n";
+
+    private static string Get(JsonElement e, string property) =>
+        e.ValueKind == JsonValueKind.Object && e.TryGetProperty(property, out var v) && v.ValueKind != JsonValueKind.Null ? v.ToString() : "";
+
+    /// <summary>"written 47, failed 0" from an object's numeric fields.</summary>
+    private static string Counters(JsonElement e, params string[] skip) =>
+        e.ValueKind != JsonValueKind.Object ? "" : string.Join(", ", e.EnumerateObject()
+            .Where(p => !skip.Contains(p.Name) && p.Value.ValueKind is JsonValueKind.Number or JsonValueKind.String)
+            .Select(p => $"{p.Name.Replace('_', ' ')} {p.Value}"));
+
+    public static string StatusText(JsonElement s)
+    {
+        var b = new StringBuilder();
+        if (s.TryGetProperty("kernel", out var k) && k.ValueKind == JsonValueKind.Object)
+        {
+            var mech = k.TryGetProperty("mechanisms", out var m) && m.ValueKind == JsonValueKind.Object ? m.EnumerateObject().ToList() : [];
+            b.Append($"Kernel       {Get(k, "release")}: {string.Join(", ", mech.Where(x => x.Value.ValueKind == JsonValueKind.True).Select(x => x.Name))}");
+            if (mech.Any(x => x.Value.ValueKind == JsonValueKind.False))
+                b.Append($" (not: {string.Join(", ", mech.Where(x => x.Value.ValueKind == JsonValueKind.False).Select(x => x.Name))})");
+            b.Append('\n');
         }
-        return color ? $"\u001b[{paint}m{text}\u001b[0m" : text;
+        else b.Append("Kernel       (the agent is starting)\n");
+        if (s.TryGetProperty("events", out var ev)) b.Append($"Events       {Counters(ev)}\n");
+        if (s.TryGetProperty("process_cache", out var pc)) b.Append($"Processes    {Counters(pc)}\n");
+        if (s.TryGetProperty("exporters", out var ex) && ex.ValueKind == JsonValueKind.Array)
+            b.Append($"Exporters    {string.Join("; ", ex.EnumerateArray().Select(x => $"{Get(x, "name")}: {Counters(x, "name")}"))}\n");
+        if (s.TryGetProperty("policies", out var ps) && ps.ValueKind == JsonValueKind.Array)
+        {
+            b.Append('\n');
+            var rows = new List<string[]>();
+            foreach (var p in ps.EnumerateArray())
+            {
+                var hooks = p.TryGetProperty("hooks", out var h) && h.ValueKind == JsonValueKind.Array ? h.EnumerateArray().ToList() : [];
+                if (hooks.Count == 0)
+                    rows.Add([Get(p, "name"), Get(p, "mode"), State(p), "", "", "", "", "", "", ""]);
+                foreach (var hook in hooks)
+                    rows.Add([Get(p, "name"), Get(p, "mode"), State(p), Get(hook, "hook"), Get(hook, "mechanism"), Get(hook, "seen"),
+                        Get(hook, "matched"), Get(hook, "posted"), Get(hook, "enforced"), Get(hook, "rate_limited")]);
+            }
+            b.Append(rows.Count == 0 ? "No policies loaded.\n"
+                : Table.Render(["POLICY", "MODE", "STATE", "HOOK", "MECHANISM", "SEEN", "MATCHED", "POSTED", "ENFORCED", "RATE-LIMITED"], rows));
+        }
+        return b.ToString();
     }
 
-    private static string Arg(JsonElement a)
+    public static string PoliciesText(JsonElement policies)
     {
-        var p = a.EnumerateObject().First(x => x.Name != "label");
-        return p.Value.ValueKind switch
-        {
-            JsonValueKind.Object when p.Value.TryGetProperty("path", out var path) => path.GetString()!,
-            JsonValueKind.Object => $"{p.Value.GetProperty("addr").GetString()}:{p.Value.GetProperty("port").GetInt32()}",
-            _ => p.Value.ToString(),
-        };
+        if (policies.ValueKind != JsonValueKind.Array || policies.GetArrayLength() == 0)
+            return "No policies loaded.\n";
+        return Table.Render(["NAME", "MODE", "STATE", "HOOKS", "FILE"], policies.EnumerateArray().Select(p => (IReadOnlyList<string>)[
+            Get(p, "name"), Get(p, "mode"), State(p),
+            p.TryGetProperty("hooks", out var h) && h.ValueKind == JsonValueKind.Array ? string.Join(",", h.EnumerateArray().Select(x => Get(x, "hook"))) : "",
+            Get(p, "file")]));
     }
+
+    private static string State(JsonElement p) =>
+        Get(p, "state") is { Length: > 0 } st ? st : p.TryGetProperty("enabled", out var e) && e.ValueKind == JsonValueKind.False ? "disabled" : "enabled";
 }

@@ -1,43 +1,62 @@
+using System.CommandLine;
 using SecurityAgent.Interop;
 using SecurityAgent.Kernel;
 using SecurityAgent.Policies;
 
 namespace SecurityAgent.Cli;
 
-/// <summary>`secagent policy validate FILE...`: checks policies against the schema and this kernel.</summary>
+/// <summary>`secagent policy`: validate and compile policy files here (no agent needed), and the running agent's
+/// policies (list, add, delete, enable, disable, mode).</summary>
 public static class PolicyCommand
 {
-    public static int Run(string[] args)
+    public static Command Create()
     {
-        if (args.Length < 2 || args[0] is not ("validate" or "compile"))
+        var c = new Command("policy", "Check tracing policies, and manage the running agent's policies");
+        c.Subcommands.Add(Check("validate", "Check policies against the schema and this kernel: every problem as file:line:column: field: message"));
+        c.Subcommands.Add(Check("compile", "Show what policies compile to on this kernel: hooks and mechanisms (--explain: every map entry)"));
+        foreach (var sub in AgentCommands.PolicyCommands()) c.Subcommands.Add(sub);
+        return c;
+    }
+
+    private static Command Check(string name, string description)
+    {
+        var paths = new Argument<string[]>("paths") { Description = "Policy files, or directories of them (*.yaml, *.yml)", HelpName = "FILE|DIR", Arity = ArgumentArity.OneOrMore };
+        var c = new Command(name, description) { paths };
+        Option<bool>? explain = null;
+        if (name == "compile")
         {
-            Console.Error.WriteLine("usage: secagent policy validate FILE...\n       secagent policy compile FILE... [--explain]");
-            return 2;
+            explain = new Option<bool>("--explain") { Description = "Every hook with why this mechanism, and every map entry" };
+            c.Options.Add(explain);
         }
-        bool compile = args[0] == "compile";
-        var files = args[1..].Where(a => a != "--explain").ToArray();
+        c.SetAction(pr => Run(pr.GetValue(paths)!, compile: explain is not null, explain is not null && pr.GetValue(explain)));
+        return c;
+    }
+
+    private static int Run(string[] paths, bool compile, bool explain)
+    {
+        var named = PolicyFiles.Expand(paths);
+        var missing = named.Where(f => !File.Exists(f)).ToList();
+        var files = named.Except(missing).ToList();
+        foreach (var m in missing) Console.Error.WriteLine($"{m}: no such file or directory");
+        int errors = missing.Count;
         var features = KernelFor(out var note);
         if (note is not null) Console.Error.WriteLine(note);
         KernelMounts.TryEnsureTraceFs();
         var validator = new PolicyValidator(features);
-        int errors = 0;
         var compiler = new PolicyCompiler(features, PolicyCompiler.TraceFsFormats());
         foreach (var file in files)
         {
-            if (!File.Exists(file))
-            {
-                Console.Error.WriteLine($"{file}: no such file");
-                errors++;
-                continue;
-            }
             foreach (var p in validator.ValidateFile(file))
             {
+                foreach (var w in p.Warnings) Console.WriteLine(w);
                 if (p.Ok)
                 {
                     try
                     {
                         var plan = compiler.Compile(p); // "valid" means: loads on this kernel
-                        Console.Write(compile ? PlanExplainer.Explain(plan) : $"{file}: {p.Kind} {p.Name}: ok\n");
+                        Console.Write(explain ? PlanExplainer.Explain(plan)
+                            : compile ? $"{file}: {p.Kind} {p.Name}: {string.Join(", ", plan.Hooks.Select(h => $"{h.Name} via {KernelFeatures.MechanismName(h.Mechanism)}"))}\n"
+                            : $"{file}: {p.Kind} {p.Name}: ok\n");
                     }
                     catch (PolicyCompileException e)
                     {
@@ -52,7 +71,9 @@ public static class PolicyCommand
                 }
             }
         }
-        return errors == 0 ? 0 : 1;
+        if (files.Count == 0 && missing.Count == 0)
+            Console.Error.WriteLine($"no policy files (*.yaml, *.yml) in {string.Join(", ", paths)}");
+        return errors == 0 && files.Count > 0 ? 0 : 1;
     }
 
     /// <summary>The real kernel's features when we may probe it (root); otherwise everything is assumed.</summary>

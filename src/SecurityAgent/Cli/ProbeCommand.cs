@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Text.Json;
 using SecurityAgent.Kernel;
 
@@ -6,28 +7,34 @@ namespace SecurityAgent.Cli;
 /// <summary>`secagent probe [--json]`: what this kernel supports, from <see cref="FeatureProbe"/>.</summary>
 public static class ProbeCommand
 {
-    public static int Run(string[] args)
+    public static Command Create()
+    {
+        var json = new Option<bool>("--json") { Description = "JSON instead of a table" };
+        var c = new Command("probe", "Show what this kernel supports: program types, helpers, BTF, LSMs, cgroup v2") { json };
+        c.SetAction(pr => Run(pr.GetValue(json)));
+        return c;
+    }
+
+    private static int Run(bool json)
     {
         var f = FeatureProbe.Run();
-        if (args.Contains("--json"))
+        if (json)
         {
             Console.WriteLine(ToJson(f));
             return 0;
         }
         Console.WriteLine($"kernel {f.KernelRelease}");
-        Console.WriteLine($"{"FEATURE",-24} {"AVAILABLE",-10} DETAIL");
-        foreach (var (m, a) in f.Mechanisms)
-            Row("prog:" + KernelFeatures.MechanismName(m), a.Available, a.Detail);
-        Row("helper:send_signal", f.SendSignal.Available, f.SendSignal.Detail);
-        Row("map:ringbuf", f.RingBuffer.Available, f.RingBuffer.Detail);
-        Row("btf", f.Btf, f.Btf ? "/sys/kernel/btf/vmlinux" : "missing: CO-RE objects cannot load");
-        Row("lsm:bpf", f.BpfLsmActive, "active LSMs: " + string.Join(',', f.ActiveLsms));
-        Row("cgroup2", f.Cgroup2Path is not null, f.Cgroup2Path ?? "no cgroup2 mount");
+        var rows = f.Mechanisms.Select(m => Row("prog:" + KernelFeatures.MechanismName(m.Key), m.Value.Available, m.Value.Detail)).ToList();
+        rows.Add(Row("helper:send_signal", f.SendSignal.Available, f.SendSignal.Detail));
+        rows.Add(Row("map:ringbuf", f.RingBuffer.Available, f.RingBuffer.Detail));
+        rows.Add(Row("btf", f.Btf, f.Btf ? "/sys/kernel/btf/vmlinux" : "missing: CO-RE objects cannot load"));
+        rows.Add(Row("lsm:bpf", f.BpfLsmActive, "active LSMs: " + string.Join(',', f.ActiveLsms)));
+        rows.Add(Row("cgroup2", f.Cgroup2Path is not null, f.Cgroup2Path ?? "no cgroup2 mount"));
+        Console.Write(Table.Render(["FEATURE", "AVAILABLE", "DETAIL"], rows));
         return 0;
     }
 
-    private static void Row(string name, bool ok, string detail) =>
-        Console.WriteLine($"{name,-24} {(ok ? "yes" : "no"),-10} {detail}");
+    private static string[] Row(string name, bool ok, string detail) => [name, ok ? "yes" : "no", detail];
 
     public static string ToJson(KernelFeatures f) => JsonSerializer.Serialize(new
     {

@@ -12,9 +12,13 @@ public sealed record PodInfo(string Namespace, string Name, string Uid, IReadOnl
     string Workload, string WorkloadKind, ContainerInfo? Container);
 
 /// <summary>The pods of this node, from a node-scoped watch (fieldSelector=spec.nodeName), by pod uid and by
-/// container id. Written by the informer, read by the pipeline.</summary>
+/// container id. Written by the informer, read by the pipeline. Each pod is kept as the few fields events and
+/// scopes read (not the whole object), with at most <see cref="MaxLabels"/> labels.</summary>
 public sealed class PodCache
 {
+    /// <summary>Labels kept per pod (the first by key); Kubernetes bounds each label's size, not their number.</summary>
+    public const int MaxLabels = 64;
+
     private readonly ConcurrentDictionary<string, JsonElement> _byUid = new();
     private readonly ConcurrentDictionary<string, string> _podOfContainer = new();
     /// <summary>Set as soon as the agent knows it will watch pods (before the first list arrives), so events of a
@@ -35,6 +39,7 @@ public sealed class PodCache
 
     public void Upsert(JsonElement pod)
     {
+        pod = Trim(pod);
         _byUid[Uid(pod)] = pod;
         if (pod.TryGetProperty("status", out var st) && st.TryGetProperty("containerStatuses", out var cs))
             foreach (var c in cs.EnumerateArray())
@@ -44,6 +49,42 @@ public sealed class PodCache
     }
 
     public IEnumerable<JsonElement> Pods => _byUid.Values;
+
+    /// <summary>metadata (name, namespace, uid, bounded labels, owners) and status.containerStatuses (name, ids, image).</summary>
+    private static JsonElement Trim(JsonElement pod)
+    {
+        var meta = pod.GetProperty("metadata");
+        var m = new System.Text.Json.Nodes.JsonObject();
+        foreach (var key in new[] { "name", "namespace", "uid" })
+            if (meta.TryGetProperty(key, out var v)) m[key] = v.GetString();
+        if (meta.TryGetProperty("labels", out var labels) && labels.ValueKind == JsonValueKind.Object)
+        {
+            var kept = new System.Text.Json.Nodes.JsonObject();
+            foreach (var l in labels.EnumerateObject().OrderBy(l => l.Name, StringComparer.Ordinal).Take(MaxLabels))
+                kept[l.Name] = l.Value.ValueKind == JsonValueKind.String ? l.Value.GetString() : "";
+            m["labels"] = kept;
+        }
+        if (meta.TryGetProperty("ownerReferences", out var owners) && owners.ValueKind == JsonValueKind.Array && owners.GetArrayLength() > 0)
+            m["ownerReferences"] = new System.Text.Json.Nodes.JsonArray(new System.Text.Json.Nodes.JsonObject
+            {
+                ["kind"] = owners[0].GetProperty("kind").GetString(),
+                ["name"] = owners[0].GetProperty("name").GetString(),
+            });
+        var root = new System.Text.Json.Nodes.JsonObject { ["metadata"] = m };
+        if (pod.TryGetProperty("status", out var st) && st.TryGetProperty("containerStatuses", out var cs) && cs.ValueKind == JsonValueKind.Array)
+        {
+            var list = new System.Text.Json.Nodes.JsonArray();
+            foreach (var c in cs.EnumerateArray())
+            {
+                var o = new System.Text.Json.Nodes.JsonObject();
+                foreach (var key in new[] { "name", "containerID", "image", "imageID" })
+                    if (c.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.String) o[key] = v.GetString();
+                list.Add(o);
+            }
+            root["status"] = new System.Text.Json.Nodes.JsonObject { ["containerStatuses"] = list };
+        }
+        return JsonSerializer.SerializeToElement(root);
+    }
 
     /// <summary>The pod of a container, by its container id or, before the kubelet reported the id, by pod uid.</summary>
     public PodInfo? Lookup(ContainerRef c)

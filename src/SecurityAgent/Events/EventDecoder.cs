@@ -3,59 +3,72 @@ using System.Text;
 
 namespace SecurityAgent.Events;
 
-/// <summary>Turns raw ring-buffer records into <see cref="KernelEvent"/>s. Pure: bytes in, record out.</summary>
+/// <summary>A ring-buffer record whose header and length were checked: its op says which view to read it as.
+/// A view over the bytes, valid only while they are.</summary>
+public readonly ref struct KernelRecord(Op op, ulong ktime, ReadOnlySpan<byte> raw)
+{
+    private readonly ReadOnlySpan<byte> _raw = raw;
+    public Op Op { get; } = op;
+    public ulong Ktime { get; } = ktime;
+
+    public ExecEvent Exec
+    {
+        get
+        {
+            int pathLen = EventDecoder.U16(_raw, Wire.Exec.PathLen), argsLen = EventDecoder.U16(_raw, Wire.Exec.ArgsLen);
+            var data = _raw[Wire.Exec.Data..];
+            return new ExecEvent(_raw, Ktime, EventDecoder.UntilNul(data[..pathLen]), data.Slice(pathLen, argsLen),
+                EventDecoder.UntilNul(data.Slice(pathLen + argsLen, EventDecoder.U16(_raw, Wire.Exec.CwdLen))));
+        }
+    }
+
+    public ForkEvent Fork => new(Ktime, EventDecoder.I32(_raw, Wire.Fork.Pid), EventDecoder.I32(_raw, Wire.Fork.Ppid),
+        EventDecoder.U64(_raw, Wire.Fork.StartTime), EventDecoder.U64(_raw, Wire.Fork.ParentStartTime));
+
+    public ExitEvent Exit => new(Ktime, EventDecoder.I32(_raw, Wire.Exit.Pid), EventDecoder.I32(_raw, Wire.Exit.Tid),
+        EventDecoder.U64(_raw, Wire.Exit.StartTime), EventDecoder.U32(_raw, Wire.Exit.ExitCode));
+
+    /// <summary>Throws <see cref="FormatException"/> on a malformed policy record.</summary>
+    public PolicyKernelEvent Policy => EventDecoder.DecodePolicy(_raw, Ktime);
+}
+
+/// <summary>Reads raw ring-buffer records. Pure functions over spans: nothing is allocated to decode lifecycle
+/// records; strings are made only by the stage that keeps them.</summary>
 public static class EventDecoder
 {
-    public static Op PeekOp(ReadOnlySpan<byte> raw) => raw.Length >= Wire.Header.Length ? (Op)raw[Wire.Header.Op] : 0;
-
-    /// <summary>Decodes one record; throws <see cref="FormatException"/> on a malformed record.</summary>
-    public static KernelEvent Decode(ReadOnlySpan<byte> raw)
+    /// <summary>Checks one record's header and lengths; throws <see cref="FormatException"/> on a malformed record.</summary>
+    public static KernelRecord Decode(ReadOnlySpan<byte> raw)
     {
         if (raw.Length < Wire.Header.Length)
             throw new FormatException($"record of {raw.Length} bytes is shorter than the event header");
         ulong ktime = U64(raw, Wire.Header.Ktime);
-        switch ((Op)raw[Wire.Header.Op])
+        var op = (Op)raw[Wire.Header.Op];
+        switch (op)
         {
             case Op.Exec:
-                return DecodeExec(raw, ktime);
+                raw = Need(raw, Wire.Exec.Data, "exec");
+                int pathLen = U16(raw, Wire.Exec.PathLen), argsLen = U16(raw, Wire.Exec.ArgsLen), cwdLen = U16(raw, Wire.Exec.CwdLen);
+                if (pathLen + argsLen + cwdLen > raw.Length - Wire.Exec.Data)
+                    throw new FormatException($"exec record: path {pathLen} + args {argsLen} + cwd {cwdLen} bytes exceed the {raw.Length - Wire.Exec.Data} sent");
+                break;
             case Op.Fork:
                 raw = Need(raw, Wire.Fork.Length, "fork");
-                return new ForkEvent(ktime, I32(raw, Wire.Fork.Pid), I32(raw, Wire.Fork.Ppid),
-                    U64(raw, Wire.Fork.StartTime), U64(raw, Wire.Fork.ParentStartTime));
+                break;
             case Op.Exit:
                 raw = Need(raw, Wire.Exit.Length, "exit");
-                return new ExitEvent(ktime, I32(raw, Wire.Exit.Pid), I32(raw, Wire.Exit.Tid),
-                    U64(raw, Wire.Exit.StartTime), U32(raw, Wire.Exit.ExitCode));
+                break;
             case Op.Tracepoint or Op.Sock or Op.Lsm or Op.Kprobe:
-                return DecodePolicy(Need(raw, PolicyWire.Event.Data, "policy"), ktime);
+                raw = Need(raw, PolicyWire.Event.Data, "policy");
+                break;
             default:
                 throw new FormatException($"unknown op code {raw[Wire.Header.Op]}");
         }
-    }
-
-    private static ExecEvent DecodeExec(ReadOnlySpan<byte> raw, ulong ktime)
-    {
-        raw = Need(raw, Wire.Exec.Data, "exec");
-        int pathLen = U16(raw, Wire.Exec.PathLen), argsLen = U16(raw, Wire.Exec.ArgsLen), cwdLen = U16(raw, Wire.Exec.CwdLen);
-        var data = raw[Wire.Exec.Data..];
-        if (pathLen + argsLen + cwdLen > data.Length)
-            throw new FormatException($"exec record: path {pathLen} + args {argsLen} + cwd {cwdLen} bytes exceed the {data.Length} sent");
-        return new ExecEvent(
-            ktime,
-            I32(raw, Wire.Exec.Pid), I32(raw, Wire.Exec.Tid), I32(raw, Wire.Exec.Ppid),
-            U64(raw, Wire.Exec.StartTime), U64(raw, Wire.Exec.ParentStartTime), U64(raw, Wire.Exec.CgroupId),
-            new Credentials(U32(raw, Wire.Exec.Uid), U32(raw, Wire.Exec.Euid), U32(raw, Wire.Exec.Gid), U32(raw, Wire.Exec.Egid)),
-            U32(raw, Wire.Exec.Auid),
-            new Capabilities(U64(raw, Wire.Exec.CapPermitted), U64(raw, Wire.Exec.CapEffective), U64(raw, Wire.Exec.CapInheritable)),
-            Utf8(data[..pathLen]),
-            SplitArgs(data.Slice(pathLen, argsLen)),
-            Utf8(data.Slice(pathLen + argsLen, cwdLen)),
-            (Wire.ExecFlags)U32(raw, Wire.Exec.Flags));
+        return new KernelRecord(op, ktime, raw);
     }
 
     /// <summary>A policy_event: the fixed part, then the strings of the hook's arguments back to back, then the
     /// strings the process passed for the path arguments that were resolved to something else.</summary>
-    private static PolicyKernelEvent DecodePolicy(ReadOnlySpan<byte> raw, ulong ktime)
+    internal static PolicyKernelEvent DecodePolicy(ReadOnlySpan<byte> raw, ulong ktime)
     {
         int n = Math.Min((int)raw[PolicyWire.Event.Nargs], Contract.MaxArgs);
         var ints = new ulong[n];
@@ -70,7 +83,7 @@ public static class EventDecoder
             strings[i] = data[..len].ToArray();
             data = data[len..];
         }
-        byte[][]? passed = null;
+        byte[]?[]? passed = null;
         for (int i = 0; i < n; i++)
         {
             int len = U16(raw, PolicyWire.Event.RawLen + 2 * i);
@@ -103,11 +116,13 @@ public static class EventDecoder
     private static ReadOnlySpan<byte> Need(ReadOnlySpan<byte> raw, int length, string what) =>
         raw.Length >= length ? raw : throw new FormatException($"{what} record of {raw.Length} bytes, need {length}");
 
-    internal static string Utf8(ReadOnlySpan<byte> s)
+    internal static ReadOnlySpan<byte> UntilNul(ReadOnlySpan<byte> s)
     {
         int nul = s.IndexOf((byte)0);
-        return Encoding.UTF8.GetString(nul >= 0 ? s[..nul] : s);
+        return nul >= 0 ? s[..nul] : s;
     }
+
+    internal static string Utf8(ReadOnlySpan<byte> s) => Encoding.UTF8.GetString(UntilNul(s));
 
     internal static ushort U16(ReadOnlySpan<byte> s, int o) => BinaryPrimitives.ReadUInt16LittleEndian(s[o..]);
     internal static uint U32(ReadOnlySpan<byte> s, int o) => BinaryPrimitives.ReadUInt32LittleEndian(s[o..]);

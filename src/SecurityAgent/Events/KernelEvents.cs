@@ -7,15 +7,38 @@ public sealed record Credentials(uint Uid, uint Euid, uint Gid, uint Egid);
 
 public sealed record Capabilities(ulong Permitted, ulong Effective, ulong Inheritable);
 
-public sealed record ExecEvent(
-    ulong Ktime, int Pid, int Tid, int Ppid, ulong StartTime, ulong ParentStartTime, ulong CgroupId,
-    Credentials Creds, uint Auid, Capabilities Caps, string Binary, IReadOnlyList<string> Args, string Cwd,
-    Wire.ExecFlags Flags) : KernelEvent(Ktime);
+/// <summary>An exec record, read in place: the fixed fields are values, path, argv and cwd stay spans over the
+/// ring buffer until the process cache keeps them. Valid only while the record is.</summary>
+public readonly ref struct ExecEvent(ReadOnlySpan<byte> raw, ulong ktime, ReadOnlySpan<byte> binary, ReadOnlySpan<byte> args, ReadOnlySpan<byte> cwd)
+{
+    private readonly ReadOnlySpan<byte> _raw = raw;
+    public ulong Ktime { get; } = ktime;
+    public int Pid => EventDecoder.I32(_raw, Wire.Exec.Pid);
+    public int Tid => EventDecoder.I32(_raw, Wire.Exec.Tid);
+    public int Ppid => EventDecoder.I32(_raw, Wire.Exec.Ppid);
+    public ulong StartTime => EventDecoder.U64(_raw, Wire.Exec.StartTime);
+    public ulong ParentStartTime => EventDecoder.U64(_raw, Wire.Exec.ParentStartTime);
+    public ulong CgroupId => EventDecoder.U64(_raw, Wire.Exec.CgroupId);
+    public uint Uid => EventDecoder.U32(_raw, Wire.Exec.Uid);
+    public uint Euid => EventDecoder.U32(_raw, Wire.Exec.Euid);
+    public uint Gid => EventDecoder.U32(_raw, Wire.Exec.Gid);
+    public uint Egid => EventDecoder.U32(_raw, Wire.Exec.Egid);
+    public uint Auid => EventDecoder.U32(_raw, Wire.Exec.Auid);
+    public ulong CapPermitted => EventDecoder.U64(_raw, Wire.Exec.CapPermitted);
+    public ulong CapEffective => EventDecoder.U64(_raw, Wire.Exec.CapEffective);
+    public ulong CapInheritable => EventDecoder.U64(_raw, Wire.Exec.CapInheritable);
+    public Wire.ExecFlags Flags => (Wire.ExecFlags)EventDecoder.U32(_raw, Wire.Exec.Flags);
+    /// <summary>The executable's path, UTF-8 as the kernel resolved it.</summary>
+    public ReadOnlySpan<byte> Binary { get; } = binary;
+    /// <summary>argv as the kernel lays it out: NUL-terminated strings back to back (see <see cref="EventDecoder.SplitArgs"/>).</summary>
+    public ReadOnlySpan<byte> Args { get; } = args;
+    public ReadOnlySpan<byte> Cwd { get; } = cwd;
+}
 
-public sealed record ForkEvent(ulong Ktime, int Pid, int Ppid, ulong StartTime, ulong ParentStartTime) : KernelEvent(Ktime);
+public readonly record struct ForkEvent(ulong Ktime, int Pid, int Ppid, ulong StartTime, ulong ParentStartTime);
 
 /// <summary>ExitCode is the wait(2) status: (code &lt;&lt; 8) for exit(), or the signal number.</summary>
-public sealed record ExitEvent(ulong Ktime, int Pid, int Tid, ulong StartTime, uint ExitCode) : KernelEvent(Ktime)
+public readonly record struct ExitEvent(ulong Ktime, int Pid, int Tid, ulong StartTime, uint ExitCode)
 {
     public int Status => (int)((ExitCode >> 8) & 0xff);
     public int Signal => (int)(ExitCode & 0x7f);

@@ -9,12 +9,11 @@ namespace SecurityAgent.Export;
 /// docs/events.md and schemas/events.schema.json describe it.</summary>
 public sealed class JsonEventFormatter(string nodeName, BootClock clock, bool includeCredentials = false, Redactor? redactor = null)
 {
-    // A process's JSON never changes once it is in events: render it once, reuse it for every event of the
-    // process and of its children (as "parent").
-    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<ProcessInfo, byte[]> _rendered = new();
-
-    private readonly System.Buffers.ArrayBufferWriter<byte> _lastBytes = new(4096);
+    private static readonly JsonWriterOptions Options = new() { SkipValidation = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+    private readonly System.Buffers.ArrayBufferWriter<byte> _lastBytes = new(4096), _processBytes = new(1024);
+    private readonly Utf8JsonWriter _writer = new(new System.Buffers.ArrayBufferWriter<byte>(), Options), _processWriter = new(new System.Buffers.ArrayBufferWriter<byte>(), Options);
     private AgentEvent? _last;
+    private readonly TimeText _time = new(clock);
 
     /// <summary>The event as one JSON object (no newline). Every exporter of the pipeline asks for the same event in
     /// turn, so the last rendering is kept: one event is rendered once, whatever the number of exporters.
@@ -24,8 +23,9 @@ public sealed class JsonEventFormatter(string nodeName, BootClock clock, bool in
         if (!ReferenceEquals(e, _last))
         {
             _lastBytes.ResetWrittenCount();
-            using (var w = new Utf8JsonWriter(_lastBytes, new JsonWriterOptions { SkipValidation = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
-                Write(w, e);
+            _writer.Reset(_lastBytes);
+            Write(_writer, e);
+            _writer.Flush();
             _last = e;
         }
         return _lastBytes.WrittenSpan;
@@ -41,7 +41,7 @@ public sealed class JsonEventFormatter(string nodeName, BootClock clock, bool in
         WriteBody(w, e);
         w.WriteEndObject();
         w.WriteString("node_name", nodeName);
-        w.WriteString("time", clock.Format(e.Ktime));
+        w.WriteString("time", _time.Format(e.Ktime));
         w.WriteEndObject();
     }
 
@@ -53,7 +53,7 @@ public sealed class JsonEventFormatter(string nodeName, BootClock clock, bool in
                 w.WriteNumber("status", x.Status);
                 if (x.Signal != 0)
                     w.WriteString("signal", LinuxNames.Signal(x.Signal));
-                w.WriteString("time", clock.Format(x.Ktime));
+                w.WriteString("time", _time.Format(x.Ktime));
                 break;
             case PolicyMatchEvent m:
                 WritePolicyMatch(w, m);
@@ -131,18 +131,22 @@ public sealed class JsonEventFormatter(string nodeName, BootClock clock, bool in
         w.WriteEndObject();
     }
 
+    /// <summary>A process's JSON is rendered once and reused for every event of the process and of its children (as
+    /// "parent"), as long as what it was rendered from holds: everything of a process is fixed at creation except its
+    /// pod, which the pod watch may deliver later. So the rendering is kept with the pod it saw, and redone once a pod
+    /// arrives.</summary>
     public void WriteProcess(Utf8JsonWriter w, string name, ProcessInfo p)
     {
         w.WritePropertyName(name);
-        w.WriteRawValue(_rendered.GetValue(p, Render), skipInputValidation: true);
-    }
-
-    private byte[] Render(ProcessInfo p)
-    {
-        var buffer = new System.Buffers.ArrayBufferWriter<byte>(512);
-        using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
-            WriteProcessObject(w, p);
-        return buffer.WrittenSpan.ToArray();
+        if (p.Rendered is not { } r || !ReferenceEquals(r.By, this) || !ReferenceEquals(r.Pod, p.Pod))
+        {
+            _processBytes.ResetWrittenCount();
+            _processWriter.Reset(_processBytes);
+            WriteProcessObject(_processWriter, p);
+            _processWriter.Flush();
+            p.Rendered = r = new RenderedProcess(this, p.Pod, _processBytes.WrittenSpan.ToArray());
+        }
+        w.WriteRawValue(r.Json, skipInputValidation: true);
     }
 
     private void WriteProcessObject(Utf8JsonWriter w, ProcessInfo p)
@@ -155,7 +159,7 @@ public sealed class JsonEventFormatter(string nodeName, BootClock clock, bool in
         w.WriteString("binary", p.Binary);
         w.WriteString("arguments", redactor is { IsEmpty: false } ? redactor.Redact(p.Binary, p.Arguments) : p.Arguments);
         w.WriteString("flags", p.FlagsText);
-        w.WriteString("start_time", clock.Format(p.StartTime));
+        w.WriteString("start_time", _time.Format(p.StartTime));
         w.WriteNumber("auid", p.Auid);
         if (p.ParentExecId is not null)
             w.WriteString("parent_exec_id", p.ParentExecId);
@@ -164,6 +168,8 @@ public sealed class JsonEventFormatter(string nodeName, BootClock clock, bool in
             w.WriteString("docker", c.ContainerId);
         if (p.Pod is { } pod)
             WritePod(w, pod);
+        if (p.Unattributed is { } why)
+            w.WriteString("unattributed", why);
         if (!includeCredentials)
         {
             w.WriteEndObject();
@@ -219,5 +225,31 @@ public sealed class JsonEventFormatter(string nodeName, BootClock clock, bool in
         foreach (var c in LinuxNames.CapabilitySet(mask))
             w.WriteStringValue(c);
         w.WriteEndArray();
+    }
+}
+
+/// <summary>A process's JSON, with the formatter and the pod it was rendered with.</summary>
+public sealed record RenderedProcess(object By, Containers.PodInfo? Pod, byte[] Json);
+
+/// <summary>Timestamps as Tetragon writes them (RFC 3339, UTC, nanoseconds) without a string per event: the text up to
+/// the second is kept while events stay within the same second.</summary>
+internal sealed class TimeText(BootClock clock)
+{
+    private readonly byte[] _text = new byte[30]; // yyyy-MM-ddTHH:mm:ss.nnnnnnnnnZ
+    private long _second = long.MinValue;
+
+    public ReadOnlySpan<byte> Format(ulong boottimeNs)
+    {
+        long secs = Math.DivRem(clock.ToUnixNs(boottimeNs), 1_000_000_000L, out long nanos);
+        if (nanos < 0) { secs--; nanos += 1_000_000_000L; }
+        if (secs != _second)
+        {
+            DateTime.UnixEpoch.AddSeconds(secs).TryFormat(_text, out _, "yyyy'-'MM'-'dd'T'HH':'mm':'ss'.'", System.Globalization.CultureInfo.InvariantCulture);
+            _text[29] = (byte)'Z';
+            _second = secs;
+        }
+        for (int i = 28; i >= 20; i--, nanos /= 10)
+            _text[i] = (byte)('0' + nanos % 10);
+        return _text;
     }
 }

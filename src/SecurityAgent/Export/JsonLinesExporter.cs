@@ -5,113 +5,102 @@ using Microsoft.Extensions.Logging;
 
 namespace SecurityAgent.Export;
 
-/// <summary>JSON lines to stdout or a file. A write failure (full disk, revoked path) is logged and
-/// counted, and the agent keeps running.</summary>
-public sealed partial class JsonLinesExporter : IEventExporter
+/// <summary>JSON lines to stdout or the export file. Lines are collected in one reused buffer and written with one
+/// write per batch (the pipeline flushes after each ring-buffer drain). With a compact style (a person watching a terminal)
+/// each event is written as one readable line instead (<see cref="Compact.CompactRenderer"/>). A failed write loses the lines that did not
+/// land, counted exactly and logged at a bounded rate; the next batch tries again.</summary>
+public sealed class JsonLinesExporter : IEventExporter
 {
-    private readonly Stream _stream;
-    private readonly System.Buffers.ArrayBufferWriter<byte> _line = new(4096);
+    private const int FlushAt = 256 * 1024;
+    private readonly ILineSink _sink;
+    private readonly ArrayBufferWriter<byte> _batch = new(FlushAt + 16 * 1024);
     private readonly Utf8JsonWriter _json;
     private readonly JsonEventFormatter _formatter;
-    private readonly ILogger _log;
-    private static readonly byte[] NewLine = "\n"u8.ToArray();
-
-    public long Written { get; private set; }
-    public long Failed { get; private set; }
-
+    private readonly FaultLog _faults;
     private readonly List<FieldFilter> _fieldFilters;
+    private readonly Compact.CompactStyle? _compact;
+    private int _lines;
+    private long _written, _failed;
 
-    public JsonLinesExporter(Stream stream, JsonEventFormatter formatter, ILogger log, List<FieldFilter>? fieldFilters = null)
+    /// <summary>Events in the sink.</summary>
+    public long Written => Volatile.Read(ref _written);
+    /// <summary>Events lost to failed writes (not write attempts).</summary>
+    public long Failed => Volatile.Read(ref _failed);
+
+    public JsonLinesExporter(ILineSink sink, JsonEventFormatter formatter, ILogger log, List<FieldFilter>? fieldFilters = null, Compact.CompactStyle? compact = null)
     {
+        _compact = compact;
         _fieldFilters = fieldFilters ?? [];
-        _stream = stream is RotatingFileStream ? stream : new BufferedStream(stream, 64 * 1024);
-        _json = new Utf8JsonWriter(_line, new JsonWriterOptions { Indented = false, SkipValidation = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
+        _sink = sink;
+        _json = new Utf8JsonWriter(_batch, new JsonWriterOptions { Indented = false, SkipValidation = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
         _formatter = formatter;
-        _log = log;
+        _faults = new FaultLog(log, "JSON export write");
     }
 
-    /// <summary>"-" is stdout; anything else a file opened for append (created if missing), rotated when
+    /// <summary>"-" is stdout; anything else the export file (see <see cref="ExportFile"/>), rotated when
     /// <paramref name="maxBytes"/> is set.</summary>
-    public static Stream OpenTarget(string path, long maxBytes = 0, int maxBackups = 5) =>
-        path == "-" ? Console.OpenStandardOutput()
-        : maxBytes > 0 ? new RotatingFileStream(path, maxBytes, maxBackups)
-        : new FileStream(path, FileMode.Append, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete, 1, FileOptions.None);
+    public static ILineSink OpenTarget(string path, long maxBytes = 0, int maxBackups = 5, int? group = null) =>
+        path == "-" ? new StreamSink(Console.OpenStandardOutput()) : new ExportFile(path, maxBytes, maxBackups, group);
 
     public void Export(AgentEvent e)
     {
-        try
+        var json = _fieldFilters.Count > 0
+            ? System.Text.Encoding.UTF8.GetBytes(FieldFilter.Apply(_fieldFilters, System.Text.Encoding.UTF8.GetString(_formatter.Render(e))))
+            : _formatter.Render(e);
+        if (_compact is { } style)
         {
-            _line.Write(_formatter.Render(e));
-            WriteLine();
-            Written++;
+            if (!Compact.CompactRenderer.Render(json, _batch, style)) return;
         }
-        catch (IOException ex)
+        else
         {
-            if (Failed++ % 1000 == 0)
-                LogWriteFailed(_log, Failed, ex.Message);
+            _batch.Write(json);
+            _batch.Write("\n"u8);
         }
-        finally
-        {
-            _json.Reset();
-            _line.ResetWrittenCount();
-        }
+        _lines++;
+        if (_batch.WrittenCount >= FlushAt)
+            Flush();
     }
 
-    private void WriteLine()
-    {
-        if (_fieldFilters.Count > 0)
-        {
-            var filtered = System.Text.Encoding.UTF8.GetBytes(FieldFilter.Apply(_fieldFilters, System.Text.Encoding.UTF8.GetString(_line.WrittenSpan)));
-            _line.ResetWrittenCount();
-            _line.Write(filtered);
-        }
-        _line.Write(NewLine);
-        _stream.Write(_line.WrittenSpan); // one whole line per write: rotation never splits a line
-    }
-
-    /// <summary>The rate limiter's notice: how many events it dropped in the last window.</summary>
+    /// <summary>The rate limiter's notice: how many events it dropped in the last window (a line, not an event).</summary>
     public void WriteRateLimitInfo(long dropped)
     {
-        try
+        Flush();
+        _json.Reset(_batch);
+        _formatter.WriteRateLimitInfo(_json, dropped, (ulong)Interop.Libc.ClockNs(Interop.Libc.CLOCK_BOOTTIME));
+        _json.Flush();
+        if (_compact is { } style)
         {
-            _formatter.WriteRateLimitInfo(_json, dropped, (ulong)Interop.Libc.ClockNs(Interop.Libc.CLOCK_BOOTTIME));
-            _json.Flush();
-            _line.Write(NewLine);
-            _stream.Write(_line.WrittenSpan);
+            var line = _batch.WrittenSpan.ToArray();
+            _batch.ResetWrittenCount();
+            if (!Compact.CompactRenderer.Render(line, _batch, style)) _batch.Write(line);
         }
-        catch (IOException) { Failed++; }
-        finally
-        {
-            _json.Reset();
-            _line.ResetWrittenCount();
-        }
+        _batch.Write("\n"u8);
+        _sink.Write(_batch.WrittenSpan, out _);
+        _batch.ResetWrittenCount();
     }
 
     public void Flush()
     {
-        try { _stream.Flush(); }
-        catch (IOException ex)
+        if (_lines == 0) return;
+        var batch = _batch.WrittenSpan;
+        long landed = _sink.Write(batch, out var error);
+        int ok = landed == batch.Length ? _lines : batch[..(int)landed].Count((byte)'\n');
+        Volatile.Write(ref _written, _written + ok);
+        if (error is not null)
         {
-            Failed++;
-            LogWriteFailed(_log, Failed, ex.Message);
+            Volatile.Write(ref _failed, _failed + _lines - ok);
+            _faults.Failed(_lines - ok, error);
         }
+        else
+            _faults.Succeeded();
+        _batch.ResetWrittenCount();
+        _lines = 0;
     }
 
     public async ValueTask DisposeAsync()
     {
         Flush();
         await _json.DisposeAsync();
-        try
-        {
-            await _stream.DisposeAsync(); // flushes what is buffered: may hit the same full disk
-        }
-        catch (IOException ex)
-        {
-            Failed++;
-            LogWriteFailed(_log, Failed, ex.Message);
-        }
+        _sink.Dispose();
     }
-
-    [LoggerMessage(Level = LogLevel.Error, Message = "JSON export write failed ({Failed} events lost so far): {Reason}")]
-    private static partial void LogWriteFailed(ILogger log, long failed, string reason);
 }

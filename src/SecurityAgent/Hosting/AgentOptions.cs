@@ -1,84 +1,190 @@
+using System.Net;
+using SecurityAgent.Export;
+
 namespace SecurityAgent.Hosting;
 
-/// <summary>Options of `secagent run`, bound from the "Agent" section: appsettings.json beside the
-/// binary, then SECAGENT_Agent__* environment variables, then command-line flags (see <see cref="Switches"/>).</summary>
+/// <summary>Options of `secagent run`, bound from the "Agent" section: appsettings.json beside the binary, then
+/// SECAGENT_Agent__* environment variables, then command-line options. Every property marked [Option] is a
+/// command-line option named after it in kebab case (ExportFileMaxSize: --export-file-max-size), with its
+/// default shown in `secagent run --help`; <see cref="Validate"/> checks the values whatever their source.</summary>
 public sealed class AgentOptions
 {
-    public string PolicyDir { get; set; } = "policies";
-    /// <summary>"-" for stdout.</summary>
+    public const string DefaultPolicyDir = Policies.PolicyDirectory.DefaultPath;
+    public const string DefaultApiSocket = "/var/run/securityagent/agent.sock";
+
+    [Option("Tracing policies (*.yaml), loaded at start and hot-reloaded; must exist", HelpName = "DIR")]
+    public string PolicyDir { get; set; } = DefaultPolicyDir;
+
+    [Option("Where events go: a file, or - for stdout", HelpName = "PATH|-")]
     public string ExportFile { get; set; } = "-";
-    /// <summary>Rotate the export file when it would grow past this many bytes (0: never).</summary>
+
+    [Option("Event format: compact (one readable line per event), json (Tetragon's JSON lines), auto (compact when the events go to a terminal, else json)",
+        Values = ["auto", "compact", "json"])]
+    public string Output { get; set; } = "auto";
+
+    [Option("Rotate the export file when it would grow past this size (0: never)", HelpName = "BYTES")]
     public long ExportFileMaxSize { get; set; }
-    /// <summary>Rotated files kept (PATH.1 ... PATH.N).</summary>
+
+    [Option("Rotated export files kept (PATH.1 ... PATH.N)", HelpName = "N")]
     public int ExportFileMaxBackups { get; set; } = 5;
+
+    [Option("Group (name or gid) given read access to the export, rotated and stats files (0640); none: 0600", HelpName = "GROUP")]
+    public string? ExportFileGroup { get; set; }
+
+    [Option("Node name in events (default: $NODE_NAME, else the host name)", HelpName = "NAME")]
     public string? NodeName { get; set; }
+
+    [Option("Processes kept in the process cache", HelpName = "N")]
     public int ProcessCacheSize { get; set; } = 100_000;
+
+    [Option("How long an exited process stays in the cache for late events", HelpName = "SECONDS")]
     public double ExitGraceSeconds { get; set; } = 15;
+
+    [Option("Events held at most while they wait for their pod from the pod watch", HelpName = "N")]
     public int ChannelCapacity { get; set; } = 65_536;
-    public uint RingBufferBytes { get; set; } = 32 * 1024 * 1024;
-    /// <summary>For benchmarks only: selectors run in user space, the kernel posts every call (never enforces).</summary>
+
+    [Option("Size of the kernel ring buffer (a power of two; resident in the agent: the kernel maps it whole)", HelpName = "BYTES")]
+    public uint RingBufferBytes { get; set; } = 8 * 1024 * 1024;
+
+    [Option("Benchmarks only: selectors run in user space, the kernel posts every call and enforces nothing")]
     public bool DebugUserspaceFilter { get; set; }
-    /// <summary>Where to write the agent's counters as JSON every 500 ms (and at stop); none when empty.</summary>
+
+    [Option("Write the agent's counters as JSON to this file every 500 ms and at stop", HelpName = "PATH")]
     public string? StatsFile { get; set; }
-    /// <summary>Include process_credentials and capabilities in process objects (as Tetragon's --enable-process-cred).</summary>
+
+    [Option("Add process_credentials and capabilities to process objects (as Tetragon's --enable-process-cred)")]
     public bool EnableProcessCred { get; set; }
-    /// <summary>Export filters, Tetragon's format: one JSON object per line (see docs/events.md).</summary>
+
+    [Option("Export only events matching one of these filters (Tetragon's format: one JSON object per line)", HelpName = "JSON")]
     public string? ExportAllowlist { get; set; }
+
+    [Option("Never export events matching one of these filters (same format)", HelpName = "JSON")]
     public string? ExportDenylist { get; set; }
+
+    [Option("Fields kept or removed per event type, e.g. {\"fields\":\"parent\",\"action\":\"EXCLUDE\"}", HelpName = "JSON")]
     public string? FieldFilters { get; set; }
+
+    [Option("Regexes whose capture groups are replaced by ***** in arguments", HelpName = "JSON")]
     public string? RedactionFilters { get; set; }
-    /// <summary>Events per minute written at most (0: no limit); drops are counted and announced.</summary>
+
+    [Option("Events exported per minute at most (0: no limit); drops are counted and announced", HelpName = "N")]
     public int ExportRateLimit { get; set; }
 
-    /// <summary>Where to serve Prometheus metrics over TCP, e.g. 127.0.0.1:9567 (none when empty).</summary>
+    [Option("Serve /metrics, /healthz and /readyz over TCP, e.g. 127.0.0.1:9567 or :2112 (all interfaces)", HelpName = "HOST:PORT")]
     public string? MetricsAddress { get; set; }
 
-    /// <summary>OTLP collector, e.g. http://collector:4317 (grpc) or http://collector:4318 (http/protobuf); none when empty.</summary>
+    [Option("Extra labels on event metrics, from namespace,workload,pod,binary (off by default: each adds a series per value)", HelpName = "LABELS")]
+    public string? MetricsLabelFilter { get; set; }
+
+    [Option("OTLP collector, e.g. http://collector:4317 (grpc) or http://collector:4318 (http/protobuf); a path is kept", HelpName = "URL")]
     public string? OtlpEndpoint { get; set; }
-    public string? OtlpProtocol { get; set; }
-    /// <summary>"key=value,..." sent with every OTLP request (e.g. authorization).</summary>
+
+    [Option("OTLP transport", Values = ["grpc", "http/protobuf"])]
+    public string OtlpProtocol { get; set; } = "grpc";
+
+    [Option("Headers sent with every OTLP request, key=value,... (e.g. authorization=Bearer%20T)", HelpName = "HEADERS")]
     public string? OtlpHeaders { get; set; }
+
+    [Option("Events kept for the collector during an outage; more are counted as dropped", HelpName = "N")]
     public int OtlpQueueSize { get; set; } = 10_000;
+
+    [Option("How often the agent's metrics go to the collector", HelpName = "MS")]
     public int OtlpMetricsIntervalMs { get; set; } = 10_000;
 
-    /// <summary>A kubeconfig file; without it, in-cluster config when KUBERNETES_SERVICE_HOST is set, else no Kubernetes.</summary>
+    [Option("A kubeconfig file; without it, in-cluster config when KUBERNETES_SERVICE_HOST is set, else no Kubernetes", HelpName = "FILE")]
     public string? Kubeconfig { get; set; }
 
-    /// <summary>The local API's Unix socket (root only); empty: no API.</summary>
+    [Option("The local API's Unix socket (root only; `secagent status|events|policy` use it)", HelpName = "PATH")]
     public string ApiSocket { get; set; } = DefaultApiSocket;
-    public const string DefaultApiSocket = "/var/run/securityagent/agent.sock";
 
     public string ResolveNodeName() =>
         !string.IsNullOrEmpty(NodeName) ? NodeName
         : Environment.GetEnvironmentVariable("NODE_NAME") is { Length: > 0 } n ? n
         : Environment.MachineName;
 
-    public static readonly Dictionary<string, string> Switches = new()
+    /// <summary>Whether events are written as compact lines: asked for, or "auto" with events going to a terminal.</summary>
+    public bool CompactOutput(bool stdoutIsTerminal) => Output switch
     {
-        ["--policy-dir"] = "Agent:PolicyDir",
-        ["--export-file"] = "Agent:ExportFile",
-        ["--export-file-max-size"] = "Agent:ExportFileMaxSize",
-        ["--export-file-max-backups"] = "Agent:ExportFileMaxBackups",
-        ["--node-name"] = "Agent:NodeName",
-        ["--kubeconfig"] = "Agent:Kubeconfig",
-        ["--process-cache-size"] = "Agent:ProcessCacheSize",
-        ["--exit-grace-seconds"] = "Agent:ExitGraceSeconds",
-        ["--channel-capacity"] = "Agent:ChannelCapacity",
-        ["--ring-buffer-bytes"] = "Agent:RingBufferBytes",
-        ["--debug-userspace-filter"] = "Agent:DebugUserspaceFilter",
-        ["--stats-file"] = "Agent:StatsFile",
-        ["--enable-process-cred"] = "Agent:EnableProcessCred",
-        ["--api-socket"] = "Agent:ApiSocket",
-        ["--metrics-address"] = "Agent:MetricsAddress",
-        ["--otlp-endpoint"] = "Agent:OtlpEndpoint",
-        ["--otlp-protocol"] = "Agent:OtlpProtocol",
-        ["--otlp-headers"] = "Agent:OtlpHeaders",
-        ["--otlp-queue-size"] = "Agent:OtlpQueueSize",
-        ["--otlp-metrics-interval-ms"] = "Agent:OtlpMetricsIntervalMs",
-        ["--export-allowlist"] = "Agent:ExportAllowlist",
-        ["--export-denylist"] = "Agent:ExportDenylist",
-        ["--field-filters"] = "Agent:FieldFilters",
-        ["--redaction-filters"] = "Agent:RedactionFilters",
-        ["--export-rate-limit"] = "Agent:ExportRateLimit",
+        "compact" => true,
+        "json" => false,
+        _ => ExportFile == "-" && stdoutIsTerminal,
     };
+
+    public static readonly string[] MetricsLabels = ["namespace", "workload", "pod", "binary"];
+
+    /// <summary>Every problem with the options, as "--option value: what is wrong"; empty when the agent can start.</summary>
+    public List<string> Validate()
+    {
+        var errors = new List<string>();
+        void Check(bool ok, string option, object? value, string problem)
+        {
+            if (!ok) errors.Add($"--{option} '{value}': {problem}");
+        }
+        Check(Directory.Exists(PolicyDir), "policy-dir", PolicyDir, File.Exists(PolicyDir) ? "is a file, not a directory" : "no such directory (create it, or point --policy-dir at your policies)");
+        Check(ExportFile == "-" || ParentExists(ExportFile), "export-file", ExportFile, "its directory does not exist");
+        Check(ExportFileMaxSize >= 0, "export-file-max-size", ExportFileMaxSize, "must be 0 (no rotation) or more");
+        Check(ExportFileMaxBackups is >= 1 and <= 1000, "export-file-max-backups", ExportFileMaxBackups, "must be between 1 and 1000");
+        Check(ProcessCacheSize >= 100, "process-cache-size", ProcessCacheSize, "must be at least 100");
+        Check(ExitGraceSeconds is >= 0 and <= 3600, "exit-grace-seconds", ExitGraceSeconds, "must be between 0 and 3600");
+        Check(ChannelCapacity >= 1024, "channel-capacity", ChannelCapacity, "must be at least 1024");
+        Check(RingBufferBytes >= 4096 && uint.IsPow2(RingBufferBytes), "ring-buffer-bytes", RingBufferBytes, "must be a power of two, at least 4096");
+        Check(StatsFile is null || ParentExists(StatsFile), "stats-file", StatsFile, "its directory does not exist");
+        Check(ExportRateLimit >= 0, "export-rate-limit", ExportRateLimit, "must be 0 (no limit) or more");
+        Check(MetricsAddress is null || TryParseAddress(MetricsAddress, out _), "metrics-address", MetricsAddress, "expected HOST:PORT with a port from 1 to 65535, e.g. 127.0.0.1:9567 or :2112");
+        var unknownLabels = (MetricsLabelFilter ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Except(MetricsLabels).ToList();
+        Check(unknownLabels.Count == 0, "metrics-label-filter", MetricsLabelFilter, $"unknown label {string.Join(", ", unknownLabels)} (labels: {string.Join(",", MetricsLabels)})");
+        Check(OtlpEndpoint is null || Uri.TryCreate(OtlpEndpoint, UriKind.Absolute, out var u) && u.Scheme is "http" or "https", "otlp-endpoint", OtlpEndpoint, "expected an http:// or https:// URL");
+        Check(OtlpProtocol is "grpc" or "http/protobuf", "otlp-protocol", OtlpProtocol, "must be grpc or http/protobuf");
+        Check((OtlpHeaders ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries).All(h => h.IndexOf('=') > 0), "otlp-headers", OtlpHeaders, "expected key=value,key2=value2");
+        Check(OtlpQueueSize >= 1, "otlp-queue-size", OtlpQueueSize, "must be at least 1");
+        Check(OtlpMetricsIntervalMs >= 100, "otlp-metrics-interval-ms", OtlpMetricsIntervalMs, "must be at least 100");
+        Check(Kubeconfig is null || File.Exists(Kubeconfig), "kubeconfig", Kubeconfig, "no such file");
+        Check(ApiSocket.Length > 0 && Path.IsPathRooted(ApiSocket), "api-socket", ApiSocket, "must be an absolute path (the API listens on a Unix socket only, never on TCP)");
+        Check(System.Text.Encoding.UTF8.GetByteCount(ApiSocket) < 108, "api-socket", ApiSocket, "longer than a Unix socket path may be (107 bytes)");
+        Check(Output is "auto" or "compact" or "json", "output", Output, "must be auto, compact or json");
+        ParseCheck("export-allowlist", ExportAllowlist, t => ExportFilter.ParseList(t));
+        ParseCheck("export-denylist", ExportDenylist, t => ExportFilter.ParseList(t));
+        ParseCheck("field-filters", FieldFilters, t => FieldFilter.ParseList(t));
+        ParseCheck("redaction-filters", RedactionFilters, t => Redactor.Parse(t));
+        return errors;
+
+        void ParseCheck(string option, string? text, Action<string> parse)
+        {
+            if (string.IsNullOrEmpty(text)) return;
+            try { parse(text); }
+            catch (Exception e) when (e is FormatException or ArgumentException) { errors.Add($"--{option}: {e.Message}"); }
+        }
+    }
+
+    private static bool ParentExists(string path) => Directory.Exists(Path.GetDirectoryName(Path.GetFullPath(path)));
+
+    /// <summary>HOST:PORT where HOST is an IP address, "localhost" or empty (every interface); [v6]:port for IPv6.</summary>
+    public static bool TryParseAddress(string text, out IPEndPoint endpoint)
+    {
+        endpoint = new IPEndPoint(IPAddress.Any, 0);
+        int colon = text.LastIndexOf(':');
+        if (colon < 0 || !int.TryParse(text.AsSpan(colon + 1), System.Globalization.NumberStyles.None, null, out int port) || port is < 1 or > 65535)
+            return false;
+        var host = text[..colon].Trim('[', ']');
+        IPAddress? ip = host switch
+        {
+            "" => IPAddress.Any,
+            "localhost" => IPAddress.Loopback,
+            _ => host.Contains('.') || host.Contains(':') ? IPAddress.TryParse(host, out var a) ? a : null : null,
+        };
+        if (ip is null) return false;
+        endpoint = new IPEndPoint(ip, port);
+        return true;
+    }
+}
+
+/// <summary>Makes an <see cref="AgentOptions"/> property a `secagent run` option.</summary>
+[AttributeUsage(AttributeTargets.Property)]
+public sealed class OptionAttribute(string description) : Attribute
+{
+    public string Description { get; } = description;
+    /// <summary>The value's name in help, e.g. DIR.</summary>
+    public string? HelpName { get; init; }
+    /// <summary>The only values accepted (and offered by shell completion).</summary>
+    public string[]? Values { get; init; }
 }

@@ -51,13 +51,18 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         }, TimeProvider.System, clockTickNs);
 
         var formatter = new JsonEventFormatter(node, BootClock.System(), _opt.EnableProcessCred, Redactor.Parse(_opt.RedactionFilters));
-        await using var exporter = new JsonLinesExporter(JsonLinesExporter.OpenTarget(_opt.ExportFile, _opt.ExportFileMaxSize, _opt.ExportFileMaxBackups),
-            formatter, log, FieldFilter.ParseList(_opt.FieldFilters));
-        OtlpOptions? otlpOptions = string.IsNullOrEmpty(_opt.OtlpEndpoint) ? null
-            : new OtlpOptions(new Uri(_opt.OtlpEndpoint), OtlpOptions.ParseProtocol(_opt.OtlpProtocol), OtlpOptions.ParseHeaders(_opt.OtlpHeaders), _opt.OtlpQueueSize);
-        await using var otlp = otlpOptions is null ? null : new OtlpLogExporter(otlpOptions, formatter, BootClock.System(), node, log);
+        int? group = string.IsNullOrEmpty(_opt.ExportFileGroup) ? null : PrivateFiles.Gid(_opt.ExportFileGroup);
+        bool terminal = _opt.ExportFile == "-" && !Console.IsOutputRedirected;
+        Export.Compact.CompactStyle? compact = _opt.CompactOutput(terminal)
+            ? new(Color: terminal && Environment.GetEnvironmentVariable("NO_COLOR") is null, Timestamps: true)
+            : null;
+        await using var exporter = new JsonLinesExporter(JsonLinesExporter.OpenTarget(_opt.ExportFile, _opt.ExportFileMaxSize, _opt.ExportFileMaxBackups, group),
+            formatter, log, FieldFilter.ParseList(_opt.FieldFilters), compact);
+        var stats = string.IsNullOrEmpty(_opt.StatsFile) ? null : new StatsFile(_opt.StatsFile, group, log);
+        var otlpOptions = OtlpOptions.From(_opt);
+        await using var otlp = otlpOptions is null ? null : new OtlpLogExporter(otlpOptions, formatter, BootClock.System(), log);
         state.Otlp = otlp;
-        using var otlpMetrics = otlpOptions is null ? null : OtlpMetrics.Start(state, otlpOptions, _opt.OtlpMetricsIntervalMs, () => otlp);
+        using var otlpMetrics = otlpOptions is null ? null : OtlpMetrics.Start(state, otlpOptions, _opt.OtlpMetricsIntervalMs);
         var filtered = new FilteringExporter(otlp is null ? [exporter] : [exporter, otlp], ExportFilter.ParseList(_opt.ExportAllowlist), ExportFilter.ParseList(_opt.ExportDenylist),
             _opt.ExportRateLimit, TimeProvider.System, exporter.WriteRateLimitInfo);
         state.Live.Formatter = formatter;
@@ -65,10 +70,13 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         using var engine = new PolicyEngine(sensor, Environment.ProcessId, _opt.DebugUserspaceFilter);
         if (_opt.DebugUserspaceFilter)
             LogDebugFilter(log);
-        var cgroups = features.Cgroup2Path is { } cg ? new Containers.CgroupMap(cg) : null;
-        state.Pods = new Containers.PodCache();
-        state.Cgroups = cgroups;
-        var pipeline = new EventPipeline(_opt.ChannelCapacity, cache, [filtered, state.Live], log, engine.Hooks, clockTickNs, engine, cgroups, state.Pods);
+        using var cgroups = features.Cgroup2Path is { } cg ? new Containers.CgroupMap(cg) : null;
+        var pods = new Containers.PodCache();
+        var pipeline = new EventPipeline(
+            new Enricher(cache, cgroups, clockTickNs),
+            new Decider(engine.Hooks, engine, (p, signal) => Responder.Signal(p, signal, clockTickNs)),
+            new PodWait(pods, TimeProvider.System, _opt.ChannelCapacity),
+            [filtered, state.Live, state.EventMetrics], log);
         using var reader = new KernelEventReader(sensor.Events, pipeline);
         // Attach first, then scan /proc: a process that starts in between is seen by both, and the
         // cache keeps one entry. Events wait in the ring buffer until the reader starts.
@@ -83,22 +91,22 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         cache.LinkProcFsParents();
         if (!Directory.Exists(_opt.PolicyDir))
             LogNoPolicyDir(log, _opt.PolicyDir);
-        var validator = new PolicyValidator(features);
-        var compiler = new PolicyCompiler(features, PolicyCompiler.TraceFsFormats());
-        var policies = new PolicyDirectory(_opt.PolicyDir, validator, compiler, engine, log);
+        state.Policies.Attach(new PolicyValidator(features), new EngineLoader(engine), log);
+        var policies = new PolicyDirectory(_opt.PolicyDir, state.Policies, log);
         if (cgroups is not null)
         {
-            engine.Scopes = new ScopeManager(state.Pods, cgroups);
-            state.Pods.Changed += engine.RefreshScopes;
+            engine.Scopes = new ScopeManager(pods, cgroups);
+            pods.Changed += engine.RefreshScopes;
         }
-        engine.Prepare();
-        lock (state.PolicyLock) policies.Sync();
-        (state.Features, state.Pipeline, state.Engine, state.Policies, state.Exporter, state.PolicyDir, state.Validator, state.Compiler) =
-            (features, pipeline, engine, policies, exporter, _opt.PolicyDir, validator, compiler);
-        var kube = StartKubernetes(stop);
+        engine.Prepare(); // loading the policy program takes a while: a policy added later only writes maps and attaches
+        policies.Sync();
+        using var watchStop = new CancellationTokenSource();
+        new Thread(() => policies.Watch(watchStop.Token)) { IsBackground = true, Name = "policy-dir" }.Start(); // inotify: changes apply within ms
+        reader.WakeOnRecord = engine.Hooks.Values.Any(Decider.AwaitsUserSpace);
+        (state.Features, state.Pipeline, state.Exporter) = (features, pipeline, exporter);
+        var kube = StartKubernetes(pods, stop);
         reader.Start();
-        var run = Task.Run(() => pipeline.RunAsync(CancellationToken.None), CancellationToken.None);
-        LogReady(log, sensor.Links.Count, seeded, policies.Loaded.Count(), _opt.ExportFile == "-" ? "stdout" : _opt.ExportFile);
+        LogReady(log, sensor.Links.Count, seeded, state.Policies.LoadedCount, _opt.ExportFile == "-" ? "stdout" : _opt.ExportFile);
 
         long reportedLoss = 0, ticks = 0;
         try
@@ -107,46 +115,37 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
             {
                 await Task.Delay(TimeSpan.FromMilliseconds(500), stop).ContinueWith(_ => { }, CancellationToken.None);
                 if (stop.IsCancellationRequested) break;
-                lock (state.PolicyLock) policies.Sync(); // hot reload: cheap when nothing changed (hash compare)
+                reader.WakeOnRecord = engine.Hooks.Values.Any(Decider.AwaitsUserSpace); // policies change on the watch thread
                 if (++ticks % 4 == 0)
                     engine.RefreshScopes(); // containers' cgroups appear after their pods are reported
                 pipeline.Counters.SetKernelLost(sensor.KernelLost());
-                WriteStats(pipeline, cache, policies, engine, exporter, filtered);
+                stats?.Write(() => Stats(pipeline, cache, exporter, filtered));
                 if (pipeline.Counters.TotalLost != reportedLoss)
                 {
                     reportedLoss = pipeline.Counters.TotalLost;
                     LogLoss(log, pipeline.Counters.ToString());
                 }
-                if (run.IsCompleted)
-                    await run; // surfaces a pipeline failure
+                if (reader.Failed)
+                    reader.Stop(); // surfaces the failure
             }
         }
         finally
         {
             kube?.Cancel();
-            foreach (var p in state.LoadedPolicies().ToList())
-                for (int i = 0; i < p.HookIds.Count; i++)
-                {
-                    var st = engine.Stats(p.HookIds[i]);
-                    LogHookStats(log, p.Plan.Name, p.Plan.Hooks[i].Name, st.Seen, st.Matched, st.Filtered, st.Posted, st.Enforced, st.RateLimited);
-                }
-            lock (state.PolicyLock)
-            {
-                state.Policies = null; // the API and late cluster events see no policies or engine from here on
-                state.Engine = null;
-                engine.Dispose(); // detach policy hooks before the reader stops
-            }
-            reader.Stop();
-            pipeline.Complete();
-            await run;
+            watchStop.Cancel();
+            foreach (var h in state.Policies.HookStats())
+                LogHookStats(log, h.Policy, h.Hook, h.Stats.Seen, h.Stats.Matched, h.Stats.Filtered, h.Stats.Posted, h.Stats.Enforced, h.Stats.RateLimited);
+            state.Policies.Detach(); // the API and late cluster events change nothing from here on
+            engine.Dispose(); // detach policy hooks before the reader stops
+            reader.Stop(); // drains the ring buffer and sends on everything held
             pipeline.Counters.SetKernelLost(sensor.KernelLost());
-            WriteStats(pipeline, cache, policies, engine, exporter, filtered);
+            stats?.Write(() => Stats(pipeline, cache, exporter, filtered), force: true);
             LogStopped(log, pipeline.Counters.ToString(), cache.Count, cache.Evictions);
         }
     }
 
     /// <summary>Watches policy CRDs when a kubeconfig is given or the agent runs in a cluster; says once when not.</summary>
-    private CancellationTokenSource? StartKubernetes(CancellationToken stop)
+    private CancellationTokenSource? StartKubernetes(Containers.PodCache pods, CancellationToken stop)
     {
         Kubernetes.KubeConfig config;
         if (!string.IsNullOrEmpty(_opt.Kubeconfig)) config = Kubernetes.KubeConfig.FromFile(_opt.Kubeconfig);
@@ -157,13 +156,13 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
             return null;
         }
         var cts = CancellationTokenSource.CreateLinkedTokenSource(stop);
-        state.Pods!.Active = true;
+        pods.Active = true;
         var client = new Kubernetes.KubeClient(config);
-        state.Crds = new Kubernetes.CrdPolicySource(client, state, log);
+        var crds = new Kubernetes.CrdPolicySource(client, state.Policies, log);
         var node = _opt.ResolveNodeName();
         _ = Task.Run(async () =>
         {
-            try { await Task.WhenAll(state.Crds.RunAsync(cts.Token), state.Pods!.WatchAsync(client, node, log, cts.Token)); }
+            try { await Task.WhenAll(crds.RunAsync(cts.Token), pods.WatchAsync(client, node, log, cts.Token)); }
             catch (OperationCanceledException) { }
             finally { client.Dispose(); }
         });
@@ -177,27 +176,23 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
     [LoggerMessage(Level = LogLevel.Information, Message = "Watching policy CRDs on {Server}")]
     private static partial void LogKubernetes(ILogger log, string server);
 
-    /// <summary>--stats-file: the counters as one JSON object, replaced atomically.</summary>
-    private void WriteStats(EventPipeline pipeline, ProcessCache cache, PolicyDirectory policies, PolicyEngine engine, JsonLinesExporter exporter, FilteringExporter filtered)
+    /// <summary>The counters --stats-file holds.</summary>
+    private object Stats(EventPipeline pipeline, ProcessCache cache, JsonLinesExporter exporter, FilteringExporter filtered)
     {
-        if (string.IsNullOrEmpty(_opt.StatsFile)) return;
         var c = pipeline.Counters;
-        var stats = new
+        return new
         {
-            received = c.Received, exported = c.Exported, kernel_lost = c.KernelLost, channel_dropped = c.ChannelDropped,
-            decode_errors = c.DecodeErrors, user_space_filtered = c.UserSpaceFiltered, process_cache = cache.Count,
-            process_cache_evictions = cache.Evictions, export_written = exporter.Written, export_failed = exporter.Failed,
+            received = c.Received, exported = c.Exported, kernel_lost = c.KernelLost, decode_errors = c.DecodeErrors,
+            user_space_filtered = c.UserSpaceFiltered, pod_wait_overflow = c.PodWaitOverflow, exporter_faults = c.ExporterFaults,
+            process_cache = cache.Count, process_cache_evictions = cache.Evictions, export_written = exporter.Written, export_failed = exporter.Failed,
             export_filtered = filtered.Filtered, export_rate_limited = filtered.RateLimited,
             otlp = state.Otlp is { } o ? new { enqueued = o.Enqueued, delivered = o.Delivered, dropped = o.Dropped, failures = o.Failures, queue_depth = o.QueueDepth } : null,
-            hooks = state.LoadedPolicies().SelectMany(p => p.HookIds.Select((id, i) => (p, id, i))).Select(x =>
+            hooks = state.Policies.HookStats().Select(h => new
             {
-                var st = engine.Stats(x.id);
-                return new { policy = x.p.Plan.Name, hook = x.p.Plan.Hooks[x.i].Name, seen = st.Seen, matched = st.Matched, filtered = st.Filtered, posted = st.Posted, enforced = st.Enforced, rate_limited = st.RateLimited };
+                policy = h.Policy, hook = h.Hook, seen = h.Stats.Seen, matched = h.Stats.Matched, filtered = h.Stats.Filtered, posted = h.Stats.Posted,
+                enforced = h.Stats.Enforced, rate_limited = h.Stats.RateLimited,
             }).ToList(),
         };
-        var tmp = _opt.StatsFile + ".tmp";
-        File.WriteAllText(tmp, System.Text.Json.JsonSerializer.Serialize(stats));
-        File.Move(tmp, _opt.StatsFile, overwrite: true);
     }
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "--debug-userspace-filter: policy selectors run in user space and nothing is enforced (a benchmark comparison, not for production)")]

@@ -40,6 +40,35 @@ internal static unsafe partial class Libc
     [LibraryImport(Lib, EntryPoint = "stat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int stat(string path, byte* buf);
 
+    [LibraryImport(Lib, EntryPoint = "ftruncate", SetLastError = true)]
+    private static partial int ftruncate(int fd, long length);
+
+    [LibraryImport(Lib, EntryPoint = "write", SetLastError = true)]
+    private static partial nint write(int fd, byte* buf, nuint count);
+
+    /// <summary>write(2) until all is written or it fails; returns the bytes written and the errno of a failure (0: none).</summary>
+    internal static long WriteAll(SafeHandle fd, ReadOnlySpan<byte> data, out int errno)
+    {
+        long done = 0;
+        errno = 0;
+        fixed (byte* p = data)
+            while (done < data.Length)
+            {
+                nint n = write((int)fd.DangerousGetHandle(), p + done, (nuint)(data.Length - done));
+                if (n > 0) { done += n; continue; }
+                errno = n == 0 ? Errno.ENOSPC : Marshal.GetLastPInvokeError();
+                if (errno == 4) { errno = 0; continue; } // EINTR
+                break;
+            }
+        return done;
+    }
+
+    internal static void Ftruncate(SafeHandle fd, long length)
+    {
+        if (ftruncate((int)fd.DangerousGetHandle(), length) != 0)
+            throw new IOException($"ftruncate failed: {Errno.Name(Marshal.GetLastPInvokeError())}");
+    }
+
     /// <summary>st_ino of a path (x86-64 struct stat: st_dev u64, then st_ino u64). A cgroup v2 directory's
     /// inode is its cgroup id, the value BPF's bpf_get_current_cgroup_id() returns.</summary>
     internal static ulong Inode(string path)
@@ -70,6 +99,86 @@ internal static unsafe partial class Libc
 
     [LibraryImport(Lib, EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     internal static partial int open(string path, int flags);
+
+    [LibraryImport(Lib, EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int open(string path, int flags, uint mode);
+
+    [LibraryImport(Lib, EntryPoint = "fstat", SetLastError = true)]
+    private static partial int fstat(int fd, byte* buf);
+
+    [LibraryImport(Lib, EntryPoint = "lstat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int lstat(string path, byte* buf);
+
+    [LibraryImport(Lib, EntryPoint = "fchown", SetLastError = true)]
+    private static partial int fchown(int fd, int owner, int group);
+
+    [LibraryImport(Lib, EntryPoint = "open_by_handle_at", SetLastError = true)]
+    private static partial int open_by_handle_at(int mountFd, byte* handle, int flags);
+
+    internal const int O_WRONLY = 1, O_CREAT = 0x40, O_TRUNC = 0x200, O_APPEND = 0x400, O_NOFOLLOW = 0x20000, O_PATH = 0x200000;
+    internal const int ELOOP = 40;
+
+    /// <summary>The fields of struct stat (x86-64 layout) the agent checks on its own files.</summary>
+    internal readonly record struct FileStat(ulong Inode, ulong Links, uint Mode, uint Uid, uint Gid, long Size)
+    {
+        public bool IsDirectory => (Mode & 0xF000) == 0x4000;
+        public bool IsRegular => (Mode & 0xF000) == 0x8000;
+        public bool IsSymlink => (Mode & 0xF000) == 0xA000;
+    }
+
+    private static FileStat Parse(byte* b) =>
+        new(*(ulong*)(b + 8), *(ulong*)(b + 16), *(uint*)(b + 24), *(uint*)(b + 28), *(uint*)(b + 32), *(long*)(b + 48));
+
+    /// <summary>fstat(2); null with the errno in <paramref name="errno"/> on failure.</summary>
+    internal static FileStat? Fstat(SafeHandle fd, out int errno)
+    {
+        byte* buf = stackalloc byte[256];
+        int rc = fstat((int)fd.DangerousGetHandle(), buf);
+        errno = rc == 0 ? 0 : Marshal.GetLastPInvokeError();
+        return rc == 0 ? Parse(buf) : null;
+    }
+
+    /// <summary>lstat(2): the path itself, a symlink not followed; null when it does not exist.</summary>
+    internal static FileStat? Lstat(string path)
+    {
+        byte* buf = stackalloc byte[256];
+        if (lstat(path, buf) == 0) return Parse(buf);
+        int errno = Marshal.GetLastPInvokeError();
+        return errno == Errno.ENOENT ? null : throw new IOException($"lstat({path}) failed: {Errno.Name(errno)}");
+    }
+
+    /// <summary>open(2) with O_CLOEXEC and a creation mode; the errno is in the exception (ELOOP: a symlink).</summary>
+    internal static Microsoft.Win32.SafeHandles.SafeFileHandle OpenFile(string path, int flags, uint mode)
+    {
+        int fd = open(path, flags | O_CLOEXEC, mode);
+        if (fd < 0)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            throw new IOException(errno == ELOOP ? $"{path} is a symbolic link: refused" : $"open({path}) failed: {Errno.Name(errno)}", errno);
+        }
+        return new Microsoft.Win32.SafeHandles.SafeFileHandle(fd, ownsHandle: true);
+    }
+
+    internal static void Fchown(SafeHandle fd, int group)
+    {
+        if (fchown((int)fd.DangerousGetHandle(), -1, group) != 0)
+            throw new IOException($"fchown(group {group}) failed: {Errno.Name(Marshal.GetLastPInvokeError())}");
+    }
+
+    /// <summary>The path of a cgroup v2 directory by its id: the id is the kernfs file handle (FILEID_KERNFS), so one
+    /// open_by_handle_at on the cgroup2 mount and a readlink of the fd answer it without walking the tree.
+    /// Null when no such cgroup exists (any more).</summary>
+    internal static string? CgroupPath(SafeHandle mount, ulong cgroupId)
+    {
+        byte* handle = stackalloc byte[16];
+        *(uint*)handle = 8;          // handle_bytes
+        *(int*)(handle + 4) = 0xfe;  // handle_type FILEID_KERNFS
+        *(ulong*)(handle + 8) = cgroupId;
+        int fd = open_by_handle_at((int)mount.DangerousGetHandle(), handle, O_PATH | O_CLOEXEC);
+        if (fd < 0) return null;
+        try { return new FileInfo($"/proc/self/fd/{fd}").LinkTarget; }
+        finally { close(fd); }
+    }
 
     internal const int O_RDONLY = 0;
     internal const int O_DIRECTORY = 0x10000;

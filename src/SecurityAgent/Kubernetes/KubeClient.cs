@@ -15,6 +15,11 @@ public readonly record struct WatchEvent(string Type, JsonElement Object);
 /// <summary>The few Kubernetes API calls the agent makes: list and watch, JSON over HTTPS.</summary>
 public sealed class KubeClient : IDisposable
 {
+    /// <summary>The API server refuses JSON nested deeper than 10000 levels; parsing allows that much (the default of 64
+    /// would let one deep custom object break every list and watch of its collection) and no more (parsing cost grows
+    /// with depth). What a consumer accepts is its own, stricter check.</summary>
+    private static readonly JsonDocumentOptions Json = new() { MaxDepth = 10_000 };
+
     private readonly KubeConfig _config;
     private readonly HttpClient _http;
 
@@ -53,9 +58,18 @@ public sealed class KubeClient : IDisposable
         using var resp = await _http.SendAsync(Request(path), ct);
         if (resp.StatusCode == HttpStatusCode.Gone) throw new ResourceExpiredException($"list {path}: 410 Gone");
         resp.EnsureSuccessStatusCode();
-        var doc = JsonDocument.Parse(await resp.Content.ReadAsStringAsync(ct)).RootElement;
+        var doc = JsonDocument.Parse(await resp.Content.ReadAsStringAsync(ct), Json).RootElement;
         return (doc.GetProperty("items").EnumerateArray().Select(i => i.Clone()).ToList(),
             doc.GetProperty("metadata").GetProperty("resourceVersion").GetString() ?? "");
+    }
+
+    /// <summary>A GET of one object (e.g. an API group's discovery document); null when the server says 404.</summary>
+    public async Task<JsonElement?> GetAsync(string path, CancellationToken ct)
+    {
+        using var resp = await _http.SendAsync(Request(path), ct);
+        if (resp.StatusCode == HttpStatusCode.NotFound) return null;
+        resp.EnsureSuccessStatusCode();
+        return JsonDocument.Parse(await resp.Content.ReadAsStringAsync(ct), Json).RootElement.Clone();
     }
 
     /// <summary>The watch stream from resourceVersion: one JSON object per line, until the server ends it.</summary>
@@ -70,7 +84,7 @@ public sealed class KubeClient : IDisposable
         while (await reader.ReadLineAsync(ct) is { } line)
         {
             if (line.Length == 0) continue;
-            var e = JsonDocument.Parse(line).RootElement;
+            var e = JsonDocument.Parse(line, Json).RootElement;
             var type = e.GetProperty("type").GetString()!;
             var obj = e.GetProperty("object").Clone();
             if (type == "ERROR" && obj.TryGetProperty("code", out var code) && code.GetInt32() == 410)

@@ -1,44 +1,53 @@
 namespace SecurityAgent.Pipeline;
 
-/// <summary>Where events go and where they are lost, stage by stage. Written by one thread each,
-/// read by anyone (status, log reports, tests).</summary>
+/// <summary>Where events go and where they are lost, stage by stage. Written by the pipeline thread (kernel losses
+/// by the control loop), read by anyone (status, log reports, tests).</summary>
 public sealed class PipelineCounters
 {
-    private long _received, _channelDropped, _decodeErrors, _exported, _kernelLost, _unknownHook, _userSpaceFiltered;
+    private long _received, _decodeErrors, _exported, _kernelLost, _unknownHook, _userSpaceFiltered, _podWaitOverflow, _exporterFaults;
+    private Dictionary<(string Type, string Policy), long[]> _byType = new();
 
     /// <summary>Records read from the kernel ring buffer.</summary>
     public long Received => Volatile.Read(ref _received);
-    /// <summary>Records dropped because the pipeline channel was full.</summary>
-    public long ChannelDropped => Volatile.Read(ref _channelDropped);
     public long DecodeErrors => Volatile.Read(ref _decodeErrors);
     public long Exported => Volatile.Read(ref _exported);
     /// <summary>Records the kernel could not write: ring buffer full (from the sa_lost map).</summary>
     public long KernelLost => Volatile.Read(ref _kernelLost);
-
     /// <summary>Policy events whose hook was unloaded before they were read.</summary>
     public long UnknownHook => Volatile.Read(ref _unknownHook);
     /// <summary>Policy events the user-space stage (ancestry) decided not to report.</summary>
     public long UserSpaceFiltered => Volatile.Read(ref _userSpaceFiltered);
+    /// <summary>Events sent on without their pod because too many were already waiting for theirs.</summary>
+    public long PodWaitOverflow => Volatile.Read(ref _podWaitOverflow);
+    /// <summary>Exceptions an exporter threw (each is isolated: the event still went to the others).</summary>
+    public long ExporterFaults => Volatile.Read(ref _exporterFaults);
 
-    internal void OnUnknownHook() => Interlocked.Increment(ref _unknownHook);
-    internal void OnUserSpaceFiltered() => Interlocked.Increment(ref _userSpaceFiltered);
-    internal void OnReceived() => Interlocked.Increment(ref _received);
-    internal void OnChannelDropped() => Interlocked.Increment(ref _channelDropped);
-    internal void OnDecodeError() => Interlocked.Increment(ref _decodeErrors);
-    internal void OnExported() => Interlocked.Increment(ref _exported);
-
-    /// <summary>Events exported, by type and policy ("" for lifecycle events).</summary>
-    public System.Collections.Concurrent.ConcurrentDictionary<(string Type, string Policy), long> ByType { get; } = new();
-
-    internal void OnExported(string type, string policy)
-    {
-        OnExported();
-        ByType.AddOrUpdate((type, policy), 1, (_, n) => n + 1);
-    }
+    internal void OnReceived() => Volatile.Write(ref _received, _received + 1);
+    internal void OnDecodeError() => Volatile.Write(ref _decodeErrors, _decodeErrors + 1);
+    internal void OnUnknownHook() => Volatile.Write(ref _unknownHook, _unknownHook + 1);
+    internal void OnUserSpaceFiltered() => Volatile.Write(ref _userSpaceFiltered, _userSpaceFiltered + 1);
+    internal void OnPodWaitOverflow() => Volatile.Write(ref _podWaitOverflow, _podWaitOverflow + 1);
+    internal void OnExporterFault() => Volatile.Write(ref _exporterFaults, _exporterFaults + 1);
     internal void SetKernelLost(long value) => Volatile.Write(ref _kernelLost, value);
 
-    public long TotalLost => ChannelDropped + KernelLost + DecodeErrors;
+    /// <summary>Events exported, by type and policy ("" for lifecycle events): a snapshot.</summary>
+    public IReadOnlyList<KeyValuePair<(string Type, string Policy), long>> ByType =>
+        Volatile.Read(ref _byType).Select(kv => KeyValuePair.Create(kv.Key, Volatile.Read(ref kv.Value[0]))).ToList();
+
+    /// <summary>Pipeline thread. A new (type, policy) pair copies the table, so readers never see it change under them.</summary>
+    internal void OnExported(string type, string policy)
+    {
+        Volatile.Write(ref _exported, _exported + 1);
+        if (!_byType.TryGetValue((type, policy), out var cell))
+        {
+            var copy = new Dictionary<(string, string), long[]>(_byType) { [(type, policy)] = cell = new long[1] };
+            Volatile.Write(ref _byType, copy);
+        }
+        Volatile.Write(ref cell[0], cell[0] + 1);
+    }
+
+    public long TotalLost => KernelLost + DecodeErrors;
 
     public override string ToString() =>
-        $"received={Received} exported={Exported} kernel_lost={KernelLost} channel_dropped={ChannelDropped} decode_errors={DecodeErrors} unknown_hook={UnknownHook} user_space_filtered={UserSpaceFiltered}";
+        $"received={Received} exported={Exported} kernel_lost={KernelLost} decode_errors={DecodeErrors} unknown_hook={UnknownHook} user_space_filtered={UserSpaceFiltered} pod_wait_overflow={PodWaitOverflow} exporter_faults={ExporterFaults}";
 }

@@ -32,7 +32,9 @@ public static class PlanExplainer
                 b.AppendLine($"    selector {s} (decided {(sel.KernelOnly ? "in the kernel" : "in the kernel, then in user space for ancestry")}): actions {sel.Actions}"
                     + (sel.Signal != 0 ? $" signal {sel.Signal}" : "") + (sel.Error != 0 ? $" errno {sel.Error}" : "")
                     + (sel.RateLimitNs != 0 ? $" rate limit {sel.RateLimitNs / 1_000_000_000}s" : ""));
-                if (sel.PidCmp != Cmp.None) b.AppendLine($"      pid {sel.PidCmp} [{string.Join(", ", sel.Pids)}]");
+                if (sel.PidCmp != Cmp.None)
+                    b.AppendLine($"      pid {sel.PidCmp} [{string.Join(", ", sel.Pids)}]" + (sel.NamespacePids ? " (pids in the process's pid namespace)" : "")
+                        + (sel.FollowForks ? sel.NamespacePids ? " followForks: ignored with namespace pids" : " followForks: their descendants too" : ""));
                 if (sel.BinaryCmp != Cmp.None) b.AppendLine($"      binary {sel.BinaryCmp} {Set(plan, sel.BinaryValueSet)}");
                 if (sel.CapCmp != Cmp.None) b.AppendLine($"      capabilities {sel.CapCmp} mask 0x{sel.CapMask:x} (set {sel.CapSet})");
                 foreach (var f in sel.Args)

@@ -1,120 +1,228 @@
 using System.Security.Cryptography;
+using System.Text;
 using Microsoft.Extensions.Logging;
+using SecurityAgent.Interop;
 
 namespace SecurityAgent.Policies;
 
-/// <summary>Keeps the policies of a directory loaded: <see cref="Sync"/> loads new and changed files and
-/// unloads removed ones. A changed policy is loaded before its old version is unloaded (no window without
-/// enforcement), and a document that no longer validates keeps its last good version loaded.</summary>
-public sealed partial class PolicyDirectory(string dir, PolicyValidator validator, PolicyCompiler compiler, PolicyEngine engine, ILogger log)
+/// <summary>The policy directory as a policy source: says what each *.yaml file holds now (through
+/// <see cref="PolicyManager"/>), reacting to inotify events within milliseconds (an editor's rename into place, a
+/// write that is closed, a ConfigMap's symlink swap, a chmod), with a slow rescan as a safety net. The directory is a
+/// trust boundary: see <see cref="PolicyFiles"/>. Policies added through the API are written here.</summary>
+public sealed partial class PolicyDirectory
 {
-    private sealed record FileState(string Hash, Dictionary<string, (LoadedPolicy Loaded, string DocHash)> Policies);
+    /// <summary>Where the agent reads policies unless told otherwise (absolute: never relative to a working directory).</summary>
+    public const string DefaultPath = "/etc/secagent/policies";
 
-    private readonly Dictionary<string, FileState> _files = new();
+    private const uint Events = Inotify.IN_CLOSE_WRITE | Inotify.IN_MOVED_TO | Inotify.IN_MOVED_FROM | Inotify.IN_DELETE | Inotify.IN_CREATE
+        | Inotify.IN_ATTRIB | Inotify.IN_DELETE_SELF | Inotify.IN_MOVE_SELF;
+    private static readonly TimeSpan Rescan = TimeSpan.FromSeconds(10);
 
-    public IEnumerable<LoadedPolicy> Loaded => _files.Values.SelectMany(f => f.Policies.Values.Select(p => p.Loaded));
+    private readonly string _dir;
+    private readonly PolicyManager _manager;
+    private readonly ILogger _log;
+    private readonly object _sync = new();
+    private readonly Dictionary<string, string> _files = new(); // path -> hash of what was applied (or of the refusal)
+    private string? _dirProblem;
 
-    /// <summary>Brings the kernel in line with the directory. Returns true when anything changed.</summary>
+    public PolicyDirectory(string dir, PolicyManager manager, ILogger log)
+    {
+        _dir = System.IO.Path.GetFullPath(dir);
+        _manager = manager;
+        _log = log;
+        manager.Directory = this;
+    }
+
+    public string Path => _dir;
+
+    /// <summary>Brings the manager in line with the directory. Returns true when anything changed.</summary>
     public bool Sync()
     {
-        var present = Directory.Exists(dir)
-            ? Directory.EnumerateFiles(dir).Where(f => f.EndsWith(".yaml") || f.EndsWith(".yml")).ToHashSet()
-            : [];
-        bool changed = false;
-        foreach (var gone in _files.Keys.Where(f => !present.Contains(f)).ToList())
+        lock (_sync)
         {
-            foreach (var (name, p) in _files[gone].Policies)
+            if (!System.IO.Directory.Exists(_dir))
+                return RemoveAll();
+            if (PolicyFiles.DirectoryProblem(_dir) is { } problem)
             {
-                engine.Unload(p.Loaded);
-                LogUnloaded(log, name, gone);
+                if (problem != _dirProblem) LogUntrusted(_log, problem);
+                _dirProblem = problem;
+                return false; // what was loaded stays; nothing new is read from an untrusted directory
             }
-            _files.Remove(gone);
-            changed = true;
+            _dirProblem = null;
+            var realDir = PosixFiles.RealPath(_dir) ?? _dir;
+            List<string> present;
+            try { present = System.IO.Directory.EnumerateFileSystemEntries(_dir).Where(PolicyFiles.IsPolicyFile).Order(StringComparer.Ordinal).ToList(); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                LogWatchFailed(_log, _dir, e.Message);
+                return false; // gone or unreadable right now: the next event or rescan looks again
+            }
+            bool changed = false;
+            foreach (var gone in _files.Keys.Except(present).ToList())
+            {
+                _files.Remove(gone);
+                _manager.Remove(PolicyOrigin.File(gone), $"{gone} removed");
+                changed = true;
+            }
+            foreach (var file in present)
+                changed |= Apply(realDir, file).Changed;
+            return changed;
         }
-        foreach (var file in present.Order())
-        {
-            string text;
-            try { text = File.ReadAllText(file); }
-            catch (IOException) { continue; } // being written: next round
-            var hash = Hash(text);
-            if (_files.TryGetValue(file, out var state) && state.Hash == hash)
-                continue;
-            _files[file] = SyncFile(file, text, hash, state);
-            changed = true;
-        }
-        return changed;
     }
 
-    private FileState SyncFile(string file, string text, string hash, FileState? old)
+    private bool RemoveAll()
     {
-        var now = new Dictionary<string, (LoadedPolicy, string)>();
-        var keep = new HashSet<string>();
-        bool broken = false;
-        foreach (var v in validator.ValidateText(file, text))
+        foreach (var f in _files.Keys) _manager.Remove(PolicyOrigin.File(f), $"{_dir} removed");
+        bool any = _files.Count > 0;
+        _files.Clear();
+        return any;
+    }
+
+    private (bool Changed, PolicyOutcome Outcome) Apply(string realDir, string file)
+    {
+        PolicyFileRead read;
+        try { read = PolicyFiles.ReadTrusted(realDir, file); }
+        catch (Exception e) when (e is not OutOfMemoryException)
         {
-            if (!v.Ok)
-            {
-                foreach (var d in v.Diagnostics) LogError(log, d.ToString());
-                broken = true; // a syntax error may hide which policy the document was
-                continue;
-            }
-            var docHash = Hash(v.Json!.ToString());
-            if (old?.Policies.TryGetValue(v.Name!, out var same) == true && same.DocHash == docHash)
-            {
-                now[v.Name!] = same;
-                keep.Add(v.Name!);
-                continue;
-            }
-            if (Loaded.Any(l => l.Plan.Name == v.Name) && old?.Policies.ContainsKey(v.Name!) != true)
-            {
-                LogError(log, $"{file}: policy {v.Name} is already loaded from another file; not loaded");
-                continue;
-            }
+            read = new PolicyFileRead(file, null, $"cannot read: {e.GetType().Name}: {e.Message}");
+        }
+        var hash = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(read.Text ?? "refused: " + read.Refusal)));
+        if (_files.TryGetValue(file, out var old) && old == hash)
+            return (false, new PolicyOutcome([], [], []));
+        _files[file] = hash;
+        var origin = PolicyOrigin.File(file);
+        return (true, read.Text is null ? _manager.Fail(origin, read.Refusal!) : _manager.Apply(origin, read.Text));
+    }
+
+    /// <summary>Keeps the directory applied until cancelled: inotify events trigger a sync at once; a rescan runs every
+    /// few seconds regardless (a missed event, a queue overflow, a directory that appears later).</summary>
+    public void Watch(CancellationToken stop)
+    {
+        while (!stop.IsCancellationRequested)
+        {
             try
             {
-                var plan = compiler.Compile(v);
-                now[v.Name!] = (engine.Load(plan), docHash);
-                LogLoaded(log, plan.Name, file, plan.Enforce ? "enforce" : "monitor", string.Join(", ", plan.Hooks.Select(h => $"{h.Name} via {Kernel.KernelFeatures.MechanismName(h.Mechanism)}")));
+                using var inotify = Inotify.Create();
+                try
+                {
+                    Inotify.Watch(inotify, _dir, Events);
+                }
+                catch (IOException)
+                {
+                    // Not there (yet), or not a directory: look again later.
+                    stop.WaitHandle.WaitOne(TimeSpan.FromSeconds(1));
+                    Sync();
+                    continue;
+                }
+                Sync(); // anything that changed before the watch existed
+                var lastSync = DateTime.UtcNow;
+                while (!stop.IsCancellationRequested)
+                {
+                    if (Inotify.Wait(inotify, 1000))
+                    {
+                        var events = Inotify.Drain(inotify);
+                        if (events.Any(e => (e.Mask & (Inotify.IN_DELETE_SELF | Inotify.IN_MOVE_SELF | Inotify.IN_IGNORED)) != 0))
+                        {
+                            Sync();
+                            break; // the directory itself went: watch it again once it is back
+                        }
+                        if (!events.Any(Relevant)) continue;
+                        Thread.Sleep(2); // let a burst (a copy of several files) arrive, then sync once
+                        Inotify.Drain(inotify);
+                    }
+                    else if (DateTime.UtcNow - lastSync < Rescan)
+                        continue;
+                    Sync();
+                    lastSync = DateTime.UtcNow;
+                }
             }
-            catch (PolicyCompileException e)
+            catch (Exception e) when (e is not OutOfMemoryException)
             {
-                foreach (var d in e.Diagnostics) LogError(log, d.ToString());
-                if (old?.Policies.TryGetValue(v.Name!, out var good) == true) { now[v.Name!] = good; keep.Add(v.Name!); }
-            }
-            catch (Exception e) when (e is Interop.LibbpfException or NotSupportedException or InvalidOperationException)
-            {
-                LogError(log, $"{file}: policy {v.Name} failed to load: {e.Message}");
-                if (old?.Policies.TryGetValue(v.Name!, out var good) == true) { now[v.Name!] = good; keep.Add(v.Name!); }
+                LogWatchFailed(_log, _dir, e.Message);
+                stop.WaitHandle.WaitOne(TimeSpan.FromSeconds(1));
             }
         }
-        // Old versions go only now, after their replacements are attached. While the file has errors,
-        // policies it no longer yields stay as they were: a broken edit never unloads a good policy.
-        foreach (var (name, p) in old?.Policies ?? [])
-        {
-            if (keep.Contains(name)) continue;
-            if (broken && !now.ContainsKey(name))
-            {
-                now[name] = p;
-                LogKeptOld(log, name);
-                continue;
-            }
-            engine.Unload(p.Loaded);
-            if (!now.ContainsKey(name)) LogUnloaded(log, name, file);
-        }
-        return new FileState(hash, now);
     }
 
-    private static string Hash(string text) => Convert.ToHexString(SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(text)));
+    /// <summary>A file being created is not ready (its close follows); everything else may change what is loaded.</summary>
+    private bool Relevant((int Wd, uint Mask, string Name) e)
+    {
+        if ((e.Mask & Inotify.IN_Q_OVERFLOW) != 0) return true;
+        if (e.Mask == Inotify.IN_CREATE)
+            return new FileInfo(System.IO.Path.Combine(_dir, e.Name)).LinkTarget is not null; // a symlink is complete when created
+        return true;
+    }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Policy {Name} loaded from {File} (mode {Mode}): {Hooks}")]
-    private static partial void LogLoaded(ILogger log, string name, string file, string mode, string hooks);
+    /// <summary>`policy add`: checks the text, writes it as NAME.yaml (0600, renamed into place) and applies it now.</summary>
+    public PolicyOutcome Add(string text, bool replace)
+    {
+        var results = _manager.Check("(request)", text);
+        var errors = results.SelectMany(r => r.Diagnostics).Select(d => d.ToString()).ToList();
+        var warnings = results.SelectMany(r => r.Warnings).Select(d => d.ToString()).ToList();
+        var keys = results.Where(r => r.Ok).Select(r => r.Key!).ToList();
+        if (errors.Count > 0 || keys.Count == 0)
+            return new PolicyOutcome([], errors.Count > 0 ? errors : ["no policy in the request"], warnings, PolicyFailure.Invalid);
+        var file = System.IO.Path.Combine(_dir, keys[0].Name + ".yaml");
+        foreach (var key in keys)
+            if (_manager.OriginOf(key.ToString()) is { } origin && origin.Id != file)
+                return new PolicyOutcome([], [$"policy {key} is already loaded from {origin.Display}"], warnings, PolicyFailure.Conflict);
+        lock (_sync)
+        {
+            if (PolicyFiles.DirectoryProblem(_dir) is { } problem && System.IO.Directory.Exists(_dir))
+                return new PolicyOutcome([], [problem], warnings, PolicyFailure.Conflict);
+            if (File.Exists(file) && !replace)
+                return new PolicyOutcome([], [$"{file} exists (replace=true to overwrite)"], warnings, PolicyFailure.Conflict);
+            var tmp = System.IO.Path.Combine(_dir, $".{keys[0].Name}.{Guid.NewGuid():N}.tmp");
+            try
+            {
+                System.IO.Directory.CreateDirectory(_dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+                using (var fs = new FileStream(tmp, new FileStreamOptions
+                {
+                    Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
+                }))
+                {
+                    fs.Write(Encoding.UTF8.GetBytes(text));
+                    fs.Flush(flushToDisk: true);
+                }
+                File.Move(tmp, file, overwrite: true);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                File.Delete(tmp);
+                return new PolicyOutcome([], [$"cannot write {file}: {e.Message}"], warnings, PolicyFailure.LoadFailed);
+            }
+            var (changed, outcome) = Apply(PosixFiles.RealPath(_dir) ?? _dir, file);
+            if (!changed) // the same text again: what it holds is what is loaded
+                outcome = outcome with { Loaded = _manager.List().Where(p => p.Origin == file && p.Loaded).Select(p => p.Key).ToList() };
+            return outcome with { Warnings = warnings, Failure = outcome.Ok ? PolicyFailure.None : PolicyFailure.LoadFailed };
+        }
+    }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Policy {Name} unloaded ({File})")]
-    private static partial void LogUnloaded(ILogger log, string name, string file);
+    /// <summary>`policy delete`: removes the file that holds only this policy.</summary>
+    public PolicyOutcome Delete(string name)
+    {
+        if (_manager.OriginOf(name) is not { } origin)
+            return new PolicyOutcome([], [$"no policy {name}"], [], PolicyFailure.NotFound);
+        if (origin.Source != "file")
+            return new PolicyOutcome([], [$"policy {name} comes from {origin.Display}: delete it there (kubectl delete)"], [], PolicyFailure.Conflict);
+        if (_manager.List().Count(p => p.Origin == origin.Display) > 1)
+            return new PolicyOutcome([], [$"{origin.Display} holds other policies too: change that file"], [], PolicyFailure.Conflict);
+        lock (_sync)
+        {
+            try { File.Delete(origin.Id); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                return new PolicyOutcome([], [$"cannot delete {origin.Id}: {e.Message}"], [], PolicyFailure.LoadFailed);
+            }
+            _files.Remove(origin.Id);
+            _manager.Remove(origin, $"{origin.Id} deleted");
+            return new PolicyOutcome([], [], []);
+        }
+    }
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Policy {Name}: the new version is broken; the last good version stays loaded")]
-    private static partial void LogKeptOld(ILogger log, string name);
+    [LoggerMessage(Level = LogLevel.Error, Message = "Policy directory refused: {Problem}; policies already loaded stay, nothing new is read from it")]
+    private static partial void LogUntrusted(ILogger log, string problem);
 
-    [LoggerMessage(Level = LogLevel.Error, Message = "Policy error: {Diagnostic}")]
-    private static partial void LogError(ILogger log, string diagnostic);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Reading the policy directory {Dir} failed ({Reason}); retrying")]
+    private static partial void LogWatchFailed(ILogger log, string dir, string reason);
 }

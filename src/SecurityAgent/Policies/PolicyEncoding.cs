@@ -176,9 +176,8 @@ public static class PolicyEncoding
         {
             Set(_care, bit);
             if (negated) Set(_neg, bit);
-            foreach (var v in set.Values)
+            foreach (var (data, bits) in StoredValues(kind, set))
             {
-                var (data, bits) = Stored(kind, v);
                 var id = Id(data, bits);
                 if (!_values.TryGetValue(id, out var e))
                     _values[id] = e = (data, bits, new ulong[Words]);
@@ -222,7 +221,23 @@ public static class PolicyEncoding
         return m;
     }
 
-    /// <summary>A value as the kernel looks it up: data bytes after the key header and the bits that count.</summary>
+    private static bool IsInteger(W.DimKind kind) => kind is W.DimKind.Int or W.DimKind.Port or W.DimKind.Family;
+
+    /// <summary>The stored form of every value of a set: integer dimensions take the compiler's parsed
+    /// <see cref="ValueSet.Integers"/>, the others the (canonical) text.</summary>
+    private static IEnumerable<(byte[] Data, int Bits)> StoredValues(W.DimKind kind, ValueSet set) =>
+        IsInteger(kind) ? set.Integers.Select(Stored) : set.Values.Select(v => Stored(kind, v));
+
+    /// <summary>An integer as the kernel looks it up in sa_int_set.</summary>
+    public static (byte[] Data, int Bits) Stored(ulong value)
+    {
+        var data = new byte[8];
+        BinaryPrimitives.WriteUInt64LittleEndian(data, value);
+        return (data, 64);
+    }
+
+    /// <summary>A string or network (canonical "a.b.c.d/n", see <see cref="ValueSet"/>) as the kernel looks it up:
+    /// data bytes after the key header and the bits that count.</summary>
     public static (byte[] Data, int Bits) Stored(W.DimKind kind, string value)
     {
         switch (kind)
@@ -247,7 +262,7 @@ public static class PolicyEncoding
             }
             case W.DimKind.Addr:
             {
-                var net = value.Contains('/') ? IPNetwork.Parse(value) : new IPNetwork(IPAddress.Parse(value), IPAddress.Parse(value).GetAddressBytes().Length * 8);
+                var net = IPNetwork.Parse(value);
                 var addr = net.BaseAddress.GetAddressBytes();
                 var data = new byte[1 + 16];
                 data[0] = addr.Length == 4 ? (byte)Contract.AfInet : (byte)Contract.AfInet6;
@@ -255,11 +270,7 @@ public static class PolicyEncoding
                 return (data, 8 + net.PrefixLength);
             }
             default:
-            {
-                var data = new byte[8];
-                BinaryPrimitives.WriteUInt64LittleEndian(data, PolicyCompiler.Integer(value));
-                return (data, 64);
-            }
+                throw new ArgumentOutOfRangeException(nameof(kind), kind, "integer dimensions store ValueSet.Integers");
         }
     }
 
@@ -267,6 +278,17 @@ public static class PolicyEncoding
     {
         var b = Encoding.UTF8.GetBytes(s);
         return b.Length > max ? b[..max] : b;
+    }
+
+    /// <summary>What a plan loaded alone would write: one generation per attach point (hook and point ids from 1),
+    /// for checking a plan without a kernel. Throws <see cref="PolicyLimitException"/> as a load would.</summary>
+    public static IReadOnlyList<PointGeneration> Alone(PolicyPlan plan)
+    {
+        uint hookId = 0;
+        return plan.Hooks.Select(h => new PlacedHook(++hookId, 1, plan, h, plan.Enforce, 0, h.Selectors.Select(_ => -1).ToList()))
+            .GroupBy(p => $"{p.Hook.Mechanism}:{p.Hook.Target}")
+            .Select((g, i) => Generation((uint)i + 1, 1, Layout([.. g], g.Key), [.. g]))
+            .ToList();
     }
 
     /// <summary>The bytes of generation <paramref name="gen"/> of attach point <paramref name="ap"/>.</summary>

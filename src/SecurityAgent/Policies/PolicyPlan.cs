@@ -4,7 +4,7 @@ namespace SecurityAgent.Policies;
 
 /// <summary>The compiled form of a policy: plain data, what the engine loads into the kernel and what
 /// `secagent policy compile --explain` shows. Value sets are referenced by index into <see cref="ValueSets"/>;
-/// the engine gives them kernel filter ids when it loads the plan.</summary>
+/// the engine stores their values under each attach point's generation (see <see cref="PolicyEncoding"/>).</summary>
 public sealed record PolicyPlan(string Name, string File, bool Enforce, IReadOnlyList<HookPlan> Hooks, IReadOnlyList<ValueSet> ValueSets, PolicyScope? Scope = null);
 
 public enum HookKind { Tracepoint, Kprobe, LsmHook }
@@ -41,8 +41,18 @@ public sealed record ParentBinaryRule(string Operator, IReadOnlyList<string> Val
 
 public enum ValueSetKind { StringExact, StringPrefix, StringPostfix, Int, Address }
 
-/// <summary>The values of one filter, as they go into the value-set maps.</summary>
-public sealed record ValueSet(ValueSetKind Kind, IReadOnlyList<string> Values);
+/// <summary>The values of one filter, as they go into the value-set maps. Int sets carry their values parsed once by
+/// the compiler (<see cref="Integers"/>; <see cref="Values"/> holds their canonical decimal text); Address sets hold
+/// canonical networks ("10.0.0.0/8", "127.0.0.1/32").</summary>
+public sealed record ValueSet(ValueSetKind Kind, IReadOnlyList<string> Values)
+{
+    public IReadOnlyList<ulong> Integers { get; init; } = [];
+
+    private HashSet<ulong>? _integerSet;
+
+    /// <summary>Whether an Int set holds a value (for user-space evaluation; built once, on first use).</summary>
+    public bool ContainsInteger(ulong value) => (_integerSet ??= [.. Integers]).Contains(value);
+}
 
 /// <summary>Kubernetes label selector: matchLabels and matchExpressions (In, NotIn, Exists, DoesNotExist).</summary>
 public sealed record LabelSelector(IReadOnlyDictionary<string, string> MatchLabels, IReadOnlyList<(string Key, string Operator, IReadOnlyList<string> Values)> Expressions)

@@ -1,126 +1,103 @@
-using Newtonsoft.Json.Linq;
-using NJsonSchema;
-using NJsonSchema.Validation;
 using SecurityAgent.Kernel;
 
 namespace SecurityAgent.Policies;
 
-/// <summary>The outcome for one policy document of a file.</summary>
-public sealed record ValidatedPolicy(string File, string? Name, string? Kind, JToken? Json, IReadOnlyList<PolicyDiagnostic> Diagnostics, YamlDocument? Source = null)
+/// <summary>A policy's identity: its name, and for a TracingPolicyNamespaced its namespace (so a namespace's policy
+/// can never take the name of a cluster-wide one).</summary>
+public sealed record PolicyKey(string? Namespace, string Name)
 {
-    public bool Ok => Diagnostics.Count == 0;
+    public override string ToString() => Namespace is null ? Name : $"{Namespace}/{Name}";
 }
 
-/// <summary>Checks tracing policies: the JSON schema (schemas/tracingpolicy.schema.json, the single source
-/// of the shape) first, then what a schema cannot say (operator vs argument type, limits, references,
-/// what this kernel can hook). Every problem names file:line:column and the field.</summary>
-public sealed class PolicyValidator(KernelFeatures features, string? tracefs = KernelMounts.TraceFs)
+/// <summary>The outcome for one policy document of a source. <see cref="Diagnostics"/> are the errors (a policy loads
+/// only without any); <see cref="Warnings"/> do not stop it. <see cref="Plan"/> is set when the validator knew this
+/// kernel's tracepoint formats and nothing was wrong.</summary>
+public sealed record ValidatedPolicy(string File, string? Name, string? Kind, TracingPolicy? Policy, IReadOnlyList<PolicyDiagnostic> Diagnostics)
 {
-    public const int MaxSelectors = 5;
+    public IReadOnlyList<PolicyDiagnostic> Warnings { get; init; } = [];
+    public PolicyPlan? Plan { get; init; }
+    /// <summary>The document's content (not its layout): an unchanged policy is not reloaded.</summary>
+    public string? ContentHash { get; init; }
+    public string? Namespace { get; init; }
 
-    /// <summary>schemas/tracingpolicy.schema.json, embedded in the agent.</summary>
-    internal static readonly Lazy<string> SchemaText = new(() =>
+    /// <summary>No errors, and a policy (an empty file yields an entry with only a warning).</summary>
+    public bool Ok => Diagnostics.Count == 0 && Policy is not null;
+    public PolicyKey? Key => Name is null ? null : new(Namespace, Name);
+}
+
+/// <summary>Checks tracing policies: bounded YAML (<see cref="YamlDocuments"/>), the shape from the JSON schema
+/// (<see cref="PolicySchema"/>), the typed model (<see cref="PolicyReader"/>), then the <see cref="SemanticPass"/> with this
+/// kernel's features. Every problem names file:line:column and the field; nothing a document contains can make this
+/// throw: an unexpected failure is a diagnostic of that document.</summary>
+public sealed class PolicyValidator(KernelFeatures features, Func<string, string, TracepointFormat?>? formats, SyscallTable? syscalls = null)
+{
+    public const int MaxSelectors = SelectorCompiler.MaxSelectors;
+
+    private readonly SyscallTable _syscalls = syscalls ?? SyscallTable.X86_64;
+
+    /// <param name="tracefs">Where tracepoint formats are read; null (or not mounted): tracepoint layouts are not checked.</param>
+    public PolicyValidator(KernelFeatures features, string? tracefs = KernelMounts.TraceFs)
+        : this(features, tracefs is not null && Directory.Exists(Path.Combine(tracefs, "events")) ? PolicyCompiler.TraceFsFormats(tracefs) : null) { }
+
+    public IReadOnlyList<ValidatedPolicy> ValidateFile(string path)
     {
-        using var s = typeof(PolicyValidator).Assembly.GetManifestResourceStream("schemas/tracingpolicy.schema.json")
-            ?? throw new InvalidOperationException("tracingpolicy.schema.json is not embedded");
-        return new StreamReader(s).ReadToEnd();
-    });
+        var read = PolicyFiles.ReadAny(path);
+        return read.Text is null ? [Refused(path, read.Refusal!)] : ValidateText(path, read.Text);
+    }
 
-    private static readonly Lazy<JsonSchema> Schema = new(() => JsonSchema.FromJsonAsync(SchemaText.Value).GetAwaiter().GetResult());
-
-    public IReadOnlyList<ValidatedPolicy> ValidateFile(string path) => ValidateText(path, File.ReadAllText(path));
+    /// <summary>A source that could not be read at all: one diagnostic at its start.</summary>
+    public static ValidatedPolicy Refused(string file, string reason) =>
+        new(file, null, null, null, [new PolicyDiagnostic(file, SourcePos.Start, "", reason)]);
 
     public IReadOnlyList<ValidatedPolicy> ValidateText(string file, string text)
     {
         var (docs, syntax) = YamlDocuments.Parse(file, text);
         var results = syntax.Select(e => new ValidatedPolicy(file, null, null, null, [e])).ToList();
         foreach (var doc in docs)
-        {
-            var diags = new List<PolicyDiagnostic>();
-            void Report(string field, string message)
+            results.Add(ValidateDocument(file, doc));
+        if (results.Count == 0)
+            results.Add(new ValidatedPolicy(file, null, null, null, [])
             {
-                var m = doc.PositionOf(field);
-                diags.Add(new PolicyDiagnostic(file, (int)m.Line, (int)m.Column, field, message));
-            }
-            foreach (var e in Flatten(Schema.Value.Validate(doc.Json)))
-                ReportSchemaError(e, doc.Json, Report);
-            if (diags.Count == 0)
-                new SemanticPass(doc.Json, features, tracefs, Report).Run();
-            results.Add(new ValidatedPolicy(file, doc.Json.SelectToken("metadata.name")?.ToString(), doc.Json.SelectToken("kind")?.ToString(), doc.Json, diags, doc));
-        }
+                Warnings = [new PolicyDiagnostic(file, SourcePos.Start, "", "the file holds no policy (it is empty or only comments)", Severity.Warning)],
+            });
         return results;
     }
 
-    private static IEnumerable<ValidationError> Flatten(IEnumerable<ValidationError> errors)
+    private ValidatedPolicy ValidateDocument(string file, YamlDocument doc)
     {
-        foreach (var e in errors)
+        var d = new DiagnosticBag(file);
+        var (name, kind, ns) = Identity(doc.Root);
+        TracingPolicy? policy = null;
+        PolicyPlan? plan = null;
+        string? hash = null;
+        try
         {
-            if (e is ChildSchemaValidationError child && child.Errors.Count > 0)
-                foreach (var inner in Flatten(child.Errors.SelectMany(kv => kv.Value)))
-                    yield return inner;
-            else
-                yield return e;
+            hash = doc.ContentHash;
+            if (PolicySchema.Check(doc.Root, d))
+            {
+                policy = PolicyReader.Read(doc, d);
+                plan = new SemanticPass(features, formats, _syscalls).Run(policy, file, d);
+            }
         }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            d.Error(doc.Root.Pos, "", $"internal error while checking this policy ({e.GetType().Name}: {e.Message}); please report it");
+        }
+        return new ValidatedPolicy(file, name, kind, d.HasErrors ? null : policy, d.Errors)
+        {
+            Warnings = d.Warnings, Plan = plan, ContentHash = hash, Namespace = ns,
+        };
     }
 
-    private static void ReportSchemaError(ValidationError e, JToken json, Action<string, string> report)
+    /// <summary>Name, kind and namespace as written, even when the rest of the document is broken: a broken version
+    /// of a loaded policy must still be recognised as that policy.</summary>
+    private static (string? Name, string? Kind, string? Namespace) Identity(YNode root)
     {
-        // NJsonSchema paths look like "#/spec.kprobes[0].args[1].type"; ours drop the "#/".
-        var path = (e.Path ?? "").TrimStart('#', '/');
-        switch (e.Kind)
-        {
-            case ValidationErrorKind.NoAdditionalPropertiesAllowed:
-                var hint = e.Property is not null && KnownFields.Closest(e.Property) is { } s ? $" (did you mean '{s}'?)" : "";
-                report(path, $"unknown field '{e.Property}'{hint}");
-                break;
-            case ValidationErrorKind.PropertyRequired:
-                // The path names the missing field; point at the mapping that lacks it.
-                var owner = path == e.Property ? "" : path.EndsWith("." + e.Property) ? path[..^(e.Property!.Length + 1)] : path;
-                report(owner, $"required field '{e.Property}' is missing");
-                break;
-            case ValidationErrorKind.NotInEnumeration:
-                report(path, $"'{json.SelectToken(path)}' is not one of the allowed values");
-                break;
-            default:
-                report(path, $"invalid value ({Humanize(e.Kind)})");
-                break;
-        }
-    }
-
-    private static string Humanize(ValidationErrorKind k) => k switch
-    {
-        ValidationErrorKind.IntegerExpected => "an integer is expected",
-        ValidationErrorKind.StringExpected => "a string is expected",
-        ValidationErrorKind.BooleanExpected => "true or false is expected",
-        ValidationErrorKind.ArrayExpected => "a list is expected",
-        ValidationErrorKind.ObjectExpected => "a mapping is expected",
-        ValidationErrorKind.PatternMismatch => "does not match the expected pattern",
-        ValidationErrorKind.NumberTooSmall => "too small",
-        ValidationErrorKind.NumberTooBig => "too large",
-        _ => k.ToString(),
-    };
-}
-
-/// <summary>Field names the schema knows, for "did you mean" hints on typos.</summary>
-internal static class KnownFields
-{
-    private static readonly Lazy<string[]> Names = new(() =>
-    {
-        var root = JObject.Parse(PolicyValidator.SchemaText.Value);
-        return root.Descendants().OfType<JProperty>().Where(p => p.Name == "properties").SelectMany(p => ((JObject)p.Value).Properties().Select(x => x.Name)).Distinct().ToArray();
-    });
-
-    public static string? Closest(string name) =>
-        Names.Value.Select(n => (n, d: Distance(n.ToLowerInvariant(), name.ToLowerInvariant()))).Where(x => x.d <= 2).OrderBy(x => x.d).Select(x => x.n).FirstOrDefault();
-
-    private static int Distance(string a, string b)
-    {
-        var d = new int[a.Length + 1, b.Length + 1];
-        for (int i = 0; i <= a.Length; i++) d[i, 0] = i;
-        for (int j = 0; j <= b.Length; j++) d[0, j] = j;
-        for (int i = 1; i <= a.Length; i++)
-            for (int j = 1; j <= b.Length; j++)
-                d[i, j] = Math.Min(Math.Min(d[i - 1, j] + 1, d[i, j - 1] + 1), d[i - 1, j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1));
-        return d[a.Length, b.Length];
+        if (root is not YMapping m) return (null, null, null);
+        var meta = m.Entry("metadata")?.Value as YMapping;
+        string? Str(YMapping? map, string key) => map?.Entry(key)?.Value is YScalar { IsNull: false } s ? s.Value : null;
+        var kind = Str(m, "kind");
+        var ns = kind == "TracingPolicyNamespaced" ? Str(meta, "namespace") ?? "default" : null;
+        return (Str(meta, "name"), kind, ns);
     }
 }

@@ -20,5 +20,5 @@ public sealed class SyscallTable(IReadOnlyDictionary<string, ulong> numbers)
     }
 
     /// <summary>"sys_dup", "__x64_sys_dup" or "dup".</summary>
-    public ulong? Number(string name) => numbers.TryGetValue(SemanticPass.SyscallName(name), out var n) ? n : null;
+    public ulong? Number(string name) => numbers.TryGetValue(HookPlacement.SyscallName(name), out var n) ? n : null;
 }

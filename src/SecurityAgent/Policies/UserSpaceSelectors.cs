@@ -44,11 +44,11 @@ public static class UserSpaceSelectors
         foreach (var f in sel.Args)
         {
             var arg = hook.Args[f.Slot];
-            bool isString = arg.KernelType is ArgType.String or ArgType.File or ArgType.Path or ArgType.Bprm or ArgType.KString;
-            var values = f.ValueSet is { } vs ? plan.ValueSets[vs].Values : [];
+            bool isString = PolicyEncoding.IsString(arg.KernelType);
+            var set = f.ValueSet is { } vs ? plan.ValueSets[vs] : null;
             bool ok = isString
-                ? Str(f.Cmp, Encoding.UTF8.GetString(strings[f.Slot]), values)
-                : Int(f.Cmp, ints[f.Slot], f.Value, values, arg.KernelType == ArgType.Int);
+                ? Str(f.Cmp, Encoding.UTF8.GetString(strings[f.Slot]), set?.Values ?? [])
+                : Int(f.Cmp, ints[f.Slot], f.Value, set, arg.KernelType == ArgType.Int);
             if (!ok) return false;
         }
         return true;
@@ -65,10 +65,10 @@ public static class UserSpaceSelectors
         _ => false,
     };
 
-    private static bool Int(Cmp cmp, ulong v, ulong operand, IReadOnlyList<string> values, bool signed) => cmp switch
+    private static bool Int(Cmp cmp, ulong v, ulong operand, ValueSet? set, bool signed) => cmp switch
     {
-        Cmp.In => values.Any(x => PolicyCompiler.Integer(x) == v),
-        Cmp.NotIn => !values.Any(x => PolicyCompiler.Integer(x) == v),
+        Cmp.In => set is not null && set.ContainsInteger(v),
+        Cmp.NotIn => set is null || !set.ContainsInteger(v),
         Cmp.GreaterThan => signed ? (long)v > (long)operand : v > operand,
         Cmp.LessThan => signed ? (long)v < (long)operand : v < operand,
         Cmp.Mask => (v & operand) != 0,

@@ -19,6 +19,7 @@ public sealed class ProcessCache(string nodeName, ProcessCacheOptions options, T
     private readonly Dictionary<int, ProcessInfo> _byPid = new();
     private readonly LinkedList<ProcessInfo> _age = new();
     private readonly Queue<ProcessInfo> _exited = new();
+    private readonly ValueInterner _values = new();
 
     public string NodeName => nodeName;
     public int Count => _byExecId.Count;
@@ -45,7 +46,7 @@ public sealed class ProcessCache(string nodeName, ProcessCacheOptions options, T
 
     private bool SameStart(ulong a, ulong b) => a / (ulong)clockTickNs == b / (ulong)clockTickNs;
 
-    public ProcessInfo OnExec(ExecEvent e)
+    public ProcessInfo OnExec(in ExecEvent e)
     {
         Expire();
         var previous = ByPid(e.Pid, e.StartTime);
@@ -59,12 +60,12 @@ public sealed class ProcessCache(string nodeName, ProcessCacheOptions options, T
             Tid = e.Tid,
             StartTime = e.StartTime,
             Ktime = e.Ktime,
-            Binary = e.Binary,
-            Args = e.Args,
-            Cwd = e.Cwd,
-            Creds = e.Creds,
+            Binary = _values.Path(e.Binary),
+            Args = EventDecoder.SplitArgs(e.Args),
+            Cwd = _values.Path(e.Cwd),
+            Creds = _values.Creds(e.Uid, e.Euid, e.Gid, e.Egid),
             Auid = e.Auid,
-            Caps = e.Caps,
+            Caps = _values.Caps(e.CapPermitted, e.CapEffective, e.CapInheritable),
             CgroupId = e.CgroupId,
             Ppid = e.Ppid,
             ParentExecId = parent?.ExecId ?? previous?.ParentExecId,
@@ -132,10 +133,14 @@ public sealed class ProcessCache(string nodeName, ProcessCacheOptions options, T
     public void LinkProcFsParents()
     {
         foreach (var p in _byPid.Values)
-        {
-            if (p.Origin == ProcessOrigin.ProcFs && p.ParentExecId is null && ByPid(p.Ppid) is { } parent && !ReferenceEquals(parent, p))
-                p.ParentExecId = parent.ExecId;
-        }
+            LinkParent(p);
+    }
+
+    /// <summary>One entry read from /proc later (a process the hooks had not shown the cache).</summary>
+    public void LinkParent(ProcessInfo p)
+    {
+        if (p.Origin == ProcessOrigin.ProcFs && p.ParentExecId is null && ByPid(p.Ppid) is { } parent && !ReferenceEquals(parent, p))
+            p.ParentExecId = parent.ExecId;
     }
 
     private void Add(ProcessInfo p)
@@ -189,5 +194,45 @@ public sealed class ProcessCache(string nodeName, ProcessCacheOptions options, T
         _byExecId.Remove(p.ExecId);
         if (_byPid.TryGetValue(p.Pid, out var cur) && ReferenceEquals(cur, p))
             _byPid.Remove(p.Pid);
+    }
+}
+
+/// <summary>The values many processes share (binary paths, cwds, credentials, capability sets), kept once: a fork+exec
+/// loop then allocates only what is new about each execution. Bounded: past its cap it starts over.</summary>
+internal sealed class ValueInterner
+{
+    private const int Cap = 4096;
+    private readonly Dictionary<string, string> _paths = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, string>.AlternateLookup<ReadOnlySpan<char>> _pathLookup;
+    private readonly Dictionary<(uint, uint, uint, uint), Credentials> _creds = new();
+    private readonly Dictionary<(ulong, ulong, ulong), Capabilities> _caps = new();
+
+    public ValueInterner() => _pathLookup = _paths.GetAlternateLookup<ReadOnlySpan<char>>();
+
+    public string Path(ReadOnlySpan<byte> utf8)
+    {
+        Span<char> chars = stackalloc char[512];
+        if (utf8.Length > chars.Length
+            || System.Text.Unicode.Utf8.ToUtf16(utf8, chars, out _, out int n) != System.Buffers.OperationStatus.Done)
+            return System.Text.Encoding.UTF8.GetString(utf8);
+        if (_pathLookup.TryGetValue(chars[..n], out var known)) return known;
+        if (_paths.Count >= Cap) _paths.Clear();
+        var s = new string(chars[..n]);
+        _paths[s] = s;
+        return s;
+    }
+
+    public Credentials Creds(uint uid, uint euid, uint gid, uint egid)
+    {
+        if (_creds.TryGetValue((uid, euid, gid, egid), out var c)) return c;
+        if (_creds.Count >= Cap) _creds.Clear();
+        return _creds[(uid, euid, gid, egid)] = new Credentials(uid, euid, gid, egid);
+    }
+
+    public Capabilities Caps(ulong permitted, ulong effective, ulong inheritable)
+    {
+        if (_caps.TryGetValue((permitted, effective, inheritable), out var c)) return c;
+        if (_caps.Count >= Cap) _caps.Clear();
+        return _caps[(permitted, effective, inheritable)] = new Capabilities(permitted, effective, inheritable);
     }
 }

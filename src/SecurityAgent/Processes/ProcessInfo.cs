@@ -32,12 +32,16 @@ public sealed class ProcessInfo
     public string? ParentExecId { get; internal set; }
     public required ProcessOrigin Origin { get; init; }
     public Wire.ExecFlags Flags { get; init; }
+    /// <summary>Set when the agent could not tell which execution this is, and says why.</summary>
+    public string? Unattributed { get; init; }
 
     /// <summary>The container the process runs in (from its cgroup), and its pod once the pod watch has it.</summary>
     public Containers.ContainerRef? Container { get; internal set; }
     public Containers.PodInfo? Pod { get; internal set; }
 
     public bool Exited { get; internal set; }
+    /// <summary>The exporters' JSON of this process (see <see cref="Export.JsonEventFormatter.WriteProcess"/>).</summary>
+    internal Export.RenderedProcess? Rendered { get; set; }
     internal long RemoveAfter { get; set; }
     internal LinkedListNode<ProcessInfo>? Node { get; set; }
 

@@ -82,7 +82,7 @@ public class AgentLifecycleTests
     {
         using var dir = new TempDir();
         var mnt = Directory.CreateDirectory(dir.File("tiny")).FullName;
-        Assert.Equal(0, Run.Wait("mount", ["-t", "tmpfs", "-o", "size=256k", "tmpfs", mnt]).Code);
+        Assert.Equal(0, Run.Wait("mount", ["-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", mnt]).Code); // private, as the agent requires
         try
         {
             var stats = dir.File("stats.json");

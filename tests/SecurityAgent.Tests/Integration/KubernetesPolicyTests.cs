@@ -9,7 +9,7 @@ public class KubernetesPolicyTests
 {
     /// <summary>What kubectl sends for a YAML manifest: the same document as typed JSON.</summary>
     private static string Crd(string yaml) =>
-        SecurityAgent.Policies.YamlDocuments.Parse("manifest.yaml", yaml).Documents.Single().Json.ToString();
+        SecurityAgent.Policies.YamlDocuments.Parse("manifest.yaml", yaml).Documents.Single().ToJson();
 
     private static bool Within(TimeSpan t, Func<bool> condition)
     {

@@ -23,7 +23,7 @@ public class LocalApiTests
         Assert.True(add.Code == 0, add.Stderr);
         Assert.Equal(137, Run.Wait(victim, [dir.File("secret")]).Code);
 
-        var list = JsonDocument.Parse(Cli(agent, "policy", "list").Stdout).RootElement;
+        var list = JsonDocument.Parse(Cli(agent, "policy", "list", "-o", "json").Stdout).RootElement;
         var p = list.EnumerateArray().Single(x => x.GetProperty("name").GetString() == "api-policy");
         Assert.Equal("enforce", p.GetProperty("mode").GetString());
         Assert.Equal("tracepoint", p.GetProperty("hooks")[0].GetProperty("mechanism").GetString());
@@ -32,7 +32,7 @@ public class LocalApiTests
         Assert.Equal(0, Cli(agent, "policy", "mode", "api-policy", "monitor").Code);
         Assert.Equal(0, Run.Wait(victim, [dir.File("secret")]).Code);
 
-        var status = JsonDocument.Parse(Cli(agent, "status").Stdout).RootElement;
+        var status = JsonDocument.Parse(Cli(agent, "status", "-o", "json").Stdout).RootElement;
         Assert.True(status.GetProperty("kernel").GetProperty("mechanisms").GetProperty("tracepoint").GetBoolean());
         Assert.Equal("monitor", status.GetProperty("policies").EnumerateArray().Single(x => x.GetProperty("name").GetString() == "api-policy").GetProperty("mode").GetString());
         Assert.True(status.GetProperty("events").GetProperty("exported").GetInt64() > 0);
@@ -62,14 +62,14 @@ public class LocalApiTests
             "--deny", """{"event_set":["PROCESS_KPROBE"]}""", "--api-socket", agent.Socket]);
         var lines = new List<string>();
         var reader = Task.Run(async () => { while (await stream.StandardOutput.ReadLineAsync() is { } l) lock (lines) lines.Add(l); });
-        for (int i = 0; i < 50 && !Has(lines, "exit"); i++)
+        for (int i = 0; i < 50 && !Has(lines, "💥 exit "); i++)
         {
             Run.Wait(tool, ["arg-one"]);
             Thread.Sleep(200);
         }
         stream.Kill();
-        Assert.Contains(lines, l => l.StartsWith("process ") && l.Contains(tool + " arg-one"));
-        Assert.Contains(lines, l => l.StartsWith("exit ") && l.Contains(tool));
+        Assert.Contains(lines, l => l.StartsWith("🚀 process ") && l.Contains(tool + " arg-one"));
+        Assert.Contains(lines, l => l.StartsWith("💥 exit    ") && l.Contains(tool));
         Assert.All(lines, l => Assert.Contains("compact-tool", l)); // the binary filter applied
     }
 
@@ -93,7 +93,7 @@ public class LocalApiTests
         Assert.True(Value("secagent_events_total{type=\"process_exec\",policy=\"\"}") >= 1);
         Assert.Equal(1, Value("secagent_events_total{type=\"process_tracepoint\",policy=\"metrics-policy\"}"));
         Assert.True(Value("secagent_hook_seen_total{policy=\"metrics-policy\",hook=\"syscalls/sys_enter_openat\"}") > Value("secagent_hook_matched_total{policy=\"metrics-policy\",hook=\"syscalls/sys_enter_openat\"}"));
-        Assert.Equal(0, Value("secagent_ringbuf_lost_total"));
+        Assert.Equal(0, Value("secagent_observer_ringbuf_events_lost_total"));
         Assert.Contains("# TYPE secagent_process_cache_size gauge", text);
         // The TCP listener serves metrics only: the API stays on the root-only socket.
         Assert.Equal(System.Net.HttpStatusCode.NotFound, (await http.GetAsync($"http://127.0.0.1:{port}/v1/policies")).StatusCode);

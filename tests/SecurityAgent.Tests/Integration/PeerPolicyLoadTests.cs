@@ -10,7 +10,7 @@ namespace SecurityAgent.Tests.Integration;
 [Collection("kernel")]
 public class PeerPolicyLoadTests
 {
-    [Fact]
+    [SharedCorpusFact]
     public void Tetragons_tracepoint_and_syscall_examples_load_into_this_kernel_and_unload_cleanly()
     {
         var features = FeatureProbe.Run();
@@ -20,9 +20,9 @@ public class PeerPolicyLoadTests
         using (var sensor = ProcessSensor.Load(features, 1 << 20))
         using (var engine = new PolicyEngine(sensor, Environment.ProcessId))
         {
-            foreach (var file in Directory.GetFiles(Path.Combine(Repo.Shared, "peer-policies", "tetragon"), "*.yaml").Order())
+            foreach (var file in Directory.GetFiles(SharedCorpus.TetragonPolicies, "*.yaml").Order())
             {
-                foreach (var v in validator.ValidateFile(file).Where(v => v.Ok && v.Json!.SelectToken("spec.lsmhooks") is null))
+                foreach (var v in validator.ValidateFile(file).Where(v => v.Ok && !v.Policy!.Spec.Hooks.Any(h => h is LsmHookSpec)))
                 {
                     PolicyPlan plan;
                     try { plan = compiler.Compile(v); }

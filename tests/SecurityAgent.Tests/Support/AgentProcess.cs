@@ -20,16 +20,25 @@ public sealed class AgentProcess : IDisposable
     public AgentProcess(params string[] extraArgs) : this(new Dictionary<string, string>(), extraArgs) { }
 
     /// <param name="policies">Policy files (name → YAML) put in the agent's --policy-dir.</param>
-    public AgentProcess(IReadOnlyDictionary<string, string> policies, params string[] extraArgs)
+    public AgentProcess(IReadOnlyDictionary<string, string> policies, params string[] extraArgs) : this(null, policies, extraArgs) { }
+
+    /// <param name="exportFile">The --export-file (default: events.json in the agent's temp dir).</param>
+    public AgentProcess(string? exportFile, IReadOnlyDictionary<string, string> policies, params string[] extraArgs)
     {
-        var export = Dir.File("events.json");
+        var export = exportFile ?? Dir.File("events.json");
         var policyDir = Directory.CreateDirectory(Dir.File("policies")).FullName;
         foreach (var (name, yaml) in policies)
             File.WriteAllText(Path.Combine(policyDir, name), yaml);
         Events = new ExportedEvents(export);
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
         Socket = Dir.File("agent.sock");
-        foreach (var a in new[] { Repo.AgentDll, "run", "--export-file", export, "--policy-dir", policyDir, "--api-socket", Socket }.Concat(extraArgs))
+        // The caller's --export-file, --policy-dir or --api-socket replaces the default (an option given twice is an error).
+        var defaults = new[] { ("--export-file", export), ("--policy-dir", policyDir), ("--api-socket", Socket) };
+        foreach (var (option, value) in defaults.Where(d => !extraArgs.Contains(d.Item1)))
+            extraArgs = [option, value, .. extraArgs];
+        if (Array.IndexOf(extraArgs, "--api-socket") is >= 0 and var i) Socket = extraArgs[i + 1];
+        if (Array.IndexOf(extraArgs, "--export-file") is >= 0 and var j) Events = new ExportedEvents(extraArgs[j + 1]);
+        foreach (var a in new[] { Repo.AgentDll, "run" }.Concat(extraArgs))
             psi.ArgumentList.Add(a);
         _proc = Process.Start(psi)!;
         _proc.ErrorDataReceived += (_, e) =>

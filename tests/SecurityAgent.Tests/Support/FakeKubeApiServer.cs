@@ -33,10 +33,44 @@ public sealed class FakeKubeApiServer : IAsyncDisposable
         b.Logging.ClearProviders();
         b.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, Port));
         _app = b.Build();
-        _app.MapGet("/apis/securityagent.io/v1alpha1/{resource}", (HttpContext ctx, string resource) => Serve(ctx, $"/apis/securityagent.io/v1alpha1/{resource}"));
+        _app.MapGet("/apis/{group}/{version}/{resource}", (HttpContext ctx, string group, string version, string resource) =>
+            group == "securityagent.io" || _groups.ContainsKey($"{group}/{version}") ? Serve(ctx, $"/apis/{group}/{version}/{resource}") : NotFound(ctx));
+        _app.MapGet("/apis/{group}/{version}", (HttpContext ctx, string group, string version) => Discovery(ctx, $"{group}/{version}"));
         _app.MapGet("/api/v1/{resource}", (HttpContext ctx, string resource) => Serve(ctx, $"/api/v1/{resource}"));
         _app.StartAsync().GetAwaiter().GetResult();
     }
+
+    /// <summary>API groups installed beside ours (their CRDs exist): served, and listed by discovery.</summary>
+    private readonly Dictionary<string, string[]> _groups = new();
+
+    /// <summary>Installs a group's CRDs (e.g. Tetragon's cilium.io/v1alpha1 tracingpolicies and tracingpoliciesnamespaced).</summary>
+    public void InstallGroup(string groupVersion, params string[] resources)
+    {
+        lock (_lock) _groups[groupVersion] = resources;
+    }
+
+    private static Task NotFound(HttpContext ctx)
+    {
+        ctx.Response.StatusCode = 404;
+        return Task.CompletedTask;
+    }
+
+    /// <summary>The discovery document of an API group version (APIResourceList), 404 when it is not installed.</summary>
+    private async Task Discovery(HttpContext ctx, string groupVersion)
+    {
+        string[]? resources;
+        lock (_lock) resources = _groups.GetValueOrDefault(groupVersion);
+        if (ctx.Request.Headers.Authorization != $"Bearer {Token}") { ctx.Response.StatusCode = 401; return; }
+        if (resources is null) { ctx.Response.StatusCode = 404; return; }
+        await ctx.Response.WriteAsJsonAsync(new JsonObject
+        {
+            ["kind"] = "APIResourceList", ["groupVersion"] = groupVersion,
+            ["resources"] = new JsonArray(resources.Select(r => (JsonNode)new JsonObject { ["name"] = r, ["namespaced"] = r.EndsWith("namespaced") }).ToArray()),
+        }, Deep);
+    }
+
+    /// <summary>Objects as deep as the API server accepts (hostile ones included) are stored and served.</summary>
+    private static readonly JsonSerializerOptions Deep = new() { MaxDepth = 1000 };
 
     public string WriteKubeconfig(string dir)
     {
@@ -81,7 +115,7 @@ public sealed class FakeKubeApiServer : IAsyncDisposable
                     ["metadata"] = new JsonObject { ["resourceVersion"] = _rv.ToString() },
                     ["items"] = new JsonArray(Objects(path).Select(o => (JsonNode)o.DeepClone()).ToArray()),
                 };
-            await ctx.Response.WriteAsJsonAsync(list);
+            await ctx.Response.WriteAsJsonAsync(list, Deep);
             return;
         }
         long from = long.Parse(ctx.Request.Query["resourceVersion"]!);
@@ -112,7 +146,7 @@ public sealed class FakeKubeApiServer : IAsyncDisposable
         finally { lock (_lock) _watchers.RemoveAll(w => w.Events == ch); }
     }
 
-    private static string Line(string type, JsonObject obj) => new JsonObject { ["type"] = type, ["object"] = obj.DeepClone() }.ToJsonString();
+    private static string Line(string type, JsonObject obj) => new JsonObject { ["type"] = type, ["object"] = obj.DeepClone() }.ToJsonString(Deep);
 
     private IEnumerable<JsonObject> Objects(string path) => _objects.TryGetValue(path, out var d) ? d.Values : [];
 
@@ -124,7 +158,7 @@ public sealed class FakeKubeApiServer : IAsyncDisposable
 
     public void ApplyAt(string path, string json)
     {
-        var obj = JsonNode.Parse(json)!.AsObject();
+        var obj = JsonNode.Parse(json, documentOptions: new JsonDocumentOptions { MaxDepth = 1000 })!.AsObject();
         lock (_lock)
         {
             var byName = _objects.TryGetValue(path, out var d) ? d : _objects[path] = new();

@@ -11,25 +11,30 @@ namespace SecurityAgent.Tests.Support;
 
 /// <summary>A real OTLP receiver for tests: Kestrel on 127.0.0.1, OTLP/HTTP (protobuf on /v1/logs) or OTLP/gRPC
 /// (HTTP/2 cleartext, length-prefixed messages, grpc-status trailers). Decodes log requests with Google.Protobuf
-/// and keeps the records; counts metric requests. Can be stopped and started again on the same port.</summary>
+/// and keeps the records and the resources of metric requests. Serves under a path prefix when given (a gateway's
+/// /otlp). Can answer with a huge body (a broken or hostile collector). Can be stopped and started again on the same port.</summary>
 public sealed class OtlpReceiver : IAsyncDisposable
 {
     private WebApplication? _app;
     private readonly bool _grpc;
+    private readonly string _prefix;
     public int Port { get; }
-    public string Endpoint => $"http://127.0.0.1:{Port}";
+    public string Endpoint => $"http://127.0.0.1:{Port}{_prefix}";
     public List<(Resource Resource, LogRecord Record)> Logs { get; } = [];
+    public List<Resource> MetricResources { get; } = [];
     public int MetricRequests;
     /// <summary>The authorization header of the last log request.</summary>
     public string? Authorization { get; private set; }
+    /// <summary>When set, log requests are answered with this many extra bytes of body.</summary>
+    public long ReplyBytes { get; set; }
 
-    private OtlpReceiver(bool grpc, int port) => (_grpc, Port) = (grpc, port);
+    private OtlpReceiver(bool grpc, int port, string prefix) => (_grpc, Port, _prefix) = (grpc, port, prefix);
 
-    public static async Task<OtlpReceiver> Start(bool grpc)
+    public static async Task<OtlpReceiver> Start(bool grpc, string prefix = "")
     {
         int port;
         using (var probe = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0)) { probe.Start(); port = ((IPEndPoint)probe.LocalEndpoint).Port; }
-        var r = new OtlpReceiver(grpc, port);
+        var r = new OtlpReceiver(grpc, port, prefix);
         await r.StartAsync();
         return r;
     }
@@ -40,18 +45,20 @@ public sealed class OtlpReceiver : IAsyncDisposable
         b.Logging.ClearProviders();
         b.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, Port, o => o.Protocols = _grpc ? HttpProtocols.Http2 : HttpProtocols.Http1));
         _app = b.Build();
-        _app.MapPost("/v1/logs", async (HttpContext ctx) =>
+        _app.MapPost(_prefix + "/v1/logs", async (HttpContext ctx) =>
         {
             Keep(ExportLogsServiceRequest.Parser.ParseFrom(await Body(ctx)));
             ctx.Response.ContentType = "application/x-protobuf";
+            await Filler(ctx);
             await ctx.Response.Body.WriteAsync(new ExportLogsServiceResponse().ToByteArrayEx());
         });
-        _app.MapPost("/opentelemetry.proto.collector.logs.v1.LogsService/Export", async (HttpContext ctx) =>
+        _app.MapPost(_prefix + "/opentelemetry.proto.collector.logs.v1.LogsService/Export", async (HttpContext ctx) =>
         {
             var body = await Body(ctx);
             int len = (int)BinaryPrimitives.ReadUInt32BigEndian(body.AsSpan(1));
             Keep(ExportLogsServiceRequest.Parser.ParseFrom(body, 5, len));
             ctx.Response.ContentType = "application/grpc";
+            await Filler(ctx);
             var reply = new ExportLogsServiceResponse().ToByteArrayEx();
             var framed = new byte[5 + reply.Length];
             BinaryPrimitives.WriteUInt32BigEndian(framed.AsSpan(1), (uint)reply.Length);
@@ -59,10 +66,14 @@ public sealed class OtlpReceiver : IAsyncDisposable
             await ctx.Response.Body.WriteAsync(framed);
             ctx.Response.AppendTrailer("grpc-status", "0");
         });
-        _app.MapPost("/v1/metrics", (HttpContext ctx) => { Interlocked.Increment(ref MetricRequests); return Results.Ok(); });
-        _app.MapPost("/opentelemetry.proto.collector.metrics.v1.MetricsService/Export", async (HttpContext ctx) =>
+        _app.MapPost(_prefix + "/v1/metrics", async (HttpContext ctx) =>
         {
-            Interlocked.Increment(ref MetricRequests);
+            KeepMetrics(await Body(ctx));
+            return Results.Ok();
+        });
+        _app.MapPost(_prefix + "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export", async (HttpContext ctx) =>
+        {
+            KeepMetrics((await Body(ctx))[5..]);
             ctx.Response.ContentType = "application/grpc";
             await ctx.Response.Body.WriteAsync(new byte[5]);
             ctx.Response.AppendTrailer("grpc-status", "0");
@@ -84,6 +95,36 @@ public sealed class OtlpReceiver : IAsyncDisposable
         using var ms = new MemoryStream();
         await ctx.Request.Body.CopyToAsync(ms);
         return ms.ToArray();
+    }
+
+    /// <summary>ReplyBytes of body before the real answer, written in chunks (never held in memory).</summary>
+    private async Task Filler(HttpContext ctx)
+    {
+        var chunk = new byte[64 * 1024];
+        try
+        {
+            for (long left = ReplyBytes; left > 0; left -= chunk.Length)
+                await ctx.Response.Body.WriteAsync(chunk.AsMemory(0, (int)Math.Min(chunk.Length, left)), ctx.RequestAborted);
+        }
+        catch (Exception e) when (e is OperationCanceledException or IOException) { } // the agent stopped reading, as it should
+    }
+
+    /// <summary>The resource of an ExportMetricsServiceRequest: resource_metrics = 1, its resource = 1.</summary>
+    private void KeepMetrics(byte[] request)
+    {
+        Interlocked.Increment(ref MetricRequests);
+        var input = new Google.Protobuf.CodedInputStream(request);
+        while (input.ReadTag() is var tag && tag != 0)
+        {
+            if (tag >> 3 != 1) { input.SkipLastField(); continue; }
+            var rm = new Google.Protobuf.CodedInputStream(input.ReadBytes().ToByteArray());
+            while (rm.ReadTag() is var t && t != 0)
+            {
+                if (t >> 3 != 1) { rm.SkipLastField(); continue; }
+                var resource = Resource.Parser.ParseFrom(rm.ReadBytes());
+                lock (MetricResources) MetricResources.Add(resource);
+            }
+        }
     }
 
     private void Keep(ExportLogsServiceRequest req)

@@ -13,4 +13,8 @@ public static class ProcStat
         // f[0] is field 3 (state): utime is field 14, stime field 15.
         return (long.Parse(f[11]) + long.Parse(f[12])) / TicksPerSecond;
     }
+
+    /// <summary>Resident set size (VmRSS of /proc/PID/status), in MB.</summary>
+    public static double RssMb(int pid) =>
+        long.Parse(File.ReadLines($"/proc/{pid}/status").First(l => l.StartsWith("VmRSS:"))["VmRSS:".Length..].Trim().Split(' ')[0]) / 1024.0;
 }

@@ -6,7 +6,8 @@ namespace SecurityAgent.Tests.Unit;
 
 public class EventDecoderTests
 {
-    internal static byte[] ExecRecord(int pid, string path, string[] argv, string cwd, uint flags = 0)
+    internal static byte[] ExecRecord(int pid, string path, string[] argv, string cwd, uint flags = 0, int ppid = 1,
+        ulong start = 4_000_000_000, ulong ktime = 5_000_000_123, ulong parentStart = 0, ulong cgroupId = 0)
     {
         var args = Encoding.UTF8.GetBytes(string.Join('\0', argv) + "\0");
         var p = Encoding.UTF8.GetBytes(path);
@@ -14,12 +15,14 @@ public class EventDecoderTests
         var buf = new byte[Wire.Exec.Data + p.Length + args.Length + c.Length];
         buf[Wire.Header.Op] = (byte)Op.Exec;
         BinaryPrimitives.WriteUInt16LittleEndian(buf.AsSpan(Wire.Header.Size), (ushort)buf.Length);
-        BinaryPrimitives.WriteUInt64LittleEndian(buf.AsSpan(Wire.Header.Ktime), 5_000_000_123);
+        BinaryPrimitives.WriteUInt64LittleEndian(buf.AsSpan(Wire.Header.Ktime), ktime);
         BinaryPrimitives.WriteInt32LittleEndian(buf.AsSpan(Wire.Exec.Pid), pid);
         BinaryPrimitives.WriteInt32LittleEndian(buf.AsSpan(Wire.Exec.Tid), pid);
-        BinaryPrimitives.WriteInt32LittleEndian(buf.AsSpan(Wire.Exec.Ppid), 1);
+        BinaryPrimitives.WriteInt32LittleEndian(buf.AsSpan(Wire.Exec.Ppid), ppid);
+        BinaryPrimitives.WriteUInt64LittleEndian(buf.AsSpan(Wire.Exec.ParentStartTime), parentStart);
+        BinaryPrimitives.WriteUInt64LittleEndian(buf.AsSpan(Wire.Exec.CgroupId), cgroupId);
         BinaryPrimitives.WriteUInt32LittleEndian(buf.AsSpan(Wire.Exec.Flags), flags);
-        BinaryPrimitives.WriteUInt64LittleEndian(buf.AsSpan(Wire.Exec.StartTime), 4_000_000_000);
+        BinaryPrimitives.WriteUInt64LittleEndian(buf.AsSpan(Wire.Exec.StartTime), start);
         BinaryPrimitives.WriteUInt32LittleEndian(buf.AsSpan(Wire.Exec.Uid), 1000);
         BinaryPrimitives.WriteUInt32LittleEndian(buf.AsSpan(Wire.Exec.Euid), 0);
         BinaryPrimitives.WriteUInt32LittleEndian(buf.AsSpan(Wire.Exec.Auid), 1000);
@@ -38,18 +41,20 @@ public class EventDecoderTests
     {
         var raw = ExecRecord(4242, "/usr/bin/curl", ["curl", "-s", "http://x y"], "/home/u", flags: 1);
 
-        var e = Assert.IsType<ExecEvent>(EventDecoder.Decode(raw));
+        var record = EventDecoder.Decode(raw);
+        Assert.Equal(Op.Exec, record.Op);
+        var e = record.Exec;
 
         Assert.Equal(4242, e.Pid);
         Assert.Equal(1, e.Ppid);
         Assert.Equal(5_000_000_123UL, e.Ktime);
-        Assert.Equal("/usr/bin/curl", e.Binary);
-        Assert.Equal(["curl", "-s", "http://x y"], e.Args);
-        Assert.Equal("/home/u", e.Cwd);
-        Assert.Equal(1000U, e.Creds.Uid);
-        Assert.Equal(0U, e.Creds.Euid);
+        Assert.Equal("/usr/bin/curl", Encoding.UTF8.GetString(e.Binary));
+        Assert.Equal(["curl", "-s", "http://x y"], EventDecoder.SplitArgs(e.Args));
+        Assert.Equal("/home/u", Encoding.UTF8.GetString(e.Cwd));
+        Assert.Equal(1000U, e.Uid);
+        Assert.Equal(0U, e.Euid);
         Assert.Equal(1000U, e.Auid);
-        Assert.Equal(1UL << 21, e.Caps.Effective);
+        Assert.Equal(1UL << 21, e.CapEffective);
         Assert.True(e.Flags.HasFlag(Wire.ExecFlags.ArgsTruncated));
     }
 
@@ -68,11 +73,11 @@ public class EventDecoderTests
         buf[Wire.Header.Op] = (byte)Op.Exit;
         BinaryPrimitives.WriteInt32LittleEndian(buf.AsSpan(Wire.Exit.Pid), 77);
         BinaryPrimitives.WriteUInt32LittleEndian(buf.AsSpan(Wire.Exit.ExitCode), 3 << 8);
-        var exited = Assert.IsType<ExitEvent>(EventDecoder.Decode(buf));
+        var exited = EventDecoder.Decode(buf).Exit;
         Assert.Equal((77, 3, 0), (exited.Pid, exited.Status, exited.Signal));
 
         BinaryPrimitives.WriteUInt32LittleEndian(buf.AsSpan(Wire.Exit.ExitCode), 9);
-        var killed = Assert.IsType<ExitEvent>(EventDecoder.Decode(buf));
+        var killed = EventDecoder.Decode(buf).Exit;
         Assert.Equal((0, 9), (killed.Status, killed.Signal));
     }
 
@@ -84,7 +89,9 @@ public class EventDecoderTests
         BinaryPrimitives.WriteInt32LittleEndian(buf.AsSpan(Wire.Fork.Pid), 10);
         BinaryPrimitives.WriteInt32LittleEndian(buf.AsSpan(Wire.Fork.Ppid), 9);
         BinaryPrimitives.WriteUInt64LittleEndian(buf.AsSpan(Wire.Fork.StartTime), 123);
-        var f = Assert.IsType<ForkEvent>(EventDecoder.Decode(buf));
+        var record = EventDecoder.Decode(buf);
+        Assert.Equal(Op.Fork, record.Op);
+        var f = record.Fork;
         Assert.Equal((10, 9, 123UL), (f.Pid, f.Ppid, f.StartTime));
     }
 
@@ -96,7 +103,7 @@ public class EventDecoderTests
     {
         var buf = new byte[length];
         if (length > 0) buf[0] = (byte)Op.Exec;
-        Assert.Throws<FormatException>(() => EventDecoder.Decode(buf));
+        Assert.Throws<FormatException>(() => { EventDecoder.Decode(buf); });
     }
 
     [Fact]
@@ -104,7 +111,7 @@ public class EventDecoderTests
     {
         var raw = ExecRecord(1, "/bin/x", ["x"], "/");
         BinaryPrimitives.WriteUInt16LittleEndian(raw.AsSpan(Wire.Exec.PathLen), 4000);
-        var e = Assert.Throws<FormatException>(() => EventDecoder.Decode(raw));
+        var e = Assert.Throws<FormatException>(() => { EventDecoder.Decode(raw); });
         Assert.Contains("exceed", e.Message);
     }
 
@@ -113,6 +120,6 @@ public class EventDecoderTests
     {
         var buf = new byte[Wire.Header.Length];
         buf[0] = 200;
-        Assert.Contains("200", Assert.Throws<FormatException>(() => EventDecoder.Decode(buf)).Message);
+        Assert.Contains("200", Assert.Throws<FormatException>(() => { EventDecoder.Decode(buf); }).Message);
     }
 }

@@ -97,7 +97,7 @@ public class ExportFilterTests
     public void The_rate_limit_notice_is_a_valid_event_line()
     {
         using var ms = new MemoryStream();
-        var exporter = new JsonLinesExporter(ms, new JsonEventFormatter("n", new BootClock(0)), NullLogger.Instance);
+        var exporter = new JsonLinesExporter(new StreamSink(ms), new JsonEventFormatter("n", new BootClock(0)), NullLogger.Instance);
         exporter.WriteRateLimitInfo(42);
         exporter.Flush();
         var line = Encoding.UTF8.GetString(ms.ToArray()).Trim();

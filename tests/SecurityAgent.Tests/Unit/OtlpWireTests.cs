@@ -33,7 +33,7 @@ public class OtlpWireTests
     {
         var p = new ProcessInfo { ExecId = "x", Pid = 42, StartTime = 1, Ktime = 1, Binary = "/bin/ls", Args = ["ls", "-l"], Cwd = "/", Creds = new Credentials(0, 0, 0, 0), Origin = ProcessOrigin.Exec };
         var record = OtlpMapping.ToLogRecord(new ProcessExecEvent(1, p, null), "{}", new BootClock(0));
-        var bytes = OtlpMapping.Request([record], "node-1").ToByteArray();
+        var bytes = OtlpMapping.Request([record], OtlpOptions.ResourceAttributes("node-1", kubernetes: false)).ToByteArray();
         Assert.Equal(Tag(1, 2), bytes[0]);                          // ExportLogsServiceRequest.resource_logs = 1
         var rl = ResourceLogs.Parser.ParseFrom(Unwrap(bytes));
         Assert.Equal("node-1", rl.Resource.Attributes.Single(a => a.Key == "host.name").Value.StringValue);

@@ -134,7 +134,7 @@ public class PolicyCompilerTests
     [Fact]
     public void A_rate_limit_is_converted_to_nanoseconds()
     {
-        Assert.Equal(2_000_000_000UL, PolicyCompiler.RateLimitNs("2"));
-        Assert.Equal(60_000_000_000UL, PolicyCompiler.RateLimitNs("1m"));
+        Assert.Equal((true, 2_000_000_000UL), (PolicyValues.TryParseRateLimit("2", out var two), two));
+        Assert.Equal((true, 60_000_000_000UL), (PolicyValues.TryParseRateLimit("1m", out var minute), minute));
     }
 }

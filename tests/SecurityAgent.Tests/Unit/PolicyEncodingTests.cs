@@ -25,7 +25,8 @@ public class PolicyEncodingTests
 
     private static PlacedHook Place(PolicyPlan plan, uint hookId = 1) => new(hookId, hookId, plan, plan.Hooks[0], plan.Enforce, 0, []);
 
-    private static ValueSet Set(ValueSetKind kind, params string[] values) => new(kind, values);
+    private static ValueSet Set(ValueSetKind kind, params string[] values) =>
+        new(kind, values) { Integers = kind == ValueSetKind.Int ? values.Select(ulong.Parse).ToList() : [] };
 
     private static bool Bit(ulong[] bitmap, int bit) => (bitmap[bit >> 6] & (1UL << (bit & 63))) != 0;
 
@@ -85,13 +86,13 @@ public class PolicyEncodingTests
     [Fact]
     public void A_stored_cidr_stands_for_the_shorter_cidrs_that_contain_it_and_postfixes_are_stored_reversed()
     {
-        var addr = Plan("net", [Set(ValueSetKind.Address, "10.0.0.0/8"), Set(ValueSetKind.Address, "10.1.0.0/16", "192.168.0.1")],
+        var addr = Plan("net", [Set(ValueSetKind.Address, "10.0.0.0/8"), Set(ValueSetKind.Address, "10.1.0.0/16", "192.168.0.1/32")],
             Sel(args: [new ArgFilterPlan(0, Cmp.DAddr, 0, 0)]), Sel(args: [new ArgFilterPlan(0, Cmp.DAddr, 1, 0)]));
         var dim = Assert.Single(PolicyEncoding.Layout([Place(addr)], "connect").Dims);
         Assert.Equal(W.DimKind.Addr, dim.Kind);
         Assert.Equal([0, 1], Bits(Value(dim, "10.1.0.0/16").Selectors));
         Assert.Equal([0], Bits(Value(dim, "10.0.0.0/8").Selectors));
-        Assert.Equal([1], Bits(Value(dim, "192.168.0.1").Selectors));
+        Assert.Equal([1], Bits(Value(dim, "192.168.0.1/32").Selectors));
         Assert.Equal(8 + 16, Value(dim, "10.1.0.0/16").Bits);
 
         var (data, bits) = PolicyEncoding.Stored(W.DimKind.StrPostfix, ".so");

@@ -114,15 +114,15 @@ public class PolicyValidatorTests
     }
 
     public static IEnumerable<object[]> PeerPolicies() =>
-        Directory.Exists(Path.Combine(Repo.Shared, "peer-policies", "tetragon"))
-            ? Directory.GetFiles(Path.Combine(Repo.Shared, "peer-policies", "tetragon"), "*.yaml").Order().Select(f => new object[] { Path.GetFileName(f) })
-            : [["(peer corpus missing: set SECAGENT_SHARED_DIR)"]];
+        SharedCorpus.Present
+            ? Directory.GetFiles(SharedCorpus.TetragonPolicies, "*.yaml").Order().Select(f => new object[] { Path.GetFileName(f) })
+            : [["(absent)"]];
 
-    [Theory]
+    [SharedCorpusTheory]
     [MemberData(nameof(PeerPolicies))]
     public void Every_tetragon_example_validates_or_fails_with_a_clear_unsupported_or_kernel_reason(string file)
     {
-        var path = Path.Combine(Repo.Shared, "peer-policies", "tetragon", file);
+        var path = Path.Combine(SharedCorpus.TetragonPolicies, file);
         Assert.True(File.Exists(path), "peer policy corpus not found at " + path);
         var results = new PolicyValidator(OurKernel, tracefs: null).ValidateFile(path);
         Assert.NotEmpty(results);
@@ -131,12 +131,12 @@ public class PolicyValidatorTests
                 $"not a clear unsupported/needs-kernel message: {d}");
     }
 
-    [Fact]
+    [SharedCorpusFact]
     public void The_tracepoint_and_syscall_examples_of_tetragon_validate_cleanly_on_our_kernel()
     {
         foreach (var file in new[] { "sys_clock_settime.yaml", "sys_mount.yaml", "sys_ptrace.yaml", "sys_setuid.yaml", "tracepoint-lseek-pid.yaml", "write.yaml", "list-syscalls-tracepoint.yaml" })
         {
-            var results = new PolicyValidator(OurKernel, tracefs: null).ValidateFile(Path.Combine(Repo.Shared, "peer-policies", "tetragon", file));
+            var results = new PolicyValidator(OurKernel, tracefs: null).ValidateFile(Path.Combine(SharedCorpus.TetragonPolicies, file));
             Assert.All(results, r => Assert.True(r.Ok, file + ": " + string.Join("\n", r.Diagnostics)));
         }
     }

@@ -18,7 +18,7 @@ public class ProcessCacheTests
     private const ulong Sec = 1_000_000_000;
 
     private static ExecEvent Exec(int pid, int ppid, ulong start, ulong ktime, string binary, ulong parentStart = 0) =>
-        new(ktime, pid, pid, ppid, start, parentStart, 0, Root, uint.MaxValue, new Capabilities(0, 0, 0), binary, [binary, "arg"], "/", 0);
+        EventDecoder.Decode(EventDecoderTests.ExecRecord(pid, binary, [binary, "arg"], "/", ppid: ppid, start: start, ktime: ktime, parentStart: parentStart)).Exec;
 
     private static ProcessInfo ProcFs(int pid, int ppid, ulong start, string binary) => new()
     {

@@ -20,7 +20,7 @@ public class RotationTests
     {
         using var dir = new TempDir();
         var path = dir.File("events.json");
-        var stream = new RotatingFileStream(path, 1 << 20, maxBackups: 100);
+        var stream = new ExportFile(path, 1 << 20, maxBackups: 100);
         var exporter = new JsonLinesExporter(stream, new JsonEventFormatter("n", new BootClock(0)), NullLogger.Instance);
         for (int i = 0; i < 20_000; i++)
         {
@@ -43,7 +43,7 @@ public class RotationTests
     {
         using var dir = new TempDir();
         var path = dir.File("events.json");
-        var exporter = new JsonLinesExporter(new RotatingFileStream(path, 64 * 1024, maxBackups: 2), new JsonEventFormatter("n", new BootClock(0)), NullLogger.Instance);
+        var exporter = new JsonLinesExporter(new ExportFile(path, 64 * 1024, maxBackups: 2), new JsonEventFormatter("n", new BootClock(0)), NullLogger.Instance);
         var seen = new List<string>();
         var follower = new NameFollower(path);
         for (int i = 0; i < 5_000; i++)

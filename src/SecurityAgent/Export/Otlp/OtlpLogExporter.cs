@@ -13,8 +13,29 @@ namespace SecurityAgent.Export.Otlp;
 
 public enum OtlpProtocol { Grpc, HttpProtobuf }
 
-public sealed record OtlpOptions(Uri Endpoint, OtlpProtocol Protocol, IReadOnlyDictionary<string, string> Headers, int QueueSize = 10_000, int BatchSize = 512)
+/// <param name="Resource">The resource of logs and metrics alike: service.name, service.version, host.name, and
+/// k8s.node.name when the agent runs with Kubernetes.</param>
+public sealed record OtlpOptions(Uri Endpoint, OtlpProtocol Protocol, IReadOnlyDictionary<string, string> Headers,
+    IReadOnlyList<KeyValuePair<string, string>> Resource, int QueueSize = 10_000, int BatchSize = 512)
 {
+    /// <summary>The OTLP settings of `secagent run`, or null without --otlp-endpoint.</summary>
+    public static OtlpOptions? From(Hosting.AgentOptions o) => string.IsNullOrEmpty(o.OtlpEndpoint) ? null
+        : new OtlpOptions(new Uri(o.OtlpEndpoint), ParseProtocol(o.OtlpProtocol), ParseHeaders(o.OtlpHeaders),
+            ResourceAttributes(o.ResolveNodeName(), kubernetes: !string.IsNullOrEmpty(o.Kubeconfig) || Kubernetes.KubeConfig.InCluster), o.OtlpQueueSize);
+
+    public static List<KeyValuePair<string, string>> ResourceAttributes(string node, bool kubernetes)
+    {
+        var r = new List<KeyValuePair<string, string>>
+        {
+            new("service.name", "securityagent"),
+            new("service.version", Hosting.BuildInfo.Version),
+            new("service.instance.id", node),
+            new("host.name", node),
+        };
+        if (kubernetes) r.Add(new("k8s.node.name", node));
+        return r;
+    }
+
     public static OtlpProtocol ParseProtocol(string? s) => s switch
     {
         null or "" or "grpc" => OtlpProtocol.Grpc,
@@ -26,6 +47,11 @@ public sealed record OtlpOptions(Uri Endpoint, OtlpProtocol Protocol, IReadOnlyD
     public static Dictionary<string, string> ParseHeaders(string? s) =>
         (s ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             .Select(h => h.Split('=', 2)).ToDictionary(p => p[0].Trim(), p => p.Length > 1 ? Uri.UnescapeDataString(p[1].Trim()) : "");
+
+    /// <summary>The endpoint's path, kept, followed by the signal's path: http://gw:4318/otlp + v1/logs is
+    /// http://gw:4318/otlp/v1/logs (as OTEL_EXPORTER_OTLP_ENDPOINT is read).</summary>
+    public Uri SignalUri(string signalPath) =>
+        new(Endpoint.GetLeftPart(UriPartial.Path).TrimEnd('/') + "/" + signalPath.TrimStart('/') + Endpoint.Query);
 }
 
 /// <summary>Events as OTLP log records. The pipeline only enqueues (never blocks): the queue is bounded, and an
@@ -36,7 +62,6 @@ public sealed partial class OtlpLogExporter : IEventExporter
     private readonly OtlpOptions _opt;
     private readonly JsonEventFormatter _formatter;
     private readonly BootClock _clock;
-    private readonly string _node;
     private readonly ILogger _log;
     private readonly HttpClient _http;
     private readonly ResiliencePipeline _resilience;
@@ -44,18 +69,29 @@ public sealed partial class OtlpLogExporter : IEventExporter
     private readonly SemaphoreSlim _signal = new(0);
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _sender;
-    private long _enqueued, _delivered, _dropped, _failures;
+    private long _enqueued, _delivered, _dropped, _failures, _bytesSent, _lastExportMs;
+
+    /// <summary>A collector's answer is read up to this size: a valid one is a few bytes, and a hostile or broken
+    /// endpoint must not make the agent buffer hundreds of megabytes.</summary>
+    public const int MaxResponseBytes = 64 * 1024;
 
     public long Enqueued => Interlocked.Read(ref _enqueued);
     public long Delivered => Interlocked.Read(ref _delivered);
     public long Dropped => Interlocked.Read(ref _dropped);
     public long Failures => Interlocked.Read(ref _failures);
     public int QueueDepth { get { lock (_queue) return _queue.Count; } }
+    /// <summary>Request bytes of delivered batches.</summary>
+    public long BytesSent => Interlocked.Read(ref _bytesSent);
+    public double LastExportUnixSeconds => Interlocked.Read(ref _lastExportMs) / 1000.0;
 
-    public OtlpLogExporter(OtlpOptions opt, JsonEventFormatter formatter, BootClock clock, string node, ILogger log)
+    public OtlpLogExporter(OtlpOptions opt, JsonEventFormatter formatter, BootClock clock, ILogger log)
     {
-        (_opt, _formatter, _clock, _node, _log) = (opt, formatter, clock, node, log);
-        _http = new HttpClient(new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(5) }) { Timeout = TimeSpan.FromSeconds(10) };
+        (_opt, _formatter, _clock, _log) = (opt, formatter, clock, log);
+        _http = new HttpClient(new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(5) })
+        {
+            Timeout = TimeSpan.FromSeconds(10),
+            MaxResponseContentBufferSize = MaxResponseBytes,
+        };
         _resilience = new ResiliencePipelineBuilder()
             .AddRetry(new RetryStrategyOptions
             {
@@ -108,10 +144,12 @@ public sealed partial class OtlpLogExporter : IEventExporter
             if (batch.Count == 0) continue;
             try
             {
-                await _resilience.ExecuteAsync(async t => await Send(batch, t), ct);
+                int bytes = await _resilience.ExecuteAsync(async t => await Send(batch, t), ct);
                 lock (_queue)
                     for (int i = 0; i < batch.Count; i++) _queue.Dequeue();
                 Interlocked.Add(ref _delivered, batch.Count);
+                Interlocked.Add(ref _bytesSent, bytes);
+                Interlocked.Exchange(ref _lastExportMs, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
                 // Absorb the wake-ups of the records just sent; keep one if more wait.
                 while (_signal.CurrentCount > 0 && _signal.Wait(0)) { }
                 if (QueueDepth > 0) _signal.Release();
@@ -126,24 +164,51 @@ public sealed partial class OtlpLogExporter : IEventExporter
         }
     }
 
-    private async Task Send(List<LogRecord> batch, CancellationToken ct)
+    /// <summary>One batch; returns the request's size. The answer is read to its end (a gRPC status comes in the
+    /// trailers after the body) but never past <see cref="MaxResponseBytes"/>.</summary>
+    private async Task<int> Send(List<LogRecord> batch, CancellationToken ct)
     {
-        var body = OtlpMapping.Request(batch, _node).ToByteArray();
+        var body = OtlpMapping.Request(batch, _opt.Resource).ToByteArray();
         using var req = _opt.Protocol == OtlpProtocol.HttpProtobuf ? HttpRequest(body) : GrpcRequest(body);
         foreach (var (k, v) in _opt.Headers) req.Headers.TryAddWithoutValidation(k, v);
-        using var resp = await _http.SendAsync(req, HttpCompletionOption.ResponseContentRead, ct);
+        using var resp = await _http.SendAsync(req, HttpCompletionOption.ResponseHeadersRead, ct);
         if (!resp.IsSuccessStatusCode)
             throw new OtlpExportException($"HTTP {(int)resp.StatusCode}");
+        bool complete = await DrainBounded(resp.Content, ct);
         if (_opt.Protocol == OtlpProtocol.Grpc)
         {
+            if (!complete)
+                throw new OtlpExportException($"gRPC answer larger than {MaxResponseBytes} bytes");
             var status = resp.TrailingHeaders.TryGetValues("grpc-status", out var t) ? t.First()
                 : resp.Headers.TryGetValues("grpc-status", out var h) ? h.First() : null;
             if (status != "0")
                 throw new OtlpExportException($"grpc-status {status ?? "missing"}");
         }
+        return body.Length;
     }
 
-    private HttpRequestMessage HttpRequest(byte[] body) => new(HttpMethod.Post, new Uri(_opt.Endpoint, "/v1/logs"))
+    /// <summary>Reads and discards a response body; false when it is larger than the limit (the rest is not read: disposing
+    /// the response aborts the connection).</summary>
+    private static async Task<bool> DrainBounded(HttpContent content, CancellationToken ct)
+    {
+        await using var stream = await content.ReadAsStreamAsync(ct);
+        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(16 * 1024);
+        try
+        {
+            long total = 0;
+            int n;
+            while ((n = await stream.ReadAsync(buffer, ct)) > 0)
+                if ((total += n) > MaxResponseBytes)
+                    return false;
+            return true;
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    private HttpRequestMessage HttpRequest(byte[] body) => new(HttpMethod.Post, _opt.SignalUri("v1/logs"))
     {
         Content = new ByteArrayContent(body) { Headers = { ContentType = new("application/x-protobuf") } },
     };
@@ -154,7 +219,7 @@ public sealed partial class OtlpLogExporter : IEventExporter
         var framed = new byte[5 + body.Length];
         BinaryPrimitives.WriteUInt32BigEndian(framed.AsSpan(1), (uint)body.Length);
         body.CopyTo(framed, 5);
-        var req = new HttpRequestMessage(HttpMethod.Post, new Uri(_opt.Endpoint, "/opentelemetry.proto.collector.logs.v1.LogsService/Export"))
+        var req = new HttpRequestMessage(HttpMethod.Post, _opt.SignalUri("opentelemetry.proto.collector.logs.v1.LogsService/Export"))
         {
             Version = HttpVersion.Version20,
             VersionPolicy = HttpVersionPolicy.RequestVersionExact,

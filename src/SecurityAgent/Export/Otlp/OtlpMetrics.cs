@@ -2,49 +2,63 @@ using System.Diagnostics.Metrics;
 using OpenTelemetry;
 using OpenTelemetry.Exporter;
 using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
 using SecurityAgent.Api;
 
 namespace SecurityAgent.Export.Otlp;
 
-/// <summary>The agent's own metrics over OTLP, with the OpenTelemetry SDK: the same counters /metrics shows,
-/// as observable instruments read at each export.</summary>
+/// <summary>The agent's metrics over OTLP with the OpenTelemetry SDK: the families /metrics shows (same names; a counter
+/// without its _total suffix, which Prometheus-side translation adds back), as observable instruments read at each
+/// export, under the same resource as the log records.</summary>
 public static class OtlpMetrics
 {
-    public static IDisposable Start(AgentState s, OtlpOptions opt, int intervalMs, Func<OtlpLogExporter?> otlp)
+    public static IDisposable Start(AgentState s, OtlpOptions opt, int intervalMs)
     {
         var meter = new Meter("SecurityAgent");
-        meter.CreateObservableCounter("secagent.events", () => s.Pipeline?.Counters.ByType
-            .Select(kv => new Measurement<long>(kv.Value, new KeyValuePair<string, object?>("type", kv.Key.Type), new KeyValuePair<string, object?>("policy", kv.Key.Policy))) ?? []);
-        meter.CreateObservableCounter("secagent.ringbuf.lost", () => s.Pipeline?.Counters.KernelLost ?? 0);
-        meter.CreateObservableCounter("secagent.pipeline.dropped", () => s.Pipeline?.Counters.ChannelDropped ?? 0);
-        meter.CreateObservableGauge("secagent.process_cache.size", () => s.Pipeline?.Cache.Count ?? 0);
-        meter.CreateObservableCounter("secagent.hook.enforced", () => Hooks(s, st => st.Enforced));
-        meter.CreateObservableCounter("secagent.hook.seen", () => Hooks(s, st => st.Seen));
-        meter.CreateObservableCounter("secagent.hook.matched", () => Hooks(s, st => st.Matched));
-        meter.CreateObservableCounter("secagent.export.dropped", () => new Measurement<long>(otlp()?.Dropped ?? 0, new KeyValuePair<string, object?>("exporter", "otlp")));
-        meter.CreateObservableGauge("secagent.export.queue_depth", () => new Measurement<int>(otlp()?.QueueDepth ?? 0, new KeyValuePair<string, object?>("exporter", "otlp")));
+        var snapshot = new Snapshot(s);
+        foreach (var family in Metrics.Collect(new AgentState()))
+        {
+            var name = family.Name;
+            if (family.Type == Api.MetricType.Counter)
+                meter.CreateObservableCounter(name.EndsWith("_total", StringComparison.Ordinal) ? name[..^"_total".Length] : name, () => snapshot.Measurements(name), description: family.Help);
+            else
+                meter.CreateObservableGauge(name, () => snapshot.Measurements(name), description: family.Help);
+        }
         var provider = Sdk.CreateMeterProviderBuilder()
+            .ConfigureResource(r => r.Clear().AddAttributes(opt.Resource.Select(kv => new KeyValuePair<string, object>(kv.Key, kv.Value))))
             .AddMeter("SecurityAgent")
             .AddOtlpExporter((e, reader) =>
             {
                 e.Protocol = opt.Protocol == OtlpProtocol.HttpProtobuf ? OtlpExportProtocol.HttpProtobuf : OtlpExportProtocol.Grpc;
-                e.Endpoint = opt.Protocol == OtlpProtocol.HttpProtobuf ? new Uri(opt.Endpoint, "/v1/metrics") : opt.Endpoint;
-                e.Headers = string.Join(',', opt.Headers.Select(h => $"{h.Key}={h.Value}"));
+                // gRPC: the SDK resolves the service path against the endpoint; a trailing slash keeps a path prefix.
+                e.Endpoint = opt.Protocol == OtlpProtocol.HttpProtobuf ? opt.SignalUri("v1/metrics") : opt.SignalUri("");
+                e.Headers = string.Join(',', opt.Headers.Select(h => $"{h.Key}={Uri.EscapeDataString(h.Value)}"));
                 reader.PeriodicExportingMetricReaderOptions.ExportIntervalMilliseconds = intervalMs;
             })
             .Build();
         return new Both(provider, meter);
     }
 
-    private static IEnumerable<Measurement<long>> Hooks(AgentState s, Func<Sensors.HookStats, ulong> pick)
+    /// <summary>One collection per export: every instrument's callback of an export reads the same snapshot.</summary>
+    private sealed class Snapshot(AgentState s)
     {
-        var list = new List<Measurement<long>>();
-        lock (s.PolicyLock)
-            foreach (var p in s.LoadedPolicies())
-                for (int i = 0; i < p.HookIds.Count; i++)
-                    list.Add(new Measurement<long>((long)pick(s.Engine!.Stats(p.HookIds[i])),
-                        new KeyValuePair<string, object?>("policy", p.Plan.Name), new KeyValuePair<string, object?>("hook", p.Plan.Hooks[i].Name)));
-        return list;
+        private Dictionary<string, MetricFamily>? _families;
+        private long _takenMs;
+
+        public IEnumerable<Measurement<double>> Measurements(string family)
+        {
+            lock (this)
+            {
+                long now = Environment.TickCount64;
+                if (_families is null || now - _takenMs > 500)
+                {
+                    _families = Metrics.Collect(s).ToDictionary(f => f.Name);
+                    _takenMs = now;
+                }
+                return _families[family].Samples.Select(x => new Measurement<double>(x.Value,
+                    x.Labels.Select(l => new KeyValuePair<string, object?>(l.Key, l.Value)).ToArray())).ToList();
+            }
+        }
     }
 
     private sealed class Both(IDisposable a, IDisposable b) : IDisposable

@@ -1,0 +1,110 @@
+using System.CommandLine;
+using System.Reflection;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Console;
+using SecurityAgent.Api;
+using SecurityAgent.Hosting;
+
+namespace SecurityAgent.Cli;
+
+/// <summary>`secagent run`: one option per <see cref="AgentOptions"/> property marked [Option]. Options given on the
+/// command line override SECAGENT_Agent__* environment variables, which override appsettings.json; the result is
+/// validated before anything is loaded, and the API socket is claimed (or refused) before the kernel is touched.</summary>
+public static class RunCommand
+{
+    public static Command Create()
+    {
+        var command = new Command("run", "Run the agent: load the BPF programs and policies, export events until SIGTERM or Ctrl-C.\n" +
+            "Options also come from appsettings.json beside the binary (section Agent) and SECAGENT_Agent__<Option> variables.");
+        var defaults = new AgentOptions();
+        foreach (var p in Properties)
+            command.Options.Add(MakeOption(p, p.GetCustomAttribute<OptionAttribute>()!, p.GetValue(defaults)));
+        command.SetAction((parsed, _) => Run(Given(parsed, command)));
+        return command;
+    }
+
+    private static readonly PropertyInfo[] Properties =
+        typeof(AgentOptions).GetProperties().Where(p => p.GetCustomAttribute<OptionAttribute>() is not null).ToArray();
+
+    /// <summary>--export-file-max-size for ExportFileMaxSize.</summary>
+    public static string OptionName(string property) =>
+        "--" + string.Concat(property.Select((c, i) => char.IsUpper(c) ? (i > 0 ? "-" : "") + char.ToLowerInvariant(c) : c.ToString()));
+
+    private static Option MakeOption(PropertyInfo p, OptionAttribute a, object? defaultValue)
+    {
+        var name = OptionName(p.Name);
+        Option o = p.PropertyType switch
+        {
+            var t when t == typeof(string) => new Option<string>(name) { DefaultValueFactory = defaultValue is null ? null : _ => (string)defaultValue },
+            var t when t == typeof(bool) => new Option<bool>(name),
+            var t when t == typeof(int) => new Option<int>(name) { DefaultValueFactory = _ => (int)defaultValue! },
+            var t when t == typeof(uint) => new Option<uint>(name) { DefaultValueFactory = _ => (uint)defaultValue! },
+            var t when t == typeof(long) => new Option<long>(name) { DefaultValueFactory = _ => (long)defaultValue! },
+            var t when t == typeof(double) => new Option<double>(name) { DefaultValueFactory = _ => (double)defaultValue! },
+            var t => throw new NotSupportedException($"AgentOptions.{p.Name}: no command-line option for {t}"),
+        };
+        o.Description = a.Description;
+        o.HelpName = a.HelpName;
+        if (a.Values is { } values)
+            o.Choices(values);
+        return o;
+    }
+
+    /// <summary>The options the user gave (not their defaults), as configuration keys Agent:Property.</summary>
+    public static Dictionary<string, string?> Given(ParseResult parsed, Command run)
+    {
+        var given = new Dictionary<string, string?>();
+        foreach (var p in Properties)
+            if (parsed.GetResult(run.Options.Single(o => o.Name == OptionName(p.Name))) is { Implicit: false } r)
+                given["Agent:" + p.Name] = r.Tokens.Count > 0 ? r.Tokens[^1].Value : "true";
+        return given;
+    }
+
+    /// <summary>appsettings.json, then SECAGENT_ variables, then the command line, bound strictly (an unknown key in
+    /// the Agent section is an error) and validated.</summary>
+    public static AgentOptions Bind(IConfiguration configuration)
+    {
+        AgentOptions options;
+        try
+        {
+            options = configuration.GetSection("Agent").Get<AgentOptions>(b => b.ErrorOnUnknownConfiguration = true) ?? new AgentOptions();
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new CliException("configuration (appsettings.json or SECAGENT_Agent__*): " + e.Message, Commands.UsageError);
+        }
+        var errors = options.Validate();
+        if (errors.Count > 0)
+            throw new CliException("cannot start:\n  " + string.Join("\n  ", errors) + "\nRun 'secagent run --help' for the options.", Commands.UsageError);
+        return options;
+    }
+
+    private static async Task<int> Run(Dictionary<string, string?> given)
+    {
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory, Args = [] });
+        builder.Configuration.AddEnvironmentVariables("SECAGENT_");
+        builder.Configuration.AddInMemoryCollection(given);
+        var options = Bind(builder.Configuration);
+        AgentOptions.TryParseAddress(options.MetricsAddress ?? "", out var metrics);
+        using var socket = ApiSocket.Claim(options.ApiSocket);
+
+        builder.Logging.ClearProviders();
+        builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss.fff "; });
+        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        builder.Services.Configure<ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+        builder.Services.AddSingleton(Microsoft.Extensions.Options.Options.Create(options));
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(10));
+        builder.Services.AddHostedService<AgentService>();
+        var state = new AgentState { EventMetrics = EventMetrics.FromFilter(options.MetricsLabelFilter) };
+        builder.Services.AddSingleton(state);
+        ApiServer.Configure(builder, socket, options.MetricsAddress is null ? null : metrics);
+        await using var app = builder.Build();
+        ApiServer.Map(app, state, options.MetricsAddress is null ? null : metrics);
+        await app.RunAsync();
+        return Environment.ExitCode;
+    }
+}

@@ -1,0 +1,67 @@
+using SecurityAgent.Events;
+using SecurityAgent.Export;
+using SecurityAgent.Policies;
+using SecurityAgent.Processes;
+
+namespace SecurityAgent.Pipeline;
+
+/// <summary>Stage 3, decide: what the policy says about an enriched policy event. Runs what only user space can
+/// (selectors of --debug-userspace-filter, matchParentBinaries), enforces its decisions (the responder's signal,
+/// the kernel deny set that enforces the process's next matches in the kernel) and says whether the event is
+/// exported. Pipeline thread only.</summary>
+public sealed class Decider(IReadOnlyDictionary<uint, HookInfo> hooks, EventPipeline.IDenySet? denySet, Decider.Signaller signal)
+{
+    /// <summary>Sends a signal to a process the policy decided against (<see cref="Responder.Signal"/> in the agent).</summary>
+    public delegate Responder.Outcome Signaller(ProcessInfo p, int signal);
+
+    public enum Verdict { Export, UnknownHook, Filtered, NotPosted }
+
+    public (Verdict Verdict, PolicyMatchEvent? Event) Decide(PolicyKernelEvent e, ProcessInfo p, ProcessInfo? parent)
+    {
+        if (!hooks.TryGetValue(e.HookId, out var info))
+            return (Verdict.UnknownHook, null); // the policy was unloaded while its event was queued
+        int selector = e.Selector;
+        if (info.UserSpaceFilter)
+        {
+            selector = UserSpaceSelectors.Match(info.Plan, info.Hook, e.Ints, e.Strings, p);
+            if (selector < 0)
+                return (Verdict.Filtered, null);
+        }
+        var sel = selector < info.Hook.Selectors.Count ? info.Hook.Selectors[selector] : null;
+        var actions = sel?.Actions ?? Actions.Post;
+        bool enforced = e.Flags.HasFlag(PolicyWire.EventFlags.Enforced);
+        bool refused = e.Flags.HasFlag(PolicyWire.EventFlags.SafetyRefused);
+        var decidedBy = "kernel";
+        if (sel is { KernelOnly: false } && e.Flags.HasFlag(PolicyWire.EventFlags.DenySet))
+        {
+            decidedBy = "kernel_deny_set"; // user space decided earlier; the kernel enforced this one
+        }
+        else if (sel is { KernelOnly: false })
+        {
+            // The kernel matched everything it can see; ancestry is decided here, on the enriched event.
+            if (!ParentRules.Match(sel.ParentBinaries, parent))
+                return (Verdict.Filtered, null);
+            decidedBy = "user_space";
+            const Actions enforcing = Actions.Sigkill | Actions.Signal | Actions.Override;
+            if (info.Enforce && (actions & enforcing) != 0)
+                denySet?.Deny(e.HookId, e.Selector, e.Pid, actions & enforcing);
+            if (info.Enforce && (actions & (Actions.Sigkill | Actions.Signal)) != 0)
+            {
+                var outcome = signal(p, actions.HasFlag(Actions.Sigkill) ? 9 : sel.Signal);
+                enforced = outcome == Responder.Outcome.Sent;
+                refused = outcome == Responder.Outcome.Refused;
+            }
+        }
+        if (!actions.HasFlag(Actions.Post))
+            return (Verdict.NotPosted, null);
+        return (Verdict.Export, new PolicyMatchEvent(e.Ktime, p, parent, info.PolicyName, info.Hook, PolicyArgs.ActionName(actions), info.Enforce,
+            enforced, refused, decidedBy, PolicyArgs.Render(info.Hook, e.Ints, e.Strings, e.Passed)));
+    }
+
+    /// <summary>Whether the hook's events wait for user space to enforce (an enforcing selector with ancestry rules):
+    /// those must reach the pipeline at once.</summary>
+    public static bool AwaitsUserSpace(HookInfo hook) => hook.Enforce && hook.Hook.Selectors.Any(s => !s.KernelOnly);
+
+    /// <summary>A process that exited leaves every deny set (pids are reused).</summary>
+    public void ProcessExited(int pid) => denySet?.ProcessExited(pid);
+}
