@@ -127,7 +127,7 @@ static __always_inline __u32 sa_read_user_path(struct sa_call *c, __u32 p, void 
 	st->out_len = 1;
 	st->comp = 1;
 	c->str[p][0] = '/';
-	if (rlen && raw[0] != '/') {
+	if (raw[0] != '/') { /* relative, or empty (execveat/AT_EMPTY_PATH: the dirfd itself) */
 		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 		struct fs_struct *fs = BPF_CORE_READ(task, fs);
 		const struct path *base = &fs->pwd;
