@@ -95,6 +95,57 @@ static __always_inline void sa_norm_feed(struct sa_norm *n, __u32 from, __u32 st
 	bpf_loop(len + 1, sa_norm_step, NULL, 0);
 }
 
+#define SA_BYTES(b) (0x0101010101010101ULL * (b))
+
+/* 0x80 in the bytes of x equal to b (and possibly above one: a false "maybe" only costs the slow path). */
+static __always_inline __u64 sa_bytes_eq(__u64 x, __u8 b)
+{
+	x ^= SA_BYTES(b);
+	return (x - SA_BYTES(1)) & ~x & SA_BYTES(0x80);
+}
+
+struct sa_canon {
+	__u32 slot;
+	__u32 len;
+	__u64 carry;     /* the previous word's last byte was a '/' (0x80 in byte 0) */
+	bool bad;
+};
+
+/* Eight bytes of an absolute name: "//" or "/." anywhere (".", "..", and hidden names, which only take the
+ * slow path), or a final '/', make it not plainly normal. */
+static long sa_canon_step(__u32 i, struct sa_canon *k)
+{
+	struct sa_call *c = sa_call_state();
+	__u32 at = i * 8;
+	if (!c || at >= k->len)
+		return 1;
+	__u64 w;
+	__builtin_memcpy(&w, &c->raw[k->slot & (SA_POINT_ARGS - 1)][at & (SA_STR_MAX - 8)], 8);
+	__u32 n = k->len - at;
+	if (n < 8)
+		w &= (1ULL << (8 * n)) - 1; /* bytes past the end: 0, neither '/' nor '.' */
+	__u64 slash = sa_bytes_eq(w, '/') & (n < 8 ? (1ULL << (8 * n)) - 1 : ~0ULL);
+	__u64 dot = sa_bytes_eq(w, '.') & (n < 8 ? (1ULL << (8 * n)) - 1 : ~0ULL);
+	__u64 next = slash >> 8 | dot >> 8;
+	if ((slash & next) || (k->carry & (slash | dot))) {
+		k->bad = true;
+		return 1;
+	}
+	k->carry = slash >> 56;
+	return 0;
+}
+
+/* The fast path: an absolute name without "//", "/." or a final '/' is already the path (no walk, no copy
+ * by byte). */
+static __always_inline bool sa_plainly_normal(__u32 p, const char *raw, __u32 len)
+{
+	if (raw[0] != '/' || (len > 1 && raw[(len - 1) & (SA_STR_MAX - 1)] == '/'))
+		return false;
+	struct sa_canon k = { .slot = p, .len = len };
+	bpf_loop((len + 7) / 8, sa_canon_step, &k, 0);
+	return !k.bad;
+}
+
 /* The open file behind descriptor `fd` of the current task, or NULL. */
 static __always_inline struct file *sa_fd_file(__s64 fd)
 {
@@ -121,6 +172,11 @@ static __always_inline __u32 sa_read_user_path(struct sa_call *c, __u32 p, void 
 	if (rlen >= SA_STR_MAX - 1)
 		c->trunc_mask |= 1 << p;
 
+	if (rlen && sa_plainly_normal(p, raw, rlen)) {
+		bpf_probe_read_kernel(c->str[p], SA_STR_MAX, raw);
+		c->raw_len[p] = 0;
+		return rlen;
+	}
 	struct sa_norm *st = &c->norm;
 	__builtin_memset(st, 0, sizeof(*st));
 	st->slot = p;
