@@ -47,7 +47,7 @@ public static class PlanExplainer
                 if (sel.BinaryCmp != Cmp.None) b.AppendLine($"      binary {sel.BinaryCmp} {Set(plan, sel.BinaryValueSet)}");
                 if (sel.CapCmp != Cmp.None) b.AppendLine($"      capabilities {sel.CapCmp} mask 0x{sel.CapMask:x} (set {sel.CapSet})");
                 foreach (var f in sel.Args)
-                    b.AppendLine($"      arg slot {f.Slot} {f.Cmp} " + (f.ValueSet is null ? $"0x{f.Value:x}" : Set(plan, f.ValueSet)));
+                    b.AppendLine($"      arg slot {f.Slot} {f.Cmp} " + (f.ValueSet is null ? $"0x{f.Value:x}" : Set(plan, f.ValueSet)) + Matches(hook, f));
                 foreach (var p in sel.ParentBinaries)
                     b.AppendLine($"      parent binary {p.Operator} [{string.Join(", ", p.Values)}] (user space)");
             }
@@ -69,6 +69,15 @@ public static class PlanExplainer
         }
         b.AppendLine($"  selectors: one bit each at their attach point (sa_points, sa_selectors), counters in sa_hook_stats");
         return b.ToString();
+    }
+
+    /// <summary>For string filters: whether they match the string as passed or the path the kernel resolves.</summary>
+    private static string Matches(HookPlan hook, ArgFilterPlan f)
+    {
+        if (f.Cmp is not (Cmp.In or Cmp.NotIn or Cmp.Prefix or Cmp.NotPrefix or Cmp.Postfix or Cmp.NotPostfix)
+            || hook.Args.FirstOrDefault(a => a.Slot == f.Slot) is not { KernelType: ArgType.String } arg)
+            return "";
+        return "\n        matches " + (PathArguments.Explain(hook, arg, f.Cmp) ?? "the string as the process passed it (not a file name the kernel resolves)");
     }
 
     private static string Describe(LabelSelector s) =>
