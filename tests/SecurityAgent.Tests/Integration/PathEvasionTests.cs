@@ -127,7 +127,7 @@ public class PathEvasionTests
             Assert.True(r.Code == 0 && r.Stdout.Contains("TOP-SECRET"), $"{what}: monitor mode must not stop the read: {r.Code} {r.Stdout} {r.Stderr}");
             var body = WaitForPassed(agent, "evasion-monitor", passed, what);
             Assert.Equal(resolved, body.GetProperty("args")[0].GetProperty("string_arg").GetString());
-            Assert.False(body.GetProperty("enforced").GetBoolean());
+            Assert.False(body.GetProperty("securityagent").GetProperty("enforced").GetBoolean());
         }
         // A file outside the secret directory, by the same binaries and the same tricks, is not reported.
         Assert.Equal(0, Run.Wait(s.Cat, ["../plain.txt"], s.SecretDir).Code);
@@ -148,7 +148,7 @@ public class PathEvasionTests
             var r = Run.Wait(file, args, cwd);
             Assert.True(r.Code == 137 && !r.Stdout.Contains("TOP-SECRET"), $"{what}: expected SIGKILL before any output, got {r.Code} '{r.Stdout}' {r.Stderr}");
             var body = WaitForPassed(agent, "evasion-kill", passed, what);
-            Assert.True(body.GetProperty("enforced").GetBoolean(), what);
+            Assert.True(body.GetProperty("securityagent").GetProperty("enforced").GetBoolean(), what);
         }
         Assert.Equal((0, "plain\n"), (Run.Wait(s.Cat, ["../plain.txt"], s.SecretDir).Code, Run.Wait(s.Cat, ["../plain.txt"], s.SecretDir).Stdout));
     }
@@ -201,7 +201,7 @@ public class PathEvasionTests
         Assert.Equal(expected, Run.Wait(sh, ["-c", "./alias"], dir.File("elsewhere")).Code);
         var link = WaitForPassed(agent, policy, "./alias", "exec through a symlink");
         Assert.Equal(tool, link.GetProperty("args")[0].GetProperty("string_arg").GetString());
-        Assert.Equal(mode == "enforce", link.GetProperty("enforced").GetBoolean());
+        Assert.Equal(mode == "enforce", link.GetProperty("securityagent").GetProperty("enforced").GetBoolean());
         // The same shell running a program outside the directory is left alone.
         Assert.Equal(0, Run.Wait(sh, ["-c", "/usr/bin/true"]).Code);
     }
