@@ -24,7 +24,7 @@ public sealed record EventFormat
     /// <summary>ns in process objects (Tetragon's --enable-process-ns).</summary>
     public bool ProcessNamespaces { get; init; }
 
-    /// <summary>The host's namespaces, that ns.*.is_host compares with; null: read from /proc/1/ns when needed.</summary>
+    /// <summary>The host's namespaces, that ns.*.is_host compares with; null: read from /proc/1/ns when needed (see ProcFsScanner.ReadHostNamespaces).</summary>
     public Events.NamespaceInums? HostNamespaces { get; init; }
 
     /// <summary>Which events list the ancestors beyond the parent (Tetragon's --enable-ancestors).</summary>

@@ -66,6 +66,17 @@ public static class ProcFsScanner
         return ns;
     }
 
+    /// <summary>The host's namespaces, that events mark is_host: pid 1's; where pid 1's cannot be read (a sandbox that
+    /// hides pid 1 from the agent), the agent's own, which runs in the host's namespaces.</summary>
+    public static NamespaceInums ReadHostNamespaces(string procRoot = "/proc")
+    {
+        var host = ReadNamespaces(Path.Combine(procRoot, "1"));
+        var self = ReadNamespaces(Path.Combine(procRoot, "self"));
+        for (int i = 0; i < (int)Wire.Namespace.Count; i++)
+            if (host[i] == 0) host[i] = self[i];
+        return host;
+    }
+
     /// <summary>The "0::/path" line of /proc/PID/cgroup: the process's cgroup v2 path.</summary>
     private static string? CgroupV2Path(string dir) =>
         TryRead(Path.Combine(dir, "cgroup"))?.Split('\n').FirstOrDefault(l => l.StartsWith("0::"))?[3..];
