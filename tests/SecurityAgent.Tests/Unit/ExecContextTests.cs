@@ -79,7 +79,7 @@ public sealed class ExecContextTests
     {
         Assert.Equal(PrivilegesChanged.Setgid, Properties(Record(egid: 0, mode: 0x81ed | 0x400, perClear: 1)).Changed);
         Assert.Equal(0u, Properties(Record(egid: 0, mode: 0x81ed | 0x400, perClear: 1)).Setgid);
-        Assert.True(Properties(Record(mode: 0x81e5 & ~0x8 | 0x400, perClear: 0)).IsEmpty);
+        Assert.True(Properties(Record(egid: 0, mode: (0x81ed & ~0x8) | 0x400, perClear: 1)).IsEmpty);
     }
 
     [Fact]
