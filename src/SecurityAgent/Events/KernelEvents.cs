@@ -82,7 +82,7 @@ public readonly ref struct ExecEvent(ReadOnlySpan<byte> raw, ulong ktime, ReadOn
         {
             var ns = new NamespaceInums();
             for (int i = 0; i < (int)Wire.Namespace.Count; i++)
-                ns[i] = EventDecoder.U32(_raw, Wire.Exec.Ns + 4 * i);
+                ns[i] = Namespace((Wire.Namespace)i);
             return ns;
         }
     }

@@ -241,7 +241,7 @@ internal sealed class ProcessRenderer(BootClock clock, EventFormat format, Redac
     private readonly bool _credentials = format.ProcessCredentials;
     private readonly bool _namespaces = format.ProcessNamespaces;
     private readonly NamespaceInums _host = format.ProcessNamespaces ? format.HostNamespaces ?? ProcFsScanner.ReadHostNamespaces() : default;
-    private readonly System.Buffers.ArrayBufferWriter<byte> _execBytes = new(1024);
+    private readonly ArrayBufferWriter<byte> _execBytes = new(1024);
     private readonly UserNames? _users = format.PasswdFile is { } passwd ? new UserNames(passwd) : null;
     private static readonly JsonWriterOptions Options = new() { SkipValidation = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
     private readonly System.Buffers.ArrayBufferWriter<byte> _bytes = new(1024);
