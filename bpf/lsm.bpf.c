@@ -15,7 +15,7 @@ static __always_inline int sa_lsm(__u32 ap, __u64 a0, __u64 a1, __u64 a2)
 	__u64 typed[SA_MAX_FN_ARGS] = { a0, a1, a2, 0, 0 };
 	struct sa_source src;
 	bpf_probe_read_kernel(src.raw, sizeof(src.raw), typed);
-	return sa_policy_run(ap, SA_OP_LSM, &src);
+	return sa_policy_run(ap, SA_OP_LSM, &src, NULL);
 }
 
 SEC("lsm/file_open")

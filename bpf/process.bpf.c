@@ -104,7 +104,7 @@ int BPF_PROG(sa_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 
 	/* The executed file, resolved against the task's root. */
 	struct file *file = BPF_CORE_READ(bprm, file);
-	__u32 start = sa_resolve_path(&file->f_path, &fs->root, &truncated);
+	__u32 start = sa_resolve_path(&file->f_path, &fs->root, &truncated, false);
 	if (truncated)
 		ev->flags |= SA_EXEC_PATH_TRUNCATED;
 	__u32 path_len = sa_copy_path(ev->data, ps, start) & SA_MASK_4K;
@@ -114,7 +114,7 @@ int BPF_PROG(sa_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 	ev->args_len = args_len;
 
 	__u32 off = (path_len + args_len) & SA_MASK_8K;
-	start = sa_resolve_path(&fs->pwd, &fs->root, &truncated);
+	start = sa_resolve_path(&fs->pwd, &fs->root, &truncated, false);
 	if (truncated)
 		ev->flags |= SA_EXEC_CWD_TRUNCATED;
 	__u32 cwd_len = sa_copy_path(&ev->data[off], ps, start) & SA_MASK_4K;

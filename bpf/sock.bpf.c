@@ -30,7 +30,7 @@ static __always_inline int sa_connect(struct bpf_sock_addr *ctx, const bool v6)
 {
 	struct sa_source src;
 	sa_dest(src.dest, ctx, v6);
-	__s32 verdict = sa_policy_run(SA_AP_CONNECT, SA_OP_SOCK, &src);
+	__s32 verdict = sa_policy_run(SA_AP_CONNECT, SA_OP_SOCK, &src, NULL);
 	if (verdict == 0)
 		return 1;
 	if (verdict != -1)

@@ -33,6 +33,50 @@ int sa_policy_tp(void *ctx)
 	/* The record is read through its address as a plain number: the verifier forbids variable
 	 * offsets from the context pointer itself. */
 	bpf_probe_read_kernel(&src.record, sizeof(src.record), &ctxp);
-	sa_policy_run(bpf_get_attach_cookie(ctx), SA_OP_TRACEPOINT, &src);
+	sa_policy_run(bpf_get_attach_cookie(ctx), SA_OP_TRACEPOINT, &src, NULL);
+	return 0;
+}
+
+/* The exit of a syscall whose enter armed an exit check (open*, creat, exec*): the hooks of the enter's attach
+ * point (the bpf_cookie) run again, their path arguments now the path of the object the kernel opened or
+ * executed; hooks that matched at enter are skipped. A Sigkill here lands before the return to user space. */
+SEC("tracepoint")
+int sa_policy_exit_tp(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct sa_pending *pend = bpf_map_lookup_elem(&sa_pending, &id);
+	if (!pend)
+		return 0;
+	__u32 ap = bpf_get_attach_cookie(ctx);
+	long ret = ctx->ret;
+	struct sa_call *c = sa_call_state();
+	if (!c || pend->ap != ap) {
+		bpf_map_delete_elem(&sa_pending, &id);
+		return 0;
+	}
+	__u8 flags = pend->flags;
+	__u32 gen = pend->gen;
+	__builtin_memcpy(c->skip, pend->fired, sizeof(c->skip));
+	__builtin_memcpy(c->exit_record, pend->record, sizeof(c->exit_record));
+	__u32 slot = pend->slot & (SA_POINT_ARGS - 1);
+	c->raw_len[slot] = pend->raw_len;
+	bpf_probe_read_kernel(c->raw[slot], SA_STR_MAX, pend->raw);
+	bpf_map_delete_elem(&sa_pending, &id);
+
+	struct file *f = NULL;
+	if (flags & SA_POINT_EXIT_FD && ret >= 0)
+		f = sa_fd_file(ret);
+	else if (flags & SA_POINT_EXIT_EXE && ret == 0)
+		f = BPF_CORE_READ((struct task_struct *)bpf_get_current_task(), mm, exe_file);
+	if (!f)
+		return 0;
+	__u32 *active = bpf_map_lookup_elem(&sa_active, &ap);
+	if (!active || *active != gen)
+		__builtin_memset(c->skip, 0, sizeof(c->skip)); /* the policies changed in between */
+
+	struct sa_source src = { .file = (__u64)f };
+	void *rec = c->exit_record;
+	bpf_probe_read_kernel(&src.record, sizeof(src.record), &rec);
+	sa_policy_run(ap, SA_OP_TRACEPOINT, &src, c->skip);
 	return 0;
 }

@@ -5,6 +5,22 @@
 #pragma once
 #include "selectors.h"
 
+/* Sets bits [from, to) of a selector bitmap. */
+static __always_inline void sa_set_bits(__u64 *w, __u32 from, __u32 to)
+{
+	for (int i = 0; i < SA_SEL_WORDS; i++) {
+		__u32 lo = i * 64;
+		if (to <= lo || from >= lo + 64)
+			continue;
+		__u64 m = ~0ULL;
+		if (from > lo)
+			m <<= from - lo;
+		if (to < lo + 64)
+			m &= (1ULL << (to - lo)) - 1;
+		w[i] |= m;
+	}
+}
+
 static __always_inline void sa_post(struct sa_run *r, const struct sa_selector *sel, __u32 hook_id, __u32 actions, __u8 flags)
 {
 	struct sa_call *c = r->c;
@@ -35,8 +51,24 @@ static __always_inline void sa_post(struct sa_run *r, const struct sa_selector *
 		ev->str_len[j] = len;
 		off += len;
 	}
+	/* Then the strings the process passed, where the path argument was resolved to something else. */
+	for (int j = 0; j < SA_MAX_ARGS; j++) {
+		ev->raw_len[j] = 0;
+		if (j >= sel->nargs)
+			continue;
+		__u32 p = sel->args[j] & (SA_POINT_ARGS - 1);
+		__u32 len = c->raw_len[p] & (SA_STR_MAX - 1);
+		__u32 o = off;
+		if (!len || o > SA_EVENT_DATA - SA_STR_MAX)
+			continue;
+		bpf_probe_read_kernel(&ev->data[o], len, c->raw[p]);
+		ev->raw_len[j] = len;
+		off = o + len;
+	}
+	if (r->at_exit)
+		flags |= SA_PEV_AT_EXIT;
 	ev->flags = flags;
-	__u64 size = offsetof(struct policy_event, data) + (off & 0x7ff);
+	__u64 size = offsetof(struct policy_event, data) + (off & (SA_EVENT_DATA - 1));
 	sa_header(&ev->hdr, r->op, size);
 	sa_submit(ev, size, sel->flags & SA_SEL_USER_SPACE);
 }
@@ -64,6 +96,7 @@ static __always_inline void sa_act(struct sa_run *r, const struct sa_selector *s
 		}
 	}
 	__sync_fetch_and_add(&st->matched, 1);
+	sa_set_bits(r->c->fired, r->bit - 1 - sel->index, sel->hook_end);
 
 	if (actions & SA_ACT_OVERRIDE) {
 		if (!enforce) {

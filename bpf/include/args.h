@@ -4,13 +4,14 @@
  * value comes from is the family's (a tracepoint record, function arguments, a connect's destination); how
  * it is turned into an integer, a string or a sockaddr is the same for all. */
 #pragma once
-#include "predicates.h"
+#include "paths.h"
 
 /* What a family hands to the reader. */
 struct sa_source {
 	__u64 record;                   /* tracepoints: the record's address, as a number */
 	__u64 raw[SA_MAX_FN_ARGS];      /* LSM hooks, kprobes: the function's arguments */
 	char dest[SA_SOCKADDR_SIZE];    /* cgroup connect hooks: the destination as a struct sockaddr */
+	__u64 file;                     /* a syscall's exit: the struct file it opened or executed */
 };
 
 struct sa_rev_ctx {
@@ -46,7 +47,7 @@ static __always_inline __u32 sa_path_to_slot(char *dst, const struct path *p)
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct fs_struct *fs = BPF_CORE_READ(task, fs);
 	bool truncated = false;
-	__u32 off = sa_resolve_path(p, &fs->root, &truncated);
+	__u32 off = sa_resolve_path(p, &fs->root, &truncated, false);
 	if (off > SA_PATH_MAX) {
 		dst[0] = '/';
 		dst[1] = 0;
@@ -94,6 +95,19 @@ static __always_inline void sa_read_arg(struct sa_call *c, __u32 p, const struct
 		if (SA_FAMILY == SA_FAMILY_TRACEPOINT)
 			len = sa_str_result(bpf_probe_read_user_str(str, SA_STR_MAX, (void *)v), c, p);
 		break;
+	case SA_ARG_USER_PATH:
+	case SA_ARG_USER_PATH_AT:
+		if (SA_FAMILY != SA_FAMILY_TRACEPOINT)
+			break;
+		if (src->file) {
+			len = sa_file_to_slot(c, p, (struct file *)src->file);
+		} else {
+			__s64 dirfd = 0;
+			if (a->type == SA_ARG_USER_PATH_AT && a->offset >= 8)
+				bpf_probe_read_kernel(&dirfd, sizeof(dirfd), (void *)(src->record + a->offset - 8));
+			len = sa_read_user_path(c, p, (void *)v, a->type == SA_ARG_USER_PATH_AT, dirfd);
+		}
+		break;
 	case SA_ARG_SOCK_ADDR:
 		if (SA_FAMILY == SA_FAMILY_CGROUP) {
 			__builtin_memcpy(str, src->dest, SA_SOCKADDR_SIZE);
@@ -130,6 +144,8 @@ static __always_inline void sa_read_arg(struct sa_call *c, __u32 p, const struct
 	}
 	c->ints[p] = v;
 	c->str_len[p] = len;
+	if (a->type != SA_ARG_USER_PATH && a->type != SA_ARG_USER_PATH_AT)
+		c->raw_len[p] = 0;
 }
 
 struct sa_read_ctx {

@@ -38,7 +38,10 @@ enum sa_limit {
 	SA_MAX_DIMS = 16,          /* indexed dimensions at one attach point */
 	SA_MAX_HOOKS = 4096,       /* policy hooks loaded at once (ids into sa_hook_stats) */
 	SA_MAX_POINTS = 1024,      /* attach points with policy hooks at once */
-	SA_EVENT_DATA = 2304,      /* policy_event.data: SA_MAX_ARGS strings of < SA_STR_MAX bytes, packed */
+	SA_EVENT_DATA = 4096,      /* policy_event.data: SA_MAX_ARGS strings of < SA_STR_MAX bytes, then as many
+				    * strings as passed (where they differ from the resolved path), packed */
+	SA_NORM_DEPTH = 64,        /* path components `..` can go back over when a path is normalised */
+	SA_SYSCALL_RECORD = 64,    /* bytes of a sys_enter_* tracepoint record (header, number, 6 arguments) */
 	SA_FOLLOW_BITS = 64,       /* matchPIDs followForks sets (bits of sa_follow values) */
 	SA_SIGKILL = 9,
 	SA_PF_KTHREAD = 0x00200000, /* task_struct.flags (and /proc/PID/stat flags) of a kernel thread */
@@ -179,6 +182,15 @@ enum sa_arg_type {
 	SA_ARG_BPRM = 8,         /* struct linux_binprm *: the executed file's path */
 	SA_ARG_K_SOCK_ADDR = 9,  /* kernel struct sockaddr * */
 	SA_ARG_K_STRING = 10,    /* kernel char * */
+	SA_ARG_USER_PATH = 11,   /* user-space file name: joined to the cwd when relative, normalised (., .., //) */
+	SA_ARG_USER_PATH_AT = 12,/* ... relative to the directory fd in the record's previous argument (AT_FDCWD: cwd) */
+};
+
+/* sa_point.flags: the exit of the syscall looks the object up again (symlinks, bind mounts, hard links,
+ * /proc/self/fd): the attach point's path arguments become the path of what was opened or executed. */
+enum sa_point_flags {
+	SA_POINT_EXIT_FD = 1 << 0,   /* the return value is a file descriptor (open, openat, openat2, creat) */
+	SA_POINT_EXIT_EXE = 1 << 1,  /* a successful exec: the new mm->exe_file */
 };
 
 /* Comparisons of a selector (matchArgs, matchBinaries, matchPIDs, matchCapabilities). */
@@ -216,6 +228,7 @@ enum sa_policy_event_flags {
 	SA_PEV_SAFETY_REFUSED = 1 << 2,  /* target was pid 1, a kernel thread or the agent */
 	SA_PEV_STR_TRUNCATED = 1 << 3,
 	SA_PEV_DENY_SET = 1 << 4,        /* enforced because user space put the process in the deny set */
+	SA_PEV_AT_EXIT = 1 << 5,         /* matched at the syscall's exit, on the object the kernel looked up */
 };
 
 /* An indexed dimension of the selectors at an attach point: one map lookup per call gives the bitmap of the
@@ -263,7 +276,8 @@ struct sa_point {
 	__u8 ndims;
 	__u8 nproc_dims;         /* the first nproc_dims dimensions need no argument */
 	__u8 reverse_mask;       /* argument slots whose reversed string a Postfix dimension looks up */
-	__u16 pad;
+	__u8 flags;              /* enum sa_point_flags */
+	__u8 pad;
 	struct sa_point_arg args[SA_POINT_ARGS];
 	__u64 valid[SA_SEL_WORDS];   /* bits < nbits */
 	struct sa_dim dims[SA_MAX_DIMS];
@@ -338,6 +352,16 @@ struct sa_lpm_key {
 	char data[SA_LPM_STR_MAX];
 };
 
+/* The other names of a file: a value of a file-name dimension that names an existing file (or, for a prefix,
+ * the files under it when loaded) is also stored by inode, which a syscall's exit looks up when the file it
+ * opened or executed has more than one link. */
+struct sa_inode_key {
+	struct sa_value_hdr hdr;
+	__u32 dev;               /* the kernel's s_dev: major << 20 | minor */
+	__u32 pad;
+	__u64 ino;
+};
+
 struct sa_int_key {
 	struct sa_value_hdr hdr;
 	__u64 value;
@@ -384,7 +408,8 @@ struct sa_point_stats {
 };
 
 /* A policy hook's match. Only the used part travels: the strings (and sockaddrs) of the hook's arguments
- * follow the fixed part back to back, in argument order, each str_len bytes. */
+ * follow the fixed part back to back, in argument order, each str_len bytes; then the passed strings of the
+ * path arguments whose raw_len is not 0, in argument order. */
 struct policy_event {
 	struct event_header hdr;
 	__u32 pid;
@@ -398,6 +423,7 @@ struct policy_event {
 	__u32 actions;
 	__u64 ints[SA_MAX_ARGS];
 	__u16 str_len[SA_MAX_ARGS];
-	__u16 pad1[3];
+	__u16 raw_len[SA_MAX_ARGS];  /* path arguments: the string the process passed, when not the resolved one */
+	__u16 pad1[2];
 	char data[SA_EVENT_DATA];
 };

@@ -111,7 +111,26 @@ struct sa_walk {
 	struct vfsmount *root_mnt;
 	__u32 off;
 	bool done;
+	bool canonical;
 };
+
+#define SA_SB_MOUNTS 8
+
+/* Another mount of the same filesystem in the same namespace, of its root directory: the place a bind mount's
+ * files have in the tree (NULL: none among the first few, or a kernel without the per-superblock list). */
+static __always_inline struct mount *sa_primary_mount(struct mount *bind, struct dentry *sb_root)
+{
+	if (!bpf_core_field_exists(struct mount, mnt_next_for_sb))
+		return NULL;
+	struct mnt_namespace *ns = BPF_CORE_READ(bind, mnt_ns);
+	struct mount *m = BPF_CORE_READ(bind, mnt.mnt_sb, s_mounts);
+	for (int i = 0; i < SA_SB_MOUNTS && m; i++) {
+		if (m != bind && BPF_CORE_READ(m, mnt.mnt_root) == sb_root && BPF_CORE_READ(m, mnt_ns) == ns)
+			return m;
+		m = BPF_CORE_READ(m, mnt_next_for_sb);
+	}
+	return NULL;
+}
 
 /* One step of the walk: a bpf_loop callback, so the verifier checks it once. */
 static long sa_walk_step(__u32 i, struct sa_walk *w)
@@ -130,6 +149,16 @@ static long sa_walk_step(__u32 i, struct sa_walk *w)
 	}
 	struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
 	struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
+	if (w->canonical && dentry == mnt_root && dentry != parent) {
+		/* The root of a bind mount of a directory: go on through the filesystem's own mount, so a file
+		 * reached through the bind mount has the path it has there. */
+		struct mount *primary = sa_primary_mount(mnt, BPF_CORE_READ(vfsmnt, mnt_sb, s_root));
+		if (primary) {
+			w->mnt = primary;
+			w->vfsmnt = &primary->mnt;
+			return 0;
+		}
+	}
 	if (dentry == mnt_root || dentry == parent) {
 		struct mount *mnt_parent = BPF_CORE_READ(mnt, mnt_parent);
 		if (mnt == mnt_parent) {
@@ -158,11 +187,12 @@ static long sa_walk_step(__u32 i, struct sa_walk *w)
 /* Resolves `path` to an absolute path as seen from `root`, like d_path(), by walking
  * dentries and crossing mount points. The result is written backwards into the path
  * scratch buffer, ending at SA_PATH_MAX; returns the start offset (SA_PATH_MAX + 1, i.e.
- * empty, means "/"). *truncated is set when the walk did not reach the root. */
+ * empty, means "/"). *truncated is set when the walk did not reach the root.
+ * `canonical`: a file under a bind mount gets its path through its filesystem's own mount. */
 static __always_inline __u32 sa_resolve_path(const struct path *path, const struct path *root,
-					     bool *truncated)
+					     bool *truncated, bool canonical)
 {
-	struct sa_walk w = {};
+	struct sa_walk w = { .canonical = canonical };
 	w.dentry = BPF_CORE_READ(path, dentry);
 	w.vfsmnt = BPF_CORE_READ(path, mnt);
 	w.mnt = container_of(w.vfsmnt, struct mount, mnt);

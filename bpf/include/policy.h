@@ -46,9 +46,42 @@ static long sa_next_selector(__u32 i, struct sa_run *r)
 	return 0;
 }
 
+/* A syscall whose exit looks the object up again: saves what the exit needs (after the process-level
+ * dimensions passed, so only calls that entered a hook pay for it). */
+static __always_inline void sa_arm_exit(struct sa_run *r, const struct sa_source *src)
+{
+#if SA_FAMILY == SA_FAMILY_TRACEPOINT
+	__u8 flags = r->pt->flags & (SA_POINT_EXIT_FD | SA_POINT_EXIT_EXE);
+	if (!flags || src->file)
+		return;
+	__u32 zero = 0;
+	struct path_scratch *ps = bpf_map_lookup_elem(&sa_path_scratch, &zero);
+	if (!ps)
+		return;
+	/* Built in the scratch buffer: the record is too big for the stack beside the caller's frame. */
+	struct sa_pending *pend = (struct sa_pending *)ps->buf;
+	pend->ap = r->ap;
+	pend->gen = r->gen;
+	pend->flags = flags;
+	__builtin_memcpy(pend->fired, r->c->fired, sizeof(pend->fired));
+	bpf_probe_read_kernel(pend->record, sizeof(pend->record), (void *)src->record);
+	/* The first path argument (opens and execs have one). */
+	pend->slot = 0;
+	for (int p = SA_POINT_ARGS - 1; p >= 0; p--)
+		if (p < r->pt->nargs && (r->pt->args[p].type == SA_ARG_USER_PATH || r->pt->args[p].type == SA_ARG_USER_PATH_AT))
+			pend->slot = p;
+	__u32 slot = pend->slot & (SA_POINT_ARGS - 1);
+	bool same = r->c->raw_len[slot] == 0; /* passed as resolved: the resolved string is the passed one */
+	pend->raw_len = same ? r->c->str_len[slot] : r->c->raw_len[slot];
+	bpf_probe_read_kernel(pend->raw, SA_STR_MAX, same ? r->c->str[slot] : r->c->raw[slot]);
+	__u64 id = bpf_get_current_pid_tgid();
+	bpf_map_update_elem(&sa_pending, &id, pend, BPF_ANY);
+#endif
+}
+
 /* Runs the policy hooks of attach point `ap` on this call; returns the errno an LSM or cgroup hook should
- * return (0: allow). */
-static __always_inline __s32 sa_policy_run(__u32 ap, __u8 op, const struct sa_source *src)
+ * return (0: allow). `skip`: at a syscall's exit, the selector bits whose hooks matched at its enter. */
+static __always_inline __s32 sa_policy_run(__u32 ap, __u8 op, const struct sa_source *src, const __u64 *skip)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	struct sa_run r = { .ap = ap, .op = op, .tgid = pid_tgid >> 32, .tid = (__u32)pid_tgid, .alive = true };
@@ -64,6 +97,13 @@ static __always_inline __s32 sa_policy_run(__u32 ap, __u8 op, const struct sa_so
 		return 0;
 	__sync_fetch_and_add(&ps->seen, 1);
 	__builtin_memcpy(r.c->live, r.pt->valid, sizeof(r.c->live));
+	__builtin_memset(r.c->fired, 0, sizeof(r.c->fired));
+	r.c->file_ino = 0;
+	if (skip) {
+		r.at_exit = true;
+		for (int w = 0; w < SA_SEL_WORDS; w++)
+			r.c->live[w] &= ~skip[w];
+	}
 	r.bin = &r.c->no_bin;
 
 	if (r.pt->nproc_dims) {
@@ -74,8 +114,8 @@ static __always_inline __s32 sa_policy_run(__u32 ap, __u8 op, const struct sa_so
 			return 0;
 	}
 	sa_read_args(r.c, r.pt, src);
-	if (!sa_eval_dims(&r, r.pt->nproc_dims, r.pt->ndims))
-		return 0;
-	bpf_loop(SA_SEL_BITS + SA_SEL_WORDS, sa_next_selector, &r, 0);
+	if (sa_eval_dims(&r, r.pt->nproc_dims, r.pt->ndims))
+		bpf_loop(SA_SEL_BITS + SA_SEL_WORDS, sa_next_selector, &r, 0);
+	sa_arm_exit(&r, src);
 	return r.verdict;
 }

@@ -9,6 +9,13 @@
 #pragma once
 #include "helpers.h"
 
+#define SA_FAMILY_TRACEPOINT 1 /* arguments from the tracepoint record */
+#define SA_FAMILY_FUNCTION 2   /* LSM hooks and kprobes: arguments are the function's (kernel values) */
+#define SA_FAMILY_CGROUP 3     /* cgroup sock_addr: the argument is the connect's destination */
+#ifndef SA_FAMILY
+#error "define SA_FAMILY before including the policy headers"
+#endif
+
 /* The maps whose memory follows what is loaded are created with BPF_F_NO_PREALLOC; their max_entries are
  * ceilings the engine accounts for before it writes anything (a hash map still allocates its buckets: 16 bytes
  * per entry of the ceiling, rounded up to a power of two). While an attach point changes, its old and new
@@ -110,15 +117,39 @@ struct {
 	__type(value, __u64);
 } sa_rate SEC(".maps");
 
+/* The state of one normalisation (sa_call.norm): the output (a call slot) always starts with '/'; `comp` is
+ * where the component being copied starts; sa_call.norm_stack[d] is where component d starts, for `..`. It
+ * lives in the map value, not on the stack: the verifier then sees one state per step, whatever the length. */
+struct sa_norm {
+	__u32 slot;
+	__u32 from;      /* input: 0 the slot's passed string (sa_call.raw), 1 the path scratch buffer at `start` */
+	__u32 start;
+	__u32 len;
+	__u32 out_len;
+	__u32 comp;
+	__u32 depth;
+	bool trunc;
+};
+
 /* Per-CPU state of one call: the arguments read at the attach point, the surviving selector bits, a lookup
  * key and the record being built. */
 struct sa_call {
 	__u64 live[SA_SEL_WORDS];
 	__u64 ints[SA_POINT_ARGS];
+	__u64 fired[SA_SEL_WORDS];   /* the bits of the hooks that matched on this call */
 	__u16 str_len[SA_POINT_ARGS];
+	__u16 raw_len[SA_POINT_ARGS];/* path slots: length of the passed string in raw[] (0: same as str[]) */
 	__u8 trunc_mask;         /* argument slots whose string was cut at SA_STR_MAX - 1 bytes */
 	__u8 pad[7];
 	char str[SA_POINT_ARGS][SA_STR_MAX];
+	char raw[SA_POINT_ARGS][SA_STR_MAX];
+	struct sa_norm norm;
+	__u16 norm_stack[SA_NORM_DEPTH];     /* path normalisation: where each component starts */
+	__u64 skip[SA_SEL_WORDS];    /* a syscall's exit: the bits of the hooks that matched at its enter */
+	__u8 exit_record[SA_SYSCALL_RECORD]; /* ... and the record its enter saw */
+	__u64 file_ino;          /* a syscall's exit: the file's inode when it has more than one link, else 0 */
+	__u32 file_dev;
+	__u32 pad2;
 	char rev[SA_POINT_ARGS][SA_STR_MAX];
 	char bin_rev[SA_STR_MAX];
 	struct sa_binary no_bin; /* never written: the binary of a process the sensor does not know, "" */
@@ -127,6 +158,7 @@ struct sa_call {
 		struct sa_lpm_key lpm;
 		struct sa_int_key num;
 		struct sa_addr_key addr;
+		struct sa_inode_key inode;
 	} key;
 	struct policy_event ev;
 };
@@ -137,6 +169,37 @@ struct {
 	__type(key, __u32);
 	__type(value, struct sa_call);
 } sa_call SEC(".maps");
+
+#if SA_FAMILY == SA_FAMILY_TRACEPOINT
+/* A syscall whose exit looks the object up again (sa_point.flags): what its enter saw, by thread. The exit
+ * re-reads the arguments from the saved record and skips the hooks that already matched at enter. */
+struct sa_pending {
+	__u32 ap;
+	__u32 gen;
+	__u8 flags;              /* the point's SA_POINT_EXIT_* */
+	__u8 slot;               /* the path argument's slot ... */
+	__u16 raw_len;           /* ... and the name passed (after an exec, the old memory is gone) */
+	__u8 pad[4];
+	__u64 fired[SA_SEL_WORDS];
+	__u8 record[SA_SYSCALL_RECORD];
+	char raw[SA_STR_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct sa_pending);
+} sa_pending SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct sa_inode_key);
+	__type(value, struct sa_bitmap);
+} sa_inode_set SEC(".maps");
+#endif
 
 static __always_inline struct sa_call *sa_call_state(void)
 {

@@ -5,12 +5,6 @@
 #pragma once
 #include "policy_maps.h"
 
-#define SA_FAMILY_TRACEPOINT 1 /* arguments from the tracepoint record */
-#define SA_FAMILY_FUNCTION 2   /* LSM hooks and kprobes: arguments are the function's (kernel values) */
-#define SA_FAMILY_CGROUP 3     /* cgroup sock_addr: the argument is the connect's destination */
-#ifndef SA_FAMILY
-#error "define SA_FAMILY before including the policy headers"
-#endif
 #define SA_TASK_HELPERS (SA_FAMILY != SA_FAMILY_CGROUP)
 
 /* The agent's own activity (writing events, reading /proc) is never subject to policies. */

@@ -24,6 +24,7 @@ struct sa_run {
 	__u32 bit;                   /* next selector bit to consider */
 	__s32 verdict;               /* errno for LSM and cgroup hooks (0: allow) */
 	bool alive;
+	bool at_exit;                /* a syscall's exit, on the object the kernel looked up */
 };
 
 static __always_inline const void *sa_lookup_exact(struct sa_call *c, struct sa_value_hdr hdr, const char *s, __u32 len)
@@ -116,9 +117,21 @@ static long sa_eval_dim(__u32 i, struct sa_run *r)
 		return 1;
 	const struct sa_dim *d = &r->pt->dims[di];
 	const struct sa_bitmap *hit = sa_dim_lookup(r, d, di);
+	const struct sa_bitmap *alias = NULL;
+#if SA_FAMILY == SA_FAMILY_TRACEPOINT
+	/* A file with several names matches when any of its names the policy lists does. */
+	if (r->c->file_ino && d->kind >= SA_DIM_STR_EXACT && d->kind <= SA_DIM_STR_POSTFIX) {
+		struct sa_inode_key *k = &r->c->key.inode;
+		k->hdr = (struct sa_value_hdr){ .gen = r->gen, .ap = r->ap, .dim = di };
+		k->dev = r->c->file_dev;
+		k->pad = 0;
+		k->ino = r->c->file_ino;
+		alias = bpf_map_lookup_elem(&sa_inode_set, k);
+	}
+#endif
 	__u64 any = 0;
 	for (int w = 0; w < SA_SEL_WORDS; w++) {
-		__u64 h = hit ? hit->w[w] : 0;
+		__u64 h = (hit ? hit->w[w] : 0) | (alias ? alias->w[w] : 0);
 		r->c->live[w] &= ~d->care[w] | (h ^ d->neg[w]);
 		any |= r->c->live[w];
 	}

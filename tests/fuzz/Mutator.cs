@@ -32,6 +32,9 @@ public sealed class Mutator(IReadOnlyList<string> corpus, ulong seed)
         "nop", "auto", "char_buf", "linux_binprm", "Effective", "CAP_SYS_ADMIN", "CAP_BOGUS", "TracingPolicyNamespaced", "cilium.io/v1alpha1",
         "securityagent.io/v2", "\"quoted\"", "'single'", "é\u00e9\u4e2d", "a\u0000b", "\t", "1m", "25h", "99999999999h", "x", "..", "a.b", "-", "? x",
         "|", ">-", "%YAML 1.2", "@x", "`x`", "0", "255", "256", "63", "64", "-2147483649", "2147483648",
+        "list:syscalls", "generated_syscalls", "generated_ftrace", "sock", "skb", "socket", "dentry", "cap_effective", "TrackSock", "UntrackSock",
+        "DnsLookup", "GetUrl", "NotifyEnforcer", "Set", "host_ns", "Net", "SPort", "SPortPriv", "State", "TCP_SYN_SENT", "Protocol", "IPPROTO_TCP",
+        "CapabilitiesGained", "http://example.invalid/x", "disable-kprobe-multi", "override-method", "fmod-ret", "/usr/lib/libc.so.6", "readline",
     ];
 
     private static readonly string[] Keys =
@@ -41,6 +44,10 @@ public sealed class Mutator(IReadOnlyList<string> corpus, ulong seed)
         "matchParentBinaries", "matchNamespaces", "matchReturnArgs", "operator", "values", "action", "argSig", "argError", "rateLimit", "options",
         "value", "lists", "podSelector", "matchLabels", "matchExpressions", "key", "followForks", "isNamespacePID", "return", "returnArg", "raw",
         "sizeArgIndex", "label", "message", "tags", "loader", "enforcers", "selectros", "<<", "", "a b", "x.y", "[0]",
+        "usdts", "path", "symbols", "offsets", "provider", "calls", "argSock", "argFqdn", "argUrl", "argIndex", "argValue", "resolve", "returnCopy",
+        "maxData", "returnArgAction", "matchNamespaceChanges", "matchCapabilityChanges", "matchReturnActions", "isNamespaceCapability",
+        "kernelStackTrace", "userStackTrace", "imaHash", "followChildren", "ignore", "callNotFound", "selectorsMacros", "macros", "nodeSelector",
+        "fentries", "btfType", "matchWorkloads",
     ];
 
     public string Next(out string description)

@@ -46,10 +46,12 @@ public static class PolicyFuzzer
         return files.Select(File.ReadAllText).ToList();
     }
 
-    private sealed class Target(KernelFeatures features)
+    /// <summary>A kernel to check for; <paramref name="forOtherKernel"/>: as `--for-kernel` does (engine gaps are notes,
+    /// plans are explained, never encoded).</summary>
+    private sealed class Target(KernelFeatures features, bool forOtherKernel = false)
     {
-        public PolicyValidator Validator { get; } = new(features, Formats);
-        public PolicyCompiler Compiler { get; } = new(features, Formats);
+        public PolicyValidator Validator { get; } = new(features, Formats) { ForOtherKernel = forOtherKernel };
+        public PolicyCompiler? Compiler { get; } = forOtherKernel ? null : new(features, Formats);
     }
 
     private static readonly KernelFeatures OurKernel = KernelFeatures.Everything with
@@ -95,7 +97,7 @@ public static class PolicyFuzzer
     public static FuzzReport Run(IReadOnlyList<string> corpus, long count, ulong seed, int threads, string? findingsDir = null, Action<FuzzReport>? progress = null)
     {
         var report = new FuzzReport();
-        var targets = new[] { new Target(OurKernel), new Target(KernelFeatures.Everything) };
+        var targets = new[] { new Target(OurKernel), new Target(KernelFeatures.Everything), new Target(KernelFeatures.Everything, forOtherKernel: true) };
         long next = -1;
         var started = new long[threads];
         var current = new string?[threads];
@@ -140,7 +142,7 @@ public static class PolicyFuzzer
         return report;
     }
 
-    private static void Check(string input, long index, string mutations, PolicyValidator validator, PolicyCompiler compiler, FuzzReport report, string? findingsDir)
+    private static void Check(string input, long index, string mutations, PolicyValidator validator, PolicyCompiler? compiler, FuzzReport report, string? findingsDir)
     {
         int lines = input.Replace("\r\n", "\n").Count(c => c is '\n' or '\r') + 1; // YAML's line breaks: \r\n, \r, \n
         try
@@ -150,13 +152,18 @@ public static class PolicyFuzzer
                 Interlocked.Increment(ref report.Documents);
                 Interlocked.Add(ref report.Errors, r.Diagnostics.Count);
                 Interlocked.Add(ref report.Warnings, r.Warnings.Count);
-                foreach (var d in r.Diagnostics.Concat(r.Warnings))
+                foreach (var d in r.Diagnostics.Concat(r.Warnings).Concat(r.Notes))
                     if (d.File != "fuzz.yaml" || d.Line < 1 || d.Column < 1 || d.Line > lines + 1)
                     {
                         Interlocked.Increment(ref report.Locationless);
                         Record(report, findingsDir, new FuzzFinding("location", index, mutations, d.ToString(), input));
                     }
                 if (!r.Ok) continue;
+                if (compiler is null)
+                {
+                    if (r.Plan is { } other) PlanExplainer.Explain(other);
+                    continue;
+                }
                 PolicyPlan plan;
                 try { plan = compiler.Compile(r); }
                 catch (PolicyCompileException e)

@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Text.Json;
 using SecurityAgent.Kernel;
 
 namespace SecurityAgent.Cli;
@@ -20,7 +19,7 @@ public static class ProbeCommand
         var f = FeatureProbe.Run();
         if (json)
         {
-            Console.WriteLine(ToJson(f));
+            Console.WriteLine(KernelFeaturesJson.ToJson(f));
             return 0;
         }
         Console.WriteLine($"kernel {f.KernelRelease}");
@@ -35,16 +34,4 @@ public static class ProbeCommand
     }
 
     private static string[] Row(string name, bool ok, string detail) => [name, ok ? "yes" : "no", detail];
-
-    public static string ToJson(KernelFeatures f) => JsonSerializer.Serialize(new
-    {
-        kernel = f.KernelRelease,
-        mechanisms = f.Mechanisms.ToDictionary(m => KernelFeatures.MechanismName(m.Key), m => new { available = m.Value.Available, detail = m.Value.Detail }),
-        helpers = new { send_signal = f.SendSignal.Available },
-        maps = new { ringbuf = f.RingBuffer.Available },
-        btf = f.Btf,
-        active_lsms = f.ActiveLsms,
-        bpf_lsm = f.BpfLsmActive,
-        cgroup2 = f.Cgroup2Path,
-    }, new JsonSerializerOptions { WriteIndented = true });
 }

@@ -21,9 +21,11 @@ namespace SecurityAgent.Bpf
             public const string ExecScratch = "sa_exec_scratch";
             public const string Follow = "sa_follow";
             public const string HookStats = "sa_hook_stats";
+            public const string InodeSet = "sa_inode_set";
             public const string IntSet = "sa_int_set";
             public const string Lost = "sa_lost";
             public const string PathScratch = "sa_path_scratch";
+            public const string Pending = "sa_pending";
             public const string PointStats = "sa_point_stats";
             public const string Points = "sa_points";
             public const string Rate = "sa_rate";
@@ -60,6 +62,7 @@ namespace SecurityAgent.Bpf
             public const string LsmFileOpen = "sa_lsm_file_open";
             public const string LsmFilePermission = "sa_lsm_file_permission";
             public const string LsmSocketConnect = "sa_lsm_socket_connect";
+            public const string PolicyExitTp = "sa_policy_exit_tp";
             public const string PolicyKprobe = "sa_policy_kprobe";
             public const string PolicyTp = "sa_policy_tp";
         }
@@ -108,8 +111,8 @@ namespace SecurityAgent.Bpf
         public static class Tracepoint
         {
             public const string File = "tracepoint.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_rcu_inner", "sa_rcu_barrier", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call"];
-            public static readonly IReadOnlyList<string> Programs = ["sa_policy_tp"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_rcu_inner", "sa_rcu_barrier", "sa_pending", "sa_active", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_inode_set"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_policy_tp", "sa_policy_exit_tp"];
         }
     }
 }
@@ -146,7 +149,9 @@ namespace SecurityAgent.Events
         public const int MaxDims = 16;
         public const int MaxHooks = 4096;
         public const int MaxPoints = 1024;
-        public const int EventData = 2304;
+        public const int EventData = 4096;
+        public const int NormDepth = 64;
+        public const int SyscallRecord = 64;
         public const int FollowBits = 64;
         public const int Sigkill = 9;
         public const int PfKthread = 2097152;
@@ -166,6 +171,7 @@ namespace SecurityAgent.Events
             SafetyRefused = 4,
             StrTruncated = 8,
             DenySet = 16,
+            AtExit = 32,
         }
 
         /// <summary>enum sa_fixed_point</summary>
@@ -203,6 +209,14 @@ namespace SecurityAgent.Events
             PidNs = 4,
         }
 
+        /// <summary>enum sa_point_flags</summary>
+        [Flags]
+        public enum PointFlags : byte
+        {
+            Fd = 1,
+            Exe = 2,
+        }
+
         /// <summary>struct sa_binary</summary>
         public static class Binary
         {
@@ -225,8 +239,9 @@ namespace SecurityAgent.Events
             public const int Actions = 36;
             public const int Ints = 40;
             public const int StrLen = 80;
-            public const int Data = 96;
-            public const int Length = 2400;
+            public const int RawLen = 90;
+            public const int Data = 104;
+            public const int Length = 4200;
         }
 
         /// <summary>struct sa_point</summary>
@@ -237,6 +252,7 @@ namespace SecurityAgent.Events
             public const int Ndims = 3;
             public const int NprocDims = 4;
             public const int ReverseMask = 5;
+            public const int Flags = 6;
             public const int Args = 8;
             public const int Valid = 40;
             public const int Dims = 104;
@@ -355,6 +371,15 @@ namespace SecurityAgent.Events
             public const int Hdr = 0;
             public const int Value = 8;
             public const int Length = 16;
+        }
+
+        /// <summary>struct sa_inode_key</summary>
+        public static class InodeKey
+        {
+            public const int Hdr = 0;
+            public const int Dev = 8;
+            public const int Ino = 16;
+            public const int Length = 24;
         }
 
         /// <summary>struct sa_addr_key</summary>
@@ -543,6 +568,8 @@ namespace SecurityAgent.Policies
         Bprm = 8,
         KSockAddr = 9,
         KString = 10,
+        UserPath = 11,
+        UserPathAt = 12,
     }
 
     /// <summary>enum sa_cmp</summary>

@@ -66,7 +66,8 @@ public static class EventDecoder
         return new KernelRecord(op, ktime, raw);
     }
 
-    /// <summary>A policy_event: the fixed part, then the strings of the hook's arguments back to back.</summary>
+    /// <summary>A policy_event: the fixed part, then the strings of the hook's arguments back to back, then the
+    /// strings the process passed for the path arguments that were resolved to something else.</summary>
     internal static PolicyKernelEvent DecodePolicy(ReadOnlySpan<byte> raw, ulong ktime)
     {
         int n = Math.Min((int)raw[PolicyWire.Event.Nargs], Contract.MaxArgs);
@@ -82,9 +83,20 @@ public static class EventDecoder
             strings[i] = data[..len].ToArray();
             data = data[len..];
         }
+        byte[]?[]? passed = null;
+        for (int i = 0; i < n; i++)
+        {
+            int len = U16(raw, PolicyWire.Event.RawLen + 2 * i);
+            if (len == 0) continue;
+            if (len > data.Length)
+                throw new FormatException($"policy record: passed string of argument {i} of {len} bytes exceeds the {data.Length} sent");
+            passed ??= new byte[n][];
+            passed[i] = data[..len].ToArray();
+            data = data[len..];
+        }
         return new PolicyKernelEvent(ktime, I32(raw, PolicyWire.Event.Pid), I32(raw, PolicyWire.Event.Tid),
             U32(raw, PolicyWire.Event.HookId), U32(raw, PolicyWire.Event.PolicyId), raw[PolicyWire.Event.Selector],
-            (PolicyWire.EventFlags)raw[PolicyWire.Event.Flags], U32(raw, PolicyWire.Event.Actions), ints, strings);
+            (PolicyWire.EventFlags)raw[PolicyWire.Event.Flags], U32(raw, PolicyWire.Event.Actions), ints, strings, passed);
     }
 
     /// <summary>argv as the kernel lays it out: NUL-terminated strings back to back (the last may be cut).</summary>

@@ -125,7 +125,9 @@ public readonly record struct ExitEvent(ulong Ktime, int Pid, int Tid, ulong Sta
     public int Signal => (int)(ExitCode & 0x7f);
 }
 
-/// <summary>A policy hook's match (policy_event). Strings holds the raw bytes read for string and sockaddr slots.</summary>
+/// <summary>A policy hook's match (policy_event). Strings holds the raw bytes read for string and sockaddr slots
+/// (for file names: the resolved path); Passed, per argument, the string the process passed where that differs
+/// (null: none differs).</summary>
 public sealed record PolicyKernelEvent(
     ulong Ktime, int Pid, int Tid, uint HookId, uint PolicyId, int Selector, PolicyWire.EventFlags Flags, uint Actions,
-    ulong[] Ints, byte[][] Strings) : KernelEvent(Ktime);
+    ulong[] Ints, byte[][] Strings, byte[]?[]? Passed = null) : KernelEvent(Ktime);

@@ -20,8 +20,9 @@ public sealed record ProcessExitEvent(ulong Ktime, ProcessInfo Process, ProcessI
     public override string Type => "process_exit";
 }
 
-/// <summary>One rendered argument of a policy event, e.g. ("string_arg", "/etc/shadow").</summary>
-public sealed record RenderedArg(string Kind, object Value, string? Label);
+/// <summary>One rendered argument of a policy event, e.g. ("string_arg", "/etc/shadow"). Passed: for a file name
+/// the kernel resolved, the string the process passed when it differs ("../etc/./shadow").</summary>
+public sealed record RenderedArg(string Kind, object Value, string? Label, string? Passed = null);
 
 /// <summary>A tracing-policy match: process_tracepoint, process_kprobe or process_lsm, as Tetragon names them.</summary>
 public sealed record PolicyMatchEvent(

@@ -208,10 +208,29 @@ public sealed class JsonEventFormatter
             w.WriteBoolean("enforced", m.Enforced);
             if (m.SafetyRefused) w.WriteBoolean("safety_refused", true);
             w.WriteString("decided_by", m.DecidedBy);
+            WritePassedStrings(w, m.Args);
         }
         if (e.Process.Unattributed is { } why) w.WriteString("process_unattributed", why);
         if (e.Parent?.Unattributed is { } parentWhy) w.WriteString("parent_unattributed", parentWhy);
         w.WriteEndObject();
+    }
+
+    /// <summary>The strings the process passed where the kernel resolved a file name to another path (string_arg holds
+    /// the resolved one): [{"arg": position in args, "string_arg": as passed}].</summary>
+    private static void WritePassedStrings(Utf8JsonWriter w, IReadOnlyList<RenderedArg> args)
+    {
+        bool any = false;
+        for (int i = 0; i < args.Count; i++)
+        {
+            if (args[i].Passed is not { } passed) continue;
+            if (!any) w.WriteStartArray("passed_args");
+            any = true;
+            w.WriteStartObject();
+            w.WriteNumber("arg", i);
+            w.WriteString("string_arg", passed);
+            w.WriteEndObject();
+        }
+        if (any) w.WriteEndArray();
     }
 
     /// <summary>The key of the extension object in an event body.</summary>

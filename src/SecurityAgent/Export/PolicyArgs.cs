@@ -34,7 +34,9 @@ public static class PolicyArgs
         _ => ("unknown", "unknown"),
     };
 
-    public static IReadOnlyList<RenderedArg> Render(HookPlan hook, ulong[] ints, byte[][] strings)
+    /// <summary>The arguments of a policy event; <paramref name="passed"/> holds, per slot, the string the process passed
+    /// where the kernel resolved it to another path.</summary>
+    public static IReadOnlyList<RenderedArg> Render(HookPlan hook, ulong[] ints, byte[][] strings, byte[]?[]? passed = null)
     {
         var list = new List<RenderedArg>(hook.Args.Count);
         foreach (var a in hook.Args)
@@ -44,7 +46,8 @@ public static class PolicyArgs
             list.Add(a.KernelType switch
             {
                 ArgType.String or ArgType.KString when a.Type is "char_buf" or "char_iovec" => new RenderedArg("bytes_arg", strings[a.Slot], a.Label),
-                ArgType.String or ArgType.KString => new RenderedArg("string_arg", Encoding.UTF8.GetString(strings[a.Slot]), a.Label),
+                ArgType.String or ArgType.KString => new RenderedArg("string_arg", Encoding.UTF8.GetString(strings[a.Slot]), a.Label,
+                    a.KernelType == ArgType.String && passed?[a.Slot] is { } p ? Encoding.UTF8.GetString(p) : null),
                 ArgType.SockAddr or ArgType.KSockAddr => SockAddrArg(strings[a.Slot], a.Label),
                 ArgType.File => new RenderedArg("file_arg", new PathArg(Encoding.UTF8.GetString(strings[a.Slot])), a.Label),
                 ArgType.Path => new RenderedArg("path_arg", new PathArg(Encoding.UTF8.GetString(strings[a.Slot])), a.Label),

@@ -73,9 +73,10 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
             LogDebugFilter(log);
         using var cgroups = features.Cgroup2Path is { } cg ? new Containers.CgroupMap(cg) : null;
         var pods = new Containers.PodCache();
+        await using var notifier = new PolicyNotifier(log);
         var pipeline = new EventPipeline(
             new Enricher(cache, cgroups, clockTickNs),
-            new Decider(engine.Hooks, engine, (p, signal) => Responder.Signal(p, signal, clockTickNs)),
+            new Decider(engine.Hooks, engine, (p, signal) => Responder.Signal(p, signal, clockTickNs), notifier.Enqueue),
             new PodWait(pods, TimeProvider.System, _opt.ChannelCapacity),
             [filtered, state.Live, state.EventMetrics], log);
         using var reader = new KernelEventReader(sensor.Events, pipeline);

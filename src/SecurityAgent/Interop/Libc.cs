@@ -82,6 +82,21 @@ internal static unsafe partial class Libc
         return *(ulong*)(buf + 8);
     }
 
+    /// <summary>The kernel's identity of a regular file (following symlinks): its superblock's s_dev
+    /// (major &lt;&lt; 20 | minor, not glibc's dev_t encoding) and inode number; false when it is not one.</summary>
+    internal static bool TryFileId(string path, out uint dev, out ulong ino)
+    {
+        byte* buf = stackalloc byte[256];
+        (dev, ino) = (0, 0);
+        if (stat(path, buf) != 0 || (*(uint*)(buf + 24) & 0xF000) != 0x8000) // st_mode: S_IFREG
+            return false;
+        ulong d = *(ulong*)buf;
+        ulong major = ((d >> 8) & 0xfff) | ((d >> 32) & ~0xfffUL), minor = (d & 0xff) | ((d >> 12) & ~0xffUL);
+        dev = (uint)(major << 20 | minor);
+        ino = *(ulong*)(buf + 8);
+        return true;
+    }
+
     [LibraryImport(Lib, EntryPoint = "close")]
     internal static partial int close(int fd);
 

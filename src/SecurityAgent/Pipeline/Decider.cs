@@ -9,7 +9,8 @@ namespace SecurityAgent.Pipeline;
 /// (selectors of --debug-userspace-filter, matchParentBinaries), enforces its decisions (the responder's signal,
 /// the kernel deny set that enforces the process's next matches in the kernel) and says whether the event is
 /// exported. Pipeline thread only.</summary>
-public sealed class Decider(IReadOnlyDictionary<uint, HookInfo> hooks, EventPipeline.IDenySet? denySet, Decider.Signaller signal)
+public sealed class Decider(IReadOnlyDictionary<uint, HookInfo> hooks, EventPipeline.IDenySet? denySet, Decider.Signaller signal,
+    Action<IReadOnlyList<Notification>>? notify = null)
 {
     /// <summary>Sends a signal to a process the policy decided against (<see cref="Responder.Signal"/> in the agent).</summary>
     public delegate Responder.Outcome Signaller(ProcessInfo p, int signal);
@@ -52,10 +53,12 @@ public sealed class Decider(IReadOnlyDictionary<uint, HookInfo> hooks, EventPipe
                 refused = outcome == Responder.Outcome.Refused;
             }
         }
+        if (sel is { Notify.Count: > 0 })
+            notify?.Invoke(sel.Notify); // DnsLookup, GetUrl: queued, carried out off this thread
         if (!actions.HasFlag(Actions.Post))
             return (Verdict.NotPosted, null);
         return (Verdict.Export, new PolicyMatchEvent(e.Ktime, p, parent, info.PolicyName, info.Hook, PolicyArgs.ActionName(actions), info.Enforce,
-            enforced, refused, decidedBy, PolicyArgs.Render(info.Hook, e.Ints, e.Strings)));
+            enforced, refused, decidedBy, PolicyArgs.Render(info.Hook, e.Ints, e.Strings, e.Passed)));
     }
 
     /// <summary>A process that exited leaves every deny set (pids are reused).</summary>

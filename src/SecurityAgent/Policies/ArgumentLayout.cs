@@ -1,11 +1,14 @@
 namespace SecurityAgent.Policies;
 
 /// <summary>What kind of value a policy argument type holds: decides which matchArgs operators apply.</summary>
-internal enum ArgClass { None, String, Int, Sock, Syscall64 }
+internal enum ArgClass { None, String, Int, Sock, Syscall64, Cred }
 
 /// <summary>A hook argument as the policy declares it, its class, and (when the layout is known) its place in the
-/// kernel record.</summary>
-internal sealed record ArgInfo(ArgSpec Spec, ArgClass Class, ArgPlan? Plan);
+/// kernel record. A skipped argument (Tetragon's `nop`) keeps its index but is neither read nor reported.</summary>
+internal sealed record ArgInfo(ArgSpec Spec, ArgClass Class, ArgPlan? Plan, bool Skipped = false)
+{
+    public bool Complete => Plan is not null || Skipped;
+}
 
 /// <summary>Argument layout: each declared argument → the kernel record slot, type and offset it is read from.</summary>
 internal static class ArgumentLayout
@@ -13,13 +16,36 @@ internal static class ArgumentLayout
     public const int MaxArgs = Events.Contract.MaxArgs;
 
     private static readonly HashSet<string> StringTypes = ["string", "char_buf", "char_iovec", "file", "path", "filename", "linux_binprm", "dentry", "data_loc"];
-    private static readonly HashSet<string> IntTypes = ["int", "uint", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64", "s8", "u8", "s16", "u16", "s32", "u32", "s64", "u64", "size_t", "long", "ulong", "auto", "fd"];
-    private static readonly HashSet<string> SockTypes = ["sockaddr", "sock", "socket", "skb"];
-    private static readonly HashSet<string> UnsupportedTypes = ["cred", "bpf_attr", "perf_event", "bpf_map", "user_namespace", "capability", "kiocb", "iov_iter", "load_info", "module", "kernel_cap_t", "cap_inheritable", "cap_permitted", "cap_effective", "net_device", "bpf_cmd", "pointer"];
+    private static readonly HashSet<string> IntTypes = ["int", "uint", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64", "sint8", "sint16", "sint32", "sint64", "s8", "u8", "s16", "u16", "s32", "u32", "s64", "u64", "size_t", "long", "ulong", "auto", "fd"];
+    private static readonly HashSet<string> SockTypes = ["sockaddr", "sockaddr_un", "sock", "socket", "skb"];
+
+    /// <summary>Tetragon's types that read a kernel object through a function argument, with what Tetragon reports of
+    /// it; the kernel engine of this build does not read them yet.</summary>
+    private static readonly Dictionary<string, string> KernelObjectTypes = new()
+    {
+        ["sock"] = "sock_arg: family, type, protocol, addresses, ports, state",
+        ["socket"] = "sock_arg of the socket's sock",
+        ["skb"] = "skb_arg: addresses, ports, protocol, length",
+        ["cred"] = "process_credentials_arg: uids, gids, capabilities, user namespace",
+        ["bpf_attr"] = "bpf_attr_arg: program type, instruction count, name",
+        ["perf_event"] = "perf_event_arg: kprobe function, type, config",
+        ["bpf_map"] = "bpf_map_arg: map type, key and value size, entries, name",
+        ["user_namespace"] = "user_namespace_arg: level, owner, group, inode",
+        ["capability"] = "capability_arg: the capability's name",
+        ["kernel_cap_t"] = "cap set as names", ["cap_inheritable"] = "cap set as names", ["cap_permitted"] = "cap set as names", ["cap_effective"] = "cap set as names",
+        ["kiocb"] = "file_arg of the iocb's file", ["iov_iter"] = "bytes of the iterator's buffers",
+        ["load_info"] = "module_arg: name, signature, taints", ["module"] = "module_arg: name, signature, taints",
+        ["sockaddr_un"] = "sockaddr of a unix socket: its path", ["const_buf"] = "bytes of a fixed-size buffer", ["bpf_prog"] = "bpf_prog_arg: type, name",
+        ["net_device"] = "net_device_arg: the device name", ["dentry"] = "the dentry's path", ["char_iovec"] = "bytes of the iovec's buffers",
+    };
+
+    /// <summary>Kernel object types compared as integers (capability sets as masks, a capability as its number) or as
+    /// strings (a device's name).</summary>
+    private static readonly HashSet<string> IntObjectTypes = ["kernel_cap_t", "cap_inheritable", "cap_permitted", "cap_effective", "capability"];
 
     public static ArgClass Class(string type) =>
-        StringTypes.Contains(type) ? ArgClass.String : IntTypes.Contains(type) ? ArgClass.Int : SockTypes.Contains(type) ? ArgClass.Sock
-        : type == "syscall64" ? ArgClass.Syscall64 : ArgClass.None;
+        StringTypes.Contains(type) || type == "net_device" ? ArgClass.String : IntTypes.Contains(type) || IntObjectTypes.Contains(type) ? ArgClass.Int : SockTypes.Contains(type) ? ArgClass.Sock
+        : type == "syscall64" ? ArgClass.Syscall64 : type == "cred" ? ArgClass.Cred : ArgClass.None;
 
     public static List<ArgInfo> Layout(HookSpec hook, Placement? placement, DiagnosticBag d)
     {
@@ -33,15 +59,52 @@ internal static class ArgumentLayout
             var type = a.Type.Value;
             if (!seen.Add(a.Index.Value))
                 d.Error(a.Index.Pos, a.Index.Path, $"argument index {a.Index.Value} is listed twice");
+            Modifiers(a, placement, d);
+            // Tetragon's socket_connect(struct socket *sock, struct sockaddr *address, int addrlen): the socket is
+            // declared by Tetragon-style policies; its fields are not read here, and the event says so.
+            if (type == "nop" || placement is { Kind: HookKind.LsmHook, Name: "socket_connect" } && a.Index.Value == 0 && type is "socket" or "sock")
+            {
+                if (type != "nop")
+                    d.Warning(a.Type.Pos, a.Type.Path, $"the socket (index 0) is not read on {placement!.Describe}: events carry the destination (index 1) only");
+                infos.Add(new ArgInfo(a, Class(type), null, Skipped: true));
+                continue;
+            }
             ArgPlan? plan = null;
-            if (UnsupportedTypes.Contains(type))
-                d.Error(a.Type.Pos, a.Type.Path, $"unsupported: argument type '{type}' is not implemented yet");
+            if (type is "bpf_cmd" or "pointer")
+                d.Error(a.Type.Pos, a.Type.Path, $"unsupported: '{type}' is not an argument type Tetragon defines");
             else if (placement is { FieldsKnown: true })
                 plan = placement.Field is null ? FunctionArg(a, slot, d) : RecordArg(a, slot, placement, d);
             if (plan is not null) slot++;
             infos.Add(new ArgInfo(a, Class(type), plan));
         }
         return infos;
+    }
+
+    /// <summary>sizeArgIndex, returnCopy, maxData and resolve: checked as Tetragon does, and what the engine does
+    /// not carry reported (never ignored: each changes what the event holds).</summary>
+    private static void Modifiers(ArgSpec a, Placement? placement, DiagnosticBag d)
+    {
+        bool buffer = a.Type.Value is "char_buf" or "char_iovec";
+        if (a.SizeArgIndex is { Value: > 0 } size)
+        {
+            if (!buffer)
+                d.Error(size.Pos, size.Path, $"sizeArgIndex applies to char_buf and char_iovec arguments, not '{a.Type.Value}'");
+            else if (size.Value > 15)
+                d.Error(size.Pos, size.Path, $"sizeArgIndex {size.Value} is out of range: it names argument sizeArgIndex-1 (1..15, as Tetragon counts)");
+            else
+                d.EngineGap(size.Pos, size.Path, $"sizeArgIndex (exactly the byte count in argument {size.Value - 1}, reported as bytes_arg)");
+        }
+        if (a.ReturnCopy is { Value: true } rc)
+            d.EngineGap(rc.Pos, rc.Path, "returnCopy (the buffer read again when the call returns)");
+        if (a.MaxData is { Value: true } md)
+            d.EngineGap(md.Pos, md.Path, "maxData (buffers beyond 4 KiB)");
+        if (a.Resolve is { } r)
+        {
+            if (placement is { Field: not null })
+                d.Error(r.Pos, r.Path, $"resolve follows the fields of a kernel pointer argument, which {placement.Describe} does not pass (a kprobe, LSM hook or raw tracepoint does)");
+            else
+                d.EngineGap(r.Pos, r.Path, $"resolve '{PolicyValues.Shorten(r.Value)}' (a field path followed from the argument with BTF)");
+        }
     }
 
     /// <summary>An argument read from a record field (tracepoint, syscall kprobe on its tracepoint, cgroup connect).</summary>
@@ -54,11 +117,21 @@ internal static class ArgumentLayout
             {
                 HookKind.Tracepoint => $"no argument {a.Index.Value} at this hook: tracepoint {p.Name} has {p.FieldCount} fields (index 0..{p.FieldCount - 1}, the common fields included)",
                 HookKind.Kprobe => $"no argument {a.Index.Value} at this hook: syscall {p.Syscall} has {p.FieldCount} arguments (index 0..{p.FieldCount - 1})",
-                _ => $"no argument {a.Index.Value} at this hook: {p.Describe} reads the destination as index 1 (type sockaddr)",
+                _ => $"no argument {a.Index.Value} at this hook: {p.Describe} reads the destination as index 1 (type sockaddr); index 0 is the socket (type socket, not read)",
             });
             return null;
         }
         var (kernelType, size) = KernelType(a.Type.Value, f);
+        if (a.Type.Value == "data_loc")
+        {
+            d.EngineGap(a.Type.Pos, a.Type.Path, $"argument type 'data_loc' (the tracepoint's dynamic string '{f.Name}')");
+            return new ArgPlan(slot, a.Index.Value, "data_loc", ArgType.None, f.Offset, 4, a.Label);
+        }
+        if (KernelObjectTypes.ContainsKey(a.Type.Value))
+        {
+            d.Error(a.Type.Pos, a.Type.Path, $"type '{a.Type.Value}' reads a kernel object through a function argument; {p.Describe} passes '{f.CType} {f.Name}' (use a kprobe, LSM hook or raw tracepoint)");
+            return null;
+        }
         if (kernelType == ArgType.None)
         {
             d.Error(a.Type.Pos, a.Type.Path, $"unsupported: type '{a.Type.Value}' for '{f.CType} {f.Name}' at this hook");
@@ -75,6 +148,11 @@ internal static class ArgumentLayout
         {
             d.Error(a.Index.Pos, a.Index.Path, $"only the first {Events.Contract.MaxFnArgs} function arguments can be read (index 0..{Events.Contract.MaxFnArgs - 1})");
             return null;
+        }
+        if (KernelObjectTypes.TryGetValue(type, out var what))
+        {
+            d.EngineGap(a.Type.Pos, a.Type.Path, $"argument type '{type}' ({what})");
+            return new ArgPlan(slot, a.Index.Value, type, ArgType.None, a.Index.Value, 8, a.Label);
         }
         var (kt, size) = type switch
         {
@@ -99,10 +177,10 @@ internal static class ArgumentLayout
         bool pointer = f.CType.Contains('*') || f.Size == 8 && f.CType.Contains("long");
         return type switch
         {
-            "int" or "int32" or "s32" => (ArgType.Int, 4),
-            "int8" or "s8" => (ArgType.Int, 1),
-            "int16" or "s16" => (ArgType.Int, 2),
-            "int64" or "s64" or "long" => (ArgType.Int, 8),
+            "int" or "int32" or "s32" or "sint32" => (ArgType.Int, 4),
+            "int8" or "s8" or "sint8" => (ArgType.Int, 1),
+            "int16" or "s16" or "sint16" => (ArgType.Int, 2),
+            "int64" or "s64" or "sint64" or "long" => (ArgType.Int, 8),
             "uint" or "uint32" or "u32" => (ArgType.UInt, 4),
             "uint8" or "u8" => (ArgType.UInt, 1),
             "uint16" or "u16" => (ArgType.UInt, 2),
@@ -111,7 +189,6 @@ internal static class ArgumentLayout
             "fd" => (ArgType.Fd, 4),
             "string" or "filename" or "char_buf" when pointer => (ArgType.String, 8),
             "sockaddr" when pointer => (ArgType.SockAddr, 8),
-            "nop" => (ArgType.UInt, Math.Clamp(f.Size, 1, 8)),
             _ => (ArgType.None, 0),
         };
     }
@@ -124,8 +201,8 @@ internal static class ArgumentLayout
     {
         if (m.Args.Count > 0)
         {
-            if (m.Args.Count > 1)
-                d?.Error(m.Args[1].Pos, m.Args[1].Path, "unsupported: a matchArgs entry on several arguments is not implemented yet");
+            if (m.Args.Count > 1 && m.Operator.Value != "CapabilitiesGained")
+                d?.Error(m.Args[1].Pos, m.Args[1].Path, "only the CapabilitiesGained operator compares several arguments (as in Tetragon)");
             int n = m.Args[0].Value;
             if (n < args.Count) return args[n];
             d?.Error(m.Args[0].Pos, m.Args[0].Path, $"args[{n}] names entry {n} of the hook's args, which has {args.Count} (0..{args.Count - 1})");

@@ -28,6 +28,10 @@ internal sealed record Placement(HookKind Kind, Mechanism Mechanism, string Targ
 
     public string Describe => Kind switch
     {
+        HookKind.Tracepoint when Mechanism == Mechanism.RawTracepoint => $"raw tracepoint {Name}",
+        HookKind.Kprobe when Mechanism == Mechanism.Kprobe && Syscall is not null => $"kprobe {Name} (a kprobe on the syscall function, for Override)",
+        HookKind.Uprobe => $"uprobe {Name}",
+        HookKind.Usdt => $"usdt {Name}",
         HookKind.Tracepoint => $"tracepoint {Name}",
         HookKind.Kprobe when Mechanism == Mechanism.Tracepoint => $"kprobe {Name} (on the tracepoint {Target} here)",
         HookKind.Kprobe => $"kprobe {Name}",
@@ -46,14 +50,29 @@ internal sealed class HookPlacement(KernelFeatures features, Func<string, string
         TracepointSpec t => Tracepoint(t, d),
         KprobeSpec k => Kprobe(k, d),
         LsmHookSpec l => LsmHook(l, d),
+        UprobeSpec u => Uprobe(u, d),
+        UsdtSpec u => Usdt(u, d),
         _ => null,
     };
+
+    /// <summary>Whether a hook's selectors deny the call (Override), which a tracepoint cannot.</summary>
+    private static bool Overrides(HookSpec hook) => hook.Selectors.Any(s => s.MatchActions.Any(a => a.Action.Value == "Override"));
 
     private Placement? Tracepoint(TracepointSpec t, DiagnosticBag d)
     {
         var (sub, ev) = (t.Subsystem.Value, t.Event.Value);
         if (t.Raw?.Value == true)
-            d.Error(t.Raw.Pos, t.Raw.Path, "unsupported: raw tracepoints in policies are not implemented yet");
+        {
+            // Tetragon's raw tracepoint: arguments are the tracepoint function's (BTF) arguments, not format fields.
+            if (!features.Has(Mechanism.RawTracepoint))
+            {
+                d.Error(t.Raw.Pos, t.Raw.Path, $"needs raw tracepoints to run 'raw: true' on {sub}/{ev} ({Detail(Mechanism.RawTracepoint)})");
+                return null;
+            }
+            d.EngineGap(t.Raw.Pos, t.Raw.Path, "a raw tracepoint (raw: true; arguments are the tracepoint function's arguments)");
+            return new Placement(HookKind.Tracepoint, Mechanism.RawTracepoint, ev, $"{sub}/{ev}",
+                "raw tracepoint: arguments are the tracepoint function's arguments (BTF), as Tetragon reads them", null, true, null, 0);
+        }
         var syscall = sub == "raw_syscalls" ? "syscall"
             : sub == "syscalls" && ev.StartsWith("sys_enter_") ? ev["sys_enter_".Length..]
             : sub == "syscalls" && ev.StartsWith("sys_exit_") ? ev["sys_exit_".Length..]
@@ -74,15 +93,13 @@ internal sealed class HookPlacement(KernelFeatures features, Func<string, string
     private Placement? Kprobe(KprobeSpec k, DiagnosticBag d)
     {
         var call = k.Call.Value;
-        if (k.ReturnArg is { } ra)
-            d.Error(ra.Pos, PolicySchema.Child(k.Path, "returnArg"), "unsupported: return probes are not implemented yet");
-        else if (k.Return?.Value == true)
-            d.Error(k.Return.Pos, k.Return.Path, "unsupported: return probes are not implemented yet");
-        if (call.StartsWith("list:"))
-        {
-            d.Error(k.Call.Pos, k.Call.Path, $"unsupported: hooking the functions of {call} is not implemented yet");
-            return null;
-        }
+        bool returns = k.Return?.Value == true;
+        if (k.ReturnArg is { } ra && !returns)
+            d.Warning(ra.Pos, PolicySchema.Child(k.Path, "returnArg"), "returnArg is read only with 'return: true': ignored here, as in Tetragon");
+        if (k.ReturnArgAction is { } rac && !returns)
+            d.Warning(rac.Pos, rac.Path, "returnArgAction applies only with 'return: true': ignored here, as in Tetragon");
+        if (k.ReturnArgAction is { Value: not ("Post" or "TrackSock" or "UntrackSock") } bad)
+            d.Error(bad.Pos, bad.Path, $"returnArgAction '{PolicyValues.Shorten(bad.Value)}' is not one of Post, TrackSock, UntrackSock");
         if (!k.Syscall)
         {
             if (!features.Has(Mechanism.Kprobe))
@@ -92,14 +109,43 @@ internal sealed class HookPlacement(KernelFeatures features, Func<string, string
                     : $"needs kprobes or fentry to hook '{call}', and this kernel has neither (kprobe: {Detail(Mechanism.Kprobe)}; fentry: {Detail(Mechanism.Fentry)}); only syscall kprobes fall back to tracepoints");
                 return null;
             }
-            return new Placement(HookKind.Kprobe, Mechanism.Kprobe, call, call, "kprobe on the kernel function; arguments from the registers", null, true, null, 0);
+            if (returns)
+                d.EngineGap(k.Return!.Pos, k.Return.Path, $"a return probe on '{call}' (kretprobe: returnArg, matchReturnArgs, returnArgAction)");
+            return new Placement(HookKind.Kprobe, Mechanism.Kprobe, call, call, "kprobe on the kernel function; arguments from the registers"
+                + (returns ? "; a kretprobe reads the return value" : ""), null, true, null, 0);
         }
         var name = SyscallName(call);
+        if (Ia32(call))
+        {
+            // The syscall tracepoints see 64-bit calls only: a 32-bit syscall is its own function, hooked by a kprobe.
+            if (!features.Has(Mechanism.Kprobe))
+            {
+                d.Error(k.Call.Pos, k.Call.Path, $"needs kprobes to hook the 32-bit syscall '{call}' (the syscall tracepoints see 64-bit calls only), and this kernel has none");
+                return null;
+            }
+            d.EngineGap(k.Call.Pos, k.Call.Path, $"a kprobe on the 32-bit syscall '{call}' (its arguments in the 32-bit registers)");
+            return new Placement(HookKind.Kprobe, Mechanism.Kprobe, call, call, "kprobe on the 32-bit syscall's function", null, true, null, 0);
+        }
         if (Fanotify.FanotifyPolicies.Place(k, HookKind.Kprobe, call, features, "a syscall tracepoint cannot change the outcome of the call (bpf_override_return is not used)") is { } fan)
             return fan;
-        var why = features.Has(Mechanism.Kprobe) || features.Has(Mechanism.Fentry)
+        if (Overrides(k) && features.Has(Mechanism.Kprobe))
+        {
+            // Only a kprobe can deny a syscall (bpf_override_return on the syscall function, which allows error injection).
+            d.EngineGap(k.Call.Pos, k.Call.Path, $"Override of syscall {name} through bpf_override_return on a kprobe");
+            if (returns)
+                d.EngineGap(k.Return!.Pos, k.Return.Path, $"a return probe on syscall {name}");
+            var tp = formats?.Invoke("syscalls", "sys_enter_" + name);
+            return new Placement(HookKind.Kprobe, Mechanism.Kprobe, "__x64_sys_" + name, "__x64_sys_" + name,
+                "syscall kprobe with Override: a kprobe on the syscall function, so bpf_override_return can deny the call; arguments as the syscall's",
+                tp is null ? null : i => SyscallFirstField + i < tp.Fields.Count ? tp.Fields[SyscallFirstField + i] : null, formats is null || tp is not null, name,
+                tp is null ? 0 : Math.Max(0, tp.Fields.Count - SyscallFirstField));
+        }
+        if (returns)
+            d.EngineGap(k.Return!.Pos, k.Return.Path, $"a return probe on syscall {name} (the paired tracepoint syscalls/sys_exit_{name} reads the return value)");
+        var why = (features.Has(Mechanism.Kprobe) || features.Has(Mechanism.Fentry)
             ? "syscall kprobe: runs on the syscall's entry tracepoint (same arguments, no kprobe needed)"
-            : "syscall kprobe: this kernel has no kprobes or fentry, so it runs on the syscall's entry tracepoint with the same arguments";
+            : "syscall kprobe: this kernel has no kprobes or fentry, so it runs on the syscall's entry tracepoint with the same arguments")
+            + (returns ? $"; the return value from syscalls/sys_exit_{name}" : "");
         if (formats is null)
             return new Placement(HookKind.Kprobe, Mechanism.Tracepoint, $"syscalls/sys_enter_{name}", "__x64_sys_" + name, why, null, false, name, 0);
         var format = formats("syscalls", "sys_enter_" + name);
@@ -111,6 +157,46 @@ internal sealed class HookPlacement(KernelFeatures features, Func<string, string
         // A syscall kprobe's argument i is the syscall's argument i: format field 5 + i, same meaning.
         return new Placement(HookKind.Kprobe, Mechanism.Tracepoint, $"syscalls/sys_enter_{name}", "__x64_sys_" + name, why,
             i => SyscallFirstField + i < format.Fields.Count ? format.Fields[SyscallFirstField + i] : null, true, name, Math.Max(0, format.Fields.Count - SyscallFirstField));
+    }
+
+    private Placement? Uprobe(UprobeSpec u, DiagnosticBag d)
+    {
+        if (!UserBinary(u.Binary, "uprobes", d)) return null;
+        if (u.Symbols.Count + u.Offsets.Count + u.Addrs.Count == 0)
+        {
+            d.Error(u.Pos, u.Path, "a uprobe needs symbols, offsets or addrs (where in the binary to attach)");
+            return null;
+        }
+        if (u.RefCtrOffsets.Count > 0)
+            d.EngineGap(u.RefCtrOffsets[0].Pos, u.RefCtrOffsets[0].Path, "refCtrOffsets (semaphores of SDT probes)");
+        if (u.BtfPath is { } btf)
+            d.EngineGap(btf.Pos, btf.Path, "btfPath (the binary's own BTF for typed arguments)");
+        var where = string.Join(", ", u.Symbols.Select(s => s.Value).Concat(u.Offsets.Select(o => $"+0x{o.Value:x}")).Concat(u.Addrs.Select(a => $"@0x{a.Value:x}")));
+        d.EngineGap(u.Binary.Pos, u.Binary.Path, "uprobes" + (u.Return?.Value == true ? " (with a uretprobe for the return value)" : ""));
+        return new Placement(HookKind.Uprobe, Mechanism.Uprobe, $"{u.Binary.Value}:{where}", $"{u.Binary.Value}:{where}",
+            "uprobe on the binary's functions; arguments from the registers", null, true, null, 0);
+    }
+
+    private Placement? Usdt(UsdtSpec u, DiagnosticBag d)
+    {
+        if (!UserBinary(u.Binary, "usdts", d)) return null;
+        if (u.BtfPath is { } btf)
+            d.EngineGap(btf.Pos, btf.Path, "btfPath (the binary's own BTF for typed arguments)");
+        d.EngineGap(u.Binary.Pos, u.Binary.Path, "usdts (a uprobe at the probe's note, arguments from its argument specs)");
+        var name = $"{u.Binary.Value}:{u.Provider.Value}:{u.Name.Value}";
+        return new Placement(HookKind.Usdt, Mechanism.Uprobe, name, name, "usdt: a uprobe at the probe's address from the binary's .note.stapsdt", null, true, null, 0);
+    }
+
+    private bool UserBinary(Located<string> binary, string what, DiagnosticBag d)
+    {
+        if (!binary.Value.StartsWith('/'))
+        {
+            d.Error(binary.Pos, binary.Path, $"'{PolicyValues.Shorten(binary.Value)}' is not an absolute path (the binary {what} attach to)");
+            return false;
+        }
+        if (features.Has(Mechanism.Uprobe)) return true;
+        d.Error(binary.Pos, binary.Path, $"needs the uprobe PMU to run {what} ({Detail(Mechanism.Uprobe)})");
+        return false;
     }
 
     private Placement? LsmHook(LsmHookSpec l, DiagnosticBag d)
@@ -128,19 +214,19 @@ internal sealed class HookPlacement(KernelFeatures features, Func<string, string
             return null;
         }
         if (!Sensors.PolicySensor.LsmHooks.Contains(hook))
-        {
-            d.Error(l.Hook.Pos, l.Hook.Path, $"unsupported: lsmhooks '{hook}' (supported: {string.Join(", ", Sensors.PolicySensor.LsmHooks)})");
-            return null;
-        }
+            d.EngineGap(l.Hook.Pos, l.Hook.Path, $"lsmhooks '{hook}' (the engine has programs for {string.Join(", ", Sensors.PolicySensor.LsmHooks)})");
         return new Placement(HookKind.LsmHook, Mechanism.Lsm, hook, hook, "BPF LSM hook: returning the policy's errno denies the operation in the kernel", null, true, null, 0);
     }
 
     private string Detail(Mechanism m) => features.Mechanisms.TryGetValue(m, out var a) ? a.Detail : "unknown";
 
+    /// <summary>A 32-bit (ia32) syscall's function: "__ia32_sys_dup", "__ia32_compat_sys_ioctl".</summary>
+    public static bool Ia32(string call) => call.StartsWith("__ia32_");
+
     /// <summary>"sys_openat", "__x64_sys_openat" or "openat" → "openat".</summary>
     public static string SyscallName(string call)
     {
-        foreach (var prefix in new[] { "__x64_sys_", "__ia32_sys_", "__arm64_sys_", "sys_" })
+        foreach (var prefix in new[] { "__x64_sys_", "__arm64_sys_", "sys_" })
             if (call.StartsWith(prefix)) return call[prefix.Length..];
         return call;
     }

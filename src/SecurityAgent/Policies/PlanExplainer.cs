@@ -41,12 +41,13 @@ public static class PlanExplainer
                     + (sel.Signal != 0 ? $" signal {sel.Signal}" : "") + (sel.Error != 0 ? $" errno {sel.Error}" : "")
                     + (sel.RateLimitNs != 0 ? $" rate limit {sel.RateLimitNs / 1_000_000_000}s" : ""));
                 if (sel.PidCmp != Cmp.None)
-                    b.AppendLine($"      pid {sel.PidCmp} [{string.Join(", ", sel.Pids)}]" + (sel.NamespacePids ? " (pids in the process's pid namespace)" : "")
-                        + (sel.FollowForks ? sel.NamespacePids ? " followForks: ignored with namespace pids" : " followForks: their descendants too" : ""));
+                    b.AppendLine($"      matchPIDs {(s < hook.Pids.Count ? hook.Pids[s] : "")} -> pid {sel.PidCmp} [{string.Join(", ", sel.Pids)}] of "
+                        + (sel.NamespacePids ? "the process's pid in its own pid namespace" : "the process (its pid in the host's pid namespace)")
+                        + (sel.FollowForks ? sel.NamespacePids ? ", or of any of its ancestors (Tetragon's meaning; not carried by this build's engine)" : ", or of any ancestor: descendants are followed from fork" : ""));
                 if (sel.BinaryCmp != Cmp.None) b.AppendLine($"      binary {sel.BinaryCmp} {Set(plan, sel.BinaryValueSet)}");
                 if (sel.CapCmp != Cmp.None) b.AppendLine($"      capabilities {sel.CapCmp} mask 0x{sel.CapMask:x} (set {sel.CapSet})");
                 foreach (var f in sel.Args)
-                    b.AppendLine($"      arg slot {f.Slot} {f.Cmp} " + (f.ValueSet is null ? $"0x{f.Value:x}" : Set(plan, f.ValueSet)));
+                    b.AppendLine($"      arg slot {f.Slot} {f.Cmp} " + (f.ValueSet is null ? $"0x{f.Value:x}" : Set(plan, f.ValueSet)) + Matches(hook, f));
                 foreach (var p in sel.ParentBinaries)
                     b.AppendLine($"      parent binary {p.Operator} [{string.Join(", ", p.Values)}] (user space)");
             }
@@ -68,6 +69,15 @@ public static class PlanExplainer
         }
         b.AppendLine($"  selectors: one bit each at their attach point (sa_points, sa_selectors), counters in sa_hook_stats");
         return b.ToString();
+    }
+
+    /// <summary>For string filters: whether they match the string as passed or the path the kernel resolves.</summary>
+    private static string Matches(HookPlan hook, ArgFilterPlan f)
+    {
+        if (f.Cmp is not (Cmp.In or Cmp.NotIn or Cmp.Prefix or Cmp.NotPrefix or Cmp.Postfix or Cmp.NotPostfix)
+            || hook.Args.FirstOrDefault(a => a.Slot == f.Slot) is not { KernelType: ArgType.String } arg)
+            return "";
+        return "\n        matches " + (PathArguments.Explain(hook, arg, f.Cmp) ?? "the string as the process passed it (not a file name the kernel resolves)");
     }
 
     private static string Describe(LabelSelector s) =>

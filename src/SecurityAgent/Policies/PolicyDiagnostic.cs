@@ -1,6 +1,6 @@
 namespace SecurityAgent.Policies;
 
-public enum Severity { Error, Warning }
+public enum Severity { Error, Warning, Note }
 
 /// <summary>A position in a policy source: 1-based line and column.</summary>
 public readonly record struct SourcePos(int Line, int Column)
@@ -16,22 +16,37 @@ public sealed record PolicyDiagnostic(string File, int Line, int Column, string 
         : this(file, pos.Line, pos.Column, field, message, severity) { }
 
     public override string ToString() =>
-        $"{File}:{Line}:{Column}: {(Severity == Severity.Warning ? "warning: " : "")}{(string.IsNullOrEmpty(Field) ? "" : Field + ": ")}{Message}";
+        $"{File}:{Line}:{Column}: {Severity switch { Severity.Warning => "warning: ", Severity.Note => "note: ", _ => "" }}{(string.IsNullOrEmpty(Field) ? "" : Field + ": ")}{Message}";
 }
 
 /// <summary>Collects the diagnostics of one policy document, at most <see cref="PolicyLimits.MaxDiagnostics"/> of
-/// each severity (a hostile document cannot make the report itself unbounded).</summary>
+/// each severity (a hostile document cannot make the report itself unbounded). <see cref="EngineGap"/> reports what
+/// the policy language and the target kernel allow but this build's kernel engine does not carry: an error when the
+/// policy is to load here, a note when it is only checked for another kernel (<see cref="GapsAreNotes"/>).</summary>
 public sealed class DiagnosticBag(string file, int max = PolicyLimits.MaxDiagnostics)
 {
     private readonly List<PolicyDiagnostic> _errors = [];
     private readonly List<PolicyDiagnostic> _warnings = [];
-    private int _droppedErrors, _droppedWarnings;
+    private readonly List<PolicyDiagnostic> _notes = [];
+    private int _droppedErrors, _droppedWarnings, _droppedNotes;
+
+    public bool GapsAreNotes { get; init; }
 
     public bool HasErrors => _errors.Count > 0;
 
     public void Error(SourcePos pos, string field, string message) => Add(_errors, ref _droppedErrors, new(file, pos, field, message));
 
     public void Warning(SourcePos pos, string field, string message) => Add(_warnings, ref _droppedWarnings, new(file, pos, field, message, Severity.Warning));
+
+    public void Note(SourcePos pos, string field, string message) => Add(_notes, ref _droppedNotes, new(file, pos, field, message, Severity.Note));
+
+    /// <summary>A feature the language and the kernel allow but the kernel engine of this build does not carry yet.</summary>
+    public void EngineGap(SourcePos pos, string field, string feature)
+    {
+        var message = $"unsupported: {feature} is not carried by this build's kernel engine yet";
+        if (GapsAreNotes) Note(pos, field, message);
+        else Error(pos, field, message);
+    }
 
     private void Add(List<PolicyDiagnostic> list, ref int dropped, PolicyDiagnostic d)
     {
@@ -41,8 +56,9 @@ public sealed class DiagnosticBag(string file, int max = PolicyLimits.MaxDiagnos
 
     public IReadOnlyList<PolicyDiagnostic> Errors => WithSummary(_errors, _droppedErrors, Severity.Error);
     public IReadOnlyList<PolicyDiagnostic> Warnings => WithSummary(_warnings, _droppedWarnings, Severity.Warning);
+    public IReadOnlyList<PolicyDiagnostic> Notes => WithSummary(_notes, _droppedNotes, Severity.Note);
 
     private IReadOnlyList<PolicyDiagnostic> WithSummary(List<PolicyDiagnostic> list, int dropped, Severity severity) =>
         dropped == 0 ? list.ToList()
-        : [.. list, new(file, list[^1].Line, list[^1].Column, "", $"{dropped} more {(severity == Severity.Error ? "errors" : "warnings")} not shown", severity)];
+        : [.. list, new(file, list[^1].Line, list[^1].Column, "", $"{dropped} more {severity switch { Severity.Error => "errors", Severity.Warning => "warnings", _ => "notes" }} not shown", severity)];
 }

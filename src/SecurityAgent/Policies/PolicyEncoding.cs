@@ -47,8 +47,9 @@ public sealed record DimLayout(W.DimKind Kind, int Slot, ulong[] Care, ulong[] N
 
 /// <summary>The selector bits of an attach point: which arguments are read into which slots, which bits each hook
 /// has (in selector order), and the indexed dimensions with their care and negation masks and stored values.</summary>
+/// <param name="Flags">What the syscall's exit looks up again (the point has a resolved file-name argument).</param>
 public sealed record PointLayout(IReadOnlyList<ArgRead> Args, IReadOnlyList<int[]> HookSlots, IReadOnlyList<(int First, int End)> HookBits,
-    IReadOnlyList<DimLayout> Dims, int Bits)
+    IReadOnlyList<DimLayout> Dims, int Bits, W.PointFlags Flags = 0)
 {
     public int ProcessDims => Dims.Count(d => d.IsProcessLevel);
 }
@@ -110,7 +111,17 @@ public static class PolicyEncoding
                 bit++;
         }
         var ordered = dims.Where(d => d.ProcessLevel).Concat(dims.Where(d => !d.ProcessLevel)).Select(d => d.Build()).ToList();
-        return new PointLayout(args, hookSlots, hookBits, ordered, bit);
+        // A file name that an Equal/Prefix/Postfix selector matches is resolved in the kernel (PathArguments);
+        // one only read for the event stays as passed (no cost).
+        var target = hooks.Count > 0 && hooks[0].Hook.Mechanism == Kernel.Mechanism.Tracepoint ? hooks[0].Hook.Target : "";
+        W.PointFlags flags = 0;
+        foreach (int slot in ordered.Where(d => d.Kind is W.DimKind.StrExact or W.DimKind.StrPrefix or W.DimKind.StrPostfix).Select(d => d.Slot).Distinct())
+            if (PathArguments.Resolved(target, args[slot].Offset, args[slot].Type) is { } resolved)
+            {
+                args[slot] = args[slot] with { Type = resolved };
+                flags |= PathArguments.Exit(target);
+            }
+        return new PointLayout(args, hookSlots, hookBits, ordered, bit, flags);
     }
 
     private static void Limit(PlacedHook h, int n, int max, string what, string point)
@@ -281,7 +292,10 @@ public static class PolicyEncoding
     }
 
     /// <summary>The bytes of generation <paramref name="gen"/> of attach point <paramref name="ap"/>.</summary>
-    public static PointGeneration Generation(uint ap, uint gen, PointLayout layout, IReadOnlyList<PlacedHook> hooks)
+    /// <param name="files">The existing files a file-name value names (<see cref="PathArguments.Files"/>); null: none
+    /// (then other names of a file, hard links, are not recognised).</param>
+    public static PointGeneration Generation(uint ap, uint gen, PointLayout layout, IReadOnlyList<PlacedHook> hooks,
+        Func<string, bool, IEnumerable<PathArguments.FileId>>? files = null)
     {
         var config = new byte[W.Point.Length];
         var c = config.AsSpan();
@@ -289,6 +303,7 @@ public static class PolicyEncoding
         config[W.Point.Nargs] = (byte)layout.Args.Count;
         config[W.Point.Ndims] = (byte)layout.Dims.Count;
         config[W.Point.NprocDims] = (byte)layout.ProcessDims;
+        config[W.Point.Flags] = (byte)layout.Flags;
         for (int p = 0; p < layout.Args.Count; p++)
         {
             var o = W.Point.Args + p * W.PointArg.Length;
@@ -312,6 +327,9 @@ public static class PolicyEncoding
             WriteBitmap(c[(o + W.Dim.Neg)..], dim.Neg);
             foreach (var v in dim.Values)
                 values.Add(new MapEntry(dim.Map, ValueKey(dim.Kind, new ValueHeader(gen, ap, d), v.Data, v.Bits), Bitmap(v.Selectors)));
+            if (files is not null && layout.Flags != 0 && dim.Kind is W.DimKind.StrExact or W.DimKind.StrPrefix
+                && layout.Args[dim.Slot].Type is ArgType.UserPath or ArgType.UserPathAt)
+                values.AddRange(InodeEntries(dim, new ValueHeader(gen, ap, d), files));
         }
         var selectors = new List<MapEntry>();
         for (int h = 0; h < hooks.Count; h++)
@@ -325,6 +343,31 @@ public static class PolicyEncoding
     }
 
     public readonly record struct ValueHeader(uint Gen, uint Ap, int Dim);
+
+    /// <summary>The files a file-name dimension's values name, by inode, each with the selectors its path would
+    /// get from the dimension's own lookup (exact: its value's; prefix: its longest stored prefix's).</summary>
+    private static IEnumerable<MapEntry> InodeEntries(DimLayout dim, ValueHeader h, Func<string, bool, IEnumerable<PathArguments.FileId>> files)
+    {
+        bool prefix = dim.Kind == W.DimKind.StrPrefix;
+        var values = dim.Values.Select(v => (Text: Encoding.UTF8.GetString(v.Data), v.Selectors)).ToList();
+        var byInode = new Dictionary<(uint, ulong), ulong[]>();
+        foreach (var v in values)
+            foreach (var f in files(v.Text, prefix))
+            {
+                var best = prefix ? values.Where(u => f.Path.StartsWith(u.Text, StringComparison.Ordinal)).MaxBy(u => u.Text.Length) : v;
+                if (best.Selectors is null) continue;
+                var sel = byInode.TryGetValue((f.Dev, f.Ino), out var s) ? s : byInode[(f.Dev, f.Ino)] = new ulong[Words];
+                for (int w = 0; w < Words; w++) sel[w] |= best.Selectors[w];
+            }
+        foreach (var ((dev, ino), sel) in byInode)
+        {
+            var k = new byte[W.InodeKey.Length];
+            WriteHeader(k.AsSpan(W.InodeKey.Hdr), h);
+            BinaryPrimitives.WriteUInt32LittleEndian(k.AsSpan(W.InodeKey.Dev), dev);
+            BinaryPrimitives.WriteUInt64LittleEndian(k.AsSpan(W.InodeKey.Ino), ino);
+            yield return new MapEntry(BpfNames.Maps.InodeSet, k, Bitmap(sel));
+        }
+    }
 
     private static void WriteHeader(Span<byte> k, ValueHeader h)
     {

@@ -176,7 +176,7 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
     {
         // 1. Everything that can be refused is refused before anything is written.
         var next = changes.Select(c => (Point: c.Key, Hooks: c.Value,
-            Gen: c.Value.Count == 0 ? null : PolicyEncoding.Generation(c.Key.Id, c.Key.Gen + 1, PolicyEncoding.Layout(c.Value, c.Key.Name), c.Value))).ToList();
+            Gen: c.Value.Count == 0 ? null : PolicyEncoding.Generation(c.Key.Id, c.Key.Gen + 1, PolicyEncoding.Layout(c.Value, c.Key.Name), c.Value, PathArguments.Files))).ToList();
         foreach (var map in next.SelectMany(n => n.Gen?.All ?? []).Select(e => e.Map).Distinct())
         {
             int max = (int)sensor.Map(map).MaxEntries, used = _mapEntries.GetValueOrDefault(map);

@@ -127,7 +127,7 @@ public sealed partial class PolicyManager
             {
                 var results = _validator.ValidateText(origin.Display, text);
                 var errors = new List<string>();
-                var warnings = results.SelectMany(r => r.Warnings).Select(w => w.ToString()).ToList();
+                var warnings = results.SelectMany(r => r.Warnings.Concat(r.Notes)).Select(w => w.ToString()).ToList();
                 foreach (var w in warnings) LogWarning(log, w);
                 var candidates = new List<Candidate>();
                 var failedKeys = new HashSet<PolicyKey>();
@@ -136,7 +136,7 @@ public sealed partial class PolicyManager
                 {
                     if (r.Ok && r.Plan is { } plan)
                     {
-                        candidates.Add(new Candidate(r.Key!, plan, r.ContentHash!, r.Warnings.Select(w => w.ToString()).ToList()));
+                        candidates.Add(new Candidate(r.Key!, plan, r.ContentHash!, r.Warnings.Concat(r.Notes).Select(w => w.ToString()).ToList()));
                         continue;
                     }
                     errors.AddRange(r.Diagnostics.Select(d => Error(d.ToString())));

@@ -21,7 +21,13 @@ public sealed record PolicyMetadata(SourcePos Pos, string Path, Located<string> 
 
 public sealed record PolicySpec(SourcePos Pos, string Path, IReadOnlyList<HookSpec> Hooks, IReadOnlyList<ListSpec> Lists,
     IReadOnlyList<OptionSpec> Options, LabelSelectorSpec? PodSelector, LabelSelectorSpec? ContainerSelector,
-    IReadOnlyList<Located<string>> NotImplemented) : PolicyNode(Pos, Path);
+    IReadOnlyList<EnforcerSpec> Enforcers, Located<bool>? Loader, IReadOnlyList<MacroSpec> Macros) : PolicyNode(Pos, Path);
+
+/// <summary>spec.selectorsMacros entry: a named selector whose fields selectors take with `macros: [NAME]`.</summary>
+public sealed record MacroSpec(Located<string> Name, SelectorSpec Selector);
+
+/// <summary>spec.enforcers entry: the calls a NotifyEnforcer action denies.</summary>
+public sealed record EnforcerSpec(SourcePos Pos, string Path, IReadOnlyList<Located<string>> Calls) : PolicyNode(Pos, Path);
 
 public abstract record HookSpec(SourcePos Pos, string Path, IReadOnlyList<ArgSpec> Args, IReadOnlyList<SelectorSpec> Selectors,
     Located<string>? Message, IReadOnlyList<string> Tags) : PolicyNode(Pos, Path);
@@ -31,8 +37,18 @@ public sealed record TracepointSpec(SourcePos Pos, string Path, Located<string> 
     : HookSpec(Pos, Path, Args, Selectors, Message, Tags);
 
 public sealed record KprobeSpec(SourcePos Pos, string Path, Located<string> Call, bool Syscall, Located<bool>? Return, ArgSpec? ReturnArg,
-    Located<string>? ReturnArgAction, SourcePos? Ignore, IReadOnlyList<ArgSpec> Args, IReadOnlyList<SelectorSpec> Selectors,
+    Located<string>? ReturnArgAction, Located<bool>? IgnoreCallNotFound, IReadOnlyList<ArgSpec> Args, IReadOnlyList<SelectorSpec> Selectors,
     Located<string>? Message, IReadOnlyList<string> Tags) : HookSpec(Pos, Path, Args, Selectors, Message, Tags);
+
+/// <summary>spec.uprobes entry: a function of a user-space binary, by symbol or offset.</summary>
+public sealed record UprobeSpec(SourcePos Pos, string Path, Located<string> Binary, IReadOnlyList<Located<string>> Symbols, IReadOnlyList<Located<int>> Offsets,
+    IReadOnlyList<Located<int>> Addrs, IReadOnlyList<Located<int>> RefCtrOffsets, Located<string>? BtfPath, Located<bool>? Return, ArgSpec? ReturnArg, IReadOnlyList<ArgSpec> Args, IReadOnlyList<SelectorSpec> Selectors, Located<string>? Message, IReadOnlyList<string> Tags)
+    : HookSpec(Pos, Path, Args, Selectors, Message, Tags);
+
+/// <summary>spec.usdts entry: a statically defined probe of a user-space binary.</summary>
+public sealed record UsdtSpec(SourcePos Pos, string Path, Located<string> Binary, Located<string> Provider, Located<string> Name, Located<string>? BtfPath,
+    IReadOnlyList<ArgSpec> Args, IReadOnlyList<SelectorSpec> Selectors, Located<string>? Message, IReadOnlyList<string> Tags)
+    : HookSpec(Pos, Path, Args, Selectors, Message, Tags);
 
 public sealed record LsmHookSpec(SourcePos Pos, string Path, Located<string> Hook,
     IReadOnlyList<ArgSpec> Args, IReadOnlyList<SelectorSpec> Selectors, Located<string>? Message, IReadOnlyList<string> Tags)
@@ -41,7 +57,7 @@ public sealed record LsmHookSpec(SourcePos Pos, string Path, Located<string> Hoo
 public sealed record ArgSpec(SourcePos Pos, string Path, Located<int> Index, Located<string> Type, string? Label,
     Located<int>? SizeArgIndex, Located<bool>? ReturnCopy, Located<bool>? MaxData, Located<string>? Resolve) : PolicyNode(Pos, Path);
 
-public sealed record SelectorSpec(SourcePos Pos, string Path,
+public sealed record SelectorSpec(SourcePos Pos, string Path, Located<string>? Label, IReadOnlyList<Located<string>> Macros,
     IReadOnlyList<ArgMatcherSpec> MatchArgs,
     IReadOnlyList<ArgMatcherSpec> MatchData,
     IReadOnlyList<ArgMatcherSpec> MatchReturnArgs,
@@ -49,15 +65,15 @@ public sealed record SelectorSpec(SourcePos Pos, string Path,
     IReadOnlyList<BinaryMatcherSpec> MatchBinaries,
     IReadOnlyList<BinaryMatcherSpec> MatchParentBinaries,
     IReadOnlyList<NamespaceMatcherSpec> MatchNamespaces,
-    SourcePos? MatchNamespaceChanges,
+    IReadOnlyList<NamespaceChangeSpec> MatchNamespaceChanges,
     IReadOnlyList<CapabilityMatcherSpec> MatchCapabilities,
-    SourcePos? MatchCapabilityChanges,
+    IReadOnlyList<CapabilityMatcherSpec> MatchCapabilityChanges,
     IReadOnlyList<ActionSpec> MatchActions,
-    SourcePos? MatchReturnActions) : PolicyNode(Pos, Path)
+    IReadOnlyList<ActionSpec> MatchReturnActions) : PolicyNode(Pos, Path)
 {
     /// <summary>Whether the selector has any condition at all (without one it matches every call of every process).</summary>
     public bool HasConditions => MatchArgs.Count + MatchData.Count + MatchReturnArgs.Count + MatchPids.Count + MatchBinaries.Count
-        + MatchParentBinaries.Count + MatchNamespaces.Count + MatchCapabilities.Count > 0 || MatchNamespaceChanges is not null || MatchCapabilityChanges is not null;
+        + MatchParentBinaries.Count + MatchNamespaces.Count + MatchCapabilities.Count + MatchNamespaceChanges.Count + MatchCapabilityChanges.Count > 0;
 }
 
 /// <summary>matchArgs (and matchData / matchReturnArgs) entry.</summary>
@@ -74,11 +90,15 @@ public sealed record BinaryMatcherSpec(SourcePos Pos, string Path, Located<strin
 public sealed record NamespaceMatcherSpec(SourcePos Pos, string Path, Located<string> Namespace, Located<string> Operator,
     IReadOnlyList<Located<string>> Values) : PolicyNode(Pos, Path);
 
+/// <summary>matchNamespaceChanges entry: the namespaces whose change (since exec) matches.</summary>
+public sealed record NamespaceChangeSpec(SourcePos Pos, string Path, Located<string> Operator, IReadOnlyList<Located<string>> Values) : PolicyNode(Pos, Path);
+
 public sealed record CapabilityMatcherSpec(SourcePos Pos, string Path, Located<string>? Type, Located<string> Operator,
     Located<bool>? IsNamespaceCapability, IReadOnlyList<Located<string>> Values) : PolicyNode(Pos, Path);
 
 public sealed record ActionSpec(SourcePos Pos, string Path, Located<string> Action, Located<int>? ArgSig, Located<int>? ArgError,
-    Located<int>? ArgFd, Located<int>? ArgName, Located<string>? ArgUrl, Located<string>? ArgFqdn, Located<string>? RateLimit,
+    Located<int>? ArgFd, Located<int>? ArgName, Located<string>? ArgUrl, Located<string>? ArgFqdn, Located<int>? ArgSock, Located<int>? ArgIndex,
+    Located<int>? ArgValue, Located<string>? RateLimit,
     Located<string>? RateLimitScope, Located<bool>? KernelStackTrace, Located<bool>? UserStackTrace, Located<bool>? ImaHash) : PolicyNode(Pos, Path);
 
 public sealed record ListSpec(SourcePos Pos, string Path, Located<string> Name, Located<string> Type, IReadOnlyList<Located<string>> Values,

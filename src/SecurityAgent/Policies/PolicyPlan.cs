@@ -12,14 +12,18 @@ public sealed record PolicyPlan(string Name, string File, bool Enforce, IReadOnl
     public bool FailClosed { get; init; }
 }
 
-public enum HookKind { Tracepoint, Kprobe, LsmHook }
+public enum HookKind { Tracepoint, Kprobe, LsmHook, Uprobe, Usdt }
 
 /// <param name="Kind">How the policy named the hook.</param>
 /// <param name="Mechanism">How this kernel runs it.</param>
 /// <param name="Target">Attach point, e.g. "syscalls/sys_enter_openat", or the cgroup for sock_addr hooks.</param>
 /// <param name="Name">What events call it: the tracepoint "subsys/event", a kprobe's function, an LSM hook.</param>
 public sealed record HookPlan(HookKind Kind, Mechanism Mechanism, string Target, string Name, string Why,
-    IReadOnlyList<ArgPlan> Args, IReadOnlyList<SelectorPlan> Selectors, string? Message, IReadOnlyList<string> Tags);
+    IReadOnlyList<ArgPlan> Args, IReadOnlyList<SelectorPlan> Selectors, string? Message, IReadOnlyList<string> Tags)
+{
+    /// <summary>Per selector, its matchPIDs entries with both flags as the policy wrote them (for the explanation).</summary>
+    public IReadOnlyList<string> Pids { get; init; } = [];
+}
 
 /// <summary>One argument read by the hook. Slot is its position in the kernel record; Index the policy's numbering.</summary>
 public sealed record ArgPlan(int Slot, int Index, string Type, ArgType KernelType, int Offset, int Size, string? Label);
@@ -37,6 +41,9 @@ public sealed record SelectorPlan(
     IReadOnlyList<ArgFilterPlan> Args,
     IReadOnlyList<ParentBinaryRule> ParentBinaries)
 {
+    /// <summary>DnsLookup and GetUrl: carried out by the agent for each matching event (<see cref="PolicyNotifier"/>).</summary>
+    public IReadOnlyList<Notification> Notify { get; init; } = [];
+
     /// <summary>Whether the kernel alone decides (no user-space stage for this selector).</summary>
     public bool KernelOnly => ParentBinaries.Count == 0;
 }

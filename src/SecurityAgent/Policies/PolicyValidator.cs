@@ -15,6 +15,9 @@ public sealed record PolicyKey(string? Namespace, string Name)
 public sealed record ValidatedPolicy(string File, string? Name, string? Kind, TracingPolicy? Policy, IReadOnlyList<PolicyDiagnostic> Diagnostics)
 {
     public IReadOnlyList<PolicyDiagnostic> Warnings { get; init; } = [];
+    /// <summary>What changes nothing here but is worth knowing (an option without effect; with
+    /// <see cref="PolicyValidator.ForOtherKernel"/>, what this build's engine does not carry yet).</summary>
+    public IReadOnlyList<PolicyDiagnostic> Notes { get; init; } = [];
     public PolicyPlan? Plan { get; init; }
     /// <summary>The document's content (not its layout): an unchanged policy is not reloaded.</summary>
     public string? ContentHash { get; init; }
@@ -34,6 +37,10 @@ public sealed class PolicyValidator(KernelFeatures features, Func<string, string
     public const int MaxSelectors = SelectorCompiler.MaxSelectors;
 
     private readonly SyscallTable _syscalls = syscalls ?? SyscallTable.X86_64;
+
+    /// <summary>Checking for another kernel (`--for-kernel`), not for loading here: what this build's engine does not
+    /// carry yet is a note rather than an error, so the policy's language and mechanisms are judged on their own.</summary>
+    public bool ForOtherKernel { get; init; }
 
     /// <param name="tracefs">Where tracepoint formats are read; null (or not mounted): tracepoint layouts are not checked.</param>
     public PolicyValidator(KernelFeatures features, string? tracefs = KernelMounts.TraceFs)
@@ -65,7 +72,7 @@ public sealed class PolicyValidator(KernelFeatures features, Func<string, string
 
     private ValidatedPolicy ValidateDocument(string file, YamlDocument doc)
     {
-        var d = new DiagnosticBag(file);
+        var d = new DiagnosticBag(file) { GapsAreNotes = ForOtherKernel };
         var (name, kind, ns) = Identity(doc.Root);
         TracingPolicy? policy = null;
         PolicyPlan? plan = null;
@@ -85,7 +92,7 @@ public sealed class PolicyValidator(KernelFeatures features, Func<string, string
         }
         return new ValidatedPolicy(file, name, kind, d.HasErrors ? null : policy, d.Errors)
         {
-            Warnings = d.Warnings, Plan = plan, ContentHash = hash, Namespace = ns,
+            Warnings = d.Warnings, Notes = d.Notes, Plan = plan, ContentHash = hash, Namespace = ns,
         };
     }
 

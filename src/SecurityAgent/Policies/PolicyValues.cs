@@ -117,6 +117,38 @@ public static class PolicyValues
         return true;
     }
 
+    private static readonly Dictionary<string, int> Protocols = new()
+    {
+        ["IPPROTO_IP"] = 0, ["IPPROTO_ICMP"] = 1, ["IPPROTO_TCP"] = 6, ["IPPROTO_UDP"] = 17, ["IPPROTO_IPV6"] = 41, ["IPPROTO_ICMPV6"] = 58,
+        ["IPPROTO_SCTP"] = 132, ["IPPROTO_UDPLITE"] = 136, ["IPPROTO_RAW"] = 255, ["IPPROTO_MPTCP"] = 262,
+    };
+
+    /// <summary>An IP protocol by name (IPPROTO_TCP) or number.</summary>
+    public static bool TryParseProtocol(string s, out int protocol)
+    {
+        if (Protocols.TryGetValue(s, out protocol)) return true;
+        if (!TryParseInRange(s, 0, 65535, out var v)) return false;
+        protocol = (int)v;
+        return true;
+    }
+
+    /// <summary>The socket states Tetragon's State operator names (the kernel's TCP states).</summary>
+    public static readonly IReadOnlyList<string> TcpStates =
+    [
+        "TCP_ESTABLISHED", "TCP_SYN_SENT", "TCP_SYN_RECV", "TCP_FIN_WAIT1", "TCP_FIN_WAIT2", "TCP_TIME_WAIT", "TCP_CLOSE", "TCP_CLOSE_WAIT",
+        "TCP_LAST_ACK", "TCP_LISTEN", "TCP_CLOSING", "TCP_NEW_SYN_RECV", "TCP_BOUND_INACTIVE",
+    ];
+
+    /// <summary>InRange's "min:max" (integers, both included, min at most max).</summary>
+    public static bool TryParseRange(string s, out long min, out long max)
+    {
+        var colon = s.IndexOf(':');
+        max = 0;
+        min = 0;
+        return colon > 0 && TryParseInRange(s[..colon], long.MinValue, long.MaxValue, out min)
+            && TryParseInRange(s[(colon + 1)..], long.MinValue, long.MaxValue, out max) && min <= max;
+    }
+
     /// <summary>"10.0.0.0/8", "127.0.0.1" or IPv6, as a network in canonical form ("127.0.0.1/32"), or null. Host bits
     /// beyond the prefix, zone ids and IPv4 shorthands ("1", "10.1") are refused.</summary>
     public static string? CanonicalNetwork(string s)

@@ -4,27 +4,32 @@ using SecurityAgent.Export;
 namespace SecurityAgent.Policies;
 
 /// <summary>A `spec.lists` entry; for a syscalls list, its syscall numbers.</summary>
-internal sealed record ListInfo(ListSpec Spec, IReadOnlyList<ulong>? Syscalls);
+/// <summary>A `spec.lists` entry; for a syscalls list, the numbers of its 64-bit syscalls, and its 32-bit (ia32)
+/// entries, which have other numbers (Tetragon tells them apart by syscall64's ABI bit).</summary>
+internal sealed record ListInfo(ListSpec Spec, IReadOnlyList<ulong>? Syscalls, IReadOnlyList<Located<string>> Ia32);
 
 /// <summary>Selectors: one function per matcher (as Tetragon's pkg/selectors does), each checking its own entries,
 /// parsing its values once into the plan and reporting what this placement cannot carry.</summary>
-internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IReadOnlyDictionary<string, ListInfo> lists)
+internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IReadOnlyDictionary<string, ListInfo> lists, bool hasEnforcers)
 {
     public const int MaxSelectors = 5;
     public const int MaxMatchArgs = 4;
     public const int MaxPids = Events.Contract.MaxPids;
     public const int MaxExact = Events.Contract.StrMax - 1, MaxPrefix = Events.Contract.LpmStrMax;
 
-    private static readonly HashSet<string> UnsupportedActions = ["FollowFD", "UnfollowFD", "CopyFD", "GetUrl", "DnsLookup", "TrackSock", "UntrackSock", "NotifyEnforcer", "CleanupEnforcerNotification", "Set"];
-
     private static readonly Dictionary<ArgClass, string[]> Operators = new()
     {
-        [ArgClass.String] = ["Equal", "NotEqual", "Prefix", "NotPrefix", "Postfix", "NotPostfix"],
+        [ArgClass.String] = ["Equal", "NotEqual", "Prefix", "NotPrefix", "Postfix", "NotPostfix", "SubString", "SubStringIgnCase", "FileType", "NotFileType"],
         [ArgClass.Int] = ["Equal", "NotEqual", "GreaterThan", "GT", "LessThan", "LT", "Mask", "InMap", "NotInMap", "InRange", "NotInRange"],
-        [ArgClass.Sock] = ["DAddr", "NotDAddr", "SAddr", "NotSAddr", "DPort", "NotDPort", "SPort", "NotSPort", "Family", "NotFamily", "Protocol", "NotProtocol", "State"],
+        [ArgClass.Sock] = ["DAddr", "NotDAddr", "SAddr", "NotSAddr", "DPort", "NotDPort", "SPort", "NotSPort", "DPortPriv", "NotDPortPriv", "SPortPriv",
+            "NotSPortPriv", "NotSportPriv", "Family", "NotFamily", "Protocol", "NotProtocol", "State"],
         [ArgClass.Syscall64] = ["Equal", "NotEqual", "InMap", "NotInMap"],
+        [ArgClass.Cred] = ["CapabilitiesGained"],
         [ArgClass.None] = [],
     };
+
+    /// <summary>Namespaces a selector can name (matchNamespaces, matchNamespaceChanges), as Tetragon spells them.</summary>
+    private static readonly HashSet<string> Namespaces = ["Uts", "Ipc", "Mnt", "Pid", "PidForChildren", "Net", "Time", "TimeForChildren", "Cgroup", "User"];
 
     private int AddSet(ValueSetKind kind, IReadOnlyList<string> values, IReadOnlyList<ulong>? integers = null)
     {
@@ -37,33 +42,90 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
         if (hook.Selectors.Count > MaxSelectors)
             d.Error(hook.Selectors[MaxSelectors].Pos, hook.Selectors[MaxSelectors].Path, $"{hook.Selectors.Count} selectors, at most {MaxSelectors} per hook");
         var kind = placement?.Kind ?? hook switch { TracepointSpec => HookKind.Tracepoint, KprobeSpec => HookKind.Kprobe, _ => HookKind.LsmHook };
-        return hook.Selectors.Take(MaxSelectors).Select(s => Selector(s, kind, placement, args)).ToList();
+        return hook.Selectors.Take(MaxSelectors).Select(s => Selector(s, kind, placement, args, hook)).ToList();
     }
 
-    private SelectorPlan Selector(SelectorSpec s, HookKind kind, Placement? placement, IReadOnlyList<ArgInfo> args)
+    private SelectorPlan Selector(SelectorSpec s, HookKind kind, Placement? placement, IReadOnlyList<ArgInfo> args, HookSpec hook)
     {
-        NotImplemented(s.MatchData.FirstOrDefault()?.Pos, s.Path, "matchData");
-        NotImplemented(s.MatchReturnArgs.FirstOrDefault()?.Pos, s.Path, "matchReturnArgs");
-        NotImplemented(s.MatchNamespaces.FirstOrDefault()?.Pos, s.Path, "matchNamespaces");
-        NotImplemented(s.MatchNamespaceChanges, s.Path, "matchNamespaceChanges");
-        NotImplemented(s.MatchCapabilityChanges, s.Path, "matchCapabilityChanges");
-        NotImplemented(s.MatchReturnActions, s.Path, "matchReturnActions");
-        var (actions, signal, error, rate) = MatchActions(s.MatchActions, placement);
+        if (s.Label is { } label)
+            d.Warning(label.Pos, label.Path, "events do not carry selector labels yet: the label is not reported");
+        if (s.MatchData.Count > 0)
+            d.Error(s.MatchData[0].Pos, PolicySchema.Child(s.Path, "matchData"), "unsupported: matchData filters a hook's data: entries, which SecurityAgent does not read");
+        MatchReturnArgs(s, hook);
+        MatchNamespaces(s.MatchNamespaces, placement);
+        MatchNamespaceChanges(s.MatchNamespaceChanges);
+        MatchCapabilityChanges(s.MatchCapabilityChanges);
+        if (s.MatchReturnActions.Count > 0)
+        {
+            MatchActions(s.MatchReturnActions, placement, args, returning: true, []);
+            d.EngineGap(s.MatchReturnActions[0].Pos, PolicySchema.Child(s.Path, "matchReturnActions"), "matchReturnActions (actions when the call returns)");
+        }
+        var notify = new List<Notification>();
+        var (actions, signal, error, rate) = MatchActions(s.MatchActions, placement, args, returning: false, notify);
         var (binCmp, binSet) = MatchBinaries(s.MatchBinaries, s.Path);
         var (pidCmp, pids, follow, pidNs) = MatchPids(s.MatchPids, placement);
         var (capCmp, capSet, capMask) = MatchCapabilities(s.MatchCapabilities, placement);
         var parents = MatchParentBinaries(s.MatchParentBinaries);
         var filters = MatchArgs(s, kind, args);
-        return new SelectorPlan(actions, signal, rate, error, binCmp, binSet, pidCmp, pids, follow, pidNs, capCmp, capSet, capMask, filters, parents);
+        return new SelectorPlan(actions, signal, rate, error, binCmp, binSet, pidCmp, pids, follow, pidNs, capCmp, capSet, capMask, filters, parents) { Notify = notify };
     }
 
-    private void NotImplemented(SourcePos? pos, string selector, string field)
+    /// <summary>matchReturnArgs: filters on the return value (index 0), which needs `return: true` and a returnArg.</summary>
+    private void MatchReturnArgs(SelectorSpec s, HookSpec hook)
     {
-        if (pos is { } p)
-            d.Error(p, PolicySchema.Child(selector, field), $"unsupported: '{field}' is not implemented yet");
+        if (s.MatchReturnArgs.Count == 0) return;
+        var returnArg = hook switch { KprobeSpec k when k.Return?.Value == true => k.ReturnArg, UprobeSpec u when u.Return?.Value == true => u.ReturnArg, _ => null };
+        if (returnArg is null)
+        {
+            d.Error(s.MatchReturnArgs[0].Pos, s.MatchReturnArgs[0].Path, "matchReturnArgs needs 'return: true' and a returnArg on the hook");
+            return;
+        }
+        var info = new ArgInfo(returnArg, ArgumentLayout.Class(returnArg.Type.Value), null);
+        foreach (var m in s.MatchReturnArgs)
+        {
+            if (m.Index is { Value: not 0 } idx)
+                d.Error(idx.Pos, idx.Path, "matchReturnArgs compares the return value: index 0");
+            MatchArg(m, info);
+        }
     }
 
-    private (Actions, int Signal, int Error, ulong RateNs) MatchActions(IReadOnlyList<ActionSpec> actions, Placement? placement)
+    private void MatchNamespaces(IReadOnlyList<NamespaceMatcherSpec> m, Placement? placement)
+    {
+        if (m.Count == 0) return;
+        if (placement?.Traits is { HasTask: false })
+            d.Error(m[0].Pos, m[0].Path, $"unsupported: matchNamespaces on {placement.Describe} (no task there)");
+        var seen = new HashSet<string>();
+        foreach (var e in m)
+        {
+            if (!seen.Add(e.Namespace.Value))
+                d.Error(e.Namespace.Pos, e.Namespace.Path, $"namespace {e.Namespace.Value} is named twice in this selector");
+            if (e.Values.Count == 0)
+                d.Error(e.Pos, PolicySchema.Child(e.Path, "values"), "matchNamespaces needs at least one value");
+            foreach (var v in e.Values)
+                if (v.Value != "host_ns" && !PolicyValues.TryParseInRange(v.Value, 0, uint.MaxValue, out _))
+                    d.Error(v.Pos, v.Path, $"'{PolicyValues.Shorten(v.Value)}' is neither a namespace inode number nor host_ns");
+        }
+        d.EngineGap(m[0].Pos, m[0].Path, "matchNamespaces (the task's namespace inodes compared in the kernel)");
+    }
+
+    private void MatchNamespaceChanges(IReadOnlyList<NamespaceChangeSpec> m)
+    {
+        if (m.Count == 0) return;
+        foreach (var v in m.SelectMany(e => e.Values))
+            if (!Namespaces.Contains(v.Value))
+                d.Error(v.Pos, v.Path, $"'{PolicyValues.Shorten(v.Value)}' is not a namespace ({string.Join(", ", Namespaces)})");
+        d.EngineGap(m[0].Pos, m[0].Path, "matchNamespaceChanges (namespaces changed since exec)");
+    }
+
+    private void MatchCapabilityChanges(IReadOnlyList<CapabilityMatcherSpec> m)
+    {
+        if (m.Count == 0) return;
+        foreach (var e in m) CapabilityMask(e);
+        d.EngineGap(m[0].Pos, m[0].Path, "matchCapabilityChanges (capabilities changed since exec)");
+    }
+
+    private (Actions, int Signal, int Error, ulong RateNs) MatchActions(IReadOnlyList<ActionSpec> actions, Placement? placement, IReadOnlyList<ArgInfo> args,
+        bool returning, List<Notification> notify)
     {
         var result = Actions.None;
         int signal = 0, error = 0;
@@ -80,7 +142,13 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
                     if (a.RateLimit is { } rl && !PolicyValues.TryParseRateLimit(rl.Value, out rate))
                         d.Error(rl.Pos, rl.Path, $"rateLimit '{PolicyValues.Shorten(rl.Value)}' is not a duration of at most a day (N seconds, Nm or Nh)");
                     if (a.RateLimitScope is { Value: not "process" } scope)
-                        d.Error(scope.Pos, scope.Path, $"unsupported: rateLimitScope {scope.Value} (rate limits are per process)");
+                        d.EngineGap(scope.Pos, scope.Path, $"rateLimitScope {scope.Value} (rate limits are per process here)");
+                    if (a.KernelStackTrace is { Value: true } ks)
+                        d.EngineGap(ks.Pos, ks.Path, "kernelStackTrace (the kernel stack with the event)");
+                    if (a.UserStackTrace is { Value: true } us)
+                        d.EngineGap(us.Pos, us.Path, "userStackTrace (the user stack with the event)");
+                    if (a.ImaHash is { Value: true } ima)
+                        d.EngineGap(ima.Pos, ima.Path, "imaHash (the file's IMA hash with the event, through the bpf_ima_file_hash helper on an LSM hook)");
                     break;
                 case "NoPost":
                     noPost = true;
@@ -99,22 +167,69 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
                     result |= Actions.Override;
                     if (a.ArgError is not { } err)
                         d.Error(a.Pos, a.Path, "action Override needs argError (a negative errno, e.g. -1 for EPERM)");
+                    else if (placement is { Mechanism: Kernel.Mechanism.Kprobe } && placement.Syscall is null)
+                        error = err.Value; // bpf_override_return sets the kernel function's return value, whatever it means there
                     else if (err.Value is < -4095 or > -1)
                         d.Error(err.Pos, err.Path, $"unsupported: argError {err.Value}: Override returns a negative errno here (-4095..-1, e.g. -1 for EPERM)");
                     else
                         error = err.Value;
+                    if (placement is { Mechanism: Kernel.Mechanism.Kprobe or Kernel.Mechanism.Uprobe })
+                        break; // placed on a kprobe for it: reported as an engine gap by the placement
                     if (traits is { CanOverride: false })
                         d.Error(a.Action.Pos, a.Action.Path, placement!.Mechanism == Kernel.Mechanism.Tracepoint
-                            ? $"Override cannot change a tracepoint's outcome ({placement.Describe}); deny with an lsmhook (BPF LSM, or socket_connect) or kill with Sigkill"
-                            : $"unsupported: Override on {placement.Describe} (needs bpf_override_return, not used yet); deny with an lsmhook or kill with Sigkill");
+                            ? $"Override cannot change a tracepoint's outcome ({placement.Describe}) and this kernel has no kprobes for bpf_override_return; deny with an lsmhook (BPF LSM, or socket_connect) or kill with Sigkill"
+                            : $"unsupported: Override on {placement.Describe}; deny with an lsmhook or kill with Sigkill");
                     break;
-                default:
-                    d.Error(a.Action.Pos, a.Action.Path, UnsupportedActions.Contains(action) ? $"unsupported: action {action} is not implemented yet" : $"unsupported: action {action}");
+                case "TrackSock" or "UntrackSock":
+                    // argSock defaults to 0, as Tetragon's does; with returnArgAction the sock is the return value.
+                    int sockIndex = a.ArgSock?.Value ?? 0;
+                    if (!returning && args.FirstOrDefault(x => x.Spec.Index.Value == sockIndex) is not { Spec.Type.Value: "sock" })
+                        d.Error(a.ArgSock?.Pos ?? a.Action.Pos, a.ArgSock?.Path ?? a.Action.Path, $"{action} takes the sock of argument {sockIndex} (argSock), and the hook has no argument {sockIndex} of type sock");
+                    d.EngineGap(a.Action.Pos, a.Action.Path, $"action {action} (the socket-to-process map that attributes later network events)");
+                    break;
+                case "DnsLookup":
+                    // Done by the agent on the matching event (PolicyNotifier): a name it can resolve, nothing more.
+                    if (a.ArgFqdn is not { } fqdn || Uri.CheckHostName(fqdn.Value.TrimEnd('.')) != UriHostNameType.Dns)
+                        d.Error(a.ArgFqdn?.Pos ?? a.Pos, a.ArgFqdn?.Path ?? a.Path, "action DnsLookup needs argFqdn, a DNS name to resolve");
+                    else
+                        notify.Add(new Notification(NotificationKind.DnsLookup, fqdn.Value));
+                    break;
+                case "GetUrl":
+                    if (a.ArgUrl is not { } url || !Uri.TryCreate(url.Value, UriKind.Absolute, out var u) || u.Scheme is not ("http" or "https"))
+                        d.Error(a.ArgUrl?.Pos ?? a.Pos, a.ArgUrl?.Path ?? a.Path, "action GetUrl needs argUrl, an http or https URL");
+                    else
+                        notify.Add(new Notification(NotificationKind.GetUrl, u.AbsoluteUri));
+                    break;
+                case "NotifyEnforcer":
+                    if (!hasEnforcers)
+                        d.Error(a.Action.Pos, a.Action.Path, "action NotifyEnforcer needs spec.enforcers (the calls it denies)");
+                    if (a.ArgError is null && a.ArgSig is null)
+                        d.Error(a.Pos, a.Path, "action NotifyEnforcer needs argError or argSig (what the enforcer does)");
+                    d.EngineGap(a.Action.Pos, a.Action.Path, "action NotifyEnforcer (the enforcer denies the process's next enforced call)");
+                    break;
+                case "CleanupEnforcerNotification":
+                    d.EngineGap(a.Action.Pos, a.Action.Path, "action CleanupEnforcerNotification");
+                    break;
+                case "Set":
+                    if (placement is not null && placement.Kind != HookKind.Usdt)
+                        d.Error(a.Action.Pos, a.Action.Path, "action Set writes a usdt argument: it applies to usdts only");
+                    if (a.ArgIndex is null || a.ArgValue is null)
+                        d.Error(a.Pos, a.Path, "action Set needs argIndex and argValue");
+                    d.EngineGap(a.Action.Pos, a.Action.Path, "action Set (writes a usdt argument)");
+                    break;
+                default: // FollowFD, UnfollowFD, CopyFD
+                    d.Error(a.Action.Pos, a.Action.Path, $"unsupported: action {action} was removed from Tetragon's policy language (file descriptors are followed by the file argument types)");
                     break;
             }
             if (a.RateLimit is { } r && action != "Post")
                 d.Error(r.Pos, r.Path, "rateLimit applies to the Post action only");
+            if (action != "Post" && (a.KernelStackTrace?.Value == true || a.UserStackTrace?.Value == true))
+                d.Error(a.Pos, a.Path, "kernelStackTrace and userStackTrace go with the Post action only (as in Tetragon)");
         }
+        if (returning && result != Actions.None)
+            return (result, signal, error, rate);
+        if (noPost && notify.Count > 0)
+            d.Error(actions[0].Pos, actions[0].Path, "DnsLookup and GetUrl are carried out by the agent on the matching event, which NoPost keeps in the kernel: drop NoPost");
         if (!noPost) result |= Actions.Post; // events are posted unless NoPost, as in Tetragon
         return (result, signal, error, rate);
     }
@@ -123,10 +238,10 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
     {
         if (m.Count == 0) return (Cmp.None, null);
         if (m.Count > 1)
-            d.Error(m[1].Pos, m[1].Path, "unsupported: one matchBinaries entry per selector (use several selectors)");
+            d.EngineGap(m[1].Pos, m[1].Path, "several matchBinaries entries in one selector (use several selectors)");
         var e = m[0];
         if (e.FollowChildren is { Value: true } fc)
-            d.Error(fc.Pos, fc.Path, "unsupported: followChildren is not implemented yet");
+            d.EngineGap(fc.Pos, fc.Path, "matchBinaries followChildren (the binary's descendants too)");
         var (cmp, kind) = BinaryOperator(e.Operator.Value);
         if (!Strings(e, kind)) return (cmp, null);
         return (cmp, AddSet(kind, e.Values.Select(v => v.Value).ToList()));
@@ -167,7 +282,7 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
         foreach (var e in m)
         {
             if (e.FollowChildren is { Value: true } fc)
-                d.Error(fc.Pos, fc.Path, "unsupported: followChildren is not implemented yet");
+                d.EngineGap(fc.Pos, fc.Path, "matchParentBinaries followChildren");
             if (e.Values.Count == 0)
                 d.Error(e.Pos, PolicySchema.Child(e.Path, "values"), $"operator {e.Operator.Value} needs at least one value");
             rules.Add(new ParentBinaryRule(e.Operator.Value, e.Values.Select(v => v.Value).ToList()));
@@ -181,7 +296,13 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
         var first = m[0];
         // Several NotIn entries with the same flags are one NotIn of their union (AND of NotIns).
         if (m.Count > 1 && !m.All(e => e.Operator.Value == "NotIn" && e.FollowForks == first.FollowForks && e.IsNamespacePid == first.IsNamespacePid))
-            d.Error(m[1].Pos, m[1].Path, "unsupported: several matchPIDs entries are supported only as NotIn entries with the same flags");
+            d.EngineGap(m[1].Pos, m[1].Path, "several matchPIDs entries other than NotIn entries with the same flags");
+        // Tetragon: isNamespacePID with followForks matches on the pid-namespace pids of the process AND of its
+        // ancestors ("NotIn [1]": not descended from a pid namespace's init). The engine keeps no ancestry in the
+        // kernel, so it would compare the process's own namespace pid only: a different meaning, refused.
+        foreach (var e in m.Where(e => e.IsNamespacePid && e.FollowForks))
+            d.EngineGap(e.Pos, e.Path, $"matchPIDs {e.Operator.Value} with isNamespacePID and followForks (the namespace pids of the process's ancestors; "
+                + "without followForks it compares the process's own pid in its namespace)");
         if (first.IsNamespacePid && placement?.Traits is { HasTask: false })
             d.Error(first.Pos, first.Path, $"unsupported: isNamespacePID on {placement.Describe} (no task there)");
         var pids = new List<uint>();
@@ -202,12 +323,19 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
     {
         if (m.Count == 0) return (Cmp.None, 0, 0);
         if (m.Count > 1)
-            d.Error(m[1].Pos, m[1].Path, "unsupported: one matchCapabilities entry per selector");
+            d.EngineGap(m[1].Pos, m[1].Path, "several matchCapabilities entries in one selector");
         var e = m[0];
         if (placement?.Traits is { HasTask: false })
             d.Error(e.Pos, e.Path, $"unsupported: matchCapabilities on {placement.Describe} (no task there)");
         if (e.IsNamespaceCapability is { Value: true } ns)
-            d.Error(ns.Pos, ns.Path, "unsupported: namespace capabilities are not implemented yet");
+            d.EngineGap(ns.Pos, ns.Path, "isNamespaceCapability (capabilities that count only outside the host user namespace)");
+        ulong mask = CapabilityMask(e);
+        byte set = e.Type?.Value switch { "Permitted" => 1, "Inheritable" => 2, _ => 0 };
+        return (e.Operator.Value == "In" ? Cmp.In : Cmp.NotIn, set, mask);
+    }
+
+    private ulong CapabilityMask(CapabilityMatcherSpec e)
+    {
         ulong mask = 0;
         foreach (var v in e.Values)
         {
@@ -215,9 +343,8 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
             else d.Error(v.Pos, v.Path, $"unknown capability '{PolicyValues.Shorten(v.Value)}'");
         }
         if (e.Values.Count == 0)
-            d.Error(e.Pos, PolicySchema.Child(e.Path, "values"), "matchCapabilities needs at least one capability");
-        byte set = e.Type?.Value switch { "Permitted" => 1, "Inheritable" => 2, _ => 0 };
-        return (e.Operator.Value == "In" ? Cmp.In : Cmp.NotIn, set, mask);
+            d.Error(e.Pos, PolicySchema.Child(e.Path, "values"), $"{(e.Path.Contains("Changes") ? "matchCapabilityChanges" : "matchCapabilities")} needs at least one capability");
+        return mask;
     }
 
     private List<ArgFilterPlan> MatchArgs(SelectorSpec s, HookKind kind, IReadOnlyList<ArgInfo> args)
@@ -244,11 +371,14 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
                 + (allowed.Length > 0 ? $" (use one of {string.Join(", ", allowed)})" : ""));
             return null;
         }
-        if (m.Values.Count == 0)
+        bool valueless = op.Contains("Priv") || op == "CapabilitiesGained";
+        if (m.Values.Count == 0 && !valueless)
         {
             d.Error(m.Pos, PolicySchema.Child(m.Path, "values"), $"operator {op} needs at least one value");
             return null;
         }
+        if (m.Values.Count > 0 && valueless && op != "CapabilitiesGained")
+            d.Error(m.Values[0].Pos, m.Values[0].Path, $"operator {op} takes no values (it tests for a privileged port, 0..1023)");
         int slot = arg.Plan?.Slot ?? 0;
         switch (op)
         {
@@ -258,7 +388,7 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
                 if (arg.Class == ArgClass.String)
                     return m.Values.All(v => StringFits(v, ValueSetKind.StringExact))
                         ? new(slot, cmp, AddSet(ValueSetKind.StringExact, m.Values.Select(v => v.Value).ToList()), 0) : null;
-                var ints = Integers(m.Values, allowLists: op is "InMap" or "NotInMap");
+                var ints = Integers(m.Values, allowLists: op is "InMap" or "NotInMap", allowRanges: op is "InMap" or "NotInMap");
                 return ints is null ? null : new(slot, cmp, AddSet(ValueSetKind.Int, ints.Select(i => PolicyValues.Canonical(i.Value, i.Negative)).ToList(), ints.Select(i => i.Value).ToList()), 0);
             }
             case "Prefix" or "NotPrefix" or "Postfix" or "NotPostfix":
@@ -309,19 +439,80 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
                 }
                 return families.Count == m.Values.Count ? new(slot, op == "Family" ? Cmp.Family : Cmp.NotFamily, AddSet(ValueSetKind.Int, families.Select(f => f.ToString()).ToList(), families), 0) : null;
             }
-            default:
-                d.Error(m.Operator.Pos, m.Operator.Path, $"unsupported: operator {op} is not implemented in the kernel filter yet");
-                return null;
+            case "SAddr" or "NotSAddr":
+                foreach (var v in m.Values)
+                    if (PolicyValues.CanonicalNetwork(v.Value) is null)
+                        d.Error(v.Pos, v.Path, $"'{PolicyValues.Shorten(v.Value)}' is not an address or CIDR (a.b.c.d, a.b.c.d/n or IPv6)");
+                break;
+            case "SPort" or "NotSPort":
+                foreach (var v in m.Values)
+                    if (!PolicyValues.TryParsePort(v.Value, out _))
+                        d.Error(v.Pos, v.Path, $"'{PolicyValues.Shorten(v.Value)}' is not a port (0..65535)");
+                break;
+            case "Protocol" or "NotProtocol":
+                foreach (var v in m.Values)
+                    if (!PolicyValues.TryParseProtocol(v.Value, out _))
+                        d.Error(v.Pos, v.Path, $"'{PolicyValues.Shorten(v.Value)}' is not a protocol (IPPROTO_TCP, IPPROTO_UDP, ... or 0..255)");
+                break;
+            case "State":
+                foreach (var v in m.Values)
+                    if (!PolicyValues.TcpStates.Contains(v.Value) && !PolicyValues.TryParseInRange(v.Value, 1, PolicyValues.TcpStates.Count, out _))
+                        d.Error(v.Pos, v.Path, $"'{PolicyValues.Shorten(v.Value)}' is not a socket state ({string.Join(", ", PolicyValues.TcpStates)}, or 1..{PolicyValues.TcpStates.Count})");
+                break;
+            case "InRange" or "NotInRange" when arg.Class == ArgClass.Int:
+            {
+                // Both bounds included, as in Tetragon; carried exactly as the set of the values in the ranges.
+                if (m.Values.Any(v => !v.Value.Contains(':')))
+                {
+                    var v = m.Values.First(v => !v.Value.Contains(':'));
+                    d.Error(v.Pos, v.Path, $"'{PolicyValues.Shorten(v.Value)}' is not a range 'min:max' of integers");
+                    return null;
+                }
+                var ints = Integers(m.Values, allowLists: false, allowRanges: true);
+                return ints is null ? null : new(slot, op == "InRange" ? Cmp.In : Cmp.NotIn, AddSet(ValueSetKind.Int, ints.Select(i => PolicyValues.Canonical(i.Value, i.Negative)).ToList(), ints.Select(i => i.Value).ToList()), 0);
+            }
+            case "FileType" or "NotFileType":
+                foreach (var v in m.Values)
+                    if (v.Value is not ("reg" or "dir" or "lnk" or "chr" or "blk" or "fifo" or "sock"))
+                        d.Error(v.Pos, v.Path, $"'{PolicyValues.Shorten(v.Value)}' is not a file type (reg, dir, lnk, chr, blk, fifo, sock)");
+                break;
+            case "CapabilitiesGained":
+                if (m.Args.Count != 2)
+                    d.Error(m.Pos, m.Path, "operator CapabilitiesGained compares two cred arguments: args: [new, old]");
+                break;
         }
+        // Operators the language defines and the kernel filter of this build does not evaluate.
+        d.EngineGap(m.Operator.Pos, m.Operator.Path, $"operator {op}" + (op is "SubString" or "SubStringIgnCase" ? " (needs the bpf_strnstr kfunc, Linux 6.17+)" : ""));
+        return null;
     }
 
-    /// <summary>Integers (Tetragon's base-0 forms), or with InMap also `list:NAME` of a syscalls list; null after reporting.</summary>
-    private List<(ulong Value, bool Negative)>? Integers(IReadOnlyList<Located<string>> values, bool allowLists)
+    /// <summary>Values a range may stand for in a set (a range is stored value by value, as Tetragon's InMap does).</summary>
+    public const int MaxRangeValues = 4096;
+
+    /// <summary>Integers (Tetragon's base-0 forms), with InMap also `list:NAME` of a syscalls list, and with ranges
+    /// "min:max" (both included) each value of the range; null after reporting.</summary>
+    private List<(ulong Value, bool Negative)>? Integers(IReadOnlyList<Located<string>> values, bool allowLists, bool allowRanges = false)
     {
         var result = new List<(ulong, bool)>();
         bool ok = true;
         foreach (var v in values)
         {
+            if (allowRanges && v.Value.Contains(':') && !v.Value.StartsWith("list:"))
+            {
+                if (!PolicyValues.TryParseRange(v.Value, out var lo, out var hi))
+                {
+                    d.Error(v.Pos, v.Path, $"'{PolicyValues.Shorten(v.Value)}' is not a range 'min:max' of integers (min at most max)");
+                    ok = false;
+                }
+                else if ((ulong)(hi - lo) >= MaxRangeValues || result.Count + (int)(hi - lo) + 1 > MaxRangeValues)
+                {
+                    d.Error(v.Pos, v.Path, $"unsupported: range {PolicyValues.Shorten(v.Value)} holds more than the {MaxRangeValues} values a filter's set stores");
+                    ok = false;
+                }
+                else
+                    for (long x = lo; x <= hi; x++) result.Add(((ulong)x, x < 0));
+                continue;
+            }
             if (allowLists && v.Value.StartsWith("list:"))
             {
                 var name = v.Value[5..];
@@ -336,7 +527,11 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
                     ok = false;
                 }
                 else
+                {
+                    foreach (var e in list.Ia32)
+                        d.EngineGap(e.Pos, e.Path, $"a 32-bit (ia32) syscall in a list compared with InMap ('{PolicyValues.Shorten(e.Value)}': Tetragon tells the ABIs apart by syscall64's ABI bit, which the engine does not read)");
                     result.AddRange(list.Syscalls.Select(n => (n, false)));
+                }
             }
             else if (PolicyValues.TryParseInteger(v.Value, out var n, out var negative))
                 result.Add((n, negative));

@@ -21,24 +21,28 @@ internal sealed class SemanticPass(KernelFeatures features, Func<string, string,
 
     public PolicyPlan? Run(TracingPolicy p, string file, DiagnosticBag d)
     {
-        foreach (var n in p.Spec.NotImplemented)
-            d.Error(n.Pos, n.Path, $"unsupported: '{n.Value}' is not implemented by SecurityAgent yet");
+        if (p.Spec.Loader is { Value: true } loader)
+            d.Error(loader.Pos, loader.Path, "unsupported: spec.loader (Tetragon's loader sensor: an event for each executable mapping a process makes, "
+                + "with the file's build id) has no SecurityAgent sensor; exec events carry the binary");
         var (enforce, failClosed) = Options(p.Spec.Options, d);
+        var lists = Lists(p.Spec.Lists, d);
+        Enforcers(p.Spec, lists, d);
         var sets = new List<ValueSet>();
-        var selectors = new SelectorCompiler(d, sets, Lists(p.Spec.Lists, d));
+        var selectors = new SelectorCompiler(d, sets, lists, p.Spec.Enforcers.Count > 0);
         var placement = new HookPlacement(features, formats);
         var hooks = new List<HookPlan>();
         bool complete = true;
-        foreach (var hook in p.Spec.Hooks)
+        var macros = Macros(p.Spec.Macros, d);
+        foreach (var hook in p.Spec.Hooks.Select(h => WithMacros(h, macros, d)).SelectMany(h => Expand(h, lists, d)))
         {
             var place = placement.Place(hook, d);
             var args = ArgumentLayout.Layout(hook, place, d);
             var sels = selectors.Compile(hook, place, args);
             Warn(hook, place, args, d);
-            if (place is { FieldsKnown: true } && args.All(a => a.Plan is not null))
+            if (place is { FieldsKnown: true } && args.All(a => a.Complete))
             {
-                var plan = new HookPlan(place.Kind, place.Mechanism, place.Target, place.Name, place.Why, args.Select(a => a.Plan!).ToList(),
-                    sels, hook.Message?.Value, hook.Tags);
+                var plan = new HookPlan(place.Kind, place.Mechanism, place.Target, place.Name, place.Why, args.Where(a => a.Plan is not null).Select(a => a.Plan!).ToList(),
+                    sels, hook.Message?.Value, hook.Tags) { Pids = PidFlags(hook) };
                 if (place.Mechanism == Mechanism.FanotifyPerm)
                     foreach (var (sel, message) in Fanotify.FanotifyPolicies.Unsupported(plan))
                         d.Error(sel >= 0 ? hook.Selectors[sel].Pos : hook.Pos, sel >= 0 ? hook.Selectors[sel].Path : hook.Path, message);
@@ -47,39 +51,164 @@ internal sealed class SemanticPass(KernelFeatures features, Func<string, string,
             else
                 complete = false;
         }
-        if (p.Spec.Hooks.Count == 0 && !p.Spec.NotImplemented.Any(n => n.Value is "uprobes" or "usdts"))
-            d.Error(p.Spec.Pos, p.Spec.Path, "the policy has no tracepoints, kprobes or lsmhooks");
+        if (p.Spec.Hooks.Count == 0 && p.Spec.Loader is null)
+            d.Error(p.Spec.Pos, p.Spec.Path, "the policy has no tracepoints, kprobes, lsmhooks, uprobes or usdts");
         var scope = ScopeCompiler.Compile(p, d);
         return d.HasErrors || !complete ? null : new PolicyPlan(p.Metadata.Name.Value, file, enforce, hooks, sets, scope) { FailClosed = failClosed };
     }
 
-    /// <summary>spec.options: the policy mode (true: enforce, the default, as in Tetragon) and the fail mode of denies the
-    /// agent answers itself (fanotify permission events: fail-open, the default, or fail-closed).</summary>
+    /// <summary>spec.selectorsMacros by name; a macro cannot use macros (as in Tetragon).</summary>
+    private static Dictionary<string, SelectorSpec> Macros(IReadOnlyList<MacroSpec> macros, DiagnosticBag d)
+    {
+        foreach (var m in macros.Where(m => m.Selector.Macros.Count > 0))
+            d.Error(m.Selector.Macros[0].Pos, m.Selector.Macros[0].Path, $"macro '{PolicyValues.Shorten(m.Name.Value)}' uses another macro: a macro definition cannot");
+        return macros.ToDictionary(m => m.Name.Value, m => m.Selector);
+    }
+
+    /// <summary>A hook whose selectors take the fields of the macros they name: each field from one place only
+    /// (the selector or one macro), the selector's label before a macro's, as Tetragon's appendMacrosSelectors.</summary>
+    private static HookSpec WithMacros(HookSpec hook, Dictionary<string, SelectorSpec> macros, DiagnosticBag d)
+    {
+        if (hook.Selectors.All(s => s.Macros.Count == 0)) return hook;
+        return hook with { Selectors = hook.Selectors.Select(s => s.Macros.Aggregate(s, (sel, name) => Apply(sel, name, macros, d))).ToList() };
+    }
+
+    private static SelectorSpec Apply(SelectorSpec s, Located<string> name, Dictionary<string, SelectorSpec> macros, DiagnosticBag d)
+    {
+        if (!macros.TryGetValue(name.Value, out var m))
+        {
+            d.Error(name.Pos, name.Path, macros.Count == 0 ? $"macro '{PolicyValues.Shorten(name.Value)}' is used, but spec.selectorsMacros defines none"
+                : $"undefined macro '{PolicyValues.Shorten(name.Value)}' (spec.selectorsMacros defines {string.Join(", ", macros.Keys.Take(10))})");
+            return s;
+        }
+        IReadOnlyList<T> Use<T>(IReadOnlyList<T> mine, IReadOnlyList<T> theirs, string field)
+        {
+            if (mine.Count == 0 || theirs.Count == 0) return [.. mine, .. theirs];
+            d.Error(name.Pos, name.Path, $"{field} comes both from this selector (or an earlier macro) and from macro '{PolicyValues.Shorten(name.Value)}': a field comes from one place");
+            return mine;
+        }
+        return s with
+        {
+            Label = s.Label ?? m.Label,
+            MatchPids = Use(s.MatchPids, m.MatchPids, "matchPIDs"),
+            MatchArgs = Use(s.MatchArgs, m.MatchArgs, "matchArgs"),
+            MatchData = Use(s.MatchData, m.MatchData, "matchData"),
+            MatchActions = Use(s.MatchActions, m.MatchActions, "matchActions"),
+            MatchReturnArgs = Use(s.MatchReturnArgs, m.MatchReturnArgs, "matchReturnArgs"),
+            MatchReturnActions = Use(s.MatchReturnActions, m.MatchReturnActions, "matchReturnActions"),
+            MatchBinaries = Use(s.MatchBinaries, m.MatchBinaries, "matchBinaries"),
+            MatchParentBinaries = Use(s.MatchParentBinaries, m.MatchParentBinaries, "matchParentBinaries"),
+            MatchNamespaces = Use(s.MatchNamespaces, m.MatchNamespaces, "matchNamespaces"),
+            MatchNamespaceChanges = Use(s.MatchNamespaceChanges, m.MatchNamespaceChanges, "matchNamespaceChanges"),
+            MatchCapabilities = Use(s.MatchCapabilities, m.MatchCapabilities, "matchCapabilities"),
+            MatchCapabilityChanges = Use(s.MatchCapabilityChanges, m.MatchCapabilityChanges, "matchCapabilityChanges"),
+        };
+    }
+
+    /// <summary>The matchPIDs flags of each selector as written (the explanation shows them even where a flag is refused).</summary>
+    private static IReadOnlyList<string> PidFlags(HookSpec hook) =>
+        hook.Selectors.Select(s => string.Join("; ", s.MatchPids.Select(m => $"{m.Operator.Value} [{string.Join(", ", m.Values.Select(v => v.Value))}] "
+            + $"isNamespacePID={(m.IsNamespacePid ? "true" : "false")} followForks={(m.FollowForks ? "true" : "false")}"))).ToList();
+
+    /// <summary>A kprobe on `call: "list:NAME"` is one kprobe per entry of the list, as in Tetragon: a syscalls list's
+    /// entries are syscall kprobes (on their tracepoints where the kernel has no kprobes), a generated_syscalls list is
+    /// every syscall of the architecture, and a generated_ftrace list (functions matching a pattern) needs kprobes.</summary>
+    private IEnumerable<HookSpec> Expand(HookSpec hook, IReadOnlyDictionary<string, ListInfo> lists, DiagnosticBag d)
+    {
+        if (hook is not KprobeSpec { Call.Value: var call } k || !call.StartsWith("list:"))
+            return [hook];
+        var name = call[5..];
+        if (!lists.TryGetValue(name, out var list))
+        {
+            d.Error(k.Call.Pos, k.Call.Path, $"no list named '{PolicyValues.Shorten(name)}' in spec.lists");
+            return [];
+        }
+        switch (list.Spec.Type.Value)
+        {
+            case "syscalls":
+                return list.Spec.Values.Select(v => k with { Call = v with { Pos = k.Call.Pos, Path = k.Call.Path }, Syscall = true });
+            case "generated_syscalls":
+                // Every syscall that has an entry tracepoint on the target (where formats are known), each a syscall kprobe.
+                return syscalls.Names.Where(n => formats is null || formats("syscalls", "sys_enter_" + n) is not null)
+                    .Select(n => k with { Call = new Located<string>("sys_" + n, k.Call.Pos, k.Call.Path), Syscall = true });
+            default:
+                if (!features.Has(Mechanism.Kprobe))
+                {
+                    d.Error(k.Call.Pos, k.Call.Path, $"needs kprobes to hook the kernel functions of {call} (generated_ftrace: the functions matching "
+                        + $"'{PolicyValues.Shorten(list.Spec.Pattern?.Value ?? "")}'), and this kernel has none");
+                    return [];
+                }
+                d.EngineGap(k.Call.Pos, k.Call.Path, $"hooking the functions of {call} (generated_ftrace: resolved from available_filter_functions on the node)");
+                return [k with { Call = new Located<string>(list.Spec.Pattern?.Value ?? name, k.Call.Pos, k.Call.Path) }];
+        }
+    }
+
+    /// <summary>spec.enforcers: the calls NotifyEnforcer denies, by bpf_override_return on a kprobe or fmod_ret on fentry.</summary>
+    private void Enforcers(PolicySpec spec, IReadOnlyDictionary<string, ListInfo> lists, DiagnosticBag d)
+    {
+        foreach (var e in spec.Enforcers)
+        {
+            foreach (var c in e.Calls)
+                if (c.Value.StartsWith("list:") && !lists.ContainsKey(c.Value[5..]))
+                    d.Error(c.Pos, c.Path, $"no list named '{PolicyValues.Shorten(c.Value[5..])}' in spec.lists");
+            if (!features.Has(Mechanism.Kprobe) && !features.Has(Mechanism.Fentry))
+                d.Error(e.Pos, e.Path, $"needs kprobes (bpf_override_return) or fentry (fmod_ret) to enforce calls, and this kernel has neither "
+                    + $"(kprobe: {Detail(Mechanism.Kprobe)}; fentry: {Detail(Mechanism.Fentry)})");
+            else
+                d.EngineGap(e.Pos, e.Path, "spec.enforcers (denying the listed calls through bpf_override_return or fmod_ret)");
+        }
+    }
+
+    private string Detail(Mechanism m) => features.Mechanisms.TryGetValue(m, out var a) ? a.Detail : "unknown";
+
+    /// <summary>spec.options, as Tetragon defines them: the policy mode (true: enforce, the default, as in Tetragon), and
+    /// ours, the fail mode of denies the agent answers itself (fanotify permission events: fail-open, the default, or
+    /// fail-closed); Tetragon's others tune how it attaches and change nothing here, so they are checked and noted.</summary>
     private static (bool Enforce, bool FailClosed) Options(IReadOnlyList<OptionSpec> options, DiagnosticBag d)
     {
         bool enforce = true, failClosed = false;
         foreach (var o in options)
         {
-            if (o.Name.Value == "fail-mode")
+            var value = o.Value?.Value ?? "";
+            var (pos, path) = (o.Value?.Pos ?? o.Pos, o.Value?.Path ?? PolicySchema.Child(o.Path, "value"));
+            switch (o.Name.Value)
             {
-                if (o.Value?.Value is "fail-open" or "fail-closed")
-                    failClosed = o.Value.Value == "fail-closed";
-                else
-                    d.Error(o.Value?.Pos ?? o.Pos, o.Value?.Path ?? PolicySchema.Child(o.Path, "value"), $"fail-mode must be 'fail-open' or 'fail-closed', not '{PolicyValues.Shorten(o.Value?.Value ?? "")}'");
-                continue;
+                case "policy-mode" when value is "enforce" or "monitor":
+                    enforce = value == "enforce";
+                    break;
+                case "policy-mode":
+                    d.Error(pos, path, $"policy-mode must be 'enforce' or 'monitor', not '{PolicyValues.Shorten(value)}'");
+                    break;
+                case "fail-mode" when value is "fail-open" or "fail-closed":
+                    failClosed = value == "fail-closed";
+                    break;
+                case "fail-mode":
+                    d.Error(pos, path, $"fail-mode must be 'fail-open' or 'fail-closed', not '{PolicyValues.Shorten(value)}'");
+                    break;
+                case "disable-kprobe-multi" or "disable-uprobe-multi" when GoBool(value):
+                    d.Note(o.Name.Pos, o.Name.Path, $"option {o.Name.Value} has no effect here: SecurityAgent attaches each kprobe and uprobe on its own");
+                    break;
+                case "override-method" when value is "fmod-ret" or "override-return":
+                    d.Note(o.Name.Pos, o.Name.Path, $"option override-method {value} has no effect here: Override runs where the hook's mechanism allows it (BPF LSM, cgroup connect)");
+                    break;
+                case "sleepable-preload-size" when int.TryParse(value, out var n) && n > 0:
+                    d.Note(o.Name.Pos, o.Name.Path, "option sleepable-preload-size has no effect here: SecurityAgent runs no sleepable programs");
+                    break;
+                case "disable-kprobe-multi" or "disable-uprobe-multi" or "override-method" or "sleepable-preload-size":
+                    d.Error(pos, path, $"option {o.Name.Value}: '{PolicyValues.Shorten(value)}' is not "
+                        + (o.Name.Value == "override-method" ? "fmod-ret or override-return" : o.Name.Value == "sleepable-preload-size" ? "a positive integer" : "true or false"));
+                    break;
+                default:
+                    d.Error(o.Name.Pos, o.Name.Path, $"unsupported option '{PolicyValues.Shorten(o.Name.Value)}' (supported: policy-mode, fail-mode, and Tetragon's "
+                        + "disable-kprobe-multi, disable-uprobe-multi, override-method, sleepable-preload-size)");
+                    break;
             }
-            if (o.Name.Value != "policy-mode")
-            {
-                d.Error(o.Name.Pos, o.Name.Path, $"unsupported option '{PolicyValues.Shorten(o.Name.Value)}' (supported: policy-mode, fail-mode)");
-                continue;
-            }
-            if (o.Value?.Value is "enforce" or "monitor")
-                enforce = o.Value.Value == "enforce";
-            else
-                d.Error(o.Value?.Pos ?? o.Pos, o.Value?.Path ?? PolicySchema.Child(o.Path, "value"), $"policy-mode must be 'enforce' or 'monitor', not '{PolicyValues.Shorten(o.Value?.Value ?? "")}'");
         }
         return (enforce, failClosed);
     }
+
+    /// <summary>What Go's strconv.ParseBool accepts (Tetragon reads boolean options with it).</summary>
+    private static bool GoBool(string s) => s is "1" or "t" or "T" or "TRUE" or "true" or "True" or "0" or "f" or "F" or "FALSE" or "false" or "False";
 
     /// <summary>spec.lists by name; syscalls lists resolved to their numbers (x86-64) here, once.</summary>
     private Dictionary<string, ListInfo> Lists(IReadOnlyList<ListSpec> lists, DiagnosticBag d)
@@ -88,17 +217,21 @@ internal sealed class SemanticPass(KernelFeatures features, Func<string, string,
         foreach (var l in lists)
         {
             IReadOnlyList<ulong>? numbers = null;
-            if (l.Type.Value == "syscalls")
+            var ia32 = new List<Located<string>>();
+            if (l.Type.Value == "generated_syscalls")
+                numbers = syscalls.Names.Select(n => syscalls.Number(n)!.Value).ToList();
+            else if (l.Type.Value == "syscalls")
             {
                 var list = new List<ulong>();
                 foreach (var v in l.Values)
                 {
-                    if (syscalls.Number(v.Value) is { } n) list.Add(n);
+                    if (HookPlacement.Ia32(v.Value)) ia32.Add(v);
+                    else if (syscalls.Number(v.Value) is { } n) list.Add(n);
                     else d.Error(v.Pos, v.Path, $"list {PolicyValues.Shorten(l.Name.Value)}: unknown syscall '{PolicyValues.Shorten(v.Value)}'");
                 }
                 numbers = list;
             }
-            if (!byName.TryAdd(l.Name.Value, new ListInfo(l, numbers)))
+            if (!byName.TryAdd(l.Name.Value, new ListInfo(l, numbers, ia32)))
                 d.Error(l.Name.Pos, l.Name.Path, $"a list named '{PolicyValues.Shorten(l.Name.Value)}' is defined twice");
         }
         return byName;

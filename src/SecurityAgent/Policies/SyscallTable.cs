@@ -19,6 +19,9 @@ public sealed class SyscallTable(IReadOnlyDictionary<string, ulong> numbers)
         return new SyscallTable(map);
     }
 
+    /// <summary>Every syscall of the architecture, by name (a generated_syscalls list).</summary>
+    public IEnumerable<string> Names => numbers.Keys.Order(StringComparer.Ordinal);
+
     /// <summary>"sys_dup", "__x64_sys_dup" or "dup".</summary>
     public ulong? Number(string name) => numbers.TryGetValue(HookPlacement.SyscallName(name), out var n) ? n : null;
 }

@@ -49,8 +49,19 @@ public sealed class PolicySensor : IDisposable
         switch (mechanism)
         {
             case Mechanism.Tracepoint:
-                int slash = target.IndexOf('/');
-                return [_core.Program(BpfNames.Programs.PolicyTp).AttachTracepoint(target[..slash], target[(slash + 1)..], cookie: ap)];
+                var enter = AttachTracepoint(BpfNames.Programs.PolicyTp, target, ap);
+                if (Policies.PathArguments.ExitTracepoint(target) is not { } exit)
+                    return [enter];
+                try
+                {
+                    // Opens and execs look the object up again at exit (armed per call by the enter program).
+                    return [enter, AttachTracepoint(BpfNames.Programs.PolicyExitTp, exit, ap)];
+                }
+                catch
+                {
+                    enter.Dispose();
+                    throw;
+                }
             case Mechanism.Kprobe:
                 return [Family(ref _kprobe, ObjectSpecs.PolicyKprobe).Program(BpfNames.Programs.PolicyKprobe).AttachKprobe(target, cookie: ap)];
             case Mechanism.Lsm:
@@ -75,6 +86,12 @@ public sealed class PolicySensor : IDisposable
             default:
                 throw new NotSupportedException($"policy hooks do not run on {KernelFeatures.MechanismName(mechanism)}");
         }
+    }
+
+    private BpfLink AttachTracepoint(string program, string target, uint ap)
+    {
+        int slash = target.IndexOf('/');
+        return _core.Program(program).AttachTracepoint(target[..slash], target[(slash + 1)..], cookie: ap);
     }
 
     private BpfObject Family(ref BpfObject? field, BpfObjectSpec spec) => field ??= BpfObject.Load(spec, _process.Object, _core);

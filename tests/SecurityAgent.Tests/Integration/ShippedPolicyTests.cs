@@ -65,6 +65,44 @@ public class ShippedPolicyTests(ShippedPoliciesAgent shipped) : IClassFixture<Sh
         Assert.Equal("path", body.GetProperty("args")[0].GetProperty("label").GetString());
     }
 
+    private JsonElement WaitForPassed(string policy, string binary, string passed) =>
+        Body(_agent.Events.WaitFor(e => Body(e, policy) is { } b && b.GetProperty("process").GetProperty("binary").GetString() == binary
+            && PathEvasionTests.Passed(b) == passed, $"{policy} event for '{passed}'"), policy)!.Value;
+
+    [Fact]
+    public void Sensitive_file_reads_reports_renamed_spellings_of_etc_shadow_with_the_path_the_kernel_opens()
+    {
+        using var dir = new TempDir();
+        var cat = dir.CopyBinary("/usr/bin/cat", "renamed-reader");
+        File.CreateSymbolicLink(dir.File("innocent"), "/etc/shadow");
+        (string[] Args, string? Cwd, string Passed, string Resolved)[] spellings =
+        [
+            (["shadow"], "/etc", "shadow", "/etc/shadow"),
+            (["./gshadow"], "/etc", "./gshadow", "/etc/gshadow"),
+            (["/etc//shadow"], null, "/etc//shadow", "/etc/shadow"),
+            (["/etc/./shadow"], null, "/etc/./shadow", "/etc/shadow"),
+            (["../etc/shadow"], "/usr", "../etc/shadow", "/etc/shadow"),
+            ([dir.File("innocent")], null, dir.File("innocent"), "/etc/shadow"),
+        ];
+        foreach (var (args, cwd, passed, resolved) in spellings)
+        {
+            Assert.Equal(0, Run.Wait(cat, args, cwd).Code); // monitor mode: the read goes through
+            var body = WaitForPassed("sensitive-file-reads", cat, passed);
+            Assert.Equal(resolved, body.GetProperty("args")[0].GetProperty("string_arg").GetString());
+        }
+    }
+
+    [Fact]
+    public void Exec_from_tmp_reports_a_program_run_by_a_relative_path_from_its_directory()
+    {
+        using var dir = new TempDir(); // under /tmp
+        var tool = dir.CopyBinary("/usr/bin/true", "bin");
+        var sh = dir.CopyBinary("/usr/bin/dash", "launcher");
+        Assert.Equal(0, Run.Wait(sh, ["-c", "./bin"], dir.Path).Code);
+        var body = WaitForPassed("exec-from-tmp", sh, "./bin");
+        Assert.Equal(tool, body.GetProperty("args")[0].GetProperty("string_arg").GetString());
+    }
+
     [Fact]
     public void Exec_from_tmp_reports_what_it_would_kill_and_the_program_still_runs()
     {

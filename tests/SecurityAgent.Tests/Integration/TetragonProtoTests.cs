@@ -30,7 +30,6 @@ public class TetragonProtoTests(ITestOutputHelper output)
               type: int
             - index: 6
               type: char_buf
-              sizeArgIndex: 3
             - index: 7
               type: size_t
             selectors:
@@ -141,7 +140,10 @@ public class TetragonProtoTests(ITestOutputHelper output)
         Assert.NotEmpty(body.GetProperty("ancestors").EnumerateArray());
         var write = agent.Events.All.Select(e => e.TryGetProperty("process_tracepoint", out var b) ? b : default)
             .First(b => b.ValueKind == JsonValueKind.Object && b.GetProperty("event").GetString() == "sys_enter_write" && b.GetProperty("process").GetProperty("binary").GetString() == perl);
-        Assert.Equal("""{"bytes_arg":"YWL+"}{"size_arg":"3"}""", write.GetProperty("args")[1].GetRawText() + write.GetProperty("args")[2].GetRawText());
+        // Without sizeArgIndex (refused until the engine reads exactly that many bytes) a char_buf is read up to a NUL.
+        var written = Convert.FromBase64String(write.GetProperty("args")[1].GetProperty("bytes_arg").GetString()!);
+        Assert.Equal(new byte[] { 0x61, 0x62, 0xfe }, written.Take(3));
+        Assert.Equal("""{"size_arg":"3"}""", write.GetProperty("args")[2].GetRawText());
         var exit = agent.Events.All.First(e => e.TryGetProperty("process_exit", out var b) && b.GetProperty("process").GetProperty("binary").GetString() == perl);
         Assert.Equal(3, exit.GetProperty("process_exit").GetProperty("status").GetInt32());
     }

@@ -57,7 +57,8 @@ public static class TestPolicies
 
 public static class ConnectPolicies
 {
-    public static string Deny(string name, string binary, int port, int errno) => $"""
+    /// <param name="declareSocket">Declare the hook's socket as index 0, as Tetragon's policies do.</param>
+    public static string Deny(string name, string binary, int port, int errno, bool declareSocket = false) => $"""
         apiVersion: cilium.io/v1alpha1
         kind: TracingPolicy
         metadata:
@@ -65,7 +66,7 @@ public static class ConnectPolicies
         spec:
           lsmhooks:
           - hook: socket_connect
-            args:
+            args:{(declareSocket ? "\n    - index: 0\n      type: socket" : "")}
             - index: 1
               type: sockaddr
             selectors:

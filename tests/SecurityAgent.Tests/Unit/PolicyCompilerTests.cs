@@ -119,6 +119,19 @@ public class PolicyCompilerTests
     }
 
     [Fact]
+    public void The_explanation_says_whether_a_string_filter_matches_the_resolved_path_or_the_string_passed()
+    {
+        var plan = Compile(Support.TestPolicies.SyscallKprobeKill("shadow", "/tmp/x/cat", "/etc/shadow"));
+        var open = PlanExplainer.Explain(plan);
+        Assert.Contains("matches the resolved path (relative names joined to the dirfd's directory or the cwd", open);
+        Assert.Contains("again at exit the path of the file the kernel opened", open);
+
+        // The same string read at a syscall whose argument is not a file name is compared as passed.
+        var other = PlanExplainer.Explain(plan with { Hooks = [plan.Hooks[0] with { Target = "syscalls/sys_enter_write" }] });
+        Assert.Contains("matches the string as the process passed it", other);
+    }
+
+    [Fact]
     public void A_rate_limit_is_converted_to_nanoseconds()
     {
         Assert.Equal((true, 2_000_000_000UL), (PolicyValues.TryParseRateLimit("2", out var two), two));

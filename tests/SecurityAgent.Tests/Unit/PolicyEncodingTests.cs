@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using SecurityAgent.Bpf;
 using SecurityAgent.Events;
 using SecurityAgent.Kernel;
 using SecurityAgent.Policies;
@@ -111,6 +112,60 @@ public class PolicyEncodingTests
     }
 
     [Fact]
+    public void A_file_name_is_resolved_in_the_kernel_only_where_a_string_selector_matches_it()
+    {
+        var matched = PolicyEncoding.Layout([Place(Plan("m", [Set(ValueSetKind.StringPostfix, "/id_rsa")], Sel(args: [new ArgFilterPlan(0, Cmp.Postfix, 0, 0)])))], "openat");
+        Assert.Equal((ArgType.UserPathAt, W.PointFlags.Fd), (matched.Args[0].Type, matched.Flags));
+
+        var readOnly = PolicyEncoding.Layout([Place(Plan("r", [Set(ValueSetKind.StringExact, "/b")], Sel(Cmp.In, 0)))], "openat");
+        Assert.Equal((ArgType.String, (W.PointFlags)0), (readOnly.Args[0].Type, readOnly.Flags)); // reported as passed, no cost
+
+        var mask = PolicyEncoding.Layout([Place(Plan("k", [], Sel(args: [new ArgFilterPlan(1, Cmp.Mask, null, 1)])))], "openat");
+        Assert.Equal(ArgType.Int, mask.Args[1].Type);
+    }
+
+    [Fact]
+    public void Files_a_file_name_value_names_are_also_stored_by_inode_with_the_selectors_their_path_gets()
+    {
+        var plan = Plan("h", [Set(ValueSetKind.StringPrefix, "/s/", "/s/deep/")],
+            Sel(args: [new ArgFilterPlan(0, Cmp.Prefix, 0, 0)]));
+        var hook = Place(plan);
+        var layout = PolicyEncoding.Layout([hook], "openat");
+        PathArguments.FileId[] found = [new("/s/a", 5 << 20, 100), new("/s/deep/b", 5 << 20, 200)];
+        var gen = PolicyEncoding.Generation(9, 2, layout, [hook], (v, prefix) => prefix ? found.Where(f => f.Path.StartsWith(v)) : []);
+        var inodes = gen.Values.Where(e => e.Map == BpfNames.Maps.InodeSet).ToList();
+        Assert.Equal(2, inodes.Count);
+        var b = inodes.Single(e => BinaryPrimitives.ReadUInt64LittleEndian(e.Key.AsSpan(W.InodeKey.Ino)) == 200);
+        Assert.Equal(5u << 20, BinaryPrimitives.ReadUInt32LittleEndian(b.Key.AsSpan(W.InodeKey.Dev)));
+        Assert.Equal((2u, 9u), (BinaryPrimitives.ReadUInt32LittleEndian(b.Key.AsSpan(W.InodeKey.Hdr + W.ValueHeader.Gen)),
+            (uint)BinaryPrimitives.ReadUInt16LittleEndian(b.Key.AsSpan(W.InodeKey.Hdr + W.ValueHeader.Ap))));
+        Assert.Equal(1UL, BinaryPrimitives.ReadUInt64LittleEndian(b.Value));
+
+        // Without the file system (or where nothing is resolved) nothing is stored by inode.
+        Assert.DoesNotContain(PolicyEncoding.Generation(9, 2, layout, [hook]).Values, e => e.Map == BpfNames.Maps.InodeSet);
+    }
+
+    [Theory]
+    [InlineData("syscalls/sys_enter_openat", 24, ArgType.UserPathAt)]
+    [InlineData("syscalls/sys_enter_open", 16, ArgType.UserPath)]
+    [InlineData("syscalls/sys_enter_execve", 16, ArgType.UserPath)]
+    [InlineData("syscalls/sys_enter_renameat2", 40, ArgType.UserPathAt)]
+    [InlineData("syscalls/sys_enter_symlink", 16, null)]   // the link's content is not looked up
+    [InlineData("syscalls/sys_enter_symlink", 24, ArgType.UserPath)]
+    [InlineData("syscalls/sys_enter_write", 24, null)]
+    [InlineData("raw_syscalls/sys_enter", 16, null)]
+    public void The_file_name_arguments_of_syscalls_are_known_with_their_directory_fd(string target, int offset, ArgType? expected) =>
+        Assert.Equal(expected, PathArguments.Resolved(target, offset, ArgType.String));
+
+    [Fact]
+    public void Opens_and_execs_look_the_file_up_again_at_their_exit_tracepoint()
+    {
+        Assert.Equal("syscalls/sys_exit_openat2", PathArguments.ExitTracepoint("syscalls/sys_enter_openat2"));
+        Assert.Equal(W.PointFlags.Exe, PathArguments.Exit("syscalls/sys_enter_execveat"));
+        Assert.Null(PathArguments.ExitTracepoint("syscalls/sys_enter_unlinkat"));
+    }
+
+    [Fact]
     public void A_generation_writes_its_configuration_selectors_and_values_under_its_own_attach_point_and_generation()
     {
         var plan = Plan("p", [Set(ValueSetKind.StringExact, "/b"), Set(ValueSetKind.StringPrefix, "/etc/")],
@@ -122,7 +177,8 @@ public class PolicyEncodingTests
         var c = gen.Config.Value;
         Assert.Equal((1, 2, 2, 1), (BinaryPrimitives.ReadUInt16LittleEndian(c.AsSpan(W.Point.Nbits)), (int)c[W.Point.Nargs], (int)c[W.Point.Ndims], (int)c[W.Point.NprocDims]));
         Assert.Equal(24, BinaryPrimitives.ReadUInt16LittleEndian(c.AsSpan(W.Point.Args + W.PointArg.Offset)));
-        Assert.Equal((byte)ArgType.String, c[W.Point.Args + W.PointArg.Type]);
+        Assert.Equal((byte)ArgType.UserPathAt, c[W.Point.Args + W.PointArg.Type]); // openat's file name, matched by Prefix
+        Assert.Equal((byte)W.PointFlags.Fd, c[W.Point.Flags]);
         Assert.Equal(1UL, BinaryPrimitives.ReadUInt64LittleEndian(c.AsSpan(W.Point.Valid)));
         Assert.Equal((byte)W.DimKind.BinExact, c[W.Point.Dims + W.Dim.Kind]);
         Assert.Equal(1UL, BinaryPrimitives.ReadUInt64LittleEndian(c.AsSpan(W.Point.Dims + W.Dim.Care)));

@@ -36,6 +36,26 @@ public class PolicyEventTests
     }
 
     [Fact]
+    public void The_strings_passed_for_resolved_file_names_follow_the_arguments_and_render_beside_the_resolved_path()
+    {
+        var raw = Record((0, "/etc/shadow"u8.ToArray()), (0, []));
+        BinaryPrimitives.WriteUInt16LittleEndian(raw.AsSpan(PolicyWire.Event.RawLen), 6);
+        raw = [.. raw, .. "shadow"u8.ToArray()];
+        var e = EventDecoder.Decode(raw).Policy;
+        Assert.Equal("shadow", System.Text.Encoding.UTF8.GetString(e.Passed![0]!));
+        Assert.Null(e.Passed[1]);
+
+        var hook = new Policies.HookPlan(Policies.HookKind.Kprobe, Kernel.Mechanism.Tracepoint, "syscalls/sys_enter_openat", "__x64_sys_openat", "",
+            [new Policies.ArgPlan(0, 1, "string", Policies.ArgType.String, 24, 8, "path"), new Policies.ArgPlan(1, 2, "int", Policies.ArgType.Int, 32, 4, null)], [], null, []);
+        var args = Export.PolicyArgs.Render(hook, e.Ints, e.Strings, e.Passed);
+        Assert.Equal(("/etc/shadow", "shadow"), (args[0].Value, args[0].Passed));
+        Assert.Null(args[1].Passed);
+
+        BinaryPrimitives.WriteUInt16LittleEndian(raw.AsSpan(PolicyWire.Event.RawLen), 60);
+        Assert.Throws<FormatException>(() => EventDecoder.Decode(raw).Policy);
+    }
+
+    [Fact]
     public void A_string_length_beyond_the_bytes_sent_is_a_format_error()
     {
         var raw = Record((0, "abc"u8.ToArray()));

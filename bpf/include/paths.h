@@ -1,0 +1,248 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* File names passed to syscalls, made into the path the kernel will use, before selectors see them:
+ * a relative name is joined to the task's cwd or to its dirfd's directory (both found by walking dentries),
+ * and `.`, `..` and repeated `/` are folded, as the kernel's lookup does. The string the process passed is
+ * kept beside it (sa_call.raw) for the event. Symlinks, bind mounts and hard links need the lookup itself:
+ * the syscall's exit reads the path of the object from the fd table or mm->exe_file (sa_file_to_slot). */
+#pragma once
+#include "predicates.h"
+
+#define SA_AT_FDCWD -100
+
+
+/* x & mask, kept as an instruction: the verifier must see the bound even where the compiler proved it. */
+static __always_inline __u32 sa_bound(__u32 x, __u32 mask)
+{
+	asm volatile("%0 &= %1" : "+r"(x) : "i"(mask));
+	return x;
+}
+
+/* The end of a component (a '/' or the end of the input): drop it when empty or ".", go back one for "..". */
+static __always_inline void sa_norm_component(struct sa_norm *n, struct sa_call *c, char *out)
+{
+	__u32 comp = n->comp, ol = n->out_len;
+	__u32 seg = ol - comp;
+	if (seg == 0)
+		return;
+	if (seg == 1 && out[comp & (SA_STR_MAX - 1)] == '.') {
+		n->out_len = comp;
+		return;
+	}
+	if (seg == 2 && out[comp & (SA_STR_MAX - 1)] == '.' && out[(comp + 1) & (SA_STR_MAX - 1)] == '.') {
+		ol = comp;
+		if (n->depth > 0) {
+			n->depth--;
+			if (n->depth < SA_NORM_DEPTH)
+				ol = c->norm_stack[sa_bound(n->depth, SA_NORM_DEPTH - 1)];
+			else
+				n->trunc = true; /* deeper than we can come back from */
+		}
+		n->out_len = ol;
+		n->comp = ol;
+		return;
+	}
+	if (n->depth < SA_NORM_DEPTH)
+		c->norm_stack[sa_bound(n->depth, SA_NORM_DEPTH - 1)] = comp;
+	n->depth++;
+	if (ol < SA_STR_MAX - 1) {
+		out[ol & (SA_STR_MAX - 1)] = '/';
+		n->out_len = ol + 1;
+	} else {
+		n->trunc = true;
+	}
+	n->comp = n->out_len;
+}
+
+/* One input byte (a bpf_loop callback; the call state is looked up here, so its arrays index directly). */
+static long sa_norm_step(__u32 i, void *unused)
+{
+	struct sa_call *c = sa_call_state();
+	__u32 zero = 0;
+	if (!c)
+		return 1;
+	struct sa_norm *n = &c->norm;
+	char ch = 0;
+	if (i < n->len) {
+		if (n->from) {
+			struct path_scratch *ps = bpf_map_lookup_elem(&sa_path_scratch, &zero);
+			if (!ps)
+				return 1;
+			ch = ps->buf[(n->start + i) & SA_MASK_4K];
+		} else {
+			ch = c->raw[n->slot & (SA_POINT_ARGS - 1)][i & (SA_STR_MAX - 1)];
+		}
+	}
+	char *out = c->str[n->slot & (SA_POINT_ARGS - 1)];
+	if (ch == '/' || ch == 0) {
+		sa_norm_component(n, c, out);
+		return ch == 0;
+	}
+	__u32 ol = n->out_len;
+	if (ol < SA_STR_MAX - 1) {
+		out[ol & (SA_STR_MAX - 1)] = ch;
+		n->out_len = ol + 1;
+	} else {
+		n->trunc = true;
+	}
+	return 0;
+}
+
+static __always_inline void sa_norm_feed(struct sa_norm *n, __u32 from, __u32 start, __u32 len)
+{
+	n->from = from;
+	n->start = start;
+	n->len = len;
+	bpf_loop(len + 1, sa_norm_step, NULL, 0);
+}
+
+#define SA_BYTES(b) (0x0101010101010101ULL * (b))
+
+/* 0x80 in the bytes of x equal to b (and possibly above one: a false "maybe" only costs the slow path). */
+static __always_inline __u64 sa_bytes_eq(__u64 x, __u8 b)
+{
+	x ^= SA_BYTES(b);
+	return (x - SA_BYTES(1)) & ~x & SA_BYTES(0x80);
+}
+
+struct sa_canon {
+	__u32 slot;
+	__u32 len;
+	__u64 carry;     /* the previous word's last byte was a '/' (0x80 in byte 0) */
+	bool bad;
+};
+
+/* Eight bytes of an absolute name: "//" or "/." anywhere (".", "..", and hidden names, which only take the
+ * slow path), or a final '/', make it not plainly normal. */
+static long sa_canon_step(__u32 i, struct sa_canon *k)
+{
+	struct sa_call *c = sa_call_state();
+	__u32 at = i * 8;
+	if (!c || at >= k->len)
+		return 1;
+	__u64 w;
+	__builtin_memcpy(&w, &c->raw[k->slot & (SA_POINT_ARGS - 1)][at & (SA_STR_MAX - 8)], 8);
+	__u32 n = k->len - at;
+	if (n < 8)
+		w &= (1ULL << (8 * n)) - 1; /* bytes past the end: 0, neither '/' nor '.' */
+	__u64 slash = sa_bytes_eq(w, '/') & (n < 8 ? (1ULL << (8 * n)) - 1 : ~0ULL);
+	__u64 dot = sa_bytes_eq(w, '.') & (n < 8 ? (1ULL << (8 * n)) - 1 : ~0ULL);
+	__u64 next = slash >> 8 | dot >> 8;
+	if ((slash & next) || (k->carry & (slash | dot))) {
+		k->bad = true;
+		return 1;
+	}
+	k->carry = slash >> 56;
+	return 0;
+}
+
+/* The fast path: an absolute name without "//", "/." or a final '/' is already the path (no walk, no copy
+ * by byte). */
+static __always_inline bool sa_plainly_normal(__u32 p, const char *raw, __u32 len)
+{
+	if (raw[0] != '/' || (len > 1 && raw[(len - 1) & (SA_STR_MAX - 1)] == '/'))
+		return false;
+	struct sa_canon k = { .slot = p, .len = len };
+	bpf_loop((len + 7) / 8, sa_canon_step, &k, 0);
+	return !k.bad;
+}
+
+/* The open file behind descriptor `fd` of the current task, or NULL. */
+static __always_inline struct file *sa_fd_file(__s64 fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if (fd < 0 || !fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f = NULL;
+	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
+	return f;
+}
+
+/* Reads the user-space file name at `uptr` into sa_call.raw[p] and its resolved absolute form into str[p]
+ * (relative names against `dirfd`'s directory, or the cwd for AT_FDCWD / no dirfd). Returns the resolved
+ * length; raw_len[p] is 0 when the passed string is already the resolved path (the fast path: an absolute,
+ * normal name needs no walk). */
+static __always_inline __u32 sa_read_user_path(struct sa_call *c, __u32 p, void *uptr, bool at, __s64 dirfd)
+{
+	p &= SA_POINT_ARGS - 1;
+	char *raw = c->raw[p];
+	long n = bpf_probe_read_user_str(raw, SA_STR_MAX, uptr);
+	__u32 rlen = n > 0 ? n - 1 : 0;
+	if (rlen >= SA_STR_MAX - 1)
+		c->trunc_mask |= 1 << p;
+
+	if (rlen && sa_plainly_normal(p, raw, rlen)) {
+		bpf_probe_read_kernel(c->str[p], SA_STR_MAX, raw);
+		c->raw_len[p] = 0;
+		return rlen;
+	}
+	struct sa_norm *st = &c->norm;
+	__builtin_memset(st, 0, sizeof(*st));
+	st->slot = p;
+	st->out_len = 1;
+	st->comp = 1;
+	c->str[p][0] = '/';
+	if (raw[0] != '/') { /* relative, or empty (execveat/AT_EMPTY_PATH: the dirfd itself) */
+		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+		struct fs_struct *fs = BPF_CORE_READ(task, fs);
+		const struct path *base = &fs->pwd;
+		if (at && (__s32)dirfd != SA_AT_FDCWD) {
+			struct file *f = sa_fd_file((__s32)dirfd);
+			if (f)
+				base = &f->f_path;
+		}
+		bool truncated = false;
+		__u32 off = sa_resolve_path(base, &fs->root, &truncated, true);
+		if (truncated)
+			c->trunc_mask |= 1 << p;
+		if (off <= SA_PATH_MAX)
+			sa_norm_feed(st, 1, off, (SA_PATH_MAX + 1 - off) & SA_MASK_4K);
+	}
+	sa_norm_feed(st, 0, 0, rlen);
+	__u32 len = st->out_len & (SA_STR_MAX - 1);
+	if (len > 1)
+		len--; /* the '/' after the last component */
+	c->str[p][len & (SA_STR_MAX - 1)] = 0;
+	if (st->trunc)
+		c->trunc_mask |= 1 << p;
+	/* Normalising an absolute name only ever shortens it: the same length is the same string. */
+	c->raw_len[p] = raw[0] == '/' && len == rlen ? 0 : rlen;
+	return len;
+}
+
+/* The exit side: raw[p] holds the name passed, as the enter saved it; str[p] becomes the path of the object
+ * the kernel found. */
+static __always_inline __u32 sa_file_to_slot(struct sa_call *c, __u32 p, struct file *f)
+{
+	p &= SA_POINT_ARGS - 1;
+	__u32 zero = 0;
+	struct path_scratch *ps = bpf_map_lookup_elem(&sa_path_scratch, &zero);
+	if (!ps)
+		return 0;
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fs_struct *fs = BPF_CORE_READ(task, fs);
+	bool truncated = false;
+	__u32 off = sa_resolve_path(&f->f_path, &fs->root, &truncated, true);
+	struct inode *inode = BPF_CORE_READ(f, f_inode);
+	if (BPF_CORE_READ(inode, __i_nlink) > 1) {
+		c->file_ino = BPF_CORE_READ(inode, i_ino);
+		c->file_dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	}
+	char *dst = c->str[p];
+	__u32 len = 1;
+	if (off > SA_PATH_MAX) {
+		dst[0] = '/';
+	} else {
+		len = (SA_PATH_MAX + 1 - off) & SA_MASK_4K;
+		if (len > SA_STR_MAX - 1) {
+			len = SA_STR_MAX - 1;
+			truncated = true;
+		}
+		bpf_probe_read_kernel(dst, len & (SA_STR_MAX - 1), &ps->buf[off & SA_MASK_4K]);
+	}
+	dst[len & (SA_STR_MAX - 1)] = 0;
+	if (truncated)
+		c->trunc_mask |= 1 << p;
+	return len;
+}

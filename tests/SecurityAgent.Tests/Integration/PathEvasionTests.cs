@@ -1,0 +1,208 @@
+using System.Text.Json;
+using SecurityAgent.Tests.Support;
+
+namespace SecurityAgent.Tests.Integration;
+
+/// <summary>Path selectors match the file the kernel uses, not the string the process passed: every other spelling
+/// of a test-owned secret (relative, `//`, `./`, `..`, a dirfd, a symlink, a bind mount, /proc/self/fd) is
+/// reported in monitor mode and killed in enforce mode, on the real kernel. Policies are scoped to binaries copied
+/// into the test's temp dir and to paths inside it.</summary>
+[Collection("kernel")]
+public class PathEvasionTests
+{
+    /// <summary>A temp dir with secret/key.txt, a plain file, a sub directory, links to the secret and copies of
+    /// cat, grep and dash (the processes the policies may kill).</summary>
+    private sealed class Scene : IDisposable
+    {
+        public TempDir Dir { get; } = new();
+        public string SecretDir => Dir.File("secret");
+        public string Secret => Dir.File("secret/key.txt");
+        public string Cat { get; }
+        public string Grep { get; }
+        public string Sh { get; }
+
+        public Scene()
+        {
+            Directory.CreateDirectory(SecretDir);
+            Directory.CreateDirectory(Dir.File("sub"));
+            Directory.CreateDirectory(Dir.File("mnt"));
+            File.WriteAllText(Secret, "TOP-SECRET\n");
+            File.WriteAllText(Dir.File("plain.txt"), "plain\n");
+            File.CreateSymbolicLink(Dir.File("link"), Secret);
+            File.CreateSymbolicLink(Dir.File("linkdir"), SecretDir);
+            Assert.Equal(0, Run.Wait("/usr/bin/ln", [Secret, Dir.File("hardlink")]).Code);
+            Cat = Dir.CopyBinary("/usr/bin/cat", "victim-cat");
+            Grep = Dir.CopyBinary("/usr/bin/grep", "victim-grep");
+            Sh = Dir.CopyBinary("/usr/bin/dash", "victim-sh");
+        }
+
+        public void Dispose() => Dir.Dispose();
+
+        public string OpenPolicy(string name, string mode) => $"""
+            apiVersion: securityagent.io/v1alpha1
+            kind: TracingPolicy
+            metadata:
+              name: {name}
+            spec:
+              options:
+              - name: policy-mode
+                value: {mode}
+              kprobes:
+              - call: sys_openat
+                syscall: true
+                args:
+                - index: 1
+                  type: string
+                  label: path
+                selectors:
+                - matchArgs:
+                  - index: 1
+                    operator: Prefix
+                    values: ["{SecretDir}/"]
+                  matchBinaries:
+                  - operator: In
+                    values: ["{Cat}", "{Grep}"]
+                  matchActions:
+                  - action: Sigkill
+            """;
+
+        /// <summary>Each way to read the secret: what runs, from where, the string the open passes and the path
+        /// the event reports (the secret's, except for a hard link: the name it was opened by, caught by inode).</summary>
+        public IEnumerable<(string What, string File, string[] Args, string? Cwd, string Passed, string Resolved)> Spellings()
+        {
+            var d = Dir.Path;
+            foreach (var (what, file, args, cwd, passed) in Renamed())
+                yield return (what, file, args, cwd, passed, Secret);
+            yield return ("through a hard link", Cat, [d + "/hardlink"], null, d + "/hardlink", d + "/hardlink");
+        }
+
+        private IEnumerable<(string What, string File, string[] Args, string? Cwd, string Passed)> Renamed()
+        {
+            var d = Dir.Path;
+            yield return ("relative to the cwd", Cat, ["key.txt"], SecretDir, "key.txt");
+            yield return ("with ./", Cat, ["./key.txt"], SecretDir, "./key.txt");
+            yield return ("with ..", Cat, ["../secret/key.txt"], Dir.File("sub"), "../secret/key.txt");
+            yield return ("with //", Cat, [d + "//secret//key.txt"], null, d + "//secret//key.txt");
+            yield return ("with /./", Cat, [d + "/./secret/./key.txt"], null, d + "/./secret/./key.txt");
+            yield return ("with sub/..", Cat, [d + "/sub/../secret/key.txt"], null, d + "/sub/../secret/key.txt");
+            yield return ("relative to a dirfd (grep -r: openat(dirfd, \"key.txt\"))", Grep, ["-r", "TOP", SecretDir], null, "key.txt");
+            yield return ("through a symlink to the file", Cat, [d + "/link"], null, d + "/link");
+            yield return ("through a symlink to its directory", Cat, [d + "/linkdir/key.txt"], null, d + "/linkdir/key.txt");
+            yield return ("through /proc/self/fd of an fd the shell opened", Sh, ["-c", $"exec 3< {Secret}; exec {Cat} /proc/self/fd/3"], null, "/proc/self/fd/3");
+            yield return ("through a bind mount in a private mount namespace", "/usr/bin/unshare",
+                ["-m", Sh, "-c", $"mount --bind {SecretDir} {d}/mnt && exec {Cat} {d}/mnt/key.txt"], null, d + "/mnt/key.txt");
+        }
+    }
+
+    private static JsonElement? Body(JsonElement e, string policy)
+    {
+        foreach (var p in e.EnumerateObject())
+            if (p.Value.ValueKind == JsonValueKind.Object && p.Value.TryGetProperty("policy_name", out var n) && n.GetString() == policy)
+                return p.Value;
+        return null;
+    }
+
+    private static JsonElement WaitForPassed(AgentProcess agent, string policy, string passed, string what) =>
+        Body(agent.Events.WaitFor(e => Body(e, policy) is { } b && Passed(b) == passed, $"{policy} event for {what} ({passed})"), policy)!.Value;
+
+    /// <summary>The string the process passed for the first argument (the securityagent extension has it where it
+    /// differs from the resolved string_arg).</summary>
+    internal static string? Passed(JsonElement body)
+    {
+        if (body.TryGetProperty("securityagent", out var ext) && ext.TryGetProperty("passed_args", out var passed))
+            foreach (var p in passed.EnumerateArray())
+                if (p.GetProperty("arg").GetInt32() == 0) return p.GetProperty("string_arg").GetString();
+        return body.GetProperty("args")[0].GetProperty("string_arg").GetString();
+    }
+
+    [Fact]
+    public void Every_spelling_of_a_secret_file_is_reported_with_the_resolved_path_and_the_string_passed()
+    {
+        using var s = new Scene();
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = s.OpenPolicy("evasion-monitor", "monitor") }, "--export-extensions");
+        Assert.Contains("Policy evasion-monitor loaded", agent.Stderr);
+        foreach (var (what, file, args, cwd, passed, resolved) in s.Spellings())
+        {
+            var r = Run.Wait(file, args, cwd);
+            Assert.True(r.Code == 0 && r.Stdout.Contains("TOP-SECRET"), $"{what}: monitor mode must not stop the read: {r.Code} {r.Stdout} {r.Stderr}");
+            var body = WaitForPassed(agent, "evasion-monitor", passed, what);
+            Assert.Equal(resolved, body.GetProperty("args")[0].GetProperty("string_arg").GetString());
+            Assert.False(body.GetProperty("enforced").GetBoolean());
+        }
+        // A file outside the secret directory, by the same binaries and the same tricks, is not reported.
+        Assert.Equal(0, Run.Wait(s.Cat, ["../plain.txt"], s.SecretDir).Code);
+        Assert.Equal(0, Run.Wait(s.Cat, [s.Dir.Path + "/secret/../plain.txt"]).Code);
+        Thread.Sleep(500);
+        Assert.DoesNotContain(agent.Events.Where(e => Body(e, "evasion-monitor") is not null),
+            e => Body(e, "evasion-monitor")!.Value.GetProperty("args")[0].GetProperty("string_arg").GetString()!.EndsWith("plain.txt"));
+    }
+
+    [Fact]
+    public void Every_spelling_of_a_secret_file_is_killed_in_enforce_mode_before_the_reader_prints_a_byte()
+    {
+        using var s = new Scene();
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = s.OpenPolicy("evasion-kill", "enforce") }, "--export-extensions");
+        Assert.Contains("Policy evasion-kill loaded", agent.Stderr);
+        foreach (var (what, file, args, cwd, passed, _) in s.Spellings())
+        {
+            var r = Run.Wait(file, args, cwd);
+            Assert.True(r.Code == 137 && !r.Stdout.Contains("TOP-SECRET"), $"{what}: expected SIGKILL before any output, got {r.Code} '{r.Stdout}' {r.Stderr}");
+            var body = WaitForPassed(agent, "evasion-kill", passed, what);
+            Assert.True(body.GetProperty("enforced").GetBoolean(), what);
+        }
+        Assert.Equal((0, "plain\n"), (Run.Wait(s.Cat, ["../plain.txt"], s.SecretDir).Code, Run.Wait(s.Cat, ["../plain.txt"], s.SecretDir).Stdout));
+    }
+
+    private static string ExecPolicy(string name, string mode, string prefix) => $"""
+        apiVersion: securityagent.io/v1alpha1
+        kind: TracingPolicy
+        metadata:
+          name: {name}
+        spec:
+          options:
+          - name: policy-mode
+            value: {mode}
+          tracepoints:
+          - subsystem: syscalls
+            event: sys_enter_execve
+            args:
+            - index: 5
+              type: string
+              label: filename
+            selectors:
+            - matchArgs:
+              - index: 5
+                operator: Prefix
+                values: ["{prefix}"]
+              matchActions:
+              - action: Sigkill
+        """;
+
+    [Theory]
+    [InlineData("monitor")]
+    [InlineData("enforce")]
+    public void Executing_a_file_of_a_watched_directory_by_a_relative_path_or_a_symlink_is_caught(string mode)
+    {
+        using var dir = new TempDir();
+        Directory.CreateDirectory(dir.File("bins"));
+        Directory.CreateDirectory(dir.File("elsewhere"));
+        var tool = dir.CopyBinary("/usr/bin/true", "bins/tool");
+        var sh = dir.CopyBinary("/usr/bin/dash", "elsewhere/sh");
+        File.CreateSymbolicLink(dir.File("elsewhere/alias"), tool);
+        var policy = "exec-" + mode;
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = ExecPolicy(policy, mode, dir.File("bins") + "/") }, "--export-extensions");
+        int expected = mode == "enforce" ? 137 : 0;
+
+        // ./tool from the watched directory: resolved at enter (the shell is killed before the exec).
+        Assert.Equal(expected, Run.Wait(sh, ["-c", "./tool"], dir.File("bins")).Code);
+        var rel = WaitForPassed(agent, policy, "./tool", "relative exec");
+        Assert.Equal(tool, rel.GetProperty("args")[0].GetProperty("string_arg").GetString());
+        // A symlink elsewhere: only the exec itself finds the file; caught at exit, before the program runs.
+        Assert.Equal(expected, Run.Wait(sh, ["-c", "./alias"], dir.File("elsewhere")).Code);
+        var link = WaitForPassed(agent, policy, "./alias", "exec through a symlink");
+        Assert.Equal(tool, link.GetProperty("args")[0].GetProperty("string_arg").GetString());
+        Assert.Equal(mode == "enforce", link.GetProperty("enforced").GetBoolean());
+        // The same shell running a program outside the directory is left alone.
+        Assert.Equal(0, Run.Wait(sh, ["-c", "/usr/bin/true"]).Code);
+    }
+}
