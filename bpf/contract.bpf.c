@@ -10,6 +10,7 @@ enum sa_limit sa_contract_limit;
 enum sa_fixed_point sa_contract_fixed_point;
 enum sa_exec_flags sa_contract_exec_flags;
 enum sa_lost_reason sa_contract_lost_reason;
+enum sa_ns sa_contract_ns;
 enum sa_arg_type sa_contract_arg_type;
 enum sa_cmp sa_contract_cmp;
 enum sa_action sa_contract_action;

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* Process lifecycle sensor: exec, fork (new thread groups only) and exit (whole group). */
 #include "helpers.h"
+#include "exec_context.h"
 #include <bpf/bpf_tracing.h>
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -99,6 +100,7 @@ int BPF_PROG(sa_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 	ev->cap_inheritable = sa_read_cap(&cred->cap_inheritable);
 	ev->pad1 = 0;
 	ev->pad2 = 0;
+	sa_read_exec_context(ev, task, cred, bprm);
 
 	/* The executed file, resolved against the task's root. */
 	struct file *file = BPF_CORE_READ(bprm, file);

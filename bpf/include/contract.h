@@ -70,6 +70,21 @@ enum sa_exec_flags {
 	SA_EXEC_NO_AUID = 1 << 4,
 };
 
+/* Indexes of exec_event.ns: a process's namespace inode numbers, in the order of Tetragon's Namespaces. */
+enum sa_ns {
+	SA_NS_UTS = 0,
+	SA_NS_IPC = 1,
+	SA_NS_MNT = 2,
+	SA_NS_PID = 3,
+	SA_NS_PID_FOR_CHILDREN = 4,
+	SA_NS_NET = 5,
+	SA_NS_TIME = 6,
+	SA_NS_TIME_FOR_CHILDREN = 7,
+	SA_NS_CGROUP = 8,
+	SA_NS_USER = 9,
+	SA_NS_COUNT = 10,
+};
+
 /* Indexes of the per-CPU loss counters (map sa_lost). */
 enum sa_lost_reason {
 	SA_LOST_RINGBUF_FULL = 0,
@@ -102,6 +117,20 @@ struct exec_event {
 	__u64 cap_permitted;
 	__u64 cap_effective;
 	__u64 cap_inheritable;
+	/* Read at exec, where user space would race: the executed file, the exec's privilege change, namespaces. */
+	__u64 file_ino;
+	__u32 file_nlink;
+	__u32 file_uid;
+	__u32 file_gid;
+	__u16 file_mode;
+	__u16 pad3;
+	__u32 per_clear;         /* linux_binprm.per_clear: non-zero when the exec changed ids or raised capabilities */
+	__u32 securebits;
+	__u64 cap_ambient;
+	__u32 userns_level;      /* the credentials' user namespace: nesting level, owner, group */
+	__u32 userns_uid;
+	__u32 userns_gid;
+	__u32 ns[SA_NS_COUNT];   /* zero where the kernel has no such namespace */
 	__u16 path_len;
 	__u16 args_len;          /* argv, NUL separated */
 	__u16 cwd_len;

@@ -18,6 +18,7 @@ public static class ContractGenerator
         new("sa_op", "SecurityAgent.Events", null, "Op", "byte", false),
         new("sa_exec_flags", "SecurityAgent.Events", "Wire", "ExecFlags", "uint", true),
         new("sa_lost_reason", "SecurityAgent.Events", "Wire", "LostReason", "uint", false),
+        new("sa_ns", "SecurityAgent.Events", "Wire", "Namespace", "int", false),
         new("sa_policy_event_flags", "SecurityAgent.Events", "PolicyWire", "EventFlags", "byte", true),
         new("sa_fixed_point", "SecurityAgent.Events", "PolicyWire", "FixedPoint", "uint", false),
         new("sa_dim_kind", "SecurityAgent.Events", "PolicyWire", "DimKind", "byte", false),

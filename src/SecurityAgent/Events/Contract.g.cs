@@ -456,6 +456,22 @@ namespace SecurityAgent.Events
             Max = 4,
         }
 
+        /// <summary>enum sa_ns</summary>
+        public enum Namespace : int
+        {
+            Uts = 0,
+            Ipc = 1,
+            Mnt = 2,
+            Pid = 3,
+            PidForChildren = 4,
+            Net = 5,
+            Time = 6,
+            TimeForChildren = 7,
+            Cgroup = 8,
+            User = 9,
+            Count = 10,
+        }
+
         /// <summary>struct event_header</summary>
         public static class Header
         {
@@ -485,11 +501,23 @@ namespace SecurityAgent.Events
             public const int CapPermitted = 80;
             public const int CapEffective = 88;
             public const int CapInheritable = 96;
-            public const int PathLen = 104;
-            public const int ArgsLen = 106;
-            public const int CwdLen = 108;
-            public const int Data = 112;
-            public const int Length = 16496;
+            public const int FileIno = 104;
+            public const int FileNlink = 112;
+            public const int FileUid = 116;
+            public const int FileGid = 120;
+            public const int FileMode = 124;
+            public const int PerClear = 128;
+            public const int Securebits = 132;
+            public const int CapAmbient = 136;
+            public const int UsernsLevel = 144;
+            public const int UsernsUid = 148;
+            public const int UsernsGid = 152;
+            public const int Ns = 156;
+            public const int PathLen = 196;
+            public const int ArgsLen = 198;
+            public const int CwdLen = 200;
+            public const int Data = 204;
+            public const int Length = 16592;
         }
 
         /// <summary>struct fork_event</summary>

@@ -15,6 +15,40 @@ public sealed record Credentials(uint Uid, uint Euid, uint Gid, uint Egid)
 
 public sealed record Capabilities(ulong Permitted, ulong Effective, ulong Inheritable);
 
+/// <summary>A process's namespace inode numbers, indexed by <see cref="Wire.Namespace"/>; 0 where unknown (or the
+/// kernel has no such namespace).</summary>
+[System.Runtime.CompilerServices.InlineArray((int)Wire.Namespace.Count)]
+public struct NamespaceInums
+{
+    private uint _first;
+
+    public readonly bool IsEmpty => ((ReadOnlySpan<uint>)this).IndexOfAnyExcept(0u) < 0;
+
+    /// <summary>Tetragon's names of the namespaces, which are also their files in /proc/PID/ns.</summary>
+    public static readonly string[] Names = ["uts", "ipc", "mnt", "pid", "pid_for_children", "net", "time", "time_for_children", "cgroup", "user"];
+}
+
+/// <summary>The user namespace a process's credentials are relative to; Inum 0: unknown.</summary>
+public readonly record struct UserNamespace(int Level, uint Uid, uint Gid, uint Inum);
+
+/// <summary>Why an exec raised privileges (Tetragon's ProcessPrivilegesChanged).</summary>
+[Flags]
+public enum PrivilegesChanged
+{
+    None = 0,
+    FileCap = 1,
+    Setuid = 2,
+    Setgid = 4,
+}
+
+/// <summary>Tetragon's binary_properties of an exec: the ids a set-user/group-ID file gave, why privileges rose, and
+/// the inode of a binary with no link left (deleted, memfd).</summary>
+public readonly record struct BinaryProperties(uint? Setuid, uint? Setgid, PrivilegesChanged Changed, ulong Inode, uint Links)
+{
+    public bool Unlinked => Inode != 0 && Links == 0;
+    public bool IsEmpty => Setuid is null && Setgid is null && Changed == PrivilegesChanged.None && !Unlinked;
+}
+
 /// <summary>An exec record, read in place: the fixed fields are values, path, argv and cwd stay spans over the
 /// ring buffer until the process cache keeps them. Valid only while the record is.</summary>
 public readonly ref struct ExecEvent(ReadOnlySpan<byte> raw, ulong ktime, ReadOnlySpan<byte> binary, ReadOnlySpan<byte> args, ReadOnlySpan<byte> cwd)
@@ -36,6 +70,45 @@ public readonly ref struct ExecEvent(ReadOnlySpan<byte> raw, ulong ktime, ReadOn
     public ulong CapEffective => EventDecoder.U64(_raw, Wire.Exec.CapEffective);
     public ulong CapInheritable => EventDecoder.U64(_raw, Wire.Exec.CapInheritable);
     public Wire.ExecFlags Flags => (Wire.ExecFlags)EventDecoder.U32(_raw, Wire.Exec.Flags);
+    public ulong CapAmbient => EventDecoder.U64(_raw, Wire.Exec.CapAmbient);
+    public uint Securebits => EventDecoder.U32(_raw, Wire.Exec.Securebits);
+    public UserNamespace UserNs => new(EventDecoder.I32(_raw, Wire.Exec.UsernsLevel), EventDecoder.U32(_raw, Wire.Exec.UsernsUid),
+        EventDecoder.U32(_raw, Wire.Exec.UsernsGid), Namespace(Wire.Namespace.User));
+    public uint Namespace(Wire.Namespace ns) => EventDecoder.U32(_raw, Wire.Exec.Ns + 4 * (int)ns);
+
+    public NamespaceInums Namespaces
+    {
+        get
+        {
+            var ns = new NamespaceInums();
+            for (int i = 0; i < (int)Wire.Namespace.Count; i++)
+                ns[i] = Namespace((Wire.Namespace)i);
+            return ns;
+        }
+    }
+
+    /// <summary>What the exec did to privileges, as Tetragon tells it. The record is written after the exec committed
+    /// its credentials, where the real ids are still the caller's: a set-user-ID file applied (bprm's per_clear set,
+    /// the file has S_ISUID and its owner is the new euid) changed the euid when euid differs from uid. Capabilities
+    /// raised with no id change and no ambient set come from the file's capabilities.</summary>
+    public BinaryProperties BinaryProperties
+    {
+        get
+        {
+            const uint SIsuid = 0x800, SIsgid = 0x400, SIxgrp = 0x8;
+            uint mode = EventDecoder.U16(_raw, Wire.Exec.FileMode);
+            bool privileged = EventDecoder.U32(_raw, Wire.Exec.PerClear) != 0;
+            bool suidFile = (mode & SIsuid) != 0, sgidFile = (mode & (SIsgid | SIxgrp)) == (SIsgid | SIxgrp);
+            bool setuid = privileged && suidFile && EventDecoder.U32(_raw, Wire.Exec.FileUid) == Euid && Euid != Uid;
+            bool setgid = privileged && sgidFile && EventDecoder.U32(_raw, Wire.Exec.FileGid) == Egid && Egid != Gid;
+            var changed = PrivilegesChanged.None;
+            if (setuid && Uid != 0 && Euid == 0) changed |= PrivilegesChanged.Setuid;
+            if (setgid && Gid != 0 && Egid == 0) changed |= PrivilegesChanged.Setgid;
+            if (privileged && !suidFile && !sgidFile && CapAmbient == 0 && CapPermitted != 0) changed |= PrivilegesChanged.FileCap;
+            return new BinaryProperties(setuid ? Euid : null, setgid ? Egid : null, changed,
+                EventDecoder.U64(_raw, Wire.Exec.FileIno), EventDecoder.U32(_raw, Wire.Exec.FileNlink));
+        }
+    }
     /// <summary>The executable's path, UTF-8 as the kernel resolved it.</summary>
     public ReadOnlySpan<byte> Binary { get; } = binary;
     /// <summary>argv as the kernel lays it out: NUL-terminated strings back to back (see <see cref="EventDecoder.SplitArgs"/>).</summary>

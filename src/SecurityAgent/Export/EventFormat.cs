@@ -21,6 +21,12 @@ public sealed record EventFormat
     /// <summary>process_credentials and cap in process objects (Tetragon's --enable-process-cred).</summary>
     public bool ProcessCredentials { get; init; }
 
+    /// <summary>ns in process objects (Tetragon's --enable-process-ns).</summary>
+    public bool ProcessNamespaces { get; init; }
+
+    /// <summary>The host's namespaces, that ns.*.is_host compares with; null: read from /proc/1/ns when needed (see ProcFsScanner.ReadHostNamespaces).</summary>
+    public Events.NamespaceInums? HostNamespaces { get; init; }
+
     /// <summary>Which events list the ancestors beyond the parent (Tetragon's --enable-ancestors).</summary>
     public AncestorEvents Ancestors { get; init; }
 

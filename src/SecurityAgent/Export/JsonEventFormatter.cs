@@ -1,4 +1,6 @@
+using System.Buffers;
 using System.Text.Json;
+using SecurityAgent.Events;
 using SecurityAgent.Policies;
 using SecurityAgent.Processes;
 
@@ -58,7 +60,10 @@ public sealed class JsonEventFormatter
     {
         w.WriteStartObject();
         w.WriteStartObject(e.Type);
-        _processes.Write(w, "process", e.Process);
+        if (e is ProcessExecEvent)
+            _processes.WriteExec(w, e.Process);
+        else
+            _processes.Write(w, "process", e.Process);
         if (e.Parent is not null)
             _processes.Write(w, "parent", e.Parent);
         WriteBody(w, e);
@@ -253,6 +258,9 @@ public sealed class JsonEventFormatter
 internal sealed class ProcessRenderer(BootClock clock, EventFormat format, Redactor? redactor)
 {
     private readonly bool _credentials = format.ProcessCredentials;
+    private readonly bool _namespaces = format.ProcessNamespaces;
+    private readonly NamespaceInums _host = format.ProcessNamespaces ? format.HostNamespaces ?? ProcFsScanner.ReadHostNamespaces() : default;
+    private readonly ArrayBufferWriter<byte> _execBytes = new(1024);
     private readonly UserNames? _users = format.PasswdFile is { } passwd ? new UserNames(passwd) : null;
     private static readonly JsonWriterOptions Options = new() { SkipValidation = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
     private readonly System.Buffers.ArrayBufferWriter<byte> _bytes = new(1024);
@@ -265,7 +273,9 @@ internal sealed class ProcessRenderer(BootClock clock, EventFormat format, Redac
         WriteValue(w, p);
     }
 
-    public void WriteValue(Utf8JsonWriter w, ProcessInfo p)
+    public void WriteValue(Utf8JsonWriter w, ProcessInfo p) => w.WriteRawValue(Json(p), skipInputValidation: true);
+
+    private byte[] Json(ProcessInfo p)
     {
         if (p.Rendered is not { } r || !ReferenceEquals(r.By, this) || !ReferenceEquals(r.Pod, p.Pod))
         {
@@ -275,7 +285,79 @@ internal sealed class ProcessRenderer(BootClock clock, EventFormat format, Redac
             _writer.Flush();
             p.Rendered = r = new RenderedProcess(this, p.Pod, _bytes.WrittenSpan.ToArray());
         }
-        w.WriteRawValue(r.Json, skipInputValidation: true);
+        return r.Json;
+    }
+
+    /// <summary>The exec event's process: with --enable-process-cred and a privilege change or an unlinked binary, the
+    /// rendered process plus binary_properties, which Tetragon puts on exec events only.</summary>
+    public void WriteExec(Utf8JsonWriter w, ProcessInfo p)
+    {
+        if (!_credentials || p.BinaryProperties.IsEmpty)
+        {
+            Write(w, "process", p);
+            return;
+        }
+        var json = Json(p);
+        _bytes.ResetWrittenCount();
+        _writer.Reset(_bytes);
+        _writer.WriteStartObject();
+        WriteBinaryProperties(_writer, p.BinaryProperties);
+        _writer.WriteEndObject();
+        _writer.Flush();
+        _execBytes.ResetWrittenCount();
+        _execBytes.Write(json.AsSpan(0, json.Length - 1));
+        _execBytes.Write(","u8);
+        _execBytes.Write(_bytes.WrittenSpan[1..]);
+        w.WritePropertyName("process");
+        w.WriteRawValue(_execBytes.WrittenSpan, skipInputValidation: true);
+    }
+
+    private static void WriteBinaryProperties(Utf8JsonWriter w, Events.BinaryProperties b)
+    {
+        w.WriteStartObject("binary_properties");
+        if (b.Setuid is { } uid) w.WriteNumber("setuid", uid);
+        if (b.Setgid is { } gid) w.WriteNumber("setgid", gid);
+        if (b.Changed != PrivilegesChanged.None)
+        {
+            w.WriteStartArray("privileges_changed");
+            if (b.Changed.HasFlag(PrivilegesChanged.FileCap)) w.WriteStringValue("PRIVILEGES_RAISED_EXEC_FILE_CAP");
+            if (b.Changed.HasFlag(PrivilegesChanged.Setuid)) w.WriteStringValue("PRIVILEGES_RAISED_EXEC_FILE_SETUID");
+            if (b.Changed.HasFlag(PrivilegesChanged.Setgid)) w.WriteStringValue("PRIVILEGES_RAISED_EXEC_FILE_SETGID");
+            w.WriteEndArray();
+        }
+        if (b.Unlinked)
+        {
+            w.WriteStartObject("file");
+            w.WriteStartObject("inode");
+            w.WriteString("number", Utf8Number(b.Inode, stackalloc byte[20]));
+            w.WriteNumber("links", b.Links);
+            w.WriteEndObject();
+            w.WriteEndObject();
+        }
+        w.WriteEndObject();
+    }
+
+    private static ReadOnlySpan<byte> Utf8Number(ulong n, Span<byte> digits)
+    {
+        n.TryFormat(digits, out int written);
+        return digits[..written];
+    }
+
+    /// <summary>Tetragon's Namespaces: each {inum, is_host}, protojson leaving out zero inums and false.</summary>
+    private void WriteNamespaces(Utf8JsonWriter w, in NamespaceInums ns)
+    {
+        w.WriteStartObject("ns");
+        for (int i = 0; i < (int)Events.Wire.Namespace.Count; i++)
+        {
+            w.WriteStartObject(NamespaceInums.Names[i]);
+            if (ns[i] != 0)
+            {
+                w.WriteNumber("inum", ns[i]);
+                if (ns[i] == _host[i]) w.WriteBoolean("is_host", true);
+            }
+            w.WriteEndObject();
+        }
+        w.WriteEndObject();
     }
 
     private void WriteObject(Utf8JsonWriter w, ProcessInfo p)
@@ -298,9 +380,11 @@ internal sealed class ProcessRenderer(BootClock clock, EventFormat format, Redac
             w.WriteString("parent_exec_id", p.ParentExecId);
         if (_credentials && p.Caps is { } caps)
             WriteCaps(w, "cap", caps);
+        if (_namespaces && !p.Namespaces.IsEmpty)
+            WriteNamespaces(w, p.Namespaces);
         w.WriteNumber("tid", p.Tid == 0 ? p.Pid : p.Tid);
         if (_credentials)
-            WriteCredentials(w, p.Creds, p.Caps);
+            WriteCredentials(w, p);
         if (p.Container is null && p.Unattributed is null && _users?.Name(p.Creds.Uid) is { } user)
         {
             w.WriteStartObject("user");
@@ -310,9 +394,10 @@ internal sealed class ProcessRenderer(BootClock clock, EventFormat format, Redac
         w.WriteEndObject();
     }
 
-    /// <summary>Tetragon's process_credentials. Securebits and user_ns are not in the kernel's exec record (docs/events.md).</summary>
-    private static void WriteCredentials(Utf8JsonWriter w, Events.Credentials c, Events.Capabilities? caps)
+    /// <summary>Tetragon's process_credentials.</summary>
+    private void WriteCredentials(Utf8JsonWriter w, ProcessInfo p)
     {
+        var c = p.Creds;
         w.WriteStartObject("process_credentials");
         w.WriteNumber("uid", c.Uid);
         w.WriteNumber("gid", c.Gid);
@@ -322,8 +407,28 @@ internal sealed class ProcessRenderer(BootClock clock, EventFormat format, Redac
         w.WriteNumber("sgid", c.Sgid);
         w.WriteNumber("fsuid", c.Fsuid);
         w.WriteNumber("fsgid", c.Fsgid);
-        if (caps is not null)
+        if (p.Securebits != 0)
+        {
+            w.WriteStartArray("securebits");
+            for (int i = 0; i < LinuxNames.SecureBits.Length; i++)
+                if ((p.Securebits & (1u << i)) != 0) w.WriteStringValue(LinuxNames.SecureBits[i]);
+            w.WriteEndArray();
+        }
+        if (p.Caps is { } caps)
             WriteCaps(w, "caps", caps);
+        if (p.UserNs is { Inum: not 0 } userNs)
+        {
+            w.WriteStartObject("user_ns");
+            w.WriteNumber("level", userNs.Level);
+            w.WriteNumber("uid", userNs.Uid);
+            w.WriteNumber("gid", userNs.Gid);
+            w.WriteStartObject("ns");
+            w.WriteNumber("inum", userNs.Inum);
+            if (_host[(int)Events.Wire.Namespace.User] is var hostUser && (hostUser == 0 ? userNs.Level == 0 : hostUser == userNs.Inum))
+                w.WriteBoolean("is_host", true);
+            w.WriteEndObject();
+            w.WriteEndObject();
+        }
         w.WriteEndObject();
     }
 

@@ -21,6 +21,13 @@ public static class LinuxNames
         "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
     ];
 
+    /// <summary>Tetragon's SecureBitsType names, by bit of cred->securebits.</summary>
+    public static readonly string[] SecureBits =
+    [
+        "SecBitNoRoot", "SecBitNoRootLocked", "SecBitNoSetUidFixup", "SecBitNoSetUidFixupLocked", "SecBitKeepCaps",
+        "SecBitKeepCapsLocked", "SecBitNoCapAmbientRaise", "SecBitNoCapAmbientRaiseLocked",
+    ];
+
     public static string Signal(int n) => n > 0 && n < Signals.Length ? Signals[n] : n >= 34 && n <= 64 ? $"SIGRT{n - 34}" : n.ToString();
 
     public static int? SignalNumber(string name)

@@ -55,6 +55,9 @@ public sealed class AgentOptions
     [Option("Add process_credentials and capabilities to process objects (as Tetragon's --enable-process-cred)")]
     public bool EnableProcessCred { get; set; }
 
+    [Option("Add ns (the process's namespaces, each with is_host) to process objects (as Tetragon's --enable-process-ns)")]
+    public bool EnableProcessNs { get; set; }
+
     [Option("Events that list the process's ancestors beyond its parent: base (exec, exit), kprobe, tracepoint, lsm (as Tetragon's --enable-ancestors)", HelpName = "TYPES")]
     public string? EnableAncestors { get; set; }
 
@@ -116,6 +119,7 @@ public sealed class AgentOptions
     public EventFormat ToEventFormat() => new()
     {
         ProcessCredentials = EnableProcessCred,
+        ProcessNamespaces = EnableProcessNs,
         Ancestors = EventFormat.ParseAncestors(EnableAncestors),
         Extensions = ExportExtensions,
         PasswdFile = UsernameMetadata == "unix" ? "/etc/passwd" : null,

@@ -47,10 +47,34 @@ public static class ProcFsScanner
             Creds = new Credentials(uids[0], uids[1], gids[0], gids[1]) { Suid = uids[2], Fsuid = uids[3], Sgid = gids[2], Fsgid = gids[3] },
             Auid = uint.TryParse(TryRead(Path.Combine(dir, "loginuid")), out var auid) ? auid : uint.MaxValue,
             Caps = new Capabilities(Hex(status, "CapPrm:"), Hex(status, "CapEff:"), Hex(status, "CapInh:")),
+            Namespaces = ReadNamespaces(dir),
             Ppid = stat.Ppid,
             Origin = ProcessOrigin.ProcFs,
             Container = Containers.CgroupNames.Parse(CgroupV2Path(dir) ?? ""),
         };
+    }
+
+    /// <summary>The namespace inode numbers of /proc/PID/ns ("uts:[4026531838]"); 0 for those missing or unreadable.</summary>
+    public static NamespaceInums ReadNamespaces(string dir)
+    {
+        var ns = new NamespaceInums();
+        for (int i = 0; i < NamespaceInums.Names.Length; i++)
+            if (ReadLink(Path.Combine(dir, "ns", NamespaceInums.Names[i])) is { } link
+                && link.IndexOf('[') is int open and >= 0 && link.EndsWith(']')
+                && uint.TryParse(link.AsSpan(open + 1, link.Length - open - 2), out uint inum))
+                ns[i] = inum;
+        return ns;
+    }
+
+    /// <summary>The host's namespaces, that events mark is_host: pid 1's; where pid 1's cannot be read (a sandbox that
+    /// hides pid 1 from the agent), the agent's own, which runs in the host's namespaces.</summary>
+    public static NamespaceInums ReadHostNamespaces(string procRoot = "/proc")
+    {
+        var host = ReadNamespaces(Path.Combine(procRoot, "1"));
+        var self = ReadNamespaces(Path.Combine(procRoot, "self"));
+        for (int i = 0; i < (int)Wire.Namespace.Count; i++)
+            if (host[i] == 0) host[i] = self[i];
+        return host;
     }
 
     /// <summary>The "0::/path" line of /proc/PID/cgroup: the process's cgroup v2 path.</summary>

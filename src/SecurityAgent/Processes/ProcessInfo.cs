@@ -26,6 +26,11 @@ public sealed class ProcessInfo
     public required Credentials Creds { get; init; }
     public uint Auid { get; init; } = uint.MaxValue;
     public Capabilities? Caps { get; init; }
+    public uint Securebits { get; init; }
+    public UserNamespace UserNs { get; init; }
+    public NamespaceInums Namespaces { get; init; }
+    /// <summary>Set by an exec only; rendered on the exec event only (as Tetragon).</summary>
+    public BinaryProperties BinaryProperties { get; init; }
     public ulong CgroupId { get; init; }
     public int Ppid { get; init; }
     /// <summary>Set at creation; for /proc entries linked once the whole scan is in.</summary>

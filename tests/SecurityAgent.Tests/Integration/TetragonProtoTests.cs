@@ -96,7 +96,7 @@ public class TetragonProtoTests(ITestOutputHelper output)
         int port = ((IPEndPoint)listener.LocalEndpoint).Port;
         var policies = Directory.GetFiles(Repo.File_("policies"), "*.yaml").ToDictionary(f => Path.GetFileName(f), f => File.ReadAllText(f));
         policies["argument-kinds.yaml"] = ArgumentKinds("argument-kinds", perl, dir.Path);
-        string[] flags = ["--enable-process-cred", "--enable-ancestors", "base,kprobe,tracepoint,lsm", "--cluster-name", "test-cluster", "--node-labels", "zone=test,tier=ci", "--username-metadata", "unix"];
+        string[] flags = ["--enable-process-cred", "--enable-process-ns", "--enable-ancestors", "base,kprobe,tracepoint,lsm", "--cluster-name", "test-cluster", "--node-labels", "zone=test,tier=ci", "--username-metadata", "unix"];
         using var agent = new AgentProcess(policies, flags);
         Assert.True(agent.WaitForLog("Policy argument-kinds loaded", 30_000), agent.Stderr);
 
@@ -136,6 +136,7 @@ public class TetragonProtoTests(ITestOutputHelper output)
         var body = exec.GetProperty("process_exec");
         Assert.Equal(0u, body.GetProperty("process").GetProperty("process_credentials").GetProperty("euid").GetUInt32());
         Assert.Equal("root", body.GetProperty("process").GetProperty("user").GetProperty("name").GetString());
+        Assert.True(body.GetProperty("process").GetProperty("ns").GetProperty("mnt").GetProperty("is_host").GetBoolean());
         Assert.NotEmpty(body.GetProperty("ancestors").EnumerateArray());
         var write = agent.Events.All.Select(e => e.TryGetProperty("process_tracepoint", out var b) ? b : default)
             .First(b => b.ValueKind == JsonValueKind.Object && b.GetProperty("event").GetString() == "sys_enter_write" && b.GetProperty("process").GetProperty("binary").GetString() == perl);
