@@ -19,7 +19,10 @@ public class KubeConfigTests
         using var caKey = ECDsa.Create();
         var caReq = new CertificateRequest("CN=test-ca", caKey, HashAlgorithmName.SHA256);
         caReq.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
-        var ca = caReq.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1));
+        // One instant for every validity period: a certificate may not outlive its issuer, even by the second that
+        // passes between two calls to UtcNow.
+        var now = DateTimeOffset.UtcNow;
+        var ca = caReq.CreateSelfSigned(now.AddDays(-1), now.AddDays(1));
         X509Certificate2 Issue(string cn, bool server)
         {
             var key = ECDsa.Create();
@@ -31,7 +34,7 @@ public class KubeConfigTests
                 req.CertificateExtensions.Add(san.Build());
             }
             req.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid(server ? "1.3.6.1.5.5.7.3.1" : "1.3.6.1.5.5.7.3.2")], false));
-            var cert = req.Create(ca, DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1), RandomNumberGenerator.GetBytes(8));
+            var cert = req.Create(ca, now.AddDays(-1), now.AddDays(1), RandomNumberGenerator.GetBytes(8));
             return cert.CopyWithPrivateKey(key);
         }
         return (ca, Issue("CN=127.0.0.1", true), Issue("CN=agent", false));
