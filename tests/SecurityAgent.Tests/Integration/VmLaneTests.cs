@@ -11,7 +11,7 @@ public class VmLaneTests
 {
     private static JsonElement PolicyEvent(AgentProcess agent, string type, string policy, Func<JsonElement, bool>? also = null) =>
         agent.Events.WaitFor(e => e.TryGetProperty(type, out var b) && b.GetProperty("policy_name").GetString() == policy && (also?.Invoke(b) ?? true),
-            $"{type} of {policy}", TimeSpan.FromSeconds(30)).GetProperty(type);
+            $"{type} of {policy}", TimeSpan.FromSeconds(90)).GetProperty(type);
 
     [RequiresKernel(Mechanism.Lsm, Mechanism.Kprobe, Mechanism.Fentry)]
     public void The_probe_reports_lsm_kprobe_and_fentry_as_available()

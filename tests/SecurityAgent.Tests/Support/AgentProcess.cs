@@ -17,6 +17,9 @@ public sealed class AgentProcess : IDisposable
     /// <summary>This agent's local API socket (each test agent has its own).</summary>
     public string Socket { get; private set; } = "";
 
+    /// <summary>Under the VM lane's emulated CPU (qemu TCG, often on a loaded host) a .NET start-up takes tens of seconds.</summary>
+    private static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(Environment.GetEnvironmentVariable("SECAGENT_IN_VM") == "1" ? 180 : 30);
+
     public AgentProcess(params string[] extraArgs) : this(new Dictionary<string, string>(), extraArgs) { }
 
     /// <param name="policies">Policy files (name → YAML) put in the agent's --policy-dir.</param>
@@ -54,8 +57,8 @@ public sealed class AgentProcess : IDisposable
         _proc.Exited += (_, _) => _ready.TrySetException(new InvalidOperationException("agent exited before it was ready:\n" + Stderr));
         try
         {
-            if (!_ready.Task.Wait(TimeSpan.FromSeconds(30)))
-                throw new TimeoutException("agent not ready after 30 s:\n" + Stderr);
+            if (!_ready.Task.Wait(ReadyTimeout))
+                throw new TimeoutException($"agent not ready after {ReadyTimeout.TotalSeconds} s:\n" + Stderr);
         }
         catch
         {
