@@ -168,9 +168,7 @@ public sealed class JsonEventFormatter
             case ulong u: u.TryFormat(digits, out int m); w.WriteString(a.Kind, digits[..m]); break;
             case byte[] bytes: w.WriteBase64String(a.Kind, bytes); break;
             case PathArg pa:
-                w.WriteStartObject(a.Kind);
-                w.WriteString("path", pa.Path);
-                w.WriteEndObject();
+                WritePathArg(w, a.Kind, pa);
                 break;
             case SockAddr sa:
                 w.WriteStartObject(a.Kind);
@@ -196,11 +194,23 @@ public sealed class JsonEventFormatter
         w.WriteEndObject();
     }
 
+    /// <summary>KprobeFile / KprobePath / KprobeLinuxBinprm: path, and flags and permission where the kernel read the
+    /// inode (protojson leaves out the empty ones; Tetragon leaves mount empty too).</summary>
+    private static void WritePathArg(Utf8JsonWriter w, string kind, PathArg pa)
+    {
+        w.WriteStartObject(kind);
+        w.WriteString("path", pa.Path);
+        if (pa.Flags.Length > 0) w.WriteString("flags", pa.Flags);
+        if (pa.Permission.Length > 0) w.WriteString("permission", pa.Permission);
+        w.WriteEndObject();
+    }
+
     /// <summary>The agent's fields beyond Tetragon's, in one object (EventFormat.Extensions).</summary>
     private static void WriteExtension(Utf8JsonWriter w, AgentEvent e)
     {
         var m = e as PolicyMatchEvent;
-        if (m is null && e.Process.Unattributed is null && e.Parent?.Unattributed is null) return;
+        bool envCut = e.Process.Flags.HasFlag(Events.Wire.ExecFlags.EnvTruncated) && e.Process.Environment.Count > 0;
+        if (m is null && e.Process.Unattributed is null && e.Parent?.Unattributed is null && !envCut) return;
         w.WriteStartObject(Extension);
         if (m is not null)
         {
@@ -212,6 +222,7 @@ public sealed class JsonEventFormatter
         }
         if (e.Process.Unattributed is { } why) w.WriteString("process_unattributed", why);
         if (e.Parent?.Unattributed is { } parentWhy) w.WriteString("parent_unattributed", parentWhy);
+        if (envCut) w.WriteBoolean("environment_truncated", true);
         w.WriteEndObject();
     }
 
@@ -373,7 +384,7 @@ internal sealed class ProcessRenderer(BootClock clock, EventFormat format, Redac
         w.WriteString("start_time", _time.Format(p.StartTime));
         w.WriteNumber("auid", p.Auid);
         if (p.Pod is { } pod)
-            WritePod(w, pod);
+            WritePod(w, pod, p.Nspid);
         if (p.Container is { } c)
             w.WriteString("docker", c.ContainerId);
         if (p.ParentExecId is not null)
@@ -391,7 +402,31 @@ internal sealed class ProcessRenderer(BootClock clock, EventFormat format, Redac
             w.WriteString("name", user);
             w.WriteEndObject();
         }
+        if (p.Environment.Count > 0)
+            WriteEnvironment(w, p);
         w.WriteEndObject();
+    }
+
+    /// <summary>Tetragon's environment_variables ({"Key", "Value"}, its proto's field names), after the redaction filters
+    /// of the binary, which apply to each "KEY=value" as Tetragon's do.</summary>
+    private void WriteEnvironment(Utf8JsonWriter w, ProcessInfo p)
+    {
+        w.WriteStartArray("environment_variables");
+        foreach (var v in p.Environment)
+        {
+            var (key, value) = (v.Key, v.Value);
+            if (redactor is { IsEmpty: false })
+            {
+                var redacted = redactor.Redact(p.Binary, key + "=" + value);
+                int eq = redacted.IndexOf('=');
+                (key, value) = eq >= 0 ? (redacted[..eq], redacted[(eq + 1)..]) : ("invalid", redacted);
+            }
+            w.WriteStartObject();
+            if (key.Length > 0) w.WriteString("Key", key);
+            if (value.Length > 0) w.WriteString("Value", value);
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
     }
 
     /// <summary>Tetragon's process_credentials.</summary>
@@ -442,7 +477,7 @@ internal sealed class ProcessRenderer(BootClock clock, EventFormat format, Redac
     }
 
     /// <summary>Tetragon's pod object (labels as pod_labels, annotations as pod_annotations).</summary>
-    private static void WritePod(Utf8JsonWriter w, Containers.PodInfo pod)
+    private static void WritePod(Utf8JsonWriter w, Containers.PodInfo pod, uint nspid)
     {
         w.WriteStartObject("pod");
         w.WriteString("namespace", pod.Namespace);
@@ -459,6 +494,8 @@ internal sealed class ProcessRenderer(BootClock clock, EventFormat format, Redac
             w.WriteEndObject();
             if (c.StartedAt is not null)
                 w.WriteString("start_time", c.StartedAt);
+            if (nspid != 0)
+                w.WriteNumber("pid", nspid);
             if (c.Privileged)
             {
                 w.WriteStartObject("security_context");
