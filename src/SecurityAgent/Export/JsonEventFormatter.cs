@@ -35,6 +35,12 @@ public sealed class JsonEventFormatter
         _time = new TimeText(clock);
     }
 
+    /// <summary>The options this formatter renders with (which opt-in context the events carry).</summary>
+    public EventFormat Format => _format;
+
+    /// <summary>The process's environment as its events show it (after the redaction filters).</summary>
+    public IEnumerable<EnvVar> Environment(ProcessInfo p) => _processes.Environment(p);
+
     /// <summary>The same events with the extension object on (for the agent's own views of the stream), sharing this
     /// formatter's rendered processes. Pipeline thread only, as this formatter.</summary>
     public JsonEventFormatter WithExtensions() =>
@@ -331,9 +337,7 @@ internal sealed class ProcessRenderer(BootClock clock, EventFormat format, Redac
         if (b.Changed != PrivilegesChanged.None)
         {
             w.WriteStartArray("privileges_changed");
-            if (b.Changed.HasFlag(PrivilegesChanged.FileCap)) w.WriteStringValue("PRIVILEGES_RAISED_EXEC_FILE_CAP");
-            if (b.Changed.HasFlag(PrivilegesChanged.Setuid)) w.WriteStringValue("PRIVILEGES_RAISED_EXEC_FILE_SETUID");
-            if (b.Changed.HasFlag(PrivilegesChanged.Setgid)) w.WriteStringValue("PRIVILEGES_RAISED_EXEC_FILE_SETGID");
+            foreach (var name in PrivilegesChangedNames(b.Changed)) w.WriteStringValue(name);
             w.WriteEndArray();
         }
         if (b.Unlinked)
@@ -346,6 +350,14 @@ internal sealed class ProcessRenderer(BootClock clock, EventFormat format, Redac
             w.WriteEndObject();
         }
         w.WriteEndObject();
+    }
+
+    /// <summary>Tetragon's ProcessPrivilegesChanged names.</summary>
+    internal static IEnumerable<string> PrivilegesChangedNames(PrivilegesChanged changed)
+    {
+        if (changed.HasFlag(PrivilegesChanged.FileCap)) yield return "PRIVILEGES_RAISED_EXEC_FILE_CAP";
+        if (changed.HasFlag(PrivilegesChanged.Setuid)) yield return "PRIVILEGES_RAISED_EXEC_FILE_SETUID";
+        if (changed.HasFlag(PrivilegesChanged.Setgid)) yield return "PRIVILEGES_RAISED_EXEC_FILE_SETGID";
     }
 
     private static ReadOnlySpan<byte> Utf8Number(ulong n, Span<byte> digits)
@@ -412,21 +424,26 @@ internal sealed class ProcessRenderer(BootClock clock, EventFormat format, Redac
     private void WriteEnvironment(Utf8JsonWriter w, ProcessInfo p)
     {
         w.WriteStartArray("environment_variables");
-        foreach (var v in p.Environment)
+        foreach (var (key, value) in Environment(p))
         {
-            var (key, value) = (v.Key, v.Value);
-            if (redactor is { IsEmpty: false })
-            {
-                var redacted = redactor.Redact(p.Binary, key + "=" + value);
-                int eq = redacted.IndexOf('=');
-                (key, value) = eq >= 0 ? (redacted[..eq], redacted[(eq + 1)..]) : ("invalid", redacted);
-            }
             w.WriteStartObject();
             if (key.Length > 0) w.WriteString("Key", key);
             if (value.Length > 0) w.WriteString("Value", value);
             w.WriteEndObject();
         }
         w.WriteEndArray();
+    }
+
+    public IEnumerable<EnvVar> Environment(ProcessInfo p)
+    {
+        if (redactor is not { IsEmpty: false })
+            return p.Environment;
+        return p.Environment.Select(v =>
+        {
+            var redacted = redactor.Redact(p.Binary, v.Key + "=" + v.Value);
+            int eq = redacted.IndexOf('=');
+            return eq >= 0 ? new EnvVar(redacted[..eq], redacted[(eq + 1)..]) : new EnvVar("invalid", redacted);
+        });
     }
 
     /// <summary>Tetragon's process_credentials.</summary>
