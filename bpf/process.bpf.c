@@ -64,6 +64,28 @@ static __always_inline __u32 sa_read_args(struct exec_event *ev, struct task_str
 	return len;
 }
 
+/* envp as the kernel laid it out (NUL-separated strings), at most SA_ENV_MAX bytes; off is where it goes in data. */
+static __always_inline __u32 sa_read_env(struct exec_event *ev, struct task_struct *task, __u32 off)
+{
+	struct mm_struct *mm = BPF_CORE_READ(task, mm);
+	unsigned long start = BPF_CORE_READ(mm, env_start);
+	unsigned long end = BPF_CORE_READ(mm, env_end);
+	__u64 len = end > start ? end - start : 0;
+
+	if (len > SA_ENV_MAX) {
+		len = SA_ENV_MAX;
+		ev->flags |= SA_EXEC_ENV_TRUNCATED;
+	}
+	len &= SA_MASK_4K;
+	if (off > SA_DATA_MAX - SA_ENV_MAX - 1)
+		return 0;
+	if (len && bpf_probe_read_user(&ev->data[off], len, (void *)start) < 0) {
+		ev->flags |= SA_EXEC_ENV_FAULT;
+		return 0;
+	}
+	return len;
+}
+
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(sa_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
 {
@@ -98,8 +120,7 @@ int BPF_PROG(sa_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 	ev->cap_permitted = sa_read_cap(&cred->cap_permitted);
 	ev->cap_effective = sa_read_cap(&cred->cap_effective);
 	ev->cap_inheritable = sa_read_cap(&cred->cap_inheritable);
-	ev->pad1 = 0;
-	ev->pad2 = 0;
+	ev->nspid = sa_task_nspid(task);
 	sa_read_exec_context(ev, task, cred, bprm);
 
 	/* The executed file, resolved against the task's root. */
@@ -120,9 +141,16 @@ int BPF_PROG(sa_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 	__u32 cwd_len = sa_copy_path(&ev->data[off], ps, start) & SA_MASK_4K;
 	ev->cwd_len = cwd_len;
 
+	off += cwd_len;
+	__u32 env_len = 0;
+	struct sa_settings *st = sa_get_settings();
+	if (st && st->env_vars)
+		env_len = sa_read_env(ev, task, off) & SA_MASK_4K;
+	ev->env_len = env_len;
+
 	sa_remember_binary(ev->pid, ev->data, path_len);
 
-	__u64 size = offsetof(struct exec_event, data) + off + cwd_len;
+	__u64 size = offsetof(struct exec_event, data) + off + env_len;
 	sa_header(&ev->hdr, SA_OP_EXEC, size);
 	if (size > sizeof(*ev))
 		return 0;
@@ -150,6 +178,7 @@ int BPF_PROG(sa_fork, struct task_struct *parent, struct task_struct *child)
 	}
 	ev.start_time = BPF_CORE_READ(child, start_boottime);
 	ev.parent_start_time = sa_task_start(parent);
+	ev.nspid = sa_task_nspid(child);
 	sa_header(&ev.hdr, SA_OP_FORK, sizeof(ev));
 	sa_submit(&ev, sizeof(ev), false);
 	return 0;

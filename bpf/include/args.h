@@ -37,8 +37,9 @@ static __always_inline void sa_reverse(char *dst, const char *src, __u32 len)
 	bpf_loop(SA_STR_MAX, sa_rev_step, &c, 0);
 }
 
-/* Writes the path of `p` (resolved against the task's root) into a string slot; returns its length. */
-static __always_inline __u32 sa_path_to_slot(char *dst, const struct path *p)
+/* Writes the path of `p` (resolved against the task's root) into a string slot; returns its length. *info gets
+ * the inode's mode and whether the path was resolved whole (enum sa_ev_file_info). */
+static __always_inline __u32 sa_path_to_slot(char *dst, const struct path *p, __u64 *info)
 {
 	__u32 zero = 0;
 	struct path_scratch *ps = bpf_map_lookup_elem(&sa_path_scratch, &zero);
@@ -48,6 +49,7 @@ static __always_inline __u32 sa_path_to_slot(char *dst, const struct path *p)
 	struct fs_struct *fs = BPF_CORE_READ(task, fs);
 	bool truncated = false;
 	__u32 off = sa_resolve_path(p, &fs->root, &truncated, false);
+	*info = (__u64)BPF_CORE_READ(p, dentry, d_inode, i_mode) | (truncated || off > SA_PATH_MAX ? SA_EV_FILE_UNRESOLVED : 0);
 	if (off > SA_PATH_MAX) {
 		dst[0] = '/';
 		dst[1] = 0;
@@ -113,9 +115,11 @@ static __always_inline void sa_read_arg(struct sa_call *c, __u32 p, const struct
 			__builtin_memcpy(str, src->dest, SA_SOCKADDR_SIZE);
 			len = SA_SOCKADDR_SIZE;
 		} else if (SA_FAMILY == SA_FAMILY_TRACEPOINT) {
-			__builtin_memset(str, 0, SA_SOCKADDR_SIZE);
+			__builtin_memset(str, 0, SA_SOCKADDR_UN_SIZE);
 			if (bpf_probe_read_user(str, SA_SOCKADDR_SIZE, (void *)v) == 0)
 				len = SA_SOCKADDR_SIZE;
+			if (len && sa_sockaddr_family(str) == SA_AF_UNIX && bpf_probe_read_user(str, SA_SOCKADDR_UN_SIZE, (void *)v) == 0)
+				len = SA_SOCKADDR_UN_SIZE;
 		}
 		break;
 	}
@@ -125,19 +129,21 @@ static __always_inline void sa_read_arg(struct sa_call *c, __u32 p, const struct
 			len = sa_str_result(bpf_probe_read_kernel_str(str, SA_STR_MAX, (void *)v), c, p);
 			break;
 		case SA_ARG_K_SOCK_ADDR:
-			__builtin_memset(str, 0, SA_SOCKADDR_SIZE);
+			__builtin_memset(str, 0, SA_SOCKADDR_UN_SIZE);
 			if (bpf_probe_read_kernel(str, SA_SOCKADDR_SIZE, (void *)v) == 0)
 				len = SA_SOCKADDR_SIZE;
+			if (len && sa_sockaddr_family(str) == SA_AF_UNIX && bpf_probe_read_kernel(str, SA_SOCKADDR_UN_SIZE, (void *)v) == 0)
+				len = SA_SOCKADDR_UN_SIZE;
 			break;
 		case SA_ARG_FILE:
-			len = sa_path_to_slot(str, &((struct file *)v)->f_path);
+			len = sa_path_to_slot(str, &((struct file *)v)->f_path, &v);
 			break;
 		case SA_ARG_PATH:
-			len = sa_path_to_slot(str, (const struct path *)v);
+			len = sa_path_to_slot(str, (const struct path *)v, &v);
 			break;
 		case SA_ARG_BPRM: {
 			struct file *f = BPF_CORE_READ((struct linux_binprm *)v, file);
-			len = sa_path_to_slot(str, &f->f_path);
+			len = sa_path_to_slot(str, &f->f_path, &v);
 			break;
 		}
 		}

@@ -28,6 +28,8 @@ enum sa_limit {
 	SA_STR_MAX = 256,          /* bytes of a string argument that are matched and sent (terminator included) */
 	SA_LPM_STR_MAX = 248,      /* bytes of a stored prefix: an LPM key holds 256 data bytes, 8 are its header */
 	SA_SOCKADDR_SIZE = 28,     /* bytes of a sockaddr argument (sockaddr_in6, the larger of the two) */
+	SA_SOCKADDR_UN_SIZE = 110, /* bytes of an AF_UNIX sockaddr argument (family and the whole sun_path) */
+	SA_ENV_MAX = 4095,         /* bytes of an exec's environment (--enable-process-environment-variables) */
 	SA_MAX_ARGS = 5,           /* arguments one hook reads */
 	SA_MAX_FN_ARGS = 5,        /* function arguments (LSM hooks, kprobes) that can be read */
 	SA_POINT_ARGS = 8,         /* argument reads at one attach point: the union of its hooks' */
@@ -68,6 +70,8 @@ enum sa_exec_flags {
 	SA_EXEC_CWD_TRUNCATED = 1 << 2,
 	SA_EXEC_ARGS_FAULT = 1 << 3,
 	SA_EXEC_NO_AUID = 1 << 4,
+	SA_EXEC_ENV_TRUNCATED = 1 << 7,  /* the environment is longer than SA_ENV_MAX: its last variable is cut */
+	SA_EXEC_ENV_FAULT = 1 << 8,      /* the environment could not be read */
 };
 
 /* Indexes of exec_event.ns: a process's namespace inode numbers, in the order of Tetragon's Namespaces. */
@@ -113,7 +117,7 @@ struct exec_event {
 	__u32 gid;
 	__u32 egid;
 	__u32 auid;
-	__u32 pad1;
+	__u32 nspid;             /* the pid in the task's own pid namespace (a container's init: 1) */
 	__u64 cap_permitted;
 	__u64 cap_effective;
 	__u64 cap_inheritable;
@@ -134,8 +138,8 @@ struct exec_event {
 	__u16 path_len;
 	__u16 args_len;          /* argv, NUL separated */
 	__u16 cwd_len;
-	__u16 pad2;
-	char data[SA_DATA_MAX];  /* path | args | cwd; only the used part is sent */
+	__u16 env_len;           /* envp, NUL separated; 0 unless sa_settings.env_vars */
+	char data[SA_DATA_MAX];  /* path | args | cwd | env; only the used part is sent */
 };
 
 struct fork_event {
@@ -144,6 +148,8 @@ struct fork_event {
 	__u32 ppid;
 	__u64 start_time;
 	__u64 parent_start_time;
+	__u32 nspid;             /* the child's pid in its own pid namespace */
+	__u32 pad0;
 };
 
 struct exit_event {
@@ -159,6 +165,7 @@ struct exit_event {
 struct sa_settings {
 	__u32 agent_tgid;        /* never subject to policies, never signalled */
 	__u32 wakeup_bytes;      /* wake the reader once this many bytes are pending; 0: the kernel's default */
+	__u32 env_vars;          /* non-zero: exec records carry the environment */
 };
 
 /* The current binary of a process, for matchBinaries (kept by the process sensor). */
@@ -184,6 +191,12 @@ enum sa_arg_type {
 	SA_ARG_K_STRING = 10,    /* kernel char * */
 	SA_ARG_USER_PATH = 11,   /* user-space file name: joined to the cwd when relative, normalised (., .., //) */
 	SA_ARG_USER_PATH_AT = 12,/* ... relative to the directory fd in the record's previous argument (AT_FDCWD: cwd) */
+};
+
+/* policy_event.ints of a file, path or linux_binprm argument: what Tetragon's flags and permission come from. */
+enum sa_ev_file_info {
+	SA_EV_FILE_MODE = 0xffff,         /* the inode's i_mode (type and permission bits) */
+	SA_EV_FILE_UNRESOLVED = 1 << 16,  /* the path could not be resolved whole (Tetragon's unresolvedPathComponents) */
 };
 
 /* sa_point.flags: the exit of the syscall looks the object up again (symlinks, bind mounts, hard links,

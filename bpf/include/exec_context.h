@@ -5,13 +5,24 @@
 #pragma once
 #include "helpers.h"
 
-static __always_inline __u32 sa_pid_ns_inum(struct task_struct *task)
+/* The task's pid in the pid namespace it lives in (task_active_pid_ns): thread_pid->numbers[level]. */
+static __always_inline struct upid *sa_task_upid(struct task_struct *task)
 {
-	/* The pid namespace the task lives in (task_active_pid_ns): thread_pid->numbers[level].ns. */
 	struct pid *pid = BPF_CORE_READ(task, thread_pid);
 	unsigned int level = BPF_CORE_READ(pid, level);
 	struct upid *numbers = (struct upid *)((char *)pid + bpf_core_field_offset(struct pid, numbers));
-	return BPF_CORE_READ(numbers + (level & 63), ns, ns.inum);
+	return numbers + (level & 63);
+}
+
+static __always_inline __u32 sa_pid_ns_inum(struct task_struct *task)
+{
+	return BPF_CORE_READ(sa_task_upid(task), ns, ns.inum);
+}
+
+/* task_pid_vnr: a container's (pid namespace's) init is 1. */
+static __always_inline __u32 sa_task_nspid(struct task_struct *task)
+{
+	return BPF_CORE_READ(sa_task_upid(task), nr);
 }
 
 static __always_inline void sa_read_exec_context(struct exec_event *ev, struct task_struct *task,

@@ -24,6 +24,7 @@ public static class ContractGenerator
         new("sa_dim_kind", "SecurityAgent.Events", "PolicyWire", "DimKind", "byte", false),
         new("sa_selector_flags", "SecurityAgent.Events", "PolicyWire", "SelectorFlags", "byte", true),
         new("sa_point_flags", "SecurityAgent.Events", "PolicyWire", "PointFlags", "byte", true),
+        new("sa_ev_file_info", "SecurityAgent.Events", "PolicyWire", "FileInfo", "uint", true),
         new("sa_arg_type", "SecurityAgent.Policies", null, "ArgType", "byte", false),
         new("sa_cmp", "SecurityAgent.Policies", null, "Cmp", "byte", false),
         new("sa_action", "SecurityAgent.Policies", null, "Actions", "uint", true),

@@ -139,6 +139,8 @@ namespace SecurityAgent.Events
         public const int StrMax = 256;
         public const int LpmStrMax = 248;
         public const int SockaddrSize = 28;
+        public const int SockaddrUnSize = 110;
+        public const int EnvMax = 4095;
         public const int MaxArgs = 5;
         public const int MaxFnArgs = 5;
         public const int PointArgs = 8;
@@ -215,6 +217,14 @@ namespace SecurityAgent.Events
         {
             Fd = 1,
             Exe = 2,
+        }
+
+        /// <summary>enum sa_ev_file_info</summary>
+        [Flags]
+        public enum FileInfo : uint
+        {
+            Mode = 65535,
+            Unresolved = 65536,
         }
 
         /// <summary>struct sa_binary</summary>
@@ -447,6 +457,8 @@ namespace SecurityAgent.Events
             CwdTruncated = 4,
             ArgsFault = 8,
             NoAuid = 16,
+            EnvTruncated = 128,
+            EnvFault = 256,
         }
 
         /// <summary>enum sa_lost_reason</summary>
@@ -498,6 +510,7 @@ namespace SecurityAgent.Events
             public const int Gid = 64;
             public const int Egid = 68;
             public const int Auid = 72;
+            public const int Nspid = 76;
             public const int CapPermitted = 80;
             public const int CapEffective = 88;
             public const int CapInheritable = 96;
@@ -516,6 +529,7 @@ namespace SecurityAgent.Events
             public const int PathLen = 196;
             public const int ArgsLen = 198;
             public const int CwdLen = 200;
+            public const int EnvLen = 202;
             public const int Data = 204;
             public const int Length = 16592;
         }
@@ -528,7 +542,8 @@ namespace SecurityAgent.Events
             public const int Ppid = 20;
             public const int StartTime = 24;
             public const int ParentStartTime = 32;
-            public const int Length = 40;
+            public const int Nspid = 40;
+            public const int Length = 48;
         }
 
         /// <summary>struct exit_event</summary>
@@ -547,7 +562,8 @@ namespace SecurityAgent.Events
         {
             public const int AgentTgid = 0;
             public const int WakeupBytes = 4;
-            public const int Length = 8;
+            public const int EnvVars = 8;
+            public const int Length = 12;
         }
     }
 }

@@ -15,15 +15,15 @@ public readonly ref struct KernelRecord(Op op, ulong ktime, ReadOnlySpan<byte> r
     {
         get
         {
-            int pathLen = EventDecoder.U16(_raw, Wire.Exec.PathLen), argsLen = EventDecoder.U16(_raw, Wire.Exec.ArgsLen);
+            int pathLen = EventDecoder.U16(_raw, Wire.Exec.PathLen), argsLen = EventDecoder.U16(_raw, Wire.Exec.ArgsLen), cwdLen = EventDecoder.U16(_raw, Wire.Exec.CwdLen);
             var data = _raw[Wire.Exec.Data..];
             return new ExecEvent(_raw, Ktime, EventDecoder.UntilNul(data[..pathLen]), data.Slice(pathLen, argsLen),
-                EventDecoder.UntilNul(data.Slice(pathLen + argsLen, EventDecoder.U16(_raw, Wire.Exec.CwdLen))));
+                EventDecoder.UntilNul(data.Slice(pathLen + argsLen, cwdLen)), data.Slice(pathLen + argsLen + cwdLen, EventDecoder.U16(_raw, Wire.Exec.EnvLen)));
         }
     }
 
     public ForkEvent Fork => new(Ktime, EventDecoder.I32(_raw, Wire.Fork.Pid), EventDecoder.I32(_raw, Wire.Fork.Ppid),
-        EventDecoder.U64(_raw, Wire.Fork.StartTime), EventDecoder.U64(_raw, Wire.Fork.ParentStartTime));
+        EventDecoder.U64(_raw, Wire.Fork.StartTime), EventDecoder.U64(_raw, Wire.Fork.ParentStartTime), EventDecoder.U32(_raw, Wire.Fork.Nspid));
 
     public ExitEvent Exit => new(Ktime, EventDecoder.I32(_raw, Wire.Exit.Pid), EventDecoder.I32(_raw, Wire.Exit.Tid),
         EventDecoder.U64(_raw, Wire.Exit.StartTime), EventDecoder.U32(_raw, Wire.Exit.ExitCode));
@@ -47,9 +47,9 @@ public static class EventDecoder
         {
             case Op.Exec:
                 raw = Need(raw, Wire.Exec.Data, "exec");
-                int pathLen = U16(raw, Wire.Exec.PathLen), argsLen = U16(raw, Wire.Exec.ArgsLen), cwdLen = U16(raw, Wire.Exec.CwdLen);
-                if (pathLen + argsLen + cwdLen > raw.Length - Wire.Exec.Data)
-                    throw new FormatException($"exec record: path {pathLen} + args {argsLen} + cwd {cwdLen} bytes exceed the {raw.Length - Wire.Exec.Data} sent");
+                int pathLen = U16(raw, Wire.Exec.PathLen), argsLen = U16(raw, Wire.Exec.ArgsLen), cwdLen = U16(raw, Wire.Exec.CwdLen), envLen = U16(raw, Wire.Exec.EnvLen);
+                if (pathLen + argsLen + cwdLen + envLen > raw.Length - Wire.Exec.Data)
+                    throw new FormatException($"exec record: path {pathLen} + args {argsLen} + cwd {cwdLen} + env {envLen} bytes exceed the {raw.Length - Wire.Exec.Data} sent");
                 break;
             case Op.Fork:
                 raw = Need(raw, Wire.Fork.Length, "fork");
@@ -109,6 +109,31 @@ public static class EventDecoder
             if (nul < 0) { list.Add(Utf8(args)); break; }
             list.Add(Utf8(args[..nul]));
             args = args[(nul + 1)..];
+        }
+        return list;
+    }
+
+    /// <summary>envp as the kernel lays it out, as Tetragon's EnvVars (split at the first '='), keeping only the names
+    /// in <paramref name="filter"/> when there is one. When the kernel cut the environment, the cut (last) variable is
+    /// left out rather than shown with a wrong value.</summary>
+    public static IReadOnlyList<EnvVar> SplitEnvironment(ReadOnlySpan<byte> env, bool truncated, IReadOnlySet<string>? filter)
+    {
+        if (truncated)
+        {
+            int lastNul = env.LastIndexOf((byte)0);
+            env = lastNul >= 0 ? env[..(lastNul + 1)] : default;
+        }
+        var list = new List<EnvVar>();
+        while (!env.IsEmpty)
+        {
+            int nul = env.IndexOf((byte)0);
+            var item = nul >= 0 ? env[..nul] : env;
+            env = nul >= 0 ? env[(nul + 1)..] : default;
+            if (item.IsEmpty) continue;
+            int eq = item.IndexOf((byte)'=');
+            string key = eq >= 0 ? Encoding.UTF8.GetString(item[..eq]) : "invalid";
+            if (filter is not null && (eq < 0 || !filter.Contains(key))) continue;
+            list.Add(new EnvVar(key, Encoding.UTF8.GetString(eq >= 0 ? item[(eq + 1)..] : item)));
         }
         return list;
     }

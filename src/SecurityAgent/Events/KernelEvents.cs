@@ -28,6 +28,9 @@ public struct NamespaceInums
     public static readonly string[] Names = ["uts", "ipc", "mnt", "pid", "pid_for_children", "net", "time", "time_for_children", "cgroup", "user"];
 }
 
+/// <summary>One environment variable (Tetragon's EnvVar); a string without '=' is kept with the key "invalid", as Tetragon.</summary>
+public readonly record struct EnvVar(string Key, string Value);
+
 /// <summary>The user namespace a process's credentials are relative to; Inum 0: unknown.</summary>
 public readonly record struct UserNamespace(int Level, uint Uid, uint Gid, uint Inum);
 
@@ -51,7 +54,8 @@ public readonly record struct BinaryProperties(uint? Setuid, uint? Setgid, Privi
 
 /// <summary>An exec record, read in place: the fixed fields are values, path, argv and cwd stay spans over the
 /// ring buffer until the process cache keeps them. Valid only while the record is.</summary>
-public readonly ref struct ExecEvent(ReadOnlySpan<byte> raw, ulong ktime, ReadOnlySpan<byte> binary, ReadOnlySpan<byte> args, ReadOnlySpan<byte> cwd)
+public readonly ref struct ExecEvent(ReadOnlySpan<byte> raw, ulong ktime, ReadOnlySpan<byte> binary, ReadOnlySpan<byte> args, ReadOnlySpan<byte> cwd,
+    ReadOnlySpan<byte> env = default)
 {
     private readonly ReadOnlySpan<byte> _raw = raw;
     public ulong Ktime { get; } = ktime;
@@ -66,6 +70,8 @@ public readonly ref struct ExecEvent(ReadOnlySpan<byte> raw, ulong ktime, ReadOn
     public uint Gid => EventDecoder.U32(_raw, Wire.Exec.Gid);
     public uint Egid => EventDecoder.U32(_raw, Wire.Exec.Egid);
     public uint Auid => EventDecoder.U32(_raw, Wire.Exec.Auid);
+    /// <summary>The pid in the process's own pid namespace (Tetragon's container pid); 0 in records without it.</summary>
+    public uint Nspid => EventDecoder.U32(_raw, Wire.Exec.Nspid);
     public ulong CapPermitted => EventDecoder.U64(_raw, Wire.Exec.CapPermitted);
     public ulong CapEffective => EventDecoder.U64(_raw, Wire.Exec.CapEffective);
     public ulong CapInheritable => EventDecoder.U64(_raw, Wire.Exec.CapInheritable);
@@ -114,9 +120,12 @@ public readonly ref struct ExecEvent(ReadOnlySpan<byte> raw, ulong ktime, ReadOn
     /// <summary>argv as the kernel lays it out: NUL-terminated strings back to back (see <see cref="EventDecoder.SplitArgs"/>).</summary>
     public ReadOnlySpan<byte> Args { get; } = args;
     public ReadOnlySpan<byte> Cwd { get; } = cwd;
+    /// <summary>envp as the kernel lays it out (NUL-terminated "KEY=value" strings; the last may be cut, see
+    /// <see cref="Wire.ExecFlags.EnvTruncated"/>); empty unless the agent asked for the environment.</summary>
+    public ReadOnlySpan<byte> Env { get; } = env;
 }
 
-public readonly record struct ForkEvent(ulong Ktime, int Pid, int Ppid, ulong StartTime, ulong ParentStartTime);
+public readonly record struct ForkEvent(ulong Ktime, int Pid, int Ppid, ulong StartTime, ulong ParentStartTime, uint Nspid = 0);
 
 /// <summary>ExitCode is the wait(2) status: (code &lt;&lt; 8) for exit(), or the signal number.</summary>
 public readonly record struct ExitEvent(ulong Ktime, int Pid, int Tid, ulong StartTime, uint ExitCode)

@@ -35,6 +35,12 @@ public sealed class JsonEventFormatter
         _time = new TimeText(clock);
     }
 
+    /// <summary>The options this formatter renders with (which opt-in context the events carry).</summary>
+    public EventFormat Format => _format;
+
+    /// <summary>The process's environment as its events show it (after the redaction filters).</summary>
+    public IEnumerable<EnvVar> Environment(ProcessInfo p) => _processes.Environment(p);
+
     /// <summary>The same events with the extension object on (for the agent's own views of the stream), sharing this
     /// formatter's rendered processes. Pipeline thread only, as this formatter.</summary>
     public JsonEventFormatter WithExtensions() =>
@@ -168,9 +174,7 @@ public sealed class JsonEventFormatter
             case ulong u: u.TryFormat(digits, out int m); w.WriteString(a.Kind, digits[..m]); break;
             case byte[] bytes: w.WriteBase64String(a.Kind, bytes); break;
             case PathArg pa:
-                w.WriteStartObject(a.Kind);
-                w.WriteString("path", pa.Path);
-                w.WriteEndObject();
+                WritePathArg(w, a.Kind, pa);
                 break;
             case SockAddr sa:
                 w.WriteStartObject(a.Kind);
@@ -196,11 +200,23 @@ public sealed class JsonEventFormatter
         w.WriteEndObject();
     }
 
+    /// <summary>KprobeFile / KprobePath / KprobeLinuxBinprm: path, and flags and permission where the kernel read the
+    /// inode (protojson leaves out the empty ones; Tetragon leaves mount empty too).</summary>
+    private static void WritePathArg(Utf8JsonWriter w, string kind, PathArg pa)
+    {
+        w.WriteStartObject(kind);
+        w.WriteString("path", pa.Path);
+        if (pa.Flags.Length > 0) w.WriteString("flags", pa.Flags);
+        if (pa.Permission.Length > 0) w.WriteString("permission", pa.Permission);
+        w.WriteEndObject();
+    }
+
     /// <summary>The agent's fields beyond Tetragon's, in one object (EventFormat.Extensions).</summary>
     private static void WriteExtension(Utf8JsonWriter w, AgentEvent e)
     {
         var m = e as PolicyMatchEvent;
-        if (m is null && e.Process.Unattributed is null && e.Parent?.Unattributed is null) return;
+        bool envCut = e.Process.Flags.HasFlag(Events.Wire.ExecFlags.EnvTruncated) && e.Process.Environment.Count > 0;
+        if (m is null && e.Process.Unattributed is null && e.Parent?.Unattributed is null && !envCut) return;
         w.WriteStartObject(Extension);
         if (m is not null)
         {
@@ -212,6 +228,7 @@ public sealed class JsonEventFormatter
         }
         if (e.Process.Unattributed is { } why) w.WriteString("process_unattributed", why);
         if (e.Parent?.Unattributed is { } parentWhy) w.WriteString("parent_unattributed", parentWhy);
+        if (envCut) w.WriteBoolean("environment_truncated", true);
         w.WriteEndObject();
     }
 
@@ -320,9 +337,7 @@ internal sealed class ProcessRenderer(BootClock clock, EventFormat format, Redac
         if (b.Changed != PrivilegesChanged.None)
         {
             w.WriteStartArray("privileges_changed");
-            if (b.Changed.HasFlag(PrivilegesChanged.FileCap)) w.WriteStringValue("PRIVILEGES_RAISED_EXEC_FILE_CAP");
-            if (b.Changed.HasFlag(PrivilegesChanged.Setuid)) w.WriteStringValue("PRIVILEGES_RAISED_EXEC_FILE_SETUID");
-            if (b.Changed.HasFlag(PrivilegesChanged.Setgid)) w.WriteStringValue("PRIVILEGES_RAISED_EXEC_FILE_SETGID");
+            foreach (var name in PrivilegesChangedNames(b.Changed)) w.WriteStringValue(name);
             w.WriteEndArray();
         }
         if (b.Unlinked)
@@ -335,6 +350,14 @@ internal sealed class ProcessRenderer(BootClock clock, EventFormat format, Redac
             w.WriteEndObject();
         }
         w.WriteEndObject();
+    }
+
+    /// <summary>Tetragon's ProcessPrivilegesChanged names.</summary>
+    internal static IEnumerable<string> PrivilegesChangedNames(PrivilegesChanged changed)
+    {
+        if (changed.HasFlag(PrivilegesChanged.FileCap)) yield return "PRIVILEGES_RAISED_EXEC_FILE_CAP";
+        if (changed.HasFlag(PrivilegesChanged.Setuid)) yield return "PRIVILEGES_RAISED_EXEC_FILE_SETUID";
+        if (changed.HasFlag(PrivilegesChanged.Setgid)) yield return "PRIVILEGES_RAISED_EXEC_FILE_SETGID";
     }
 
     private static ReadOnlySpan<byte> Utf8Number(ulong n, Span<byte> digits)
@@ -373,7 +396,7 @@ internal sealed class ProcessRenderer(BootClock clock, EventFormat format, Redac
         w.WriteString("start_time", _time.Format(p.StartTime));
         w.WriteNumber("auid", p.Auid);
         if (p.Pod is { } pod)
-            WritePod(w, pod);
+            WritePod(w, pod, p.Nspid);
         if (p.Container is { } c)
             w.WriteString("docker", c.ContainerId);
         if (p.ParentExecId is not null)
@@ -391,7 +414,36 @@ internal sealed class ProcessRenderer(BootClock clock, EventFormat format, Redac
             w.WriteString("name", user);
             w.WriteEndObject();
         }
+        if (p.Environment.Count > 0)
+            WriteEnvironment(w, p);
         w.WriteEndObject();
+    }
+
+    /// <summary>Tetragon's environment_variables ({"Key", "Value"}, its proto's field names), after the redaction filters
+    /// of the binary, which apply to each "KEY=value" as Tetragon's do.</summary>
+    private void WriteEnvironment(Utf8JsonWriter w, ProcessInfo p)
+    {
+        w.WriteStartArray("environment_variables");
+        foreach (var (key, value) in Environment(p))
+        {
+            w.WriteStartObject();
+            if (key.Length > 0) w.WriteString("Key", key);
+            if (value.Length > 0) w.WriteString("Value", value);
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+    }
+
+    public IEnumerable<EnvVar> Environment(ProcessInfo p)
+    {
+        if (redactor is not { IsEmpty: false })
+            return p.Environment;
+        return p.Environment.Select(v =>
+        {
+            var redacted = redactor.Redact(p.Binary, v.Key + "=" + v.Value);
+            int eq = redacted.IndexOf('=');
+            return eq >= 0 ? new EnvVar(redacted[..eq], redacted[(eq + 1)..]) : new EnvVar("invalid", redacted);
+        });
     }
 
     /// <summary>Tetragon's process_credentials.</summary>
@@ -442,7 +494,7 @@ internal sealed class ProcessRenderer(BootClock clock, EventFormat format, Redac
     }
 
     /// <summary>Tetragon's pod object (labels as pod_labels, annotations as pod_annotations).</summary>
-    private static void WritePod(Utf8JsonWriter w, Containers.PodInfo pod)
+    private static void WritePod(Utf8JsonWriter w, Containers.PodInfo pod, uint nspid)
     {
         w.WriteStartObject("pod");
         w.WriteString("namespace", pod.Namespace);
@@ -459,6 +511,8 @@ internal sealed class ProcessRenderer(BootClock clock, EventFormat format, Redac
             w.WriteEndObject();
             if (c.StartedAt is not null)
                 w.WriteString("start_time", c.StartedAt);
+            if (nspid != 0)
+                w.WriteNumber("pid", nspid);
             if (c.Privileged)
             {
                 w.WriteStartObject("security_context");

@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Net;
 using System.Runtime.InteropServices;
 using System.Text;
+using SecurityAgent.Events;
 using SecurityAgent.Policies;
 
 namespace SecurityAgent.Export;
@@ -12,9 +13,10 @@ public sealed record SockAddr(string Family, string Addr, int Port);
 /// <summary>Tetragon's sockaddrun_arg (AF_UNIX): {"family", "path"}; an abstract address's path starts with '@'.</summary>
 public sealed record UnixSockAddr(string Family, string Path);
 
-/// <summary>Tetragon's file_arg / path_arg / linux_binprm_arg. The kernel record carries the path only; mount, flags
-/// and permission are left out (protojson's empty values).</summary>
-public sealed record PathArg(string Path);
+/// <summary>Tetragon's file_arg / path_arg / linux_binprm_arg: the path, Tetragon's path flags
+/// ("unresolvedPathComponents" when the kernel could not resolve it whole) and the inode's mode as ls(1) writes it
+/// ("-rw-r-----"); empty where the kernel did not read the inode. Tetragon leaves mount empty, and so does the agent.</summary>
+public sealed record PathArg(string Path, string Flags = "", string Permission = "");
 
 /// <summary>Tetragon's syscall_id: {"id": N, "abi": "x64"}.</summary>
 public sealed record SyscallId(uint Id, string Abi);
@@ -49,9 +51,9 @@ public static class PolicyArgs
                 ArgType.String or ArgType.KString => new RenderedArg("string_arg", Encoding.UTF8.GetString(strings[a.Slot]), a.Label,
                     a.KernelType == ArgType.String && passed?[a.Slot] is { } p ? Encoding.UTF8.GetString(p) : null),
                 ArgType.SockAddr or ArgType.KSockAddr => SockAddrArg(strings[a.Slot], a.Label),
-                ArgType.File => new RenderedArg("file_arg", new PathArg(Encoding.UTF8.GetString(strings[a.Slot])), a.Label),
-                ArgType.Path => new RenderedArg("path_arg", new PathArg(Encoding.UTF8.GetString(strings[a.Slot])), a.Label),
-                ArgType.Bprm => new RenderedArg("linux_binprm_arg", new PathArg(Encoding.UTF8.GetString(strings[a.Slot])), a.Label),
+                ArgType.File => new RenderedArg("file_arg", PathArgOf(strings[a.Slot], v), a.Label),
+                ArgType.Path => new RenderedArg("path_arg", PathArgOf(strings[a.Slot], v), a.Label),
+                ArgType.Bprm => new RenderedArg("linux_binprm_arg", PathArgOf(strings[a.Slot], v), a.Label),
                 ArgType.Fd => new RenderedArg("int_arg", (int)v, a.Label),
                 _ when a.Type == "syscall64" => new RenderedArg("syscall_id", SyscallIdOf(v), a.Label),
                 ArgType.Int when a.Size == 8 => new RenderedArg("long_arg", (long)v, a.Label),
@@ -61,6 +63,38 @@ public static class PolicyArgs
             });
         }
         return list;
+    }
+
+    /// <summary>A path argument from its string slot and its integer slot, where the kernel put the inode's mode and the
+    /// unresolved flag (PolicyWire.FileInfo).</summary>
+    public static PathArg PathArgOf(byte[] path, ulong info) =>
+        new(Encoding.UTF8.GetString(path),
+            (info & (ulong)PolicyWire.FileInfo.Unresolved) != 0 ? "unresolvedPathComponents" : "",
+            Permission((ushort)(info & (ulong)PolicyWire.FileInfo.Mode)));
+
+    /// <summary>A file mode as ls(1) writes it and Tetragon's permission field carries it: the type ('-', 'd', 'l', 'c',
+    /// 'b', 'p', 's'), then rwx for owner, group and others with s/S, s/S and t/T for set-user-ID, set-group-ID and
+    /// sticky. 0 (no inode read): empty.</summary>
+    public static string Permission(ushort mode)
+    {
+        if (mode == 0) return "";
+        Span<char> s = stackalloc char[10];
+        int n = 0;
+        char type = (mode & 0xf000) switch
+        {
+            0x6000 => 'b', 0x2000 => 'c', 0x4000 => 'd', 0x1000 => 'p', 0xa000 => 'l', 0x8000 => '-', 0xc000 => 's', _ => '\0',
+        };
+        if (type != '\0') s[n++] = type;
+        for (int who = 2; who >= 0; who--)
+        {
+            int bits = (mode >> (3 * who)) & 7;
+            bool special = (mode & (0x200 << who)) != 0; // S_ISUID (owner), S_ISGID (group), S_ISVTX (others)
+            char mark = who == 0 ? 't' : 's';
+            s[n++] = (bits & 4) != 0 ? 'r' : '-';
+            s[n++] = (bits & 2) != 0 ? 'w' : '-';
+            s[n++] = special ? ((bits & 1) != 0 ? mark : char.ToUpperInvariant(mark)) : (bits & 1) != 0 ? 'x' : '-';
+        }
+        return new string(s[..n]);
     }
 
     public static SyscallId SyscallIdOf(ulong v) =>

@@ -58,6 +58,17 @@ public sealed class AgentOptions
     [Option("Add ns (the process's namespaces, each with is_host) to process objects (as Tetragon's --enable-process-ns)")]
     public bool EnableProcessNs { get; set; }
 
+    [Option("Add environment_variables to process objects, read by the kernel at exec (as Tetragon's --enable-process-environment-variables; they may hold secrets: see --redaction-filters)")]
+    public bool EnableProcessEnvironmentVariables { get; set; }
+
+    [Option("Keep only these environment variables, NAME,... (as Tetragon's --filter-environment-variables)", HelpName = "NAMES")]
+    public string? FilterEnvironmentVariables { get; set; }
+
+    /// <summary>The names --filter-environment-variables keeps; null: all.</summary>
+    public IReadOnlySet<string>? EnvironmentFilter() =>
+        string.IsNullOrWhiteSpace(FilterEnvironmentVariables) ? null
+        : FilterEnvironmentVariables.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToHashSet(StringComparer.Ordinal);
+
     [Option("Events that list the process's ancestors beyond its parent: base (exec, exit), kprobe, tracepoint, lsm (as Tetragon's --enable-ancestors)", HelpName = "TYPES")]
     public string? EnableAncestors { get; set; }
 

@@ -48,6 +48,7 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         {
             MaxEntries = _opt.ProcessCacheSize,
             ExitGrace = TimeSpan.FromSeconds(_opt.ExitGraceSeconds),
+            EnvironmentFilter = _opt.EnvironmentFilter(),
         }, TimeProvider.System, clockTickNs);
 
         var formatter = new JsonEventFormatter(node, BootClock.System(), _opt.ToEventFormat(), Redactor.Parse(_opt.RedactionFilters), cache.Parent);
@@ -67,7 +68,7 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         var filtered = new FilteringExporter(otlp is null ? [exporter] : [exporter, otlp], ExportFilter.ParseList(_opt.ExportAllowlist), ExportFilter.ParseList(_opt.ExportDenylist),
             _opt.ExportRateLimit, TimeProvider.System, exporter.WriteRateLimitInfo);
         state.Live.Formatter = formatter.WithExtensions();
-        using var sensor = ProcessSensor.Load(features, _opt.RingBufferBytes);
+        using var sensor = ProcessSensor.Load(features, _opt.RingBufferBytes, _opt.EnableProcessEnvironmentVariables);
         using var engine = new PolicyEngine(sensor, Environment.ProcessId, _opt.DebugUserspaceFilter);
         if (_opt.DebugUserspaceFilter)
             LogDebugFilter(log);

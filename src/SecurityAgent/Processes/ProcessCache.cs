@@ -9,6 +9,10 @@ public sealed record ProcessCacheOptions
 
     /// <summary>Hard cap on entries. Past it the oldest exited entries go first, then the oldest live ones.</summary>
     public int MaxEntries { get; init; } = 100_000;
+
+    /// <summary>The environment variables kept from exec records (Tetragon's --filter-environment-variables); null:
+    /// all of them. The kernel sends the environment only with --enable-process-environment-variables.</summary>
+    public IReadOnlySet<string>? EnvironmentFilter { get; init; }
 }
 
 /// <summary>Executions by exec_id, the current one by pid, with parent links. Single-threaded: only the
@@ -75,6 +79,8 @@ public sealed class ProcessCache(string nodeName, ProcessCacheOptions options, T
             Cwd = _values.Path(e.Cwd),
             Creds = _values.Creds(e.Uid, e.Euid, e.Gid, e.Egid),
             Auid = e.Auid,
+            Nspid = e.Nspid,
+            Environment = e.Env.IsEmpty ? [] : EventDecoder.SplitEnvironment(e.Env, e.Flags.HasFlag(Wire.ExecFlags.EnvTruncated), options.EnvironmentFilter),
             Caps = _values.Caps(e.CapPermitted, e.CapEffective, e.CapInheritable),
             Securebits = e.Securebits,
             UserNs = e.UserNs,
@@ -110,6 +116,8 @@ public sealed class ProcessCache(string nodeName, ProcessCacheOptions options, T
             Cwd = parent?.Cwd ?? "",
             Creds = parent?.Creds ?? new Credentials(0, 0, 0, 0),
             Auid = parent?.Auid ?? uint.MaxValue,
+            Nspid = e.Nspid,
+            Environment = parent?.Environment ?? [],
             Caps = parent?.Caps,
             Securebits = parent?.Securebits ?? 0,
             UserNs = parent?.UserNs ?? default,

@@ -25,6 +25,11 @@ public sealed class ProcessInfo
     public required string Cwd { get; init; }
     public required Credentials Creds { get; init; }
     public uint Auid { get; init; } = uint.MaxValue;
+    /// <summary>The pid in the process's own pid namespace, read by the kernel at exec and fork (Tetragon's container
+    /// pid); 0: unknown (found in /proc).</summary>
+    public uint Nspid { get; init; }
+    /// <summary>The environment at exec, filtered (with --enable-process-environment-variables); a clone keeps its parent's.</summary>
+    public IReadOnlyList<EnvVar> Environment { get; init; } = [];
     public Capabilities? Caps { get; init; }
     public uint Securebits { get; init; }
     public UserNamespace UserNs { get; init; }

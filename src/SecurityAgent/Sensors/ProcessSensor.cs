@@ -30,8 +30,9 @@ public sealed class ProcessSensor : IDisposable
     private ProcessSensor(BpfObject obj) => _obj = obj;
 
     /// <summary>Loads the sensor. Records are submitted without waking the reader until 1/16 of the ring (at
-    /// most 256 KiB) is pending, so the reader must also consume on a timer (see RingBuffer.Consume).</summary>
-    public static ProcessSensor Load(KernelFeatures features, uint ringBufferBytes)
+    /// most 256 KiB) is pending, so the reader must also consume on a timer (see RingBuffer.Consume). With
+    /// <paramref name="environment"/>, exec records carry the environment.</summary>
+    public static ProcessSensor Load(KernelFeatures features, uint ringBufferBytes, bool environment = false)
     {
         if (!features.Has(Mechanism.BtfTracepoint))
             throw new NotSupportedException("the process sensor needs tp_btf programs (BTF-enabled tracepoints): " + features.Mechanisms[Mechanism.BtfTracepoint].Detail);
@@ -40,6 +41,7 @@ public sealed class ProcessSensor : IDisposable
         try
         {
             BinaryPrimitives.WriteUInt32LittleEndian(sensor._settings.AsSpan(Wire.Settings.WakeupBytes), Math.Min(ringBufferBytes / 16, 256u * 1024));
+            BinaryPrimitives.WriteUInt32LittleEndian(sensor._settings.AsSpan(Wire.Settings.EnvVars), environment ? 1u : 0u);
             sensor.WriteSettings();
             return sensor;
         }

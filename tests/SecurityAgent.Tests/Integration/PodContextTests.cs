@@ -68,6 +68,30 @@ public class PodContextTests
     }
 
     [Fact]
+    public async Task The_container_pid_is_the_pid_in_the_process_pid_namespace_1_for_the_init_of_a_new_one()
+    {
+        await using var api = new FakeKubeApiServer();
+        using var cgroups = new KubeletCgroups();
+        using var dir = new TempDir();
+        var tool = dir.CopyBinary("/usr/bin/true", "pod-tool");
+        string uid = Guid.NewGuid().ToString(), cid = KubeletCgroups.NewContainerId();
+        var cg = cgroups.Systemd(uid, cid);
+        api.ApplyPod(Pod("shop", "nspid-7d9f8-abcde", uid, "nspid", "nspid-7d9f8", "app", cid, "containerd"));
+        using var agent = new AgentProcess("--kubeconfig", api.WriteKubeconfig(dir.Path), "--node-name", "node-1");
+
+        // unshare forks the child that becomes init (pid 1) of the new pid namespace, which then execs the tool.
+        Assert.Equal(0, KubeletCgroups.RunIn(cg, "/usr/bin/unshare", "--pid", "--fork", tool, "marker-init").Code);
+        var init = ExecOf(agent, "marker-init");
+        Assert.Equal(1u, init.GetProperty("pod").GetProperty("container").GetProperty("pid").GetUInt32());
+        Assert.NotEqual(1u, init.GetProperty("pid").GetUInt32());
+
+        // Without a namespace of its own, the container pid is the host pid.
+        Assert.Equal(0, KubeletCgroups.RunIn(cg, tool, "marker-host").Code);
+        var host = ExecOf(agent, "marker-host");
+        Assert.Equal(host.GetProperty("pid").GetUInt32(), host.GetProperty("pod").GetProperty("container").GetProperty("pid").GetUInt32());
+    }
+
+    [Fact]
     public async Task A_pod_selector_policy_enforces_in_the_kernel_only_in_the_selected_pod()
     {
         await using var api = new FakeKubeApiServer();

@@ -96,14 +96,16 @@ public class TetragonProtoTests(ITestOutputHelper output)
         int port = ((IPEndPoint)listener.LocalEndpoint).Port;
         var policies = Directory.GetFiles(Repo.File_("policies"), "*.yaml").ToDictionary(f => Path.GetFileName(f), f => File.ReadAllText(f));
         policies["argument-kinds.yaml"] = ArgumentKinds("argument-kinds", perl, dir.Path);
-        string[] flags = ["--enable-process-cred", "--enable-process-ns", "--enable-ancestors", "base,kprobe,tracepoint,lsm", "--cluster-name", "test-cluster", "--node-labels", "zone=test,tier=ci", "--username-metadata", "unix"];
+        string[] flags = ["--enable-process-environment-variables", "--enable-process-cred", "--enable-process-ns", "--enable-ancestors", "base,kprobe,tracepoint,lsm", "--cluster-name", "test-cluster", "--node-labels", "zone=test,tier=ci", "--username-metadata", "unix"];
         using var agent = new AgentProcess(policies, flags);
         Assert.True(agent.WaitForLog("Policy argument-kinds loaded", 30_000), agent.Stderr);
 
+        var longSocket = dir.File(new string('s', 104 - dir.Path.Length)); // past the 26 bytes of a sockaddr_in6's room, within sun_path's 108
         var script = $$"""
             use Socket;
             open(my $f, '>', '{{dir.File("out.bin")}}') or die; syswrite($f, "ab\xfe"); sysseek($f, 4096, 0); close($f);
             socket(my $u, AF_UNIX, SOCK_STREAM, 0); connect($u, pack_sockaddr_un('{{dir.File("no.sock")}}'));
+            socket(my $l, AF_UNIX, SOCK_STREAM, 0); connect($l, pack_sockaddr_un('{{longSocket}}'));
             socket(my $t, AF_INET, SOCK_STREAM, 0); connect($t, pack_sockaddr_in({{port}}, inet_aton('127.0.0.1'))) or die "connect: $!"; close($t);
             syscall(110);
             exit 3;
@@ -138,6 +140,10 @@ public class TetragonProtoTests(ITestOutputHelper output)
         Assert.Equal("root", body.GetProperty("process").GetProperty("user").GetProperty("name").GetString());
         Assert.True(body.GetProperty("process").GetProperty("ns").GetProperty("mnt").GetProperty("is_host").GetBoolean());
         Assert.NotEmpty(body.GetProperty("ancestors").EnumerateArray());
+        Assert.Contains(body.GetProperty("process").GetProperty("environment_variables").EnumerateArray(), v => v.GetProperty("Key").GetString() == "PATH");
+        var unixPaths = agent.Events.All.Where(e => e.TryGetProperty("process_tracepoint", out _)).SelectMany(e => e.GetProperty("process_tracepoint").GetProperty("args").EnumerateArray())
+            .Where(a => a.TryGetProperty("sockaddrun_arg", out _)).Select(a => a.GetProperty("sockaddrun_arg").GetProperty("path").GetString()).ToList();
+        Assert.Contains(longSocket, unixPaths);
         var write = agent.Events.All.Select(e => e.TryGetProperty("process_tracepoint", out var b) ? b : default)
             .First(b => b.ValueKind == JsonValueKind.Object && b.GetProperty("event").GetString() == "sys_enter_write" && b.GetProperty("process").GetProperty("binary").GetString() == perl);
         // Without sizeArgIndex (refused until the engine reads exactly that many bytes) a char_buf is read up to a NUL.

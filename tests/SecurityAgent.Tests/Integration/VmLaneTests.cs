@@ -30,6 +30,7 @@ public class VmLaneTests
         using var dir = new TempDir();
         var cat = dir.CopyBinary("/usr/bin/cat", "lsm-cat");
         File.WriteAllText(dir.File("denied.txt"), "DENIED\n");
+        File.SetUnixFileMode(dir.File("denied.txt"), UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead);
         File.WriteAllText(dir.File("allowed.txt"), "ALLOWED\n");
         var policy = $"""
             apiVersion: cilium.io/v1alpha1
@@ -66,6 +67,7 @@ public class VmLaneTests
         var ev = PolicyEvent(agent, "process_lsm", "lsm-file-open");
         Assert.Equal("file_open", ev.GetProperty("function_name").GetString());
         Assert.Equal(dir.File("denied.txt"), ev.GetProperty("args")[0].GetProperty("file_arg").GetProperty("path").GetString());
+        Assert.Equal("-rw-r-----", ev.GetProperty("args")[0].GetProperty("file_arg").GetProperty("permission").GetString()); // the file's 0640
         Assert.Equal("KPROBE_ACTION_OVERRIDE", ev.GetProperty("action").GetString());
         Assert.True(ev.GetProperty("securityagent").GetProperty("enforced").GetBoolean());
         Unit.JsonFormatTests.AssertValid(agent.Events.RawLines.First(l => l.Contains("lsm-file-open")));
@@ -158,6 +160,7 @@ public class VmLaneTests
         using var dir = new TempDir();
         var cat = dir.CopyBinary("/usr/bin/cat", "kprobe-cat");
         File.WriteAllText(dir.File("watched.txt"), "x\n");
+        File.SetUnixFileMode(dir.File("watched.txt"), UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.OtherRead | UnixFileMode.SetGroup);
         var policy = $"""
             apiVersion: cilium.io/v1alpha1
             kind: TracingPolicy
@@ -188,6 +191,7 @@ public class VmLaneTests
         var ev = PolicyEvent(agent, "process_kprobe", "kprobe-fd-install");
         Assert.Equal("fd_install", ev.GetProperty("function_name").GetString());
         Assert.Equal(dir.File("watched.txt"), ev.GetProperty("args")[1].GetProperty("file_arg").GetProperty("path").GetString());
+        Assert.Equal("-rw---Sr--", ev.GetProperty("args")[1].GetProperty("file_arg").GetProperty("permission").GetString()); // 02604
         Assert.True(ev.GetProperty("args")[0].GetProperty("int_arg").GetInt32() >= 0);
         Assert.Equal(cat, ev.GetProperty("process").GetProperty("binary").GetString());
         if (TetragonProtos.SkipReason is null) // a real kprobe's event, as a Tetragon consumer parses it

@@ -7,12 +7,16 @@ namespace SecurityAgent.Tests.Unit;
 public class EventDecoderTests
 {
     internal static byte[] ExecRecord(int pid, string path, string[] argv, string cwd, uint flags = 0, int ppid = 1,
-        ulong start = 4_000_000_000, ulong ktime = 5_000_000_123, ulong parentStart = 0, ulong cgroupId = 0)
+        ulong start = 4_000_000_000, ulong ktime = 5_000_000_123, ulong parentStart = 0, ulong cgroupId = 0, byte[]? env = null, uint nspid = 0)
     {
         var args = Encoding.UTF8.GetBytes(string.Join('\0', argv) + "\0");
         var p = Encoding.UTF8.GetBytes(path);
         var c = Encoding.UTF8.GetBytes(cwd);
-        var buf = new byte[Wire.Exec.Data + p.Length + args.Length + c.Length];
+        env ??= [];
+        var buf = new byte[Wire.Exec.Data + p.Length + args.Length + c.Length + env.Length];
+        BinaryPrimitives.WriteUInt32LittleEndian(buf.AsSpan(Wire.Exec.Nspid), nspid);
+        BinaryPrimitives.WriteUInt16LittleEndian(buf.AsSpan(Wire.Exec.EnvLen), (ushort)env.Length);
+        env.CopyTo(buf, Wire.Exec.Data + p.Length + args.Length + c.Length);
         buf[Wire.Header.Op] = (byte)Op.Exec;
         BinaryPrimitives.WriteUInt16LittleEndian(buf.AsSpan(Wire.Header.Size), (ushort)buf.Length);
         BinaryPrimitives.WriteUInt64LittleEndian(buf.AsSpan(Wire.Header.Ktime), ktime);
@@ -59,6 +63,64 @@ public class EventDecoderTests
     }
 
     [Fact]
+    public void An_exec_record_with_an_environment_decodes_its_variables_after_the_cwd_and_its_namespace_pid()
+    {
+        var raw = ExecRecord(4242, "/usr/bin/env", ["env"], "/root", env: "HOME=/root\0A=b=c\0ODD\0EMPTY=\0"u8.ToArray(), nspid: 1);
+
+        var e = EventDecoder.Decode(raw).Exec;
+        Assert.Equal("/root", Encoding.UTF8.GetString(e.Cwd));
+        Assert.Equal(1u, e.Nspid);
+        Assert.Equal([new EnvVar("HOME", "/root"), new EnvVar("A", "b=c"), new EnvVar("invalid", "ODD"), new EnvVar("EMPTY", "")],
+            EventDecoder.SplitEnvironment(e.Env, truncated: false, filter: null));
+    }
+
+    [Fact]
+    public void A_cut_environment_leaves_out_its_cut_variable_and_a_filter_keeps_only_the_listed_names()
+    {
+        var env = "PATH=/bin\0SECRET=x\0LANG=C\0TERM=xte"u8;
+        Assert.Equal([new EnvVar("PATH", "/bin"), new EnvVar("SECRET", "x"), new EnvVar("LANG", "C")], EventDecoder.SplitEnvironment(env, truncated: true, filter: null));
+        Assert.Equal([new EnvVar("PATH", "/bin"), new EnvVar("LANG", "C")],
+            EventDecoder.SplitEnvironment(env, truncated: true, filter: new HashSet<string> { "PATH", "LANG", "TERM" }));
+    }
+
+    [Fact]
+    public void An_environment_longer_than_the_record_says_is_rejected()
+    {
+        var raw = ExecRecord(1, "/b", ["b"], "/", env: "A=1\0"u8.ToArray());
+        BinaryPrimitives.WriteUInt16LittleEndian(raw.AsSpan(Wire.Exec.EnvLen), 500);
+        Assert.Contains("env 500", Assert.Throws<FormatException>(() => EventDecoder.Decode(raw)).Message);
+    }
+
+    [Theory]
+    [InlineData(0x81a4, "-rw-r--r--")]
+    [InlineData(0x89ed, "-rwsr-xr-x")]
+    [InlineData(0x85a4, "-rw-r-Sr--")]
+    [InlineData(0x43ff, "drwxrwxrwt")]
+    [InlineData(0x43fe, "drwxrwxrwT")]
+    [InlineData(0xa1ff, "lrwxrwxrwx")]
+    [InlineData(0x21b0, "crw-rw----")]
+    [InlineData(0, "")]
+    public void A_file_mode_reads_as_ls_and_tetragon_write_it(int mode, string expected) => Assert.Equal(expected, Export.PolicyArgs.Permission((ushort)mode));
+
+    [Fact]
+    public void A_path_argument_takes_its_permission_and_unresolved_flag_from_the_integer_slot()
+    {
+        var arg = Export.PolicyArgs.PathArgOf("/etc/shadow"u8.ToArray(), 0x8180 | (ulong)PolicyWire.FileInfo.Unresolved);
+        Assert.Equal(new Export.PathArg("/etc/shadow", "unresolvedPathComponents", "-rw-------"), arg);
+        Assert.Equal(new Export.PathArg("/x", "", ""), Export.PolicyArgs.PathArgOf("/x"u8.ToArray(), 0));
+    }
+
+    [Fact]
+    public void An_af_unix_address_keeps_a_path_longer_than_a_sockaddr_in6()
+    {
+        var path = "/run/" + new string('p', Contract.SockaddrUnSize - 2 - 5 - 1); // sun_path's 108 bytes, NUL included
+        var raw = new byte[Contract.SockaddrUnSize];
+        raw[0] = 1;
+        Encoding.ASCII.GetBytes(path).CopyTo(raw, 2);
+        Assert.Equal(path, Export.PolicyArgs.UnixOf(raw).Path);
+    }
+
+    [Fact]
     public void Truncated_argv_keeps_the_partial_last_argument()
     {
         Assert.Equal(["a", "bc", "de"], EventDecoder.SplitArgs("a\0bc\0de"u8));
@@ -89,10 +151,11 @@ public class EventDecoderTests
         BinaryPrimitives.WriteInt32LittleEndian(buf.AsSpan(Wire.Fork.Pid), 10);
         BinaryPrimitives.WriteInt32LittleEndian(buf.AsSpan(Wire.Fork.Ppid), 9);
         BinaryPrimitives.WriteUInt64LittleEndian(buf.AsSpan(Wire.Fork.StartTime), 123);
+        BinaryPrimitives.WriteUInt32LittleEndian(buf.AsSpan(Wire.Fork.Nspid), 2);
         var record = EventDecoder.Decode(buf);
         Assert.Equal(Op.Fork, record.Op);
         var f = record.Fork;
-        Assert.Equal((10, 9, 123UL), (f.Pid, f.Ppid, f.StartTime));
+        Assert.Equal((10, 9, 123UL, 2u), (f.Pid, f.Ppid, f.StartTime, f.Nspid));
     }
 
     [Theory]

@@ -27,6 +27,32 @@ public class OtlpMappingTests
     private static Dictionary<string, AnyValue> Attributes(LogRecord r) => r.Attributes.ToDictionary(a => a.Key, a => a.Value);
 
     [Fact]
+    public void The_opt_in_context_rides_as_attributes_only_with_its_flag_and_the_environment_redacted_as_in_the_body()
+    {
+        var nsProc = new NamespaceInums();
+        nsProc[(int)Wire.Namespace.Pid] = 4026531836;
+        var p = new ProcessInfo
+        {
+            ExecId = "eA==", Pid = 42, StartTime = 1, Ktime = 1, Binary = "/usr/bin/mysql", Args = ["mysql"], Cwd = "/", Creds = new Credentials(1000, 0, 1000, 1000),
+            Origin = ProcessOrigin.Exec, Nspid = 1, Environment = [new("LANG", "C"), new("DB_PASSWORD", "hunter2")], Namespaces = nsProc,
+            Caps = new Events.Capabilities(1UL << 21, 1UL << 21, 0), BinaryProperties = new BinaryProperties(0, null, PrivilegesChanged.Setuid, 0, 1),
+        };
+        var redactor = Redactor.Parse("""{"redact":["DB_PASSWORD=(.*)"]}""");
+        var everything = new JsonEventFormatter("n", new BootClock(0), new EventFormat { ProcessCredentials = true, ProcessNamespaces = true }, redactor);
+        var a = Attributes(OtlpMapping.ToLogRecord(new ProcessExecEvent(1, p, null), "{}", new BootClock(0), everything));
+        Assert.Equal(1, a["process.vpid"].IntValue);
+        Assert.Equal("C", a["process.environment_variable.LANG"].StringValue);
+        Assert.Equal("*****", a["process.environment_variable.DB_PASSWORD"].StringValue);
+        Assert.Equal(4026531836, a["securityagent.process.ns.pid"].IntValue);
+        Assert.Equal(["CAP_SYS_ADMIN"], a["securityagent.process.cap.effective"].ArrayValue.Values.Select(v => v.StringValue));
+        Assert.Equal(0, a["securityagent.process.binary_properties.setuid"].IntValue);
+        Assert.Equal(["PRIVILEGES_RAISED_EXEC_FILE_SETUID"], a["securityagent.process.binary_properties.privileges_changed"].ArrayValue.Values.Select(v => v.StringValue));
+
+        var plain = Attributes(OtlpMapping.ToLogRecord(new ProcessExecEvent(1, p, null), "{}", new BootClock(0), new JsonEventFormatter("n", new BootClock(0))));
+        Assert.DoesNotContain(plain.Keys, k => k.StartsWith("securityagent.process.", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void A_process_of_a_pod_carries_the_kubernetes_and_container_attributes_a_collector_maps_to_the_pod()
     {
         var r = OtlpMapping.ToLogRecord(new ProcessExecEvent(1, Proc(), null), "{}", new BootClock(0));

@@ -35,6 +35,7 @@ public sealed class TetragonProtoFormatTests : IDisposable
             ExecId = ExecId.Make("n1", (ulong)pid * 1000, pid), Pid = pid, Tid = pid, StartTime = 1_000_000_123, Ktime = 1_000_000_123,
             Binary = "/usr/bin/cat", Args = ["cat", "a b", ""], Cwd = "/", Creds = new Credentials(1000, 0, 100, 0) { Suid = 0, Fsuid = 0 },
             Caps = new Capabilities(~0UL, 1UL << 21, 0), ParentExecId = parent, Origin = ProcessOrigin.Exec, Auid = uint.MaxValue, Unattributed = unattributed,
+            Nspid = 1, Environment = [new("PATH", "/usr/bin"), new("EMPTY", ""), new("invalid", "NOEQUALS")],
         };
         p.Pod = pod;
         return p;
@@ -65,7 +66,7 @@ public sealed class TetragonProtoFormatTests : IDisposable
             new(12, 12, "fd", ArgType.Fd, 0, 4, null),
         };
         var hook = new HookPlan(kind, Mechanism.Tracepoint, "t", name, "", args, [], "a message", ["tag"]);
-        ulong[] ints = [unchecked((ulong)-1L), 7, unchecked((ulong)long.MinValue), ulong.MaxValue, 0x80000000 | 3, 0, 0, 0, 0, 0, 0, 0, 9];
+        ulong[] ints = [unchecked((ulong)-1L), 7, unchecked((ulong)long.MinValue), ulong.MaxValue, 0x80000000 | 3, 0, 0, 0, 0, 0x81a4, 0x43ff | (ulong)PolicyWire.FileInfo.Unresolved, 0x89ed, 9];
         byte[][] strings = [[], [], [], [], [], [0xde, 0xad, 0xbe, 0xef], "s"u8.ToArray(), unix, inet6, "/f"u8.ToArray(), "/p"u8.ToArray(), "/b"u8.ToArray(), []];
         return new PolicyMatchEvent(2_000_000_001, Cat, Shell, "p1", hook, "KPROBE_ACTION_SIGKILL", true, true, false, "kernel", PolicyArgs.Render(hook, ints, strings));
     }

@@ -117,7 +117,7 @@ public sealed partial class OtlpLogExporter : IEventExporter
     /// <summary>Pipeline thread: render, map, enqueue or count as dropped.</summary>
     public void Export(AgentEvent e)
     {
-        var record = OtlpMapping.ToLogRecord(e, Encoding.UTF8.GetString(_formatter.Render(e)), _clock);
+        var record = OtlpMapping.ToLogRecord(e, Encoding.UTF8.GetString(_formatter.Render(e)), _clock, _formatter);
         lock (_queue)
         {
             if (_queue.Count >= _opt.QueueSize)

@@ -13,7 +13,9 @@ public static class OtlpMapping
 {
     public const string EventNamespace = "securityagent.";
 
-    public static LogRecord ToLogRecord(AgentEvent e, string json, BootClock clock)
+    /// <param name="formatter">The JSON formatter of the body: its opt-in options decide which of the process's context
+    /// (namespaces, credentials and binary properties, environment) the attributes carry, as the body does.</param>
+    public static LogRecord ToLogRecord(AgentEvent e, string json, BootClock clock, JsonEventFormatter? formatter = null)
     {
         var (severity, text) = e switch
         {
@@ -38,9 +40,7 @@ public static class OtlpMapping
         a.Add(Int("process.pid", p.Pid));
         a.Add(Kv("process.executable.path", p.Binary));
         a.Add(Kv("process.executable.name", Path.GetFileName(p.Binary)));
-        var args = new ArrayValue();
-        args.Values.AddRange(p.Args.Select(x => new AnyValue { StringValue = x }));
-        a.Add(new KeyValue { Key = "process.command_args", Value = new AnyValue { ArrayValue = args } });
+        a.Add(Strings("process.command_args", p.Args));
         a.Add(Kv("process.command_line", p.Arguments.Length > 0 ? $"{p.Binary} {p.Arguments}" : p.Binary));
         a.Add(Kv("process.working_directory", p.Cwd));
         a.Add(Kv("user.id", p.Creds.Uid.ToString(System.Globalization.CultureInfo.InvariantCulture)));
@@ -55,6 +55,8 @@ public static class OtlpMapping
             a.Add(Int("process.parent_pid", parent.Pid));
             a.Add(Kv("securityagent.parent.executable.path", parent.Binary));
         }
+        if (formatter is not null)
+            AddOptInContext(a, e, formatter);
         if (p.Container is { } c)
             a.Add(Kv("container.id", c.ContainerId));
         if (p.Pod is { } pod)
@@ -97,6 +99,50 @@ public static class OtlpMapping
             }
         }
         return r;
+    }
+
+    /// <summary>The context the JSON carries with opt-in flags: process.vpid (the pid in the process's pid namespace, Tetragon's
+    /// container pid) always where known; process.environment_variable.&lt;key&gt; (after redaction) with
+    /// --enable-process-environment-variables; capabilities, secure bits and the exec's binary properties with
+    /// --enable-process-cred; the namespaces' inode numbers with --enable-process-ns. The semantic conventions name the
+    /// first two; the others have no convention and are securityagent.process.*.</summary>
+    private static void AddOptInContext(Google.Protobuf.Collections.RepeatedField<KeyValue> a, AgentEvent e, JsonEventFormatter formatter)
+    {
+        var p = e.Process;
+        var format = formatter.Format;
+        if (p.Nspid != 0) a.Add(Int("process.vpid", p.Nspid));
+        foreach (var (key, value) in formatter.Environment(p))
+            a.Add(Kv("process.environment_variable." + key, value));
+        if (format.ProcessNamespaces && !p.Namespaces.IsEmpty)
+            for (int i = 0; i < (int)Events.Wire.Namespace.Count; i++)
+                if (p.Namespaces[i] != 0) a.Add(Int("securityagent.process.ns." + Events.NamespaceInums.Names[i], p.Namespaces[i]));
+        if (!format.ProcessCredentials) return;
+        if (p.Caps is { } caps)
+        {
+            a.Add(Strings("securityagent.process.cap.effective", CapNames(caps.Effective)));
+            a.Add(Strings("securityagent.process.cap.permitted", CapNames(caps.Permitted)));
+        }
+        if (p.Securebits != 0)
+            a.Add(Strings("securityagent.process.securebits", Enumerable.Range(0, LinuxNames.SecureBits.Length).Where(i => (p.Securebits & (1u << i)) != 0).Select(i => LinuxNames.SecureBits[i])));
+        if (e is ProcessExecEvent && !p.BinaryProperties.IsEmpty)
+        {
+            var b = p.BinaryProperties;
+            if (b.Setuid is { } setuid) a.Add(Int("securityagent.process.binary_properties.setuid", setuid));
+            if (b.Setgid is { } setgid) a.Add(Int("securityagent.process.binary_properties.setgid", setgid));
+            if (b.Changed != Events.PrivilegesChanged.None)
+                a.Add(Strings("securityagent.process.binary_properties.privileges_changed", ProcessRenderer.PrivilegesChangedNames(b.Changed)));
+            if (b.Unlinked) a.Add(Int("securityagent.process.binary_properties.file.inode", (long)b.Inode));
+        }
+    }
+
+    private static IEnumerable<string> CapNames(ulong mask) =>
+        Enumerable.Range(0, Math.Min(64, LinuxNames.CapabilityCount)).Where(i => (mask & (1UL << i)) != 0).Select(LinuxNames.Capability);
+
+    private static KeyValue Strings(string key, IEnumerable<string> values)
+    {
+        var array = new ArrayValue();
+        array.Values.AddRange(values.Select(v => new AnyValue { StringValue = v }));
+        return new KeyValue { Key = key, Value = new AnyValue { ArrayValue = array } };
     }
 
     /// <summary>k8s.deployment.name etc. for Tetragon's workload_kind.</summary>
