@@ -173,8 +173,12 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
                         d.Error(err.Pos, err.Path, $"unsupported: argError {err.Value}: Override returns a negative errno here (-4095..-1, e.g. -1 for EPERM)");
                     else
                         error = err.Value;
+                    if (placement is { Mechanism: Kernel.Mechanism.Kprobe, Syscall: null })
+                        // The kprobe program does not call bpf_override_return (CONFIG_BPF_KPROBE_OVERRIDE, and only on
+                        // functions the kernel marks error-injectable): refused rather than posted as if it had denied.
+                        d.EngineGap(a.Action.Pos, a.Action.Path, $"Override on the kernel function '{placement.Name}' (bpf_override_return from a kprobe, on an error-injectable function)");
                     if (placement is { Mechanism: Kernel.Mechanism.Kprobe or Kernel.Mechanism.Uprobe })
-                        break; // placed on a kprobe for it: reported as an engine gap by the placement
+                        break; // a syscall placed on a kprobe for it: reported as an engine gap by the placement
                     if (traits is { CanOverride: false })
                         d.Error(a.Action.Pos, a.Action.Path, placement!.Mechanism == Kernel.Mechanism.Tracepoint
                             ? $"Override cannot change a tracepoint's outcome ({placement.Describe}) and this kernel has no kprobes for bpf_override_return; deny with an lsmhook (BPF LSM, or socket_connect) or kill with Sigkill"
@@ -444,15 +448,19 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
                     if (PolicyValues.CanonicalNetwork(v.Value) is { } net) nets.Add(net);
                     else d.Error(v.Pos, v.Path, $"'{PolicyValues.Shorten(v.Value)}' is not an address or CIDR (a.b.c.d, a.b.c.d/n or IPv6)");
                 }
-                if (kernelSock && nets.Count == m.Values.Count)
-                    return new(slot, op == "SAddr" ? Cmp.SAddr : Cmp.NotSAddr, AddSet(ValueSetKind.Address, nets), 0);
+                // Tetragon reads a sockaddr's one address and port as the source end (SAddr, SPort): here they are
+                // the address and port that DAddr and DPort index for a sockaddr argument.
+                if (nets.Count == m.Values.Count)
+                    return new(slot, (kernelSock, op == "SAddr") switch { (true, true) => Cmp.SAddr, (true, false) => Cmp.NotSAddr, (false, true) => Cmp.DAddr, _ => Cmp.NotDAddr },
+                        AddSet(ValueSetKind.Address, nets), 0);
                 break;
             }
             case "SPort" or "NotSPort" or "SPortPriv" or "NotSPortPriv" or "NotSportPriv":
             {
                 var ports = op.EndsWith("Priv", StringComparison.OrdinalIgnoreCase) ? PrivilegedPorts : Ports(m.Values);
-                if (kernelSock && ports is not null)
-                    return new(slot, op.StartsWith("Not") ? Cmp.NotSPort : Cmp.SPort, AddSet(ValueSetKind.Int, ports.Select(p => p.ToString()).ToList(), ports), 0);
+                if (ports is not null)
+                    return new(slot, (kernelSock, op.StartsWith("Not")) switch { (true, false) => Cmp.SPort, (true, true) => Cmp.NotSPort, (false, false) => Cmp.DPort, _ => Cmp.NotDPort },
+                        AddSet(ValueSetKind.Int, ports.Select(p => p.ToString()).ToList(), ports), 0);
                 break;
             }
             case "Protocol" or "NotProtocol":

@@ -105,10 +105,12 @@ public class KernelObjectArgVmTests
 
         var r = Run.Wait(setpriv, ["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/true"]);
         Assert.True(r.Code == 0, r.Stderr);
-        var ev = WaitFor(agent, "kargs-commit-creds", k => k.GetProperty("args")[0].GetProperty("process_credentials_arg").GetProperty("euid").GetUInt32() == 65534);
-        var cred = ev.GetProperty("args")[0].GetProperty("process_credentials_arg");
+        // setpriv changes the gids and the uids in two calls, each committing new credentials.
+        static JsonElement Cred(JsonElement k) => k.GetProperty("args")[0].GetProperty("process_credentials_arg");
+        var cred = Cred(WaitFor(agent, "kargs-commit-creds", k => Cred(k).GetProperty("euid").GetUInt32() == 65534));
         Assert.Equal(65534u, cred.GetProperty("uid").GetUInt32());
-        Assert.Equal(65534u, cred.GetProperty("egid").GetUInt32());
+        var gids = Cred(WaitFor(agent, "kargs-commit-creds", k => Cred(k).GetProperty("egid").GetUInt32() == 65534));
+        Assert.Equal(65534u, gids.GetProperty("gid").GetUInt32());
         var userNs = cred.GetProperty("user_ns");
         Assert.Equal(0, userNs.GetProperty("level").GetInt32());
         Assert.True(userNs.GetProperty("ns").GetProperty("inum").GetUInt32() > 0);

@@ -141,6 +141,23 @@ public class KernelObjectArgTests
         Assert.Contains(v.Diagnostics, d => d.Field == "spec.kprobes[0].call" && d.Message.StartsWith("needs kprobes"));
     }
 
+    [Fact]
+    public void Override_on_a_kernel_function_kprobe_is_a_note_naming_bpf_override_return_not_a_silent_post()
+    {
+        var v = Check("  kprobes:\n  - call: security_file_open\n    syscall: false\n    args:\n    - index: 0\n      type: file\n    selectors:\n    - matchActions:\n      - action: Override\n        argError: -1\n");
+        var note = Assert.Single(v.Notes);
+        Assert.Equal("spec.kprobes[0].selectors[0].matchActions[0].action", note.Field);
+        Assert.Contains("Override on the kernel function 'security_file_open' (bpf_override_return", note.Message);
+    }
+
+    [Fact]
+    public void SAddr_and_SPort_on_a_sockaddr_compare_its_one_address_and_port_as_tetragon_reads_them()
+    {
+        var plan = Plan("  kprobes:\n  - call: security_socket_connect\n    syscall: false\n    args:\n    - index: 0\n      type: socket\n    - index: 1\n      type: sockaddr\n    selectors:\n    - matchArgs:\n"
+            + "      - index: 0\n        operator: Protocol\n        values: [IPPROTO_TCP]\n      - index: 1\n        operator: SAddr\n        values: [\"192.168.1.1\"]\n      - index: 1\n        operator: NotSPort\n        values: [\"80\"]\n");
+        Assert.Equal([Cmp.Protocol, Cmp.DAddr, Cmp.NotDPort], plan.Hooks[0].Selectors[0].Args.Select(f => f.Cmp));
+    }
+
     private static byte[] Sockaddr4(ushort port, params byte[] addr)
     {
         var b = new byte[Contract.SockaddrSize];
