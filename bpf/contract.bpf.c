@@ -41,3 +41,6 @@ struct sa_deny_key sa_contract_deny_key;
 struct sa_rate_key sa_contract_rate_key;
 struct sa_hook_stats sa_contract_hook_stats;
 struct sa_point_stats sa_contract_point_stats;
+struct sa_sock_info sa_contract_sock_info;
+struct sa_cred_info sa_contract_cred_info;
+struct sa_bpf_info sa_contract_bpf_info;

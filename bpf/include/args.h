@@ -5,6 +5,7 @@
  * it is turned into an integer, a string or a sockaddr is the same for all. */
 #pragma once
 #include "paths.h"
+#include "kobjects.h"
 
 /* What a family hands to the reader. */
 struct sa_source {
@@ -146,6 +147,53 @@ static __always_inline void sa_read_arg(struct sa_call *c, __u32 p, const struct
 			len = sa_path_to_slot(str, &f->f_path, &v);
 			break;
 		}
+		case SA_ARG_KIOCB: {
+			struct file *f = BPF_CORE_READ((struct kiocb *)v, ki_filp);
+			len = sa_path_to_slot(str, &f->f_path);
+			break;
+		}
+		case SA_ARG_CAPS: {
+			__u64 mask = 0;
+			bpf_probe_read_kernel(&mask, sizeof(mask), (void *)v);
+			v = mask;
+			break;
+		}
+		case SA_ARG_SOCK:
+			len = sa_read_sock(str, (struct sock *)v);
+			break;
+		case SA_ARG_SOCKET:
+			len = sa_read_sock(str, BPF_CORE_READ((struct socket *)v, sk));
+			break;
+		case SA_ARG_SKB:
+			len = sa_read_skb(str, (struct sk_buff *)v);
+			break;
+		case SA_ARG_CRED:
+			len = sa_read_cred(str, (const struct cred *)v, NULL);
+			break;
+		case SA_ARG_USER_NS:
+			len = sa_read_cred(str, NULL, (struct user_namespace *)v);
+			break;
+		case SA_ARG_NET_DEV:
+			len = sa_str_result(bpf_probe_read_kernel_str(str, 16, __builtin_preserve_access_index(&((struct net_device *)v)->name)), c, p);
+			break;
+		case SA_ARG_DENTRY:
+			len = sa_str_result(bpf_probe_read_kernel_str(str, SA_STR_MAX, BPF_CORE_READ((struct dentry *)v, d_name.name)), c, p);
+			break;
+		case SA_ARG_MODULE:
+			len = sa_str_result(bpf_probe_read_kernel_str(str, 56, __builtin_preserve_access_index(&((struct module *)v)->name)), c, p);
+			break;
+		case SA_ARG_LOAD_INFO:
+			len = sa_str_result(bpf_probe_read_kernel_str(str, SA_STR_MAX, BPF_CORE_READ((struct load_info___sa *)v, name)), c, p);
+			break;
+		case SA_ARG_BPF_ATTR:
+			len = sa_read_bpf_attr(str, (union bpf_attr *)v);
+			break;
+		case SA_ARG_BPF_MAP:
+			len = sa_read_bpf_map(str, (struct bpf_map *)v);
+			break;
+		case SA_ARG_PERF_EVENT:
+			len = sa_read_perf_event(str, (struct perf_event *)v);
+			break;
 		}
 	}
 	c->ints[p] = v;

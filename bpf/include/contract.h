@@ -191,6 +191,21 @@ enum sa_arg_type {
 	SA_ARG_K_STRING = 10,    /* kernel char * */
 	SA_ARG_USER_PATH = 11,   /* user-space file name: joined to the cwd when relative, normalised (., .., //) */
 	SA_ARG_USER_PATH_AT = 12,/* ... relative to the directory fd in the record's previous argument (AT_FDCWD: cwd) */
+	/* Kernel objects of a function argument (kprobes, LSM hooks), read with CO-RE into the slot's bytes. */
+	SA_ARG_SOCK = 19,        /* struct sock *: struct sa_sock_info */
+	SA_ARG_SOCKET = 20,      /* struct socket *: its sock, struct sa_sock_info */
+	SA_ARG_SKB = 21,         /* struct sk_buff *: the IP and TCP/UDP headers, struct sa_sock_info */
+	SA_ARG_CRED = 22,        /* struct cred *: struct sa_cred_info */
+	SA_ARG_USER_NS = 23,     /* struct user_namespace *: struct sa_cred_info (userns fields only) */
+	SA_ARG_CAPS = 24,        /* const kernel_cap_t *: the 64-bit mask (ints) */
+	SA_ARG_NET_DEV = 25,     /* struct net_device *: its name (a string) */
+	SA_ARG_DENTRY = 26,      /* struct dentry *: its name (a string) */
+	SA_ARG_KIOCB = 27,       /* struct kiocb *: the path of its file */
+	SA_ARG_MODULE = 28,      /* struct module *: its name (a string) */
+	SA_ARG_LOAD_INFO = 29,   /* struct load_info *: the name of the module being loaded (a string) */
+	SA_ARG_BPF_ATTR = 30,    /* union bpf_attr * of BPF_PROG_LOAD: struct sa_bpf_info */
+	SA_ARG_BPF_MAP = 31,     /* struct bpf_map *: struct sa_bpf_info */
+	SA_ARG_PERF_EVENT = 32,  /* struct perf_event *: struct sa_bpf_info (type, config, the kprobe's function) */
 };
 
 /* policy_event.ints of a file, path or linux_binprm argument: what Tetragon's flags and permission come from. */
@@ -224,6 +239,14 @@ enum sa_cmp {
 	SA_CMP_NOT_D_PORT = 13,
 	SA_CMP_FAMILY = 14,
 	SA_CMP_NOT_FAMILY = 15,
+	SA_CMP_S_ADDR = 26,      /* sock / skb: the local (source) address */
+	SA_CMP_NOT_S_ADDR = 27,
+	SA_CMP_S_PORT = 28,
+	SA_CMP_NOT_S_PORT = 29,
+	SA_CMP_PROTOCOL = 30,
+	SA_CMP_NOT_PROTOCOL = 31,
+	SA_CMP_STATE = 32,       /* sock: the TCP state */
+	SA_CMP_NOT_STATE = 33,
 };
 
 enum sa_action {
@@ -257,6 +280,11 @@ enum sa_dim_kind {
 	SA_DIM_ADDR = 8,         /* sa_addr_lpm, a sockaddr's address */
 	SA_DIM_PORT = 9,         /* sa_int_set, a sockaddr's port */
 	SA_DIM_FAMILY = 10,      /* sa_int_set, a sockaddr's family */
+	/* kargs (phase 4): fields of a struct sa_sock_info slot */
+	SA_DIM_S_ADDR = 24,      /* sa_addr_lpm, the local end's address */
+	SA_DIM_S_PORT = 25,      /* sa_int_set, the local end's port */
+	SA_DIM_PROTOCOL = 26,    /* sa_int_set, the IP protocol */
+	SA_DIM_STATE = 27,       /* sa_int_set, the TCP state */
 };
 
 /* sa_selector.flags */
@@ -418,6 +446,48 @@ struct sa_hook_stats {
 
 struct sa_point_stats {
 	__u64 seen;
+};
+
+/* A sock, socket or skb argument as the slot's bytes: both ends laid out as a struct sockaddr_in / sockaddr_in6
+ * (family, port in network order, address), the peer first, so the destination operators (DAddr, DPort,
+ * Family) read it as they read a sockaddr argument. For an skb the peer is the IP header's destination. */
+struct sa_sock_info {
+	char peer[SA_SOCKADDR_SIZE];
+	char local[SA_SOCKADDR_SIZE];
+	__u16 type;              /* SOCK_STREAM, ... (sock) */
+	__u8 protocol;           /* IPPROTO_* */
+	__u8 state;              /* TCP_ESTABLISHED, ... (sock) */
+	__u32 mark;
+	__u32 priority;
+	__u32 len;               /* skb: bytes */
+	__u32 hash;              /* skb */
+	__u32 pad;
+	__u64 cookie;            /* sock: the socket's address, as Tetragon's cookie */
+};
+
+/* A cred (or user_namespace) argument as the slot's bytes. */
+struct sa_cred_info {
+	__u32 uid, gid, suid, sgid, euid, egid, fsuid, fsgid;
+	__u32 securebits;
+	__u32 userns_level;
+	__u32 userns_uid;
+	__u32 userns_gid;
+	__u32 userns_inum;
+	__u32 pad;
+	__u64 cap_permitted;
+	__u64 cap_effective;
+	__u64 cap_inheritable;
+};
+
+/* A bpf_attr (BPF_PROG_LOAD), bpf_map or perf_event argument as the slot's bytes. */
+struct sa_bpf_info {
+	__u32 type;              /* program type, map type, or perf event type */
+	__u32 count;             /* instructions; a map's key size */
+	__u32 value_size;        /* map */
+	__u32 max_entries;       /* map */
+	__u64 config;            /* perf_event */
+	__u64 probe_offset;      /* perf_event: a kprobe's offset */
+	char name[64];           /* program or map name; a perf_event kprobe's function */
 };
 
 /* A policy hook's match. Only the used part travels: the strings (and sockaddrs) of the hook's arguments

@@ -104,6 +104,15 @@ static __always_inline const struct sa_bitmap *sa_dim_lookup(struct sa_run *r, c
 		return c->str_len[p] ? sa_lookup_int(c, hdr, sa_sockaddr_family(c->str[p])) : NULL;
 	case SA_DIM_ADDR:
 		return c->str_len[p] ? sa_lookup_addr(c, hdr, c->str[p]) : NULL;
+	/* A struct sa_sock_info slot (sock, socket, skb): its local end and fields. */
+	case SA_DIM_S_ADDR:
+		return c->str_len[p] ? sa_lookup_addr(c, hdr, ((struct sa_sock_info *)c->str[p])->local) : NULL;
+	case SA_DIM_S_PORT:
+		return c->str_len[p] ? sa_lookup_int(c, hdr, sa_sockaddr_port(((struct sa_sock_info *)c->str[p])->local)) : NULL;
+	case SA_DIM_PROTOCOL:
+		return c->str_len[p] ? sa_lookup_int(c, hdr, ((struct sa_sock_info *)c->str[p])->protocol) : NULL;
+	case SA_DIM_STATE:
+		return c->str_len[p] ? sa_lookup_int(c, hdr, ((struct sa_sock_info *)c->str[p])->state) : NULL;
 	}
 	return NULL;
 }

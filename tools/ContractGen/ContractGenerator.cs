@@ -58,6 +58,9 @@ public static class ContractGenerator
         new("sa_rate_key", "SecurityAgent.Events", "PolicyWire", "RateKey"),
         new("sa_hook_stats", "SecurityAgent.Events", "PolicyWire", "HookStats"),
         new("sa_point_stats", "SecurityAgent.Events", "PolicyWire", "PointStats"),
+        new("sa_sock_info", "SecurityAgent.Events", "PolicyWire", "SockInfo"),
+        new("sa_cred_info", "SecurityAgent.Events", "PolicyWire", "CredInfo"),
+        new("sa_bpf_info", "SecurityAgent.Events", "PolicyWire", "BpfInfo"),
     ];
 
     /// <param name="contract">BTF of the contract object (every type of contract.h).</param>

@@ -200,6 +200,10 @@ namespace SecurityAgent.Events
             Addr = 8,
             Port = 9,
             Family = 10,
+            SAddr = 24,
+            SPort = 25,
+            Protocol = 26,
+            State = 27,
         }
 
         /// <summary>enum sa_selector_flags</summary>
@@ -444,6 +448,57 @@ namespace SecurityAgent.Events
             public const int Seen = 0;
             public const int Length = 8;
         }
+
+        /// <summary>struct sa_sock_info</summary>
+        public static class SockInfo
+        {
+            public const int Peer = 0;
+            public const int Local = 28;
+            public const int Type = 56;
+            public const int Protocol = 58;
+            public const int State = 59;
+            public const int Mark = 60;
+            public const int Priority = 64;
+            public const int Len = 68;
+            public const int Hash = 72;
+            public const int Cookie = 80;
+            public const int Length = 88;
+        }
+
+        /// <summary>struct sa_cred_info</summary>
+        public static class CredInfo
+        {
+            public const int Uid = 0;
+            public const int Gid = 4;
+            public const int Suid = 8;
+            public const int Sgid = 12;
+            public const int Euid = 16;
+            public const int Egid = 20;
+            public const int Fsuid = 24;
+            public const int Fsgid = 28;
+            public const int Securebits = 32;
+            public const int UsernsLevel = 36;
+            public const int UsernsUid = 40;
+            public const int UsernsGid = 44;
+            public const int UsernsInum = 48;
+            public const int CapPermitted = 56;
+            public const int CapEffective = 64;
+            public const int CapInheritable = 72;
+            public const int Length = 80;
+        }
+
+        /// <summary>struct sa_bpf_info</summary>
+        public static class BpfInfo
+        {
+            public const int Type = 0;
+            public const int Count = 4;
+            public const int ValueSize = 8;
+            public const int MaxEntries = 12;
+            public const int Config = 16;
+            public const int ProbeOffset = 24;
+            public const int Name = 32;
+            public const int Length = 96;
+        }
     }
 
     public static partial class Wire
@@ -586,6 +641,20 @@ namespace SecurityAgent.Policies
         KString = 10,
         UserPath = 11,
         UserPathAt = 12,
+        Sock = 19,
+        Socket = 20,
+        Skb = 21,
+        Cred = 22,
+        UserNs = 23,
+        Caps = 24,
+        NetDev = 25,
+        Dentry = 26,
+        Kiocb = 27,
+        Module = 28,
+        LoadInfo = 29,
+        BpfAttr = 30,
+        BpfMap = 31,
+        PerfEvent = 32,
     }
 
     /// <summary>enum sa_cmp</summary>
@@ -607,6 +676,14 @@ namespace SecurityAgent.Policies
         NotDPort = 13,
         Family = 14,
         NotFamily = 15,
+        SAddr = 26,
+        NotSAddr = 27,
+        SPort = 28,
+        NotSPort = 29,
+        Protocol = 30,
+        NotProtocol = 31,
+        State = 32,
+        NotState = 33,
     }
 
     /// <summary>enum sa_action</summary>

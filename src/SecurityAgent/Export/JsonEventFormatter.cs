@@ -195,6 +195,10 @@ public sealed class JsonEventFormatter
                 w.WriteString("abi", id.Abi);
                 w.WriteEndObject();
                 break;
+            case ObjectArg o:
+                w.WritePropertyName(a.Kind);
+                WriteObject(w, o);
+                break;
         }
         if (a.Label is not null) w.WriteString("label", a.Label);
         w.WriteEndObject();
@@ -208,6 +212,34 @@ public sealed class JsonEventFormatter
         w.WriteString("path", pa.Path);
         if (pa.Flags.Length > 0) w.WriteString("flags", pa.Flags);
         if (pa.Permission.Length > 0) w.WriteString("permission", pa.Permission);
+        w.WriteEndObject();
+    }
+
+    /// <summary>A kernel object's argument message (KernelObjectArgs): 64-bit integers as strings, as protojson writes them.</summary>
+    private static void WriteObject(Utf8JsonWriter w, ObjectArg o)
+    {
+        w.WriteStartObject();
+        foreach (var (name, value) in o.Fields)
+        {
+            switch (value)
+            {
+                case null: break;
+                case string s: w.WriteString(name, s); break;
+                case int i: w.WriteNumber(name, i); break;
+                case uint u: w.WriteNumber(name, u); break;
+                case ulong u: w.WriteString(name, u.ToString(System.Globalization.CultureInfo.InvariantCulture)); break;
+                case bool b: w.WriteBoolean(name, b); break;
+                case string[] list:
+                    w.WriteStartArray(name);
+                    foreach (var item in list) w.WriteStringValue(item);
+                    w.WriteEndArray();
+                    break;
+                case ObjectArg nested:
+                    w.WritePropertyName(name);
+                    WriteObject(w, nested);
+                    break;
+            }
+        }
         w.WriteEndObject();
     }
 

@@ -45,6 +45,11 @@ public static class PolicyArgs
         {
             if (a.Slot >= ints.Length) break;
             ulong v = ints[a.Slot];
+            if (KernelObjectArgs.Render(a, v, strings[a.Slot]) is { } obj)
+            {
+                list.Add(obj);
+                continue;
+            }
             list.Add(a.KernelType switch
             {
                 ArgType.String or ArgType.KString when a.Type is "char_buf" or "char_iovec" => new RenderedArg("bytes_arg", strings[a.Slot], a.Label),

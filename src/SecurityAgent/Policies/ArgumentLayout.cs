@@ -39,6 +39,18 @@ internal static class ArgumentLayout
         ["net_device"] = "net_device_arg: the device name", ["dentry"] = "the dentry's path", ["char_iovec"] = "bytes of the iovec's buffers",
     };
 
+    /// <summary>The kernel object types the engine reads (bpf/include/kobjects.h): how, and the bytes of the slot.</summary>
+    private static readonly Dictionary<string, (ArgType, int)> KernelObjectReads = new()
+    {
+        ["sock"] = (ArgType.Sock, 8), ["socket"] = (ArgType.Socket, 8), ["skb"] = (ArgType.Skb, 8),
+        ["cred"] = (ArgType.Cred, 8), ["user_namespace"] = (ArgType.UserNs, 8),
+        ["kernel_cap_t"] = (ArgType.Caps, 8), ["cap_inheritable"] = (ArgType.Caps, 8), ["cap_permitted"] = (ArgType.Caps, 8), ["cap_effective"] = (ArgType.Caps, 8),
+        ["capability"] = (ArgType.Int, 4),
+        ["net_device"] = (ArgType.NetDev, 8), ["dentry"] = (ArgType.Dentry, 8), ["kiocb"] = (ArgType.Kiocb, 8),
+        ["module"] = (ArgType.Module, 8), ["load_info"] = (ArgType.LoadInfo, 8),
+        ["bpf_attr"] = (ArgType.BpfAttr, 8), ["bpf_map"] = (ArgType.BpfMap, 8), ["perf_event"] = (ArgType.PerfEvent, 8),
+    };
+
     /// <summary>Kernel object types compared as integers (capability sets as masks, a capability as its number) or as
     /// strings (a device's name).</summary>
     private static readonly HashSet<string> IntObjectTypes = ["kernel_cap_t", "cap_inheritable", "cap_permitted", "cap_effective", "capability"];
@@ -62,7 +74,7 @@ internal static class ArgumentLayout
             Modifiers(a, placement, d);
             // Tetragon's socket_connect(struct socket *sock, struct sockaddr *address, int addrlen): the socket is
             // declared by Tetragon-style policies; its fields are not read here, and the event says so.
-            if (type == "nop" || placement is { Kind: HookKind.LsmHook, Name: "socket_connect" } && a.Index.Value == 0 && type is "socket" or "sock")
+            if (type == "nop" || placement is { Mechanism: Kernel.Mechanism.CgroupSockAddr } && a.Index.Value == 0 && type is "socket" or "sock")
             {
                 if (type != "nop")
                     d.Warning(a.Type.Pos, a.Type.Path, $"the socket (index 0) is not read on {placement!.Describe}: events carry the destination (index 1) only");
@@ -149,13 +161,14 @@ internal static class ArgumentLayout
             d.Error(a.Index.Pos, a.Index.Path, $"only the first {Events.Contract.MaxFnArgs} function arguments can be read (index 0..{Events.Contract.MaxFnArgs - 1})");
             return null;
         }
-        if (KernelObjectTypes.TryGetValue(type, out var what))
+        if (!KernelObjectReads.ContainsKey(type) && KernelObjectTypes.TryGetValue(type, out var what))
         {
             d.EngineGap(a.Type.Pos, a.Type.Path, $"argument type '{type}' ({what})");
             return new ArgPlan(slot, a.Index.Value, type, ArgType.None, a.Index.Value, 8, a.Label);
         }
         var (kt, size) = type switch
         {
+            _ when KernelObjectReads.TryGetValue(type, out var read) => read,
             "file" => (ArgType.File, 8),
             "path" => (ArgType.Path, 8),
             "linux_binprm" => (ArgType.Bprm, 8),

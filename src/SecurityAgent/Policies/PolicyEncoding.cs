@@ -38,7 +38,7 @@ public sealed record DimLayout(W.DimKind Kind, int Slot, ulong[] Care, ulong[] N
     {
         W.DimKind.BinExact or W.DimKind.StrExact => BpfNames.Maps.StrSet,
         W.DimKind.BinPrefix or W.DimKind.BinPostfix or W.DimKind.StrPrefix or W.DimKind.StrPostfix => BpfNames.Maps.StrPrefix,
-        W.DimKind.Addr => BpfNames.Maps.AddrLpm,
+        W.DimKind.Addr or W.DimKind.SAddr => BpfNames.Maps.AddrLpm,
         _ => BpfNames.Maps.IntSet,
     };
 
@@ -141,7 +141,8 @@ public static class PolicyEncoding
         return d;
     }
 
-    private static bool IsNegated(Cmp c) => c is Cmp.NotIn or Cmp.NotPrefix or Cmp.NotPostfix or Cmp.NotDAddr or Cmp.NotDPort or Cmp.NotFamily;
+    private static bool IsNegated(Cmp c) => c is Cmp.NotIn or Cmp.NotPrefix or Cmp.NotPostfix or Cmp.NotDAddr or Cmp.NotDPort or Cmp.NotFamily
+        or Cmp.NotSAddr or Cmp.NotSPort or Cmp.NotProtocol or Cmp.NotState;
 
     private static W.DimKind BinaryKind(Cmp c) => c switch
     {
@@ -159,10 +160,15 @@ public static class PolicyEncoding
         Cmp.DAddr or Cmp.NotDAddr => W.DimKind.Addr,
         Cmp.DPort or Cmp.NotDPort => W.DimKind.Port,
         Cmp.Family or Cmp.NotFamily => W.DimKind.Family,
+        Cmp.SAddr or Cmp.NotSAddr => W.DimKind.SAddr,
+        Cmp.SPort or Cmp.NotSPort => W.DimKind.SPort,
+        Cmp.Protocol or Cmp.NotProtocol => W.DimKind.Protocol,
+        Cmp.State or Cmp.NotState => W.DimKind.State,
         _ => null,
     };
 
-    public static bool IsString(ArgType t) => t is ArgType.String or ArgType.File or ArgType.Path or ArgType.Bprm or ArgType.KString;
+    public static bool IsString(ArgType t) => t is ArgType.String or ArgType.File or ArgType.Path or ArgType.Bprm or ArgType.KString
+        or ArgType.NetDev or ArgType.Dentry or ArgType.Kiocb or ArgType.Module or ArgType.LoadInfo;
 
     private sealed class DimBuilder(W.DimKind kind, int slot)
     {
@@ -221,7 +227,7 @@ public static class PolicyEncoding
         return m;
     }
 
-    private static bool IsInteger(W.DimKind kind) => kind is W.DimKind.Int or W.DimKind.Port or W.DimKind.Family;
+    private static bool IsInteger(W.DimKind kind) => kind is W.DimKind.Int or W.DimKind.Port or W.DimKind.Family or W.DimKind.SPort or W.DimKind.Protocol or W.DimKind.State;
 
     /// <summary>The stored form of every value of a set: integer dimensions take the compiler's parsed
     /// <see cref="ValueSet.Integers"/>, the others the (canonical) text.</summary>
@@ -260,7 +266,7 @@ public static class PolicyEncoding
                 b = b[..Math.Min(b.Length, Contract.LpmStrMax)];
                 return (b, 8 * b.Length);
             }
-            case W.DimKind.Addr:
+            case W.DimKind.Addr or W.DimKind.SAddr:
             {
                 var net = IPNetwork.Parse(value);
                 var addr = net.BaseAddress.GetAddressBytes();

@@ -173,8 +173,12 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
                         d.Error(err.Pos, err.Path, $"unsupported: argError {err.Value}: Override returns a negative errno here (-4095..-1, e.g. -1 for EPERM)");
                     else
                         error = err.Value;
+                    if (placement is { Mechanism: Kernel.Mechanism.Kprobe, Syscall: null })
+                        // The kprobe program does not call bpf_override_return (CONFIG_BPF_KPROBE_OVERRIDE, and only on
+                        // functions the kernel marks error-injectable): refused rather than posted as if it had denied.
+                        d.EngineGap(a.Action.Pos, a.Action.Path, $"Override on the kernel function '{placement.Name}' (bpf_override_return from a kprobe, on an error-injectable function)");
                     if (placement is { Mechanism: Kernel.Mechanism.Kprobe or Kernel.Mechanism.Uprobe })
-                        break; // placed on a kprobe for it: reported as an engine gap by the placement
+                        break; // a syscall placed on a kprobe for it: reported as an engine gap by the placement
                     if (traits is { CanOverride: false })
                         d.Error(a.Action.Pos, a.Action.Path, placement!.Mechanism == Kernel.Mechanism.Tracepoint
                             ? $"Override cannot change a tracepoint's outcome ({placement.Describe}) and this kernel has no kprobes for bpf_override_return; deny with an lsmhook (BPF LSM, or socket_connect) or kill with Sigkill"
@@ -380,6 +384,8 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
         if (m.Values.Count > 0 && valueless && op != "CapabilitiesGained")
             d.Error(m.Values[0].Pos, m.Values[0].Path, $"operator {op} takes no values (it tests for a privileged port, 0..1023)");
         int slot = arg.Plan?.Slot ?? 0;
+        // sock, socket and skb are read into both ends and their fields (struct sa_sock_info); a sockaddr has one end.
+        bool kernelSock = arg.Plan?.KernelType is ArgType.Sock or ArgType.Socket or ArgType.Skb;
         switch (op)
         {
             case "Equal" or "NotEqual" or "InMap" or "NotInMap":
@@ -419,15 +425,10 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
                 }
                 return nets.Count == m.Values.Count ? new(slot, op == "DAddr" ? Cmp.DAddr : Cmp.NotDAddr, AddSet(ValueSetKind.Address, nets), 0) : null;
             }
-            case "DPort" or "NotDPort":
+            case "DPort" or "NotDPort" or "DPortPriv" or "NotDPortPriv":
             {
-                var ports = new List<ulong>();
-                foreach (var v in m.Values)
-                {
-                    if (PolicyValues.TryParsePort(v.Value, out var port)) ports.Add(port);
-                    else d.Error(v.Pos, v.Path, $"'{PolicyValues.Shorten(v.Value)}' is not a port (0..65535)");
-                }
-                return ports.Count == m.Values.Count ? new(slot, op == "DPort" ? Cmp.DPort : Cmp.NotDPort, AddSet(ValueSetKind.Int, ports.Select(p => p.ToString()).ToList(), ports), 0) : null;
+                var ports = op.EndsWith("Priv") ? PrivilegedPorts : Ports(m.Values);
+                return ports is null ? null : new(slot, op.StartsWith("Not") ? Cmp.NotDPort : Cmp.DPort, AddSet(ValueSetKind.Int, ports.Select(p => p.ToString()).ToList(), ports), 0);
             }
             case "Family" or "NotFamily":
             {
@@ -440,25 +441,54 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
                 return families.Count == m.Values.Count ? new(slot, op == "Family" ? Cmp.Family : Cmp.NotFamily, AddSet(ValueSetKind.Int, families.Select(f => f.ToString()).ToList(), families), 0) : null;
             }
             case "SAddr" or "NotSAddr":
+            {
+                var nets = new List<string>();
                 foreach (var v in m.Values)
-                    if (PolicyValues.CanonicalNetwork(v.Value) is null)
-                        d.Error(v.Pos, v.Path, $"'{PolicyValues.Shorten(v.Value)}' is not an address or CIDR (a.b.c.d, a.b.c.d/n or IPv6)");
+                {
+                    if (PolicyValues.CanonicalNetwork(v.Value) is { } net) nets.Add(net);
+                    else d.Error(v.Pos, v.Path, $"'{PolicyValues.Shorten(v.Value)}' is not an address or CIDR (a.b.c.d, a.b.c.d/n or IPv6)");
+                }
+                // Tetragon reads a sockaddr's one address and port as the source end (SAddr, SPort): here they are
+                // the address and port that DAddr and DPort index for a sockaddr argument.
+                if (nets.Count == m.Values.Count)
+                    return new(slot, (kernelSock, op == "SAddr") switch { (true, true) => Cmp.SAddr, (true, false) => Cmp.NotSAddr, (false, true) => Cmp.DAddr, _ => Cmp.NotDAddr },
+                        AddSet(ValueSetKind.Address, nets), 0);
                 break;
-            case "SPort" or "NotSPort":
-                foreach (var v in m.Values)
-                    if (!PolicyValues.TryParsePort(v.Value, out _))
-                        d.Error(v.Pos, v.Path, $"'{PolicyValues.Shorten(v.Value)}' is not a port (0..65535)");
+            }
+            case "SPort" or "NotSPort" or "SPortPriv" or "NotSPortPriv" or "NotSportPriv":
+            {
+                var ports = op.EndsWith("Priv", StringComparison.OrdinalIgnoreCase) ? PrivilegedPorts : Ports(m.Values);
+                if (ports is not null)
+                    return new(slot, (kernelSock, op.StartsWith("Not")) switch { (true, false) => Cmp.SPort, (true, true) => Cmp.NotSPort, (false, false) => Cmp.DPort, _ => Cmp.NotDPort },
+                        AddSet(ValueSetKind.Int, ports.Select(p => p.ToString()).ToList(), ports), 0);
                 break;
+            }
             case "Protocol" or "NotProtocol":
+            {
+                var protocols = new List<ulong>();
                 foreach (var v in m.Values)
-                    if (!PolicyValues.TryParseProtocol(v.Value, out _))
-                        d.Error(v.Pos, v.Path, $"'{PolicyValues.Shorten(v.Value)}' is not a protocol (IPPROTO_TCP, IPPROTO_UDP, ... or 0..255)");
+                {
+                    if (PolicyValues.TryParseProtocol(v.Value, out var pr) && pr < 256) protocols.Add((ulong)pr);
+                    else d.Error(v.Pos, v.Path, $"'{PolicyValues.Shorten(v.Value)}' is not a protocol (IPPROTO_TCP, IPPROTO_UDP, ... or 0..255)");
+                }
+                if (kernelSock && protocols.Count == m.Values.Count)
+                    return new(slot, op == "Protocol" ? Cmp.Protocol : Cmp.NotProtocol, AddSet(ValueSetKind.Int, protocols.Select(x => x.ToString()).ToList(), protocols), 0);
                 break;
+            }
             case "State":
+            {
+                var states = new List<ulong>();
                 foreach (var v in m.Values)
-                    if (!PolicyValues.TcpStates.Contains(v.Value) && !PolicyValues.TryParseInRange(v.Value, 1, PolicyValues.TcpStates.Count, out _))
-                        d.Error(v.Pos, v.Path, $"'{PolicyValues.Shorten(v.Value)}' is not a socket state ({string.Join(", ", PolicyValues.TcpStates)}, or 1..{PolicyValues.TcpStates.Count})");
+                {
+                    int named = PolicyValues.TcpStates.ToList().IndexOf(v.Value);
+                    if (named >= 0) states.Add((ulong)named + 1);
+                    else if (PolicyValues.TryParseInRange(v.Value, 1, PolicyValues.TcpStates.Count, out var n)) states.Add((ulong)n);
+                    else d.Error(v.Pos, v.Path, $"'{PolicyValues.Shorten(v.Value)}' is not a socket state ({string.Join(", ", PolicyValues.TcpStates)}, or 1..{PolicyValues.TcpStates.Count})");
+                }
+                if (arg.Plan?.KernelType is ArgType.Sock or ArgType.Socket && states.Count == m.Values.Count)
+                    return new(slot, Cmp.State, AddSet(ValueSetKind.Int, states.Select(x => x.ToString()).ToList(), states), 0);
                 break;
+            }
             case "InRange" or "NotInRange" when arg.Class == ArgClass.Int:
             {
                 // Both bounds included, as in Tetragon; carried exactly as the set of the values in the ranges.
@@ -484,6 +514,27 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
         // Operators the language defines and the kernel filter of this build does not evaluate.
         d.EngineGap(m.Operator.Pos, m.Operator.Path, $"operator {op}" + (op is "SubString" or "SubStringIgnCase" ? " (needs the bpf_strnstr kfunc, Linux 6.17+)" : ""));
         return null;
+    }
+
+    private static readonly List<ulong> PrivilegedPorts = [.. Enumerable.Range(0, 1024).Select(p => (ulong)p)];
+
+    /// <summary>Ports and "min:max" port ranges (both included, as Tetragon's port operators take them); null after reporting.</summary>
+    private List<ulong>? Ports(IReadOnlyList<Located<string>> values)
+    {
+        var ports = new List<ulong>();
+        bool ok = true;
+        foreach (var v in values)
+        {
+            if (PolicyValues.TryParsePort(v.Value, out var port)) ports.Add(port);
+            else if (PolicyValues.TryParseRange(v.Value, out var lo, out var hi) && lo >= 0 && hi <= 65535 && ports.Count + hi - lo < MaxRangeValues)
+                for (long p = lo; p <= hi; p++) ports.Add((ulong)p);
+            else
+            {
+                d.Error(v.Pos, v.Path, $"'{PolicyValues.Shorten(v.Value)}' is not a port (0..65535) or a range min:max of at most {MaxRangeValues} ports");
+                ok = false;
+            }
+        }
+        return ok ? ports.Distinct().ToList() : null;
     }
 
     /// <summary>Values a range may stand for in a set (a range is stored value by value, as Tetragon's InMap does).</summary>

@@ -17,7 +17,7 @@ public static class UserSpaceSelectors
                 why = "user-space filtering supports matchArgs and matchBinaries only";
                 return false;
             }
-            if (sel.Args.Any(a => a.Cmp is Cmp.DAddr or Cmp.NotDAddr or Cmp.DPort or Cmp.NotDPort or Cmp.Family or Cmp.NotFamily))
+            if (sel.Args.Any(a => a.Cmp is >= Cmp.DAddr and <= Cmp.NotFamily or >= Cmp.SAddr and <= Cmp.NotState))
             {
                 why = "user-space filtering does not support socket address operators";
                 return false;

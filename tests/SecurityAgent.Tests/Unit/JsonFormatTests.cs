@@ -20,21 +20,21 @@ public class JsonFormatTests
         Assert.True(errors.Count == 0, $"schema errors: {string.Join("; ", errors.Select(e => e.Path + ": " + e.Kind))}\n{line}");
     }
 
-    private static ProcessInfo Proc(int pid, string? parent) => new()
+    internal static ProcessInfo Proc(int pid, string? parent) => new()
     {
         ExecId = ExecId.Make("n1", 1000, pid), Pid = pid, Tid = pid, StartTime = 1_000_000_000, Ktime = 1_000_000_000,
         Binary = "/usr/bin/cat", Args = ["cat", "/etc/passwd"], Cwd = "/tmp", Creds = new Credentials(1000, 1000, 100, 100),
         Caps = new Capabilities(1UL << 21, 0, 0), ParentExecId = parent, Origin = ProcessOrigin.Exec,
     };
 
-    private static string Render(AgentEvent e, bool credentials = true) => Render(e, new EventFormat { ProcessCredentials = credentials });
+    internal static string Render(AgentEvent e, bool credentials = true) => Render(e, new EventFormat { ProcessCredentials = credentials });
 
     private static string Render(AgentEvent e, EventFormat format, Func<ProcessInfo, ProcessInfo?>? parentOf = null) =>
         Encoding.UTF8.GetString(new JsonEventFormatter("n1", new BootClock(1_700_000_000_000_000_000), format, parentOf: parentOf).Render(e));
 
-    private static ArgPlan Arg(int slot, string type, ArgType kernelType, int size = 8, string? label = null) => new(slot, slot, type, kernelType, 0, size, label);
+    internal static ArgPlan Arg(int slot, string type, ArgType kernelType, int size = 8, string? label = null) => new(slot, slot, type, kernelType, 0, size, label);
 
-    private static PolicyMatchEvent Match(HookKind kind, string name, IReadOnlyList<ArgPlan> args, ulong[] ints, byte[][] strings, bool enforce = true, bool enforced = true,
+    internal static PolicyMatchEvent Match(HookKind kind, string name, IReadOnlyList<ArgPlan> args, ulong[] ints, byte[][] strings, bool enforce = true, bool enforced = true,
         ProcessInfo? process = null)
     {
         var hook = new HookPlan(kind, Mechanism.Tracepoint, "syscalls/sys_enter_x", name, "", args, [], "watch", ["t1"]);
@@ -42,7 +42,7 @@ public class JsonFormatTests
             PolicyArgs.Render(hook, ints, strings));
     }
 
-    private static string ArgsJson(string line, string type) =>
+    internal static string ArgsJson(string line, string type) =>
         JsonDocument.Parse(line).RootElement.GetProperty(type).GetProperty("args").GetRawText();
 
     [Fact]
