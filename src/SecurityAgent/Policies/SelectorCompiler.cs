@@ -173,7 +173,12 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
                         d.Error(err.Pos, err.Path, $"unsupported: argError {err.Value}: Override returns a negative errno here (-4095..-1, e.g. -1 for EPERM)");
                     else
                         error = err.Value;
-                    if (placement is { Mechanism: Kernel.Mechanism.Kprobe or Kernel.Mechanism.Uprobe })
+                    if (placement is { Mechanism: Kernel.Mechanism.Uprobe })
+                    {
+                        d.Error(a.Action.Pos, a.Action.Path, $"unsupported: Override on {placement.Describe}: a user-space function's return cannot be overridden (Tetragon changes its registers with argRegs); kill with Sigkill");
+                        break;
+                    }
+                    if (placement is { Mechanism: Kernel.Mechanism.Kprobe })
                         break; // placed on a kprobe for it: reported as an engine gap by the placement
                     if (traits is { CanOverride: false })
                         d.Error(a.Action.Pos, a.Action.Path, placement!.Mechanism == Kernel.Mechanism.Tracepoint
