@@ -60,9 +60,15 @@ public sealed unsafe class BpfProgram
         return Link(Libbpf.bpf_program__attach_usdt(_prog, -1, binary, provider, name, &opts), $"bpf_program__attach_usdt({Name}, {binary}, {provider}:{name})");
     }
 
+    /// <summary>A raw tracepoint with a bpf_cookie: needs Linux 6.10 (older kernels refuse the cookie with EINVAL).</summary>
     public BpfLink AttachRawTracepoint(string name, ulong cookie)
     {
-        int fd = Libbpf.RawTracepointOpen(name, Fd, cookie);
+        int fd;
+        try { fd = Libbpf.RawTracepointOpen(name, Fd, cookie); }
+        catch (LibbpfException e) when (e.Errno == Errno.EINVAL)
+        {
+            throw new LibbpfException($"{e.Call} (a raw tracepoint with a bpf_cookie needs Linux 6.10 or later)", e.Errno);
+        }
         GC.KeepAlive(_owner);
         return new BpfLink(fd, $"raw_tracepoint_open({Name}, {name})", isFd: true);
     }

@@ -166,7 +166,11 @@ public class UserProbeTests
 
         Assert.Empty(Bodies(agent, "process_uprobe", "uprobe-nomatch"));
         foreach (var line in agent.Events.RawLines)
+        {
             Unit.JsonFormatTests.AssertValid(line);
+            if (TetragonProtos.SkipReason is null)
+                TetragonProtos.AssertTetragonLine(line); // strict parse with Tetragon's .proto files, fields as protojson orders them
+        }
     }
 
     [Fact]
