@@ -39,9 +39,10 @@ deps:
 ## bpf/include/contract.h (src/SecurityAgent/Events/Contract.g.cs, committed; a test fails when it drifts)
 bpf: $(if $(BPF_SKIP_DEPS),,deps) $(BPF_OBJ) $(SYSCALLS) $(CONTRACT_CS)
 
+# usdt.bpf.h includes <linux/errno.h>, whose <asm/errno.h> is under the multiarch include directory.
 $(BPF_OUT)/%.bpf.o: bpf/%.bpf.c $(BPF_HDR)
 	@mkdir -p $(BPF_OUT)
-	$(CLANG) -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_x86 -Ibpf/include -c $< -o $@
+	$(CLANG) -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_x86 -Ibpf/include -idirafter /usr/include/x86_64-linux-gnu -c $< -o $@
 	$(STRIP) -g $@
 
 $(CONTRACT_OBJ): bpf/contract.bpf.c $(BPF_HDR)

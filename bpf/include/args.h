@@ -10,7 +10,7 @@
 /* What a family hands to the reader. */
 struct sa_source {
 	__u64 record;                   /* tracepoints: the record's address, as a number */
-	__u64 raw[SA_MAX_FN_ARGS];      /* LSM hooks, kprobes: the function's arguments */
+	__u64 raw[SA_MAX_FN_ARGS];      /* LSM hooks, kprobes, raw tracepoints, uprobes, USDT: the arguments */
 	char dest[SA_SOCKADDR_SIZE];    /* cgroup connect hooks: the destination as a struct sockaddr */
 	__u64 file;                     /* a syscall's exit: the struct file it opened or executed */
 };
@@ -83,7 +83,7 @@ static __always_inline void sa_read_arg(struct sa_call *c, __u32 p, const struct
 
 	if (SA_FAMILY == SA_FAMILY_TRACEPOINT)
 		bpf_probe_read_kernel(&v, a->size <= 8 ? a->size & 0xf : 8, (void *)(src->record + a->offset));
-	else if (SA_FAMILY == SA_FAMILY_FUNCTION)
+	else if (SA_FAMILY == SA_FAMILY_FUNCTION || SA_FAMILY == SA_FAMILY_USER)
 		v = src->raw[a->offset < SA_MAX_FN_ARGS ? a->offset : 0];
 
 	switch (a->type) {
@@ -95,7 +95,7 @@ static __always_inline void sa_read_arg(struct sa_call *c, __u32 p, const struct
 		v = sa_zero_extend(v, a->size);
 		break;
 	case SA_ARG_STRING:
-		if (SA_FAMILY == SA_FAMILY_TRACEPOINT)
+		if (SA_FAMILY == SA_FAMILY_TRACEPOINT || SA_FAMILY == SA_FAMILY_USER)
 			len = sa_str_result(bpf_probe_read_user_str(str, SA_STR_MAX, (void *)v), c, p);
 		break;
 	case SA_ARG_USER_PATH:
@@ -115,7 +115,7 @@ static __always_inline void sa_read_arg(struct sa_call *c, __u32 p, const struct
 		if (SA_FAMILY == SA_FAMILY_CGROUP) {
 			__builtin_memcpy(str, src->dest, SA_SOCKADDR_SIZE);
 			len = SA_SOCKADDR_SIZE;
-		} else if (SA_FAMILY == SA_FAMILY_TRACEPOINT) {
+		} else if (SA_FAMILY == SA_FAMILY_TRACEPOINT || SA_FAMILY == SA_FAMILY_USER) {
 			__builtin_memset(str, 0, SA_SOCKADDR_UN_SIZE);
 			if (bpf_probe_read_user(str, SA_SOCKADDR_SIZE, (void *)v) == 0)
 				len = SA_SOCKADDR_SIZE;

@@ -18,6 +18,9 @@ enum sa_op {
 	SA_OP_SOCK = 11,
 	SA_OP_LSM = 12,
 	SA_OP_KPROBE = 13,
+	SA_OP_UPROBE = 14,       /* uprobes on user-space functions (spec.uprobes) */
+	SA_OP_USDT = 15,         /* USDT probes (spec.usdts) */
+	SA_OP_RAW_TP = 16,       /* raw tracepoints (tracepoints with raw: true) */
 };
 
 /* Sizes and limits. */

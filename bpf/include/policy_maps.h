@@ -12,6 +12,7 @@
 #define SA_FAMILY_TRACEPOINT 1 /* arguments from the tracepoint record */
 #define SA_FAMILY_FUNCTION 2   /* LSM hooks and kprobes: arguments are the function's (kernel values) */
 #define SA_FAMILY_CGROUP 3     /* cgroup sock_addr: the argument is the connect's destination */
+#define SA_FAMILY_USER 4       /* uprobes and USDT probes: arguments are a user-space function's (user values) */
 #ifndef SA_FAMILY
 #error "define SA_FAMILY before including the policy headers"
 #endif

@@ -49,6 +49,8 @@ public static class ObjectSpecs
     public static BpfObjectSpec PolicyLsm { get; } = Family("lsm", BpfNames.Lsm.File);
     public static BpfObjectSpec PolicyKprobe { get; } = Family("kprobe", BpfNames.Kprobe.File);
     public static BpfObjectSpec PolicySock { get; } = Family("sock", BpfNames.Sock.File);
+    public static BpfObjectSpec PolicyUprobe { get; } = Family("uprobe", BpfNames.Uprobe.File);
+    public static BpfObjectSpec PolicyRawTp { get; } = Family("rawtp", BpfNames.Rawtp.File);
 
     private static BpfObjectSpec Family(string name, string file) => new(name, file)
     {

@@ -40,6 +40,39 @@ public sealed unsafe class BpfProgram
         return Link(Libbpf.bpf_program__attach_kprobe_opts(_prog, function, &opts), $"bpf_program__attach_kprobe({Name}, {function})");
     }
 
+    /// <summary>A uprobe in every process that maps the binary: at a symbol (libbpf finds its file offset in the
+    /// ELF symbol tables) or, without one, at a file offset.</summary>
+    public BpfLink AttachUprobe(string binary, string? symbol, ulong offset, ulong cookie = 0)
+    {
+        var name = symbol is null ? null : System.Text.Encoding.UTF8.GetBytes(symbol + "\0");
+        fixed (byte* n = name)
+        {
+            var opts = new Libbpf.BpfUprobeOpts { sz = (nuint)sizeof(Libbpf.BpfUprobeOpts), bpf_cookie = cookie, func_name = n };
+            return Link(Libbpf.bpf_program__attach_uprobe_opts(_prog, -1, binary, (nuint)offset, &opts),
+                $"bpf_program__attach_uprobe({Name}, {binary}, {symbol ?? $"0x{offset:x}"})");
+        }
+    }
+
+    /// <summary>A USDT probe of a binary in every process that maps it (libbpf reads the .note.stapsdt notes).</summary>
+    public BpfLink AttachUsdt(string binary, string provider, string name, ulong cookie = 0)
+    {
+        var opts = new Libbpf.BpfUsdtOpts { sz = (nuint)sizeof(Libbpf.BpfUsdtOpts), usdt_cookie = cookie };
+        return Link(Libbpf.bpf_program__attach_usdt(_prog, -1, binary, provider, name, &opts), $"bpf_program__attach_usdt({Name}, {binary}, {provider}:{name})");
+    }
+
+    /// <summary>A raw tracepoint with a bpf_cookie: needs Linux 6.10 (older kernels refuse the cookie with EINVAL).</summary>
+    public BpfLink AttachRawTracepoint(string name, ulong cookie)
+    {
+        int fd;
+        try { fd = Libbpf.RawTracepointOpen(name, Fd, cookie); }
+        catch (LibbpfException e) when (e.Errno == Errno.EINVAL)
+        {
+            throw new LibbpfException($"{e.Call} (a raw tracepoint with a bpf_cookie needs Linux 6.10 or later)", e.Errno);
+        }
+        GC.KeepAlive(_owner);
+        return new BpfLink(fd, $"raw_tracepoint_open({Name}, {name})", isFd: true);
+    }
+
     public BpfLink AttachCgroup(SafeHandle cgroupFd)
     {
         bool added = false;

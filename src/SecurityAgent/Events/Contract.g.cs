@@ -10,6 +10,8 @@ namespace SecurityAgent.Bpf
         /// <summary>Every map of every object.</summary>
         public static class Maps
         {
+            public const string BpfUsdtIpToSpecId = "__bpf_usdt_ip_to_spec_id";
+            public const string BpfUsdtSpecs = "__bpf_usdt_specs";
             public const string ProbeRing = "probe_ring";
             public const string Active = "sa_active";
             public const string AddrLpm = "sa_addr_lpm";
@@ -41,6 +43,9 @@ namespace SecurityAgent.Bpf
         /// <summary>Every program of every object.</summary>
         public static class Programs
         {
+            public const string BpfUsdtArg = "bpf_usdt_arg";
+            public const string BpfUsdtArgCnt = "bpf_usdt_arg_cnt";
+            public const string BpfUsdtCookie = "bpf_usdt_cookie";
             public const string ProbeCgroupConnect4 = "probe_cgroup_connect4";
             public const string ProbeFentry = "probe_fentry";
             public const string ProbeFmodRet = "probe_fmod_ret";
@@ -64,7 +69,10 @@ namespace SecurityAgent.Bpf
             public const string LsmSocketConnect = "sa_lsm_socket_connect";
             public const string PolicyExitTp = "sa_policy_exit_tp";
             public const string PolicyKprobe = "sa_policy_kprobe";
+            public const string PolicyRawTp = "sa_policy_raw_tp";
             public const string PolicyTp = "sa_policy_tp";
+            public const string PolicyUprobe = "sa_policy_uprobe";
+            public const string PolicyUsdt = "sa_policy_usdt";
         }
 
         /// <summary>kprobe.bpf.o</summary>
@@ -99,6 +107,14 @@ namespace SecurityAgent.Bpf
             public static readonly IReadOnlyList<string> Programs = ["sa_exec", "sa_fork", "sa_exit"];
         }
 
+        /// <summary>rawtp.bpf.o</summary>
+        public static class Rawtp
+        {
+            public const string File = "rawtp.bpf.o";
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_policy_raw_tp"];
+        }
+
         /// <summary>sock.bpf.o</summary>
         public static class Sock
         {
@@ -113,6 +129,14 @@ namespace SecurityAgent.Bpf
             public const string File = "tracepoint.bpf.o";
             public static readonly IReadOnlyList<string> Maps = ["sa_rcu_inner", "sa_rcu_barrier", "sa_pending", "sa_active", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_inode_set"];
             public static readonly IReadOnlyList<string> Programs = ["sa_policy_tp", "sa_policy_exit_tp"];
+        }
+
+        /// <summary>uprobe.bpf.o</summary>
+        public static class Uprobe
+        {
+            public const string File = "uprobe.bpf.o";
+            public static readonly IReadOnlyList<string> Maps = ["__bpf_usdt_specs", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "__bpf_usdt_ip_to_spec_id"];
+            public static readonly IReadOnlyList<string> Programs = ["bpf_usdt_arg_cnt", "bpf_usdt_arg", "bpf_usdt_cookie", "sa_policy_uprobe", "sa_policy_usdt"];
         }
     }
 }
@@ -129,6 +153,9 @@ namespace SecurityAgent.Events
         Sock = 11,
         Lsm = 12,
         Kprobe = 13,
+        Uprobe = 14,
+        Usdt = 15,
+        RawTp = 16,
     }
 
     public static partial class Contract

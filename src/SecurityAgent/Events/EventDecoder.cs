@@ -57,7 +57,7 @@ public static class EventDecoder
             case Op.Exit:
                 raw = Need(raw, Wire.Exit.Length, "exit");
                 break;
-            case Op.Tracepoint or Op.Sock or Op.Lsm or Op.Kprobe:
+            case Op.Tracepoint or Op.Sock or Op.Lsm or Op.Kprobe or Op.Uprobe or Op.Usdt or Op.RawTp:
                 raw = Need(raw, PolicyWire.Event.Data, "policy");
                 break;
             default:

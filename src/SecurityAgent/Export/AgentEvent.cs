@@ -24,7 +24,8 @@ public sealed record ProcessExitEvent(ulong Ktime, ProcessInfo Process, ProcessI
 /// the kernel resolved, the string the process passed when it differs ("../etc/./shadow").</summary>
 public sealed record RenderedArg(string Kind, object Value, string? Label, string? Passed = null);
 
-/// <summary>A tracing-policy match: process_tracepoint, process_kprobe or process_lsm, as Tetragon names them.</summary>
+/// <summary>A tracing-policy match: process_tracepoint, process_kprobe, process_lsm, process_uprobe or process_usdt,
+/// as Tetragon names them.</summary>
 public sealed record PolicyMatchEvent(
     ulong Ktime, ProcessInfo Process, ProcessInfo? Parent, string PolicyName, HookPlan Hook, string Action,
     bool Enforce, bool Enforced, bool SafetyRefused, string DecidedBy, IReadOnlyList<RenderedArg> Args) : AgentEvent(Ktime, Process, Parent)
@@ -33,6 +34,8 @@ public sealed record PolicyMatchEvent(
     {
         HookKind.Kprobe => "process_kprobe",
         HookKind.LsmHook => "process_lsm",
+        HookKind.Uprobe => "process_uprobe",
+        HookKind.Usdt => "process_usdt",
         _ => "process_tracepoint",
     };
 }

@@ -10,6 +10,8 @@ public enum AncestorEvents
     Kprobe = 2,
     Tracepoint = 4,
     Lsm = 8,
+    Uprobe = 16,
+    Usdt = 32,
 }
 
 /// <summary>What the exported events carry beyond Tetragon's default fields. Every option defaults to off, and then each
@@ -57,7 +59,9 @@ public sealed record EventFormat
                 "kprobe" => AncestorEvents.Kprobe,
                 "tracepoint" => AncestorEvents.Tracepoint,
                 "lsm" => AncestorEvents.Lsm,
-                "loader" or "uprobe" or "usdt" => AncestorEvents.None,
+                "uprobe" => AncestorEvents.Uprobe,
+                "usdt" => AncestorEvents.Usdt,
+                "loader" => AncestorEvents.None,
                 _ => throw new FormatException($"unknown event type '{name}' (types: {string.Join(", ", AncestorEventNames)})"),
             };
         return result;

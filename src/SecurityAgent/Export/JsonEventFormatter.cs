@@ -101,6 +101,8 @@ public sealed class JsonEventFormatter
         ProcessExecEvent or ProcessExitEvent => AncestorEvents.Base,
         PolicyMatchEvent { Hook.Kind: HookKind.Kprobe } => AncestorEvents.Kprobe,
         PolicyMatchEvent { Hook.Kind: HookKind.LsmHook } => AncestorEvents.Lsm,
+        PolicyMatchEvent { Hook.Kind: HookKind.Uprobe } => AncestorEvents.Uprobe,
+        PolicyMatchEvent { Hook.Kind: HookKind.Usdt } => AncestorEvents.Usdt,
         _ => AncestorEvents.Tracepoint,
     };
 
@@ -134,6 +136,11 @@ public sealed class JsonEventFormatter
 
     private static void WritePolicyMatch(Utf8JsonWriter w, PolicyMatchEvent m)
     {
+        if (m.Hook.Site is { } site)
+        {
+            WriteUserProbe(w, m, site);
+            return;
+        }
         switch (m.Hook.Kind)
         {
             case HookKind.Tracepoint:
@@ -158,6 +165,34 @@ public sealed class JsonEventFormatter
             for (int i = 0; i < m.Hook.Tags.Count; i++) w.WriteStringValue(m.Hook.Tags[i]);
             w.WriteEndArray();
         }
+    }
+
+    /// <summary>ProcessUprobe (path, symbol or offset) and ProcessUsdt (path, provider, name), fields in Tetragon's order.</summary>
+    private static void WriteUserProbe(Utf8JsonWriter w, PolicyMatchEvent m, UserProbeSite site)
+    {
+        w.WriteString("path", site.Binary);
+        if (site.IsUsdt)
+        {
+            w.WriteString("provider", site.Provider);
+            w.WriteString("name", site.Probe);
+        }
+        else if (site.Symbol is not null)
+            w.WriteString("symbol", site.Symbol);
+        w.WriteString("policy_name", m.PolicyName);
+        if (m.Hook.Message is not null) w.WriteString("message", m.Hook.Message);
+        w.WriteStartArray("args");
+        for (int i = 0; i < m.Args.Count; i++)
+            WriteArg(w, m.Args[i]);
+        w.WriteEndArray();
+        if (m.Hook.Tags.Count > 0)
+        {
+            w.WriteStartArray("tags");
+            for (int i = 0; i < m.Hook.Tags.Count; i++) w.WriteStringValue(m.Hook.Tags[i]);
+            w.WriteEndArray();
+        }
+        if (!site.IsUsdt && site.Symbol is null)
+            w.WriteString("offset", site.Offset.ToString(System.Globalization.CultureInfo.InvariantCulture)); // uint64: a string in protojson
+        w.WriteString("action", m.Action);
     }
 
     /// <summary>One KprobeArgument: {"&lt;kind&gt;": value, "label": ...}.</summary>

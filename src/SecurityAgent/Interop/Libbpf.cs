@@ -48,6 +48,36 @@ internal static unsafe partial class Libbpf
     [LibraryImport(Lib, EntryPoint = "bpf_program__attach_kprobe_opts", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     internal static partial nint bpf_program__attach_kprobe_opts(nint prog, string function, BpfKprobeOpts* opts);
 
+    [LibraryImport(Lib, EntryPoint = "bpf_program__attach_uprobe_opts", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial nint bpf_program__attach_uprobe_opts(nint prog, int pid, string binaryPath, nuint funcOffset, BpfUprobeOpts* opts);
+
+    [LibraryImport(Lib, EntryPoint = "bpf_program__attach_usdt", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial nint bpf_program__attach_usdt(nint prog, int pid, string binaryPath, string provider, string name, BpfUsdtOpts* opts);
+
+    [LibraryImport("libc", EntryPoint = "syscall", SetLastError = true)]
+    private static partial long bpf_syscall(long number, long cmd, void* attr, long size);
+
+    private const long SYS_bpf = 321;
+    private const long BPF_RAW_TRACEPOINT_OPEN = 17;
+
+    /// <summary>BPF_RAW_TRACEPOINT_OPEN with a bpf_cookie (union bpf_attr.raw_tracepoint: name, prog_fd, cookie;
+    /// Linux 6.10), which libbpf 1.1 cannot pass. Returns the link's fd.</summary>
+    internal static int RawTracepointOpen(string name, int progFd, ulong cookie)
+    {
+        var utf8 = System.Text.Encoding.UTF8.GetBytes(name + "\0");
+        ulong* attr = stackalloc ulong[3];
+        fixed (byte* n = utf8)
+        {
+            attr[0] = (ulong)n;
+            attr[1] = (uint)progFd;
+            attr[2] = cookie;
+            long fd = bpf_syscall(SYS_bpf, BPF_RAW_TRACEPOINT_OPEN, attr, 3 * sizeof(ulong));
+            if (fd < 0)
+                throw new LibbpfException($"bpf(BPF_RAW_TRACEPOINT_OPEN, {name})", Marshal.GetLastPInvokeError());
+            return (int)fd;
+        }
+    }
+
     [LibraryImport(Lib, EntryPoint = "bpf_link__destroy")]
     internal static partial int bpf_link__destroy(nint link);
 
@@ -146,6 +176,26 @@ internal static unsafe partial class Libbpf
         public nuint offset;
         public byte retprobe;
         private fixed byte pad[7];
+    }
+
+    /// <summary>struct bpf_uprobe_opts (libbpf 1.1: func_name resolves an ELF symbol to its file offset).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct BpfUprobeOpts
+    {
+        public nuint sz;
+        public nuint ref_ctr_offset;
+        public ulong bpf_cookie;
+        public byte retprobe;
+        private fixed byte pad[7];
+        public byte* func_name;
+    }
+
+    /// <summary>struct bpf_usdt_opts.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct BpfUsdtOpts
+    {
+        public nuint sz;
+        public ulong usdt_cookie;
     }
 
     internal const int BPF_MAP_TYPE_RINGBUF = 27;

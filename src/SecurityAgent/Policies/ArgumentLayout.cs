@@ -85,7 +85,7 @@ internal static class ArgumentLayout
             if (type is "bpf_cmd" or "pointer")
                 d.Error(a.Type.Pos, a.Type.Path, $"unsupported: '{type}' is not an argument type Tetragon defines");
             else if (placement is { FieldsKnown: true })
-                plan = placement.Field is null ? FunctionArg(a, slot, d) : RecordArg(a, slot, placement, d);
+                plan = placement.Field is null ? placement.UserSpace ? UserArg(a, slot, placement, d) : FunctionArg(a, slot, d) : RecordArg(a, slot, placement, d);
             if (plan is not null) slot++;
             infos.Add(new ArgInfo(a, Class(type), plan));
         }
@@ -179,6 +179,29 @@ internal static class ArgumentLayout
         if (kt is ArgType.None or ArgType.String or ArgType.SockAddr)
         {
             d.Error(a.Type.Pos, a.Type.Path, $"unsupported: type '{type}' for a kernel function argument");
+            return null;
+        }
+        return new ArgPlan(slot, a.Index.Value, type, kt, a.Index.Value, size, a.Label);
+    }
+
+    /// <summary>An argument of a user-space function (uprobe: the registers of the calling convention) or of a USDT
+    /// probe (its note's argument spec): integers, and strings and sockaddrs in the process's memory.</summary>
+    private static ArgPlan? UserArg(ArgSpec a, int slot, Placement p, DiagnosticBag d)
+    {
+        var type = a.Type.Value;
+        if (a.Index.Value >= Events.Contract.MaxFnArgs)
+        {
+            d.Error(a.Index.Pos, a.Index.Path, $"only the first {Events.Contract.MaxFnArgs} arguments of a {(p.Kind == HookKind.Usdt ? "usdt" : "uprobe")} can be read (index 0..{Events.Contract.MaxFnArgs - 1})");
+            return null;
+        }
+        var (kt, size) = KernelType(type, new TracepointField("arg", "long", 0, 8, true));
+        if (type is "string" or "char_buf" or "filename")
+            (kt, size) = (ArgType.String, 8);
+        else if (type == "sockaddr")
+            (kt, size) = (ArgType.SockAddr, 8);
+        if (kt == ArgType.None)
+        {
+            d.Error(a.Type.Pos, a.Type.Path, $"unsupported: type '{type}' for a user-space argument of {p.Describe} (integers, string, char_buf, sockaddr)");
             return null;
         }
         return new ArgPlan(slot, a.Index.Value, type, kt, a.Index.Value, size, a.Label);

@@ -21,6 +21,12 @@ internal sealed record MechanismTraits(bool CanSignal, bool CanOverride, bool Ha
 internal sealed record Placement(HookKind Kind, Mechanism Mechanism, string Target, string Name, string Why,
     Func<int, TracepointField?>? Field, bool FieldsKnown, string? Syscall, int FieldCount)
 {
+    /// <summary>Uprobes and USDT probes: one hook (one attach point) per site, each with the same arguments and selectors.</summary>
+    public IReadOnlyList<UserProbeSite>? Sites { get; init; }
+
+    /// <summary>Arguments are a user-space function's: strings and sockaddrs are read from the process's memory.</summary>
+    public bool UserSpace => Kind is HookKind.Uprobe or HookKind.Usdt;
+
     public MechanismTraits Traits => MechanismTraits.Of(Mechanism);
 
     /// <summary>String arguments are the raw user-space string a process passed to a syscall.</summary>
@@ -69,9 +75,13 @@ internal sealed class HookPlacement(KernelFeatures features, Func<string, string
                 d.Error(t.Raw.Pos, t.Raw.Path, $"needs raw tracepoints to run 'raw: true' on {sub}/{ev} ({Detail(Mechanism.RawTracepoint)})");
                 return null;
             }
-            d.EngineGap(t.Raw.Pos, t.Raw.Path, "a raw tracepoint (raw: true; arguments are the tracepoint function's arguments)");
+            if (formats is not null && formats(sub, ev) is null)
+            {
+                d.Error(t.Event.Pos, t.Event.Path, $"unknown tracepoint '{sub}/{ev}' on this kernel (no events/{sub}/{ev} in tracefs)");
+                return null;
+            }
             return new Placement(HookKind.Tracepoint, Mechanism.RawTracepoint, ev, $"{sub}/{ev}",
-                "raw tracepoint: arguments are the tracepoint function's arguments (BTF), as Tetragon reads them", null, true, null, 0);
+                "raw tracepoint: arguments are the tracepoint function's arguments (TP_PROTO), as Tetragon reads them; the raw_tp program gets the point's id as bpf_cookie (Linux 6.10)", null, true, null, 0);
         }
         var syscall = sub == "raw_syscalls" ? "syscall"
             : sub == "syscalls" && ev.StartsWith("sys_enter_") ? ev["sys_enter_".Length..]
@@ -171,10 +181,16 @@ internal sealed class HookPlacement(KernelFeatures features, Func<string, string
             d.EngineGap(u.RefCtrOffsets[0].Pos, u.RefCtrOffsets[0].Path, "refCtrOffsets (semaphores of SDT probes)");
         if (u.BtfPath is { } btf)
             d.EngineGap(btf.Pos, btf.Path, "btfPath (the binary's own BTF for typed arguments)");
-        var where = string.Join(", ", u.Symbols.Select(s => s.Value).Concat(u.Offsets.Select(o => $"+0x{o.Value:x}")).Concat(u.Addrs.Select(a => $"@0x{a.Value:x}")));
-        d.EngineGap(u.Binary.Pos, u.Binary.Path, "uprobes" + (u.Return?.Value == true ? " (with a uretprobe for the return value)" : ""));
+        if (u.Addrs.Count > 0)
+            d.EngineGap(u.Addrs[0].Pos, u.Addrs[0].Path, "addrs (virtual addresses of the binary, turned into file offsets); use symbols or offsets");
+        if (u.Return?.Value == true)
+            d.EngineGap(u.Return.Pos, u.Return.Path, "a uretprobe (return: true; the function's return value)");
+        var sites = u.Symbols.Select(s => new UserProbeSite(u.Binary.Value, s.Value, 0))
+            .Concat(u.Offsets.Select(o => new UserProbeSite(u.Binary.Value, null, (ulong)(uint)o.Value))).ToList();
+        var where = string.Join(", ", sites.Select(s => s.Symbol ?? $"+0x{s.Offset:x}"));
         return new Placement(HookKind.Uprobe, Mechanism.Uprobe, $"{u.Binary.Value}:{where}", $"{u.Binary.Value}:{where}",
-            "uprobe on the binary's functions; arguments from the registers", null, true, null, 0);
+            "uprobe on the binary's functions (one attachment per symbol or offset, in every process that maps it); arguments from the registers of the x86-64 calling convention", null, true, null, 0)
+        { Sites = sites };
     }
 
     private Placement? Usdt(UsdtSpec u, DiagnosticBag d)
@@ -182,9 +198,10 @@ internal sealed class HookPlacement(KernelFeatures features, Func<string, string
         if (!UserBinary(u.Binary, "usdts", d)) return null;
         if (u.BtfPath is { } btf)
             d.EngineGap(btf.Pos, btf.Path, "btfPath (the binary's own BTF for typed arguments)");
-        d.EngineGap(u.Binary.Pos, u.Binary.Path, "usdts (a uprobe at the probe's note, arguments from its argument specs)");
         var name = $"{u.Binary.Value}:{u.Provider.Value}:{u.Name.Value}";
-        return new Placement(HookKind.Usdt, Mechanism.Uprobe, name, name, "usdt: a uprobe at the probe's address from the binary's .note.stapsdt", null, true, null, 0);
+        return new Placement(HookKind.Usdt, Mechanism.Uprobe, name, name,
+            "usdt: a uprobe at the probe's address from the binary's .note.stapsdt (libbpf), arguments from the note's argument specs", null, true, null, 0)
+        { Sites = [new UserProbeSite(u.Binary.Value, null, 0, u.Provider.Value, u.Name.Value)] };
     }
 
     private bool UserBinary(Located<string> binary, string what, DiagnosticBag d)

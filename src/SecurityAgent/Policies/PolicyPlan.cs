@@ -23,6 +23,38 @@ public sealed record HookPlan(HookKind Kind, Mechanism Mechanism, string Target,
 {
     /// <summary>Per selector, its matchPIDs entries with both flags as the policy wrote them (for the explanation).</summary>
     public IReadOnlyList<string> Pids { get; init; } = [];
+
+    /// <summary>Uprobes and USDT probes: where in which binary (the Target is its <see cref="UserProbeSite.Target"/>).</summary>
+    public UserProbeSite? Site { get; init; }
+}
+
+/// <summary>Where a uprobe or USDT probe attaches: a binary's symbol, or its file offset, or a USDT probe by provider
+/// and name. One site is one attach point.</summary>
+public sealed record UserProbeSite(string Binary, string? Symbol, ulong Offset, string? Provider = null, string? Probe = null)
+{
+    public bool IsUsdt => Provider is not null;
+
+    /// <summary>The attach point's target: "uprobe|BINARY|SYMBOL-or-+0xOFFSET" or "usdt|BINARY|PROVIDER|NAME".</summary>
+    public string Target => IsUsdt ? $"usdt|{Binary}|{Provider}|{Probe}" : $"uprobe|{Binary}|{Symbol ?? $"+0x{Offset:x}"}";
+
+    /// <summary>The site back from an attach point's target.</summary>
+    public static UserProbeSite Parse(string target)
+    {
+        var usdt = target.StartsWith("usdt|", StringComparison.Ordinal);
+        var rest = target[(target.IndexOf('|') + 1)..];
+        if (usdt)
+        {
+            int b = rest.LastIndexOf('|'), a = rest.LastIndexOf('|', b - 1);
+            return new UserProbeSite(rest[..a], null, 0, rest[(a + 1)..b], rest[(b + 1)..]);
+        }
+        int s = rest.LastIndexOf('|');
+        var site = rest[(s + 1)..];
+        return site.StartsWith("+0x", StringComparison.Ordinal)
+            ? new UserProbeSite(rest[..s], null, Convert.ToUInt64(site[3..], 16))
+            : new UserProbeSite(rest[..s], site, 0);
+    }
+
+    public override string ToString() => IsUsdt ? $"{Binary} {Provider}:{Probe}" : $"{Binary} {Symbol ?? $"+0x{Offset:x}"}";
 }
 
 /// <summary>One argument read by the hook. Slot is its position in the kernel record; Index the policy's numbering.</summary>

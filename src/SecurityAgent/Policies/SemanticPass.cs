@@ -46,7 +46,10 @@ internal sealed class SemanticPass(KernelFeatures features, Func<string, string,
                 if (place.Mechanism == Mechanism.FanotifyPerm)
                     foreach (var (sel, message) in Fanotify.FanotifyPolicies.Unsupported(plan))
                         d.Error(sel >= 0 ? hook.Selectors[sel].Pos : hook.Pos, sel >= 0 ? hook.Selectors[sel].Path : hook.Path, message);
-                hooks.Add(plan);
+                if (place.Sites is { } sites)
+                    hooks.AddRange(sites.Select(site => plan with { Target = site.Target, Name = site.Symbol ?? site.Probe ?? $"+0x{site.Offset:x}", Site = site }));
+                else
+                    hooks.Add(plan);
             }
             else
                 complete = false;

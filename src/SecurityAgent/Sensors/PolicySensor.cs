@@ -19,7 +19,7 @@ public sealed class PolicySensor : IDisposable
 {
     private readonly ProcessSensor _process;
     private readonly BpfObject _core;
-    private BpfObject? _kprobe, _sock;
+    private BpfObject? _kprobe, _sock, _uprobe, _rawtp;
     private readonly Dictionary<string, BpfObject> _lsm = new();
     private Microsoft.Win32.SafeHandles.SafeFileHandle? _cgroup;
 
@@ -42,8 +42,9 @@ public sealed class PolicySensor : IDisposable
         _ => null,
     };
 
-    /// <summary>Attaches the program of an attach point: a tracepoint ("category/name") or kprobe'd function with
-    /// the point's id as bpf_cookie, an LSM hook, or connect4 and connect6 at the cgroup v2 root.</summary>
+    /// <summary>Attaches the program of an attach point: a tracepoint ("category/name"), raw tracepoint, kprobe'd
+    /// function, uprobe or USDT site (<see cref="Policies.UserProbeSite.Target"/>) with the point's id as cookie,
+    /// an LSM hook, or connect4 and connect6 at the cgroup v2 root.</summary>
     public IReadOnlyList<BpfLink> Attach(Mechanism mechanism, string target, uint ap)
     {
         switch (mechanism)
@@ -64,6 +65,14 @@ public sealed class PolicySensor : IDisposable
                 }
             case Mechanism.Kprobe:
                 return [Family(ref _kprobe, ObjectSpecs.PolicyKprobe).Program(BpfNames.Programs.PolicyKprobe).AttachKprobe(target, cookie: ap)];
+            case Mechanism.RawTracepoint:
+                return [Family(ref _rawtp, ObjectSpecs.PolicyRawTp).Program(BpfNames.Programs.PolicyRawTp).AttachRawTracepoint(target, cookie: ap)];
+            case Mechanism.Uprobe:
+                var site = Policies.UserProbeSite.Parse(target);
+                var user = Family(ref _uprobe, ObjectSpecs.PolicyUprobe);
+                return [site.IsUsdt
+                    ? user.Program(BpfNames.Programs.PolicyUsdt).AttachUsdt(site.Binary, site.Provider!, site.Probe!, cookie: ap)
+                    : user.Program(BpfNames.Programs.PolicyUprobe).AttachUprobe(site.Binary, site.Symbol, site.Offset, cookie: ap)];
             case Mechanism.Lsm:
                 // One object per hook with only its program loaded: the verifier checks only what is used.
                 var program = "sa_lsm_" + target;
@@ -143,6 +152,8 @@ public sealed class PolicySensor : IDisposable
         _sock?.Dispose();
         foreach (var o in _lsm.Values) o.Dispose();
         _kprobe?.Dispose();
+        _uprobe?.Dispose();
+        _rawtp?.Dispose();
         _cgroup?.Dispose();
         _core.Dispose();
     }

@@ -213,7 +213,7 @@ public class JsonFormatTests
     [Fact]
     public void Bad_ancestor_types_and_labels_are_refused_with_the_offending_text()
     {
-        Assert.Equal(AncestorEvents.Base | AncestorEvents.Lsm, EventFormat.ParseAncestors("base, lsm,uprobe"));
+        Assert.Equal(AncestorEvents.Base | AncestorEvents.Lsm | AncestorEvents.Uprobe, EventFormat.ParseAncestors("base, lsm,uprobe"));
         Assert.Contains("'kprobes'", Assert.Throws<FormatException>(() => EventFormat.ParseAncestors("base,kprobes")).Message);
         Assert.Contains("'zone'", Assert.Throws<FormatException>(() => EventFormat.ParseLabels("zone")).Message);
     }

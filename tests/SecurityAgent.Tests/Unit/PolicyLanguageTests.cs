@@ -16,6 +16,7 @@ public class PolicyLanguageTests
         ("syscalls", "sys_enter_dup2") => Syscall(ev, ("unsigned int", "oldfd"), ("unsigned int", "newfd")),
         ("syscalls", "sys_enter_write") => Syscall(ev, ("unsigned int", "fd"), ("const char *", "buf"), ("size_t", "count")),
         ("raw_syscalls", "sys_enter") => new TracepointFormat(subsys, ev, 2, [.. Common(), new("id", "long", 8, 8, true), new("args", "unsigned long[6]", 16, 48, false)]),
+        ("sched", "sched_process_exec") => new TracepointFormat(subsys, ev, 3, [.. Common(), new("filename", "__data_loc char[]", 8, 4, false), new("pid", "pid_t", 12, 4, true), new("old_pid", "pid_t", 16, 4, true)]),
         _ => null,
     };
 
@@ -419,6 +420,89 @@ public class PolicyLanguageTests
         Assert.Contains(v.Diagnostics, d => d.Field == "spec.uprobes[0].selectors[0].matchActions[0].action" && d.Message.Contains("usdts only"));
         var ok = Check("  usdts:\n  - path: /tmp/secagent-test/app\n    provider: test\n    name: probe\n", KernelFeatures.Everything, forOtherKernel: true);
         Assert.Equal((HookKind.Usdt, Mechanism.Uprobe), (Assert.Single(ok.Plan!.Hooks).Kind, ok.Plan.Hooks[0].Mechanism));
+    }
+
+    [Fact]
+    public void A_uprobe_with_two_symbols_and_an_offset_becomes_one_hook_per_site_with_user_space_arguments()
+    {
+        var plan = Plan("""
+              uprobes:
+              - path: /tmp/secagent-test/app
+                symbols: [check, "malloc@GLIBC_2.2.5"]
+                offsets: [4096]
+                args:
+                - index: 0
+                  type: int32
+                - index: 1
+                  type: string
+                - index: 2
+                  type: sockaddr
+                selectors:
+                - matchArgs:
+                  - index: 1
+                    operator: Prefix
+                    values: [sec]
+                  matchActions:
+                  - action: Sigkill
+            """);
+        Assert.Equal(["check", "malloc@GLIBC_2.2.5", "+0x1000"], plan.Hooks.Select(h => h.Name));
+        Assert.All(plan.Hooks, h => Assert.Equal((HookKind.Uprobe, Mechanism.Uprobe), (h.Kind, h.Mechanism)));
+        Assert.Equal(3, plan.Hooks.Select(h => h.Target).Distinct().Count());
+        Assert.Equal(new UserProbeSite("/tmp/secagent-test/app", "malloc@GLIBC_2.2.5", 0), UserProbeSite.Parse(plan.Hooks[1].Target));
+        Assert.Equal(new UserProbeSite("/tmp/secagent-test/app", null, 4096), UserProbeSite.Parse(plan.Hooks[2].Target));
+        Assert.Equal([ArgType.Int, ArgType.String, ArgType.SockAddr], plan.Hooks[0].Args.Select(a => a.KernelType));
+        Assert.Equal([0, 1, 2], plan.Hooks[0].Args.Select(a => a.Offset)); // the register of the calling convention
+        Assert.All(plan.Hooks, h => Assert.True(h.Selectors[0].Actions.HasFlag(Actions.Sigkill)));
+    }
+
+    [Fact]
+    public void A_usdt_is_one_site_read_by_provider_and_name_and_its_target_round_trips()
+    {
+        var hook = Assert.Single(Plan("""
+              usdts:
+              - path: /tmp/secagent-test/my|app
+                provider: test
+                name: usdt3
+                args:
+                - index: 0
+                  type: int32
+                - index: 1
+                  type: int64
+            """).Hooks);
+        Assert.Equal((HookKind.Usdt, Mechanism.Uprobe), (hook.Kind, hook.Mechanism));
+        Assert.Equal(new UserProbeSite("/tmp/secagent-test/my|app", null, 0, "test", "usdt3"), hook.Site);
+        Assert.Equal(hook.Site, UserProbeSite.Parse(hook.Target));
+        Assert.Equal([(ArgType.Int, 4), (ArgType.Int, 8)], hook.Args.Select(a => (a.KernelType, a.Size)));
+    }
+
+    [Theory]
+    [InlineData("    addrs: [4096]\n", "spec.uprobes[0].addrs[0]", "unsupported: addrs")]
+    [InlineData("    return: true\n", "spec.uprobes[0].return", "unsupported: a uretprobe")]
+    [InlineData("    args:\n    - index: 0\n      type: file\n", "spec.uprobes[0].args[0].type", "unsupported: type 'file' for a user-space argument")]
+    [InlineData("    args:\n    - index: 5\n      type: int\n", "spec.uprobes[0].args[0].index", "only the first 5 arguments of a uprobe")]
+    [InlineData("    selectors:\n    - matchActions:\n      - action: Override\n        argError: -1\n", "spec.uprobes[0].selectors[0].matchActions[0].action", "unsupported: Override on uprobe")]
+    public void What_a_uprobe_cannot_carry_is_refused_at_its_field(string extra, string field, string message)
+    {
+        var d = Refusal("  uprobes:\n  - path: /tmp/secagent-test/app\n    symbols: [check]\n" + extra, field);
+        Assert.StartsWith(message, d.Message);
+    }
+
+    [Fact]
+    public void A_raw_tracepoint_reads_the_tracepoint_functions_arguments_like_a_kernel_function()
+    {
+        var hook = Assert.Single(Plan("""
+              tracepoints:
+              - subsystem: sched
+                event: sched_process_exec
+                raw: true
+                args:
+                - index: 2
+                  type: linux_binprm
+            """).Hooks);
+        Assert.Equal((HookKind.Tracepoint, Mechanism.RawTracepoint, "sched_process_exec", "sched/sched_process_exec"), (hook.Kind, hook.Mechanism, hook.Target, hook.Name));
+        Assert.Equal((ArgType.Bprm, 2), (hook.Args[0].KernelType, hook.Args[0].Offset));
+        var d = Refusal("  tracepoints:\n  - subsystem: sched\n    event: no_such_event\n    raw: true\n", "spec.tracepoints[0].event");
+        Assert.Contains("unknown tracepoint 'sched/no_such_event'", d.Message);
     }
 
     [Fact]
