@@ -149,7 +149,7 @@ static __always_inline void sa_read_arg(struct sa_call *c, __u32 p, const struct
 		}
 		case SA_ARG_KIOCB: {
 			struct file *f = BPF_CORE_READ((struct kiocb *)v, ki_filp);
-			len = sa_path_to_slot(str, &f->f_path);
+			len = sa_path_to_slot(str, &f->f_path, &v);
 			break;
 		}
 		case SA_ARG_CAPS: {

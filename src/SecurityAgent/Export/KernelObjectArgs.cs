@@ -25,7 +25,6 @@ public static class KernelObjectArgs
         ArgType.Caps => new(a.Type is "kernel_cap_t" ? "kernel_cap_t_arg" : a.Type + "_arg", v.ToString("x16", CultureInfo.InvariantCulture), a.Label),
         ArgType.NetDev => new("net_dev_arg", Obj(("name", Str(raw))), a.Label),
         ArgType.Dentry => new("path_arg", new PathArg(Str(raw)), a.Label),
-        ArgType.Kiocb => new("file_arg", new PathArg(Str(raw)), a.Label),
         ArgType.Module or ArgType.LoadInfo => new("module_arg", Obj(("name", Str(raw))), a.Label),
         ArgType.BpfAttr => new("bpf_attr_arg", Obj(("ProgType", Named(ProgTypes, "BPF_PROG_TYPE_", U32(raw, W.BpfInfo.Type))),
             ("InsnCnt", U32(raw, W.BpfInfo.Count)), ("ProgName", Name(raw))), a.Label),

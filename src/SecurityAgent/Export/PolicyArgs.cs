@@ -59,6 +59,7 @@ public static class PolicyArgs
                 ArgType.File => new RenderedArg("file_arg", PathArgOf(strings[a.Slot], v), a.Label),
                 ArgType.Path => new RenderedArg("path_arg", PathArgOf(strings[a.Slot], v), a.Label),
                 ArgType.Bprm => new RenderedArg("linux_binprm_arg", PathArgOf(strings[a.Slot], v), a.Label),
+                ArgType.Kiocb => new RenderedArg("file_arg", PathArgOf(strings[a.Slot], v), a.Label),
                 ArgType.Fd => new RenderedArg("int_arg", (int)v, a.Label),
                 _ when a.Type == "syscall64" => new RenderedArg("syscall_id", SyscallIdOf(v), a.Label),
                 ArgType.Int when a.Size == 8 => new RenderedArg("long_arg", (long)v, a.Label),
