@@ -12,6 +12,7 @@ struct sa_source {
 	__u64 raw[SA_MAX_FN_ARGS];      /* LSM hooks, kprobes: the function's arguments */
 	char dest[SA_SOCKADDR_SIZE];    /* cgroup connect hooks: the destination as a struct sockaddr */
 	__u64 file;                     /* a syscall's exit: the struct file it opened or executed */
+	__s64 ret;                      /* a syscall's exit: its return value */
 };
 
 struct sa_rev_ctx {

@@ -31,6 +31,8 @@ namespace SecurityAgent.Bpf
             public const string Rate = "sa_rate";
             public const string RcuBarrier = "sa_rcu_barrier";
             public const string RcuInner = "sa_rcu_inner";
+            public const string RetEvents = "sa_ret_events";
+            public const string RetPending = "sa_ret_pending";
             public const string Scope = "sa_scope";
             public const string Selectors = "sa_selectors";
             public const string Settings = "sa_settings";
@@ -64,6 +66,7 @@ namespace SecurityAgent.Bpf
             public const string LsmSocketConnect = "sa_lsm_socket_connect";
             public const string PolicyExitTp = "sa_policy_exit_tp";
             public const string PolicyKprobe = "sa_policy_kprobe";
+            public const string PolicyRetTp = "sa_policy_ret_tp";
             public const string PolicyTp = "sa_policy_tp";
         }
 
@@ -111,8 +114,8 @@ namespace SecurityAgent.Bpf
         public static class Tracepoint
         {
             public const string File = "tracepoint.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_rcu_inner", "sa_rcu_barrier", "sa_pending", "sa_active", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_inode_set"];
-            public static readonly IReadOnlyList<string> Programs = ["sa_policy_tp", "sa_policy_exit_tp"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_rcu_inner", "sa_rcu_barrier", "sa_pending", "sa_active", "sa_ret_pending", "sa_ret_events", "sa_selectors", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_inode_set"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_policy_tp", "sa_policy_exit_tp", "sa_policy_ret_tp"];
         }
     }
 }
@@ -158,6 +161,10 @@ namespace SecurityAgent.Events
         public const int AfUnix = 1;
         public const int AfInet = 2;
         public const int AfInet6 = 10;
+        public const int RetCmps = 2;
+        public const int RetValues = 4;
+        public const int RetMax = 4;
+        public const int RetPending = 1024;
     }
 
     public static partial class PolicyWire
@@ -172,6 +179,8 @@ namespace SecurityAgent.Events
             StrTruncated = 8,
             DenySet = 16,
             AtExit = 32,
+            Return = 64,
+            ReturnEnforced = 128,
         }
 
         /// <summary>enum sa_fixed_point</summary>
@@ -215,6 +224,7 @@ namespace SecurityAgent.Events
         {
             Fd = 1,
             Exe = 2,
+            Return = 4,
         }
 
         /// <summary>struct sa_binary</summary>
@@ -240,8 +250,10 @@ namespace SecurityAgent.Events
             public const int Ints = 40;
             public const int StrLen = 80;
             public const int RawLen = 90;
-            public const int Data = 104;
-            public const int Length = 4200;
+            public const int Ret = 104;
+            public const int RetActions = 112;
+            public const int Data = 120;
+            public const int Length = 4216;
         }
 
         /// <summary>struct sa_point</summary>
@@ -319,7 +331,14 @@ namespace SecurityAgent.Events
             public const int Nargs = 66;
             public const int Args = 67;
             public const int Cmps = 72;
-            public const int Length = 136;
+            public const int RetHook = 136;
+            public const int RetNcmps = 137;
+            public const int RetPad = 138;
+            public const int RetActions = 140;
+            public const int RetSignal = 144;
+            public const int RetPad2 = 148;
+            public const int RetCmps = 152;
+            public const int Length = 232;
         }
 
         /// <summary>struct sa_int_cmp</summary>
@@ -330,6 +349,16 @@ namespace SecurityAgent.Events
             public const int IsSigned = 2;
             public const int Value = 8;
             public const int Length = 16;
+        }
+
+        /// <summary>struct sa_ret_cmp</summary>
+        public static class RetCmp
+        {
+            public const int Cmp = 0;
+            public const int Nvalues = 1;
+            public const int IsSigned = 2;
+            public const int Values = 8;
+            public const int Length = 40;
         }
 
         /// <summary>struct sa_value_hdr</summary>

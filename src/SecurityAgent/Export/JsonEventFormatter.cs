@@ -143,8 +143,14 @@ public sealed class JsonEventFormatter
         for (int i = 0; i < m.Args.Count; i++) // indexed: foreach over an interface boxes its enumerator
             WriteArg(w, m.Args[i]);
         w.WriteEndArray();
+        if (m.Return is not null)
+        {
+            w.WritePropertyName("return");
+            WriteArg(w, m.Return);
+        }
         w.WriteString("action", m.Action);
         w.WriteString("policy_name", m.PolicyName);
+        if (m.ReturnAction is not null) w.WriteString("return_action", m.ReturnAction);
         if (m.Hook.Message is not null) w.WriteString("message", m.Hook.Message);
         if (m.Hook.Tags.Count > 0)
         {

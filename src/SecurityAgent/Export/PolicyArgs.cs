@@ -63,6 +63,15 @@ public static class PolicyArgs
         return list;
     }
 
+    /// <summary>A return probe's value as Tetragon's `return` KprobeArgument, typed by the returnArg.</summary>
+    public static RenderedArg RenderReturn(ReturnPlan r, long value) => r.KernelType switch
+    {
+        ArgType.Int when r.Size == 8 => new RenderedArg("long_arg", value, r.Label),
+        ArgType.Int or ArgType.Fd => new RenderedArg("int_arg", (int)value, r.Label),
+        ArgType.UInt when r.Size == 8 => new RenderedArg("size_arg", (ulong)value, r.Label),
+        _ => new RenderedArg("uint_arg", (uint)value, r.Label),
+    };
+
     public static SyscallId SyscallIdOf(ulong v) =>
         (v & Compat32) != 0 ? new SyscallId((uint)(v & ~Compat32), Abi.Compat) : new SyscallId((uint)v, Abi.Native);
 

@@ -80,6 +80,23 @@ internal static class ArgumentLayout
         return infos;
     }
 
+    /// <summary>A return probe's returnArg where the placement reads the return value (a syscall's exit tracepoint:
+    /// the `long ret` field). A syscall returns an integer: the returnArg type says how it is compared and rendered.</summary>
+    public static ReturnPlan? ReturnArg(HookSpec hook, Placement? placement, DiagnosticBag d)
+    {
+        if (hook is not KprobeSpec { Return.Value: true, ReturnArg: { } ra } || placement?.ReturnTracepoint is not { } tp)
+            return null;
+        var type = ra.Type.Value;
+        var (kt, size) = Class(type) == ArgClass.Int && type is not ("capability" or "kernel_cap_t" or "cap_inheritable" or "cap_permitted" or "cap_effective")
+            ? KernelType(type, new TracepointField("ret", "long", 0, 8, true)) : (ArgType.None, 0);
+        if (kt == ArgType.None)
+        {
+            d.Error(ra.Type.Pos, ra.Type.Path, $"returnArg type '{PolicyValues.Shorten(type)}': syscall {placement.Syscall} returns an integer (long); use int, long, size_t, uint64 or fd");
+            return null;
+        }
+        return new ReturnPlan(type, kt, size, ra.Label, tp);
+    }
+
     /// <summary>sizeArgIndex, returnCopy, maxData and resolve: checked as Tetragon does, and what the engine does
     /// not carry reported (never ignored: each changes what the event holds).</summary>
     private static void Modifiers(ArgSpec a, Placement? placement, DiagnosticBag d)
