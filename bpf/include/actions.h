@@ -148,6 +148,22 @@ static __always_inline void sa_return(const struct sa_selector *sel, struct poli
 	__u64 size = ev->hdr.size;
 	if (size < offsetof(struct policy_event, data) || size > sizeof(*ev))
 		return;
+	if (sel->ret_copy) {
+		/* returnCopy: the buffer holds what the call returned, its length (the compiler keeps it the hook's
+		 * only data, so it goes first). */
+		__u32 j = (sel->ret_copy - 1) & 7;
+		if (j >= SA_MAX_ARGS)
+			return;
+		__u32 n = ret > 0 ? (ret < SA_STR_MAX - 1 ? ret : SA_STR_MAX - 1) : 0;
+		if (bpf_probe_read_user(ev->data, n & (SA_STR_MAX - 1), (void *)ev->ints[j]) != 0)
+			n = 0;
+		if (ret > (__s64)n)
+			ev->flags |= SA_PEV_STR_TRUNCATED;
+		ev->str_len[j] = n;
+		ev->ints[j] = ret > 0 ? ret : 0;
+		size = offsetof(struct policy_event, data) + (n & (SA_STR_MAX - 1));
+		ev->hdr.size = size;
+	}
 	sa_submit(ev, size, sel->flags & SA_SEL_USER_SPACE);
 	__sync_fetch_and_add(&st->posted, 1);
 }

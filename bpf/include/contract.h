@@ -190,6 +190,9 @@ enum sa_arg_type {
 	SA_ARG_K_STRING = 10,    /* kernel char * */
 	SA_ARG_USER_PATH = 11,   /* user-space file name: joined to the cwd when relative, normalised (., .., //) */
 	SA_ARG_USER_PATH_AT = 12,/* ... relative to the directory fd in the record's previous argument (AT_FDCWD: cwd) */
+	SA_ARG_BUF = 13,         /* user-space buffer of exactly the byte count at record offset `size` (sizeArgIndex):
+				  * up to SA_STR_MAX - 1 bytes are sent; ints[] holds the count */
+	SA_ARG_BUF_RET = 14,     /* user-space buffer read at return, the count being the return value (returnCopy) */
 };
 
 /* sa_point.flags: the exit of the syscall looks the object up again (symlinks, bind mounts, hard links,
@@ -349,7 +352,8 @@ struct sa_selector {
 	/* Return probes (appended): the return filters and the actions at return (matchReturnActions). */
 	__u8 ret_hook;           /* 1: the hook is a return probe, its event is posted at return */
 	__u8 ret_ncmps;
-	__u8 ret_pad[2];
+	__u8 ret_copy;           /* 1 + the event argument read at return (returnCopy); 0 none */
+	__u8 ret_pad;
 	__u32 ret_actions;       /* enum sa_action bits done at return; SA_ACT_POST posts the kept event */
 	__u32 ret_signal;        /* for SA_ACT_SIGNAL at return */
 	__u32 ret_pad2;

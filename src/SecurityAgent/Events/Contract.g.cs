@@ -333,7 +333,8 @@ namespace SecurityAgent.Events
             public const int Cmps = 72;
             public const int RetHook = 136;
             public const int RetNcmps = 137;
-            public const int RetPad = 138;
+            public const int RetCopy = 138;
+            public const int RetPad = 139;
             public const int RetActions = 140;
             public const int RetSignal = 144;
             public const int RetPad2 = 148;
@@ -599,6 +600,8 @@ namespace SecurityAgent.Policies
         KString = 10,
         UserPath = 11,
         UserPathAt = 12,
+        Buf = 13,
+        BufRet = 14,
     }
 
     /// <summary>enum sa_cmp</summary>

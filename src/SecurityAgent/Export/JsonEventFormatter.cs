@@ -173,6 +173,13 @@ public sealed class JsonEventFormatter
             case long l: l.TryFormat(digits, out int n); w.WriteString(a.Kind, digits[..n]); break;
             case ulong u: u.TryFormat(digits, out int m); w.WriteString(a.Kind, digits[..m]); break;
             case byte[] bytes: w.WriteBase64String(a.Kind, bytes); break;
+            case TruncatedBytes tb:
+                w.WriteStartObject(a.Kind);
+                w.WriteBase64String("bytes_arg", tb.Bytes);
+                tb.OrigSize.TryFormat(digits, out int o);
+                w.WriteString("orig_size", digits[..o]);
+                w.WriteEndObject();
+                break;
             case PathArg pa:
                 w.WriteStartObject(a.Kind);
                 w.WriteString("path", pa.Path);

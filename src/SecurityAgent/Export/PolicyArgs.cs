@@ -16,6 +16,9 @@ public sealed record UnixSockAddr(string Family, string Path);
 /// and permission are left out (protojson's empty values).</summary>
 public sealed record PathArg(string Path);
 
+/// <summary>Tetragon's truncated_bytes_arg: the first bytes of a buffer and its whole size (orig_size, a uint64).</summary>
+public sealed record TruncatedBytes(byte[] Bytes, ulong OrigSize);
+
 /// <summary>Tetragon's syscall_id: {"id": N, "abi": "x64"}.</summary>
 public sealed record SyscallId(uint Id, string Abi);
 
@@ -45,6 +48,9 @@ public static class PolicyArgs
             ulong v = ints[a.Slot];
             list.Add(a.KernelType switch
             {
+                ArgType.Buf or ArgType.BufRet when v > (ulong)strings[a.Slot].Length =>
+                    new RenderedArg("truncated_bytes_arg", new TruncatedBytes(strings[a.Slot], v), a.Label),
+                ArgType.Buf or ArgType.BufRet => new RenderedArg("bytes_arg", strings[a.Slot], a.Label),
                 ArgType.String or ArgType.KString when a.Type is "char_buf" or "char_iovec" => new RenderedArg("bytes_arg", strings[a.Slot], a.Label),
                 ArgType.String or ArgType.KString => new RenderedArg("string_arg", Encoding.UTF8.GetString(strings[a.Slot]), a.Label,
                     a.KernelType == ArgType.String && passed?[a.Slot] is { } p ? Encoding.UTF8.GetString(p) : null),

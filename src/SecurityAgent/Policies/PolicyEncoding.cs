@@ -162,7 +162,7 @@ public static class PolicyEncoding
         _ => null,
     };
 
-    public static bool IsString(ArgType t) => t is ArgType.String or ArgType.File or ArgType.Path or ArgType.Bprm or ArgType.KString;
+    public static bool IsString(ArgType t) => t is ArgType.String or ArgType.File or ArgType.Path or ArgType.Bprm or ArgType.KString or ArgType.Buf;
 
     private sealed class DimBuilder(W.DimKind kind, int slot)
     {
@@ -469,6 +469,8 @@ public static class PolicyEncoding
             if (filters.Count > Contract.RetCmps)
                 throw new PolicyLimitException($"policy {h.Plan.Name}: {filters.Count} matchReturnArgs entries in one selector, at most {Contract.RetCmps}");
             b[W.Selector.RetNcmps] = (byte)filters.Count;
+            if (h.Hook.Args.FirstOrDefault(a => a.KernelType == ArgType.BufRet) is { } copy)
+                b[W.Selector.RetCopy] = (byte)(copy.Slot + 1);
             for (int i = 0; i < filters.Count; i++)
             {
                 var o = W.Selector.RetCmps + i * W.RetCmp.Length;

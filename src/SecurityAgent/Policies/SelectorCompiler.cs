@@ -408,6 +408,11 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
         foreach (var m in s.MatchArgs.Take(MaxMatchArgs))
         {
             if (ArgumentLayout.Resolve(m, args, kind, d) is not { } arg) continue;
+            if (arg.Plan?.KernelType == ArgType.BufRet)
+            {
+                d.Error(m.Pos, m.Path, "matchArgs cannot filter a returnCopy buffer: it is read when the call returns, after the entry selectors decided");
+                continue;
+            }
             if (MatchArg(m, arg) is { } f) list.Add(f);
         }
         return list;

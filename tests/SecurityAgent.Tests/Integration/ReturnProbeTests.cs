@@ -92,4 +92,74 @@ public class ReturnProbeTests
         Assert.Equal(-2, ev.GetProperty("return").GetProperty("int_arg").GetInt32());
         Assert.Equal("KPROBE_ACTION_SIGKILL", ev.GetProperty("return_action").GetString());
     }
+
+    [Fact]
+    public void Write_with_sizeArgIndex_reports_exactly_the_bytes_written_and_read_with_returnCopy_reports_the_bytes_read()
+    {
+        using var dir = new TempDir();
+        var sh = dir.CopyBinary("/usr/bin/dash", "buf-sh");
+        var cat = dir.CopyBinary("/usr/bin/cat", "buf-cat");
+        var content = "hello\0world\n"u8.ToArray();
+        File.WriteAllBytes(dir.File("data.bin"), content);
+        var policy = $"""
+            apiVersion: cilium.io/v1alpha1
+            kind: TracingPolicy
+            metadata:
+              name: buffers
+            spec:
+              kprobes:
+              - call: sys_write
+                syscall: true
+                args:
+                - index: 0
+                  type: int
+                - index: 1
+                  type: char_buf
+                  sizeArgIndex: 3
+                - index: 2
+                  type: size_t
+                selectors:
+                - matchBinaries:
+                  - operator: In
+                    values: ["{sh}"]
+              - call: sys_read
+                syscall: true
+                return: true
+                args:
+                - index: 0
+                  type: int
+                - index: 1
+                  type: char_buf
+                  returnCopy: true
+                - index: 2
+                  type: size_t
+                returnArg:
+                  index: 0
+                  type: size_t
+                selectors:
+                - matchBinaries:
+                  - operator: In
+                    values: ["{cat}"]
+                  matchReturnArgs:
+                  - index: 0
+                    operator: GreaterThan
+                    values: ["0"]
+            """;
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = policy });
+        Assert.Contains("Policy buffers loaded", agent.Stderr);
+
+        var w = Run.Wait(sh, ["-c", "printf 'AB\\000CD'"]);
+        Assert.Equal(0, w.Code);
+        var written = Kprobe(agent.Events.WaitFor(e => Kprobe(e, "buffers") is { } k && k.GetProperty("function_name").GetString() == "__x64_sys_write", "the write's event"), "buffers")!.Value;
+        Assert.Equal("AB\0CD"u8.ToArray(), written.GetProperty("args")[1].GetProperty("bytes_arg").GetBytesFromBase64());
+        Assert.Equal("5", written.GetProperty("args")[2].GetProperty("size_arg").GetString());
+
+        var r = Run.Wait(cat, [dir.File("data.bin")]);
+        Assert.Equal(0, r.Code);
+        // The loader's reads of the libraries are reported too; the file's read is the one with its bytes.
+        var read = Kprobe(agent.Events.WaitFor(e => Kprobe(e, "buffers") is { } k && k.GetProperty("function_name").GetString() == "__x64_sys_read"
+            && k.GetProperty("args")[1].TryGetProperty("bytes_arg", out var b) && b.GetBytesFromBase64().SequenceEqual(content), "the file read's event"), "buffers")!.Value;
+        Assert.Equal(content.Length.ToString(), read.GetProperty("return").GetProperty("size_arg").GetString());
+        Assert.Equal("KPROBE_ACTION_POST", read.GetProperty("return_action").GetString());
+    }
 }
