@@ -19,6 +19,7 @@ enum sa_dim_kind sa_contract_dim_kind;
 enum sa_selector_flags sa_contract_selector_flags;
 enum sa_point_flags sa_contract_point_flags;
 enum sa_ev_file_info sa_contract_ev_file_info;
+struct sa_ret_cmp sa_contract_ret_cmp;
 struct event_header sa_contract_event_header;
 struct exec_event sa_contract_exec_event;
 struct fork_event sa_contract_fork_event;

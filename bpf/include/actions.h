@@ -21,7 +21,8 @@ static __always_inline void sa_set_bits(__u64 *w, __u32 from, __u32 to)
 	}
 }
 
-static __always_inline void sa_post(struct sa_run *r, const struct sa_selector *sel, __u32 hook_id, __u32 actions, __u8 flags)
+/* Builds the hook's record in the call state's event; returns its size. */
+static __always_inline __u64 sa_fill(struct sa_run *r, const struct sa_selector *sel, __u32 hook_id, __u32 actions, __u8 flags)
 {
 	struct sa_call *c = r->c;
 	struct policy_event *ev = &c->ev;
@@ -68,9 +69,103 @@ static __always_inline void sa_post(struct sa_run *r, const struct sa_selector *
 	if (r->at_exit)
 		flags |= SA_PEV_AT_EXIT;
 	ev->flags = flags;
+	ev->ret = 0;
+	ev->ret_actions = 0;
+	ev->pad2 = 0;
 	__u64 size = offsetof(struct policy_event, data) + (off & (SA_EVENT_DATA - 1));
 	sa_header(&ev->hdr, r->op, size);
+	return size;
+}
+
+static __always_inline void sa_post(struct sa_run *r, const struct sa_selector *sel, __u32 hook_id, __u32 actions, __u8 flags)
+{
+	__u64 size = sa_fill(r, sel, hook_id, actions, flags);
+	sa_submit(&r->c->ev, size, sel->flags & SA_SEL_USER_SPACE);
+}
+
+/* matchReturnArgs: every entry passes (Equal / NotEqual: any of its values). */
+static __always_inline bool sa_match_return(const struct sa_selector *sel, __s64 ret)
+{
+	for (int i = 0; i < SA_RET_CMPS; i++) {
+		if (i >= sel->ret_ncmps)
+			break;
+		const struct sa_ret_cmp *c = &sel->ret_cmps[i];
+		__s64 v = c->values[0];
+		bool any = false;
+		switch (c->cmp) {
+		case SA_CMP_IN:
+		case SA_CMP_NOT_IN:
+			for (int j = 0; j < SA_RET_VALUES; j++)
+				if (j < c->nvalues && c->values[j] == ret)
+					any = true;
+			if (any != (c->cmp == SA_CMP_IN))
+				return false;
+			break;
+		case SA_CMP_GREATER_THAN:
+			if (c->is_signed ? !(ret > v) : !((__u64)ret > (__u64)v))
+				return false;
+			break;
+		case SA_CMP_LESS_THAN:
+			if (c->is_signed ? !(ret < v) : !((__u64)ret < (__u64)v))
+				return false;
+			break;
+		case SA_CMP_MASK:
+			if (!((__u64)ret & (__u64)v))
+				return false;
+			break;
+		default:
+			return false;
+		}
+	}
+	return true;
+}
+
+/* A return hook's event at the syscall's exit: the return filters, then the return actions (a signal lands
+ * before the return to user space), then the event built at enter goes out with the return value. */
+static __always_inline void sa_return(const struct sa_selector *sel, struct policy_event *ev, __s64 ret, __u32 tgid)
+{
+	__u32 hook_id = sel->hook_id;
+	struct sa_hook_stats *st = bpf_map_lookup_elem(&sa_hook_stats, &hook_id);
+	if (!st || !sa_match_return(sel, ret))
+		return;
+	__u32 actions = sel->ret_actions;
+	__u8 flags = ev->flags | SA_PEV_RETURN;
+	if (SA_TASK_HELPERS && (actions & (SA_ACT_SIGKILL | SA_ACT_SIGNAL))) {
+		if (!(sel->flags & SA_SEL_ENFORCE)) {
+			flags |= SA_PEV_MONITOR;
+		} else if (!sa_may_signal(tgid)) {
+			flags |= SA_PEV_SAFETY_REFUSED;
+		} else if (bpf_send_signal(actions & SA_ACT_SIGNAL ? sel->ret_signal : SA_SIGKILL) == 0) {
+			flags |= SA_PEV_RETURN_ENFORCED;
+			__sync_fetch_and_add(&st->enforced, 1);
+		}
+	}
+	if (!(actions & SA_ACT_POST))
+		return;
+	ev->ret = ret;
+	ev->ret_actions = actions;
+	ev->flags = flags;
+	__u64 size = ev->hdr.size;
+	if (size < offsetof(struct policy_event, data) || size > sizeof(*ev))
+		return;
+	if (sel->ret_copy) {
+		/* returnCopy: the buffer holds what the call returned, its length (the compiler keeps it the hook's
+		 * only data, so it goes first). */
+		__u32 j = (sel->ret_copy - 1) & 7;
+		if (j >= SA_MAX_ARGS)
+			return;
+		__u32 n = ret > 0 ? (ret < SA_STR_MAX - 1 ? ret : SA_STR_MAX - 1) : 0;
+		if (bpf_probe_read_user(ev->data, n & (SA_STR_MAX - 1), (void *)ev->ints[j]) != 0)
+			n = 0;
+		if (ret > (__s64)n)
+			ev->flags |= SA_PEV_STR_TRUNCATED;
+		ev->str_len[j] = n;
+		ev->ints[j] = ret > 0 ? ret : 0;
+		size = offsetof(struct policy_event, data) + (n & (SA_STR_MAX - 1));
+		ev->hdr.size = size;
+	}
 	sa_submit(ev, size, sel->flags & SA_SEL_USER_SPACE);
+	__sync_fetch_and_add(&st->posted, 1);
 }
 
 /* The actions of the hook whose selector `sel` matched this call. */
@@ -131,6 +226,20 @@ static __always_inline void sa_act(struct sa_run *r, const struct sa_selector *s
 		}
 		bpf_map_update_elem(&sa_rate, &rk, &now, BPF_ANY);
 	}
+#if SA_FAMILY == SA_FAMILY_TRACEPOINT
+	if (sel->ret_hook) {
+		/* A return probe: the event, with the arguments as the enter saw them, waits for the return value. */
+		sa_fill(r, sel, hook_id, actions, flags);
+		if (r->at_exit) {
+			sa_return(sel, &r->c->ev, r->ret, r->tgid);
+		} else if (r->nret < SA_RET_MAX) {
+			struct sa_ret_key k = { .id = ((__u64)r->tgid << 32) | r->tid, .n = r->nret };
+			if (bpf_map_update_elem(&sa_ret_events, &k, &r->c->ev, BPF_ANY) == 0)
+				r->ret_bits[r->nret++ & (SA_RET_MAX - 1)] = r->bit - 1;
+		}
+		return;
+	}
+#endif
 	sa_post(r, sel, hook_id, actions, flags);
 	__sync_fetch_and_add(&st->posted, 1);
 }

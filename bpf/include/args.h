@@ -13,6 +13,7 @@ struct sa_source {
 	__u64 raw[SA_MAX_FN_ARGS];      /* LSM hooks, kprobes, raw tracepoints, uprobes, USDT: the arguments */
 	char dest[SA_SOCKADDR_SIZE];    /* cgroup connect hooks: the destination as a struct sockaddr */
 	__u64 file;                     /* a syscall's exit: the struct file it opened or executed */
+	__s64 ret;                      /* a syscall's exit: its return value */
 };
 
 struct sa_rev_ctx {
@@ -82,7 +83,7 @@ static __always_inline void sa_read_arg(struct sa_call *c, __u32 p, const struct
 	__u32 len = 0;
 
 	if (SA_FAMILY == SA_FAMILY_TRACEPOINT)
-		bpf_probe_read_kernel(&v, a->size <= 8 ? a->size & 0xf : 8, (void *)(src->record + a->offset));
+		bpf_probe_read_kernel(&v, a->size <= 8 && a->type != SA_ARG_BUF ? a->size & 0xf : 8, (void *)(src->record + a->offset));
 	else if (SA_FAMILY == SA_FAMILY_FUNCTION || SA_FAMILY == SA_FAMILY_USER)
 		v = src->raw[a->offset < SA_MAX_FN_ARGS ? a->offset : 0];
 
@@ -109,6 +110,19 @@ static __always_inline void sa_read_arg(struct sa_call *c, __u32 p, const struct
 			if (a->type == SA_ARG_USER_PATH_AT && a->offset >= 8)
 				bpf_probe_read_kernel(&dirfd, sizeof(dirfd), (void *)(src->record + a->offset - 8));
 			len = sa_read_user_path(c, p, (void *)v, a->type == SA_ARG_USER_PATH_AT, dirfd);
+		}
+		break;
+	case SA_ARG_BUF:
+		if (SA_FAMILY == SA_FAMILY_TRACEPOINT) {
+			/* Exactly the count's bytes (NULs included), up to the slot's size; ints[] carries the count. */
+			__u64 count = 0;
+			bpf_probe_read_kernel(&count, sizeof(count), (void *)(src->record + a->size));
+			len = count < SA_STR_MAX - 1 ? count : SA_STR_MAX - 1;
+			if (bpf_probe_read_user(str, len & (SA_STR_MAX - 1), (void *)v) != 0)
+				len = 0;
+			if (count > len)
+				c->trunc_mask |= 1 << p;
+			v = count;
 		}
 		break;
 	case SA_ARG_SOCK_ADDR:

@@ -53,6 +53,12 @@ enum sa_limit {
 	SA_AF_UNIX = 1,
 	SA_AF_INET = 2,
 	SA_AF_INET6 = 10,
+	/* Return probes (Tetragon's return: true on a syscall kprobe): the enter keeps the event of each return hook
+	 * that matched there, the exit posts it with the return value when the selector's return filters pass. */
+	SA_RET_CMPS = 2,           /* matchReturnArgs entries per selector (ANDed) */
+	SA_RET_VALUES = 4,         /* values of one Equal / NotEqual entry (ORed) */
+	SA_RET_MAX = 4,            /* return hooks one call can arm (several policies on one syscall) */
+	SA_RET_PENDING = 1024,     /* threads inside a return-probed syscall at once; beyond, the oldest are dropped */
 };
 
 /* Attach points whose program serves one point only: their id is fixed (the others get theirs from the
@@ -194,6 +200,9 @@ enum sa_arg_type {
 	SA_ARG_K_STRING = 10,    /* kernel char * */
 	SA_ARG_USER_PATH = 11,   /* user-space file name: joined to the cwd when relative, normalised (., .., //) */
 	SA_ARG_USER_PATH_AT = 12,/* ... relative to the directory fd in the record's previous argument (AT_FDCWD: cwd) */
+	SA_ARG_BUF = 13,         /* user-space buffer of exactly the byte count at record offset `size` (sizeArgIndex):
+				  * up to SA_STR_MAX - 1 bytes are sent; ints[] holds the count */
+	SA_ARG_BUF_RET = 14,     /* user-space buffer read at return, the count being the return value (returnCopy) */
 	/* Kernel objects of a function argument (kprobes, LSM hooks), read with CO-RE into the slot's bytes. */
 	SA_ARG_SOCK = 19,        /* struct sock *: struct sa_sock_info */
 	SA_ARG_SOCKET = 20,      /* struct socket *: its sock, struct sa_sock_info */
@@ -222,6 +231,7 @@ enum sa_ev_file_info {
 enum sa_point_flags {
 	SA_POINT_EXIT_FD = 1 << 0,   /* the return value is a file descriptor (open, openat, openat2, creat) */
 	SA_POINT_EXIT_EXE = 1 << 1,  /* a successful exec: the new mm->exe_file */
+	SA_POINT_EXIT_RETURN = 1 << 2,/* return probes: the exit reads the return value for the hooks armed at enter */
 };
 
 /* Comparisons of a selector (matchArgs, matchBinaries, matchPIDs, matchCapabilities). */
@@ -268,6 +278,18 @@ enum sa_policy_event_flags {
 	SA_PEV_STR_TRUNCATED = 1 << 3,
 	SA_PEV_DENY_SET = 1 << 4,        /* enforced because user space put the process in the deny set */
 	SA_PEV_AT_EXIT = 1 << 5,         /* matched at the syscall's exit, on the object the kernel looked up */
+	SA_PEV_RETURN = 1 << 6,          /* a return probe's event, posted at return: ret and ret_actions are set */
+	SA_PEV_RETURN_ENFORCED = 1 << 7, /* the return actions' signal was sent */
+};
+
+/* One matchReturnArgs entry on the return value (signed, as a syscall returns it). cmp: SA_CMP_IN (Equal, any of
+ * the values), SA_CMP_NOT_IN, SA_CMP_GREATER_THAN, SA_CMP_LESS_THAN, SA_CMP_MASK (values[0]). */
+struct sa_ret_cmp {
+	__u8 cmp;
+	__u8 nvalues;
+	__u8 is_signed;          /* the returnArg type is signed (int, long, fd): else compared unsigned (size_t, uint64) */
+	__u8 pad[5];
+	__s64 values[SA_RET_VALUES];
 };
 
 /* An indexed dimension of the selectors at an attach point: one map lookup per call gives the bitmap of the
@@ -371,6 +393,15 @@ struct sa_selector {
 	__u8 nargs;              /* the hook's arguments ... */
 	__u8 args[SA_MAX_ARGS];  /* ... and the point slot each is read into */
 	struct sa_int_cmp cmps[SA_MAX_INT_CMPS];
+	/* Return probes (appended): the return filters and the actions at return (matchReturnActions). */
+	__u8 ret_hook;           /* 1: the hook is a return probe, its event is posted at return */
+	__u8 ret_ncmps;
+	__u8 ret_copy;           /* 1 + the event argument read at return (returnCopy); 0 none */
+	__u8 ret_pad;
+	__u32 ret_actions;       /* enum sa_action bits done at return; SA_ACT_POST posts the kept event */
+	__u32 ret_signal;        /* for SA_ACT_SIGNAL at return */
+	__u32 ret_pad2;
+	struct sa_ret_cmp ret_cmps[SA_RET_CMPS];
 };
 
 /* Value-set maps: {generation, attach point, dimension, value} -> bitmap of the selectors whose set holds the
@@ -511,5 +542,8 @@ struct policy_event {
 	__u16 str_len[SA_MAX_ARGS];
 	__u16 raw_len[SA_MAX_ARGS];  /* path arguments: the string the process passed, when not the resolved one */
 	__u16 pad1[2];
+	__s64 ret;               /* SA_PEV_RETURN: the syscall's return value */
+	__u32 ret_actions;       /* SA_PEV_RETURN: the actions done at return */
+	__u32 pad2;
 	char data[SA_EVENT_DATA];
 };

@@ -84,7 +84,7 @@ static __always_inline void sa_arm_exit(struct sa_run *r, const struct sa_source
 static __always_inline __s32 sa_policy_run(__u32 ap, __u8 op, const struct sa_source *src, const __u64 *skip)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct sa_run r = { .ap = ap, .op = op, .tgid = pid_tgid >> 32, .tid = (__u32)pid_tgid, .alive = true };
+	struct sa_run r = { .ap = ap, .op = op, .tgid = pid_tgid >> 32, .tid = (__u32)pid_tgid, .alive = true, .ret = src->ret };
 	__u32 *gen = bpf_map_lookup_elem(&sa_active, &ap);
 	if (!gen || !*gen || sa_is_agent(r.tgid))
 		return 0;
@@ -117,5 +117,14 @@ static __always_inline __s32 sa_policy_run(__u32 ap, __u8 op, const struct sa_so
 	if (sa_eval_dims(&r, r.pt->nproc_dims, r.pt->ndims))
 		bpf_loop(SA_SEL_BITS + SA_SEL_WORDS, sa_next_selector, &r, 0);
 	sa_arm_exit(&r, src);
+#if SA_FAMILY == SA_FAMILY_TRACEPOINT
+	if (r.nret) {
+		/* The return hooks that matched: their events wait in sa_ret_events for sa_policy_ret_tp. */
+		struct sa_ret_state rs = { .ap = ap, .gen = r.gen, .n = r.nret };
+		__builtin_memcpy(rs.bits, r.ret_bits, sizeof(rs.bits));
+		__u64 id = pid_tgid;
+		bpf_map_update_elem(&sa_ret_pending, &id, &rs, BPF_ANY);
+	}
+#endif
 	return r.verdict;
 }

@@ -200,6 +200,37 @@ struct {
 	__type(key, struct sa_inode_key);
 	__type(value, struct sa_bitmap);
 } sa_inode_set SEC(".maps");
+
+/* Return probes: per thread, the return hooks its enter matched (selector bits of generation `gen`), and the
+ * event of each, built at enter (the arguments as the call saw them) and posted at the exit with the return
+ * value. Bounded (LRU): a thread that never returns is evicted; the exit deletes what it read. */
+struct sa_ret_state {
+	__u32 ap;
+	__u32 gen;
+	__u32 n;
+	__u16 bits[SA_RET_MAX];
+	__u32 pad;
+};
+
+struct sa_ret_key {
+	__u64 id;                /* pid_tgid */
+	__u32 n;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SA_RET_PENDING);
+	__type(key, __u64);
+	__type(value, struct sa_ret_state);
+} sa_ret_pending SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SA_RET_PENDING);
+	__type(key, struct sa_ret_key);
+	__type(value, struct policy_event);
+} sa_ret_events SEC(".maps");
 #endif
 
 static __always_inline struct sa_call *sa_call_state(void)

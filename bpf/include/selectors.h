@@ -25,6 +25,9 @@ struct sa_run {
 	__s32 verdict;               /* errno for LSM and cgroup hooks (0: allow) */
 	bool alive;
 	bool at_exit;                /* a syscall's exit, on the object the kernel looked up */
+	__u16 nret;                  /* return hooks matched at enter, their bits: */
+	__u16 ret_bits[SA_RET_MAX];
+	__s64 ret;                   /* at a syscall's exit: its return value */
 };
 
 static __always_inline const void *sa_lookup_exact(struct sa_call *c, struct sa_value_hdr hdr, const char *s, __u32 len)

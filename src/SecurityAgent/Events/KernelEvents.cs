@@ -139,4 +139,10 @@ public readonly record struct ExitEvent(ulong Ktime, int Pid, int Tid, ulong Sta
 /// (null: none differs).</summary>
 public sealed record PolicyKernelEvent(
     ulong Ktime, int Pid, int Tid, uint HookId, uint PolicyId, int Selector, PolicyWire.EventFlags Flags, uint Actions,
-    ulong[] Ints, byte[][] Strings, byte[]?[]? Passed = null) : KernelEvent(Ktime);
+    ulong[] Ints, byte[][] Strings, byte[]?[]? Passed = null) : KernelEvent(Ktime)
+{
+    /// <summary>A return probe's event (Flags has Return): the syscall's return value and the actions done at return.</summary>
+    public long Return { get; init; }
+
+    public uint ReturnActions { get; init; }
+}

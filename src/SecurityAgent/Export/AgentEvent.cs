@@ -30,6 +30,11 @@ public sealed record PolicyMatchEvent(
     ulong Ktime, ProcessInfo Process, ProcessInfo? Parent, string PolicyName, HookPlan Hook, string Action,
     bool Enforce, bool Enforced, bool SafetyRefused, string DecidedBy, IReadOnlyList<RenderedArg> Args) : AgentEvent(Ktime, Process, Parent)
 {
+    /// <summary>A return probe's `return` (the returnArg's rendering of the return value) and `return_action`.</summary>
+    public RenderedArg? Return { get; init; }
+
+    public string? ReturnAction { get; init; }
+
     public override string Type => Hook.Kind switch
     {
         HookKind.Kprobe => "process_kprobe",

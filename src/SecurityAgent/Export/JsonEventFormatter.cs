@@ -156,8 +156,14 @@ public sealed class JsonEventFormatter
         for (int i = 0; i < m.Args.Count; i++) // indexed: foreach over an interface boxes its enumerator
             WriteArg(w, m.Args[i]);
         w.WriteEndArray();
+        if (m.Return is not null)
+        {
+            w.WritePropertyName("return");
+            WriteArg(w, m.Return);
+        }
         w.WriteString("action", m.Action);
         w.WriteString("policy_name", m.PolicyName);
+        if (m.ReturnAction is not null) w.WriteString("return_action", m.ReturnAction);
         if (m.Hook.Message is not null) w.WriteString("message", m.Hook.Message);
         if (m.Hook.Tags.Count > 0)
         {
@@ -208,6 +214,13 @@ public sealed class JsonEventFormatter
             case long l: l.TryFormat(digits, out int n); w.WriteString(a.Kind, digits[..n]); break;
             case ulong u: u.TryFormat(digits, out int m); w.WriteString(a.Kind, digits[..m]); break;
             case byte[] bytes: w.WriteBase64String(a.Kind, bytes); break;
+            case TruncatedBytes tb:
+                w.WriteStartObject(a.Kind);
+                w.WriteBase64String("bytes_arg", tb.Bytes);
+                tb.OrigSize.TryFormat(digits, out int o);
+                w.WriteString("orig_size", digits[..o]);
+                w.WriteEndObject();
+                break;
             case PathArg pa:
                 WritePathArg(w, a.Kind, pa);
                 break;

@@ -18,6 +18,9 @@ public sealed record UnixSockAddr(string Family, string Path);
 /// ("-rw-r-----"); empty where the kernel did not read the inode. Tetragon leaves mount empty, and so does the agent.</summary>
 public sealed record PathArg(string Path, string Flags = "", string Permission = "");
 
+/// <summary>Tetragon's truncated_bytes_arg: the first bytes of a buffer and its whole size (orig_size, a uint64).</summary>
+public sealed record TruncatedBytes(byte[] Bytes, ulong OrigSize);
+
 /// <summary>Tetragon's syscall_id: {"id": N, "abi": "x64"}.</summary>
 public sealed record SyscallId(uint Id, string Abi);
 
@@ -52,6 +55,9 @@ public static class PolicyArgs
             }
             list.Add(a.KernelType switch
             {
+                ArgType.Buf or ArgType.BufRet when v > (ulong)strings[a.Slot].Length =>
+                    new RenderedArg("truncated_bytes_arg", new TruncatedBytes(strings[a.Slot], v), a.Label),
+                ArgType.Buf or ArgType.BufRet => new RenderedArg("bytes_arg", strings[a.Slot], a.Label),
                 ArgType.String or ArgType.KString when a.Type is "char_buf" or "char_iovec" => new RenderedArg("bytes_arg", strings[a.Slot], a.Label),
                 ArgType.String or ArgType.KString => new RenderedArg("string_arg", Encoding.UTF8.GetString(strings[a.Slot]), a.Label,
                     a.KernelType == ArgType.String && passed?[a.Slot] is { } p ? Encoding.UTF8.GetString(p) : null),
@@ -102,6 +108,14 @@ public static class PolicyArgs
         }
         return new string(s[..n]);
     }
+    /// <summary>A return probe's value as Tetragon's `return` KprobeArgument, typed by the returnArg.</summary>
+    public static RenderedArg RenderReturn(ReturnPlan r, long value) => r.KernelType switch
+    {
+        ArgType.Int when r.Size == 8 => new RenderedArg("long_arg", value, r.Label),
+        ArgType.Int or ArgType.Fd => new RenderedArg("int_arg", (int)value, r.Label),
+        ArgType.UInt when r.Size == 8 => new RenderedArg("size_arg", (ulong)value, r.Label),
+        _ => new RenderedArg("uint_arg", (uint)value, r.Label),
+    };
 
     public static SyscallId SyscallIdOf(ulong v) =>
         (v & Compat32) != 0 ? new SyscallId((uint)(v & ~Compat32), Abi.Compat) : new SyscallId((uint)v, Abi.Native);

@@ -30,7 +30,8 @@ public sealed class Decider(IReadOnlyDictionary<uint, HookInfo> hooks, EventPipe
         }
         var sel = selector < info.Hook.Selectors.Count ? info.Hook.Selectors[selector] : null;
         var actions = sel?.Actions ?? Actions.Post;
-        bool enforced = e.Flags.HasFlag(PolicyWire.EventFlags.Enforced);
+        bool returned = e.Flags.HasFlag(PolicyWire.EventFlags.Return) && info.Hook.Return is not null;
+        bool enforced = e.Flags.HasFlag(PolicyWire.EventFlags.Enforced) || e.Flags.HasFlag(PolicyWire.EventFlags.ReturnEnforced);
         bool refused = e.Flags.HasFlag(PolicyWire.EventFlags.SafetyRefused);
         var decidedBy = e.HookId >= Fanotify.FanotifyLoader.FirstHookId ? "fanotify" : "kernel"; // the agent's answer to a permission event
         if (sel is { KernelOnly: false } && e.Flags.HasFlag(PolicyWire.EventFlags.DenySet))
@@ -58,7 +59,11 @@ public sealed class Decider(IReadOnlyDictionary<uint, HookInfo> hooks, EventPipe
         if (!actions.HasFlag(Actions.Post))
             return (Verdict.NotPosted, null);
         return (Verdict.Export, new PolicyMatchEvent(e.Ktime, p, parent, info.PolicyName, info.Hook, PolicyArgs.ActionName(actions), info.Enforce,
-            enforced, refused, decidedBy, PolicyArgs.Render(info.Hook, e.Ints, e.Strings, e.Passed)));
+            enforced, refused, decidedBy, PolicyArgs.Render(info.Hook, e.Ints, e.Strings, e.Passed))
+        {
+            Return = returned ? PolicyArgs.RenderReturn(info.Hook.Return!, e.Return) : null,
+            ReturnAction = returned ? PolicyArgs.ActionName((Actions)e.ReturnActions) : null,
+        });
     }
 
     /// <summary>A process that exited leaves every deny set (pids are reused).</summary>

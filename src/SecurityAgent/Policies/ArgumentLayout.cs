@@ -89,7 +89,28 @@ internal static class ArgumentLayout
             if (plan is not null) slot++;
             infos.Add(new ArgInfo(a, Class(type), plan));
         }
+        // A buffer read at return is the event's only data: the kernel writes it at the start of the record.
+        if (infos.FirstOrDefault(i => i.Plan?.KernelType == ArgType.BufRet) is { } copy
+            && infos.FirstOrDefault(i => i != copy && i.Plan is { KernelType: not (ArgType.Int or ArgType.UInt or ArgType.Fd) }) is { } other)
+            d.EngineGap(other.Spec.Type.Pos, other.Spec.Type.Path, $"a '{other.Spec.Type.Value}' argument beside a returnCopy buffer (the other arguments of such a hook are integers here)");
         return infos;
+    }
+
+    /// <summary>A return probe's returnArg where the placement reads the return value (a syscall's exit tracepoint:
+    /// the `long ret` field). A syscall returns an integer: the returnArg type says how it is compared and rendered.</summary>
+    public static ReturnPlan? ReturnArg(HookSpec hook, Placement? placement, DiagnosticBag d)
+    {
+        if (hook is not KprobeSpec { Return.Value: true, ReturnArg: { } ra } || placement?.ReturnTracepoint is not { } tp)
+            return null;
+        var type = ra.Type.Value;
+        var (kt, size) = Class(type) == ArgClass.Int && type is not ("capability" or "kernel_cap_t" or "cap_inheritable" or "cap_permitted" or "cap_effective")
+            ? KernelType(type, new TracepointField("ret", "long", 0, 8, true)) : (ArgType.None, 0);
+        if (kt == ArgType.None)
+        {
+            d.Error(ra.Type.Pos, ra.Type.Path, $"returnArg type '{PolicyValues.Shorten(type)}': syscall {placement.Syscall} returns an integer (long); use int, long, size_t, uint64 or fd");
+            return null;
+        }
+        return new ReturnPlan(type, kt, size, ra.Label, tp);
     }
 
     /// <summary>sizeArgIndex, returnCopy, maxData and resolve: checked as Tetragon does, and what the engine does
@@ -97,17 +118,27 @@ internal static class ArgumentLayout
     private static void Modifiers(ArgSpec a, Placement? placement, DiagnosticBag d)
     {
         bool buffer = a.Type.Value is "char_buf" or "char_iovec";
+        // A syscall's char_buf on its tracepoint: the record has the pointer and the count (or the return value).
+        bool syscallBuffer = a.Type.Value == "char_buf" && placement is { RawSyscallStrings: true, Field: not null };
         if (a.SizeArgIndex is { Value: > 0 } size)
         {
             if (!buffer)
                 d.Error(size.Pos, size.Path, $"sizeArgIndex applies to char_buf and char_iovec arguments, not '{a.Type.Value}'");
             else if (size.Value > 15)
                 d.Error(size.Pos, size.Path, $"sizeArgIndex {size.Value} is out of range: it names argument sizeArgIndex-1 (1..15, as Tetragon counts)");
-            else
-                d.EngineGap(size.Pos, size.Path, $"sizeArgIndex (exactly the byte count in argument {size.Value - 1}, reported as bytes_arg)");
+            else if (!syscallBuffer)
+                d.EngineGap(size.Pos, size.Path, $"sizeArgIndex (exactly the byte count in argument {size.Value - 1}, reported as bytes_arg) on {placement?.Describe ?? "this hook"} (syscall char_buf arguments have it)");
+            else if (placement!.Field!(size.Value - 1) is null)
+                d.Error(size.Pos, size.Path, $"sizeArgIndex {size.Value} names argument {size.Value - 1}, and syscall {placement.Syscall} has {placement.FieldCount} (0..{placement.FieldCount - 1})");
         }
         if (a.ReturnCopy is { Value: true } rc)
-            d.EngineGap(rc.Pos, rc.Path, "returnCopy (the buffer read again when the call returns)");
+        {
+            if (!buffer)
+                d.Error(rc.Pos, rc.Path, $"returnCopy applies to char_buf and char_iovec arguments, not '{a.Type.Value}'");
+            else if (!syscallBuffer || placement!.ReturnTracepoint is null)
+                d.EngineGap(rc.Pos, rc.Path, "returnCopy (the buffer read when the call returns) " + (syscallBuffer
+                    ? "without a return probe: it needs return: true and a returnArg, as in Tetragon" : $"on {placement?.Describe ?? "this hook"} (syscall char_buf arguments of a return probe have it)"));
+        }
         if (a.MaxData is { Value: true } md)
             d.EngineGap(md.Pos, md.Path, "maxData (buffers beyond 4 KiB)");
         if (a.Resolve is { } r)
@@ -134,6 +165,15 @@ internal static class ArgumentLayout
             return null;
         }
         var (kernelType, size) = KernelType(a.Type.Value, f);
+        if (a.Type.Value == "char_buf" && kernelType == ArgType.String && p.RawSyscallStrings)
+        {
+            // Exactly the bytes: the count from another argument (sizeArgIndex) or the return value (returnCopy);
+            // the point argument's size byte holds the count's record offset.
+            if (a.ReturnCopy?.Value == true && p.ReturnTracepoint is not null)
+                return new ArgPlan(slot, a.Index.Value, a.Type.Value, ArgType.BufRet, f.Offset, 8, a.Label);
+            if (a.SizeArgIndex is { Value: > 0 and <= 15 } sz && p.Field!(sz.Value - 1) is { } count)
+                return new ArgPlan(slot, a.Index.Value, a.Type.Value, ArgType.Buf, f.Offset, count.Offset, a.Label);
+        }
         if (a.Type.Value == "data_loc")
         {
             d.EngineGap(a.Type.Pos, a.Type.Path, $"argument type 'data_loc' (the tracepoint's dynamic string '{f.Name}')");

@@ -29,6 +29,9 @@ internal sealed record Placement(HookKind Kind, Mechanism Mechanism, string Targ
 
     public MechanismTraits Traits => MechanismTraits.Of(Mechanism);
 
+    /// <summary>A return probe's tracepoint (syscalls/sys_exit_NAME) where this placement can read the return value.</summary>
+    public string? ReturnTracepoint { get; init; }
+
     /// <summary>String arguments are the raw user-space string a process passed to a syscall.</summary>
     public bool RawSyscallStrings => Syscall is not null && Mechanism == Mechanism.Tracepoint;
 
@@ -108,8 +111,12 @@ internal sealed class HookPlacement(KernelFeatures features, Func<string, string
             d.Warning(ra.Pos, PolicySchema.Child(k.Path, "returnArg"), "returnArg is read only with 'return: true': ignored here, as in Tetragon");
         if (k.ReturnArgAction is { } rac && !returns)
             d.Warning(rac.Pos, rac.Path, "returnArgAction applies only with 'return: true': ignored here, as in Tetragon");
-        if (k.ReturnArgAction is { Value: not ("Post" or "TrackSock" or "UntrackSock") } bad)
-            d.Error(bad.Pos, bad.Path, $"returnArgAction '{PolicyValues.Shorten(bad.Value)}' is not one of Post, TrackSock, UntrackSock");
+        if (k.ReturnArgAction is { Value: not ("TrackSock" or "UntrackSock") } bad)
+            d.Error(bad.Pos, bad.Path, $"returnArgAction '{PolicyValues.Shorten(bad.Value)}' is not TrackSock or UntrackSock (the only return-value actions Tetragon defines)");
+        else if (returns && k.ReturnArgAction is { } track && k.Syscall)
+            d.Error(track.Pos, track.Path, $"returnArgAction {track.Value} takes the struct sock * a kernel function returns (a kretprobe on e.g. sk_alloc); a syscall returns an integer");
+        if (returns && k.ReturnArg is null)
+            d.Error(k.Return!.Pos, k.Return.Path, "return: true needs a returnArg (its type says how the return value is read), as in Tetragon");
         if (!k.Syscall)
         {
             if (!features.Has(Mechanism.Kprobe))
@@ -150,23 +157,28 @@ internal sealed class HookPlacement(KernelFeatures features, Func<string, string
                 tp is null ? null : i => SyscallFirstField + i < tp.Fields.Count ? tp.Fields[SyscallFirstField + i] : null, formats is null || tp is not null, name,
                 tp is null ? 0 : Math.Max(0, tp.Fields.Count - SyscallFirstField));
         }
-        if (returns)
-            d.EngineGap(k.Return!.Pos, k.Return.Path, $"a return probe on syscall {name} (the paired tracepoint syscalls/sys_exit_{name} reads the return value)");
         var why = (features.Has(Mechanism.Kprobe) || features.Has(Mechanism.Fentry)
             ? "syscall kprobe: runs on the syscall's entry tracepoint (same arguments, no kprobe needed)"
             : "syscall kprobe: this kernel has no kprobes or fentry, so it runs on the syscall's entry tracepoint with the same arguments")
             + (returns ? $"; the return value from syscalls/sys_exit_{name}" : "");
         if (formats is null)
-            return new Placement(HookKind.Kprobe, Mechanism.Tracepoint, $"syscalls/sys_enter_{name}", "__x64_sys_" + name, why, null, false, name, 0);
+            return new Placement(HookKind.Kprobe, Mechanism.Tracepoint, $"syscalls/sys_enter_{name}", "__x64_sys_" + name, why, null, false, name, 0)
+            { ReturnTracepoint = returns ? $"syscalls/sys_exit_{name}" : null };
         var format = formats("syscalls", "sys_enter_" + name);
         if (format is null)
         {
             d.Error(k.Call.Pos, k.Call.Path, $"unknown syscall '{call}': no tracepoint syscalls/sys_enter_{name} on this kernel");
             return null;
         }
+        if (returns && formats("syscalls", "sys_exit_" + name) is null)
+        {
+            d.Error(k.Return!.Pos, k.Return.Path, $"return: true on syscall {name} needs the tracepoint syscalls/sys_exit_{name}, which this kernel does not have");
+            return null;
+        }
         // A syscall kprobe's argument i is the syscall's argument i: format field 5 + i, same meaning.
         return new Placement(HookKind.Kprobe, Mechanism.Tracepoint, $"syscalls/sys_enter_{name}", "__x64_sys_" + name, why,
-            i => SyscallFirstField + i < format.Fields.Count ? format.Fields[SyscallFirstField + i] : null, true, name, Math.Max(0, format.Fields.Count - SyscallFirstField));
+            i => SyscallFirstField + i < format.Fields.Count ? format.Fields[SyscallFirstField + i] : null, true, name, Math.Max(0, format.Fields.Count - SyscallFirstField))
+        { ReturnTracepoint = returns ? $"syscalls/sys_exit_{name}" : null };
     }
 
     private Placement? Uprobe(UprobeSpec u, DiagnosticBag d)

@@ -30,10 +30,19 @@ public static class PlanExplainer
                     {
                         Mechanism.CgroupSockAddr => "the destination from the connect context",
                         Mechanism.FanotifyPerm => "the opened file's canonical path (from the event's fd)",
+                        _ when a.KernelType == ArgType.Buf => $"the buffer at record offset {a.Offset}: exactly the byte count at record offset {a.Size} (sizeArgIndex), "
+                            + $"up to {Events.Contract.StrMax - 1} bytes sent as bytes_arg (more: truncated_bytes_arg with orig_size)",
+                        _ when a.KernelType == ArgType.BufRet => $"the buffer at record offset {a.Offset}, read at return: as many bytes as the call returned (returnCopy), "
+                            + $"up to {Events.Contract.StrMax - 1} sent as bytes_arg (more: truncated_bytes_arg with orig_size)",
                         _ => $"read {a.KernelType} ({a.Size} bytes) at record offset {a.Offset}",
                     }));
+            if (hook.Return is { } ret)
+                b.AppendLine($"    return probe: {ret.Tracepoint} reads the return value as returnArg {ret.Type} ({ret.KernelType}, {ret.Size} bytes{(ret.Signed ? ", signed" : "")}); "
+                    + "the selectors' matchArgs, matchBinaries, matchPIDs and matchActions are decided at entry, where the event is built with the arguments "
+                    + "as the call saw them; a matching call's event waits (per thread, sa_ret_events) and is posted at return, with `return`, only when "
+                    + "that selector's matchReturnArgs pass, after its matchReturnActions (a Sigkill there lands before the return to user space)");
             if (hook.Selectors.Count == 0)
-                b.AppendLine("    no selectors: every call is posted");
+                b.AppendLine(hook.Return is null ? "    no selectors: every call is posted" : "    no selectors: every call is posted at return");
             for (int s = 0; s < hook.Selectors.Count; s++)
             {
                 var sel = hook.Selectors[s];
@@ -48,6 +57,9 @@ public static class PlanExplainer
                 if (sel.CapCmp != Cmp.None) b.AppendLine($"      capabilities {sel.CapCmp} mask 0x{sel.CapMask:x} (set {sel.CapSet})");
                 foreach (var f in sel.Args)
                     b.AppendLine($"      arg slot {f.Slot} {f.Cmp} " + (f.ValueSet is null ? $"0x{f.Value:x}" : Set(plan, f.ValueSet)) + Matches(hook, f));
+                if (hook.Return is not null)
+                    b.AppendLine("      at return: " + (sel.ReturnArgs.Count == 0 ? "any return value" : string.Join(" and ", sel.ReturnArgs.Select(r => ReturnFilter(r, hook.Return))))
+                        + $" -> actions {sel.ReturnActions}" + (sel.ReturnSignal != 0 ? $" signal {sel.ReturnSignal}" : ""));
                 foreach (var p in sel.ParentBinaries)
                     b.AppendLine($"      parent binary {p.Operator} [{string.Join(", ", p.Values)}] (user space)");
             }
@@ -78,6 +90,19 @@ public static class PlanExplainer
             || hook.Args.FirstOrDefault(a => a.Slot == f.Slot) is not { KernelType: ArgType.String } arg)
             return "";
         return "\n        matches " + (PathArguments.Explain(hook, arg, f.Cmp) ?? "the string as the process passed it (not a file name the kernel resolves)");
+    }
+
+    private static string ReturnFilter(ReturnFilterPlan r, ReturnPlan ret)
+    {
+        string V(ulong v) => ret.Signed ? ((long)v).ToString(System.Globalization.CultureInfo.InvariantCulture) : v.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        return r.Cmp switch
+        {
+            Cmp.In => $"return in [{string.Join(", ", r.Values.Select(V))}]",
+            Cmp.NotIn => $"return not in [{string.Join(", ", r.Values.Select(V))}]",
+            Cmp.GreaterThan => $"return > {V(r.Values[0])}",
+            Cmp.LessThan => $"return < {V(r.Values[0])}",
+            _ => $"return & 0x{r.Values[0]:x} != 0",
+        } + (ret.Signed ? "" : " (unsigned)");
     }
 
     private static string Describe(LabelSelector s) =>

@@ -114,7 +114,7 @@ public static class PolicyEncoding
         // A file name that an Equal/Prefix/Postfix selector matches is resolved in the kernel (PathArguments);
         // one only read for the event stays as passed (no cost).
         var target = hooks.Count > 0 && hooks[0].Hook.Mechanism == Kernel.Mechanism.Tracepoint ? hooks[0].Hook.Target : "";
-        W.PointFlags flags = 0;
+        W.PointFlags flags = hooks.Any(h => h.Hook.Return is not null) ? W.PointFlags.Return : 0;
         foreach (int slot in ordered.Where(d => d.Kind is W.DimKind.StrExact or W.DimKind.StrPrefix or W.DimKind.StrPostfix).Select(d => d.Slot).Distinct())
             if (PathArguments.Resolved(target, args[slot].Offset, args[slot].Type) is { } resolved)
             {
@@ -168,7 +168,7 @@ public static class PolicyEncoding
     };
 
     public static bool IsString(ArgType t) => t is ArgType.String or ArgType.File or ArgType.Path or ArgType.Bprm or ArgType.KString
-        or ArgType.NetDev or ArgType.Dentry or ArgType.Kiocb or ArgType.Module or ArgType.LoadInfo;
+        or ArgType.NetDev or ArgType.Dentry or ArgType.Kiocb or ArgType.Module or ArgType.LoadInfo or ArgType.Buf;
 
     private sealed class DimBuilder(W.DimKind kind, int slot)
     {
@@ -466,6 +466,27 @@ public static class PolicyEncoding
             b[W.Selector.Args + a.Slot] = (byte)slots[a.Slot];
         BinaryPrimitives.WriteUInt32LittleEndian(s[W.Selector.ScopeId..], h.ScopeId);
         var flags = h.Enforce ? W.SelectorFlags.Enforce : 0;
+        if (h.Hook.Return is { } ret)
+        {
+            b[W.Selector.RetHook] = 1;
+            BinaryPrimitives.WriteUInt32LittleEndian(s[W.Selector.RetActions..], (uint)(sel?.ReturnActions ?? Actions.Post));
+            BinaryPrimitives.WriteUInt32LittleEndian(s[W.Selector.RetSignal..], (uint)(sel?.ReturnSignal ?? 0));
+            var filters = sel?.ReturnArgs ?? [];
+            if (filters.Count > Contract.RetCmps)
+                throw new PolicyLimitException($"policy {h.Plan.Name}: {filters.Count} matchReturnArgs entries in one selector, at most {Contract.RetCmps}");
+            b[W.Selector.RetNcmps] = (byte)filters.Count;
+            if (h.Hook.Args.FirstOrDefault(a => a.KernelType == ArgType.BufRet) is { } copy)
+                b[W.Selector.RetCopy] = (byte)(copy.Slot + 1);
+            for (int i = 0; i < filters.Count; i++)
+            {
+                var o = W.Selector.RetCmps + i * W.RetCmp.Length;
+                b[o + W.RetCmp.Cmp] = (byte)filters[i].Cmp;
+                b[o + W.RetCmp.Nvalues] = (byte)Math.Min(filters[i].Values.Count, Contract.RetValues);
+                b[o + W.RetCmp.IsSigned] = ret.Signed ? (byte)1 : (byte)0;
+                for (int v = 0; v < Math.Min(filters[i].Values.Count, Contract.RetValues); v++)
+                    BinaryPrimitives.WriteUInt64LittleEndian(s[(o + W.RetCmp.Values + 8 * v)..], SignExtended(filters[i].Values[v], ret));
+            }
+        }
         if (sel is null)
         {
             b[W.Selector.Flags] = (byte)flags;
@@ -503,6 +524,10 @@ public static class PolicyEncoding
         }
         return b;
     }
+
+    /// <summary>A filter value as the exit compares it with the 64-bit return value: an int returnArg's value is
+    /// the 32-bit pattern the policy wrote ("4294967295" is -1), widened with its sign.</summary>
+    private static ulong SignExtended(ulong v, ReturnPlan ret) => ret.Signed && ret.Size == 4 ? (ulong)(long)(int)(uint)v : v;
 
     /// <summary>A process's binary as the process sensor keeps it (sa_exec_binary).</summary>
     public static byte[] Binary(string path)

@@ -41,6 +41,9 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
         public List<PlacedHook> Hooks { get; set; } = [];
         public PointGeneration? Active { get; set; }
         public List<BpfLink> Links { get; } = [];
+
+        /// <summary>The return probes' exit program (one of <see cref="Links"/>), while the point has return hooks.</summary>
+        public BpfLink? ReturnLink { get; set; }
     }
 
     private readonly object _lock = new();
@@ -218,6 +221,7 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
         foreach (var (point, _, gen) in next)
             active.Update(BitConverter.GetBytes(point.Id), BitConverter.GetBytes(gen?.Gen ?? 0));
         var attached = new List<AttachPoint>();
+        var returnAttached = new List<AttachPoint>();
         try
         {
             foreach (var (point, _, _) in next.Where(n => n.Gen is not null && n.Point.Links.Count == 0))
@@ -225,9 +229,21 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
                 point.Links.AddRange(sensor.Attach(point.Mechanism, point.Target, point.Id));
                 attached.Add(point);
             }
+            foreach (var (point, _, _) in next.Where(n => n.Gen is { Layout.Flags: var f } && f.HasFlag(PolicyWire.PointFlags.Return) && n.Point.ReturnLink is null))
+            {
+                point.ReturnLink = sensor.AttachReturn(point.Target, point.Id);
+                point.Links.Add(point.ReturnLink);
+                returnAttached.Add(point);
+            }
         }
         catch
         {
+            foreach (var p in returnAttached)
+            {
+                p.Links.Remove(p.ReturnLink!);
+                p.ReturnLink!.Dispose();
+                p.ReturnLink = null;
+            }
             foreach (var l in attached.SelectMany(p => p.Links)) l.Dispose();
             foreach (var p in attached) p.Links.Clear();
             foreach (var (point, _, _) in next)
@@ -254,7 +270,14 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
             {
                 foreach (var l in point.Links) l.Dispose();
                 point.Links.Clear();
+                point.ReturnLink = null;
                 RemovePoint(point);
+            }
+            else if (point.ReturnLink is { } rl && !gen.Layout.Flags.HasFlag(PolicyWire.PointFlags.Return))
+            {
+                point.Links.Remove(rl);
+                rl.Dispose();
+                point.ReturnLink = null;
             }
         }
     }

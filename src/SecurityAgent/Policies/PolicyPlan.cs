@@ -26,6 +26,9 @@ public sealed record HookPlan(HookKind Kind, Mechanism Mechanism, string Target,
 
     /// <summary>Uprobes and USDT probes: where in which binary (the Target is its <see cref="UserProbeSite.Target"/>).</summary>
     public UserProbeSite? Site { get; init; }
+
+    /// <summary>A return probe (`return: true`): the event is posted when the call returns, with its value.</summary>
+    public ReturnPlan? Return { get; init; }
 }
 
 /// <summary>Where a uprobe or USDT probe attaches: a binary's symbol, or its file offset, or a USDT probe by provider
@@ -57,6 +60,16 @@ public sealed record UserProbeSite(string Binary, string? Symbol, ulong Offset, 
     public override string ToString() => IsUsdt ? $"{Binary} {Provider}:{Probe}" : $"{Binary} {Symbol ?? $"+0x{Offset:x}"}";
 }
 
+/// <summary>A return probe: the returnArg's type (how the value is compared and rendered as Tetragon's `return`) and
+/// the tracepoint that reads it (a syscall's syscalls/sys_exit_NAME, attached beside the enter's).</summary>
+public sealed record ReturnPlan(string Type, ArgType KernelType, int Size, string? Label, string Tracepoint)
+{
+    public bool Signed => KernelType is ArgType.Int or ArgType.Fd;
+}
+
+/// <summary>One matchReturnArgs entry: Equal / NotEqual (In / NotIn over the values), GreaterThan, LessThan, Mask.</summary>
+public sealed record ReturnFilterPlan(Cmp Cmp, IReadOnlyList<ulong> Values);
+
 /// <summary>One argument read by the hook. Slot is its position in the kernel record; Index the policy's numbering.</summary>
 public sealed record ArgPlan(int Slot, int Index, string Type, ArgType KernelType, int Offset, int Size, string? Label);
 
@@ -75,6 +88,14 @@ public sealed record SelectorPlan(
 {
     /// <summary>DnsLookup and GetUrl: carried out by the agent for each matching event (<see cref="PolicyNotifier"/>).</summary>
     public IReadOnlyList<Notification> Notify { get; init; } = [];
+
+    /// <summary>Return probes: matchReturnArgs, ANDed, on the return value.</summary>
+    public IReadOnlyList<ReturnFilterPlan> ReturnArgs { get; init; } = [];
+
+    /// <summary>Return probes: matchReturnActions, done at return (Post unless NoPost, as at entry).</summary>
+    public Actions ReturnActions { get; init; } = Actions.Post;
+
+    public int ReturnSignal { get; init; }
 
     /// <summary>Whether the kernel alone decides (no user-space stage for this selector).</summary>
     public bool KernelOnly => ParentBinaries.Count == 0;

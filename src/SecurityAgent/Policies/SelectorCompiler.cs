@@ -37,28 +37,33 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
         return sets.Count - 1;
     }
 
-    public List<SelectorPlan> Compile(HookSpec hook, Placement? placement, IReadOnlyList<ArgInfo> args)
+    public List<SelectorPlan> Compile(HookSpec hook, Placement? placement, IReadOnlyList<ArgInfo> args, ReturnPlan? ret = null)
     {
         if (hook.Selectors.Count > MaxSelectors)
             d.Error(hook.Selectors[MaxSelectors].Pos, hook.Selectors[MaxSelectors].Path, $"{hook.Selectors.Count} selectors, at most {MaxSelectors} per hook");
         var kind = placement?.Kind ?? hook switch { TracepointSpec => HookKind.Tracepoint, KprobeSpec => HookKind.Kprobe, _ => HookKind.LsmHook };
-        return hook.Selectors.Take(MaxSelectors).Select(s => Selector(s, kind, placement, args, hook)).ToList();
+        return hook.Selectors.Take(MaxSelectors).Select(s => Selector(s, kind, placement, args, hook, ret)).ToList();
     }
 
-    private SelectorPlan Selector(SelectorSpec s, HookKind kind, Placement? placement, IReadOnlyList<ArgInfo> args, HookSpec hook)
+    private SelectorPlan Selector(SelectorSpec s, HookKind kind, Placement? placement, IReadOnlyList<ArgInfo> args, HookSpec hook, ReturnPlan? ret)
     {
         if (s.Label is { } label)
             d.Warning(label.Pos, label.Path, "events do not carry selector labels yet: the label is not reported");
         if (s.MatchData.Count > 0)
             d.Error(s.MatchData[0].Pos, PolicySchema.Child(s.Path, "matchData"), "unsupported: matchData filters a hook's data: entries, which SecurityAgent does not read");
-        MatchReturnArgs(s, hook);
+        var returnArgs = MatchReturnArgs(s, hook, ret);
         MatchNamespaces(s.MatchNamespaces, placement);
         MatchNamespaceChanges(s.MatchNamespaceChanges);
         MatchCapabilityChanges(s.MatchCapabilityChanges);
+        var (returnActions, returnSignal) = (Actions.Post, 0);
         if (s.MatchReturnActions.Count > 0)
         {
-            MatchActions(s.MatchReturnActions, placement, args, returning: true, []);
-            d.EngineGap(s.MatchReturnActions[0].Pos, PolicySchema.Child(s.Path, "matchReturnActions"), "matchReturnActions (actions when the call returns)");
+            var returnNotify = new List<Notification>();
+            (returnActions, returnSignal, _, _) = MatchActions(s.MatchReturnActions, placement, args, returning: true, returnNotify);
+            if (ret is null)
+                d.EngineGap(s.MatchReturnActions[0].Pos, PolicySchema.Child(s.Path, "matchReturnActions"), "matchReturnActions (actions when the call returns) where no return probe runs (syscall kprobes with return: true have one)");
+            else if (returnNotify.Count > 0)
+                d.EngineGap(s.MatchReturnActions[0].Pos, PolicySchema.Child(s.Path, "matchReturnActions"), "DnsLookup and GetUrl in matchReturnActions");
         }
         var notify = new List<Notification>();
         var (actions, signal, error, rate) = MatchActions(s.MatchActions, placement, args, returning: false, notify);
@@ -67,26 +72,76 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
         var (capCmp, capSet, capMask) = MatchCapabilities(s.MatchCapabilities, placement);
         var parents = MatchParentBinaries(s.MatchParentBinaries);
         var filters = MatchArgs(s, kind, args);
-        return new SelectorPlan(actions, signal, rate, error, binCmp, binSet, pidCmp, pids, follow, pidNs, capCmp, capSet, capMask, filters, parents) { Notify = notify };
+        return new SelectorPlan(actions, signal, rate, error, binCmp, binSet, pidCmp, pids, follow, pidNs, capCmp, capSet, capMask, filters, parents)
+        { Notify = notify, ReturnArgs = returnArgs, ReturnActions = returnActions, ReturnSignal = returnSignal };
     }
 
-    /// <summary>matchReturnArgs: filters on the return value (index 0), which needs `return: true` and a returnArg.</summary>
-    private void MatchReturnArgs(SelectorSpec s, HookSpec hook)
+    /// <summary>matchReturnArgs: filters on the return value (index 0), which needs `return: true` and a returnArg. On a
+    /// syscall's exit tracepoint the value is an integer: Equal / NotEqual (up to RetValues values each), GreaterThan,
+    /// LessThan, Mask; at most RetCmps entries, ANDed (as in Tetragon).</summary>
+    private List<ReturnFilterPlan> MatchReturnArgs(SelectorSpec s, HookSpec hook, ReturnPlan? ret)
     {
-        if (s.MatchReturnArgs.Count == 0) return;
+        var list = new List<ReturnFilterPlan>();
+        if (s.MatchReturnArgs.Count == 0) return list;
         var returnArg = hook switch { KprobeSpec k when k.Return?.Value == true => k.ReturnArg, UprobeSpec u when u.Return?.Value == true => u.ReturnArg, _ => null };
         if (returnArg is null)
         {
             d.Error(s.MatchReturnArgs[0].Pos, s.MatchReturnArgs[0].Path, "matchReturnArgs needs 'return: true' and a returnArg on the hook");
-            return;
+            return list;
         }
+        if (ret is not null && s.MatchReturnArgs.Count > Events.Contract.RetCmps)
+            d.Error(s.MatchReturnArgs[Events.Contract.RetCmps].Pos, s.MatchReturnArgs[Events.Contract.RetCmps].Path,
+                $"{s.MatchReturnArgs.Count} matchReturnArgs entries, at most {Events.Contract.RetCmps} per selector");
         var info = new ArgInfo(returnArg, ArgumentLayout.Class(returnArg.Type.Value), null);
         foreach (var m in s.MatchReturnArgs)
         {
             if (m.Index is { Value: not 0 } idx)
                 d.Error(idx.Pos, idx.Path, "matchReturnArgs compares the return value: index 0");
-            MatchArg(m, info);
+            if (ret is null)
+            {
+                MatchArg(m, info);
+                continue;
+            }
+            if (ReturnFilter(m) is { } f) list.Add(f);
         }
+        return list;
+    }
+
+    /// <summary>One matchReturnArgs entry on a syscall's integer return value.</summary>
+    private ReturnFilterPlan? ReturnFilter(ArgMatcherSpec m)
+    {
+        var op = m.Operator.Value;
+        var cmp = op switch
+        {
+            "Equal" => Cmp.In,
+            "NotEqual" => Cmp.NotIn,
+            "GreaterThan" or "GT" => Cmp.GreaterThan,
+            "LessThan" or "LT" => Cmp.LessThan,
+            "Mask" => Cmp.Mask,
+            _ => Cmp.None,
+        };
+        if (cmp == Cmp.None)
+        {
+            d.Error(m.Operator.Pos, m.Operator.Path, $"operator {op} does not apply to a syscall's return value (an integer): use Equal, NotEqual, GreaterThan, LessThan or Mask");
+            return null;
+        }
+        if (m.Values.Count == 0)
+        {
+            d.Error(m.Pos, PolicySchema.Child(m.Path, "values"), $"operator {op} needs at least one value");
+            return null;
+        }
+        int max = cmp is Cmp.In or Cmp.NotIn ? Events.Contract.RetValues : cmp == Cmp.Mask ? int.MaxValue : 1;
+        if (m.Values.Count > max)
+        {
+            d.Error(m.Values[max].Pos, m.Values[max].Path, cmp is Cmp.In or Cmp.NotIn
+                ? $"{m.Values.Count} values, at most {max} per matchReturnArgs {op} entry" : $"operator {op} takes one value");
+            return null;
+        }
+        var ints = Integers(m.Values, allowLists: false);
+        if (ints is null) return null;
+        return cmp == Cmp.Mask
+            ? new ReturnFilterPlan(cmp, [ints.Aggregate(0UL, (mask, i) => mask | i.Value)])
+            : new ReturnFilterPlan(cmp, ints.Select(i => i.Value).ToList());
     }
 
     private void MatchNamespaces(IReadOnlyList<NamespaceMatcherSpec> m, Placement? placement)
@@ -235,8 +290,6 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
             if (action != "Post" && (a.KernelStackTrace?.Value == true || a.UserStackTrace?.Value == true))
                 d.Error(a.Pos, a.Path, "kernelStackTrace and userStackTrace go with the Post action only (as in Tetragon)");
         }
-        if (returning && result != Actions.None)
-            return (result, signal, error, rate);
         if (noPost && notify.Count > 0)
             d.Error(actions[0].Pos, actions[0].Path, "DnsLookup and GetUrl are carried out by the agent on the matching event, which NoPost keeps in the kernel: drop NoPost");
         if (!noPost) result |= Actions.Post; // events are posted unless NoPost, as in Tetragon
@@ -364,6 +417,11 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
         foreach (var m in s.MatchArgs.Take(MaxMatchArgs))
         {
             if (ArgumentLayout.Resolve(m, args, kind, d) is not { } arg) continue;
+            if (arg.Plan?.KernelType == ArgType.BufRet)
+            {
+                d.Error(m.Pos, m.Path, "matchArgs cannot filter a returnCopy buffer: it is read when the call returns, after the entry selectors decided");
+                continue;
+            }
             if (MatchArg(m, arg) is { } f) list.Add(f);
         }
         return list;

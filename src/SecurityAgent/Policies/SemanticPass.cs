@@ -37,12 +37,13 @@ internal sealed class SemanticPass(KernelFeatures features, Func<string, string,
         {
             var place = placement.Place(hook, d);
             var args = ArgumentLayout.Layout(hook, place, d);
-            var sels = selectors.Compile(hook, place, args);
+            var ret = ArgumentLayout.ReturnArg(hook, place, d);
+            var sels = selectors.Compile(hook, place, args, ret);
             Warn(hook, place, args, d);
             if (place is { FieldsKnown: true } && args.All(a => a.Complete))
             {
                 var plan = new HookPlan(place.Kind, place.Mechanism, place.Target, place.Name, place.Why, args.Where(a => a.Plan is not null).Select(a => a.Plan!).ToList(),
-                    sels, hook.Message?.Value, hook.Tags) { Pids = PidFlags(hook) };
+                    sels, hook.Message?.Value, hook.Tags) { Pids = PidFlags(hook), Return = ret };
                 if (place.Mechanism == Mechanism.FanotifyPerm)
                     foreach (var (sel, message) in Fanotify.FanotifyPolicies.Unsupported(plan))
                         d.Error(sel >= 0 ? hook.Selectors[sel].Pos : hook.Pos, sel >= 0 ? hook.Selectors[sel].Path : hook.Path, message);

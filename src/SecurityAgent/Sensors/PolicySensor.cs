@@ -97,6 +97,11 @@ public sealed class PolicySensor : IDisposable
         }
     }
 
+    /// <summary>Attaches the return probes' program to the exit tracepoint of a syscall entry point
+    /// ("syscalls/sys_enter_NAME" → "syscalls/sys_exit_NAME"), with the entry point's id as bpf_cookie.</summary>
+    public BpfLink AttachReturn(string target, uint ap) =>
+        AttachTracepoint(BpfNames.Programs.PolicyRetTp, target.Replace("/sys_enter_", "/sys_exit_", StringComparison.Ordinal), ap);
+
     private BpfLink AttachTracepoint(string program, string target, uint ap)
     {
         int slash = target.IndexOf('/');

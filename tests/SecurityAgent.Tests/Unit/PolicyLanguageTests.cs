@@ -108,10 +108,11 @@ public class PolicyLanguageTests
         """;
 
     [Fact]
-    public void SizeArgIndex_is_refused_where_the_engine_would_read_a_string_instead_of_count_bytes()
+    public void SizeArgIndex_reads_exactly_the_byte_count_of_the_argument_it_names_instead_of_a_string()
     {
-        var d = Refusal(Write, "spec.kprobes[0].args[1].sizeArgIndex");
-        Assert.Contains("exactly the byte count in argument 2", d.Message); // 1-based, as Tetragon counts
+        var buf = Plan(Write).Hooks[0].Args[1];
+        Assert.Equal(ArgType.Buf, buf.KernelType);
+        Assert.Equal(16 + 8 * 2, buf.Size); // the count: argument 2, as sizeArgIndex 3 names it (1-based, as Tetragon counts)
     }
 
     [Fact]
