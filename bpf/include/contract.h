@@ -48,6 +48,9 @@ enum sa_limit {
 	SA_AF_UNIX = 1,
 	SA_AF_INET = 2,
 	SA_AF_INET6 = 10,
+	SA_NS_MAX_MATCH = 4,       /* matchNamespaces entries per selector */
+	SA_NS_MAX_VALUES = 4,      /* inode numbers per matchNamespaces entry */
+	SA_NS_TREE_DEPTH = 9,      /* matchPIDs isNamespacePID+followForks: the process and 8 ancestors (as Tetragon) */
 };
 
 /* Attach points whose program serves one point only: their id is fixed (the others get theirs from the
@@ -68,6 +71,7 @@ enum sa_exec_flags {
 	SA_EXEC_CWD_TRUNCATED = 1 << 2,
 	SA_EXEC_ARGS_FAULT = 1 << 3,
 	SA_EXEC_NO_AUID = 1 << 4,
+	SA_EXEC_IN_INIT_TREE = 1 << 5, /* the process or an ancestor (at its fork) was its pid namespace's init */
 };
 
 /* Indexes of exec_event.ns: a process's namespace inode numbers, in the order of Tetragon's Namespaces. */
@@ -144,6 +148,8 @@ struct fork_event {
 	__u32 ppid;
 	__u64 start_time;
 	__u64 parent_start_time;
+	__u32 flags;             /* SA_EXEC_IN_INIT_TREE */
+	__u32 pad0;
 };
 
 struct exit_event {
@@ -304,6 +310,15 @@ struct sa_int_cmp {
 	__u64 value;
 };
 
+/* A matchNamespaces entry: the task's namespace `ns` (enum sa_ns) is (SA_CMP_IN) or is not one of the values. */
+struct sa_ns_match {
+	__u8 ns;
+	__u8 cmp;
+	__u8 nvals;
+	__u8 pad;
+	__u32 vals[SA_NS_MAX_VALUES];
+};
+
 /* One selector bit of one generation: what is not indexed, and the actions of its hook. */
 struct sa_selector {
 	__u32 hook_id;
@@ -327,6 +342,18 @@ struct sa_selector {
 	__u8 nargs;              /* the hook's arguments ... */
 	__u8 args[SA_MAX_ARGS];  /* ... and the point slot each is read into */
 	struct sa_int_cmp cmps[SA_MAX_INT_CMPS];
+	/* Namespaces, pid tree and capability changes: checked only when ns_any is set. */
+	__u8 ns_any;
+	__u8 pid_tree;           /* matchPIDs isNamespacePID+followForks: the pids of the process and its ancestors */
+	__u8 ns_nmatch;          /* matchNamespaces entries */
+	__u8 ns_chg_cmp;         /* matchNamespaceChanges: SA_CMP_IN / SA_CMP_NOT_IN; 0 none */
+	__u16 ns_chg_mask;       /* bits 1 << enum sa_ns */
+	__u8 cap_chg_cmp;        /* matchCapabilityChanges: SA_CMP_IN / SA_CMP_NOT_IN; 0 none */
+	__u8 cap_chg_set;        /* 0 effective, 1 permitted, 2 inheritable */
+	__u32 cap_userns;        /* isNamespaceCapability: the host's user namespace inode (0: any namespace) */
+	__u32 cap_chg_userns;    /* ... of matchCapabilityChanges */
+	__u64 cap_chg_mask;
+	struct sa_ns_match ns_match[SA_NS_MAX_MATCH];
 };
 
 /* Value-set maps: {generation, attach point, dimension, value} -> bitmap of the selectors whose set holds the

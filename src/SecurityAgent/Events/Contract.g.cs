@@ -28,6 +28,7 @@ namespace SecurityAgent.Bpf
             public const string Pending = "sa_pending";
             public const string PointStats = "sa_point_stats";
             public const string Points = "sa_points";
+            public const string Proc = "sa_proc";
             public const string Rate = "sa_rate";
             public const string RcuBarrier = "sa_rcu_barrier";
             public const string RcuInner = "sa_rcu_inner";
@@ -71,7 +72,7 @@ namespace SecurityAgent.Bpf
         public static class Kprobe
         {
             public const string File = "kprobe.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call"];
             public static readonly IReadOnlyList<string> Programs = ["sa_policy_kprobe"];
         }
 
@@ -79,7 +80,7 @@ namespace SecurityAgent.Bpf
         public static class Lsm
         {
             public const string File = "lsm.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call"];
             public static readonly IReadOnlyList<string> Programs = ["sa_lsm_file_open", "sa_lsm_bprm_check_security", "sa_lsm_socket_connect", "sa_lsm_file_permission"];
         }
 
@@ -95,7 +96,7 @@ namespace SecurityAgent.Bpf
         public static class Process
         {
             public const string File = "process.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_exec_scratch", "sa_binary_scratch"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_exec_scratch", "sa_binary_scratch"];
             public static readonly IReadOnlyList<string> Programs = ["sa_exec", "sa_fork", "sa_exit"];
         }
 
@@ -103,7 +104,7 @@ namespace SecurityAgent.Bpf
         public static class Sock
         {
             public const string File = "sock.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call"];
             public static readonly IReadOnlyList<string> Programs = ["sa_connect4", "sa_connect6"];
         }
 
@@ -111,7 +112,7 @@ namespace SecurityAgent.Bpf
         public static class Tracepoint
         {
             public const string File = "tracepoint.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_rcu_inner", "sa_rcu_barrier", "sa_pending", "sa_active", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_inode_set"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_rcu_inner", "sa_rcu_barrier", "sa_pending", "sa_active", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_inode_set"];
             public static readonly IReadOnlyList<string> Programs = ["sa_policy_tp", "sa_policy_exit_tp"];
         }
     }
@@ -158,6 +159,9 @@ namespace SecurityAgent.Events
         public const int AfUnix = 1;
         public const int AfInet = 2;
         public const int AfInet6 = 10;
+        public const int NsMaxMatch = 4;
+        public const int NsMaxValues = 4;
+        public const int NsTreeDepth = 9;
     }
 
     public static partial class PolicyWire
@@ -319,7 +323,18 @@ namespace SecurityAgent.Events
             public const int Nargs = 66;
             public const int Args = 67;
             public const int Cmps = 72;
-            public const int Length = 136;
+            public const int NsAny = 136;
+            public const int PidTree = 137;
+            public const int NsNmatch = 138;
+            public const int NsChgCmp = 139;
+            public const int NsChgMask = 140;
+            public const int CapChgCmp = 142;
+            public const int CapChgSet = 143;
+            public const int CapUserns = 144;
+            public const int CapChgUserns = 148;
+            public const int CapChgMask = 152;
+            public const int NsMatch = 160;
+            public const int Length = 240;
         }
 
         /// <summary>struct sa_int_cmp</summary>
@@ -330,6 +345,16 @@ namespace SecurityAgent.Events
             public const int IsSigned = 2;
             public const int Value = 8;
             public const int Length = 16;
+        }
+
+        /// <summary>struct sa_ns_match</summary>
+        public static class NsMatch
+        {
+            public const int Ns = 0;
+            public const int Cmp = 1;
+            public const int Nvals = 2;
+            public const int Vals = 4;
+            public const int Length = 20;
         }
 
         /// <summary>struct sa_value_hdr</summary>
@@ -447,6 +472,7 @@ namespace SecurityAgent.Events
             CwdTruncated = 4,
             ArgsFault = 8,
             NoAuid = 16,
+            InInitTree = 32,
         }
 
         /// <summary>enum sa_lost_reason</summary>
@@ -528,7 +554,8 @@ namespace SecurityAgent.Events
             public const int Ppid = 20;
             public const int StartTime = 24;
             public const int ParentStartTime = 32;
-            public const int Length = 40;
+            public const int Flags = 40;
+            public const int Length = 48;
         }
 
         /// <summary>struct exit_event</summary>

@@ -116,7 +116,8 @@ public readonly ref struct ExecEvent(ReadOnlySpan<byte> raw, ulong ktime, ReadOn
     public ReadOnlySpan<byte> Cwd { get; } = cwd;
 }
 
-public readonly record struct ForkEvent(ulong Ktime, int Pid, int Ppid, ulong StartTime, ulong ParentStartTime);
+/// <summary>Flags: Wire.ExecFlags.InInitTree, computed in the kernel at fork.</summary>
+public readonly record struct ForkEvent(ulong Ktime, int Pid, int Ppid, ulong StartTime, ulong ParentStartTime, Wire.ExecFlags Flags = 0);
 
 /// <summary>ExitCode is the wait(2) status: (code &lt;&lt; 8) for exit(), or the signal number.</summary>
 public readonly record struct ExitEvent(ulong Ktime, int Pid, int Tid, ulong StartTime, uint ExitCode)

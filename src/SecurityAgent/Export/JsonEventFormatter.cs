@@ -391,6 +391,7 @@ internal sealed class ProcessRenderer(BootClock clock, EventFormat format, Redac
             w.WriteString("name", user);
             w.WriteEndObject();
         }
+        w.WriteBoolean("in_init_tree", p.InInitTree);
         w.WriteEndObject();
     }
 
