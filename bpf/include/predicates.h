@@ -114,7 +114,8 @@ static __always_inline bool sa_ns_changed(const struct sa_selector *sel, const s
  * NotIn, only capabilities outside the mask do. */
 static __always_inline bool sa_caps_changed(const struct sa_selector *sel, const struct sa_proc *p, struct task_struct *task)
 {
-	__u64 then = p->caps[sel->cap_chg_set % 3];
+	__u8 set = sel->cap_chg_set;
+	__u64 then = set == 1 ? p->caps[1] : set == 2 ? p->caps[2] : p->caps[0];
 	__u64 now = sa_task_caps(task, sel->cap_chg_set);
 	if ((then & sel->cap_chg_mask) != (now & sel->cap_chg_mask))
 		return sel->cap_chg_cmp == SA_CMP_IN;
