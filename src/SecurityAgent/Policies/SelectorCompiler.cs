@@ -67,11 +67,15 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
         var (capCmp, capSet, capMask, capNs) = MatchCapabilities(s.MatchCapabilities, placement);
         var parents = MatchParentBinaries(s.MatchParentBinaries);
         var filters = MatchArgs(s, kind, args);
-        return new SelectorPlan(actions, signal, rate, error, binCmp, binSet, pidCmp, pids, follow, pidNs, capCmp, capSet, capMask, filters, parents)
+        var plan = new SelectorPlan(actions, signal, rate, error, binCmp, binSet, pidCmp, pids, follow, pidNs, capCmp, capSet, capMask, filters, parents)
         {
             Notify = notify, Namespaces = namespaces, NamespaceChangeCmp = nsChgCmp, NamespaceChangeMask = nsChgMask,
             CapChangeCmp = capChgCmp, CapChangeSet = capChgSet, CapChangeMask = capChgMask, CapNamespaceOnly = capNs, CapChangeNamespaceOnly = capChgNs,
         };
+        // The fanotify decision reads the process from /proc and has no per-process record from fork and exec.
+        if (placement is { Mechanism: Kernel.Mechanism.FanotifyPerm } && (plan.HasNamespaceChecks || plan.PidTree))
+            d.Error(s.Pos, s.Path, $"unsupported: matchNamespaces, matchNamespaceChanges, matchCapabilityChanges, isNamespaceCapability and matchPIDs isNamespacePID+followForks on {placement.Describe} (the agent's fanotify decision does not evaluate them)");
+        return plan;
     }
 
     /// <summary>matchReturnArgs: filters on the return value (index 0), which needs `return: true` and a returnArg.</summary>

@@ -7,7 +7,8 @@ namespace SecurityAgent.Tests.Integration;
 /// <summary>The namespace, pid-tree and capability selectors decided in the kernel, by the real agent, against
 /// binaries copied into the test's temp dir that the test starts in new namespaces (unshare, nsenter) or that
 /// change their own namespaces and capabilities (a small C program compiled here). Each selector kills its own
-/// copied binary when it matches: exit status 137 where it matches, 0 where it does not.</summary>
+/// copied binary when it matches: exit status 137 where it matches, 0 where it does not (the kill comes as the
+/// call returns, so the call itself runs).</summary>
 [Collection("kernel")]
 public class NamespaceSelectorTests
 {
@@ -41,8 +42,10 @@ public class NamespaceSelectorTests
         return b.ToString();
     }
 
+    /// <summary>The binary's exit status (SIGKILL at the syscall's entry kills it on the way back: the call itself
+    /// has run). Under unshare it runs as a child of a shell that is the new pid namespace's init, which reports it.</summary>
     private static int Mkdir(string binary, string path, string? launcher = null, params string[] launcherArgs) =>
-        launcher is null ? Run.Wait(binary, [path]).Code : Run.Wait(launcher, [.. launcherArgs, binary, path]).Code;
+        launcher is null ? Run.Wait(binary, [path]).Code : Run.Wait(launcher, [.. launcherArgs, "/bin/sh", "-c", $"{binary} {path}; exit $?"]).Code;
 
     [Fact]
     public void MatchNamespaces_host_ns_kills_in_a_new_net_namespace_with_NotIn_and_on_the_host_with_In()
@@ -65,7 +68,6 @@ public class NamespaceSelectorTests
         Assert.Equal(Killed, Mkdir(inside, dir.File("c")));
         Assert.Equal(0, Mkdir(inside, dir.File("d"), "unshare", unshare));
         Assert.True(Directory.Exists(dir.File("d")));
-        Assert.False(Directory.Exists(dir.File("a")) || Directory.Exists(dir.File("c")));
     }
 
     [Fact]
@@ -90,7 +92,6 @@ public class NamespaceSelectorTests
         {
             int nsInit = ChildOf(init.Id);
             Assert.Equal(Killed, Run.Wait("nsenter", ["--target", nsInit.ToString(), "--pid", "--mount", "--", victim, dir.File("entered")]).Code);
-            Assert.False(Directory.Exists(dir.File("entered")));
         }
         finally
         {
@@ -173,7 +174,6 @@ public class NamespaceSelectorTests
         Assert.Equal(0, Run.Wait(changer, [dir.File("same")]).Code);
         Assert.True(Directory.Exists(dir.File("same")));
         Assert.Equal(Killed, Run.Wait(changer, [dir.File("changed"), "uts"]).Code);
-        Assert.False(Directory.Exists(dir.File("changed")));
         // A process started in a new uts namespace has not changed it since its exec.
         Assert.Equal(0, Run.Wait("unshare", ["--uts", changer, dir.File("born-there")]).Code);
     }
@@ -192,7 +192,6 @@ public class NamespaceSelectorTests
         Assert.Equal(0, Run.Wait(changer, [dir.File("kept")]).Code);
         Assert.True(Directory.Exists(dir.File("kept")));
         Assert.Equal(Killed, Run.Wait(changer, [dir.File("dropped"), "drop"]).Code);
-        Assert.False(Directory.Exists(dir.File("dropped")));
         // A change of another capability only is NotIn's, not In's: the uts change does not count either.
         Assert.Equal(0, Run.Wait(changer, [dir.File("uts-only"), "uts"]).Code);
     }

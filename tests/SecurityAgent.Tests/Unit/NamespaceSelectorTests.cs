@@ -227,3 +227,18 @@ public class NamespaceSelectorTests
         Assert.False(v.Ok);
     }
 }
+
+/// <summary>The fanotify decision (an lsm deny where the kernel has no BPF LSM) has no per-process record: these
+/// selectors are refused there rather than dropped.</summary>
+public class NamespaceSelectorFanotifyTests
+{
+    [Fact]
+    public void A_namespace_change_selector_on_a_fanotify_decision_is_refused_naming_the_mechanism()
+    {
+        var yaml = FanotifyPlacementTests.Policy("file_open", "file", "Prefix", "/tmp/t/secret/",
+            extra: "      matchNamespaceChanges:\n      - operator: In\n        values: [Mnt]\n");
+        var v = Assert.Single(new PolicyValidator(PolicyValidatorTests.OurKernel, tracefs: null).ValidateText("p.yaml", yaml));
+        Assert.False(v.Ok);
+        Assert.Contains(v.Diagnostics, d => d.Message.StartsWith("unsupported: matchNamespaces, matchNamespaceChanges") && d.Message.Contains("fanotify"));
+    }
+}
