@@ -31,6 +31,7 @@ struct sa_point sa_contract_point;
 struct sa_gen_key sa_contract_gen_key;
 struct sa_selector_key sa_contract_selector_key;
 struct sa_selector sa_contract_selector;
+struct sa_ns_match sa_contract_ns_match;
 struct sa_bitmap sa_contract_bitmap;
 struct sa_str_key sa_contract_str_key;
 struct sa_lpm_key sa_contract_lpm_key;

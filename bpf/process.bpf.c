@@ -45,6 +45,59 @@ static __always_inline __u64 sa_task_start(struct task_struct *t)
 	return BPF_CORE_READ(t, group_leader, start_boottime);
 }
 
+/* The caller's credentials' capabilities, in sa_proc.caps order. */
+static __always_inline void sa_read_caps(__u64 *caps, const struct cred *cred)
+{
+	caps[0] = sa_read_cap(&cred->cap_effective);
+	caps[1] = sa_read_cap(&cred->cap_permitted);
+	caps[2] = sa_read_cap(&cred->cap_inheritable);
+}
+
+/* At fork: the child's parent, namespace pid, namespaces and capabilities; in the init tree when its parent is
+ * or when it is its pid namespace's init. Returns the flags for the fork record. */
+static __always_inline __u32 sa_proc_fork(struct task_struct *child, __u32 pid, __u32 ppid)
+{
+	struct sa_proc p = { .ppid = ppid, .flags = SA_PROC_FORKED };
+	p.nspid = sa_task_nspid(child);
+	struct sa_proc *parent = bpf_map_lookup_elem(&sa_proc, &ppid);
+	if (p.nspid == 1 || (parent && (parent->flags & SA_PROC_IN_INIT_TREE)))
+		p.flags |= SA_PROC_IN_INIT_TREE;
+	sa_read_caps(p.caps, BPF_CORE_READ(child, cred));
+	sa_read_namespaces(p.ns, child);
+	bpf_map_update_elem(&sa_proc, &pid, &p, BPF_ANY);
+	return p.flags & SA_PROC_IN_INIT_TREE ? SA_EXEC_IN_INIT_TREE : 0;
+}
+
+/* At exec: the first exec after a fork (or of a process the map does not know) takes the exec's namespaces and
+ * capabilities as the ones later changes are compared with. Returns the flags for the exec record. */
+static __always_inline __u32 sa_proc_exec(struct exec_event *ev)
+{
+	struct sa_proc *cur = bpf_map_lookup_elem(&sa_proc, &ev->pid);
+	__u32 nspid = sa_task_nspid((struct task_struct *)bpf_get_current_task());
+	if (cur && !(cur->flags & SA_PROC_FORKED)) {
+		cur->nspid = nspid;
+		if (nspid == 1)
+			cur->flags |= SA_PROC_IN_INIT_TREE;
+		return cur->flags & SA_PROC_IN_INIT_TREE ? SA_EXEC_IN_INIT_TREE : 0;
+	}
+	struct sa_proc p = { .ppid = ev->ppid, .nspid = nspid };
+	if (cur)
+		p.ppid = cur->ppid, p.flags = cur->flags & SA_PROC_IN_INIT_TREE;
+	else {
+		struct sa_proc *parent = bpf_map_lookup_elem(&sa_proc, &ev->ppid);
+		if (parent && (parent->flags & SA_PROC_IN_INIT_TREE))
+			p.flags |= SA_PROC_IN_INIT_TREE;
+	}
+	if (nspid == 1)
+		p.flags |= SA_PROC_IN_INIT_TREE;
+	p.caps[0] = ev->cap_effective;
+	p.caps[1] = ev->cap_permitted;
+	p.caps[2] = ev->cap_inheritable;
+	__builtin_memcpy(p.ns, ev->ns, sizeof(p.ns));
+	bpf_map_update_elem(&sa_proc, &ev->pid, &p, BPF_ANY);
+	return p.flags & SA_PROC_IN_INIT_TREE ? SA_EXEC_IN_INIT_TREE : 0;
+}
+
 static __always_inline __u32 sa_read_args(struct exec_event *ev, struct task_struct *task, __u32 off)
 {
 	struct mm_struct *mm = BPF_CORE_READ(task, mm);
@@ -149,6 +202,7 @@ int BPF_PROG(sa_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 	ev->env_len = env_len;
 
 	sa_remember_binary(ev->pid, ev->data, path_len);
+	ev->flags |= sa_proc_exec(ev);
 
 	__u64 size = offsetof(struct exec_event, data) + off + env_len;
 	sa_header(&ev->hdr, SA_OP_EXEC, size);
@@ -176,6 +230,7 @@ int BPF_PROG(sa_fork, struct task_struct *parent, struct task_struct *child)
 		__u64 mask = *follow;
 		bpf_map_update_elem(&sa_follow, &ev.pid, &mask, BPF_ANY);
 	}
+	ev.flags = sa_proc_fork(child, ev.pid, ev.ppid);
 	ev.start_time = BPF_CORE_READ(child, start_boottime);
 	ev.parent_start_time = sa_task_start(parent);
 	ev.nspid = sa_task_nspid(child);
@@ -195,6 +250,7 @@ int BPF_PROG(sa_exit, struct task_struct *task)
 	ev.pid = BPF_CORE_READ(task, tgid);
 	bpf_map_delete_elem(&sa_exec_binary, &ev.pid);
 	bpf_map_delete_elem(&sa_follow, &ev.pid);
+	bpf_map_delete_elem(&sa_proc, &ev.pid);
 	ev.tid = BPF_CORE_READ(task, pid);
 	ev.start_time = sa_task_start(task);
 	ev.exit_code = BPF_CORE_READ(task, exit_code);

@@ -59,6 +59,9 @@ enum sa_limit {
 	SA_RET_VALUES = 4,         /* values of one Equal / NotEqual entry (ORed) */
 	SA_RET_MAX = 4,            /* return hooks one call can arm (several policies on one syscall) */
 	SA_RET_PENDING = 1024,     /* threads inside a return-probed syscall at once; beyond, the oldest are dropped */
+	SA_NS_MAX_MATCH = 4,       /* matchNamespaces entries per selector */
+	SA_NS_MAX_VALUES = 4,      /* inode numbers per matchNamespaces entry */
+	SA_NS_TREE_DEPTH = 9,      /* matchPIDs isNamespacePID+followForks: the process and 8 ancestors (as Tetragon) */
 };
 
 /* Attach points whose program serves one point only: their id is fixed (the others get theirs from the
@@ -81,6 +84,7 @@ enum sa_exec_flags {
 	SA_EXEC_NO_AUID = 1 << 4,
 	SA_EXEC_ENV_TRUNCATED = 1 << 7,  /* the environment is longer than SA_ENV_MAX: its last variable is cut */
 	SA_EXEC_ENV_FAULT = 1 << 8,      /* the environment could not be read */
+	SA_EXEC_IN_INIT_TREE = 1 << 5, /* the process or an ancestor (at its fork) was its pid namespace's init */
 };
 
 /* Indexes of exec_event.ns: a process's namespace inode numbers, in the order of Tetragon's Namespaces. */
@@ -158,7 +162,7 @@ struct fork_event {
 	__u64 start_time;
 	__u64 parent_start_time;
 	__u32 nspid;             /* the child's pid in its own pid namespace */
-	__u32 pad0;
+	__u32 flags;             /* SA_EXEC_IN_INIT_TREE */
 };
 
 struct exit_event {
@@ -370,6 +374,15 @@ struct sa_int_cmp {
 	__u64 value;
 };
 
+/* A matchNamespaces entry: the task's namespace `ns` (enum sa_ns) is (SA_CMP_IN) or is not one of the values. */
+struct sa_ns_match {
+	__u8 ns;
+	__u8 cmp;
+	__u8 nvals;
+	__u8 pad;
+	__u32 vals[SA_NS_MAX_VALUES];
+};
+
 /* One selector bit of one generation: what is not indexed, and the actions of its hook. */
 struct sa_selector {
 	__u32 hook_id;
@@ -402,6 +415,18 @@ struct sa_selector {
 	__u32 ret_signal;        /* for SA_ACT_SIGNAL at return */
 	__u32 ret_pad2;
 	struct sa_ret_cmp ret_cmps[SA_RET_CMPS];
+	/* Namespaces, pid tree and capability changes: checked only when ns_any is set. */
+	__u8 ns_any;
+	__u8 pid_tree;           /* matchPIDs isNamespacePID+followForks: the pids of the process and its ancestors */
+	__u8 ns_nmatch;          /* matchNamespaces entries */
+	__u8 ns_chg_cmp;         /* matchNamespaceChanges: SA_CMP_IN / SA_CMP_NOT_IN; 0 none */
+	__u16 ns_chg_mask;       /* bits 1 << enum sa_ns */
+	__u8 cap_chg_cmp;        /* matchCapabilityChanges: SA_CMP_IN / SA_CMP_NOT_IN; 0 none */
+	__u8 cap_chg_set;        /* 0 effective, 1 permitted, 2 inheritable */
+	__u32 cap_userns;        /* isNamespaceCapability: the host's user namespace inode (0: any namespace) */
+	__u32 cap_chg_userns;    /* ... of matchCapabilityChanges */
+	__u64 cap_chg_mask;
+	struct sa_ns_match ns_match[SA_NS_MAX_MATCH];
 };
 
 /* Value-set maps: {generation, attach point, dimension, value} -> bitmap of the selectors whose set holds the

@@ -25,6 +25,51 @@ static __always_inline __u32 sa_task_nspid(struct task_struct *task)
 	return BPF_CORE_READ(sa_task_upid(task), nr);
 }
 
+/* The pid of the task's thread group in the task's own pid namespace. */
+static __always_inline __u32 sa_task_nspid(struct task_struct *task)
+{
+	struct pid *pid = BPF_CORE_READ(task, group_leader, thread_pid);
+	unsigned int level = BPF_CORE_READ(pid, level);
+	struct upid *numbers = (struct upid *)((char *)pid + bpf_core_field_offset(struct pid, numbers));
+	return BPF_CORE_READ(numbers + (level & 63), nr);
+}
+
+/* Namespace `i` (enum sa_ns) of the task: its inode number, 0 where the kernel has no such namespace. */
+static __always_inline __u32 sa_ns_inum(struct task_struct *task, __u32 i)
+{
+	struct nsproxy *nsp = BPF_CORE_READ(task, nsproxy);
+	switch (i) {
+	case SA_NS_UTS:
+		return BPF_CORE_READ(nsp, uts_ns, ns.inum);
+	case SA_NS_IPC:
+		return BPF_CORE_READ(nsp, ipc_ns, ns.inum);
+	case SA_NS_MNT:
+		return BPF_CORE_READ(nsp, mnt_ns, ns.inum);
+	case SA_NS_PID:
+		return sa_pid_ns_inum(task);
+	case SA_NS_PID_FOR_CHILDREN:
+		return BPF_CORE_READ(nsp, pid_ns_for_children, ns.inum);
+	case SA_NS_NET:
+		return BPF_CORE_READ(nsp, net_ns, ns.inum);
+	case SA_NS_TIME:
+		return bpf_core_field_exists(nsp->time_ns) ? BPF_CORE_READ(nsp, time_ns, ns.inum) : 0;
+	case SA_NS_TIME_FOR_CHILDREN:
+		return bpf_core_field_exists(nsp->time_ns_for_children) ? BPF_CORE_READ(nsp, time_ns_for_children, ns.inum) : 0;
+	case SA_NS_CGROUP:
+		return BPF_CORE_READ(nsp, cgroup_ns, ns.inum);
+	case SA_NS_USER:
+		return BPF_CORE_READ(task, cred, user_ns, ns.inum);
+	}
+	return 0;
+}
+
+static __always_inline void sa_read_namespaces(__u32 *ns, struct task_struct *task)
+{
+#pragma unroll
+	for (int i = 0; i < SA_NS_COUNT; i++)
+		ns[i] = sa_ns_inum(task, i);
+}
+
 static __always_inline void sa_read_exec_context(struct exec_event *ev, struct task_struct *task,
 						 const struct cred *cred, struct linux_binprm *bprm)
 {
@@ -44,20 +89,5 @@ static __always_inline void sa_read_exec_context(struct exec_event *ev, struct t
 	ev->userns_uid = BPF_CORE_READ(userns, owner.val);
 	ev->userns_gid = BPF_CORE_READ(userns, group.val);
 
-	struct nsproxy *nsp = BPF_CORE_READ(task, nsproxy);
-	ev->ns[SA_NS_UTS] = BPF_CORE_READ(nsp, uts_ns, ns.inum);
-	ev->ns[SA_NS_IPC] = BPF_CORE_READ(nsp, ipc_ns, ns.inum);
-	ev->ns[SA_NS_MNT] = BPF_CORE_READ(nsp, mnt_ns, ns.inum);
-	ev->ns[SA_NS_PID] = sa_pid_ns_inum(task);
-	ev->ns[SA_NS_PID_FOR_CHILDREN] = BPF_CORE_READ(nsp, pid_ns_for_children, ns.inum);
-	ev->ns[SA_NS_NET] = BPF_CORE_READ(nsp, net_ns, ns.inum);
-	if (bpf_core_field_exists(nsp->time_ns)) {
-		ev->ns[SA_NS_TIME] = BPF_CORE_READ(nsp, time_ns, ns.inum);
-		ev->ns[SA_NS_TIME_FOR_CHILDREN] = BPF_CORE_READ(nsp, time_ns_for_children, ns.inum);
-	} else {
-		ev->ns[SA_NS_TIME] = 0;
-		ev->ns[SA_NS_TIME_FOR_CHILDREN] = 0;
-	}
-	ev->ns[SA_NS_CGROUP] = BPF_CORE_READ(nsp, cgroup_ns, ns.inum);
-	ev->ns[SA_NS_USER] = BPF_CORE_READ(userns, ns.inum);
+	sa_read_namespaces(ev->ns, task);
 }

@@ -13,6 +13,8 @@ static __always_inline bool sa_selector_passes(struct sa_run *r, const struct sa
 {
 	if (!sa_in_scope(sel) || !sa_match_pids(sel, r->tgid) || !sa_match_caps(sel))
 		return false;
+	if (sel->ns_any && !sa_match_ns(sel, r->tgid))
+		return false;
 	for (int i = 0; i < SA_MAX_INT_CMPS; i++) {
 		if (i >= sel->ncmps)
 			break;

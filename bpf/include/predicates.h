@@ -4,6 +4,7 @@
  * refuses the selectors that would need them on those hooks). */
 #pragma once
 #include "policy_maps.h"
+#include "exec_context.h"
 
 #define SA_TASK_HELPERS (SA_FAMILY != SA_FAMILY_CGROUP)
 
@@ -28,12 +29,30 @@ static __always_inline __u32 sa_ns_tgid(__u32 tgid)
 {
 	if (!SA_TASK_HELPERS)
 		return tgid;
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct pid *pid = BPF_CORE_READ(task, group_leader, thread_pid);
-	unsigned int level = BPF_CORE_READ(pid, level);
-	struct upid up = {};
-	bpf_probe_read_kernel(&up, sizeof(up), &pid->numbers[level & 31]);
-	return up.nr;
+	return sa_task_nspid((struct task_struct *)bpf_get_current_task());
+}
+
+/* matchPIDs isNamespacePID+followForks, as Tetragon's: is one of the pids the namespace pid of the process or of
+ * one of its ancestors (as recorded at fork, while they live), up to SA_NS_TREE_DEPTH processes? *known is false
+ * when the kernel has no record of the process (a process that started before the agent and has not exec'd). */
+static __always_inline bool sa_pid_tree_has(const struct sa_selector *sel, __u32 tgid, bool *known)
+{
+	__u32 pid = tgid;
+	*known = true;
+	for (int d = 0; d < SA_NS_TREE_DEPTH; d++) {
+		struct sa_proc *p = bpf_map_lookup_elem(&sa_proc, &pid);
+		if (!p) {
+			*known = d > 0;
+			return false;
+		}
+		for (int i = 0; i < SA_MAX_PIDS; i++)
+			if (i < sel->npids && sel->pids[i] == p->nspid)
+				return true;
+		pid = p->ppid;
+		if (!pid)
+			return false;
+	}
+	return false;
 }
 
 /* matchPIDs, with followForks (the pid set's bit in sa_follow) and isNamespacePID. */
@@ -41,8 +60,15 @@ static __always_inline bool sa_match_pids(const struct sa_selector *sel, __u32 t
 {
 	if (sel->pid_cmp == SA_CMP_NONE)
 		return true;
-	__u32 who = sel->flags & SA_SEL_PID_NS ? sa_ns_tgid(tgid) : tgid;
 	bool in = false;
+	if (sel->pid_tree) {
+		bool known;
+		in = sa_pid_tree_has(sel, tgid, &known);
+		if (!known)
+			return false;
+		return in == (sel->pid_cmp == SA_CMP_IN);
+	}
+	__u32 who = sel->flags & SA_SEL_PID_NS ? sa_ns_tgid(tgid) : tgid;
 	for (int p = 0; p < SA_MAX_PIDS; p++)
 		if (p < sel->npids && sel->pids[p] == who)
 			in = true;
@@ -53,6 +79,14 @@ static __always_inline bool sa_match_pids(const struct sa_selector *sel, __u32 t
 	return in == (sel->pid_cmp == SA_CMP_IN);
 }
 
+static __always_inline __u64 sa_task_caps(struct task_struct *task, __u8 set)
+{
+	const struct cred *cred = BPF_CORE_READ(task, cred);
+	return set == 1 ? sa_read_cap(&cred->cap_permitted)
+	     : set == 2 ? sa_read_cap(&cred->cap_inheritable)
+			: sa_read_cap(&cred->cap_effective);
+}
+
 /* matchCapabilities: any of the mask held in the chosen set (In), or none (NotIn). */
 static __always_inline bool sa_match_caps(const struct sa_selector *sel)
 {
@@ -61,12 +95,67 @@ static __always_inline bool sa_match_caps(const struct sa_selector *sel)
 	if (!SA_TASK_HELPERS)
 		return false;
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	const struct cred *cred = BPF_CORE_READ(task, cred);
-	__u64 caps = sel->cap_set == 1 ? sa_read_cap(&cred->cap_permitted)
-		   : sel->cap_set == 2 ? sa_read_cap(&cred->cap_inheritable)
-				       : sa_read_cap(&cred->cap_effective);
-	bool any = (caps & sel->cap_mask) != 0;
+	bool any = (sa_task_caps(task, sel->cap_set) & sel->cap_mask) != 0;
 	return sel->cap_cmp == SA_CMP_IN ? any : !any;
+}
+
+/* matchNamespaceChanges, as Tetragon's: In, a namespace of the mask differs from the one recorded at the
+ * process's exec; NotIn, a namespace outside the mask does. Namespaces recorded as 0 (absent) never count. */
+static __always_inline bool sa_ns_changed(const struct sa_selector *sel, const struct sa_proc *p, struct task_struct *task)
+{
+	__u16 check = sel->ns_chg_cmp == SA_CMP_IN ? sel->ns_chg_mask : ~sel->ns_chg_mask;
+	for (int i = 0; i < SA_NS_COUNT; i++)
+		if ((check & (1 << i)) && p->ns[i] && p->ns[i] != sa_ns_inum(task, i))
+			return true;
+	return false;
+}
+
+/* matchCapabilityChanges, as Tetragon's: In, a capability of the mask differs from the set recorded at exec;
+ * NotIn, only capabilities outside the mask do. */
+static __always_inline bool sa_caps_changed(const struct sa_selector *sel, const struct sa_proc *p, struct task_struct *task)
+{
+	__u8 set = sel->cap_chg_set;
+	__u64 then = set == 1 ? p->caps[1] : set == 2 ? p->caps[2] : p->caps[0];
+	__u64 now = sa_task_caps(task, sel->cap_chg_set);
+	if ((then & sel->cap_chg_mask) != (now & sel->cap_chg_mask))
+		return sel->cap_chg_cmp == SA_CMP_IN;
+	return then != now && sel->cap_chg_cmp == SA_CMP_NOT_IN;
+}
+
+/* matchNamespaces, matchNamespaceChanges, matchCapabilityChanges, isNamespaceCapability (only selectors with
+ * ns_any set get here). */
+static __always_inline bool sa_match_ns(const struct sa_selector *sel, __u32 tgid)
+{
+	if (!SA_TASK_HELPERS)
+		return false;
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	for (int e = 0; e < SA_NS_MAX_MATCH; e++) {
+		if (e >= sel->ns_nmatch)
+			break;
+		const struct sa_ns_match *m = &sel->ns_match[e];
+		__u32 inum = sa_ns_inum(task, m->ns);
+		bool in = false;
+		for (int v = 0; v < SA_NS_MAX_VALUES; v++)
+			if (v < m->nvals && m->vals[v] == inum)
+				in = true;
+		if (in != (m->cmp == SA_CMP_IN))
+			return false;
+	}
+	/* isNamespaceCapability: only outside the host's user namespace. */
+	if (sel->cap_userns || sel->cap_chg_userns) {
+		__u32 userns = sa_ns_inum(task, SA_NS_USER);
+		if (userns == sel->cap_userns || userns == sel->cap_chg_userns)
+			return false;
+	}
+	if (!sel->ns_chg_cmp && !sel->cap_chg_cmp)
+		return true;
+	/* Processes the kernel has no exec record of never match, as in Tetragon. */
+	struct sa_proc *p = bpf_map_lookup_elem(&sa_proc, &tgid);
+	if (!p)
+		return false;
+	if (sel->ns_chg_cmp && !sa_ns_changed(sel, p, task))
+		return false;
+	return !sel->cap_chg_cmp || sa_caps_changed(sel, p, task);
 }
 
 /* The pod scope of the selector's policy. */

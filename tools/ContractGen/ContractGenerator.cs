@@ -47,6 +47,7 @@ public static class ContractGenerator
         new("sa_selector", "SecurityAgent.Events", "PolicyWire", "Selector"),
         new("sa_int_cmp", "SecurityAgent.Events", "PolicyWire", "IntCmp"),
         new("sa_ret_cmp", "SecurityAgent.Events", "PolicyWire", "RetCmp"),
+        new("sa_ns_match", "SecurityAgent.Events", "PolicyWire", "NsMatch"),
         new("sa_value_hdr", "SecurityAgent.Events", "PolicyWire", "ValueHeader"),
         new("sa_bitmap", "SecurityAgent.Events", "PolicyWire", "Bitmap"),
         new("sa_str_key", "SecurityAgent.Events", "PolicyWire", "StrKey"),

@@ -27,7 +27,7 @@ public sealed record BpfObjectSpec(string Name, string File)
 public static class ObjectSpecs
 {
     public static readonly IReadOnlyList<string> ProcessShared =
-        [BpfNames.Maps.Events, BpfNames.Maps.Lost, BpfNames.Maps.Settings, BpfNames.Maps.ExecBinary, BpfNames.Maps.Follow];
+        [BpfNames.Maps.Events, BpfNames.Maps.Lost, BpfNames.Maps.Settings, BpfNames.Maps.ExecBinary, BpfNames.Maps.Follow, BpfNames.Maps.Proc];
 
     public static readonly IReadOnlyList<string> PolicyShared =
     [

@@ -28,11 +28,10 @@ namespace SecurityAgent.Bpf
             public const string Pending = "sa_pending";
             public const string PointStats = "sa_point_stats";
             public const string Points = "sa_points";
+            public const string Proc = "sa_proc";
             public const string Rate = "sa_rate";
             public const string RcuBarrier = "sa_rcu_barrier";
             public const string RcuInner = "sa_rcu_inner";
-            public const string RetEvents = "sa_ret_events";
-            public const string RetPending = "sa_ret_pending";
             public const string Scope = "sa_scope";
             public const string Selectors = "sa_selectors";
             public const string Settings = "sa_settings";
@@ -66,7 +65,6 @@ namespace SecurityAgent.Bpf
             public const string LsmSocketConnect = "sa_lsm_socket_connect";
             public const string PolicyExitTp = "sa_policy_exit_tp";
             public const string PolicyKprobe = "sa_policy_kprobe";
-            public const string PolicyRetTp = "sa_policy_ret_tp";
             public const string PolicyTp = "sa_policy_tp";
         }
 
@@ -74,7 +72,7 @@ namespace SecurityAgent.Bpf
         public static class Kprobe
         {
             public const string File = "kprobe.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call"];
             public static readonly IReadOnlyList<string> Programs = ["sa_policy_kprobe"];
         }
 
@@ -82,7 +80,7 @@ namespace SecurityAgent.Bpf
         public static class Lsm
         {
             public const string File = "lsm.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call"];
             public static readonly IReadOnlyList<string> Programs = ["sa_lsm_file_open", "sa_lsm_bprm_check_security", "sa_lsm_socket_connect", "sa_lsm_file_permission"];
         }
 
@@ -98,7 +96,7 @@ namespace SecurityAgent.Bpf
         public static class Process
         {
             public const string File = "process.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_exec_scratch", "sa_binary_scratch"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_exec_scratch", "sa_binary_scratch"];
             public static readonly IReadOnlyList<string> Programs = ["sa_exec", "sa_fork", "sa_exit"];
         }
 
@@ -106,7 +104,7 @@ namespace SecurityAgent.Bpf
         public static class Sock
         {
             public const string File = "sock.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call"];
             public static readonly IReadOnlyList<string> Programs = ["sa_connect4", "sa_connect6"];
         }
 
@@ -114,8 +112,8 @@ namespace SecurityAgent.Bpf
         public static class Tracepoint
         {
             public const string File = "tracepoint.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_rcu_inner", "sa_rcu_barrier", "sa_pending", "sa_active", "sa_ret_pending", "sa_ret_events", "sa_selectors", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_inode_set"];
-            public static readonly IReadOnlyList<string> Programs = ["sa_policy_tp", "sa_policy_exit_tp", "sa_policy_ret_tp"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_rcu_inner", "sa_rcu_barrier", "sa_pending", "sa_active", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_inode_set"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_policy_tp", "sa_policy_exit_tp"];
         }
     }
 }
@@ -161,10 +159,9 @@ namespace SecurityAgent.Events
         public const int AfUnix = 1;
         public const int AfInet = 2;
         public const int AfInet6 = 10;
-        public const int RetCmps = 2;
-        public const int RetValues = 4;
-        public const int RetMax = 4;
-        public const int RetPending = 1024;
+        public const int NsMaxMatch = 4;
+        public const int NsMaxValues = 4;
+        public const int NsTreeDepth = 9;
     }
 
     public static partial class PolicyWire
@@ -179,8 +176,6 @@ namespace SecurityAgent.Events
             StrTruncated = 8,
             DenySet = 16,
             AtExit = 32,
-            Return = 64,
-            ReturnEnforced = 128,
         }
 
         /// <summary>enum sa_fixed_point</summary>
@@ -224,7 +219,6 @@ namespace SecurityAgent.Events
         {
             Fd = 1,
             Exe = 2,
-            Return = 4,
         }
 
         /// <summary>struct sa_binary</summary>
@@ -250,10 +244,8 @@ namespace SecurityAgent.Events
             public const int Ints = 40;
             public const int StrLen = 80;
             public const int RawLen = 90;
-            public const int Ret = 104;
-            public const int RetActions = 112;
-            public const int Data = 120;
-            public const int Length = 4216;
+            public const int Data = 104;
+            public const int Length = 4200;
         }
 
         /// <summary>struct sa_point</summary>
@@ -331,15 +323,18 @@ namespace SecurityAgent.Events
             public const int Nargs = 66;
             public const int Args = 67;
             public const int Cmps = 72;
-            public const int RetHook = 136;
-            public const int RetNcmps = 137;
-            public const int RetCopy = 138;
-            public const int RetPad = 139;
-            public const int RetActions = 140;
-            public const int RetSignal = 144;
-            public const int RetPad2 = 148;
-            public const int RetCmps = 152;
-            public const int Length = 232;
+            public const int NsAny = 136;
+            public const int PidTree = 137;
+            public const int NsNmatch = 138;
+            public const int NsChgCmp = 139;
+            public const int NsChgMask = 140;
+            public const int CapChgCmp = 142;
+            public const int CapChgSet = 143;
+            public const int CapUserns = 144;
+            public const int CapChgUserns = 148;
+            public const int CapChgMask = 152;
+            public const int NsMatch = 160;
+            public const int Length = 240;
         }
 
         /// <summary>struct sa_int_cmp</summary>
@@ -352,14 +347,14 @@ namespace SecurityAgent.Events
             public const int Length = 16;
         }
 
-        /// <summary>struct sa_ret_cmp</summary>
-        public static class RetCmp
+        /// <summary>struct sa_ns_match</summary>
+        public static class NsMatch
         {
-            public const int Cmp = 0;
-            public const int Nvalues = 1;
-            public const int IsSigned = 2;
-            public const int Values = 8;
-            public const int Length = 40;
+            public const int Ns = 0;
+            public const int Cmp = 1;
+            public const int Nvals = 2;
+            public const int Vals = 4;
+            public const int Length = 20;
         }
 
         /// <summary>struct sa_value_hdr</summary>
@@ -477,6 +472,7 @@ namespace SecurityAgent.Events
             CwdTruncated = 4,
             ArgsFault = 8,
             NoAuid = 16,
+            InInitTree = 32,
         }
 
         /// <summary>enum sa_lost_reason</summary>
@@ -558,7 +554,8 @@ namespace SecurityAgent.Events
             public const int Ppid = 20;
             public const int StartTime = 24;
             public const int ParentStartTime = 32;
-            public const int Length = 40;
+            public const int Flags = 40;
+            public const int Length = 48;
         }
 
         /// <summary>struct exit_event</summary>
@@ -600,8 +597,6 @@ namespace SecurityAgent.Policies
         KString = 10,
         UserPath = 11,
         UserPathAt = 12,
-        Buf = 13,
-        BufRet = 14,
     }
 
     /// <summary>enum sa_cmp</summary>

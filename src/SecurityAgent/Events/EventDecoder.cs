@@ -23,7 +23,8 @@ public readonly ref struct KernelRecord(Op op, ulong ktime, ReadOnlySpan<byte> r
     }
 
     public ForkEvent Fork => new(Ktime, EventDecoder.I32(_raw, Wire.Fork.Pid), EventDecoder.I32(_raw, Wire.Fork.Ppid),
-        EventDecoder.U64(_raw, Wire.Fork.StartTime), EventDecoder.U64(_raw, Wire.Fork.ParentStartTime), EventDecoder.U32(_raw, Wire.Fork.Nspid));
+        EventDecoder.U64(_raw, Wire.Fork.StartTime), EventDecoder.U64(_raw, Wire.Fork.ParentStartTime), EventDecoder.U32(_raw, Wire.Fork.Nspid),
+        (Wire.ExecFlags)EventDecoder.U32(_raw, Wire.Fork.Flags));
 
     public ExitEvent Exit => new(Ktime, EventDecoder.I32(_raw, Wire.Exit.Pid), EventDecoder.I32(_raw, Wire.Exit.Tid),
         EventDecoder.U64(_raw, Wire.Exit.StartTime), EventDecoder.U32(_raw, Wire.Exit.ExitCode));

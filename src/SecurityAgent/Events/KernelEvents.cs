@@ -125,7 +125,8 @@ public readonly ref struct ExecEvent(ReadOnlySpan<byte> raw, ulong ktime, ReadOn
     public ReadOnlySpan<byte> Env { get; } = env;
 }
 
-public readonly record struct ForkEvent(ulong Ktime, int Pid, int Ppid, ulong StartTime, ulong ParentStartTime, uint Nspid = 0);
+/// <summary>Nspid: the child's pid in its own pid namespace. Flags: Wire.ExecFlags.InInitTree, computed in the kernel at fork.</summary>
+public readonly record struct ForkEvent(ulong Ktime, int Pid, int Ppid, ulong StartTime, ulong ParentStartTime, uint Nspid = 0, Wire.ExecFlags Flags = 0);
 
 /// <summary>ExitCode is the wait(2) status: (code &lt;&lt; 8) for exit(), or the signal number.</summary>
 public readonly record struct ExitEvent(ulong Ktime, int Pid, int Tid, ulong StartTime, uint ExitCode)

@@ -496,6 +496,7 @@ internal sealed class ProcessRenderer(BootClock clock, EventFormat format, Redac
         }
         if (p.Environment.Count > 0)
             WriteEnvironment(w, p);
+        w.WriteBoolean("in_init_tree", p.InInitTree);
         w.WriteEndObject();
     }
 

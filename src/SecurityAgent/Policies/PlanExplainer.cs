@@ -52,9 +52,23 @@ public static class PlanExplainer
                 if (sel.PidCmp != Cmp.None)
                     b.AppendLine($"      matchPIDs {(s < hook.Pids.Count ? hook.Pids[s] : "")} -> pid {sel.PidCmp} [{string.Join(", ", sel.Pids)}] of "
                         + (sel.NamespacePids ? "the process's pid in its own pid namespace" : "the process (its pid in the host's pid namespace)")
-                        + (sel.FollowForks ? sel.NamespacePids ? ", or of any of its ancestors (Tetragon's meaning; not carried by this build's engine)" : ", or of any ancestor: descendants are followed from fork" : ""));
+                        + (sel.PidTree ? $", or of one of its {Events.Contract.NsTreeDepth - 1} nearest ancestors (recorded in the kernel at fork, while they live)"
+                            + (sel.PidCmp == Cmp.NotIn && sel.Pids.Contains(1u) ? ": NotIn [1] selects processes not descended from their pid namespace's init (kubectl exec, nsenter sessions)" : "")
+                            + "; a process the kernel has no record of (started before the agent, not exec'd since) does not match"
+                            : sel.FollowForks ? ", or of any ancestor: descendants are followed from fork" : ""));
                 if (sel.BinaryCmp != Cmp.None) b.AppendLine($"      binary {sel.BinaryCmp} {Set(plan, sel.BinaryValueSet)}");
-                if (sel.CapCmp != Cmp.None) b.AppendLine($"      capabilities {sel.CapCmp} mask 0x{sel.CapMask:x} (set {sel.CapSet})");
+                if (sel.CapCmp != Cmp.None) b.AppendLine($"      capabilities {sel.CapCmp} mask 0x{sel.CapMask:x} ({CapSetName(sel.CapSet)})"
+                    + (sel.CapNamespaceOnly ? ", only outside the host's user namespace (isNamespaceCapability)" : ""));
+                foreach (var n in sel.Namespaces)
+                    b.AppendLine($"      namespace {n.Namespace} {n.Cmp} [{string.Join(", ", n.Values)}] (the task's namespace inode, read in the kernel"
+                        + (n.Values.Contains("host_ns") ? "; host_ns: the namespace of the host's init, /proc/1/ns, resolved when the policy loads)" : ")"));
+                if (sel.NamespaceChangeCmp != Cmp.None)
+                    b.AppendLine($"      namespace changes {sel.NamespaceChangeCmp} [{string.Join(", ", Enum.GetValues<Events.Wire.Namespace>().Where(n => (sel.NamespaceChangeMask & (1 << (int)n)) != 0 && n != Events.Wire.Namespace.Count))}]: "
+                        + (sel.NamespaceChangeCmp == Cmp.In ? "one of these" : "a namespace other than these") + " differs from the one the process had at exec (kept in the kernel); processes with no exec record do not match");
+                if (sel.CapChangeCmp != Cmp.None)
+                    b.AppendLine($"      capability changes {sel.CapChangeCmp} mask 0x{sel.CapChangeMask:x} ({CapSetName(sel.CapChangeSet)}): "
+                        + (sel.CapChangeCmp == Cmp.In ? "one of these differs" : "only capabilities other than these differ") + " from the set at exec (kept in the kernel)"
+                        + (sel.CapChangeNamespaceOnly ? ", only outside the host's user namespace (isNamespaceCapability)" : ""));
                 foreach (var f in sel.Args)
                     b.AppendLine($"      arg slot {f.Slot} {f.Cmp} " + (f.ValueSet is null ? $"0x{f.Value:x}" : Set(plan, f.ValueSet)) + Matches(hook, f));
                 if (hook.Return is not null)
@@ -82,6 +96,8 @@ public static class PlanExplainer
         b.AppendLine($"  selectors: one bit each at their attach point (sa_points, sa_selectors), counters in sa_hook_stats");
         return b.ToString();
     }
+
+    private static string CapSetName(byte set) => set switch { 1 => "permitted", 2 => "inheritable", _ => "effective" };
 
     /// <summary>For string filters: whether they match the string as passed or the path the kernel resolves.</summary>
     private static string Matches(HookPlan hook, ArgFilterPlan f)

@@ -444,6 +444,35 @@ public static class PolicyEncoding
         return b;
     }
 
+    /// <summary>matchNamespaces, the *Changes selectors, isNamespaceCapability and the pid tree: all zero (nothing
+    /// checked, ns_any clear) for selectors without them.</summary>
+    private static void Namespaces(Span<byte> s, SelectorPlan sel)
+    {
+        s[W.Selector.PidTree] = sel.PidTree ? (byte)1 : (byte)0;
+        if (!sel.HasNamespaceChecks) return;
+        s[W.Selector.NsAny] = 1;
+        s[W.Selector.NsNmatch] = (byte)sel.Namespaces.Count;
+        for (int i = 0; i < sel.Namespaces.Count; i++)
+        {
+            var n = sel.Namespaces[i];
+            var e = s[(W.Selector.NsMatch + i * W.NsMatch.Length)..];
+            e[W.NsMatch.Ns] = (byte)n.Namespace;
+            e[W.NsMatch.Cmp] = (byte)n.Cmp;
+            e[W.NsMatch.Nvals] = (byte)n.Values.Count;
+            for (int v = 0; v < n.Values.Count; v++)
+                BinaryPrimitives.WriteUInt32LittleEndian(e[(W.NsMatch.Vals + 4 * v)..], n.Values[v] == "host_ns" ? HostNamespaces.Inode(n.Namespace) : PolicyValues.TryParseInRange(n.Values[v], 0, uint.MaxValue, out var inode) ? (uint)inode : 0);
+        }
+        s[W.Selector.NsChgCmp] = (byte)sel.NamespaceChangeCmp;
+        BinaryPrimitives.WriteUInt16LittleEndian(s[W.Selector.NsChgMask..], sel.NamespaceChangeMask);
+        s[W.Selector.CapChgCmp] = (byte)sel.CapChangeCmp;
+        s[W.Selector.CapChgSet] = sel.CapChangeSet;
+        BinaryPrimitives.WriteUInt64LittleEndian(s[W.Selector.CapChgMask..], sel.CapChangeMask);
+        if (sel.CapNamespaceOnly)
+            BinaryPrimitives.WriteUInt32LittleEndian(s[W.Selector.CapUserns..], HostNamespaces.Inode(Wire.Namespace.User));
+        if (sel.CapChangeNamespaceOnly)
+            BinaryPrimitives.WriteUInt32LittleEndian(s[W.Selector.CapChgUserns..], HostNamespaces.Inode(Wire.Namespace.User));
+    }
+
     private static void WriteBitmap(Span<byte> dst, ulong[] words)
     {
         for (int w = 0; w < Words; w++)
@@ -510,6 +539,7 @@ public static class PolicyEncoding
         b[W.Selector.CapCmp] = (byte)sel.CapCmp;
         b[W.Selector.CapSet] = sel.CapSet;
         BinaryPrimitives.WriteUInt64LittleEndian(s[W.Selector.CapMask..], sel.CapMask);
+        Namespaces(s, sel);
         var cmps = sel.Args.Where(f => f.Cmp is Cmp.GreaterThan or Cmp.LessThan or Cmp.Mask).ToList();
         if (cmps.Count > Contract.MaxIntCmps)
             throw new PolicyLimitException($"policy {h.Plan.Name}: {cmps.Count} GreaterThan/LessThan/Mask filters in one selector, at most {Contract.MaxIntCmps}");

@@ -96,10 +96,38 @@ public sealed record SelectorPlan(
     public Actions ReturnActions { get; init; } = Actions.Post;
 
     public int ReturnSignal { get; init; }
+    /// <summary>matchNamespaces: each entry compares one namespace of the task (values: inode numbers or host_ns).</summary>
+    public IReadOnlyList<NamespaceMatch> Namespaces { get; init; } = [];
+
+    /// <summary>matchNamespaceChanges: In, one of the mask's namespaces (bits 1 &lt;&lt; Wire.Namespace) differs from
+    /// the one at exec; NotIn, one outside the mask does.</summary>
+    public Cmp NamespaceChangeCmp { get; init; }
+    public ushort NamespaceChangeMask { get; init; }
+
+    /// <summary>matchCapabilityChanges: set 0 effective, 1 permitted, 2 inheritable; compared with the set at exec.</summary>
+    public Cmp CapChangeCmp { get; init; }
+    public byte CapChangeSet { get; init; }
+    public ulong CapChangeMask { get; init; }
+
+    /// <summary>isNamespaceCapability on matchCapabilities / matchCapabilityChanges: only processes outside the
+    /// host's user namespace match.</summary>
+    public bool CapNamespaceOnly { get; init; }
+    public bool CapChangeNamespaceOnly { get; init; }
+
+    /// <summary>matchPIDs isNamespacePID+followForks: the namespace pids of the process and its ancestors.</summary>
+    public bool PidTree => FollowForks && NamespacePids;
+
+    /// <summary>Whether the selector has a namespace, pid-tree or capability-change check (the kernel evaluates
+    /// them only then).</summary>
+    public bool HasNamespaceChecks => Namespaces.Count > 0 || NamespaceChangeCmp != Cmp.None || CapChangeCmp != Cmp.None || CapNamespaceOnly;
 
     /// <summary>Whether the kernel alone decides (no user-space stage for this selector).</summary>
     public bool KernelOnly => ParentBinaries.Count == 0;
 }
+
+/// <summary>A matchNamespaces entry: namespace <paramref name="Namespace"/> is (In) or is not (NotIn) one of the
+/// values, inode numbers or "host_ns" (the namespace of the host's init, resolved when the policy is loaded).</summary>
+public sealed record NamespaceMatch(Events.Wire.Namespace Namespace, Cmp Cmp, IReadOnlyList<string> Values);
 
 /// <summary>matchParentBinaries: decided in user space on the enriched event (the kernel has no ancestry).</summary>
 public sealed record ParentBinaryRule(string Operator, IReadOnlyList<string> Values);

@@ -52,9 +52,9 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
         if (s.MatchData.Count > 0)
             d.Error(s.MatchData[0].Pos, PolicySchema.Child(s.Path, "matchData"), "unsupported: matchData filters a hook's data: entries, which SecurityAgent does not read");
         var returnArgs = MatchReturnArgs(s, hook, ret);
-        MatchNamespaces(s.MatchNamespaces, placement);
-        MatchNamespaceChanges(s.MatchNamespaceChanges);
-        MatchCapabilityChanges(s.MatchCapabilityChanges);
+        var namespaces = MatchNamespaces(s.MatchNamespaces, placement);
+        var (nsChgCmp, nsChgMask) = MatchNamespaceChanges(s.MatchNamespaceChanges, placement);
+        var (capChgCmp, capChgSet, capChgMask, capChgNs) = MatchCapabilityChanges(s.MatchCapabilityChanges, placement);
         var (returnActions, returnSignal) = (Actions.Post, 0);
         if (s.MatchReturnActions.Count > 0)
         {
@@ -69,11 +69,19 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
         var (actions, signal, error, rate) = MatchActions(s.MatchActions, placement, args, returning: false, notify);
         var (binCmp, binSet) = MatchBinaries(s.MatchBinaries, s.Path);
         var (pidCmp, pids, follow, pidNs) = MatchPids(s.MatchPids, placement);
-        var (capCmp, capSet, capMask) = MatchCapabilities(s.MatchCapabilities, placement);
+        var (capCmp, capSet, capMask, capNs) = MatchCapabilities(s.MatchCapabilities, placement);
         var parents = MatchParentBinaries(s.MatchParentBinaries);
         var filters = MatchArgs(s, kind, args);
-        return new SelectorPlan(actions, signal, rate, error, binCmp, binSet, pidCmp, pids, follow, pidNs, capCmp, capSet, capMask, filters, parents)
-        { Notify = notify, ReturnArgs = returnArgs, ReturnActions = returnActions, ReturnSignal = returnSignal };
+        var plan = new SelectorPlan(actions, signal, rate, error, binCmp, binSet, pidCmp, pids, follow, pidNs, capCmp, capSet, capMask, filters, parents)
+        {
+            Notify = notify, ReturnArgs = returnArgs, ReturnActions = returnActions, ReturnSignal = returnSignal,
+            Namespaces = namespaces, NamespaceChangeCmp = nsChgCmp, NamespaceChangeMask = nsChgMask,
+            CapChangeCmp = capChgCmp, CapChangeSet = capChgSet, CapChangeMask = capChgMask, CapNamespaceOnly = capNs, CapChangeNamespaceOnly = capChgNs,
+        };
+        // The fanotify decision reads the process from /proc and has no per-process record from fork and exec.
+        if (placement is { Mechanism: Kernel.Mechanism.FanotifyPerm } && (plan.HasNamespaceChecks || plan.PidTree))
+            d.Error(s.Pos, s.Path, $"unsupported: matchNamespaces, matchNamespaceChanges, matchCapabilityChanges, isNamespaceCapability and matchPIDs isNamespacePID+followForks on {placement.Describe} (the agent's fanotify decision does not evaluate them)");
+        return plan;
     }
 
     /// <summary>matchReturnArgs: filters on the return value (index 0), which needs `return: true` and a returnArg. On a
@@ -144,40 +152,64 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
             : new ReturnFilterPlan(cmp, ints.Select(i => i.Value).ToList());
     }
 
-    private void MatchNamespaces(IReadOnlyList<NamespaceMatcherSpec> m, Placement? placement)
+    /// <summary>matchNamespaces: the task's namespace inodes, read in the kernel when the hook runs.</summary>
+    private List<NamespaceMatch> MatchNamespaces(IReadOnlyList<NamespaceMatcherSpec> m, Placement? placement)
     {
-        if (m.Count == 0) return;
+        var result = new List<NamespaceMatch>();
+        if (m.Count == 0) return result;
         if (placement?.Traits is { HasTask: false })
             d.Error(m[0].Pos, m[0].Path, $"unsupported: matchNamespaces on {placement.Describe} (no task there)");
+        if (m.Count > Events.Contract.NsMaxMatch)
+            d.Error(m[Events.Contract.NsMaxMatch].Pos, m[Events.Contract.NsMaxMatch].Path, $"{m.Count} matchNamespaces entries, at most {Events.Contract.NsMaxMatch} per selector");
         var seen = new HashSet<string>();
-        foreach (var e in m)
+        foreach (var e in m.Take(Events.Contract.NsMaxMatch))
         {
             if (!seen.Add(e.Namespace.Value))
                 d.Error(e.Namespace.Pos, e.Namespace.Path, $"namespace {e.Namespace.Value} is named twice in this selector");
             if (e.Values.Count == 0)
                 d.Error(e.Pos, PolicySchema.Child(e.Path, "values"), "matchNamespaces needs at least one value");
+            if (e.Values.Count > Events.Contract.NsMaxValues)
+                d.Error(e.Values[Events.Contract.NsMaxValues].Pos, e.Values[Events.Contract.NsMaxValues].Path, $"{e.Values.Count} namespaces, at most {Events.Contract.NsMaxValues} per matchNamespaces entry");
             foreach (var v in e.Values)
                 if (v.Value != "host_ns" && !PolicyValues.TryParseInRange(v.Value, 0, uint.MaxValue, out _))
                     d.Error(v.Pos, v.Path, $"'{PolicyValues.Shorten(v.Value)}' is neither a namespace inode number nor host_ns");
+            if (Enum.TryParse<Events.Wire.Namespace>(e.Namespace.Value, out var ns) && ns != Events.Wire.Namespace.Count && Namespaces.Contains(e.Namespace.Value))
+                result.Add(new NamespaceMatch(ns, e.Operator.Value == "In" ? Cmp.In : Cmp.NotIn, e.Values.Select(v => v.Value).ToList()));
         }
-        d.EngineGap(m[0].Pos, m[0].Path, "matchNamespaces (the task's namespace inodes compared in the kernel)");
+        return result;
     }
 
-    private void MatchNamespaceChanges(IReadOnlyList<NamespaceChangeSpec> m)
+    private (Cmp, ushort) MatchNamespaceChanges(IReadOnlyList<NamespaceChangeSpec> m, Placement? placement)
     {
-        if (m.Count == 0) return;
-        foreach (var v in m.SelectMany(e => e.Values))
-            if (!Namespaces.Contains(v.Value))
-                d.Error(v.Pos, v.Path, $"'{PolicyValues.Shorten(v.Value)}' is not a namespace ({string.Join(", ", Namespaces)})");
-        d.EngineGap(m[0].Pos, m[0].Path, "matchNamespaceChanges (namespaces changed since exec)");
+        if (m.Count == 0) return (Cmp.None, 0);
+        if (placement?.Traits is { HasTask: false })
+            d.Error(m[0].Pos, m[0].Path, $"unsupported: matchNamespaceChanges on {placement.Describe} (no task there)");
+        if (m.Count > 1)
+            d.EngineGap(m[1].Pos, m[1].Path, "several matchNamespaceChanges entries in one selector (use several selectors)");
+        ushort mask = 0;
+        foreach (var v in m[0].Values)
+        {
+            if (Namespaces.Contains(v.Value)) mask |= (ushort)(1 << (int)Enum.Parse<Events.Wire.Namespace>(v.Value));
+            else d.Error(v.Pos, v.Path, $"'{PolicyValues.Shorten(v.Value)}' is not a namespace ({string.Join(", ", Namespaces)})");
+        }
+        if (m[0].Values.Count == 0)
+            d.Error(m[0].Pos, PolicySchema.Child(m[0].Path, "values"), "matchNamespaceChanges needs at least one namespace");
+        return (m[0].Operator.Value == "In" ? Cmp.In : Cmp.NotIn, mask);
     }
 
-    private void MatchCapabilityChanges(IReadOnlyList<CapabilityMatcherSpec> m)
+    private (Cmp, byte, ulong, bool) MatchCapabilityChanges(IReadOnlyList<CapabilityMatcherSpec> m, Placement? placement)
     {
-        if (m.Count == 0) return;
-        foreach (var e in m) CapabilityMask(e);
-        d.EngineGap(m[0].Pos, m[0].Path, "matchCapabilityChanges (capabilities changed since exec)");
+        if (m.Count == 0) return (Cmp.None, 0, 0, false);
+        if (placement?.Traits is { HasTask: false })
+            d.Error(m[0].Pos, m[0].Path, $"unsupported: matchCapabilityChanges on {placement.Describe} (no task there)");
+        if (m.Count > 1)
+            d.EngineGap(m[1].Pos, m[1].Path, "several matchCapabilityChanges entries in one selector (use several selectors)");
+        foreach (var e in m.Skip(1)) CapabilityMask(e);
+        var first = m[0];
+        return (first.Operator.Value == "In" ? Cmp.In : Cmp.NotIn, CapabilitySet(first), CapabilityMask(first), first.IsNamespaceCapability?.Value == true);
     }
+
+    private static byte CapabilitySet(CapabilityMatcherSpec e) => e.Type?.Value switch { "Permitted" => 1, "Inheritable" => 2, _ => 0 };
 
     private (Actions, int Signal, int Error, ulong RateNs) MatchActions(IReadOnlyList<ActionSpec> actions, Placement? placement, IReadOnlyList<ArgInfo> args,
         bool returning, List<Notification> notify)
@@ -359,12 +391,8 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
         // Several NotIn entries with the same flags are one NotIn of their union (AND of NotIns).
         if (m.Count > 1 && !m.All(e => e.Operator.Value == "NotIn" && e.FollowForks == first.FollowForks && e.IsNamespacePid == first.IsNamespacePid))
             d.EngineGap(m[1].Pos, m[1].Path, "several matchPIDs entries other than NotIn entries with the same flags");
-        // Tetragon: isNamespacePID with followForks matches on the pid-namespace pids of the process AND of its
-        // ancestors ("NotIn [1]": not descended from a pid namespace's init). The engine keeps no ancestry in the
-        // kernel, so it would compare the process's own namespace pid only: a different meaning, refused.
-        foreach (var e in m.Where(e => e.IsNamespacePid && e.FollowForks))
-            d.EngineGap(e.Pos, e.Path, $"matchPIDs {e.Operator.Value} with isNamespacePID and followForks (the namespace pids of the process's ancestors; "
-                + "without followForks it compares the process's own pid in its namespace)");
+        // isNamespacePID with followForks is Tetragon's walk of the process and its ancestors (sa_proc in the kernel);
+        // --explain states it.
         if (first.IsNamespacePid && placement?.Traits is { HasTask: false })
             d.Error(first.Pos, first.Path, $"unsupported: isNamespacePID on {placement.Describe} (no task there)");
         var pids = new List<uint>();
@@ -381,19 +409,15 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
         return (first.Operator.Value == "In" ? Cmp.In : Cmp.NotIn, pids.Take(MaxPids).ToList(), first.FollowForks, first.IsNamespacePid);
     }
 
-    private (Cmp, byte, ulong) MatchCapabilities(IReadOnlyList<CapabilityMatcherSpec> m, Placement? placement)
+    private (Cmp, byte, ulong, bool) MatchCapabilities(IReadOnlyList<CapabilityMatcherSpec> m, Placement? placement)
     {
-        if (m.Count == 0) return (Cmp.None, 0, 0);
+        if (m.Count == 0) return (Cmp.None, 0, 0, false);
         if (m.Count > 1)
             d.EngineGap(m[1].Pos, m[1].Path, "several matchCapabilities entries in one selector");
         var e = m[0];
         if (placement?.Traits is { HasTask: false })
             d.Error(e.Pos, e.Path, $"unsupported: matchCapabilities on {placement.Describe} (no task there)");
-        if (e.IsNamespaceCapability is { Value: true } ns)
-            d.EngineGap(ns.Pos, ns.Path, "isNamespaceCapability (capabilities that count only outside the host user namespace)");
-        ulong mask = CapabilityMask(e);
-        byte set = e.Type?.Value switch { "Permitted" => 1, "Inheritable" => 2, _ => 0 };
-        return (e.Operator.Value == "In" ? Cmp.In : Cmp.NotIn, set, mask);
+        return (e.Operator.Value == "In" ? Cmp.In : Cmp.NotIn, CapabilitySet(e), CapabilityMask(e), e.IsNamespaceCapability?.Value == true);
     }
 
     private ulong CapabilityMask(CapabilityMatcherSpec e)

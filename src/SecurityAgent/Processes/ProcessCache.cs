@@ -126,7 +126,7 @@ public sealed class ProcessCache(string nodeName, ProcessCacheOptions options, T
             Ppid = e.Ppid,
             ParentExecId = parent?.ExecId,
             Origin = ProcessOrigin.Clone,
-            Flags = parent?.Flags ?? 0,
+            Flags = (parent?.Flags ?? 0) & ~Wire.ExecFlags.InInitTree | e.Flags,
             Container = parent?.Container,
             Pod = parent?.Pod,
         };

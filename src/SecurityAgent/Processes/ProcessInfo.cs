@@ -63,6 +63,9 @@ public sealed class ProcessInfo
     private static string Quote(string a) =>
         a.Length > 0 && !a.Any(c => char.IsWhiteSpace(c) || c == '"') ? a : "\"" + a.Replace("\\", "\\\\").Replace("\"", "\\\"") + "\"";
 
+    /// <summary>Tetragon's in_init_tree: the process or an ancestor (at its fork) was its pid namespace's init.</summary>
+    public bool InInitTree => Flags.HasFlag(Wire.ExecFlags.InInitTree);
+
     /// <summary>Tetragon's process flags string.</summary>
     public string FlagsText => _flagsText ??= RenderFlags();
     private string? _flagsText;
@@ -79,6 +82,7 @@ public sealed class ProcessInfo
         if (Flags.HasFlag(Wire.ExecFlags.ArgsFault)) parts.Add("errorArgs");
         if (Auid != uint.MaxValue) parts.Add("auid");
         if (Unattributed is not null) parts.Add("unknown"); // Tetragon's flag for a process its cache did not have
+        if (InInitTree) parts.Add("inInitTree");
         return string.Join(' ', parts);
     }
 }

@@ -20,11 +20,11 @@ public class JsonFormatTests
         Assert.True(errors.Count == 0, $"schema errors: {string.Join("; ", errors.Select(e => e.Path + ": " + e.Kind))}\n{line}");
     }
 
-    internal static ProcessInfo Proc(int pid, string? parent) => new()
+    internal static ProcessInfo Proc(int pid, string? parent, Wire.ExecFlags flags = 0) => new()
     {
         ExecId = ExecId.Make("n1", 1000, pid), Pid = pid, Tid = pid, StartTime = 1_000_000_000, Ktime = 1_000_000_000,
         Binary = "/usr/bin/cat", Args = ["cat", "/etc/passwd"], Cwd = "/tmp", Creds = new Credentials(1000, 1000, 100, 100),
-        Caps = new Capabilities(1UL << 21, 0, 0), ParentExecId = parent, Origin = ProcessOrigin.Exec,
+        Caps = new Capabilities(1UL << 21, 0, 0), ParentExecId = parent, Origin = ProcessOrigin.Exec, Flags = flags,
     };
 
     internal static string Render(AgentEvent e, bool credentials = true) => Render(e, new EventFormat { ProcessCredentials = credentials });
@@ -57,6 +57,20 @@ public class JsonFormatTests
         Assert.Equal(["CAP_SYS_ADMIN"], p.GetProperty("cap").GetProperty("permitted").EnumerateArray().Select(x => x.GetString()));
         Assert.Equal("n1", root.GetProperty("node_name").GetString());
         Assert.Equal("2023-11-14T22:13:22Z", root.GetProperty("time").GetString());
+    }
+
+    [Fact]
+    public void In_init_tree_is_always_a_boolean_and_a_flag_when_the_kernel_set_it()
+    {
+        var inTree = Proc(20, null, Wire.ExecFlags.InInitTree);
+        var p = JsonDocument.Parse(Render(new ProcessExecEvent(2_000_000_000, inTree, null))).RootElement.GetProperty("process_exec").GetProperty("process");
+        Assert.True(p.GetProperty("in_init_tree").GetBoolean());
+        Assert.Equal("execve inInitTree", p.GetProperty("flags").GetString());
+        var line = Render(new ProcessExecEvent(2_000_000_000, Proc(21, null), null));
+        AssertValid(line);
+        p = JsonDocument.Parse(line).RootElement.GetProperty("process_exec").GetProperty("process");
+        Assert.False(p.GetProperty("in_init_tree").GetBoolean());
+        Assert.Equal("execve", p.GetProperty("flags").GetString());
     }
 
     [Fact]

@@ -64,23 +64,14 @@ public class PolicyLanguageTests
         """;
 
     [Fact]
-    public void MatchPIDs_NotIn_with_isNamespacePID_and_followForks_is_refused_naming_both_flags_never_loaded_without_followForks()
+    public void MatchPIDs_NotIn_with_isNamespacePID_and_followForks_loads_here_with_tetragons_ancestry_meaning_in_the_explanation()
     {
-        var d = Refusal(ClockSettime, "spec.kprobes[0].selectors[0].matchPIDs[0]");
-        Assert.StartsWith("unsupported: matchPIDs NotIn with isNamespacePID and followForks", d.Message);
-        Assert.Contains("ancestors", d.Message);
-        Assert.Equal((14, 9), (d.Line, d.Column));
-    }
-
-    [Fact]
-    public void The_explanation_shows_both_pid_flags_and_what_followForks_with_namespace_pids_means_in_tetragon()
-    {
-        var v = Check(ClockSettime, KernelFeatures.Everything, forOtherKernel: true);
-        Assert.True(v.Ok, string.Join("\n", v.Diagnostics));
-        Assert.Contains(v.Notes, n => n.Message.Contains("isNamespacePID and followForks"));
-        var text = PlanExplainer.Explain(v.Plan!);
+        var plan = Plan(ClockSettime);
+        var sel = Assert.Single(Assert.Single(plan.Hooks).Selectors);
+        Assert.True(sel.PidTree);
+        var text = PlanExplainer.Explain(plan);
         Assert.Contains("matchPIDs NotIn [1] isNamespacePID=true followForks=true", text);
-        Assert.Contains("or of any of its ancestors", text);
+        Assert.Contains("or of one of its 8 nearest ancestors", text);
     }
 
     [Fact]
@@ -348,7 +339,7 @@ public class PolicyLanguageTests
         var v = Check(TcpConnect, KernelFeatures.Everything, forOtherKernel: true);
         Assert.True(v.Ok, string.Join("\n", v.Diagnostics));
         Assert.Equal(["tcp_connect", "tcp_close"], v.Plan!.Hooks.Select(h => h.Name));
-        foreach (var feature in new[] { "matchNamespaces", "action TrackSock", "a return probe on 'tcp_close'" })
+        foreach (var feature in new[] { "action TrackSock", "a return probe on 'tcp_close'" })
             Assert.Contains(v.Notes, n => n.Message.Contains(feature));
         Assert.All(v.Notes, n => Assert.StartsWith("spec.kprobes[", n.Field));
     }

@@ -99,7 +99,7 @@ public class PolicyValidatorTests
     [Fact]
     public void An_unsupported_feature_is_an_explicit_error_never_ignored()
     {
-        var text = Good.Replace("      matchActions:", "      matchNamespaces:\n      - namespace: Pid\n        operator: In\n        values: [\"host_ns\"]\n      matchActions:");
+        var text = Good.Replace("      - operator: In\n        values: [\"/usr/bin/cat\"]", "      - operator: In\n        followChildren: true\n        values: [\"/usr/bin/cat\"]");
         var d = Assert.Single(Assert.Single(Validator().ValidateText("u.yaml", text)).Diagnostics);
         Assert.StartsWith("unsupported:", d.Message);
     }
@@ -134,7 +134,6 @@ public class PolicyValidatorTests
     [SharedCorpusFact]
     public void The_tracepoint_and_syscall_examples_of_tetragon_validate_cleanly_on_our_kernel()
     {
-        // sys_clock_settime.yaml and write.yaml use matchPIDs isNamespacePID + followForks (refused: PolicyLanguageTests).
         foreach (var file in new[] { "sys_mount.yaml", "sys_ptrace.yaml", "sys_setuid.yaml", "tracepoint-lseek-pid.yaml", "list-syscalls-tracepoint.yaml" })
         {
             var results = new PolicyValidator(OurKernel, tracefs: null).ValidateFile(Path.Combine(SharedCorpus.TetragonPolicies, file));
