@@ -19,13 +19,7 @@ static __always_inline __u32 sa_pid_ns_inum(struct task_struct *task)
 	return BPF_CORE_READ(sa_task_upid(task), ns, ns.inum);
 }
 
-/* task_pid_vnr: a container's (pid namespace's) init is 1. */
-static __always_inline __u32 sa_task_nspid(struct task_struct *task)
-{
-	return BPF_CORE_READ(sa_task_upid(task), nr);
-}
-
-/* The pid of the task's thread group in the task's own pid namespace. */
+/* The pid of the task's thread group in the task's own pid namespace (a container's init is 1). */
 static __always_inline __u32 sa_task_nspid(struct task_struct *task)
 {
 	struct pid *pid = BPF_CORE_READ(task, group_leader, thread_pid);

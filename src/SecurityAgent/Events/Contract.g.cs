@@ -10,6 +10,8 @@ namespace SecurityAgent.Bpf
         /// <summary>Every map of every object.</summary>
         public static class Maps
         {
+            public const string BpfUsdtIpToSpecId = "__bpf_usdt_ip_to_spec_id";
+            public const string BpfUsdtSpecs = "__bpf_usdt_specs";
             public const string ProbeRing = "probe_ring";
             public const string Active = "sa_active";
             public const string AddrLpm = "sa_addr_lpm";
@@ -32,6 +34,8 @@ namespace SecurityAgent.Bpf
             public const string Rate = "sa_rate";
             public const string RcuBarrier = "sa_rcu_barrier";
             public const string RcuInner = "sa_rcu_inner";
+            public const string RetEvents = "sa_ret_events";
+            public const string RetPending = "sa_ret_pending";
             public const string Scope = "sa_scope";
             public const string Selectors = "sa_selectors";
             public const string Settings = "sa_settings";
@@ -42,6 +46,9 @@ namespace SecurityAgent.Bpf
         /// <summary>Every program of every object.</summary>
         public static class Programs
         {
+            public const string BpfUsdtArg = "bpf_usdt_arg";
+            public const string BpfUsdtArgCnt = "bpf_usdt_arg_cnt";
+            public const string BpfUsdtCookie = "bpf_usdt_cookie";
             public const string ProbeCgroupConnect4 = "probe_cgroup_connect4";
             public const string ProbeFentry = "probe_fentry";
             public const string ProbeFmodRet = "probe_fmod_ret";
@@ -65,7 +72,11 @@ namespace SecurityAgent.Bpf
             public const string LsmSocketConnect = "sa_lsm_socket_connect";
             public const string PolicyExitTp = "sa_policy_exit_tp";
             public const string PolicyKprobe = "sa_policy_kprobe";
+            public const string PolicyRawTp = "sa_policy_raw_tp";
+            public const string PolicyRetTp = "sa_policy_ret_tp";
             public const string PolicyTp = "sa_policy_tp";
+            public const string PolicyUprobe = "sa_policy_uprobe";
+            public const string PolicyUsdt = "sa_policy_usdt";
         }
 
         /// <summary>kprobe.bpf.o</summary>
@@ -100,6 +111,14 @@ namespace SecurityAgent.Bpf
             public static readonly IReadOnlyList<string> Programs = ["sa_exec", "sa_fork", "sa_exit"];
         }
 
+        /// <summary>rawtp.bpf.o</summary>
+        public static class Rawtp
+        {
+            public const string File = "rawtp.bpf.o";
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_policy_raw_tp"];
+        }
+
         /// <summary>sock.bpf.o</summary>
         public static class Sock
         {
@@ -112,8 +131,16 @@ namespace SecurityAgent.Bpf
         public static class Tracepoint
         {
             public const string File = "tracepoint.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_rcu_inner", "sa_rcu_barrier", "sa_pending", "sa_active", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_inode_set"];
-            public static readonly IReadOnlyList<string> Programs = ["sa_policy_tp", "sa_policy_exit_tp"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_rcu_inner", "sa_rcu_barrier", "sa_pending", "sa_active", "sa_ret_pending", "sa_ret_events", "sa_selectors", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_inode_set"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_policy_tp", "sa_policy_exit_tp", "sa_policy_ret_tp"];
+        }
+
+        /// <summary>uprobe.bpf.o</summary>
+        public static class Uprobe
+        {
+            public const string File = "uprobe.bpf.o";
+            public static readonly IReadOnlyList<string> Maps = ["__bpf_usdt_specs", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "__bpf_usdt_ip_to_spec_id"];
+            public static readonly IReadOnlyList<string> Programs = ["bpf_usdt_arg_cnt", "bpf_usdt_arg", "bpf_usdt_cookie", "sa_policy_uprobe", "sa_policy_usdt"];
         }
     }
 }
@@ -130,6 +157,9 @@ namespace SecurityAgent.Events
         Sock = 11,
         Lsm = 12,
         Kprobe = 13,
+        Uprobe = 14,
+        Usdt = 15,
+        RawTp = 16,
     }
 
     public static partial class Contract
@@ -140,6 +170,8 @@ namespace SecurityAgent.Events
         public const int StrMax = 256;
         public const int LpmStrMax = 248;
         public const int SockaddrSize = 28;
+        public const int SockaddrUnSize = 110;
+        public const int EnvMax = 4095;
         public const int MaxArgs = 5;
         public const int MaxFnArgs = 5;
         public const int PointArgs = 8;
@@ -159,6 +191,10 @@ namespace SecurityAgent.Events
         public const int AfUnix = 1;
         public const int AfInet = 2;
         public const int AfInet6 = 10;
+        public const int RetCmps = 2;
+        public const int RetValues = 4;
+        public const int RetMax = 4;
+        public const int RetPending = 1024;
         public const int NsMaxMatch = 4;
         public const int NsMaxValues = 4;
         public const int NsTreeDepth = 9;
@@ -176,6 +212,8 @@ namespace SecurityAgent.Events
             StrTruncated = 8,
             DenySet = 16,
             AtExit = 32,
+            Return = 64,
+            ReturnEnforced = 128,
         }
 
         /// <summary>enum sa_fixed_point</summary>
@@ -202,6 +240,10 @@ namespace SecurityAgent.Events
             Addr = 8,
             Port = 9,
             Family = 10,
+            SAddr = 24,
+            SPort = 25,
+            Protocol = 26,
+            State = 27,
         }
 
         /// <summary>enum sa_selector_flags</summary>
@@ -219,6 +261,15 @@ namespace SecurityAgent.Events
         {
             Fd = 1,
             Exe = 2,
+            Return = 4,
+        }
+
+        /// <summary>enum sa_ev_file_info</summary>
+        [Flags]
+        public enum FileInfo : uint
+        {
+            Mode = 65535,
+            Unresolved = 65536,
         }
 
         /// <summary>struct sa_binary</summary>
@@ -244,8 +295,10 @@ namespace SecurityAgent.Events
             public const int Ints = 40;
             public const int StrLen = 80;
             public const int RawLen = 90;
-            public const int Data = 104;
-            public const int Length = 4200;
+            public const int Ret = 104;
+            public const int RetActions = 112;
+            public const int Data = 120;
+            public const int Length = 4216;
         }
 
         /// <summary>struct sa_point</summary>
@@ -323,18 +376,26 @@ namespace SecurityAgent.Events
             public const int Nargs = 66;
             public const int Args = 67;
             public const int Cmps = 72;
-            public const int NsAny = 136;
-            public const int PidTree = 137;
-            public const int NsNmatch = 138;
-            public const int NsChgCmp = 139;
-            public const int NsChgMask = 140;
-            public const int CapChgCmp = 142;
-            public const int CapChgSet = 143;
-            public const int CapUserns = 144;
-            public const int CapChgUserns = 148;
-            public const int CapChgMask = 152;
-            public const int NsMatch = 160;
-            public const int Length = 240;
+            public const int RetHook = 136;
+            public const int RetNcmps = 137;
+            public const int RetCopy = 138;
+            public const int RetPad = 139;
+            public const int RetActions = 140;
+            public const int RetSignal = 144;
+            public const int RetPad2 = 148;
+            public const int RetCmps = 152;
+            public const int NsAny = 232;
+            public const int PidTree = 233;
+            public const int NsNmatch = 234;
+            public const int NsChgCmp = 235;
+            public const int NsChgMask = 236;
+            public const int CapChgCmp = 238;
+            public const int CapChgSet = 239;
+            public const int CapUserns = 240;
+            public const int CapChgUserns = 244;
+            public const int CapChgMask = 248;
+            public const int NsMatch = 256;
+            public const int Length = 336;
         }
 
         /// <summary>struct sa_int_cmp</summary>
@@ -345,6 +406,16 @@ namespace SecurityAgent.Events
             public const int IsSigned = 2;
             public const int Value = 8;
             public const int Length = 16;
+        }
+
+        /// <summary>struct sa_ret_cmp</summary>
+        public static class RetCmp
+        {
+            public const int Cmp = 0;
+            public const int Nvalues = 1;
+            public const int IsSigned = 2;
+            public const int Values = 8;
+            public const int Length = 40;
         }
 
         /// <summary>struct sa_ns_match</summary>
@@ -459,6 +530,57 @@ namespace SecurityAgent.Events
             public const int Seen = 0;
             public const int Length = 8;
         }
+
+        /// <summary>struct sa_sock_info</summary>
+        public static class SockInfo
+        {
+            public const int Peer = 0;
+            public const int Local = 28;
+            public const int Type = 56;
+            public const int Protocol = 58;
+            public const int State = 59;
+            public const int Mark = 60;
+            public const int Priority = 64;
+            public const int Len = 68;
+            public const int Hash = 72;
+            public const int Cookie = 80;
+            public const int Length = 88;
+        }
+
+        /// <summary>struct sa_cred_info</summary>
+        public static class CredInfo
+        {
+            public const int Uid = 0;
+            public const int Gid = 4;
+            public const int Suid = 8;
+            public const int Sgid = 12;
+            public const int Euid = 16;
+            public const int Egid = 20;
+            public const int Fsuid = 24;
+            public const int Fsgid = 28;
+            public const int Securebits = 32;
+            public const int UsernsLevel = 36;
+            public const int UsernsUid = 40;
+            public const int UsernsGid = 44;
+            public const int UsernsInum = 48;
+            public const int CapPermitted = 56;
+            public const int CapEffective = 64;
+            public const int CapInheritable = 72;
+            public const int Length = 80;
+        }
+
+        /// <summary>struct sa_bpf_info</summary>
+        public static class BpfInfo
+        {
+            public const int Type = 0;
+            public const int Count = 4;
+            public const int ValueSize = 8;
+            public const int MaxEntries = 12;
+            public const int Config = 16;
+            public const int ProbeOffset = 24;
+            public const int Name = 32;
+            public const int Length = 96;
+        }
     }
 
     public static partial class Wire
@@ -472,6 +594,8 @@ namespace SecurityAgent.Events
             CwdTruncated = 4,
             ArgsFault = 8,
             NoAuid = 16,
+            EnvTruncated = 128,
+            EnvFault = 256,
             InInitTree = 32,
         }
 
@@ -524,6 +648,7 @@ namespace SecurityAgent.Events
             public const int Gid = 64;
             public const int Egid = 68;
             public const int Auid = 72;
+            public const int Nspid = 76;
             public const int CapPermitted = 80;
             public const int CapEffective = 88;
             public const int CapInheritable = 96;
@@ -542,6 +667,7 @@ namespace SecurityAgent.Events
             public const int PathLen = 196;
             public const int ArgsLen = 198;
             public const int CwdLen = 200;
+            public const int EnvLen = 202;
             public const int Data = 204;
             public const int Length = 16592;
         }
@@ -554,7 +680,8 @@ namespace SecurityAgent.Events
             public const int Ppid = 20;
             public const int StartTime = 24;
             public const int ParentStartTime = 32;
-            public const int Flags = 40;
+            public const int Nspid = 40;
+            public const int Flags = 44;
             public const int Length = 48;
         }
 
@@ -574,7 +701,8 @@ namespace SecurityAgent.Events
         {
             public const int AgentTgid = 0;
             public const int WakeupBytes = 4;
-            public const int Length = 8;
+            public const int EnvVars = 8;
+            public const int Length = 12;
         }
     }
 }
@@ -597,6 +725,22 @@ namespace SecurityAgent.Policies
         KString = 10,
         UserPath = 11,
         UserPathAt = 12,
+        Buf = 13,
+        BufRet = 14,
+        Sock = 19,
+        Socket = 20,
+        Skb = 21,
+        Cred = 22,
+        UserNs = 23,
+        Caps = 24,
+        NetDev = 25,
+        Dentry = 26,
+        Kiocb = 27,
+        Module = 28,
+        LoadInfo = 29,
+        BpfAttr = 30,
+        BpfMap = 31,
+        PerfEvent = 32,
     }
 
     /// <summary>enum sa_cmp</summary>
@@ -618,6 +762,14 @@ namespace SecurityAgent.Policies
         NotDPort = 13,
         Family = 14,
         NotFamily = 15,
+        SAddr = 26,
+        NotSAddr = 27,
+        SPort = 28,
+        NotSPort = 29,
+        Protocol = 30,
+        NotProtocol = 31,
+        State = 32,
+        NotState = 33,
     }
 
     /// <summary>enum sa_action</summary>

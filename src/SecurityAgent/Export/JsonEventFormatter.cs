@@ -217,8 +217,8 @@ public sealed class JsonEventFormatter
             case TruncatedBytes tb:
                 w.WriteStartObject(a.Kind);
                 w.WriteBase64String("bytes_arg", tb.Bytes);
-                tb.OrigSize.TryFormat(digits, out int o);
-                w.WriteString("orig_size", digits[..o]);
+                tb.OrigSize.TryFormat(digits, out int sz);
+                w.WriteString("orig_size", digits[..sz]);
                 w.WriteEndObject();
                 break;
             case PathArg pa:
