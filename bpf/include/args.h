@@ -194,10 +194,13 @@ static __always_inline void sa_read_arg(struct sa_call *c, __u32 p, const struct
 			len = sa_str_result(bpf_probe_read_kernel_str(str, SA_STR_MAX, BPF_CORE_READ((struct dentry *)v, d_name.name)), c, p);
 			break;
 		case SA_ARG_MODULE:
-			len = sa_str_result(bpf_probe_read_kernel_str(str, 56, __builtin_preserve_access_index(&((struct module *)v)->name)), c, p);
+			if (bpf_core_type_exists(struct module))
+				len = sa_str_result(bpf_probe_read_kernel_str(str, 56, __builtin_preserve_access_index(&((struct module *)v)->name)), c, p);
 			break;
 		case SA_ARG_LOAD_INFO:
-			len = sa_str_result(bpf_probe_read_kernel_str(str, SA_STR_MAX, BPF_CORE_READ((struct load_info___sa *)v, name)), c, p);
+			/* A kernel built without modules has no struct load_info: the read is dropped at load, not refused. */
+			if (bpf_core_type_exists(struct load_info___sa))
+				len = sa_str_result(bpf_probe_read_kernel_str(str, SA_STR_MAX, BPF_CORE_READ((struct load_info___sa *)v, name)), c, p);
 			break;
 		case SA_ARG_BPF_ATTR:
 			len = sa_read_bpf_attr(str, (union bpf_attr *)v);

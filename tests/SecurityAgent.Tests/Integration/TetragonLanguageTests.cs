@@ -131,6 +131,10 @@ public class TetragonLanguageTests
             args:
             - index: 0
               type: sock
+            return: true
+            returnArg:
+              index: 0
+              type: int
         """;
 
     [Fact]
@@ -144,7 +148,7 @@ public class TetragonLanguageTests
 
         var all = Secagent("policy", "validate", "--for-kernel", "all", policy);
         Assert.Equal(3, all.Code);
-        Assert.Contains("note: spec.kprobes[0].args[0].type: unsupported: argument type 'sock'", all.Stdout);
+        Assert.Contains("unsupported: a return probe on 'tcp_connect'", all.Stdout);
         Assert.Contains("valid for kernel any", all.Stdout);
 
         var here = Secagent("policy", "validate", "--for-kernel", node, policy);
