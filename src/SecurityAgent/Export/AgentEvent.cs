@@ -29,6 +29,10 @@ public sealed record PolicyMatchEvent(
     ulong Ktime, ProcessInfo Process, ProcessInfo? Parent, string PolicyName, HookPlan Hook, string Action,
     bool Enforce, bool Enforced, bool SafetyRefused, string DecidedBy, IReadOnlyList<RenderedArg> Args) : AgentEvent(Ktime, Process, Parent)
 {
+    /// <summary>Matched at the syscall's exit, on the object the kernel looked up (through a symlink, a bind mount, a
+    /// hard link, /proc/self/fd), not on the name passed.</summary>
+    public bool MatchedAtExit { get; init; }
+
     public override string Type => Hook.Kind switch
     {
         HookKind.Kprobe => "process_kprobe",

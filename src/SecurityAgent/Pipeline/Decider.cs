@@ -58,7 +58,10 @@ public sealed class Decider(IReadOnlyDictionary<uint, HookInfo> hooks, EventPipe
         if (!actions.HasFlag(Actions.Post))
             return (Verdict.NotPosted, null);
         return (Verdict.Export, new PolicyMatchEvent(e.Ktime, p, parent, info.PolicyName, info.Hook, PolicyArgs.ActionName(actions), info.Enforce,
-            enforced, refused, decidedBy, PolicyArgs.Render(info.Hook, e.Ints, e.Strings, e.Passed)));
+            enforced, refused, decidedBy, PolicyArgs.Render(info.Hook, e.Ints, e.Strings, e.Passed))
+        {
+            MatchedAtExit = e.Flags.HasFlag(PolicyWire.EventFlags.AtExit),
+        });
     }
 
     /// <summary>A process that exited leaves every deny set (pids are reused).</summary>

@@ -197,11 +197,13 @@ public class PathEvasionTests
         Assert.Equal(expected, Run.Wait(sh, ["-c", "./tool"], dir.File("bins")).Code);
         var rel = WaitForPassed(agent, policy, "./tool", "relative exec");
         Assert.Equal(tool, rel.GetProperty("args")[0].GetProperty("string_arg").GetString());
+        Assert.False(rel.GetProperty("securityagent").TryGetProperty("matched_at_exit", out _));
         // A symlink elsewhere: only the exec itself finds the file; caught at exit, before the program runs.
         Assert.Equal(expected, Run.Wait(sh, ["-c", "./alias"], dir.File("elsewhere")).Code);
         var link = WaitForPassed(agent, policy, "./alias", "exec through a symlink");
         Assert.Equal(tool, link.GetProperty("args")[0].GetProperty("string_arg").GetString());
         Assert.Equal(mode == "enforce", link.GetProperty("securityagent").GetProperty("enforced").GetBoolean());
+        Assert.True(link.GetProperty("securityagent").GetProperty("matched_at_exit").GetBoolean());
         // The same shell running a program outside the directory is left alone.
         Assert.Equal(0, Run.Wait(sh, ["-c", "/usr/bin/true"]).Code);
     }
