@@ -57,6 +57,7 @@ int sa_policy_exit_tp(struct trace_event_raw_sys_exit *ctx)
 	__u8 flags = pend->flags;
 	__u32 gen = pend->gen;
 	__builtin_memcpy(c->skip, pend->fired, sizeof(c->skip));
+	__builtin_memcpy(c->proc_live, pend->proc_live, sizeof(c->proc_live));
 	__builtin_memcpy(c->exit_record, pend->record, sizeof(c->exit_record));
 	__u32 slot = pend->slot & (SA_POINT_ARGS - 1);
 	c->raw_len[slot] = pend->raw_len;
@@ -72,7 +73,7 @@ int sa_policy_exit_tp(struct trace_event_raw_sys_exit *ctx)
 		return 0;
 	__u32 *active = bpf_map_lookup_elem(&sa_active, &ap);
 	if (!active || *active != gen)
-		__builtin_memset(c->skip, 0, sizeof(c->skip)); /* the policies changed in between */
+		return 0; /* the policies changed in between: the saved selector bits mean other selectors now */
 
 	struct sa_source src = { .file = (__u64)f, .ret = ret };
 	void *rec = c->exit_record;

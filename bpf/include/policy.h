@@ -66,6 +66,7 @@ static __always_inline void sa_arm_exit(struct sa_run *r, const struct sa_source
 	pend->gen = r->gen;
 	pend->flags = flags;
 	__builtin_memcpy(pend->fired, r->c->fired, sizeof(pend->fired));
+	__builtin_memcpy(pend->proc_live, r->c->proc_live, sizeof(pend->proc_live));
 	bpf_probe_read_kernel(pend->record, sizeof(pend->record), (void *)src->record);
 	/* The first path argument (opens and execs have one). */
 	pend->slot = 0;
@@ -101,20 +102,29 @@ static __always_inline __s32 sa_policy_run(__u32 ap, __u8 op, const struct sa_so
 	__builtin_memcpy(r.c->live, r.pt->valid, sizeof(r.c->live));
 	__builtin_memset(r.c->fired, 0, sizeof(r.c->fired));
 	r.c->file_ino = 0;
-	if (skip) {
-		r.at_exit = true;
-		for (int w = 0; w < SA_SEL_WORDS; w++)
-			r.c->live[w] &= ~skip[w];
-	}
 	r.bin = &r.c->no_bin;
-
-	if (r.pt->nproc_dims) {
+	if (skip) {
+		/* The process-level dimensions as the enter found them: after an exec, the binary is the new
+		 * program, and matchBinaries is about the one that called exec. */
+		r.at_exit = true;
+		__u64 any = 0;
+		for (int w = 0; w < SA_SEL_WORDS; w++) {
+			r.c->live[w] = r.c->proc_live[w] & ~skip[w];
+			any |= r.c->live[w];
+		}
+		if (!any)
+			return 0;
+	} else if (r.pt->nproc_dims) {
 		const struct sa_binary *bin = bpf_map_lookup_elem(&sa_exec_binary, &r.tgid);
 		if (bin)
 			r.bin = bin;
 		if (!sa_eval_dims(&r, 0, r.pt->nproc_dims))
 			return 0;
 	}
+#if SA_FAMILY == SA_FAMILY_TRACEPOINT
+	if (!skip && r.pt->flags & (SA_POINT_EXIT_FD | SA_POINT_EXIT_EXE))
+		__builtin_memcpy(r.c->proc_live, r.c->live, sizeof(r.c->proc_live));
+#endif
 	sa_read_args(r.c, r.pt, src);
 	if (sa_eval_dims(&r, r.pt->nproc_dims, r.pt->ndims))
 		bpf_loop(SA_SEL_BITS + SA_SEL_WORDS, sa_next_selector, &r, 0);

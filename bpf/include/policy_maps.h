@@ -147,6 +147,7 @@ struct sa_call {
 	struct sa_norm norm;
 	__u16 norm_stack[SA_NORM_DEPTH];     /* path normalisation: where each component starts */
 	__u64 skip[SA_SEL_WORDS];    /* a syscall's exit: the bits of the hooks that matched at its enter */
+	__u64 proc_live[SA_SEL_WORDS]; /* the bits that passed the process-level dimensions (at enter; at exit: then) */
 	__u8 exit_record[SA_SYSCALL_RECORD]; /* ... and the record its enter saw */
 	__u64 file_ino;          /* a syscall's exit: the file's inode when it has more than one link, else 0 */
 	__u32 file_dev;
@@ -182,6 +183,7 @@ struct sa_pending {
 	__u16 raw_len;           /* ... and the name passed (after an exec, the old memory is gone) */
 	__u8 pad[4];
 	__u64 fired[SA_SEL_WORDS];
+	__u64 proc_live[SA_SEL_WORDS];   /* the selectors the caller passed on process-level dimensions (an exec changes the binary) */
 	__u8 record[SA_SYSCALL_RECORD];
 	char raw[SA_STR_MAX];
 };

@@ -34,6 +34,9 @@ public sealed record PolicyMatchEvent(
     public RenderedArg? Return { get; init; }
 
     public string? ReturnAction { get; init; }
+    /// <summary>Matched at the syscall's exit, on the object the kernel looked up (through a symlink, a bind mount, a
+    /// hard link, /proc/self/fd), not on the name passed.</summary>
+    public bool MatchedAtExit { get; init; }
 
     public override string Type => Hook.Kind switch
     {

@@ -304,6 +304,7 @@ public sealed class JsonEventFormatter
             w.WriteBoolean("enforced", m.Enforced);
             if (m.SafetyRefused) w.WriteBoolean("safety_refused", true);
             w.WriteString("decided_by", m.DecidedBy);
+            if (m.MatchedAtExit) w.WriteBoolean("matched_at_exit", true);
             WritePassedStrings(w, m.Args);
         }
         if (e.Process.Unattributed is { } why) w.WriteString("process_unattributed", why);

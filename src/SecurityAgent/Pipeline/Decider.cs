@@ -63,6 +63,7 @@ public sealed class Decider(IReadOnlyDictionary<uint, HookInfo> hooks, EventPipe
         {
             Return = returned ? PolicyArgs.RenderReturn(info.Hook.Return!, e.Return) : null,
             ReturnAction = returned ? PolicyArgs.ActionName((Actions)e.ReturnActions) : null,
+            MatchedAtExit = e.Flags.HasFlag(PolicyWire.EventFlags.AtExit),
         });
     }
 

@@ -126,7 +126,7 @@ public static class PathArguments
         {
             PolicyWire.PointFlags.Fd => enter + ", and again at exit the path of the file the kernel opened (symlinks, bind mounts, /proc/self/fd" + HardLinks(cmp) + ")",
             PolicyWire.PointFlags.Exe => enter + ", and again at exit the path of the file the kernel executed (symlinks, bind mounts" + HardLinks(cmp) + ")",
-            _ => enter + "; symlinks in it are not followed",
+            _ => enter + " only: this syscall's object is not looked up again at exit, so a symlink, bind mount, hard link or /proc/self/fd name in the path is matched as spelled",
         };
     }
 }

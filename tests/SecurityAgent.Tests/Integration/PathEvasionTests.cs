@@ -153,7 +153,7 @@ public class PathEvasionTests
         Assert.Equal((0, "plain\n"), (Run.Wait(s.Cat, ["../plain.txt"], s.SecretDir).Code, Run.Wait(s.Cat, ["../plain.txt"], s.SecretDir).Stdout));
     }
 
-    private static string ExecPolicy(string name, string mode, string prefix) => $"""
+    private static string ExecPolicy(string name, string mode, string prefix, string? binary = null) => $"""
         apiVersion: securityagent.io/v1alpha1
         kind: TracingPolicy
         metadata:
@@ -173,7 +173,7 @@ public class PathEvasionTests
             - matchArgs:
               - index: 5
                 operator: Prefix
-                values: ["{prefix}"]
+                values: ["{prefix}"]{(binary is null ? "" : "\n      matchBinaries:\n      - operator: In\n        values: [\"" + binary + "\"]")}
               matchActions:
               - action: Sigkill
         """;
@@ -197,12 +197,44 @@ public class PathEvasionTests
         Assert.Equal(expected, Run.Wait(sh, ["-c", "./tool"], dir.File("bins")).Code);
         var rel = WaitForPassed(agent, policy, "./tool", "relative exec");
         Assert.Equal(tool, rel.GetProperty("args")[0].GetProperty("string_arg").GetString());
+        Assert.False(rel.GetProperty("securityagent").TryGetProperty("matched_at_exit", out _));
         // A symlink elsewhere: only the exec itself finds the file; caught at exit, before the program runs.
         Assert.Equal(expected, Run.Wait(sh, ["-c", "./alias"], dir.File("elsewhere")).Code);
         var link = WaitForPassed(agent, policy, "./alias", "exec through a symlink");
         Assert.Equal(tool, link.GetProperty("args")[0].GetProperty("string_arg").GetString());
         Assert.Equal(mode == "enforce", link.GetProperty("securityagent").GetProperty("enforced").GetBoolean());
+        Assert.True(link.GetProperty("securityagent").GetProperty("matched_at_exit").GetBoolean());
         // The same shell running a program outside the directory is left alone.
         Assert.Equal(0, Run.Wait(sh, ["-c", "/usr/bin/true"]).Code);
+    }
+
+    /// <summary>matchBinaries on an exec hook is about the binary that calls exec. The check at exit (after an exec
+    /// through a symlink) must not ask it of the new program.</summary>
+    [Theory]
+    [InlineData("monitor")]
+    [InlineData("enforce")]
+    public void An_exec_through_a_symlink_is_caught_for_the_binaries_a_policy_names_and_only_them(string mode)
+    {
+        using var dir = new TempDir();
+        Directory.CreateDirectory(dir.File("bins"));
+        Directory.CreateDirectory(dir.File("elsewhere"));
+        var tool = dir.CopyBinary("/usr/bin/true", "bins/tool");
+        var sh = dir.CopyBinary("/usr/bin/dash", "elsewhere/sh");
+        var other = dir.CopyBinary("/usr/bin/dash", "elsewhere/other-sh");
+        File.CreateSymbolicLink(dir.File("elsewhere/alias"), tool);
+        var policy = "exec-bin-" + mode;
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = ExecPolicy(policy, mode, dir.File("bins") + "/", sh) }, "--export-extensions");
+        Assert.Contains($"Policy {policy} loaded", agent.Stderr);
+
+        // Another shell running the same symlink: not the policy's binary, not reported, not killed.
+        Assert.Equal(0, Run.Wait(other, ["-c", "./alias"], dir.File("elsewhere")).Code);
+        // The policy's shell: caught at exit, the binary checked being the shell, not the program it became.
+        Assert.Equal(mode == "enforce" ? 137 : 0, Run.Wait(sh, ["-c", "./alias"], dir.File("elsewhere")).Code);
+        var link = WaitForPassed(agent, policy, "./alias", "exec through a symlink by the policy's binary");
+        Assert.Equal(tool, link.GetProperty("args")[0].GetProperty("string_arg").GetString());
+        Assert.True(link.GetProperty("securityagent").GetProperty("matched_at_exit").GetBoolean());
+        Assert.Equal(mode == "enforce", link.GetProperty("securityagent").GetProperty("enforced").GetBoolean());
+        Thread.Sleep(300);
+        Assert.Single(agent.Events.All, e => Body(e, policy) is not null);
     }
 }

@@ -142,6 +142,16 @@ public class JsonFormatTests
     }
 
     [Fact]
+    public void A_match_on_the_object_the_kernel_looked_up_at_exit_says_so_in_the_extension_only()
+    {
+        var e = Match(HookKind.Tracepoint, "syscalls/sys_enter_openat", [Arg(0, "string", ArgType.String)], [0], ["/etc/shadow"u8.ToArray()], enforce: false, enforced: false)
+            with { MatchedAtExit = true };
+        Assert.DoesNotContain("matched_at_exit", Render(e, EventFormat.Default));
+        var ext = JsonDocument.Parse(Render(e, new EventFormat { Extensions = true })).RootElement.GetProperty("process_tracepoint").GetProperty(JsonEventFormatter.Extension);
+        Assert.True(ext.GetProperty("matched_at_exit").GetBoolean());
+    }
+
+    [Fact]
     public void An_abstract_unix_address_is_shown_with_an_at_sign()
     {
         byte[] raw = [1, 0, 0, .. "dbus-x"u8, 0, 0, 0];
