@@ -13,7 +13,7 @@ CONTRACT_GEN := tools/ContractGen/bin/$(CONFIG)/net10.0/ContractGen.dll
 APP_OUT := build/app
 SYSCALLS := build/syscalls/x86_64.txt
 DOTNET_FLAGS := --nologo -c $(CONFIG)
-APT_PKGS := clang-19 llvm-19 libbpf-dev bpftool
+APT_PKGS := clang-19 llvm-19 libbpf-dev bpftool libc6-dev
 
 .PHONY: all deps bpf build run test vmtest bench bench-quick crds vmlinux fuzz clean policy-scale
 
@@ -23,7 +23,7 @@ all: build
 deps:
 	@missing=""; \
 	for c in clang-19 llvm-strip-19 bpftool; do command -v $$c >/dev/null || missing=1; done; \
-	[ -e /usr/include/bpf/libbpf.h ] || missing=1; \
+	[ -e /usr/include/bpf/libbpf.h ] && [ -e /usr/lib/x86_64-linux-gnu/libc.a ] || missing=1; \
 	ldconfig -p | grep -q 'libbpf.so.1 ' || missing=1; \
 	command -v dotnet >/dev/null || { echo "Install the .NET 10 SDK (https://dot.net) first."; exit 1; }; \
 	if [ -n "$$missing" ]; then \
