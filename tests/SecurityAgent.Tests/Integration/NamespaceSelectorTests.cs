@@ -150,15 +150,7 @@ public class NamespaceSelectorTests
         }
         """;
 
-    private static string Compile(TempDir dir, string name)
-    {
-        var source = dir.File(name + ".c");
-        File.WriteAllText(source, ChangeSource);
-        var binary = dir.File(name);
-        var cc = Run.Wait("clang-19", ["-O1", "-o", binary, source]);
-        Assert.True(cc.Code == 0, cc.Stderr);
-        return binary;
-    }
+    private static string Compile(TempDir dir, string name) => CProgram.Build(dir, name, ChangeSource, "-O1");
 
     [Fact]
     public void MatchNamespaceChanges_kills_a_process_after_it_unshares_its_uts_namespace_and_not_before()

@@ -94,7 +94,7 @@ public class PathEvasionTests
         }
     }
 
-    private static JsonElement? Body(JsonElement e, string policy)
+    internal static JsonElement? Body(JsonElement e, string policy)
     {
         foreach (var p in e.EnumerateObject())
             if (p.Value.ValueKind == JsonValueKind.Object && p.Value.TryGetProperty("policy_name", out var n) && n.GetString() == policy)

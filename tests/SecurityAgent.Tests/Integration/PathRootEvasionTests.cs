@@ -85,25 +85,8 @@ public class PathRootEvasionTests
             Dir.CopyBinary("/usr/bin/true", "elsewhere/true");
             File.CreateSymbolicLink(Dir.File("elsewhere/alias"), Dir.File("bins/tool"));
             File.WriteAllText(Dir.File("tool.c"), ToolSource);
-            Compile(Dir.File("tool.c"), Tool);
+            CProgram.Compile(Dir.File("tool.c"), Tool, "-O2", "-static");
             File.Copy(Tool, Rootfs + InRootTool);
-        }
-
-        /// <summary>cc, else the clang `make deps` installs.</summary>
-        private static void Compile(string source, string output)
-        {
-            string? error = null;
-            foreach (var cc in (string[])["cc", "clang-19", "clang"])
-            {
-                try
-                {
-                    var r = Run.Wait(cc, ["-O2", "-static", "-o", output, source]);
-                    if (r.Code == 0) return;
-                    error = $"{cc}: {r.Stderr}";
-                }
-                catch (System.ComponentModel.Win32Exception) { error ??= $"{cc}: not found"; }
-            }
-            Assert.Fail("cannot compile the test tool: " + error);
         }
 
         public void Dispose() => Dir.Dispose();
@@ -204,22 +187,6 @@ public class PathRootEvasionTests
         }
     }
 
-    private static JsonElement? Body(JsonElement e, string policy)
-    {
-        foreach (var p in e.EnumerateObject())
-            if (p.Value.ValueKind == JsonValueKind.Object && p.Value.TryGetProperty("policy_name", out var n) && n.GetString() == policy)
-                return p.Value;
-        return null;
-    }
-
-    private static string? Passed(JsonElement body)
-    {
-        if (body.TryGetProperty("securityagent", out var ext) && ext.TryGetProperty("passed_args", out var list))
-            foreach (var p in list.EnumerateArray())
-                if (p.GetProperty("arg").GetInt32() == 0) return p.GetProperty("string_arg").GetString();
-        return body.GetProperty("args")[0].GetProperty("string_arg").GetString();
-    }
-
     /// <summary>The first event of <paramref name="policy"/> for <paramref name="passed"/> among those exported after
     /// the first <paramref name="from"/>.</summary>
     private static JsonElement WaitFor(AgentProcess agent, int from, string policy, string passed, string what)
@@ -229,7 +196,7 @@ public class PathRootEvasionTests
         {
             var all = agent.Events.All;
             for (int i = from; i < all.Count; i++)
-                if (Body(all[i], policy) is { } b && Passed(b) == passed)
+                if (PathEvasionTests.Body(all[i], policy) is { } b && PathEvasionTests.Passed(b) == passed)
                     return b;
             if (DateTime.UtcNow > deadline)
                 throw new TimeoutException($"no {policy} event for {what} ({passed})");
@@ -286,7 +253,7 @@ public class PathRootEvasionTests
             Assert.True(r.Code == 0 && r.Stdout == "plain\n", $"{what}: an unrelated file is read: {r.Code} '{r.Stdout}' {r.Stderr}");
         }
         Thread.Sleep(500);
-        Assert.DoesNotContain(agent.Events.All.Skip(after), e => Body(e, open2) is not null || Body(e, rooted) is not null);
+        Assert.DoesNotContain(agent.Events.All.Skip(after), e => PathEvasionTests.Body(e, open2) is not null || PathEvasionTests.Body(e, rooted) is not null);
     }
 
     [Theory]
@@ -319,6 +286,6 @@ public class PathRootEvasionTests
         Assert.Equal(0, Run.Wait(s.Tool, ["execveat", s.Dir.File("elsewhere"), "true"]).Code);
         Assert.Equal(0, Run.Wait(s.Tool, ["execveat-fd", s.Dir.File("elsewhere/true")]).Code);
         Thread.Sleep(500);
-        Assert.DoesNotContain(agent.Events.All.Skip(after), e => Body(e, policy) is not null);
+        Assert.DoesNotContain(agent.Events.All.Skip(after), e => PathEvasionTests.Body(e, policy) is not null);
     }
 }

@@ -66,15 +66,7 @@ public class UserProbeTests
         }
         """;
 
-    private static string Build(TempDir dir, string name)
-    {
-        var src = dir.File(name + ".c");
-        File.WriteAllText(src, Source);
-        var bin = dir.File(name);
-        var cc = Run.Wait("clang-19", ["-O2", "-g", "-o", bin, src]);
-        Assert.True(cc.Code == 0, cc.Stderr);
-        return bin;
-    }
+    private static string Build(TempDir dir, string name) => CProgram.Build(dir, name, Source, "-O2", "-g");
 
     private const string PostAll = """
             - matchActions:
