@@ -54,7 +54,12 @@ public sealed class AgentProcess : IDisposable
         _proc.BeginErrorReadLine();
         _proc.BeginOutputReadLine();
         _proc.EnableRaisingEvents = true;
-        _proc.Exited += (_, _) => _ready.TrySetException(new InvalidOperationException("agent exited before it was ready:\n" + Stderr));
+        // Exited can fire before the last stderr lines are delivered: wait for the stream's end before quoting it.
+        _proc.Exited += (_, _) => Task.Run(() =>
+        {
+            _proc.WaitForExit();
+            _ready.TrySetException(new InvalidOperationException("agent exited before it was ready:\n" + Stderr));
+        });
         try
         {
             if (!_ready.Task.Wait(ReadyTimeout))
