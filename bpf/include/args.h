@@ -211,6 +211,9 @@ static __always_inline void sa_read_arg(struct sa_call *c, __u32 p, const struct
 		case SA_ARG_PERF_EVENT:
 			len = sa_read_perf_event(str, (struct perf_event *)v);
 			break;
+		case SA_ARG_BPF_PROG:
+			len = sa_read_bpf_prog(str, (struct bpf_prog *)v);
+			break;
 		}
 	}
 	c->ints[p] = v;

@@ -174,6 +174,25 @@ struct exit_event {
 	__u32 pad0;
 };
 
+/* What the kernel keeps per process (tgid) from its fork and its first exec after it (as Tetragon's execve_map):
+ * the parent at fork and the pid in its own namespace (matchPIDs isNamespacePID+followForks walks these), the
+ * namespaces and capabilities to compare with (matchNamespaceChanges, matchCapabilityChanges), in_init_tree.
+ * The agent writes the processes that were running before it started, from /proc (BPF_NOEXIST: a record the
+ * kernel wrote in between is newer). */
+enum sa_proc_flags {
+	SA_PROC_IN_INIT_TREE = 1 << 0,
+	SA_PROC_FORKED = 1 << 1,     /* forked and not exec'd since: the next exec sets the namespaces and caps */
+};
+
+struct sa_proc {
+	__u32 ppid;
+	__u32 nspid;
+	__u32 flags;                 /* enum sa_proc_flags */
+	__u32 pad;
+	__u64 caps[3];               /* effective, permitted, inheritable */
+	__u32 ns[SA_NS_COUNT];
+};
+
 /* Written by the agent; read by every program. */
 struct sa_settings {
 	__u32 agent_tgid;        /* never subject to policies, never signalled */
@@ -222,6 +241,7 @@ enum sa_arg_type {
 	SA_ARG_BPF_ATTR = 30,    /* union bpf_attr * of BPF_PROG_LOAD: struct sa_bpf_info */
 	SA_ARG_BPF_MAP = 31,     /* struct bpf_map *: struct sa_bpf_info */
 	SA_ARG_PERF_EVENT = 32,  /* struct perf_event *: struct sa_bpf_info (type, config, the kprobe's function) */
+	SA_ARG_BPF_PROG = 45,    /* struct bpf_prog *: struct sa_bpf_info (type, instructions, name) */
 };
 
 /* policy_event.ints of a file, path or linux_binprm argument: what Tetragon's flags and permission come from. */

@@ -65,23 +65,7 @@ struct {
 	__type(value, __u64);
 } sa_follow SEC(".maps");
 
-/* What the kernel keeps per process (tgid) from its fork and its first exec after it (as Tetragon's execve_map):
- * the parent at fork and the pid in its own namespace (matchPIDs isNamespacePID+followForks walks these), the
- * namespaces and capabilities to compare with (matchNamespaceChanges, matchCapabilityChanges), in_init_tree. */
-enum sa_proc_flags {
-	SA_PROC_IN_INIT_TREE = 1 << 0,
-	SA_PROC_FORKED = 1 << 1,     /* forked and not exec'd since: the next exec sets the namespaces and caps */
-};
-
-struct sa_proc {
-	__u32 ppid;
-	__u32 nspid;
-	__u32 flags;                 /* enum sa_proc_flags */
-	__u32 pad;
-	__u64 caps[3];               /* effective, permitted, inheritable */
-	__u32 ns[SA_NS_COUNT];
-};
-
+/* sa_proc: struct sa_proc (contract.h), per tgid. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);

@@ -139,6 +139,18 @@ static __always_inline __u32 sa_read_bpf_map(char *dst, struct bpf_map *map)
 	return sizeof(*bi);
 }
 
+static __always_inline __u32 sa_read_bpf_prog(char *dst, struct bpf_prog *prog)
+{
+	struct sa_bpf_info *bi = (struct sa_bpf_info *)dst;
+	__builtin_memset(dst, 0, sizeof(*bi));
+	bi->type = BPF_CORE_READ(prog, type);
+	bi->count = BPF_CORE_READ(prog, len);
+	struct bpf_prog_aux *aux = BPF_CORE_READ(prog, aux);
+	if (aux)
+		bpf_probe_read_kernel(bi->name, 16, __builtin_preserve_access_index(&aux->name));
+	return sizeof(*bi);
+}
+
 /* perf_event_open's attribute: a kprobe's function name is a user-space string of the calling process. */
 static __always_inline __u32 sa_read_perf_event(char *dst, struct perf_event *ev)
 {

@@ -52,6 +52,20 @@ public sealed unsafe class BpfMap
         GC.KeepAlive(_owner);
     }
 
+    /// <summary>Adds the entry unless the key is there (BPF_NOEXIST); false when it was.</summary>
+    public bool TryAdd(ReadOnlySpan<byte> key, ReadOnlySpan<byte> value)
+    {
+        CheckSizes(key.Length, value.Length);
+        int rc;
+        fixed (byte* k = key)
+        fixed (byte* v = value)
+            rc = Libbpf.bpf_map_update_elem(Fd, k, v, Libbpf.BPF_NOEXIST);
+        GC.KeepAlive(_owner);
+        if (rc == -Errno.EEXIST) return false;
+        LibbpfException.Check(rc, $"bpf_map_update_elem({Name})");
+        return true;
+    }
+
     public bool TryLookup<TKey, TValue>(in TKey key, out TValue value) where TKey : unmanaged where TValue : unmanaged
     {
         CheckSizes(sizeof(TKey), sizeof(TValue));

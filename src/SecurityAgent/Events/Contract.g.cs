@@ -622,6 +622,14 @@ namespace SecurityAgent.Events
             Count = 10,
         }
 
+        /// <summary>enum sa_proc_flags</summary>
+        [Flags]
+        public enum ProcFlags : uint
+        {
+            InInitTree = 1,
+            Forked = 2,
+        }
+
         /// <summary>struct event_header</summary>
         public static class Header
         {
@@ -704,6 +712,17 @@ namespace SecurityAgent.Events
             public const int EnvVars = 8;
             public const int Length = 12;
         }
+
+        /// <summary>struct sa_proc</summary>
+        public static class Proc
+        {
+            public const int Ppid = 0;
+            public const int Nspid = 4;
+            public const int Flags = 8;
+            public const int Caps = 16;
+            public const int Ns = 40;
+            public const int Length = 80;
+        }
     }
 }
 
@@ -741,6 +760,7 @@ namespace SecurityAgent.Policies
         BpfAttr = 30,
         BpfMap = 31,
         PerfEvent = 32,
+        BpfProg = 45,
     }
 
     /// <summary>enum sa_cmp</summary>

@@ -32,6 +32,9 @@ public static class KernelObjectArgs
             ("KeySize", U32(raw, W.BpfInfo.Count)), ("ValueSize", U32(raw, W.BpfInfo.ValueSize)), ("MaxEntries", U32(raw, W.BpfInfo.MaxEntries)), ("MapName", Name(raw))), a.Label),
         ArgType.PerfEvent => new("perf_event_arg", Obj(("KprobeFunc", Name(raw)), ("Type", Named(PerfTypes, "PERF_TYPE_", U32(raw, W.BpfInfo.Type))),
             ("Config", U64(raw, W.BpfInfo.Config)), ("ProbeOffset", U64(raw, W.BpfInfo.ProbeOffset))), a.Label),
+        ArgType.BpfProg => new("bpf_prog_arg", Obj(("ProgType", Named(ProgTypes, "BPF_PROG_TYPE_", U32(raw, W.BpfInfo.Type))),
+            ("InsnCnt", U32(raw, W.BpfInfo.Count)), ("ProgName", Name(raw))), a.Label),
+        ArgType.Int when a.Type == "bpf_cmd" => new("bpf_cmd_arg", (uint)v < (uint)BpfCmds.Length ? BpfCmds[(int)v] : (int)v, a.Label),
         ArgType.Int when a.Type == "capability" => new("capability_arg", Obj(("value", (int)v), ("name", LinuxNames.Capability((int)v))), a.Label),
         _ => null,
     };
@@ -132,6 +135,18 @@ public static class KernelObjectArgs
         "UNSPEC", "SOCKET_FILTER", "KPROBE", "SCHED_CLS", "SCHED_ACT", "TRACEPOINT", "XDP", "PERF_EVENT", "CGROUP_SKB", "CGROUP_SOCK", "LWT_IN", "LWT_OUT",
         "LWT_XMIT", "SOCK_OPS", "SK_SKB", "CGROUP_DEVICE", "SK_MSG", "RAW_TRACEPOINT", "CGROUP_SOCK_ADDR", "LWT_SEG6LOCAL", "LIRC_MODE2", "SK_REUSEPORT",
         "FLOW_DISSECTOR", "CGROUP_SYSCTL", "RAW_TRACEPOINT_WRITABLE", "CGROUP_SOCKOPT", "TRACING", "STRUCT_OPS", "EXT", "LSM", "SK_LOOKUP", "SYSCALL", "NETFILTER",
+    ];
+
+    /// <summary>Tetragon's BpfCmd enum (bpf.proto): the kernel's enum bpf_cmd. A number past it is written as the number (protojson's
+    /// rendering of an enum value it does not know).</summary>
+    private static readonly string[] BpfCmds =
+    [
+        "BPF_MAP_CREATE", "BPF_MAP_LOOKUP_ELEM", "BPF_MAP_UPDATE_ELEM", "BPF_MAP_DELETE_ELEM", "BPF_MAP_GET_NEXT_KEY", "BPF_PROG_LOAD", "BPF_OBJ_PIN",
+        "BPF_OBJ_GET", "BPF_PROG_ATTACH", "BPF_PROG_DETACH", "BPF_PROG_TEST_RUN", "BPF_PROG_GET_NEXT_ID", "BPF_MAP_GET_NEXT_ID", "BPF_PROG_GET_FD_BY_ID",
+        "BPF_MAP_GET_FD_BY_ID", "BPF_OBJ_GET_INFO_BY_FD", "BPF_PROG_QUERY", "BPF_RAW_TRACEPOINT_OPEN", "BPF_BTF_LOAD", "BPF_BTF_GET_FD_BY_ID",
+        "BPF_TASK_FD_QUERY", "BPF_MAP_LOOKUP_AND_DELETE_ELEM", "BPF_MAP_FREEZE", "BPF_BTF_GET_NEXT_ID", "BPF_MAP_LOOKUP_BATCH",
+        "BPF_MAP_LOOKUP_AND_DELETE_BATCH", "BPF_MAP_UPDATE_BATCH", "BPF_MAP_DELETE_BATCH", "BPF_LINK_CREATE", "BPF_LINK_UPDATE", "BPF_LINK_GET_FD_BY_ID",
+        "BPF_LINK_GET_NEXT_ID", "BPF_ENABLE_STATS", "BPF_ITER_CREATE", "BPF_LINK_DETACH", "BPF_PROG_BIND_MAP", "BPF_TOKEN_CREATE",
     ];
 
     private static readonly string[] MapTypes =

@@ -84,13 +84,14 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         // Attach first, then scan /proc: a process that starts in between is seen by both, and the
         // cache keeps one entry. Events wait in the ring buffer until the reader starts.
         sensor.Attach();
-        int seeded = 0;
-        foreach (var p in ProcFsScanner.Scan(node, clockTickNs))
+        var found = ProcFsScanner.ScanTree(node, clockTickNs);
+        foreach (var p in found)
         {
             cache.AddProcFs(p);
             sensor.RememberBinary(p.Pid, p.Binary);
-            seeded++;
         }
+        sensor.SeedProcesses(found);
+        int seeded = found.Count;
         cache.LinkProcFsParents();
         if (!Directory.Exists(_opt.PolicyDir))
             LogNoPolicyDir(log, _opt.PolicyDir);

@@ -16,28 +16,34 @@ internal static class ArgumentLayout
     public const int MaxArgs = Events.Contract.MaxArgs;
 
     private static readonly HashSet<string> StringTypes = ["string", "char_buf", "char_iovec", "file", "path", "filename", "linux_binprm", "dentry", "data_loc"];
-    private static readonly HashSet<string> IntTypes = ["int", "uint", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64", "sint8", "sint16", "sint32", "sint64", "s8", "u8", "s16", "u16", "s32", "u32", "s64", "u64", "size_t", "long", "ulong", "auto", "fd"];
+    private static readonly HashSet<string> IntTypes = ["int", "uint", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64", "sint8", "sint16", "sint32", "sint64", "s8", "u8", "s16", "u16", "s32", "u32", "s64", "u64", "size_t", "long", "ulong", "auto", "fd", "bpf_cmd"];
     private static readonly HashSet<string> SockTypes = ["sockaddr", "sockaddr_un", "sock", "socket", "skb"];
 
-    /// <summary>Tetragon's types that read a kernel object through a function argument, with what Tetragon reports of
-    /// it; the kernel engine of this build does not read them yet.</summary>
+    /// <summary>Tetragon's types that read a kernel object through a function argument, with what the event carries of it
+    /// (KernelObjectArgs, PolicyArgs); the types not in <see cref="KernelObjectReads"/> are refused as engine gaps.</summary>
     private static readonly Dictionary<string, string> KernelObjectTypes = new()
     {
-        ["sock"] = "sock_arg: family, type, protocol, addresses, ports, state",
-        ["socket"] = "sock_arg of the socket's sock",
-        ["skb"] = "skb_arg: addresses, ports, protocol, length",
-        ["cred"] = "process_credentials_arg: uids, gids, capabilities, user namespace",
-        ["bpf_attr"] = "bpf_attr_arg: program type, instruction count, name",
-        ["perf_event"] = "perf_event_arg: kprobe function, type, config",
-        ["bpf_map"] = "bpf_map_arg: map type, key and value size, entries, name",
-        ["user_namespace"] = "user_namespace_arg: level, owner, group, inode",
-        ["capability"] = "capability_arg: the capability's name",
-        ["kernel_cap_t"] = "cap set as names", ["cap_inheritable"] = "cap set as names", ["cap_permitted"] = "cap set as names", ["cap_effective"] = "cap set as names",
-        ["kiocb"] = "file_arg of the iocb's file", ["iov_iter"] = "bytes of the iterator's buffers",
-        ["load_info"] = "module_arg: name, signature, taints", ["module"] = "module_arg: name, signature, taints",
-        ["sockaddr_un"] = "sockaddr of a unix socket: its path", ["const_buf"] = "bytes of a fixed-size buffer", ["bpf_prog"] = "bpf_prog_arg: type, name",
-        ["net_device"] = "net_device_arg: the device name", ["dentry"] = "the dentry's path", ["char_iovec"] = "bytes of the iovec's buffers",
+        ["sock"] = "sock_arg: family, type, protocol, mark, priority, saddr, daddr, sport, dport, cookie, state",
+        ["socket"] = "sock_arg of the socket's sock: family, type, protocol, mark, priority, saddr, daddr, sport, dport, cookie, state",
+        ["skb"] = "skb_arg: hash, len, priority, mark, saddr, daddr, sport, dport, proto, protocol, family",
+        ["cred"] = "process_credentials_arg: uid, gid, euid, egid, suid, sgid, fsuid, fsgid, securebits, caps (permitted, effective, inheritable), user_ns",
+        ["bpf_attr"] = "bpf_attr_arg: ProgType, InsnCnt, ProgName (of a BPF_PROG_LOAD)",
+        ["perf_event"] = "perf_event_arg: KprobeFunc, Type, Config, ProbeOffset",
+        ["bpf_map"] = "bpf_map_arg: MapType, KeySize, ValueSize, MaxEntries, MapName",
+        ["bpf_prog"] = "bpf_prog_arg: ProgType, InsnCnt, ProgName",
+        ["user_namespace"] = "user_ns_arg: level, uid and gid of the owner, ns (inum, is_host)",
+        ["capability"] = "capability_arg: value and name (CAP_SYS_ADMIN)",
+        ["kernel_cap_t"] = "kernel_cap_t_arg: the set as 16 hex digits", ["cap_inheritable"] = "cap_inheritable_arg: the set as 16 hex digits",
+        ["cap_permitted"] = "cap_permitted_arg: the set as 16 hex digits", ["cap_effective"] = "cap_effective_arg: the set as 16 hex digits",
+        ["kiocb"] = "file_arg of the iocb's file: path, flags, permission", ["iov_iter"] = "bytes of the iterator's buffers",
+        ["load_info"] = "module_arg: the name of the module being loaded", ["module"] = "module_arg: the module's name",
+        ["sockaddr_un"] = "sockaddr of a unix socket: its path", ["const_buf"] = "bytes of a fixed-size buffer",
+        ["net_device"] = "net_dev_arg: the device's name", ["dentry"] = "path_arg: the dentry's name (its last component)", ["char_iovec"] = "bytes of the iovec's buffers",
     };
+
+    /// <summary>What an argument of a kernel-object type (or bpf_cmd) is emitted as, for --explain; null for other types.</summary>
+    public static string? Emits(string type) =>
+        type == "bpf_cmd" ? "bpf_cmd_arg: the command's name (BPF_PROG_LOAD)" : KernelObjectReads.ContainsKey(type) ? KernelObjectTypes[type] : null;
 
     /// <summary>The kernel object types the engine reads (bpf/include/kobjects.h): how, and the bytes of the slot.</summary>
     private static readonly Dictionary<string, (ArgType, int)> KernelObjectReads = new()
@@ -49,6 +55,7 @@ internal static class ArgumentLayout
         ["net_device"] = (ArgType.NetDev, 8), ["dentry"] = (ArgType.Dentry, 8), ["kiocb"] = (ArgType.Kiocb, 8),
         ["module"] = (ArgType.Module, 8), ["load_info"] = (ArgType.LoadInfo, 8),
         ["bpf_attr"] = (ArgType.BpfAttr, 8), ["bpf_map"] = (ArgType.BpfMap, 8), ["perf_event"] = (ArgType.PerfEvent, 8),
+        ["bpf_prog"] = (ArgType.BpfProg, 8),
     };
 
     /// <summary>Kernel object types compared as integers (capability sets as masks, a capability as its number) or as
@@ -82,7 +89,7 @@ internal static class ArgumentLayout
                 continue;
             }
             ArgPlan? plan = null;
-            if (type is "bpf_cmd" or "pointer")
+            if (type == "pointer")
                 d.Error(a.Type.Pos, a.Type.Path, $"unsupported: '{type}' is not an argument type Tetragon defines");
             else if (placement is { FieldsKnown: true })
                 plan = placement.Field is null ? placement.UserSpace ? UserArg(a, slot, placement, d) : FunctionArg(a, slot, d) : RecordArg(a, slot, placement, d);
@@ -263,6 +270,7 @@ internal static class ArgumentLayout
             "uint64" or "u64" or "size_t" or "ulong" or "syscall64" => (ArgType.UInt, 8),
             "auto" => f.Signed ? (ArgType.Int, Math.Clamp(f.Size, 1, 8)) : (ArgType.UInt, Math.Clamp(f.Size, 1, 8)),
             "fd" => (ArgType.Fd, 4),
+            "bpf_cmd" => (ArgType.Int, 4), // Tetragon's user-space type: an int, emitted as the BpfCmd name
             "string" or "filename" or "char_buf" when pointer => (ArgType.String, 8),
             "sockaddr" when pointer => (ArgType.SockAddr, 8),
             _ => (ArgType.None, 0),

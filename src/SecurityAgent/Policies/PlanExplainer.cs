@@ -34,6 +34,8 @@ public static class PlanExplainer
                             + $"up to {Events.Contract.StrMax - 1} bytes sent as bytes_arg (more: truncated_bytes_arg with orig_size)",
                         _ when a.KernelType == ArgType.BufRet => $"the buffer at record offset {a.Offset}, read at return: as many bytes as the call returned (returnCopy), "
                             + $"up to {Events.Contract.StrMax - 1} sent as bytes_arg (more: truncated_bytes_arg with orig_size)",
+                        _ when ArgumentLayout.Emits(a.Type) is { } emits => a.Type != "bpf_cmd"
+                            ? $"function argument {a.Offset}, read as {a.KernelType}: {emits}" : $"read {a.KernelType} ({a.Size} bytes) at record offset {a.Offset}: {emits}",
                         _ => $"read {a.KernelType} ({a.Size} bytes) at record offset {a.Offset}",
                     }));
             if (hook.Return is { } ret)

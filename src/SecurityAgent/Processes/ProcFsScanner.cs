@@ -23,6 +23,35 @@ public static class ProcFsScanner
         }
     }
 
+    /// <summary>Every process of /proc, with in_init_tree as the kernel computes it at fork and exec (Tetragon's
+    /// set_in_init_tree, as its /proc reader does): the process is its pid namespace's init (NSpid 1) or its parent is
+    /// in the init tree.</summary>
+    public static List<ProcessInfo> ScanTree(string nodeName, long clockTickNs, string procRoot = "/proc")
+    {
+        var all = Scan(nodeName, clockTickNs, procRoot).ToList();
+        var byPid = all.ToDictionary(p => p.Pid);
+        var memo = new Dictionary<int, bool>();
+        bool InTree(ProcessInfo p)
+        {
+            // Iterative walk up to the first ancestor already decided (a /proc snapshot can hold a cycle of reused pids).
+            var chain = new List<ProcessInfo>();
+            bool result = false;
+            for (var q = p; q is not null && chain.Count <= all.Count; q = byPid.GetValueOrDefault(q.Ppid))
+            {
+                if (memo.TryGetValue(q.Pid, out result)) break;
+                if (q.Nspid == 1) { result = true; memo[q.Pid] = true; break; }
+                chain.Add(q);
+                if (q.Ppid == q.Pid) break;
+            }
+            foreach (var c in chain) memo[c.Pid] = result;
+            return result;
+        }
+        foreach (var p in all)
+            if (InTree(p))
+                p.Flags |= Wire.ExecFlags.InInitTree;
+        return all;
+    }
+
     /// <summary>One /proc/PID directory. Returns null for kernel threads (no executable).</summary>
     public static ProcessInfo? Read(string dir, int pid, string nodeName, long clockTickNs)
     {
@@ -48,6 +77,7 @@ public static class ProcFsScanner
             Auid = uint.TryParse(TryRead(Path.Combine(dir, "loginuid")), out var auid) ? auid : uint.MaxValue,
             Caps = new Capabilities(Hex(status, "CapPrm:"), Hex(status, "CapEff:"), Hex(status, "CapInh:")),
             Namespaces = ReadNamespaces(dir),
+            Nspid = NsPid(status),
             Ppid = stat.Ppid,
             Origin = ProcessOrigin.ProcFs,
             Container = Containers.CgroupNames.Parse(CgroupV2Path(dir) ?? ""),
@@ -96,6 +126,14 @@ public static class ProcFsScanner
         var line = status.FirstOrDefault(l => l.StartsWith(key, StringComparison.Ordinal));
         var ids = line?[key.Length..].Split('\t', ' ', StringSplitOptions.RemoveEmptyEntries).Select(uint.Parse).ToArray();
         return ids is { Length: >= 4 } ? ids : [0, 0, 0, 0]; // real, effective, saved, filesystem
+    }
+
+    /// <summary>The pid in the process's own pid namespace: the last of "NSpid:"; 0 when the line is missing.</summary>
+    private static uint NsPid(string[] status)
+    {
+        var line = status.FirstOrDefault(l => l.StartsWith("NSpid:", StringComparison.Ordinal));
+        var last = line?[6..].Split('\t', ' ', StringSplitOptions.RemoveEmptyEntries).LastOrDefault();
+        return uint.TryParse(last, out uint v) ? v : 0;
     }
 
     private static ulong Hex(string[] status, string key)

@@ -26,7 +26,7 @@ public sealed class ProcessInfo
     public required Credentials Creds { get; init; }
     public uint Auid { get; init; } = uint.MaxValue;
     /// <summary>The pid in the process's own pid namespace, read by the kernel at exec and fork (Tetragon's container
-    /// pid); 0: unknown (found in /proc).</summary>
+    /// pid), and from /proc's NSpid for processes found at start-up; 0: unknown.</summary>
     public uint Nspid { get; init; }
     /// <summary>The environment at exec, filtered (with --enable-process-environment-variables); a clone keeps its parent's.</summary>
     public IReadOnlyList<EnvVar> Environment { get; init; } = [];
@@ -41,7 +41,8 @@ public sealed class ProcessInfo
     /// <summary>Set at creation; for /proc entries linked once the whole scan is in.</summary>
     public string? ParentExecId { get; internal set; }
     public required ProcessOrigin Origin { get; init; }
-    public Wire.ExecFlags Flags { get; init; }
+    /// <summary>Set at creation; for /proc entries, InInitTree is added once the whole scan is in (<see cref="ProcFsScanner.ScanTree"/>).</summary>
+    public Wire.ExecFlags Flags { get; internal set; }
     /// <summary>Set when the agent could not tell which execution this is, and says why.</summary>
     public string? Unattributed { get; init; }
 

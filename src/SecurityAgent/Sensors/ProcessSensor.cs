@@ -27,6 +27,40 @@ public sealed class ProcessSensor : IDisposable
         Binaries.Update(BitConverter.GetBytes((uint)pid), Policies.PolicyEncoding.Binary(path));
     public IReadOnlyList<BpfLink> Links => _links;
 
+    /// <summary>sa_proc: what the kernel keeps per process from its fork and exec (ppid, pid in its namespace,
+    /// in_init_tree, the namespaces and capabilities later changes are compared with).</summary>
+    public BpfMap Proc => _obj.Map(BpfNames.Maps.Proc);
+
+    /// <summary>Writes sa_proc for processes found in /proc at start-up, so that matchNamespaceChanges,
+    /// matchCapabilityChanges and matchPIDs isNamespacePID+followForks treat them as processes the kernel saw exec
+    /// (as Tetragon's /proc reader fills its execve_map). A record the kernel wrote since attaching is newer and is
+    /// kept. Returns how many were written.</summary>
+    public int SeedProcesses(IEnumerable<Processes.ProcessInfo> found)
+    {
+        int written = 0;
+        Span<byte> key = stackalloc byte[4];
+        Span<byte> v = stackalloc byte[Wire.Proc.Length];
+        foreach (var p in found)
+        {
+            v.Clear();
+            BinaryPrimitives.WriteUInt32LittleEndian(key, (uint)p.Pid);
+            BinaryPrimitives.WriteUInt32LittleEndian(v[Wire.Proc.Ppid..], (uint)p.Ppid);
+            BinaryPrimitives.WriteUInt32LittleEndian(v[Wire.Proc.Nspid..], p.Nspid);
+            BinaryPrimitives.WriteUInt32LittleEndian(v[Wire.Proc.Flags..], p.InInitTree ? (uint)Wire.ProcFlags.InInitTree : 0);
+            if (p.Caps is { } caps)
+            {
+                BinaryPrimitives.WriteUInt64LittleEndian(v[Wire.Proc.Caps..], caps.Effective);
+                BinaryPrimitives.WriteUInt64LittleEndian(v[(Wire.Proc.Caps + 8)..], caps.Permitted);
+                BinaryPrimitives.WriteUInt64LittleEndian(v[(Wire.Proc.Caps + 16)..], caps.Inheritable);
+            }
+            var ns = p.Namespaces;
+            for (int i = 0; i < (int)Wire.Namespace.Count; i++)
+                BinaryPrimitives.WriteUInt32LittleEndian(v[(Wire.Proc.Ns + 4 * i)..], ns[i]);
+            if (Proc.TryAdd(key, v)) written++;
+        }
+        return written;
+    }
+
     private ProcessSensor(BpfObject obj) => _obj = obj;
 
     /// <summary>Loads the sensor. Records are submitted without waking the reader until 1/16 of the ring (at

@@ -117,4 +117,57 @@ public class KernelObjectArgVmTests
         Assert.True(userNs.GetProperty("ns").GetProperty("is_host").GetBoolean());
         Unit.JsonFormatTests.AssertValid(agent.Events.RawLines.First(l => l.Contains("kargs-commit-creds") && l.Contains("65534")));
     }
+
+    /// <summary>Loads a two-instruction socket filter named sa_probe (r0 = 0; exit) with bpf(BPF_PROG_LOAD).</summary>
+    private const string ProgLoadSource = """
+        #include <linux/bpf.h>
+        #include <string.h>
+        #include <sys/syscall.h>
+        #include <unistd.h>
+
+        int main(void)
+        {
+            struct bpf_insn insns[2] = { { .code = BPF_ALU64 | BPF_MOV | BPF_K }, { .code = BPF_JMP | BPF_EXIT } };
+            union bpf_attr attr;
+            memset(&attr, 0, sizeof(attr));
+            attr.prog_type = BPF_PROG_TYPE_SOCKET_FILTER;
+            attr.insn_cnt = 2;
+            attr.insns = (unsigned long)insns;
+            attr.license = (unsigned long)"GPL";
+            strcpy(attr.prog_name, "sa_probe");
+            return syscall(SYS_bpf, BPF_PROG_LOAD, &attr, sizeof(attr)) < 0 ? 1 : 0;
+        }
+        """;
+
+    [RequiresKernel(Mechanism.Kprobe)]
+    public void A_security_bpf_prog_kprobe_reports_the_loaded_program_as_bpf_prog_arg()
+    {
+        using var dir = new TempDir();
+        var loader = CProgram.Build(dir, "kargs-prog-load", ProgLoadSource, "-O1");
+        var policy = $"""
+            apiVersion: cilium.io/v1alpha1
+            kind: TracingPolicy
+            metadata:
+              name: kargs-bpf-prog
+            spec:
+              kprobes:
+              - call: security_bpf_prog
+                syscall: false
+                args:
+                - index: 0
+                  type: bpf_prog
+                selectors:
+                - matchBinaries:
+                  - operator: In
+                    values: ["{loader}"]
+            """;
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = policy });
+
+        var r = Run.Wait(loader, []);
+        Assert.True(r.Code == 0, r.Stderr);
+        var prog = WaitFor(agent, "kargs-bpf-prog", _ => true).GetProperty("args")[0];
+        Assert.Equal("""{"bpf_prog_arg":{"ProgType":"BPF_PROG_TYPE_SOCKET_FILTER","InsnCnt":2,"ProgName":"sa_probe"}}""", prog.GetRawText());
+        if (TetragonProtos.SkipReason is null)
+            TetragonProtos.AssertTetragonLine(agent.Events.RawLines.First(l => l.Contains("kargs-bpf-prog") && l.Contains("bpf_prog_arg")));
+    }
 }

@@ -42,6 +42,9 @@ public class TetragonProtoTests(ITestOutputHelper output)
             - index: 6
               type: int64
               label: offset
+            - index: 7
+              type: uint32
+              label: whence
             selectors:
             - matchBinaries:
               - operator: In
@@ -51,6 +54,15 @@ public class TetragonProtoTests(ITestOutputHelper output)
             args:
             - index: 6
               type: sockaddr
+            selectors:
+            - matchBinaries:
+              - operator: In
+                values: ["{perl}"]
+          - subsystem: syscalls
+            event: sys_enter_bpf
+            args:
+            - index: 5
+              type: bpf_cmd
             selectors:
             - matchBinaries:
               - operator: In
@@ -69,6 +81,24 @@ public class TetragonProtoTests(ITestOutputHelper output)
               - operator: In
                 values: ["{perl}"]
           kprobes:
+          - call: sys_write
+            syscall: true
+            return: true
+            args:
+            - index: 0
+              type: int
+            - index: 1
+              type: char_buf
+              sizeArgIndex: 3
+            - index: 2
+              type: size_t
+            returnArg:
+              index: 0
+              type: size_t
+            selectors:
+            - matchBinaries:
+              - operator: In
+                values: ["{perl}"]
           - call: sys_openat
             syscall: true
             args:
@@ -96,14 +126,15 @@ public class TetragonProtoTests(ITestOutputHelper output)
         int port = ((IPEndPoint)listener.LocalEndpoint).Port;
         var policies = Directory.GetFiles(Repo.File_("policies"), "*.yaml").ToDictionary(f => Path.GetFileName(f), f => File.ReadAllText(f));
         policies["argument-kinds.yaml"] = ArgumentKinds("argument-kinds", perl, dir.Path);
-        string[] flags = ["--enable-process-environment-variables", "--enable-process-cred", "--enable-process-ns", "--enable-ancestors", "base,kprobe,tracepoint,lsm", "--cluster-name", "test-cluster", "--node-labels", "zone=test,tier=ci", "--username-metadata", "unix"];
+        string[] flags = ["--enable-process-environment-variables", "--enable-process-cred", "--enable-process-ns", "--enable-ancestors", "base,kprobe,tracepoint,lsm,uprobe,usdt", "--cluster-name", "test-cluster", "--node-labels", "zone=test,tier=ci", "--username-metadata", "unix"];
         using var agent = new AgentProcess(policies, flags);
         Assert.True(agent.WaitForLog("Policy argument-kinds loaded", 30_000), agent.Stderr);
 
         var longSocket = dir.File(new string('s', 104 - dir.Path.Length)); // past the 26 bytes of a sockaddr_in6's room, within sun_path's 108
         var script = $$"""
             use Socket;
-            open(my $f, '>', '{{dir.File("out.bin")}}') or die; syswrite($f, "ab\xfe"); sysseek($f, 4096, 0); close($f);
+            open(my $f, '>', '{{dir.File("out.bin")}}') or die; syswrite($f, "ab\xfe"); syswrite($f, "x" x 300); sysseek($f, 4096, 0); close($f);
+            syscall(321, 5, 0, 0);
             socket(my $u, AF_UNIX, SOCK_STREAM, 0); connect($u, pack_sockaddr_un('{{dir.File("no.sock")}}'));
             socket(my $l, AF_UNIX, SOCK_STREAM, 0); connect($l, pack_sockaddr_un('{{longSocket}}'));
             socket(my $t, AF_INET, SOCK_STREAM, 0); connect($t, pack_sockaddr_in({{port}}, inet_aton('127.0.0.1'))) or die "connect: $!"; close($t);
@@ -117,7 +148,8 @@ public class TetragonProtoTests(ITestOutputHelper output)
             && (kind == "" || b.TryGetProperty("args", out var args) && args.EnumerateArray().Any(a => a.TryGetProperty(kind, out _))));
         string[] wanted = ["process_exec:", "process_exit:", "process_tracepoint:bytes_arg", "process_tracepoint:size_arg", "process_tracepoint:int_arg",
             "process_tracepoint:long_arg", "process_tracepoint:sockaddrun_arg", "process_tracepoint:sockaddr_arg", "process_tracepoint:syscall_id",
-            "process_kprobe:string_arg", "process_lsm:sockaddr_arg"];
+            "process_tracepoint:uint_arg", "process_tracepoint:bpf_cmd_arg", "process_kprobe:string_arg", "process_kprobe:bytes_arg",
+            "process_kprobe:truncated_bytes_arg", "process_lsm:sockaddr_arg"];
         var deadline = DateTime.UtcNow.AddSeconds(15);
         while (wanted.Any(w => !Has(w.Split(':')[0], w.Split(':')[1])) && DateTime.UtcNow < deadline)
             Thread.Sleep(100);
@@ -150,6 +182,16 @@ public class TetragonProtoTests(ITestOutputHelper output)
         var written = Convert.FromBase64String(write.GetProperty("args")[1].GetProperty("bytes_arg").GetString()!);
         Assert.Equal(new byte[] { 0x61, 0x62, 0xfe }, written.Take(3));
         Assert.Equal("""{"size_arg":"3"}""", write.GetProperty("args")[2].GetRawText());
+        var cmd = agent.Events.All.Select(e => e.TryGetProperty("process_tracepoint", out var b) ? b : default)
+            .First(b => b.ValueKind == JsonValueKind.Object && b.GetProperty("event").GetString() == "sys_enter_bpf" && b.GetProperty("process").GetProperty("binary").GetString() == perl);
+        Assert.Equal("""{"bpf_cmd_arg":"BPF_PROG_LOAD"}""", cmd.GetProperty("args")[0].GetRawText());
+        var writes = agent.Events.All.Select(e => e.TryGetProperty("process_kprobe", out var b) ? b : default)
+            .Where(b => b.ValueKind == JsonValueKind.Object && b.GetProperty("function_name").GetString() == "__x64_sys_write" && b.GetProperty("process").GetProperty("binary").GetString() == perl).ToList();
+        var big = writes.First(b => b.GetProperty("args")[1].TryGetProperty("truncated_bytes_arg", out _));
+        Assert.Equal("300", big.GetProperty("args")[1].GetProperty("truncated_bytes_arg").GetProperty("orig_size").GetString());
+        Assert.Equal("""{"size_arg":"300"}""", big.GetProperty("return").GetRawText());
+        Assert.Equal("KPROBE_ACTION_POST", big.GetProperty("return_action").GetString());
+        Assert.NotEmpty(big.GetProperty("ancestors").EnumerateArray());
         var exit = agent.Events.All.First(e => e.TryGetProperty("process_exit", out var b) && b.GetProperty("process").GetProperty("binary").GetString() == perl);
         Assert.Equal(3, exit.GetProperty("process_exit").GetProperty("status").GetInt32());
     }

@@ -129,7 +129,9 @@ public class UserProbeTests
                     operator: Equal
                     values: ["nothing-is-called-this"]
             """);
-        using var agent = new AgentProcess(new Dictionary<string, string> { ["u.yaml"] = Uprobe("uprobe-check", bin), ["d.yaml"] = usdt, ["n.yaml"] = nomatch });
+        // Every opt-in field on: the strict parse below covers process_uprobe and process_usdt with all of them.
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["u.yaml"] = Uprobe("uprobe-check", bin), ["d.yaml"] = usdt, ["n.yaml"] = nomatch },
+            "--enable-process-environment-variables", "--enable-process-cred", "--enable-process-ns", "--enable-ancestors", "base,uprobe,usdt");
         Assert.Contains("Policy uprobe-check loaded", agent.Stderr);
 
         var r = Run.Wait(bin, ["3"]);
@@ -156,6 +158,8 @@ public class UserProbeTests
         Assert.Equal([(0, 1000L), (1, 1001L), (2, 1002L)],
             ticks.Select(t => (t.GetProperty("args")[0].GetProperty("int_arg").GetInt32(), long.Parse(t.GetProperty("args")[1].GetProperty("long_arg").GetString()!))).Order());
 
+        Assert.All(ticks, t => Assert.NotEmpty(t.GetProperty("ancestors").EnumerateArray()));
+        Assert.All(calls, c => Assert.True(c.GetProperty("process").TryGetProperty("process_credentials", out _)));
         Assert.Empty(Bodies(agent, "process_uprobe", "uprobe-nomatch"));
         foreach (var line in agent.Events.RawLines)
         {

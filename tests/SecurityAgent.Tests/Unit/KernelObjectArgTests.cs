@@ -51,6 +51,8 @@ public class KernelObjectArgTests
     [InlineData("bpf_attr", ArgType.BpfAttr)]
     [InlineData("bpf_map", ArgType.BpfMap)]
     [InlineData("perf_event", ArgType.PerfEvent)]
+    [InlineData("bpf_prog", ArgType.BpfProg)]
+    [InlineData("bpf_cmd", ArgType.Int)]
     public void Each_kernel_object_type_of_a_kprobe_argument_is_read_by_the_engine_without_a_note(string type, ArgType kernelType)
     {
         var plan = Plan($"  kprobes:\n  - call: some_function\n    syscall: false\n    args:\n    - index: 0\n      type: {type}\n");
@@ -220,6 +222,24 @@ public class KernelObjectArgTests
         var m = args[1].GetProperty("bpf_map_arg");
         Assert.Equal(("BPF_MAP_TYPE_HASH", 4u, 8u, 1024u, "my_map"),
             (m.GetProperty("MapType").GetString(), m.GetProperty("KeySize").GetUInt32(), m.GetProperty("ValueSize").GetUInt32(), m.GetProperty("MaxEntries").GetUInt32(), m.GetProperty("MapName").GetString()));
+        if (TetragonProtos.SkipReason is null)
+            TetragonProtos.AssertTetragonLine(line);
+    }
+
+    [Fact]
+    public void A_bpf_prog_and_a_bpf_cmd_render_as_tetragons_bpf_prog_arg_and_the_bpf_cmd_enum_name()
+    {
+        var prog = new byte[PolicyWire.BpfInfo.Length];
+        BinaryPrimitives.WriteUInt32LittleEndian(prog.AsSpan(PolicyWire.BpfInfo.Type), 1);
+        BinaryPrimitives.WriteUInt32LittleEndian(prog.AsSpan(PolicyWire.BpfInfo.Count), 2);
+        "sa_probe"u8.CopyTo(prog.AsSpan(PolicyWire.BpfInfo.Name));
+        var e = JsonFormatTests.Match(HookKind.Kprobe, "security_bpf_prog",
+            [JsonFormatTests.Arg(0, "bpf_prog", ArgType.BpfProg), JsonFormatTests.Arg(1, "bpf_cmd", ArgType.Int, 4), JsonFormatTests.Arg(2, "bpf_cmd", ArgType.Int, 4)],
+            [0, 5, 99], [prog, [], []]);
+        var line = JsonFormatTests.Render(e);
+        JsonFormatTests.AssertValid(line);
+        Assert.Equal("""[{"bpf_prog_arg":{"ProgType":"BPF_PROG_TYPE_SOCKET_FILTER","InsnCnt":2,"ProgName":"sa_probe"}},{"bpf_cmd_arg":"BPF_PROG_LOAD"},{"bpf_cmd_arg":99}]""",
+            JsonFormatTests.ArgsJson(line, "process_kprobe"));
         if (TetragonProtos.SkipReason is null)
             TetragonProtos.AssertTetragonLine(line);
     }
