@@ -42,6 +42,12 @@ public static class ProcFsScanner
                 if (q.Nspid == 1) { result = true; memo[q.Pid] = true; break; }
                 chain.Add(q);
                 if (q.Ppid == q.Pid) break;
+                // A parent the scan left out (its executable cannot be read, as a sandbox's pid 1): its NSpid decides.
+                if (!byPid.ContainsKey(q.Ppid) && q.Ppid > 0)
+                {
+                    result = NsPidOf(Path.Combine(procRoot, q.Ppid.ToString(System.Globalization.CultureInfo.InvariantCulture))) == 1;
+                    break;
+                }
             }
             foreach (var c in chain) memo[c.Pid] = result;
             return result;
@@ -126,6 +132,13 @@ public static class ProcFsScanner
         var line = status.FirstOrDefault(l => l.StartsWith(key, StringComparison.Ordinal));
         var ids = line?[key.Length..].Split('\t', ' ', StringSplitOptions.RemoveEmptyEntries).Select(uint.Parse).ToArray();
         return ids is { Length: >= 4 } ? ids : [0, 0, 0, 0]; // real, effective, saved, filesystem
+    }
+
+    private static uint NsPidOf(string dir)
+    {
+        try { return NsPid(File.ReadAllLines(Path.Combine(dir, "status"))); }
+        catch (IOException) { return 0; }
+        catch (UnauthorizedAccessException) { return 0; }
     }
 
     /// <summary>The pid in the process's own pid namespace: the last of "NSpid:"; 0 when the line is missing.</summary>
