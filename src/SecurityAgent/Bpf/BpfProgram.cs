@@ -41,13 +41,14 @@ public sealed unsafe class BpfProgram
     }
 
     /// <summary>A uprobe in every process that maps the binary: at a symbol (libbpf finds its file offset in the
-    /// ELF symbol tables) or, without one, at a file offset.</summary>
-    public BpfLink AttachUprobe(string binary, string? symbol, ulong offset, ulong cookie = 0)
+    /// ELF symbol tables) or, without one, at a file offset. A non-zero <paramref name="refCtrOffset"/> is the file offset
+    /// of a semaphore the kernel increments in each process while the probe is attached.</summary>
+    public BpfLink AttachUprobe(string binary, string? symbol, ulong offset, ulong cookie = 0, ulong refCtrOffset = 0)
     {
         var name = symbol is null ? null : System.Text.Encoding.UTF8.GetBytes(symbol + "\0");
         fixed (byte* n = name)
         {
-            var opts = new Libbpf.BpfUprobeOpts { sz = (nuint)sizeof(Libbpf.BpfUprobeOpts), bpf_cookie = cookie, func_name = n };
+            var opts = new Libbpf.BpfUprobeOpts { sz = (nuint)sizeof(Libbpf.BpfUprobeOpts), bpf_cookie = cookie, func_name = n, ref_ctr_offset = (nuint)refCtrOffset };
             return Link(Libbpf.bpf_program__attach_uprobe_opts(_prog, -1, binary, (nuint)offset, &opts),
                 $"bpf_program__attach_uprobe({Name}, {binary}, {symbol ?? $"0x{offset:x}"})");
         }

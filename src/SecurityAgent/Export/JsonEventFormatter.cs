@@ -198,6 +198,8 @@ public sealed class JsonEventFormatter
         }
         if (!site.IsUsdt && site.Symbol is null)
             w.WriteString("offset", site.Offset.ToString(System.Globalization.CultureInfo.InvariantCulture)); // uint64: a string in protojson
+        if (site.RefCtrOffset != 0)
+            w.WriteString("ref_ctr_offset", site.RefCtrOffset.ToString(System.Globalization.CultureInfo.InvariantCulture));
         w.WriteString("action", m.Action);
     }
 

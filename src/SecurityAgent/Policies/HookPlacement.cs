@@ -189,16 +189,23 @@ internal sealed class HookPlacement(KernelFeatures features, Func<string, string
             d.Error(u.Pos, u.Path, "a uprobe needs symbols, offsets or addrs (where in the binary to attach)");
             return null;
         }
-        if (u.RefCtrOffsets.Count > 0)
-            d.EngineGap(u.RefCtrOffsets[0].Pos, u.RefCtrOffsets[0].Path, "refCtrOffsets (semaphores of SDT probes)");
+        // As Tetragon: one semaphore offset per symbol (or per offset, when the uprobe has no symbols).
+        int sitesListed = u.Symbols.Count > 0 ? u.Symbols.Count : u.Offsets.Count;
+        if (u.RefCtrOffsets.Count > 0 && u.RefCtrOffsets.Count != sitesListed)
+        {
+            d.Error(u.RefCtrOffsets[0].Pos, u.RefCtrOffsets[0].Path,
+                $"refCtrOffsets has {u.RefCtrOffsets.Count} entries and {(u.Symbols.Count > 0 ? "symbols" : "offsets")} {sitesListed}: one semaphore offset per site");
+            return null;
+        }
         if (u.BtfPath is { } btf)
             d.EngineGap(btf.Pos, btf.Path, "btfPath (the binary's own BTF for typed arguments)");
         if (u.Addrs.Count > 0)
             d.EngineGap(u.Addrs[0].Pos, u.Addrs[0].Path, "addrs (virtual addresses of the binary, turned into file offsets); use symbols or offsets");
         if (u.Return?.Value == true)
             d.EngineGap(u.Return.Pos, u.Return.Path, "a uretprobe (return: true; the function's return value)");
-        var sites = u.Symbols.Select(s => new UserProbeSite(u.Binary.Value, s.Value, 0))
-            .Concat(u.Offsets.Select(o => new UserProbeSite(u.Binary.Value, null, (ulong)(uint)o.Value))).ToList();
+        ulong RefCtr(int i, bool symbols) => u.RefCtrOffsets.Count > 0 && (symbols || u.Symbols.Count == 0) ? (ulong)(uint)u.RefCtrOffsets[i].Value : 0;
+        var sites = u.Symbols.Select((s, i) => new UserProbeSite(u.Binary.Value, s.Value, 0, RefCtrOffset: RefCtr(i, true)))
+            .Concat(u.Offsets.Select((o, i) => new UserProbeSite(u.Binary.Value, null, (ulong)(uint)o.Value, RefCtrOffset: RefCtr(i, false)))).ToList();
         var where = string.Join(", ", sites.Select(s => s.Symbol ?? $"+0x{s.Offset:x}"));
         return new Placement(HookKind.Uprobe, Mechanism.Uprobe, $"{u.Binary.Value}:{where}", $"{u.Binary.Value}:{where}",
             "uprobe on the binary's functions (one attachment per symbol or offset, in every process that maps it); arguments from the registers of the x86-64 calling convention", null, true, null, 0)

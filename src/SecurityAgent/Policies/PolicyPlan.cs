@@ -32,13 +32,17 @@ public sealed record HookPlan(HookKind Kind, Mechanism Mechanism, string Target,
 }
 
 /// <summary>Where a uprobe or USDT probe attaches: a binary's symbol, or its file offset, or a USDT probe by provider
-/// and name. One site is one attach point.</summary>
-public sealed record UserProbeSite(string Binary, string? Symbol, ulong Offset, string? Provider = null, string? Probe = null)
+/// and name. One site is one attach point. RefCtrOffset: the file offset of the probe's semaphore (refCtrOffsets), which
+/// the kernel increments while the probe is attached; 0 for none.</summary>
+public sealed record UserProbeSite(string Binary, string? Symbol, ulong Offset, string? Provider = null, string? Probe = null, ulong RefCtrOffset = 0)
 {
     public bool IsUsdt => Provider is not null;
 
-    /// <summary>The attach point's target: "uprobe|BINARY|SYMBOL-or-+0xOFFSET" or "usdt|BINARY|PROVIDER|NAME".</summary>
-    public string Target => IsUsdt ? $"usdt|{Binary}|{Provider}|{Probe}" : $"uprobe|{Binary}|{Symbol ?? $"+0x{Offset:x}"}";
+    private const string RefCtr = "|ref+0x";
+
+    /// <summary>The attach point's target: "uprobe|BINARY|SYMBOL-or-+0xOFFSET[|ref+0xOFFSET]" or "usdt|BINARY|PROVIDER|NAME".</summary>
+    public string Target => IsUsdt ? $"usdt|{Binary}|{Provider}|{Probe}"
+        : $"uprobe|{Binary}|{Symbol ?? $"+0x{Offset:x}"}" + (RefCtrOffset != 0 ? $"{RefCtr}{RefCtrOffset:x}" : "");
 
     /// <summary>The site back from an attach point's target.</summary>
     public static UserProbeSite Parse(string target)
@@ -50,11 +54,15 @@ public sealed record UserProbeSite(string Binary, string? Symbol, ulong Offset, 
             int b = rest.LastIndexOf('|'), a = rest.LastIndexOf('|', b - 1);
             return new UserProbeSite(rest[..a], null, 0, rest[(a + 1)..b], rest[(b + 1)..]);
         }
+        ulong refCtr = 0;
+        int r = rest.LastIndexOf(RefCtr, StringComparison.Ordinal);
+        if (r >= 0 && rest.IndexOf('|', r + 1) < 0)
+            (refCtr, rest) = (Convert.ToUInt64(rest[(r + RefCtr.Length)..], 16), rest[..r]);
         int s = rest.LastIndexOf('|');
         var site = rest[(s + 1)..];
         return site.StartsWith("+0x", StringComparison.Ordinal)
-            ? new UserProbeSite(rest[..s], null, Convert.ToUInt64(site[3..], 16))
-            : new UserProbeSite(rest[..s], site, 0);
+            ? new UserProbeSite(rest[..s], null, Convert.ToUInt64(site[3..], 16), RefCtrOffset: refCtr)
+            : new UserProbeSite(rest[..s], site, 0, RefCtrOffset: refCtr);
     }
 
     public override string ToString() => IsUsdt ? $"{Binary} {Provider}:{Probe}" : $"{Binary} {Symbol ?? $"+0x{Offset:x}"}";

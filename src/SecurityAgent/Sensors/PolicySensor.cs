@@ -72,7 +72,7 @@ public sealed class PolicySensor : IDisposable
                 var user = Family(ref _uprobe, ObjectSpecs.PolicyUprobe);
                 return [site.IsUsdt
                     ? user.Program(BpfNames.Programs.PolicyUsdt).AttachUsdt(site.Binary, site.Provider!, site.Probe!, cookie: ap)
-                    : user.Program(BpfNames.Programs.PolicyUprobe).AttachUprobe(site.Binary, site.Symbol, site.Offset, cookie: ap)];
+                    : user.Program(BpfNames.Programs.PolicyUprobe).AttachUprobe(site.Binary, site.Symbol, site.Offset, cookie: ap, refCtrOffset: site.RefCtrOffset)];
             case Mechanism.Lsm:
                 // One object per hook with only its program loaded: the verifier checks only what is used.
                 var program = "sa_lsm_" + target;

@@ -467,7 +467,22 @@ public class PolicyLanguageTests
         Assert.Equal([(ArgType.Int, 4), (ArgType.Int, 8)], hook.Args.Select(a => (a.KernelType, a.Size)));
     }
 
+    [Fact]
+    public void Each_symbol_of_a_uprobe_takes_its_semaphore_offset_from_refCtrOffsets_and_its_target_round_trips()
+    {
+        var plan = Plan("""
+              uprobes:
+              - path: /tmp/secagent-test/my|app
+                symbols: [check, other]
+                refCtrOffsets: [4096, 8200]
+            """);
+        Assert.Equal([4096UL, 8200UL], plan.Hooks.Select(h => h.Site!.RefCtrOffset));
+        Assert.All(plan.Hooks, h => Assert.Equal(h.Site, UserProbeSite.Parse(h.Target)));
+        Assert.Equal(new UserProbeSite("/tmp/secagent-test/app", null, 16, RefCtrOffset: 32), UserProbeSite.Parse(new UserProbeSite("/tmp/secagent-test/app", null, 16, RefCtrOffset: 32).Target));
+    }
+
     [Theory]
+    [InlineData("    refCtrOffsets: [1, 2]\n", "spec.uprobes[0].refCtrOffsets[0]", "refCtrOffsets has 2 entries and symbols 1")]
     [InlineData("    addrs: [4096]\n", "spec.uprobes[0].addrs[0]", "unsupported: addrs")]
     [InlineData("    return: true\n", "spec.uprobes[0].return", "unsupported: a uretprobe")]
     [InlineData("    args:\n    - index: 0\n      type: file\n", "spec.uprobes[0].args[0].type", "unsupported: type 'file' for a user-space argument")]
