@@ -151,7 +151,10 @@ struct sa_call {
 	__u8 exit_record[SA_SYSCALL_RECORD]; /* ... and the record its enter saw */
 	__u64 file_ino;          /* a syscall's exit: the file's inode when it has more than one link, else 0 */
 	__u32 file_dev;
-	__u32 pad2;
+	__u16 host_len;          /* the first path argument as the host sees it (0: as the process sees it) */
+	__u8 host_slot;
+	__u8 pad2;
+	char host[2 * SA_STR_MAX];   /* the root's host path and the argument, side by side */
 	char rev[SA_POINT_ARGS][SA_STR_MAX];
 	char bin_rev[SA_STR_MAX];
 	struct sa_binary no_bin; /* never written: the binary of a process the sensor does not know, "" */
