@@ -44,7 +44,8 @@ int sa_policy_tp(void *ctx)
  * executed; hooks that matched at enter are skipped. A Sigkill here lands before the return to user space.
  * Execs are checked at sched_process_exec instead (cookie: the point | SA_EXIT_AT_EXEC): sys_exit_execveat
  * does not fire after a successful execveat on some kernels; their sys_exit then only drops a failed call's
- * state. The record is read through its address: this program also runs on sched_process_exec's record. */
+ * state. The return value is read through its address, not as a context field: this program also runs on
+ * sched_process_exec's shorter record, whose attach would refuse a program reading past its end. */
 SEC("tracepoint")
 int sa_policy_exit_tp(struct trace_event_raw_sys_exit *ctx)
 {
@@ -54,21 +55,18 @@ int sa_policy_exit_tp(struct trace_event_raw_sys_exit *ctx)
 		return 0;
 	__u64 cookie = bpf_get_attach_cookie(ctx);
 	__u32 ap = (__u32)cookie;
-	bool at_exec = cookie & SA_EXIT_AT_EXEC;
-	if (at_exec && (pend->ap != ap || !(pend->flags & SA_POINT_EXIT_EXE)))
+	if (cookie & SA_EXIT_AT_EXEC && (pend->ap != ap || !(pend->flags & SA_POINT_EXIT_EXE)))
 		return 0; /* another exec point's, or not an exec's */
-	long ret = 0;
-	if (!at_exec) {
-		void *ctxp = ctx;
-		__u64 rec = 0;
-		bpf_probe_read_kernel(&rec, sizeof(rec), &ctxp);
-		bpf_probe_read_kernel(&ret, sizeof(ret), (void *)(rec + offsetof(struct trace_event_raw_sys_exit, ret)));
-	}
 	struct sa_call *c = sa_call_state();
 	if (!c || pend->ap != ap) {
 		bpf_map_delete_elem(&sa_pending, &id);
 		return 0;
 	}
+	/* Read into the call state: a stack slot more would pass the 6.1 verifier's 512 bytes over all frames. */
+	c->exit_ret = 0;
+	if (!(cookie & SA_EXIT_AT_EXEC))
+		bpf_probe_read_kernel(&c->exit_ret, sizeof(c->exit_ret), &ctx->ret);
+	long ret = c->exit_ret;
 	__u8 flags = pend->flags;
 	__u32 gen = pend->gen;
 	__builtin_memcpy(c->skip, pend->fired, sizeof(c->skip));
@@ -82,7 +80,7 @@ int sa_policy_exit_tp(struct trace_event_raw_sys_exit *ctx)
 	struct file *f = NULL;
 	if (flags & SA_POINT_EXIT_FD && ret >= 0)
 		f = sa_fd_file(ret);
-	else if (flags & SA_POINT_EXIT_EXE && at_exec)
+	else if (flags & SA_POINT_EXIT_EXE && ret == 0) /* at sched_process_exec: a failed exec never gets there */
 		f = BPF_CORE_READ((struct task_struct *)bpf_get_current_task(), mm, exe_file);
 	if (!f)
 		return 0;

@@ -249,15 +249,8 @@ static __always_inline __u32 sa_file_to_slot(struct sa_call *c, __u32 p, struct 
 
 /* The host's view of a path: the walk goes past the task's root (a chroot) up to the root of the host's mount
  * namespace, and out of another mount namespace (a container's) through the host's mount of the same
- * filesystem. Its own bpf_loop callback, so the process-view walk (sa_walk_step) stays as small as it was. */
-struct sa_host_walk {
-	struct dentry *dentry;
-	struct vfsmount *vfsmnt;
-	struct mount *mnt;
-	__u32 off;
-	__u32 host_ns;
-	bool done;
-};
+ * filesystem. Its own bpf_loop callback, so the process-view walk (sa_walk_step) stays as small as it was; its
+ * state is in the call state (sa_call.host_walk), not on the stack, which the 6.1 verifier counts across frames. */
 
 /* Kernels before the per-superblock mount chain (6.1) keep a list of a superblock's mounts instead. */
 struct mount___list {
@@ -305,12 +298,14 @@ static __always_inline struct mount *sa_host_mount(struct super_block *sb, __u32
 	return NULL;
 }
 
-static long sa_host_step(__u32 i, struct sa_host_walk *w)
+static long sa_host_step(__u32 i, void *unused)
 {
 	__u32 zero = 0;
 	struct path_scratch *s = bpf_map_lookup_elem(&sa_path_scratch, &zero);
-	if (!s)
+	struct sa_call *c = sa_call_state();
+	if (!s || !c)
 		return 1;
+	struct sa_host_walk *w = &c->host_walk;
 	struct dentry *dentry = w->dentry;
 	struct vfsmount *vfsmnt = w->vfsmnt;
 	struct mount *mnt = w->mnt;
@@ -382,37 +377,43 @@ static __always_inline void sa_host_view(struct sa_call *c, __u32 p, struct file
 	struct path_scratch *ps = bpf_map_lookup_elem(&sa_path_scratch, &zero);
 	if (!ps)
 		return;
-	struct sa_host_walk w = { .host_ns = st->host_mnt_ns, .off = SA_PATH_MAX + 1 };
+	struct sa_host_walk *w = &c->host_walk;
 	const struct path *from = f ? &f->f_path : &fs->root;
-	w.dentry = BPF_CORE_READ(from, dentry);
-	w.vfsmnt = BPF_CORE_READ(from, mnt);
-	w.mnt = container_of(w.vfsmnt, struct mount, mnt);
-	bpf_loop(SA_PATH_DEPTH, sa_host_step, &w, 0);
-	if (!w.done)
+	w->host_ns = st->host_mnt_ns;
+	w->off = SA_PATH_MAX + 1;
+	w->done = false;
+	w->dentry = BPF_CORE_READ(from, dentry);
+	w->vfsmnt = BPF_CORE_READ(from, mnt);
+	w->mnt = container_of(w->vfsmnt, struct mount, mnt);
+	bpf_loop(SA_PATH_DEPTH, sa_host_step, NULL, 0);
+	if (!w->done)
 		return;
-	__u32 off = w.off;
+	__u32 off = w->off;
 	__u32 len = off > SA_PATH_MAX ? 0 : (SA_PATH_MAX + 1 - off) & SA_MASK_4K;
 	if (len > SA_STR_MAX - 1)
 		len = SA_STR_MAX - 1;
+	len = sa_bound(len, SA_STR_MAX - 1);
 	if (len)
-		bpf_probe_read_kernel(c->host, len & (SA_STR_MAX - 1), &ps->buf[off & SA_MASK_4K]);
+		bpf_probe_read_kernel(c->host, len, &ps->buf[off & SA_MASK_4K]);
 	if (!f) {
 		/* After the root's path, the name as resolved under the root ("/" adds nothing after a root). */
-		__u32 n = c->str_len[p] & (SA_STR_MAX - 1);
+		__u32 n = sa_bound(c->str_len[p], SA_STR_MAX - 1);
 		if (n == 1 && len)
 			n = 0;
 		if (n)
-			bpf_probe_read_kernel(&c->host[len & (SA_STR_MAX - 1)], n, c->str[p]);
+			bpf_probe_read_kernel(&c->host[len], n, c->str[p]);
 		len += n;
 	} else if (!len) {
 		c->host[0] = '/';
 		len = 1;
 	}
 	if (len > SA_STR_MAX - 1)
-		len = SA_STR_MAX - 1;
-	if (len == (c->str_len[p] & (SA_STR_MAX - 1)))
+		len = SA_STR_MAX - 1; /* cut: the beginning is what a Prefix matches */
+	if (len == c->str_len[p])
 		return; /* the same path: a root that is the host's in all but name */
-	c->host[len & (SA_STR_MAX - 1)] = 0;
-	c->host_len = len;
+	/* The verifier of older kernels (6.1) loses the bound through the compare above: masked as an instruction. */
+	__u32 end = sa_bound(len, SA_STR_MAX - 1);
+	c->host[end] = 0;
+	c->host_len = end;
 	c->host_slot = p;
 }
