@@ -361,4 +361,25 @@ public class PathRootEvasionTests
         Thread.Sleep(500);
         Assert.DoesNotContain(agent.Events.All.Skip(after).Take(own - after), e => PathEvasionTests.Body(e, policy) is not null);
     }
+    [Theory]
+    [InlineData("monitor")]
+    [InlineData("enforce")]
+    public void A_hard_link_made_after_the_policy_was_loaded_to_a_watched_file_is_caught_by_inode(string mode)
+    {
+        using var s = new Scene();
+        var policy = "hardlink-" + mode;
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = s.OpenPolicy(policy, mode, "sys_openat", s.SecretDir + "/") },
+            "--export-extensions");
+        Assert.Contains($"Policy {policy} loaded", agent.Stderr);
+        var link = s.Dir.File("elsewhere/innocent.txt");
+        Assert.Equal(0, Run.Wait("/usr/bin/ln", [s.Secret, link]).Code);
+        AssertRun(Run.Wait(s.Tool, ["cat", link]), mode, "a hard link made after loading");
+        var body = WaitFor(agent, 0, policy, link, "a hard link made after loading");
+        Assert.True(AtExit(body));
+        Assert.Equal(mode == "enforce", body.GetProperty("securityagent").GetProperty("enforced").GetBoolean());
+        int after = agent.Events.All.Count;
+        Assert.Equal(0, Run.Wait(s.Tool, ["cat", s.Dir.File("plain.txt")]).Code);
+        Thread.Sleep(500);
+        Assert.DoesNotContain(agent.Events.All.Skip(after), e => PathEvasionTests.Body(e, policy) is not null);
+    }
 }
