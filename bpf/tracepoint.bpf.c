@@ -7,6 +7,8 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+#define SA_EXIT_AT_EXEC (1ULL << 32)
+
 /* After flipping an attach point to a new generation the agent updates this map-in-map: the kernel then
  * waits for every program already running (synchronize_rcu), so the old generation can be deleted. */
 struct sa_rcu_inner {
@@ -39,7 +41,11 @@ int sa_policy_tp(void *ctx)
 
 /* The exit of a syscall whose enter armed an exit check (open*, creat, exec*): the hooks of the enter's attach
  * point (the bpf_cookie) run again, their path arguments now the path of the object the kernel opened or
- * executed; hooks that matched at enter are skipped. A Sigkill here lands before the return to user space. */
+ * executed; hooks that matched at enter are skipped. A Sigkill here lands before the return to user space.
+ * Execs are checked at sched_process_exec instead (cookie: the point | SA_EXIT_AT_EXEC): sys_exit_execveat
+ * does not fire after a successful execveat on some kernels; their sys_exit then only drops a failed call's
+ * state. The return value is read through its address, not as a context field: this program also runs on
+ * sched_process_exec's shorter record, whose attach would refuse a program reading past its end. */
 SEC("tracepoint")
 int sa_policy_exit_tp(struct trace_event_raw_sys_exit *ctx)
 {
@@ -47,13 +53,20 @@ int sa_policy_exit_tp(struct trace_event_raw_sys_exit *ctx)
 	struct sa_pending *pend = bpf_map_lookup_elem(&sa_pending, &id);
 	if (!pend)
 		return 0;
-	__u32 ap = bpf_get_attach_cookie(ctx);
-	long ret = ctx->ret;
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	__u32 ap = (__u32)cookie;
+	if (cookie & SA_EXIT_AT_EXEC && (pend->ap != ap || !(pend->flags & SA_POINT_EXIT_EXE)))
+		return 0; /* another exec point's, or not an exec's */
 	struct sa_call *c = sa_call_state();
 	if (!c || pend->ap != ap) {
 		bpf_map_delete_elem(&sa_pending, &id);
 		return 0;
 	}
+	/* Read into the call state: a stack slot more would pass the 6.1 verifier's 512 bytes over all frames. */
+	c->exit_ret = 0;
+	if (!(cookie & SA_EXIT_AT_EXEC))
+		bpf_probe_read_kernel(&c->exit_ret, sizeof(c->exit_ret), &ctx->ret);
+	long ret = c->exit_ret;
 	__u8 flags = pend->flags;
 	__u32 gen = pend->gen;
 	__builtin_memcpy(c->skip, pend->fired, sizeof(c->skip));
@@ -67,7 +80,7 @@ int sa_policy_exit_tp(struct trace_event_raw_sys_exit *ctx)
 	struct file *f = NULL;
 	if (flags & SA_POINT_EXIT_FD && ret >= 0)
 		f = sa_fd_file(ret);
-	else if (flags & SA_POINT_EXIT_EXE && ret == 0)
+	else if (flags & SA_POINT_EXIT_EXE && ret == 0) /* at sched_process_exec: a failed exec never gets there */
 		f = BPF_CORE_READ((struct task_struct *)bpf_get_current_task(), mm, exe_file);
 	if (!f)
 		return 0;

@@ -66,6 +66,21 @@ static __always_inline __u64 sa_fill(struct sa_run *r, const struct sa_selector 
 		ev->raw_len[j] = len;
 		off = o + len;
 	}
+	/* Then the host's path of the file argument, where the process's root is another (sa_host_view). */
+	ev->host_len = 0;
+	ev->host_arg = 0;
+	ev->pad1 = 0;
+	__u32 hlen = c->host_len & (SA_STR_MAX - 1);
+	for (int j = 0; j < SA_MAX_ARGS && hlen; j++) {
+		__u32 o = off;
+		if (j >= sel->nargs || (sel->args[j] & (SA_POINT_ARGS - 1)) != c->host_slot || o > SA_EVENT_DATA - SA_STR_MAX)
+			continue;
+		bpf_probe_read_kernel(&ev->data[o], hlen, c->host);
+		ev->host_len = hlen;
+		ev->host_arg = j;
+		off = o + hlen;
+		break;
+	}
 	if (r->at_exit)
 		flags |= SA_PEV_AT_EXIT;
 	ev->flags = flags;

@@ -111,6 +111,8 @@ static __always_inline void sa_read_arg(struct sa_call *c, __u32 p, const struct
 				bpf_probe_read_kernel(&dirfd, sizeof(dirfd), (void *)(src->record + a->offset - 8));
 			len = sa_read_user_path(c, p, (void *)v, a->type == SA_ARG_USER_PATH_AT, dirfd);
 		}
+		c->str_len[p] = len;
+		sa_host_view(c, p, (struct file *)src->file);
 		break;
 	case SA_ARG_BUF:
 		if (SA_FAMILY == SA_FAMILY_TRACEPOINT) {
@@ -246,5 +248,6 @@ static __always_inline void sa_read_args(struct sa_call *c, const struct sa_poin
 {
 	struct sa_read_ctx x = { .c = c, .pt = pt, .src = src };
 	c->trunc_mask = 0;
+	c->host_len = 0;
 	bpf_loop(pt->nargs, sa_read_arg_step, &x, 0);
 }

@@ -198,6 +198,7 @@ struct sa_settings {
 	__u32 agent_tgid;        /* never subject to policies, never signalled */
 	__u32 wakeup_bytes;      /* wake the reader once this many bytes are pending; 0: the kernel's default */
 	__u32 env_vars;          /* non-zero: exec records carry the environment */
+	__u32 host_mnt_ns;       /* the host's mount namespace (inode number): file paths as the host sees them */
 };
 
 /* The current binary of a process, for matchBinaries (kept by the process sensor). */
@@ -571,7 +572,8 @@ struct sa_bpf_info {
 
 /* A policy hook's match. Only the used part travels: the strings (and sockaddrs) of the hook's arguments
  * follow the fixed part back to back, in argument order, each str_len bytes; then the passed strings of the
- * path arguments whose raw_len is not 0, in argument order. */
+ * path arguments whose raw_len is not 0, in argument order; then host_len bytes, the host's path of a file
+ * argument whose path differs under the process's root (a chroot or a container). */
 struct policy_event {
 	struct event_header hdr;
 	__u32 pid;
@@ -586,7 +588,9 @@ struct policy_event {
 	__u64 ints[SA_MAX_ARGS];
 	__u16 str_len[SA_MAX_ARGS];
 	__u16 raw_len[SA_MAX_ARGS];  /* path arguments: the string the process passed, when not the resolved one */
-	__u16 pad1[2];
+	__u16 host_len;              /* the path as the host sees it, of argument host_arg (a chroot, a container) */
+	__u8 host_arg;
+	__u8 pad1;
 	__s64 ret;               /* SA_PEV_RETURN: the syscall's return value */
 	__u32 ret_actions;       /* SA_PEV_RETURN: the actions done at return */
 	__u32 pad2;

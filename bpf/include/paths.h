@@ -246,3 +246,174 @@ static __always_inline __u32 sa_file_to_slot(struct sa_call *c, __u32 p, struct 
 		c->trunc_mask |= 1 << p;
 	return len;
 }
+
+/* The host's view of a path: the walk goes past the task's root (a chroot) up to the root of the host's mount
+ * namespace, and out of another mount namespace (a container's) through the host's mount of the same
+ * filesystem. Its own bpf_loop callback, so the process-view walk (sa_walk_step) stays as small as it was; its
+ * state is in the call state (sa_call.host_walk), not on the stack, which the 6.1 verifier counts across frames. */
+
+/* Kernels before the per-superblock mount chain (6.1) keep a list of a superblock's mounts instead. */
+struct mount___list {
+	struct list_head mnt_instance;
+} __attribute__((preserve_access_index));
+struct super_block___list {
+	struct list_head s_mounts;
+} __attribute__((preserve_access_index));
+
+static __always_inline __u32 sa_mnt_ns_inum(struct mount *m)
+{
+	return BPF_CORE_READ(m, mnt_ns, ns.inum);
+}
+
+static __always_inline bool sa_is_host_mount_of(struct mount *m, struct dentry *sb_root, __u32 ns)
+{
+	return BPF_CORE_READ(m, mnt.mnt_root) == sb_root && sa_mnt_ns_inum(m) == ns;
+}
+
+/* A mount of the whole filesystem `sb` in mount namespace `ns`, among the first few of its mounts (NULL: none). */
+static __always_inline struct mount *sa_host_mount(struct super_block *sb, __u32 ns)
+{
+	struct dentry *sb_root = BPF_CORE_READ(sb, s_root);
+	if (bpf_core_field_exists(struct mount, mnt_next_for_sb)) {
+		struct mount *m = BPF_CORE_READ(sb, s_mounts);
+		for (int i = 0; i < SA_SB_MOUNTS && m; i++) {
+			if (sa_is_host_mount_of(m, sb_root, ns))
+				return m;
+			m = BPF_CORE_READ(m, mnt_next_for_sb);
+		}
+		return NULL;
+	}
+	if (!bpf_core_field_exists(struct mount___list, mnt_instance))
+		return NULL;
+	struct super_block___list *sbl = (void *)sb;
+	struct list_head *head = &sbl->s_mounts;
+	struct list_head *node = BPF_CORE_READ(sbl, s_mounts.next);
+	__u32 at = bpf_core_field_offset(struct mount___list, mnt_instance);
+	for (int i = 0; i < SA_SB_MOUNTS && node && node != head; i++) {
+		struct mount *m = (void *)node - at;
+		if (sa_is_host_mount_of(m, sb_root, ns))
+			return m;
+		node = BPF_CORE_READ(node, next);
+	}
+	return NULL;
+}
+
+static long sa_host_step(__u32 i, void *unused)
+{
+	__u32 zero = 0;
+	struct path_scratch *s = bpf_map_lookup_elem(&sa_path_scratch, &zero);
+	struct sa_call *c = sa_call_state();
+	if (!s || !c)
+		return 1;
+	struct sa_host_walk *w = &c->host_walk;
+	struct dentry *dentry = w->dentry;
+	struct vfsmount *vfsmnt = w->vfsmnt;
+	struct mount *mnt = w->mnt;
+	struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+	struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
+	if (dentry == mnt_root || dentry == parent) {
+		if (sa_mnt_ns_inum(mnt) != w->host_ns) {
+			/* Another namespace's mount: on through the host's mount of the filesystem, from this dentry. */
+			struct mount *host = sa_host_mount(BPF_CORE_READ(vfsmnt, mnt_sb), w->host_ns);
+			if (!host || host == mnt)
+				return 1;
+			w->mnt = host;
+			w->vfsmnt = &host->mnt;
+			return 0;
+		}
+		struct mount *mnt_parent = BPF_CORE_READ(mnt, mnt_parent);
+		if (mnt == mnt_parent) {
+			w->done = true;
+			return 1;
+		}
+		w->dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
+		w->mnt = mnt_parent;
+		w->vfsmnt = &mnt_parent->mnt;
+		return 0;
+	}
+	struct qstr name = BPF_CORE_READ(dentry, d_name);
+	__u32 len = name.len & 0xff;
+	__u32 off = w->off;
+	if (len + 1 >= off || off > SA_PATH_MAX + 1)
+		return 1;
+	off -= len;
+	bpf_probe_read_kernel(&s->buf[off & SA_MASK_4K], len, name.name);
+	off -= 1;
+	s->buf[off & SA_MASK_4K] = '/';
+	w->off = off;
+	w->dentry = parent;
+	return 0;
+}
+
+/* Is the task's root the host's: the root of a mount at the top of the host's mount namespace (or right under
+ * it)? Also yes when the host's namespace is not known. */
+static __always_inline bool sa_root_is_host(struct fs_struct *fs, __u32 host_ns)
+{
+	if (!host_ns)
+		return true;
+	struct vfsmount *vm = BPF_CORE_READ(fs, root.mnt);
+	struct mount *m = container_of(vm, struct mount, mnt);
+	if (BPF_CORE_READ(fs, root.dentry) != BPF_CORE_READ(vm, mnt_root) || sa_mnt_ns_inum(m) != host_ns)
+		return false;
+	struct mount *parent = BPF_CORE_READ(m, mnt_parent);
+	return parent == m || BPF_CORE_READ(parent, mnt_parent) == parent;
+}
+
+/* The host's path of path argument p (into c->host, c->host_slot = p), for a task whose root is not the host's:
+ * at enter the host's path of the task's root, then the name resolved under it; at exit (f) the host's path of
+ * the object opened. Only the first path argument gets one; host_len stays 0 when the host sees the same path
+ * (or when the walk does not reach the host's root: a filesystem the host has not mounted). */
+static __always_inline void sa_host_view(struct sa_call *c, __u32 p, struct file *f)
+{
+	p &= SA_POINT_ARGS - 1;
+	if (c->host_len)
+		return;
+	struct sa_settings *st = sa_get_settings();
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fs_struct *fs = BPF_CORE_READ(task, fs);
+	if (!st || sa_root_is_host(fs, st->host_mnt_ns))
+		return;
+	__u32 zero = 0;
+	struct path_scratch *ps = bpf_map_lookup_elem(&sa_path_scratch, &zero);
+	if (!ps)
+		return;
+	struct sa_host_walk *w = &c->host_walk;
+	const struct path *from = f ? &f->f_path : &fs->root;
+	w->host_ns = st->host_mnt_ns;
+	w->off = SA_PATH_MAX + 1;
+	w->done = false;
+	w->dentry = BPF_CORE_READ(from, dentry);
+	w->vfsmnt = BPF_CORE_READ(from, mnt);
+	w->mnt = container_of(w->vfsmnt, struct mount, mnt);
+	bpf_loop(SA_PATH_DEPTH, sa_host_step, NULL, 0);
+	if (!w->done)
+		return;
+	__u32 off = w->off;
+	__u32 len = off > SA_PATH_MAX ? 0 : (SA_PATH_MAX + 1 - off) & SA_MASK_4K;
+	if (len > SA_STR_MAX - 1)
+		len = SA_STR_MAX - 1;
+	len = sa_bound(len, SA_STR_MAX - 1);
+	if (len)
+		bpf_probe_read_kernel(c->host, len, &ps->buf[off & SA_MASK_4K]);
+	if (!f) {
+		/* After the root's path, the name as resolved under the root ("/" adds nothing after a root). */
+		__u32 n = sa_bound(c->str_len[p], SA_STR_MAX - 1);
+		if (n == 1 && len)
+			n = 0;
+		if (n)
+			bpf_probe_read_kernel(&c->host[len], n, c->str[p]);
+		len += n;
+	} else if (!len) {
+		c->host[0] = '/';
+		len = 1;
+	}
+	if (len > SA_STR_MAX - 1)
+		len = SA_STR_MAX - 1; /* cut: the beginning is what a Prefix matches */
+	if (len == c->str_len[p])
+		return; /* the same path: a root that is the host's in all but name */
+	/* The verifier of older kernels (6.1) loses the bound through the compare above: masked as an instruction. */
+	__u32 end = sa_bound(len, SA_STR_MAX - 1);
+	c->host[end] = 0;
+	c->host_len = end;
+	c->host_slot = p;
+}

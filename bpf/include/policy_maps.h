@@ -132,6 +132,16 @@ struct sa_norm {
 	bool trunc;
 };
 
+/* The walk to a file's path as the host sees it (paths.h, sa_host_view); in the map value like sa_norm. */
+struct sa_host_walk {
+	struct dentry *dentry;
+	struct vfsmount *vfsmnt;
+	struct mount *mnt;
+	__u32 off;
+	__u32 host_ns;
+	bool done;
+};
+
 /* Per-CPU state of one call: the arguments read at the attach point, the surviving selector bits, a lookup
  * key and the record being built. */
 struct sa_call {
@@ -151,7 +161,12 @@ struct sa_call {
 	__u8 exit_record[SA_SYSCALL_RECORD]; /* ... and the record its enter saw */
 	__u64 file_ino;          /* a syscall's exit: the file's inode when it has more than one link, else 0 */
 	__u32 file_dev;
-	__u32 pad2;
+	__u16 host_len;          /* the first path argument as the host sees it (0: as the process sees it) */
+	__u8 host_slot;
+	__u8 pad2;
+	char host[2 * SA_STR_MAX];   /* the root's host path and the argument, side by side */
+	struct sa_host_walk host_walk;
+	__s64 exit_ret;          /* a syscall's exit: its return value (0 at sched_process_exec) */
 	char rev[SA_POINT_ARGS][SA_STR_MAX];
 	char bin_rev[SA_STR_MAX];
 	struct sa_binary no_bin; /* never written: the binary of a process the sensor does not know, "" */

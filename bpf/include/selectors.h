@@ -129,7 +129,7 @@ static long sa_eval_dim(__u32 i, struct sa_run *r)
 		return 1;
 	const struct sa_dim *d = &r->pt->dims[di];
 	const struct sa_bitmap *hit = sa_dim_lookup(r, d, di);
-	const struct sa_bitmap *alias = NULL;
+	const struct sa_bitmap *alias = NULL, *host = NULL;
 #if SA_FAMILY == SA_FAMILY_TRACEPOINT
 	/* A file with several names matches when any of its names the policy lists does. */
 	if (r->c->file_ino && d->kind >= SA_DIM_STR_EXACT && d->kind <= SA_DIM_STR_POSTFIX) {
@@ -140,10 +140,19 @@ static long sa_eval_dim(__u32 i, struct sa_run *r)
 		k->ino = r->c->file_ino;
 		alias = bpf_map_lookup_elem(&sa_inode_set, k);
 	}
+	/* A file under another root (a chroot, a container) matches by its host path as well (a Postfix is the same
+	 * on both: sa_dim_lookup). */
+	struct sa_call *c = r->c;
+	if (c->host_len && (d->slot & (SA_POINT_ARGS - 1)) == c->host_slot &&
+	    (d->kind == SA_DIM_STR_EXACT || d->kind == SA_DIM_STR_PREFIX)) {
+		struct sa_value_hdr hdr = { .gen = r->gen, .ap = r->ap, .dim = di };
+		host = d->kind == SA_DIM_STR_EXACT ? sa_lookup_exact(c, hdr, c->host, c->host_len)
+						   : sa_lookup_prefix(c, hdr, c->host, c->host_len);
+	}
 #endif
 	__u64 any = 0;
 	for (int w = 0; w < SA_SEL_WORDS; w++) {
-		__u64 h = (hit ? hit->w[w] : 0) | (alias ? alias->w[w] : 0);
+		__u64 h = (hit ? hit->w[w] : 0) | (alias ? alias->w[w] : 0) | (host ? host->w[w] : 0);
 		r->c->live[w] &= ~d->care[w] | (h ^ d->neg[w]);
 		any |= r->c->live[w];
 	}

@@ -295,6 +295,8 @@ namespace SecurityAgent.Events
             public const int Ints = 40;
             public const int StrLen = 80;
             public const int RawLen = 90;
+            public const int HostLen = 100;
+            public const int HostArg = 102;
             public const int Ret = 104;
             public const int RetActions = 112;
             public const int Data = 120;
@@ -710,7 +712,8 @@ namespace SecurityAgent.Events
             public const int AgentTgid = 0;
             public const int WakeupBytes = 4;
             public const int EnvVars = 8;
-            public const int Length = 12;
+            public const int HostMntNs = 12;
+            public const int Length = 16;
         }
 
         /// <summary>struct sa_proc</summary>

@@ -95,10 +95,16 @@ public static class EventDecoder
             passed[i] = data[..len].ToArray();
             data = data[len..];
         }
+        int hostLen = U16(raw, PolicyWire.Event.HostLen), hostArg = raw[PolicyWire.Event.HostArg];
+        if (hostLen > data.Length || (hostLen > 0 && hostArg >= n))
+            throw new FormatException($"policy record: host path of argument {hostArg} of {hostLen} bytes, {data.Length} sent for {n} arguments");
         return new PolicyKernelEvent(ktime, I32(raw, PolicyWire.Event.Pid), I32(raw, PolicyWire.Event.Tid),
             U32(raw, PolicyWire.Event.HookId), U32(raw, PolicyWire.Event.PolicyId), raw[PolicyWire.Event.Selector],
             (PolicyWire.EventFlags)raw[PolicyWire.Event.Flags], U32(raw, PolicyWire.Event.Actions), ints, strings, passed)
-        { Return = (long)U64(raw, PolicyWire.Event.Ret), ReturnActions = U32(raw, PolicyWire.Event.RetActions) };
+        {
+            Return = (long)U64(raw, PolicyWire.Event.Ret), ReturnActions = U32(raw, PolicyWire.Event.RetActions),
+            HostArg = hostLen > 0 ? hostArg : -1, Host = hostLen > 0 ? data[..hostLen].ToArray() : null,
+        };
     }
 
     /// <summary>argv as the kernel lays it out: NUL-terminated strings back to back (the last may be cut).</summary>

@@ -146,4 +146,10 @@ public sealed record PolicyKernelEvent(
     public long Return { get; init; }
 
     public uint ReturnActions { get; init; }
+
+    /// <summary>The argument whose file the host sees under another path (the process's root is a chroot's or a
+    /// container's), and that path; -1 and null when none.</summary>
+    public int HostArg { get; init; } = -1;
+
+    public byte[]? Host { get; init; }
 }

@@ -22,7 +22,11 @@ public sealed record ProcessExitEvent(ulong Ktime, ProcessInfo Process, ProcessI
 
 /// <summary>One rendered argument of a policy event, e.g. ("string_arg", "/etc/shadow"). Passed: for a file name
 /// the kernel resolved, the string the process passed when it differs ("../etc/./shadow").</summary>
-public sealed record RenderedArg(string Kind, object Value, string? Label, string? Passed = null);
+public sealed record RenderedArg(string Kind, object Value, string? Label, string? Passed = null)
+{
+    /// <summary>For a file name under another root (a chroot, a container): the path the host sees.</summary>
+    public string? HostPath { get; init; }
+}
 
 /// <summary>A tracing-policy match: process_tracepoint, process_kprobe, process_lsm, process_uprobe or process_usdt,
 /// as Tetragon names them.</summary>

@@ -307,7 +307,8 @@ public sealed class JsonEventFormatter
             if (m.SafetyRefused) w.WriteBoolean("safety_refused", true);
             w.WriteString("decided_by", m.DecidedBy);
             if (m.MatchedAtExit) w.WriteBoolean("matched_at_exit", true);
-            WritePassedStrings(w, m.Args);
+            WriteArgStrings(w, m.Args, "passed_args", static a => a.Passed);
+            WriteArgStrings(w, m.Args, "host_args", static a => a.HostPath);
         }
         if (e.Process.Unattributed is { } why) w.WriteString("process_unattributed", why);
         if (e.Parent?.Unattributed is { } parentWhy) w.WriteString("parent_unattributed", parentWhy);
@@ -315,19 +316,20 @@ public sealed class JsonEventFormatter
         w.WriteEndObject();
     }
 
-    /// <summary>The strings the process passed where the kernel resolved a file name to another path (string_arg holds
-    /// the resolved one): [{"arg": position in args, "string_arg": as passed}].</summary>
-    private static void WritePassedStrings(Utf8JsonWriter w, IReadOnlyList<RenderedArg> args)
+    /// <summary>Per file-name argument, another spelling of it: passed_args, the string the process passed where the
+    /// kernel resolved it to another path (string_arg holds the resolved one); host_args, the path the host sees where
+    /// the process's root is another (a chroot, a container): [{"arg": position in args, "string_arg": ...}].</summary>
+    private static void WriteArgStrings(Utf8JsonWriter w, IReadOnlyList<RenderedArg> args, string name, Func<RenderedArg, string?> pick)
     {
         bool any = false;
         for (int i = 0; i < args.Count; i++)
         {
-            if (args[i].Passed is not { } passed) continue;
-            if (!any) w.WriteStartArray("passed_args");
+            if (pick(args[i]) is not { } s) continue;
+            if (!any) w.WriteStartArray(name);
             any = true;
             w.WriteStartObject();
             w.WriteNumber("arg", i);
-            w.WriteString("string_arg", passed);
+            w.WriteString("string_arg", s);
             w.WriteEndObject();
         }
         if (any) w.WriteEndArray();

@@ -40,8 +40,9 @@ public static class PolicyArgs
     };
 
     /// <summary>The arguments of a policy event; <paramref name="passed"/> holds, per slot, the string the process passed
-    /// where the kernel resolved it to another path.</summary>
-    public static IReadOnlyList<RenderedArg> Render(HookPlan hook, ulong[] ints, byte[][] strings, byte[]?[]? passed = null)
+    /// where the kernel resolved it to another path; <paramref name="host"/> the host's path of slot
+    /// <paramref name="hostArg"/> where the process's root is not the host's.</summary>
+    public static IReadOnlyList<RenderedArg> Render(HookPlan hook, ulong[] ints, byte[][] strings, byte[]?[]? passed = null, int hostArg = -1, byte[]? host = null)
     {
         var list = new List<RenderedArg>(hook.Args.Count);
         foreach (var a in hook.Args)
@@ -60,7 +61,10 @@ public static class PolicyArgs
                 ArgType.Buf or ArgType.BufRet => new RenderedArg("bytes_arg", strings[a.Slot], a.Label),
                 ArgType.String or ArgType.KString when a.Type is "char_buf" or "char_iovec" => new RenderedArg("bytes_arg", strings[a.Slot], a.Label),
                 ArgType.String or ArgType.KString => new RenderedArg("string_arg", Encoding.UTF8.GetString(strings[a.Slot]), a.Label,
-                    a.KernelType == ArgType.String && passed?[a.Slot] is { } p ? Encoding.UTF8.GetString(p) : null),
+                    a.KernelType == ArgType.String && passed?[a.Slot] is { } p ? Encoding.UTF8.GetString(p) : null)
+                {
+                    HostPath = a.Slot == hostArg && host is not null ? Encoding.UTF8.GetString(host) : null,
+                },
                 ArgType.SockAddr or ArgType.KSockAddr => SockAddrArg(strings[a.Slot], a.Label),
                 ArgType.File => new RenderedArg("file_arg", PathArgOf(strings[a.Slot], v), a.Label),
                 ArgType.Path => new RenderedArg("path_arg", PathArgOf(strings[a.Slot], v), a.Label),

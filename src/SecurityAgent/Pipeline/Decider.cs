@@ -59,7 +59,7 @@ public sealed class Decider(IReadOnlyDictionary<uint, HookInfo> hooks, EventPipe
         if (!actions.HasFlag(Actions.Post))
             return (Verdict.NotPosted, null);
         return (Verdict.Export, new PolicyMatchEvent(e.Ktime, p, parent, info.PolicyName, info.Hook, PolicyArgs.ActionName(actions), info.Enforce,
-            enforced, refused, decidedBy, PolicyArgs.Render(info.Hook, e.Ints, e.Strings, e.Passed))
+            enforced, refused, decidedBy, PolicyArgs.Render(info.Hook, e.Ints, e.Strings, e.Passed, e.HostArg, e.Host))
         {
             Return = returned ? PolicyArgs.RenderReturn(info.Hook.Return!, e.Return) : null,
             ReturnAction = returned ? PolicyArgs.ActionName((Actions)e.ReturnActions) : null,

@@ -71,6 +71,10 @@ public static class PathArguments
     public static string? ExitTracepoint(string target) =>
         Exit(target) != 0 ? "syscalls/sys_exit_" + target["syscalls/sys_enter_".Length..] : null;
 
+    /// <summary>Where an exec's executed file is looked up again: every successful exec passes this tracepoint with
+    /// the new program's mm (sys_exit_execveat does not fire after a successful execveat on 6.18).</summary>
+    public const string ExecTracepoint = "sched/sched_process_exec";
+
     /// <summary>A regular file as the kernel identifies it.</summary>
     public readonly record struct FileId(string Path, uint Dev, ulong Ino);
 
@@ -112,7 +116,11 @@ public static class PathArguments
 
     private static string HardLinks(Cmp cmp) => cmp is Cmp.Postfix or Cmp.NotPostfix
         ? "; a hard link under another name is not recognised by a Postfix"
-        : "; hard links by inode: the files the values name when loaded";
+        : "; hard links by inode: the files the values name when loaded, not files created since";
+
+    private static string HostView(Cmp cmp) => cmp is Cmp.Postfix or Cmp.NotPostfix
+        ? ""
+        : "; in a chroot or another mount namespace, the host's path of the file as well";
 
     /// <summary>For --explain: what a string filter on argument <paramref name="arg"/> of <paramref name="hook"/> matches.</summary>
     public static string? Explain(HookPlan hook, ArgPlan arg, Cmp cmp)
@@ -124,9 +132,9 @@ public static class PathArguments
             : "the resolved path (relative names joined to the cwd, '.', '..' and '//' folded, at enter)";
         return Exit(hook.Target) switch
         {
-            PolicyWire.PointFlags.Fd => enter + ", and again at exit the path of the file the kernel opened (symlinks, bind mounts, /proc/self/fd" + HardLinks(cmp) + ")",
-            PolicyWire.PointFlags.Exe => enter + ", and again at exit the path of the file the kernel executed (symlinks, bind mounts" + HardLinks(cmp) + ")",
-            _ => enter + " only: this syscall's object is not looked up again at exit, so a symlink, bind mount, hard link or /proc/self/fd name in the path is matched as spelled",
+            PolicyWire.PointFlags.Fd => enter + ", and again at sys_exit the path of the file the kernel opened (symlinks, bind mounts, /proc/self/fd" + HardLinks(cmp) + ")" + HostView(cmp),
+            PolicyWire.PointFlags.Exe => enter + ", and again once the exec succeeded (sched_process_exec) the path of the file the kernel executed (symlinks, bind mounts" + HardLinks(cmp) + ")" + HostView(cmp),
+            _ => enter + " only: this syscall's object is not looked up again at exit, so a symlink, bind mount, hard link or /proc/self/fd name in the path is matched as spelled" + HostView(cmp),
         };
     }
 }

@@ -53,14 +53,21 @@ public sealed class PolicySensor : IDisposable
                 var enter = AttachTracepoint(BpfNames.Programs.PolicyTp, target, ap);
                 if (Policies.PathArguments.ExitTracepoint(target) is not { } exit)
                     return [enter];
+                var links = new List<BpfLink> { enter };
                 try
                 {
-                    // Opens and execs look the object up again at exit (armed per call by the enter program).
-                    return [enter, AttachTracepoint(BpfNames.Programs.PolicyExitTp, exit, ap)];
+                    // Opens and execs look the object up again at exit (armed per call by the enter program); an exec's
+                    // new program at sched_process_exec, which every successful exec passes (its sys_exit then only
+                    // drops a failed call's state).
+                    links.Add(AttachTracepoint(BpfNames.Programs.PolicyExitTp, exit, ap));
+                    if (Policies.PathArguments.Exit(target) == PolicyWire.PointFlags.Exe)
+                        links.Add(AttachTracepoint(BpfNames.Programs.PolicyExitTp, Policies.PathArguments.ExecTracepoint, ap | ExitAtExec));
+                    return links;
                 }
                 catch
                 {
-                    enter.Dispose();
+                    foreach (var l in links)
+                        l.Dispose();
                     throw;
                 }
             case Mechanism.Kprobe:
@@ -102,7 +109,10 @@ public sealed class PolicySensor : IDisposable
     public BpfLink AttachReturn(string target, uint ap) =>
         AttachTracepoint(BpfNames.Programs.PolicyRetTp, target.Replace("/sys_enter_", "/sys_exit_", StringComparison.Ordinal), ap);
 
-    private BpfLink AttachTracepoint(string program, string target, uint ap)
+    /// <summary>The exit program's cookie bit for its link at sched_process_exec (SA_EXIT_AT_EXEC in tracepoint.bpf.c).</summary>
+    private const ulong ExitAtExec = 1UL << 32;
+
+    private BpfLink AttachTracepoint(string program, string target, ulong ap)
     {
         int slash = target.IndexOf('/');
         return _core.Program(program).AttachTracepoint(target[..slash], target[(slash + 1)..], cookie: ap);

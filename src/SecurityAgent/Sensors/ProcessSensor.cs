@@ -76,6 +76,9 @@ public sealed class ProcessSensor : IDisposable
         {
             BinaryPrimitives.WriteUInt32LittleEndian(sensor._settings.AsSpan(Wire.Settings.WakeupBytes), Math.Min(ringBufferBytes / 16, 256u * 1024));
             BinaryPrimitives.WriteUInt32LittleEndian(sensor._settings.AsSpan(Wire.Settings.EnvVars), environment ? 1u : 0u);
+            // File paths as the host sees them, for processes under another root (0: unknown, no host paths).
+            BinaryPrimitives.WriteUInt32LittleEndian(sensor._settings.AsSpan(Wire.Settings.HostMntNs),
+                Processes.ProcFsScanner.ReadHostNamespaces()[(int)Wire.Namespace.Mnt]);
             sensor.WriteSettings();
             return sensor;
         }

@@ -13,7 +13,9 @@ public class PathRootEvasionTests
 {
     /// <summary>openat2 / execveat by hand (no tool ships them): "openat2 DIR NAME RESOLVE" prints the file,
     /// "execveat DIR NAME" and "execveat-fd FILE" (AT_EMPTY_PATH on an O_PATH fd) run the file, "cat [DIR] FILE"
-    /// prints the file (after a chdir to DIR). Static, so a chroot needs nothing else.</summary>
+    /// prints the file (after a chdir to DIR), "pivot ROOTFS DIR FILE" is a container: a new mount namespace, DIR
+    /// bind-mounted at ROOTFS/data, the root pivoted into ROOTFS and the old one detached, then FILE printed. Static,
+    /// so a chroot needs nothing else.</summary>
     private const string ToolSource = """
         #define _GNU_SOURCE
         #include <fcntl.h>
@@ -21,6 +23,8 @@ public class PathRootEvasionTests
         #include <stdio.h>
         #include <stdlib.h>
         #include <string.h>
+        #include <sched.h>
+        #include <sys/mount.h>
         #include <sys/syscall.h>
         #include <unistd.h>
         struct how { uint64_t flags, mode, resolve; };
@@ -38,6 +42,16 @@ public class PathRootEvasionTests
             if (!strcmp(argv[1], "cat") && argc == 4) {
                 if (chdir(argv[2])) { perror("chdir"); return 3; }
                 return dump(open(argv[3], O_RDONLY));
+            }
+            if (!strcmp(argv[1], "pivot") && argc == 5) {
+                char data[4096];
+                snprintf(data, sizeof data, "%s/data", argv[2]);
+                if (unshare(CLONE_NEWNS) || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) ||
+                    mount(argv[2], argv[2], NULL, MS_BIND, NULL) || mount(argv[3], data, NULL, MS_BIND, NULL) ||
+                    chdir(argv[2]) || syscall(SYS_pivot_root, ".", "old") || umount2("/old", MNT_DETACH) || chdir("/")) {
+                    perror("pivot"); return 3;
+                }
+                return dump(open(argv[4], O_RDONLY));
             }
             if (!strcmp(argv[1], "openat2") && argc == 5) {
                 int dir = open(argv[2], O_PATH | O_DIRECTORY);
@@ -75,7 +89,7 @@ public class PathRootEvasionTests
 
         public Scene()
         {
-            foreach (var d in (string[])["secret", "sub", "bins", "elsewhere", "rootfs", "rootfs/data"])
+            foreach (var d in (string[])["secret", "sub", "bins", "elsewhere", "rootfs", "rootfs/data", "rootfs/old"])
                 Directory.CreateDirectory(Dir.File(d));
             File.WriteAllText(Secret, "TOP-SECRET\n");
             File.WriteAllText(Dir.File("plain.txt"), "plain\n");
@@ -171,6 +185,19 @@ public class PathRootEvasionTests
             yield return ("a bind mount in a new mount namespace, in a chroot", "/usr/bin/unshare",
                 ["-m", "/bin/sh", "-c", $"mount --bind {SecretDir} {Rootfs}/data && exec /usr/sbin/chroot {Rootfs} {InRootTool} cat /data/key.txt"],
                 "/data/key.txt", "/data/key.txt");
+        }
+
+        /// <summary>Each read of the secret from another root, for a policy that names its path on the host: the
+        /// command, the string the open passes, the path the process sees, and whether only the exit can tell (the
+        /// name under the root leads to the secret only through a mount the host does not have).</summary>
+        public IEnumerable<(string What, string File, string[] Args, string Passed, string Resolved, bool AtExit)> FromOtherRoots()
+        {
+            var d = Dir.Path;
+            yield return ("a chroot", "/usr/sbin/chroot", [d, InRootTool, "cat", "/secret/key.txt"], "/secret/key.txt", "/secret/key.txt", false);
+            yield return ("a chroot, relative to the cwd", "/usr/sbin/chroot", [d, InRootTool, "cat", "/secret", "key.txt"], "key.txt", "/secret/key.txt", false);
+            yield return ("a chroot, with .. above the root", "/usr/sbin/chroot", [d, InRootTool, "cat", "/sub", "../../../secret/key.txt"], "../../../secret/key.txt", "/secret/key.txt", false);
+            yield return ("a container: a new mount namespace pivoted into a rootfs with the secret bind-mounted", Tool,
+                ["pivot", Rootfs, SecretDir, "/data/key.txt"], "/data/key.txt", "/data/key.txt", true);
         }
 
         /// <summary>The same means on a file outside the secret directory.</summary>
@@ -279,12 +306,79 @@ public class PathRootEvasionTests
         Assert.Equal(tool, fd.GetProperty("args")[0].GetProperty("string_arg").GetString());
         Assert.Equal(mode == "enforce", fd.GetProperty("securityagent").GetProperty("enforced").GetBoolean());
 
-        // Not here: execveat(dirfd, "alias") through a symlink. Only the exit can tell, and this kernel (6.18) does not
-        // fire sys_exit_execveat after an execveat that succeeded.
+        // execveat(dirfd, "alias") through a symlink: only the executed file can tell (checked at sched_process_exec:
+        // 6.18 does not fire sys_exit_execveat after an execveat that succeeded).
+        Assert.Equal(expected, Run.Wait(s.Tool, ["execveat", s.Dir.File("elsewhere"), "alias"]).Code);
+        var link = WaitFor(agent, 0, policy, "alias", "execveat(dirfd, \"alias\") through a symlink");
+        Assert.Equal(tool, link.GetProperty("args")[0].GetProperty("string_arg").GetString());
+        Assert.True(AtExit(link));
+        Assert.Equal(mode == "enforce", link.GetProperty("securityagent").GetProperty("enforced").GetBoolean());
 
         int after = agent.Events.All.Count;
         Assert.Equal(0, Run.Wait(s.Tool, ["execveat", s.Dir.File("elsewhere"), "true"]).Code);
         Assert.Equal(0, Run.Wait(s.Tool, ["execveat-fd", s.Dir.File("elsewhere/true")]).Code);
+        Thread.Sleep(500);
+        Assert.DoesNotContain(agent.Events.All.Skip(after), e => PathEvasionTests.Body(e, policy) is not null);
+    }
+    private static string? HostArg(JsonElement body)
+    {
+        if (body.GetProperty("securityagent").TryGetProperty("host_args", out var list))
+            foreach (var a in list.EnumerateArray())
+                if (a.GetProperty("arg").GetInt32() == 0) return a.GetProperty("string_arg").GetString();
+        return null;
+    }
+
+    [Theory]
+    [InlineData("monitor")]
+    [InlineData("enforce")]
+    public void A_policy_on_the_host_path_of_a_file_catches_it_read_from_a_chroot_or_a_container_and_reports_both_paths(string mode)
+    {
+        using var s = new Scene();
+        var policy = "host-" + mode;
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = s.OpenPolicy(policy, mode, "sys_openat", s.SecretDir + "/") },
+            "--export-extensions");
+        Assert.Contains($"Policy {policy} loaded", agent.Stderr);
+        foreach (var (what, file, args, passed, resolved, atExit) in s.FromOtherRoots())
+        {
+            int from = agent.Events.All.Count;
+            AssertRun(Run.Wait(file, args), mode, what);
+            var body = WaitFor(agent, from, policy, passed, what);
+            Assert.True(resolved == body.GetProperty("args")[0].GetProperty("string_arg").GetString(), $"{what}: {body}");
+            Assert.True(s.Secret == HostArg(body), $"{what}: host_args should hold {s.Secret}: {body}");
+            Assert.True(atExit == AtExit(body), $"{what}: matched_at_exit should be {atExit}");
+            Assert.Equal(mode == "enforce", body.GetProperty("securityagent").GetProperty("enforced").GetBoolean());
+        }
+        int after = agent.Events.All.Count;
+        foreach (var (what, file, args) in s.Unrelated().Append(("a container reading an unrelated file", s.Tool, ["pivot", s.Rootfs, s.Dir.File("sub"), "/plain.txt"])))
+        {
+            var r = Run.Wait(file, args);
+            Assert.True(r.Code == 0 && r.Stdout == "plain\n", $"{what}: an unrelated file is read: {r.Code} '{r.Stdout}' {r.Stderr}");
+        }
+        // The host's own read of the secret is caught by its one path, with no host_args.
+        int own = agent.Events.All.Count;
+        AssertRun(Run.Wait(s.Tool, ["cat", s.Secret]), mode, "the host's read");
+        Assert.Null(HostArg(WaitFor(agent, own, policy, s.Secret, "the host's read")));
+        Thread.Sleep(500);
+        Assert.DoesNotContain(agent.Events.All.Skip(after).Take(own - after), e => PathEvasionTests.Body(e, policy) is not null);
+    }
+    [Theory]
+    [InlineData("monitor")]
+    [InlineData("enforce")]
+    public void A_hard_link_made_after_the_policy_was_loaded_to_a_watched_file_is_caught_by_inode(string mode)
+    {
+        using var s = new Scene();
+        var policy = "hardlink-" + mode;
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = s.OpenPolicy(policy, mode, "sys_openat", s.SecretDir + "/") },
+            "--export-extensions");
+        Assert.Contains($"Policy {policy} loaded", agent.Stderr);
+        var link = s.Dir.File("elsewhere/innocent.txt");
+        Assert.Equal(0, Run.Wait("/usr/bin/ln", [s.Secret, link]).Code);
+        AssertRun(Run.Wait(s.Tool, ["cat", link]), mode, "a hard link made after loading");
+        var body = WaitFor(agent, 0, policy, link, "a hard link made after loading");
+        Assert.True(AtExit(body));
+        Assert.Equal(mode == "enforce", body.GetProperty("securityagent").GetProperty("enforced").GetBoolean());
+        int after = agent.Events.All.Count;
+        Assert.Equal(0, Run.Wait(s.Tool, ["cat", s.Dir.File("plain.txt")]).Code);
         Thread.Sleep(500);
         Assert.DoesNotContain(agent.Events.All.Skip(after), e => PathEvasionTests.Body(e, policy) is not null);
     }

@@ -124,7 +124,7 @@ public class PolicyCompilerTests
         var plan = Compile(Support.TestPolicies.SyscallKprobeKill("shadow", "/tmp/x/cat", "/etc/shadow"));
         var open = PlanExplainer.Explain(plan);
         Assert.Contains("matches the resolved path (relative names joined to the dirfd's directory or the cwd", open);
-        Assert.Contains("again at exit the path of the file the kernel opened", open);
+        Assert.Contains("again at sys_exit the path of the file the kernel opened", open);
 
         // The same string read at a syscall whose argument is not a file name is compared as passed.
         var other = PlanExplainer.Explain(plan with { Hooks = [plan.Hooks[0] with { Target = "syscalls/sys_enter_write" }] });
