@@ -123,6 +123,16 @@ static __always_inline void sa_read_arg(struct sa_call *c, __u32 p, const struct
 			if (count > len)
 				c->trunc_mask |= 1 << p;
 			v = count;
+		} else if (SA_FAMILY == SA_FAMILY_FUNCTION) {
+			/* A kernel function's char_buf with sizeArgIndex: the count is argument `size`; the buffer is a user
+			 * pointer (tty_write, vfs_write) or a kernel one. */
+			__u64 count = src->raw[a->size < SA_MAX_FN_ARGS ? a->size : 0];
+			len = count < SA_STR_MAX - 1 ? count : SA_STR_MAX - 1;
+			if (bpf_probe_read_user(str, len & (SA_STR_MAX - 1), (void *)v) != 0 && bpf_probe_read_kernel(str, len & (SA_STR_MAX - 1), (void *)v) != 0)
+				len = 0;
+			if (count > len)
+				c->trunc_mask |= 1 << p;
+			v = count;
 		}
 		break;
 	case SA_ARG_SOCK_ADDR:

@@ -48,6 +48,10 @@ public static class ObjectSpecs
 
     public static BpfObjectSpec PolicyLsm { get; } = Family("lsm", BpfNames.Lsm.File);
     public static BpfObjectSpec PolicyKprobe { get; } = Family("kprobe", BpfNames.Kprobe.File);
+    /// <summary>Override through bpf_override_return (kernel functions; syscall functions): loaded only when a hook
+    /// overrides, since a kernel without CONFIG_BPF_KPROBE_OVERRIDE refuses these objects.</summary>
+    public static BpfObjectSpec PolicyKprobeOverride { get; } = Family("kover", BpfNames.Kover.File);
+    public static BpfObjectSpec PolicySyscallOverride { get; } = Family("ksys", BpfNames.Ksys.File);
     public static BpfObjectSpec PolicySock { get; } = Family("sock", BpfNames.Sock.File);
     public static BpfObjectSpec PolicyUprobe { get; } = Family("uprobe", BpfNames.Uprobe.File);
     public static BpfObjectSpec PolicyRawTp { get; } = Family("rawtp", BpfNames.Rawtp.File);

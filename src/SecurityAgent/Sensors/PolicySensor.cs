@@ -19,7 +19,7 @@ public sealed class PolicySensor : IDisposable
 {
     private readonly ProcessSensor _process;
     private readonly BpfObject _core;
-    private BpfObject? _kprobe, _sock, _uprobe, _rawtp;
+    private BpfObject? _kprobe, _kover, _ksys, _sock, _uprobe, _rawtp;
     private readonly Dictionary<string, BpfObject> _lsm = new();
     private Microsoft.Win32.SafeHandles.SafeFileHandle? _cgroup;
 
@@ -64,7 +64,21 @@ public sealed class PolicySensor : IDisposable
                     throw;
                 }
             case Mechanism.Kprobe:
-                return [Family(ref _kprobe, ObjectSpecs.PolicyKprobe).Program(BpfNames.Programs.PolicyKprobe).AttachKprobe(target, cookie: ap)];
+                var kp = Policies.KprobeTarget.Parse(target);
+                if (kp.Kind == Policies.KprobeKind.Plain)
+                    return [Family(ref _kprobe, ObjectSpecs.PolicyKprobe).Program(BpfNames.Programs.PolicyKprobe).AttachKprobe(kp.Function, cookie: ap)];
+                var prog = kp.Kind == Policies.KprobeKind.SyscallOverride
+                    ? Family(ref _ksys, ObjectSpecs.PolicySyscallOverride).Program(BpfNames.Programs.PolicyKsysOverride)
+                    : Family(ref _kover, ObjectSpecs.PolicyKprobeOverride).Program(BpfNames.Programs.PolicyKprobeOverride);
+                try
+                {
+                    return [prog.AttachKprobe(kp.Function, cookie: ap)];
+                }
+                catch (Interop.LibbpfException e) when (e.Errno == Interop.Errno.EINVAL)
+                {
+                    throw new InvalidOperationException($"Override on '{kp.Function}': the kernel refused bpf_override_return there "
+                        + "(only functions on its error-injection list, /sys/kernel/debug/error_injection/list, can be overridden)", e);
+                }
             case Mechanism.RawTracepoint:
                 return [Family(ref _rawtp, ObjectSpecs.PolicyRawTp).Program(BpfNames.Programs.PolicyRawTp).AttachRawTracepoint(target, cookie: ap)];
             case Mechanism.Uprobe:
@@ -157,6 +171,8 @@ public sealed class PolicySensor : IDisposable
         _sock?.Dispose();
         foreach (var o in _lsm.Values) o.Dispose();
         _kprobe?.Dispose();
+        _kover?.Dispose();
+        _ksys?.Dispose();
         _uprobe?.Dispose();
         _rawtp?.Dispose();
         _cgroup?.Dispose();
