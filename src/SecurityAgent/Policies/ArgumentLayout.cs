@@ -201,7 +201,7 @@ internal static class ArgumentLayout
     {
         var type = a.Type.Value;
         // Exactly the count's bytes (sizeArgIndex names the count's argument, 1-based): Size holds its index.
-        if (type == "char_buf" && p.Kind == HookKind.Kprobe && a.SizeArgIndex is { Value: > 0 } sz && sz.Value - 1 < Events.Contract.MaxFnArgs
+        if (type == "char_buf" && p.Mechanism == Kernel.Mechanism.Kprobe && a.SizeArgIndex is { Value: > 0 } sz && sz.Value - 1 < Events.Contract.MaxFnArgs
             && a.Index.Value < Events.Contract.MaxFnArgs)
             return new ArgPlan(slot, a.Index.Value, type, ArgType.Buf, a.Index.Value, sz.Value - 1, a.Label);
         if (a.Index.Value >= Events.Contract.MaxFnArgs)

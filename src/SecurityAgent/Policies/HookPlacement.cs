@@ -10,6 +10,7 @@ internal sealed record MechanismTraits(bool CanSignal, bool CanOverride, bool Ha
         Mechanism.Lsm => new(true, true, true),
         Mechanism.CgroupSockAddr => new(false, true, false), // cgroup programs: no signal helper, no task
         Mechanism.FanotifyPerm => new(false, true, true), // the agent answers the permission event: deny, no signal
+        Mechanism.Fentry => new(true, true, true), // fmod_ret: its return value replaces the function's
         _ => new(true, false, true),
     };
 }
@@ -47,6 +48,7 @@ internal sealed record Placement(HookKind Kind, Mechanism Mechanism, string Targ
         HookKind.Usdt => $"usdt {Name}",
         HookKind.Tracepoint => $"tracepoint {Name}",
         HookKind.Kprobe when Mechanism == Mechanism.Tracepoint => $"kprobe {Name} (on the tracepoint {Target} here)",
+        HookKind.Kprobe when Mechanism == Mechanism.Fentry => $"kprobe {Name} (an fmod_ret program, for Override)",
         HookKind.Kprobe => $"kprobe {Name}",
         _ => $"lsmhook {Name}" + (Mechanism == Mechanism.CgroupSockAddr ? " (on cgroup connect hooks here)" : ""),
     };
@@ -144,6 +146,8 @@ internal sealed class HookPlacement(KernelFeatures features, Func<string, string
             d.Error(track.Pos, track.Path, $"returnArgAction {track.Value} takes the struct sock * a kernel function returns (a kretprobe on e.g. sk_alloc); a syscall returns an integer");
         if (returns && k.ReturnArg is null)
             d.Error(k.Return!.Pos, k.Return.Path, "return: true needs a returnArg (its type says how the return value is read), as in Tetragon");
+        if (!k.Syscall && Overrides(k) && call.StartsWith("security_", StringComparison.Ordinal))
+            return SecurityOverride(k, call, returns, d);
         if (!k.Syscall)
         {
             if (!features.Has(Mechanism.Kprobe))
@@ -222,6 +226,25 @@ internal sealed class HookPlacement(KernelFeatures features, Func<string, string
         return new Placement(HookKind.Kprobe, Mechanism.Tracepoint, $"syscalls/sys_enter_{name}", "__x64_sys_" + name, why,
             i => SyscallFirstField + i < format.Fields.Count ? format.Fields[SyscallFirstField + i] : null, true, name, Math.Max(0, format.Fields.Count - SyscallFirstField))
         { ReturnTracepoint = returns ? $"syscalls/sys_exit_{name}" : null };
+    }
+
+    /// <summary>Override on a security_ function, as Tetragon runs it: fmod_ret (the kernel does not list security_
+    /// functions for error injection, so bpf_override_return cannot override them).</summary>
+    private Placement? SecurityOverride(KprobeSpec k, string call, bool returns, DiagnosticBag d)
+    {
+        if (!features.FmodRet.Available)
+        {
+            var at = k.Selectors.SelectMany(s => s.MatchActions).First(a => a.Action.Value == "Override").Action;
+            d.Error(at.Pos, at.Path, $"needs fmod_ret to Override the security_ function '{call}' (BPF trampolines with BTF, Linux 5.7; "
+                + $"bpf_override_return cannot: security_ functions are not error-injectable), and this kernel's probe says: {features.FmodRet.Detail}; "
+                + "deny with an lsmhook or kill with Sigkill");
+            return null;
+        }
+        if (returns)
+            d.EngineGap(k.Return!.Pos, k.Return.Path, $"a return probe on '{call}' (kretprobe: returnArg, matchReturnArgs, returnArgAction)");
+        return new Placement(HookKind.Kprobe, Mechanism.Fentry, call, call,
+            $"kprobe with Override on a security_ function: an fmod_ret program on '{call}' (loaded for it; the attach point's id as cookie, Linux 6.0) "
+            + "runs the selectors and returns argError instead of the function; arguments from the function's BTF arguments", null, true, null, 0);
     }
 
     /// <summary>Override on a kprobe needs bpf_override_return; false (with the error) when this kernel lacks it.</summary>

@@ -254,8 +254,13 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
                     result |= Actions.Override;
                     if (a.ArgError is not { } err)
                         d.Error(a.Pos, a.Path, "action Override needs argError (a negative errno, e.g. -1 for EPERM)");
-                    else if (placement is { Mechanism: Kernel.Mechanism.Kprobe } && placement.Syscall is null)
-                        error = err.Value; // bpf_override_return sets the kernel function's return value, whatever it means there
+                    else if (placement is { Mechanism: Kernel.Mechanism.Kprobe or Kernel.Mechanism.Fentry } && placement.Syscall is null)
+                    {
+                        // bpf_override_return or fmod_ret sets the kernel function's return value, whatever it means there (as in Tetragon).
+                        error = err.Value;
+                        if (err.Value >= 0)
+                            d.Warning(err.Pos, err.Path, $"argError {err.Value} is not a negative errno: '{placement.Name}' returns {err.Value} without running, and its callers may not take that as a failure");
+                    }
                     else if (err.Value is < -4095 or > -1)
                         d.Error(err.Pos, err.Path, $"unsupported: argError {err.Value}: Override returns a negative errno here (-4095..-1, e.g. -1 for EPERM)");
                     else

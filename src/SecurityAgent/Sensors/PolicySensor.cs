@@ -20,7 +20,7 @@ public sealed class PolicySensor : IDisposable
     private readonly ProcessSensor _process;
     private readonly BpfObject _core;
     private BpfObject? _kprobe, _kover, _ksys, _sock, _uprobe, _rawtp;
-    private readonly Dictionary<string, BpfObject> _lsm = new();
+    private readonly Dictionary<string, BpfObject> _lsm = new(), _fmodRet = new();
     private Microsoft.Win32.SafeHandles.SafeFileHandle? _cgroup;
 
     private PolicySensor(ProcessSensor process, BpfObject core) => (_process, _core) = (process, core);
@@ -93,6 +93,11 @@ public sealed class PolicySensor : IDisposable
                 if (!_lsm.TryGetValue(target, out var lsm))
                     _lsm[target] = lsm = BpfObject.Load(ObjectSpecs.PolicyLsm with { Programs = [program] }, _process.Object, _core);
                 return [lsm.Program(program).Attach()];
+            case Mechanism.Fentry:
+                // fmod_ret (Override on a security_ function): an object per function, verified for it.
+                if (!_fmodRet.TryGetValue(target, out var fmod))
+                    _fmodRet[target] = fmod = BpfObject.Load(ObjectSpecs.PolicyFmodRet(target), _process.Object, _core);
+                return [fmod.Program(BpfNames.Programs.PolicyFmodRet).AttachTrace(cookie: ap)];
             case Mechanism.CgroupSockAddr:
                 var sock = Family(ref _sock, ObjectSpecs.PolicySock);
                 _cgroup ??= Interop.Libc.OpenDirectory(target);
@@ -170,6 +175,7 @@ public sealed class PolicySensor : IDisposable
     {
         _sock?.Dispose();
         foreach (var o in _lsm.Values) o.Dispose();
+        foreach (var o in _fmodRet.Values) o.Dispose();
         _kprobe?.Dispose();
         _kover?.Dispose();
         _ksys?.Dispose();
