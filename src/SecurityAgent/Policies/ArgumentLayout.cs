@@ -130,7 +130,7 @@ internal static class ArgumentLayout
                 d.Error(size.Pos, size.Path, $"sizeArgIndex {size.Value} is out of range: it names argument sizeArgIndex-1 (1..15, as Tetragon counts)");
             else if (functionBuffer && size.Value - 1 >= Events.Contract.MaxFnArgs)
                 d.Error(size.Pos, size.Path, $"sizeArgIndex {size.Value} names argument {size.Value - 1}; only the first {Events.Contract.MaxFnArgs} function arguments can be read (sizeArgIndex 1..{Events.Contract.MaxFnArgs})");
-            else if (!syscallBuffer && !functionBuffer)
+            else if (!syscallBuffer && !functionBuffer && placement is not null)
                 d.EngineGap(size.Pos, size.Path, $"sizeArgIndex (exactly the byte count in argument {size.Value - 1}, reported as bytes_arg) on {placement?.Describe ?? "this hook"} (syscall and kernel-function char_buf arguments have it)");
             else if (syscallBuffer && placement!.Field!(size.Value - 1) is null)
                 d.Error(size.Pos, size.Path, $"sizeArgIndex {size.Value} names argument {size.Value - 1}, and syscall {placement.Syscall} has {placement.FieldCount} (0..{placement.FieldCount - 1})");
