@@ -2,6 +2,7 @@
 /* kprobes on kernel functions for tracing policies (`kprobes:` without syscall: true), on kernels with
  * CONFIG_KPROBES: one program, attached once per function with the attach point's id as bpf_cookie. */
 #define SA_FAMILY SA_FAMILY_FUNCTION
+#define SA_FN_SIZED_BUF 1 /* sizeArgIndex on char_buf arguments (args.h) */
 #include "policy.h"
 #include <bpf/bpf_tracing.h>
 

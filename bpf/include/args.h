@@ -126,6 +126,20 @@ static __always_inline void sa_read_arg(struct sa_call *c, __u32 p, const struct
 				c->trunc_mask |= 1 << p;
 			v = count;
 		}
+#ifdef SA_FN_SIZED_BUF
+		else if (SA_FAMILY == SA_FAMILY_FUNCTION) {
+			/* A kprobe'd function's char_buf with sizeArgIndex: the count is argument `size`; the buffer is a user
+			 * pointer (tty_write, vfs_write) or a kernel one. Only the kprobe objects define SA_FN_SIZED_BUF: the
+			 * LSM programs' frames leave no stack for it (combined stack over 512 bytes). */
+			__u64 count = src->raw[a->size < SA_MAX_FN_ARGS ? a->size : 0];
+			len = count < SA_STR_MAX - 1 ? count : SA_STR_MAX - 1;
+			if (bpf_probe_read_user(str, len & (SA_STR_MAX - 1), (void *)v) != 0 && bpf_probe_read_kernel(str, len & (SA_STR_MAX - 1), (void *)v) != 0)
+				len = 0;
+			if (count > len)
+				c->trunc_mask |= 1 << p;
+			v = count;
+		}
+#endif
 		break;
 	case SA_ARG_SOCK_ADDR:
 		if (SA_FAMILY == SA_FAMILY_CGROUP) {

@@ -43,6 +43,9 @@ public sealed unsafe class BpfObject : SafeHandle
             if (spec.Programs is { } wanted)
                 foreach (var p in obj.Programs)
                     p.AutoLoad = wanted.Contains(p.Name);
+            foreach (var p in obj.Programs)
+                if (spec.AttachTargets.TryGetValue(p.Name, out var function))
+                    p.AttachTarget = function;
             obj.LoadPrograms();
             return obj;
         }

@@ -18,6 +18,9 @@ public sealed record BpfObjectSpec(string Name, string File)
     /// <summary>The programs to load; null: all of them.</summary>
     public IReadOnlyList<string>? Programs { get; init; }
 
+    /// <summary>Program → the kernel function it is loaded for (fentry, fexit, fmod_ret: verified per function).</summary>
+    public IReadOnlyDictionary<string, string> AttachTargets { get; init; } = new Dictionary<string, string>();
+
     public static IEnumerable<SharedMap> From(string owner, IEnumerable<string> maps) => maps.Select(m => new SharedMap(m, owner));
 }
 
@@ -48,6 +51,16 @@ public static class ObjectSpecs
 
     public static BpfObjectSpec PolicyLsm { get; } = Family("lsm", BpfNames.Lsm.File);
     public static BpfObjectSpec PolicyKprobe { get; } = Family("kprobe", BpfNames.Kprobe.File);
+    /// <summary>Override through bpf_override_return (kernel functions; syscall functions): loaded only when a hook
+    /// overrides, since a kernel without CONFIG_BPF_KPROBE_OVERRIDE refuses these objects.</summary>
+    public static BpfObjectSpec PolicyKprobeOverride { get; } = Family("kover", BpfNames.Kover.File);
+    public static BpfObjectSpec PolicySyscallOverride { get; } = Family("ksys", BpfNames.Ksys.File);
+    /// <summary>Override of a security_ function through fmod_ret: one object per function (with its program only).</summary>
+    public static BpfObjectSpec PolicyFmodRet(string function) => Family("fmodret", BpfNames.Fmodret.File) with
+    {
+        Programs = [BpfNames.Programs.PolicyFmodRet],
+        AttachTargets = new Dictionary<string, string> { [BpfNames.Programs.PolicyFmodRet] = function },
+    };
     public static BpfObjectSpec PolicySock { get; } = Family("sock", BpfNames.Sock.File);
     public static BpfObjectSpec PolicyUprobe { get; } = Family("uprobe", BpfNames.Uprobe.File);
     public static BpfObjectSpec PolicyRawTp { get; } = Family("rawtp", BpfNames.Rawtp.File);

@@ -34,6 +34,19 @@ public sealed unsafe class BpfProgram
             $"bpf_program__attach_tracepoint({Name}, {category}/{name})");
     }
 
+    /// <summary>The kernel function an fentry, fexit or fmod_ret program is verified for (before the object loads).</summary>
+    public string AttachTarget
+    {
+        set => LibbpfException.Check(Libbpf.bpf_program__set_attach_target(_prog, 0, value), $"bpf_program__set_attach_target({Name}, {value})");
+    }
+
+    /// <summary>Attaches an fentry, fexit or fmod_ret program to the function it was loaded for, with a cookie.</summary>
+    public BpfLink AttachTrace(ulong cookie)
+    {
+        var opts = new Libbpf.BpfTraceOpts { sz = (nuint)sizeof(Libbpf.BpfTraceOpts), cookie = cookie };
+        return Link(Libbpf.bpf_program__attach_trace_opts(_prog, &opts), $"bpf_program__attach_trace({Name})");
+    }
+
     public BpfLink AttachKprobe(string function, ulong cookie = 0)
     {
         var opts = new Libbpf.BpfKprobeOpts { sz = (nuint)sizeof(Libbpf.BpfKprobeOpts), bpf_cookie = cookie };

@@ -71,12 +71,31 @@ namespace SecurityAgent.Bpf
             public const string LsmFilePermission = "sa_lsm_file_permission";
             public const string LsmSocketConnect = "sa_lsm_socket_connect";
             public const string PolicyExitTp = "sa_policy_exit_tp";
+            public const string PolicyFmodRet = "sa_policy_fmod_ret";
             public const string PolicyKprobe = "sa_policy_kprobe";
+            public const string PolicyKprobeOverride = "sa_policy_kprobe_override";
+            public const string PolicyKsysOverride = "sa_policy_ksys_override";
             public const string PolicyRawTp = "sa_policy_raw_tp";
             public const string PolicyRetTp = "sa_policy_ret_tp";
             public const string PolicyTp = "sa_policy_tp";
             public const string PolicyUprobe = "sa_policy_uprobe";
             public const string PolicyUsdt = "sa_policy_usdt";
+        }
+
+        /// <summary>fmodret.bpf.o</summary>
+        public static class Fmodret
+        {
+            public const string File = "fmodret.bpf.o";
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_policy_fmod_ret"];
+        }
+
+        /// <summary>kover.bpf.o</summary>
+        public static class Kover
+        {
+            public const string File = "kover.bpf.o";
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_policy_kprobe_override"];
         }
 
         /// <summary>kprobe.bpf.o</summary>
@@ -85,6 +104,14 @@ namespace SecurityAgent.Bpf
             public const string File = "kprobe.bpf.o";
             public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call"];
             public static readonly IReadOnlyList<string> Programs = ["sa_policy_kprobe"];
+        }
+
+        /// <summary>ksys.bpf.o</summary>
+        public static class Ksys
+        {
+            public const string File = "ksys.bpf.o";
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_policy_ksys_override"];
         }
 
         /// <summary>lsm.bpf.o</summary>

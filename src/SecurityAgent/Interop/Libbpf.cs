@@ -33,6 +33,12 @@ internal static unsafe partial class Libbpf
     [LibraryImport(Lib, EntryPoint = "bpf_program__set_autoload")]
     internal static partial int bpf_program__set_autoload(nint prog, [MarshalAs(UnmanagedType.U1)] bool autoload);
 
+    [LibraryImport(Lib, EntryPoint = "bpf_program__set_attach_target", StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial int bpf_program__set_attach_target(nint prog, int attachProgFd, string function);
+
+    [LibraryImport(Lib, EntryPoint = "bpf_program__attach_trace_opts", SetLastError = true)]
+    internal static partial nint bpf_program__attach_trace_opts(nint prog, BpfTraceOpts* opts);
+
     [LibraryImport(Lib, EntryPoint = "bpf_program__fd")]
     internal static partial int bpf_program__fd(nint prog);
 
@@ -165,6 +171,14 @@ internal static unsafe partial class Libbpf
     {
         public nuint sz;
         public ulong bpf_cookie;
+    }
+
+    /// <summary>struct bpf_trace_opts (fentry, fexit, fmod_ret: the cookie, Linux 6.0).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct BpfTraceOpts
+    {
+        public nuint sz;
+        public ulong cookie;
     }
 
     /// <summary>struct bpf_kprobe_opts (libbpf 1.1).</summary>

@@ -36,7 +36,8 @@ public sealed record KernelFeatures(
     public Availability RingBufferQuery { get; init; } = Availability.No("not probed");
     /// <summary>bpf_override_return from kprobes (CONFIG_BPF_KPROBE_OVERRIDE).</summary>
     public Availability OverrideReturn { get; init; } = Availability.No("not probed");
-    /// <summary>fmod_ret programs (BPF trampolines that may change a function's return value).</summary>
+    /// <summary>fmod_ret programs (BPF trampolines that may change a function's return value) on security_ functions,
+    /// with cookies.</summary>
     public Availability FmodRet { get; init; } = Availability.No("not probed");
 
     public bool Has(Mechanism m) => Mechanisms.TryGetValue(m, out var a) && a.Available;

@@ -92,7 +92,7 @@ internal static class ArgumentLayout
             if (type == "pointer")
                 d.Error(a.Type.Pos, a.Type.Path, $"unsupported: '{type}' is not an argument type Tetragon defines");
             else if (placement is { FieldsKnown: true })
-                plan = placement.Field is null ? placement.UserSpace ? UserArg(a, slot, placement, d) : FunctionArg(a, slot, d) : RecordArg(a, slot, placement, d);
+                plan = placement.Field is null ? placement.UserSpace || placement.SyscallRegisters ? UserArg(a, slot, placement, d) : FunctionArg(a, slot, placement, d) : RecordArg(a, slot, placement, d);
             if (plan is not null) slot++;
             infos.Add(new ArgInfo(a, Class(type), plan));
         }
@@ -127,15 +127,19 @@ internal static class ArgumentLayout
         bool buffer = a.Type.Value is "char_buf" or "char_iovec";
         // A syscall's char_buf on its tracepoint: the record has the pointer and the count (or the return value).
         bool syscallBuffer = a.Type.Value == "char_buf" && placement is { RawSyscallStrings: true, Field: not null };
+        // A kernel function's char_buf (kprobe): the count is another register argument.
+        bool functionBuffer = a.Type.Value == "char_buf" && placement is { Kind: HookKind.Kprobe, Mechanism: Kernel.Mechanism.Kprobe, Field: null, SyscallRegisters: false };
         if (a.SizeArgIndex is { Value: > 0 } size)
         {
             if (!buffer)
                 d.Error(size.Pos, size.Path, $"sizeArgIndex applies to char_buf and char_iovec arguments, not '{a.Type.Value}'");
             else if (size.Value > 15)
                 d.Error(size.Pos, size.Path, $"sizeArgIndex {size.Value} is out of range: it names argument sizeArgIndex-1 (1..15, as Tetragon counts)");
-            else if (!syscallBuffer)
-                d.EngineGap(size.Pos, size.Path, $"sizeArgIndex (exactly the byte count in argument {size.Value - 1}, reported as bytes_arg) on {placement?.Describe ?? "this hook"} (syscall char_buf arguments have it)");
-            else if (placement!.Field!(size.Value - 1) is null)
+            else if (functionBuffer && size.Value - 1 >= Events.Contract.MaxFnArgs)
+                d.Error(size.Pos, size.Path, $"sizeArgIndex {size.Value} names argument {size.Value - 1}; only the first {Events.Contract.MaxFnArgs} function arguments can be read (sizeArgIndex 1..{Events.Contract.MaxFnArgs})");
+            else if (!syscallBuffer && !functionBuffer && placement is not null)
+                d.EngineGap(size.Pos, size.Path, $"sizeArgIndex (exactly the byte count in argument {size.Value - 1}, reported as bytes_arg) on {placement?.Describe ?? "this hook"} (syscall and kernel-function char_buf arguments have it)");
+            else if (syscallBuffer && placement!.Field!(size.Value - 1) is null)
                 d.Error(size.Pos, size.Path, $"sizeArgIndex {size.Value} names argument {size.Value - 1}, and syscall {placement.Syscall} has {placement.FieldCount} (0..{placement.FieldCount - 1})");
         }
         if (a.ReturnCopy is { Value: true } rc)
@@ -200,9 +204,13 @@ internal static class ArgumentLayout
     }
 
     /// <summary>An argument of a kernel function (LSM hook, kprobe): Offset is the argument number.</summary>
-    private static ArgPlan? FunctionArg(ArgSpec a, int slot, DiagnosticBag d)
+    private static ArgPlan? FunctionArg(ArgSpec a, int slot, Placement p, DiagnosticBag d)
     {
         var type = a.Type.Value;
+        // Exactly the count's bytes (sizeArgIndex names the count's argument, 1-based): Size holds its index.
+        if (type == "char_buf" && p.Mechanism == Kernel.Mechanism.Kprobe && a.SizeArgIndex is { Value: > 0 } sz && sz.Value - 1 < Events.Contract.MaxFnArgs
+            && a.Index.Value < Events.Contract.MaxFnArgs)
+            return new ArgPlan(slot, a.Index.Value, type, ArgType.Buf, a.Index.Value, sz.Value - 1, a.Label);
         if (a.Index.Value >= Events.Contract.MaxFnArgs)
         {
             d.Error(a.Index.Pos, a.Index.Path, $"only the first {Events.Contract.MaxFnArgs} function arguments can be read (index 0..{Events.Contract.MaxFnArgs - 1})");
@@ -236,9 +244,14 @@ internal static class ArgumentLayout
     private static ArgPlan? UserArg(ArgSpec a, int slot, Placement p, DiagnosticBag d)
     {
         var type = a.Type.Value;
+        if (p.SyscallRegisters && a.Index.Value >= p.FieldCount)
+        {
+            d.Error(a.Index.Pos, a.Index.Path, $"no argument {a.Index.Value} at this hook: syscall {p.Syscall} has {p.FieldCount} arguments (index 0..{p.FieldCount - 1})");
+            return null;
+        }
         if (a.Index.Value >= Events.Contract.MaxFnArgs)
         {
-            d.Error(a.Index.Pos, a.Index.Path, $"only the first {Events.Contract.MaxFnArgs} arguments of a {(p.Kind == HookKind.Usdt ? "usdt" : "uprobe")} can be read (index 0..{Events.Contract.MaxFnArgs - 1})");
+            d.Error(a.Index.Pos, a.Index.Path, $"only the first {Events.Contract.MaxFnArgs} arguments of a {(p.Kind == HookKind.Usdt ? "usdt" : p.SyscallRegisters ? "syscall kprobe" : "uprobe")} can be read (index 0..{Events.Contract.MaxFnArgs - 1})");
             return null;
         }
         var (kt, size) = KernelType(type, new TracepointField("arg", "long", 0, 8, true));

@@ -10,6 +10,7 @@ internal sealed record MechanismTraits(bool CanSignal, bool CanOverride, bool Ha
         Mechanism.Lsm => new(true, true, true),
         Mechanism.CgroupSockAddr => new(false, true, false), // cgroup programs: no signal helper, no task
         Mechanism.FanotifyPerm => new(false, true, true), // the agent answers the permission event: deny, no signal
+        Mechanism.Fentry => new(true, true, true), // fmod_ret: its return value replaces the function's
         _ => new(true, false, true),
     };
 }
@@ -29,6 +30,10 @@ internal sealed record Placement(HookKind Kind, Mechanism Mechanism, string Targ
 
     public MechanismTraits Traits => MechanismTraits.Of(Mechanism);
 
+    /// <summary>A syscall on a kprobe of its function (for Override): arguments are the syscall's user-space values,
+    /// read from the caller's saved registers.</summary>
+    public bool SyscallRegisters { get; init; }
+
     /// <summary>A return probe's tracepoint (syscalls/sys_exit_NAME) where this placement can read the return value.</summary>
     public string? ReturnTracepoint { get; init; }
 
@@ -43,9 +48,33 @@ internal sealed record Placement(HookKind Kind, Mechanism Mechanism, string Targ
         HookKind.Usdt => $"usdt {Name}",
         HookKind.Tracepoint => $"tracepoint {Name}",
         HookKind.Kprobe when Mechanism == Mechanism.Tracepoint => $"kprobe {Name} (on the tracepoint {Target} here)",
+        HookKind.Kprobe when Mechanism == Mechanism.Fentry => $"kprobe {Name} (an fmod_ret program, for Override)",
         HookKind.Kprobe => $"kprobe {Name}",
         _ => $"lsmhook {Name}" + (Mechanism == Mechanism.CgroupSockAddr ? " (on cgroup connect hooks here)" : ""),
     };
+}
+
+internal enum KprobeKind { Plain, Override, SyscallOverride }
+
+/// <summary>A kprobe attach point's target: the function, and which program runs there. Override hooks have their
+/// own attach point (bpf_override_return is in a program of its own), written "override:FUNCTION" for a kernel
+/// function (arguments from the registers) and "override-syscall:__x64_sys_NAME" for a syscall (arguments from
+/// the caller's registers the syscall function gets).</summary>
+internal sealed record KprobeTarget(KprobeKind Kind, string Function)
+{
+    private const string OverridePrefix = "override:", SyscallPrefix = "override-syscall:";
+
+    public override string ToString() => Kind switch
+    {
+        KprobeKind.Override => OverridePrefix + Function,
+        KprobeKind.SyscallOverride => SyscallPrefix + Function,
+        _ => Function,
+    };
+
+    public static KprobeTarget Parse(string target) =>
+        target.StartsWith(SyscallPrefix, StringComparison.Ordinal) ? new(KprobeKind.SyscallOverride, target[SyscallPrefix.Length..])
+        : target.StartsWith(OverridePrefix, StringComparison.Ordinal) ? new(KprobeKind.Override, target[OverridePrefix.Length..])
+        : new(KprobeKind.Plain, target);
 }
 
 /// <summary>Hook placement: which mechanism runs each hook of a policy on this kernel, or why none can.</summary>
@@ -117,6 +146,8 @@ internal sealed class HookPlacement(KernelFeatures features, Func<string, string
             d.Error(track.Pos, track.Path, $"returnArgAction {track.Value} takes the struct sock * a kernel function returns (a kretprobe on e.g. sk_alloc); a syscall returns an integer");
         if (returns && k.ReturnArg is null)
             d.Error(k.Return!.Pos, k.Return.Path, "return: true needs a returnArg (its type says how the return value is read), as in Tetragon");
+        if (!k.Syscall && Overrides(k) && call.StartsWith("security_", StringComparison.Ordinal))
+            return SecurityOverride(k, call, returns, d);
         if (!k.Syscall)
         {
             if (!features.Has(Mechanism.Kprobe))
@@ -128,6 +159,15 @@ internal sealed class HookPlacement(KernelFeatures features, Func<string, string
             }
             if (returns)
                 d.EngineGap(k.Return!.Pos, k.Return.Path, $"a return probe on '{call}' (kretprobe: returnArg, matchReturnArgs, returnArgAction)");
+            if (Overrides(k))
+            {
+                if (!OverrideReturn(k, $"the kernel function '{call}'", d))
+                    return null;
+                return new Placement(HookKind.Kprobe, Mechanism.Kprobe, new KprobeTarget(KprobeKind.Override, call).ToString(), call,
+                    $"kprobe with Override: bpf_override_return makes '{call}' return argError without running; the kernel must allow "
+                    + $"error injection on '{call}' (listed in /sys/kernel/debug/error_injection/list on the node), or the attach is refused; arguments from the registers",
+                    null, true, null, 0);
+            }
             return new Placement(HookKind.Kprobe, Mechanism.Kprobe, call, call, "kprobe on the kernel function; arguments from the registers"
                 + (returns ? "; a kretprobe reads the return value" : ""), null, true, null, 0);
         }
@@ -147,15 +187,22 @@ internal sealed class HookPlacement(KernelFeatures features, Func<string, string
             return fan;
         if (Overrides(k) && features.Has(Mechanism.Kprobe))
         {
-            // Only a kprobe can deny a syscall (bpf_override_return on the syscall function, which allows error injection).
-            d.EngineGap(k.Call.Pos, k.Call.Path, $"Override of syscall {name} through bpf_override_return on a kprobe");
+            // Only a kprobe can deny a syscall: bpf_override_return on the syscall function (error-injectable by definition).
+            if (!OverrideReturn(k, $"syscall {name}", d))
+                return null;
             if (returns)
-                d.EngineGap(k.Return!.Pos, k.Return.Path, $"a return probe on syscall {name}");
+                d.EngineGap(k.Return!.Pos, k.Return.Path, $"a return probe on syscall {name} with Override (its kprobe has no paired exit)");
             var tp = formats?.Invoke("syscalls", "sys_enter_" + name);
-            return new Placement(HookKind.Kprobe, Mechanism.Kprobe, "__x64_sys_" + name, "__x64_sys_" + name,
-                "syscall kprobe with Override: a kprobe on the syscall function, so bpf_override_return can deny the call; arguments as the syscall's",
-                tp is null ? null : i => SyscallFirstField + i < tp.Fields.Count ? tp.Fields[SyscallFirstField + i] : null, formats is null || tp is not null, name,
-                tp is null ? 0 : Math.Max(0, tp.Fields.Count - SyscallFirstField));
+            if (formats is not null && tp is null)
+            {
+                d.Error(k.Call.Pos, k.Call.Path, $"unknown syscall '{call}': no tracepoint syscalls/sys_enter_{name} on this kernel");
+                return null;
+            }
+            return new Placement(HookKind.Kprobe, Mechanism.Kprobe, new KprobeTarget(KprobeKind.SyscallOverride, "__x64_sys_" + name).ToString(), "__x64_sys_" + name,
+                "syscall kprobe with Override: a kprobe on the syscall function, so bpf_override_return can deny the call; arguments are the syscall's, "
+                + "read from the caller's registers (strings as the process passed them)",
+                null, true, name, tp is null ? Events.Contract.MaxFnArgs : Math.Max(0, tp.Fields.Count - SyscallFirstField))
+            { SyscallRegisters = true };
         }
         var why = (features.Has(Mechanism.Kprobe) || features.Has(Mechanism.Fentry)
             ? "syscall kprobe: runs on the syscall's entry tracepoint (same arguments, no kprobe needed)"
@@ -179,6 +226,38 @@ internal sealed class HookPlacement(KernelFeatures features, Func<string, string
         return new Placement(HookKind.Kprobe, Mechanism.Tracepoint, $"syscalls/sys_enter_{name}", "__x64_sys_" + name, why,
             i => SyscallFirstField + i < format.Fields.Count ? format.Fields[SyscallFirstField + i] : null, true, name, Math.Max(0, format.Fields.Count - SyscallFirstField))
         { ReturnTracepoint = returns ? $"syscalls/sys_exit_{name}" : null };
+    }
+
+    /// <summary>Override on a security_ function, as Tetragon runs it: fmod_ret (the kernel does not list security_
+    /// functions for error injection, so bpf_override_return cannot override them).</summary>
+    private Placement? SecurityOverride(KprobeSpec k, string call, bool returns, DiagnosticBag d)
+    {
+        if (!features.FmodRet.Available)
+        {
+            var at = k.Selectors.SelectMany(s => s.MatchActions).First(a => a.Action.Value == "Override").Action;
+            d.Error(at.Pos, at.Path, $"needs fmod_ret to Override the security_ function '{call}' (BPF trampolines with BTF, Linux 5.7; "
+                + $"bpf_override_return cannot: security_ functions are not error-injectable), and this kernel's probe says: {features.FmodRet.Detail}; "
+                + "deny with an lsmhook or kill with Sigkill");
+            return null;
+        }
+        if (returns)
+            d.EngineGap(k.Return!.Pos, k.Return.Path, $"a return probe on '{call}' (kretprobe: returnArg, matchReturnArgs, returnArgAction)");
+        return new Placement(HookKind.Kprobe, Mechanism.Fentry, call, call,
+            $"kprobe with Override on a security_ function: an fmod_ret program on '{call}' (loaded for it; the attach point's id as cookie, Linux 6.0) "
+            + "runs the selectors and returns argError instead of the function; arguments from the function's BTF arguments", null, true, null, 0);
+    }
+
+    /// <summary>Override on a kprobe needs bpf_override_return; false (with the error) when this kernel lacks it.</summary>
+    private bool OverrideReturn(KprobeSpec k, string what, DiagnosticBag d)
+    {
+        if (features.OverrideReturn.Available)
+            return true;
+        var at = k.Selectors.SelectMany(s => s.MatchActions).First(a => a.Action.Value == "Override").Action;
+        d.Error(at.Pos, at.Path, $"needs bpf_override_return to Override {what} (a kernel with CONFIG_BPF_KPROBE_OVERRIDE and "
+            + $"CONFIG_FUNCTION_ERROR_INJECTION), and this kernel's probe says: {features.OverrideReturn.Detail}"
+            + (features.FmodRet.Available ? " (fmod_ret is available, and this build does not use it for Override yet)" : "")
+            + "; deny with an lsmhook or kill with Sigkill");
+        return false;
     }
 
     private Placement? Uprobe(UprobeSpec u, DiagnosticBag d)

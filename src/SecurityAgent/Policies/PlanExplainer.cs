@@ -30,6 +30,8 @@ public static class PlanExplainer
                     {
                         Mechanism.CgroupSockAddr => "the destination from the connect context",
                         Mechanism.FanotifyPerm => "the opened file's canonical path (from the event's fd)",
+                        Mechanism.Kprobe when a.KernelType == ArgType.Buf => $"the buffer in argument {a.Offset}: exactly the byte count in argument {a.Size} (sizeArgIndex), "
+                            + $"up to {Events.Contract.StrMax - 1} bytes sent as bytes_arg (more: truncated_bytes_arg with orig_size)",
                         _ when a.KernelType == ArgType.Buf => $"the buffer at record offset {a.Offset}: exactly the byte count at record offset {a.Size} (sizeArgIndex), "
                             + $"up to {Events.Contract.StrMax - 1} bytes sent as bytes_arg (more: truncated_bytes_arg with orig_size)",
                         _ when a.KernelType == ArgType.BufRet => $"the buffer at record offset {a.Offset}, read at return: as many bytes as the call returned (returnCopy), "

@@ -254,8 +254,13 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
                     result |= Actions.Override;
                     if (a.ArgError is not { } err)
                         d.Error(a.Pos, a.Path, "action Override needs argError (a negative errno, e.g. -1 for EPERM)");
-                    else if (placement is { Mechanism: Kernel.Mechanism.Kprobe } && placement.Syscall is null)
-                        error = err.Value; // bpf_override_return sets the kernel function's return value, whatever it means there
+                    else if (placement is { Mechanism: Kernel.Mechanism.Kprobe or Kernel.Mechanism.Fentry } && placement.Syscall is null)
+                    {
+                        // bpf_override_return or fmod_ret sets the kernel function's return value, whatever it means there (as in Tetragon).
+                        error = err.Value;
+                        if (err.Value >= 0)
+                            d.Warning(err.Pos, err.Path, $"argError {err.Value} is not a negative errno: '{placement.Name}' returns {err.Value} without running, and its callers may not take that as a failure");
+                    }
                     else if (err.Value is < -4095 or > -1)
                         d.Error(err.Pos, err.Path, $"unsupported: argError {err.Value}: Override returns a negative errno here (-4095..-1, e.g. -1 for EPERM)");
                     else
@@ -265,12 +270,8 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
                         d.Error(a.Action.Pos, a.Action.Path, $"unsupported: Override on {placement.Describe}: a user-space function's return cannot be overridden (Tetragon changes its registers with argRegs); kill with Sigkill");
                         break;
                     }
-                    if (placement is { Mechanism: Kernel.Mechanism.Kprobe, Syscall: null })
-                        // The kprobe program does not call bpf_override_return (CONFIG_BPF_KPROBE_OVERRIDE, and only on
-                        // functions the kernel marks error-injectable): refused rather than posted as if it had denied.
-                        d.EngineGap(a.Action.Pos, a.Action.Path, $"Override on the kernel function '{placement.Name}' (bpf_override_return from a kprobe, on an error-injectable function)");
                     if (placement is { Mechanism: Kernel.Mechanism.Kprobe })
-                        break; // a syscall placed on a kprobe for it: reported as an engine gap by the placement
+                        break; // the placement chose the override program (and checked the kernel has bpf_override_return)
                     if (traits is { CanOverride: false })
                         d.Error(a.Action.Pos, a.Action.Path, placement!.Mechanism == Kernel.Mechanism.Tracepoint
                             ? $"Override cannot change a tracepoint's outcome ({placement.Describe}) and this kernel has no kprobes for bpf_override_return; deny with an lsmhook (BPF LSM, or socket_connect) or kill with Sigkill"

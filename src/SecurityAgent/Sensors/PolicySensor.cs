@@ -19,8 +19,8 @@ public sealed class PolicySensor : IDisposable
 {
     private readonly ProcessSensor _process;
     private readonly BpfObject _core;
-    private BpfObject? _kprobe, _sock, _uprobe, _rawtp;
-    private readonly Dictionary<string, BpfObject> _lsm = new();
+    private BpfObject? _kprobe, _kover, _ksys, _sock, _uprobe, _rawtp;
+    private readonly Dictionary<string, BpfObject> _lsm = new(), _fmodRet = new();
     private Microsoft.Win32.SafeHandles.SafeFileHandle? _cgroup;
 
     private PolicySensor(ProcessSensor process, BpfObject core) => (_process, _core) = (process, core);
@@ -71,7 +71,21 @@ public sealed class PolicySensor : IDisposable
                     throw;
                 }
             case Mechanism.Kprobe:
-                return [Family(ref _kprobe, ObjectSpecs.PolicyKprobe).Program(BpfNames.Programs.PolicyKprobe).AttachKprobe(target, cookie: ap)];
+                var kp = Policies.KprobeTarget.Parse(target);
+                if (kp.Kind == Policies.KprobeKind.Plain)
+                    return [Family(ref _kprobe, ObjectSpecs.PolicyKprobe).Program(BpfNames.Programs.PolicyKprobe).AttachKprobe(kp.Function, cookie: ap)];
+                var prog = kp.Kind == Policies.KprobeKind.SyscallOverride
+                    ? Family(ref _ksys, ObjectSpecs.PolicySyscallOverride).Program(BpfNames.Programs.PolicyKsysOverride)
+                    : Family(ref _kover, ObjectSpecs.PolicyKprobeOverride).Program(BpfNames.Programs.PolicyKprobeOverride);
+                try
+                {
+                    return [prog.AttachKprobe(kp.Function, cookie: ap)];
+                }
+                catch (Interop.LibbpfException e) when (e.Errno == Interop.Errno.EINVAL)
+                {
+                    throw new InvalidOperationException($"Override on '{kp.Function}': the kernel refused bpf_override_return there "
+                        + "(only functions on its error-injection list, /sys/kernel/debug/error_injection/list, can be overridden)", e);
+                }
             case Mechanism.RawTracepoint:
                 return [Family(ref _rawtp, ObjectSpecs.PolicyRawTp).Program(BpfNames.Programs.PolicyRawTp).AttachRawTracepoint(target, cookie: ap)];
             case Mechanism.Uprobe:
@@ -86,6 +100,11 @@ public sealed class PolicySensor : IDisposable
                 if (!_lsm.TryGetValue(target, out var lsm))
                     _lsm[target] = lsm = BpfObject.Load(ObjectSpecs.PolicyLsm with { Programs = [program] }, _process.Object, _core);
                 return [lsm.Program(program).Attach()];
+            case Mechanism.Fentry:
+                // fmod_ret (Override on a security_ function): an object per function, verified for it.
+                if (!_fmodRet.TryGetValue(target, out var fmod))
+                    _fmodRet[target] = fmod = BpfObject.Load(ObjectSpecs.PolicyFmodRet(target), _process.Object, _core);
+                return [fmod.Program(BpfNames.Programs.PolicyFmodRet).AttachTrace(cookie: ap)];
             case Mechanism.CgroupSockAddr:
                 var sock = Family(ref _sock, ObjectSpecs.PolicySock);
                 _cgroup ??= Interop.Libc.OpenDirectory(target);
@@ -166,7 +185,10 @@ public sealed class PolicySensor : IDisposable
     {
         _sock?.Dispose();
         foreach (var o in _lsm.Values) o.Dispose();
+        foreach (var o in _fmodRet.Values) o.Dispose();
         _kprobe?.Dispose();
+        _kover?.Dispose();
+        _ksys?.Dispose();
         _uprobe?.Dispose();
         _rawtp?.Dispose();
         _cgroup?.Dispose();

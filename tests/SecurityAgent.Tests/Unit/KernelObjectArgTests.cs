@@ -143,13 +143,71 @@ public class KernelObjectArgTests
         Assert.Contains(v.Diagnostics, d => d.Field == "spec.kprobes[0].call" && d.Message.StartsWith("needs kprobes"));
     }
 
+    private const string MkdirOverride = "  kprobes:\n  - call: security_inode_mkdir\n    syscall: false\n    selectors:\n    - matchActions:\n      - action: Override\n        argError: -13\n";
+    private const string FailslabOverride = "  kprobes:\n  - call: should_failslab\n    syscall: false\n    selectors:\n    - matchActions:\n      - action: Override\n        argError: -12\n";
+
     [Fact]
-    public void Override_on_a_kernel_function_kprobe_is_a_note_naming_bpf_override_return_not_a_silent_post()
+    public void Override_on_an_error_injectable_kernel_function_runs_the_bpf_override_return_program_on_its_own_attach_point()
     {
-        var v = Check("  kprobes:\n  - call: security_file_open\n    syscall: false\n    args:\n    - index: 0\n      type: file\n    selectors:\n    - matchActions:\n      - action: Override\n        argError: -1\n");
-        var note = Assert.Single(v.Notes);
-        Assert.Equal("spec.kprobes[0].selectors[0].matchActions[0].action", note.Field);
-        Assert.Contains("Override on the kernel function 'security_file_open' (bpf_override_return", note.Message);
+        var hook = Assert.Single(Plan(FailslabOverride).Hooks);
+        Assert.Equal((Mechanism.Kprobe, "override:should_failslab", "should_failslab"), (hook.Mechanism, hook.Target, hook.Name));
+        Assert.Equal(new KprobeTarget(KprobeKind.Override, "should_failslab"), KprobeTarget.Parse(hook.Target));
+        Assert.Contains("error_injection/list", hook.Why);
+        Assert.Equal(-12, Assert.Single(hook.Selectors).Error);
+        // The same function without Override keeps the plain kprobe program.
+        var plain = Assert.Single(Plan("  kprobes:\n  - call: should_failslab\n    syscall: false\n").Hooks);
+        Assert.Equal(KprobeKind.Plain, KprobeTarget.Parse(plain.Target).Kind);
+    }
+
+    [Fact]
+    public void Override_on_a_kernel_function_where_the_kernel_lacks_bpf_override_return_is_an_error_naming_what_is_missing()
+    {
+        var noOverride = KernelFeatures.Everything with { OverrideReturn = Availability.No("verifier: unknown func bpf_override_return#58"), FmodRet = Availability.Yes() };
+        var v = Check(FailslabOverride, noOverride);
+        Assert.False(v.Ok);
+        var e = Assert.Single(v.Diagnostics, d => d.Field == "spec.kprobes[0].selectors[0].matchActions[0].action");
+        Assert.Contains("needs bpf_override_return to Override the kernel function 'should_failslab'", e.Message);
+        Assert.Contains("unknown func bpf_override_return", e.Message);
+    }
+
+    [Fact]
+    public void Override_on_a_security_function_runs_an_fmod_ret_program_as_tetragon_does_since_it_is_not_error_injectable()
+    {
+        var hook = Assert.Single(Plan(MkdirOverride).Hooks);
+        Assert.Equal((Mechanism.Fentry, "security_inode_mkdir"), (hook.Mechanism, hook.Target));
+        Assert.Contains("fmod_ret", hook.Why);
+        Assert.Equal(-13, Assert.Single(hook.Selectors).Error);
+        // Without Override the function keeps its kprobe.
+        Assert.Equal(Mechanism.Kprobe, Assert.Single(Plan("  kprobes:\n  - call: security_inode_mkdir\n    syscall: false\n").Hooks).Mechanism);
+    }
+
+    [Fact]
+    public void Override_on_a_security_function_without_fmod_ret_is_an_error_even_where_bpf_override_return_exists()
+    {
+        var v = Check(MkdirOverride, KernelFeatures.Everything with { FmodRet = Availability.No("bpf_program__attach: ENOTSUPP") });
+        Assert.False(v.Ok);
+        var e = Assert.Single(v.Diagnostics, d => d.Field == "spec.kprobes[0].selectors[0].matchActions[0].action");
+        Assert.Contains("needs fmod_ret to Override the security_ function 'security_inode_mkdir'", e.Message);
+        Assert.Contains("ENOTSUPP", e.Message);
+    }
+
+    [Fact]
+    public void A_positive_argError_on_a_kernel_function_is_kept_as_tetragon_does_with_a_warning()
+    {
+        var v = Check(MkdirOverride.Replace("argError: -13", "argError: 1"));
+        Assert.True(v.Ok, string.Join("\n", v.Diagnostics));
+        Assert.Equal(1, Assert.Single(Assert.Single(v.Plan!.Hooks).Selectors).Error);
+        Assert.Contains(v.Warnings, w => w.Field == "spec.kprobes[0].selectors[0].matchActions[0].argError" && w.Message.Contains("not a negative errno"));
+    }
+
+    [Fact]
+    public void SizeArgIndex_on_a_kernel_function_char_buf_reads_exactly_the_count_in_the_argument_it_names()
+    {
+        var hook = Assert.Single(Plan("  kprobes:\n  - call: tty_write\n    syscall: false\n    args:\n    - index: 0\n      type: file\n    - index: 1\n      type: char_buf\n      sizeArgIndex: 3\n    - index: 2\n      type: size_t\n").Hooks);
+        var buf = hook.Args[1];
+        Assert.Equal((ArgType.Buf, 1, 2), (buf.KernelType, buf.Offset, buf.Size)); // the buffer in register argument 1, its count in argument 2
+        var v = Check("  kprobes:\n  - call: tty_write\n    syscall: false\n    args:\n    - index: 1\n      type: char_buf\n      sizeArgIndex: 6\n");
+        Assert.Contains(v.Diagnostics, d => d.Field == "spec.kprobes[0].args[0].sizeArgIndex" && d.Message.Contains("only the first 5 function arguments"));
     }
 
     [Fact]

@@ -13,6 +13,7 @@ public class PolicyLanguageTests
     {
         ("syscalls", "sys_enter_clock_settime") => Syscall(ev, ("const clockid_t", "which_clock"), ("const struct __kernel_timespec *", "tp")),
         ("syscalls", "sys_enter_dup") => Syscall(ev, ("unsigned int", "fildes")),
+        ("syscalls", "sys_enter_symlinkat") => Syscall(ev, ("const char *", "oldname"), ("int", "newdfd"), ("const char *", "newname")),
         ("syscalls", "sys_enter_dup2") => Syscall(ev, ("unsigned int", "oldfd"), ("unsigned int", "newfd")),
         ("syscalls", "sys_enter_write") => Syscall(ev, ("unsigned int", "fd"), ("const char *", "buf"), ("size_t", "count")),
         ("raw_syscalls", "sys_enter") => new TracepointFormat(subsys, ev, 2, [.. Common(), new("id", "long", 8, 8, true), new("args", "unsigned long[6]", 16, 48, false)]),
@@ -255,7 +256,7 @@ public class PolicyLanguageTests
                     values: ["/tmp/secagent-test/kill"]
 
             """);
-        Assert.Equal(["clock_settime", "connect", "dup", "dup2", "openat", "setuid", "write"], plan.Hooks.Select(h => h.Target["syscalls/sys_enter_".Length..]).Order());
+        Assert.Equal(["clock_settime", "connect", "dup", "dup2", "openat", "setuid", "symlinkat", "write"], plan.Hooks.Select(h => h.Target["syscalls/sys_enter_".Length..]).Order());
     }
 
     [Fact]
@@ -386,9 +387,68 @@ public class PolicyLanguageTests
 
             """, KernelFeatures.Everything, forOtherKernel: true);
         Assert.True(v.Ok, string.Join("\n", v.Diagnostics));
+        Assert.Empty(v.Notes);
         var hook = Assert.Single(v.Plan!.Hooks);
-        Assert.Equal((Mechanism.Kprobe, "__x64_sys_setuid"), (hook.Mechanism, hook.Target));
-        Assert.Contains(v.Notes, n => n.Message.Contains("bpf_override_return"));
+        // Its own attach point and program (bpf_override_return on the syscall function), arguments from the caller's registers.
+        Assert.Equal((Mechanism.Kprobe, "override-syscall:__x64_sys_setuid"), (hook.Mechanism, hook.Target));
+        Assert.Equal(new KprobeTarget(KprobeKind.SyscallOverride, "__x64_sys_setuid"), KprobeTarget.Parse(hook.Target));
+        var arg = Assert.Single(hook.Args);
+        Assert.Equal((ArgType.Int, 0), (arg.KernelType, arg.Offset));
+        var sel = Assert.Single(hook.Selectors);
+        Assert.True(sel.Actions.HasFlag(Actions.Override));
+        Assert.Equal(-1, sel.Error);
+    }
+
+    private const string SymlinkOverride = """
+          kprobes:
+          - call: sys_symlinkat
+            syscall: true
+            args:
+            - index: 0
+              type: string
+            - index: 1
+              type: int
+            - index: 2
+              type: string
+            selectors:
+            - matchArgs:
+              - index: 0
+                operator: Equal
+                values: ["/etc/passwd"]
+              matchActions:
+              - action: Override
+                argError: -2
+
+        """;
+
+    [Fact]
+    public void Override_on_a_syscall_kprobe_reads_its_strings_as_the_process_passed_them_from_the_callers_registers()
+    {
+        var v = Check(SymlinkOverride, KernelFeatures.Everything, forOtherKernel: true);
+        Assert.True(v.Ok, string.Join("\n", v.Diagnostics));
+        var hook = Assert.Single(v.Plan!.Hooks);
+        Assert.Equal("override-syscall:__x64_sys_symlinkat", hook.Target);
+        Assert.Equal([(ArgType.String, 0), (ArgType.Int, 1), (ArgType.String, 2)], hook.Args.Select(a => (a.KernelType, a.Offset)));
+        Assert.Equal(-2, Assert.Single(hook.Selectors).Error);
+    }
+
+    [Fact]
+    public void Override_on_a_syscall_where_the_kernel_has_kprobes_but_no_bpf_override_return_names_the_kernel_options()
+    {
+        var vmLike = KernelFeatures.Everything with { OverrideReturn = Availability.No("bpf_program__attach_kprobe: EINVAL") };
+        var v = Check(SymlinkOverride, vmLike, forOtherKernel: true);
+        Assert.False(v.Ok);
+        var e = Assert.Single(v.Diagnostics, d => d.Field == "spec.kprobes[0].selectors[0].matchActions[0].action");
+        Assert.Contains("needs bpf_override_return to Override syscall symlinkat", e.Message);
+        Assert.Contains("CONFIG_BPF_KPROBE_OVERRIDE", e.Message);
+        Assert.Contains("EINVAL", e.Message);
+    }
+
+    [Fact]
+    public void Override_on_a_syscall_kprobe_refuses_an_argument_the_syscall_does_not_have()
+    {
+        var v = Check(SymlinkOverride.Replace("- index: 2\n      type: string", "- index: 3\n      type: string"), KernelFeatures.Everything, forOtherKernel: true);
+        Assert.Contains(v.Diagnostics, d => d.Field == "spec.kprobes[0].args[2].index" && d.Message.Contains("syscall symlinkat has 3 arguments"));
     }
 
     [Fact]
