@@ -85,12 +85,16 @@ public static class RunCommand
 
     private static async Task<int> Run(Dictionary<string, string?> given)
     {
+        var phases = new StartupPhases();
+        phases.Mark("main");
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory, Args = [] });
         builder.Configuration.AddEnvironmentVariables("SECAGENT_");
         builder.Configuration.AddInMemoryCollection(given);
         var options = Bind(builder.Configuration);
         AgentOptions.TryParseAddress(options.MetricsAddress ?? "", out var metrics);
         using var socket = ApiSocket.Claim(options.ApiSocket);
+        phases.Mark("options");
+        using var kernel = KernelStart.Begin(options, phases); // loads while the host is built
 
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss.fff "; });
@@ -101,9 +105,12 @@ public static class RunCommand
         builder.Services.AddHostedService<AgentService>();
         var state = new AgentState { EventMetrics = EventMetrics.FromFilter(options.MetricsLabelFilter) };
         builder.Services.AddSingleton(state);
+        builder.Services.AddSingleton(phases);
+        builder.Services.AddSingleton(kernel);
         ApiServer.Configure(builder, socket, options.MetricsAddress is null ? null : metrics);
         await using var app = builder.Build();
         ApiServer.Map(app, state, options.MetricsAddress is null ? null : metrics);
+        phases.Mark("host");
         await app.RunAsync();
         return Environment.ExitCode;
     }

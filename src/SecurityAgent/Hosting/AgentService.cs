@@ -12,9 +12,9 @@ using SecurityAgent.Sensors;
 
 namespace SecurityAgent.Hosting;
 
-/// <summary>The daemon: probes the kernel, loads and attaches the sensors, seeds the process cache from
-/// /proc and runs the event pipeline until stopped; on stop, detaches and frees every kernel object.</summary>
-public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger<AgentService> log, IHostApplicationLifetime lifetime, Api.AgentState state) : BackgroundService
+/// <summary>The daemon: takes the sensors <see cref="KernelStart"/> loaded, attaches them, seeds the process cache
+/// from /proc and runs the event pipeline until stopped; on stop, detaches and frees every kernel object.</summary>
+public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger<AgentService> log, IHostApplicationLifetime lifetime, Api.AgentState state, StartupPhases phases, KernelStart kernel) : BackgroundService
 {
     private readonly AgentOptions _opt = options.Value;
 
@@ -34,13 +34,8 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
 
     private async Task RunAsync(CancellationToken stop)
     {
-        if (Libc.geteuid() != 0)
-            throw new UnauthorizedAccessException("the agent loads BPF programs and must run as root (or with CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN)");
-        LibbpfLog.Sink = (level, text) => { if (level == 0) LogLibbpf(log, text); };
-        KernelMounts.EnsureTraceFs();
-
-        var features = FeatureProbe.Run();
-        LogFeatures(log, features.KernelRelease, string.Join(", ", features.Mechanisms.Where(m => m.Value.Available).Select(m => KernelFeatures.MechanismName(m.Key))));
+        phases.Mark("service");
+        // What is not the kernel's is set up while KernelStart loads the programs; they are awaited below.
 
         var node = _opt.ResolveNodeName();
         var clockTickNs = 1_000_000_000L / Libc.sysconf(Libc._SC_CLK_TCK);
@@ -68,8 +63,13 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         var filtered = new FilteringExporter(otlp is null ? [exporter] : [exporter, otlp], ExportFilter.ParseList(_opt.ExportAllowlist), ExportFilter.ParseList(_opt.ExportDenylist),
             _opt.ExportRateLimit, TimeProvider.System, exporter.WriteRateLimitInfo);
         state.Live.Formatter = formatter.WithExtensions();
-        using var sensor = ProcessSensor.Load(features, _opt.RingBufferBytes, _opt.EnableProcessEnvironmentVariables);
-        using var engine = new PolicyEngine(sensor, Environment.ProcessId, _opt.DebugUserspaceFilter);
+        phases.Mark("exporters");
+        var loaded = await kernel.TakeAsync((level, text) => { if (level == 0) LogLibbpf(log, text); });
+        var features = loaded.Features;
+        using var sensor = loaded.Sensor;
+        using var engine = loaded.Engine;
+        phases.Mark("kernel");
+        LogFeatures(log, features.KernelRelease, string.Join(", ", features.Mechanisms.Where(m => m.Value.Available).Select(m => KernelFeatures.MechanismName(m.Key))));
         if (_opt.DebugUserspaceFilter)
             LogDebugFilter(log);
         using var cgroups = features.Cgroup2Path is { } cg ? new Containers.CgroupMap(cg) : null;
@@ -84,6 +84,7 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         // Attach first, then scan /proc: a process that starts in between is seen by both, and the
         // cache keeps one entry. Events wait in the ring buffer until the reader starts.
         sensor.Attach();
+        phases.Mark("attach");
         var found = ProcFsScanner.ScanTree(node, clockTickNs);
         foreach (var p in found)
         {
@@ -93,6 +94,7 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         sensor.SeedProcesses(found);
         int seeded = found.Count;
         cache.LinkProcFsParents();
+        phases.Mark("proc-scan");
         if (!Directory.Exists(_opt.PolicyDir))
             LogNoPolicyDir(log, _opt.PolicyDir);
         if (cgroups is not null)
@@ -105,13 +107,15 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         state.Fanotify = fanotify;
         state.Policies.Attach(new PolicyValidator(features), fanotify, log);
         var policies = new PolicyDirectory(_opt.PolicyDir, state.Policies, log);
-        engine.Prepare(); // loading the policy program takes a while: a policy added later only writes maps and attaches
         policies.Sync();
+        phases.Mark("policies");
         using var watchStop = new CancellationTokenSource();
         new Thread(() => policies.Watch(watchStop.Token)) { IsBackground = true, Name = "policy-dir" }.Start(); // inotify: changes apply within ms
         (state.Features, state.Pipeline, state.Exporter) = (features, pipeline, exporter);
         var kube = StartKubernetes(pods, stop);
         reader.Start();
+        phases.Mark("ready");
+        LogPhases(log, phases.ToString());
         LogReady(log, sensor.Links.Count, seeded, state.Policies.LoadedCount, _opt.ExportFile == "-" ? "stdout" : _opt.ExportFile);
 
         long reportedLoss = 0, ticks = 0;
@@ -212,6 +216,9 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Policy {Policy} hook {Hook}: seen={Seen} matched={Matched} filtered={Filtered} posted={Posted} enforced={Enforced} rate_limited={RateLimited}")]
     private static partial void LogHookStats(ILogger log, string policy, string hook, ulong seen, ulong matched, ulong filtered, ulong posted, ulong enforced, ulong rateLimited);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Start-up phases, ms since process start: {Phases}")]
+    private static partial void LogPhases(ILogger log, string phases);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Policy directory {Dir} does not exist; no tracing policies")]
     private static partial void LogNoPolicyDir(ILogger log, string dir);

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using SecurityAgent.Bpf;
 using SecurityAgent.Events;
+using SecurityAgent.Interop;
 using SecurityAgent.Kernel;
 
 namespace SecurityAgent.Sensors;
@@ -69,8 +70,23 @@ public sealed class ProcessSensor : IDisposable
     public static ProcessSensor Load(KernelFeatures features, uint ringBufferBytes, bool environment = false)
     {
         if (!features.Has(Mechanism.BtfTracepoint))
-            throw new NotSupportedException("the process sensor needs tp_btf programs (BTF-enabled tracepoints): " + features.Mechanisms[Mechanism.BtfTracepoint].Detail);
-        var obj = BpfObject.Load(ObjectSpecs.Process(ringBufferBytes));
+            throw NoBtfTracepoints(features);
+        return Load(ringBufferBytes, environment, () => features);
+    }
+
+    /// <summary>Loads without waiting for the feature probe (start-up runs both at once): <paramref name="features"/> is
+    /// asked only when the load fails, to say why.</summary>
+    public static ProcessSensor Load(uint ringBufferBytes, bool environment, Func<KernelFeatures> features)
+    {
+        BpfObject obj;
+        try
+        {
+            obj = BpfObject.Load(ObjectSpecs.Process(ringBufferBytes));
+        }
+        catch (LibbpfException e) when (!features().Has(Mechanism.BtfTracepoint))
+        {
+            throw NoBtfTracepoints(features(), e);
+        }
         var sensor = new ProcessSensor(obj);
         try
         {
@@ -88,6 +104,9 @@ public sealed class ProcessSensor : IDisposable
             throw;
         }
     }
+
+    private static NotSupportedException NoBtfTracepoints(KernelFeatures features, Exception? inner = null) =>
+        new("the process sensor needs tp_btf programs (BTF-enabled tracepoints): " + features.Mechanisms[Mechanism.BtfTracepoint].Detail, inner);
 
     /// <summary>The agent's own process: never subject to policies, never signalled by them.</summary>
     public void ExcludeFromPolicies(int agentTgid)

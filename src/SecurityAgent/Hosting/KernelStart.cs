@@ -1,0 +1,90 @@
+using System.Collections.Concurrent;
+using SecurityAgent.Interop;
+using SecurityAgent.Kernel;
+using SecurityAgent.Policies;
+using SecurityAgent.Sensors;
+
+namespace SecurityAgent.Hosting;
+
+/// <summary>The kernel side of start-up, begun as soon as the options are bound and run on two threads of its own
+/// while the host, the API and the exporters are built: the process sensor's object then the policy programs (the
+/// verifier's time on those is most of start-up), and beside them the feature probe. <see cref="AgentService"/>
+/// takes what was loaded; whatever it does not take is freed on dispose.</summary>
+public sealed class KernelStart : IDisposable
+{
+    private readonly ConcurrentQueue<(int Level, string Text)> _early = new();
+    private readonly Task<KernelFeatures> _features;
+    private readonly Task<(ProcessSensor Sensor, PolicyEngine Engine)> _sensors;
+    private bool _taken;
+
+    private KernelStart(AgentOptions options, StartupPhases phases)
+    {
+        LibbpfLog.Sink = (level, text) => _early.Enqueue((level, text)); // until the agent's logger takes over
+        _features = Run(() =>
+        {
+            var features = FeatureProbe.Run();
+            phases.Mark("probe");
+            return features;
+        });
+        _sensors = Run(() =>
+        {
+            if (Libc.geteuid() != 0)
+                throw new UnauthorizedAccessException("the agent loads BPF programs and must run as root (or with CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN)");
+            KernelMounts.EnsureTraceFs();
+            var sensor = ProcessSensor.Load(options.RingBufferBytes, options.EnableProcessEnvironmentVariables, () => _features.GetAwaiter().GetResult());
+            phases.Mark("process-sensor");
+            PolicyEngine? engine = null;
+            try
+            {
+                engine = new PolicyEngine(sensor, Environment.ProcessId, options.DebugUserspaceFilter);
+                engine.Prepare(); // a policy added later only writes maps and attaches
+                phases.Mark("policy-object");
+                return (sensor, engine);
+            }
+            catch
+            {
+                engine?.Dispose();
+                sensor.Dispose();
+                throw;
+            }
+        });
+    }
+
+    /// <summary>Starts loading; the caller has claimed the API socket (a second agent is refused before this).</summary>
+    public static KernelStart Begin(AgentOptions options, StartupPhases phases) => new(options, phases);
+
+    private static Task<T> Run<T>(Func<T> load) => Task.Factory.StartNew(load, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+
+    /// <summary>The loaded kernel objects, now owned by the caller; libbpf's messages so far go to <paramref name="sink"/>,
+    /// and from now on too. Throws what the loading threw.</summary>
+    public async Task<(KernelFeatures Features, ProcessSensor Sensor, PolicyEngine Engine)> TakeAsync(Action<int, string> sink)
+    {
+        try
+        {
+            var features = await _features;
+            var (sensor, engine) = await _sensors;
+            _taken = true;
+            return (features, sensor, engine);
+        }
+        finally
+        {
+            LibbpfLog.Sink = sink;
+            while (_early.TryDequeue(out var m)) sink(m.Level, m.Text);
+        }
+    }
+
+    public void Dispose()
+    {
+        try { _features.Wait(); } catch (AggregateException) { }
+        try
+        {
+            var (sensor, engine) = _sensors.GetAwaiter().GetResult();
+            if (!_taken)
+            {
+                engine.Dispose();
+                sensor.Dispose();
+            }
+        }
+        catch (Exception) { } // a failed load freed what it had made; TakeAsync threw it to the agent
+    }
+}
