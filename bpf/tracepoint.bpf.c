@@ -53,7 +53,7 @@ int sa_policy_exit_tp(struct trace_event_raw_sys_exit *ctx)
 	struct sa_call *c = sa_call_state();
 	if (!c || pend->ap != ap)
 		return 0;
-	/* Most exits end here: the hooks the enter let through on the process already matched there. */
+	/* Nothing left to re-check: every hook the enter let through on the process matched there. */
 	__u64 left = 0;
 	for (int w = 0; w < SA_SEL_WORDS; w++)
 		left |= pend->proc_live[w] & ~pend->fired[w];
