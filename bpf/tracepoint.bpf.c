@@ -49,25 +49,29 @@ int sa_policy_tp(void *ctx)
 SEC("tracepoint")
 int sa_policy_exit_tp(struct trace_event_raw_sys_exit *ctx)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct sa_pending *pend = bpf_map_lookup_elem(&sa_pending, &id);
-	if (!pend)
+	struct sa_pending *pend = bpf_task_storage_get(&sa_pending, bpf_get_current_task_btf(), 0, 0);
+	if (!pend || !pend->flags)
 		return 0;
 	__u64 cookie = bpf_get_attach_cookie(ctx);
 	__u32 ap = (__u32)cookie;
 	if (cookie & SA_EXIT_AT_EXEC && (pend->ap != ap || !(pend->flags & SA_POINT_EXIT_EXE)))
 		return 0; /* another exec point's, or not an exec's */
+	__u8 flags = pend->flags;
+	pend->flags = 0;
 	struct sa_call *c = sa_call_state();
-	if (!c || pend->ap != ap) {
-		bpf_map_delete_elem(&sa_pending, &id);
+	if (!c || pend->ap != ap)
 		return 0;
-	}
+	/* Nothing left to re-check: every hook the enter let through on the process matched there. */
+	__u64 left = 0;
+	for (int w = 0; w < SA_SEL_WORDS; w++)
+		left |= pend->proc_live[w] & ~pend->fired[w];
+	if (!left)
+		return 0;
 	/* Read into the call state: a stack slot more would pass the 6.1 verifier's 512 bytes over all frames. */
 	c->exit_ret = 0;
 	if (!(cookie & SA_EXIT_AT_EXEC))
 		bpf_probe_read_kernel(&c->exit_ret, sizeof(c->exit_ret), &ctx->ret);
 	long ret = c->exit_ret;
-	__u8 flags = pend->flags;
 	__u32 gen = pend->gen;
 	__builtin_memcpy(c->skip, pend->fired, sizeof(c->skip));
 	__builtin_memcpy(c->proc_live, pend->proc_live, sizeof(c->proc_live));
@@ -75,7 +79,6 @@ int sa_policy_exit_tp(struct trace_event_raw_sys_exit *ctx)
 	__u32 slot = pend->slot & (SA_POINT_ARGS - 1);
 	c->raw_len[slot] = pend->raw_len;
 	bpf_probe_read_kernel(c->raw[slot], SA_STR_MAX, pend->raw);
-	bpf_map_delete_elem(&sa_pending, &id);
 
 	struct file *f = NULL;
 	if (flags & SA_POINT_EXIT_FD && ret >= 0)

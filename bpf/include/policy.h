@@ -56,12 +56,10 @@ static __always_inline void sa_arm_exit(struct sa_run *r, const struct sa_source
 	__u8 flags = r->pt->flags & (SA_POINT_EXIT_FD | SA_POINT_EXIT_EXE);
 	if (!flags || src->file)
 		return;
-	__u32 zero = 0;
-	struct path_scratch *ps = bpf_map_lookup_elem(&sa_path_scratch, &zero);
-	if (!ps)
+	struct sa_pending *pend = bpf_task_storage_get(&sa_pending, bpf_get_current_task_btf(), 0,
+						       BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!pend)
 		return;
-	/* Built in the scratch buffer: the record is too big for the stack beside the caller's frame. */
-	struct sa_pending *pend = (struct sa_pending *)ps->buf;
 	pend->ap = r->ap;
 	pend->gen = r->gen;
 	pend->flags = flags;
@@ -77,8 +75,6 @@ static __always_inline void sa_arm_exit(struct sa_run *r, const struct sa_source
 	bool same = r->c->raw_len[slot] == 0; /* passed as resolved: the resolved string is the passed one */
 	pend->raw_len = same ? r->c->str_len[slot] : r->c->raw_len[slot];
 	bpf_probe_read_kernel(pend->raw, SA_STR_MAX, same ? r->c->str[slot] : r->c->raw[slot]);
-	__u64 id = bpf_get_current_pid_tgid();
-	bpf_map_update_elem(&sa_pending, &id, pend, BPF_ANY);
 #endif
 }
 

@@ -189,7 +189,9 @@ struct {
 
 #if SA_FAMILY == SA_FAMILY_TRACEPOINT
 /* A syscall whose exit looks the object up again (sa_point.flags): what its enter saw, by thread. The exit
- * re-reads the arguments from the saved record and skips the hooks that already matched at enter. */
+ * re-reads the arguments from the saved record and skips the hooks that already matched at enter. Task
+ * storage: written in place (no hash update and delete per call), never evicted, freed with the thread;
+ * flags 0 means not armed. */
 struct sa_pending {
 	__u32 ap;
 	__u32 gen;
@@ -204,9 +206,9 @@ struct sa_pending {
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct sa_pending);
 } sa_pending SEC(".maps");
 
