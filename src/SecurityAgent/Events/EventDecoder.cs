@@ -95,10 +95,14 @@ public static class EventDecoder
             passed[i] = data[..len].ToArray();
             data = data[len..];
         }
+        var flags = (PolicyWire.EventFlags)raw[PolicyWire.Event.Flags];
         return new PolicyKernelEvent(ktime, I32(raw, PolicyWire.Event.Pid), I32(raw, PolicyWire.Event.Tid),
             U32(raw, PolicyWire.Event.HookId), U32(raw, PolicyWire.Event.PolicyId), raw[PolicyWire.Event.Selector],
-            (PolicyWire.EventFlags)raw[PolicyWire.Event.Flags], U32(raw, PolicyWire.Event.Actions), ints, strings, passed)
-        { Return = (long)U64(raw, PolicyWire.Event.Ret), ReturnActions = U32(raw, PolicyWire.Event.RetActions) };
+            flags, U32(raw, PolicyWire.Event.Actions), ints, strings, passed)
+        {
+            Return = (long)U64(raw, PolicyWire.Event.Ret), ReturnActions = U32(raw, PolicyWire.Event.RetActions),
+            ReturnData = flags.HasFlag(PolicyWire.EventFlags.Return) && !data.IsEmpty ? data.ToArray() : null,
+        };
     }
 
     /// <summary>argv as the kernel lays it out: NUL-terminated strings back to back (the last may be cut).</summary>

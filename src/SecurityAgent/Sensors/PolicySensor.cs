@@ -97,10 +97,12 @@ public sealed class PolicySensor : IDisposable
         }
     }
 
-    /// <summary>Attaches the return probes' program to the exit tracepoint of a syscall entry point
-    /// ("syscalls/sys_enter_NAME" → "syscalls/sys_exit_NAME"), with the entry point's id as bpf_cookie.</summary>
-    public BpfLink AttachReturn(string target, uint ap) =>
-        AttachTracepoint(BpfNames.Programs.PolicyRetTp, target.Replace("/sys_enter_", "/sys_exit_", StringComparison.Ordinal), ap);
+    /// <summary>Attaches the return probes' program, with the entry point's id as bpf_cookie: to the exit tracepoint of a
+    /// syscall entry point ("syscalls/sys_enter_NAME" → "syscalls/sys_exit_NAME"), or as a kretprobe on a kprobe'd
+    /// kernel function.</summary>
+    public BpfLink AttachReturn(Mechanism mechanism, string target, uint ap) => mechanism == Mechanism.Kprobe
+        ? Family(ref _kprobe, ObjectSpecs.PolicyKprobe).Program(BpfNames.Programs.PolicyKretprobe).AttachKprobe(target, cookie: ap, retprobe: true)
+        : AttachTracepoint(BpfNames.Programs.PolicyRetTp, target.Replace("/sys_enter_", "/sys_exit_", StringComparison.Ordinal), ap);
 
     private BpfLink AttachTracepoint(string program, string target, uint ap)
     {
