@@ -171,8 +171,9 @@ static __always_inline void sa_return(const struct sa_selector *sel, struct poli
 		__u64 off = size - offsetof(struct policy_event, data);
 		if (off > SA_EVENT_DATA - sizeof(struct sa_sock_info))
 			return;
+		asm volatile("" : "+r"(off)); /* the bound above is what the verifier sees, not size's */
 		sa_read_sock(&ev->data[off], (struct sock *)ret);
-		size += sizeof(struct sa_sock_info);
+		size = offsetof(struct policy_event, data) + off + sizeof(struct sa_sock_info);
 		ev->hdr.size = size;
 	}
 	if (sel->ret_copy) {
