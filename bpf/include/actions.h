@@ -142,9 +142,11 @@ static __always_inline void sa_return(const struct sa_selector *sel, struct poli
 	__u32 hook_id = sel->hook_id;
 	struct sa_hook_stats *st = bpf_map_lookup_elem(&sa_hook_stats, &hook_id);
 	__u32 actions = sel->ret_actions;
+#if SA_FAMILY == SA_FAMILY_FUNCTION
 	/* returnArgAction, before the return filters (as Tetragon does it while reading the return value). */
 	if (actions & (SA_ACT_TRACK_SOCK | SA_ACT_UNTRACK_SOCK))
 		sa_track_sock(ret, actions & SA_ACT_TRACK_SOCK, ev->pid, ev->tid);
+#endif
 	if (!st || !sa_match_return(sel, ret))
 		return;
 	__u8 flags = ev->flags | SA_PEV_RETURN;
@@ -166,6 +168,7 @@ static __always_inline void sa_return(const struct sa_selector *sel, struct poli
 	__u64 size = ev->hdr.size;
 	if (size < offsetof(struct policy_event, data) || size > sizeof(*ev))
 		return;
+#if SA_FAMILY == SA_FAMILY_FUNCTION
 	if (sel->ret_sock) {
 		/* returnArg sock: the returned sock, after the event's data. */
 		__u64 off = size - offsetof(struct policy_event, data);
@@ -176,6 +179,7 @@ static __always_inline void sa_return(const struct sa_selector *sel, struct poli
 		size = offsetof(struct policy_event, data) + off + sizeof(struct sa_sock_info);
 		ev->hdr.size = size;
 	}
+#endif
 	if (sel->ret_copy) {
 		/* returnCopy: the buffer holds what the call returned, its length (the compiler keeps it the hook's
 		 * only data, so it goes first). */
@@ -242,9 +246,11 @@ static __always_inline void sa_act(struct sa_run *r, const struct sa_selector *s
 		}
 	}
 
+#if SA_FAMILY != SA_FAMILY_TRACEPOINT /* a tracepoint record has no sock */
 	if (actions & (SA_ACT_TRACK_SOCK | SA_ACT_UNTRACK_SOCK))
 		sa_track_sock(((struct sa_sock_info *)r->c->str[sel->sock_slot & (SA_POINT_ARGS - 1)])->cookie,
 			      actions & SA_ACT_TRACK_SOCK, r->tgid, r->tid);
+#endif
 
 	if (!(actions & SA_ACT_POST))
 		return;
@@ -261,9 +267,14 @@ static __always_inline void sa_act(struct sa_run *r, const struct sa_selector *s
 	if (sel->ret_hook) {
 		/* A return probe: the event, with the arguments as the enter saw them, waits for the return value. */
 		sa_fill(r, sel, hook_id, actions, flags);
+#if SA_FAMILY == SA_FAMILY_TRACEPOINT
 		if (r->at_exit) {
+			/* Matched at the syscall's exit (on the object it looked up): the return value is known. */
 			sa_return(sel, &r->c->ev, r->ret, r->tgid);
-		} else if (r->nret < SA_RET_MAX) {
+			return;
+		}
+#endif
+		if (r->nret < SA_RET_MAX) {
 			struct sa_ret_key k = { .id = ((__u64)r->tgid << 32) | r->tid, .n = r->nret, .ap = r->ap };
 			long err = bpf_map_update_elem(&sa_ret_events, &k, &r->c->ev, BPF_NOEXIST);
 			if (err == -17 /* EEXIST */) {

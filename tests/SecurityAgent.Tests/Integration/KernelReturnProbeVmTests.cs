@@ -41,8 +41,6 @@ public class KernelReturnProbeVmTests
                 args:
                 - index: 0
                   type: int
-                - index: 1
-                  type: string
                 returnArg:
                   index: 0
                   type: int
@@ -50,10 +48,6 @@ public class KernelReturnProbeVmTests
                 - matchBinaries:
                   - operator: In
                     values: ["{cat}"]
-                  matchArgs:
-                  - index: 1
-                    operator: Prefix
-                    values: ["{dir.Path}/"]
                   matchReturnArgs:
                   - index: 0
                     operator: Equal
@@ -68,12 +62,12 @@ public class KernelReturnProbeVmTests
         var ev = WaitFor(agent, "kret-openat2", "the failed open's return event", _ => true);
         Assert.Equal("do_sys_openat2", ev.GetProperty("function_name").GetString());
         Assert.Equal(-100, ev.GetProperty("args")[0].GetProperty("int_arg").GetInt32()); // AT_FDCWD, as the call saw it
-        Assert.Equal(dir.File("missing.txt"), ev.GetProperty("args")[1].GetProperty("string_arg").GetString());
         Assert.Equal(-2, ev.GetProperty("return").GetProperty("int_arg").GetInt32()); // -ENOENT
         Assert.Equal("KPROBE_ACTION_POST", ev.GetProperty("return_action").GetString());
         Assert.Equal(cat, ev.GetProperty("process").GetProperty("binary").GetString());
         Thread.Sleep(500);
-        Assert.Single(Events(agent, "kret-openat2")); // present.txt's open matched at entry; its return value (an fd) did not
+        // cat's successful opens (its libraries, present.txt) matched at entry; their return values (fds) did not.
+        Assert.All(Events(agent, "kret-openat2"), e => Assert.Equal(-2, e.GetProperty("return").GetProperty("int_arg").GetInt32()));
         Unit.JsonFormatTests.AssertValid(agent.Events.RawLines.First(l => l.Contains("kret-openat2")));
     }
 
