@@ -133,8 +133,12 @@ static __always_inline __s32 sa_policy_run(__u32 ap, __u8 op, const struct sa_so
 		/* The return hooks that matched: their events wait in sa_ret_events for the return. */
 		struct sa_ret_state rs = { .ap = ap, .gen = r.gen, .n = r.nret };
 		__builtin_memcpy(rs.bits, r.ret_bits, sizeof(rs.bits));
-		struct sa_ret_key k = { .id = pid_tgid, .n = 0, .ap = ap };
-		bpf_map_update_elem(&sa_ret_pending, &k, &rs, BPF_ANY);
+		/* The key in the call state: the syscall exit program's frame is at the verifier's combined limit. */
+		struct sa_ret_key *k = &r.c->ret_key;
+		k->id = pid_tgid;
+		k->n = 0;
+		k->ap = ap;
+		bpf_map_update_elem(&sa_ret_pending, k, &rs, BPF_ANY);
 	}
 	return r.verdict;
 }

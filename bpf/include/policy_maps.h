@@ -138,6 +138,13 @@ struct sa_sock_owner {
 	__u32 tid;
 };
 
+/* Return probes' keys (sa_ret_pending, sa_ret_events): by thread and attach point. */
+struct sa_ret_key {
+	__u64 id;                /* pid_tgid */
+	__u32 n;                 /* the hook's rank among those the call armed (the state's key: 0) */
+	__u32 ap;                /* nested calls of one thread (a syscall, a kernel function inside it) do not collide */
+};
+
 /* Per-CPU state of one call: the arguments read at the attach point, the surviving selector bits, a lookup
  * key and the record being built. */
 struct sa_call {
@@ -170,6 +177,7 @@ struct sa_call {
 	} key;
 	struct policy_event ev;
 	struct sa_sock_owner sock_owner; /* a tracked sock argument's owner (TrackSock); tgid 0: none */
+	struct sa_ret_key ret_key;
 };
 
 struct {
@@ -224,12 +232,6 @@ struct sa_ret_state {
 	__u32 n;
 	__u16 bits[SA_RET_MAX];
 	__u32 pad;
-};
-
-struct sa_ret_key {
-	__u64 id;                /* pid_tgid */
-	__u32 n;                 /* the hook's rank among those the call armed (the state's key: 0) */
-	__u32 ap;                /* nested calls of one thread (a syscall, a kernel function inside it) do not collide */
 };
 
 struct {
