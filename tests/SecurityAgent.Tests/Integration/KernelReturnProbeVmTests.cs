@@ -144,7 +144,7 @@ public class KernelReturnProbeVmTests
 
         var onTracked = WaitFor(agent, "kret-socktrack", "the segment on the tracked sock",
             k => k.GetProperty("function_name").GetString() == "tcp_rcv_established" && Sock(k).GetProperty("dport").GetInt32() == trackedPort);
-        Assert.Equal(returned.GetProperty("cookie").GetUInt64(), Sock(onTracked).GetProperty("cookie").GetUInt64());
+        Assert.Equal(returned.GetProperty("cookie").GetString(), Sock(onTracked).GetProperty("cookie").GetString()); // the same sock (a uint64: a JSON string)
         Assert.Equal(tracked, onTracked.GetProperty("process").GetProperty("binary").GetString());
         Assert.Equal(alloc.GetProperty("process").GetProperty("pid").GetInt32(), onTracked.GetProperty("process").GetProperty("pid").GetInt32());
 
