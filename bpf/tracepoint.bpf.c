@@ -98,32 +98,10 @@ int sa_policy_exit_tp(struct trace_event_raw_sys_exit *ctx)
 	return 0;
 }
 
-/* The exit of a syscall with return probes (attached only to such points): the events its enter kept for the
- * return hooks that matched there are posted with the return value when their return filters pass, after the
- * return actions (a Sigkill here lands before the return to user space). */
+/* The exit of a syscall with return probes (attached only to such points, with the enter's attach point id). */
 SEC("tracepoint")
 int sa_policy_ret_tp(struct trace_event_raw_sys_exit *ctx)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct sa_ret_state *rs = bpf_map_lookup_elem(&sa_ret_pending, &id);
-	if (!rs)
-		return 0;
-	__u32 ap = bpf_get_attach_cookie(ctx);
-	struct sa_ret_state st = *rs;
-	bpf_map_delete_elem(&sa_ret_pending, &id);
-	if (st.ap != ap)
-		return 0; /* left by a call that did not return (its thread's next syscall is another) */
-	long ret = ctx->ret;
-	for (__u32 i = 0; i < SA_RET_MAX; i++) {
-		if (i >= st.n)
-			break;
-		struct sa_ret_key k = { .id = id, .n = i };
-		struct policy_event *ev = bpf_map_lookup_elem(&sa_ret_events, &k);
-		struct sa_selector_key sk = { .ap = ap, .gen = st.gen, .bit = st.bits[i] };
-		const struct sa_selector *sel = bpf_map_lookup_elem(&sa_selectors, &sk);
-		if (ev && sel)
-			sa_return(sel, ev, ret, id >> 32);
-		bpf_map_delete_elem(&sa_ret_events, &k);
-	}
+	sa_policy_return(bpf_get_attach_cookie(ctx), ctx->ret);
 	return 0;
 }

@@ -21,13 +21,28 @@ static __always_inline void sa_set_bits(__u64 *w, __u32 from, __u32 to)
 	}
 }
 
+/* TrackSock / UntrackSock: the sock at `sk` is (no longer) the process's. */
+static __always_inline void sa_track_sock(__u64 sk, bool track, __u32 tgid, __u32 tid)
+{
+	if (!sk)
+		return;
+	if (!track) {
+		bpf_map_delete_elem(&sa_socktrack, &sk);
+		return;
+	}
+	struct sa_sock_owner owner = { .tgid = tgid, .tid = tid };
+	bpf_map_update_elem(&sa_socktrack, &sk, &owner, BPF_ANY);
+}
+
 /* Builds the hook's record in the call state's event; returns its size. */
 static __always_inline __u64 sa_fill(struct sa_run *r, const struct sa_selector *sel, __u32 hook_id, __u32 actions, __u8 flags)
 {
 	struct sa_call *c = r->c;
 	struct policy_event *ev = &c->ev;
-	ev->pid = r->tgid;
-	ev->tid = r->tid;
+	/* A sock argument TrackSock follows: the event is its owner's (Tetragon's socket tracking). */
+	bool owned = c->sock_owner.tgid != 0;
+	ev->pid = owned ? c->sock_owner.tgid : r->tgid;
+	ev->tid = owned ? c->sock_owner.tid : r->tid;
 	ev->hook_id = hook_id;
 	ev->policy_id = sel->policy_id;
 	ev->selector = sel->index;
@@ -141,9 +156,14 @@ static __always_inline void sa_return(const struct sa_selector *sel, struct poli
 {
 	__u32 hook_id = sel->hook_id;
 	struct sa_hook_stats *st = bpf_map_lookup_elem(&sa_hook_stats, &hook_id);
+	__u32 actions = sel->ret_actions;
+#if SA_FAMILY == SA_FAMILY_FUNCTION
+	/* returnArgAction, before the return filters (as Tetragon does it while reading the return value). */
+	if (actions & (SA_ACT_TRACK_SOCK | SA_ACT_UNTRACK_SOCK))
+		sa_track_sock(ret, actions & SA_ACT_TRACK_SOCK, ev->pid, ev->tid);
+#endif
 	if (!st || !sa_match_return(sel, ret))
 		return;
-	__u32 actions = sel->ret_actions;
 	__u8 flags = ev->flags | SA_PEV_RETURN;
 	if (SA_TASK_HELPERS && (actions & (SA_ACT_SIGKILL | SA_ACT_SIGNAL))) {
 		if (!(sel->flags & SA_SEL_ENFORCE)) {
@@ -163,6 +183,18 @@ static __always_inline void sa_return(const struct sa_selector *sel, struct poli
 	__u64 size = ev->hdr.size;
 	if (size < offsetof(struct policy_event, data) || size > sizeof(*ev))
 		return;
+#if SA_FAMILY == SA_FAMILY_FUNCTION
+	if (sel->ret_sock) {
+		/* returnArg sock: the returned sock, after the event's data. */
+		__u64 off = size - offsetof(struct policy_event, data);
+		if (off > SA_EVENT_DATA - sizeof(struct sa_sock_info))
+			return;
+		asm volatile("" : "+r"(off)); /* the bound above is what the verifier sees, not size's */
+		sa_read_sock(&ev->data[off], (struct sock *)ret);
+		size = offsetof(struct policy_event, data) + off + sizeof(struct sa_sock_info);
+		ev->hdr.size = size;
+	}
+#endif
 	if (sel->ret_copy) {
 		/* returnCopy: the buffer holds what the call returned, its length (the compiler keeps it the hook's
 		 * only data, so it goes first). */
@@ -229,6 +261,12 @@ static __always_inline void sa_act(struct sa_run *r, const struct sa_selector *s
 		}
 	}
 
+#if SA_FAMILY != SA_FAMILY_TRACEPOINT /* a tracepoint record has no sock */
+	if (actions & (SA_ACT_TRACK_SOCK | SA_ACT_UNTRACK_SOCK))
+		sa_track_sock(((struct sa_sock_info *)r->c->str[sel->sock_slot & (SA_POINT_ARGS - 1)])->cookie,
+			      actions & SA_ACT_TRACK_SOCK, r->tgid, r->tid);
+#endif
+
 	if (!(actions & SA_ACT_POST))
 		return;
 	if (sel->rate_limit_ns) {
@@ -241,20 +279,33 @@ static __always_inline void sa_act(struct sa_run *r, const struct sa_selector *s
 		}
 		bpf_map_update_elem(&sa_rate, &rk, &now, BPF_ANY);
 	}
-#if SA_FAMILY == SA_FAMILY_TRACEPOINT
 	if (sel->ret_hook) {
 		/* A return probe: the event, with the arguments as the enter saw them, waits for the return value. */
 		sa_fill(r, sel, hook_id, actions, flags);
+#if SA_FAMILY == SA_FAMILY_TRACEPOINT
 		if (r->at_exit) {
+			/* Matched at the syscall's exit (on the object it looked up): the return value is known. */
 			sa_return(sel, &r->c->ev, r->ret, r->tgid);
-		} else if (r->nret < SA_RET_MAX) {
-			struct sa_ret_key k = { .id = ((__u64)r->tgid << 32) | r->tid, .n = r->nret };
-			if (bpf_map_update_elem(&sa_ret_events, &k, &r->c->ev, BPF_ANY) == 0)
+			return;
+		}
+#endif
+		if (r->nret < SA_RET_MAX) {
+			struct sa_ret_key k = { .id = ((__u64)r->tgid << 32) | r->tid, .n = r->nret, .ap = r->ap };
+			long err = bpf_map_update_elem(&sa_ret_events, &k, &r->c->ev, BPF_NOEXIST);
+			if (err == -17 /* EEXIST */) {
+				/* Left by a call of this thread that did not return here: lost, replaced. */
+				sa_count_lost(SA_LOST_RET_EVENT);
+				err = bpf_map_update_elem(&sa_ret_events, &k, &r->c->ev, BPF_ANY);
+			}
+			if (err == 0)
 				r->ret_bits[r->nret++ & (SA_RET_MAX - 1)] = r->bit - 1;
+			else
+				sa_count_lost(SA_LOST_RET_EVENT);
+		} else {
+			sa_count_lost(SA_LOST_RET_EVENT);
 		}
 		return;
 	}
-#endif
 	sa_post(r, sel, hook_id, actions, flags);
 	__sync_fetch_and_add(&st->posted, 1);
 }

@@ -75,6 +75,14 @@ static __always_inline __u32 sa_str_result(long n, struct sa_call *c, __u32 p)
 
 /* Reads argument slot p. The seam for richer argument types (and path resolution of user-space strings) is
  * this function: everything after it only sees ints[p], str[p] and str_len[p]. */
+/* A sock TrackSock follows: the call's event is attributed to its owner. */
+static __always_inline void sa_sock_owner_of(struct sa_call *c, __u64 sk)
+{
+	const struct sa_sock_owner *o = sk ? bpf_map_lookup_elem(&sa_socktrack, &sk) : NULL;
+	if (o)
+		c->sock_owner = *o;
+}
+
 static __always_inline void sa_read_arg(struct sa_call *c, __u32 p, const struct sa_point_arg *a, const struct sa_source *src)
 {
 	p &= SA_POINT_ARGS - 1;
@@ -189,10 +197,9 @@ static __always_inline void sa_read_arg(struct sa_call *c, __u32 p, const struct
 			break;
 		}
 		case SA_ARG_SOCK:
-			len = sa_read_sock(str, (struct sock *)v);
-			break;
 		case SA_ARG_SOCKET:
-			len = sa_read_sock(str, BPF_CORE_READ((struct socket *)v, sk));
+			len = sa_read_sock(str, a->type == SA_ARG_SOCK ? (struct sock *)v : BPF_CORE_READ((struct socket *)v, sk));
+			sa_sock_owner_of(c, ((struct sa_sock_info *)str)->cookie);
 			break;
 		case SA_ARG_SKB:
 			len = sa_read_skb(str, (struct sk_buff *)v);
@@ -263,5 +270,6 @@ static __always_inline void sa_read_args(struct sa_call *c, const struct sa_poin
 	struct sa_read_ctx x = { .c = c, .pt = pt, .src = src };
 	c->trunc_mask = 0;
 	c->host_len = 0;
+	c->sock_owner.tgid = 0;
 	bpf_loop(pt->nargs, sa_read_arg_step, &x, 0);
 }

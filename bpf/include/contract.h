@@ -58,7 +58,8 @@ enum sa_limit {
 	SA_RET_CMPS = 2,           /* matchReturnArgs entries per selector (ANDed) */
 	SA_RET_VALUES = 4,         /* values of one Equal / NotEqual entry (ORed) */
 	SA_RET_MAX = 4,            /* return hooks one call can arm (several policies on one syscall) */
-	SA_RET_PENDING = 1024,     /* threads inside a return-probed syscall at once; beyond, the oldest are dropped */
+	SA_RET_PENDING = 1024,     /* kept return events (threads inside a return-probed call); beyond, counted as lost */
+	SA_SOCK_TRACKED = 32768,   /* socks TrackSock follows at once (LRU: beyond, the oldest is forgotten) */
 	SA_NS_MAX_MATCH = 4,       /* matchNamespaces entries per selector */
 	SA_NS_MAX_VALUES = 4,      /* inode numbers per matchNamespaces entry */
 	SA_NS_TREE_DEPTH = 9,      /* matchPIDs isNamespacePID+followForks: the process and 8 ancestors (as Tetragon) */
@@ -105,6 +106,7 @@ enum sa_ns {
 /* Indexes of the per-CPU loss counters (map sa_lost). */
 enum sa_lost_reason {
 	SA_LOST_RINGBUF_FULL = 0,
+	SA_LOST_RET_EVENT = 2,     /* a return probe's kept event that could not be posted (its map full, or never read) */
 	SA_LOST_MAX = 4,
 };
 
@@ -293,6 +295,8 @@ enum sa_action {
 	SA_ACT_SIGKILL = 1 << 1,
 	SA_ACT_SIGNAL = 1 << 2,
 	SA_ACT_OVERRIDE = 1 << 3,
+	SA_ACT_TRACK_SOCK = 1 << 4,   /* the sock (argSock, or at return the returned one) belongs to this process */
+	SA_ACT_UNTRACK_SOCK = 1 << 5, /* ... no longer */
 };
 
 /* policy_event.flags */
@@ -431,7 +435,7 @@ struct sa_selector {
 	__u8 ret_hook;           /* 1: the hook is a return probe, its event is posted at return */
 	__u8 ret_ncmps;
 	__u8 ret_copy;           /* 1 + the event argument read at return (returnCopy); 0 none */
-	__u8 ret_pad;
+	__u8 ret_sock;           /* 1: the return value is a struct sock *, its struct sa_sock_info appended to the event */
 	__u32 ret_actions;       /* enum sa_action bits done at return; SA_ACT_POST posts the kept event */
 	__u32 ret_signal;        /* for SA_ACT_SIGNAL at return */
 	__u32 ret_pad2;
@@ -448,6 +452,9 @@ struct sa_selector {
 	__u32 cap_chg_userns;    /* ... of matchCapabilityChanges */
 	__u64 cap_chg_mask;
 	struct sa_ns_match ns_match[SA_NS_MAX_MATCH];
+	/* TrackSock / UntrackSock (matchActions): the point slot of the argSock argument. */
+	__u8 sock_slot;
+	__u8 sock_pad[7];
 };
 
 /* Value-set maps: {generation, attach point, dimension, value} -> bitmap of the selectors whose set holds the

@@ -125,14 +125,45 @@ static __always_inline __s32 sa_policy_run(__u32 ap, __u8 op, const struct sa_so
 	if (sa_eval_dims(&r, r.pt->nproc_dims, r.pt->ndims))
 		bpf_loop(SA_SEL_BITS + SA_SEL_WORDS, sa_next_selector, &r, 0);
 	sa_arm_exit(&r, src);
-#if SA_FAMILY == SA_FAMILY_TRACEPOINT
 	if (r.nret) {
-		/* The return hooks that matched: their events wait in sa_ret_events for sa_policy_ret_tp. */
+		/* The return hooks that matched: their events wait in sa_ret_events for the return. */
 		struct sa_ret_state rs = { .ap = ap, .gen = r.gen, .n = r.nret };
 		__builtin_memcpy(rs.bits, r.ret_bits, sizeof(rs.bits));
-		__u64 id = pid_tgid;
-		bpf_map_update_elem(&sa_ret_pending, &id, &rs, BPF_ANY);
+		/* The key in the call state: the syscall exit program's frame is at the verifier's combined limit. */
+		struct sa_ret_key *k = &r.c->ret_key;
+		k->id = pid_tgid;
+		k->n = 0;
+		k->ap = ap;
+		bpf_map_update_elem(&sa_ret_pending, k, &rs, BPF_ANY);
 	}
-#endif
 	return r.verdict;
+}
+
+/* The return of a call with return probes (a syscall's exit tracepoint, a kernel function's kretprobe): the events
+ * its enter kept for the return hooks that matched there are posted with the return value when their return
+ * filters pass, after the return actions (a Sigkill here lands before the return to user space). */
+static __always_inline void sa_policy_return(__u32 ap, __s64 ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct sa_ret_key pk = { .id = id, .n = 0, .ap = ap };
+	struct sa_ret_state *rs = bpf_map_lookup_elem(&sa_ret_pending, &pk);
+	if (!rs)
+		return;
+	struct sa_ret_state st = *rs;
+	bpf_map_delete_elem(&sa_ret_pending, &pk);
+	for (__u32 i = 0; i < SA_RET_MAX; i++) {
+		if (i >= st.n)
+			break;
+		struct sa_ret_key k = { .id = id, .n = i, .ap = ap };
+		struct policy_event *ev = bpf_map_lookup_elem(&sa_ret_events, &k);
+		if (!ev) {
+			sa_count_lost(SA_LOST_RET_EVENT); /* evicted while the call ran */
+			continue;
+		}
+		struct sa_selector_key sk = { .ap = ap, .gen = st.gen, .bit = st.bits[i] };
+		const struct sa_selector *sel = bpf_map_lookup_elem(&sa_selectors, &sk);
+		if (sel)
+			sa_return(sel, ev, ret, id >> 32);
+		bpf_map_delete_elem(&sa_ret_events, &k);
+	}
 }

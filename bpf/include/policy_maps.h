@@ -142,6 +142,19 @@ struct sa_host_walk {
 	bool done;
 };
 
+/* TrackSock: a sock's owner, so that later events on it (from softirq, or another task) are the owner's. */
+struct sa_sock_owner {
+	__u32 tgid;
+	__u32 tid;
+};
+
+/* Return probes' keys (sa_ret_pending, sa_ret_events): by thread and attach point. */
+struct sa_ret_key {
+	__u64 id;                /* pid_tgid */
+	__u32 n;                 /* the hook's rank among those the call armed (the state's key: 0) */
+	__u32 ap;                /* nested calls of one thread (a syscall, a kernel function inside it) do not collide */
+};
+
 /* Per-CPU state of one call: the arguments read at the attach point, the surviving selector bits, a lookup
  * key and the record being built. */
 struct sa_call {
@@ -178,6 +191,8 @@ struct sa_call {
 		struct sa_inode_key inode;
 	} key;
 	struct policy_event ev;
+	struct sa_sock_owner sock_owner; /* a tracked sock argument's owner (TrackSock); tgid 0: none */
+	struct sa_ret_key ret_key;
 };
 
 struct {
@@ -220,9 +235,14 @@ struct {
 	__type(value, struct sa_bitmap);
 } sa_inode_set SEC(".maps");
 
-/* Return probes: per thread, the return hooks its enter matched (selector bits of generation `gen`), and the
- * event of each, built at enter (the arguments as the call saw them) and posted at the exit with the return
- * value. Bounded (LRU): a thread that never returns is evicted; the exit deletes what it read. */
+#endif
+
+/* Return probes (a syscall's exit tracepoint, a kernel function's kretprobe): per thread and attach point, the
+ * return hooks its enter matched (selector bits of generation `gen`), and the event of each, built at enter (the
+ * arguments as the call saw them) and posted at return with the return value. Bounded (LRU): a thread that never
+ * returns is evicted; the return deletes what it read. An event that cannot be posted is counted
+ * (SA_LOST_RET_EVENT): evicted before its return, left by a call that did not return, or beyond SA_RET_MAX.
+ * The states outnumber the events, so the events are evicted first, where the return sees and counts it. */
 struct sa_ret_state {
 	__u32 ap;
 	__u32 gen;
@@ -231,16 +251,10 @@ struct sa_ret_state {
 	__u32 pad;
 };
 
-struct sa_ret_key {
-	__u64 id;                /* pid_tgid */
-	__u32 n;
-	__u32 pad;
-};
-
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, SA_RET_PENDING);
-	__type(key, __u64);
+	__uint(max_entries, 4 * SA_RET_PENDING);
+	__type(key, struct sa_ret_key);
 	__type(value, struct sa_ret_state);
 } sa_ret_pending SEC(".maps");
 
@@ -250,7 +264,14 @@ struct {
 	__type(key, struct sa_ret_key);
 	__type(value, struct policy_event);
 } sa_ret_events SEC(".maps");
-#endif
+
+/* TrackSock's socks and their owners. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SA_SOCK_TRACKED);
+	__type(key, __u64);      /* the struct sock's address */
+	__type(value, struct sa_sock_owner);
+} sa_socktrack SEC(".maps");
 
 static __always_inline struct sa_call *sa_call_state(void)
 {

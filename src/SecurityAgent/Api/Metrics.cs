@@ -55,7 +55,7 @@ public static class Metrics
 
         var c = s.Pipeline?.Counters;
         Add("secagent_observer_ringbuf_events_received_total", MetricType.Counter, "Records read from the kernel ring buffer.", c is null ? [] : [One(c.Received)]);
-        Add("secagent_observer_ringbuf_events_lost_total", MetricType.Counter, "Records the kernel could not write (ring buffer full).", c is null ? [] : [One(c.KernelLost)]);
+        Add("secagent_observer_ringbuf_events_lost_total", MetricType.Counter, "Records the kernel could not write (ring buffer full, or a return probe's event not kept until the return).", c is null ? [] : [One(c.KernelLost)]);
         Add("secagent_decode_errors_total", MetricType.Counter, "Malformed kernel records.", c is null ? [] : [One(c.DecodeErrors)]);
         Add("secagent_user_space_filtered_total", MetricType.Counter, "Policy events decided against in user space.", c is null ? [] : [One(c.UserSpaceFiltered)]);
         Add("secagent_process_cache_size", MetricType.Gauge, "Processes in the process cache.", s.Pipeline is { } p1 ? [One(p1.Cache.Count)] : []);

@@ -47,10 +47,10 @@ public sealed unsafe class BpfProgram
         return Link(Libbpf.bpf_program__attach_trace_opts(_prog, &opts), $"bpf_program__attach_trace({Name})");
     }
 
-    public BpfLink AttachKprobe(string function, ulong cookie = 0)
+    public BpfLink AttachKprobe(string function, ulong cookie = 0, bool retprobe = false)
     {
-        var opts = new Libbpf.BpfKprobeOpts { sz = (nuint)sizeof(Libbpf.BpfKprobeOpts), bpf_cookie = cookie };
-        return Link(Libbpf.bpf_program__attach_kprobe_opts(_prog, function, &opts), $"bpf_program__attach_kprobe({Name}, {function})");
+        var opts = new Libbpf.BpfKprobeOpts { sz = (nuint)sizeof(Libbpf.BpfKprobeOpts), bpf_cookie = cookie, retprobe = retprobe ? (byte)1 : (byte)0 };
+        return Link(Libbpf.bpf_program__attach_kprobe_opts(_prog, function, &opts), $"bpf_program__attach_kprobe({Name}, {function}{(retprobe ? ", retprobe" : "")})");
     }
 
     /// <summary>A uprobe in every process that maps the binary: at a symbol (libbpf finds its file offset in the

@@ -95,15 +95,19 @@ public static class EventDecoder
             passed[i] = data[..len].ToArray();
             data = data[len..];
         }
+        var flags = (PolicyWire.EventFlags)raw[PolicyWire.Event.Flags];
         int hostLen = U16(raw, PolicyWire.Event.HostLen), hostArg = raw[PolicyWire.Event.HostArg];
         if (hostLen > data.Length || (hostLen > 0 && hostArg >= n))
             throw new FormatException($"policy record: host path of argument {hostArg} of {hostLen} bytes, {data.Length} sent for {n} arguments");
+        var host = data[..hostLen];
+        data = data[hostLen..];
         return new PolicyKernelEvent(ktime, I32(raw, PolicyWire.Event.Pid), I32(raw, PolicyWire.Event.Tid),
             U32(raw, PolicyWire.Event.HookId), U32(raw, PolicyWire.Event.PolicyId), raw[PolicyWire.Event.Selector],
-            (PolicyWire.EventFlags)raw[PolicyWire.Event.Flags], U32(raw, PolicyWire.Event.Actions), ints, strings, passed)
+            flags, U32(raw, PolicyWire.Event.Actions), ints, strings, passed)
         {
             Return = (long)U64(raw, PolicyWire.Event.Ret), ReturnActions = U32(raw, PolicyWire.Event.RetActions),
-            HostArg = hostLen > 0 ? hostArg : -1, Host = hostLen > 0 ? data[..hostLen].ToArray() : null,
+            HostArg = hostLen > 0 ? hostArg : -1, Host = hostLen > 0 ? host.ToArray() : null,
+            ReturnData = flags.HasFlag(PolicyWire.EventFlags.Return) && !data.IsEmpty ? data.ToArray() : null,
         };
     }
 

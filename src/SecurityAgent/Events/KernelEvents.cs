@@ -145,6 +145,9 @@ public sealed record PolicyKernelEvent(
     /// <summary>A return probe's event (Flags has Return): the syscall's return value and the actions done at return.</summary>
     public long Return { get; init; }
 
+    /// <summary>A return probe's returned object where its returnArg is one (a sock: struct sa_sock_info), after the data.</summary>
+    public byte[]? ReturnData { get; init; }
+
     public uint ReturnActions { get; init; }
 
     /// <summary>The argument whose file the host sees under another path (the process's root is a chroot's or a

@@ -112,9 +112,12 @@ public static class PolicyArgs
         }
         return new string(s[..n]);
     }
-    /// <summary>A return probe's value as Tetragon's `return` KprobeArgument, typed by the returnArg.</summary>
-    public static RenderedArg RenderReturn(ReturnPlan r, long value) => r.KernelType switch
+    /// <summary>A return probe's value as Tetragon's `return` KprobeArgument, typed by the returnArg; a returned sock
+    /// from the bytes the kernel read at return (<paramref name="data"/>).</summary>
+    public static RenderedArg RenderReturn(ReturnPlan r, long value, byte[]? data = null) => r.KernelType switch
     {
+        ArgType.Sock => KernelObjectArgs.Render(new ArgPlan(0, 0, r.Type, r.KernelType, 0, r.Size, r.Label), (ulong)value,
+            data is { Length: >= PolicyWire.SockInfo.Length } ? data : new byte[PolicyWire.SockInfo.Length])!,
         ArgType.Int when r.Size == 8 => new RenderedArg("long_arg", value, r.Label),
         ArgType.Int or ArgType.Fd => new RenderedArg("int_arg", (int)value, r.Label),
         ArgType.UInt when r.Size == 8 => new RenderedArg("size_arg", (ulong)value, r.Label),

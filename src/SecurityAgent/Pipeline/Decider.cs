@@ -61,7 +61,7 @@ public sealed class Decider(IReadOnlyDictionary<uint, HookInfo> hooks, EventPipe
         return (Verdict.Export, new PolicyMatchEvent(e.Ktime, p, parent, info.PolicyName, info.Hook, PolicyArgs.ActionName(actions), info.Enforce,
             enforced, refused, decidedBy, PolicyArgs.Render(info.Hook, e.Ints, e.Strings, e.Passed, e.HostArg, e.Host))
         {
-            Return = returned ? PolicyArgs.RenderReturn(info.Hook.Return!, e.Return) : null,
+            Return = returned ? PolicyArgs.RenderReturn(info.Hook.Return!, e.Return, e.ReturnData) : null,
             ReturnAction = returned ? PolicyArgs.ActionName((Actions)e.ReturnActions) : null,
             MatchedAtExit = e.Flags.HasFlag(PolicyWire.EventFlags.AtExit),
         });

@@ -11,7 +11,8 @@ public sealed class PipelineCounters
     public long Received => Volatile.Read(ref _received);
     public long DecodeErrors => Volatile.Read(ref _decodeErrors);
     public long Exported => Volatile.Read(ref _exported);
-    /// <summary>Records the kernel could not write: ring buffer full (from the sa_lost map).</summary>
+    /// <summary>Records the kernel could not write: ring buffer full, or a return probe's event it could not keep until
+    /// the return (from the sa_lost map).</summary>
     public long KernelLost => Volatile.Read(ref _kernelLost);
     /// <summary>Policy events whose hook was unloaded before they were read.</summary>
     public long UnknownHook => Volatile.Read(ref _unknownHook);

@@ -103,21 +103,30 @@ internal static class ArgumentLayout
         return infos;
     }
 
-    /// <summary>A return probe's returnArg where the placement reads the return value (a syscall's exit tracepoint:
-    /// the `long ret` field). A syscall returns an integer: the returnArg type says how it is compared and rendered.</summary>
+    /// <summary>A return probe's returnArg where the placement reads the return value (a syscall's exit tracepoint: the
+    /// `long ret` field; a kernel function's kretprobe: the return register). A syscall returns an integer; a kernel
+    /// function an integer or a struct sock * (read as sock_arg, the one pointer returnArgAction tracks). The returnArg
+    /// type says how it is compared and rendered.</summary>
     public static ReturnPlan? ReturnArg(HookSpec hook, Placement? placement, DiagnosticBag d)
     {
-        if (hook is not KprobeSpec { Return.Value: true, ReturnArg: { } ra } || placement?.ReturnTracepoint is not { } tp)
+        if (hook is not KprobeSpec { Return.Value: true, ReturnArg: { } ra } k || placement?.ReturnTracepoint is not { } tp)
             return null;
         var type = ra.Type.Value;
-        var (kt, size) = Class(type) == ArgClass.Int && type is not ("capability" or "kernel_cap_t" or "cap_inheritable" or "cap_permitted" or "cap_effective")
+        bool function = placement.Syscall is null;
+        var (kt, size) = function && type == "sock" ? (ArgType.Sock, 8)
+            : Class(type) == ArgClass.Int && type is not ("capability" or "kernel_cap_t" or "cap_inheritable" or "cap_permitted" or "cap_effective")
             ? KernelType(type, new TracepointField("ret", "long", 0, 8, true)) : (ArgType.None, 0);
         if (kt == ArgType.None)
         {
-            d.Error(ra.Type.Pos, ra.Type.Path, $"returnArg type '{PolicyValues.Shorten(type)}': syscall {placement.Syscall} returns an integer (long); use int, long, size_t, uint64 or fd");
+            d.Error(ra.Type.Pos, ra.Type.Path, function
+                ? $"returnArg type '{PolicyValues.Shorten(type)}' on {placement.Describe}: a kernel function's return value is read here as an integer (int, long, size_t, uint64, fd, ...) or a sock"
+                : $"returnArg type '{PolicyValues.Shorten(type)}': syscall {placement.Syscall} returns an integer (long); use int, long, size_t, uint64 or fd");
             return null;
         }
-        return new ReturnPlan(type, kt, size, ra.Label, tp);
+        var track = k.ReturnArgAction?.Value switch { "TrackSock" => Actions.TrackSock, "UntrackSock" => Actions.UntrackSock, _ => Actions.None };
+        if (track != Actions.None && kt != ArgType.Sock && function) // a syscall: refused by the placement
+            d.Error(k.ReturnArgAction!.Pos, k.ReturnArgAction.Path, $"returnArgAction {k.ReturnArgAction.Value} takes the struct sock * the function returns: it needs returnArg type sock, not '{PolicyValues.Shorten(type)}'");
+        return new ReturnPlan(type, kt, size, ra.Label, tp) { ArgAction = track };
     }
 
     /// <summary>sizeArgIndex, returnCopy, maxData and resolve: checked as Tetragon does, and what the engine does

@@ -157,10 +157,10 @@ internal sealed class HookPlacement(KernelFeatures features, Func<string, string
                     : $"needs kprobes or fentry to hook '{call}', and this kernel has neither (kprobe: {Detail(Mechanism.Kprobe)}; fentry: {Detail(Mechanism.Fentry)}); only syscall kprobes fall back to tracepoints");
                 return null;
             }
-            if (returns)
-                d.EngineGap(k.Return!.Pos, k.Return.Path, $"a return probe on '{call}' (kretprobe: returnArg, matchReturnArgs, returnArgAction)");
             if (Overrides(k))
             {
+                if (returns)
+                    d.EngineGap(k.Return!.Pos, k.Return.Path, $"a return probe on '{call}' with Override (bpf_override_return skips the function: its kretprobe would see the override's value)");
                 if (!OverrideReturn(k, $"the kernel function '{call}'", d))
                     return null;
                 return new Placement(HookKind.Kprobe, Mechanism.Kprobe, new KprobeTarget(KprobeKind.Override, call).ToString(), call,
@@ -169,7 +169,8 @@ internal sealed class HookPlacement(KernelFeatures features, Func<string, string
                     null, true, null, 0);
             }
             return new Placement(HookKind.Kprobe, Mechanism.Kprobe, call, call, "kprobe on the kernel function; arguments from the registers"
-                + (returns ? "; a kretprobe reads the return value" : ""), null, true, null, 0);
+                + (returns ? "; a kretprobe on it reads the return value" : ""), null, true, null, 0)
+            { ReturnTracepoint = returns ? $"a kretprobe on {call}" : null };
         }
         var name = SyscallName(call);
         if (Ia32(call))

@@ -44,7 +44,10 @@ public static class PlanExplainer
                 b.AppendLine($"    return probe: {ret.Tracepoint} reads the return value as returnArg {ret.Type} ({ret.KernelType}, {ret.Size} bytes{(ret.Signed ? ", signed" : "")}); "
                     + "the selectors' matchArgs, matchBinaries, matchPIDs and matchActions are decided at entry, where the event is built with the arguments "
                     + "as the call saw them; a matching call's event waits (per thread, sa_ret_events) and is posted at return, with `return`, only when "
-                    + "that selector's matchReturnArgs pass, after its matchReturnActions (a Sigkill there lands before the return to user space)");
+                    + "that selector's matchReturnArgs pass, after its matchReturnActions (a Sigkill there lands before the return to user space)"
+                    + (ret.ArgAction == Actions.None ? "" : $"; returnArgAction {(ret.ArgAction == Actions.TrackSock ? "TrackSock: the returned sock becomes the calling process's (later events "
+                        + "whose sock or socket argument is that sock are attributed to it, in any context, until UntrackSock)" : "UntrackSock: the returned sock is no longer tracked")}"
+                        + ", done at return before the return filters"));
             if (hook.Selectors.Count == 0)
                 b.AppendLine(hook.Return is null ? "    no selectors: every call is posted" : "    no selectors: every call is posted at return");
             for (int s = 0; s < hook.Selectors.Count; s++)

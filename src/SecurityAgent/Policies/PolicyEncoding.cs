@@ -494,11 +494,14 @@ public static class PolicyEncoding
         foreach (var a in h.Hook.Args)
             b[W.Selector.Args + a.Slot] = (byte)slots[a.Slot];
         BinaryPrimitives.WriteUInt32LittleEndian(s[W.Selector.ScopeId..], h.ScopeId);
+        if (sel?.SockArg is { } sockArg && h.Hook.Args.FirstOrDefault(a => a.Index == sockArg) is { } sock)
+            b[W.Selector.SockSlot] = (byte)slots[sock.Slot];
         var flags = h.Enforce ? W.SelectorFlags.Enforce : 0;
         if (h.Hook.Return is { } ret)
         {
             b[W.Selector.RetHook] = 1;
-            BinaryPrimitives.WriteUInt32LittleEndian(s[W.Selector.RetActions..], (uint)(sel?.ReturnActions ?? Actions.Post));
+            b[W.Selector.RetSock] = ret.KernelType == ArgType.Sock ? (byte)1 : (byte)0;
+            BinaryPrimitives.WriteUInt32LittleEndian(s[W.Selector.RetActions..], (uint)((sel?.ReturnActions ?? Actions.Post) | ret.ArgAction));
             BinaryPrimitives.WriteUInt32LittleEndian(s[W.Selector.RetSignal..], (uint)(sel?.ReturnSignal ?? 0));
             var filters = sel?.ReturnArgs ?? [];
             if (filters.Count > Contract.RetCmps)

@@ -231,7 +231,7 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
             }
             foreach (var (point, _, _) in next.Where(n => n.Gen is { Layout.Flags: var f } && f.HasFlag(PolicyWire.PointFlags.Return) && n.Point.ReturnLink is null))
             {
-                point.ReturnLink = sensor.AttachReturn(point.Target, point.Id);
+                point.ReturnLink = sensor.AttachReturn(point.Mechanism, point.Target, point.Id);
                 point.Links.Add(point.ReturnLink);
                 returnAttached.Add(point);
             }

@@ -73,6 +73,9 @@ public sealed record UserProbeSite(string Binary, string? Symbol, ulong Offset, 
 public sealed record ReturnPlan(string Type, ArgType KernelType, int Size, string? Label, string Tracepoint)
 {
     public bool Signed => KernelType is ArgType.Int or ArgType.Fd;
+
+    /// <summary>returnArgAction: TrackSock or UntrackSock on the returned sock (done at return, before the return filters).</summary>
+    public Actions ArgAction { get; init; }
 }
 
 /// <summary>One matchReturnArgs entry: Equal / NotEqual (In / NotIn over the values), GreaterThan, LessThan, Mask.</summary>
@@ -104,6 +107,9 @@ public sealed record SelectorPlan(
     public Actions ReturnActions { get; init; } = Actions.Post;
 
     public int ReturnSignal { get; init; }
+
+    /// <summary>TrackSock / UntrackSock in matchActions: the argument (argSock) whose sock they take.</summary>
+    public int? SockArg { get; init; }
     /// <summary>matchNamespaces: each entry compares one namespace of the task (values: inode numbers or host_ns).</summary>
     public IReadOnlyList<NamespaceMatch> Namespaces { get; init; } = [];
 

@@ -59,14 +59,14 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
         if (s.MatchReturnActions.Count > 0)
         {
             var returnNotify = new List<Notification>();
-            (returnActions, returnSignal, _, _) = MatchActions(s.MatchReturnActions, placement, args, returning: true, returnNotify);
+            (returnActions, returnSignal, _, _, _) = MatchActions(s.MatchReturnActions, placement, args, returning: true, returnNotify);
             if (ret is null)
                 d.EngineGap(s.MatchReturnActions[0].Pos, PolicySchema.Child(s.Path, "matchReturnActions"), "matchReturnActions (actions when the call returns) where no return probe runs (syscall kprobes with return: true have one)");
             else if (returnNotify.Count > 0)
                 d.EngineGap(s.MatchReturnActions[0].Pos, PolicySchema.Child(s.Path, "matchReturnActions"), "DnsLookup and GetUrl in matchReturnActions");
         }
         var notify = new List<Notification>();
-        var (actions, signal, error, rate) = MatchActions(s.MatchActions, placement, args, returning: false, notify);
+        var (actions, signal, error, rate, sockArg) = MatchActions(s.MatchActions, placement, args, returning: false, notify);
         var (binCmp, binSet) = MatchBinaries(s.MatchBinaries, s.Path);
         var (pidCmp, pids, follow, pidNs) = MatchPids(s.MatchPids, placement);
         var (capCmp, capSet, capMask, capNs) = MatchCapabilities(s.MatchCapabilities, placement);
@@ -74,7 +74,7 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
         var filters = MatchArgs(s, kind, args);
         var plan = new SelectorPlan(actions, signal, rate, error, binCmp, binSet, pidCmp, pids, follow, pidNs, capCmp, capSet, capMask, filters, parents)
         {
-            Notify = notify, ReturnArgs = returnArgs, ReturnActions = returnActions, ReturnSignal = returnSignal,
+            Notify = notify, ReturnArgs = returnArgs, ReturnActions = returnActions, ReturnSignal = returnSignal, SockArg = sockArg,
             Namespaces = namespaces, NamespaceChangeCmp = nsChgCmp, NamespaceChangeMask = nsChgMask,
             CapChangeCmp = capChgCmp, CapChangeSet = capChgSet, CapChangeMask = capChgMask, CapNamespaceOnly = capNs, CapChangeNamespaceOnly = capChgNs,
         };
@@ -110,7 +110,9 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
                 MatchArg(m, info);
                 continue;
             }
-            if (ReturnFilter(m) is { } f) list.Add(f);
+            if (ret.KernelType == ArgType.Sock)
+                d.EngineGap(m.Pos, m.Path, "matchReturnArgs on a returned sock (the return filters compare integers)");
+            else if (ReturnFilter(m) is { } f) list.Add(f);
         }
         return list;
     }
@@ -211,11 +213,12 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
 
     private static byte CapabilitySet(CapabilityMatcherSpec e) => e.Type?.Value switch { "Permitted" => 1, "Inheritable" => 2, _ => 0 };
 
-    private (Actions, int Signal, int Error, ulong RateNs) MatchActions(IReadOnlyList<ActionSpec> actions, Placement? placement, IReadOnlyList<ArgInfo> args,
+    private (Actions, int Signal, int Error, ulong RateNs, int? SockArg) MatchActions(IReadOnlyList<ActionSpec> actions, Placement? placement, IReadOnlyList<ArgInfo> args,
         bool returning, List<Notification> notify)
     {
         var result = Actions.None;
         int signal = 0, error = 0;
+        int? sockArg = null;
         ulong rate = 0;
         bool noPost = false;
         var traits = placement?.Traits;
@@ -278,11 +281,20 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
                             : $"unsupported: Override on {placement.Describe}; deny with an lsmhook or kill with Sigkill");
                     break;
                 case "TrackSock" or "UntrackSock":
-                    // argSock defaults to 0, as Tetragon's does; with returnArgAction the sock is the return value.
+                    // argSock defaults to 0, as Tetragon's does. The sock's owner is the process; later events whose sock
+                    // or socket argument is that sock are the owner's (bpf/include/args.h), until UntrackSock.
                     int sockIndex = a.ArgSock?.Value ?? 0;
-                    if (!returning && args.FirstOrDefault(x => x.Spec.Index.Value == sockIndex) is not { Spec.Type.Value: "sock" })
+                    if (returning)
+                        d.EngineGap(a.Action.Pos, a.Action.Path, $"action {action} in matchReturnActions (returnArgAction: {action} tracks the sock a kernel function returns)");
+                    else if (args.FirstOrDefault(x => x.Spec.Index.Value == sockIndex) is not { Spec.Type.Value: "sock" })
                         d.Error(a.ArgSock?.Pos ?? a.Action.Pos, a.ArgSock?.Path ?? a.Action.Path, $"{action} takes the sock of argument {sockIndex} (argSock), and the hook has no argument {sockIndex} of type sock");
-                    d.EngineGap(a.Action.Pos, a.Action.Path, $"action {action} (the socket-to-process map that attributes later network events)");
+                    else if (sockArg is { } other && other != sockIndex)
+                        d.EngineGap(a.ArgSock?.Pos ?? a.Action.Pos, a.ArgSock?.Path ?? a.Action.Path, $"TrackSock and UntrackSock on two arguments ({other} and {sockIndex}) in one selector");
+                    else
+                    {
+                        result |= action == "TrackSock" ? Actions.TrackSock : Actions.UntrackSock;
+                        sockArg = sockIndex;
+                    }
                     break;
                 case "DnsLookup":
                     // Done by the agent on the matching event (PolicyNotifier): a name it can resolve, nothing more.
@@ -326,7 +338,7 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
         if (noPost && notify.Count > 0)
             d.Error(actions[0].Pos, actions[0].Path, "DnsLookup and GetUrl are carried out by the agent on the matching event, which NoPost keeps in the kernel: drop NoPost");
         if (!noPost) result |= Actions.Post; // events are posted unless NoPost, as in Tetragon
-        return (result, signal, error, rate);
+        return (result, signal, error, rate, sockArg);
     }
 
     private (Cmp, int?) MatchBinaries(IReadOnlyList<BinaryMatcherSpec> m, string selector)

@@ -123,10 +123,12 @@ public sealed class PolicySensor : IDisposable
         }
     }
 
-    /// <summary>Attaches the return probes' program to the exit tracepoint of a syscall entry point
-    /// ("syscalls/sys_enter_NAME" → "syscalls/sys_exit_NAME"), with the entry point's id as bpf_cookie.</summary>
-    public BpfLink AttachReturn(string target, uint ap) =>
-        AttachTracepoint(BpfNames.Programs.PolicyRetTp, target.Replace("/sys_enter_", "/sys_exit_", StringComparison.Ordinal), ap);
+    /// <summary>Attaches the return probes' program, with the entry point's id as bpf_cookie: to the exit tracepoint of a
+    /// syscall entry point ("syscalls/sys_enter_NAME" → "syscalls/sys_exit_NAME"), or as a kretprobe on a kprobe'd
+    /// kernel function.</summary>
+    public BpfLink AttachReturn(Mechanism mechanism, string target, uint ap) => mechanism == Mechanism.Kprobe
+        ? Family(ref _kprobe, ObjectSpecs.PolicyKprobe).Program(BpfNames.Programs.PolicyKretprobe).AttachKprobe(target, cookie: ap, retprobe: true)
+        : AttachTracepoint(BpfNames.Programs.PolicyRetTp, target.Replace("/sys_enter_", "/sys_exit_", StringComparison.Ordinal), ap);
 
     /// <summary>The exit program's cookie bit for its link at sched_process_exec (SA_EXIT_AT_EXEC in tracepoint.bpf.c).</summary>
     private const ulong ExitAtExec = 1UL << 32;

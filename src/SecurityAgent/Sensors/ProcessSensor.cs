@@ -126,7 +126,7 @@ public sealed class ProcessSensor : IDisposable
             _links.Add(_obj.Program(name).Attach());
     }
 
-    public long KernelLost() => (long)Lost.SumPerCpu((uint)Wire.LostReason.RingbufFull);
+    public long KernelLost() => (long)(Lost.SumPerCpu((uint)Wire.LostReason.RingbufFull) + Lost.SumPerCpu((uint)Wire.LostReason.RetEvent));
 
     public void Dispose()
     {

@@ -162,4 +162,24 @@ public class ReturnProbeTests
         Assert.Equal(content.Length.ToString(), read.GetProperty("return").GetProperty("size_arg").GetString());
         Assert.Equal("KPROBE_ACTION_POST", read.GetProperty("return_action").GetString());
     }
+
+    [Fact]
+    public void More_return_hooks_on_one_call_than_the_kernel_keeps_are_counted_as_lost_not_dropped_silently()
+    {
+        using var dir = new TempDir();
+        var cat = dir.CopyBinary("/usr/bin/cat", "ret-many-cat");
+        // Five policies each keep the same call's event for its return: the kernel keeps Contract.RetMax (4) per call.
+        var policies = Enumerable.Range(1, Events.Contract.RetMax + 1).ToDictionary(i => $"p{i}.yaml", i => Policy($"ret-many-{i}", cat, dir.Path, ""));
+        using var agent = new AgentProcess(policies);
+        Assert.True(agent.WaitForLog($"Policy ret-many-{Events.Contract.RetMax + 1} loaded", 30_000), agent.Stderr);
+
+        Assert.Equal(1, Run.Wait(cat, [dir.File("missing.txt")]).Code);
+        Assert.True(agent.WaitForLog("kernel_lost=1 ", 10_000), agent.Stderr);
+        int Posted() => Enumerable.Range(1, Events.Contract.RetMax + 1).Count(i => agent.Events.Where(x => Kprobe(x, $"ret-many-{i}") is not null).Count > 0);
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (Posted() < Events.Contract.RetMax && DateTime.UtcNow < deadline)
+            Thread.Sleep(100);
+        Thread.Sleep(500);
+        Assert.Equal(Events.Contract.RetMax, Posted()); // one event per kept hook, the fifth counted above
+    }
 }

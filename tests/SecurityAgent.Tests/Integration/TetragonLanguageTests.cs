@@ -134,7 +134,12 @@ public class TetragonLanguageTests
             return: true
             returnArg:
               index: 0
-              type: int
+              type: sock
+            selectors:
+            - matchReturnArgs:
+              - index: 0
+                operator: Equal
+                values: ["0"]
         """;
 
     [Fact]
@@ -148,7 +153,7 @@ public class TetragonLanguageTests
 
         var all = Secagent("policy", "validate", "--for-kernel", "all", policy);
         Assert.Equal(3, all.Code);
-        Assert.Contains("unsupported: a return probe on 'tcp_connect'", all.Stdout);
+        Assert.Contains("unsupported: matchReturnArgs on a returned sock", all.Stdout);
         Assert.Contains("valid for kernel any", all.Stdout);
 
         var here = Secagent("policy", "validate", "--for-kernel", node, policy);
