@@ -198,6 +198,11 @@ namespace SecurityAgent.Events
         public const int NsMaxMatch = 4;
         public const int NsMaxValues = 4;
         public const int NsTreeDepth = 9;
+        public const int ExtrasStackDepth = 63;
+        public const int ExtrasStackBytes = 504;
+        public const int ExtrasStackSlot = 512;
+        public const int ExtrasKstackAt = 3072;
+        public const int ExtrasUstackAt = 3584;
     }
 
     public static partial class PolicyWire
@@ -295,6 +300,8 @@ namespace SecurityAgent.Events
             public const int Ints = 40;
             public const int StrLen = 80;
             public const int RawLen = 90;
+            public const int KstackLen = 100;
+            public const int UstackLen = 102;
             public const int Ret = 104;
             public const int RetActions = 112;
             public const int Data = 120;
@@ -310,6 +317,7 @@ namespace SecurityAgent.Events
             public const int NprocDims = 4;
             public const int ReverseMask = 5;
             public const int Flags = 6;
+            public const int Stacks = 7;
             public const int Args = 8;
             public const int Valid = 40;
             public const int Dims = 104;
@@ -781,5 +789,7 @@ namespace SecurityAgent.Policies
         Sigkill = 2,
         Signal = 4,
         Override = 8,
+        KernelStack = 512,
+        UserStack = 1024,
     }
 }

@@ -146,4 +146,9 @@ public sealed record PolicyKernelEvent(
     public long Return { get; init; }
 
     public uint ReturnActions { get; init; }
+
+    /// <summary>kernelStackTrace / userStackTrace: the return addresses, innermost first; null when not asked or the walk failed.</summary>
+    public ulong[]? KernelStack { get; init; }
+
+    public ulong[]? UserStack { get; init; }
 }
