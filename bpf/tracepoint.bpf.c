@@ -32,6 +32,7 @@ int sa_policy_tp(void *ctx)
 {
 	struct sa_source src;
 	void *ctxp = ctx;
+	src.ctx = ctx;
 	/* The record is read through its address as a plain number: the verifier forbids variable
 	 * offsets from the context pointer itself. */
 	bpf_probe_read_kernel(&src.record, sizeof(src.record), &ctxp);
@@ -91,7 +92,7 @@ int sa_policy_exit_tp(struct trace_event_raw_sys_exit *ctx)
 	if (!active || *active != gen)
 		return 0; /* the policies changed in between: the saved selector bits mean other selectors now */
 
-	struct sa_source src = { .file = (__u64)f, .ret = ret };
+	struct sa_source src = { .file = (__u64)f, .ret = ret, .ctx = ctx };
 	void *rec = c->exit_record;
 	bpf_probe_read_kernel(&src.record, sizeof(src.record), &rec);
 	sa_policy_run(ap, SA_OP_TRACEPOINT, &src, c->skip);

@@ -13,7 +13,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 SEC("uprobe")
 int sa_policy_uprobe(struct pt_regs *ctx)
 {
-	struct sa_source src = { .raw = { PT_REGS_PARM1(ctx), PT_REGS_PARM2(ctx), PT_REGS_PARM3(ctx), PT_REGS_PARM4(ctx), PT_REGS_PARM5(ctx) } };
+	struct sa_source src = { .raw = { PT_REGS_PARM1(ctx), PT_REGS_PARM2(ctx), PT_REGS_PARM3(ctx), PT_REGS_PARM4(ctx), PT_REGS_PARM5(ctx) }, .ctx = ctx };
 	sa_policy_run(bpf_get_attach_cookie(ctx), SA_OP_UPROBE, &src, NULL);
 	return 0;
 }
@@ -23,7 +23,7 @@ int sa_policy_uprobe(struct pt_regs *ctx)
 SEC("usdt")
 int sa_policy_usdt(struct pt_regs *ctx)
 {
-	struct sa_source src = {};
+	struct sa_source src = { .ctx = ctx };
 	for (int i = 0; i < SA_MAX_FN_ARGS; i++) {
 		long v = 0;
 		bpf_usdt_arg(ctx, i, &v);

@@ -96,12 +96,21 @@ static __always_inline __u64 sa_fill(struct sa_run *r, const struct sa_selector 
 		off = o + hlen;
 		break;
 	}
+	/* Then the stacks the Post asked for, at fixed places at the end of data (no branches: the verifier walks this
+	 * callback once per caller state). */
+	__u32 kl = c->kstack_len & (SA_EXTRAS_STACK_SLOT - 1) & -((actions / SA_ACT_KERNEL_STACK) & 1);
+	__u32 ul = c->ustack_len & (SA_EXTRAS_STACK_SLOT - 1) & -((actions / SA_ACT_USER_STACK) & 1);
+	bpf_probe_read_kernel(&ev->data[SA_EXTRAS_KSTACK_AT], kl, c->kstack);
+	bpf_probe_read_kernel(&ev->data[SA_EXTRAS_USTACK_AT], ul, c->ustack);
+	ev->kstack_len = kl;
+	ev->ustack_len = ul;
+	if (kl | ul)
+		off = SA_EXTRAS_USTACK_AT + ul;
 	if (r->at_exit)
 		flags |= SA_PEV_AT_EXIT;
 	ev->flags = flags;
 	ev->ret = 0;
 	ev->ret_actions = 0;
-	ev->pad2 = 0;
 	__u64 size = offsetof(struct policy_event, data) + (off & (SA_EVENT_DATA - 1));
 	sa_header(&ev->hdr, r->op, size);
 	return size;
@@ -208,6 +217,8 @@ static __always_inline void sa_return(const struct sa_selector *sel, struct poli
 			ev->flags |= SA_PEV_STR_TRUNCATED;
 		ev->str_len[j] = n;
 		ev->ints[j] = ret > 0 ? ret : 0;
+		ev->kstack_len = 0;
+		ev->ustack_len = 0;
 		size = offsetof(struct policy_event, data) + (n & (SA_STR_MAX - 1));
 		ev->hdr.size = size;
 	}

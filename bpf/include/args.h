@@ -14,6 +14,7 @@ struct sa_source {
 	char dest[SA_SOCKADDR_SIZE];    /* cgroup connect hooks: the destination as a struct sockaddr */
 	__u64 file;                     /* a syscall's exit: the struct file it opened or executed */
 	__s64 ret;                      /* a syscall's exit: its return value */
+	void *ctx;                      /* the program's context, for bpf_get_stack (NULL: no stack traces) */
 };
 
 struct sa_rev_ctx {

@@ -63,6 +63,14 @@ enum sa_limit {
 	SA_NS_MAX_MATCH = 4,       /* matchNamespaces entries per selector */
 	SA_NS_MAX_VALUES = 4,      /* inode numbers per matchNamespaces entry */
 	SA_NS_TREE_DEPTH = 9,      /* matchPIDs isNamespacePID+followForks: the process and 8 ancestors (as Tetragon) */
+	/* Stack traces (kernelStackTrace / userStackTrace): taken with bpf_get_stack into the call state when a hook at
+	 * the attach point asks for them; an event that asks carries them at fixed places at the end of its data (the
+	 * strings take at most 2 * SA_MAX_ARGS * 255 bytes) and is then sent up to the end of the user stack. */
+	SA_EXTRAS_STACK_DEPTH = 63,      /* frames of one stack (a deeper stack keeps its innermost frames) */
+	SA_EXTRAS_STACK_BYTES = 504,     /* SA_EXTRAS_STACK_DEPTH * 8 */
+	SA_EXTRAS_STACK_SLOT = 512,      /* bytes reserved for each stack in policy_event.data */
+	SA_EXTRAS_KSTACK_AT = 3072,      /* policy_event.data offset of the kernel stack */
+	SA_EXTRAS_USTACK_AT = 3584,      /* ... and of the user stack */
 };
 
 /* Attach points whose program serves one point only: their id is fixed (the others get theirs from the
@@ -297,6 +305,8 @@ enum sa_action {
 	SA_ACT_OVERRIDE = 1 << 3,
 	SA_ACT_TRACK_SOCK = 1 << 4,   /* the sock (argSock, or at return the returned one) belongs to this process */
 	SA_ACT_UNTRACK_SOCK = 1 << 5, /* ... no longer */
+	SA_ACT_KERNEL_STACK = 1 << 9,    /* Post with kernelStackTrace: the event carries the kernel stack */
+	SA_ACT_USER_STACK = 1 << 10,     /* Post with userStackTrace: the event carries the user stack */
 };
 
 /* policy_event.flags */
@@ -372,7 +382,7 @@ struct sa_point {
 	__u8 nproc_dims;         /* the first nproc_dims dimensions need no argument */
 	__u8 reverse_mask;       /* argument slots whose reversed string a Postfix dimension looks up */
 	__u8 flags;              /* enum sa_point_flags */
-	__u8 pad;
+	__u8 stacks;             /* 1: a hook here posts stack traces; calls that survive the indexed dimensions take them */
 	struct sa_point_arg args[SA_POINT_ARGS];
 	__u64 valid[SA_SEL_WORDS];   /* bits < nbits */
 	struct sa_dim dims[SA_MAX_DIMS];
@@ -595,11 +605,12 @@ struct policy_event {
 	__u64 ints[SA_MAX_ARGS];
 	__u16 str_len[SA_MAX_ARGS];
 	__u16 raw_len[SA_MAX_ARGS];  /* path arguments: the string the process passed, when not the resolved one */
-	__u16 host_len;              /* the path as the host sees it, of argument host_arg (a chroot, a container) */
-	__u8 host_arg;
-	__u8 pad1;
+	__u16 kstack_len;        /* bytes of the kernel stack (SA_ACT_KERNEL_STACK) at data[SA_EXTRAS_KSTACK_AT] */
+	__u16 ustack_len;        /* bytes of the user stack (SA_ACT_USER_STACK) at data[SA_EXTRAS_USTACK_AT] */
 	__s64 ret;               /* SA_PEV_RETURN: the syscall's return value */
 	__u32 ret_actions;       /* SA_PEV_RETURN: the actions done at return */
-	__u32 pad2;
+	__u16 host_len;          /* the path as the host sees it, of argument host_arg (a chroot, a container) */
+	__u8 host_arg;
+	__u8 pad1;
 	char data[SA_EVENT_DATA];
 };

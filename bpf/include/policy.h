@@ -78,6 +78,23 @@ static __always_inline void sa_arm_exit(struct sa_run *r, const struct sa_source
 #endif
 }
 
+/* kernelStackTrace / userStackTrace: the stacks are taken here, where the program's context is at hand (the
+ * selectors run in a bpf_loop callback), only at points with such a hook and only for calls a selector may still
+ * match; each event that asks copies them. A failed walk leaves a length of 0 (counted by the agent). */
+static __always_inline void sa_take_stacks(struct sa_run *r, const struct sa_source *src)
+{
+	r->c->kstack_len = 0;
+	r->c->ustack_len = 0;
+#if SA_FAMILY != SA_FAMILY_CGROUP
+	if (!r->pt->stacks || !src->ctx)
+		return;
+	long n = bpf_get_stack(src->ctx, r->c->kstack, SA_EXTRAS_STACK_BYTES, 0);
+	r->c->kstack_len = n > 0 ? n : 0;
+	n = bpf_get_stack(src->ctx, r->c->ustack, SA_EXTRAS_STACK_BYTES, BPF_F_USER_STACK);
+	r->c->ustack_len = n > 0 ? n : 0;
+#endif
+}
+
 /* Runs the policy hooks of attach point `ap` on this call; returns the errno an LSM or cgroup hook should
  * return (0: allow). `skip`: at a syscall's exit, the selector bits whose hooks matched at its enter. */
 static __always_inline __s32 sa_policy_run(__u32 ap, __u8 op, const struct sa_source *src, const __u64 *skip)
@@ -122,8 +139,10 @@ static __always_inline __s32 sa_policy_run(__u32 ap, __u8 op, const struct sa_so
 		__builtin_memcpy(r.c->proc_live, r.c->live, sizeof(r.c->proc_live));
 #endif
 	sa_read_args(r.c, r.pt, src);
-	if (sa_eval_dims(&r, r.pt->nproc_dims, r.pt->ndims))
+	if (sa_eval_dims(&r, r.pt->nproc_dims, r.pt->ndims)) {
+		sa_take_stacks(&r, src);
 		bpf_loop(SA_SEL_BITS + SA_SEL_WORDS, sa_next_selector, &r, 0);
+	}
 	sa_arm_exit(&r, src);
 	if (r.nret) {
 		/* The return hooks that matched: their events wait in sa_ret_events for the return. */

@@ -190,6 +190,10 @@ struct sa_call {
 		struct sa_addr_key addr;
 		struct sa_inode_key inode;
 	} key;
+	__u64 kstack[SA_EXTRAS_STACK_DEPTH]; /* SA_POINT_STACKS: this call's stacks, copied into the events that ask */
+	__u64 ustack[SA_EXTRAS_STACK_DEPTH];
+	__u32 kstack_len;
+	__u32 ustack_len;
 	struct policy_event ev;
 	struct sa_sock_owner sock_owner; /* a tracked sock argument's owner (TrackSock); tgid 0: none */
 	struct sa_ret_key ret_key;

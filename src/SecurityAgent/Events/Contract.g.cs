@@ -39,7 +39,6 @@ namespace SecurityAgent.Bpf
             public const string Scope = "sa_scope";
             public const string Selectors = "sa_selectors";
             public const string Settings = "sa_settings";
-            public const string Socktrack = "sa_socktrack";
             public const string StrPrefix = "sa_str_prefix";
             public const string StrSet = "sa_str_set";
         }
@@ -73,7 +72,6 @@ namespace SecurityAgent.Bpf
             public const string LsmSocketConnect = "sa_lsm_socket_connect";
             public const string PolicyExitTp = "sa_policy_exit_tp";
             public const string PolicyKprobe = "sa_policy_kprobe";
-            public const string PolicyKretprobe = "sa_policy_kretprobe";
             public const string PolicyRawTp = "sa_policy_raw_tp";
             public const string PolicyRetTp = "sa_policy_ret_tp";
             public const string PolicyTp = "sa_policy_tp";
@@ -85,15 +83,15 @@ namespace SecurityAgent.Bpf
         public static class Kprobe
         {
             public const string File = "kprobe.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack"];
-            public static readonly IReadOnlyList<string> Programs = ["sa_policy_kprobe", "sa_policy_kretprobe"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_policy_kprobe"];
         }
 
         /// <summary>lsm.bpf.o</summary>
         public static class Lsm
         {
             public const string File = "lsm.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call"];
             public static readonly IReadOnlyList<string> Programs = ["sa_lsm_file_open", "sa_lsm_bprm_check_security", "sa_lsm_socket_connect", "sa_lsm_file_permission"];
         }
 
@@ -117,7 +115,7 @@ namespace SecurityAgent.Bpf
         public static class Rawtp
         {
             public const string File = "rawtp.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call"];
             public static readonly IReadOnlyList<string> Programs = ["sa_policy_raw_tp"];
         }
 
@@ -125,7 +123,7 @@ namespace SecurityAgent.Bpf
         public static class Sock
         {
             public const string File = "sock.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call"];
             public static readonly IReadOnlyList<string> Programs = ["sa_connect4", "sa_connect6"];
         }
 
@@ -133,7 +131,7 @@ namespace SecurityAgent.Bpf
         public static class Tracepoint
         {
             public const string File = "tracepoint.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_rcu_inner", "sa_rcu_barrier", "sa_pending", "sa_active", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_inode_set", "sa_ret_pending", "sa_ret_events", "sa_socktrack"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_rcu_inner", "sa_rcu_barrier", "sa_pending", "sa_active", "sa_ret_pending", "sa_ret_events", "sa_selectors", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_inode_set"];
             public static readonly IReadOnlyList<string> Programs = ["sa_policy_tp", "sa_policy_exit_tp", "sa_policy_ret_tp"];
         }
 
@@ -141,7 +139,7 @@ namespace SecurityAgent.Bpf
         public static class Uprobe
         {
             public const string File = "uprobe.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["__bpf_usdt_specs", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "__bpf_usdt_ip_to_spec_id"];
+            public static readonly IReadOnlyList<string> Maps = ["__bpf_usdt_specs", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "__bpf_usdt_ip_to_spec_id"];
             public static readonly IReadOnlyList<string> Programs = ["bpf_usdt_arg_cnt", "bpf_usdt_arg", "bpf_usdt_cookie", "sa_policy_uprobe", "sa_policy_usdt"];
         }
     }
@@ -197,10 +195,14 @@ namespace SecurityAgent.Events
         public const int RetValues = 4;
         public const int RetMax = 4;
         public const int RetPending = 1024;
-        public const int SockTracked = 32768;
         public const int NsMaxMatch = 4;
         public const int NsMaxValues = 4;
         public const int NsTreeDepth = 9;
+        public const int ExtrasStackDepth = 63;
+        public const int ExtrasStackBytes = 504;
+        public const int ExtrasStackSlot = 512;
+        public const int ExtrasKstackAt = 3072;
+        public const int ExtrasUstackAt = 3584;
     }
 
     public static partial class PolicyWire
@@ -298,6 +300,8 @@ namespace SecurityAgent.Events
             public const int Ints = 40;
             public const int StrLen = 80;
             public const int RawLen = 90;
+            public const int KstackLen = 100;
+            public const int UstackLen = 102;
             public const int Ret = 104;
             public const int RetActions = 112;
             public const int Data = 120;
@@ -313,6 +317,7 @@ namespace SecurityAgent.Events
             public const int NprocDims = 4;
             public const int ReverseMask = 5;
             public const int Flags = 6;
+            public const int Stacks = 7;
             public const int Args = 8;
             public const int Valid = 40;
             public const int Dims = 104;
@@ -382,7 +387,7 @@ namespace SecurityAgent.Events
             public const int RetHook = 136;
             public const int RetNcmps = 137;
             public const int RetCopy = 138;
-            public const int RetSock = 139;
+            public const int RetPad = 139;
             public const int RetActions = 140;
             public const int RetSignal = 144;
             public const int RetPad2 = 148;
@@ -398,9 +403,7 @@ namespace SecurityAgent.Events
             public const int CapChgUserns = 244;
             public const int CapChgMask = 248;
             public const int NsMatch = 256;
-            public const int SockSlot = 336;
-            public const int SockPad = 337;
-            public const int Length = 344;
+            public const int Length = 336;
         }
 
         /// <summary>struct sa_int_cmp</summary>
@@ -608,7 +611,6 @@ namespace SecurityAgent.Events
         public enum LostReason : uint
         {
             RingbufFull = 0,
-            RetEvent = 2,
             Max = 4,
         }
 
@@ -787,7 +789,7 @@ namespace SecurityAgent.Policies
         Sigkill = 2,
         Signal = 4,
         Override = 8,
-        TrackSock = 16,
-        UntrackSock = 32,
+        KernelStack = 512,
+        UserStack = 1024,
     }
 }

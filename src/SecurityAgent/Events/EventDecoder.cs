@@ -101,6 +101,18 @@ public static class EventDecoder
             throw new FormatException($"policy record: host path of argument {hostArg} of {hostLen} bytes, {data.Length} sent for {n} arguments");
         var host = data[..hostLen];
         data = data[hostLen..];
+        // The stacks (kernelStackTrace / userStackTrace), at their fixed places in data; a returned sock follows them.
+        int kl = U16(raw, PolicyWire.Event.KstackLen), ul = U16(raw, PolicyWire.Event.UstackLen);
+        ulong[]? kstack = null, ustack = null;
+        if (kl + ul > 0)
+        {
+            var all = raw[PolicyWire.Event.Data..];
+            if (kl % 8 != 0 || ul % 8 != 0 || kl > Contract.ExtrasStackSlot || ul > Contract.ExtrasStackSlot || Contract.ExtrasUstackAt + ul > all.Length)
+                throw new FormatException($"policy record: stacks of {kl} + {ul} bytes exceed the {all.Length} sent");
+            kstack = Stack(all.Slice(Contract.ExtrasKstackAt, kl));
+            ustack = Stack(all.Slice(Contract.ExtrasUstackAt, ul));
+            data = all[(Contract.ExtrasUstackAt + ul)..];
+        }
         return new PolicyKernelEvent(ktime, I32(raw, PolicyWire.Event.Pid), I32(raw, PolicyWire.Event.Tid),
             U32(raw, PolicyWire.Event.HookId), U32(raw, PolicyWire.Event.PolicyId), raw[PolicyWire.Event.Selector],
             flags, U32(raw, PolicyWire.Event.Actions), ints, strings, passed)
@@ -108,7 +120,17 @@ public static class EventDecoder
             Return = (long)U64(raw, PolicyWire.Event.Ret), ReturnActions = U32(raw, PolicyWire.Event.RetActions),
             HostArg = hostLen > 0 ? hostArg : -1, Host = hostLen > 0 ? host.ToArray() : null,
             ReturnData = flags.HasFlag(PolicyWire.EventFlags.Return) && !data.IsEmpty ? data.ToArray() : null,
+            KernelStack = kstack, UserStack = ustack,
         };
+    }
+
+    private static ulong[]? Stack(ReadOnlySpan<byte> bytes)
+    {
+        if (bytes.IsEmpty) return null;
+        var frames = new ulong[bytes.Length / 8];
+        for (int i = 0; i < frames.Length; i++)
+            frames[i] = BinaryPrimitives.ReadUInt64LittleEndian(bytes[(8 * i)..]);
+        return frames;
     }
 
     /// <summary>argv as the kernel lays it out: NUL-terminated strings back to back (the last may be cut).</summary>

@@ -155,4 +155,9 @@ public sealed record PolicyKernelEvent(
     public int HostArg { get; init; } = -1;
 
     public byte[]? Host { get; init; }
+
+    /// <summary>kernelStackTrace / userStackTrace: the return addresses, innermost first; null when not asked or the walk failed.</summary>
+    public ulong[]? KernelStack { get; init; }
+
+    public ulong[]? UserStack { get; init; }
 }

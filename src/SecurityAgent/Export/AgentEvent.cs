@@ -42,6 +42,11 @@ public sealed record PolicyMatchEvent(
     /// hard link, /proc/self/fd), not on the name passed.</summary>
     public bool MatchedAtExit { get; init; }
 
+    /// <summary>kernelStackTrace / userStackTrace of the Post: Tetragon's kernel_stack_trace and user_stack_trace.</summary>
+    public IReadOnlyList<Stacks.StackFrame>? KernelStackTrace { get; init; }
+
+    public IReadOnlyList<Stacks.StackFrame>? UserStackTrace { get; init; }
+
     public override string Type => Hook.Kind switch
     {
         HookKind.Kprobe => "process_kprobe",

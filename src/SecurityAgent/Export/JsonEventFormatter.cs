@@ -162,6 +162,7 @@ public sealed class JsonEventFormatter
             WriteArg(w, m.Return);
         }
         w.WriteString("action", m.Action);
+        WriteStack(w, "kernel_stack_trace", m.KernelStackTrace);
         w.WriteString("policy_name", m.PolicyName);
         if (m.ReturnAction is not null) w.WriteString("return_action", m.ReturnAction);
         if (m.Hook.Message is not null) w.WriteString("message", m.Hook.Message);
@@ -171,6 +172,26 @@ public sealed class JsonEventFormatter
             for (int i = 0; i < m.Hook.Tags.Count; i++) w.WriteStringValue(m.Hook.Tags[i]);
             w.WriteEndArray();
         }
+        WriteStack(w, "user_stack_trace", m.UserStackTrace);
+    }
+
+    /// <summary>Tetragon's StackTraceEntry list (uint64 as strings; address only when exposed). Tetragon defines these
+    /// on process_kprobe; on other hooks they are written only when the policy's Post asked for them.</summary>
+    private static void WriteStack(Utf8JsonWriter w, string name, IReadOnlyList<Stacks.StackFrame>? frames)
+    {
+        if (frames is null) return;
+        w.WriteStartArray(name);
+        for (int i = 0; i < frames.Count; i++)
+        {
+            var f = frames[i];
+            w.WriteStartObject();
+            if (f.Address != 0) w.WriteString("address", f.Address.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            if (f.Offset != 0) w.WriteString("offset", f.Offset.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            if (f.Symbol is not null) w.WriteString("symbol", f.Symbol);
+            if (f.Module is not null) w.WriteString("module", f.Module);
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
     }
 
     /// <summary>ProcessUprobe (path, symbol or offset) and ProcessUsdt (path, provider, name), fields in Tetragon's order.</summary>
@@ -201,6 +222,8 @@ public sealed class JsonEventFormatter
         if (site.RefCtrOffset != 0)
             w.WriteString("ref_ctr_offset", site.RefCtrOffset.ToString(System.Globalization.CultureInfo.InvariantCulture));
         w.WriteString("action", m.Action);
+        WriteStack(w, "kernel_stack_trace", m.KernelStackTrace);
+        WriteStack(w, "user_stack_trace", m.UserStackTrace);
     }
 
     /// <summary>One KprobeArgument: {"&lt;kind&gt;": value, "label": ...}.</summary>

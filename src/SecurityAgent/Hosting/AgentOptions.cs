@@ -52,6 +52,9 @@ public sealed class AgentOptions
     [Option("Write the agent's counters as JSON to this file every 500 ms and at stop", HelpName = "PATH")]
     public string? StatsFile { get; set; }
 
+    [Option("Write the linear addresses in kernel_stack_trace / user_stack_trace entries (as Tetragon's --expose-stack-addresses; they defeat KASLR and ASLR)")]
+    public bool ExposeStackAddresses { get; set; }
+
     [Option("Add process_credentials and capabilities to process objects (as Tetragon's --enable-process-cred)")]
     public bool EnableProcessCred { get; set; }
 

@@ -77,7 +77,8 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         await using var notifier = new PolicyNotifier(log);
         var pipeline = new EventPipeline(
             new Enricher(cache, cgroups, clockTickNs),
-            new Decider(engine.Hooks, engine, (p, signal) => Responder.Signal(p, signal, clockTickNs), notifier.Enqueue),
+            new Decider(engine.Hooks, engine, (p, signal) => Responder.Signal(p, signal, clockTickNs), notifier.Enqueue,
+                new Stacks.StackSymbolizer(_opt.ExposeStackAddresses)),
             new PodWait(pods, TimeProvider.System, _opt.ChannelCapacity),
             [filtered, state.Live, state.EventMetrics], log);
         using var reader = new KernelEventReader(sensor.Events, pipeline);

@@ -10,7 +10,7 @@ namespace SecurityAgent.Pipeline;
 /// the kernel deny set that enforces the process's next matches in the kernel) and says whether the event is
 /// exported. Pipeline thread only.</summary>
 public sealed class Decider(IReadOnlyDictionary<uint, HookInfo> hooks, EventPipeline.IDenySet? denySet, Decider.Signaller signal,
-    Action<IReadOnlyList<Notification>>? notify = null)
+    Action<IReadOnlyList<Notification>>? notify = null, Stacks.StackSymbolizer? stacks = null)
 {
     /// <summary>Sends a signal to a process the policy decided against (<see cref="Responder.Signal"/> in the agent).</summary>
     public delegate Responder.Outcome Signaller(ProcessInfo p, int signal);
@@ -64,9 +64,28 @@ public sealed class Decider(IReadOnlyDictionary<uint, HookInfo> hooks, EventPipe
             Return = returned ? PolicyArgs.RenderReturn(info.Hook.Return!, e.Return, e.ReturnData) : null,
             ReturnAction = returned ? PolicyArgs.ActionName((Actions)e.ReturnActions) : null,
             MatchedAtExit = e.Flags.HasFlag(PolicyWire.EventFlags.AtExit),
+            KernelStackTrace = Stack(e, Actions.KernelStack, e.KernelStack, p),
+            UserStackTrace = Stack(e, Actions.UserStack, e.UserStack, p),
         });
     }
 
+    /// <summary>kernelStackTrace / userStackTrace, symbolised; a stack the kernel could not walk is counted.</summary>
+    private IReadOnlyList<Stacks.StackFrame>? Stack(PolicyKernelEvent e, Actions asked, ulong[]? addresses, ProcessInfo p)
+    {
+        if (stacks is null || ((Actions)e.Actions & asked) == 0)
+            return null;
+        if (addresses is null)
+        {
+            stacks.Missing();
+            return null;
+        }
+        return asked == Actions.KernelStack ? stacks.Kernel(addresses) : stacks.User(e.Pid, p.Ktime, addresses);
+    }
+
     /// <summary>A process that exited leaves every deny set (pids are reused).</summary>
-    public void ProcessExited(int pid) => denySet?.ProcessExited(pid);
+    public void ProcessExited(int pid)
+    {
+        denySet?.ProcessExited(pid);
+        stacks?.Forget(pid);
+    }
 }

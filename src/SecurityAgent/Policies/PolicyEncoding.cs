@@ -49,7 +49,7 @@ public sealed record DimLayout(W.DimKind Kind, int Slot, ulong[] Care, ulong[] N
 /// has (in selector order), and the indexed dimensions with their care and negation masks and stored values.</summary>
 /// <param name="Flags">What the syscall's exit looks up again (the point has a resolved file-name argument).</param>
 public sealed record PointLayout(IReadOnlyList<ArgRead> Args, IReadOnlyList<int[]> HookSlots, IReadOnlyList<(int First, int End)> HookBits,
-    IReadOnlyList<DimLayout> Dims, int Bits, W.PointFlags Flags = 0)
+    IReadOnlyList<DimLayout> Dims, int Bits, W.PointFlags Flags = 0, bool Stacks = false)
 {
     public int ProcessDims => Dims.Count(d => d.IsProcessLevel);
 }
@@ -121,7 +121,8 @@ public static class PolicyEncoding
                 args[slot] = args[slot] with { Type = resolved };
                 flags |= PathArguments.Exit(target);
             }
-        return new PointLayout(args, hookSlots, hookBits, ordered, bit, flags);
+        bool stacks = hooks.Any(h => h.Hook.Selectors.Any(s => (s.Actions & (Actions.KernelStack | Actions.UserStack)) != 0));
+        return new PointLayout(args, hookSlots, hookBits, ordered, bit, flags, stacks);
     }
 
     private static void Limit(PlacedHook h, int n, int max, string what, string point)
@@ -310,6 +311,7 @@ public static class PolicyEncoding
         config[W.Point.Ndims] = (byte)layout.Dims.Count;
         config[W.Point.NprocDims] = (byte)layout.ProcessDims;
         config[W.Point.Flags] = (byte)layout.Flags;
+        config[W.Point.Stacks] = layout.Stacks ? (byte)1 : (byte)0;
         for (int p = 0; p < layout.Args.Count; p++)
         {
             var o = W.Point.Args + p * W.PointArg.Length;

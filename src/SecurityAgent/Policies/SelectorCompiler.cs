@@ -211,6 +211,18 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
         return (first.Operator.Value == "In" ? Cmp.In : Cmp.NotIn, CapabilitySet(first), CapabilityMask(first), first.IsNamespaceCapability?.Value == true);
     }
 
+    /// <summary>kernelStackTrace / userStackTrace: bpf_get_stack in the hook's program, which needs a task context
+    /// (not a cgroup hook, not a fanotify permission event).</summary>
+    private Actions StackTrace(Located<bool> flag, Placement? placement, Actions bit, string name)
+    {
+        if (placement is { Mechanism: Kernel.Mechanism.CgroupSockAddr or Kernel.Mechanism.FanotifyPerm })
+        {
+            d.Error(flag.Pos, flag.Path, $"unsupported: {name} on {placement.Describe}: the stack is taken with bpf_get_stack, which this hook's program cannot call");
+            return Actions.None;
+        }
+        return bit;
+    }
+
     private static byte CapabilitySet(CapabilityMatcherSpec e) => e.Type?.Value switch { "Permitted" => 1, "Inheritable" => 2, _ => 0 };
 
     private (Actions, int Signal, int Error, ulong RateNs, int? SockArg) MatchActions(IReadOnlyList<ActionSpec> actions, Placement? placement, IReadOnlyList<ArgInfo> args,
@@ -234,9 +246,9 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
                     if (a.RateLimitScope is { Value: not "process" } scope)
                         d.EngineGap(scope.Pos, scope.Path, $"rateLimitScope {scope.Value} (rate limits are per process here)");
                     if (a.KernelStackTrace is { Value: true } ks)
-                        d.EngineGap(ks.Pos, ks.Path, "kernelStackTrace (the kernel stack with the event)");
+                        result |= StackTrace(ks, placement, Actions.KernelStack, "kernelStackTrace");
                     if (a.UserStackTrace is { Value: true } us)
-                        d.EngineGap(us.Pos, us.Path, "userStackTrace (the user stack with the event)");
+                        result |= StackTrace(us, placement, Actions.UserStack, "userStackTrace");
                     if (a.ImaHash is { Value: true } ima)
                         d.EngineGap(ima.Pos, ima.Path, "imaHash (the file's IMA hash with the event, through the bpf_ima_file_hash helper on an LSM hook)");
                     break;

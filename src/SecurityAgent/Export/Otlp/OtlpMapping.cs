@@ -97,8 +97,24 @@ public static class OtlpMapping
                 a.Add(Int("destination.port", dest.Port));
                 a.Add(Kv("network.type", dest.Family == "AF_INET6" ? "ipv6" : "ipv4"));
             }
+            AddStacks(a, m);
         }
         return r;
+    }
+
+    /// <summary>kernelStackTrace / userStackTrace: each frame as "symbol+0xoffset" (user frames: "... (module)") in
+    /// securityagent.kernel_stack_trace / securityagent.user_stack_trace, and both, kernel first, as the convention's
+    /// code.stacktrace text.</summary>
+    private static void AddStacks(Google.Protobuf.Collections.RepeatedField<KeyValue> a, PolicyMatchEvent m)
+    {
+        if (m.KernelStackTrace is null && m.UserStackTrace is null) return;
+        static string Frame(Stacks.StackFrame f) =>
+            (f.Symbol ?? "?") + "+0x" + f.Offset.ToString("x", System.Globalization.CultureInfo.InvariantCulture) + (f.Module is null ? "" : " (" + f.Module + ")");
+        var kernel = m.KernelStackTrace?.Select(Frame).ToList() ?? [];
+        var user = m.UserStackTrace?.Select(Frame).ToList() ?? [];
+        if (m.KernelStackTrace is not null) a.Add(Strings("securityagent.kernel_stack_trace", kernel));
+        if (m.UserStackTrace is not null) a.Add(Strings("securityagent.user_stack_trace", user));
+        a.Add(Kv("code.stacktrace", string.Join('\n', kernel.Concat(user))));
     }
 
     /// <summary>The context the JSON carries with opt-in flags: process.vpid (the pid in the process's pid namespace, Tetragon's
