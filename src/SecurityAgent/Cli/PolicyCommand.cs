@@ -75,7 +75,8 @@ public static class PolicyCommand
                             : forKernel is null ? "ok" : $"ok for kernel {features.KernelRelease}";
                         Console.Write(plan is null ? $"{file}: {p.Kind} {p.Name}: {what} (tracepoint layouts not checked: no tracefs here)\n"
                             : explain ? PlanExplainer.Explain(plan)
-                            : compile ? $"{file}: {p.Kind} {p.Name}: {string.Join(", ", plan.Hooks.Take(8).Select(h => $"{h.Name} via {KernelFeatures.MechanismName(h.Mechanism)}"))}"
+                            : compile ? $"{file}: {p.Kind} {p.Name}: {string.Join(", ", plan.Hooks.Take(8).Select(h => $"{h.Name} via {KernelFeatures.MechanismName(h.Mechanism)}")
+                                .Concat(plan.FtraceLists.Where(l => l.Functions is null).Select(l => $"list:{l.Name} via kprobe (functions resolved on the node)")))}"
                                 + (plan.Hooks.Count > 8 ? $" (+{plan.Hooks.Count - 8} more)" : "") + (pending > 0 ? $": {what}" : "") + "\n"
                             : $"{file}: {p.Kind} {p.Name}: {what}\n");
                     }

@@ -15,6 +15,11 @@ public static class PlanExplainer
             b.AppendLine("  scope: processes in the containers of pods" + (scope.Namespace is null ? "" : $" in namespace {scope.Namespace}")
                 + (scope.Pods is null ? "" : " with " + Describe(scope.Pods)) + (scope.Containers is null ? "" : ", containers with " + Describe(scope.Containers))
                 + " (their cgroup ids in sa_scope, checked before any selector; kept current from the pod watch)");
+        foreach (var l in plan.FtraceLists)
+            b.AppendLine($"  list:{l.Name} (generated_ftrace): a kprobe on each kernel function matching '{l.Pattern}' (an unanchored regular expression; "
+                + "functions of modules left out) in " + (l.Functions is null
+                    ? $"{l.Source}, read on the node when the policy loads (at most {FtraceFunctions.MaxFunctions}: a pattern matching none or more refuses the policy there)"
+                    : $"{l.Source}: {l.Functions.Count} function(s): {string.Join(", ", l.Functions.Take(16))}{(l.Functions.Count > 16 ? ", ..." : "")}"));
         for (int h = 0; h < plan.Hooks.Count; h++)
         {
             var hook = plan.Hooks[h];

@@ -16,6 +16,9 @@ public sealed class PolicyCompiler(KernelFeatures features, Func<string, string,
 {
     private readonly SyscallTable _syscalls = syscalls ?? SyscallTable.X86_64;
 
+    /// <summary>This node's tracefs available_filter_functions, which generated_ftrace lists are resolved from.</summary>
+    public string FilterFunctions { get; init; } = FtraceFunctions.DefaultPath;
+
     public static Func<string, string, TracepointFormat?> TraceFsFormats(string tracefs = KernelMounts.TraceFs) =>
         (subsys, ev) => TracepointFormat.TryRead(tracefs, subsys, ev);
 
@@ -24,7 +27,7 @@ public sealed class PolicyCompiler(KernelFeatures features, Func<string, string,
         if (!policy.Ok)
             throw new PolicyCompileException(policy.Diagnostics);
         var d = new DiagnosticBag(policy.File);
-        var plan = new SemanticPass(features, formats, _syscalls).Run(policy.Policy!, policy.File, d);
+        var plan = new SemanticPass(features, formats, _syscalls, FilterFunctions).Run(policy.Policy!, policy.File, d);
         if (d.HasErrors || plan is null)
             throw new PolicyCompileException(d.Errors);
         return plan;

@@ -10,7 +10,14 @@ public sealed record PolicyPlan(string Name, string File, bool Enforce, IReadOnl
     /// <summary>spec.options fail-mode: fail-closed: a deny the agent cannot decide in time (fanotify permission
     /// events) is answered with deny instead of allow.</summary>
     public bool FailClosed { get; init; }
+
+    /// <summary>The generated_ftrace lists the kprobes came from (for the explanation).</summary>
+    public IReadOnlyList<FtraceListPlan> FtraceLists { get; init; } = [];
 }
+
+/// <summary>A generated_ftrace list: the kernel functions of <paramref name="Source"/> matching <paramref name="Pattern"/>,
+/// each hooked by a kprobe of the policy; <paramref name="Functions"/> is null when they are resolved later, on the node.</summary>
+public sealed record FtraceListPlan(string Name, string Pattern, string Source, IReadOnlyList<string>? Functions);
 
 public enum HookKind { Tracepoint, Kprobe, LsmHook, Uprobe, Usdt }
 

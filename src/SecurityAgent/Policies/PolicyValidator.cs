@@ -42,6 +42,9 @@ public sealed class PolicyValidator(KernelFeatures features, Func<string, string
     /// carry yet is a note rather than an error, so the policy's language and mechanisms are judged on their own.</summary>
     public bool ForOtherKernel { get; init; }
 
+    /// <summary>This node's tracefs available_filter_functions (generated_ftrace lists); not read for another kernel.</summary>
+    public string FilterFunctions { get; init; } = FtraceFunctions.DefaultPath;
+
     /// <param name="tracefs">Where tracepoint formats are read; null (or not mounted): tracepoint layouts are not checked.</param>
     public PolicyValidator(KernelFeatures features, string? tracefs = KernelMounts.TraceFs)
         : this(features, tracefs is not null && Directory.Exists(Path.Combine(tracefs, "events")) ? PolicyCompiler.TraceFsFormats(tracefs) : null) { }
@@ -83,7 +86,7 @@ public sealed class PolicyValidator(KernelFeatures features, Func<string, string
             if (PolicySchema.Check(doc.Root, d))
             {
                 policy = PolicyReader.Read(doc, d);
-                plan = new SemanticPass(features, formats, _syscalls).Run(policy, file, d);
+                plan = new SemanticPass(features, formats, _syscalls, ForOtherKernel ? null : FilterFunctions).Run(policy, file, d);
             }
         }
         catch (Exception e) when (e is not OutOfMemoryException)

@@ -6,8 +6,13 @@ namespace SecurityAgent.Policies;
 /// argument layout (<see cref="ArgumentLayout"/>) and selectors (<see cref="SelectorCompiler"/>), then scope. It reports
 /// every error once, at its position, and the warnings; and when nothing is wrong and the layout is known, it yields the
 /// plan. The validator and the compiler both run it, so what validates compiles.</summary>
-internal sealed class SemanticPass(KernelFeatures features, Func<string, string, TracepointFormat?>? formats, SyscallTable syscalls)
+/// <param name="filterFunctions">This node's tracefs available_filter_functions, which generated_ftrace lists are resolved
+/// from; null when judging for another kernel (the lists are then resolved when the policy loads on the node).</param>
+internal sealed class SemanticPass(KernelFeatures features, Func<string, string, TracepointFormat?>? formats, SyscallTable syscalls, string? filterFunctions = null)
 {
+    private readonly HashSet<HookSpec> _deferred = new(ReferenceEqualityComparer.Instance);
+    private readonly Dictionary<string, FtraceListPlan> _ftraceLists = [];
+
     /// <summary>Syscalls called so often that a selector matching every call of every process floods the agent.</summary>
     private static readonly HashSet<string> HotSyscalls =
     [
@@ -40,6 +45,8 @@ internal sealed class SemanticPass(KernelFeatures features, Func<string, string,
             var ret = ArgumentLayout.ReturnArg(hook, place, d);
             var sels = selectors.Compile(hook, place, args, ret);
             Warn(hook, place, args, d);
+            if (_deferred.Contains(hook))
+                continue;
             if (place is { FieldsKnown: true } && args.All(a => a.Complete))
             {
                 var plan = new HookPlan(place.Kind, place.Mechanism, place.Target, place.Name, place.Why, args.Where(a => a.Plan is not null).Select(a => a.Plan!).ToList(),
@@ -58,7 +65,10 @@ internal sealed class SemanticPass(KernelFeatures features, Func<string, string,
         if (p.Spec.Hooks.Count == 0 && p.Spec.Loader is null)
             d.Error(p.Spec.Pos, p.Spec.Path, "the policy has no tracepoints, kprobes, lsmhooks, uprobes or usdts");
         var scope = ScopeCompiler.Compile(p, d);
-        return d.HasErrors || !complete ? null : new PolicyPlan(p.Metadata.Name.Value, file, enforce, hooks, sets, scope) { FailClosed = failClosed };
+        return d.HasErrors || !complete ? null : new PolicyPlan(p.Metadata.Name.Value, file, enforce, hooks, sets, scope)
+        {
+            FailClosed = failClosed, FtraceLists = [.. _ftraceLists.Values],
+        };
     }
 
     /// <summary>spec.selectorsMacros by name; a macro cannot use macros (as in Tetragon).</summary>
@@ -136,15 +146,50 @@ internal sealed class SemanticPass(KernelFeatures features, Func<string, string,
                 return syscalls.Names.Where(n => formats is null || formats("syscalls", "sys_enter_" + n) is not null)
                     .Select(n => k with { Call = new Located<string>("sys_" + n, k.Call.Pos, k.Call.Path), Syscall = true });
             default:
-                if (!features.Has(Mechanism.Kprobe))
-                {
-                    d.Error(k.Call.Pos, k.Call.Path, $"needs kprobes to hook the kernel functions of {call} (generated_ftrace: the functions matching "
-                        + $"'{PolicyValues.Shorten(list.Spec.Pattern?.Value ?? "")}'), and this kernel has none");
-                    return [];
-                }
-                d.EngineGap(k.Call.Pos, k.Call.Path, $"hooking the functions of {call} (generated_ftrace: resolved from available_filter_functions on the node)");
-                return [k with { Call = new Located<string>(list.Spec.Pattern?.Value ?? name, k.Call.Pos, k.Call.Path) }];
+                return Ftrace(k, call, list, d);
         }
+    }
+
+    /// <summary>A generated_ftrace list: a kprobe (not a syscall one) on each kernel function of this node's
+    /// available_filter_functions the pattern matches; for another kernel, the hook is checked once and the list noted.</summary>
+    private IEnumerable<HookSpec> Ftrace(KprobeSpec k, string call, ListInfo list, DiagnosticBag d)
+    {
+        var pattern = list.Spec.Pattern?.Value ?? "";
+        if (!features.Has(Mechanism.Kprobe))
+        {
+            d.Error(k.Call.Pos, k.Call.Path, $"needs kprobes to hook the kernel functions of {call} (generated_ftrace: the functions matching "
+                + $"'{PolicyValues.Shorten(pattern)}'), and this kernel has none (kprobe: {Detail(Mechanism.Kprobe)})");
+            return [];
+        }
+        if (pattern.Length == 0 || FtraceFunctions.Compile(pattern, out _) is not { } regex)
+            return []; // reported at the list
+        var name = list.Spec.Name.Value;
+        var hook = k with { Syscall = false };
+        if (filterFunctions is null)
+        {
+            d.Note(k.Call.Pos, k.Call.Path, $"{call}: a kprobe on each kernel function matching '{PolicyValues.Shorten(pattern)}' in tracefs "
+                + $"{FtraceFunctions.FileName}, read on the node when the policy loads (at most {FtraceFunctions.MaxFunctions})");
+            _ftraceLists.TryAdd(name, new FtraceListPlan(name, pattern, FtraceFunctions.DefaultPath, null));
+            _deferred.Add(hook);
+            return [hook];
+        }
+        IReadOnlyList<string>? functions;
+        string? error;
+        try
+        {
+            functions = FtraceFunctions.Match(FtraceFunctions.Read(filterFunctions), regex, FtraceFunctions.MaxFunctions, out error);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            (functions, error) = (null, $"{filterFunctions} cannot be read ({e.Message})");
+        }
+        if (functions is null)
+        {
+            d.Error(k.Call.Pos, k.Call.Path, $"{call}: the kernel functions matching '{PolicyValues.Shorten(pattern)}' in {filterFunctions}: {error}");
+            return [];
+        }
+        _ftraceLists.TryAdd(name, new FtraceListPlan(name, pattern, filterFunctions, functions));
+        return functions.Select(f => hook with { Call = new Located<string>(f, k.Call.Pos, k.Call.Path) });
     }
 
     /// <summary>spec.enforcers: the calls NotifyEnforcer denies, by bpf_override_return on a kprobe or fmod_ret on fentry.</summary>
@@ -235,10 +280,24 @@ internal sealed class SemanticPass(KernelFeatures features, Func<string, string,
                 }
                 numbers = list;
             }
+            else if (l.Type.Value == "generated_ftrace")
+                FtracePattern(l, d);
             if (!byName.TryAdd(l.Name.Value, new ListInfo(l, numbers, ia32)))
                 d.Error(l.Name.Pos, l.Name.Path, $"a list named '{PolicyValues.Shorten(l.Name.Value)}' is defined twice");
         }
         return byName;
+    }
+
+    /// <summary>A generated_ftrace list takes its functions from its pattern, never from values (as in Tetragon).</summary>
+    private static void FtracePattern(ListSpec l, DiagnosticBag d)
+    {
+        var name = PolicyValues.Shorten(l.Name.Value);
+        if (l.Values.Count > 0)
+            d.Error(l.Values[0].Pos, l.Values[0].Path, $"list {name}: a generated_ftrace list is generated from its pattern and takes no values");
+        if (l.Pattern is not { Value.Length: > 0 } pattern)
+            d.Error(l.Name.Pos, l.Name.Path, $"list {name}: a generated_ftrace list needs a pattern (a regular expression over kernel function names)");
+        else if (FtraceFunctions.Compile(pattern.Value, out var error) is null)
+            d.Error(pattern.Pos, pattern.Path, $"list {name}: pattern '{PolicyValues.Shorten(pattern.Value)}' is not a regular expression: {error}");
     }
 
     /// <summary>What is almost certainly a mistake, though it loads: a selector that matches every call of every
