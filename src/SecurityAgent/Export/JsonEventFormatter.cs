@@ -162,7 +162,8 @@ public sealed class JsonEventFormatter
             WriteArg(w, m.Return);
         }
         w.WriteString("action", m.Action);
-        WriteStack(w, "kernel_stack_trace", m.KernelStackTrace);
+        bool tetragonStacks = m.Hook.Kind == HookKind.Kprobe;
+        if (tetragonStacks) WriteStack(w, "kernel_stack_trace", m.KernelStackTrace);
         w.WriteString("policy_name", m.PolicyName);
         if (m.ReturnAction is not null) w.WriteString("return_action", m.ReturnAction);
         if (m.Hook.Message is not null) w.WriteString("message", m.Hook.Message);
@@ -172,11 +173,11 @@ public sealed class JsonEventFormatter
             for (int i = 0; i < m.Hook.Tags.Count; i++) w.WriteStringValue(m.Hook.Tags[i]);
             w.WriteEndArray();
         }
-        WriteStack(w, "user_stack_trace", m.UserStackTrace);
+        if (tetragonStacks) WriteStack(w, "user_stack_trace", m.UserStackTrace);
     }
 
     /// <summary>Tetragon's StackTraceEntry list (uint64 as strings; address only when exposed). Tetragon defines these
-    /// on process_kprobe; on other hooks they are written only when the policy's Post asked for them.</summary>
+    /// on process_kprobe only: other hooks' stacks ride in the extension object (a strict parser rejects them elsewhere).</summary>
     private static void WriteStack(Utf8JsonWriter w, string name, IReadOnlyList<Stacks.StackFrame>? frames)
     {
         if (frames is null) return;
@@ -222,8 +223,6 @@ public sealed class JsonEventFormatter
         if (site.RefCtrOffset != 0)
             w.WriteString("ref_ctr_offset", site.RefCtrOffset.ToString(System.Globalization.CultureInfo.InvariantCulture));
         w.WriteString("action", m.Action);
-        WriteStack(w, "kernel_stack_trace", m.KernelStackTrace);
-        WriteStack(w, "user_stack_trace", m.UserStackTrace);
     }
 
     /// <summary>One KprobeArgument: {"&lt;kind&gt;": value, "label": ...}.</summary>
@@ -332,6 +331,11 @@ public sealed class JsonEventFormatter
             if (m.MatchedAtExit) w.WriteBoolean("matched_at_exit", true);
             WriteArgStrings(w, m.Args, "passed_args", static a => a.Passed);
             WriteArgStrings(w, m.Args, "host_args", static a => a.HostPath);
+            if (m.Hook.Kind != HookKind.Kprobe)
+            {
+                WriteStack(w, "kernel_stack_trace", m.KernelStackTrace);
+                WriteStack(w, "user_stack_trace", m.UserStackTrace);
+            }
         }
         if (e.Process.Unattributed is { } why) w.WriteString("process_unattributed", why);
         if (e.Parent?.Unattributed is { } parentWhy) w.WriteString("parent_unattributed", parentWhy);
