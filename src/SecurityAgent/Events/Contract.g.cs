@@ -39,6 +39,7 @@ namespace SecurityAgent.Bpf
             public const string Scope = "sa_scope";
             public const string Selectors = "sa_selectors";
             public const string Settings = "sa_settings";
+            public const string Socktrack = "sa_socktrack";
             public const string StrPrefix = "sa_str_prefix";
             public const string StrSet = "sa_str_set";
         }
@@ -51,6 +52,7 @@ namespace SecurityAgent.Bpf
             public const string BpfUsdtCookie = "bpf_usdt_cookie";
             public const string ProbeCgroupConnect4 = "probe_cgroup_connect4";
             public const string ProbeFentry = "probe_fentry";
+            public const string ProbeFexit = "probe_fexit";
             public const string ProbeFmodRet = "probe_fmod_ret";
             public const string ProbeKprobe = "probe_kprobe";
             public const string ProbeLsm = "probe_lsm";
@@ -71,7 +73,12 @@ namespace SecurityAgent.Bpf
             public const string LsmFilePermission = "sa_lsm_file_permission";
             public const string LsmSocketConnect = "sa_lsm_socket_connect";
             public const string PolicyExitTp = "sa_policy_exit_tp";
+            public const string PolicyFexit = "sa_policy_fexit";
+            public const string PolicyFmodRet = "sa_policy_fmod_ret";
             public const string PolicyKprobe = "sa_policy_kprobe";
+            public const string PolicyKprobeOverride = "sa_policy_kprobe_override";
+            public const string PolicyKretprobe = "sa_policy_kretprobe";
+            public const string PolicyKsysOverride = "sa_policy_ksys_override";
             public const string PolicyRawTp = "sa_policy_raw_tp";
             public const string PolicyRetTp = "sa_policy_ret_tp";
             public const string PolicyTp = "sa_policy_tp";
@@ -79,19 +86,43 @@ namespace SecurityAgent.Bpf
             public const string PolicyUsdt = "sa_policy_usdt";
         }
 
+        /// <summary>fmodret.bpf.o</summary>
+        public static class Fmodret
+        {
+            public const string File = "fmodret.bpf.o";
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_policy_fmod_ret", "sa_policy_fexit"];
+        }
+
+        /// <summary>kover.bpf.o</summary>
+        public static class Kover
+        {
+            public const string File = "kover.bpf.o";
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_policy_kprobe_override"];
+        }
+
         /// <summary>kprobe.bpf.o</summary>
         public static class Kprobe
         {
             public const string File = "kprobe.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call"];
-            public static readonly IReadOnlyList<string> Programs = ["sa_policy_kprobe"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_policy_kprobe", "sa_policy_kretprobe"];
+        }
+
+        /// <summary>ksys.bpf.o</summary>
+        public static class Ksys
+        {
+            public const string File = "ksys.bpf.o";
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_policy_ksys_override"];
         }
 
         /// <summary>lsm.bpf.o</summary>
         public static class Lsm
         {
             public const string File = "lsm.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack"];
             public static readonly IReadOnlyList<string> Programs = ["sa_lsm_file_open", "sa_lsm_bprm_check_security", "sa_lsm_socket_connect", "sa_lsm_file_permission"];
         }
 
@@ -100,7 +131,7 @@ namespace SecurityAgent.Bpf
         {
             public const string File = "probe.bpf.o";
             public static readonly IReadOnlyList<string> Maps = ["probe_ring"];
-            public static readonly IReadOnlyList<string> Programs = ["probe_tracepoint", "probe_raw_tp", "probe_tp_btf", "probe_lsm", "probe_fentry", "probe_kprobe", "probe_uprobe", "probe_cgroup_connect4", "probe_send_signal", "probe_ringbuf_query", "probe_override_return", "probe_fmod_ret"];
+            public static readonly IReadOnlyList<string> Programs = ["probe_tracepoint", "probe_raw_tp", "probe_tp_btf", "probe_lsm", "probe_fentry", "probe_kprobe", "probe_uprobe", "probe_cgroup_connect4", "probe_send_signal", "probe_ringbuf_query", "probe_override_return", "probe_fexit", "probe_fmod_ret"];
         }
 
         /// <summary>process.bpf.o</summary>
@@ -115,7 +146,7 @@ namespace SecurityAgent.Bpf
         public static class Rawtp
         {
             public const string File = "rawtp.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack"];
             public static readonly IReadOnlyList<string> Programs = ["sa_policy_raw_tp"];
         }
 
@@ -123,7 +154,7 @@ namespace SecurityAgent.Bpf
         public static class Sock
         {
             public const string File = "sock.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack"];
             public static readonly IReadOnlyList<string> Programs = ["sa_connect4", "sa_connect6"];
         }
 
@@ -131,7 +162,7 @@ namespace SecurityAgent.Bpf
         public static class Tracepoint
         {
             public const string File = "tracepoint.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_rcu_inner", "sa_rcu_barrier", "sa_pending", "sa_active", "sa_ret_pending", "sa_ret_events", "sa_selectors", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_inode_set"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_rcu_inner", "sa_rcu_barrier", "sa_pending", "sa_active", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_inode_set", "sa_ret_pending", "sa_ret_events", "sa_socktrack"];
             public static readonly IReadOnlyList<string> Programs = ["sa_policy_tp", "sa_policy_exit_tp", "sa_policy_ret_tp"];
         }
 
@@ -139,7 +170,7 @@ namespace SecurityAgent.Bpf
         public static class Uprobe
         {
             public const string File = "uprobe.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["__bpf_usdt_specs", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "__bpf_usdt_ip_to_spec_id"];
+            public static readonly IReadOnlyList<string> Maps = ["__bpf_usdt_specs", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "__bpf_usdt_ip_to_spec_id"];
             public static readonly IReadOnlyList<string> Programs = ["bpf_usdt_arg_cnt", "bpf_usdt_arg", "bpf_usdt_cookie", "sa_policy_uprobe", "sa_policy_usdt"];
         }
     }
@@ -195,6 +226,7 @@ namespace SecurityAgent.Events
         public const int RetValues = 4;
         public const int RetMax = 4;
         public const int RetPending = 1024;
+        public const int SockTracked = 32768;
         public const int NsMaxMatch = 4;
         public const int NsMaxValues = 4;
         public const int NsTreeDepth = 9;
@@ -304,6 +336,8 @@ namespace SecurityAgent.Events
             public const int UstackLen = 102;
             public const int Ret = 104;
             public const int RetActions = 112;
+            public const int HostLen = 116;
+            public const int HostArg = 118;
             public const int Data = 120;
             public const int Length = 4216;
         }
@@ -387,7 +421,7 @@ namespace SecurityAgent.Events
             public const int RetHook = 136;
             public const int RetNcmps = 137;
             public const int RetCopy = 138;
-            public const int RetPad = 139;
+            public const int RetSock = 139;
             public const int RetActions = 140;
             public const int RetSignal = 144;
             public const int RetPad2 = 148;
@@ -403,7 +437,9 @@ namespace SecurityAgent.Events
             public const int CapChgUserns = 244;
             public const int CapChgMask = 248;
             public const int NsMatch = 256;
-            public const int Length = 336;
+            public const int SockSlot = 336;
+            public const int SockPad = 337;
+            public const int Length = 344;
         }
 
         /// <summary>struct sa_int_cmp</summary>
@@ -611,6 +647,7 @@ namespace SecurityAgent.Events
         public enum LostReason : uint
         {
             RingbufFull = 0,
+            RetEvent = 2,
             Max = 4,
         }
 
@@ -628,6 +665,14 @@ namespace SecurityAgent.Events
             Cgroup = 8,
             User = 9,
             Count = 10,
+        }
+
+        /// <summary>enum sa_proc_flags</summary>
+        [Flags]
+        public enum ProcFlags : uint
+        {
+            InInitTree = 1,
+            Forked = 2,
         }
 
         /// <summary>struct event_header</summary>
@@ -710,7 +755,19 @@ namespace SecurityAgent.Events
             public const int AgentTgid = 0;
             public const int WakeupBytes = 4;
             public const int EnvVars = 8;
-            public const int Length = 12;
+            public const int HostMntNs = 12;
+            public const int Length = 16;
+        }
+
+        /// <summary>struct sa_proc</summary>
+        public static class Proc
+        {
+            public const int Ppid = 0;
+            public const int Nspid = 4;
+            public const int Flags = 8;
+            public const int Caps = 16;
+            public const int Ns = 40;
+            public const int Length = 80;
         }
     }
 }
@@ -749,6 +806,7 @@ namespace SecurityAgent.Policies
         BpfAttr = 30,
         BpfMap = 31,
         PerfEvent = 32,
+        BpfProg = 45,
     }
 
     /// <summary>enum sa_cmp</summary>
@@ -789,6 +847,8 @@ namespace SecurityAgent.Policies
         Sigkill = 2,
         Signal = 4,
         Override = 8,
+        TrackSock = 16,
+        UntrackSock = 32,
         KernelStack = 512,
         UserStack = 1024,
     }
