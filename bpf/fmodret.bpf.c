@@ -7,6 +7,7 @@
  * the same function (its own object, same cookie) feeds the return loop with the value the caller sees: argError
  * when the fmod_ret program overrode the call, the function's own result otherwise. */
 #define SA_FAMILY SA_FAMILY_FUNCTION
+#define SA_OVERRIDE_ANY_VALUE 1 /* actions.h: argError as given */
 #include "policy.h"
 #include <bpf/bpf_tracing.h>
 
