@@ -5,6 +5,7 @@
  * without it refuses the whole object), and the kernel attaches such a program only to functions on its
  * error-injection list (/sys/kernel/debug/error_injection/list). */
 #define SA_FAMILY SA_FAMILY_FUNCTION
+#define SA_OVERRIDE_ANY_VALUE 1 /* actions.h: argError as given */
 #define SA_FN_SIZED_BUF 1 /* sizeArgIndex on char_buf arguments (args.h) */
 #include "policy.h"
 #include <bpf/bpf_tracing.h>

@@ -63,6 +63,17 @@ int probe_override_return(struct pt_regs *ctx)
 
 /* fmod_ret returning 0 leaves the function's own result. On a security_ function (allowed without error
  * injection, which distribution kernels may lack), reading its cookie (Linux 6.0), as the policy program does. */
+/* fexit reading the return value and its cookie, as the return program of an overridden security_ function does. */
+SEC("fexit/security_task_prctl")
+int BPF_PROG(probe_fexit, int option)
+{
+	__u64 ret = 0;
+	bpf_get_func_ret(ctx, &ret);
+	volatile __u64 cookie = bpf_get_attach_cookie(ctx) + ret;
+	(void)cookie;
+	return 0;
+}
+
 SEC("fmod_ret/security_task_prctl")
 int BPF_PROG(probe_fmod_ret, int option)
 {

@@ -92,10 +92,13 @@ int sa_policy_exit_tp(struct trace_event_raw_sys_exit *ctx)
 	if (!active || *active != gen)
 		return 0; /* the policies changed in between: the saved selector bits mean other selectors now */
 
-	struct sa_source src = { .file = (__u64)f, .ret = ret, .ctx = ctx };
+	struct sa_source *src = &c->exit_src;
+	__builtin_memset(src, 0, sizeof(*src));
+	src->file = (__u64)f;
+	src->ret = ret;
 	void *rec = c->exit_record;
-	bpf_probe_read_kernel(&src.record, sizeof(src.record), &rec);
-	sa_policy_run(ap, SA_OP_TRACEPOINT, &src, c->skip);
+	bpf_probe_read_kernel(&src->record, sizeof(src->record), &rec);
+	sa_policy_run_ctx(ap, SA_OP_TRACEPOINT, src, c->skip, ctx);
 	return 0;
 }
 

@@ -256,7 +256,13 @@ static __always_inline void sa_act(struct sa_run *r, const struct sa_selector *s
 			flags |= SA_PEV_MONITOR;
 		} else {
 			if (r->verdict == 0)
+#ifdef SA_OVERRIDE_ANY_VALUE
+				/* A kernel function returns argError as given, positive too (Tetragon's overlayfs CVE policy
+				 * returns 1 from security_inode_copy_up_xattr to skip the copy without failing it). */
+				r->verdict = sel->error ? sel->error : -1;
+#else
 				r->verdict = sel->error < 0 ? sel->error : -1;
+#endif
 			flags |= SA_PEV_ENFORCED;
 			__sync_fetch_and_add(&st->enforced, 1);
 		}

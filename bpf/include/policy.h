@@ -81,23 +81,25 @@ static __always_inline void sa_arm_exit(struct sa_run *r, const struct sa_source
 /* kernelStackTrace / userStackTrace: the stacks are taken here, where the program's context is at hand (the
  * selectors run in a bpf_loop callback), only at points with such a hook and only for calls a selector may still
  * match; each event that asks copies them. A failed walk leaves a length of 0 (counted by the agent). */
-static __always_inline void sa_take_stacks(struct sa_run *r, const struct sa_source *src)
+static __always_inline void sa_take_stacks(struct sa_run *r, void *ctx)
 {
 	r->c->kstack_len = 0;
 	r->c->ustack_len = 0;
 #if SA_FAMILY != SA_FAMILY_CGROUP
-	if (!r->pt->stacks || !src->ctx)
+	if (!r->pt->stacks || !ctx)
 		return;
-	long n = bpf_get_stack(src->ctx, r->c->kstack, SA_EXTRAS_STACK_BYTES, 0);
+	long n = bpf_get_stack(ctx, r->c->kstack, SA_EXTRAS_STACK_BYTES, 0);
 	r->c->kstack_len = n > 0 ? n : 0;
-	n = bpf_get_stack(src->ctx, r->c->ustack, SA_EXTRAS_STACK_BYTES, BPF_F_USER_STACK);
+	n = bpf_get_stack(ctx, r->c->ustack, SA_EXTRAS_STACK_BYTES, BPF_F_USER_STACK);
 	r->c->ustack_len = n > 0 ? n : 0;
 #endif
 }
 
 /* Runs the policy hooks of attach point `ap` on this call; returns the errno an LSM or cgroup hook should
- * return (0: allow). `skip`: at a syscall's exit, the selector bits whose hooks matched at its enter. */
-static __always_inline __s32 sa_policy_run(__u32 ap, __u8 op, const struct sa_source *src, const __u64 *skip)
+ * return (0: allow). `skip`: at a syscall's exit, the selector bits whose hooks matched at its enter. `ctx`: the
+ * program's context for stack traces, apart from `src` (the syscall exit's src lives in the call state, where a
+ * pointer loses its type). */
+static __always_inline __s32 sa_policy_run_ctx(__u32 ap, __u8 op, const struct sa_source *src, const __u64 *skip, void *ctx)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	struct sa_run r = { .ap = ap, .op = op, .tgid = pid_tgid >> 32, .tid = (__u32)pid_tgid, .alive = true, .ret = src->ret };
@@ -140,7 +142,7 @@ static __always_inline __s32 sa_policy_run(__u32 ap, __u8 op, const struct sa_so
 #endif
 	sa_read_args(r.c, r.pt, src);
 	if (sa_eval_dims(&r, r.pt->nproc_dims, r.pt->ndims)) {
-		sa_take_stacks(&r, src);
+		sa_take_stacks(&r, ctx);
 		bpf_loop(SA_SEL_BITS + SA_SEL_WORDS, sa_next_selector, &r, 0);
 	}
 	sa_arm_exit(&r, src);
@@ -156,6 +158,11 @@ static __always_inline __s32 sa_policy_run(__u32 ap, __u8 op, const struct sa_so
 		bpf_map_update_elem(&sa_ret_pending, k, &rs, BPF_ANY);
 	}
 	return r.verdict;
+}
+
+static __always_inline __s32 sa_policy_run(__u32 ap, __u8 op, const struct sa_source *src, const __u64 *skip)
+{
+	return sa_policy_run_ctx(ap, op, src, skip, src->ctx);
 }
 
 /* The return of a call with return probes (a syscall's exit tracepoint, a kernel function's kretprobe): the events

@@ -157,6 +157,16 @@ struct sa_ret_key {
 
 /* Per-CPU state of one call: the arguments read at the attach point, the surviving selector bits, a lookup
  * key and the record being built. */
+/* What a family hands to the reader. */
+struct sa_source {
+	__u64 record;                   /* tracepoints: the record's address, as a number */
+	__u64 raw[SA_MAX_FN_ARGS];      /* LSM hooks, kprobes, raw tracepoints, uprobes, USDT: the arguments */
+	char dest[SA_SOCKADDR_SIZE];    /* cgroup connect hooks: the destination as a struct sockaddr */
+	__u64 file;                     /* a syscall's exit: the struct file it opened or executed */
+	__s64 ret;                      /* a syscall's exit: its return value */
+	void *ctx;                      /* the program's context, for bpf_get_stack (NULL: no stack traces) */
+};
+
 struct sa_call {
 	__u64 live[SA_SEL_WORDS];
 	__u64 ints[SA_POINT_ARGS];
@@ -179,6 +189,7 @@ struct sa_call {
 	__u8 pad2;
 	char host[2 * SA_STR_MAX];   /* the root's host path and the argument, side by side */
 	struct sa_host_walk host_walk;
+	struct sa_source exit_src; /* a syscall's exit: here, not on the stack (6.1's 512 bytes over all frames) */
 	__s64 exit_ret;          /* a syscall's exit: its return value (0 at sched_process_exec) */
 	char rev[SA_POINT_ARGS][SA_STR_MAX];
 	char bin_rev[SA_STR_MAX];

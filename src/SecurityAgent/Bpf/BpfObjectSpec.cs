@@ -61,6 +61,13 @@ public static class ObjectSpecs
         Programs = [BpfNames.Programs.PolicyFmodRet],
         AttachTargets = new Dictionary<string, string> { [BpfNames.Programs.PolicyFmodRet] = function },
     };
+    /// <summary>The return side of such a function (return: true): its fexit program, in an object of its own, loaded
+    /// only for hooks with return probes.</summary>
+    public static BpfObjectSpec PolicyFexit(string function) => Family("fexit", BpfNames.Fmodret.File) with
+    {
+        Programs = [BpfNames.Programs.PolicyFexit],
+        AttachTargets = new Dictionary<string, string> { [BpfNames.Programs.PolicyFexit] = function },
+    };
     public static BpfObjectSpec PolicySock { get; } = Family("sock", BpfNames.Sock.File);
     public static BpfObjectSpec PolicyUprobe { get; } = Family("uprobe", BpfNames.Uprobe.File);
     public static BpfObjectSpec PolicyRawTp { get; } = Family("rawtp", BpfNames.Rawtp.File);

@@ -52,6 +52,7 @@ namespace SecurityAgent.Bpf
             public const string BpfUsdtCookie = "bpf_usdt_cookie";
             public const string ProbeCgroupConnect4 = "probe_cgroup_connect4";
             public const string ProbeFentry = "probe_fentry";
+            public const string ProbeFexit = "probe_fexit";
             public const string ProbeFmodRet = "probe_fmod_ret";
             public const string ProbeKprobe = "probe_kprobe";
             public const string ProbeLsm = "probe_lsm";
@@ -72,6 +73,7 @@ namespace SecurityAgent.Bpf
             public const string LsmFilePermission = "sa_lsm_file_permission";
             public const string LsmSocketConnect = "sa_lsm_socket_connect";
             public const string PolicyExitTp = "sa_policy_exit_tp";
+            public const string PolicyFexit = "sa_policy_fexit";
             public const string PolicyFmodRet = "sa_policy_fmod_ret";
             public const string PolicyKprobe = "sa_policy_kprobe";
             public const string PolicyKprobeOverride = "sa_policy_kprobe_override";
@@ -89,7 +91,7 @@ namespace SecurityAgent.Bpf
         {
             public const string File = "fmodret.bpf.o";
             public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack"];
-            public static readonly IReadOnlyList<string> Programs = ["sa_policy_fmod_ret"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_policy_fmod_ret", "sa_policy_fexit"];
         }
 
         /// <summary>kover.bpf.o</summary>
@@ -129,7 +131,7 @@ namespace SecurityAgent.Bpf
         {
             public const string File = "probe.bpf.o";
             public static readonly IReadOnlyList<string> Maps = ["probe_ring"];
-            public static readonly IReadOnlyList<string> Programs = ["probe_tracepoint", "probe_raw_tp", "probe_tp_btf", "probe_lsm", "probe_fentry", "probe_kprobe", "probe_uprobe", "probe_cgroup_connect4", "probe_send_signal", "probe_ringbuf_query", "probe_override_return", "probe_fmod_ret"];
+            public static readonly IReadOnlyList<string> Programs = ["probe_tracepoint", "probe_raw_tp", "probe_tp_btf", "probe_lsm", "probe_fentry", "probe_kprobe", "probe_uprobe", "probe_cgroup_connect4", "probe_send_signal", "probe_ringbuf_query", "probe_override_return", "probe_fexit", "probe_fmod_ret"];
         }
 
         /// <summary>process.bpf.o</summary>

@@ -35,6 +35,7 @@ public static unsafe class FeatureProbe
             RingBufferQuery = TryLoad(elf, "probe_ringbuf_query") is { Available: true } ? Availability.Yes("bpf_ringbuf_query (BPF_RB_AVAIL_DATA)") : Availability.No("helper rejected"),
             OverrideReturn = OverrideReturn(elf),
             FmodRet = TryLoadAndAttach(elf, "probe_fmod_ret", p => p.Attach()),
+            Fexit = TryLoadAndAttach(elf, "probe_fexit", p => p.Attach()),
         };
     }
 

@@ -39,6 +39,8 @@ public sealed record KernelFeatures(
     /// <summary>fmod_ret programs (BPF trampolines that may change a function's return value) on security_ functions,
     /// with cookies.</summary>
     public Availability FmodRet { get; init; } = Availability.No("not probed");
+    /// <summary>fexit programs reading a function's return value (bpf_get_func_ret, Linux 5.17), with cookies.</summary>
+    public Availability Fexit { get; init; } = Availability.No("not probed");
 
     public bool Has(Mechanism m) => Mechanisms.TryGetValue(m, out var a) && a.Available;
     public bool BpfLsmActive => ActiveLsms.Contains("bpf");
@@ -66,5 +68,6 @@ public sealed record KernelFeatures(
         RingBufferQuery = Availability.Yes("assumed"),
         OverrideReturn = Availability.Yes("assumed"),
         FmodRet = Availability.Yes("assumed"),
+        Fexit = Availability.Yes("assumed"),
     };
 }

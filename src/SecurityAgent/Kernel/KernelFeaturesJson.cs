@@ -11,7 +11,11 @@ public static class KernelFeaturesJson
     {
         kernel = f.KernelRelease,
         mechanisms = f.Mechanisms.ToDictionary(m => KernelFeatures.MechanismName(m.Key), m => new { available = m.Value.Available, detail = m.Value.Detail }),
-        helpers = new { send_signal = f.SendSignal.Available },
+        helpers = new
+        {
+            send_signal = f.SendSignal.Available, override_return = f.OverrideReturn.Available, fmod_ret = f.FmodRet.Available,
+            fexit = f.Fexit.Available, ringbuf_query = f.RingBufferQuery.Available,
+        },
         maps = new { ringbuf = f.RingBuffer.Available },
         btf = f.Btf,
         active_lsms = f.ActiveLsms,
@@ -45,10 +49,21 @@ public static class KernelFeaturesJson
             result,
             Flag(o["helpers"]?["send_signal"]), Flag(o["maps"]?["ringbuf"]),
             o["btf"]?.GetValueKind() == JsonValueKind.True, lsms,
-            o["cgroup2"]?.GetValueKind() == JsonValueKind.String ? o["cgroup2"]!.GetValue<string>() : null);
+            o["cgroup2"]?.GetValueKind() == JsonValueKind.String ? o["cgroup2"]!.GetValue<string>() : null)
+        {
+            OverrideReturn = Flag(o["helpers"]?["override_return"]),
+            FmodRet = Flag(o["helpers"]?["fmod_ret"]),
+            Fexit = Flag(o["helpers"]?["fexit"]),
+            RingBufferQuery = Flag(o["helpers"]?["ringbuf_query"]),
+        };
     }
 
-    private static Availability Flag(JsonNode? n) => n?.GetValueKind() == JsonValueKind.True ? Availability.Yes("from the probe") : Availability.No("from the probe");
+    private static Availability Flag(JsonNode? n) => n?.GetValueKind() switch
+    {
+        JsonValueKind.True => Availability.Yes("from the probe"),
+        null => Availability.No("not in the probe (an older `secagent probe --json`)"),
+        _ => Availability.No("from the probe"),
+    };
 
     private static bool Bool(JsonNode? n, string what) => n?.GetValueKind() switch
     {

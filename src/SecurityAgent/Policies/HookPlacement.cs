@@ -241,11 +241,18 @@ internal sealed class HookPlacement(KernelFeatures features, Func<string, string
                 + "deny with an lsmhook or kill with Sigkill");
             return null;
         }
-        if (returns)
-            d.EngineGap(k.Return!.Pos, k.Return.Path, $"a return probe on '{call}' (kretprobe: returnArg, matchReturnArgs, returnArgAction)");
+        if (returns && !features.Fexit.Available)
+        {
+            d.Error(k.Return!.Pos, k.Return.Path, $"return: true on '{call}' with Override needs an fexit program beside its fmod_ret one (bpf_get_func_ret, "
+                + $"Linux 5.17), and this kernel's probe says: {features.Fexit.Detail}");
+            return null;
+        }
         return new Placement(HookKind.Kprobe, Mechanism.Fentry, call, call,
             $"kprobe with Override on a security_ function: an fmod_ret program on '{call}' (loaded for it; the attach point's id as cookie, Linux 6.0) "
-            + "runs the selectors and returns argError instead of the function; arguments from the function's BTF arguments", null, true, null, 0);
+            + "runs the selectors and returns argError instead of the function; arguments from the function's BTF arguments"
+            + (returns ? $"; an fexit program on '{call}' reads the return value the caller sees (argError when overridden, the function's own result otherwise)" : ""),
+            null, true, null, 0)
+        { ReturnTracepoint = returns ? $"an fexit program on {call}" : null };
     }
 
     /// <summary>Override on a kprobe needs bpf_override_return; false (with the error) when this kernel lacks it.</summary>

@@ -20,7 +20,7 @@ public sealed class PolicySensor : IDisposable
     private readonly ProcessSensor _process;
     private readonly BpfObject _core;
     private BpfObject? _kprobe, _kover, _ksys, _sock, _uprobe, _rawtp;
-    private readonly Dictionary<string, BpfObject> _lsm = new(), _fmodRet = new();
+    private readonly Dictionary<string, BpfObject> _lsm = new(), _fmodRet = new(), _fexit = new();
     private Microsoft.Win32.SafeHandles.SafeFileHandle? _cgroup;
 
     private PolicySensor(ProcessSensor process, BpfObject core) => (_process, _core) = (process, core);
@@ -125,10 +125,21 @@ public sealed class PolicySensor : IDisposable
 
     /// <summary>Attaches the return probes' program, with the entry point's id as bpf_cookie: to the exit tracepoint of a
     /// syscall entry point ("syscalls/sys_enter_NAME" → "syscalls/sys_exit_NAME"), or as a kretprobe on a kprobe'd
-    /// kernel function.</summary>
-    public BpfLink AttachReturn(Mechanism mechanism, string target, uint ap) => mechanism == Mechanism.Kprobe
-        ? Family(ref _kprobe, ObjectSpecs.PolicyKprobe).Program(BpfNames.Programs.PolicyKretprobe).AttachKprobe(target, cookie: ap, retprobe: true)
-        : AttachTracepoint(BpfNames.Programs.PolicyRetTp, target.Replace("/sys_enter_", "/sys_exit_", StringComparison.Ordinal), ap);
+    /// kernel function, or as an fexit program on a security_ function its fmod_ret program overrides.</summary>
+    public BpfLink AttachReturn(Mechanism mechanism, string target, uint ap)
+    {
+        switch (mechanism)
+        {
+            case Mechanism.Kprobe:
+                return Family(ref _kprobe, ObjectSpecs.PolicyKprobe).Program(BpfNames.Programs.PolicyKretprobe).AttachKprobe(target, cookie: ap, retprobe: true);
+            case Mechanism.Fentry:
+                if (!_fexit.TryGetValue(target, out var fexit))
+                    _fexit[target] = fexit = BpfObject.Load(ObjectSpecs.PolicyFexit(target), _process.Object, _core);
+                return fexit.Program(BpfNames.Programs.PolicyFexit).AttachTrace(cookie: ap);
+            default:
+                return AttachTracepoint(BpfNames.Programs.PolicyRetTp, target.Replace("/sys_enter_", "/sys_exit_", StringComparison.Ordinal), ap);
+        }
+    }
 
     /// <summary>The exit program's cookie bit for its link at sched_process_exec (SA_EXIT_AT_EXEC in tracepoint.bpf.c).</summary>
     private const ulong ExitAtExec = 1UL << 32;
@@ -187,6 +198,7 @@ public sealed class PolicySensor : IDisposable
     {
         _sock?.Dispose();
         foreach (var o in _lsm.Values) o.Dispose();
+        foreach (var o in _fexit.Values) o.Dispose();
         foreach (var o in _fmodRet.Values) o.Dispose();
         _kprobe?.Dispose();
         _kover?.Dispose();

@@ -93,6 +93,64 @@ public class KernelReturnProbeCompilerTests
         public int GetHashCode(ReturnFilterPlan obj) => (int)obj.Cmp;
     }
 
+    private const string ModuleRequest = """
+          - call: security_kernel_module_request
+            syscall: false
+            return: true
+            args:
+            - index: 0
+              type: string
+            returnArg:
+              index: 0
+              type: int
+            selectors:
+            - matchArgs:
+              - index: 0
+                operator: Equal
+                values: ["sa-test-module"]
+              matchActions:
+              - action: Override
+                argError: -1
+              matchReturnArgs:
+              - index: 0
+                operator: Equal
+                values: ["-1"]
+        """;
+
+    [Fact]
+    public void A_return_probe_on_an_overridden_security_function_reads_the_value_the_caller_sees_from_an_fexit_program()
+    {
+        var plan = Plan(ModuleRequest);
+        var hook = Assert.Single(plan.Hooks);
+        Assert.Equal((Mechanism.Fentry, "security_kernel_module_request"), (hook.Mechanism, hook.Target));
+        Assert.Equal(new ReturnPlan("int", ArgType.Int, 4, null, "an fexit program on security_kernel_module_request"), hook.Return);
+        var sel = Assert.Single(hook.Selectors);
+        Assert.Equal(-1, sel.Error);
+        Assert.Equal([new ReturnFilterPlan(Cmp.In, [ulong.MaxValue])], sel.ReturnArgs.Select(r => r with { Values = [.. r.Values] }).ToList(),
+            new ReturnFilterComparer());
+        var placed = new PlacedHook(1, 1, plan, hook, true, 0, []);
+        Assert.True(PolicyEncoding.Layout([placed], hook.Target).Flags.HasFlag(PolicyWire.PointFlags.Return));
+        Assert.Equal(1, Selector(plan)[PolicyWire.Selector.RetHook]);
+        var explain = PlanExplainer.Explain(plan);
+        Assert.Contains("an fexit program on 'security_kernel_module_request' reads the return value the caller sees (argError when overridden", explain);
+        Assert.Contains("return probe: an fexit program on security_kernel_module_request reads the return value as returnArg int", explain);
+    }
+
+    [Fact]
+    public void Where_the_kernel_lacks_fexit_a_return_probe_on_an_overridden_security_function_is_an_error_at_return()
+    {
+        var v = Check(ModuleRequest, KernelFeatures.Everything with { Fexit = Availability.No("verifier: unknown func bpf_get_func_ret#184") });
+        Assert.False(v.Ok);
+        var e = Assert.Single(v.Diagnostics, d => d.Field == "spec.kprobes[0].return");
+        Assert.Contains("return: true on 'security_kernel_module_request' with Override needs an fexit program", e.Message);
+        Assert.Contains("unknown func bpf_get_func_ret", e.Message);
+        // Without return: true the same kernel overrides the function with fmod_ret alone.
+        var plain = Check("  - call: security_kernel_module_request\n    syscall: false\n    selectors:\n    - matchActions:\n      - action: Override\n        argError: -1\n",
+            KernelFeatures.Everything with { Fexit = Availability.No("no") });
+        Assert.True(plain.Ok, string.Join("\n", plain.Diagnostics));
+        Assert.Equal(Mechanism.Fentry, Assert.Single(plain.Plan!.Hooks).Mechanism);
+    }
+
     [Fact]
     public void A_returned_sock_with_TrackSock_is_read_at_return_and_tracked_there_whatever_the_return_filters()
     {

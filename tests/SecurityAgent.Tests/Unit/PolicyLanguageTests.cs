@@ -731,6 +731,15 @@ public class PolicyLanguageTests
         Assert.False(KernelFeaturesJson.FromJson("{\"mechanisms\": {}}").Has(Mechanism.Tracepoint)); // not in the probe: not there
     }
 
+    [Fact]
+    public void Probe_json_carries_the_override_and_return_helpers_so_a_node_with_fmod_ret_and_fexit_is_judged_as_having_them()
+    {
+        var node = KernelFeatures.Everything with { OverrideReturn = Availability.No("no CONFIG_BPF_KPROBE_OVERRIDE"), Fexit = Availability.No("old kernel") };
+        var back = KernelFeaturesJson.FromJson(KernelFeaturesJson.ToJson(node));
+        Assert.Equal((false, true, false, true), (back.OverrideReturn.Available, back.FmodRet.Available, back.Fexit.Available, back.RingBufferQuery.Available));
+        Assert.Contains("not in the probe", KernelFeaturesJson.FromJson("{\"mechanisms\": {}}").FmodRet.Detail);
+    }
+
     /// <summary>How many of the shared corpus's Tetragon policies validate here and for a kernel with every mechanism:
     /// the counts may grow, never shrink.</summary>
     [SharedCorpusFact]
