@@ -160,8 +160,11 @@ struct sa_ret_key {
 /* What a family hands to the reader. */
 struct sa_source {
 	__u64 record;                   /* tracepoints: the record's address, as a number */
-	__u64 raw[SA_MAX_FN_ARGS];      /* LSM hooks, kprobes, raw tracepoints, uprobes, USDT: the arguments */
-	char dest[SA_SOCKADDR_SIZE];    /* cgroup connect hooks: the destination as a struct sockaddr */
+	union {                         /* one family reads one of them: the union keeps the families' frames (where this
+	                                 * lives on the stack) well under 6.1's 512 bytes over all calls */
+		__u64 raw[SA_MAX_FN_ARGS];  /* LSM hooks, kprobes, raw tracepoints, uprobes, USDT: the arguments */
+		char dest[SA_SOCKADDR_SIZE];/* cgroup connect hooks: the destination as a struct sockaddr */
+	};
 	__u64 file;                     /* a syscall's exit: the struct file it opened or executed */
 	__s64 ret;                      /* a syscall's exit: its return value */
 	void *ctx;                      /* the program's context, for bpf_get_stack (NULL: no stack traces) */
