@@ -140,6 +140,23 @@ static __always_inline struct mount *sa_primary_mount(struct mount *bind, struct
 	return NULL;
 }
 
+/* Prepends one path component, the dentry's name and the '/' before it, ending at s->buf[*off]; 1 when it does not
+ * fit. The walks build paths backwards from the file up. */
+static __always_inline int sa_prepend_component(struct path_scratch *s, __u32 *offp, struct dentry *dentry)
+{
+	struct qstr name = BPF_CORE_READ(dentry, d_name);
+	__u32 len = name.len & 0xff;
+	__u32 off = *offp;
+	if (len + 1 >= off || off > SA_PATH_MAX + 1)
+		return 1;
+	off -= len;
+	bpf_probe_read_kernel(&s->buf[off & SA_MASK_4K], len, name.name);
+	off -= 1;
+	s->buf[off & SA_MASK_4K] = '/';
+	*offp = off;
+	return 0;
+}
+
 /* One step of the walk: a bpf_loop callback, so the verifier checks it once. */
 static long sa_walk_step(__u32 i, struct sa_walk *w)
 {
@@ -178,16 +195,8 @@ static long sa_walk_step(__u32 i, struct sa_walk *w)
 		w->vfsmnt = &mnt_parent->mnt;
 		return 0;
 	}
-	struct qstr name = BPF_CORE_READ(dentry, d_name);
-	__u32 len = name.len & 0xff;
-	__u32 off = w->off;
-	if (len + 1 >= off || off > SA_PATH_MAX + 1)
+	if (sa_prepend_component(s, &w->off, dentry))
 		return 1;
-	off -= len;
-	bpf_probe_read_kernel(&s->buf[off & SA_MASK_4K], len, name.name);
-	off -= 1;
-	s->buf[off & SA_MASK_4K] = '/';
-	w->off = off;
 	w->dentry = parent;
 	return 0;
 }

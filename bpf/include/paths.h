@@ -331,16 +331,8 @@ static long sa_host_step(__u32 i, void *unused)
 		w->vfsmnt = &mnt_parent->mnt;
 		return 0;
 	}
-	struct qstr name = BPF_CORE_READ(dentry, d_name);
-	__u32 len = name.len & 0xff;
-	__u32 off = w->off;
-	if (len + 1 >= off || off > SA_PATH_MAX + 1)
+	if (sa_prepend_component(s, &w->off, dentry))
 		return 1;
-	off -= len;
-	bpf_probe_read_kernel(&s->buf[off & SA_MASK_4K], len, name.name);
-	off -= 1;
-	s->buf[off & SA_MASK_4K] = '/';
-	w->off = off;
 	w->dentry = parent;
 	return 0;
 }
