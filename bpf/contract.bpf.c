@@ -25,6 +25,8 @@ struct event_header sa_contract_event_header;
 struct exec_event sa_contract_exec_event;
 struct fork_event sa_contract_fork_event;
 struct exit_event sa_contract_exit_event;
+struct loader_event sa_contract_loader_event;
+struct sa_loader_config sa_contract_loader_config;
 struct policy_event sa_contract_policy_event;
 struct sa_settings sa_contract_settings;
 struct sa_binary sa_contract_binary;

@@ -21,6 +21,7 @@ enum sa_op {
 	SA_OP_UPROBE = 14,       /* uprobes on user-space functions (spec.uprobes) */
 	SA_OP_USDT = 15,         /* USDT probes (spec.usdts) */
 	SA_OP_RAW_TP = 16,       /* raw tracepoints (tracepoints with raw: true) */
+	SA_OP_LOADER = 17,       /* spec.loader: an executable file mapping (struct loader_event) */
 };
 
 /* Sizes and limits. */
@@ -34,6 +35,7 @@ enum sa_limit {
 	SA_SOCKADDR_UN_SIZE = 110, /* bytes of an AF_UNIX sockaddr argument (family and the whole sun_path) */
 	SA_ENV_MAX = 4095,         /* bytes of an exec's environment (--enable-process-environment-variables) */
 	SA_MAX_ARGS = 5,           /* arguments one hook reads */
+	SA_LOADER_SCOPES = 8,      /* scoped spec.loader policies (pod scopes) loaded at once */
 	SA_MAX_FN_ARGS = 5,        /* function arguments (LSM hooks, kprobes) that can be read */
 	SA_POINT_ARGS = 8,         /* argument reads at one attach point: the union of its hooks' */
 	SA_MAX_PIDS = 4,           /* matchPIDs values per selector */
@@ -182,6 +184,30 @@ struct exit_event {
 	__u64 start_time;
 	__u32 exit_code;         /* wait(2) status: code << 8, or the signal number */
 	__u32 pad0;
+};
+
+/* spec.loader (Tetragon's loader sensor): a process mapped a file executable (mmap with PROT_EXEC, seen at
+ * sys_exit_mmap), once per address space and file. dev/ino/mtime name the file for the agent's build-id cache;
+ * data holds the path (path_len bytes, no terminator) as the process sees it. */
+struct loader_event {
+	struct event_header hdr;
+	__u32 pid;
+	__u32 tid;
+	__u64 dev;               /* the superblock's s_dev (kernel encoding: major << 20 | minor) */
+	__u64 ino;
+	__s64 mtime;             /* the inode's modification time, seconds */
+	__u16 path_len;
+	__u8 truncated;          /* the path walk did not reach the root */
+	__u8 pad0[5];
+	char data[SA_PATH_MAX + 1];
+};
+
+/* Which processes the loader sensor reports (sa_loader_config[0]): all of them while an unscoped spec.loader policy
+ * is loaded, else those whose cgroup is in one of the scopes' sets (sa_scope). */
+struct sa_loader_config {
+	__u32 unscoped;          /* loaded spec.loader policies without a scope */
+	__u32 nscopes;
+	__u32 scope_ids[SA_LOADER_SCOPES];
 };
 
 /* What the kernel keeps per process (tgid) from its fork and its first exec after it (as Tetragon's execve_map):

@@ -103,13 +103,7 @@ struct {
 	__type(value, __u32); /* enum sa_action bits to enforce */
 } sa_deny SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct sa_scope_key);
-	__type(value, __u8);
-} sa_scope SEC(".maps");
+#include "scope_map.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

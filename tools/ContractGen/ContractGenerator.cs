@@ -37,6 +37,8 @@ public static class ContractGenerator
         new("exec_event", "SecurityAgent.Events", "Wire", "Exec"),
         new("fork_event", "SecurityAgent.Events", "Wire", "Fork"),
         new("exit_event", "SecurityAgent.Events", "Wire", "Exit"),
+        new("loader_event", "SecurityAgent.Events", "Wire", "Loader"),
+        new("sa_loader_config", "SecurityAgent.Events", "Wire", "LoaderConfig"),
         new("sa_settings", "SecurityAgent.Events", "Wire", "Settings"),
         new("sa_proc", "SecurityAgent.Events", "Wire", "Proc"),
         new("sa_binary", "SecurityAgent.Events", "PolicyWire", "Binary"),

@@ -72,6 +72,12 @@ public static class ObjectSpecs
     public static BpfObjectSpec PolicyUprobe { get; } = Family("uprobe", BpfNames.Uprobe.File);
     public static BpfObjectSpec PolicyRawTp { get; } = Family("rawtp", BpfNames.Rawtp.File);
 
+    /// <summary>spec.loader's sensor: the process sensor's maps and the pod scopes' cgroup sets.</summary>
+    public static BpfObjectSpec Loader { get; } = new("loader", BpfNames.Loader.File)
+    {
+        Shares = [.. BpfObjectSpec.From("process", ProcessShared), new SharedMap(BpfNames.Maps.Scope, PolicyTracepoint.Name)],
+    };
+
     private static BpfObjectSpec Family(string name, string file) => new(name, file)
     {
         Shares = BpfObjectSpec.From("process", ProcessShared).Concat(BpfObjectSpec.From(PolicyTracepoint.Name, PolicyShared)).ToList(),

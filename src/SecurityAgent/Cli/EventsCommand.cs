@@ -11,7 +11,7 @@ namespace SecurityAgent.Cli;
 /// (`kubectl logs ... | secagent events -o compact`), as JSON lines or compact lines, filtered.</summary>
 public static class EventsCommand
 {
-    public static readonly string[] EventTypes = ["process_exec", "process_exit", "process_kprobe", "process_tracepoint", "process_lsm", "process_uprobe", "process_usdt"];
+    public static readonly string[] EventTypes = ["process_exec", "process_exit", "process_kprobe", "process_tracepoint", "process_lsm", "process_uprobe", "process_usdt", "process_loader"];
 
     public static Command Create()
     {

@@ -25,6 +25,9 @@ namespace SecurityAgent.Bpf
             public const string HookStats = "sa_hook_stats";
             public const string InodeSet = "sa_inode_set";
             public const string IntSet = "sa_int_set";
+            public const string LoaderConfig = "sa_loader_config";
+            public const string LoaderScratch = "sa_loader_scratch";
+            public const string LoaderSeen = "sa_loader_seen";
             public const string Lost = "sa_lost";
             public const string PathScratch = "sa_path_scratch";
             public const string Pending = "sa_pending";
@@ -68,6 +71,7 @@ namespace SecurityAgent.Bpf
             public const string Exec = "sa_exec";
             public const string Exit = "sa_exit";
             public const string Fork = "sa_fork";
+            public const string LoaderMmap = "sa_loader_mmap";
             public const string LsmBprmCheckSecurity = "sa_lsm_bprm_check_security";
             public const string LsmFileOpen = "sa_lsm_file_open";
             public const string LsmFilePermission = "sa_lsm_file_permission";
@@ -116,6 +120,14 @@ namespace SecurityAgent.Bpf
             public const string File = "ksys.bpf.o";
             public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack"];
             public static readonly IReadOnlyList<string> Programs = ["sa_policy_ksys_override"];
+        }
+
+        /// <summary>loader.bpf.o</summary>
+        public static class Loader
+        {
+            public const string File = "loader.bpf.o";
+            public static readonly IReadOnlyList<string> Maps = ["sa_loader_seen", "sa_loader_scratch", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_scope", "sa_loader_config"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_loader_mmap"];
         }
 
         /// <summary>lsm.bpf.o</summary>
@@ -191,6 +203,7 @@ namespace SecurityAgent.Events
         Uprobe = 14,
         Usdt = 15,
         RawTp = 16,
+        Loader = 17,
     }
 
     public static partial class Contract
@@ -204,6 +217,7 @@ namespace SecurityAgent.Events
         public const int SockaddrUnSize = 110;
         public const int EnvMax = 4095;
         public const int MaxArgs = 5;
+        public const int LoaderScopes = 8;
         public const int MaxFnArgs = 5;
         public const int PointArgs = 8;
         public const int MaxPids = 4;
@@ -746,6 +760,30 @@ namespace SecurityAgent.Events
             public const int Tid = 20;
             public const int StartTime = 24;
             public const int ExitCode = 32;
+            public const int Length = 40;
+        }
+
+        /// <summary>struct loader_event</summary>
+        public static class Loader
+        {
+            public const int Hdr = 0;
+            public const int Pid = 16;
+            public const int Tid = 20;
+            public const int Dev = 24;
+            public const int Ino = 32;
+            public const int Mtime = 40;
+            public const int PathLen = 48;
+            public const int Truncated = 50;
+            public const int Data = 56;
+            public const int Length = 4152;
+        }
+
+        /// <summary>struct sa_loader_config</summary>
+        public static class LoaderConfig
+        {
+            public const int Unscoped = 0;
+            public const int Nscopes = 4;
+            public const int ScopeIds = 8;
             public const int Length = 40;
         }
 

@@ -29,6 +29,10 @@ public readonly ref struct KernelRecord(Op op, ulong ktime, ReadOnlySpan<byte> r
     public ExitEvent Exit => new(Ktime, EventDecoder.I32(_raw, Wire.Exit.Pid), EventDecoder.I32(_raw, Wire.Exit.Tid),
         EventDecoder.U64(_raw, Wire.Exit.StartTime), EventDecoder.U32(_raw, Wire.Exit.ExitCode));
 
+    public LoaderEvent Loader => new(Ktime, EventDecoder.I32(_raw, Wire.Loader.Pid), EventDecoder.I32(_raw, Wire.Loader.Tid),
+        EventDecoder.U64(_raw, Wire.Loader.Dev), EventDecoder.U64(_raw, Wire.Loader.Ino), (long)EventDecoder.U64(_raw, Wire.Loader.Mtime),
+        _raw.Slice(Wire.Loader.Data, EventDecoder.U16(_raw, Wire.Loader.PathLen)), _raw[Wire.Loader.Truncated] != 0);
+
     /// <summary>Throws <see cref="FormatException"/> on a malformed policy record.</summary>
     public PolicyKernelEvent Policy => EventDecoder.DecodePolicy(_raw, Ktime);
 }
@@ -57,6 +61,11 @@ public static class EventDecoder
                 break;
             case Op.Exit:
                 raw = Need(raw, Wire.Exit.Length, "exit");
+                break;
+            case Op.Loader:
+                raw = Need(raw, Wire.Loader.Data, "loader");
+                if (U16(raw, Wire.Loader.PathLen) > raw.Length - Wire.Loader.Data)
+                    throw new FormatException($"loader record: path of {U16(raw, Wire.Loader.PathLen)} bytes exceeds the {raw.Length - Wire.Loader.Data} sent");
                 break;
             case Op.Tracepoint or Op.Sock or Op.Lsm or Op.Kprobe or Op.Uprobe or Op.Usdt or Op.RawTp:
                 raw = Need(raw, PolicyWire.Event.Data, "policy");

@@ -56,3 +56,9 @@ public sealed record PolicyMatchEvent(
         _ => "process_tracepoint",
     };
 }
+
+/// <summary>spec.loader: the process mapped <paramref name="Path"/> executable; Tetragon's process_loader.</summary>
+public sealed record ProcessLoaderEvent(ulong Ktime, ProcessInfo Process, ProcessInfo? Parent, string Path, byte[] BuildId) : AgentEvent(Ktime, Process, Parent)
+{
+    public override string Type => "process_loader";
+}

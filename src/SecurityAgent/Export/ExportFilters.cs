@@ -20,7 +20,7 @@ public sealed class ExportFilter
     {
         ["PROCESS_EXEC"] = "process_exec", ["PROCESS_EXIT"] = "process_exit", ["PROCESS_KPROBE"] = "process_kprobe",
         ["PROCESS_TRACEPOINT"] = "process_tracepoint", ["PROCESS_LSM"] = "process_lsm",
-        ["PROCESS_UPROBE"] = "process_uprobe", ["PROCESS_USDT"] = "process_usdt",
+        ["PROCESS_UPROBE"] = "process_uprobe", ["PROCESS_USDT"] = "process_usdt", ["PROCESS_LOADER"] = "process_loader",
     };
 
     private ExportFilter(JsonElement f)

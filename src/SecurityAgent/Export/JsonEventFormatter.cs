@@ -99,6 +99,7 @@ public sealed class JsonEventFormatter
     private static AncestorEvents AncestorsOf(AgentEvent e) => e switch
     {
         ProcessExecEvent or ProcessExitEvent => AncestorEvents.Base,
+        ProcessLoaderEvent => AncestorEvents.None, // Tetragon's ProcessLoader has no ancestors
         PolicyMatchEvent { Hook.Kind: HookKind.Kprobe } => AncestorEvents.Kprobe,
         PolicyMatchEvent { Hook.Kind: HookKind.LsmHook } => AncestorEvents.Lsm,
         PolicyMatchEvent { Hook.Kind: HookKind.Uprobe } => AncestorEvents.Uprobe,
@@ -130,6 +131,10 @@ public sealed class JsonEventFormatter
                 break;
             case PolicyMatchEvent m:
                 WritePolicyMatch(w, m);
+                break;
+            case ProcessLoaderEvent l:
+                w.WriteString("path", l.Path);
+                w.WriteBase64String("buildid", l.BuildId);
                 break;
         }
     }

@@ -127,10 +127,13 @@ internal static unsafe partial class Libc
         public bool IsDirectory => (Mode & 0xF000) == 0x4000;
         public bool IsRegular => (Mode & 0xF000) == 0x8000;
         public bool IsSymlink => (Mode & 0xF000) == 0xA000;
+
+        /// <summary>st_dev, in user space's encoding (glibc's makedev).</summary>
+        public ulong Dev { get; init; }
     }
 
     private static FileStat Parse(byte* b) =>
-        new(*(ulong*)(b + 8), *(ulong*)(b + 16), *(uint*)(b + 24), *(uint*)(b + 28), *(uint*)(b + 32), *(long*)(b + 48));
+        new(*(ulong*)(b + 8), *(ulong*)(b + 16), *(uint*)(b + 24), *(uint*)(b + 28), *(uint*)(b + 32), *(long*)(b + 48)) { Dev = *(ulong*)b };
 
     /// <summary>fstat(2); null with the errno in <paramref name="errno"/> on failure.</summary>
     internal static FileStat? Fstat(SafeHandle fd, out int errno)

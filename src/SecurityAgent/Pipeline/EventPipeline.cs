@@ -18,6 +18,8 @@ public sealed partial class EventPipeline
     private readonly Action<AgentEvent> _export;
     private readonly ILogger _log;
 
+    private readonly Processes.BuildIds _buildIds = new();
+
     public PipelineCounters Counters { get; } = new();
     public Processes.ProcessCache Cache => _enrich.Cache;
 
@@ -66,6 +68,7 @@ public sealed partial class EventPipeline
                 Op.Exec => _enrich.Exec(record.Exec),
                 Op.Fork => Fork(record.Fork),
                 Op.Exit => Exit(record.Exit),
+                Op.Loader => Loader(record.Loader),
                 _ => Policy(record.Policy),
             };
             if (e is not null && !_pods.Offer(e, _export))
@@ -88,6 +91,19 @@ public sealed partial class EventPipeline
     {
         _decide.ProcessExited(e.Pid);
         return _enrich.Exit(e);
+    }
+
+    /// <summary>As Tetragon, only mappings of files with a build id are reported.</summary>
+    private ProcessLoaderEvent? Loader(in LoaderEvent e)
+    {
+        var path = System.Text.Encoding.UTF8.GetString(e.Path);
+        if (_buildIds.Get(e.Pid, path, e.Dev, e.Ino, e.Mtime) is not { } id)
+        {
+            Counters.OnLoaderWithoutBuildId();
+            return null;
+        }
+        var (p, parent) = _enrich.ProcessOf(e.Pid, e.Tid);
+        return new ProcessLoaderEvent(e.Ktime, p, parent, path, id);
     }
 
     private PolicyMatchEvent? Policy(PolicyKernelEvent e)

@@ -4,7 +4,7 @@ namespace SecurityAgent.Pipeline;
 /// by the control loop), read by anyone (status, log reports, tests).</summary>
 public sealed class PipelineCounters
 {
-    private long _received, _decodeErrors, _exported, _kernelLost, _unknownHook, _userSpaceFiltered, _podWaitOverflow, _exporterFaults;
+    private long _received, _decodeErrors, _exported, _kernelLost, _unknownHook, _userSpaceFiltered, _podWaitOverflow, _exporterFaults, _loaderWithoutBuildId;
     private Dictionary<(string Type, string Policy), long[]> _byType = new();
 
     /// <summary>Records read from the kernel ring buffer.</summary>
@@ -23,11 +23,15 @@ public sealed class PipelineCounters
     /// <summary>Exceptions an exporter threw (each is isolated: the event still went to the others).</summary>
     public long ExporterFaults => Volatile.Read(ref _exporterFaults);
 
+    /// <summary>spec.loader mappings not reported: the file has no build id, or could not be read as the inode mapped.</summary>
+    public long LoaderWithoutBuildId => Volatile.Read(ref _loaderWithoutBuildId);
+
     internal void OnReceived() => Volatile.Write(ref _received, _received + 1);
     internal void OnDecodeError() => Volatile.Write(ref _decodeErrors, _decodeErrors + 1);
     internal void OnUnknownHook() => Volatile.Write(ref _unknownHook, _unknownHook + 1);
     internal void OnUserSpaceFiltered() => Volatile.Write(ref _userSpaceFiltered, _userSpaceFiltered + 1);
     internal void OnPodWaitOverflow() => Volatile.Write(ref _podWaitOverflow, _podWaitOverflow + 1);
+    internal void OnLoaderWithoutBuildId() => Volatile.Write(ref _loaderWithoutBuildId, _loaderWithoutBuildId + 1);
     internal void OnExporterFault() => Volatile.Write(ref _exporterFaults, _exporterFaults + 1);
     internal void SetKernelLost(long value) => Volatile.Write(ref _kernelLost, value);
 

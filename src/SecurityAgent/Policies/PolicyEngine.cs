@@ -59,6 +59,8 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
     private uint _nextPolicyId = 1;
     private ulong _usedFollowBits;
     private readonly HashSet<LoadedPolicy> _loaded = [];
+    private readonly List<LoadedPolicy> _loaderPolicies = [];
+    private BpfLink? _loaderLink;
 
     public PolicyEngine(ProcessSensor process, int agentTgid, bool userSpaceFilter = false)
     {
@@ -133,7 +135,17 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
                 }
                 foreach (var id in loaded.HookIds)
                     sensor.ResetHookCounters(id);
-                Apply(sensor, changes, growing: true);
+                if (plan.Loader)
+                    AddLoader(sensor, loaded);
+                try
+                {
+                    Apply(sensor, changes, growing: true);
+                }
+                catch
+                {
+                    if (plan.Loader) RemoveLoader(sensor, loaded);
+                    throw;
+                }
                 _loaded.Add(loaded);
                 return loaded;
             }
@@ -154,10 +166,46 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
             // One attach point at a time: each rewrite then fits in the room every load keeps free (see Apply).
             foreach (var group in loaded.Placed.GroupBy(p => _hookPoints[p.HookId].Point).ToList())
                 Apply(_sensor, new() { [group.Key] = group.Key.Hooks.Except(group).ToList() }, growing: false);
+            if (loaded.Plan.Loader)
+                RemoveLoader(_sensor, loaded);
             _loaded.Remove(loaded);
             Release(loaded);
         }
     }
+
+    /// <summary>spec.loader: the sensor reports every process while an unscoped loader policy is loaded, else the pods of
+    /// the scoped ones; attached with the first loader policy, detached after the last.</summary>
+    private void AddLoader(PolicySensor sensor, LoadedPolicy loaded)
+    {
+        var policies = _loaderPolicies.Append(loaded).ToList();
+        if (policies.Count(p => p.ScopeId != 0) > Contract.LoaderScopes)
+            throw new PolicyLimitException($"policy {loaded.Plan.Name}: spec.loader with a pod scope: at most {Contract.LoaderScopes} such policies are loaded at once");
+        WriteLoaderConfig(sensor, policies);
+        try
+        {
+            _loaderLink ??= sensor.AttachLoader();
+        }
+        catch
+        {
+            WriteLoaderConfig(sensor, _loaderPolicies);
+            throw;
+        }
+        _loaderPolicies.Add(loaded);
+    }
+
+    private void RemoveLoader(PolicySensor sensor, LoadedPolicy loaded)
+    {
+        if (!_loaderPolicies.Remove(loaded)) return;
+        WriteLoaderConfig(sensor, _loaderPolicies);
+        if (_loaderPolicies.Count == 0)
+        {
+            _loaderLink?.Dispose();
+            _loaderLink = null;
+        }
+    }
+
+    private static void WriteLoaderConfig(PolicySensor sensor, List<LoadedPolicy> policies) =>
+        sensor.ConfigureLoader(policies.Count(p => p.ScopeId == 0), policies.Where(p => p.ScopeId != 0).Select(p => p.ScopeId).ToList());
 
     /// <summary>The attach point of a hook, created (with an id, nothing written yet) when it is new.</summary>
     private AttachPoint PointOf(HookPlan hook)
@@ -414,6 +462,9 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
             foreach (var p in _points.Values)
                 foreach (var l in p.Links) l.Dispose();
             _points.Clear();
+            _loaderLink?.Dispose();
+            _loaderLink = null;
+            _loaderPolicies.Clear();
             foreach (var p in _loaded.ToList())
                 Release(p);
             _loaded.Clear();

@@ -13,6 +13,9 @@ public sealed record PolicyPlan(string Name, string File, bool Enforce, IReadOnl
 
     /// <summary>The generated_ftrace lists the kprobes came from (for the explanation).</summary>
     public IReadOnlyList<FtraceListPlan> FtraceLists { get; init; } = [];
+
+    /// <summary>spec.loader: an event (process_loader) for each file a process of the policy's scope maps executable.</summary>
+    public bool Loader { get; init; }
 }
 
 /// <summary>A generated_ftrace list: the kernel functions of <paramref name="Source"/> matching <paramref name="Pattern"/>,

@@ -26,9 +26,6 @@ internal sealed class SemanticPass(KernelFeatures features, Func<string, string,
 
     public PolicyPlan? Run(TracingPolicy p, string file, DiagnosticBag d)
     {
-        if (p.Spec.Loader is { Value: true } loader)
-            d.Error(loader.Pos, loader.Path, "unsupported: spec.loader (Tetragon's loader sensor: an event for each executable mapping a process makes, "
-                + "with the file's build id) has no SecurityAgent sensor; exec events carry the binary");
         var (enforce, failClosed) = Options(p.Spec.Options, d);
         var lists = Lists(p.Spec.Lists, d);
         Enforcers(p.Spec, lists, d);
@@ -67,7 +64,7 @@ internal sealed class SemanticPass(KernelFeatures features, Func<string, string,
         var scope = ScopeCompiler.Compile(p, d);
         return d.HasErrors || !complete ? null : new PolicyPlan(p.Metadata.Name.Value, file, enforce, hooks, sets, scope)
         {
-            FailClosed = failClosed, FtraceLists = [.. _ftraceLists.Values],
+            FailClosed = failClosed, FtraceLists = [.. _ftraceLists.Values], Loader = p.Spec.Loader is { Value: true },
         };
     }
 

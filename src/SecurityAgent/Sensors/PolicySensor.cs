@@ -19,7 +19,7 @@ public sealed class PolicySensor : IDisposable
 {
     private readonly ProcessSensor _process;
     private readonly BpfObject _core;
-    private BpfObject? _kprobe, _kover, _ksys, _sock, _uprobe, _rawtp;
+    private BpfObject? _kprobe, _kover, _ksys, _sock, _uprobe, _rawtp, _loader;
     private readonly Dictionary<string, BpfObject> _lsm = new(), _fmodRet = new(), _fexit = new();
     private Microsoft.Win32.SafeHandles.SafeFileHandle? _cgroup;
 
@@ -141,6 +141,20 @@ public sealed class PolicySensor : IDisposable
         }
     }
 
+    /// <summary>spec.loader: which processes the loader sensor reports (all, or those of the given pod scopes), and its one
+    /// attachment at sys_exit_mmap, made on first use.</summary>
+    public BpfLink AttachLoader() => Family(ref _loader, ObjectSpecs.Loader).Program(BpfNames.Programs.LoaderMmap).AttachTracepoint("syscalls", "sys_exit_mmap");
+
+    public void ConfigureLoader(int unscoped, IReadOnlyList<uint> scopeIds)
+    {
+        var v = new byte[Wire.LoaderConfig.Length];
+        BitConverter.TryWriteBytes(v.AsSpan(Wire.LoaderConfig.Unscoped), (uint)unscoped);
+        BitConverter.TryWriteBytes(v.AsSpan(Wire.LoaderConfig.Nscopes), (uint)scopeIds.Count);
+        for (int i = 0; i < scopeIds.Count; i++)
+            BitConverter.TryWriteBytes(v.AsSpan(Wire.LoaderConfig.ScopeIds + 4 * i), scopeIds[i]);
+        Family(ref _loader, ObjectSpecs.Loader).Map(BpfNames.Maps.LoaderConfig).Update(BitConverter.GetBytes(0u), v);
+    }
+
     /// <summary>The exit program's cookie bit for its link at sched_process_exec (SA_EXIT_AT_EXEC in tracepoint.bpf.c).</summary>
     private const ulong ExitAtExec = 1UL << 32;
 
@@ -205,6 +219,7 @@ public sealed class PolicySensor : IDisposable
         _ksys?.Dispose();
         _uprobe?.Dispose();
         _rawtp?.Dispose();
+        _loader?.Dispose();
         _cgroup?.Dispose();
         _core.Dispose();
     }

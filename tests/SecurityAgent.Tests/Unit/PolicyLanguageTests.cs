@@ -573,12 +573,12 @@ public class PolicyLanguageTests
     }
 
     [Fact]
-    public void Spec_loader_is_refused_naming_the_sensor_at_its_position_never_as_an_unknown_field()
+    public void Spec_loader_alone_compiles_to_a_plan_with_the_loader_sensor_and_no_hooks()
     {
-        var v = Check("  loader: true\n", KernelFeatures.Everything, forOtherKernel: true);
-        var d = Assert.Single(v.Diagnostics);
-        Assert.Equal(("spec.loader", 6, 11), (d.Field, d.Line, d.Column));
-        Assert.StartsWith("unsupported: spec.loader (Tetragon's loader sensor", d.Message);
+        var plan = Plan("  loader: true\n", KernelFeatures.Everything);
+        Assert.True(plan.Loader);
+        Assert.Empty(plan.Hooks);
+        Assert.False(Plan("  loader: false\n  tracepoints:\n  - subsystem: syscalls\n    event: sys_enter_clock_settime\n", KernelFeatures.Everything).Loader);
     }
 
     [Theory]

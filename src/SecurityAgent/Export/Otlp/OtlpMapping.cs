@@ -6,7 +6,7 @@ namespace SecurityAgent.Export.Otlp;
 /// (securityagent.process_exec); the attributes follow the OpenTelemetry semantic conventions: process.* (pid,
 /// executable, command line and arguments, working directory, parent), user.id, container.* and k8s.* (pod,
 /// namespace, container, workload) so a collector maps the record to its pod, file.path and destination.* for what a
-/// policy event is about, and securityagent.* for the policy's decision. Severity: INFO for process events, WARN for
+/// policy event is about (for process_loader: file.path and securityagent.build_id, hex), and securityagent.* for the policy's decision. Severity: INFO for process events, WARN for
 /// a policy hit, ERROR for a hit the agent enforced. The agent's own fields (the JSON's --export-extensions) are always
 /// here as securityagent.* attributes. Pure.</summary>
 public static class OtlpMapping
@@ -98,6 +98,11 @@ public static class OtlpMapping
                 a.Add(Kv("network.type", dest.Family == "AF_INET6" ? "ipv6" : "ipv4"));
             }
             AddStacks(a, m);
+        }
+        else if (e is ProcessLoaderEvent l)
+        {
+            a.Add(Kv("file.path", l.Path));
+            a.Add(Kv("securityagent.build_id", Convert.ToHexStringLower(l.BuildId)));
         }
         return r;
     }
