@@ -12,6 +12,7 @@ public enum AncestorEvents
     Lsm = 8,
     Uprobe = 16,
     Usdt = 32,
+    Loader = 64,
 }
 
 /// <summary>What the exported events carry beyond Tetragon's default fields. Every option defaults to off, and then each
@@ -61,7 +62,7 @@ public sealed record EventFormat
                 "lsm" => AncestorEvents.Lsm,
                 "uprobe" => AncestorEvents.Uprobe,
                 "usdt" => AncestorEvents.Usdt,
-                "loader" => AncestorEvents.None,
+                "loader" => AncestorEvents.Loader,
                 _ => throw new FormatException($"unknown event type '{name}' (types: {string.Join(", ", AncestorEventNames)})"),
             };
         return result;

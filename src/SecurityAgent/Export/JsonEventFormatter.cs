@@ -99,7 +99,7 @@ public sealed class JsonEventFormatter
     private static AncestorEvents AncestorsOf(AgentEvent e) => e switch
     {
         ProcessExecEvent or ProcessExitEvent => AncestorEvents.Base,
-        ProcessLoaderEvent => AncestorEvents.None, // Tetragon's ProcessLoader has no ancestors
+        ProcessLoaderEvent => AncestorEvents.Loader,
         PolicyMatchEvent { Hook.Kind: HookKind.Kprobe } => AncestorEvents.Kprobe,
         PolicyMatchEvent { Hook.Kind: HookKind.LsmHook } => AncestorEvents.Lsm,
         PolicyMatchEvent { Hook.Kind: HookKind.Uprobe } => AncestorEvents.Uprobe,

@@ -15,6 +15,11 @@ public static class PlanExplainer
             b.AppendLine("  scope: processes in the containers of pods" + (scope.Namespace is null ? "" : $" in namespace {scope.Namespace}")
                 + (scope.Pods is null ? "" : " with " + Describe(scope.Pods)) + (scope.Containers is null ? "" : ", containers with " + Describe(scope.Containers))
                 + " (their cgroup ids in sa_scope, checked before any selector; kept current from the pod watch)");
+        if (plan.Loader)
+            b.AppendLine("  loader: a process_loader event for each file a process" + (plan.Scope is null ? "" : " in the scope") + " maps executable "
+                + "(tracepoint syscalls/sys_exit_mmap: a successful mmap with PROT_EXEC of a file descriptor; Tetragon reads perf's mmap records "
+                + "through a kprobe), once per address space and file, with the file's GNU build id read by the agent (cached per inode); "
+                + "files without a build id are not reported, as in Tetragon");
         foreach (var l in plan.FtraceLists)
             b.AppendLine($"  list:{l.Name} (generated_ftrace): a kprobe on each kernel function matching '{l.Pattern}' (an unanchored regular expression; "
                 + "functions of modules left out) in " + (l.Functions is null

@@ -23,7 +23,7 @@ public sealed class TetragonProtoFormatTests : IDisposable
     {
         PasswdFile = _dir.File("passwd"),
         ProcessCredentials = true,
-        Ancestors = AncestorEvents.Base | AncestorEvents.Kprobe | AncestorEvents.Tracepoint | AncestorEvents.Lsm,
+        Ancestors = AncestorEvents.Base | AncestorEvents.Kprobe | AncestorEvents.Tracepoint | AncestorEvents.Lsm | AncestorEvents.Loader,
         ClusterName = "prod",
         NodeLabels = EventFormat.ParseLabels("zone=a"),
     };
@@ -85,6 +85,12 @@ public sealed class TetragonProtoFormatTests : IDisposable
         TetragonProtos.AssertTetragonLine(Render(Match(HookKind.Kprobe, "__x64_sys_write")));
         TetragonProtos.AssertTetragonLine(Render(Match(HookKind.Tracepoint, "syscalls/sys_enter_write")));
         TetragonProtos.AssertTetragonLine(Render(Match(HookKind.LsmHook, "file_open")));
+    }
+
+    [TetragonProtoFact]
+    public void A_loader_event_is_exactly_what_protojson_writes()
+    {
+        TetragonProtos.AssertTetragonLine(Render(new ProcessLoaderEvent(2_000_000_002, Cat, Shell, "/usr/lib/libz.so.1", Convert.FromHexString("00ff10203040506070809a0b0c0d0e0f10111213"))));
     }
 
     [TetragonProtoFact]
