@@ -95,12 +95,7 @@ int sa_loader_mmap(struct sa_exit_args *ctx)
 	if (fd < 0 || (st && st->agent_tgid == tgid) || !sa_loader_wanted())
 		return 0;
 
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
-		return 0;
-	struct file **fds = BPF_CORE_READ(fdt, fd);
-	struct file *f = NULL;
-	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
+	struct file *f = sa_fd_file(fd);
 	if (!f)
 		return 0;
 	struct inode *inode = BPF_CORE_READ(f, f_inode);

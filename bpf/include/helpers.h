@@ -221,6 +221,19 @@ static __always_inline __u32 sa_resolve_path(const struct path *path, const stru
 	return w.off;
 }
 
+/* The open file behind descriptor `fd` of the current task, or NULL. */
+static __always_inline struct file *sa_fd_file(__s64 fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if (fd < 0 || !fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f = NULL;
+	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
+	return f;
+}
+
 /* Copies a resolved path from the scratch buffer to dst; returns its length. */
 static __always_inline __u32 sa_copy_path(char *dst, struct path_scratch *s, __u32 off)
 {

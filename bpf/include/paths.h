@@ -146,19 +146,6 @@ static __always_inline bool sa_plainly_normal(__u32 p, const char *raw, __u32 le
 	return !k.bad;
 }
 
-/* The open file behind descriptor `fd` of the current task, or NULL. */
-static __always_inline struct file *sa_fd_file(__s64 fd)
-{
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	if (fd < 0 || !fdt || fd >= BPF_CORE_READ(fdt, max_fds))
-		return NULL;
-	struct file **fds = BPF_CORE_READ(fdt, fd);
-	struct file *f = NULL;
-	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
-	return f;
-}
-
 /* Reads the user-space file name at `uptr` into sa_call.raw[p] and its resolved absolute form into str[p]
  * (relative names against `dirfd`'s directory, or the cwd for AT_FDCWD / no dirfd). Returns the resolved
  * length; raw_len[p] is 0 when the passed string is already the resolved path (the fast path: an absolute,
