@@ -54,5 +54,5 @@ public sealed class PipelineCounters
     public long TotalLost => KernelLost + DecodeErrors;
 
     public override string ToString() =>
-        $"received={Received} exported={Exported} kernel_lost={KernelLost} decode_errors={DecodeErrors} unknown_hook={UnknownHook} user_space_filtered={UserSpaceFiltered} pod_wait_overflow={PodWaitOverflow} exporter_faults={ExporterFaults}";
+        $"received={Received} exported={Exported} kernel_lost={KernelLost} decode_errors={DecodeErrors} unknown_hook={UnknownHook} user_space_filtered={UserSpaceFiltered} pod_wait_overflow={PodWaitOverflow} exporter_faults={ExporterFaults} loader_without_build_id={LoaderWithoutBuildId}";
 }

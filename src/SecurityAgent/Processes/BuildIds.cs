@@ -13,16 +13,12 @@ public sealed class BuildIds(string procRoot = "/proc")
     private const int MaxNoteBytes = 64 << 10;
     private readonly Dictionary<(ulong Dev, ulong Ino, long Mtime), byte[]?> _cache = new();
 
-    /// <summary>Files whose build id had to be read (cache misses).</summary>
-    public long Reads { get; private set; }
-
     /// <summary>The build id of the file; null when it has none (not ELF, no note) or could not be opened as that inode.</summary>
     /// <param name="kernelDev">The superblock's s_dev as the kernel encodes it (major &lt;&lt; 20 | minor).</param>
     public byte[]? Get(int pid, string path, ulong kernelDev, ulong ino, long mtime)
     {
         var key = (kernelDev, ino, mtime);
         if (_cache.TryGetValue(key, out var id)) return id;
-        Reads++;
         ulong dev = UserDev(kernelDev);
         foreach (var candidate in (ReadOnlySpan<string>)[$"{procRoot}/{pid}/root{path}", path])
         {
