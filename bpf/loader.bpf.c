@@ -15,8 +15,10 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define SA_MAP_ANONYMOUS 0x20
 #define SA_LOADER_SEEN 16384
 
+/* The address space with its process's start: a freed mm's address is reused by later processes. */
 struct sa_loader_key {
 	__u64 mm;
+	__u64 start;
 	__u64 inode;
 };
 
@@ -99,7 +101,11 @@ int sa_loader_mmap(struct sa_exit_args *ctx)
 	if (!f)
 		return 0;
 	struct inode *inode = BPF_CORE_READ(f, f_inode);
-	struct sa_loader_key key = { .mm = (__u64)BPF_CORE_READ(task, mm), .inode = (__u64)inode };
+	struct sa_loader_key key = {
+		.mm = (__u64)BPF_CORE_READ(task, mm),
+		.start = BPF_CORE_READ(task, group_leader, start_time),
+		.inode = (__u64)inode,
+	};
 	if (bpf_map_update_elem(&sa_loader_seen, &key, &(__u8){ 1 }, BPF_NOEXIST))
 		return 0; /* reported already for this address space */
 

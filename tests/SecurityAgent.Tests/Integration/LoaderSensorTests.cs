@@ -13,12 +13,13 @@ public class LoaderSensorTests
     private const string Tool = """
         #include <dlfcn.h>
         #include <stdio.h>
+        #include <unistd.h>
         int main(int argc, char **argv)
         {
             void *h = dlopen(argv[1], RTLD_NOW);
             if (!h) { fprintf(stderr, "%s\n", dlerror()); return 2; }
             int (*f)(int) = (int (*)(int))dlsym(h, "sa_loader_probe");
-            printf("%d\n", f ? f(6) : -1);
+            printf("%d %d\n", (int)getpid(), f ? f(6) : -1);
             return f ? 0 : 3;
         }
         """;
@@ -62,10 +63,15 @@ public class LoaderSensorTests
         using var agent = new AgentProcess(new Dictionary<string, string> { ["loader.yaml"] = LoaderPolicy });
         var ev = Reported(agent, () => Run.Wait(tool, [lib]), lib, tool).GetProperty("process_loader");
         Assert.Equal(buildId, Convert.ToHexStringLower(ev.GetProperty("buildid").GetBytesFromBase64()));
-        int pid = ev.GetProperty("process").GetProperty("pid").GetInt32();
-        // The library's segments are mapped by several mmap calls; the process is told once.
+        // Each run is a new process, told once although the library's segments take several mmap calls (a freed address
+        // space's address is reused: the kernel's record of what it told must not outlive the process).
+        var pids = Enumerable.Range(0, 4).Select(_ => int.Parse(Run.Wait(tool, [lib]).Stdout.Split(' ')[0])).ToList();
+        bool Of(JsonElement e, int pid) => IsLoaderOf(e, lib, tool) && e.GetProperty("process_loader").GetProperty("process").GetProperty("pid").GetInt32() == pid;
+        foreach (var pid in pids)
+            agent.Events.WaitFor(e => Of(e, pid), $"process_loader of pid {pid}");
         Thread.Sleep(300);
-        Assert.Single(agent.Events.Where(e => IsLoaderOf(e, lib, tool) && e.GetProperty("process_loader").GetProperty("process").GetProperty("pid").GetInt32() == pid));
+        foreach (var pid in pids)
+            Assert.Single(agent.Events.Where(e => Of(e, pid)));
         foreach (var line in agent.Events.RawLines.Where(l => l.Contains("\"process_loader\"") && l.Contains(lib)))
             Unit.JsonFormatTests.AssertValid(line);
     }
