@@ -160,4 +160,8 @@ public sealed record PolicyKernelEvent(
     public ulong[]? KernelStack { get; init; }
 
     public ulong[]? UserStack { get; init; }
+
+    /// <summary>Posted after the call by the fanotify change watcher (a name-only syscall such as unlink or chmod), with
+    /// the real path of what the call changed: the pipeline runs the hook's selectors on it and enforces after the fact.</summary>
+    public bool AfterCall { get; init; }
 }

@@ -105,7 +105,7 @@ internal static class FanotifyPolicies
         return rules;
     }
 
-    private static PathFilter PathFilterOf(Cmp cmp, IReadOnlyList<string> values) => new(cmp switch
+    internal static PathFilter PathFilterOf(Cmp cmp, IReadOnlyList<string> values) => new(cmp switch
     {
         Cmp.In => StringOp.Equal,
         Cmp.NotIn => StringOp.NotEqual,

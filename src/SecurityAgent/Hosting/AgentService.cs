@@ -75,10 +75,11 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         using var cgroups = features.Cgroup2Path is { } cg ? new Containers.CgroupMap(cg) : null;
         var pods = new Containers.PodCache();
         await using var notifier = new PolicyNotifier(log);
+        var afterCall = new Fanotify.AfterCallMatches();
         var pipeline = new EventPipeline(
             new Enricher(cache, cgroups, clockTickNs),
             new Decider(engine.Hooks, engine, (p, signal) => Responder.Signal(p, signal, clockTickNs), notifier.Enqueue,
-                new Stacks.StackSymbolizer(_opt.ExposeStackAddresses)),
+                new Stacks.StackSymbolizer(_opt.ExposeStackAddresses), afterCall),
             new PodWait(pods, TimeProvider.System, _opt.ChannelCapacity),
             [filtered, state.Live, state.EventMetrics], log);
         using var reader = new KernelEventReader(sensor.Events, pipeline);
@@ -106,7 +107,8 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         using var fanotify = new Fanotify.FanotifyLoader(new EngineLoader(engine), engine.Hooks, pipeline.Post,
             new Fanotify.FanotifyOptions { Logger = log, Cgroup2Mount = features.Cgroup2Path }, engine.Scopes);
         state.Fanotify = fanotify;
-        state.Policies.Attach(new PolicyValidator(features), fanotify, log);
+        using var changes = new Fanotify.PathChangeLoader(fanotify, pipeline.Post, afterCall, log);
+        state.Policies.Attach(new PolicyValidator(features), changes, log);
         var policies = new PolicyDirectory(_opt.PolicyDir, state.Policies, log);
         policies.Sync();
         phases.Mark("policies");

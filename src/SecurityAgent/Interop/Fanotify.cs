@@ -209,6 +209,77 @@ internal static unsafe partial class Libc
         finally { free(r); }
     }
 
+    // notification groups that report directory handles and names (Linux 5.9; FAN_RENAME 5.17)
+    internal const uint FAN_CLASS_NOTIF = 0, FAN_REPORT_FID = 0x200, FAN_REPORT_DIR_FID = 0x400, FAN_REPORT_NAME = 0x800;
+    internal const ulong FAN_MODIFY = 0x2, FAN_ATTRIB = 0x4, FAN_CREATE = 0x100, FAN_DELETE = 0x200, FAN_MOVE_SELF = 0x800,
+        FAN_RENAME = 0x10000000, FAN_ONDIR = 0x40000000;
+    internal const byte FAN_EVENT_INFO_TYPE_FID = 1, FAN_EVENT_INFO_TYPE_DFID_NAME = 2, FAN_EVENT_INFO_TYPE_OLD_DFID_NAME = 10,
+        FAN_EVENT_INFO_TYPE_NEW_DFID_NAME = 12;
+
+    [LibraryImport(Lib, EntryPoint = "name_to_handle_at", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int name_to_handle_at(int dirfd, string path, byte* handle, int* mountId, int flags);
+
+    [LibraryImport(Lib, EntryPoint = "fstatfs", SetLastError = true)]
+    private static partial int fstatfs(int fd, byte* buf);
+
+    /// <summary>A notification group: events carry the parent directory's handle and the entry's name (and the object's
+    /// handle), not an fd, so reading them opens nothing.</summary>
+    internal static FdHandle FanotifyInitNames() =>
+        FanotifyInit(FAN_CLASS_NOTIF | FAN_REPORT_FID | FAN_REPORT_DIR_FID | FAN_REPORT_NAME | FAN_CLOEXEC | FAN_NONBLOCK);
+
+    /// <summary>A directory opened read-only (the mount fd of open_by_handle_at: an O_PATH fd is refused there), or null
+    /// when it is gone.</summary>
+    internal static FdHandle? OpenDirectoryFd(string path)
+    {
+        var bytes = Encoding.UTF8.GetBytes(path + "\0");
+        fixed (byte* p = bytes)
+            return open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC) is var fd and >= 0 ? new FdHandle(fd) : null;
+    }
+
+    /// <summary>The f_fsid of the file system holding an fd (what a fanotify event names its file system by).</summary>
+    internal static ulong FsId(FdHandle fd)
+    {
+        byte* buf = stackalloc byte[128];
+        return fstatfs((int)fd.DangerousGetHandle(), buf) == 0 ? *(ulong*)(buf + 56) : throw Failed("fstatfs");
+    }
+
+    /// <summary>The file handle of a path (struct file_handle: bytes, type, handle), symlinks followed; null when gone.</summary>
+    internal static byte[]? NameToHandle(string path)
+    {
+        byte* buf = stackalloc byte[8 + 128];
+        *(uint*)buf = 128;
+        int mountId;
+        if (name_to_handle_at(-100 /* AT_FDCWD */, path, buf, &mountId, 0x400 /* AT_SYMLINK_FOLLOW */) != 0)
+            return null;
+        return new ReadOnlySpan<byte>(buf, 8 + (int)*(uint*)buf).ToArray();
+    }
+
+    /// <summary>The path of the object a file handle (struct file_handle) names, through an fd on its file system; null
+    /// when it is gone or not reachable from that mount.</summary>
+    internal static string? HandlePath(FdHandle mount, ReadOnlySpan<byte> handle, Span<byte> scratch)
+    {
+        int fd;
+        fixed (byte* h = handle)
+            fd = open_by_handle_at((int)mount.DangerousGetHandle(), h, O_PATH | O_CLOEXEC);
+        if (fd < 0) return null;
+        try
+        {
+            Span<byte> link = stackalloc byte[32];
+            int n = ReadLink(link[..WriteProcFd(link, fd)], scratch);
+            return n > 0 ? Encoding.UTF8.GetString(scratch[..n]) : null;
+        }
+        finally
+        {
+            close(fd);
+        }
+    }
+
+    private static int WriteProcFd(Span<byte> buffer, int fd)
+    {
+        System.Text.Unicode.Utf8.TryWrite(buffer, $"/proc/self/fd/{fd}\0", out int n);
+        return n;
+    }
+
     internal static FdHandle InotifyInit() =>
         inotify_init1(IN_NONBLOCK | IN_CLOEXEC) is var fd and >= 0 ? new FdHandle(fd) : throw Failed("inotify_init1");
 

@@ -10,7 +10,7 @@ namespace SecurityAgent.Pipeline;
 /// the kernel deny set that enforces the process's next matches in the kernel) and says whether the event is
 /// exported. Pipeline thread only.</summary>
 public sealed class Decider(IReadOnlyDictionary<uint, HookInfo> hooks, EventPipeline.IDenySet? denySet, Decider.Signaller signal,
-    Action<IReadOnlyList<Notification>>? notify = null, Stacks.StackSymbolizer? stacks = null)
+    Action<IReadOnlyList<Notification>>? notify = null, Stacks.StackSymbolizer? stacks = null, Fanotify.AfterCallMatches? afterCall = null)
 {
     /// <summary>Sends a signal to a process the policy decided against (<see cref="Responder.Signal"/> in the agent).</summary>
     public delegate Responder.Outcome Signaller(ProcessInfo p, int signal);
@@ -22,19 +22,34 @@ public sealed class Decider(IReadOnlyDictionary<uint, HookInfo> hooks, EventPipe
         if (!hooks.TryGetValue(e.HookId, out var info))
             return (Verdict.UnknownHook, null); // the policy was unloaded while its event was queued
         int selector = e.Selector;
-        if (info.UserSpaceFilter)
+        if (info.UserSpaceFilter || e.AfterCall)
         {
+            // After the call (fanotify's real path of a name-only syscall), unless the kernel matched the call at entry.
+            if (e.AfterCall && afterCall?.Repeats(e) == true)
+                return (Verdict.Filtered, null);
             selector = UserSpaceSelectors.Match(info.Plan, info.Hook, e.Ints, e.Strings, p);
             if (selector < 0)
                 return (Verdict.Filtered, null);
         }
+        if (!e.AfterCall)
+            afterCall?.Kernel(e);
         var sel = selector < info.Hook.Selectors.Count ? info.Hook.Selectors[selector] : null;
         var actions = sel?.Actions ?? Actions.Post;
         bool returned = e.Flags.HasFlag(PolicyWire.EventFlags.Return) && info.Hook.Return is not null;
         bool enforced = e.Flags.HasFlag(PolicyWire.EventFlags.Enforced) || e.Flags.HasFlag(PolicyWire.EventFlags.ReturnEnforced);
         bool refused = e.Flags.HasFlag(PolicyWire.EventFlags.SafetyRefused);
         var decidedBy = e.HookId >= Fanotify.FanotifyLoader.FirstHookId ? "fanotify" : "kernel"; // the agent's answer to a permission event
-        if (sel is { KernelOnly: false } && e.Flags.HasFlag(PolicyWire.EventFlags.DenySet))
+        if (e.AfterCall)
+        {
+            decidedBy = "fanotify"; // after the call: the signal comes once the call has done its work
+            if (info.Enforce && (actions & (Actions.Sigkill | Actions.Signal)) != 0)
+            {
+                var outcome = signal(p, actions.HasFlag(Actions.Sigkill) ? 9 : sel!.Signal);
+                enforced = outcome == Responder.Outcome.Sent;
+                refused = outcome == Responder.Outcome.Refused;
+            }
+        }
+        else if (sel is { KernelOnly: false } && e.Flags.HasFlag(PolicyWire.EventFlags.DenySet))
         {
             decidedBy = "kernel_deny_set"; // user space decided earlier; the kernel enforced this one
         }
@@ -63,7 +78,7 @@ public sealed class Decider(IReadOnlyDictionary<uint, HookInfo> hooks, EventPipe
         {
             Return = returned ? PolicyArgs.RenderReturn(info.Hook.Return!, e.Return, e.ReturnData) : null,
             ReturnAction = returned ? PolicyArgs.ActionName((Actions)e.ReturnActions) : null,
-            MatchedAtExit = e.Flags.HasFlag(PolicyWire.EventFlags.AtExit),
+            MatchedAtExit = e.Flags.HasFlag(PolicyWire.EventFlags.AtExit) || e.AfterCall,
             KernelStackTrace = Stack(e, Actions.KernelStack, e.KernelStack, p),
             UserStackTrace = Stack(e, Actions.UserStack, e.UserStack, p),
         });

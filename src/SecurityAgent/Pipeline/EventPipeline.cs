@@ -122,15 +122,22 @@ public sealed partial class EventPipeline
     /// <summary>No more records will come: everything held goes out, then the exporters write.</summary>
     public void Complete() => Finish(all: true);
 
+    // After-the-call records (fanotify changes) wait for one more drain of the ring buffer, so that the kernel's record of
+    // the same call, submitted before the call ran, has been decided first (Fanotify.AfterCallMatches drops the repeat).
+    private List<PolicyKernelEvent> _afterCall = [], _afterCallNext = [];
+
     private void Finish(bool all)
     {
+        foreach (var held in _afterCall)
+            Decided(held);
+        _afterCall.Clear();
         while (_posted.TryDequeue(out var posted))
         {
             Interlocked.Decrement(ref _postedCount);
-            Counters.OnReceived();
-            if (Policy(posted) is { } e && !_pods.Offer(e, _export))
-                Counters.OnPodWaitOverflow();
+            if (posted.AfterCall && !all) _afterCallNext.Add(posted);
+            else Decided(posted);
         }
+        (_afterCall, _afterCallNext) = (_afterCallNext, _afterCall);
         _pods.Release(_export, all);
         for (int i = 0; i < _exporters.Count; i++)
         {
@@ -145,6 +152,13 @@ public sealed partial class EventPipeline
                 _faults[i].Failed(1, ex.Message);
             }
         }
+    }
+
+    private void Decided(PolicyKernelEvent posted)
+    {
+        Counters.OnReceived();
+        if (Policy(posted) is { } e && !_pods.Offer(e, _export))
+            Counters.OnPodWaitOverflow();
     }
 
     private void ExportNow(AgentEvent e)

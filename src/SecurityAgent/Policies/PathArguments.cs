@@ -64,6 +64,15 @@ public static class PathArguments
         return null;
     }
 
+    /// <summary>Which of the syscall's file names (0: the first, 1: the second, as rename's old and new) the record field
+    /// at <paramref name="offset"/> of attach point <paramref name="target"/> is; -1 when it is none.</summary>
+    public static int NamePosition(string target, int offset)
+    {
+        if (offset < FirstArgOffset || (offset - FirstArgOffset) % 8 != 0 || Of(target) is not { } s)
+            return -1;
+        return Array.FindIndex(s.Args, a => a.Index == (offset - FirstArgOffset) / 8);
+    }
+
     /// <summary>What the exit of the syscall at <paramref name="target"/> looks up again (0: nothing).</summary>
     public static PolicyWire.PointFlags Exit(string target) => Of(target)?.Exit ?? 0;
 
@@ -134,7 +143,7 @@ public static class PathArguments
         {
             PolicyWire.PointFlags.Fd => enter + ", and again at sys_exit the path of the file the kernel opened (symlinks, bind mounts, /proc/self/fd" + HardLinks(cmp) + ")" + HostView(cmp),
             PolicyWire.PointFlags.Exe => enter + ", and again once the exec succeeded (sched_process_exec) the path of the file the kernel executed (symlinks, bind mounts" + HardLinks(cmp) + ")" + HostView(cmp),
-            _ => enter + " only: this syscall's object is not looked up again at exit, so a symlink, bind mount, hard link or /proc/self/fd name in the path is matched as spelled" + HostView(cmp),
+            _ => enter + (Fanotify.PathChanges.Explain(hook, cmp) ?? " only: this syscall's object is not looked up again at exit, so a symlink, bind mount, hard link or /proc/self/fd name in the path is matched as spelled") + HostView(cmp),
         };
     }
 }

@@ -16,7 +16,7 @@ public class PolicyCompilerTests
         _ => null,
     };
 
-    private static TracepointFormat Syscall(string ev, params (string CType, string Name)[] args)
+    internal static TracepointFormat Syscall(string ev, params (string CType, string Name)[] args)
     {
         var fields = new List<TracepointField>
         {

@@ -1,0 +1,335 @@
+using System.Buffers.Binary;
+using System.Text;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using SecurityAgent.Events;
+using SecurityAgent.Interop;
+using SecurityAgent.Policies;
+
+namespace SecurityAgent.Fanotify;
+
+/// <summary>A hook on a name-only syscall (unlink, rename, chmod, ...) that is matched again after the call: its kernel
+/// hook id, the changes that stand for its syscall, its file-name slots (and which name of the call each is), and the
+/// positive path filters of each selector (one of them must hold before a change is posted).</summary>
+public sealed record PathChangeHook(uint HookId, PathChange Changes, IReadOnlyList<(int Slot, int Position)> Names, int Args,
+    IReadOnlyList<IReadOnlyList<PathFilter>> Selectors);
+
+/// <summary>Watches the directories (and the files) the hooks' Equal and Prefix paths name with a fanotify notification
+/// group that reports the parent directory's handle and the entry's name (FAN_REPORT_DIR_FID|FAN_REPORT_NAME) and the
+/// object's handle (FAN_REPORT_FID). Each change is resolved to the real path (the directory's handle opened on its file
+/// system and read back: no symlink in the name the process used survives; a watched file's handle gives its own path,
+/// whatever hard link was used) and, when a hook's path filters hold, posted as that hook's policy record with
+/// <see cref="PolicyKernelEvent.AfterCall"/>: the pipeline then runs the hook's selectors on it, drops it when the
+/// kernel already matched the same call at entry, and enforces (after the call). Notifications never block anyone:
+/// the group is FAN_CLASS_NOTIF, and an overflow of its queue is counted.</summary>
+public sealed partial class PathChangeWatcher : IDisposable
+{
+    private const ulong DirectoryMask = Libc.FAN_CREATE | Libc.FAN_DELETE | Libc.FAN_RENAME | Libc.FAN_ATTRIB | Libc.FAN_MODIFY
+        | Libc.FAN_ONDIR | Libc.FAN_EVENT_ON_CHILD;
+    private const ulong FileMask = Libc.FAN_ATTRIB | Libc.FAN_MODIFY | Libc.FAN_MOVE_SELF;
+
+    private readonly FdHandle _group, _stop;
+    private readonly PathChangeHook[] _hooks;
+    private readonly PathMatcher[][] _filters;
+    private readonly Func<PolicyKernelEvent, bool> _post;
+    private readonly ILogger _log;
+    private readonly Dictionary<ulong, FdHandle> _mounts = [];
+    private readonly Dictionary<string, string> _files = [];   // a watched file's handle → its path
+    private readonly Dictionary<string, string> _dirs = [];    // a directory's handle → its path (cleared when a directory moves)
+    private readonly Dictionary<string, Libc.FileStat> _stats = []; // a file's stat when last seen: what an attribute change changed
+    private readonly List<string> _trees;                      // Prefix directories: a directory created below one is marked too
+    private readonly Thread _thread;
+    private readonly byte[] _scratch = new byte[4096];
+    private long _events, _posted, _overflows;
+    private volatile bool _stopping;
+
+    public IReadOnlyList<string> MarkedDirectories { get; }
+
+    /// <summary>Changes read / posted, and queue overflows (changes the kernel dropped).</summary>
+    public (long Events, long Posted, long Overflows) Counters => (Interlocked.Read(ref _events), Interlocked.Read(ref _posted), Interlocked.Read(ref _overflows));
+
+    public PathChangeWatcher(IReadOnlyList<PathChangeHook> hooks, Func<PolicyKernelEvent, bool> post, ILogger? log = null)
+    {
+        _post = post;
+        _log = log ?? NullLogger.Instance;
+        // The mark planner canonicalises the values and expands Prefix trees, as for permission events: a rule per selector.
+        var rules = hooks.SelectMany((h, i) => h.Selectors.Select(s => new FanotifyRule(i.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            FileOperations.Open, s, null))).ToList();
+        var plan = new MarkPlanner(new LocalFileSystem()).Plan(rules);
+        if (plan.Errors.Count > 0)
+            throw new ArgumentException(string.Join("; ", plan.Errors.Select(e => e.Error)));
+        _hooks = hooks.ToArray();
+        var canonical = plan.Rules.SelectMany(r => r.Paths.Select(f => (Hook: int.Parse(r.Id, System.Globalization.CultureInfo.InvariantCulture), Filter: f))).ToList();
+        _filters = _hooks.Select((_, i) => canonical.Where(c => c.Hook == i).Select(c => new PathMatcher([c.Filter])).ToArray()).ToArray();
+        var filters = canonical.Select(c => c.Filter).ToList();
+        _trees = filters.Where(f => f.Op == StringOp.Prefix).SelectMany(f => f.Values).ToList();
+        _group = Libc.FanotifyInitNames();
+        _stop = Libc.EventFd();
+        try
+        {
+            var dirs = new List<string>();
+            foreach (var m in plan.Initial.Marks)
+            {
+                if (m.Kind == MarkKind.Inode) dirs.Add(Parent(m.Path));
+                else if (m.Kind == MarkKind.Children) dirs.Add(m.Path);
+                else Mark(Libc.FAN_MARK_FILESYSTEM, DirectoryMask, m.Path);
+            }
+            // An Equal path that does not exist yet (the directory mkdir makes, the name a rename gives): its directory.
+            foreach (var v in filters.Where(f => f.Op == StringOp.Equal).SelectMany(f => f.Values))
+                if (Directory.Exists(Parent(v))) dirs.Add(Parent(v));
+            MarkedDirectories = dirs.Distinct().ToList();
+            foreach (var d in MarkedDirectories)
+                Mark(Libc.FAN_MARK_ONLYDIR, DirectoryMask, d);
+            foreach (var f in filters.Where(f => f.Op is StringOp.Equal or StringOp.Prefix)
+                         .SelectMany(f => f.Values.SelectMany(v => PathArguments.Files(v, f.Op == StringOp.Prefix))).DistinctBy(f => f.Path))
+            {
+                if (Libc.NameToHandle(f.Path) is not { } handle || Mark(0, FileMask, f.Path) != 0) continue;
+                _files.TryAdd(Key(FsIdOf(Parent(f.Path)), handle), f.Path);
+                if (Libc.Lstat(f.Path) is { } st) _stats[f.Path] = st;
+            }
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+        _thread = new Thread(Loop) { IsBackground = true, Name = "fanotify-changes" };
+        _thread.Start();
+    }
+
+    private int Mark(uint flags, ulong mask, string path)
+    {
+        int errno = Libc.FanotifyMark(_group, Libc.FAN_MARK_ADD | flags, mask, path);
+        if (errno == 0)
+            FsIdOf((flags & (Libc.FAN_MARK_ONLYDIR | Libc.FAN_MARK_FILESYSTEM)) != 0 ? path : Parent(path));
+        else if (errno != Errno.ENOENT)
+            LogMarkRefused(_log, path, Errno.Name(errno)); // a file system without file handles: that path is matched as spelled
+
+        return errno;
+    }
+
+    /// <summary>The file system of a directory, remembering an fd on it to open the handles its events carry.</summary>
+    private ulong FsIdOf(string directory)
+    {
+        if (Libc.OpenDirectoryFd(directory) is not { } fd) return 0;
+        ulong fsid = Libc.FsId(fd);
+        if (!_mounts.TryAdd(fsid, fd)) fd.Dispose();
+        return fsid;
+    }
+
+    private static string Key(ulong fsid, ReadOnlySpan<byte> handle) => fsid.ToString("x16", System.Globalization.CultureInfo.InvariantCulture) + Convert.ToHexString(handle);
+
+    private void Loop()
+    {
+        var buffer = new byte[64 * 1024];
+        Span<Libc.PollFd> fds = stackalloc Libc.PollFd[2];
+        var seen = new HashSet<(uint, int, string)>();
+        try
+        {
+            while (!_stopping)
+            {
+                fds[0] = new Libc.PollFd { Fd = (int)_group.DangerousGetHandle(), Events = Libc.POLLIN };
+                fds[1] = new Libc.PollFd { Fd = (int)_stop.DangerousGetHandle(), Events = Libc.POLLIN };
+                Libc.Poll(fds, -1);
+                if (fds[1].Revents != 0) return;
+                int n = Libc.Read(_group, buffer, "read(fanotify)");
+                seen.Clear(); // a rename of a watched file comes as FAN_RENAME and FAN_MOVE_SELF in one read: one event
+                for (int at = 0; at + Libc.FanotifyMetadataLength <= n;)
+                {
+                    int len = (int)BinaryPrimitives.ReadUInt32LittleEndian(buffer.AsSpan(at));
+                    if (len < Libc.FanotifyMetadataLength || at + len > n) break;
+                    try { OnEvent(buffer.AsSpan(at, len), seen); }
+                    catch (Exception e) when (e is not OutOfMemoryException) { LogEventFailed(_log, e.Message); }
+                    at += len;
+                }
+            }
+        }
+        catch (Exception e) when (!_stopping)
+        {
+            LogStopped(_log, e.Message);
+        }
+    }
+
+    private ref struct Info
+    {
+        public ulong FsId;
+        public ReadOnlySpan<byte> Handle;
+        public ReadOnlySpan<byte> Name;
+        public bool Present;
+    }
+
+    private void OnEvent(ReadOnlySpan<byte> e, HashSet<(uint, int, string)> seen)
+    {
+        Interlocked.Increment(ref _events);
+        ulong mask = BinaryPrimitives.ReadUInt64LittleEndian(e[8..]);
+        int pid = BinaryPrimitives.ReadInt32LittleEndian(e[20..]);
+        if ((mask & Libc.FAN_Q_OVERFLOW) != 0)
+        {
+            Interlocked.Increment(ref _overflows);
+            LogOverflow(_log);
+            return;
+        }
+        Info dir = default, old = default, @new = default, obj = default;
+        for (int at = BinaryPrimitives.ReadUInt16LittleEndian(e[6..]); at + 4 <= e.Length;)
+        {
+            byte type = e[at];
+            int len = BinaryPrimitives.ReadUInt16LittleEndian(e[(at + 2)..]);
+            if (len < 4 || at + len > e.Length) break;
+            var info = ParseFid(e.Slice(at, len), type != Libc.FAN_EVENT_INFO_TYPE_FID);
+            switch (type)
+            {
+                case Libc.FAN_EVENT_INFO_TYPE_DFID_NAME: dir = info; break;
+                case Libc.FAN_EVENT_INFO_TYPE_OLD_DFID_NAME: old = info; break;
+                case Libc.FAN_EVENT_INFO_TYPE_NEW_DFID_NAME: @new = info; break;
+                case Libc.FAN_EVENT_INFO_TYPE_FID: obj = info; break;
+            }
+            at += len;
+        }
+        bool isDir = (mask & Libc.FAN_ONDIR) != 0;
+        if (isDir && (mask & (Libc.FAN_RENAME | Libc.FAN_DELETE)) != 0)
+            _dirs.Clear(); // a directory moved or went: the paths of the handles below it changed
+        string? watched = obj.Present && _files.TryGetValue(Key(obj.FsId, obj.Handle), out var w) ? w : null;
+        string? first = null, second = null;
+        var change = PathChange.None;
+        if ((mask & Libc.FAN_RENAME) != 0)
+            (change, first, second) = (PathChange.Rename, PathOf(old), PathOf(@new));
+        else if ((mask & Libc.FAN_MOVE_SELF) != 0 && watched is not null)
+            (change, first) = (PathChange.Rename, watched);
+        else if ((mask & Libc.FAN_DELETE) != 0)
+            (change, first) = (PathChange.Delete, PathOf(dir));
+        else if ((mask & Libc.FAN_CREATE) != 0 && PathOf(dir) is { } created)
+        {
+            if (isDir)
+            {
+                change = PathChange.Directory;
+                if (_trees.Any(t => created.StartsWith(t, StringComparison.Ordinal)))
+                    Mark(Libc.FAN_MARK_ONLYDIR, DirectoryMask, created);
+            }
+            else
+                change = Libc.Lstat(created) switch
+                {
+                    { IsSymlink: true } => PathChange.Symlink,
+                    { IsRegular: true, Links: > 1 } => PathChange.Link,
+                    { IsRegular: false, IsDirectory: false } => PathChange.Node,
+                    _ => PathChange.None, // open(O_CREAT), creat: the open hooks see those
+                };
+            if (change == PathChange.Link) second = created;
+            else first = created;
+        }
+        else if ((mask & Libc.FAN_ATTRIB) != 0)
+        {
+            first = dir.Present ? watched ?? PathOf(dir) : watched;
+            var (before, after) = Restat(first);
+            if (dir.Present && first is not null)
+                change = before is { } b && after is { } a && (a.Mode != b.Mode) != (a.Uid != b.Uid || a.Gid != b.Gid)
+                    ? a.Mode != b.Mode ? PathChange.Mode : PathChange.Owner
+                    : PathChange.Mode | PathChange.Owner;
+            else if (first is not null && before is { } b2)
+                change = (after?.Links ?? 0) > b2.Links ? PathChange.Link : PathChange.Unlink;
+        }
+        else if ((mask & Libc.FAN_MODIFY) != 0)
+        {
+            first = watched ?? PathOf(dir);
+            var (before, after) = Restat(first);
+            if (before is not { } b || after is not { } a || a.Size < b.Size)
+                change = PathChange.Shortened;
+        }
+        if (change == PathChange.None || first is null && second is null)
+            return;
+        for (int h = 0; h < _hooks.Length; h++)
+        {
+            var hook = _hooks[h];
+            if ((hook.Changes & change) == 0 || !Passes(h, first, second))
+                continue;
+            if (!seen.Add((hook.HookId, pid, first ?? second!)))
+                continue;
+            var strings = new byte[hook.Args][];
+            for (int i = 0; i < strings.Length; i++) strings[i] = [];
+            foreach (var (slot, position) in hook.Names)
+                if ((position == 0 ? first : position == 1 ? second : null) is { } p)
+                    strings[slot] = Encoding.UTF8.GetBytes(p);
+            var record = new PolicyKernelEvent((ulong)Libc.ClockNs(Libc.CLOCK_BOOTTIME), pid, pid, hook.HookId, 0, 0, 0, 0,
+                new ulong[hook.Args], strings) { AfterCall = true };
+            if (_post(record)) Interlocked.Increment(ref _posted);
+        }
+    }
+
+    /// <summary>The file's stat as last seen (at load for the watched files) and now; the latter is kept for next time.</summary>
+    private (Libc.FileStat? Before, Libc.FileStat? After) Restat(string? path)
+    {
+        if (path is null) return (null, null);
+        _stats.TryGetValue(path, out var before);
+        var after = Libc.Lstat(path);
+        if (after is { } a)
+        {
+            if (_stats.Count > 65536) _stats.Clear();
+            _stats[path] = a;
+        }
+        else _stats.Remove(path);
+        return (before, after);
+    }
+
+    private bool Passes(int hook, string? first, string? second)
+    {
+        foreach (var m in _filters[hook])
+            if (first is not null && m.Matches(Encoding.UTF8.GetBytes(first)) || second is not null && m.Matches(Encoding.UTF8.GetBytes(second)))
+                return true;
+        return false;
+    }
+
+    private static Info ParseFid(ReadOnlySpan<byte> info, bool named)
+    {
+        // header (4), __kernel_fsid_t (8), struct file_handle: handle_bytes (4), handle_type (4), f_handle; then the name
+        if (info.Length < 20) return default;
+        int bytes = (int)BinaryPrimitives.ReadUInt32LittleEndian(info[12..]);
+        if (20 + bytes > info.Length) return default;
+        var r = new Info { FsId = BinaryPrimitives.ReadUInt64LittleEndian(info[4..]), Handle = info.Slice(12, 8 + bytes), Present = true };
+        if (named)
+        {
+            var name = info[(20 + bytes)..];
+            int nul = name.IndexOf((byte)0);
+            r.Name = nul < 0 ? name : name[..nul];
+        }
+        return r;
+    }
+
+    /// <summary>The real path of directory handle + name, or null when the directory cannot be opened (gone, or on a file
+    /// system nothing was marked on).</summary>
+    private string? PathOf(Info i)
+    {
+        if (!i.Present || !_mounts.TryGetValue(i.FsId, out var mount)) return null;
+        var key = Key(i.FsId, i.Handle);
+        if (!_dirs.TryGetValue(key, out var dir))
+        {
+            if (Libc.HandlePath(mount, i.Handle, _scratch) is not { } resolved) return null;
+            if (_dirs.Count > 4096) _dirs.Clear();
+            _dirs[key] = dir = resolved;
+        }
+        if (i.Name.IsEmpty || i.Name.SequenceEqual("."u8)) return dir;
+        return (dir == "/" ? "/" : dir + "/") + Encoding.UTF8.GetString(i.Name);
+    }
+
+    private static string Parent(string path) => path.LastIndexOf('/') is var i and > 0 ? path[..i] : "/";
+
+    public void Dispose()
+    {
+        _stopping = true;
+        if (_stop is not null) Libc.Signal(_stop);
+        if (_thread is not null && _thread != Thread.CurrentThread) _thread.Join();
+        _group?.Dispose();
+        _stop?.Dispose();
+        foreach (var fd in _mounts.Values) fd.Dispose();
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "fanotify changes: a change could not be resolved: {Error}")]
+    private static partial void LogEventFailed(ILogger log, string error);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "fanotify changes: {Path} cannot be watched ({Error}): changes there are matched on the name the process passed only")]
+    private static partial void LogMarkRefused(ILogger log, string path, string error);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "fanotify changes: the kernel's queue overflowed; changes were lost")]
+    private static partial void LogOverflow(ILogger log);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "fanotify changes: stopped: {Error}")]
+    private static partial void LogStopped(ILogger log, string error);
+}
