@@ -307,6 +307,7 @@ enum sa_action {
 	SA_ACT_UNTRACK_SOCK = 1 << 5, /* ... no longer */
 	SA_ACT_KERNEL_STACK = 1 << 9,    /* Post with kernelStackTrace: the event carries the kernel stack */
 	SA_ACT_USER_STACK = 1 << 10,     /* Post with userStackTrace: the event carries the user stack */
+	SA_ACT_SET = 1 << 11,            /* usdt Set: argValue written at the probe argument's memory operand */
 };
 
 /* policy_event.flags */
@@ -465,6 +466,11 @@ struct sa_selector {
 	/* TrackSock / UntrackSock (matchActions): the point slot of the argSock argument. */
 	__u8 sock_slot;
 	__u8 sock_pad[7];
+	/* usdt Set (appended): the note argument written, as 1 + its number (0: none), and the note's size of it. */
+	__u8 set_arg;
+	__u8 set_size;
+	__u8 set_pad[6];
+	__u64 set_value;         /* argValue, its low set_size bytes written */
 };
 
 /* Value-set maps: {generation, attach point, dimension, value} -> bitmap of the selectors whose set holds the

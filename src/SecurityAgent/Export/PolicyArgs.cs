@@ -163,5 +163,6 @@ public static class PolicyArgs
         a.HasFlag(Actions.Sigkill) ? "KPROBE_ACTION_SIGKILL"
         : a.HasFlag(Actions.Override) ? "KPROBE_ACTION_OVERRIDE"
         : a.HasFlag(Actions.Signal) ? "KPROBE_ACTION_SIGNAL"
+        : a.HasFlag(Actions.Set) ? "KPROBE_ACTION_SET"
         : "KPROBE_ACTION_POST";
 }

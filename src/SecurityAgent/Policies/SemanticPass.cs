@@ -33,7 +33,7 @@ internal sealed class SemanticPass(KernelFeatures features, Func<string, string,
         var lists = Lists(p.Spec.Lists, d);
         Enforcers(p.Spec, lists, d);
         var sets = new List<ValueSet>();
-        var selectors = new SelectorCompiler(d, sets, lists, p.Spec.Enforcers.Count > 0);
+        var selectors = new SelectorCompiler(d, sets, lists, p.Spec.Enforcers.Count > 0, features);
         var placement = new HookPlacement(features, formats);
         var hooks = new List<HookPlan>();
         bool complete = true;
@@ -55,7 +55,11 @@ internal sealed class SemanticPass(KernelFeatures features, Func<string, string,
                     foreach (var (sel, message) in Fanotify.FanotifyPolicies.Unsupported(plan))
                         d.Error(sel >= 0 ? hook.Selectors[sel].Pos : hook.Pos, sel >= 0 ? hook.Selectors[sel].Path : hook.Path, message);
                 if (place.Sites is { } sites)
-                    hooks.AddRange(sites.Select(site => plan with { Target = site.Target, Name = site.Symbol ?? site.Probe ?? $"+0x{site.Offset:x}", Site = site }));
+                {
+                    bool writes = sels.Any(sel => sel.Set is not null);
+                    hooks.AddRange(sites.Select(site => site with { Writes = writes && site.IsUsdt })
+                        .Select(site => plan with { Target = site.Target, Name = site.Symbol ?? site.Probe ?? $"+0x{site.Offset:x}", Site = site }));
+                }
                 else
                     hooks.Add(plan);
             }

@@ -474,6 +474,74 @@ public class PolicyLanguageTests
         Assert.Equal((HookKind.Usdt, Mechanism.Uprobe), (Assert.Single(ok.Plan!.Hooks).Kind, ok.Plan.Hooks[0].Mechanism));
     }
 
+    [Theory]
+    [InlineData("-4@-20(%rbp)", 4, true, UsdtOperand.Memory)]
+    [InlineData("8@(%rax)", 8, false, UsdtOperand.Memory)]
+    [InlineData("-4@%eax", 4, true, UsdtOperand.Register)]
+    [InlineData("4@$5", 4, false, UsdtOperand.Constant)]
+    [InlineData("-1@-96(%rbp,%rax,8)", 1, true, UsdtOperand.Indexed)]
+    [InlineData("8@counter(%rip)", 8, false, UsdtOperand.Other)]
+    [InlineData("garbage", 0, false, UsdtOperand.Other)]
+    public void A_usdt_argument_spec_gives_its_size_signedness_and_operand_kind(string spec, int size, bool signed, UsdtOperand operand) =>
+        Assert.Equal(new UsdtArg(size, signed, operand, spec), UsdtArg.Parse(spec));
+
+    private const string UsdtSet = """
+          usdts:
+          - path: /tmp/secagent-test/no-such-app
+            provider: test
+            name: probe
+            args:
+            - index: 2
+              type: int32
+            selectors:
+            - matchActions:
+              - action: Set
+                argIndex: 0
+                argValue: 32
+
+        """;
+
+    [Fact]
+    public void A_usdt_set_whose_binary_is_not_here_compiles_with_a_warning_and_its_size_is_read_at_load()
+    {
+        var v = Check(UsdtSet, KernelFeatures.Everything, forOtherKernel: true);
+        Assert.True(v.Ok, string.Join("\n", v.Diagnostics));
+        Assert.Contains(v.Warnings, d => d.Field == "spec.usdts[0].selectors[0].matchActions[0].action" && d.Message.Contains("checked when the policy loads"));
+        var sel = v.Plan!.Hooks[0].Selectors[0];
+        Assert.Equal((Actions.Post | Actions.Set, new UsdtSetPlan(2, 0, 32)), (sel.Actions, sel.Set)); // args[0] is note argument 2
+        var e = Assert.Throws<PolicyLimitException>(() => UsdtNotes.ResolveSets(v.Plan));
+        Assert.Contains("cannot read the USDT note of '/tmp/secagent-test/no-such-app'", e.Message);
+    }
+
+    [Fact]
+    public void A_usdt_set_on_a_kernel_whose_lockdown_refuses_bpf_probe_write_user_is_refused_naming_the_helper_and_the_reason()
+    {
+        var locked = KernelFeatures.Everything with { ProbeWriteUser = Availability.No("kernel lockdown forbids it (/sys/kernel/security/lockdown: none [integrity] confidentiality)") };
+        var d = Assert.Single(Check(UsdtSet, locked, forOtherKernel: true).Diagnostics);
+        Assert.Equal("spec.usdts[0].selectors[0].matchActions[0].action", d.Field);
+        Assert.Contains("needs bpf_probe_write_user to write the usdt argument (as Tetragon does), and this kernel's probe says: kernel lockdown forbids it", d.Message);
+    }
+
+    [Fact]
+    public void A_usdt_set_is_encoded_as_the_note_argument_its_size_and_the_value()
+    {
+        var v = Check(UsdtSet, KernelFeatures.Everything, forOtherKernel: true);
+        var hook = v.Plan!.Hooks[0];
+        var sized = hook with { Selectors = [hook.Selectors[0] with { Set = new UsdtSetPlan(2, 4, -7) }] };
+        var b = PolicyEncoding.Selector(new PlacedHook(1, 1, v.Plan, sized, true, 0, [-1]), 0, 1, new int[Events.Contract.PointArgs]);
+        Assert.Equal((3, 4, -7L), (b[Events.PolicyWire.Selector.SetArg], b[Events.PolicyWire.Selector.SetSize], BitConverter.ToInt64(b, Events.PolicyWire.Selector.SetValue)));
+        Assert.Equal(Actions.Post | Actions.Set, (Actions)BitConverter.ToUInt32(b, Events.PolicyWire.Selector.Actions));
+    }
+
+    [Fact]
+    public void A_usdt_set_naming_no_entry_of_args_or_in_return_actions_or_with_parent_binaries_is_refused()
+    {
+        Assert.Contains(Check(UsdtSet.Replace("argIndex: 0", "argIndex: 1"), KernelFeatures.Everything, forOtherKernel: true).Diagnostics,
+            d => d.Field == "spec.usdts[0].selectors[0].matchActions[0].argIndex" && d.Message.Contains("has 1 (0..0)"));
+        Assert.Contains(Check(UsdtSet.Replace("    - matchActions:", "    - matchParentBinaries:\n      - operator: In\n        values: [/bin/sh]\n      matchActions:"), KernelFeatures.Everything, forOtherKernel: true).Diagnostics,
+            d => d.Message.Contains("Set with matchParentBinaries"));
+    }
+
     [Fact]
     public void A_uprobe_with_two_symbols_and_an_offset_becomes_one_hook_per_site_with_user_space_arguments()
     {
