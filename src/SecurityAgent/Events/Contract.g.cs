@@ -821,6 +821,7 @@ namespace SecurityAgent.Policies
         BpfMap = 31,
         PerfEvent = 32,
         BpfProg = 45,
+        Syscall64 = 46,
     }
 
     /// <summary>enum sa_cmp</summary>

@@ -7,7 +7,7 @@ namespace SecurityAgent.Policies;
 /// <summary>A `spec.lists` entry; for a syscalls list, its syscall numbers.</summary>
 /// <summary>A `spec.lists` entry; for a syscalls list, the numbers of its 64-bit syscalls, and its 32-bit (ia32)
 /// entries, which have other numbers (Tetragon tells them apart by syscall64's ABI bit).</summary>
-internal sealed record ListInfo(ListSpec Spec, IReadOnlyList<ulong>? Syscalls, IReadOnlyList<Located<string>> Ia32);
+internal sealed record ListInfo(ListSpec Spec, IReadOnlyList<ulong>? Syscalls);
 
 /// <summary>Selectors: one function per matcher (as Tetragon's pkg/selectors does), each checking its own entries,
 /// parsing its values once into the plan and reporting what this placement cannot carry.</summary>
@@ -737,11 +737,7 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
                     ok = false;
                 }
                 else
-                {
-                    foreach (var e in list.Ia32)
-                        d.EngineGap(e.Pos, e.Path, $"a 32-bit (ia32) syscall in a list compared with InMap ('{PolicyValues.Shorten(e.Value)}': Tetragon tells the ABIs apart by syscall64's ABI bit, which the engine does not read)");
                     result.AddRange(list.Syscalls.Select(n => (n, false)));
-                }
             }
             else if (PolicyValues.TryParseInteger(v.Value, out var n, out var negative))
                 result.Add((n, negative));

@@ -270,7 +270,6 @@ internal sealed class SemanticPass(KernelFeatures features, Func<string, string,
         foreach (var l in lists)
         {
             IReadOnlyList<ulong>? numbers = null;
-            var ia32 = new List<Located<string>>();
             if (l.Type.Value == "generated_syscalls")
                 numbers = syscalls.Names.Select(n => syscalls.Number(n)!.Value).ToList();
             else if (l.Type.Value == "syscalls")
@@ -278,7 +277,12 @@ internal sealed class SemanticPass(KernelFeatures features, Func<string, string,
                 var list = new List<ulong>();
                 foreach (var v in l.Values)
                 {
-                    if (HookPlacement.Ia32(v.Value)) ia32.Add(v);
+                    if (HookPlacement.Ia32(v.Value))
+                    {
+                        // As Tetragon: the 32-bit ABI's number with the compat bit that syscall64 values carry.
+                        if (SyscallTable.I386.Number(HookPlacement.Ia32SyscallName(v.Value)) is { } n32) list.Add(n32 | SyscallTable.Compat32);
+                        else d.Error(v.Pos, v.Path, $"list {PolicyValues.Shorten(l.Name.Value)}: unknown 32-bit (i386) syscall '{PolicyValues.Shorten(v.Value)}'");
+                    }
                     else if (syscalls.Number(v.Value) is { } n) list.Add(n);
                     else d.Error(v.Pos, v.Path, $"list {PolicyValues.Shorten(l.Name.Value)}: unknown syscall '{PolicyValues.Shorten(v.Value)}'");
                 }
@@ -286,7 +290,7 @@ internal sealed class SemanticPass(KernelFeatures features, Func<string, string,
             }
             else if (l.Type.Value == "generated_ftrace")
                 FtracePattern(l, d);
-            if (!byName.TryAdd(l.Name.Value, new ListInfo(l, numbers, ia32)))
+            if (!byName.TryAdd(l.Name.Value, new ListInfo(l, numbers)))
                 d.Error(l.Name.Pos, l.Name.Path, $"a list named '{PolicyValues.Shorten(l.Name.Value)}' is defined twice");
         }
         return byName;

@@ -135,31 +135,38 @@ public class PolicyLanguageTests
 
             """);
         var arg = Assert.Single(Assert.Single(plan.Hooks).Args);
-        Assert.Equal(("syscall64", ArgType.UInt, 8, 8), (arg.Type, arg.KernelType, arg.Size, arg.Offset));
+        Assert.Equal(("syscall64", ArgType.Syscall64, 8, 8), (arg.Type, arg.KernelType, arg.Size, arg.Offset));
     }
 
-    [Fact]
-    public void A_32_bit_syscall_in_a_list_is_refused_rather_than_matched_as_the_64_bit_syscall_of_that_name()
-    {
-        var d = Refusal("""
-              lists:
-              - name: dups
-                type: syscalls
-                values: [sys_dup, __ia32_sys_dup]
-              tracepoints:
-              - subsystem: raw_syscalls
-                event: sys_enter
-                args:
-                - index: 4
-                  type: syscall64
-                selectors:
-                - matchArgs:
-                  - index: 0
-                    operator: InMap
-                    values: ["list:dups"]
+    private const string Dups = """
+          lists:
+          - name: dups
+            type: syscalls
+            values: [sys_dup, __ia32_sys_dup, __ia32_compat_sys_ioctl]
+          tracepoints:
+          - subsystem: raw_syscalls
+            event: sys_enter
+            args:
+            - index: 4
+              type: syscall64
+            selectors:
+            - matchArgs:
+              - index: 0
+                operator: InMap
+                values: ["list:dups"]
 
-            """, "spec.lists[0].values[1]");
-        Assert.Contains("ia32", d.Message);
+        """;
+
+    [Fact]
+    public void A_32_bit_syscall_in_a_list_is_its_i386_number_with_the_compat_bit_and_syscall64_reads_that_bit()
+    {
+        var plan = Plan(Dups);
+        var f = Assert.Single(plan.Hooks[0].Selectors[0].Args);
+        // dup is 32 on x86-64; dup is 41 and ioctl 54 on i386, marked 0x80000000 as Tetragon's syscall64 values are.
+        Assert.Equal([32UL, 0x80000000UL | 41, 0x80000000UL | 54], plan.ValueSets[f.ValueSet!.Value].Integers.Order());
+        Assert.Equal(ArgType.Syscall64, plan.Hooks[0].Args[0].KernelType);
+        var bad = Refusal(Dups.Replace("__ia32_compat_sys_ioctl", "__ia32_sys_no_such_call"), "spec.lists[0].values[2]");
+        Assert.Contains("unknown 32-bit (i386) syscall '__ia32_sys_no_such_call'", bad.Message);
     }
 
     [Fact]
