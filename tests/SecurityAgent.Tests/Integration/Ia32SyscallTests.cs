@@ -1,4 +1,5 @@
 using System.Text.Json;
+using SecurityAgent.Kernel;
 using SecurityAgent.Tests.Support;
 
 namespace SecurityAgent.Tests.Integration;
@@ -45,7 +46,7 @@ public class Ia32SyscallTests
                 values: ["{binary}"]
         """;
 
-    [Fact]
+    [RequiresKernel(Mechanism.Tracepoint, Int80 = true)]
     public void A_list_with_ia32_sys_dup_matches_the_32_bit_dup_and_a_list_with_the_64_bit_syscall_of_that_number_does_not()
     {
         using var dir = new TempDir();
