@@ -11,7 +11,7 @@ CONTRACT_OBJ := build/bpf-contract/contract.bpf.o
 CONTRACT_CS := src/SecurityAgent/Events/Contract.g.cs
 CONTRACT_GEN := tools/ContractGen/bin/$(CONFIG)/net10.0/ContractGen.dll
 APP_OUT := build/app
-SYSCALLS := build/syscalls/x86_64.txt
+SYSCALLS := build/syscalls/x86_64.txt build/syscalls/i386.txt
 DOTNET_FLAGS := --nologo -c $(CONFIG)
 APT_PKGS := clang-19 llvm-19 libbpf-dev bpftool libc6-dev
 
@@ -70,7 +70,12 @@ build/bench/%: bench/workloads/%.c
 	cc -O2 -Wall -pthread -o $@ $<
 
 ## syscall numbers for `list:` references in policies, from the kernel's uapi header (linux-libc-dev)
-$(SYSCALLS): /usr/include/x86_64-linux-gnu/asm/unistd_64.h
+## (i386: the 32-bit ABI, the __ia32_sys_* entries of syscalls lists)
+build/syscalls/x86_64.txt: /usr/include/x86_64-linux-gnu/asm/unistd_64.h
+	@mkdir -p build/syscalls
+	awk '/^#define __NR_/ { sub("__NR_", "", $$2); print $$2, $$3 }' $< > $@
+
+build/syscalls/i386.txt: /usr/include/x86_64-linux-gnu/asm/unistd_32.h
 	@mkdir -p build/syscalls
 	awk '/^#define __NR_/ { sub("__NR_", "", $$2); print $$2, $$3 }' $< > $@
 

@@ -5,7 +5,7 @@
 #define SA_FAMILY SA_FAMILY_USER
 #include "policy.h"
 #include <bpf/bpf_tracing.h>
-#include <bpf/usdt.bpf.h>
+#include "usdt_run.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -18,17 +18,9 @@ int sa_policy_uprobe(struct pt_regs *ctx)
 	return 0;
 }
 
-/* A USDT probe: libbpf resolved the note's argument specs (register, memory, constant); bpf_usdt_arg reads
- * each as the note describes it. */
+/* A USDT probe (usdt_run.h). */
 SEC("usdt")
 int sa_policy_usdt(struct pt_regs *ctx)
 {
-	struct sa_source src = { .ctx = ctx };
-	for (int i = 0; i < SA_MAX_FN_ARGS; i++) {
-		long v = 0;
-		bpf_usdt_arg(ctx, i, &v);
-		src.raw[i] = v;
-	}
-	sa_policy_run(bpf_usdt_cookie(ctx), SA_OP_USDT, &src, NULL);
-	return 0;
+	return sa_usdt_run(ctx);
 }

@@ -226,6 +226,33 @@ static __always_inline void sa_return(const struct sa_selector *sel, struct poli
 	__sync_fetch_and_add(&st->posted, 1);
 }
 
+#ifdef SA_USDT
+/* Where a USDT probe's arguments are in memory (uprobe.bpf.c: from libbpf's reading of the note). */
+static __always_inline void sa_usdt_locations(void *ctx, __u64 *wloc);
+
+/* usdt Set: writes argValue into the probed process (current) at the argument's memory operand, exactly the
+ * note's size of it. Nothing is written when the note does not place that argument in memory at this site or
+ * gives it another size than the policy was compiled against. */
+static __always_inline long sa_usdt_write(const __u64 *wloc, const struct sa_selector *sel)
+{
+	__u32 j = (sel->set_arg - 1) & 7;
+	if (!sel->set_arg || j >= SA_MAX_FN_ARGS)
+		return -1;
+	__u64 loc = wloc[j];
+	void *addr = (void *)(loc & ((1ULL << 56) - 1));
+	__u64 v = sel->set_value;
+	if (!loc || (loc >> 56) != sel->set_size)
+		return -1;
+	switch (sel->set_size) {
+	case 1: return bpf_probe_write_user(addr, &v, 1);
+	case 2: return bpf_probe_write_user(addr, &v, 2);
+	case 4: return bpf_probe_write_user(addr, &v, 4);
+	case 8: return bpf_probe_write_user(addr, &v, 8);
+	}
+	return -1;
+}
+#endif
+
 /* The actions of the hook whose selector `sel` matched this call. */
 static __always_inline void sa_act(struct sa_run *r, const struct sa_selector *sel)
 {
@@ -277,6 +304,19 @@ static __always_inline void sa_act(struct sa_run *r, const struct sa_selector *s
 			__sync_fetch_and_add(&st->enforced, 1);
 		}
 	}
+
+#ifdef SA_USDT
+	if (actions & SA_ACT_SET) {
+		if (!enforce)
+			flags |= SA_PEV_MONITOR;
+		else if (!sa_may_signal(r->tgid))
+			flags |= SA_PEV_SAFETY_REFUSED; /* the agent's safety rules: no writes into pid 1 or the agent */
+		else if (r->op == SA_OP_USDT && sa_usdt_write(r->wloc, sel) == 0) {
+			flags |= SA_PEV_ENFORCED;
+			__sync_fetch_and_add(&st->enforced, 1);
+		}
+	}
+#endif
 
 #if SA_FAMILY != SA_FAMILY_TRACEPOINT /* a tracepoint record has no sock */
 	if (actions & (SA_ACT_TRACK_SOCK | SA_ACT_UNTRACK_SOCK))

@@ -76,6 +76,8 @@ static __always_inline void sa_sock_owner_of(struct sa_call *c, __u64 sk)
 		c->sock_owner = *o;
 }
 
+#define SA_TS_COMPAT 0x0002 /* x86 thread_info.status: the task is in a 32-bit syscall */
+
 static __always_inline void sa_read_arg(struct sa_call *c, __u32 p, const struct sa_point_arg *a, const struct sa_source *src)
 {
 	p &= SA_POINT_ARGS - 1;
@@ -95,6 +97,11 @@ static __always_inline void sa_read_arg(struct sa_call *c, __u32 p, const struct
 	case SA_ARG_U_INT:
 	case SA_ARG_FD:
 		v = sa_zero_extend(v, a->size);
+		break;
+	case SA_ARG_SYSCALL64:
+		v = sa_zero_extend(v, a->size);
+		if (BPF_CORE_READ((struct task_struct *)bpf_get_current_task(), thread_info.status) & SA_TS_COMPAT)
+			v |= 0x80000000;
 		break;
 	case SA_ARG_STRING:
 		if (SA_FAMILY == SA_FAMILY_TRACEPOINT || SA_FAMILY == SA_FAMILY_USER)

@@ -279,6 +279,7 @@ enum sa_arg_type {
 	SA_ARG_BPF_MAP = 31,     /* struct bpf_map *: struct sa_bpf_info */
 	SA_ARG_PERF_EVENT = 32,  /* struct perf_event *: struct sa_bpf_info (type, config, the kprobe's function) */
 	SA_ARG_BPF_PROG = 45,    /* struct bpf_prog *: struct sa_bpf_info (type, instructions, name) */
+	SA_ARG_SYSCALL64 = 46,   /* a syscall number, | 0x80000000 when the task is in a 32-bit (ia32) syscall (Tetragon's syscall64) */
 };
 
 /* policy_event.ints of a file, path or linux_binprm argument: what Tetragon's flags and permission come from. */
@@ -333,6 +334,7 @@ enum sa_action {
 	SA_ACT_UNTRACK_SOCK = 1 << 5, /* ... no longer */
 	SA_ACT_KERNEL_STACK = 1 << 9,    /* Post with kernelStackTrace: the event carries the kernel stack */
 	SA_ACT_USER_STACK = 1 << 10,     /* Post with userStackTrace: the event carries the user stack */
+	SA_ACT_SET = 1 << 11,            /* usdt Set: argValue written at the probe argument's memory operand */
 };
 
 /* policy_event.flags */
@@ -491,6 +493,11 @@ struct sa_selector {
 	/* TrackSock / UntrackSock (matchActions): the point slot of the argSock argument. */
 	__u8 sock_slot;
 	__u8 sock_pad[7];
+	/* usdt Set (appended): the note argument written, as 1 + its number (0: none), and the note's size of it. */
+	__u8 set_arg;
+	__u8 set_size;
+	__u8 set_pad[6];
+	__u64 set_value;         /* argValue, its low set_size bytes written */
 };
 
 /* Value-set maps: {generation, attach point, dimension, value} -> bitmap of the selectors whose set holds the

@@ -143,6 +143,10 @@ static __always_inline __s32 sa_policy_run_ctx(__u32 ap, __u8 op, const struct s
 	sa_read_args(r.c, r.pt, src);
 	if (sa_eval_dims(&r, r.pt->nproc_dims, r.pt->ndims)) {
 		sa_take_stacks(&r, ctx);
+#ifdef SA_USDT
+		if (op == SA_OP_USDT)
+			sa_usdt_locations(ctx, r.wloc);
+#endif
 		bpf_loop(SA_SEL_BITS + SA_SEL_WORDS, sa_next_selector, &r, 0);
 	}
 	sa_arm_exit(&r, src);

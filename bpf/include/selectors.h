@@ -28,6 +28,11 @@ struct sa_run {
 	__u16 nret;                  /* return hooks matched at enter, their bits: */
 	__u16 ret_bits[SA_RET_MAX];
 	__s64 ret;                   /* at a syscall's exit: its return value */
+#ifdef SA_USDT
+	/* A USDT probe's arguments that the note places in memory: address | size << 56 (0: not in memory), for Set.
+	 * Numbers, not the context: the selectors run in a bpf_loop callback. */
+	__u64 wloc[SA_MAX_FN_ARGS];
+#endif
 };
 
 static __always_inline const void *sa_lookup_exact(struct sa_call *c, struct sa_value_hdr hdr, const char *s, __u32 len)

@@ -70,6 +70,7 @@ public static class ObjectSpecs
     };
     public static BpfObjectSpec PolicySock { get; } = Family("sock", BpfNames.Sock.File);
     public static BpfObjectSpec PolicyUprobe { get; } = Family("uprobe", BpfNames.Uprobe.File);
+    public static BpfObjectSpec PolicyUsdtSet { get; } = Family("usdtset", BpfNames.Usdtset.File);
     public static BpfObjectSpec PolicyRawTp { get; } = Family("rawtp", BpfNames.Rawtp.File);
 
     /// <summary>spec.loader's sensor: the process sensor's maps and the pod scopes' cgroup sets.</summary>

@@ -66,6 +66,7 @@ namespace SecurityAgent.Bpf
             public const string ProbeTpBtf = "probe_tp_btf";
             public const string ProbeTracepoint = "probe_tracepoint";
             public const string ProbeUprobe = "probe_uprobe";
+            public const string ProbeWriteUser = "probe_write_user";
             public const string Connect4 = "sa_connect4";
             public const string Connect6 = "sa_connect6";
             public const string Exec = "sa_exec";
@@ -88,6 +89,7 @@ namespace SecurityAgent.Bpf
             public const string PolicyTp = "sa_policy_tp";
             public const string PolicyUprobe = "sa_policy_uprobe";
             public const string PolicyUsdt = "sa_policy_usdt";
+            public const string PolicyUsdtSet = "sa_policy_usdt_set";
         }
 
         /// <summary>fmodret.bpf.o</summary>
@@ -143,7 +145,7 @@ namespace SecurityAgent.Bpf
         {
             public const string File = "probe.bpf.o";
             public static readonly IReadOnlyList<string> Maps = ["probe_ring"];
-            public static readonly IReadOnlyList<string> Programs = ["probe_tracepoint", "probe_raw_tp", "probe_tp_btf", "probe_lsm", "probe_fentry", "probe_kprobe", "probe_uprobe", "probe_cgroup_connect4", "probe_send_signal", "probe_ringbuf_query", "probe_override_return", "probe_fexit", "probe_fmod_ret"];
+            public static readonly IReadOnlyList<string> Programs = ["probe_tracepoint", "probe_raw_tp", "probe_tp_btf", "probe_lsm", "probe_fentry", "probe_kprobe", "probe_uprobe", "probe_write_user", "probe_cgroup_connect4", "probe_send_signal", "probe_ringbuf_query", "probe_override_return", "probe_fexit", "probe_fmod_ret"];
         }
 
         /// <summary>process.bpf.o</summary>
@@ -184,6 +186,14 @@ namespace SecurityAgent.Bpf
             public const string File = "uprobe.bpf.o";
             public static readonly IReadOnlyList<string> Maps = ["__bpf_usdt_specs", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "__bpf_usdt_ip_to_spec_id"];
             public static readonly IReadOnlyList<string> Programs = ["bpf_usdt_arg_cnt", "bpf_usdt_arg", "bpf_usdt_cookie", "sa_policy_uprobe", "sa_policy_usdt"];
+        }
+
+        /// <summary>usdtset.bpf.o</summary>
+        public static class Usdtset
+        {
+            public const string File = "usdtset.bpf.o";
+            public static readonly IReadOnlyList<string> Maps = ["__bpf_usdt_specs", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "__bpf_usdt_ip_to_spec_id"];
+            public static readonly IReadOnlyList<string> Programs = ["bpf_usdt_arg_cnt", "bpf_usdt_arg", "bpf_usdt_cookie", "sa_policy_usdt_set"];
         }
     }
 }
@@ -453,7 +463,11 @@ namespace SecurityAgent.Events
             public const int NsMatch = 256;
             public const int SockSlot = 336;
             public const int SockPad = 337;
-            public const int Length = 344;
+            public const int SetArg = 344;
+            public const int SetSize = 345;
+            public const int SetPad = 346;
+            public const int SetValue = 352;
+            public const int Length = 360;
         }
 
         /// <summary>struct sa_int_cmp</summary>
@@ -845,6 +859,7 @@ namespace SecurityAgent.Policies
         BpfMap = 31,
         PerfEvent = 32,
         BpfProg = 45,
+        Syscall64 = 46,
     }
 
     /// <summary>enum sa_cmp</summary>
@@ -889,5 +904,6 @@ namespace SecurityAgent.Policies
         UntrackSock = 32,
         KernelStack = 512,
         UserStack = 1024,
+        Set = 2048,
     }
 }

@@ -29,9 +29,6 @@ public sealed record SyscallId(uint Id, string Abi);
 /// and so strings; byte[] (bytes_arg) is base64.</summary>
 public static class PolicyArgs
 {
-    /// <summary>The 32-bit compat marker of a syscall64 value (as Tetragon's BPF sets it).</summary>
-    private const ulong Compat32 = 0x80000000;
-
     private static readonly (string Native, string Compat) Abi = RuntimeInformation.OSArchitecture switch
     {
         Architecture.X64 => ("x64", "i386"),
@@ -125,7 +122,7 @@ public static class PolicyArgs
     };
 
     public static SyscallId SyscallIdOf(ulong v) =>
-        (v & Compat32) != 0 ? new SyscallId((uint)(v & ~Compat32), Abi.Compat) : new SyscallId((uint)v, Abi.Native);
+        (v & SyscallTable.Compat32) != 0 ? new SyscallId((uint)(v & ~SyscallTable.Compat32), Abi.Compat) : new SyscallId((uint)v, Abi.Native);
 
     private static RenderedArg SockAddrArg(byte[] raw, string? label) =>
         raw.Length >= 2 && BinaryPrimitives.ReadUInt16LittleEndian(raw) == 1
@@ -163,5 +160,6 @@ public static class PolicyArgs
         a.HasFlag(Actions.Sigkill) ? "KPROBE_ACTION_SIGKILL"
         : a.HasFlag(Actions.Override) ? "KPROBE_ACTION_OVERRIDE"
         : a.HasFlag(Actions.Signal) ? "KPROBE_ACTION_SIGNAL"
+        : a.HasFlag(Actions.Set) ? "KPROBE_ACTION_SET"
         : "KPROBE_ACTION_POST";
 }

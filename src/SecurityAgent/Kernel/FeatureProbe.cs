@@ -36,7 +36,25 @@ public static unsafe class FeatureProbe
             OverrideReturn = OverrideReturn(elf),
             FmodRet = TryLoadAndAttach(elf, "probe_fmod_ret", p => p.Attach()),
             Fexit = TryLoadAndAttach(elf, "probe_fexit", p => p.Attach()),
+            ProbeWriteUser = ProbeWriteUser(elf),
         };
+    }
+
+    /// <summary>bpf_probe_write_user (usdt Set): the kernel refuses it in lockdown (integrity and above).</summary>
+    private static Availability ProbeWriteUser(byte[] elf)
+    {
+        if (TryLoad(elf, "probe_write_user") is { Available: true })
+            return Availability.Yes("bpf_probe_write_user from uprobes");
+        string? lockdown = null;
+        try
+        {
+            KernelMounts.EnsureSecurityFs();
+            lockdown = File.ReadAllText(Path.Combine(KernelMounts.SecurityFs, "lockdown")).Trim();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+        return lockdown is not null && !lockdown.Contains("[none]", StringComparison.Ordinal)
+            ? Availability.No($"kernel lockdown forbids it (/sys/kernel/security/lockdown: {lockdown})")
+            : Availability.No("helper rejected");
     }
 
     /// <summary>bpf_override_return needs kprobes and CONFIG_BPF_KPROBE_OVERRIDE; the attach (to a syscall on the

@@ -41,6 +41,8 @@ public sealed record KernelFeatures(
     public Availability FmodRet { get; init; } = Availability.No("not probed");
     /// <summary>fexit programs reading a function's return value (bpf_get_func_ret, Linux 5.17), with cookies.</summary>
     public Availability Fexit { get; init; } = Availability.No("not probed");
+    /// <summary>bpf_probe_write_user from uprobes (usdt Set); kernel lockdown refuses it.</summary>
+    public Availability ProbeWriteUser { get; init; } = Availability.No("not probed");
 
     public bool Has(Mechanism m) => Mechanisms.TryGetValue(m, out var a) && a.Available;
     public bool BpfLsmActive => ActiveLsms.Contains("bpf");
@@ -69,5 +71,6 @@ public sealed record KernelFeatures(
         OverrideReturn = Availability.Yes("assumed"),
         FmodRet = Availability.Yes("assumed"),
         Fexit = Availability.Yes("assumed"),
+        ProbeWriteUser = Availability.Yes("assumed"),
     };
 }

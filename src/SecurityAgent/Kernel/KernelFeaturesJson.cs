@@ -14,7 +14,7 @@ public static class KernelFeaturesJson
         helpers = new
         {
             send_signal = f.SendSignal.Available, override_return = f.OverrideReturn.Available, fmod_ret = f.FmodRet.Available,
-            fexit = f.Fexit.Available, ringbuf_query = f.RingBufferQuery.Available,
+            fexit = f.Fexit.Available, ringbuf_query = f.RingBufferQuery.Available, probe_write_user = f.ProbeWriteUser.Available,
         },
         maps = new { ringbuf = f.RingBuffer.Available },
         btf = f.Btf,
@@ -55,6 +55,7 @@ public static class KernelFeaturesJson
             FmodRet = Flag(o["helpers"]?["fmod_ret"]),
             Fexit = Flag(o["helpers"]?["fexit"]),
             RingBufferQuery = Flag(o["helpers"]?["ringbuf_query"]),
+            ProbeWriteUser = Flag(o["helpers"]?["probe_write_user"]),
         };
     }
 

@@ -98,7 +98,7 @@ internal static class ArgumentLayout
         }
         // A buffer read at return is the event's only data: the kernel writes it at the start of the record.
         if (infos.FirstOrDefault(i => i.Plan?.KernelType == ArgType.BufRet) is { } copy
-            && infos.FirstOrDefault(i => i != copy && i.Plan is { KernelType: not (ArgType.Int or ArgType.UInt or ArgType.Fd) }) is { } other)
+            && infos.FirstOrDefault(i => i != copy && i.Plan is { KernelType: not (ArgType.Int or ArgType.UInt or ArgType.Fd or ArgType.Syscall64) }) is { } other)
             d.EngineGap(other.Spec.Type.Pos, other.Spec.Type.Path, $"a '{other.Spec.Type.Value}' argument beside a returnCopy buffer (the other arguments of such a hook are integers here)");
         return infos;
     }
@@ -289,7 +289,8 @@ internal static class ArgumentLayout
             "uint" or "uint32" or "u32" => (ArgType.UInt, 4),
             "uint8" or "u8" => (ArgType.UInt, 1),
             "uint16" or "u16" => (ArgType.UInt, 2),
-            "uint64" or "u64" or "size_t" or "ulong" or "syscall64" => (ArgType.UInt, 8),
+            "uint64" or "u64" or "size_t" or "ulong" => (ArgType.UInt, 8),
+            "syscall64" => (ArgType.Syscall64, 8),
             "auto" => f.Signed ? (ArgType.Int, Math.Clamp(f.Size, 1, 8)) : (ArgType.UInt, Math.Clamp(f.Size, 1, 8)),
             "fd" => (ArgType.Fd, 4),
             "bpf_cmd" => (ArgType.Int, 4), // Tetragon's user-space type: an int, emitted as the BpfCmd name

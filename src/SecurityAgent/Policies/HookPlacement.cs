@@ -346,6 +346,10 @@ internal sealed class HookPlacement(KernelFeatures features, Func<string, string
     /// <summary>A 32-bit (ia32) syscall's function: "__ia32_sys_dup", "__ia32_compat_sys_ioctl".</summary>
     public static bool Ia32(string call) => call.StartsWith("__ia32_");
 
+    /// <summary>"__ia32_sys_dup" and "__ia32_compat_sys_dup": "dup".</summary>
+    public static string Ia32SyscallName(string call) =>
+        call.StartsWith("__ia32_compat_sys_") ? call["__ia32_compat_sys_".Length..] : call.StartsWith("__ia32_sys_") ? call["__ia32_sys_".Length..] : call;
+
     /// <summary>"sys_openat", "__x64_sys_openat" or "openat" → "openat".</summary>
     public static string SyscallName(string call)
     {

@@ -91,6 +91,11 @@ public static class PlanExplainer
                 if (hook.Return is not null)
                     b.AppendLine("      at return: " + (sel.ReturnArgs.Count == 0 ? "any return value" : string.Join(" and ", sel.ReturnArgs.Select(r => ReturnFilter(r, hook.Return))))
                         + $" -> actions {sel.ReturnActions}" + (sel.ReturnSignal != 0 ? $" signal {sel.ReturnSignal}" : ""));
+                if (sel.Set is { } set)
+                    b.AppendLine($"      Set: writes {set.Value} into the probed process's memory at the note's memory operand of USDT argument {set.NoteArg}, "
+                        + (set.Size == 0 ? "its size read from the note when the policy loads" : $"{set.Size} bytes (the note's size)")
+                        + " (bpf_probe_write_user, when the probe fires, before the program goes on; only where the note places that argument in memory, "
+                        + (plan.Enforce ? "never in pid 1 or the agent; the event's enforced says whether it was written)" : "policy-mode monitor: nothing is written, the event says it would have been)"));
                 foreach (var p in sel.ParentBinaries)
                     b.AppendLine($"      parent binary {p.Operator} [{string.Join(", ", p.Values)}] (user space)");
             }

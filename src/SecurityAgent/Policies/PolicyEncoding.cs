@@ -496,6 +496,12 @@ public static class PolicyEncoding
         foreach (var a in h.Hook.Args)
             b[W.Selector.Args + a.Slot] = (byte)slots[a.Slot];
         BinaryPrimitives.WriteUInt32LittleEndian(s[W.Selector.ScopeId..], h.ScopeId);
+        if (sel?.Set is { } set)
+        {
+            b[W.Selector.SetArg] = (byte)(set.NoteArg + 1);
+            b[W.Selector.SetSize] = (byte)set.Size;
+            BinaryPrimitives.WriteInt64LittleEndian(s[W.Selector.SetValue..], set.Value);
+        }
         if (sel?.SockArg is { } sockArg && h.Hook.Args.FirstOrDefault(a => a.Index == sockArg) is { } sock)
             b[W.Selector.SockSlot] = (byte)slots[sock.Slot];
         var flags = h.Enforce ? W.SelectorFlags.Enforce : 0;

@@ -99,6 +99,7 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
     {
         lock (_lock)
         {
+            plan = UsdtNotes.ResolveSets(plan);
             if (_userSpaceFilter && !UserSpaceSelectors.Supports(plan, out var why))
                 throw new NotSupportedException($"policy {plan.Name}: --debug-userspace-filter: {why}");
             foreach (var (map, n) in PolicyEncoding.ValueCounts(plan))

@@ -44,25 +44,34 @@ public sealed record HookPlan(HookKind Kind, Mechanism Mechanism, string Target,
 /// <summary>Where a uprobe or USDT probe attaches: a binary's symbol, or its file offset, or a USDT probe by provider
 /// and name. One site is one attach point. RefCtrOffset: the file offset of the probe's semaphore (refCtrOffsets), which
 /// the kernel increments while the probe is attached; 0 for none.</summary>
+/// <summary>usdt Set: <paramref name="Value"/> written at the memory operand of note argument <paramref name="NoteArg"/>,
+/// its low <paramref name="Size"/> bytes (the note's size; 0 when the note could not be read at compile time: read at load).</summary>
+public sealed record UsdtSetPlan(int NoteArg, int Size, long Value);
+
 public sealed record UserProbeSite(string Binary, string? Symbol, ulong Offset, string? Provider = null, string? Probe = null, ulong RefCtrOffset = 0)
 {
+    /// <summary>A USDT site whose hooks Set an argument: its own attach point, run by the program that can write
+    /// user memory (bpf_probe_write_user), which the other sites do not load.</summary>
+    public bool Writes { get; init; }
+
     public bool IsUsdt => Provider is not null;
 
     private const string RefCtr = "|ref+0x";
 
-    /// <summary>The attach point's target: "uprobe|BINARY|SYMBOL-or-+0xOFFSET[|ref+0xOFFSET]" or "usdt|BINARY|PROVIDER|NAME".</summary>
-    public string Target => IsUsdt ? $"usdt|{Binary}|{Provider}|{Probe}"
+    /// <summary>The attach point's target: "uprobe|BINARY|SYMBOL-or-+0xOFFSET[|ref+0xOFFSET]" or "usdt|BINARY|PROVIDER|NAME"
+    /// ("usdt-set|..." when it <see cref="Writes"/>).</summary>
+    public string Target => IsUsdt ? $"{(Writes ? "usdt-set" : "usdt")}|{Binary}|{Provider}|{Probe}"
         : $"uprobe|{Binary}|{Symbol ?? $"+0x{Offset:x}"}" + (RefCtrOffset != 0 ? $"{RefCtr}{RefCtrOffset:x}" : "");
 
     /// <summary>The site back from an attach point's target.</summary>
     public static UserProbeSite Parse(string target)
     {
-        var usdt = target.StartsWith("usdt|", StringComparison.Ordinal);
+        bool writes = target.StartsWith("usdt-set|", StringComparison.Ordinal), usdt = writes || target.StartsWith("usdt|", StringComparison.Ordinal);
         var rest = target[(target.IndexOf('|') + 1)..];
         if (usdt)
         {
             int b = rest.LastIndexOf('|'), a = rest.LastIndexOf('|', b - 1);
-            return new UserProbeSite(rest[..a], null, 0, rest[(a + 1)..b], rest[(b + 1)..]);
+            return new UserProbeSite(rest[..a], null, 0, rest[(a + 1)..b], rest[(b + 1)..]) { Writes = writes };
         }
         ulong refCtr = 0;
         int r = rest.LastIndexOf(RefCtr, StringComparison.Ordinal);
@@ -117,6 +126,9 @@ public sealed record SelectorPlan(
     public Actions ReturnActions { get; init; } = Actions.Post;
 
     public int ReturnSignal { get; init; }
+
+    /// <summary>usdt Set in matchActions: what is written where (null: no Set).</summary>
+    public UsdtSetPlan? Set { get; init; }
 
     /// <summary>TrackSock / UntrackSock in matchActions: the argument (argSock) whose sock they take.</summary>
     public int? SockArg { get; init; }

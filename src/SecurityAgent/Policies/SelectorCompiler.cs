@@ -1,16 +1,17 @@
 using System.Text;
 using SecurityAgent.Export;
+using SecurityAgent.Kernel;
 
 namespace SecurityAgent.Policies;
 
 /// <summary>A `spec.lists` entry; for a syscalls list, its syscall numbers.</summary>
 /// <summary>A `spec.lists` entry; for a syscalls list, the numbers of its 64-bit syscalls, and its 32-bit (ia32)
 /// entries, which have other numbers (Tetragon tells them apart by syscall64's ABI bit).</summary>
-internal sealed record ListInfo(ListSpec Spec, IReadOnlyList<ulong>? Syscalls, IReadOnlyList<Located<string>> Ia32);
+internal sealed record ListInfo(ListSpec Spec, IReadOnlyList<ulong>? Syscalls);
 
 /// <summary>Selectors: one function per matcher (as Tetragon's pkg/selectors does), each checking its own entries,
 /// parsing its values once into the plan and reporting what this placement cannot carry.</summary>
-internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IReadOnlyDictionary<string, ListInfo> lists, bool hasEnforcers)
+internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IReadOnlyDictionary<string, ListInfo> lists, bool hasEnforcers, KernelFeatures features)
 {
     public const int MaxSelectors = 5;
     public const int MaxMatchArgs = 4;
@@ -59,14 +60,14 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
         if (s.MatchReturnActions.Count > 0)
         {
             var returnNotify = new List<Notification>();
-            (returnActions, returnSignal, _, _, _) = MatchActions(s.MatchReturnActions, placement, args, returning: true, returnNotify);
+            (returnActions, returnSignal, _, _, _, _) = MatchActions(s.MatchReturnActions, placement, args, returning: true, returnNotify);
             if (ret is null)
                 d.EngineGap(s.MatchReturnActions[0].Pos, PolicySchema.Child(s.Path, "matchReturnActions"), "matchReturnActions (actions when the call returns) where no return probe runs (syscall kprobes with return: true have one)");
             else if (returnNotify.Count > 0)
                 d.EngineGap(s.MatchReturnActions[0].Pos, PolicySchema.Child(s.Path, "matchReturnActions"), "DnsLookup and GetUrl in matchReturnActions");
         }
         var notify = new List<Notification>();
-        var (actions, signal, error, rate, sockArg) = MatchActions(s.MatchActions, placement, args, returning: false, notify);
+        var (actions, signal, error, rate, sockArg, set) = MatchActions(s.MatchActions, placement, args, returning: false, notify);
         var (binCmp, binSet) = MatchBinaries(s.MatchBinaries, s.Path);
         var (pidCmp, pids, follow, pidNs) = MatchPids(s.MatchPids, placement);
         var (capCmp, capSet, capMask, capNs) = MatchCapabilities(s.MatchCapabilities, placement);
@@ -74,10 +75,13 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
         var filters = MatchArgs(s, kind, args);
         var plan = new SelectorPlan(actions, signal, rate, error, binCmp, binSet, pidCmp, pids, follow, pidNs, capCmp, capSet, capMask, filters, parents)
         {
-            Notify = notify, ReturnArgs = returnArgs, ReturnActions = returnActions, ReturnSignal = returnSignal, SockArg = sockArg,
+            Notify = notify, Set = set, ReturnArgs = returnArgs, ReturnActions = returnActions, ReturnSignal = returnSignal, SockArg = sockArg,
             Namespaces = namespaces, NamespaceChangeCmp = nsChgCmp, NamespaceChangeMask = nsChgMask,
             CapChangeCmp = capChgCmp, CapChangeSet = capChgSet, CapChangeMask = capChgMask, CapNamespaceOnly = capNs, CapChangeNamespaceOnly = capChgNs,
         };
+        if (set is not null && !plan.KernelOnly)
+            d.Error(s.MatchParentBinaries[0].Pos, PolicySchema.Child(s.Path, "matchParentBinaries"),
+                "unsupported: Set with matchParentBinaries: the write happens in the kernel as the probe fires, and the parent binaries are decided in user space after it");
         // The fanotify decision reads the process from /proc and has no per-process record from fork and exec.
         if (placement is { Mechanism: Kernel.Mechanism.FanotifyPerm } && (plan.HasNamespaceChecks || plan.PidTree))
             d.Error(s.Pos, s.Path, $"unsupported: matchNamespaces, matchNamespaceChanges, matchCapabilityChanges, isNamespaceCapability and matchPIDs isNamespacePID+followForks on {placement.Describe} (the agent's fanotify decision does not evaluate them)");
@@ -225,12 +229,13 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
 
     private static byte CapabilitySet(CapabilityMatcherSpec e) => e.Type?.Value switch { "Permitted" => 1, "Inheritable" => 2, _ => 0 };
 
-    private (Actions, int Signal, int Error, ulong RateNs, int? SockArg) MatchActions(IReadOnlyList<ActionSpec> actions, Placement? placement, IReadOnlyList<ArgInfo> args,
+    private (Actions, int Signal, int Error, ulong RateNs, int? SockArg, UsdtSetPlan? Set) MatchActions(IReadOnlyList<ActionSpec> actions, Placement? placement, IReadOnlyList<ArgInfo> args,
         bool returning, List<Notification> notify)
     {
         var result = Actions.None;
         int signal = 0, error = 0;
         int? sockArg = null;
+        UsdtSetPlan? set = null;
         ulong rate = 0;
         bool noPost = false;
         var traits = placement?.Traits;
@@ -334,9 +339,17 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
                 case "Set":
                     if (placement is not null && placement.Kind != HookKind.Usdt)
                         d.Error(a.Action.Pos, a.Action.Path, "action Set writes a usdt argument: it applies to usdts only");
-                    if (a.ArgIndex is null || a.ArgValue is null)
+                    else if (a.ArgIndex is null || a.ArgValue is null)
                         d.Error(a.Pos, a.Path, "action Set needs argIndex and argValue");
-                    d.EngineGap(a.Action.Pos, a.Action.Path, "action Set (writes a usdt argument)");
+                    else if (returning)
+                        d.Error(a.Action.Pos, a.Action.Path, "action Set writes the argument when the probe fires: it belongs in matchActions");
+                    else if (set is not null)
+                        d.Error(a.Action.Pos, a.Action.Path, "one Set action per selector (its argument is written once per call)");
+                    else if (placement is not null && !features.ProbeWriteUser.Available)
+                        d.Error(a.Action.Pos, a.Action.Path, $"needs bpf_probe_write_user to write the usdt argument (as Tetragon does), and this kernel's probe says: {features.ProbeWriteUser.Detail}");
+                    else if (placement is not null)
+                        set = UsdtSet(a, a.ArgIndex, a.ArgValue, placement, args);
+                    if (set is not null) result |= Actions.Set;
                     break;
                 default: // FollowFD, UnfollowFD, CopyFD
                     d.Error(a.Action.Pos, a.Action.Path, $"unsupported: action {action} was removed from Tetragon's policy language (file descriptors are followed by the file argument types)");
@@ -350,7 +363,41 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
         if (noPost && notify.Count > 0)
             d.Error(actions[0].Pos, actions[0].Path, "DnsLookup and GetUrl are carried out by the agent on the matching event, which NoPost keeps in the kernel: drop NoPost");
         if (!noPost) result |= Actions.Post; // events are posted unless NoPost, as in Tetragon
-        return (result, signal, error, rate, sockArg);
+        return (result, signal, error, rate, sockArg, set);
+    }
+
+    /// <summary>usdt Set (as Tetragon): argIndex names an entry of the hook's args, whose index is the note argument
+    /// written; the note must place it in memory. The note is read now when the binary is here, else at load.</summary>
+    private UsdtSetPlan? UsdtSet(ActionSpec a, Located<int> argIndex, Located<int> argValue, Placement placement, IReadOnlyList<ArgInfo> args)
+    {
+        if (argIndex.Value < 0 || argIndex.Value >= args.Count)
+        {
+            d.Error(argIndex.Pos, argIndex.Path, $"argIndex {argIndex.Value} names an entry of the usdt's args, and it has {args.Count} (0..{args.Count - 1})");
+            return null;
+        }
+        var site = placement.Sites![0];
+        int noteArg = args[argIndex.Value].Spec.Index.Value;
+        int size = 0;
+        try
+        {
+            string? error;
+            (size, error) = UsdtNotes.SetTarget(site.Binary, site.Provider!, site.Probe!, noteArg);
+            if (error is not null)
+            {
+                d.Error(argIndex.Pos, argIndex.Path, error);
+                return null;
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException)
+        {
+            d.Warning(a.Action.Pos, a.Action.Path, $"the USDT note of '{site.Binary}' cannot be read here ({e.Message}): that argument {noteArg} is a memory operand, which Set writes, is checked when the policy loads");
+        }
+        if (size is 1 or 2 && (argValue.Value < -(1 << (8 * size - 1)) || argValue.Value >= 1 << (8 * size)))
+        {
+            d.Error(argValue.Pos, argValue.Path, $"argValue {argValue.Value} does not fit the {size}-byte argument {noteArg} it is written to");
+            return null;
+        }
+        return new UsdtSetPlan(noteArg, size, argValue.Value);
     }
 
     private (Cmp, int?) MatchBinaries(IReadOnlyList<BinaryMatcherSpec> m, string selector)
@@ -690,11 +737,7 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
                     ok = false;
                 }
                 else
-                {
-                    foreach (var e in list.Ia32)
-                        d.EngineGap(e.Pos, e.Path, $"a 32-bit (ia32) syscall in a list compared with InMap ('{PolicyValues.Shorten(e.Value)}': Tetragon tells the ABIs apart by syscall64's ABI bit, which the engine does not read)");
                     result.AddRange(list.Syscalls.Select(n => (n, false)));
-                }
             }
             else if (PolicyValues.TryParseInteger(v.Value, out var n, out var negative))
                 result.Add((n, negative));

@@ -30,7 +30,7 @@ internal sealed class SemanticPass(KernelFeatures features, Func<string, string,
         var lists = Lists(p.Spec.Lists, d);
         Enforcers(p.Spec, lists, d);
         var sets = new List<ValueSet>();
-        var selectors = new SelectorCompiler(d, sets, lists, p.Spec.Enforcers.Count > 0);
+        var selectors = new SelectorCompiler(d, sets, lists, p.Spec.Enforcers.Count > 0, features);
         var placement = new HookPlacement(features, formats);
         var hooks = new List<HookPlan>();
         bool complete = true;
@@ -52,7 +52,11 @@ internal sealed class SemanticPass(KernelFeatures features, Func<string, string,
                     foreach (var (sel, message) in Fanotify.FanotifyPolicies.Unsupported(plan))
                         d.Error(sel >= 0 ? hook.Selectors[sel].Pos : hook.Pos, sel >= 0 ? hook.Selectors[sel].Path : hook.Path, message);
                 if (place.Sites is { } sites)
-                    hooks.AddRange(sites.Select(site => plan with { Target = site.Target, Name = site.Symbol ?? site.Probe ?? $"+0x{site.Offset:x}", Site = site }));
+                {
+                    bool writes = sels.Any(sel => sel.Set is not null);
+                    hooks.AddRange(sites.Select(site => site with { Writes = writes && site.IsUsdt })
+                        .Select(site => plan with { Target = site.Target, Name = site.Symbol ?? site.Probe ?? $"+0x{site.Offset:x}", Site = site }));
+                }
                 else
                     hooks.Add(plan);
             }
@@ -263,7 +267,6 @@ internal sealed class SemanticPass(KernelFeatures features, Func<string, string,
         foreach (var l in lists)
         {
             IReadOnlyList<ulong>? numbers = null;
-            var ia32 = new List<Located<string>>();
             if (l.Type.Value == "generated_syscalls")
                 numbers = syscalls.Names.Select(n => syscalls.Number(n)!.Value).ToList();
             else if (l.Type.Value == "syscalls")
@@ -271,7 +274,12 @@ internal sealed class SemanticPass(KernelFeatures features, Func<string, string,
                 var list = new List<ulong>();
                 foreach (var v in l.Values)
                 {
-                    if (HookPlacement.Ia32(v.Value)) ia32.Add(v);
+                    if (HookPlacement.Ia32(v.Value))
+                    {
+                        // As Tetragon: the 32-bit ABI's number with the compat bit that syscall64 values carry.
+                        if (SyscallTable.I386.Number(HookPlacement.Ia32SyscallName(v.Value)) is { } n32) list.Add(n32 | SyscallTable.Compat32);
+                        else d.Error(v.Pos, v.Path, $"list {PolicyValues.Shorten(l.Name.Value)}: unknown 32-bit (i386) syscall '{PolicyValues.Shorten(v.Value)}'");
+                    }
                     else if (syscalls.Number(v.Value) is { } n) list.Add(n);
                     else d.Error(v.Pos, v.Path, $"list {PolicyValues.Shorten(l.Name.Value)}: unknown syscall '{PolicyValues.Shorten(v.Value)}'");
                 }
@@ -279,7 +287,7 @@ internal sealed class SemanticPass(KernelFeatures features, Func<string, string,
             }
             else if (l.Type.Value == "generated_ftrace")
                 FtracePattern(l, d);
-            if (!byName.TryAdd(l.Name.Value, new ListInfo(l, numbers, ia32)))
+            if (!byName.TryAdd(l.Name.Value, new ListInfo(l, numbers)))
                 d.Error(l.Name.Pos, l.Name.Path, $"a list named '{PolicyValues.Shorten(l.Name.Value)}' is defined twice");
         }
         return byName;

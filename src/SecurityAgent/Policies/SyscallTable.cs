@@ -4,12 +4,18 @@ namespace SecurityAgent.Policies;
 /// `list:NAME` references of syscall lists.</summary>
 public sealed class SyscallTable(IReadOnlyDictionary<string, ulong> numbers)
 {
-    public static SyscallTable X86_64 { get; } = Load();
+    public static SyscallTable X86_64 { get; } = Load("x86_64");
 
-    private static SyscallTable Load()
+    /// <summary>The 32-bit ABI of x86-64 kernels (ia32 emulation): the numbers of __ia32_sys_* syscalls.</summary>
+    public static SyscallTable I386 { get; } = Load("i386");
+
+    /// <summary>The mark of a 32-bit syscall in a syscall64 value (Tetragon's; the kernel sets it for compat tasks).</summary>
+    public const ulong Compat32 = 0x80000000;
+
+    private static SyscallTable Load(string abi)
     {
-        using var s = typeof(SyscallTable).Assembly.GetManifestResourceStream("syscalls/x86_64.txt")
-            ?? throw new InvalidOperationException("syscalls/x86_64.txt is not embedded: run `make bpf`");
+        using var s = typeof(SyscallTable).Assembly.GetManifestResourceStream($"syscalls/{abi}.txt")
+            ?? throw new InvalidOperationException($"syscalls/{abi}.txt is not embedded: run `make bpf`");
         var map = new Dictionary<string, ulong>();
         foreach (var line in new StreamReader(s).ReadToEnd().Split('\n', StringSplitOptions.RemoveEmptyEntries))
         {

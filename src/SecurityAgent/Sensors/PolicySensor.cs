@@ -19,7 +19,7 @@ public sealed class PolicySensor : IDisposable
 {
     private readonly ProcessSensor _process;
     private readonly BpfObject _core;
-    private BpfObject? _kprobe, _kover, _ksys, _sock, _uprobe, _rawtp, _loader;
+    private BpfObject? _kprobe, _kover, _ksys, _sock, _uprobe, _usdtSet, _rawtp, _loader;
     private readonly Dictionary<string, BpfObject> _lsm = new(), _fmodRet = new(), _fexit = new();
     private Microsoft.Win32.SafeHandles.SafeFileHandle? _cgroup;
 
@@ -90,6 +90,8 @@ public sealed class PolicySensor : IDisposable
                 return [Family(ref _rawtp, ObjectSpecs.PolicyRawTp).Program(BpfNames.Programs.PolicyRawTp).AttachRawTracepoint(target, cookie: ap)];
             case Mechanism.Uprobe:
                 var site = Policies.UserProbeSite.Parse(target);
+                if (site.Writes) // usdt Set: the one object whose program may write user memory, loaded only for it
+                    return [Family(ref _usdtSet, ObjectSpecs.PolicyUsdtSet).Program(BpfNames.Programs.PolicyUsdtSet).AttachUsdt(site.Binary, site.Provider!, site.Probe!, cookie: ap)];
                 var user = Family(ref _uprobe, ObjectSpecs.PolicyUprobe);
                 return [site.IsUsdt
                     ? user.Program(BpfNames.Programs.PolicyUsdt).AttachUsdt(site.Binary, site.Provider!, site.Probe!, cookie: ap)
@@ -218,6 +220,7 @@ public sealed class PolicySensor : IDisposable
         _kover?.Dispose();
         _ksys?.Dispose();
         _uprobe?.Dispose();
+        _usdtSet?.Dispose();
         _rawtp?.Dispose();
         _loader?.Dispose();
         _cgroup?.Dispose();

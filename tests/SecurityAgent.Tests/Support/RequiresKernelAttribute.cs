@@ -10,6 +10,18 @@ public sealed class RequiresKernelAttribute : FactAttribute
 {
     public Mechanism[] Needs { get; }
 
+    /// <summary>The test also needs bpf_probe_write_user (usdt Set), which kernel lockdown refuses.</summary>
+    public bool ProbeWriteUser
+    {
+        get;
+        init
+        {
+            field = value;
+            if (value && Skip is null && Features.Value?.ProbeWriteUser.Available != true)
+                Skip = $"needs bpf_probe_write_user, which this kernel refuses ({Features.Value?.ProbeWriteUser.Detail}); runs in the VM lane (make vmtest)";
+        }
+    }
+
     public RequiresKernelAttribute(params Mechanism[] needs)
     {
         Needs = needs;
@@ -24,6 +36,23 @@ public sealed class RequiresKernelAttribute : FactAttribute
         catch (Exception) { return null; }
     });
 
+    /// <summary>The test makes 32-bit syscalls (int 0x80), which fault on this project's machines (their hypervisor):
+    /// it runs in the VM lane only.</summary>
+    public bool Int80
+    {
+        get;
+        init
+        {
+            field = value;
+            if (value && Skip is null && Environment.GetEnvironmentVariable("SECAGENT_IN_VM") != "1")
+                Skip = "makes 32-bit syscalls through int 0x80, which fault on this machine's hypervisor; runs in the VM lane (make vmtest)";
+        }
+    }
+
     public static List<Mechanism> Missing(IEnumerable<Mechanism> needs) =>
         needs.Where(n => Features.Value?.Has(n) != true).ToList();
+
+    /// <summary>What the VM lane's kernel lacks of what the test needs.</summary>
+    public List<string> MissingHere() =>
+        [.. Missing(Needs).Select(KernelFeatures.MechanismName), .. ProbeWriteUser && Features.Value?.ProbeWriteUser.Available != true ? ["bpf_probe_write_user"] : Array.Empty<string>()];
 }

@@ -30,7 +30,7 @@ public static class VmLane
             var sw = Stopwatch.StartNew();
             try
             {
-                var missing = RequiresKernelAttribute.Missing(attr!.Needs);
+                var missing = attr!.MissingHere();
                 if (missing.Count > 0)
                     throw new InvalidOperationException("the VM lane kernel lacks " + string.Join(", ", missing));
                 var instance = Activator.CreateInstance(type);

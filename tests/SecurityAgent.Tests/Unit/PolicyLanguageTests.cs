@@ -135,31 +135,38 @@ public class PolicyLanguageTests
 
             """);
         var arg = Assert.Single(Assert.Single(plan.Hooks).Args);
-        Assert.Equal(("syscall64", ArgType.UInt, 8, 8), (arg.Type, arg.KernelType, arg.Size, arg.Offset));
+        Assert.Equal(("syscall64", ArgType.Syscall64, 8, 8), (arg.Type, arg.KernelType, arg.Size, arg.Offset));
     }
 
-    [Fact]
-    public void A_32_bit_syscall_in_a_list_is_refused_rather_than_matched_as_the_64_bit_syscall_of_that_name()
-    {
-        var d = Refusal("""
-              lists:
-              - name: dups
-                type: syscalls
-                values: [sys_dup, __ia32_sys_dup]
-              tracepoints:
-              - subsystem: raw_syscalls
-                event: sys_enter
-                args:
-                - index: 4
-                  type: syscall64
-                selectors:
-                - matchArgs:
-                  - index: 0
-                    operator: InMap
-                    values: ["list:dups"]
+    private const string Dups = """
+          lists:
+          - name: dups
+            type: syscalls
+            values: [sys_dup, __ia32_sys_dup, __ia32_compat_sys_ioctl]
+          tracepoints:
+          - subsystem: raw_syscalls
+            event: sys_enter
+            args:
+            - index: 4
+              type: syscall64
+            selectors:
+            - matchArgs:
+              - index: 0
+                operator: InMap
+                values: ["list:dups"]
 
-            """, "spec.lists[0].values[1]");
-        Assert.Contains("ia32", d.Message);
+        """;
+
+    [Fact]
+    public void A_32_bit_syscall_in_a_list_is_its_i386_number_with_the_compat_bit_and_syscall64_reads_that_bit()
+    {
+        var plan = Plan(Dups);
+        var f = Assert.Single(plan.Hooks[0].Selectors[0].Args);
+        // dup is 32 on x86-64; dup is 41 and ioctl 54 on i386, marked 0x80000000 as Tetragon's syscall64 values are.
+        Assert.Equal([32UL, 0x80000000UL | 41, 0x80000000UL | 54], plan.ValueSets[f.ValueSet!.Value].Integers.Order());
+        Assert.Equal(ArgType.Syscall64, plan.Hooks[0].Args[0].KernelType);
+        var bad = Refusal(Dups.Replace("__ia32_compat_sys_ioctl", "__ia32_sys_no_such_call"), "spec.lists[0].values[2]");
+        Assert.Contains("unknown 32-bit (i386) syscall '__ia32_sys_no_such_call'", bad.Message);
     }
 
     [Fact]
@@ -472,6 +479,74 @@ public class PolicyLanguageTests
         Assert.Contains(v.Diagnostics, d => d.Field == "spec.uprobes[0].selectors[0].matchActions[0].action" && d.Message.Contains("usdts only"));
         var ok = Check("  usdts:\n  - path: /tmp/secagent-test/app\n    provider: test\n    name: probe\n", KernelFeatures.Everything, forOtherKernel: true);
         Assert.Equal((HookKind.Usdt, Mechanism.Uprobe), (Assert.Single(ok.Plan!.Hooks).Kind, ok.Plan.Hooks[0].Mechanism));
+    }
+
+    [Theory]
+    [InlineData("-4@-20(%rbp)", 4, true, UsdtOperand.Memory)]
+    [InlineData("8@(%rax)", 8, false, UsdtOperand.Memory)]
+    [InlineData("-4@%eax", 4, true, UsdtOperand.Register)]
+    [InlineData("4@$5", 4, false, UsdtOperand.Constant)]
+    [InlineData("-1@-96(%rbp,%rax,8)", 1, true, UsdtOperand.Indexed)]
+    [InlineData("8@counter(%rip)", 8, false, UsdtOperand.Other)]
+    [InlineData("garbage", 0, false, UsdtOperand.Other)]
+    public void A_usdt_argument_spec_gives_its_size_signedness_and_operand_kind(string spec, int size, bool signed, UsdtOperand operand) =>
+        Assert.Equal(new UsdtArg(size, signed, operand, spec), UsdtArg.Parse(spec));
+
+    private const string UsdtSet = """
+          usdts:
+          - path: /tmp/secagent-test/no-such-app
+            provider: test
+            name: probe
+            args:
+            - index: 2
+              type: int32
+            selectors:
+            - matchActions:
+              - action: Set
+                argIndex: 0
+                argValue: 32
+
+        """;
+
+    [Fact]
+    public void A_usdt_set_whose_binary_is_not_here_compiles_with_a_warning_and_its_size_is_read_at_load()
+    {
+        var v = Check(UsdtSet, KernelFeatures.Everything, forOtherKernel: true);
+        Assert.True(v.Ok, string.Join("\n", v.Diagnostics));
+        Assert.Contains(v.Warnings, d => d.Field == "spec.usdts[0].selectors[0].matchActions[0].action" && d.Message.Contains("checked when the policy loads"));
+        var sel = v.Plan!.Hooks[0].Selectors[0];
+        Assert.Equal((Actions.Post | Actions.Set, new UsdtSetPlan(2, 0, 32)), (sel.Actions, sel.Set)); // args[0] is note argument 2
+        var e = Assert.Throws<PolicyLimitException>(() => UsdtNotes.ResolveSets(v.Plan));
+        Assert.Contains("cannot read the USDT note of '/tmp/secagent-test/no-such-app'", e.Message);
+    }
+
+    [Fact]
+    public void A_usdt_set_on_a_kernel_whose_lockdown_refuses_bpf_probe_write_user_is_refused_naming_the_helper_and_the_reason()
+    {
+        var locked = KernelFeatures.Everything with { ProbeWriteUser = Availability.No("kernel lockdown forbids it (/sys/kernel/security/lockdown: none [integrity] confidentiality)") };
+        var d = Assert.Single(Check(UsdtSet, locked, forOtherKernel: true).Diagnostics);
+        Assert.Equal("spec.usdts[0].selectors[0].matchActions[0].action", d.Field);
+        Assert.Contains("needs bpf_probe_write_user to write the usdt argument (as Tetragon does), and this kernel's probe says: kernel lockdown forbids it", d.Message);
+    }
+
+    [Fact]
+    public void A_usdt_set_is_encoded_as_the_note_argument_its_size_and_the_value()
+    {
+        var v = Check(UsdtSet, KernelFeatures.Everything, forOtherKernel: true);
+        var hook = v.Plan!.Hooks[0];
+        var sized = hook with { Selectors = [hook.Selectors[0] with { Set = new UsdtSetPlan(2, 4, -7) }] };
+        var b = PolicyEncoding.Selector(new PlacedHook(1, 1, v.Plan, sized, true, 0, [-1]), 0, 1, new int[Events.Contract.PointArgs]);
+        Assert.Equal((3, 4, -7L), (b[Events.PolicyWire.Selector.SetArg], b[Events.PolicyWire.Selector.SetSize], BitConverter.ToInt64(b, Events.PolicyWire.Selector.SetValue)));
+        Assert.Equal(Actions.Post | Actions.Set, (Actions)BitConverter.ToUInt32(b, Events.PolicyWire.Selector.Actions));
+    }
+
+    [Fact]
+    public void A_usdt_set_naming_no_entry_of_args_or_in_return_actions_or_with_parent_binaries_is_refused()
+    {
+        Assert.Contains(Check(UsdtSet.Replace("argIndex: 0", "argIndex: 1"), KernelFeatures.Everything, forOtherKernel: true).Diagnostics,
+            d => d.Field == "spec.usdts[0].selectors[0].matchActions[0].argIndex" && d.Message.Contains("has 1 (0..0)"));
+        Assert.Contains(Check(UsdtSet.Replace("    - matchActions:", "    - matchParentBinaries:\n      - operator: In\n        values: [/bin/sh]\n      matchActions:"), KernelFeatures.Everything, forOtherKernel: true).Diagnostics,
+            d => d.Message.Contains("Set with matchParentBinaries"));
     }
 
     [Fact]
