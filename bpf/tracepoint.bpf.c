@@ -40,30 +40,40 @@ int sa_policy_tp(void *ctx)
 	return 0;
 }
 
-/* Does the object opened have the path the enter matched its hooks on (pend->plain: the name passed, absolute and
- * normal)? Then, with no other name (one link), the exit's selectors would see what the enter's saw: no symlink,
- * bind mount or /proc fd was on the way. The path the walk builds is compared with the saved name by words. A
- * bpf_loop callback (one step): the walk's state stays off the exit program's frame. */
-struct sa_exit_same {
+/* The path of the object opened, into the path scratch (a bpf_loop callback, one step: the walk's state stays off
+ * the exit program's frame); off past SA_PATH_MAX when it has other names (more than one link) or the walk did not
+ * reach the root. */
+struct sa_exit_walk {
 	__u64 file;
-	bool same;
+	__u32 off;
 };
 
-static long sa_exit_same_path(__u32 i, struct sa_exit_same *x)
+static long sa_exit_walk_step(__u32 i, struct sa_exit_walk *x)
 {
-	__u32 zero = 0;
-	struct path_scratch *ps = bpf_map_lookup_elem(&sa_path_scratch, &zero);
-	struct sa_pending *pend = bpf_task_storage_get(&sa_pending, bpf_get_current_task_btf(), 0, 0);
 	struct file *f = (struct file *)x->file;
-	if (!ps || !pend || BPF_CORE_READ(f, f_inode, __i_nlink) > 1)
+	if (BPF_CORE_READ(f, f_inode, __i_nlink) > 1)
 		return 1;
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct fs_struct *fs = BPF_CORE_READ(task, fs);
 	bool truncated = false;
 	__u32 off = sa_resolve_path(&f->f_path, &fs->root, &truncated, true);
-	__u32 len = pend->raw_len;
-	if (truncated || off > SA_PATH_MAX || SA_PATH_MAX + 1 - off != len || len >= SA_STR_MAX)
-		return 1;
+	if (!truncated)
+		x->off = off;
+	return 1;
+}
+
+/* Does the object opened have the path the enter matched its hooks on (pend->plain: the name passed, absolute and
+ * normal), and no other name? Then the exit's selectors would see what the enter's saw: no symlink, bind mount or
+ * /proc fd was on the way. The walk's path is compared with the saved name by words. */
+static __always_inline bool sa_exit_same_path(struct sa_pending *pend, struct file *f)
+{
+	__u32 zero = 0;
+	struct path_scratch *ps = bpf_map_lookup_elem(&sa_path_scratch, &zero);
+	struct sa_exit_walk x = { .file = (__u64)f, .off = SA_PATH_MAX + 1 };
+	bpf_loop(1, sa_exit_walk_step, &x, 0);
+	__u32 off = x.off, len = pend->raw_len;
+	if (!ps || off > SA_PATH_MAX || SA_PATH_MAX + 1 - off != len || len >= SA_STR_MAX)
+		return false;
 	for (int w = 0; w < SA_STR_MAX / 8; w++) {
 		__u32 at = w * 8;
 		if (at >= len)
@@ -77,10 +87,9 @@ static long sa_exit_same_path(__u32 i, struct sa_exit_same *x)
 			b &= mask;
 		}
 		if (a != b)
-			return 1;
+			return false;
 	}
-	x->same = true;
-	return 1;
+	return true;
 }
 
 /* The exit of a syscall whose enter armed an exit check (open*, creat, exec*): the hooks of the enter's attach
@@ -131,12 +140,8 @@ int sa_policy_exit_tp(struct trace_event_raw_sys_exit *ctx)
 		f = BPF_CORE_READ((struct task_struct *)bpf_get_current_task(), mm, exe_file);
 	if (!f)
 		return 0;
-	if (pend->plain) {
-		struct sa_exit_same x = { .file = (__u64)f };
-		bpf_loop(1, sa_exit_same_path, &x, 0);
-		if (x.same)
-			return 0;
-	}
+	if (pend->plain && sa_exit_same_path(pend, f))
+		return 0;
 	__u32 *active = bpf_map_lookup_elem(&sa_active, &ap);
 	if (!active || *active != gen)
 		return 0; /* the policies changed in between: the saved selector bits mean other selectors now */

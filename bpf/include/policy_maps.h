@@ -211,6 +211,8 @@ struct sa_call {
 	struct policy_event ev;
 	struct sa_sock_owner sock_owner; /* a tracked sock argument's owner (TrackSock); tgid 0: none */
 	struct sa_ret_key ret_key;
+	__u64 root_now[2];       /* the task's root (vfsmount, dentry) ... */
+	__u64 host_root[2];      /* ... and the last one found to be the host's (sa_host_view) */
 };
 
 struct {
