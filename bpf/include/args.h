@@ -114,10 +114,9 @@ static __always_inline void sa_read_arg(struct sa_call *c, __u32 p, const struct
 		if (src->file) {
 			len = sa_file_to_slot(c, p, (struct file *)src->file);
 		} else {
-			__s64 dirfd = 0;
-			if (a->type == SA_ARG_USER_PATH_AT && a->offset >= 8)
-				bpf_probe_read_kernel(&dirfd, sizeof(dirfd), (void *)(src->record + a->offset - 8));
-			len = sa_read_user_path(c, p, (void *)v, a->type == SA_ARG_USER_PATH_AT, dirfd);
+			/* The dirfd (the argument before the name) is read only for a relative name. */
+			__u64 dirfd_at = a->type == SA_ARG_USER_PATH_AT && a->offset >= 8 ? src->record + a->offset - 8 : 0;
+			len = sa_read_user_path(c, p, (void *)v, dirfd_at);
 		}
 		c->str_len[p] = len;
 		sa_host_view(c, p, (struct file *)src->file);

@@ -147,10 +147,10 @@ static __always_inline bool sa_plainly_normal(__u32 p, const char *raw, __u32 le
 }
 
 /* Reads the user-space file name at `uptr` into sa_call.raw[p] and its resolved absolute form into str[p]
- * (relative names against `dirfd`'s directory, or the cwd for AT_FDCWD / no dirfd). Returns the resolved
+ * (relative names against the directory of the dirfd at kernel address `dirfd_at`, or the cwd for AT_FDCWD / none). Returns the resolved
  * length; raw_len[p] is 0 when the passed string is already the resolved path (the fast path: an absolute,
  * normal name needs no walk). */
-static __always_inline __u32 sa_read_user_path(struct sa_call *c, __u32 p, void *uptr, bool at, __s64 dirfd)
+static __always_inline __u32 sa_read_user_path(struct sa_call *c, __u32 p, void *uptr, __u64 dirfd_at)
 {
 	p &= SA_POINT_ARGS - 1;
 	char *raw = c->raw[p];
@@ -160,7 +160,7 @@ static __always_inline __u32 sa_read_user_path(struct sa_call *c, __u32 p, void 
 		c->trunc_mask |= 1 << p;
 
 	if (rlen && sa_plainly_normal(p, raw, rlen)) {
-		bpf_probe_read_kernel(c->str[p], SA_STR_MAX, raw);
+		bpf_probe_read_kernel(c->str[p], sa_bound(rlen, SA_STR_MAX - 1) + 1, raw);
 		c->raw_len[p] = 0;
 		return rlen;
 	}
@@ -174,7 +174,10 @@ static __always_inline __u32 sa_read_user_path(struct sa_call *c, __u32 p, void 
 		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 		struct fs_struct *fs = BPF_CORE_READ(task, fs);
 		const struct path *base = &fs->pwd;
-		if (at && (__s32)dirfd != SA_AT_FDCWD) {
+		__s64 dirfd = SA_AT_FDCWD;
+		if (dirfd_at)
+			bpf_probe_read_kernel(&dirfd, sizeof(dirfd), (void *)dirfd_at);
+		if ((__s32)dirfd != SA_AT_FDCWD) {
 			struct file *f = sa_fd_file((__s32)dirfd);
 			if (f)
 				base = &f->f_path;
@@ -350,8 +353,16 @@ static __always_inline void sa_host_view(struct sa_call *c, __u32 p, struct file
 	struct sa_settings *st = sa_get_settings();
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct fs_struct *fs = BPF_CORE_READ(task, fs);
-	if (!st || sa_root_is_host(fs, st->host_mnt_ns))
+	/* Most calls come from processes whose root is the host's: the last root found to be the host's, per CPU, answers
+	 * without the mount walk. */
+	bpf_probe_read_kernel(c->root_now, sizeof(c->root_now), &fs->root);
+	if (c->root_now[0] == c->host_root[0] && c->root_now[1] == c->host_root[1] && c->host_root[0])
 		return;
+	if (!st || sa_root_is_host(fs, st->host_mnt_ns)) {
+		if (st)
+			__builtin_memcpy(c->host_root, c->root_now, sizeof(c->host_root));
+		return;
+	}
 	__u32 zero = 0;
 	struct path_scratch *ps = bpf_map_lookup_elem(&sa_path_scratch, &zero);
 	if (!ps)

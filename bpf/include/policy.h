@@ -74,7 +74,9 @@ static __always_inline void sa_arm_exit(struct sa_run *r, const struct sa_source
 	__u32 slot = pend->slot & (SA_POINT_ARGS - 1);
 	bool same = r->c->raw_len[slot] == 0; /* passed as resolved: the resolved string is the passed one */
 	pend->raw_len = same ? r->c->str_len[slot] : r->c->raw_len[slot];
-	bpf_probe_read_kernel(pend->raw, SA_STR_MAX, same ? r->c->str[slot] : r->c->raw[slot]);
+	pend->plain = same && !r->c->host_len && !(r->c->trunc_mask & (1 << slot));
+	/* The name and its terminator (the exit reads raw_len bytes). */
+	bpf_probe_read_kernel(pend->raw, sa_bound(pend->raw_len, SA_STR_MAX - 1) + 1, same ? r->c->str[slot] : r->c->raw[slot]);
 #endif
 }
 

@@ -205,6 +205,8 @@ struct sa_call {
 	struct policy_event ev;
 	struct sa_sock_owner sock_owner; /* a tracked sock argument's owner (TrackSock); tgid 0: none */
 	struct sa_ret_key ret_key;
+	__u64 root_now[2];       /* the task's root (vfsmount, dentry) ... */
+	__u64 host_root[2];      /* ... and the last one found to be the host's (sa_host_view) */
 };
 
 struct {
@@ -225,7 +227,8 @@ struct sa_pending {
 	__u8 flags;              /* the point's SA_POINT_EXIT_* */
 	__u8 slot;               /* the path argument's slot ... */
 	__u16 raw_len;           /* ... and the name passed (after an exec, the old memory is gone) */
-	__u8 pad[4];
+	__u8 plain;              /* raw is the path the enter matched (absolute, normal, whole; no host view) */
+	__u8 pad[3];
 	__u64 fired[SA_SEL_WORDS];
 	__u64 proc_live[SA_SEL_WORDS];   /* the selectors the caller passed on process-level dimensions (an exec changes the binary) */
 	__u8 record[SA_SYSCALL_RECORD];

@@ -30,6 +30,7 @@ public class PathEvasionTests
             File.WriteAllText(Dir.File("plain.txt"), "plain\n");
             File.CreateSymbolicLink(Dir.File("link"), Secret);
             File.CreateSymbolicLink(Dir.File("linkdir"), SecretDir);
+            File.CreateSymbolicLink(Dir.File("secreu"), SecretDir);
             Assert.Equal(0, Run.Wait("/usr/bin/ln", [Secret, Dir.File("hardlink")]).Code);
             Cat = Dir.CopyBinary("/usr/bin/cat", "victim-cat");
             Grep = Dir.CopyBinary("/usr/bin/grep", "victim-grep");
@@ -88,6 +89,9 @@ public class PathEvasionTests
             yield return ("relative to a dirfd (grep -r: openat(dirfd, \"key.txt\"))", Grep, ["-r", "TOP", SecretDir], null, "key.txt");
             yield return ("through a symlink to the file", Cat, [d + "/link"], null, d + "/link");
             yield return ("through a symlink to its directory", Cat, [d + "/linkdir/key.txt"], null, d + "/linkdir/key.txt");
+            // The exit skips its re-check when the opened file's path is the name passed: a name of the same length
+            // that differs in one byte must not pass for it.
+            yield return ("through a symlinked directory whose name has the secret's length", Cat, [d + "/secreu/key.txt"], null, d + "/secreu/key.txt");
             yield return ("through /proc/self/fd of an fd the shell opened", Sh, ["-c", $"exec 3< {Secret}; exec {Cat} /proc/self/fd/3"], null, "/proc/self/fd/3");
             yield return ("through a bind mount in a private mount namespace", "/usr/bin/unshare",
                 ["-m", Sh, "-c", $"mount --bind {SecretDir} {d}/mnt && exec {Cat} {d}/mnt/key.txt"], null, d + "/mnt/key.txt");
@@ -132,6 +136,7 @@ public class PathEvasionTests
         // A file outside the secret directory, by the same binaries and the same tricks, is not reported.
         Assert.Equal(0, Run.Wait(s.Cat, ["../plain.txt"], s.SecretDir).Code);
         Assert.Equal(0, Run.Wait(s.Cat, [s.Dir.Path + "/secret/../plain.txt"]).Code);
+        Assert.Equal(0, Run.Wait(s.Cat, [s.Dir.Path + "/plain.txt"]).Code);
         Thread.Sleep(500);
         Assert.DoesNotContain(agent.Events.Where(e => Body(e, "evasion-monitor") is not null),
             e => Body(e, "evasion-monitor")!.Value.GetProperty("args")[0].GetProperty("string_arg").GetString()!.EndsWith("plain.txt"));
