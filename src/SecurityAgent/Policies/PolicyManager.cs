@@ -80,10 +80,13 @@ public sealed partial class PolicyManager
 
     /// <summary>Checks and encodes a policy once without loading it. The first policy otherwise pays ~0.4 s of type
     /// loading, schema set-up and first calls of precompiled code; start-up runs this beside the verifier.</summary>
-    public static void WarmUp(PolicyValidator validator)
+    /// <returns>False when the warm-up policy does not compile here (then the first policy is loaded cold).</returns>
+    public static bool WarmUp(PolicyValidator validator)
     {
-        if (validator.ValidateText("(warm-up)", WarmUpPolicy).FirstOrDefault()?.Plan is { } plan)
-            PolicyEngine.Encode(plan);
+        if (validator.ValidateText("(warm-up)", WarmUpPolicy).FirstOrDefault()?.Plan is not { } plan)
+            return false;
+        PolicyEngine.Encode(plan);
+        return true;
     }
 
     private const string WarmUpPolicy = """
