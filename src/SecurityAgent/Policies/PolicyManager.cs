@@ -378,7 +378,7 @@ public sealed partial class PolicyManager
         get { lock (_lock) return _entries.Values.Count(e => e.Loaded is not null); }
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Policy {Name} loaded from {Origin} (mode {Mode}; checked in {CheckMs} ms, loaded in {LoadMs} ms): {Hooks}")]
+    [LoggerMessage(Level = LogLevel.Information, Message = "Policy {Name} loaded from {Origin} (mode {Mode}): {Hooks}; checked in {CheckMs} ms, loaded in {LoadMs} ms")]
     private static partial void LogLoaded(ILogger log, string name, string origin, string mode, double checkMs, double loadMs, string hooks);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Policy {Name} unloaded ({Why})")]
