@@ -87,7 +87,8 @@ public static class Report
         md.AppendLine();
         var idle = JsonSerializer.SerializeToElement(extras["idle"]);
         md.AppendLine($"Idle, shipped policies loaded: {idle.GetProperty("cpu_percent")} % of a core over {idle.GetProperty("seconds")} s, RSS {idle.GetProperty("rss_mb")} MB. " +
-            $"Start-up to programs attached: {extras["startup_ms_to_attached"]:0} ms ({extras["startup_ms_shipped_policies"]:0} ms with the shipped policies); policy file written to first kill: {extras["policy_add_to_enforcement_ms"]:0} ms.");
+            $"Start-up to programs attached: {extras["startup_ms_to_attached"]:0} ms ({extras["startup_ms_shipped_policies"]:0} ms with the shipped policies); policy file written to first kill: {extras["policy_add_to_enforcement_ms"]:0} ms "
+            + $"(of which the agent's check and load: {extras["policy_add_check_and_load_ms"]:0.#} ms).");
         md.AppendLine();
         md.AppendLine("Event pipeline (policy matching every open, JSON to a file): " + string.Join("; ", ((List<object>)extras["pipeline"]).Select(o =>
         {

@@ -15,6 +15,7 @@ public sealed class KernelStart : IDisposable
     private readonly ConcurrentQueue<(int Level, string Text)> _early = new();
     private readonly Task<KernelFeatures> _features;
     private readonly Task<(ProcessSensor Sensor, PolicyEngine Engine)> _sensors;
+    private readonly Task _warmUp;
     private bool _taken;
 
     private KernelStart(AgentOptions options, StartupPhases phases)
@@ -26,6 +27,13 @@ public sealed class KernelStart : IDisposable
             phases.Mark("probe");
             return features;
         });
+        // The first policy's check and encoding run cold code (~0.4 s); the second core does it while the verifier works.
+        _warmUp = _features.ContinueWith(t =>
+        {
+            PolicyManager.WarmUp(new PolicyValidator(t.Result));
+            phases.Mark("policy-warm-up");
+        }, CancellationToken.None,
+            TaskContinuationOptions.OnlyOnRanToCompletion | TaskContinuationOptions.LongRunning, TaskScheduler.Default);
         _sensors = Run(() =>
         {
             if (Libc.geteuid() != 0)
@@ -76,6 +84,7 @@ public sealed class KernelStart : IDisposable
     public void Dispose()
     {
         try { _features.Wait(); } catch (AggregateException) { }
+        try { _warmUp.Wait(); } catch (AggregateException) { } // cancelled when the probe failed
         try
         {
             var (sensor, engine) = _sensors.GetAwaiter().GetResult();

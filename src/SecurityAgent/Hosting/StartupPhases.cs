@@ -10,8 +10,15 @@ public sealed class StartupPhases
     private readonly StringBuilder _text = new();
     private readonly DateTime _processStart = Process.GetCurrentProcess().StartTime.ToUniversalTime();
 
-    public void Mark(string phase) =>
-        _text.Append(_text.Length == 0 ? "" : ", ").Append(phase).Append(' ').Append((int)(DateTime.UtcNow - _processStart).TotalMilliseconds);
+    /// <summary>Marks the end of a phase (from any of the start-up threads).</summary>
+    public void Mark(string phase)
+    {
+        lock (_text)
+            _text.Append(_text.Length == 0 ? "" : ", ").Append(phase).Append(' ').Append((int)(DateTime.UtcNow - _processStart).TotalMilliseconds);
+    }
 
-    public override string ToString() => _text.ToString();
+    public override string ToString()
+    {
+        lock (_text) return _text.ToString();
+    }
 }

@@ -95,6 +95,14 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
         lock (_lock) _sensor ??= PolicySensor.Load(_process);
     }
 
+    /// <summary>Encodes a plan as a load would, writing nothing (<see cref="PolicyManager.WarmUp"/>).</summary>
+    public static void Encode(PolicyPlan plan)
+    {
+        PolicyEncoding.ValueCounts(plan);
+        var hooks = plan.Hooks.Select((h, i) => new PlacedHook((uint)i, 1, plan, h, plan.Enforce, 0, h.Selectors.Select(_ => -1).ToList())).ToList();
+        PolicyEncoding.Generation(1, 1, PolicyEncoding.Layout(hooks, "warm-up"), hooks, PathArguments.Files);
+    }
+
     public LoadedPolicy Load(PolicyPlan plan)
     {
         lock (_lock)

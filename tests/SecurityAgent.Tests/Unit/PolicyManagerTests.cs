@@ -52,6 +52,12 @@ public class PolicyManagerTests
     private static string P(string name, string mode = "enforce", string path = "/etc/shadow") => TestPolicies.OpenatKill(name, "/tmp/x/cat", path, mode);
 
     [Fact]
+    public void The_start_up_warm_up_policy_compiles_and_encodes_so_the_first_real_policy_finds_its_code_run_once()
+    {
+        Assert.True(PolicyManager.WarmUp(new PolicyValidator(PolicyValidatorTests.OurKernel, PolicyCompilerTests.Formats)));
+    }
+
+    [Fact]
     public void A_source_loads_its_policies_and_the_same_content_again_reloads_nothing()
     {
         var o = _m.Apply(A, P("one") + "\n---\n" + P("two"));
