@@ -70,6 +70,7 @@ public static class CompactRenderer
             "KPROBE_ACTION_SIGKILL" => ("killed", "kill"),
             "KPROBE_ACTION_OVERRIDE" => ("denied", "deny"),
             "KPROBE_ACTION_SIGNAL" => ("signalled", "signal"),
+            "KPROBE_ACTION_NOTIFYENFORCER" => ("enforced", "enforce"),
             _ => ("", ""),
         };
         if (did.Length == 0) return ("", Hit.None);
