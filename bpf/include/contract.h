@@ -332,6 +332,7 @@ enum sa_action {
 	SA_ACT_OVERRIDE = 1 << 3,
 	SA_ACT_TRACK_SOCK = 1 << 4,   /* the sock (argSock, or at return the returned one) belongs to this process */
 	SA_ACT_UNTRACK_SOCK = 1 << 5, /* ... no longer */
+	SA_ACT_NOTIFY_ENFORCER = 1 << 6, /* NotifyEnforcer, enforced at the hook through SIGNAL/OVERRIDE: names the event's action */
 	SA_ACT_KERNEL_STACK = 1 << 9,    /* Post with kernelStackTrace: the event carries the kernel stack */
 	SA_ACT_USER_STACK = 1 << 10,     /* Post with userStackTrace: the event carries the user stack */
 	SA_ACT_SET = 1 << 11,            /* usdt Set: argValue written at the probe argument's memory operand */

@@ -902,6 +902,7 @@ namespace SecurityAgent.Policies
         Override = 8,
         TrackSock = 16,
         UntrackSock = 32,
+        NotifyEnforcer = 64,
         KernelStack = 512,
         UserStack = 1024,
         Set = 2048,

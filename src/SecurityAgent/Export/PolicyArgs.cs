@@ -157,7 +157,8 @@ public static class PolicyArgs
 
     /// <summary>Tetragon's action names; the enforcing action wins over Post.</summary>
     public static string ActionName(Actions a) =>
-        a.HasFlag(Actions.Sigkill) ? "KPROBE_ACTION_SIGKILL"
+        a.HasFlag(Actions.NotifyEnforcer) ? "KPROBE_ACTION_NOTIFYENFORCER"
+        : a.HasFlag(Actions.Sigkill) ? "KPROBE_ACTION_SIGKILL"
         : a.HasFlag(Actions.Override) ? "KPROBE_ACTION_OVERRIDE"
         : a.HasFlag(Actions.Signal) ? "KPROBE_ACTION_SIGNAL"
         : a.HasFlag(Actions.Set) ? "KPROBE_ACTION_SET"

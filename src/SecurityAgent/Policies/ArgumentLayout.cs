@@ -160,7 +160,19 @@ internal static class ArgumentLayout
                     ? "without a return probe: it needs return: true and a returnArg, as in Tetragon" : $"on {placement?.Describe ?? "this hook"} (syscall char_buf arguments of a return probe have it)"));
         }
         if (a.MaxData is { Value: true } md)
-            d.EngineGap(md.Pos, md.Path, "maxData (buffers beyond 4 KiB)");
+        {
+            // Tetragon: up to 327360 bytes of a char_buf or iov_iter read in chunks (4096 without maxData), not with returnCopy.
+            bool sized = (syscallBuffer || functionBuffer) && a.SizeArgIndex is { Value: > 0 };
+            if (a.Type.Value is not ("char_buf" or "char_iovec" or "iov_iter"))
+                d.Warning(md.Pos, md.Path, $"maxData has no effect on type '{a.Type.Value}' (Tetragon reads it for char_buf and iov_iter buffers)");
+            else if (a.ReturnCopy?.Value == true)
+                d.Error(md.Pos, md.Path, "maxData does not work with returnCopy (as in Tetragon): drop one of them");
+            else if (sized)
+                d.Warning(md.Pos, md.Path, $"maxData: the event keeps the first {Events.Contract.StrMax - 1} bytes of the buffer (Tetragon reads up to 327360 in 4 KiB chunks); "
+                    + "a longer buffer is sent as truncated_bytes_arg with its orig_size");
+            else
+                d.EngineGap(md.Pos, md.Path, $"maxData on a '{a.Type.Value}' read as a string on {placement?.Describe ?? "this hook"} (buffers read as bytes: char_buf with sizeArgIndex)");
+        }
         if (a.Resolve is { } r)
         {
             if (placement is { Field: not null })

@@ -94,7 +94,10 @@ internal sealed class HookPlacement(KernelFeatures features, Func<string, string
     };
 
     /// <summary>Whether a hook's selectors deny the call (Override), which a tracepoint cannot.</summary>
-    private static bool Overrides(HookSpec hook) => hook.Selectors.Any(s => s.MatchActions.Any(a => a.Action.Value == "Override"));
+    /// <summary>Whether the hook fails calls: Override, or on a syscall kprobe a NotifyEnforcer's argError where the
+    /// kernel has bpf_override_return (elsewhere SelectorCompiler applies only its signal).</summary>
+    private bool Overrides(HookSpec hook) => hook.Selectors.Any(s => s.MatchActions.Any(a => a.Action.Value == "Override"
+        || (a.Action.Value == "NotifyEnforcer" && a.ArgError is not null && hook is KprobeSpec { Syscall: true } && features.OverrideReturn.Available)));
 
     private Placement? Tracepoint(TracepointSpec t, DiagnosticBag d)
     {

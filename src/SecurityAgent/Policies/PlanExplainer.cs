@@ -66,6 +66,8 @@ public static class PlanExplainer
                 b.AppendLine($"    selector {s} (decided {(hook.Mechanism == Mechanism.FanotifyPerm ? "by the agent's fanotify decision thread" : sel.KernelOnly ? "in the kernel" : "in the kernel, then in user space for ancestry")}): actions {sel.Actions}"
                     + (sel.Signal != 0 ? $" signal {sel.Signal}" : "") + (sel.Error != 0 ? $" errno {sel.Error}" : "")
                     + (sel.RateLimitNs != 0 ? $" rate limit {sel.RateLimitNs / 1_000_000_000}s" : ""));
+                if (sel.Enforcer is { } enforcer)
+                    b.AppendLine($"      {enforcer}");
                 if (sel.PidCmp != Cmp.None)
                     b.AppendLine($"      matchPIDs {(s < hook.Pids.Count ? hook.Pids[s] : "")} -> pid {sel.PidCmp} [{string.Join(", ", sel.Pids)}] of "
                         + (sel.NamespacePids ? "the process's pid in its own pid namespace" : "the process (its pid in the host's pid namespace)")

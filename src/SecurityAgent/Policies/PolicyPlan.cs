@@ -119,6 +119,9 @@ public sealed record SelectorPlan(
     /// <summary>DnsLookup and GetUrl: carried out by the agent for each matching event (<see cref="PolicyNotifier"/>).</summary>
     public IReadOnlyList<Notification> Notify { get; init; } = [];
 
+    /// <summary>NotifyEnforcer: what the enforcement does at this hook (shown by --explain).</summary>
+    public string? Enforcer { get; init; }
+
     /// <summary>Return probes: matchReturnArgs, ANDed, on the return value.</summary>
     public IReadOnlyList<ReturnFilterPlan> ReturnArgs { get; init; } = [];
 

@@ -4,14 +4,17 @@ using SecurityAgent.Kernel;
 
 namespace SecurityAgent.Policies;
 
-/// <summary>A `spec.lists` entry; for a syscalls list, its syscall numbers.</summary>
-/// <summary>A `spec.lists` entry; for a syscalls list, the numbers of its 64-bit syscalls, and its 32-bit (ia32)
-/// entries, which have other numbers (Tetragon tells them apart by syscall64's ABI bit).</summary>
+/// <summary>A `spec.lists` entry; for a syscalls list, its syscall numbers (32-bit (ia32) entries as their i386 number
+/// with the compat bit, as Tetragon tells them apart by syscall64's ABI bit).</summary>
 internal sealed record ListInfo(ListSpec Spec, IReadOnlyList<ulong>? Syscalls);
+
+/// <summary>spec.enforcers resolved: the syscall numbers NotifyEnforcer acts at (32-bit ones with the compat bit, as
+/// syscall64 values carry it).</summary>
+internal sealed record EnforcerCalls(IReadOnlySet<ulong> Calls, Func<string, ulong?> Number);
 
 /// <summary>Selectors: one function per matcher (as Tetragon's pkg/selectors does), each checking its own entries,
 /// parsing its values once into the plan and reporting what this placement cannot carry.</summary>
-internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IReadOnlyDictionary<string, ListInfo> lists, bool hasEnforcers, KernelFeatures features)
+internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IReadOnlyDictionary<string, ListInfo> lists, EnforcerCalls? enforcer, KernelFeatures features)
 {
     public const int MaxSelectors = 5;
     public const int MaxMatchArgs = 4;
@@ -67,7 +70,7 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
                 d.EngineGap(s.MatchReturnActions[0].Pos, PolicySchema.Child(s.Path, "matchReturnActions"), "DnsLookup and GetUrl in matchReturnActions");
         }
         var notify = new List<Notification>();
-        var (actions, signal, error, rate, sockArg, set) = MatchActions(s.MatchActions, placement, args, returning: false, notify);
+        var (actions, signal, error, rate, sockArg, set) = MatchActions(s.MatchActions, placement, args, returning: false, notify, AtEnforcedCall(s, placement, args));
         var (binCmp, binSet) = MatchBinaries(s.MatchBinaries, s.Path);
         var (pidCmp, pids, follow, pidNs) = MatchPids(s.MatchPids, placement);
         var (capCmp, capSet, capMask, capNs) = MatchCapabilities(s.MatchCapabilities, placement);
@@ -75,7 +78,7 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
         var filters = MatchArgs(s, kind, args);
         var plan = new SelectorPlan(actions, signal, rate, error, binCmp, binSet, pidCmp, pids, follow, pidNs, capCmp, capSet, capMask, filters, parents)
         {
-            Notify = notify, Set = set, ReturnArgs = returnArgs, ReturnActions = returnActions, ReturnSignal = returnSignal, SockArg = sockArg,
+            Notify = notify, Set = set, Enforcer = EnforcerMeaning(actions, signal, error, placement), ReturnArgs = returnArgs, ReturnActions = returnActions, ReturnSignal = returnSignal, SockArg = sockArg,
             Namespaces = namespaces, NamespaceChangeCmp = nsChgCmp, NamespaceChangeMask = nsChgMask,
             CapChangeCmp = capChgCmp, CapChangeSet = capChgSet, CapChangeMask = capChgMask, CapNamespaceOnly = capNs, CapChangeNamespaceOnly = capChgNs,
         };
@@ -230,7 +233,7 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
     private static byte CapabilitySet(CapabilityMatcherSpec e) => e.Type?.Value switch { "Permitted" => 1, "Inheritable" => 2, _ => 0 };
 
     private (Actions, int Signal, int Error, ulong RateNs, int? SockArg, UsdtSetPlan? Set) MatchActions(IReadOnlyList<ActionSpec> actions, Placement? placement, IReadOnlyList<ArgInfo> args,
-        bool returning, List<Notification> notify)
+        bool returning, List<Notification> notify, bool atEnforcedCall = false)
     {
         var result = Actions.None;
         int signal = 0, error = 0;
@@ -327,11 +330,31 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
                         notify.Add(new Notification(NotificationKind.GetUrl, u.AbsoluteUri));
                     break;
                 case "NotifyEnforcer":
-                    if (!hasEnforcers)
+                    if (enforcer is null)
                         d.Error(a.Action.Pos, a.Action.Path, "action NotifyEnforcer needs spec.enforcers (the calls it denies)");
-                    if (a.ArgError is null && a.ArgSig is null)
+                    else if (a.ArgError is null && a.ArgSig is null)
                         d.Error(a.Pos, a.Path, "action NotifyEnforcer needs argError or argSig (what the enforcer does)");
-                    d.EngineGap(a.Action.Pos, a.Action.Path, "action NotifyEnforcer (the enforcer denies the process's next enforced call)");
+                    else if (returning)
+                        d.Error(a.Action.Pos, a.Action.Path, "unsupported: NotifyEnforcer in matchReturnActions: the call has run by then; notify at the call's entry (matchActions)");
+                    else if (!atEnforcedCall)
+                        d.Error(a.Action.Pos, a.Action.Path, $"unsupported: NotifyEnforcer on {placement?.Describe ?? "this hook"}: Tetragon's enforcer acts at the thread's next call "
+                            + "among spec.enforcers' calls; SecurityAgent enforces at the notifying hook, so the hook must be one of those calls: a syscall's entry "
+                            + "(tracepoint syscalls/sys_enter_NAME or a syscall kprobe) or raw_syscalls/sys_enter whose selector restricts its syscall64 argument to them (Equal or InMap)");
+                    else
+                    {
+                        result |= Actions.NotifyEnforcer;
+                        if (a.ArgSig is { } sig)
+                        {
+                            if (sig.Value is < 1 or > 64)
+                                d.Error(sig.Pos, sig.Path, $"argSig {sig.Value} is not a signal number (1..64)");
+                            else if (traits is { CanSignal: false })
+                                d.Error(a.Action.Pos, a.Action.Path, $"unsupported: NotifyEnforcer argSig on {placement!.Describe} (no signal helper there)");
+                            else
+                                (result, signal) = (result | Actions.Signal, sig.Value);
+                        }
+                        if (a.ArgError is { } enfErr)
+                            error = EnforcerError(enfErr, a.ArgSig?.Value, placement, ref result);
+                    }
                     break;
                 case "CleanupEnforcerNotification":
                     d.EngineGap(a.Action.Pos, a.Action.Path, "action CleanupEnforcerNotification");
@@ -399,6 +422,55 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
         }
         return new UsdtSetPlan(noteArg, size, argValue.Value);
     }
+
+    /// <summary>Whether every call the selector can match here is one of spec.enforcers' calls: the entry of one of them
+    /// (syscall tracepoint or syscall kprobe), or raw_syscalls/sys_enter with an Equal or InMap on its syscall64
+    /// argument that names only them.</summary>
+    private bool AtEnforcedCall(SelectorSpec s, Placement? placement, IReadOnlyList<ArgInfo> args)
+    {
+        if (enforcer is null || placement?.Syscall is not { } name) return false;
+        if (placement.Target == "raw_syscalls/sys_enter")
+            return s.MatchArgs.Any(m => m.Operator.Value is "Equal" or "InMap" && m.Values.Count > 0
+                && ArgumentLayout.Resolve(m, args, placement.Kind, null) is { Spec.Type.Value: "syscall64" }
+                && m.Values.All(v => Enforced(v.Value)));
+        return !placement.Target.StartsWith("syscalls/sys_exit_") && !placement.Target.StartsWith("raw_syscalls/")
+            && enforcer.Number(name) is { } n && enforcer.Calls.Contains(n);
+    }
+
+    private bool Enforced(string value) => value.StartsWith("list:")
+        ? lists.TryGetValue(value[5..], out var l) && l.Syscalls is { } sys && sys.All(enforcer!.Calls.Contains)
+        : PolicyValues.TryParseInteger(value, out var n, out var negative) && !negative && enforcer!.Calls.Contains(n);
+
+    /// <summary>NotifyEnforcer's argError: the call fails with it where the hook overrides the syscall (a syscall kprobe
+    /// with bpf_override_return); elsewhere (a tracepoint) only with argSig 9, where the process never sees the result.</summary>
+    private int EnforcerError(Located<int> err, int? sig, Placement? placement, ref Actions result)
+    {
+        const string missing = "failing the call needs bpf_override_return (a kprobe on the syscall function, CONFIG_BPF_KPROBE_OVERRIDE) "
+            + "or fmod_ret on __x64_sys_* (CONFIG_FUNCTION_ERROR_INJECTION), and a tracepoint can do neither";
+        if (err.Value is < -4095 or > -1)
+            d.Error(err.Pos, err.Path, $"unsupported: argError {err.Value}: NotifyEnforcer fails the call with a negative errno (-4095..-1, e.g. -1 for EPERM)");
+        else if (placement is { Mechanism: Kernel.Mechanism.Kprobe, Syscall: not null })
+        {
+            result |= Actions.Override;
+            return err.Value;
+        }
+        else if (sig == 9)
+            d.Warning(err.Pos, err.Path, $"argError {err.Value} is not applied on {placement?.Describe}: {missing}; the call runs, and argSig 9 kills the process before it returns, so it never sees the result");
+        else
+            d.Error(err.Pos, err.Path, $"unsupported: NotifyEnforcer argError {err.Value} on {placement?.Describe}: {missing}; add argSig: 9 (the call runs, the process is killed before it returns)");
+        return 0;
+    }
+
+    /// <summary>What a NotifyEnforcer selector does here, for --explain.</summary>
+    private static string? EnforcerMeaning(Actions actions, int signal, int error, Placement? placement) =>
+        !actions.HasFlag(Actions.NotifyEnforcer) ? null
+        : "NotifyEnforcer, enforced at this hook (it is one of spec.enforcers' calls): "
+            + string.Join(" and ", new[]
+            {
+                signal != 0 ? $"signal {signal} from the hook, before the call runs" : null,
+                error != 0 ? $"the call fails with errno {error} (bpf_override_return)" : null,
+            }.OfType<string>())
+            + (error == 0 && placement?.Mechanism != Kernel.Mechanism.Kprobe ? "; argError is not applied: the call runs (no bpf_override_return or fmod_ret on a tracepoint)" : "");
 
     private (Cmp, int?) MatchBinaries(IReadOnlyList<BinaryMatcherSpec> m, string selector)
     {

@@ -28,9 +28,9 @@ internal sealed class SemanticPass(KernelFeatures features, Func<string, string,
     {
         var (enforce, failClosed) = Options(p.Spec.Options, d);
         var lists = Lists(p.Spec.Lists, d);
-        Enforcers(p.Spec, lists, d);
+        var enforcer = Enforcers(p.Spec, lists, d);
         var sets = new List<ValueSet>();
-        var selectors = new SelectorCompiler(d, sets, lists, p.Spec.Enforcers.Count > 0, features);
+        var selectors = new SelectorCompiler(d, sets, lists, enforcer, features);
         var placement = new HookPlacement(features, formats);
         var hooks = new List<HookPlan>();
         bool complete = true;
@@ -193,20 +193,34 @@ internal sealed class SemanticPass(KernelFeatures features, Func<string, string,
         return functions.Select(f => hook with { Call = new Located<string>(f, k.Call.Pos, k.Call.Path) });
     }
 
-    /// <summary>spec.enforcers: the calls NotifyEnforcer denies, by bpf_override_return on a kprobe or fmod_ret on fentry.</summary>
-    private void Enforcers(PolicySpec spec, IReadOnlyDictionary<string, ListInfo> lists, DiagnosticBag d)
+    /// <summary>spec.enforcers: the syscalls a NotifyEnforcer action enforces at (x86-64 names with or without their
+    /// prefixes, `__ia32_sys_*` entries, `list:NAME` of a syscalls list). Tetragon's enforcer is a program on each
+    /// listed call that consumes the thread's notification; here the notifying hook itself must be one of those calls
+    /// (SelectorCompiler checks it), so the enforcement needs no program of its own.</summary>
+    private EnforcerCalls? Enforcers(PolicySpec spec, IReadOnlyDictionary<string, ListInfo> lists, DiagnosticBag d)
     {
+        if (spec.Enforcers.Count == 0) return null;
+        var calls = new HashSet<ulong>();
         foreach (var e in spec.Enforcers)
-        {
             foreach (var c in e.Calls)
-                if (c.Value.StartsWith("list:") && !lists.ContainsKey(c.Value[5..]))
-                    d.Error(c.Pos, c.Path, $"no list named '{PolicyValues.Shorten(c.Value[5..])}' in spec.lists");
-            if (!features.Has(Mechanism.Kprobe) && !features.Has(Mechanism.Fentry))
-                d.Error(e.Pos, e.Path, $"needs kprobes (bpf_override_return) or fentry (fmod_ret) to enforce calls, and this kernel has neither "
-                    + $"(kprobe: {Detail(Mechanism.Kprobe)}; fentry: {Detail(Mechanism.Fentry)})");
-            else
-                d.EngineGap(e.Pos, e.Path, "spec.enforcers (denying the listed calls through bpf_override_return or fmod_ret)");
-        }
+            {
+                if (c.Value.StartsWith("list:"))
+                {
+                    if (!lists.TryGetValue(c.Value[5..], out var list))
+                        d.Error(c.Pos, c.Path, $"no list named '{PolicyValues.Shorten(c.Value[5..])}' in spec.lists");
+                    else if (list.Syscalls is null)
+                        d.Error(c.Pos, c.Path, $"unsupported: enforcer calls from '{PolicyValues.Shorten(c.Value)}', a list of type {list.Spec.Type.Value}: the enforcer acts at syscalls (a syscalls list)");
+                    else
+                        calls.UnionWith(list.Syscalls);
+                }
+                else if (HookPlacement.Ia32(c.Value) && SyscallTable.I386.Number(HookPlacement.Ia32SyscallName(c.Value)) is { } n32)
+                    calls.Add(n32 | SyscallTable.Compat32);
+                else if (!HookPlacement.Ia32(c.Value) && syscalls.Number(c.Value) is { } n)
+                    calls.Add(n);
+                else
+                    d.Error(c.Pos, c.Path, $"unsupported: enforcer call '{PolicyValues.Shorten(c.Value)}' is not a syscall of this table: the enforcer acts at syscalls (sys_NAME, __x64_sys_NAME, __ia32_sys_NAME or list:NAME)");
+            }
+        return new EnforcerCalls(calls, syscalls.Number);
     }
 
     private string Detail(Mechanism m) => features.Mechanisms.TryGetValue(m, out var a) ? a.Detail : "unknown";

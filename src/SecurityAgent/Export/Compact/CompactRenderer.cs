@@ -71,6 +71,7 @@ public static class CompactRenderer
             "KPROBE_ACTION_OVERRIDE" => ("denied", "deny"),
             "KPROBE_ACTION_SIGNAL" => ("signalled", "signal"),
             "KPROBE_ACTION_SET" => ("argument set", "set the argument"),
+            "KPROBE_ACTION_NOTIFYENFORCER" => ("enforced", "enforce"),
             _ => ("", ""),
         };
         if (did.Length == 0) return ("", Hit.None);
