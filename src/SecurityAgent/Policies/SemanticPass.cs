@@ -341,7 +341,8 @@ internal sealed class SemanticPass(KernelFeatures features, Func<string, string,
         foreach (var m in hook.Selectors.SelectMany(s => s.MatchArgs))
         {
             var arg = ArgumentLayout.Resolve(m, args, place.Kind, null);
-            if (arg is { Class: ArgClass.String } && m.Operator.Value is "Equal" or "NotEqual" or "Prefix" or "NotPrefix" or "Postfix" or "NotPostfix"
+            // File names of the file syscalls are resolved in the kernel (PathArguments); other strings are the raw bytes.
+            if (arg is { Class: ArgClass.String, Plan: { } a } && PathArguments.Resolved(place.Target, a.Offset, a.KernelType) is null && m.Operator.Value is "Equal" or "NotEqual" or "Prefix" or "NotPrefix" or "Postfix" or "NotPostfix"
                 && m.Values.Any(v => v.Value.StartsWith('/')))
                 d.Warning(m.Operator.Pos, m.Operator.Path, $"matches the raw path string the process passes to {place.Syscall}: a relative path, '..', '//', '/./' "
                     + "or a symlink reaches the same file without matching (an lsmhook file_open or a kprobe on a file/path argument sees the resolved path)");
