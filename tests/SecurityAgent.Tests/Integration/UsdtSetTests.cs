@@ -13,33 +13,11 @@ public class UsdtSetTests
     /// <summary>For i in 0..n-1: fires satest:check(ret, i) with `ret` a volatile int in memory ("-4@N(%rsp)") and i in
     /// a register ("-4@%eax"), then prints "ret R" with the value ret holds after the probe. Without a probe R is 0.
     /// The note is written as &lt;sys/sdt.h&gt; writes it.</summary>
-    private const string Source = """
+    private static readonly string Source = $$"""
         #include <stdio.h>
         #include <stdlib.h>
 
-        #define SA_USDT2(provider, name, a1, a2) \
-            __asm__ __volatile__("990: nop\n" \
-                ".pushsection .note.stapsdt,\"?\",\"note\"\n" \
-                ".balign 4\n" \
-                ".4byte 992f-991f, 994f-993f, 3\n" \
-                "991: .asciz \"stapsdt\"\n" \
-                "992: .balign 4\n" \
-                "993: .8byte 990b\n" \
-                ".8byte _.stapsdt.base\n" \
-                ".8byte 0\n" \
-                ".asciz \"" #provider "\"\n" \
-                ".asciz \"" #name "\"\n" \
-                ".asciz \"-4@%[x] -4@%[y]\"\n" \
-                "994: .balign 4\n" \
-                ".popsection\n" \
-                ".ifndef _.stapsdt.base\n" \
-                ".pushsection .stapsdt.base,\"aG\",\"progbits\",.stapsdt.base,comdat\n" \
-                ".weak _.stapsdt.base\n" \
-                ".hidden _.stapsdt.base\n" \
-                "_.stapsdt.base: .space 1\n" \
-                ".size _.stapsdt.base, 1\n" \
-                ".popsection\n" \
-                ".endif\n" :: [x] "m"(a1), [y] "r"(a2))
+        {{CProgram.Usdt2Macro("-4@%[x] -4@%[y]", "m", "r")}}
 
         int main(int argc, char **argv)
         {

@@ -15,34 +15,12 @@ public class UserProbeTests
     /// "line i" after each; name is "secret" for i == 1, else "plain". The note is written as &lt;sys/sdt.h&gt; does.
     /// The name is built on the stack: a uprobe cannot fault in a page the process has not touched yet (a string
     /// constant's first use reads as empty).</summary>
-    private const string Source = """
+    private static readonly string Source = $$"""
         #include <stdio.h>
         #include <stdlib.h>
         #include <string.h>
 
-        #define SA_USDT2(provider, name, a1, a2) \
-            __asm__ __volatile__("990: nop\n" \
-                ".pushsection .note.stapsdt,\"?\",\"note\"\n" \
-                ".balign 4\n" \
-                ".4byte 992f-991f, 994f-993f, 3\n" \
-                "991: .asciz \"stapsdt\"\n" \
-                "992: .balign 4\n" \
-                "993: .8byte 990b\n" \
-                ".8byte _.stapsdt.base\n" \
-                ".8byte 0\n" \
-                ".asciz \"" #provider "\"\n" \
-                ".asciz \"" #name "\"\n" \
-                ".asciz \"-4@%[x] -8@%[y]\"\n" \
-                "994: .balign 4\n" \
-                ".popsection\n" \
-                ".ifndef _.stapsdt.base\n" \
-                ".pushsection .stapsdt.base,\"aG\",\"progbits\",.stapsdt.base,comdat\n" \
-                ".weak _.stapsdt.base\n" \
-                ".hidden _.stapsdt.base\n" \
-                "_.stapsdt.base: .space 1\n" \
-                ".size _.stapsdt.base, 1\n" \
-                ".popsection\n" \
-                ".endif\n" :: [x] "r"(a1), [y] "r"(a2))
+        {{CProgram.Usdt2Macro("-4@%[x] -8@%[y]", "r", "r")}}
 
         __attribute__((noinline)) int sa_test_check(int value, const char *name)
         {

@@ -28,4 +28,33 @@ public static class CProgram
         }
         Assert.Fail("cannot compile the test program: " + error);
     }
+
+    /// <summary>A C macro SA_USDT2(provider, name, a1, a2) placing a USDT probe with two arguments, its note written as
+    /// &lt;sys/sdt.h&gt; writes it (no systemtap headers needed): <paramref name="args"/> is the note's argument spec
+    /// ("-4@%[x] -8@%[y]"), <paramref name="x"/> and <paramref name="y"/> the asm constraints ("r": a register, "m": memory).</summary>
+    public static string Usdt2Macro(string args, string x, string y) => $$"""
+        #define SA_USDT2(provider, name, a1, a2) \
+            __asm__ __volatile__("990: nop\n" \
+                ".pushsection .note.stapsdt,\"?\",\"note\"\n" \
+                ".balign 4\n" \
+                ".4byte 992f-991f, 994f-993f, 3\n" \
+                "991: .asciz \"stapsdt\"\n" \
+                "992: .balign 4\n" \
+                "993: .8byte 990b\n" \
+                ".8byte _.stapsdt.base\n" \
+                ".8byte 0\n" \
+                ".asciz \"" #provider "\"\n" \
+                ".asciz \"" #name "\"\n" \
+                ".asciz \"{{args}}\"\n" \
+                "994: .balign 4\n" \
+                ".popsection\n" \
+                ".ifndef _.stapsdt.base\n" \
+                ".pushsection .stapsdt.base,\"aG\",\"progbits\",.stapsdt.base,comdat\n" \
+                ".weak _.stapsdt.base\n" \
+                ".hidden _.stapsdt.base\n" \
+                "_.stapsdt.base: .space 1\n" \
+                ".size _.stapsdt.base, 1\n" \
+                ".popsection\n" \
+                ".endif\n" :: [x] "{{x}}"(a1), [y] "{{y}}"(a2))
+        """;
 }
