@@ -15,6 +15,7 @@ public sealed class AgentState
     public JsonLinesExporter? Exporter { get; set; }
     public Export.Otlp.OtlpLogExporter? Otlp { get; set; }
     public Fanotify.FanotifyLoader? Fanotify { get; set; }
+    public Fanotify.PathChangeLoader? PathChanges { get; set; }
     public LiveEvents Live { get; } = new();
     public EventMetrics EventMetrics { get; init; } = new([]);
 }

@@ -15,6 +15,17 @@ public sealed partial class PathChangeLoader(IPolicyLoader inner, Func<PolicyKer
     private readonly object _lock = new();
     private readonly Dictionary<LoadedPolicy, List<PathChangeHook>> _policies = [];
     private PathChangeWatcher? _watcher;
+    private (long Events, long Posted, long Overflows) _retired;
+
+    /// <summary>Changes read and posted, and queue overflows, over every watcher this loader has run.</summary>
+    public (long Events, long Posted, long Overflows) Counters
+    {
+        get
+        {
+            lock (_lock)
+                return _watcher?.Counters is { } c ? (_retired.Events + c.Events, _retired.Posted + c.Posted, _retired.Overflows + c.Overflows) : _retired;
+        }
+    }
 
     /// <summary>Directories the running watcher marks (empty when no policy needs one).</summary>
     public IReadOnlyList<string> MarkedDirectories
@@ -62,8 +73,7 @@ public sealed partial class PathChangeLoader(IPolicyLoader inner, Func<PolicyKer
                 catch (Exception e) when (e is not OutOfMemoryException)
                 {
                     LogRestartFailed(log, e.Message);
-                    _watcher?.Dispose();
-                    _watcher = null;
+                    Retire();
                 }
             }
         }
@@ -85,17 +95,22 @@ public sealed partial class PathChangeLoader(IPolicyLoader inner, Func<PolicyKer
     private void Restart(List<PathChangeHook> hooks)
     {
         var next = hooks.Count == 0 ? null : new PathChangeWatcher(hooks, post, log);
-        _watcher?.Dispose();
+        Retire();
         _watcher = next;
+    }
+
+    private void Retire()
+    {
+        if (_watcher is not { } w) return;
+        w.Dispose();
+        var c = w.Counters;
+        _retired = (_retired.Events + c.Events, _retired.Posted + c.Posted, _retired.Overflows + c.Overflows);
+        _watcher = null;
     }
 
     public void Dispose()
     {
-        lock (_lock)
-        {
-            _watcher?.Dispose();
-            _watcher = null;
-        }
+        lock (_lock) Retire();
     }
 
     [LoggerMessage(Level = LogLevel.Error, Message = "fanotify changes: the remaining hooks could not be watched after an unload ({Error}); after-the-call matching stopped")]

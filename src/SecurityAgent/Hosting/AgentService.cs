@@ -108,6 +108,7 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
             new Fanotify.FanotifyOptions { Logger = log, Cgroup2Mount = features.Cgroup2Path }, engine.Scopes);
         state.Fanotify = fanotify;
         using var changes = new Fanotify.PathChangeLoader(fanotify, pipeline.Post, afterCall, log);
+        state.PathChanges = changes;
         state.Policies.Attach(new PolicyValidator(features), changes, log);
         var policies = new PolicyDirectory(_opt.PolicyDir, state.Policies, log);
         policies.Sync();

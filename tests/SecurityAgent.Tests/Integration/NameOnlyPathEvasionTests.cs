@@ -120,10 +120,13 @@ public class NameOnlyPathEvasionTests
             $"{policy} event for {what} ({real})"), policy)!.Value;
 
     [Fact]
-    public void Name_only_calls_through_a_symlinked_parent_or_a_hard_link_are_reported_on_the_real_path_and_unrelated_files_are_not()
+    public async Task Name_only_calls_through_a_symlinked_parent_or_a_hard_link_are_reported_on_the_real_path_and_unrelated_files_are_not()
     {
         using var s = new Scene();
-        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = s.Policy("names-monitor", "monitor") }, "--export-extensions");
+        int port;
+        using (var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0)) { probe.Start(); port = ((System.Net.IPEndPoint)probe.LocalEndpoint).Port; }
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = s.Policy("names-monitor", "monitor") }, "--export-extensions",
+            "--metrics-address", $"127.0.0.1:{port}");
         Assert.Contains("Policy names-monitor loaded", agent.Stderr);
         foreach (var (what, call, args, real) in s.Evasions())
         {
@@ -153,6 +156,14 @@ public class NameOnlyPathEvasionTests
         Assert.Single(mine, b => Arg0(b) == s.Protected + "/u3");
         Assert.DoesNotContain(mine, b => Arg0(b).StartsWith(s.Elsewhere, StringComparison.Ordinal) && !Arg0(b).Contains("/r1-moved") && !Arg0(b).Contains("hl-"));
         Assert.Equal(s.Evasions().Count() + 1, mine.Count);
+
+        // The after-the-call path is counted where operators look: changes posted, and no overflow of its queue.
+        using var http = new HttpClient();
+        var text = await http.GetStringAsync($"http://127.0.0.1:{port}/metrics");
+        double Value(string series) => double.Parse(text.Split('\n').Single(l => l.StartsWith(series + " ")).Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True(Value("secagent_path_changes_total{outcome=\"posted\"}") >= s.Evasions().Count(), text);
+        Assert.True(Value("secagent_path_changes_total{outcome=\"read\"}") >= Value("secagent_path_changes_total{outcome=\"posted\"}"));
+        Assert.Equal(0, Value("secagent_path_change_overflows_total"));
     }
 
     [Fact]

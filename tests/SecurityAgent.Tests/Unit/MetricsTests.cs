@@ -38,6 +38,8 @@ public class MetricsTests
     [InlineData("secagent_events_exported_total")]
     [InlineData("secagent_events_exported_bytes_total")]
     [InlineData("secagent_events_last_exported_timestamp")]
+    [InlineData("secagent_path_changes_total")]
+    [InlineData("secagent_path_change_overflows_total")]
     [InlineData("process_cpu_seconds_total")]
     [InlineData("process_resident_memory_bytes")]
     [InlineData("process_start_time_seconds")]
