@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Text;
 using SecurityAgent.Events;
 
@@ -15,20 +14,27 @@ public sealed class AfterCallMatches
     private const ulong Window = 1_000_000_000;
     private const int Pruned = 4096;
 
-    private readonly ConcurrentDictionary<uint, int[]> _hooks = new(); // hook id → its file-name slots
+    // Hook id → its file-name slots; replaced whole by Cover, so the per-event lookup takes no lock (null: none).
+    private volatile Dictionary<uint, int[]>? _hooks;
+    private readonly object _cover = new();
     private readonly Dictionary<(uint Hook, int Pid, string Path), ulong> _recent = [];
 
     /// <summary>A hook is (or, with null, no longer is) matched after the call too.</summary>
     public void Cover(uint hookId, int[]? nameSlots)
     {
-        if (nameSlots is null) _hooks.TryRemove(hookId, out _);
-        else _hooks[hookId] = nameSlots;
+        lock (_cover)
+        {
+            var next = _hooks is { } now ? new Dictionary<uint, int[]>(now) : [];
+            if (nameSlots is null) next.Remove(hookId);
+            else next[hookId] = nameSlots;
+            _hooks = next.Count == 0 ? null : next;
+        }
     }
 
     /// <summary>A match: remembered when its hook is matched after the call too (one lookup otherwise).</summary>
     public void Kernel(PolicyKernelEvent e)
     {
-        if (_hooks.IsEmpty || !_hooks.TryGetValue(e.HookId, out var slots)) return;
+        if (_hooks is not { } hooks || !hooks.TryGetValue(e.HookId, out var slots)) return;
         if (_recent.Count >= Pruned)
             foreach (var k in _recent.Where(kv => kv.Value + Window < e.Ktime).Select(kv => kv.Key).ToList())
                 _recent.Remove(k);
