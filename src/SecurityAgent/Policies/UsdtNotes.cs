@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Globalization;
 using System.Text;
 
@@ -43,37 +42,18 @@ public static class UsdtNotes
     public static IReadOnlyList<IReadOnlyList<UsdtArg>> Sites(string path, string provider, string name)
     {
         using var h = File.OpenHandle(path, FileMode.Open, FileAccess.Read);
-        var eh = Read(h, 0, 64);
-        if (eh[0] != 0x7f || eh[1] != 'E' || eh[2] != 'L' || eh[3] != 'F' || eh[4] != 2 || eh[5] != 1)
-            throw new FormatException("not an ELF64 little-endian file");
-        ulong shoff = BinaryPrimitives.ReadUInt64LittleEndian(eh.AsSpan(40));
-        int shentsize = BinaryPrimitives.ReadUInt16LittleEndian(eh.AsSpan(58)), shnum = BinaryPrimitives.ReadUInt16LittleEndian(eh.AsSpan(60));
-        int shstrndx = BinaryPrimitives.ReadUInt16LittleEndian(eh.AsSpan(62));
-        if (shoff == 0 || shnum == 0 || shstrndx >= shnum || shentsize < 64)
+        var elf = new Elf.ElfFile(h, MaxNoteBytes);
+        var sections = elf.Sections();
+        if (sections.Count == 0)
             throw new FormatException("no section headers");
-        var sh = Read(h, shoff, (ulong)(shentsize * shnum));
-        (ulong Off, ulong Size) Section(int i) =>
-            (BinaryPrimitives.ReadUInt64LittleEndian(sh.AsSpan(i * shentsize + 24)), BinaryPrimitives.ReadUInt64LittleEndian(sh.AsSpan(i * shentsize + 32)));
-        var (strOff, strSize) = Section(shstrndx);
-        var names = Read(h, strOff, strSize);
         var sites = new List<IReadOnlyList<UsdtArg>>();
-        for (int i = 0; i < shnum; i++)
+        foreach (var section in sections.Where(s => s.Name == ".note.stapsdt"))
         {
-            int nameAt = (int)BinaryPrimitives.ReadUInt32LittleEndian(sh.AsSpan(i * shentsize));
-            if (nameAt >= names.Length || CString(names, nameAt) != ".note.stapsdt")
-                continue;
-            var (off, size) = Section(i);
-            var notes = Read(h, off, size);
-            for (int o = 0; o + 12 <= notes.Length;)
+            var notes = new Elf.ElfNotes(elf.Read(section.Offset, section.Size));
+            while (notes.Next(out uint type, out var noteName, out var desc))
             {
-                int namesz = (int)BinaryPrimitives.ReadUInt32LittleEndian(notes.AsSpan(o)), descsz = (int)BinaryPrimitives.ReadUInt32LittleEndian(notes.AsSpan(o + 4));
-                uint type = BinaryPrimitives.ReadUInt32LittleEndian(notes.AsSpan(o + 8));
-                int nameOff = o + 12, descOff = nameOff + Align4(namesz);
-                if (namesz < 0 || descsz < 0 || descOff + descsz > notes.Length) break;
-                o = descOff + Align4(descsz);
-                if (type != 3 || CString(notes, nameOff) != "stapsdt" || descsz < 3 * 8) continue;
-                var desc = notes.AsSpan(descOff + 24, descsz - 24);
-                var fields = Encoding.UTF8.GetString(desc).Split('\0');
+                if (type != 3 || !noteName.SequenceEqual("stapsdt\0"u8) || desc.Length < 3 * 8) continue;
+                var fields = Encoding.UTF8.GetString(desc[24..]).Split('\0');
                 if (fields.Length < 3 || fields[0] != provider || fields[1] != name) continue;
                 sites.Add(fields[2].Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(UsdtArg.Parse).ToList());
             }
@@ -138,21 +118,5 @@ public static class UsdtNotes
                 Selectors = h.Selectors.Select(s => s.Set is { } set ? s with { Set = set with { Size = Size(h.Site!, set.NoteArg) } } : s).ToList(),
             }).ToList(),
         };
-    }
-
-    private static int Align4(int n) => (n + 3) & ~3;
-
-    private static string CString(byte[] b, int at)
-    {
-        int end = Array.IndexOf(b, (byte)0, at);
-        return Encoding.UTF8.GetString(b, at, (end < 0 ? b.Length : end) - at);
-    }
-
-    private static byte[] Read(Microsoft.Win32.SafeHandles.SafeFileHandle h, ulong offset, ulong length)
-    {
-        if (length > MaxNoteBytes) throw new FormatException("ELF section too large");
-        var b = new byte[length];
-        if (RandomAccess.Read(h, b, (long)offset) != (int)length) throw new FormatException("short ELF read");
-        return b;
     }
 }

@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using Microsoft.Win32.SafeHandles;
 
 namespace SecurityAgent.Processes;
@@ -47,41 +46,23 @@ public sealed class BuildIds(string procRoot = "/proc")
     /// <summary>The NT_GNU_BUILD_ID note's descriptor from the PT_NOTE segments of an ELF64 little-endian file.</summary>
     internal static byte[]? Read(SafeFileHandle h)
     {
-        Span<byte> eh = stackalloc byte[64];
-        if (RandomAccess.Read(h, eh, 0) != 64 || eh[0] != 0x7f || eh[1] != 'E' || eh[2] != 'L' || eh[3] != 'F' || eh[4] != 2 || eh[5] != 1)
-            return null;
-        long phoff = (long)BinaryPrimitives.ReadUInt64LittleEndian(eh[32..]);
-        int phentsize = BinaryPrimitives.ReadUInt16LittleEndian(eh[54..]), phnum = BinaryPrimitives.ReadUInt16LittleEndian(eh[56..]);
-        if (phentsize < 56 || phnum == 0 || phnum > 256) return null;
-        var ph = new byte[phentsize * phnum];
-        if (RandomAccess.Read(h, ph, phoff) != ph.Length) return null;
-        for (int i = 0; i < phnum; i++)
+        try
         {
-            var p = ph.AsSpan(i * phentsize);
-            if (BinaryPrimitives.ReadUInt32LittleEndian(p) != 4) continue; // PT_NOTE
-            long offset = (long)BinaryPrimitives.ReadUInt64LittleEndian(p[8..]);
-            ulong size = BinaryPrimitives.ReadUInt64LittleEndian(p[32..]);
-            if (size == 0 || size > MaxNoteBytes) continue;
-            var notes = new byte[size];
-            if (RandomAccess.Read(h, notes, offset) != notes.Length) continue;
-            if (FindGnuBuildId(notes) is { } id) return id;
+            var elf = new Elf.ElfFile(h, MaxNoteBytes);
+            foreach (var seg in elf.Segments())
+                if (seg.Type == Elf.ElfFile.PtNote && seg.FileSize != 0 && seg.FileSize <= MaxNoteBytes && FindGnuBuildId(elf.Read(seg.Offset, seg.FileSize)) is { } id)
+                    return id;
         }
+        catch (FormatException) { }
         return null;
     }
 
-    /// <summary>Walks the notes (namesz, descsz, type, then name and descriptor, each padded to 4 bytes).</summary>
     internal static byte[]? FindGnuBuildId(ReadOnlySpan<byte> notes)
     {
-        while (notes.Length >= 12)
-        {
-            uint namesz = BinaryPrimitives.ReadUInt32LittleEndian(notes), descsz = BinaryPrimitives.ReadUInt32LittleEndian(notes[4..]);
-            uint type = BinaryPrimitives.ReadUInt32LittleEndian(notes[8..]);
-            long name = 12, desc = name + ((namesz + 3L) & ~3L), end = desc + ((descsz + 3L) & ~3L);
-            if (end > notes.Length || desc + descsz > notes.Length) return null;
-            if (type == 3 && namesz == 4 && notes.Slice(12, 4).SequenceEqual("GNU\0"u8) && descsz is > 0 and <= 64)
-                return notes.Slice((int)desc, (int)descsz).ToArray();
-            notes = notes[(int)end..];
-        }
+        var reader = new Elf.ElfNotes(notes);
+        while (reader.Next(out uint type, out var name, out var desc))
+            if (type == 3 && name.SequenceEqual("GNU\0"u8) && desc.Length is > 0 and <= 64)
+                return desc.ToArray();
         return null;
     }
 }

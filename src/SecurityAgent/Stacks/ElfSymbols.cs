@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.Text;
 using Microsoft.Win32.SafeHandles;
 
 namespace SecurityAgent.Stacks;
@@ -48,63 +47,32 @@ internal sealed class ElfSymbols
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or ArgumentException) { return null; }
     }
 
-    private static byte[] Read(SafeFileHandle h, ulong offset, ulong length)
-    {
-        if (length > MaxTableBytes) throw new FormatException("ELF table too large");
-        var b = new byte[length];
-        if (RandomAccess.Read(h, b, (long)offset) != (int)length) throw new FormatException("short ELF read");
-        return b;
-    }
-
     private static ElfSymbols Load(SafeFileHandle h)
     {
-        var eh = Read(h, 0, 64);
-        if (eh[0] != 0x7f || eh[1] != 'E' || eh[2] != 'L' || eh[3] != 'F' || eh[4] != 2 || eh[5] != 1)
-            throw new FormatException("not an ELF64 little-endian file");
-        ulong phoff = U64(eh, 32), shoff = U64(eh, 40);
-        int phentsize = U16(eh, 54), phnum = U16(eh, 56), shentsize = U16(eh, 58), shnum = U16(eh, 60);
-        var loads = new List<(ulong, ulong, ulong)>();
-        var ph = Read(h, phoff, (ulong)(phentsize * phnum));
-        for (int i = 0; i < phnum; i++)
-        {
-            int o = i * phentsize;
-            if (U32(ph, o) == 1) // PT_LOAD
-                loads.Add((U64(ph, o + 8), U64(ph, o + 16), U64(ph, o + 32)));
-        }
+        var elf = new Elf.ElfFile(h, MaxTableBytes);
+        var loads = elf.Segments().Where(p => p.Type == Elf.ElfFile.PtLoad).Select(p => (p.Offset, p.Vaddr, p.FileSize)).ToArray();
+        var sections = elf.Sections();
         var syms = new List<(ulong, ulong, string)>();
-        if (shoff != 0 && shnum > 0)
+        // .symtab (2) when the file is not stripped, else .dynsym (11).
+        foreach (uint wanted in new uint[] { 2, 11 })
         {
-            var sh = Read(h, shoff, (ulong)(shentsize * shnum));
-            // .symtab (2) when the file is not stripped, else .dynsym (11).
-            foreach (uint wanted in new uint[] { 2, 11 })
+            foreach (var section in sections)
             {
-                for (int i = 0; i < shnum && syms.Count == 0; i++)
-                {
-                    int o = i * shentsize;
-                    if (U32(sh, o + 4) != wanted) continue;
-                    ulong off = U64(sh, o + 24), size = U64(sh, o + 32);
-                    int link = (int)U32(sh, o + 40);
-                    if (link >= shnum) continue;
-                    int so = link * shentsize;
-                    var strtab = Read(h, U64(sh, so + 24), U64(sh, so + 32));
-                    var table = Read(h, off, size);
-                    for (int s = 0; s + 24 <= table.Length; s += 24)
-                    {
-                        if ((table[s + 4] & 0xf) != 2) continue; // STT_FUNC
-                        ulong value = U64(table, s + 8), ssize = U64(table, s + 16);
-                        uint name = U32(table, s);
-                        if (value == 0 || name >= strtab.Length) continue;
-                        int end = Array.IndexOf(strtab, (byte)0, (int)name);
-                        syms.Add((value, ssize, Encoding.UTF8.GetString(strtab, (int)name, (end < 0 ? strtab.Length : end) - (int)name)));
-                    }
-                }
                 if (syms.Count > 0) break;
+                if (section.Type != wanted || section.Link >= sections.Count) continue;
+                var strtab = elf.Read(sections[(int)section.Link].Offset, sections[(int)section.Link].Size);
+                var table = elf.Read(section.Offset, section.Size);
+                for (int s = 0; s + 24 <= table.Length; s += 24)
+                {
+                    if ((table[s + 4] & 0xf) != 2) continue; // STT_FUNC
+                    ulong value = BinaryPrimitives.ReadUInt64LittleEndian(table.AsSpan(s + 8)), ssize = BinaryPrimitives.ReadUInt64LittleEndian(table.AsSpan(s + 16));
+                    uint name = BinaryPrimitives.ReadUInt32LittleEndian(table.AsSpan(s));
+                    if (value == 0 || name >= strtab.Length) continue;
+                    syms.Add((value, ssize, Elf.ElfFile.CString(strtab, (int)name)));
+                }
             }
+            if (syms.Count > 0) break;
         }
-        return new ElfSymbols([.. loads], syms);
+        return new ElfSymbols(loads, syms);
     }
-
-    private static ulong U64(byte[] b, int o) => BinaryPrimitives.ReadUInt64LittleEndian(b.AsSpan(o));
-    private static uint U32(byte[] b, int o) => BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(o));
-    private static int U16(byte[] b, int o) => BinaryPrimitives.ReadUInt16LittleEndian(b.AsSpan(o));
 }
