@@ -22,6 +22,15 @@ public sealed class JsonEventFormatter
     private readonly Func<ProcessInfo, ProcessInfo?>? _parentOf;
     private AgentEvent? _last;
     private readonly TimeText _time;
+    private readonly JsonEncodedText _nodeNameText;
+    private readonly Dictionary<string, JsonEncodedText> _encoded = new(ReferenceEqualityComparer.Instance);
+
+    // Property names of every event, escaped and encoded once instead of transcoded per event.
+    private static readonly JsonEncodedText ProcessName = JsonEncodedText.Encode("process"), ParentName = JsonEncodedText.Encode("parent"),
+        NodeName = JsonEncodedText.Encode("node_name"), TimeName = JsonEncodedText.Encode("time"), ArgsName = JsonEncodedText.Encode("args"),
+        ActionName = JsonEncodedText.Encode("action"), PolicyName = JsonEncodedText.Encode("policy_name"), LabelName = JsonEncodedText.Encode("label"),
+        FunctionName = JsonEncodedText.Encode("function_name"), SubsysName = JsonEncodedText.Encode("subsys"), EventName = JsonEncodedText.Encode("event"),
+        MessageName = JsonEncodedText.Encode("message"), PathName = JsonEncodedText.Encode("path");
 
     /// <param name="parentOf">The process cache's parent lookup, for ancestors.</param>
     public JsonEventFormatter(string nodeName, BootClock clock, EventFormat? format = null, Redactor? redactor = null, Func<ProcessInfo, ProcessInfo?>? parentOf = null)
@@ -33,6 +42,19 @@ public sealed class JsonEventFormatter
     {
         (_nodeName, _clock, _format, _processes, _parentOf) = (nodeName, clock, format, processes, parentOf);
         _time = new TimeText(clock);
+        _nodeNameText = JsonEncodedText.Encode(nodeName, Options.Encoder);
+    }
+
+    /// <summary>A long-lived string an event refers to (its type, policy, hook, action, argument kinds and labels),
+    /// escaped and encoded once; keyed by reference, so only strings held by the plans and constants belong here.</summary>
+    private JsonEncodedText Encoded(string s)
+    {
+        if (!_encoded.TryGetValue(s, out var text))
+        {
+            if (_encoded.Count >= 4096) _encoded.Clear(); // plans replaced over a long run: start over rather than grow
+            _encoded[s] = text = JsonEncodedText.Encode(s, Options.Encoder);
+        }
+        return text;
     }
 
     /// <summary>The options this formatter renders with (which opt-in context the events carry).</summary>
@@ -65,13 +87,13 @@ public sealed class JsonEventFormatter
     public void Write(Utf8JsonWriter w, AgentEvent e)
     {
         w.WriteStartObject();
-        w.WriteStartObject(e.Type);
+        w.WriteStartObject(Encoded(e.Type));
         if (e is ProcessExecEvent)
             _processes.WriteExec(w, e.Process);
         else
-            _processes.Write(w, "process", e.Process);
+            _processes.Write(w, ProcessName, e.Process);
         if (e.Parent is not null)
-            _processes.Write(w, "parent", e.Parent);
+            _processes.Write(w, ParentName, e.Parent);
         WriteBody(w, e);
         if ((_format.Ancestors & AncestorsOf(e)) != 0)
             WriteAncestors(w, e.Parent);
@@ -84,8 +106,8 @@ public sealed class JsonEventFormatter
 
     private void WriteTopLevel(Utf8JsonWriter w, ulong ktime)
     {
-        w.WriteString("node_name", _nodeName);
-        w.WriteString("time", _time.Format(ktime));
+        w.WriteString(NodeName, _nodeNameText);
+        w.WriteString(TimeName, _time.Format(ktime));
         if (!string.IsNullOrEmpty(_format.ClusterName))
             w.WriteString("cluster_name", _format.ClusterName);
         if (_format.NodeLabels.Count > 0)
@@ -139,7 +161,7 @@ public sealed class JsonEventFormatter
         }
     }
 
-    private static void WritePolicyMatch(Utf8JsonWriter w, PolicyMatchEvent m)
+    private void WritePolicyMatch(Utf8JsonWriter w, PolicyMatchEvent m)
     {
         if (m.Hook.Site is { } site)
         {
@@ -150,14 +172,14 @@ public sealed class JsonEventFormatter
         {
             case HookKind.Tracepoint:
                 var slash = m.Hook.Name.IndexOf('/');
-                w.WriteString("subsys", m.Hook.Name.AsSpan(0, slash));
-                w.WriteString("event", m.Hook.Name.AsSpan(slash + 1));
+                w.WriteString(SubsysName, m.Hook.Name.AsSpan(0, slash));
+                w.WriteString(EventName, m.Hook.Name.AsSpan(slash + 1));
                 break;
             default:
-                w.WriteString("function_name", m.Hook.Name);
+                w.WriteString(FunctionName, Encoded(m.Hook.Name));
                 break;
         }
-        w.WriteStartArray("args");
+        w.WriteStartArray(ArgsName);
         for (int i = 0; i < m.Args.Count; i++) // indexed: foreach over an interface boxes its enumerator
             WriteArg(w, m.Args[i]);
         w.WriteEndArray();
@@ -166,12 +188,12 @@ public sealed class JsonEventFormatter
             w.WritePropertyName("return");
             WriteArg(w, m.Return);
         }
-        w.WriteString("action", m.Action);
+        w.WriteString(ActionName, Encoded(m.Action));
         bool tetragonStacks = m.Hook.Kind == HookKind.Kprobe;
         if (tetragonStacks) WriteStack(w, "kernel_stack_trace", m.KernelStackTrace);
-        w.WriteString("policy_name", m.PolicyName);
+        w.WriteString(PolicyName, Encoded(m.PolicyName));
         if (m.ReturnAction is not null) w.WriteString("return_action", m.ReturnAction);
-        if (m.Hook.Message is not null) w.WriteString("message", m.Hook.Message);
+        if (m.Hook.Message is not null) w.WriteString(MessageName, Encoded(m.Hook.Message));
         if (m.Hook.Tags.Count > 0)
         {
             w.WriteStartArray("tags");
@@ -201,7 +223,7 @@ public sealed class JsonEventFormatter
     }
 
     /// <summary>ProcessUprobe (path, symbol or offset) and ProcessUsdt (path, provider, name), fields in Tetragon's order.</summary>
-    private static void WriteUserProbe(Utf8JsonWriter w, PolicyMatchEvent m, UserProbeSite site)
+    private void WriteUserProbe(Utf8JsonWriter w, PolicyMatchEvent m, UserProbeSite site)
     {
         w.WriteString("path", site.Binary);
         if (site.IsUsdt)
@@ -231,18 +253,19 @@ public sealed class JsonEventFormatter
     }
 
     /// <summary>One KprobeArgument: {"&lt;kind&gt;": value, "label": ...}.</summary>
-    private static void WriteArg(Utf8JsonWriter w, RenderedArg a)
+    private void WriteArg(Utf8JsonWriter w, RenderedArg a)
     {
         Span<byte> digits = stackalloc byte[20];
         w.WriteStartObject();
+        var kind = Encoded(a.Kind);
         switch (a.Value)
         {
-            case string s: w.WriteString(a.Kind, s); break;
-            case int i: w.WriteNumber(a.Kind, i); break;
-            case uint u: w.WriteNumber(a.Kind, u); break;
-            case long l: l.TryFormat(digits, out int n); w.WriteString(a.Kind, digits[..n]); break;
-            case ulong u: u.TryFormat(digits, out int m); w.WriteString(a.Kind, digits[..m]); break;
-            case byte[] bytes: w.WriteBase64String(a.Kind, bytes); break;
+            case string s: w.WriteString(kind, s); break;
+            case int i: w.WriteNumber(kind, i); break;
+            case uint u: w.WriteNumber(kind, u); break;
+            case long l: l.TryFormat(digits, out int n); w.WriteString(kind, digits[..n]); break;
+            case ulong u: u.TryFormat(digits, out int m); w.WriteString(kind, digits[..m]); break;
+            case byte[] bytes: w.WriteBase64String(kind, bytes); break;
             case TruncatedBytes tb:
                 w.WriteStartObject(a.Kind);
                 w.WriteBase64String("bytes_arg", tb.Bytes);
@@ -277,7 +300,7 @@ public sealed class JsonEventFormatter
                 WriteObject(w, o);
                 break;
         }
-        if (a.Label is not null) w.WriteString("label", a.Label);
+        if (a.Label is not null) w.WriteString(LabelName, Encoded(a.Label));
         w.WriteEndObject();
     }
 
@@ -400,8 +423,9 @@ internal sealed class ProcessRenderer(BootClock clock, EventFormat format, Redac
     private readonly System.Buffers.ArrayBufferWriter<byte> _bytes = new(1024);
     private readonly Utf8JsonWriter _writer = new(new System.Buffers.ArrayBufferWriter<byte>(), Options);
     private readonly TimeText _time = new(clock);
+    private static readonly JsonEncodedText ProcessName = JsonEncodedText.Encode("process");
 
-    public void Write(Utf8JsonWriter w, string name, ProcessInfo p)
+    public void Write(Utf8JsonWriter w, JsonEncodedText name, ProcessInfo p)
     {
         w.WritePropertyName(name);
         WriteValue(w, p);
@@ -428,7 +452,7 @@ internal sealed class ProcessRenderer(BootClock clock, EventFormat format, Redac
     {
         if (!_credentials || p.BinaryProperties.IsEmpty)
         {
-            Write(w, "process", p);
+            Write(w, ProcessName, p);
             return;
         }
         var json = Json(p);
@@ -442,7 +466,7 @@ internal sealed class ProcessRenderer(BootClock clock, EventFormat format, Redac
         _execBytes.Write(json.AsSpan(0, json.Length - 1));
         _execBytes.Write(","u8);
         _execBytes.Write(_bytes.WrittenSpan[1..]);
-        w.WritePropertyName("process");
+        w.WritePropertyName(ProcessName);
         w.WriteRawValue(_execBytes.WrittenSpan, skipInputValidation: true);
     }
 

@@ -6,6 +6,9 @@ public sealed class PipelineCounters
 {
     private long _received, _decodeErrors, _exported, _kernelLost, _unknownHook, _userSpaceFiltered, _podWaitOverflow, _exporterFaults, _loaderWithoutBuildId;
     private Dictionary<(string Type, string Policy), long[]> _byType = new();
+    // The last (type, policy) and its cell: a run of events of one policy skips hashing both strings per event.
+    private string? _lastType, _lastPolicy;
+    private long[]? _lastCell;
 
     /// <summary>Records read from the kernel ring buffer.</summary>
     public long Received => Volatile.Read(ref _received);
@@ -43,10 +46,15 @@ public sealed class PipelineCounters
     internal void OnExported(string type, string policy)
     {
         Volatile.Write(ref _exported, _exported + 1);
-        if (!_byType.TryGetValue((type, policy), out var cell))
+        var cell = _lastCell;
+        if (cell is null || !ReferenceEquals(type, _lastType) || !ReferenceEquals(policy, _lastPolicy))
         {
-            var copy = new Dictionary<(string, string), long[]>(_byType) { [(type, policy)] = cell = new long[1] };
-            Volatile.Write(ref _byType, copy);
+            if (!_byType.TryGetValue((type, policy), out cell))
+            {
+                var copy = new Dictionary<(string, string), long[]>(_byType) { [(type, policy)] = cell = new long[1] };
+                Volatile.Write(ref _byType, copy);
+            }
+            (_lastType, _lastPolicy, _lastCell) = (type, policy, cell);
         }
         Volatile.Write(ref cell[0], cell[0] + 1);
     }
