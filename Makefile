@@ -15,7 +15,7 @@ SYSCALLS := build/syscalls/x86_64.txt build/syscalls/i386.txt
 DOTNET_FLAGS := --nologo -c $(CONFIG)
 APT_PKGS := clang-19 llvm-19 libbpf-dev bpftool libc6-dev
 
-.PHONY: all deps bpf build run test vmtest bench bench-quick crds vmlinux fuzz clean policy-scale
+.PHONY: all deps bpf build run test vmtest bench bench-quick bench-pipeline crds vmlinux fuzz clean policy-scale
 
 all: build
 
@@ -107,6 +107,11 @@ test: build $(BPF_TEST_OBJ) $(TEST_TOOLS)
 ## bench: overhead and throughput vs. no agent, auditd and bpftrace, interleaved (root; not part of CI)
 bench: build $(WORKLOADS)
 	dotnet bench/SecurityAgent.Bench/bin/$(CONFIG)/net10.0/SecurityAgent.Bench.dll --full
+
+## bench-pipeline: the user-space cost per exported event (decode, enrich, decide, JSON export) in process, without the
+## kernel: no root or kernel lock needed; run as the agent runs (no tiered compilation); N_EVENTS=... (default 1000000)
+bench-pipeline: build
+	DOTNET_TieredCompilation=0 dotnet bench/SecurityAgent.Bench/bin/$(CONFIG)/net10.0/SecurityAgent.Bench.dll --pipeline $(N_EVENTS)
 
 ## bench-quick: the same, fewer repetitions and smaller workloads (under 3 minutes)
 bench-quick: build $(WORKLOADS)

@@ -5,6 +5,8 @@ using SecurityAgent.Bench;
 
 // make bench / make bench-quick: every configuration measured interleaved (A B C ... A B C ...), as ratios to
 // the baseline measured in the same run. Writes bench/results/latest.json and latest.md. Needs root.
+if (args.Contains("--pipeline") && OperatingSystem.IsLinux())
+    return PipelineMicro.Run(args.SkipWhile(a => a != "--pipeline").Skip(1).Select(a => long.TryParse(a, out var n) ? n : 0).FirstOrDefault() is > 0 and var n ? n : 1_000_000);
 bool quick = args.Contains("--quick");
 var repo = FindRepo();
 var paths = new Paths(repo);
