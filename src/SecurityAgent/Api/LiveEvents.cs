@@ -1,5 +1,6 @@
-using System.Text;
+using System.Runtime.CompilerServices;
 using System.Text.Json;
+using System.Text;
 using System.Threading.Channels;
 using SecurityAgent.Export;
 
@@ -41,6 +42,7 @@ public sealed class LiveEvents : IEventExporter
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Export(AgentEvent e)
     {
         var subscribers = Volatile.Read(ref _subscribers);

@@ -173,6 +173,7 @@ public sealed class EventMetrics(IReadOnlyCollection<string> labels, int maxSeri
     public static EventMetrics FromFilter(string? filter) =>
         new((filter ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Export(AgentEvent e)
     {
         var pod = e.Process.Pod;
@@ -185,6 +186,7 @@ public sealed class EventMetrics(IReadOnlyCollection<string> labels, int maxSeri
             Count(_policies, new Key(m.PolicyName, m.Hook.Name, ns, workload, podName, binary), ref _lastPolicy);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Count(ConcurrentDictionary<Key, StrongBox<long>> family, Key key, ref Last last)
     {
         if (last.Box is { } same && Same(key, last.Key))

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
 using System.Text;
 
 namespace SecurityAgent.Events;
@@ -42,6 +43,7 @@ public readonly ref struct KernelRecord(Op op, ulong ktime, ReadOnlySpan<byte> r
 public static class EventDecoder
 {
     /// <summary>Checks one record's header and lengths; throws <see cref="FormatException"/> on a malformed record.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static KernelRecord Decode(ReadOnlySpan<byte> raw)
     {
         if (raw.Length < Wire.Header.Length)
@@ -78,6 +80,7 @@ public static class EventDecoder
 
     /// <summary>A policy_event: the fixed part, then the strings of the hook's arguments back to back, then the
     /// strings the process passed for the path arguments that were resolved to something else.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static PolicyKernelEvent DecodePolicy(ReadOnlySpan<byte> raw, ulong ktime)
     {
         int n = Math.Min((int)raw[PolicyWire.Event.Nargs], Contract.MaxArgs);

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using SecurityAgent.Policies;
@@ -75,6 +76,7 @@ public sealed class FilteringExporter(IReadOnlyList<IEventExporter> inner, List<
     public long Filtered { get; private set; }
     public long RateLimited { get; private set; }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Export(AgentEvent e)
     {
         if ((allow.Count > 0 && !allow.Any(f => f.Matches(e))) || (deny.Count > 0 && deny.Any(f => f.Matches(e))))

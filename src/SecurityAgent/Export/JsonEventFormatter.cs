@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.CompilerServices;
 using System.Text.Json;
 using SecurityAgent.Events;
 using SecurityAgent.Policies;
@@ -47,6 +48,7 @@ public sealed class JsonEventFormatter
 
     /// <summary>A long-lived string an event refers to (its type, policy, hook, action, argument kinds and labels),
     /// escaped and encoded once; keyed by reference, so only strings held by the plans and constants belong here.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private JsonEncodedText Encoded(string s)
     {
         if (!_encoded.TryGetValue(s, out var text))
@@ -71,6 +73,7 @@ public sealed class JsonEventFormatter
     /// <summary>The event as one JSON object (no newline). Every exporter of the pipeline asks for the same event in
     /// turn, so the last rendering is kept: one event is rendered once, whatever the number of exporters.
     /// Valid until the next call; pipeline thread only.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public ReadOnlySpan<byte> Render(AgentEvent e)
     {
         if (!ReferenceEquals(e, _last))
@@ -84,6 +87,7 @@ public sealed class JsonEventFormatter
         return _lastBytes.WrittenSpan;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Write(Utf8JsonWriter w, AgentEvent e)
     {
         w.WriteStartObject();
@@ -104,6 +108,7 @@ public sealed class JsonEventFormatter
         w.WriteEndObject();
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void WriteTopLevel(Utf8JsonWriter w, ulong ktime)
     {
         w.WriteString(NodeName, _nodeNameText);
@@ -118,6 +123,7 @@ public sealed class JsonEventFormatter
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static AncestorEvents AncestorsOf(AgentEvent e) => e switch
     {
         ProcessExecEvent or ProcessExitEvent => AncestorEvents.Base,
@@ -141,6 +147,7 @@ public sealed class JsonEventFormatter
         w.WriteEndArray();
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void WriteBody(Utf8JsonWriter w, AgentEvent e)
     {
         switch (e)
@@ -161,6 +168,7 @@ public sealed class JsonEventFormatter
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void WritePolicyMatch(Utf8JsonWriter w, PolicyMatchEvent m)
     {
         if (m.Hook.Site is { } site)
@@ -253,6 +261,7 @@ public sealed class JsonEventFormatter
     }
 
     /// <summary>One KprobeArgument: {"&lt;kind&gt;": value, "label": ...}.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void WriteArg(Utf8JsonWriter w, RenderedArg a)
     {
         Span<byte> digits = stackalloc byte[20];
@@ -425,14 +434,17 @@ internal sealed class ProcessRenderer(BootClock clock, EventFormat format, Redac
     private readonly TimeText _time = new(clock);
     private static readonly JsonEncodedText ProcessName = JsonEncodedText.Encode("process");
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Write(Utf8JsonWriter w, JsonEncodedText name, ProcessInfo p)
     {
         w.WritePropertyName(name);
         WriteValue(w, p);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void WriteValue(Utf8JsonWriter w, ProcessInfo p) => w.WriteRawValue(Json(p), skipInputValidation: true);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private byte[] Json(ProcessInfo p)
     {
         if (p.Rendered is not { } r || !ReferenceEquals(r.By, this) || !ReferenceEquals(r.Pod, p.Pod))
@@ -702,6 +714,7 @@ internal sealed class TimeText(BootClock clock)
     private readonly byte[] _text = new byte[30]; // yyyy-MM-ddTHH:mm:ss.nnnnnnnnnZ
     private long _second = long.MinValue;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public ReadOnlySpan<byte> Format(ulong boottimeNs)
     {
         long secs = Math.DivRem(clock.ToUnixNs(boottimeNs), 1_000_000_000L, out long nanos);

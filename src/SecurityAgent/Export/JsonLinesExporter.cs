@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.CompilerServices;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
@@ -42,6 +43,7 @@ public sealed class JsonLinesExporter : IEventExporter
     public static ILineSink OpenTarget(string path, long maxBytes = 0, int maxBackups = 5, int? group = null) =>
         path == "-" ? new StreamSink(Console.OpenStandardOutput()) : new ExportFile(path, maxBytes, maxBackups, group);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Export(AgentEvent e)
     {
         var json = _fieldFilters.Count > 0
@@ -79,6 +81,7 @@ public sealed class JsonLinesExporter : IEventExporter
         _batch.ResetWrittenCount();
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Flush()
     {
         if (_lines == 0) return;

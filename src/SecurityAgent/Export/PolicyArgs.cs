@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Net;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Text;
 using SecurityAgent.Events;
@@ -39,6 +40,7 @@ public static class PolicyArgs
     /// <summary>The arguments of a policy event; <paramref name="passed"/> holds, per slot, the string the process passed
     /// where the kernel resolved it to another path; <paramref name="host"/> the host's path of slot
     /// <paramref name="hostArg"/> where the process's root is not the host's.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static IReadOnlyList<RenderedArg> Render(HookPlan hook, ulong[] ints, byte[][] strings, byte[]?[]? passed = null, int hostArg = -1, byte[]? host = null)
     {
         var list = new List<RenderedArg>(hook.Args.Count);

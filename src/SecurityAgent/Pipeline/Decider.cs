@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using SecurityAgent.Events;
 using SecurityAgent.Export;
 using SecurityAgent.Policies;
@@ -17,6 +18,7 @@ public sealed class Decider(IReadOnlyDictionary<uint, HookInfo> hooks, EventPipe
 
     public enum Verdict { Export, UnknownHook, Filtered, NotPosted }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public (Verdict Verdict, PolicyMatchEvent? Event) Decide(PolicyKernelEvent e, ProcessInfo p, ProcessInfo? parent)
     {
         if (!hooks.TryGetValue(e.HookId, out var info))

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using SecurityAgent.Containers;
 using SecurityAgent.Events;
 using SecurityAgent.Export;
@@ -31,6 +32,7 @@ public sealed class Enricher(ProcessCache cache, CgroupMap? cgroups, long clockT
     }
 
     /// <summary>The process of a policy event: the cache's; else /proc's (kept from then on); else a stub saying why.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public (ProcessInfo Process, ProcessInfo? Parent) ProcessOf(int pid, int tid)
     {
         var p = cache.ByPid(pid);

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Logging;
 using SecurityAgent.Events;
 using SecurityAgent.Export;
@@ -7,7 +8,10 @@ namespace SecurityAgent.Pipeline;
 
 /// <summary>decode → enrich → decide → (pod wait) → export, for each record, on the thread that drains the ring buffer
 /// (<see cref="KernelEventReader"/>): no queue and no thread hop per record. <see cref="EndBatch"/> after each drain
-/// releases what waited for its pod and lets every exporter write its batch at once. Single-threaded.</summary>
+/// releases what waited for its pod and lets every exporter write its batch at once. Single-threaded.
+/// The methods every event runs through, here and in the stages and exporters, are marked AggressiveOptimization: the
+/// agent runs its ReadyToRun code without tiering, and those are instead compiled fully optimised at the first event
+/// (cross-assembly inlining included; make bench-pipeline: about a third less CPU per exported event).</summary>
 public sealed partial class EventPipeline
 {
     private readonly Enricher _enrich;
@@ -57,6 +61,7 @@ public sealed partial class EventPipeline
     }
 
     /// <summary>One ring-buffer record (the span is valid only during the call).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void OnRecord(ReadOnlySpan<byte> raw)
     {
         Counters.OnReceived();
@@ -106,6 +111,7 @@ public sealed partial class EventPipeline
         return new ProcessLoaderEvent(e.Ktime, p, parent, path, id);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private PolicyMatchEvent? Policy(PolicyKernelEvent e)
     {
         var (p, parent) = _enrich.ProcessOf(e.Pid, e.Tid);
@@ -126,6 +132,7 @@ public sealed partial class EventPipeline
     // the same call, submitted before the call ran, has been decided first (Fanotify.AfterCallMatches drops the repeat).
     private List<PolicyKernelEvent> _afterCall = [], _afterCallNext = [];
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Finish(bool all)
     {
         foreach (var held in _afterCall)
@@ -161,6 +168,7 @@ public sealed partial class EventPipeline
             Counters.OnPodWaitOverflow();
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void ExportNow(AgentEvent e)
     {
         for (int i = 0; i < _exporters.Count; i++)

@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace SecurityAgent.Pipeline;
 
 /// <summary>Where events go and where they are lost, stage by stage. Written by the pipeline thread (kernel losses
@@ -43,6 +45,7 @@ public sealed class PipelineCounters
         Volatile.Read(ref _byType).Select(kv => KeyValuePair.Create(kv.Key, Volatile.Read(ref kv.Value[0]))).ToList();
 
     /// <summary>Pipeline thread. A new (type, policy) pair copies the table, so readers never see it change under them.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal void OnExported(string type, string policy)
     {
         Volatile.Write(ref _exported, _exported + 1);

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using SecurityAgent.Containers;
 using SecurityAgent.Export;
 using SecurityAgent.Processes;
@@ -19,6 +20,7 @@ public sealed class PodWait(PodCache? pods, TimeProvider clock, int capacity)
 
     /// <summary>Hands <paramref name="e"/> on to <paramref name="export"/> now, or holds it. Returns false when the
     /// queue was full and the oldest event had to go out without its pod.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public bool Offer(AgentEvent e, Action<AgentEvent> export)
     {
         if (_held.Count == 0 && Complete(e))
@@ -44,9 +46,11 @@ public sealed class PodWait(PodCache? pods, TimeProvider clock, int capacity)
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Complete(AgentEvent e) => PodKnownOrNotExpected(e.Process) & (e.Parent is not { } pa || PodKnownOrNotExpected(pa));
 
     /// <summary>Fills in the pod of a process in a pod's container once the pod watch has it.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool PodKnownOrNotExpected(ProcessInfo p)
     {
         if (p.Pod is not null || p.Container is not { PodUid: not null } c || pods is not { Active: true }) return true;

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using SecurityAgent.Events;
 
 namespace SecurityAgent.Processes;
@@ -30,9 +31,11 @@ public sealed class ProcessCache(string nodeName, ProcessCacheOptions options, T
     public long Evictions { get; private set; }
     public long Expired { get; private set; }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public ProcessInfo? Get(string? execId) => execId is not null && _byExecId.TryGetValue(execId, out var p) ? p : null;
 
     /// <summary>The current execution of a pid (if its start time is known, it must match: no pid reuse mix-ups).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public ProcessInfo? ByPid(int pid, ulong startTime = 0) =>
         _byPid.TryGetValue(pid, out var p) && (startTime == 0 || SameStart(p.StartTime, startTime)) ? p : null;
 
@@ -46,6 +49,7 @@ public sealed class ProcessCache(string nodeName, ProcessCacheOptions options, T
         return found;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public ProcessInfo? Parent(ProcessInfo p) => Get(p.ParentExecId);
 
     /// <summary>Parent, grandparent, ... as far as the cache knows (bounded against cycles).</summary>
