@@ -47,17 +47,24 @@ public sealed class JsonEventFormatter
     }
 
     /// <summary>A long-lived string an event refers to (its type, policy, hook, action, argument kinds and labels),
-    /// escaped and encoded once; keyed by reference, so only strings held by the plans and constants belong here.</summary>
+    /// escaped and encoded once; keyed by reference, so only strings held by the plans and constants belong here. Each
+    /// call site keeps its last string in a <see cref="Slot"/>: a run of events of one policy does no lookup.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private JsonEncodedText Encoded(string s)
+    private JsonEncodedText Encoded(ref Slot slot, string s)
     {
+        if (ReferenceEquals(slot.Key, s)) return slot.Text;
         if (!_encoded.TryGetValue(s, out var text))
         {
             if (_encoded.Count >= 4096) _encoded.Clear(); // plans replaced over a long run: start over rather than grow
             _encoded[s] = text = JsonEncodedText.Encode(s, Options.Encoder);
         }
+        slot = new Slot(s, text);
         return text;
     }
+
+    private record struct Slot(string? Key, JsonEncodedText Text);
+
+    private Slot _type, _hook, _action, _policy, _message, _kind, _label;
 
     /// <summary>The options this formatter renders with (which opt-in context the events carry).</summary>
     public EventFormat Format => _format;
@@ -91,7 +98,7 @@ public sealed class JsonEventFormatter
     public void Write(Utf8JsonWriter w, AgentEvent e)
     {
         w.WriteStartObject();
-        w.WriteStartObject(Encoded(e.Type));
+        w.WriteStartObject(Encoded(ref _type, e.Type));
         if (e is ProcessExecEvent)
             _processes.WriteExec(w, e.Process);
         else
@@ -184,7 +191,7 @@ public sealed class JsonEventFormatter
                 w.WriteString(EventName, m.Hook.Name.AsSpan(slash + 1));
                 break;
             default:
-                w.WriteString(FunctionName, Encoded(m.Hook.Name));
+                w.WriteString(FunctionName, Encoded(ref _hook, m.Hook.Name));
                 break;
         }
         w.WriteStartArray(ArgsName);
@@ -196,12 +203,12 @@ public sealed class JsonEventFormatter
             w.WritePropertyName("return");
             WriteArg(w, m.Return);
         }
-        w.WriteString(ActionName, Encoded(m.Action));
+        w.WriteString(ActionName, Encoded(ref _action, m.Action));
         bool tetragonStacks = m.Hook.Kind == HookKind.Kprobe;
         if (tetragonStacks) WriteStack(w, "kernel_stack_trace", m.KernelStackTrace);
-        w.WriteString(PolicyName, Encoded(m.PolicyName));
+        w.WriteString(PolicyName, Encoded(ref _policy, m.PolicyName));
         if (m.ReturnAction is not null) w.WriteString("return_action", m.ReturnAction);
-        if (m.Hook.Message is not null) w.WriteString(MessageName, Encoded(m.Hook.Message));
+        if (m.Hook.Message is not null) w.WriteString(MessageName, Encoded(ref _message, m.Hook.Message));
         if (m.Hook.Tags.Count > 0)
         {
             w.WriteStartArray("tags");
@@ -266,7 +273,7 @@ public sealed class JsonEventFormatter
     {
         Span<byte> digits = stackalloc byte[20];
         w.WriteStartObject();
-        var kind = Encoded(a.Kind);
+        var kind = Encoded(ref _kind, a.Kind);
         switch (a.Value)
         {
             case string s: w.WriteString(kind, s); break;
@@ -309,7 +316,7 @@ public sealed class JsonEventFormatter
                 WriteObject(w, o);
                 break;
         }
-        if (a.Label is not null) w.WriteString(LabelName, Encoded(a.Label));
+        if (a.Label is not null) w.WriteString(LabelName, Encoded(ref _label, a.Label));
         w.WriteEndObject();
     }
 
