@@ -24,6 +24,16 @@ public sealed unsafe class RingBuffer : SafeHandle
             LibbpfException.Check(rb, $"ring_buffer__new({map.Name})");
         }
         SetHandle(rb);
+        // Edge-triggered: a wait ends on the kernel's wake-up (forced once a batch of bytes is pending, or for a record
+        // that awaits a decision) or the timeout, not as soon as one record is there. Level-triggered, a reader that
+        // keeps up is woken for every few records, each wake-up a drain, a batch of a few events and a write().
+        var ev = new Libc.EpollEvent { Events = Libc.EPOLLIN | Libc.EPOLLET, Data = 0 }; // data: the ring's index in libbpf's epoll
+        if (Libc.epoll_ctl(Libbpf.ring_buffer__epoll_fd(rb), Libc.EPOLL_CTL_MOD, map.Fd, &ev) != 0)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            Dispose();
+            throw new IOException($"epoll_ctl(ring buffer {map.Name}, EPOLLET): {Marshal.GetPInvokeErrorMessage(errno)}");
+        }
     }
 
     public override bool IsInvalid => handle == 0;

@@ -137,6 +137,10 @@ internal static unsafe partial class Libbpf
     [LibraryImport(Lib, EntryPoint = "ring_buffer__consume")]
     internal static partial int ring_buffer__consume(nint rb);
 
+    /// <summary>The epoll instance ring_buffer__poll waits in (its rings registered with their index as data).</summary>
+    [LibraryImport(Lib, EntryPoint = "ring_buffer__epoll_fd")]
+    internal static partial int ring_buffer__epoll_fd(nint rb);
+
     [LibraryImport(Lib, EntryPoint = "ring_buffer__free")]
     internal static partial void ring_buffer__free(nint rb);
 
