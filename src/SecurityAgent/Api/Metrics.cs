@@ -191,7 +191,7 @@ public sealed class EventMetrics(IReadOnlyCollection<string> labels, int maxSeri
     {
         if (last.Box is { } same && Same(key, last.Key))
         {
-            Interlocked.Increment(ref same.Value);
+            Volatile.Write(ref same.Value, same.Value + 1); // one writer: no locked increment needed
             return;
         }
         last.Key = key;
@@ -205,7 +205,7 @@ public sealed class EventMetrics(IReadOnlyCollection<string> labels, int maxSeri
             box = family.GetOrAdd(key, _ => new StrongBox<long>());
         }
         last.Box = box;
-        Interlocked.Increment(ref box.Value);
+        Volatile.Write(ref box.Value, box.Value + 1);
     }
 
     private static bool Same(in Key a, in Key b) =>

@@ -73,6 +73,7 @@ public sealed class ExportFilter
 public sealed class FilteringExporter(IReadOnlyList<IEventExporter> inner, List<ExportFilter> allow, List<ExportFilter> deny, int ratePerMinute, TimeProvider clock, Action<long>? rateLimitInfo = null) : IEventExporter
 {
     private long _windowStart = clock.GetTimestamp(), _inWindow, _droppedInWindow;
+    private readonly IEventExporter[] _inner = [.. inner];
     public long Filtered { get; private set; }
     public long RateLimited { get; private set; }
 
@@ -99,13 +100,13 @@ public sealed class FilteringExporter(IReadOnlyList<IEventExporter> inner, List<
                 return;
             }
         }
-        foreach (var x in inner)
-            x.Export(e);
+        for (int i = 0; i < _inner.Length; i++) // an array: foreach over the interface allocates an enumerator per event
+            _inner[i].Export(e);
     }
 
     public void Flush()
     {
-        foreach (var x in inner) x.Flush();
+        foreach (var x in _inner) x.Flush();
     }
 
     public ValueTask DisposeAsync() => ValueTask.CompletedTask; // the exporters are owned (and disposed) by whoever made them

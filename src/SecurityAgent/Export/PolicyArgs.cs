@@ -44,8 +44,9 @@ public static class PolicyArgs
     public static IReadOnlyList<RenderedArg> Render(HookPlan hook, ulong[] ints, byte[][] strings, byte[]?[]? passed = null, int hostArg = -1, byte[]? host = null)
     {
         var list = new List<RenderedArg>(hook.Args.Count);
-        foreach (var a in hook.Args)
+        for (int i = 0; i < hook.Args.Count; i++) // indexed: foreach over an interface allocates its enumerator
         {
+            var a = hook.Args[i];
             if (a.Slot >= ints.Length) break;
             ulong v = ints[a.Slot];
             if (KernelObjectArgs.Render(a, v, strings[a.Slot]) is { } obj)

@@ -17,7 +17,7 @@ public sealed partial class EventPipeline
     private readonly Enricher _enrich;
     private readonly Decider _decide;
     private readonly PodWait _pods;
-    private readonly IReadOnlyList<IEventExporter> _exporters;
+    private readonly IEventExporter[] _exporters;
     private readonly FaultLog[] _faults;
     private readonly Action<AgentEvent> _export;
     private readonly ILogger _log;
@@ -29,7 +29,7 @@ public sealed partial class EventPipeline
 
     public EventPipeline(Enricher enrich, Decider decide, PodWait pods, IReadOnlyList<IEventExporter> exporters, ILogger log)
     {
-        (_enrich, _decide, _pods, _exporters, _log) = (enrich, decide, pods, exporters, log);
+        (_enrich, _decide, _pods, _exporters, _log) = (enrich, decide, pods, [.. exporters], log);
         _faults = exporters.Select(x => new FaultLog(log, "exporter " + x.GetType().Name + " call")).ToArray();
         _export = ExportNow;
     }
@@ -146,7 +146,7 @@ public sealed partial class EventPipeline
         }
         (_afterCall, _afterCallNext) = (_afterCallNext, _afterCall);
         _pods.Release(_export, all);
-        for (int i = 0; i < _exporters.Count; i++)
+        for (int i = 0; i < _exporters.Length; i++)
         {
             try
             {
@@ -171,7 +171,7 @@ public sealed partial class EventPipeline
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void ExportNow(AgentEvent e)
     {
-        for (int i = 0; i < _exporters.Count; i++)
+        for (int i = 0; i < _exporters.Length; i++)
         {
             try { _exporters[i].Export(e); }
             catch (Exception ex)
