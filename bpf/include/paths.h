@@ -120,7 +120,7 @@ static long sa_canon_step(__u32 i, struct sa_canon *k)
 	if (!c || at >= k->len)
 		return 1;
 	__u64 w;
-	__builtin_memcpy(&w, &c->raw[k->slot & (SA_POINT_ARGS - 1)][at & (SA_STR_MAX - 8)], 8);
+	__builtin_memcpy(&w, &c->str[k->slot & (SA_POINT_ARGS - 1)][at & (SA_STR_MAX - 8)], 8);
 	__u32 n = k->len - at;
 	if (n < 8)
 		w &= (1ULL << (8 * n)) - 1; /* bytes past the end: 0, neither '/' nor '.' */
@@ -135,11 +135,11 @@ static long sa_canon_step(__u32 i, struct sa_canon *k)
 	return 0;
 }
 
-/* The fast path: an absolute name without "//", "/." or a final '/' is already the path (no walk, no copy
- * by byte). */
-static __always_inline bool sa_plainly_normal(__u32 p, const char *raw, __u32 len)
+/* The fast path: an absolute name without "//", "/." or a final '/' is already the path (no walk, no copy).
+ * `name`: str[p], where the name was read. */
+static __always_inline bool sa_plainly_normal(__u32 p, const char *name, __u32 len)
 {
-	if (raw[0] != '/' || (len > 1 && raw[(len - 1) & (SA_STR_MAX - 1)] == '/'))
+	if (name[0] != '/' || (len > 1 && name[(len - 1) & (SA_STR_MAX - 1)] == '/'))
 		return false;
 	struct sa_canon k = { .slot = p, .len = len };
 	bpf_loop((len + 7) / 8, sa_canon_step, &k, 0);
@@ -154,16 +154,17 @@ static __always_inline __u32 sa_read_user_path(struct sa_call *c, __u32 p, void 
 {
 	p &= SA_POINT_ARGS - 1;
 	char *raw = c->raw[p];
-	long n = bpf_probe_read_user_str(raw, SA_STR_MAX, uptr);
+	/* Read where the path goes: most names are absolute and normal already (then raw[p] is not needed). */
+	long n = bpf_probe_read_user_str(c->str[p], SA_STR_MAX, uptr);
 	__u32 rlen = n > 0 ? n - 1 : 0;
 	if (rlen >= SA_STR_MAX - 1)
 		c->trunc_mask |= 1 << p;
 
-	if (rlen && sa_plainly_normal(p, raw, rlen)) {
-		bpf_probe_read_kernel(c->str[p], sa_bound(rlen, SA_STR_MAX - 1) + 1, raw);
+	if (rlen && sa_plainly_normal(p, c->str[p], rlen)) {
 		c->raw_len[p] = 0;
 		return rlen;
 	}
+	bpf_probe_read_kernel(raw, sa_bound(rlen, SA_STR_MAX - 1) + 1, c->str[p]);
 	struct sa_norm *st = &c->norm;
 	__builtin_memset(st, 0, sizeof(*st));
 	st->slot = p;
@@ -473,11 +474,12 @@ static __always_inline void sa_host_view(struct sa_call *c, __u32 p, struct file
 	if (c->host_len)
 		return;
 	struct sa_settings *st = sa_get_settings();
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fs_struct *fs = BPF_CORE_READ(task, fs);
+	/* Through the task's BTF pointer: plain loads, not helper calls. */
+	struct fs_struct *fs = bpf_get_current_task_btf()->fs;
 	/* Most calls come from processes whose root is the host's: the last root found to be the host's, per CPU, answers
 	 * without the mount walk. */
-	bpf_probe_read_kernel(c->root_now, sizeof(c->root_now), &fs->root);
+	c->root_now[0] = (__u64)fs->root.mnt;
+	c->root_now[1] = (__u64)fs->root.dentry;
 	if (c->root_now[0] == c->host_root[0] && c->root_now[1] == c->host_root[1] && c->host_root[0])
 		return;
 	if (!st || sa_root_is_host(fs, st->host_mnt_ns)) {
