@@ -40,58 +40,6 @@ int sa_policy_tp(void *ctx)
 	return 0;
 }
 
-/* The path of the object opened, into the path scratch (a bpf_loop callback, one step: the walk's state stays off
- * the exit program's frame); off past SA_PATH_MAX when it has other names (more than one link) or the walk did not
- * reach the root. */
-struct sa_exit_walk {
-	__u64 file;
-	__u32 off;
-};
-
-static long sa_exit_walk_step(__u32 i, struct sa_exit_walk *x)
-{
-	struct file *f = (struct file *)x->file;
-	if (BPF_CORE_READ(f, f_inode, __i_nlink) > 1)
-		return 1;
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fs_struct *fs = BPF_CORE_READ(task, fs);
-	bool truncated = false;
-	__u32 off = sa_resolve_path(&f->f_path, &fs->root, &truncated, true);
-	if (!truncated)
-		x->off = off;
-	return 1;
-}
-
-/* Does the object opened have the path the enter matched its hooks on (pend->plain: the name passed, absolute and
- * normal), and no other name? Then the exit's selectors would see what the enter's saw: no symlink, bind mount or
- * /proc fd was on the way. The walk's path is compared with the saved name by words. */
-static __always_inline bool sa_exit_same_path(struct sa_pending *pend, struct file *f)
-{
-	__u32 zero = 0;
-	struct path_scratch *ps = bpf_map_lookup_elem(&sa_path_scratch, &zero);
-	struct sa_exit_walk x = { .file = (__u64)f, .off = SA_PATH_MAX + 1 };
-	bpf_loop(1, sa_exit_walk_step, &x, 0);
-	__u32 off = x.off, len = pend->raw_len;
-	if (!ps || off > SA_PATH_MAX || SA_PATH_MAX + 1 - off != len || len >= SA_STR_MAX)
-		return false;
-	for (int w = 0; w < SA_STR_MAX / 8; w++) {
-		__u32 at = w * 8;
-		if (at >= len)
-			break;
-		__u64 a, b;
-		__builtin_memcpy(&a, &ps->buf[(off + at) & SA_MASK_4K], 8);
-		__builtin_memcpy(&b, &pend->raw[at & (SA_STR_MAX - 8)], 8);
-		if (len - at < 8) {
-			__u64 mask = (1ULL << (8 * (len - at))) - 1;
-			a &= mask;
-			b &= mask;
-		}
-		if (a != b)
-			return false;
-	}
-	return true;
-}
-
 /* The exit of a syscall whose enter armed an exit check (open*, creat, exec*): the hooks of the enter's attach
  * point (the bpf_cookie) run again, their path arguments now the path of the object the kernel opened or
  * executed; hooks that matched at enter are skipped. A Sigkill here lands before the return to user space.
@@ -125,14 +73,6 @@ int sa_policy_exit_tp(struct trace_event_raw_sys_exit *ctx)
 	if (!(cookie & SA_EXIT_AT_EXEC))
 		bpf_probe_read_kernel(&c->exit_ret, sizeof(c->exit_ret), &ctx->ret);
 	long ret = c->exit_ret;
-	__u32 gen = pend->gen;
-	__builtin_memcpy(c->skip, pend->fired, sizeof(c->skip));
-	__builtin_memcpy(c->proc_live, pend->proc_live, sizeof(c->proc_live));
-	__builtin_memcpy(c->exit_record, pend->record, sizeof(c->exit_record));
-	__u32 slot = pend->slot & (SA_POINT_ARGS - 1);
-	c->raw_len[slot] = pend->raw_len;
-	bpf_probe_read_kernel(c->raw[slot], SA_STR_MAX, pend->raw);
-
 	struct file *f = NULL;
 	if (flags & SA_POINT_EXIT_FD && ret >= 0)
 		f = sa_fd_file(ret);
@@ -140,8 +80,17 @@ int sa_policy_exit_tp(struct trace_event_raw_sys_exit *ctx)
 		f = BPF_CORE_READ((struct task_struct *)bpf_get_current_task(), mm, exe_file);
 	if (!f)
 		return 0;
-	if (pend->plain && sa_exit_same_path(pend, f))
+	/* The object opened has the path the enter matched its hooks on (pend->plain: the name passed, absolute and
+	 * normal), and no other name: the selectors would see what the enter's saw. */
+	if (pend->plain && sa_file_has_name(f, pend->raw, pend->raw_len))
 		return 0;
+	__u32 gen = pend->gen;
+	__builtin_memcpy(c->skip, pend->fired, sizeof(c->skip));
+	__builtin_memcpy(c->proc_live, pend->proc_live, sizeof(c->proc_live));
+	__builtin_memcpy(c->exit_record, pend->record, sizeof(c->exit_record));
+	__u32 slot = pend->slot & (SA_POINT_ARGS - 1);
+	c->raw_len[slot] = pend->raw_len;
+	bpf_probe_read_kernel(c->raw[slot], SA_STR_MAX, pend->raw);
 	__u32 *active = bpf_map_lookup_elem(&sa_active, &ap);
 	if (!active || *active != gen)
 		return 0; /* the policies changed in between: the saved selector bits mean other selectors now */

@@ -221,14 +221,14 @@ static __always_inline __u32 sa_resolve_path(const struct path *path, const stru
 	return w.off;
 }
 
-/* The open file behind descriptor `fd` of the current task, or NULL. */
+/* The open file behind descriptor `fd` of the current task, or NULL. The table is reached through the task's BTF
+ * pointer (plain loads, not helper calls; a program type with task helpers). */
 static __always_inline struct file *sa_fd_file(__s64 fd)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	if (fd < 0 || !fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+	struct fdtable *fdt = bpf_get_current_task_btf()->files->fdt;
+	if (fd < 0 || fd >= fdt->max_fds)
 		return NULL;
-	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file **fds = fdt->fd;
 	struct file *f = NULL;
 	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
 	return f;

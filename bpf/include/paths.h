@@ -120,7 +120,7 @@ static long sa_canon_step(__u32 i, struct sa_canon *k)
 	if (!c || at >= k->len)
 		return 1;
 	__u64 w;
-	__builtin_memcpy(&w, &c->raw[k->slot & (SA_POINT_ARGS - 1)][at & (SA_STR_MAX - 8)], 8);
+	__builtin_memcpy(&w, &c->str[k->slot & (SA_POINT_ARGS - 1)][at & (SA_STR_MAX - 8)], 8);
 	__u32 n = k->len - at;
 	if (n < 8)
 		w &= (1ULL << (8 * n)) - 1; /* bytes past the end: 0, neither '/' nor '.' */
@@ -135,11 +135,11 @@ static long sa_canon_step(__u32 i, struct sa_canon *k)
 	return 0;
 }
 
-/* The fast path: an absolute name without "//", "/." or a final '/' is already the path (no walk, no copy
- * by byte). */
-static __always_inline bool sa_plainly_normal(__u32 p, const char *raw, __u32 len)
+/* The fast path: an absolute name without "//", "/." or a final '/' is already the path (no walk, no copy).
+ * `name`: str[p], where the name was read. */
+static __always_inline bool sa_plainly_normal(__u32 p, const char *name, __u32 len)
 {
-	if (raw[0] != '/' || (len > 1 && raw[(len - 1) & (SA_STR_MAX - 1)] == '/'))
+	if (name[0] != '/' || (len > 1 && name[(len - 1) & (SA_STR_MAX - 1)] == '/'))
 		return false;
 	struct sa_canon k = { .slot = p, .len = len };
 	bpf_loop((len + 7) / 8, sa_canon_step, &k, 0);
@@ -154,16 +154,17 @@ static __always_inline __u32 sa_read_user_path(struct sa_call *c, __u32 p, void 
 {
 	p &= SA_POINT_ARGS - 1;
 	char *raw = c->raw[p];
-	long n = bpf_probe_read_user_str(raw, SA_STR_MAX, uptr);
+	/* Read where the path goes: most names are absolute and normal already (then raw[p] is not needed). */
+	long n = bpf_probe_read_user_str(c->str[p], SA_STR_MAX, uptr);
 	__u32 rlen = n > 0 ? n - 1 : 0;
 	if (rlen >= SA_STR_MAX - 1)
 		c->trunc_mask |= 1 << p;
 
-	if (rlen && sa_plainly_normal(p, raw, rlen)) {
-		bpf_probe_read_kernel(c->str[p], sa_bound(rlen, SA_STR_MAX - 1) + 1, raw);
+	if (rlen && sa_plainly_normal(p, c->str[p], rlen)) {
 		c->raw_len[p] = 0;
 		return rlen;
 	}
+	bpf_probe_read_kernel(raw, sa_bound(rlen, SA_STR_MAX - 1) + 1, c->str[p]);
 	struct sa_norm *st = &c->norm;
 	__builtin_memset(st, 0, sizeof(*st));
 	st->slot = p;
@@ -235,6 +236,128 @@ static __always_inline __u32 sa_file_to_slot(struct sa_call *c, __u32 p, struct 
 	if (truncated)
 		c->trunc_mask |= 1 << p;
 	return len;
+}
+
+/* The exit's quick answer: is the object opened reached from the task's root by exactly `name` (absolute, normal),
+ * and has it no other name? Then the exit's selectors would see what the enter's saw (no symlink, bind mount or
+ * /proc fd was on the way), and the exit has nothing to do. The walk goes up from the file, comparing each dentry's
+ * name with the name's components from its end, with one read per component: a dentry's parent, name and inline
+ * name bytes come in one piece. Whatever it does not know how to compare quickly (a bind mount's root, the top of
+ * the mount tree, a long component) answers no, and the exit resolves the path in full. */
+#define SA_SAME_NAME (SA_PATH_MAX + 1)             /* path scratch: the name compared with */
+#define SA_SAME_PIECE (SA_SAME_NAME + SA_STR_MAX)  /* path scratch: a dentry from d_parent on */
+#define SA_SAME_LONG (SA_SAME_PIECE + 128)         /* path scratch: a component not stored in its dentry */
+#define SA_DPIECE 80                               /* d_parent, d_name, d_inode and the inline name bytes */
+#define SA_SAME_COMP_MAX 64                        /* longer components take the full walk */
+
+struct sa_same_walk {
+	struct dentry *dentry;
+	struct vfsmount *vfsmnt;
+	struct dentry *mnt_root;
+	struct dentry *root_dentry;
+	struct vfsmount *root_mnt;
+	__u32 pos;       /* the bytes of the name not matched yet, from its start */
+	bool same;
+};
+
+static long sa_same_step(__u32 i, struct sa_same_walk *w)
+{
+	__u32 zero = 0;
+	struct path_scratch *s = bpf_map_lookup_elem(&sa_path_scratch, &zero);
+	if (!s)
+		return 1;
+	/* Locals first: CO-RE relocations must not cover the accesses to *w. */
+	struct dentry *dentry = w->dentry;
+	struct vfsmount *vfsmnt = w->vfsmnt;
+	if (dentry == w->root_dentry && vfsmnt == w->root_mnt) {
+		w->same = w->pos == 0;
+		return 1;
+	}
+	if (dentry == w->mnt_root) {
+		struct mount *mnt = container_of(vfsmnt, struct mount, mnt);
+		struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
+		if (up == mnt || BPF_CORE_READ(dentry, d_parent) != dentry)
+			return 1;
+		w->dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
+		w->vfsmnt = &up->mnt;
+		w->mnt_root = BPF_CORE_READ(up, mnt.mnt_root);
+		return 0;
+	}
+	__u32 base = bpf_core_field_offset(struct dentry, d_parent);
+	__u32 len_at = bpf_core_field_offset(struct dentry, d_name) + bpf_core_field_offset(struct qstr, len) - base;
+	__u32 name_at = bpf_core_field_offset(struct dentry, d_name) + bpf_core_field_offset(struct qstr, name) - base;
+	char *piece = &s->buf[SA_SAME_PIECE];
+	if (bpf_probe_read_kernel(piece, SA_DPIECE, (void *)dentry + base))
+		return 1;
+	struct dentry *parent = *(struct dentry **)piece;
+	__u32 len = *(__u32 *)&piece[len_at & 63];
+	__u64 name = *(__u64 *)&piece[name_at & 63];
+	__u32 pos = w->pos;
+	if (parent == dentry || len == 0 || len > SA_SAME_COMP_MAX || len + 1 > pos || pos > SA_STR_MAX - 1)
+		return 1;
+	__u32 at = pos - len; /* the component's first byte in the name, after its '/' */
+	if (s->buf[SA_SAME_NAME + ((at - 1) & (SA_STR_MAX - 1))] != '/')
+		return 1;
+	__u64 inl = name - (__u64)dentry - base;
+	const char *got = &s->buf[SA_SAME_LONG];
+	if (inl + len <= SA_DPIECE)
+		got = &s->buf[SA_SAME_PIECE + (inl & 127)];
+	else if (bpf_probe_read_kernel(&s->buf[SA_SAME_LONG], sa_bound(len, 127), (void *)name))
+		return 1;
+	for (int k = 0; k < SA_SAME_COMP_MAX / 8; k++) {
+		__u32 b = k * 8;
+		if (b >= len)
+			break;
+		__u64 x = *(__u64 *)(got + b);
+		__u64 y = *(__u64 *)&s->buf[SA_SAME_NAME + ((at + b) & (SA_STR_MAX - 1))];
+		if (len - b < 8) {
+			__u64 mask = (1ULL << (8 * (len - b))) - 1;
+			x &= mask;
+			y &= mask;
+		}
+		if (x != y)
+			return 1;
+	}
+	w->pos = at - 1;
+	w->dentry = parent;
+	return 0;
+}
+
+struct sa_same_ctx {
+	__u64 file;
+	__u32 len;
+	bool same;
+};
+
+/* The walk's state lives in this callback's frame, not in the caller's (the exit program's frame is near the
+ * verifier's combined limit). */
+static long sa_same_begin(__u32 i, struct sa_same_ctx *x)
+{
+	struct file *f = (struct file *)x->file;
+	if (BPF_CORE_READ(f, f_inode, __i_nlink) > 1)
+		return 1; /* other names: the exit looks them up */
+	struct path fp;
+	if (bpf_probe_read_kernel(&fp, sizeof(fp), &f->f_path))
+		return 1;
+	struct fs_struct *fs = bpf_get_current_task_btf()->fs;
+	struct sa_same_walk w = { .dentry = fp.dentry, .vfsmnt = fp.mnt, .root_dentry = fs->root.dentry, .root_mnt = fs->root.mnt, .pos = x->len };
+	w.mnt_root = BPF_CORE_READ(fp.mnt, mnt_root);
+	bpf_loop(SA_PATH_DEPTH, sa_same_step, &w, 0);
+	x->same = w.same;
+	return 1;
+}
+
+static __always_inline bool sa_file_has_name(struct file *f, const char *name, __u32 len)
+{
+	__u32 zero = 0;
+	struct path_scratch *s = bpf_map_lookup_elem(&sa_path_scratch, &zero);
+	if (!s || len < 2 || len > SA_STR_MAX - 1)
+		return false;
+	if (bpf_probe_read_kernel(&s->buf[SA_SAME_NAME], sa_bound(len, SA_STR_MAX - 1), name))
+		return false;
+	struct sa_same_ctx x = { .file = (__u64)f, .len = len };
+	bpf_loop(1, sa_same_begin, &x, 0);
+	return x.same;
 }
 
 /* The host's view of a path: the walk goes past the task's root (a chroot) up to the root of the host's mount
@@ -351,11 +474,12 @@ static __always_inline void sa_host_view(struct sa_call *c, __u32 p, struct file
 	if (c->host_len)
 		return;
 	struct sa_settings *st = sa_get_settings();
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fs_struct *fs = BPF_CORE_READ(task, fs);
+	/* Through the task's BTF pointer: plain loads, not helper calls. */
+	struct fs_struct *fs = bpf_get_current_task_btf()->fs;
 	/* Most calls come from processes whose root is the host's: the last root found to be the host's, per CPU, answers
 	 * without the mount walk. */
-	bpf_probe_read_kernel(c->root_now, sizeof(c->root_now), &fs->root);
+	c->root_now[0] = (__u64)fs->root.mnt;
+	c->root_now[1] = (__u64)fs->root.dentry;
 	if (c->root_now[0] == c->host_root[0] && c->root_now[1] == c->host_root[1] && c->host_root[0])
 		return;
 	if (!st || sa_root_is_host(fs, st->host_mnt_ns)) {
