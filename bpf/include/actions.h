@@ -26,12 +26,37 @@ static __always_inline void sa_track_sock(__u64 sk, bool track, __u32 tgid, __u3
 {
 	if (!sk)
 		return;
+	/* Added and removed entries are counted: the agent's evictions (the LRU forgetting the oldest at the map's
+	 * capacity) are those added, less those removed and those still there. */
+	__u32 stat = track ? SA_SOCKTRACK_ADDED : SA_SOCKTRACK_REMOVED;
 	if (!track) {
-		bpf_map_delete_elem(&sa_socktrack, &sk);
-		return;
+		if (bpf_map_delete_elem(&sa_socktrack, &sk) != 0)
+			return;
+	} else {
+		struct sa_sock_owner owner = { .tgid = tgid, .tid = tid };
+		if (bpf_map_update_elem(&sa_socktrack, &sk, &owner, BPF_NOEXIST) != 0) {
+			bpf_map_update_elem(&sa_socktrack, &sk, &owner, BPF_ANY); /* tracked already: a new owner */
+			return;
+		}
 	}
-	struct sa_sock_owner owner = { .tgid = tgid, .tid = tid };
-	bpf_map_update_elem(&sa_socktrack, &sk, &owner, BPF_ANY);
+	__u64 *n = bpf_map_lookup_elem(&sa_socktrack_stats, &stat);
+	if (n)
+		*n += 1;
+}
+
+/* NotifyEnforcer at a hook that is not one of the enforced calls: the thread's next call among them is enforced by
+ * the enforcer program. One notification per thread: a newer one replaces an unconsumed one (counted). */
+static __always_inline void sa_enf_notify_write(const struct sa_selector *sel, __u32 tgid, __u32 tid)
+{
+	__u64 id = ((__u64)tgid << 32) | tid;
+	struct sa_enf_note note = { .policy_id = sel->policy_id, .hook_id = sel->hook_id, .signal = sel->signal, .error = sel->error };
+	struct sa_enf_note *old = bpf_map_lookup_elem(&sa_enf_notify, &id);
+	if (old) {
+		sa_count_lost(SA_LOST_ENF_REPLACED);
+		*old = note;
+	} else if (bpf_map_update_elem(&sa_enf_notify, &id, &note, BPF_ANY) != 0) {
+		sa_count_lost(SA_LOST_ENF_FULL);
+	}
 }
 
 /* Builds the hook's record in the call state's event; returns its size. */
@@ -303,6 +328,13 @@ static __always_inline void sa_act(struct sa_run *r, const struct sa_selector *s
 			flags |= SA_PEV_ENFORCED;
 			__sync_fetch_and_add(&st->enforced, 1);
 		}
+	}
+
+	if (actions & SA_ACT_NOTIFY_NEXT) {
+		if (!enforce)
+			flags |= SA_PEV_MONITOR; /* as Tetragon: a monitor-mode policy notifies no enforcer */
+		else
+			sa_enf_notify_write(sel, r->tgid, r->tid);
 	}
 
 #ifdef SA_USDT
