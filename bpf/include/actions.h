@@ -59,6 +59,15 @@ static __always_inline void sa_enf_notify_write(const struct sa_selector *sel, _
 	}
 }
 
+/* CleanupEnforcerNotification: the thread's notification of this policy, if any, is dropped unconsumed. */
+static __always_inline void sa_enf_cleanup(__u32 policy_id, __u32 tgid, __u32 tid)
+{
+	__u64 id = ((__u64)tgid << 32) | tid;
+	struct sa_enf_note *note = bpf_map_lookup_elem(&sa_enf_notify, &id);
+	if (note && note->policy_id == policy_id)
+		bpf_map_delete_elem(&sa_enf_notify, &id);
+}
+
 /* Builds the hook's record in the call state's event; returns its size. */
 static __always_inline __u64 sa_fill(struct sa_run *r, const struct sa_selector *sel, __u32 hook_id, __u32 actions, __u8 flags)
 {
@@ -198,6 +207,8 @@ static __always_inline void sa_return(const struct sa_selector *sel, struct poli
 #endif
 	if (!st || !sa_match_return(sel, ret))
 		return;
+	if (actions & SA_ACT_ENF_CLEANUP)
+		sa_enf_cleanup(sel->policy_id, ev->pid, ev->tid);
 	__u8 flags = ev->flags | SA_PEV_RETURN;
 	if (SA_TASK_HELPERS && (actions & (SA_ACT_SIGKILL | SA_ACT_SIGNAL))) {
 		if (!(sel->flags & SA_SEL_ENFORCE)) {
@@ -336,6 +347,8 @@ static __always_inline void sa_act(struct sa_run *r, const struct sa_selector *s
 		else
 			sa_enf_notify_write(sel, r->tgid, r->tid);
 	}
+	if (actions & SA_ACT_ENF_CLEANUP)
+		sa_enf_cleanup(sel->policy_id, r->tgid, r->tid); /* in monitor mode too, as Tetragon */
 
 #ifdef SA_USDT
 	if (actions & SA_ACT_SET) {

@@ -341,6 +341,7 @@ enum sa_action {
 	SA_ACT_NOTIFY_ENFORCER = 1 << 6, /* NotifyEnforcer, enforced at the hook through SIGNAL/OVERRIDE: names the event's action */
 	SA_ACT_NOTIFY_NEXT = 1 << 7,     /* NotifyEnforcer at another hook: the thread's notification (signal, error) is
 					  * consumed by the enforcer program at its next call among the policy's spec.enforcers */
+	SA_ACT_ENF_CLEANUP = 1 << 8,     /* CleanupEnforcerNotification: drop the thread's pending notification of this policy */
 	SA_ACT_KERNEL_STACK = 1 << 9,    /* Post with kernelStackTrace: the event carries the kernel stack */
 	SA_ACT_USER_STACK = 1 << 10,     /* Post with userStackTrace: the event carries the user stack */
 	SA_ACT_SET = 1 << 11,            /* usdt Set: argValue written at the probe argument's memory operand */

@@ -949,6 +949,7 @@ namespace SecurityAgent.Policies
         UntrackSock = 32,
         NotifyEnforcer = 64,
         NotifyNext = 128,
+        EnfCleanup = 256,
         KernelStack = 512,
         UserStack = 1024,
         Set = 2048,

@@ -86,9 +86,9 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
             Namespaces = namespaces, NamespaceChangeCmp = nsChgCmp, NamespaceChangeMask = nsChgMask,
             CapChangeCmp = capChgCmp, CapChangeSet = capChgSet, CapChangeMask = capChgMask, CapNamespaceOnly = capNs, CapChangeNamespaceOnly = capChgNs,
         };
-        if (actions.HasFlag(Actions.NotifyNext) && !plan.KernelOnly)
+        if ((actions & (Actions.NotifyNext | Actions.EnfCleanup)) != 0 && !plan.KernelOnly)
             d.Error(s.MatchParentBinaries[0].Pos, PolicySchema.Child(s.Path, "matchParentBinaries"),
-                "unsupported: NotifyEnforcer with matchParentBinaries at a hook that is not one of spec.enforcers' calls: the notification is written in the kernel as the hook fires, and the parent binaries are decided in user space after it");
+                "unsupported: NotifyEnforcer for a later call, or CleanupEnforcerNotification, with matchParentBinaries: the thread's notification is written or dropped in the kernel as the hook fires, and the parent binaries are decided in user space after it");
         if (set is not null && !plan.KernelOnly)
             d.Error(s.MatchParentBinaries[0].Pos, PolicySchema.Child(s.Path, "matchParentBinaries"),
                 "unsupported: Set with matchParentBinaries: the write happens in the kernel as the probe fires, and the parent binaries are decided in user space after it");
@@ -380,7 +380,13 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
                     }
                     break;
                 case "CleanupEnforcerNotification":
-                    d.EngineGap(a.Action.Pos, a.Action.Path, "action CleanupEnforcerNotification");
+                    // Drops the thread's notification of this policy that its next enforced call has not consumed yet.
+                    if (enforcer is null)
+                        d.Error(a.Action.Pos, a.Action.Path, "action CleanupEnforcerNotification needs spec.enforcers (it drops this policy's NotifyEnforcer notifications)");
+                    else if (placement is { Mechanism: Kernel.Mechanism.FanotifyPerm })
+                        d.Error(a.Action.Pos, a.Action.Path, $"unsupported: CleanupEnforcerNotification on {placement.Describe}: notifications are kept by the BPF hooks, and fanotify events are answered in user space");
+                    else
+                        result |= Actions.EnfCleanup;
                     break;
                 case "Set":
                     if (placement is not null && placement.Kind != HookKind.Usdt)

@@ -88,6 +88,8 @@ public class NotifyEnforcerTests
             int f = open(argv[1], O_RDONLY);
             printf("opened %d\n", f >= 0);
             fflush(stdout);
+            if (argc > 2)
+                getppid(); /* the policy's cleanup hook */
             int fd = dup(1);
             printf("after %d\n", fd >= 0);
             fflush(stdout);
@@ -120,10 +122,18 @@ public class NotifyEnforcerTests
               matchActions:
               - action: NotifyEnforcer
                 argSig: 9
+          - subsystem: syscalls
+            event: sys_enter_getppid
+            selectors:
+            - matchBinaries:
+              - operator: In
+                values: ["{bin}"]
+              matchActions:
+              - action: CleanupEnforcerNotification
         """;
 
     [Fact]
-    public void An_open_notifies_and_the_program_is_killed_at_its_next_dup_not_before_and_another_copy_runs_on()
+    public void An_open_notifies_and_the_program_is_killed_at_its_next_dup_not_before_unless_a_cleanup_hook_ran_between_and_another_copy_runs_on()
     {
         using var dir = new TempDir();
         var bin = CProgram.Build(dir, "open-dup-victim", OpenThenDupSource, "-O1");
@@ -143,6 +153,9 @@ public class NotifyEnforcerTests
         Assert.Equal((0, "opened 0\nafter 1\n"), (notNotified.Code, notNotified.Stdout));
         var bystander = Run.Wait(other, [marker]);
         Assert.Equal((0, "opened 1\nafter 1\n"), (bystander.Code, bystander.Stdout));
+        // CleanupEnforcerNotification (at getppid, between the open and the dup) drops the notification: the dup runs.
+        var cleaned = Run.Wait(bin, [marker, "clean"]);
+        Assert.Equal((0, "opened 1\nafter 1\n"), (cleaned.Code, cleaned.Stdout));
 
         var ev = agent.Events.WaitFor(e => e.TryGetProperty("process_tracepoint", out var t) && t.GetProperty("policy_name").GetString() == "open-then-dup",
             "the open-then-dup event").GetProperty("process_tracepoint");

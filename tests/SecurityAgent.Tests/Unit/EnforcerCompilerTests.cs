@@ -11,7 +11,7 @@ public sealed class EnforcerCompilerTests
     private static TracepointFormat? Formats(string subsys, string ev) => (subsys, ev) switch
     {
         ("raw_syscalls", "sys_enter") => new TracepointFormat(subsys, ev, 2, [.. Common(), new("id", "long", 8, 8, true), new("args", "unsigned long[6]", 16, 48, false)]),
-        ("syscalls", "sys_enter_dup" or "sys_enter_openat") => new TracepointFormat(subsys, ev, 1,
+        ("syscalls", "sys_enter_dup" or "sys_enter_openat" or "sys_enter_getppid") => new TracepointFormat(subsys, ev, 1,
             [.. Common(), new("__syscall_nr", "int", 8, 4, true), new("fildes", "unsigned int", 16, 8, false)]),
         _ => null,
     };
@@ -250,5 +250,33 @@ public sealed class EnforcerCompilerTests
         Assert.Contains(noEnforcers.Diagnostics, x => x.Message == "action NotifyEnforcer needs spec.enforcers (the calls it denies)");
         var nothing = Check(Killer("rateLimit: \"1m\"").Replace("rateLimit: \"1m\"", ""));
         Assert.Contains(nothing.Diagnostics, x => x.Message == "action NotifyEnforcer needs argError or argSig (what the enforcer does)");
+    }
+
+    [Fact]
+    public void CleanupEnforcerNotification_drops_the_policys_notification_and_needs_spec_enforcers()
+    {
+        var v = Check(OpenThenDup.Replace("ACTION", "argSig: 9") + """
+              - subsystem: syscalls
+                event: sys_enter_getppid
+                selectors:
+                - matchActions:
+                  - action: CleanupEnforcerNotification
+
+            """);
+        Assert.True(v.Ok, string.Join("\n", v.Diagnostics));
+        var cleanup = Assert.Single(v.Plan!.Hooks[1].Selectors);
+        Assert.Equal(Actions.Post | Actions.EnfCleanup, cleanup.Actions);
+        Assert.Equal("KPROBE_ACTION_CLEANUPENFORCERNOTIFICATION", Export.PolicyArgs.ActionName(cleanup.Actions));
+        var without = Check("""
+              tracepoints:
+              - subsystem: syscalls
+                event: sys_enter_getppid
+                selectors:
+                - matchActions:
+                  - action: CleanupEnforcerNotification
+
+            """);
+        var e = Assert.Single(without.Diagnostics, x => x.Severity == Severity.Error);
+        Assert.Equal(("spec.tracepoints[0].selectors[0].matchActions[0].action", "action CleanupEnforcerNotification needs spec.enforcers (it drops this policy's NotifyEnforcer notifications)"), (e.Field, e.Message));
     }
 }
