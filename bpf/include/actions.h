@@ -26,12 +26,46 @@ static __always_inline void sa_track_sock(__u64 sk, bool track, __u32 tgid, __u3
 {
 	if (!sk)
 		return;
+	/* Added and removed entries are counted: the agent's evictions (the LRU forgetting the oldest at the map's
+	 * capacity) are those added, less those removed and those still there. */
+	__u32 stat = track ? SA_SOCKTRACK_ADDED : SA_SOCKTRACK_REMOVED;
 	if (!track) {
-		bpf_map_delete_elem(&sa_socktrack, &sk);
-		return;
+		if (bpf_map_delete_elem(&sa_socktrack, &sk) != 0)
+			return;
+	} else {
+		struct sa_sock_owner owner = { .tgid = tgid, .tid = tid };
+		if (bpf_map_update_elem(&sa_socktrack, &sk, &owner, BPF_NOEXIST) != 0) {
+			bpf_map_update_elem(&sa_socktrack, &sk, &owner, BPF_ANY); /* tracked already: a new owner */
+			return;
+		}
 	}
-	struct sa_sock_owner owner = { .tgid = tgid, .tid = tid };
-	bpf_map_update_elem(&sa_socktrack, &sk, &owner, BPF_ANY);
+	__u64 *n = bpf_map_lookup_elem(&sa_socktrack_stats, &stat);
+	if (n)
+		*n += 1;
+}
+
+/* NotifyEnforcer at a hook that is not one of the enforced calls: the thread's next call among them is enforced by
+ * the enforcer program. One notification per thread: a newer one replaces an unconsumed one (counted). */
+static __always_inline void sa_enf_notify_write(const struct sa_selector *sel, __u32 tgid, __u32 tid)
+{
+	__u64 id = ((__u64)tgid << 32) | tid;
+	struct sa_enf_note note = { .policy_id = sel->policy_id, .hook_id = sel->hook_id, .signal = sel->signal, .error = sel->error };
+	struct sa_enf_note *old = bpf_map_lookup_elem(&sa_enf_notify, &id);
+	if (old) {
+		sa_count_lost(SA_LOST_ENF_REPLACED);
+		*old = note;
+	} else if (bpf_map_update_elem(&sa_enf_notify, &id, &note, BPF_ANY) != 0) {
+		sa_count_lost(SA_LOST_ENF_FULL);
+	}
+}
+
+/* CleanupEnforcerNotification: the thread's notification of this policy, if any, is dropped unconsumed. */
+static __always_inline void sa_enf_cleanup(__u32 policy_id, __u32 tgid, __u32 tid)
+{
+	__u64 id = ((__u64)tgid << 32) | tid;
+	struct sa_enf_note *note = bpf_map_lookup_elem(&sa_enf_notify, &id);
+	if (note && note->policy_id == policy_id)
+		bpf_map_delete_elem(&sa_enf_notify, &id);
 }
 
 /* Builds the hook's record in the call state's event; returns its size. */
@@ -173,6 +207,8 @@ static __always_inline void sa_return(const struct sa_selector *sel, struct poli
 #endif
 	if (!st || !sa_match_return(sel, ret))
 		return;
+	if (actions & SA_ACT_ENF_CLEANUP)
+		sa_enf_cleanup(sel->policy_id, ev->pid, ev->tid);
 	__u8 flags = ev->flags | SA_PEV_RETURN;
 	if (SA_TASK_HELPERS && (actions & (SA_ACT_SIGKILL | SA_ACT_SIGNAL))) {
 		if (!(sel->flags & SA_SEL_ENFORCE)) {
@@ -304,6 +340,15 @@ static __always_inline void sa_act(struct sa_run *r, const struct sa_selector *s
 			__sync_fetch_and_add(&st->enforced, 1);
 		}
 	}
+
+	if (actions & SA_ACT_NOTIFY_NEXT) {
+		if (!enforce)
+			flags |= SA_PEV_MONITOR; /* as Tetragon: a monitor-mode policy notifies no enforcer */
+		else
+			sa_enf_notify_write(sel, r->tgid, r->tid);
+	}
+	if (actions & SA_ACT_ENF_CLEANUP)
+		sa_enf_cleanup(sel->policy_id, r->tgid, r->tid); /* in monitor mode too, as Tetragon */
 
 #ifdef SA_USDT
 	if (actions & SA_ACT_SET) {

@@ -73,6 +73,10 @@ enum sa_limit {
 	SA_EXTRAS_STACK_SLOT = 512,      /* bytes reserved for each stack in policy_event.data */
 	SA_EXTRAS_KSTACK_AT = 3072,      /* policy_event.data offset of the kernel stack */
 	SA_EXTRAS_USTACK_AT = 3584,      /* ... and of the user stack */
+	/* NotifyEnforcer at another hook than the enforced calls: the thread's notification waits in sa_enf_notify for
+	 * its next call among them (as Tetragon's enforcer_data, 32768 threads); the enforcer program consumes it. */
+	SA_ENF_NOTIFY_MAX = 32768,
+	SA_ENF_SYSCALLS = 2048,          /* sa_enf_nrs: x86-64 syscall numbers 0..1023, then ia32 ones at 1024 + nr */
 };
 
 /* Attach points whose program serves one point only: their id is fixed (the others get theirs from the
@@ -117,7 +121,9 @@ enum sa_ns {
 enum sa_lost_reason {
 	SA_LOST_RINGBUF_FULL = 0,
 	SA_LOST_RET_EVENT = 2,     /* a return probe's kept event that could not be posted (its map full, or never read) */
-	SA_LOST_MAX = 4,
+	SA_LOST_ENF_FULL = 5,      /* NotifyEnforcer: a thread's notification not kept, sa_enf_notify full (not an event) */
+	SA_LOST_ENF_REPLACED = 6,  /* NotifyEnforcer: a notification not yet consumed, replaced by a newer one (not an event) */
+	SA_LOST_MAX = 7,
 };
 
 struct event_header {
@@ -333,6 +339,9 @@ enum sa_action {
 	SA_ACT_TRACK_SOCK = 1 << 4,   /* the sock (argSock, or at return the returned one) belongs to this process */
 	SA_ACT_UNTRACK_SOCK = 1 << 5, /* ... no longer */
 	SA_ACT_NOTIFY_ENFORCER = 1 << 6, /* NotifyEnforcer, enforced at the hook through SIGNAL/OVERRIDE: names the event's action */
+	SA_ACT_NOTIFY_NEXT = 1 << 7,     /* NotifyEnforcer at another hook: the thread's notification (signal, error) is
+					  * consumed by the enforcer program at its next call among the policy's spec.enforcers */
+	SA_ACT_ENF_CLEANUP = 1 << 8,     /* CleanupEnforcerNotification: drop the thread's pending notification of this policy */
 	SA_ACT_KERNEL_STACK = 1 << 9,    /* Post with kernelStackTrace: the event carries the kernel stack */
 	SA_ACT_USER_STACK = 1 << 10,     /* Post with userStackTrace: the event carries the user stack */
 	SA_ACT_SET = 1 << 11,            /* usdt Set: argValue written at the probe argument's memory operand */
@@ -573,6 +582,28 @@ struct sa_hook_stats {
 	__u64 posted;
 	__u64 enforced;
 	__u64 rate_limited;
+};
+
+/* Indexes of sa_socktrack_stats: TrackSock's new entries and UntrackSock's removals. The LRU map forgets its oldest
+ * entry when a new one does not fit; those evictions are the added entries less the removed ones and those there. */
+enum sa_socktrack_stat {
+	SA_SOCKTRACK_ADDED = 0,
+	SA_SOCKTRACK_REMOVED = 1,
+	SA_SOCKTRACK_STATS = 2,
+};
+
+/* sa_enf_notify's value: a thread's pending NotifyEnforcer (key: its pid_tgid). */
+struct sa_enf_note {
+	__u32 policy_id;         /* whose spec.enforcers calls consume it */
+	__u32 hook_id;           /* the notifying hook: its sa_hook_stats.enforced counts the enforcement */
+	__s32 signal;            /* argSig (0: none) */
+	__s32 error;             /* argError (not applied on a tracepoint) */
+};
+
+/* sa_enf_calls' key: a syscall among a policy's spec.enforcers calls. */
+struct sa_enf_call_key {
+	__u32 policy_id;
+	__u32 nr;                /* the syscall number, | 0x80000000 for an ia32 one (as syscall64) */
 };
 
 struct sa_point_stats {

@@ -8,6 +8,7 @@
  * that generation throughout, so it sees either the old configuration or the new one, never a mix. */
 #pragma once
 #include "helpers.h"
+#include "enforcer_maps.h"
 
 #define SA_FAMILY_TRACEPOINT 1 /* arguments from the tracepoint record */
 #define SA_FAMILY_FUNCTION 2   /* LSM hooks and kprobes: arguments are the function's (kernel values) */
@@ -82,12 +83,6 @@ struct {
 	__type(value, struct sa_bitmap);
 } sa_addr_lpm SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, SA_MAX_HOOKS);
-	__type(key, __u32);
-	__type(value, struct sa_hook_stats);
-} sa_hook_stats SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -287,6 +282,15 @@ struct {
 	__type(key, __u64);      /* the struct sock's address */
 	__type(value, struct sa_sock_owner);
 } sa_socktrack SEC(".maps");
+
+/* sa_socktrack's entries added and removed (enum sa_socktrack_stat), per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SA_SOCKTRACK_STATS);
+	__type(key, __u32);
+	__type(value, __u64);
+} sa_socktrack_stats SEC(".maps");
+
 
 static __always_inline struct sa_call *sa_call_state(void)
 {

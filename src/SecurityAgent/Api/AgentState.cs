@@ -16,6 +16,8 @@ public sealed class AgentState
     public Export.Otlp.OtlpLogExporter? Otlp { get; set; }
     public Fanotify.FanotifyLoader? Fanotify { get; set; }
     public Fanotify.PathChangeLoader? PathChanges { get; set; }
+    /// <summary>The policy engine's kernel counters (NotifyEnforcer notifications, TrackSock evictions), when it runs.</summary>
+    public Func<PolicyKernelCounters>? PolicyKernelCounters { get; set; }
     public LiveEvents Live { get; } = new();
     public EventMetrics EventMetrics { get; init; } = new([]);
 }

@@ -53,6 +53,13 @@ public static class Metrics
         Add("secagent_hook_enforced_total", MetricType.Counter, "Enforcement actions carried out in the kernel.", Hooks(st => st.Enforced));
         Add("secagent_hook_rate_limited_total", MetricType.Counter, "Posts suppressed by rateLimit.", Hooks(st => st.RateLimited));
 
+        var kc = s.PolicyKernelCounters?.Invoke();
+        Add("secagent_enforcer_notifications_dropped_total", MetricType.Counter,
+            "NotifyEnforcer notifications dropped before the thread's next enforced call, by reason (full: the per-thread map was full; replaced: a newer notification of the thread replaced it).",
+            kc is null ? [] : [One(kc.EnforcerNotificationsFull, ("reason", "full")), One(kc.EnforcerNotificationsReplaced, ("reason", "replaced"))]);
+        Add("secagent_socktrack_evictions_total", MetricType.Counter, "Socks TrackSock followed that the kernel's map forgot at its capacity (the oldest first).",
+            kc is null ? [] : [One(kc.SocktrackEvictions)]);
+
         var c = s.Pipeline?.Counters;
         Add("secagent_observer_ringbuf_events_received_total", MetricType.Counter, "Records read from the kernel ring buffer.", c is null ? [] : [One(c.Received)]);
         Add("secagent_observer_ringbuf_events_lost_total", MetricType.Counter, "Records the kernel could not write (ring buffer full, or a return probe's event not kept until the return).", c is null ? [] : [One(c.KernelLost)]);

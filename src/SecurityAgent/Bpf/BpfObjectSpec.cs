@@ -36,7 +36,8 @@ public static class ObjectSpecs
     [
         BpfNames.Maps.Active, BpfNames.Maps.Points, BpfNames.Maps.Selectors, BpfNames.Maps.StrSet, BpfNames.Maps.StrPrefix,
         BpfNames.Maps.IntSet, BpfNames.Maps.AddrLpm, BpfNames.Maps.HookStats, BpfNames.Maps.PointStats, BpfNames.Maps.Deny,
-        BpfNames.Maps.Scope, BpfNames.Maps.Rate, BpfNames.Maps.RetPending, BpfNames.Maps.RetEvents, BpfNames.Maps.Socktrack,
+        BpfNames.Maps.Scope, BpfNames.Maps.Rate, BpfNames.Maps.RetPending, BpfNames.Maps.RetEvents, BpfNames.Maps.Socktrack, BpfNames.Maps.SocktrackStats,
+        BpfNames.Maps.EnfNotify,
     ];
 
     public static BpfObjectSpec Process(uint ringBufferBytes) => new("process", BpfNames.Process.File)
@@ -77,6 +78,13 @@ public static class ObjectSpecs
     public static BpfObjectSpec Loader { get; } = new("loader", BpfNames.Loader.File)
     {
         Shares = [.. BpfObjectSpec.From("process", ProcessShared), new SharedMap(BpfNames.Maps.Scope, PolicyTracepoint.Name)],
+    };
+
+    /// <summary>spec.enforcers' enforcer program (at raw_syscalls/sys_enter) and its cleanup at thread exit: the process
+    /// sensor's maps, the hook counters and the pending notifications the policy programs write.</summary>
+    public static BpfObjectSpec Enforcer { get; } = new("enforcer", BpfNames.Enforcer.File)
+    {
+        Shares = [.. BpfObjectSpec.From("process", ProcessShared), .. BpfObjectSpec.From(PolicyTracepoint.Name, [BpfNames.Maps.HookStats, BpfNames.Maps.EnfNotify])],
     };
 
     private static BpfObjectSpec Family(string name, string file) => new(name, file)

@@ -18,6 +18,9 @@ namespace SecurityAgent.Bpf
             public const string BinaryScratch = "sa_binary_scratch";
             public const string Call = "sa_call";
             public const string Deny = "sa_deny";
+            public const string EnfCalls = "sa_enf_calls";
+            public const string EnfNotify = "sa_enf_notify";
+            public const string EnfNrs = "sa_enf_nrs";
             public const string Events = "sa_events";
             public const string ExecBinary = "sa_exec_binary";
             public const string ExecScratch = "sa_exec_scratch";
@@ -43,6 +46,7 @@ namespace SecurityAgent.Bpf
             public const string Selectors = "sa_selectors";
             public const string Settings = "sa_settings";
             public const string Socktrack = "sa_socktrack";
+            public const string SocktrackStats = "sa_socktrack_stats";
             public const string StrPrefix = "sa_str_prefix";
             public const string StrSet = "sa_str_set";
         }
@@ -69,9 +73,12 @@ namespace SecurityAgent.Bpf
             public const string ProbeWriteUser = "probe_write_user";
             public const string Connect4 = "sa_connect4";
             public const string Connect6 = "sa_connect6";
+            public const string Enforcer = "sa_enforcer";
+            public const string EnforcerExit = "sa_enforcer_exit";
             public const string Exec = "sa_exec";
             public const string Exit = "sa_exit";
             public const string Fork = "sa_fork";
+            public const string LoaderExec = "sa_loader_exec";
             public const string LoaderMmap = "sa_loader_mmap";
             public const string LsmBprmCheckSecurity = "sa_lsm_bprm_check_security";
             public const string LsmFileOpen = "sa_lsm_file_open";
@@ -92,11 +99,19 @@ namespace SecurityAgent.Bpf
             public const string PolicyUsdtSet = "sa_policy_usdt_set";
         }
 
+        /// <summary>enforcer.bpf.o</summary>
+        public static class Enforcer
+        {
+            public const string File = "enforcer.bpf.o";
+            public static readonly IReadOnlyList<string> Maps = ["sa_enf_notify", "sa_enf_calls", "sa_hook_stats", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_enf_nrs"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_enforcer", "sa_enforcer_exit"];
+        }
+
         /// <summary>fmodret.bpf.o</summary>
         public static class Fmodret
         {
             public const string File = "fmodret.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats"];
             public static readonly IReadOnlyList<string> Programs = ["sa_policy_fmod_ret", "sa_policy_fexit"];
         }
 
@@ -104,7 +119,7 @@ namespace SecurityAgent.Bpf
         public static class Kover
         {
             public const string File = "kover.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats"];
             public static readonly IReadOnlyList<string> Programs = ["sa_policy_kprobe_override"];
         }
 
@@ -112,7 +127,7 @@ namespace SecurityAgent.Bpf
         public static class Kprobe
         {
             public const string File = "kprobe.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats"];
             public static readonly IReadOnlyList<string> Programs = ["sa_policy_kprobe", "sa_policy_kretprobe"];
         }
 
@@ -120,7 +135,7 @@ namespace SecurityAgent.Bpf
         public static class Ksys
         {
             public const string File = "ksys.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats"];
             public static readonly IReadOnlyList<string> Programs = ["sa_policy_ksys_override"];
         }
 
@@ -128,15 +143,15 @@ namespace SecurityAgent.Bpf
         public static class Loader
         {
             public const string File = "loader.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_loader_seen", "sa_loader_scratch", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_scope", "sa_loader_config"];
-            public static readonly IReadOnlyList<string> Programs = ["sa_loader_mmap"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_scope", "sa_loader_seen", "sa_loader_scratch", "sa_loader_config"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_loader_mmap", "sa_loader_exec"];
         }
 
         /// <summary>lsm.bpf.o</summary>
         public static class Lsm
         {
             public const string File = "lsm.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats"];
             public static readonly IReadOnlyList<string> Programs = ["sa_lsm_file_open", "sa_lsm_bprm_check_security", "sa_lsm_socket_connect", "sa_lsm_file_permission"];
         }
 
@@ -160,7 +175,7 @@ namespace SecurityAgent.Bpf
         public static class Rawtp
         {
             public const string File = "rawtp.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats"];
             public static readonly IReadOnlyList<string> Programs = ["sa_policy_raw_tp"];
         }
 
@@ -168,7 +183,7 @@ namespace SecurityAgent.Bpf
         public static class Sock
         {
             public const string File = "sock.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats"];
             public static readonly IReadOnlyList<string> Programs = ["sa_connect4", "sa_connect6"];
         }
 
@@ -176,7 +191,7 @@ namespace SecurityAgent.Bpf
         public static class Tracepoint
         {
             public const string File = "tracepoint.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_rcu_inner", "sa_rcu_barrier", "sa_pending", "sa_active", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_inode_set", "sa_ret_pending", "sa_ret_events", "sa_socktrack"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_rcu_inner", "sa_rcu_barrier", "sa_pending", "sa_active", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_inode_set", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats"];
             public static readonly IReadOnlyList<string> Programs = ["sa_policy_tp", "sa_policy_exit_tp", "sa_policy_ret_tp"];
         }
 
@@ -184,7 +199,7 @@ namespace SecurityAgent.Bpf
         public static class Uprobe
         {
             public const string File = "uprobe.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["__bpf_usdt_specs", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "__bpf_usdt_ip_to_spec_id"];
+            public static readonly IReadOnlyList<string> Maps = ["__bpf_usdt_specs", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "__bpf_usdt_ip_to_spec_id"];
             public static readonly IReadOnlyList<string> Programs = ["bpf_usdt_arg_cnt", "bpf_usdt_arg", "bpf_usdt_cookie", "sa_policy_uprobe", "sa_policy_usdt"];
         }
 
@@ -192,7 +207,7 @@ namespace SecurityAgent.Bpf
         public static class Usdtset
         {
             public const string File = "usdtset.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["__bpf_usdt_specs", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_hook_stats", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "__bpf_usdt_ip_to_spec_id"];
+            public static readonly IReadOnlyList<string> Maps = ["__bpf_usdt_specs", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "__bpf_usdt_ip_to_spec_id"];
             public static readonly IReadOnlyList<string> Programs = ["bpf_usdt_arg_cnt", "bpf_usdt_arg", "bpf_usdt_cookie", "sa_policy_usdt_set"];
         }
     }
@@ -259,10 +274,20 @@ namespace SecurityAgent.Events
         public const int ExtrasStackSlot = 512;
         public const int ExtrasKstackAt = 3072;
         public const int ExtrasUstackAt = 3584;
+        public const int EnfNotifyMax = 32768;
+        public const int EnfSyscalls = 2048;
     }
 
     public static partial class PolicyWire
     {
+        /// <summary>enum sa_socktrack_stat</summary>
+        public enum SocktrackStat : uint
+        {
+            Added = 0,
+            Removed = 1,
+            Stats = 2,
+        }
+
         /// <summary>enum sa_policy_event_flags</summary>
         [Flags]
         public enum EventFlags : byte
@@ -331,6 +356,24 @@ namespace SecurityAgent.Events
         {
             Mode = 65535,
             Unresolved = 65536,
+        }
+
+        /// <summary>struct sa_enf_note</summary>
+        public static class EnfNote
+        {
+            public const int PolicyId = 0;
+            public const int HookId = 4;
+            public const int Signal = 8;
+            public const int Error = 12;
+            public const int Length = 16;
+        }
+
+        /// <summary>struct sa_enf_call_key</summary>
+        public static class EnfCallKey
+        {
+            public const int PolicyId = 0;
+            public const int Nr = 4;
+            public const int Length = 8;
         }
 
         /// <summary>struct sa_binary</summary>
@@ -676,7 +719,9 @@ namespace SecurityAgent.Events
         {
             RingbufFull = 0,
             RetEvent = 2,
-            Max = 4,
+            EnfFull = 5,
+            EnfReplaced = 6,
+            Max = 7,
         }
 
         /// <summary>enum sa_ns</summary>
@@ -903,6 +948,8 @@ namespace SecurityAgent.Policies
         TrackSock = 16,
         UntrackSock = 32,
         NotifyEnforcer = 64,
+        NotifyNext = 128,
+        EnfCleanup = 256,
         KernelStack = 512,
         UserStack = 1024,
         Set = 2048,

@@ -165,5 +165,6 @@ public static class PolicyArgs
         : a.HasFlag(Actions.Override) ? "KPROBE_ACTION_OVERRIDE"
         : a.HasFlag(Actions.Signal) ? "KPROBE_ACTION_SIGNAL"
         : a.HasFlag(Actions.Set) ? "KPROBE_ACTION_SET"
+        : a.HasFlag(Actions.EnfCleanup) ? "KPROBE_ACTION_CLEANUPENFORCERNOTIFICATION"
         : "KPROBE_ACTION_POST";
 }

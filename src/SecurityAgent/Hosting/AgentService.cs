@@ -109,6 +109,7 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         state.Fanotify = fanotify;
         using var changes = new Fanotify.PathChangeLoader(fanotify, pipeline.Post, afterCall, log);
         state.PathChanges = changes;
+        state.PolicyKernelCounters = engine.KernelCounters;
         state.Policies.Attach(new PolicyValidator(features), changes, log);
         var policies = new PolicyDirectory(_opt.PolicyDir, state.Policies, log);
         policies.Sync();

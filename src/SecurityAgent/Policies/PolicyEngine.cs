@@ -9,6 +9,8 @@ namespace SecurityAgent.Policies;
 /// <summary>What the pipeline needs to know about a hook id found in a kernel event.</summary>
 public sealed record HookInfo(uint HookId, string PolicyName, HookPlan Hook, bool Enforce, PolicyPlan Plan, bool UserSpaceFilter);
 
+public sealed record PolicyKernelCounters(ulong EnforcerNotificationsFull, ulong EnforcerNotificationsReplaced, ulong SocktrackEvictions);
+
 /// <summary>A policy in the kernel: its hook ids and what the engine reserved for it.</summary>
 public sealed class LoadedPolicy
 {
@@ -17,6 +19,7 @@ public sealed class LoadedPolicy
     internal List<PlacedHook> Placed { get; } = [];
     internal List<int> FollowBits { get; } = [];
     internal uint ScopeId { get; set; }
+    internal uint PolicyId { get; set; }
 }
 
 /// <summary>Loads compiled policies into the policy programs. Every attach point (a tracepoint, a kprobe'd
@@ -60,7 +63,10 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
     private ulong _usedFollowBits;
     private readonly HashSet<LoadedPolicy> _loaded = [];
     private readonly List<LoadedPolicy> _loaderPolicies = [];
-    private BpfLink? _loaderLink;
+    private IReadOnlyList<BpfLink> _loaderLinks = [];
+    private readonly List<LoadedPolicy> _enforcerPolicies = [];
+    private readonly Dictionary<uint, uint> _enforcedCounts = new();
+    private IReadOnlyList<BpfLink> _enforcerLinks = [];
 
     public PolicyEngine(ProcessSensor process, int agentTgid, bool userSpaceFilter = false)
     {
@@ -118,7 +124,7 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
             var sensor = _sensor ??= PolicySensor.Load(_process);
             uint policyId = _nextPolicyId++;
             bool enforce = plan.Enforce && !_userSpaceFilter;
-            var loaded = new LoadedPolicy { Plan = plan };
+            var loaded = new LoadedPolicy { Plan = plan, PolicyId = policyId };
             try
             {
                 if (plan.Scope is not null)
@@ -148,11 +154,14 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
                     AddLoader(sensor, loaded);
                 try
                 {
+                    if (plan.EnforcedCalls.Count > 0)
+                        AddEnforcer(sensor, loaded);
                     Apply(sensor, changes, growing: true);
                 }
                 catch
                 {
                     if (plan.Loader) RemoveLoader(sensor, loaded);
+                    RemoveEnforcer(sensor, loaded);
                     throw;
                 }
                 _loaded.Add(loaded);
@@ -177,6 +186,7 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
                 Apply(_sensor, new() { [group.Key] = group.Key.Hooks.Except(group).ToList() }, growing: false);
             if (loaded.Plan.Loader)
                 RemoveLoader(_sensor, loaded);
+            RemoveEnforcer(_sensor, loaded);
             _loaded.Remove(loaded);
             Release(loaded);
         }
@@ -192,7 +202,8 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
         WriteLoaderConfig(sensor, policies);
         try
         {
-            _loaderLink ??= sensor.AttachLoader();
+            if (_loaderLinks.Count == 0)
+                _loaderLinks = sensor.AttachLoader();
         }
         catch
         {
@@ -208,13 +219,63 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
         WriteLoaderConfig(sensor, _loaderPolicies);
         if (_loaderPolicies.Count == 0)
         {
-            _loaderLink?.Dispose();
-            _loaderLink = null;
+            foreach (var l in _loaderLinks) l.Dispose();
+            _loaderLinks = [];
         }
     }
 
     private static void WriteLoaderConfig(PolicySensor sensor, List<LoadedPolicy> policies) =>
         sensor.ConfigureLoader(policies.Count(p => p.ScopeId == 0), policies.Where(p => p.ScopeId != 0).Select(p => p.ScopeId).ToList());
+
+    /// <summary>spec.enforcers of a policy that notifies for later calls: its calls in the enforcer's maps (before its hooks
+    /// can notify); the enforcer program attached with the first such policy, detached after the last, when the
+    /// notifications still pending are dropped.</summary>
+    private void AddEnforcer(PolicySensor sensor, LoadedPolicy loaded)
+    {
+        _enforcerPolicies.Add(loaded);
+        try
+        {
+            foreach (var nr in loaded.Plan.EnforcedCalls)
+            {
+                sensor.SetEnforcedCall(loaded.PolicyId, (uint)nr, enforced: true);
+                CountEnforced(sensor, nr, +1);
+            }
+            if (_enforcerLinks.Count == 0)
+                _enforcerLinks = sensor.AttachEnforcer();
+        }
+        catch
+        {
+            RemoveEnforcer(sensor, loaded);
+            throw;
+        }
+    }
+
+    private void RemoveEnforcer(PolicySensor sensor, LoadedPolicy loaded)
+    {
+        if (!_enforcerPolicies.Remove(loaded)) return;
+        foreach (var nr in loaded.Plan.EnforcedCalls)
+        {
+            sensor.SetEnforcedCall(loaded.PolicyId, (uint)nr, enforced: false);
+            CountEnforced(sensor, nr, -1);
+        }
+        if (_enforcerPolicies.Count > 0) return;
+        foreach (var l in _enforcerLinks) l.Dispose();
+        _enforcerLinks = [];
+        sensor.ClearEnforcerNotifications();
+    }
+
+    /// <summary>sa_enf_nrs: per syscall slot (ia32 at 1024 + nr), how many loaded policies enforce it.</summary>
+    private void CountEnforced(PolicySensor sensor, ulong nr, int delta)
+    {
+        ulong number = nr & ~SyscallTable.Compat32;
+        if (number >= Contract.EnfSyscalls / 2) return; // not a syscall the enforcer program sees (it checks the same bound)
+        uint slot = (uint)number + ((nr & SyscallTable.Compat32) != 0 ? (uint)Contract.EnfSyscalls / 2 : 0);
+        _enforcedCounts.TryGetValue(slot, out var n);
+        n = (uint)Math.Max(0, (int)n + delta);
+        sensor.SetEnforcedCount(slot, n);
+        if (n == 0) _enforcedCounts.Remove(slot);
+        else _enforcedCounts[slot] = n;
+    }
 
     /// <summary>The attach point of a hook, created (with an id, nothing written yet) when it is new.</summary>
     private AttachPoint PointOf(HookPlan hook)
@@ -453,6 +514,15 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
         }
     }
 
+    /// <summary>Kernel counters of what the policies keep per thread or sock: NotifyEnforcer notifications not kept (the
+    /// map full) or replaced before their enforced call, and TrackSock's socks forgotten at the map's capacity.</summary>
+    public PolicyKernelCounters KernelCounters()
+    {
+        lock (_lock)
+            return new PolicyKernelCounters(_process.Lost.SumPerCpu((uint)Wire.LostReason.EnfFull), _process.Lost.SumPerCpu((uint)Wire.LostReason.EnfReplaced),
+                _sensor?.SocktrackEvictions() ?? 0);
+    }
+
     public HookStats Stats(uint hookId)
     {
         lock (_lock)
@@ -471,9 +541,12 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
             foreach (var p in _points.Values)
                 foreach (var l in p.Links) l.Dispose();
             _points.Clear();
-            _loaderLink?.Dispose();
-            _loaderLink = null;
+            foreach (var l in _loaderLinks) l.Dispose();
+            _loaderLinks = [];
             _loaderPolicies.Clear();
+            foreach (var l in _enforcerLinks) l.Dispose();
+            _enforcerLinks = [];
+            _enforcerPolicies.Clear();
             foreach (var p in _loaded.ToList())
                 Release(p);
             _loaded.Clear();

@@ -16,6 +16,10 @@ public sealed record PolicyPlan(string Name, string File, bool Enforce, IReadOnl
 
     /// <summary>spec.loader: an event (process_loader) for each file a process of the policy's scope maps executable.</summary>
     public bool Loader { get; init; }
+
+    /// <summary>spec.enforcers' syscalls (ia32 ones | <see cref="SyscallTable.Compat32"/>), when a selector notifies for
+    /// later calls (<see cref="Actions.NotifyNext"/>): the enforcer program consumes the notification at them.</summary>
+    public IReadOnlyList<ulong> EnforcedCalls { get; init; } = [];
 }
 
 /// <summary>A generated_ftrace list: the kernel functions of <paramref name="Source"/> matching <paramref name="Pattern"/>,

@@ -10,6 +10,10 @@ internal sealed record ListInfo(ListSpec Spec, IReadOnlyList<ulong>? Syscalls);
 
 /// <summary>spec.enforcers resolved: the syscall numbers NotifyEnforcer acts at (32-bit ones with the compat bit, as
 /// syscall64 values carry it).</summary>
+/// <summary>Where a selector's NotifyEnforcer is enforced: at the notifying call itself, at the thread's next enforced
+/// call, or (refused) either, depending on the call.</summary>
+internal enum EnforcerSite { Here, Later, Either }
+
 internal sealed record EnforcerCalls(IReadOnlySet<ulong> Calls, Func<string, ulong?> Number);
 
 /// <summary>Selectors: one function per matcher (as Tetragon's pkg/selectors does), each checking its own entries,
@@ -70,7 +74,7 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
                 d.EngineGap(s.MatchReturnActions[0].Pos, PolicySchema.Child(s.Path, "matchReturnActions"), "DnsLookup and GetUrl in matchReturnActions");
         }
         var notify = new List<Notification>();
-        var (actions, signal, error, rate, sockArg, set) = MatchActions(s.MatchActions, placement, args, returning: false, notify, AtEnforcedCall(s, placement, args));
+        var (actions, signal, error, rate, sockArg, set) = MatchActions(s.MatchActions, placement, args, returning: false, notify, EnforcedWhere(s, placement, args));
         var (binCmp, binSet) = MatchBinaries(s.MatchBinaries, s.Path);
         var (pidCmp, pids, follow, pidNs) = MatchPids(s.MatchPids, placement);
         var (capCmp, capSet, capMask, capNs) = MatchCapabilities(s.MatchCapabilities, placement);
@@ -82,6 +86,9 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
             Namespaces = namespaces, NamespaceChangeCmp = nsChgCmp, NamespaceChangeMask = nsChgMask,
             CapChangeCmp = capChgCmp, CapChangeSet = capChgSet, CapChangeMask = capChgMask, CapNamespaceOnly = capNs, CapChangeNamespaceOnly = capChgNs,
         };
+        if ((actions & (Actions.NotifyNext | Actions.EnfCleanup)) != 0 && !plan.KernelOnly)
+            d.Error(s.MatchParentBinaries[0].Pos, PolicySchema.Child(s.Path, "matchParentBinaries"),
+                "unsupported: NotifyEnforcer for a later call, or CleanupEnforcerNotification, with matchParentBinaries: the thread's notification is written or dropped in the kernel as the hook fires, and the parent binaries are decided in user space after it");
         if (set is not null && !plan.KernelOnly)
             d.Error(s.MatchParentBinaries[0].Pos, PolicySchema.Child(s.Path, "matchParentBinaries"),
                 "unsupported: Set with matchParentBinaries: the write happens in the kernel as the probe fires, and the parent binaries are decided in user space after it");
@@ -233,7 +240,7 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
     private static byte CapabilitySet(CapabilityMatcherSpec e) => e.Type?.Value switch { "Permitted" => 1, "Inheritable" => 2, _ => 0 };
 
     private (Actions, int Signal, int Error, ulong RateNs, int? SockArg, UsdtSetPlan? Set) MatchActions(IReadOnlyList<ActionSpec> actions, Placement? placement, IReadOnlyList<ArgInfo> args,
-        bool returning, List<Notification> notify, bool atEnforcedCall = false)
+        bool returning, List<Notification> notify, EnforcerSite enforced = EnforcerSite.Later)
     {
         var result = Actions.None;
         int signal = 0, error = 0;
@@ -336,11 +343,13 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
                         d.Error(a.Pos, a.Path, "action NotifyEnforcer needs argError or argSig (what the enforcer does)");
                     else if (returning)
                         d.Error(a.Action.Pos, a.Action.Path, "unsupported: NotifyEnforcer in matchReturnActions: the call has run by then; notify at the call's entry (matchActions)");
-                    else if (!atEnforcedCall)
-                        d.Error(a.Action.Pos, a.Action.Path, $"unsupported: NotifyEnforcer on {placement?.Describe ?? "this hook"}: Tetragon's enforcer acts at the thread's next call "
-                            + "among spec.enforcers' calls; SecurityAgent enforces at the notifying hook, so the hook must be one of those calls: a syscall's entry "
-                            + "(tracepoint syscalls/sys_enter_NAME or a syscall kprobe) or raw_syscalls/sys_enter whose selector restricts its syscall64 argument to them (Equal or InMap)");
-                    else
+                    else if (enforced == EnforcerSite.Either)
+                        d.Error(a.Action.Pos, a.Action.Path, $"unsupported: NotifyEnforcer on {placement!.Describe} whose selector can match both spec.enforcers' calls and others: "
+                            + "restrict its syscall64 argument (Equal or InMap) to the enforced calls (enforced at once, at this call) or to other calls "
+                            + "(enforced at the thread's next enforced call), e.g. with one selector for each");
+                    else if (enforced == EnforcerSite.Later && placement is { Mechanism: Kernel.Mechanism.FanotifyPerm })
+                        d.Error(a.Action.Pos, a.Action.Path, $"unsupported: NotifyEnforcer on {placement.Describe}: the notification for the thread's next enforced call is written by a BPF hook, and fanotify events are answered in user space");
+                    else if (enforced == EnforcerSite.Here)
                     {
                         result |= Actions.NotifyEnforcer;
                         if (a.ArgSig is { } sig)
@@ -355,9 +364,29 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
                         if (a.ArgError is { } enfErr)
                             error = EnforcerError(enfErr, a.ArgSig?.Value, placement, ref result);
                     }
+                    else
+                    {
+                        // The enforcer program (raw_syscalls/sys_enter) sends argSig at the thread's next enforced call.
+                        result |= Actions.NotifyEnforcer | Actions.NotifyNext;
+                        if (a.ArgSig is { } sig)
+                        {
+                            if (sig.Value is < 1 or > 64)
+                                d.Error(sig.Pos, sig.Path, $"argSig {sig.Value} is not a signal number (1..64)");
+                            else
+                                signal = sig.Value;
+                        }
+                        if (a.ArgError is { } enfErr)
+                            NextCallError(enfErr, a.ArgSig?.Value);
+                    }
                     break;
                 case "CleanupEnforcerNotification":
-                    d.EngineGap(a.Action.Pos, a.Action.Path, "action CleanupEnforcerNotification");
+                    // Drops the thread's notification of this policy that its next enforced call has not consumed yet.
+                    if (enforcer is null)
+                        d.Error(a.Action.Pos, a.Action.Path, "action CleanupEnforcerNotification needs spec.enforcers (it drops this policy's NotifyEnforcer notifications)");
+                    else if (placement is { Mechanism: Kernel.Mechanism.FanotifyPerm })
+                        d.Error(a.Action.Pos, a.Action.Path, $"unsupported: CleanupEnforcerNotification on {placement.Describe}: notifications are kept by the BPF hooks, and fanotify events are answered in user space");
+                    else
+                        result |= Actions.EnfCleanup;
                     break;
                 case "Set":
                     if (placement is not null && placement.Kind != HookKind.Usdt)
@@ -423,19 +452,29 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
         return new UsdtSetPlan(noteArg, size, argValue.Value);
     }
 
-    /// <summary>Whether every call the selector can match here is one of spec.enforcers' calls: the entry of one of them
-    /// (syscall tracepoint or syscall kprobe), or raw_syscalls/sys_enter with an Equal or InMap on its syscall64
-    /// argument that names only them.</summary>
-    private bool AtEnforcedCall(SelectorSpec s, Placement? placement, IReadOnlyList<ArgInfo> args)
+    /// <summary>Where a NotifyEnforcer of this selector is enforced: Here when every call it can match is one of
+    /// spec.enforcers' calls (the entry of one of them, a syscall tracepoint or syscall kprobe, or raw_syscalls/sys_enter
+    /// with an Equal or InMap on its syscall64 argument that names only them); Later (the thread's next enforced call)
+    /// when it can match none; Either for raw_syscalls/sys_enter that may match both, where the order of the
+    /// notifying and the enforcer programs at that one tracepoint would decide.</summary>
+    private EnforcerSite EnforcedWhere(SelectorSpec s, Placement? placement, IReadOnlyList<ArgInfo> args)
     {
-        if (enforcer is null || placement?.Syscall is not { } name) return false;
+        if (enforcer is null || placement?.Syscall is not { } name) return EnforcerSite.Later;
         if (placement.Target == "raw_syscalls/sys_enter")
-            return s.MatchArgs.Any(m => m.Operator.Value is "Equal" or "InMap" && m.Values.Count > 0
-                && ArgumentLayout.Resolve(m, args, placement.Kind, null) is { Spec.Type.Value: "syscall64" }
-                && m.Values.All(v => Enforced(v.Value)));
+        {
+            var confining = s.MatchArgs.Where(m => m.Operator.Value is "Equal" or "InMap" && m.Values.Count > 0
+                && ArgumentLayout.Resolve(m, args, placement.Kind, null) is { Spec.Type.Value: "syscall64" }).ToList();
+            if (confining.Any(m => m.Values.All(v => Enforced(v.Value))))
+                return EnforcerSite.Here;
+            return confining.Any(m => m.Values.All(v => NotEnforced(v.Value))) ? EnforcerSite.Later : EnforcerSite.Either;
+        }
         return !placement.Target.StartsWith("syscalls/sys_exit_") && !placement.Target.StartsWith("raw_syscalls/")
-            && enforcer.Number(name) is { } n && enforcer.Calls.Contains(n);
+            && enforcer.Number(name) is { } n && enforcer.Calls.Contains(n) ? EnforcerSite.Here : EnforcerSite.Later;
     }
+
+    private bool NotEnforced(string value) => value.StartsWith("list:")
+        ? lists.TryGetValue(value[5..], out var l) && l.Syscalls is { } sys && !sys.Any(enforcer!.Calls.Contains)
+        : PolicyValues.TryParseInteger(value, out var n, out var negative) && !negative && !enforcer!.Calls.Contains(n);
 
     private bool Enforced(string value) => value.StartsWith("list:")
         ? lists.TryGetValue(value[5..], out var l) && l.Syscalls is { } sys && sys.All(enforcer!.Calls.Contains)
@@ -461,9 +500,30 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
         return 0;
     }
 
+    /// <summary>NotifyEnforcer's argError at the thread's next enforced call: the enforcer runs on a tracepoint, which
+    /// cannot fail the call; with argSig 9 the process never sees the result.</summary>
+    private void NextCallError(Located<int> err, int? sig)
+    {
+        if (err.Value is < -4095 or > -1)
+            d.Error(err.Pos, err.Path, $"unsupported: argError {err.Value}: NotifyEnforcer fails the call with a negative errno (-4095..-1, e.g. -1 for EPERM)");
+        else if (sig == 9)
+            d.Warning(err.Pos, err.Path, $"argError {err.Value} is not applied: the enforcer program runs at raw_syscalls/sys_enter, and a tracepoint cannot fail the call; "
+                + "argSig 9 kills the process before the enforced call returns, so it never sees the result");
+        else if (features.Has(Kernel.Mechanism.Kprobe) && features.OverrideReturn.Available)
+            d.EngineGap(err.Pos, err.Path, "NotifyEnforcer argError at the thread's next enforced call (the enforcer on syscall kprobes with bpf_override_return); "
+                + "argSig 9 is, and argError at a hook that is itself the enforced call");
+        else
+            d.Error(err.Pos, err.Path, $"unsupported: NotifyEnforcer argError {err.Value} at the thread's next enforced call: the enforcer program runs at raw_syscalls/sys_enter, "
+                + "and failing the call needs bpf_override_return (a kprobe on the syscall function, CONFIG_BPF_KPROBE_OVERRIDE) or fmod_ret on __x64_sys_*; add argSig: 9 (the process is killed before the call returns)");
+    }
+
     /// <summary>What a NotifyEnforcer selector does here, for --explain.</summary>
     private static string? EnforcerMeaning(Actions actions, int signal, int error, Placement? placement) =>
         !actions.HasFlag(Actions.NotifyEnforcer) ? null
+        : actions.HasFlag(Actions.NotifyNext)
+        ? "NotifyEnforcer: the thread is notified here, and the enforcer program (raw_syscalls/sys_enter) "
+            + (signal != 0 ? $"sends signal {signal} at its next call among spec.enforcers' calls, before that call runs" : "acts at its next call among spec.enforcers' calls, with nothing to do (no argSig)")
+            + "; one notification per thread (a newer one replaces it), kept until then or until the thread exits; argError is not applied (a tracepoint cannot fail the call)"
         : "NotifyEnforcer, enforced at this hook (it is one of spec.enforcers' calls): "
             + string.Join(" and ", new[]
             {

@@ -69,6 +69,7 @@ internal sealed class SemanticPass(KernelFeatures features, Func<string, string,
         return d.HasErrors || !complete ? null : new PolicyPlan(p.Metadata.Name.Value, file, enforce, hooks, sets, scope)
         {
             FailClosed = failClosed, FtraceLists = [.. _ftraceLists.Values], Loader = p.Spec.Loader is { Value: true },
+            EnforcedCalls = hooks.Any(h => h.Selectors.Any(s => s.Actions.HasFlag(Actions.NotifyNext))) ? [.. enforcer!.Calls.Order()] : [],
         };
     }
 
@@ -195,8 +196,9 @@ internal sealed class SemanticPass(KernelFeatures features, Func<string, string,
 
     /// <summary>spec.enforcers: the syscalls a NotifyEnforcer action enforces at (x86-64 names with or without their
     /// prefixes, `__ia32_sys_*` entries, `list:NAME` of a syscalls list). Tetragon's enforcer is a program on each
-    /// listed call that consumes the thread's notification; here the notifying hook itself must be one of those calls
-    /// (SelectorCompiler checks it), so the enforcement needs no program of its own.</summary>
+    /// listed call that consumes the thread's notification. Here, a notifying hook that can only be one of those calls
+    /// enforces at once (the same call); any other leaves the thread a notification that the enforcer program
+    /// (bpf/enforcer.bpf.c, at raw_syscalls/sys_enter) consumes at its next call among them.</summary>
     private EnforcerCalls? Enforcers(PolicySpec spec, IReadOnlyDictionary<string, ListInfo> lists, DiagnosticBag d)
     {
         if (spec.Enforcers.Count == 0) return null;

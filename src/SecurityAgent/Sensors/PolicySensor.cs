@@ -19,7 +19,7 @@ public sealed class PolicySensor : IDisposable
 {
     private readonly ProcessSensor _process;
     private readonly BpfObject _core;
-    private BpfObject? _kprobe, _kover, _ksys, _sock, _uprobe, _usdtSet, _rawtp, _loader;
+    private BpfObject? _kprobe, _kover, _ksys, _sock, _uprobe, _usdtSet, _rawtp, _loader, _enforcer;
     private readonly Dictionary<string, BpfObject> _lsm = new(), _fmodRet = new(), _fexit = new();
     private Microsoft.Win32.SafeHandles.SafeFileHandle? _cgroup;
 
@@ -143,9 +143,23 @@ public sealed class PolicySensor : IDisposable
         }
     }
 
-    /// <summary>spec.loader: which processes the loader sensor reports (all, or those of the given pod scopes), and its one
-    /// attachment at sys_exit_mmap, made on first use.</summary>
-    public BpfLink AttachLoader() => Family(ref _loader, ObjectSpecs.Loader).Program(BpfNames.Programs.LoaderMmap).AttachTracepoint("syscalls", "sys_exit_mmap");
+    /// <summary>spec.loader: which processes the loader sensor reports (all, or those of the given pod scopes), and its
+    /// attachments at sys_exit_mmap and sched_process_exec, made on first use.</summary>
+    public IReadOnlyList<BpfLink> AttachLoader()
+    {
+        var o = Family(ref _loader, ObjectSpecs.Loader);
+        var mmap = o.Program(BpfNames.Programs.LoaderMmap).AttachTracepoint("syscalls", "sys_exit_mmap");
+        try
+        {
+            // The binary and its interpreter, mapped by exec itself (never through mmap).
+            return [mmap, o.Program(BpfNames.Programs.LoaderExec).AttachTracepoint("sched", "sched_process_exec")];
+        }
+        catch
+        {
+            mmap.Dispose();
+            throw;
+        }
+    }
 
     public void ConfigureLoader(int unscoped, IReadOnlyList<uint> scopeIds)
     {
@@ -155,6 +169,58 @@ public sealed class PolicySensor : IDisposable
         for (int i = 0; i < scopeIds.Count; i++)
             BitConverter.TryWriteBytes(v.AsSpan(Wire.LoaderConfig.ScopeIds + 4 * i), scopeIds[i]);
         Family(ref _loader, ObjectSpecs.Loader).Map(BpfNames.Maps.LoaderConfig).Update(BitConverter.GetBytes(0u), v);
+    }
+
+    /// <summary>spec.enforcers: the enforcer program at raw_syscalls/sys_enter and the cleanup of a thread's notification
+    /// when it exits, attached with the first policy that notifies for later calls.</summary>
+    public IReadOnlyList<BpfLink> AttachEnforcer()
+    {
+        var o = Family(ref _enforcer, ObjectSpecs.Enforcer);
+        var enter = o.Program(BpfNames.Programs.Enforcer).AttachTracepoint("raw_syscalls", "sys_enter");
+        try
+        {
+            return [enter, o.Program(BpfNames.Programs.EnforcerExit).AttachTracepoint("sched", "sched_process_exit")];
+        }
+        catch
+        {
+            enter.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>How many loaded policies enforce a syscall (its sa_enf_nrs slot: an ia32 one at 1024 + nr).</summary>
+    public void SetEnforcedCount(uint slot, uint policies) =>
+        Family(ref _enforcer, ObjectSpecs.Enforcer).Map(BpfNames.Maps.EnfNrs).Update(BitConverter.GetBytes(slot), BitConverter.GetBytes(policies));
+
+    /// <summary>Adds or removes a syscall (| 0x80000000 for ia32) among a policy's enforced calls.</summary>
+    public void SetEnforcedCall(uint policyId, uint nr, bool enforced)
+    {
+        var key = new byte[PolicyWire.EnfCallKey.Length];
+        BitConverter.TryWriteBytes(key.AsSpan(PolicyWire.EnfCallKey.PolicyId), policyId);
+        BitConverter.TryWriteBytes(key.AsSpan(PolicyWire.EnfCallKey.Nr), nr);
+        var map = Family(ref _enforcer, ObjectSpecs.Enforcer).Map(BpfNames.Maps.EnfCalls);
+        if (enforced)
+            map.Update(key, [1]);
+        else
+            map.Delete(key);
+    }
+
+    /// <summary>Drops every pending notification (after the last notifying policy is unloaded).</summary>
+    public void ClearEnforcerNotifications()
+    {
+        var map = _core.Map(BpfNames.Maps.EnfNotify);
+        foreach (var key in map.Keys())
+            map.Delete(key);
+    }
+
+    /// <summary>TrackSock's socks the LRU map forgot at its capacity: the entries added less those removed and those there
+    /// (read on demand: one key walk of sa_socktrack).</summary>
+    public ulong SocktrackEvictions()
+    {
+        var stats = _core.Map(BpfNames.Maps.SocktrackStats);
+        ulong added = stats.SumPerCpu((uint)PolicyWire.SocktrackStat.Added), removed = stats.SumPerCpu((uint)PolicyWire.SocktrackStat.Removed);
+        ulong live = (ulong)_core.Map(BpfNames.Maps.Socktrack).Keys().Count;
+        return added > removed + live ? added - removed - live : 0;
     }
 
     /// <summary>The exit program's cookie bit for its link at sched_process_exec (SA_EXIT_AT_EXEC in tracepoint.bpf.c).</summary>
@@ -223,6 +289,7 @@ public sealed class PolicySensor : IDisposable
         _usdtSet?.Dispose();
         _rawtp?.Dispose();
         _loader?.Dispose();
+        _enforcer?.Dispose();
         _cgroup?.Dispose();
         _core.Dispose();
     }

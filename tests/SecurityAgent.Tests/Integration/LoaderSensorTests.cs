@@ -3,8 +3,9 @@ using SecurityAgent.Tests.Support;
 
 namespace SecurityAgent.Tests.Integration;
 
-/// <summary>spec.loader on this kernel (sys_exit_mmap): a program the test builds dlopen()s a library it built into the
-/// test's temp dir, with a build id the linker wrote; the event names that library and its build id as readelf reads it.</summary>
+/// <summary>spec.loader on this kernel (sys_exit_mmap, and sched_process_exec for what exec maps): a program the test builds
+/// dlopen()s a library it built into the test's temp dir, with a build id the linker wrote; the event names that library
+/// and its build id as readelf reads it; the program itself and its interpreter are reported too.</summary>
 [Collection("kernel")]
 public class LoaderSensorTests
 {
@@ -74,6 +75,30 @@ public class LoaderSensorTests
             Assert.Single(agent.Events.Where(e => Of(e, pid)));
         foreach (var line in agent.Events.RawLines.Where(l => l.Contains("\"process_loader\"") && l.Contains(lib)))
             Unit.JsonFormatTests.AssertValid(line);
+    }
+
+    [Fact]
+    public void The_binary_and_its_interpreter_which_exec_maps_without_mmap_are_reported_once_per_process()
+    {
+        using var dir = new TempDir();
+        var (lib, tool, _) = Build(dir);
+        var headers = Run.Wait("readelf", ["-lW", tool]).Stdout;
+        var request = headers.Split('\n').Single(l => l.Contains("Requesting program interpreter:"));
+        var interp = Run.Wait("realpath", [request[(request.IndexOf(':') + 1)..].Trim().TrimEnd(']')]).Stdout.Trim();
+        var notes = Run.Wait("readelf", ["-n", tool]).Stdout.Split('\n').Single(l => l.Contains("Build ID:"));
+        var toolId = notes[(notes.IndexOf("Build ID:") + 9)..].Trim();
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["loader.yaml"] = LoaderPolicy });
+        Reported(agent, () => Run.Wait(tool, [lib]), tool, tool);
+
+        int pid = int.Parse(Run.Wait(tool, [lib]).Stdout.Split(' ')[0]);
+        bool Of(JsonElement e, string path) => IsLoaderOf(e, path, tool) && e.GetProperty("process_loader").GetProperty("process").GetProperty("pid").GetInt32() == pid;
+        var binary = agent.Events.WaitFor(e => Of(e, tool), $"process_loader of {tool} (pid {pid})").GetProperty("process_loader");
+        Assert.Equal(toolId, Convert.ToHexStringLower(binary.GetProperty("buildid").GetBytesFromBase64()));
+        agent.Events.WaitFor(e => Of(e, interp), $"process_loader of the interpreter {interp} (pid {pid})");
+        agent.Events.WaitFor(e => Of(e, lib), $"process_loader of {lib} (pid {pid})");
+        Thread.Sleep(300);
+        Assert.Single(agent.Events.Where(e => Of(e, tool)));
+        Assert.Single(agent.Events.Where(e => Of(e, interp)));
     }
 
     [Fact]

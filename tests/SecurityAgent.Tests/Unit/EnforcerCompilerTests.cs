@@ -4,13 +4,14 @@ using SecurityAgent.Policies;
 namespace SecurityAgent.Tests.Unit;
 
 /// <summary>spec.enforcers + NotifyEnforcer (Tetragon's killer.yaml): enforced at the notifying hook when it is one of
-/// the enforced syscalls; the signal from the hook, argError only where the syscall function can be overridden.</summary>
+/// the enforced syscalls (the signal from the hook, argError only where the syscall function can be overridden), else at
+/// the thread's next enforced call by the enforcer program.</summary>
 public sealed class EnforcerCompilerTests
 {
     private static TracepointFormat? Formats(string subsys, string ev) => (subsys, ev) switch
     {
         ("raw_syscalls", "sys_enter") => new TracepointFormat(subsys, ev, 2, [.. Common(), new("id", "long", 8, 8, true), new("args", "unsigned long[6]", 16, 48, false)]),
-        ("syscalls", "sys_enter_dup" or "sys_enter_openat") => new TracepointFormat(subsys, ev, 1,
+        ("syscalls", "sys_enter_dup" or "sys_enter_openat" or "sys_enter_getppid") => new TracepointFormat(subsys, ev, 1,
             [.. Common(), new("__syscall_nr", "int", 8, 4, true), new("fildes", "unsigned int", 16, 8, false)]),
         _ => null,
     };
@@ -88,17 +89,29 @@ public sealed class EnforcerCompilerTests
     }
 
     [Fact]
-    public void A_selector_that_can_match_a_call_outside_the_enforced_ones_is_refused_at_the_action()
+    public void A_raw_syscalls_selector_that_can_match_enforced_and_other_calls_is_refused_at_the_action()
     {
         var spec = Killer("argSig: 9").Replace("values: [\"list:dups\"]", "values: [\"list:dups\", \"2\"]");
         var v = Check(spec);
         var e = Assert.Single(v.Diagnostics, x => x.Severity == Severity.Error);
-        Assert.Equal("spec.tracepoints[0].selectors[0].matchActions[0].action", e.Field);
-        Assert.Contains("SecurityAgent enforces at the notifying hook, so the hook must be one of those calls", e.Message);
+        Assert.Equal(("spec.tracepoints[0].selectors[0].matchActions[0].action", 27, 17), (e.Field, e.Line, e.Column));
+        Assert.Contains("can match both spec.enforcers' calls and others", e.Message);
+        var unconfined = Check(Killer("argSig: 9").Replace("    - matchArgs:\n      - index: 0\n        operator: InMap\n        values: [\"list:dups\"]\n      matchBinaries:", "    - matchBinaries:"));
+        Assert.Contains(unconfined.Diagnostics, x => x.Severity == Severity.Error && x.Message.Contains("can match both spec.enforcers' calls and others"));
     }
 
     [Fact]
-    public void A_syscall_tracepoint_on_an_enforced_call_signals_and_one_on_another_call_is_refused()
+    public void A_raw_syscalls_selector_confined_to_other_calls_notifies_for_the_next_enforced_call()
+    {
+        var v = Check(Killer("argSig: 9", inMap: "2"));
+        Assert.True(v.Ok, string.Join("\n", v.Diagnostics));
+        var sel = Assert.Single(Assert.Single(v.Plan!.Hooks).Selectors);
+        Assert.Equal((Actions.Post | Actions.NotifyEnforcer | Actions.NotifyNext, 9), (sel.Actions, sel.Signal));
+        Assert.Equal([32UL, 33UL], v.Plan!.EnforcedCalls);
+    }
+
+    [Fact]
+    public void A_syscall_tracepoint_on_an_enforced_call_signals_at_once_and_one_on_another_call_notifies_for_the_next()
     {
         const string spec = """
               enforcers:
@@ -118,8 +131,61 @@ public sealed class EnforcerCompilerTests
         var ok = Check(spec.Replace("EVENT", "dup"));
         Assert.True(ok.Ok, string.Join("\n", ok.Diagnostics));
         Assert.Equal(Actions.Post | Actions.Signal | Actions.NotifyEnforcer, Assert.Single(Assert.Single(ok.Plan!.Hooks).Selectors).Actions);
-        var refused = Check(spec.Replace("EVENT", "openat"));
-        Assert.Contains(refused.Diagnostics, x => x.Severity == Severity.Error && x.Message.Contains("NotifyEnforcer on tracepoint syscalls/sys_enter_openat"));
+        Assert.Empty(ok.Plan!.EnforcedCalls); // nothing for the enforcer program: no program is loaded for it
+        var later = Check(spec.Replace("EVENT", "openat"));
+        Assert.True(later.Ok, string.Join("\n", later.Diagnostics));
+        var sel = Assert.Single(Assert.Single(later.Plan!.Hooks).Selectors);
+        // The hook signals nothing itself: the enforcer program sends signal 9 at the thread's next dup.
+        Assert.Equal((Actions.Post | Actions.NotifyEnforcer | Actions.NotifyNext, 9), (sel.Actions, sel.Signal));
+        Assert.Equal([32UL], later.Plan!.EnforcedCalls);
+        Assert.Contains("NotifyEnforcer: the thread is notified here, and the enforcer program (raw_syscalls/sys_enter) sends signal 9 at its next call among spec.enforcers' calls, before that call runs",
+            PlanExplainer.Explain(later.Plan!));
+        Assert.Equal("KPROBE_ACTION_NOTIFYENFORCER", Export.PolicyArgs.ActionName(sel.Actions));
+    }
+
+    private const string OpenThenDup = """
+          enforcers:
+          - calls: ["sys_dup"]
+          tracepoints:
+          - subsystem: syscalls
+            event: sys_enter_openat
+            selectors:
+            - matchBinaries:
+              - operator: In
+                values: ["/tmp/secagent-test/victim"]
+              matchActions:
+              - action: NotifyEnforcer
+                ACTION
+
+        """;
+
+    [Fact]
+    public void ArgError_for_the_next_enforced_call_is_a_warning_with_SIGKILL_an_error_without_and_an_engine_gap_where_override_exists()
+    {
+        var killed = Check(OpenThenDup.Replace("ACTION", "argError: -1\n        argSig: 9"));
+        Assert.True(killed.Ok, string.Join("\n", killed.Diagnostics));
+        var w = Assert.Single(killed.Warnings, x => x.Field.EndsWith("argError"));
+        Assert.Equal((17, 19), (w.Line, w.Column));
+        Assert.Contains("a tracepoint cannot fail the call", w.Message);
+        Assert.Equal(0, Assert.Single(Assert.Single(killed.Plan!.Hooks).Selectors).Error);
+
+        var alone = Check(OpenThenDup.Replace("ACTION", "argError: -1"));
+        var e = Assert.Single(alone.Diagnostics, x => x.Severity == Severity.Error);
+        Assert.Equal(("spec.tracepoints[0].selectors[0].matchActions[0].argError", 17, 19), (e.Field, e.Line, e.Column));
+        Assert.Contains("needs bpf_override_return", e.Message);
+
+        var everywhere = Check(OpenThenDup.Replace("ACTION", "argError: -1"), KernelFeatures.Everything);
+        Assert.Contains(everywhere.Diagnostics, x => x.Severity == Severity.Error && x.Field.EndsWith("argError")
+            && x.Message.Contains("NotifyEnforcer argError at the thread's next enforced call") && x.Message.Contains("not carried by this build's kernel engine yet"));
+    }
+
+    [Fact]
+    public void A_notification_for_a_later_call_with_matchParentBinaries_is_refused()
+    {
+        var v = Check(OpenThenDup.Replace("ACTION", "argSig: 9").Replace("    - matchBinaries:", "    - matchParentBinaries:\n      - operator: In\n        values: [\"/bin/sh\"]\n      matchBinaries:"));
+        var e = Assert.Single(v.Diagnostics, x => x.Severity == Severity.Error);
+        Assert.Equal("spec.tracepoints[0].selectors[0].matchParentBinaries", e.Field);
+        Assert.Contains("decided in user space", e.Message);
     }
 
     [Fact]
@@ -184,5 +250,33 @@ public sealed class EnforcerCompilerTests
         Assert.Contains(noEnforcers.Diagnostics, x => x.Message == "action NotifyEnforcer needs spec.enforcers (the calls it denies)");
         var nothing = Check(Killer("rateLimit: \"1m\"").Replace("rateLimit: \"1m\"", ""));
         Assert.Contains(nothing.Diagnostics, x => x.Message == "action NotifyEnforcer needs argError or argSig (what the enforcer does)");
+    }
+
+    [Fact]
+    public void CleanupEnforcerNotification_drops_the_policys_notification_and_needs_spec_enforcers()
+    {
+        var v = Check(OpenThenDup.Replace("ACTION", "argSig: 9") + """
+              - subsystem: syscalls
+                event: sys_enter_getppid
+                selectors:
+                - matchActions:
+                  - action: CleanupEnforcerNotification
+
+            """);
+        Assert.True(v.Ok, string.Join("\n", v.Diagnostics));
+        var cleanup = Assert.Single(v.Plan!.Hooks[1].Selectors);
+        Assert.Equal(Actions.Post | Actions.EnfCleanup, cleanup.Actions);
+        Assert.Equal("KPROBE_ACTION_CLEANUPENFORCERNOTIFICATION", Export.PolicyArgs.ActionName(cleanup.Actions));
+        var without = Check("""
+              tracepoints:
+              - subsystem: syscalls
+                event: sys_enter_getppid
+                selectors:
+                - matchActions:
+                  - action: CleanupEnforcerNotification
+
+            """);
+        var e = Assert.Single(without.Diagnostics, x => x.Severity == Severity.Error);
+        Assert.Equal(("spec.tracepoints[0].selectors[0].matchActions[0].action", "action CleanupEnforcerNotification needs spec.enforcers (it drops this policy's NotifyEnforcer notifications)"), (e.Field, e.Message));
     }
 }
