@@ -68,10 +68,22 @@ public static class PathChanges
         hook.Mechanism == Mechanism.Tracepoint && hook.Target.StartsWith(EnterPrefix, StringComparison.Ordinal)
             ? Syscalls.GetValueOrDefault(hook.Target[EnterPrefix.Length..]) : PathChange.None;
 
-    /// <summary>The hook's file-name arguments: slot and which name of the call it is (0, or 1 for rename's and link's new name).</summary>
-    public static IEnumerable<(int Slot, int Position)> NameSlots(HookPlan hook) =>
+    private static readonly Dictionary<int, PathChange> ByNumber = Syscalls
+        .Where(s => SyscallTable.X86_64.Number(s.Key) is not null)
+        .ToDictionary(s => (int)SyscallTable.X86_64.Number(s.Key)!.Value, s => s.Value);
+
+    /// <summary>The changes a syscall, by its number, stands for; None when it is not one of these syscalls.</summary>
+    public static PathChange ChangesOfNumber(int nr) => ByNumber.GetValueOrDefault(nr);
+
+    /// <summary>The number of the hook's syscall; -1 when unknown.</summary>
+    public static int NumberOf(HookPlan hook) =>
+        hook.Target.StartsWith(EnterPrefix, StringComparison.Ordinal) && SyscallTable.X86_64.Number(hook.Target[EnterPrefix.Length..]) is { } n ? (int)n : -1;
+
+    /// <summary>The hook's file-name arguments: slot, which name of the call it is (0, or 1 for rename's and link's new
+    /// name), and its offset in the syscall's record.</summary>
+    public static IEnumerable<(int Slot, int Position, int Offset)> NameSlots(HookPlan hook) =>
         hook.Args.Where(a => PathArguments.Resolved(hook.Target, a.Offset, a.KernelType) is not null)
-            .Select(a => (a.Slot, PathArguments.NamePosition(hook.Target, a.Offset)));
+            .Select(a => (a.Slot, PathArguments.NamePosition(hook.Target, a.Offset), a.Offset));
 
     /// <summary>Whether a hook is matched again after the call; why not when it is one of these syscalls but cannot be.</summary>
     public static bool Covered(HookPlan hook, out string why)
