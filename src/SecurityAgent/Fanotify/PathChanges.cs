@@ -13,8 +13,9 @@ public enum PathChange
     Delete = 1,
     /// <summary>FAN_RENAME (old and new name), or FAN_MOVE_SELF of a watched file (renamed under one of its hard links).</summary>
     Rename = 2,
-    /// <summary>FAN_ATTRIB with a name: the mode changed (chmod), as a stat before and after tells; when it cannot tell
-    /// (no earlier stat, times or xattrs, the same mode again), both <see cref="Mode"/> and <see cref="Owner"/>.</summary>
+    /// <summary>FAN_ATTRIB with a name: the mode changed (chmod), as the call's note says; without one, as a stat before
+    /// and after tells, and when it cannot (no earlier stat, times or xattrs, the same mode again), both
+    /// <see cref="Mode"/> and <see cref="Owner"/>.</summary>
     Mode = 4,
     /// <summary>FAN_ATTRIB with a name: the owner or group changed (chown).</summary>
     Owner = 8,
@@ -27,7 +28,8 @@ public enum PathChange
     Link = 128,
     /// <summary>FAN_ATTRIB without a name on a watched file whose link count fell (a hard link to it removed).</summary>
     Unlink = 256,
-    /// <summary>FAN_MODIFY that left the file shorter than it was (truncate; a write(2) is FAN_MODIFY too, and does not).</summary>
+    /// <summary>FAN_MODIFY of a truncate call (its note); without one, a FAN_MODIFY that left the file shorter than it was (a
+    /// write(2) is FAN_MODIFY too, and does not).</summary>
     Shortened = 512,
 }
 
@@ -124,10 +126,10 @@ public static class PathChanges
         {
             _ when changes.HasFlag(PathChange.Delete) => "FAN_DELETE: the real path of the removed entry; a watched file's link count falling: the file",
             PathChange.Rename => "FAN_RENAME: the real paths of the old and new name; FAN_MOVE_SELF of a watched file: the file",
-            PathChange.Mode => "FAN_ATTRIB: the real path of the file whose mode changed (when a stat cannot tell mode from owner, times or xattrs, any attribute change matches)",
-            PathChange.Owner => "FAN_ATTRIB: the real path of the file whose owner changed (when a stat cannot tell mode from owner, times or xattrs, any attribute change matches)",
+            PathChange.Mode => "FAN_ATTRIB of a chmod call, joined to the kernel's note of the call: the real path of the file, and the string passed (a change no note stands for, as io_uring's, is told by the file's stat)",
+            PathChange.Owner => "FAN_ATTRIB of a chown call, joined to the kernel's note of the call: the real path of the file, and the string passed (a change no note stands for, as io_uring's, is told by the file's stat)",
             PathChange.Directory => "FAN_CREATE of a directory: its real path",
-            PathChange.Shortened => "FAN_MODIFY that left the file shorter: its real path (a truncate that does not shorten the file is matched on the name only)",
+            PathChange.Shortened => "FAN_MODIFY of a truncate call, joined to the kernel's note of the call: its real path, and the string passed (without a note, only a FAN_MODIFY that left the file shorter)",
             PathChange.Link => "FAN_CREATE of the new name: its real path; a watched file's link count growing: the file",
             _ => "FAN_CREATE: the real path of the new name",
         };
