@@ -44,6 +44,7 @@ public sealed partial class PathChangeWatcher : IDisposable
     private readonly Dictionary<string, Libc.FileStat> _stats = []; // a file's stat when last seen: what an attribute change changed
     private readonly List<string> _trees;                      // Prefix directories: a directory created below one is marked too
     private readonly Thread _thread;
+    private const int MaxFiles = 65536; // files watched by inode: those named at load, and those created under a Prefix since
     private const int MaxHandle = 136; // MAX_HANDLE_SZ and the handle's 8-byte header
     private readonly byte[] _scratch = new byte[4096];
     private long _events, _posted, _overflows;
@@ -92,9 +93,7 @@ public sealed partial class PathChangeWatcher : IDisposable
             foreach (var f in filters.Where(f => f.Op is StringOp.Equal or StringOp.Prefix)
                          .SelectMany(f => f.Values.SelectMany(v => PathArguments.Files(v, f.Op == StringOp.Prefix))).DistinctBy(f => f.Path))
             {
-                if (Libc.NameToHandle(f.Path) is not { } handle || Mark(0, FileMask, f.Path) != 0) continue;
-                _files.TryAdd(new string(Key(FsIdOf(Parent(f.Path)), handle, new char[KeyLength(handle)])), f.Path);
-                if (Libc.Lstat(f.Path) is { } st) _stats[f.Path] = st;
+                WatchFile(f.Path);
             }
         }
         catch
@@ -104,6 +103,14 @@ public sealed partial class PathChangeWatcher : IDisposable
         }
         _thread = new Thread(Loop) { IsBackground = true, Name = "fanotify-changes" };
         _thread.Start();
+    }
+
+    /// <summary>Marks a file by inode (changes through any of its names are reported on it) and remembers its handle.</summary>
+    private void WatchFile(string path)
+    {
+        if (Libc.NameToHandle(path) is not { } handle || Mark(0, FileMask, path) != 0) return;
+        _files.TryAdd(new string(Key(FsIdOf(Parent(path)), handle, new char[KeyLength(handle)])), path);
+        if (Libc.Lstat(path) is { } st) _stats[path] = st;
     }
 
     private int Mark(uint flags, ulong mask, string path)
@@ -229,8 +236,13 @@ public sealed partial class PathChangeWatcher : IDisposable
         else if ((mask & Libc.FAN_CREATE) != 0 && PathOf(dir) is { } created)
         {
             candidates = isDir ? PathChange.Directory : PathChange.Symlink | PathChange.Node | PathChange.Link;
-            if (isDir && _trees.Any(t => created.StartsWith(t, StringComparison.Ordinal)))
-                Mark(Libc.FAN_MARK_ONLYDIR, DirectoryMask, created);
+            if (_trees.Any(t => created.StartsWith(t, StringComparison.Ordinal)))
+            {
+                if (isDir)
+                    Mark(Libc.FAN_MARK_ONLYDIR, DirectoryMask, created);
+                else if (_files.Count < MaxFiles && Libc.Lstat(created) is { IsRegular: true })
+                    WatchFile(created); // a hard link made to it later, anywhere, is then seen on the file
+            }
             first = created;
         }
         else if ((mask & Libc.FAN_ATTRIB) != 0)

@@ -148,6 +148,15 @@ public class NameOnlyPathEvasionTests
             Assert.Equal(args[0], passed.GetProperty("string_arg").GetString());
         }
 
+        // A file created under the Prefix after the policy loaded, then hard-linked elsewhere: removing the other name is
+        // seen on the file (the watcher marked it by inode when it was created).
+        File.WriteAllText(Path.Combine(s.Protected, "n1"), "secret\n");
+        Thread.Sleep(500);
+        Assert.Equal(0, Run.Wait("/usr/bin/ln", [Path.Combine(s.Protected, "n1"), Path.Combine(s.Elsewhere, "hl-n1")]).Code);
+        Assert.Equal(0, Run.Wait(s.Op, ["unlink", s.Elsewhere + "/hl-n1"]).Code);
+        var late = WaitFor(agent, "names-monitor", "unlink", s.Protected + "/n1", "unlink of a hard link to a file created after load");
+        Assert.Equal(s.Elsewhere + "/hl-n1", late.GetProperty("securityagent").GetProperty("passed_args")[0].GetProperty("string_arg").GetString());
+
         // The same calls on an unrelated file, by the same program, through the same directories: nothing.
         foreach (var call in (string[])["chmod", "chown", "truncate"])
             Assert.Equal(0, Run.Wait(s.Op, [call, s.Elsewhere + "/plain"]).Code);
@@ -165,7 +174,7 @@ public class NameOnlyPathEvasionTests
         Assert.Single(mine, b => Arg0(b) == s.Protected + "/u3");
         Assert.DoesNotContain(mine, b => Arg0(b).StartsWith(s.Elsewhere, StringComparison.Ordinal) && !Arg0(b).Contains("/r1-moved") && !Arg0(b).Contains("hl-"));
         // One event per call, by the hook of the syscall made: a chmod to the same mode is not taken for a chown.
-        Assert.Equal(s.Evasions().Count() + 1, mine.Count);
+        Assert.Equal(s.Evasions().Count() + 2, mine.Count);
         Assert.DoesNotContain(mine, b => Function(b).EndsWith("sys_chown", StringComparison.Ordinal) && Arg0(b) == s.Protected + "/c3");
 
         // The after-the-call path is counted where operators look: changes posted, and no overflow of its queue.
