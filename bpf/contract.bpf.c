@@ -50,6 +50,7 @@ struct sa_point_stats sa_contract_point_stats;
 struct sa_sock_info sa_contract_sock_info;
 struct sa_cred_info sa_contract_cred_info;
 struct sa_bpf_info sa_contract_bpf_info;
+struct sa_after_note sa_contract_after_note;
 struct sa_proc sa_contract_proc;
 struct sa_enf_note sa_contract_enf_note;
 struct sa_enf_call_key sa_contract_enf_call_key;

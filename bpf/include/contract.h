@@ -48,6 +48,7 @@ enum sa_limit {
 	SA_EVENT_DATA = 4096,      /* policy_event.data: SA_MAX_ARGS strings of < SA_STR_MAX bytes, then as many
 				    * strings as passed (where they differ from the resolved path), packed */
 	SA_NORM_DEPTH = 64,        /* path components `..` can go back over when a path is normalised */
+	SA_AFTER_NOTES = 4096,     /* sa_after_notes: the last name-only calls noted for the after-call match (a power of 2) */
 	SA_SYSCALL_RECORD = 64,    /* bytes of a sys_enter_* tracepoint record (header, number, 6 arguments) */
 	SA_FOLLOW_BITS = 64,       /* matchPIDs followForks sets (bits of sa_follow values) */
 	SA_SIGKILL = 9,
@@ -300,6 +301,8 @@ enum sa_point_flags {
 	SA_POINT_EXIT_FD = 1 << 0,   /* the return value is a file descriptor (open, openat, openat2, creat) */
 	SA_POINT_EXIT_EXE = 1 << 1,  /* a successful exec: the new mm->exe_file */
 	SA_POINT_EXIT_RETURN = 1 << 2,/* return probes: the exit reads the return value for the hooks armed at enter */
+	SA_POINT_EXIT_AFTER_NOTE = 1 << 5, /* a name-only syscall matched again after the call (fanotify): calls that pass the
+				       * process-level dimensions leave a struct sa_after_note (what was passed) */
 };
 
 /* Comparisons of a selector (matchArgs, matchBinaries, matchPIDs, matchCapabilities). */
@@ -424,6 +427,22 @@ struct sa_point {
 	struct sa_point_arg args[SA_POINT_ARGS];
 	__u64 valid[SA_SEL_WORDS];   /* bits < nbits */
 	struct sa_dim dims[SA_MAX_DIMS];
+};
+
+/* One call of a name-only syscall (SA_POINT_EXIT_AFTER_NOTE) as the process made it: the agent joins the fanotify change it
+ * made (reported with the thread's id) to it, so the after-call event names the syscall and carries the strings passed.
+ * sa_after_notes is an mmapped ring indexed by seq % SA_AFTER_NOTES: seq is 0 while the entry is written, then the
+ * call's number (from 1) in the order the calls were noted. */
+struct sa_after_note {
+	__u64 seq;
+	__u64 ktime;
+	__u32 tid;
+	__u32 tgid;
+	__u32 nr;                /* the syscall's number (the sys_enter record's id) */
+	__u16 off[2];            /* the record offsets of the first two string arguments read at the point ... */
+	__u16 len[2];            /* ... their lengths without the terminator (0: none) ... */
+	__u32 pad;
+	char name[2][SA_STR_MAX];/* ... and the strings as passed */
 };
 
 /* Keys of sa_points and sa_selectors. */

@@ -8,6 +8,7 @@
  *      GreaterThan/LessThan/Mask); each hook's first selector that passes decides its actions. */
 #pragma once
 #include "actions.h"
+#include "aftercall.h"
 
 static __always_inline bool sa_selector_passes(struct sa_run *r, const struct sa_selector *sel)
 {
@@ -143,6 +144,8 @@ static __always_inline __s32 sa_policy_run_ctx(__u32 ap, __u8 op, const struct s
 		__builtin_memcpy(r.c->proc_live, r.c->live, sizeof(r.c->proc_live));
 #endif
 	sa_read_args(r.c, r.pt, src);
+	if (!skip)
+		sa_after_note(&r, src);
 	if (sa_eval_dims(&r, r.pt->nproc_dims, r.pt->ndims)) {
 		sa_take_stacks(&r, ctx);
 #ifdef SA_USDT

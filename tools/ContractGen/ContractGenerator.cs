@@ -70,6 +70,7 @@ public static class ContractGenerator
         new("sa_sock_info", "SecurityAgent.Events", "PolicyWire", "SockInfo"),
         new("sa_cred_info", "SecurityAgent.Events", "PolicyWire", "CredInfo"),
         new("sa_bpf_info", "SecurityAgent.Events", "PolicyWire", "BpfInfo"),
+        new("sa_after_note", "SecurityAgent.Events", "PolicyWire", "AfterNote"),
     ];
 
     /// <param name="contract">BTF of the contract object (every type of contract.h).</param>

@@ -15,6 +15,8 @@ namespace SecurityAgent.Bpf
             public const string ProbeRing = "probe_ring";
             public const string Active = "sa_active";
             public const string AddrLpm = "sa_addr_lpm";
+            public const string AfterNotes = "sa_after_notes";
+            public const string AfterSeq = "sa_after_seq";
             public const string BinaryScratch = "sa_binary_scratch";
             public const string Call = "sa_call";
             public const string Deny = "sa_deny";
@@ -191,7 +193,7 @@ namespace SecurityAgent.Bpf
         public static class Tracepoint
         {
             public const string File = "tracepoint.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_rcu_inner", "sa_rcu_barrier", "sa_pending", "sa_active", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_inode_set", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_rcu_inner", "sa_rcu_barrier", "sa_pending", "sa_active", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_inode_set", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_after_notes", "sa_after_seq"];
             public static readonly IReadOnlyList<string> Programs = ["sa_policy_tp", "sa_policy_exit_tp", "sa_policy_ret_tp"];
         }
 
@@ -254,6 +256,7 @@ namespace SecurityAgent.Events
         public const int MaxPoints = 1024;
         public const int EventData = 4096;
         public const int NormDepth = 64;
+        public const int AfterNotes = 4096;
         public const int SyscallRecord = 64;
         public const int FollowBits = 64;
         public const int Sigkill = 9;
@@ -348,6 +351,7 @@ namespace SecurityAgent.Events
             Fd = 1,
             Exe = 2,
             Return = 4,
+            AfterNote = 32,
         }
 
         /// <summary>enum sa_ev_file_info</summary>
@@ -695,6 +699,20 @@ namespace SecurityAgent.Events
             public const int ProbeOffset = 24;
             public const int Name = 32;
             public const int Length = 96;
+        }
+
+        /// <summary>struct sa_after_note</summary>
+        public static class AfterNote
+        {
+            public const int Seq = 0;
+            public const int Ktime = 8;
+            public const int Tid = 16;
+            public const int Tgid = 20;
+            public const int Nr = 24;
+            public const int Off = 28;
+            public const int Len = 32;
+            public const int Name = 40;
+            public const int Length = 552;
         }
     }
 

@@ -8,9 +8,10 @@ namespace SecurityAgent.Fanotify;
 /// <summary>The policy loader in front of the others for hooks on name-only syscalls (unlink, rename, chmod, chown, mkdir,
 /// link, symlink, mknod, truncate): the kernel hook loads as before (matched at entry on the name), and the hook is also
 /// given to one <see cref="PathChangeWatcher"/> holding every such hook, which posts its after-the-call matches on the
-/// real path. Changing the set starts a new watcher before the old one is disposed.</summary>
-public sealed partial class PathChangeLoader(IPolicyLoader inner, Func<PolicyKernelEvent, bool> post, AfterCallMatches matches, ILogger log)
-    : IPolicyLoader, IDisposable
+/// real path, joined to the kernel's note of the call (<paramref name="notes"/>: each watcher reads its own view of the
+/// ring). Changing the set starts a new watcher before the old one is disposed.</summary>
+public sealed partial class PathChangeLoader(IPolicyLoader inner, Func<PolicyKernelEvent, bool> post, AfterCallMatches matches, ILogger log,
+    Func<AfterCallNotes>? notes = null) : IPolicyLoader, IDisposable
 {
     private readonly object _lock = new();
     private readonly Dictionary<LoadedPolicy, List<PathChangeHook>> _policies = [];
@@ -89,12 +90,12 @@ public sealed partial class PathChangeLoader(IPolicyLoader inner, Func<PolicyKer
         var selectors = hook.Selectors.Select(s => (IReadOnlyList<PathFilter>)s.Args
             .Where(f => slots.Contains(f.Slot) && f.Cmp is Cmp.In or Cmp.Prefix or Cmp.Postfix)
             .Select(f => FanotifyPolicies.PathFilterOf(f.Cmp, plan.ValueSets[f.ValueSet!.Value].Values)).ToList()).ToList();
-        return new PathChangeHook(id, PathChanges.ChangesOf(hook), names, hook.Args.Count, selectors);
+        return new PathChangeHook(id, PathChanges.ChangesOf(hook), names, hook.Args.Count, selectors, PathChanges.NumberOf(hook));
     }
 
     private void Restart(List<PathChangeHook> hooks)
     {
-        var next = hooks.Count == 0 ? null : new PathChangeWatcher(hooks, post, log);
+        var next = hooks.Count == 0 ? null : new PathChangeWatcher(hooks, post, log, notes?.Invoke());
         Retire();
         _watcher = next;
     }

@@ -9,10 +9,11 @@ using SecurityAgent.Policies;
 namespace SecurityAgent.Fanotify;
 
 /// <summary>A hook on a name-only syscall (unlink, rename, chmod, ...) that is matched again after the call: its kernel
-/// hook id, the changes that stand for its syscall, its file-name slots (and which name of the call each is), and the
-/// positive path filters of each selector (one of them must hold before a change is posted).</summary>
-public sealed record PathChangeHook(uint HookId, PathChange Changes, IReadOnlyList<(int Slot, int Position)> Names, int Args,
-    IReadOnlyList<IReadOnlyList<PathFilter>> Selectors);
+/// hook id, the changes that stand for its syscall, its file-name slots (which name of the call each is, and its offset
+/// in the syscall's record), the positive path filters of each selector (one of them must hold before a change is
+/// posted), and the syscall's number (what the kernel's note of a call names).</summary>
+public sealed record PathChangeHook(uint HookId, PathChange Changes, IReadOnlyList<(int Slot, int Position, int Offset)> Names, int Args,
+    IReadOnlyList<IReadOnlyList<PathFilter>> Selectors, int Nr = -1);
 
 /// <summary>Watches the directories (and the files) the hooks' Equal and Prefix paths name with a fanotify notification
 /// group that reports the parent directory's handle and the entry's name (FAN_REPORT_DIR_FID|FAN_REPORT_NAME) and the
@@ -32,13 +33,19 @@ public sealed partial class PathChangeWatcher : IDisposable
     private readonly PathChangeHook[] _hooks;
     private readonly PathMatcher[][] _filters;
     private readonly Func<PolicyKernelEvent, bool> _post;
+    private readonly AfterCallNotes? _notes;
+    private static readonly Func<int, PathChange> _changesOf = PathChanges.ChangesOfNumber;
     private readonly ILogger _log;
     private readonly Dictionary<ulong, FdHandle> _mounts = [];
-    private readonly Dictionary<string, string> _files = [];   // a watched file's handle → its path
-    private readonly Dictionary<string, string> _dirs = [];    // a directory's handle → its path (cleared when a directory moves)
+    // Keyed by the file system's id and the handle, a char each 16 bits / byte (Key): looked up from a stack span, no allocation.
+    private readonly Dictionary<string, string> _files = new(StringComparer.Ordinal); // a watched file's handle → its path
+    private readonly Dictionary<string, string> _dirs = new(StringComparer.Ordinal);  // a directory's handle → its path (cleared when a directory moves)
+    private readonly Dictionary<string, string>.AlternateLookup<ReadOnlySpan<char>> _fileLookup, _dirLookup;
     private readonly Dictionary<string, Libc.FileStat> _stats = []; // a file's stat when last seen: what an attribute change changed
     private readonly List<string> _trees;                      // Prefix directories: a directory created below one is marked too
     private readonly Thread _thread;
+    private const int MaxFiles = 65536; // files watched by inode: those named at load, and those created under a Prefix since
+    private const int MaxHandle = 136; // MAX_HANDLE_SZ and the handle's 8-byte header
     private readonly byte[] _scratch = new byte[4096];
     private long _events, _posted, _overflows;
     private volatile bool _stopping;
@@ -48,9 +55,10 @@ public sealed partial class PathChangeWatcher : IDisposable
     /// <summary>Changes read / posted, and queue overflows (changes the kernel dropped).</summary>
     public (long Events, long Posted, long Overflows) Counters => (Interlocked.Read(ref _events), Interlocked.Read(ref _posted), Interlocked.Read(ref _overflows));
 
-    public PathChangeWatcher(IReadOnlyList<PathChangeHook> hooks, Func<PolicyKernelEvent, bool> post, ILogger? log = null)
+    public PathChangeWatcher(IReadOnlyList<PathChangeHook> hooks, Func<PolicyKernelEvent, bool> post, ILogger? log = null, AfterCallNotes? notes = null)
     {
         _post = post;
+        _notes = notes;
         _log = log ?? NullLogger.Instance;
         // The mark planner canonicalises the values and expands Prefix trees, as for permission events: a rule per selector.
         var rules = hooks.SelectMany((h, i) => h.Selectors.Select(s => new FanotifyRule(i.ToString(System.Globalization.CultureInfo.InvariantCulture),
@@ -59,6 +67,8 @@ public sealed partial class PathChangeWatcher : IDisposable
         if (plan.Errors.Count > 0)
             throw new ArgumentException(string.Join("; ", plan.Errors.Select(e => e.Error)));
         _hooks = hooks.ToArray();
+        _fileLookup = _files.GetAlternateLookup<ReadOnlySpan<char>>();
+        _dirLookup = _dirs.GetAlternateLookup<ReadOnlySpan<char>>();
         var canonical = plan.Rules.SelectMany(r => r.Paths.Select(f => (Hook: int.Parse(r.Id, System.Globalization.CultureInfo.InvariantCulture), Filter: f))).ToList();
         _filters = _hooks.Select((_, i) => canonical.Where(c => c.Hook == i).Select(c => new PathMatcher([c.Filter])).ToArray()).ToArray();
         var filters = canonical.Select(c => c.Filter).ToList();
@@ -83,9 +93,7 @@ public sealed partial class PathChangeWatcher : IDisposable
             foreach (var f in filters.Where(f => f.Op is StringOp.Equal or StringOp.Prefix)
                          .SelectMany(f => f.Values.SelectMany(v => PathArguments.Files(v, f.Op == StringOp.Prefix))).DistinctBy(f => f.Path))
             {
-                if (Libc.NameToHandle(f.Path) is not { } handle || Mark(0, FileMask, f.Path) != 0) continue;
-                _files.TryAdd(Key(FsIdOf(Parent(f.Path)), handle), f.Path);
-                if (Libc.Lstat(f.Path) is { } st) _stats[f.Path] = st;
+                WatchFile(f.Path);
             }
         }
         catch
@@ -95,6 +103,14 @@ public sealed partial class PathChangeWatcher : IDisposable
         }
         _thread = new Thread(Loop) { IsBackground = true, Name = "fanotify-changes" };
         _thread.Start();
+    }
+
+    /// <summary>Marks a file by inode (changes through any of its names are reported on it) and remembers its handle.</summary>
+    private void WatchFile(string path)
+    {
+        if (Libc.NameToHandle(path) is not { } handle || Mark(0, FileMask, path) != 0) return;
+        _files.TryAdd(new string(Key(FsIdOf(Parent(path)), handle, new char[KeyLength(handle)])), path);
+        if (Libc.Lstat(path) is { } st) _stats[path] = st;
     }
 
     private int Mark(uint flags, ulong mask, string path)
@@ -117,7 +133,14 @@ public sealed partial class PathChangeWatcher : IDisposable
         return fsid;
     }
 
-    private static string Key(ulong fsid, ReadOnlySpan<byte> handle) => fsid.ToString("x16", System.Globalization.CultureInfo.InvariantCulture) + Convert.ToHexString(handle);
+    private static int KeyLength(ReadOnlySpan<byte> handle) => 4 + handle.Length;
+
+    private static ReadOnlySpan<char> Key(ulong fsid, ReadOnlySpan<byte> handle, Span<char> into)
+    {
+        for (int i = 0; i < 4; i++) into[i] = (char)(fsid >> (16 * i));
+        for (int i = 0; i < handle.Length; i++) into[4 + i] = (char)handle[i];
+        return into;
+    }
 
     private void Loop()
     {
@@ -162,7 +185,7 @@ public sealed partial class PathChangeWatcher : IDisposable
     {
         Interlocked.Increment(ref _events);
         ulong mask = BinaryPrimitives.ReadUInt64LittleEndian(e[8..]);
-        int pid = BinaryPrimitives.ReadInt32LittleEndian(e[20..]);
+        int tid = BinaryPrimitives.ReadInt32LittleEndian(e[20..]); // FAN_REPORT_TID
         if ((mask & Libc.FAN_Q_OVERFLOW) != 0)
         {
             Interlocked.Increment(ref _overflows);
@@ -188,70 +211,120 @@ public sealed partial class PathChangeWatcher : IDisposable
         bool isDir = (mask & Libc.FAN_ONDIR) != 0;
         if (isDir && (mask & (Libc.FAN_RENAME | Libc.FAN_DELETE)) != 0)
             _dirs.Clear(); // a directory moved or went: the paths of the handles below it changed
-        string? watched = obj.Present && _files.TryGetValue(Key(obj.FsId, obj.Handle), out var w) ? w : null;
+        string? watched = null;
+        if (obj.Present && obj.Handle.Length <= MaxHandle)
+        {
+            Span<char> key = stackalloc char[KeyLength(obj.Handle)];
+            watched = _fileLookup.TryGetValue(Key(obj.FsId, obj.Handle, key), out var w) ? w : null;
+        }
+        // What the change can stand for, its paths, and the entry's name (what the call's string ends in).
         string? first = null, second = null;
-        var change = PathChange.None;
+        PathChange candidates;
+        ReadOnlySpan<byte> name = dir.Name;
         if ((mask & Libc.FAN_RENAME) != 0)
-            (change, first, second) = (PathChange.Rename, PathOf(old), PathOf(@new));
+        {
+            (candidates, first, second) = (PathChange.Rename, PathOf(old), PathOf(@new));
+            name = old.Name;
+        }
         else if ((mask & Libc.FAN_MOVE_SELF) != 0 && watched is not null)
-            (change, first) = (PathChange.Rename, watched);
+        {
+            (candidates, first) = (PathChange.Rename, watched);
+            name = default;
+        }
         else if ((mask & Libc.FAN_DELETE) != 0)
-            (change, first) = (PathChange.Delete, PathOf(dir));
+            (candidates, first) = (PathChange.Delete, PathOf(dir));
         else if ((mask & Libc.FAN_CREATE) != 0 && PathOf(dir) is { } created)
         {
-            if (isDir)
+            candidates = isDir ? PathChange.Directory : PathChange.Symlink | PathChange.Node | PathChange.Link;
+            if (_trees.Any(t => created.StartsWith(t, StringComparison.Ordinal)))
             {
-                change = PathChange.Directory;
-                if (_trees.Any(t => created.StartsWith(t, StringComparison.Ordinal)))
+                if (isDir)
                     Mark(Libc.FAN_MARK_ONLYDIR, DirectoryMask, created);
+                else if (_files.Count < MaxFiles && Libc.Lstat(created) is { IsRegular: true })
+                    WatchFile(created); // a hard link made to it later, anywhere, is then seen on the file
             }
-            else
-                change = Libc.Lstat(created) switch
-                {
-                    { IsSymlink: true } => PathChange.Symlink,
-                    { IsRegular: true, Links: > 1 } => PathChange.Link,
-                    { IsRegular: false, IsDirectory: false } => PathChange.Node,
-                    _ => PathChange.None, // open(O_CREAT), creat: the open hooks see those
-                };
-            if (change == PathChange.Link) second = created;
-            else first = created;
+            first = created;
         }
         else if ((mask & Libc.FAN_ATTRIB) != 0)
         {
+            candidates = dir.Present ? PathChange.Mode | PathChange.Owner : PathChange.Link | PathChange.Unlink;
             first = dir.Present ? watched ?? PathOf(dir) : watched;
-            var (before, after) = Restat(first);
-            if (dir.Present && first is not null)
-                change = before is { } b && after is { } a && (a.Mode != b.Mode) != (a.Uid != b.Uid || a.Gid != b.Gid)
-                    ? a.Mode != b.Mode ? PathChange.Mode : PathChange.Owner
-                    : PathChange.Mode | PathChange.Owner;
-            else if (first is not null && before is { } b2)
-                change = (after?.Links ?? 0) > b2.Links ? PathChange.Link : PathChange.Unlink;
         }
         else if ((mask & Libc.FAN_MODIFY) != 0)
-        {
-            first = watched ?? PathOf(dir);
-            var (before, after) = Restat(first);
-            if (before is not { } b || after is not { } a || a.Size < b.Size)
-                change = PathChange.Shortened;
-        }
-        if (change == PathChange.None || first is null && second is null)
+            (candidates, first) = (PathChange.Shortened, watched ?? PathOf(dir));
+        else
             return;
+        if (first is null && second is null)
+            return;
+        // The call that made it, as the kernel noted it at entry: its syscall and the strings it passed. Without one (a
+        // call the notes missed: io_uring, an overwritten note), the change is told by the file's stat.
+        var note = _notes?.Join(tid, candidates, name);
+        var change = note is not null ? _changesOf(note.Nr) & candidates : Guess(mask, candidates, first, dir.Present);
+        if ((change & PathChange.Link) != 0 && (mask & Libc.FAN_CREATE) != 0)
+            (first, second) = (null, first); // the new name of a link is its second
+        if (change == PathChange.None)
+            return;
+        int pid = note?.Tgid ?? ProcessOf(tid);
+        byte[]? firstBytes = first is null ? null : Encoding.UTF8.GetBytes(first), secondBytes = second is null ? null : Encoding.UTF8.GetBytes(second);
         for (int h = 0; h < _hooks.Length; h++)
         {
             var hook = _hooks[h];
-            if ((hook.Changes & change) == 0 || !Passes(h, first, second))
+            if ((note is not null ? hook.Nr != note.Nr : (hook.Changes & change) == 0) || !Passes(h, firstBytes, secondBytes))
                 continue;
             if (!seen.Add((hook.HookId, pid, first ?? second!)))
                 continue;
             var strings = new byte[hook.Args][];
+            byte[]?[]? passed = null;
             for (int i = 0; i < strings.Length; i++) strings[i] = [];
-            foreach (var (slot, position) in hook.Names)
-                if ((position == 0 ? first : position == 1 ? second : null) is { } p)
-                    strings[slot] = Encoding.UTF8.GetBytes(p);
-            var record = new PolicyKernelEvent((ulong)Libc.ClockNs(Libc.CLOCK_BOOTTIME), pid, pid, hook.HookId, 0, 0, 0, 0,
-                new ulong[hook.Args], strings) { AfterCall = true };
+            foreach (var (slot, position, offset) in hook.Names)
+            {
+                if ((position == 0 ? firstBytes : position == 1 ? secondBytes : null) is { } p)
+                    strings[slot] = p;
+                if (note?.Passed(offset) is { } raw && !raw.AsSpan().SequenceEqual(strings[slot]))
+                    (passed ??= new byte[hook.Args][])[slot] = raw;
+            }
+            var record = new PolicyKernelEvent((ulong)Libc.ClockNs(Libc.CLOCK_BOOTTIME), pid, tid, hook.HookId, 0, 0, 0, 0,
+                new ulong[hook.Args], strings, passed) { AfterCall = true };
             if (_post(record)) Interlocked.Increment(ref _posted);
         }
+    }
+
+    /// <summary>Without the call's note: which of the candidate changes the file's stat before and after tells.</summary>
+    private PathChange Guess(ulong mask, PathChange candidates, string? first, bool named)
+    {
+        if ((mask & (Libc.FAN_RENAME | Libc.FAN_MOVE_SELF | Libc.FAN_DELETE)) != 0 || candidates == PathChange.Directory)
+            return candidates;
+        if ((mask & Libc.FAN_CREATE) != 0)
+            return Libc.Lstat(first!) switch
+            {
+                { IsSymlink: true } => PathChange.Symlink,
+                { IsRegular: true, Links: > 1 } => PathChange.Link,
+                { IsRegular: false, IsDirectory: false } => PathChange.Node,
+                _ => PathChange.None, // open(O_CREAT), creat: the open hooks see those
+            };
+        var (before, after) = Restat(first);
+        if ((mask & Libc.FAN_ATTRIB) != 0)
+        {
+            if (named)
+                return before is { } b && after is { } a && (a.Mode != b.Mode) != (a.Uid != b.Uid || a.Gid != b.Gid)
+                    ? a.Mode != b.Mode ? PathChange.Mode : PathChange.Owner
+                    : PathChange.Mode | PathChange.Owner;
+            return before is { } b2 ? (after?.Links ?? 0) > b2.Links ? PathChange.Link : PathChange.Unlink : PathChange.None;
+        }
+        return before is not { } b3 || after is not { } a3 || a3.Size < b3.Size ? PathChange.Shortened : PathChange.None;
+    }
+
+    /// <summary>The process of a thread (fanotify names the thread): /proc's Tgid, read only for a change no note stands for.</summary>
+    private static int ProcessOf(int tid)
+    {
+        try
+        {
+            foreach (var line in File.ReadLines($"/proc/{tid}/status"))
+                if (line.StartsWith("Tgid:", StringComparison.Ordinal))
+                    return int.Parse(line.AsSpan(5).Trim(), System.Globalization.CultureInfo.InvariantCulture);
+        }
+        catch (IOException) { }
+        return tid; // gone: its id is all there is
     }
 
     /// <summary>The file's stat as last seen (at load for the watched files) and now; the latter is kept for next time.</summary>
@@ -269,10 +342,10 @@ public sealed partial class PathChangeWatcher : IDisposable
         return (before, after);
     }
 
-    private bool Passes(int hook, string? first, string? second)
+    private bool Passes(int hook, byte[]? first, byte[]? second)
     {
         foreach (var m in _filters[hook])
-            if (first is not null && m.Matches(Encoding.UTF8.GetBytes(first)) || second is not null && m.Matches(Encoding.UTF8.GetBytes(second)))
+            if (first is not null && m.Matches(first) || second is not null && m.Matches(second))
                 return true;
         return false;
     }
@@ -298,12 +371,13 @@ public sealed partial class PathChangeWatcher : IDisposable
     private string? PathOf(Info i)
     {
         if (!i.Present || !_mounts.TryGetValue(i.FsId, out var mount)) return null;
-        var key = Key(i.FsId, i.Handle);
-        if (!_dirs.TryGetValue(key, out var dir))
+        if (i.Handle.Length > MaxHandle) return null;
+        Span<char> key = stackalloc char[KeyLength(i.Handle)];
+        if (!_dirLookup.TryGetValue(Key(i.FsId, i.Handle, key), out var dir))
         {
             if (Libc.HandlePath(mount, i.Handle, _scratch) is not { } resolved) return null;
             if (_dirs.Count > 4096) _dirs.Clear();
-            _dirs[key] = dir = resolved;
+            _dirs[new string(key)] = dir = resolved;
         }
         if (i.Name.IsEmpty || i.Name.SequenceEqual("."u8)) return dir;
         return (dir == "/" ? "/" : dir + "/") + Encoding.UTF8.GetString(i.Name);
@@ -319,6 +393,7 @@ public sealed partial class PathChangeWatcher : IDisposable
         _group?.Dispose();
         _stop?.Dispose();
         foreach (var fd in _mounts.Values) fd.Dispose();
+        _notes?.Dispose();
     }
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "fanotify changes: a change could not be resolved: {Error}")]

@@ -13,8 +13,9 @@ public enum PathChange
     Delete = 1,
     /// <summary>FAN_RENAME (old and new name), or FAN_MOVE_SELF of a watched file (renamed under one of its hard links).</summary>
     Rename = 2,
-    /// <summary>FAN_ATTRIB with a name: the mode changed (chmod), as a stat before and after tells; when it cannot tell
-    /// (no earlier stat, times or xattrs, the same mode again), both <see cref="Mode"/> and <see cref="Owner"/>.</summary>
+    /// <summary>FAN_ATTRIB with a name: the mode changed (chmod), as the call's note says; without one, as a stat before
+    /// and after tells, and when it cannot (no earlier stat, times or xattrs, the same mode again), both
+    /// <see cref="Mode"/> and <see cref="Owner"/>.</summary>
     Mode = 4,
     /// <summary>FAN_ATTRIB with a name: the owner or group changed (chown).</summary>
     Owner = 8,
@@ -27,7 +28,8 @@ public enum PathChange
     Link = 128,
     /// <summary>FAN_ATTRIB without a name on a watched file whose link count fell (a hard link to it removed).</summary>
     Unlink = 256,
-    /// <summary>FAN_MODIFY that left the file shorter than it was (truncate; a write(2) is FAN_MODIFY too, and does not).</summary>
+    /// <summary>FAN_MODIFY of a truncate call (its note); without one, a FAN_MODIFY that left the file shorter than it was (a
+    /// write(2) is FAN_MODIFY too, and does not).</summary>
     Shortened = 512,
 }
 
@@ -68,10 +70,22 @@ public static class PathChanges
         hook.Mechanism == Mechanism.Tracepoint && hook.Target.StartsWith(EnterPrefix, StringComparison.Ordinal)
             ? Syscalls.GetValueOrDefault(hook.Target[EnterPrefix.Length..]) : PathChange.None;
 
-    /// <summary>The hook's file-name arguments: slot and which name of the call it is (0, or 1 for rename's and link's new name).</summary>
-    public static IEnumerable<(int Slot, int Position)> NameSlots(HookPlan hook) =>
+    private static readonly Dictionary<int, PathChange> ByNumber = Syscalls
+        .Where(s => SyscallTable.X86_64.Number(s.Key) is not null)
+        .ToDictionary(s => (int)SyscallTable.X86_64.Number(s.Key)!.Value, s => s.Value);
+
+    /// <summary>The changes a syscall, by its number, stands for; None when it is not one of these syscalls.</summary>
+    public static PathChange ChangesOfNumber(int nr) => ByNumber.GetValueOrDefault(nr);
+
+    /// <summary>The number of the hook's syscall; -1 when unknown.</summary>
+    public static int NumberOf(HookPlan hook) =>
+        hook.Target.StartsWith(EnterPrefix, StringComparison.Ordinal) && SyscallTable.X86_64.Number(hook.Target[EnterPrefix.Length..]) is { } n ? (int)n : -1;
+
+    /// <summary>The hook's file-name arguments: slot, which name of the call it is (0, or 1 for rename's and link's new
+    /// name), and its offset in the syscall's record.</summary>
+    public static IEnumerable<(int Slot, int Position, int Offset)> NameSlots(HookPlan hook) =>
         hook.Args.Where(a => PathArguments.Resolved(hook.Target, a.Offset, a.KernelType) is not null)
-            .Select(a => (a.Slot, PathArguments.NamePosition(hook.Target, a.Offset)));
+            .Select(a => (a.Slot, PathArguments.NamePosition(hook.Target, a.Offset), a.Offset));
 
     /// <summary>Whether a hook is matched again after the call; why not when it is one of these syscalls but cannot be.</summary>
     public static bool Covered(HookPlan hook, out string why)
@@ -112,10 +126,10 @@ public static class PathChanges
         {
             _ when changes.HasFlag(PathChange.Delete) => "FAN_DELETE: the real path of the removed entry; a watched file's link count falling: the file",
             PathChange.Rename => "FAN_RENAME: the real paths of the old and new name; FAN_MOVE_SELF of a watched file: the file",
-            PathChange.Mode => "FAN_ATTRIB: the real path of the file whose mode changed (when a stat cannot tell mode from owner, times or xattrs, any attribute change matches)",
-            PathChange.Owner => "FAN_ATTRIB: the real path of the file whose owner changed (when a stat cannot tell mode from owner, times or xattrs, any attribute change matches)",
+            PathChange.Mode => "FAN_ATTRIB of a chmod call, joined to the kernel's note of the call: the real path of the file, and the string passed (a change no note stands for, as io_uring's, is told by the file's stat)",
+            PathChange.Owner => "FAN_ATTRIB of a chown call, joined to the kernel's note of the call: the real path of the file, and the string passed (a change no note stands for, as io_uring's, is told by the file's stat)",
             PathChange.Directory => "FAN_CREATE of a directory: its real path",
-            PathChange.Shortened => "FAN_MODIFY that left the file shorter: its real path (a truncate that does not shorten the file is matched on the name only)",
+            PathChange.Shortened => "FAN_MODIFY of a truncate call, joined to the kernel's note of the call: its real path, and the string passed (without a note, only a FAN_MODIFY that left the file shorter)",
             PathChange.Link => "FAN_CREATE of the new name: its real path; a watched file's link count growing: the file",
             _ => "FAN_CREATE: the real path of the new name",
         };

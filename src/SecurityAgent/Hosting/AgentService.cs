@@ -107,7 +107,8 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         using var fanotify = new Fanotify.FanotifyLoader(new EngineLoader(engine), engine.Hooks, pipeline.Post,
             new Fanotify.FanotifyOptions { Logger = log, Cgroup2Mount = features.Cgroup2Path }, engine.Scopes);
         state.Fanotify = fanotify;
-        using var changes = new Fanotify.PathChangeLoader(fanotify, pipeline.Post, afterCall, log);
+        using var changes = new Fanotify.PathChangeLoader(fanotify, pipeline.Post, afterCall, log,
+            () => new Fanotify.AfterCallNotes(engine.AfterNotesFd(), Fanotify.PathChanges.ChangesOfNumber));
         state.PathChanges = changes;
         state.PolicyKernelCounters = engine.KernelCounters;
         state.Policies.Attach(new PolicyValidator(features), changes, log);

@@ -210,7 +210,7 @@ internal static unsafe partial class Libc
     }
 
     // notification groups that report directory handles and names (Linux 5.9; FAN_RENAME 5.17)
-    internal const uint FAN_CLASS_NOTIF = 0, FAN_REPORT_FID = 0x200, FAN_REPORT_DIR_FID = 0x400, FAN_REPORT_NAME = 0x800;
+    internal const uint FAN_CLASS_NOTIF = 0, FAN_REPORT_TID = 0x100, FAN_REPORT_FID = 0x200, FAN_REPORT_DIR_FID = 0x400, FAN_REPORT_NAME = 0x800;
     internal const ulong FAN_MODIFY = 0x2, FAN_ATTRIB = 0x4, FAN_CREATE = 0x100, FAN_DELETE = 0x200, FAN_MOVE_SELF = 0x800,
         FAN_RENAME = 0x10000000, FAN_ONDIR = 0x40000000;
     internal const byte FAN_EVENT_INFO_TYPE_FID = 1, FAN_EVENT_INFO_TYPE_DFID_NAME = 2, FAN_EVENT_INFO_TYPE_OLD_DFID_NAME = 10,
@@ -223,9 +223,9 @@ internal static unsafe partial class Libc
     private static partial int fstatfs(int fd, byte* buf);
 
     /// <summary>A notification group: events carry the parent directory's handle and the entry's name (and the object's
-    /// handle), not an fd, so reading them opens nothing.</summary>
+    /// handle), not an fd, so reading them opens nothing; and the thread that made the change.</summary>
     internal static FdHandle FanotifyInitNames() =>
-        FanotifyInit(FAN_CLASS_NOTIF | FAN_REPORT_FID | FAN_REPORT_DIR_FID | FAN_REPORT_NAME | FAN_CLOEXEC | FAN_NONBLOCK);
+        FanotifyInit(FAN_CLASS_NOTIF | FAN_REPORT_TID | FAN_REPORT_FID | FAN_REPORT_DIR_FID | FAN_REPORT_NAME | FAN_CLOEXEC | FAN_NONBLOCK);
 
     /// <summary>A directory opened read-only (the mount fd of open_by_handle_at: an O_PATH fd is refused there), or null
     /// when it is gone.</summary>

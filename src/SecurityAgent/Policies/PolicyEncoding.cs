@@ -121,6 +121,8 @@ public static class PolicyEncoding
                 args[slot] = args[slot] with { Type = resolved };
                 flags |= PathArguments.Exit(target);
             }
+        if (hooks.Any(h => Fanotify.PathChanges.Covered(h.Hook, out _)))
+            flags |= W.PointFlags.AfterNote; // its calls are noted for the after-call match (Fanotify.AfterCallNotes)
         bool stacks = hooks.Any(h => h.Hook.Selectors.Any(s => (s.Actions & (Actions.KernelStack | Actions.UserStack)) != 0));
         return new PointLayout(args, hookSlots, hookBits, ordered, bit, flags, stacks);
     }

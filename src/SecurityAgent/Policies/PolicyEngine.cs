@@ -101,6 +101,12 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
         lock (_lock) _sensor ??= PolicySensor.Load(_process);
     }
 
+    /// <summary>The map of the calls the enter hooks note for the after-call match (Fanotify.AfterCallNotes maps it).</summary>
+    public int AfterNotesFd()
+    {
+        lock (_lock) return (_sensor ??= PolicySensor.Load(_process)).Map(Bpf.BpfNames.Maps.AfterNotes).Fd;
+    }
+
     /// <summary>Encodes a plan as a load would, writing nothing (<see cref="PolicyManager.WarmUp"/>).</summary>
     public static void Encode(PolicyPlan plan)
     {

@@ -19,7 +19,7 @@ public class PathChangeWatcherTests
         var other = Directory.CreateDirectory(dir.File("other")).FullName;
         File.CreateSymbolicLink(dir.File("alias"), watched);
         var posted = new BlockingCollection<PolicyKernelEvent>();
-        var hook = new PathChangeHook(7, PathChange.Directory, [(0, 0)], 1, [[new PathFilter(StringOp.Prefix, [watched + "/"])]]);
+        var hook = new PathChangeHook(7, PathChange.Directory, [(0, 0, 16)], 1, [[new PathFilter(StringOp.Prefix, [watched + "/"])]]);
         using (var watcher = new PathChangeWatcher([hook], e => { posted.Add(e); return true; }))
         {
             Assert.Contains(watched, watcher.MarkedDirectories);

@@ -1,0 +1,113 @@
+using System.Buffers.Binary;
+using System.Text;
+using SecurityAgent.Events;
+using SecurityAgent.Fanotify;
+using SecurityAgent.Tests.Support;
+using W = SecurityAgent.Events.PolicyWire.AfterNote;
+
+namespace SecurityAgent.Tests.Unit;
+
+/// <summary>Joining a fanotify change to the kernel's note of the call that made it, on a file laid out as the kernel
+/// lays out sa_after_notes (the agent maps the BPF array the same way).</summary>
+public class AfterCallNotesTests
+{
+    private const int Chmod = 90, Chown = 92, Unlink = 87;
+
+    private static PathChange ChangesOf(int nr) => nr switch
+    {
+        Chmod => PathChange.Mode,
+        Chown => PathChange.Owner,
+        Unlink => PathChange.Delete | PathChange.Unlink,
+        _ => PathChange.None,
+    };
+
+    private sealed class Ring : IDisposable
+    {
+        private readonly TempDir _dir = new();
+        private readonly FileStream _file;
+        private long _seq;
+
+        public Ring()
+        {
+            _file = new FileStream(_dir.File("ring"), FileMode.Create, FileAccess.ReadWrite);
+            _file.SetLength((long)Contract.AfterNotes * W.Length);
+        }
+
+        public AfterCallNotes Open() => new((int)_file.SafeFileHandle.DangerousGetHandle(), ChangesOf);
+
+        public void Note(int tid, int nr, string name, int offset = 16)
+        {
+            var e = new byte[W.Length];
+            long seq = ++_seq;
+            BinaryPrimitives.WriteUInt64LittleEndian(e.AsSpan(W.Seq), (ulong)seq);
+            BinaryPrimitives.WriteInt32LittleEndian(e.AsSpan(W.Tid), tid);
+            BinaryPrimitives.WriteInt32LittleEndian(e.AsSpan(W.Tgid), tid + 1000);
+            BinaryPrimitives.WriteInt32LittleEndian(e.AsSpan(W.Nr), nr);
+            BinaryPrimitives.WriteUInt16LittleEndian(e.AsSpan(W.Off), (ushort)offset);
+            var bytes = Encoding.UTF8.GetBytes(name);
+            BinaryPrimitives.WriteUInt16LittleEndian(e.AsSpan(W.Len), (ushort)bytes.Length);
+            bytes.CopyTo(e.AsSpan(W.Name));
+            _file.Position = (seq & (Contract.AfterNotes - 1)) * W.Length;
+            _file.Write(e);
+            _file.Flush();
+        }
+
+        public void Dispose()
+        {
+            _file.Dispose();
+            _dir.Dispose();
+        }
+    }
+
+    [Fact]
+    public void A_change_joins_the_call_of_its_thread_that_named_the_entry_and_carries_the_string_passed()
+    {
+        using var ring = new Ring();
+        using var notes = ring.Open();
+        ring.Note(7, Chmod, "/elsewhere/other");
+        ring.Note(8, Chmod, "/elsewhere/p/c1");
+        ring.Note(7, Chmod, "/elsewhere/p/c1");
+        var note = notes.Join(7, PathChange.Mode | PathChange.Owner, "c1"u8);
+        Assert.NotNull(note);
+        Assert.Equal((7, 1007, Chmod), (note.Tid, note.Tgid, note.Nr));
+        Assert.Equal("/elsewhere/p/c1", Encoding.UTF8.GetString(note.Passed(16)!));
+        Assert.Null(note.Passed(24));
+        Assert.Null(notes.Join(9, PathChange.Mode | PathChange.Owner, "c1"u8)); // another thread made no such call
+    }
+
+    [Fact]
+    public void A_chmod_then_a_chown_of_the_same_name_are_each_joined_to_their_own_call()
+    {
+        using var ring = new Ring();
+        using var notes = ring.Open();
+        ring.Note(7, Chmod, "p/c1");
+        ring.Note(7, Chown, "p/c1");
+        Assert.Equal(Chmod, notes.Join(7, PathChange.Mode | PathChange.Owner, "c1"u8)!.Nr);
+        Assert.Equal(Chown, notes.Join(7, PathChange.Mode | PathChange.Owner, "c1"u8)!.Nr);
+        Assert.Null(notes.Join(7, PathChange.Mode | PathChange.Owner, "c1"u8));
+    }
+
+    [Fact]
+    public void The_two_changes_of_one_unlink_join_the_same_call_and_a_change_no_call_can_make_joins_none()
+    {
+        using var ring = new Ring();
+        using var notes = ring.Open();
+        ring.Note(7, Unlink, "/elsewhere/hl-u2");
+        Assert.Null(notes.Join(7, PathChange.Mode | PathChange.Owner, "hl-u2"u8));
+        var deleted = notes.Join(7, PathChange.Delete, "hl-u2"u8);
+        var linkCount = notes.Join(7, PathChange.Link | PathChange.Unlink, default); // a watched file's link count: no name
+        Assert.NotNull(deleted);
+        Assert.Equal(deleted.Seq, linkCount!.Seq);
+    }
+
+    [Fact]
+    public void Calls_noted_before_the_notes_were_opened_are_not_joined()
+    {
+        using var ring = new Ring();
+        ring.Note(7, Chmod, "/p/c1");
+        using var notes = ring.Open();
+        Assert.Null(notes.Join(7, PathChange.Mode, "c1"u8));
+        ring.Note(7, Chmod, "/p/c1");
+        Assert.NotNull(notes.Join(7, PathChange.Mode, "c1"u8));
+    }
+}
