@@ -52,19 +52,17 @@ public static class ObjectSpecs
         BpfNames.Maps.RcuInner, BpfNames.Maps.RcuBarrier,
     ];
 
-    /// <summary>The syscall enter program only: the exit and return programs load on first use (<see cref="PolicyTracepointExit"/>,
-    /// <see cref="PolicyTracepointReturn"/>), so a start without open/exec or return hooks verifies one program.</summary>
+    /// <summary>The syscall enter program and the exit check of opens and execs (most policies need it, and verifying it
+    /// in an object of its own on first use put ~300 ms into the first such policy's load: measured); the return program
+    /// loads on first use (<see cref="PolicyTracepointReturn"/>).</summary>
     public static BpfObjectSpec PolicyTracepoint { get; } = new("tracepoint", BpfNames.Tracepoint.File)
     {
         Shares = BpfObjectSpec.From("process", ProcessShared).ToList(),
-        Programs = [BpfNames.Programs.PolicyTp],
+        Programs = [BpfNames.Programs.PolicyTp, BpfNames.Programs.PolicyExitTp],
     };
 
-    /// <summary>The exit check of opens and execs (the object looked up again at the syscall's exit), in an object of its own
-    /// sharing every map of <see cref="PolicyTracepoint"/>.</summary>
-    public static BpfObjectSpec PolicyTracepointExit { get; } = TracepointProgram("tpexit", BpfNames.Programs.PolicyExitTp);
-
-    /// <summary>The return probes' program on syscall exits (return: true), in an object of its own.</summary>
+    /// <summary>The return probes' program on syscall exits (return: true), in an object of its own sharing every map of
+    /// <see cref="PolicyTracepoint"/>.</summary>
     public static BpfObjectSpec PolicyTracepointReturn { get; } = TracepointProgram("tpret", BpfNames.Programs.PolicyRetTp);
 
     private static BpfObjectSpec TracepointProgram(string name, string program) => new(name, BpfNames.Tracepoint.File)

@@ -121,13 +121,6 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         phases.Mark("ready");
         LogPhases(log, phases.ToString());
         LogReady(log, sensor.Links.Count, seeded, state.Policies.LoadedCount, _opt.ExportFile == "-" ? "stdout" : _opt.ExportFile);
-        // The exit check of opens and execs, when no policy at start needed it: verified now, off start-up's path (a
-        // policy added meanwhile waits for it); a failure here fails only the policies that need it, when they load.
-        _ = Task.Factory.StartNew(() =>
-        {
-            try { engine.PrepareExit(); }
-            catch (Exception e) { LogExitProgram(log, e.Message); }
-        }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
         long reportedLoss = 0, ticks = 0;
         try
@@ -227,9 +220,6 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Policy {Policy} hook {Hook}: seen={Seen} matched={Matched} filtered={Filtered} posted={Posted} enforced={Enforced} rate_limited={RateLimited}")]
     private static partial void LogHookStats(ILogger log, string policy, string hook, ulong seen, ulong matched, ulong filtered, ulong posted, ulong enforced, ulong rateLimited);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "The exit check's program of open and exec hooks did not load: {Error}")]
-    private static partial void LogExitProgram(ILogger log, string error);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Start-up phases, ms since process start: {Phases}")]
     private static partial void LogPhases(ILogger log, string phases);

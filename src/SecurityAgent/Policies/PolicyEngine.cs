@@ -95,13 +95,6 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
         lock (_lock) _sensor ??= PolicySensor.Load(_process);
     }
 
-    /// <summary>Loads the open/exec exit check's program now if no policy has yet (after <see cref="Prepare"/>, off
-    /// start-up's path).</summary>
-    public void PrepareExit()
-    {
-        lock (_lock) _sensor?.PrepareExit(); // null once disposed
-    }
-
     /// <summary>The policy objects loaded so far (<see cref="PolicySensor.LoadedObjects"/>).</summary>
     public IReadOnlyList<string> PolicyObjects
     {

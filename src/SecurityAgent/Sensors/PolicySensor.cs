@@ -12,14 +12,15 @@ public sealed record HookStats(ulong Seen, ulong Matched, ulong Posted, ulong En
     public ulong Filtered => Seen > Matched ? Seen - Matched : 0;
 }
 
-/// <summary>The live policy programs: tracepoint.bpf.o's enter program (its object creates the policy maps) and, on
-/// first use, the syscall exit and return programs and the other hook families' objects sharing them. One program attachment per attach point serves every policy hook
-/// there; what they do is configuration in the maps (written by the PolicyEngine).</summary>
+/// <summary>The live policy programs: tracepoint.bpf.o's enter and exit-check programs (its object creates the policy
+/// maps) and, on first use, the syscall return program and the other hook families' objects sharing them. One program
+/// attachment per attach point serves every policy hook there; what they do is configuration in the maps (written by
+/// the PolicyEngine).</summary>
 public sealed class PolicySensor : IDisposable
 {
     private readonly ProcessSensor _process;
     private readonly BpfObject _core;
-    private BpfObject? _tpExit, _tpReturn, _kprobe, _kover, _ksys, _sock, _uprobe, _usdtSet, _rawtp, _loader;
+    private BpfObject? _tpReturn, _kprobe, _kover, _ksys, _sock, _uprobe, _usdtSet, _rawtp, _loader;
     private readonly Dictionary<string, BpfObject> _lsm = new(), _fmodRet = new(), _fexit = new();
     private Microsoft.Win32.SafeHandles.SafeFileHandle? _cgroup;
 
@@ -35,15 +36,11 @@ public sealed class PolicySensor : IDisposable
     {
         get
         {
-            BpfObject?[] all = [_core, _tpExit, _tpReturn, _kprobe, _kover, _ksys, _sock, _uprobe, _usdtSet, _rawtp, _loader,
+            BpfObject?[] all = [_core, _tpReturn, _kprobe, _kover, _ksys, _sock, _uprobe, _usdtSet, _rawtp, _loader,
                 .. _lsm.Values, .. _fmodRet.Values, .. _fexit.Values];
             return all.OfType<BpfObject>().Select(o => o.Name).ToList();
         }
     }
-
-    /// <summary>Loads the exit check's program of opens and execs ahead of its first use (the verifier's time on it then
-    /// is not on a policy's path).</summary>
-    public void PrepareExit() => Family(ref _tpExit, ObjectSpecs.PolicyTracepointExit);
 
     /// <summary>LSM hooks with a program (bpf/lsm.bpf.c), from their fixed attach points.</summary>
     public static readonly IReadOnlyList<string> LsmHooks = Enum.GetNames<PolicyWire.FixedPoint>()
@@ -75,10 +72,9 @@ public sealed class PolicySensor : IDisposable
                     // Opens and execs look the object up again at exit (armed per call by the enter program); an exec's
                     // new program at sched_process_exec, which every successful exec passes (its sys_exit then only
                     // drops a failed call's state).
-                    var exitObject = Family(ref _tpExit, ObjectSpecs.PolicyTracepointExit);
-                    links.Add(AttachTracepoint(exitObject, BpfNames.Programs.PolicyExitTp, exit, ap));
+                    links.Add(AttachTracepoint(_core, BpfNames.Programs.PolicyExitTp, exit, ap));
                     if (Policies.PathArguments.Exit(target) == PolicyWire.PointFlags.Exe)
-                        links.Add(AttachTracepoint(exitObject, BpfNames.Programs.PolicyExitTp, Policies.PathArguments.ExecTracepoint, ap | ExitAtExec));
+                        links.Add(AttachTracepoint(_core, BpfNames.Programs.PolicyExitTp, Policies.PathArguments.ExecTracepoint, ap | ExitAtExec));
                     return links;
                 }
                 catch
@@ -240,7 +236,6 @@ public sealed class PolicySensor : IDisposable
         _usdtSet?.Dispose();
         _rawtp?.Dispose();
         _loader?.Dispose();
-        _tpExit?.Dispose();
         _tpReturn?.Dispose();
         _cgroup?.Dispose();
         _core.Dispose();

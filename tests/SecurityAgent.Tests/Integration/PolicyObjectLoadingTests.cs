@@ -65,7 +65,7 @@ public class PolicyObjectLoadingTests
         """;
 
     [Fact]
-    public void A_policy_without_open_exec_or_return_hooks_loads_only_the_enter_program_and_the_exit_and_return_programs_load_with_the_first_policy_that_needs_them()
+    public void Policies_without_return_probes_load_no_return_program_and_the_first_policy_with_one_loads_it_on_the_enter_programs_maps()
     {
         using var dir = new TempDir();
         var cat = dir.CopyBinary("/usr/bin/cat", "objects-cat");
@@ -78,17 +78,17 @@ public class PolicyObjectLoadingTests
         engine.Load(Compile(Lseek(cat)));
         Assert.Equal(["tracepoint"], engine.PolicyObjects);
 
-        // An open is looked up again at its exit: the exit program's object comes with the first such policy.
+        // An open is looked up again at its exit (that program is in the enter's object).
         var open = engine.Load(Compile(TestPolicies.OpenatKill("objects-open", cat, dir.File("secret"), mode: "monitor")));
-        Assert.Equal(["tracepoint", "tpexit"], engine.PolicyObjects);
+        Assert.Equal(["tracepoint"], engine.PolicyObjects);
         Assert.Equal(2, engine.AttachPoints.Single(p => p.Point.EndsWith("sys_enter_openat")).Links);
 
         // return: true on a syscall: the return program's object, attached at sys_exit_openat.
         var ret = engine.Load(Compile(OpenReturn(cat, dir.Path)));
-        Assert.Equal(["tracepoint", "tpexit", "tpret"], engine.PolicyObjects);
+        Assert.Equal(["tracepoint", "tpret"], engine.PolicyObjects);
 
-        // Both run on the enter's maps: the open through a symlink matches only at its exit (on the file it opened),
-        // and the return hook's kept event is posted at the return.
+        // The exit check matches the open through a symlink (on the file it opened), and the return program, in its own
+        // object, posts the return hook's event the enter kept in the shared maps.
         File.WriteAllText(dir.File("secret"), "x");
         File.CreateSymbolicLink(dir.File("alias"), dir.File("secret"));
         Assert.Equal(0, Run.Wait(cat, [dir.File("alias")]).Code);
