@@ -12,5 +12,8 @@ COPY --from=build /out /opt/secagent
 RUN mkdir -p /etc/secagent/policies && chmod 0755 /etc/secagent/policies
 # Needs, on the host: root with CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN (privileged in the DaemonSet), hostPID,
 # and /sys/kernel/tracing, /sys/fs/bpf, /sys/kernel/security, /proc mounted.
+# One malloc arena: libbpf's BTF parsing at load and the runtime's threads otherwise leave a 64 MiB-reserved arena per
+# thread that touched malloc (measured: 111 -> 100 MB RSS idle). The process cannot set this for itself.
+ENV MALLOC_ARENA_MAX=1
 ENTRYPOINT ["/opt/secagent/secagent"]
 CMD ["run"]

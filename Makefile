@@ -90,11 +90,12 @@ build: bpf
 	@mkdir -p bin && ln -sf ../$(APP_OUT)/secagent bin/secagent
 	@echo "built bin/secagent"
 
-## run: the agent as root with defaults (policies/ in monitor mode, JSON events to stdout; build output to stderr)
+## run: the agent as root with defaults (policies/ in monitor mode, JSON events to stdout; build output to stderr);
+## MALLOC_ARENA_MAX=1: one malloc arena (-11 MB RSS idle), which the process cannot set for itself
 run:
 	@$(MAKE) --no-print-directory build 1>&2
-	@if [ "$$(id -u)" != 0 ]; then echo "re-running as root"; exec sudo bin/secagent run --policy-dir policies --export-file -; fi; \
-	exec bin/secagent run --policy-dir policies --export-file -
+	@if [ "$$(id -u)" != 0 ]; then echo "re-running as root"; exec sudo env MALLOC_ARENA_MAX=1 bin/secagent run --policy-dir policies --export-file -; fi; \
+	exec env MALLOC_ARENA_MAX=1 bin/secagent run --policy-dir policies --export-file -
 
 ## test: unit + real-kernel integration tests (as root), then the VM lane; non-zero on any failure
 test: build $(BPF_TEST_OBJ) $(TEST_TOOLS)

@@ -45,9 +45,31 @@ public static class ObjectSpecs
         MaxEntries = new Dictionary<string, uint> { [BpfNames.Maps.Events] = ringBufferBytes },
     };
 
+    /// <summary>Every map of tracepoint.bpf.o that its programs share, beyond the process sensor's: the policy maps, the
+    /// enter's saved state the exit reads (sa_pending, sa_ret_pending), the per-CPU scratch and the RCU barrier.</summary>
+    public static readonly IReadOnlyList<string> TracepointShared =
+    [
+        .. PolicyShared, BpfNames.Maps.InodeSet, BpfNames.Maps.Pending, BpfNames.Maps.Call, BpfNames.Maps.PathScratch,
+        BpfNames.Maps.RcuInner, BpfNames.Maps.RcuBarrier,
+    ];
+
+    /// <summary>The syscall enter program and the exit check of opens and execs (most policies need it, and verifying it
+    /// in an object of its own on first use put ~300 ms into the first such policy's load: measured); the return program
+    /// loads on first use (<see cref="PolicyTracepointReturn"/>).</summary>
     public static BpfObjectSpec PolicyTracepoint { get; } = new("tracepoint", BpfNames.Tracepoint.File)
     {
         Shares = BpfObjectSpec.From("process", ProcessShared).ToList(),
+        Programs = [BpfNames.Programs.PolicyTp, BpfNames.Programs.PolicyExitTp],
+    };
+
+    /// <summary>The return probes' program on syscall exits (return: true), in an object of its own sharing every map of
+    /// <see cref="PolicyTracepoint"/>.</summary>
+    public static BpfObjectSpec PolicyTracepointReturn { get; } = TracepointProgram("tpret", BpfNames.Programs.PolicyRetTp);
+
+    private static BpfObjectSpec TracepointProgram(string name, string program) => new(name, BpfNames.Tracepoint.File)
+    {
+        Shares = BpfObjectSpec.From("process", ProcessShared).Concat(BpfObjectSpec.From("tracepoint", TracepointShared)).ToList(),
+        Programs = [program],
     };
 
     public static BpfObjectSpec PolicyLsm { get; } = Family("lsm", BpfNames.Lsm.File);

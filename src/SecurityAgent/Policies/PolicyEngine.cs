@@ -107,6 +107,12 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
         lock (_lock) return (_sensor ??= PolicySensor.Load(_process)).Map(Bpf.BpfNames.Maps.AfterNotes).Fd;
     }
 
+    /// <summary>The policy objects loaded so far (<see cref="PolicySensor.LoadedObjects"/>).</summary>
+    public IReadOnlyList<string> PolicyObjects
+    {
+        get { lock (_lock) return _sensor?.LoadedObjects ?? []; }
+    }
+
     /// <summary>Encodes a plan as a load would, writing nothing (<see cref="PolicyManager.WarmUp"/>).</summary>
     public static void Encode(PolicyPlan plan)
     {

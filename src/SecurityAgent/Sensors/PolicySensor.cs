@@ -12,14 +12,15 @@ public sealed record HookStats(ulong Seen, ulong Matched, ulong Posted, ulong En
     public ulong Filtered => Seen > Matched ? Seen - Matched : 0;
 }
 
-/// <summary>The live policy programs: tracepoint.bpf.o (which creates the policy maps) and, on first use, the
-/// other hook families' objects sharing them. One program attachment per attach point serves every policy hook
-/// there; what they do is configuration in the maps (written by the PolicyEngine).</summary>
+/// <summary>The live policy programs: tracepoint.bpf.o's enter and exit-check programs (its object creates the policy
+/// maps) and, on first use, the syscall return program and the other hook families' objects sharing them. One program
+/// attachment per attach point serves every policy hook there; what they do is configuration in the maps (written by
+/// the PolicyEngine).</summary>
 public sealed class PolicySensor : IDisposable
 {
     private readonly ProcessSensor _process;
     private readonly BpfObject _core;
-    private BpfObject? _kprobe, _kover, _ksys, _sock, _uprobe, _usdtSet, _rawtp, _loader, _enforcer;
+    private BpfObject? _tpReturn, _kprobe, _kover, _ksys, _sock, _uprobe, _usdtSet, _rawtp, _loader, _enforcer;
     private readonly Dictionary<string, BpfObject> _lsm = new(), _fmodRet = new(), _fexit = new();
     private Microsoft.Win32.SafeHandles.SafeFileHandle? _cgroup;
 
@@ -28,6 +29,18 @@ public sealed class PolicySensor : IDisposable
     public static PolicySensor Load(ProcessSensor process) => new(process, BpfObject.Load(ObjectSpecs.PolicyTracepoint, process.Object));
 
     public BpfMap Map(string name) => _core.Map(name);
+
+    /// <summary>The names of the policy objects loaded so far (<see cref="BpfObjectSpec.Name"/>): what start-up and
+    /// the policies so far made the verifier check.</summary>
+    public IReadOnlyList<string> LoadedObjects
+    {
+        get
+        {
+            BpfObject?[] all = [_core, _tpReturn, _kprobe, _kover, _ksys, _sock, _uprobe, _usdtSet, _rawtp, _loader,
+                .. _lsm.Values, .. _fmodRet.Values, .. _fexit.Values];
+            return all.OfType<BpfObject>().Select(o => o.Name).ToList();
+        }
+    }
 
     /// <summary>LSM hooks with a program (bpf/lsm.bpf.c), from their fixed attach points.</summary>
     public static readonly IReadOnlyList<string> LsmHooks = Enum.GetNames<PolicyWire.FixedPoint>()
@@ -50,7 +63,7 @@ public sealed class PolicySensor : IDisposable
         switch (mechanism)
         {
             case Mechanism.Tracepoint:
-                var enter = AttachTracepoint(BpfNames.Programs.PolicyTp, target, ap);
+                var enter = AttachTracepoint(_core, BpfNames.Programs.PolicyTp, target, ap);
                 if (Policies.PathArguments.ExitTracepoint(target) is not { } exit)
                     return [enter];
                 var links = new List<BpfLink> { enter };
@@ -59,9 +72,9 @@ public sealed class PolicySensor : IDisposable
                     // Opens and execs look the object up again at exit (armed per call by the enter program); an exec's
                     // new program at sched_process_exec, which every successful exec passes (its sys_exit then only
                     // drops a failed call's state).
-                    links.Add(AttachTracepoint(BpfNames.Programs.PolicyExitTp, exit, ap));
+                    links.Add(AttachTracepoint(_core, BpfNames.Programs.PolicyExitTp, exit, ap));
                     if (Policies.PathArguments.Exit(target) == PolicyWire.PointFlags.Exe)
-                        links.Add(AttachTracepoint(BpfNames.Programs.PolicyExitTp, Policies.PathArguments.ExecTracepoint, ap | ExitAtExec));
+                        links.Add(AttachTracepoint(_core, BpfNames.Programs.PolicyExitTp, Policies.PathArguments.ExecTracepoint, ap | ExitAtExec));
                     return links;
                 }
                 catch
@@ -139,7 +152,7 @@ public sealed class PolicySensor : IDisposable
                     _fexit[target] = fexit = BpfObject.Load(ObjectSpecs.PolicyFexit(target), _process.Object, _core);
                 return fexit.Program(BpfNames.Programs.PolicyFexit).AttachTrace(cookie: ap);
             default:
-                return AttachTracepoint(BpfNames.Programs.PolicyRetTp, target.Replace("/sys_enter_", "/sys_exit_", StringComparison.Ordinal), ap);
+                return AttachTracepoint(Family(ref _tpReturn, ObjectSpecs.PolicyTracepointReturn), BpfNames.Programs.PolicyRetTp, target.Replace("/sys_enter_", "/sys_exit_", StringComparison.Ordinal), ap);
         }
     }
 
@@ -226,10 +239,10 @@ public sealed class PolicySensor : IDisposable
     /// <summary>The exit program's cookie bit for its link at sched_process_exec (SA_EXIT_AT_EXEC in tracepoint.bpf.c).</summary>
     private const ulong ExitAtExec = 1UL << 32;
 
-    private BpfLink AttachTracepoint(string program, string target, ulong ap)
+    private static BpfLink AttachTracepoint(BpfObject obj, string program, string target, ulong ap)
     {
         int slash = target.IndexOf('/');
-        return _core.Program(program).AttachTracepoint(target[..slash], target[(slash + 1)..], cookie: ap);
+        return obj.Program(program).AttachTracepoint(target[..slash], target[(slash + 1)..], cookie: ap);
     }
 
     private BpfObject Family(ref BpfObject? field, BpfObjectSpec spec) => field ??= BpfObject.Load(spec, _process.Object, _core);
@@ -290,6 +303,7 @@ public sealed class PolicySensor : IDisposable
         _rawtp?.Dispose();
         _loader?.Dispose();
         _enforcer?.Dispose();
+        _tpReturn?.Dispose();
         _cgroup?.Dispose();
         _core.Dispose();
     }

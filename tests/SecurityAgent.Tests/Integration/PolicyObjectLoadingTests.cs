@@ -1,0 +1,98 @@
+using SecurityAgent.Kernel;
+using SecurityAgent.Policies;
+using SecurityAgent.Sensors;
+using SecurityAgent.Tests.Support;
+
+namespace SecurityAgent.Tests.Integration;
+
+/// <summary>Which policy programs the verifier has to check (most of start-up is its time on them): the policy
+/// engine loads a program only when a plan needs it. In-process on the real kernel, policies in monitor mode and
+/// scoped to a binary copied into the test's temp dir.</summary>
+[Collection("kernel")]
+public class PolicyObjectLoadingTests
+{
+    private static readonly Lazy<KernelFeatures> Features = new(FeatureProbe.Run);
+
+    private static PolicyPlan Compile(string yaml)
+    {
+        var v = Assert.Single(new PolicyValidator(Features.Value).ValidateText("p.yaml", yaml));
+        Assert.True(v.Ok, string.Join("\n", v.Diagnostics));
+        return new PolicyCompiler(Features.Value, PolicyCompiler.TraceFsFormats()).Compile(v);
+    }
+
+    private static string Lseek(string binary) => $"""
+        apiVersion: cilium.io/v1alpha1
+        kind: TracingPolicy
+        metadata:
+          name: objects-lseek
+        spec:
+          tracepoints:
+          - subsystem: syscalls
+            event: sys_enter_lseek
+            args:
+            - index: 7
+              type: int32
+            selectors:
+            - matchBinaries:
+              - operator: In
+                values: ["{binary}"]
+        """;
+
+    private static string OpenReturn(string binary, string dir) => $"""
+        apiVersion: cilium.io/v1alpha1
+        kind: TracingPolicy
+        metadata:
+          name: objects-return
+        spec:
+          kprobes:
+          - call: sys_openat
+            syscall: true
+            return: true
+            args:
+            - index: 1
+              type: string
+            returnArg:
+              index: 0
+              type: int
+            selectors:
+            - matchBinaries:
+              - operator: In
+                values: ["{binary}"]
+              matchArgs:
+              - index: 1
+                operator: Prefix
+                values: ["{dir}/"]
+        """;
+
+    [Fact]
+    public void Policies_without_return_probes_load_no_return_program_and_the_first_policy_with_one_loads_it_on_the_enter_programs_maps()
+    {
+        using var dir = new TempDir();
+        var cat = dir.CopyBinary("/usr/bin/cat", "objects-cat");
+        using var sensor = ProcessSensor.Load(Features.Value, 1 << 20);
+        sensor.Attach();
+        using var engine = new PolicyEngine(sensor, Environment.ProcessId);
+
+        engine.Prepare();
+        Assert.Equal(["tracepoint"], engine.PolicyObjects);
+        engine.Load(Compile(Lseek(cat)));
+        Assert.Equal(["tracepoint"], engine.PolicyObjects);
+
+        // An open is looked up again at its exit (that program is in the enter's object).
+        var open = engine.Load(Compile(TestPolicies.OpenatKill("objects-open", cat, dir.File("secret"), mode: "monitor")));
+        Assert.Equal(["tracepoint"], engine.PolicyObjects);
+        Assert.Equal(2, engine.AttachPoints.Single(p => p.Point.EndsWith("sys_enter_openat")).Links);
+
+        // return: true on a syscall: the return program's object, attached at sys_exit_openat.
+        var ret = engine.Load(Compile(OpenReturn(cat, dir.Path)));
+        Assert.Equal(["tracepoint", "tpret"], engine.PolicyObjects);
+
+        // The exit check matches the open through a symlink (on the file it opened), and the return program, in its own
+        // object, posts the return hook's event the enter kept in the shared maps.
+        File.WriteAllText(dir.File("secret"), "x");
+        File.CreateSymbolicLink(dir.File("alias"), dir.File("secret"));
+        Assert.Equal(0, Run.Wait(cat, [dir.File("alias")]).Code);
+        Assert.Equal(1UL, engine.Stats(Assert.Single(open.HookIds)).Matched);
+        Assert.Equal(1UL, engine.Stats(Assert.Single(ret.HookIds)).Posted);
+    }
+}
