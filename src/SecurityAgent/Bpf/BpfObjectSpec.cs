@@ -50,7 +50,7 @@ public static class ObjectSpecs
     public static readonly IReadOnlyList<string> TracepointShared =
     [
         .. PolicyShared, BpfNames.Maps.InodeSet, BpfNames.Maps.Pending, BpfNames.Maps.Call, BpfNames.Maps.PathScratch,
-        BpfNames.Maps.RcuInner, BpfNames.Maps.RcuBarrier,
+        BpfNames.Maps.RcuInner, BpfNames.Maps.RcuBarrier, BpfNames.Maps.AfterNotes, BpfNames.Maps.AfterSeq,
     ];
 
     /// <summary>The syscall enter program and the exit check of opens and execs (most policies need it, and verifying it

@@ -36,7 +36,7 @@ public sealed class PolicySensor : IDisposable
     {
         get
         {
-            BpfObject?[] all = [_core, _tpReturn, _kprobe, _kover, _ksys, _sock, _uprobe, _usdtSet, _rawtp, _loader,
+            BpfObject?[] all = [_core, _tpReturn, _kprobe, _kover, _ksys, _sock, _uprobe, _usdtSet, _rawtp, _loader, _enforcer,
                 .. _lsm.Values, .. _fmodRet.Values, .. _fexit.Values];
             return all.OfType<BpfObject>().Select(o => o.Name).ToList();
         }
