@@ -280,6 +280,8 @@ enum sa_arg_type {
 	SA_ARG_PERF_EVENT = 32,  /* struct perf_event *: struct sa_bpf_info (type, config, the kprobe's function) */
 	SA_ARG_BPF_PROG = 45,    /* struct bpf_prog *: struct sa_bpf_info (type, instructions, name) */
 	SA_ARG_SYSCALL64 = 46,   /* a syscall number, | 0x80000000 when the task is in a 32-bit (ia32) syscall (Tetragon's syscall64) */
+	SA_ARG_IOV_ITER = 50,    /* struct iov_iter *: the bytes of its user buffer (ITER_UBUF, or ITER_IOVEC's first
+				  * segment), up to SA_STR_MAX - 1; ints[] holds the segment's byte count (kprobes) */
 };
 
 /* policy_event.ints of a file, path or linux_binprm argument: what Tetragon's flags and permission come from. */

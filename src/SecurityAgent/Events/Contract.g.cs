@@ -860,6 +860,7 @@ namespace SecurityAgent.Policies
         PerfEvent = 32,
         BpfProg = 45,
         Syscall64 = 46,
+        IovIter = 50,
     }
 
     /// <summary>enum sa_cmp</summary>
