@@ -73,6 +73,7 @@ enum sa_limit {
 	SA_EXTRAS_STACK_SLOT = 512,      /* bytes reserved for each stack in policy_event.data */
 	SA_EXTRAS_KSTACK_AT = 3072,      /* policy_event.data offset of the kernel stack */
 	SA_EXTRAS_USTACK_AT = 3584,      /* ... and of the user stack */
+	SA_IMA_HASH_MAX = 64,            /* imaHash: the digest's bytes appended to the event's data (sha512 fits) */
 };
 
 /* Attach points whose program serves one point only: their id is fixed (the others get theirs from the
@@ -296,6 +297,8 @@ enum sa_point_flags {
 	SA_POINT_EXIT_FD = 1 << 0,   /* the return value is a file descriptor (open, openat, openat2, creat) */
 	SA_POINT_EXIT_EXE = 1 << 1,  /* a successful exec: the new mm->exe_file */
 	SA_POINT_EXIT_RETURN = 1 << 2,/* return probes: the exit reads the return value for the hooks armed at enter */
+	SA_POINT_EXIT_IMA = 1 << 7,  /* imaHash (bprm_check_security): the hook's verdict waits, with the held events, for the
+				      * sleepable program that hashes the file (lsm.bpf.c), which returns it */
 };
 
 /* Comparisons of a selector (matchArgs, matchBinaries, matchPIDs, matchCapabilities). */
@@ -338,6 +341,8 @@ enum sa_action {
 	SA_ACT_KERNEL_STACK = 1 << 9,    /* Post with kernelStackTrace: the event carries the kernel stack */
 	SA_ACT_USER_STACK = 1 << 10,     /* Post with userStackTrace: the event carries the user stack */
 	SA_ACT_SET = 1 << 11,            /* usdt Set: argValue written at the probe argument's memory operand */
+	SA_ACT_IMA_HASH = 1 << 12,       /* Post with imaHash: the event waits for the sleepable LSM program, which appends the
+					  * file's IMA hash (SA_IMA_HASH_MAX bytes at the end of data, the algorithm in ret) */
 };
 
 /* policy_event.flags */

@@ -4,7 +4,7 @@ using SecurityAgent.Policies;
 namespace SecurityAgent.Tests.Unit;
 
 /// <summary>iov_iter arguments and maxData (Tetragon's tty.yaml): the iterator's user bytes on kprobes; maxData keeps
-/// this engine's 255 bytes and says so; where neither applies, a specific refusal.</summary>
+/// this engine's 255 bytes and says so (the other maxData cases: MaxDataCompilerTests).</summary>
 public sealed class IovIterCompilerTests
 {
     private static ValidatedPolicy Check(string spec, KernelFeatures? kernel = null) =>
@@ -36,45 +36,5 @@ public sealed class IovIterCompilerTests
         Assert.Contains("keeps the first 255 bytes", warning.Message);
         Assert.Contains("truncated_bytes_arg with its orig_size", warning.Message);
         Assert.Contains("the user data of the iov_iter in argument 1 (the buffer of ITER_UBUF, or the first segment of ITER_IOVEC", PlanExplainer.Explain(v.Plan!));
-    }
-
-    [Fact]
-    public void An_iov_iter_on_an_lsm_hook_is_an_engine_gap_named_at_its_type()
-    {
-        var v = Check("""
-              lsmhooks:
-              - hook: file_permission
-                args:
-                - index: 1
-                  type: iov_iter
-
-            """);
-        Assert.False(v.Ok);
-        Assert.Contains(v.Diagnostics, x => x.Field == "spec.lsmhooks[0].args[0].type" && x.Message.Contains("'iov_iter'"));
-    }
-
-    [Fact]
-    public void MaxData_with_returnCopy_is_refused_and_on_an_integer_it_is_a_warning_that_it_does_nothing()
-    {
-        var v = Check("""
-              kprobes:
-              - call: sys_read
-                syscall: true
-                return: true
-                returnArg:
-                  index: 0
-                  type: int
-                args:
-                - index: 0
-                  type: int
-                  maxData: true
-                - index: 1
-                  type: char_buf
-                  returnCopy: true
-                  maxData: true
-
-            """);
-        Assert.Contains(v.Diagnostics, x => x.Field == "spec.kprobes[0].args[1].maxData" && x.Message.Contains("does not work with returnCopy"));
-        Assert.Contains(v.Warnings, x => x.Field == "spec.kprobes[0].args[0].maxData" && x.Message.Contains("no effect on type 'int'"));
     }
 }
