@@ -237,11 +237,11 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
         if (returning)
             d.Error(flag.Pos, flag.Path, "imaHash applies to matchActions (the event of the hook's call), not matchReturnActions");
         else if (placement is { Mechanism: Kernel.Mechanism.FanotifyPerm })
-            d.Error(flag.Pos, flag.Path, $"imaHash needs BPF LSM (a sleepable program calling bpf_ima_file_hash): {placement.Describe} runs here through fanotify, which has no IMA hash");
+            d.Error(flag.Pos, flag.Path, $"needs BPF LSM for imaHash (a sleepable program calling bpf_ima_file_hash): {placement.Describe} runs here through fanotify, which has no IMA hash");
         else if (placement is not { Mechanism: Kernel.Mechanism.Lsm, Target: "bprm_check_security" })
             d.EngineGap(flag.Pos, flag.Path, $"imaHash on {placement?.Describe ?? "this hook"} (the IMA hash is computed on lsmhooks bprm_check_security)");
         else if (!features.ImaFileHash.Available)
-            d.Error(flag.Pos, flag.Path, $"imaHash needs a sleepable BPF LSM program calling bpf_ima_file_hash (Linux 5.18, CONFIG_IMA), and this kernel's probe says: {features.ImaFileHash.Detail}");
+            d.Error(flag.Pos, flag.Path, $"needs a sleepable BPF LSM program calling bpf_ima_file_hash for imaHash (Linux 5.18, CONFIG_IMA), and this kernel's probe says: {features.ImaFileHash.Detail}");
         else
             return Actions.ImaHash;
         return Actions.None;
