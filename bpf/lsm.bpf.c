@@ -42,3 +42,49 @@ int BPF_PROG(sa_lsm_file_permission, struct file *file, int mask, int ret)
 {
 	return ret ? ret : sa_lsm(ctx, SA_AP_LSM_FILE_PERMISSION, (__u64)file, (__u64)mask, 0);
 }
+
+/* imaHash (Tetragon's Post imaHash on bprm_check_security): the events the hook above held for it (SA_ACT_IMA_HASH)
+ * get the executed file's IMA hash, which only a sleepable program may compute (bpf_ima_file_hash, Linux 5.18). It is
+ * attached after the hook's program, which left its verdict with the events (a nonzero return would skip this one),
+ * and returns that verdict. */
+SEC("lsm.s/bprm_check_security")
+int BPF_PROG(sa_lsm_ima_bprm_check_security, struct linux_binprm *bprm, int ret)
+{
+	__u32 ap = SA_AP_LSM_BPRM_CHECK_SECURITY;
+	__u64 id = bpf_get_current_pid_tgid();
+	struct sa_ret_key pk = { .id = id, .n = 0, .ap = ap };
+	struct sa_ret_state *rs = bpf_map_lookup_elem(&sa_ret_pending, &pk);
+	if (!rs)
+		return ret;
+	struct sa_ret_state st = *rs;
+	bpf_map_delete_elem(&sa_ret_pending, &pk);
+	for (__u32 i = 0; i < SA_RET_MAX; i++) {
+		if (i >= st.n)
+			break;
+		struct sa_ret_key k = { .id = id, .n = i, .ap = ap };
+		struct policy_event *ev = bpf_map_lookup_elem(&sa_ret_events, &k);
+		if (!ev) {
+			sa_count_lost(SA_LOST_RET_EVENT);
+			continue;
+		}
+		struct sa_selector_key sk = { .ap = ap, .gen = st.gen, .bit = st.bits[i] };
+		const struct sa_selector *sel = bpf_map_lookup_elem(&sa_selectors, &sk);
+		__u32 hook_id = sel ? sel->hook_id : 0;
+		struct sa_hook_stats *hs = bpf_map_lookup_elem(&sa_hook_stats, &hook_id);
+		__u64 size = ev->hdr.size;
+		__u64 off = size - offsetof(struct policy_event, data);
+		if (!sel || !hs || size < offsetof(struct policy_event, data) || off > SA_EVENT_DATA - SA_IMA_HASH_MAX) {
+			bpf_map_delete_elem(&sa_ret_events, &k);
+			continue;
+		}
+		asm volatile("" : "+r"(off)); /* the bound above is what the verifier sees, not size's */
+		/* The algorithm (enum hash_algo) or a negative errno in ret, the digest after the data. */
+		ev->ret = bpf_ima_file_hash(bprm->file, &ev->data[off], SA_IMA_HASH_MAX);
+		size = offsetof(struct policy_event, data) + off + SA_IMA_HASH_MAX;
+		ev->hdr.size = size;
+		sa_submit(ev, size, sel->flags & SA_SEL_USER_SPACE);
+		__sync_fetch_and_add(&hs->posted, 1);
+		bpf_map_delete_elem(&sa_ret_events, &k);
+	}
+	return ret ? ret : st.verdict;
+}

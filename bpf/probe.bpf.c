@@ -92,3 +92,12 @@ int BPF_PROG(probe_fmod_ret, int option)
 	(void)cookie;
 	return 0;
 }
+
+/* imaHash: a sleepable LSM program on bprm_check_security that may call bpf_ima_file_hash (Linux 5.18). */
+SEC("lsm.s/bprm_check_security")
+int BPF_PROG(probe_ima_file_hash, struct linux_binprm *bprm)
+{
+	char digest[64];
+	bpf_ima_file_hash(bprm->file, digest, sizeof(digest));
+	return 0;
+}

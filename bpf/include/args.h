@@ -77,6 +77,30 @@ static __always_inline void sa_sock_owner_of(struct sa_call *c, __u64 sk)
 }
 
 #define SA_TS_COMPAT 0x0002 /* x86 thread_info.status: the task is in a 32-bit syscall */
+#ifdef SA_FN_SIZED_BUF
+/* An iov_iter's user data as Tetragon reads it: the buffer of ITER_UBUF, or the first segment of ITER_IOVEC (its kvec
+ * view has the iovec's layout and the same name on 6.1 and later); other kinds (kernel, pipe, bio pages) carry no user
+ * buffer and read as 0 bytes. *count gets the buffer's byte count. */
+static __always_inline __u32 sa_read_iov_iter(char *str, struct iov_iter *it, __u64 *count)
+{
+	__u8 type = BPF_CORE_READ(it, iter_type);
+	const void *buf = NULL;
+	__u64 n = 0;
+	if (bpf_core_enum_value_exists(enum iter_type, ITER_UBUF) && type == bpf_core_enum_value(enum iter_type, ITER_UBUF)) {
+		buf = BPF_CORE_READ(it, ubuf);
+		n = BPF_CORE_READ(it, count);
+	} else if (type == bpf_core_enum_value(enum iter_type, ITER_IOVEC)) {
+		const struct kvec *seg = BPF_CORE_READ(it, kvec);
+		buf = BPF_CORE_READ(seg, iov_base);
+		n = BPF_CORE_READ(seg, iov_len);
+	}
+	*count = n;
+	__u32 len = n < SA_STR_MAX - 1 ? n : SA_STR_MAX - 1;
+	if (!buf || bpf_probe_read_user(str, len & (SA_STR_MAX - 1), buf) != 0)
+		return 0;
+	return len;
+}
+#endif
 
 static __always_inline void sa_read_arg(struct sa_call *c, __u32 p, const struct sa_point_arg *a, const struct sa_source *src)
 {
@@ -236,6 +260,16 @@ static __always_inline void sa_read_arg(struct sa_call *c, __u32 p, const struct
 		case SA_ARG_BPF_PROG:
 			len = sa_read_bpf_prog(str, (struct bpf_prog *)v);
 			break;
+#ifdef SA_FN_SIZED_BUF
+		case SA_ARG_IOV_ITER: {
+			__u64 count = 0;
+			len = sa_read_iov_iter(str, (struct iov_iter *)v, &count);
+			if (count > len)
+				c->trunc_mask |= 1 << p;
+			v = count;
+			break;
+		}
+#endif
 		}
 	}
 	c->ints[p] = v;

@@ -78,6 +78,7 @@ enum sa_limit {
 	 * its next call among them (as Tetragon's enforcer_data, 32768 threads); the enforcer program consumes it. */
 	SA_ENF_NOTIFY_MAX = 32768,
 	SA_ENF_SYSCALLS = 2048,          /* sa_enf_nrs: x86-64 syscall numbers 0..1023, then ia32 ones at 1024 + nr */
+	SA_IMA_HASH_MAX = 64,            /* imaHash: the digest's bytes appended to the event's data (sha512 fits) */
 };
 
 /* Attach points whose program serves one point only: their id is fixed (the others get theirs from the
@@ -287,6 +288,8 @@ enum sa_arg_type {
 	SA_ARG_PERF_EVENT = 32,  /* struct perf_event *: struct sa_bpf_info (type, config, the kprobe's function) */
 	SA_ARG_BPF_PROG = 45,    /* struct bpf_prog *: struct sa_bpf_info (type, instructions, name) */
 	SA_ARG_SYSCALL64 = 46,   /* a syscall number, | 0x80000000 when the task is in a 32-bit (ia32) syscall (Tetragon's syscall64) */
+	SA_ARG_IOV_ITER = 50,    /* struct iov_iter *: the bytes of its user buffer (ITER_UBUF, or ITER_IOVEC's first
+				  * segment), up to SA_STR_MAX - 1; ints[] holds the segment's byte count (kprobes) */
 };
 
 /* policy_event.ints of a file, path or linux_binprm argument: what Tetragon's flags and permission come from. */
@@ -303,6 +306,8 @@ enum sa_point_flags {
 	SA_POINT_EXIT_RETURN = 1 << 2,/* return probes: the exit reads the return value for the hooks armed at enter */
 	SA_POINT_EXIT_AFTER_NOTE = 1 << 5, /* a name-only syscall matched again after the call (fanotify): calls that pass the
 				       * process-level dimensions leave a struct sa_after_note (what was passed) */
+	SA_POINT_EXIT_IMA = 1 << 7,  /* imaHash (bprm_check_security): the hook's verdict waits, with the held events, for the
+				      * sleepable program that hashes the file (lsm.bpf.c), which returns it */
 };
 
 /* Comparisons of a selector (matchArgs, matchBinaries, matchPIDs, matchCapabilities). */
@@ -348,6 +353,8 @@ enum sa_action {
 	SA_ACT_KERNEL_STACK = 1 << 9,    /* Post with kernelStackTrace: the event carries the kernel stack */
 	SA_ACT_USER_STACK = 1 << 10,     /* Post with userStackTrace: the event carries the user stack */
 	SA_ACT_SET = 1 << 11,            /* usdt Set: argValue written at the probe argument's memory operand */
+	SA_ACT_IMA_HASH = 1 << 12,       /* Post with imaHash: the event waits for the sleepable LSM program, which appends the
+					  * file's IMA hash (SA_IMA_HASH_MAX bytes at the end of data, the algorithm in ret) */
 };
 
 /* policy_event.flags */

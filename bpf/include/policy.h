@@ -159,6 +159,11 @@ static __always_inline __s32 sa_policy_run_ctx(__u32 ap, __u8 op, const struct s
 		/* The return hooks that matched: their events wait in sa_ret_events for the return. */
 		struct sa_ret_state rs = { .ap = ap, .gen = r.gen, .n = r.nret };
 		__builtin_memcpy(rs.bits, r.ret_bits, sizeof(rs.bits));
+		if (r.pt->flags & SA_POINT_EXIT_IMA) {
+			/* A nonzero return here would skip the sleepable program after this one on the hook: it returns it. */
+			rs.verdict = r.verdict;
+			r.verdict = 0;
+		}
 		/* The key in the call state: the syscall exit program's frame is at the verifier's combined limit. */
 		struct sa_ret_key *k = &r.c->ret_key;
 		k->id = pid_tgid;

@@ -258,7 +258,7 @@ struct sa_ret_state {
 	__u32 gen;
 	__u32 n;
 	__u16 bits[SA_RET_MAX];
-	__u32 pad;
+	__s32 verdict;           /* SA_POINT_EXIT_IMA: the hook's verdict, returned by the program that hashes the file */
 };
 
 struct {

@@ -29,6 +29,7 @@ public static class ProbeCommand
         rows.Add(Row("prog:fmod_ret", f.FmodRet.Available, f.FmodRet.Detail));
         rows.Add(Row("prog:fexit", f.Fexit.Available, f.Fexit.Detail));
         rows.Add(Row("helper:probe_write_user", f.ProbeWriteUser.Available, f.ProbeWriteUser.Detail));
+        rows.Add(Row("helper:ima_file_hash", f.ImaFileHash.Available, f.ImaFileHash.Detail));
         rows.Add(Row("map:ringbuf", f.RingBuffer.Available, f.RingBuffer.Detail));
         rows.Add(Row("btf", f.Btf, f.Btf ? "/sys/kernel/btf/vmlinux" : "missing: CO-RE objects cannot load"));
         rows.Add(Row("lsm:bpf", f.BpfLsmActive, "active LSMs: " + string.Join(',', f.ActiveLsms)));

@@ -63,6 +63,7 @@ namespace SecurityAgent.Bpf
             public const string ProbeFentry = "probe_fentry";
             public const string ProbeFexit = "probe_fexit";
             public const string ProbeFmodRet = "probe_fmod_ret";
+            public const string ProbeImaFileHash = "probe_ima_file_hash";
             public const string ProbeKprobe = "probe_kprobe";
             public const string ProbeLsm = "probe_lsm";
             public const string ProbeOverrideReturn = "probe_override_return";
@@ -85,6 +86,7 @@ namespace SecurityAgent.Bpf
             public const string LsmBprmCheckSecurity = "sa_lsm_bprm_check_security";
             public const string LsmFileOpen = "sa_lsm_file_open";
             public const string LsmFilePermission = "sa_lsm_file_permission";
+            public const string LsmImaBprmCheckSecurity = "sa_lsm_ima_bprm_check_security";
             public const string LsmSocketConnect = "sa_lsm_socket_connect";
             public const string PolicyExitTp = "sa_policy_exit_tp";
             public const string PolicyFexit = "sa_policy_fexit";
@@ -154,7 +156,7 @@ namespace SecurityAgent.Bpf
         {
             public const string File = "lsm.bpf.o";
             public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats"];
-            public static readonly IReadOnlyList<string> Programs = ["sa_lsm_file_open", "sa_lsm_bprm_check_security", "sa_lsm_socket_connect", "sa_lsm_file_permission"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_lsm_file_open", "sa_lsm_bprm_check_security", "sa_lsm_socket_connect", "sa_lsm_file_permission", "sa_lsm_ima_bprm_check_security"];
         }
 
         /// <summary>probe.bpf.o</summary>
@@ -162,7 +164,7 @@ namespace SecurityAgent.Bpf
         {
             public const string File = "probe.bpf.o";
             public static readonly IReadOnlyList<string> Maps = ["probe_ring"];
-            public static readonly IReadOnlyList<string> Programs = ["probe_tracepoint", "probe_raw_tp", "probe_tp_btf", "probe_lsm", "probe_fentry", "probe_kprobe", "probe_uprobe", "probe_write_user", "probe_cgroup_connect4", "probe_send_signal", "probe_ringbuf_query", "probe_override_return", "probe_fexit", "probe_fmod_ret"];
+            public static readonly IReadOnlyList<string> Programs = ["probe_tracepoint", "probe_raw_tp", "probe_tp_btf", "probe_lsm", "probe_fentry", "probe_kprobe", "probe_uprobe", "probe_write_user", "probe_cgroup_connect4", "probe_send_signal", "probe_ringbuf_query", "probe_override_return", "probe_fexit", "probe_fmod_ret", "probe_ima_file_hash"];
         }
 
         /// <summary>process.bpf.o</summary>
@@ -279,6 +281,7 @@ namespace SecurityAgent.Events
         public const int ExtrasUstackAt = 3584;
         public const int EnfNotifyMax = 32768;
         public const int EnfSyscalls = 2048;
+        public const int ImaHashMax = 64;
     }
 
     public static partial class PolicyWire
@@ -352,6 +355,7 @@ namespace SecurityAgent.Events
             Exe = 2,
             Return = 4,
             AfterNote = 32,
+            Ima = 128,
         }
 
         /// <summary>enum sa_ev_file_info</summary>
@@ -923,6 +927,7 @@ namespace SecurityAgent.Policies
         PerfEvent = 32,
         BpfProg = 45,
         Syscall64 = 46,
+        IovIter = 50,
     }
 
     /// <summary>enum sa_cmp</summary>
@@ -971,5 +976,6 @@ namespace SecurityAgent.Policies
         KernelStack = 512,
         UserStack = 1024,
         Set = 2048,
+        ImaHash = 4096,
     }
 }

@@ -133,7 +133,26 @@ public static class EventDecoder
             HostArg = hostLen > 0 ? hostArg : -1, Host = hostLen > 0 ? host.ToArray() : null,
             ReturnData = flags.HasFlag(PolicyWire.EventFlags.Return) && !data.IsEmpty ? data.ToArray() : null,
             KernelStack = kstack, UserStack = ustack,
+            ImaHash = ((Policies.Actions)U32(raw, PolicyWire.Event.Actions)).HasFlag(Policies.Actions.ImaHash) && data.Length >= Contract.ImaHashMax
+                ? ImaHashText((long)U64(raw, PolicyWire.Event.Ret), data[^Contract.ImaHashMax..]) : null,
         };
+    }
+
+    /// <summary>bpf_ima_file_hash's result as Tetragon writes ima_hash: the algorithm (enum hash_algo) and the digest's
+    /// hex; other algorithms and errors (negative) give none, as in Tetragon.</summary>
+    public static string? ImaHashText(long algo, ReadOnlySpan<byte> digest)
+    {
+        var (name, length) = algo switch
+        {
+            1 => ("md5", 16),
+            2 => ("sha1", 20),
+            4 => ("sha256", 32),
+            6 => ("sha512", 64),
+            13 => ("wp512", 64),
+            17 => ("sm3", 32),
+            _ => (null, 0),
+        };
+        return name is null || digest.Length < length ? null : name + ":" + Convert.ToHexStringLower(digest[..length]);
     }
 
     private static ulong[]? Stack(ReadOnlySpan<byte> bytes)

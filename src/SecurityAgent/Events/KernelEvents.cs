@@ -161,6 +161,9 @@ public sealed record PolicyKernelEvent(
 
     public ulong[]? UserStack { get; init; }
 
+    /// <summary>imaHash: Tetragon's ima_hash ("sha256:hex"); null when not asked or when the kernel gave no hash.</summary>
+    public string? ImaHash { get; init; }
+
     /// <summary>Posted after the call by the fanotify change watcher (a name-only syscall such as unlink or chmod), with
     /// the real path of what the call changed: the pipeline runs the hook's selectors on it and enforces after the fact.</summary>
     public bool AfterCall { get; init; }

@@ -47,6 +47,9 @@ public sealed record PolicyMatchEvent(
 
     public IReadOnlyList<Stacks.StackFrame>? UserStackTrace { get; init; }
 
+    /// <summary>imaHash: Tetragon's ima_hash of process_lsm ("sha256:hex").</summary>
+    public string? ImaHash { get; init; }
+
     public override string Type => Hook.Kind switch
     {
         HookKind.Kprobe => "process_kprobe",

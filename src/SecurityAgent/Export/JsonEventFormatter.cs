@@ -216,6 +216,7 @@ public sealed class JsonEventFormatter
             w.WriteEndArray();
         }
         if (tetragonStacks) WriteStack(w, "user_stack_trace", m.UserStackTrace);
+        if (m.ImaHash is not null) w.WriteString("ima_hash", m.ImaHash);
     }
 
     /// <summary>Tetragon's StackTraceEntry list (uint64 as strings; address only when exposed). Tetragon defines these

@@ -43,6 +43,8 @@ public sealed record KernelFeatures(
     public Availability Fexit { get; init; } = Availability.No("not probed");
     /// <summary>bpf_probe_write_user from uprobes (usdt Set); kernel lockdown refuses it.</summary>
     public Availability ProbeWriteUser { get; init; } = Availability.No("not probed");
+    /// <summary>imaHash: a sleepable LSM program on bprm_check_security calling bpf_ima_file_hash (Linux 5.18, BPF LSM).</summary>
+    public Availability ImaFileHash { get; init; } = Availability.No("not probed");
 
     public bool Has(Mechanism m) => Mechanisms.TryGetValue(m, out var a) && a.Available;
     public bool BpfLsmActive => ActiveLsms.Contains("bpf");
@@ -72,5 +74,6 @@ public sealed record KernelFeatures(
         FmodRet = Availability.Yes("assumed"),
         Fexit = Availability.Yes("assumed"),
         ProbeWriteUser = Availability.Yes("assumed"),
+        ImaFileHash = Availability.Yes("assumed"),
     };
 }

@@ -15,6 +15,7 @@ public static class KernelFeaturesJson
         {
             send_signal = f.SendSignal.Available, override_return = f.OverrideReturn.Available, fmod_ret = f.FmodRet.Available,
             fexit = f.Fexit.Available, ringbuf_query = f.RingBufferQuery.Available, probe_write_user = f.ProbeWriteUser.Available,
+            ima_file_hash = f.ImaFileHash.Available,
         },
         maps = new { ringbuf = f.RingBuffer.Available },
         btf = f.Btf,
@@ -56,6 +57,7 @@ public static class KernelFeaturesJson
             Fexit = Flag(o["helpers"]?["fexit"]),
             RingBufferQuery = Flag(o["helpers"]?["ringbuf_query"]),
             ProbeWriteUser = Flag(o["helpers"]?["probe_write_user"]),
+            ImaFileHash = Flag(o["helpers"]?["ima_file_hash"]),
         };
     }
 

@@ -83,6 +83,7 @@ public sealed class Decider(IReadOnlyDictionary<uint, HookInfo> hooks, EventPipe
             MatchedAtExit = e.Flags.HasFlag(PolicyWire.EventFlags.AtExit) || e.AfterCall,
             KernelStackTrace = Stack(e, Actions.KernelStack, e.KernelStack, p),
             UserStackTrace = Stack(e, Actions.UserStack, e.UserStack, p),
+            ImaHash = e.ImaHash,
         });
     }
 

@@ -162,16 +162,17 @@ internal static class ArgumentLayout
         if (a.MaxData is { Value: true } md)
         {
             // Tetragon: up to 327360 bytes of a char_buf or iov_iter read in chunks (4096 without maxData), not with returnCopy.
+            bool iovIter = a.Type.Value == "iov_iter" && placement is { Mechanism: Kernel.Mechanism.Kprobe, Field: null, SyscallRegisters: false };
             bool sized = (syscallBuffer || functionBuffer) && a.SizeArgIndex is { Value: > 0 };
             if (a.Type.Value is not ("char_buf" or "char_iovec" or "iov_iter"))
                 d.Warning(md.Pos, md.Path, $"maxData has no effect on type '{a.Type.Value}' (Tetragon reads it for char_buf and iov_iter buffers)");
             else if (a.ReturnCopy?.Value == true)
                 d.Error(md.Pos, md.Path, "maxData does not work with returnCopy (as in Tetragon): drop one of them");
-            else if (sized)
+            else if (iovIter || sized)
                 d.Warning(md.Pos, md.Path, $"maxData: the event keeps the first {Events.Contract.StrMax - 1} bytes of the buffer (Tetragon reads up to 327360 in 4 KiB chunks); "
                     + "a longer buffer is sent as truncated_bytes_arg with its orig_size");
             else
-                d.EngineGap(md.Pos, md.Path, $"maxData on a '{a.Type.Value}' read as a string on {placement?.Describe ?? "this hook"} (buffers read as bytes: char_buf with sizeArgIndex)");
+                d.EngineGap(md.Pos, md.Path, $"maxData on a '{a.Type.Value}' read as a string on {placement?.Describe ?? "this hook"} (buffers read as bytes: char_buf with sizeArgIndex, iov_iter on kprobes)");
         }
         if (a.Resolve is { } r)
         {
@@ -237,6 +238,9 @@ internal static class ArgumentLayout
             d.Error(a.Index.Pos, a.Index.Path, $"only the first {Events.Contract.MaxFnArgs} function arguments can be read (index 0..{Events.Contract.MaxFnArgs - 1})");
             return null;
         }
+        // An iov_iter's user data (bpf/include/args.h): on kprobes, whose objects have the stack for a buffer read.
+        if (type == "iov_iter" && p is { Mechanism: Kernel.Mechanism.Kprobe, SyscallRegisters: false })
+            return new ArgPlan(slot, a.Index.Value, type, ArgType.IovIter, a.Index.Value, 8, a.Label);
         if (!KernelObjectReads.ContainsKey(type) && KernelObjectTypes.TryGetValue(type, out var what))
         {
             d.EngineGap(a.Type.Pos, a.Type.Path, $"argument type '{type}' ({what})");

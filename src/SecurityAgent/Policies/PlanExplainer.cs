@@ -42,6 +42,8 @@ public static class PlanExplainer
                         Mechanism.FanotifyPerm => "the opened file's canonical path (from the event's fd)",
                         Mechanism.Kprobe when a.KernelType == ArgType.Buf => $"the buffer in argument {a.Offset}: exactly the byte count in argument {a.Size} (sizeArgIndex), "
                             + $"up to {Events.Contract.StrMax - 1} bytes sent as bytes_arg (more: truncated_bytes_arg with orig_size)",
+                        _ when a.KernelType == ArgType.IovIter => $"the user data of the iov_iter in argument {a.Offset} (the buffer of ITER_UBUF, or the first segment of ITER_IOVEC; "
+                            + $"kernel, pipe and page iterators: no bytes): up to {Events.Contract.StrMax - 1} bytes sent as bytes_arg (more: truncated_bytes_arg with orig_size)",
                         _ when a.KernelType == ArgType.Buf => $"the buffer at record offset {a.Offset}: exactly the byte count at record offset {a.Size} (sizeArgIndex), "
                             + $"up to {Events.Contract.StrMax - 1} bytes sent as bytes_arg (more: truncated_bytes_arg with orig_size)",
                         _ when a.KernelType == ArgType.BufRet => $"the buffer at record offset {a.Offset}, read at return: as many bytes as the call returned (returnCopy), "

@@ -115,6 +115,9 @@ public static class PolicyEncoding
         // one only read for the event stays as passed (no cost).
         var target = hooks.Count > 0 && hooks[0].Hook.Mechanism == Kernel.Mechanism.Tracepoint ? hooks[0].Hook.Target : "";
         W.PointFlags flags = hooks.Any(h => h.Hook.Return is not null) ? W.PointFlags.Return : 0;
+        // imaHash: the events wait, as a return probe's do, for the sleepable program attached after the hook's.
+        if (hooks.Any(h => h.Hook.Selectors.Any(s => s.Actions.HasFlag(Actions.ImaHash))))
+            flags |= W.PointFlags.Return | W.PointFlags.Ima;
         foreach (int slot in ordered.Where(d => d.Kind is W.DimKind.StrExact or W.DimKind.StrPrefix or W.DimKind.StrPostfix).Select(d => d.Slot).Distinct())
             if (PathArguments.Resolved(target, args[slot].Offset, args[slot].Type) is { } resolved)
             {
@@ -507,6 +510,8 @@ public static class PolicyEncoding
         if (sel?.SockArg is { } sockArg && h.Hook.Args.FirstOrDefault(a => a.Index == sockArg) is { } sock)
             b[W.Selector.SockSlot] = (byte)slots[sock.Slot];
         var flags = h.Enforce ? W.SelectorFlags.Enforce : 0;
+        if (sel is not null && sel.Actions.HasFlag(Actions.ImaHash))
+            b[W.Selector.RetHook] = 1;
         if (h.Hook.Return is { } ret)
         {
             b[W.Selector.RetHook] = 1;

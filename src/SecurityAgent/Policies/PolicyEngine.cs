@@ -354,13 +354,25 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
         var returnAttached = new List<AttachPoint>();
         try
         {
-            foreach (var (point, _, _) in next.Where(n => n.Gen is not null && n.Point.Links.Count == 0))
+            foreach (var (point, _, gen) in next.Where(n => n.Gen is not null && n.Point.Links.Count == 0))
             {
+                if (gen!.Layout.Flags.HasFlag(PolicyWire.PointFlags.Ima))
+                {
+                    // imaHash: the sleepable program must run after the hook's, and a trampoline runs the programs
+                    // attached last first: it is attached before.
+                    point.ReturnLink = sensor.AttachReturn(point.Mechanism, point.Target, point.Id);
+                    point.Links.Add(point.ReturnLink);
+                    returnAttached.Add(point);
+                }
                 point.Links.AddRange(sensor.Attach(point.Mechanism, point.Target, point.Id));
                 attached.Add(point);
             }
             foreach (var (point, _, _) in next.Where(n => n.Gen is { Layout.Flags: var f } && f.HasFlag(PolicyWire.PointFlags.Return) && n.Point.ReturnLink is null))
             {
+                if (next.First(n => n.Point == point).Gen!.Layout.Flags.HasFlag(PolicyWire.PointFlags.Ima))
+                    throw new InvalidOperationException($"imaHash on {point.Target}: the hook is already attached for other policies without it, and the program "
+                        + "that hashes the file must be attached before the hook's; load the imaHash policy first (or remove and re-add the others)");
+
                 point.ReturnLink = sensor.AttachReturn(point.Mechanism, point.Target, point.Id);
                 point.Links.Add(point.ReturnLink);
                 returnAttached.Add(point);

@@ -237,6 +237,23 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
         return bit;
     }
 
+    /// <summary>imaHash: on bprm_check_security, a sleepable LSM program after the hook's hashes the executed file
+    /// (bpf_ima_file_hash), as Tetragon does; Tetragon also has it on file hooks, which have no sleepable program here.</summary>
+    private Actions ImaHash(Located<bool> flag, Placement? placement, bool returning)
+    {
+        if (returning)
+            d.Error(flag.Pos, flag.Path, "imaHash applies to matchActions (the event of the hook's call), not matchReturnActions");
+        else if (placement is { Mechanism: Kernel.Mechanism.FanotifyPerm })
+            d.Error(flag.Pos, flag.Path, $"needs BPF LSM for imaHash (a sleepable program calling bpf_ima_file_hash): {placement.Describe} runs here through fanotify, which has no IMA hash");
+        else if (placement is not { Mechanism: Kernel.Mechanism.Lsm, Target: "bprm_check_security" })
+            d.EngineGap(flag.Pos, flag.Path, $"imaHash on {placement?.Describe ?? "this hook"} (the IMA hash is computed on lsmhooks bprm_check_security)");
+        else if (!features.ImaFileHash.Available)
+            d.Error(flag.Pos, flag.Path, $"needs a sleepable BPF LSM program calling bpf_ima_file_hash for imaHash (Linux 5.18, CONFIG_IMA), and this kernel's probe says: {features.ImaFileHash.Detail}");
+        else
+            return Actions.ImaHash;
+        return Actions.None;
+    }
+
     private static byte CapabilitySet(CapabilityMatcherSpec e) => e.Type?.Value switch { "Permitted" => 1, "Inheritable" => 2, _ => 0 };
 
     private (Actions, int Signal, int Error, ulong RateNs, int? SockArg, UsdtSetPlan? Set) MatchActions(IReadOnlyList<ActionSpec> actions, Placement? placement, IReadOnlyList<ArgInfo> args,
@@ -265,7 +282,7 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
                     if (a.UserStackTrace is { Value: true } us)
                         result |= StackTrace(us, placement, Actions.UserStack, "userStackTrace");
                     if (a.ImaHash is { Value: true } ima)
-                        d.EngineGap(ima.Pos, ima.Path, "imaHash (the file's IMA hash with the event, through the bpf_ima_file_hash helper on an LSM hook)");
+                        result |= ImaHash(ima, placement, returning);
                     break;
                 case "NoPost":
                     noPost = true;

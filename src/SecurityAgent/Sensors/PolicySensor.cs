@@ -145,6 +145,12 @@ public sealed class PolicySensor : IDisposable
     {
         switch (mechanism)
         {
+            case Mechanism.Lsm:
+                // imaHash: the sleepable program that hashes the file, attached after the hook's (bpf/lsm.bpf.c).
+                var ima = "sa_lsm_ima_" + target;
+                if (!_lsm.TryGetValue(ima, out var imaObject))
+                    _lsm[ima] = imaObject = BpfObject.Load(ObjectSpecs.PolicyLsm with { Programs = [ima] }, _process.Object, _core);
+                return imaObject.Program(ima).Attach();
             case Mechanism.Kprobe:
                 return Family(ref _kprobe, ObjectSpecs.PolicyKprobe).Program(BpfNames.Programs.PolicyKretprobe).AttachKprobe(target, cookie: ap, retprobe: true);
             case Mechanism.Fentry:
