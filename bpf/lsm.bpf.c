@@ -52,23 +52,17 @@ int BPF_PROG(sa_lsm_ima_bprm_check_security, struct linux_binprm *bprm, int ret)
 {
 	__u32 ap = SA_AP_LSM_BPRM_CHECK_SECURITY;
 	__u64 id = bpf_get_current_pid_tgid();
-	struct sa_ret_key pk = { .id = id, .n = 0, .ap = ap };
-	struct sa_ret_state *rs = bpf_map_lookup_elem(&sa_ret_pending, &pk);
-	if (!rs)
+	struct sa_ret_state st;
+	if (!sa_held_take(id, ap, &st))
 		return ret;
-	struct sa_ret_state st = *rs;
-	bpf_map_delete_elem(&sa_ret_pending, &pk);
 	for (__u32 i = 0; i < SA_RET_MAX; i++) {
 		if (i >= st.n)
 			break;
 		struct sa_ret_key k = { .id = id, .n = i, .ap = ap };
-		struct policy_event *ev = bpf_map_lookup_elem(&sa_ret_events, &k);
-		if (!ev) {
-			sa_count_lost(SA_LOST_RET_EVENT);
+		const struct sa_selector *sel = NULL;
+		struct policy_event *ev = sa_held_event(&k, &st, i, &sel);
+		if (!ev)
 			continue;
-		}
-		struct sa_selector_key sk = { .ap = ap, .gen = st.gen, .bit = st.bits[i] };
-		const struct sa_selector *sel = bpf_map_lookup_elem(&sa_selectors, &sk);
 		__u32 hook_id = sel ? sel->hook_id : 0;
 		struct sa_hook_stats *hs = bpf_map_lookup_elem(&sa_hook_stats, &hook_id);
 		__u64 size = ev->hdr.size;

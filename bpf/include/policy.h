@@ -179,29 +179,51 @@ static __always_inline __s32 sa_policy_run(__u32 ap, __u8 op, const struct sa_so
 	return sa_policy_run_ctx(ap, op, src, skip, src->ctx);
 }
 
+/* The events a call's enter (or hook) held for its return (sa_ret_events) and the state that says which: taken once,
+ * by the return probe or by the sleepable program that completes them (lsm.bpf.c's imaHash). */
+static __always_inline bool sa_held_take(__u64 id, __u32 ap, struct sa_ret_state *st)
+{
+	struct sa_ret_key pk = { .id = id, .n = 0, .ap = ap };
+	struct sa_ret_state *rs = bpf_map_lookup_elem(&sa_ret_pending, &pk);
+	if (!rs)
+		return false;
+	*st = *rs;
+	bpf_map_delete_elem(&sa_ret_pending, &pk);
+	return true;
+}
+
+/* The i-th held event and the selector that held it; a held event evicted while the call ran is counted lost. The
+ * caller deletes the entry at *k once done with it. */
+static __always_inline struct policy_event *sa_held_event(struct sa_ret_key *k, const struct sa_ret_state *st, __u32 i,
+							  const struct sa_selector **sel)
+{
+	struct policy_event *ev = bpf_map_lookup_elem(&sa_ret_events, k);
+	if (!ev) {
+		sa_count_lost(SA_LOST_RET_EVENT);
+		return NULL;
+	}
+	struct sa_selector_key sk = { .ap = k->ap, .gen = st->gen, .bit = st->bits[i & (SA_RET_MAX - 1)] };
+	*sel = bpf_map_lookup_elem(&sa_selectors, &sk);
+	return ev;
+}
+
 /* The return of a call with return probes (a syscall's exit tracepoint, a kernel function's kretprobe): the events
  * its enter kept for the return hooks that matched there are posted with the return value when their return
  * filters pass, after the return actions (a Sigkill here lands before the return to user space). */
 static __always_inline void sa_policy_return(__u32 ap, __s64 ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct sa_ret_key pk = { .id = id, .n = 0, .ap = ap };
-	struct sa_ret_state *rs = bpf_map_lookup_elem(&sa_ret_pending, &pk);
-	if (!rs)
+	struct sa_ret_state st;
+	if (!sa_held_take(id, ap, &st))
 		return;
-	struct sa_ret_state st = *rs;
-	bpf_map_delete_elem(&sa_ret_pending, &pk);
 	for (__u32 i = 0; i < SA_RET_MAX; i++) {
 		if (i >= st.n)
 			break;
 		struct sa_ret_key k = { .id = id, .n = i, .ap = ap };
-		struct policy_event *ev = bpf_map_lookup_elem(&sa_ret_events, &k);
-		if (!ev) {
-			sa_count_lost(SA_LOST_RET_EVENT); /* evicted while the call ran */
+		const struct sa_selector *sel = NULL;
+		struct policy_event *ev = sa_held_event(&k, &st, i, &sel);
+		if (!ev)
 			continue;
-		}
-		struct sa_selector_key sk = { .ap = ap, .gen = st.gen, .bit = st.bits[i] };
-		const struct sa_selector *sel = bpf_map_lookup_elem(&sa_selectors, &sk);
 		if (sel)
 			sa_return(sel, ev, ret, id >> 32);
 		bpf_map_delete_elem(&sa_ret_events, &k);

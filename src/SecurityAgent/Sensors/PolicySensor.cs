@@ -164,21 +164,9 @@ public sealed class PolicySensor : IDisposable
 
     /// <summary>spec.loader: which processes the loader sensor reports (all, or those of the given pod scopes), and its
     /// attachments at sys_exit_mmap and sched_process_exec, made on first use.</summary>
-    public IReadOnlyList<BpfLink> AttachLoader()
-    {
-        var o = Family(ref _loader, ObjectSpecs.Loader);
-        var mmap = o.Program(BpfNames.Programs.LoaderMmap).AttachTracepoint("syscalls", "sys_exit_mmap");
-        try
-        {
-            // The binary and its interpreter, mapped by exec itself (never through mmap).
-            return [mmap, o.Program(BpfNames.Programs.LoaderExec).AttachTracepoint("sched", "sched_process_exec")];
-        }
-        catch
-        {
-            mmap.Dispose();
-            throw;
-        }
-    }
+    public IReadOnlyList<BpfLink> AttachLoader() => AttachTracepoints(Family(ref _loader, ObjectSpecs.Loader),
+        (BpfNames.Programs.LoaderMmap, "syscalls", "sys_exit_mmap"),
+        (BpfNames.Programs.LoaderExec, "sched", "sched_process_exec")); // the binary and its interpreter, mapped by exec itself (never through mmap)
 
     public void ConfigureLoader(int unscoped, IReadOnlyList<uint> scopeIds)
     {
@@ -192,17 +180,24 @@ public sealed class PolicySensor : IDisposable
 
     /// <summary>spec.enforcers: the enforcer program at raw_syscalls/sys_enter and the cleanup of a thread's notification
     /// when it exits, attached with the first policy that notifies for later calls.</summary>
-    public IReadOnlyList<BpfLink> AttachEnforcer()
+    public IReadOnlyList<BpfLink> AttachEnforcer() => AttachTracepoints(Family(ref _enforcer, ObjectSpecs.Enforcer),
+        (BpfNames.Programs.Enforcer, "raw_syscalls", "sys_enter"),
+        (BpfNames.Programs.EnforcerExit, "sched", "sched_process_exit"));
+
+    /// <summary>Programs of one object attached together: all of them, or none (the links made are closed on failure).</summary>
+    private static List<BpfLink> AttachTracepoints(BpfObject o, params (string Program, string Category, string Name)[] points)
     {
-        var o = Family(ref _enforcer, ObjectSpecs.Enforcer);
-        var enter = o.Program(BpfNames.Programs.Enforcer).AttachTracepoint("raw_syscalls", "sys_enter");
+        var links = new List<BpfLink>(points.Length);
         try
         {
-            return [enter, o.Program(BpfNames.Programs.EnforcerExit).AttachTracepoint("sched", "sched_process_exit")];
+            foreach (var (program, category, name) in points)
+                links.Add(o.Program(program).AttachTracepoint(category, name));
+            return links;
         }
         catch
         {
-            enter.Dispose();
+            foreach (var l in links)
+                l.Dispose();
             throw;
         }
     }
