@@ -87,6 +87,9 @@ public static class RunCommand
     {
         var phases = new StartupPhases();
         phases.Mark("main");
+        // One malloc arena for the threads started from here on (the host's, the ring reader's, the pool's): a node
+        // agent's native allocations are few and an arena per thread costs megabytes of RSS each.
+        Interop.Libc.LimitMallocArenas(1);
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory, Args = [] });
         builder.Configuration.AddEnvironmentVariables("SECAGENT_");
         builder.Configuration.AddInMemoryCollection(given);

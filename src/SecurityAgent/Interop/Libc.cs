@@ -22,6 +22,15 @@ internal static unsafe partial class Libc
     [LibraryImport(Lib, EntryPoint = "clock_gettime", SetLastError = true)]
     internal static partial int clock_gettime(int clock, Timespec* ts);
 
+    private const int M_ARENA_MAX = -8;
+
+    [LibraryImport(Lib, EntryPoint = "mallopt")]
+    private static partial int mallopt(int param, int value);
+
+    /// <summary>Caps glibc's malloc arenas (MALLOC_ARENA_MAX, which glibc reads before the runtime starts): threads
+    /// started from now on share them instead of each reserving its own. False where the libc refuses.</summary>
+    internal static bool LimitMallocArenas(int arenas) => mallopt(M_ARENA_MAX, arenas) == 1;
+
     [LibraryImport(Lib, EntryPoint = "vsnprintf")]
     internal static partial int vsnprintf(byte* buf, nuint size, byte* format, nint args);
 
