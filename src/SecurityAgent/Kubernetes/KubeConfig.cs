@@ -19,10 +19,14 @@ public sealed class KubeConfig
 
     /// <param name="serviceAccountDir">Where the kubelet mounts the service account (token, ca.crt).</param>
     /// <param name="tokenRefresh">How often the token is re-read (the kubelet rotates it).</param>
-    public static KubeConfig FromCluster(string serviceAccountDir = ServiceAccount, TimeSpan? tokenRefresh = null)
+    /// <param name="environment">Where KUBERNETES_SERVICE_HOST/PORT are read (the process environment; tests pass
+    /// their own rather than change one that the processes they start would inherit).</param>
+    public static KubeConfig FromCluster(string serviceAccountDir = ServiceAccount, TimeSpan? tokenRefresh = null,
+        Func<string, string?>? environment = null)
     {
-        var host = Environment.GetEnvironmentVariable("KUBERNETES_SERVICE_HOST")!;
-        var port = Environment.GetEnvironmentVariable("KUBERNETES_SERVICE_PORT") ?? "443";
+        environment ??= Environment.GetEnvironmentVariable;
+        var host = environment("KUBERNETES_SERVICE_HOST") ?? throw new InvalidOperationException("KUBERNETES_SERVICE_HOST is not set");
+        var port = environment("KUBERNETES_SERVICE_PORT") ?? "443";
         var ca = new X509Certificate2Collection();
         ca.ImportFromPemFile(Path.Combine(serviceAccountDir, "ca.crt"));
         return new KubeConfig

@@ -103,23 +103,13 @@ public class KubeConfigTests
         using var dir = new TempDir();
         File.WriteAllText(dir.File("ca.crt"), ca.ExportCertificatePem());
         File.WriteAllText(dir.File("token"), "first-token\n");
-        var before = (Environment.GetEnvironmentVariable("KUBERNETES_SERVICE_HOST"), Environment.GetEnvironmentVariable("KUBERNETES_SERVICE_PORT"));
-        Environment.SetEnvironmentVariable("KUBERNETES_SERVICE_HOST", "10.96.0.1");
-        Environment.SetEnvironmentVariable("KUBERNETES_SERVICE_PORT", "443");
-        try
-        {
-            var config = KubeConfig.FromCluster(dir.Path, tokenRefresh: TimeSpan.FromMilliseconds(100));
-            Assert.Equal(new Uri("https://10.96.0.1:443"), config.Server);
-            Assert.Equal(ca.Thumbprint, Assert.Single(config.CertificateAuthority!).Thumbprint);
-            Assert.Equal("first-token", config.Token());
-            File.WriteAllText(dir.File("token"), "rotated-token\n");
-            Thread.Sleep(200);
-            Assert.Equal("rotated-token", config.Token());
-        }
-        finally
-        {
-            Environment.SetEnvironmentVariable("KUBERNETES_SERVICE_HOST", before.Item1);
-            Environment.SetEnvironmentVariable("KUBERNETES_SERVICE_PORT", before.Item2);
-        }
+        var environment = new Dictionary<string, string> { ["KUBERNETES_SERVICE_HOST"] = "10.96.0.1", ["KUBERNETES_SERVICE_PORT"] = "443" };
+        var config = KubeConfig.FromCluster(dir.Path, tokenRefresh: TimeSpan.FromMilliseconds(100), environment: name => environment.GetValueOrDefault(name));
+        Assert.Equal(new Uri("https://10.96.0.1:443"), config.Server);
+        Assert.Equal(ca.Thumbprint, Assert.Single(config.CertificateAuthority!).Thumbprint);
+        Assert.Equal("first-token", config.Token());
+        File.WriteAllText(dir.File("token"), "rotated-token\n");
+        Thread.Sleep(200);
+        Assert.Equal("rotated-token", config.Token());
     }
 }
