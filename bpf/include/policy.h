@@ -120,7 +120,6 @@ static __always_inline __s32 sa_policy_run_ctx(__u32 ap, __u8 op, const struct s
 	__builtin_memcpy(r.c->live, r.pt->valid, sizeof(r.c->live));
 	__builtin_memset(r.c->fired, 0, sizeof(r.c->fired));
 	r.c->file_ino = 0;
-	r.bin = &r.c->no_bin;
 	if (skip) {
 		/* The process-level dimensions as the enter found them: after an exec, the binary is the new
 		 * program, and matchBinaries is about the one that called exec. */
@@ -132,12 +131,8 @@ static __always_inline __s32 sa_policy_run_ctx(__u32 ap, __u8 op, const struct s
 		}
 		if (!any)
 			return 0;
-	} else if (r.pt->nproc_dims) {
-		const struct sa_binary *bin = bpf_map_lookup_elem(&sa_exec_binary, &r.tgid);
-		if (bin)
-			r.bin = bin;
-		if (!sa_eval_dims(&r, 0, r.pt->nproc_dims))
-			return 0;
+	} else if (r.pt->nproc_dims && !sa_eval_dims(&r, 0, r.pt->nproc_dims)) {
+		return 0;
 	}
 #if SA_FAMILY == SA_FAMILY_TRACEPOINT
 	if (!skip && r.pt->flags & (SA_POINT_EXIT_FD | SA_POINT_EXIT_EXE))

@@ -13,7 +13,6 @@
 struct sa_run {
 	struct sa_call *c;
 	const struct sa_point *pt;
-	const struct sa_binary *bin; /* the process's binary (unknown: the call state's empty one) */
 	__u32 ap;
 	__u32 gen;
 	__u32 tgid;
@@ -84,8 +83,16 @@ static __always_inline const struct sa_bitmap *sa_dim_lookup(struct sa_run *r, c
 	struct sa_call *c = r->c;
 	struct sa_value_hdr hdr = { .gen = r->gen, .ap = r->ap, .dim = di };
 	__u32 p = d->slot & (SA_POINT_ARGS - 1);
-	const char *bin = r->bin->path;
-	__u32 bin_len = r->bin->len & (SA_STR_MAX - 1);
+	/* The process's binary (unknown: the call state's empty one), looked up here rather than kept in sa_run: a map
+	 * value pointer of either of two maps in the run's state would have the verifier walk all the rest twice. */
+	const struct sa_binary *b = &c->no_bin;
+	if (d->kind <= SA_DIM_BIN_POSTFIX) {
+		const struct sa_binary *found = bpf_map_lookup_elem(&sa_exec_binary, &r->tgid);
+		if (found)
+			b = found;
+	}
+	const char *bin = b->path;
+	__u32 bin_len = b->len & (SA_STR_MAX - 1);
 
 	switch (d->kind) {
 	case SA_DIM_BIN_EXACT:
@@ -133,8 +140,14 @@ static long sa_eval_dim(__u32 i, struct sa_run *r)
 	if (di >= r->dim_end || di >= SA_MAX_DIMS)
 		return 1;
 	const struct sa_dim *d = &r->pt->dims[di];
+	/* The union of the bitmaps that hold this call's value, built up in the call state: with NULL-or-not pointers
+	 * live to the end the verifier would walk the loop below once per combination. */
+	__u64 *acc = r->c->dim_hits;
 	const struct sa_bitmap *hit = sa_dim_lookup(r, d, di);
-	const struct sa_bitmap *alias = NULL, *host = NULL;
+	if (hit)
+		__builtin_memcpy(acc, hit->w, sizeof(r->c->dim_hits));
+	else
+		__builtin_memset(acc, 0, sizeof(r->c->dim_hits));
 #if SA_FAMILY == SA_FAMILY_TRACEPOINT
 	/* A file with several names matches when any of its names the policy lists does. */
 	if (r->c->file_ino && d->kind >= SA_DIM_STR_EXACT && d->kind <= SA_DIM_STR_POSTFIX) {
@@ -143,7 +156,10 @@ static long sa_eval_dim(__u32 i, struct sa_run *r)
 		k->dev = r->c->file_dev;
 		k->pad = 0;
 		k->ino = r->c->file_ino;
-		alias = bpf_map_lookup_elem(&sa_inode_set, k);
+		const struct sa_bitmap *alias = bpf_map_lookup_elem(&sa_inode_set, k);
+		if (alias)
+			for (int w = 0; w < SA_SEL_WORDS; w++)
+				acc[w] |= alias->w[w];
 	}
 	/* A file under another root (a chroot, a container) matches by its host path as well (a Postfix is the same
 	 * on both: sa_dim_lookup). */
@@ -151,14 +167,16 @@ static long sa_eval_dim(__u32 i, struct sa_run *r)
 	if (c->host_len && (d->slot & (SA_POINT_ARGS - 1)) == c->host_slot &&
 	    (d->kind == SA_DIM_STR_EXACT || d->kind == SA_DIM_STR_PREFIX)) {
 		struct sa_value_hdr hdr = { .gen = r->gen, .ap = r->ap, .dim = di };
-		host = d->kind == SA_DIM_STR_EXACT ? sa_lookup_exact(c, hdr, c->host, c->host_len)
-						   : sa_lookup_prefix(c, hdr, c->host, c->host_len);
+		const struct sa_bitmap *host = d->kind == SA_DIM_STR_EXACT ? sa_lookup_exact(c, hdr, c->host, c->host_len)
+									   : sa_lookup_prefix(c, hdr, c->host, c->host_len);
+		if (host)
+			for (int w = 0; w < SA_SEL_WORDS; w++)
+				acc[w] |= host->w[w];
 	}
 #endif
 	__u64 any = 0;
 	for (int w = 0; w < SA_SEL_WORDS; w++) {
-		__u64 h = (hit ? hit->w[w] : 0) | (alias ? alias->w[w] : 0) | (host ? host->w[w] : 0);
-		r->c->live[w] &= ~d->care[w] | (h ^ d->neg[w]);
+		r->c->live[w] &= ~d->care[w] | (acc[w] ^ d->neg[w]);
 		any |= r->c->live[w];
 	}
 	r->alive = any != 0;
