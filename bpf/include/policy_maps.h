@@ -202,6 +202,7 @@ struct sa_call {
 	struct sa_ret_key ret_key;
 	__u64 root_now[2];       /* the task's root (vfsmount, dentry) ... */
 	__u64 host_root[2];      /* ... and the last one found to be the host's (sa_host_view) */
+	__u64 buf_ptr[SA_POINT_ARGS]; /* maxData buffer slots: the buffer's address, for its data records (maxdata.h) */
 };
 
 struct {
