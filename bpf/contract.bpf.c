@@ -27,6 +27,7 @@ struct exec_event sa_contract_exec_event;
 struct fork_event sa_contract_fork_event;
 struct exit_event sa_contract_exit_event;
 struct loader_event sa_contract_loader_event;
+struct sa_data_event sa_contract_data_event;
 struct sa_loader_config sa_contract_loader_config;
 struct policy_event sa_contract_policy_event;
 struct sa_settings sa_contract_settings;

@@ -4,6 +4,7 @@
  * threads or the agent), the rate limit, and the event. */
 #pragma once
 #include "selectors.h"
+#include "maxdata.h"
 
 /* Sets bits [from, to) of a selector bitmap. */
 static __always_inline void sa_set_bits(__u64 *w, __u32 from, __u32 to)
@@ -381,6 +382,8 @@ static __always_inline void sa_act(struct sa_run *r, const struct sa_selector *s
 		}
 		bpf_map_update_elem(&sa_rate, &rk, &now, BPF_ANY);
 	}
+	if (actions & SA_ACT_MAX_DATA)
+		sa_send_data(r, sel);
 	if (sel->ret_hook) {
 		/* A return probe: the event, with the arguments as the enter saw them, waits for the return value. */
 		sa_fill(r, sel, hook_id, actions, flags);

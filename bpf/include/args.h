@@ -81,7 +81,7 @@ static __always_inline void sa_sock_owner_of(struct sa_call *c, __u64 sk)
 /* An iov_iter's user data as Tetragon reads it: the buffer of ITER_UBUF, or the first segment of ITER_IOVEC (its kvec
  * view has the iovec's layout and the same name on 6.1 and later); other kinds (kernel, pipe, bio pages) carry no user
  * buffer and read as 0 bytes. *count gets the buffer's byte count. */
-static __always_inline __u32 sa_read_iov_iter(char *str, struct iov_iter *it, __u64 *count)
+static __always_inline __u32 sa_read_iov_iter(char *str, struct iov_iter *it, __u64 *count, __u64 *at)
 {
 	__u8 type = BPF_CORE_READ(it, iter_type);
 	const void *buf = NULL;
@@ -95,6 +95,7 @@ static __always_inline __u32 sa_read_iov_iter(char *str, struct iov_iter *it, __
 		n = BPF_CORE_READ(seg, iov_len);
 	}
 	*count = n;
+	*at = (__u64)buf;
 	__u32 len = n < SA_STR_MAX - 1 ? n : SA_STR_MAX - 1;
 	if (!buf || bpf_probe_read_user(str, len & (SA_STR_MAX - 1), buf) != 0)
 		return 0;
@@ -110,7 +111,7 @@ static __always_inline void sa_read_arg(struct sa_call *c, __u32 p, const struct
 	__u32 len = 0;
 
 	if (SA_FAMILY == SA_FAMILY_TRACEPOINT)
-		bpf_probe_read_kernel(&v, a->size <= 8 && a->type != SA_ARG_BUF ? a->size & 0xf : 8, (void *)(src->record + a->offset));
+		bpf_probe_read_kernel(&v, a->size <= 8 && a->type != SA_ARG_BUF && a->type != SA_ARG_BUF_MAX ? a->size & 0xf : 8, (void *)(src->record + a->offset));
 	else if (SA_FAMILY == SA_FAMILY_FUNCTION || SA_FAMILY == SA_FAMILY_USER)
 		v = src->raw[a->offset < SA_MAX_FN_ARGS ? a->offset : 0];
 
@@ -145,6 +146,9 @@ static __always_inline void sa_read_arg(struct sa_call *c, __u32 p, const struct
 		c->str_len[p] = len;
 		sa_host_view(c, p, (struct file *)src->file);
 		break;
+	case SA_ARG_BUF_MAX:
+		c->buf_ptr[p] = v;
+		/* fallthrough */
 	case SA_ARG_BUF:
 		if (SA_FAMILY == SA_FAMILY_TRACEPOINT) {
 			/* Exactly the count's bytes (NULs included), up to the slot's size; ints[] carries the count. */
@@ -261,9 +265,10 @@ static __always_inline void sa_read_arg(struct sa_call *c, __u32 p, const struct
 			len = sa_read_bpf_prog(str, (struct bpf_prog *)v);
 			break;
 #ifdef SA_FN_SIZED_BUF
-		case SA_ARG_IOV_ITER: {
+		case SA_ARG_IOV_ITER:
+		case SA_ARG_IOV_ITER_MAX: {
 			__u64 count = 0;
-			len = sa_read_iov_iter(str, (struct iov_iter *)v, &count);
+			len = sa_read_iov_iter(str, (struct iov_iter *)v, &count, &c->buf_ptr[p]);
 			if (count > len)
 				c->trunc_mask |= 1 << p;
 			v = count;

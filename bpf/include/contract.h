@@ -22,6 +22,7 @@ enum sa_op {
 	SA_OP_USDT = 15,         /* USDT probes (spec.usdts) */
 	SA_OP_RAW_TP = 16,       /* raw tracepoints (tracepoints with raw: true) */
 	SA_OP_LOADER = 17,       /* spec.loader: an executable file mapping (struct loader_event) */
+	SA_OP_DATA = 22,         /* maxData: one chunk of a buffer argument (struct sa_data_event), sent before its event */
 };
 
 /* Sizes and limits. */
@@ -79,6 +80,11 @@ enum sa_limit {
 	SA_ENF_NOTIFY_MAX = 32768,
 	SA_ENF_SYSCALLS = 2048,          /* sa_enf_nrs: x86-64 syscall numbers 0..1023, then ia32 ones at 1024 + nr */
 	SA_IMA_HASH_MAX = 64,            /* imaHash: the digest's bytes appended to the event's data (sha512 fits) */
+	/* maxData (Tetragon's meaning): a buffer argument longer than the event's SA_STR_MAX - 1 bytes is also sent whole,
+	 * up to SA_MAXDATA_BYTES, in data records of SA_MAXDATA_CHUNK bytes that precede its event on the ring. */
+	SA_MAXDATA_CHUNK = 32736,        /* bytes of one data record (struct sa_data_event fills 32 KiB) */
+	SA_MAXDATA_CHUNKS = 10,
+	SA_MAXDATA_BYTES = 327360,       /* SA_MAXDATA_CHUNKS * SA_MAXDATA_CHUNK: beyond, the event says orig_size */
 };
 
 /* Attach points whose program serves one point only: their id is fixed (the others get theirs from the
@@ -125,7 +131,9 @@ enum sa_lost_reason {
 	SA_LOST_RET_EVENT = 2,     /* a return probe's kept event that could not be posted (its map full, or never read) */
 	SA_LOST_ENF_FULL = 5,      /* NotifyEnforcer: a thread's notification not kept, sa_enf_notify full (not an event) */
 	SA_LOST_ENF_REPLACED = 6,  /* NotifyEnforcer: a notification not yet consumed, replaced by a newer one (not an event) */
-	SA_LOST_MAX = 7,
+	SA_LOST_DATA_RING = 7,     /* maxData: a data record not sent, the ring full (its event keeps SA_STR_MAX - 1 bytes) */
+	SA_LOST_DATA_FAULT = 8,    /* maxData: a chunk of the buffer not readable (a user page not present) */
+	SA_LOST_MAX = 9,
 };
 
 struct event_header {
@@ -210,6 +218,19 @@ struct loader_event {
 	char data[SA_PATH_MAX + 1];
 };
 
+/* maxData: one chunk of a buffer argument of the policy event that follows it on the ring from the same thread
+ * (SA_OP_DATA). A buffer's chunks go out in order, off 0 first; the agent joins those of a thread and argument whose
+ * offsets follow each other up to total, and hands them to that thread's next policy event with the argument. */
+struct sa_data_event {
+	struct event_header hdr;
+	__u32 tid;
+	__u32 total;             /* bytes of the buffer sent (its byte count, at most SA_MAXDATA_BYTES) */
+	__u32 off;               /* where this chunk starts in the buffer */
+	__u8 arg;                /* the event's argument index */
+	__u8 pad0[3];
+	char data[SA_MAXDATA_CHUNK];
+};
+
 /* Which processes the loader sensor reports (sa_loader_config[0]): all of them while an unscoped spec.loader policy
  * is loaded, else those whose cgroup is in one of the scopes' sets (sa_scope). */
 struct sa_loader_config {
@@ -290,6 +311,8 @@ enum sa_arg_type {
 	SA_ARG_SYSCALL64 = 46,   /* a syscall number, | 0x80000000 when the task is in a 32-bit (ia32) syscall (Tetragon's syscall64) */
 	SA_ARG_IOV_ITER = 50,    /* struct iov_iter *: the bytes of its user buffer (ITER_UBUF, or ITER_IOVEC's first
 				  * segment), up to SA_STR_MAX - 1; ints[] holds the segment's byte count (kprobes) */
+	SA_ARG_BUF_MAX = 57,     /* SA_ARG_BUF with maxData: beyond SA_STR_MAX - 1 bytes, also sent in data records */
+	SA_ARG_IOV_ITER_MAX = 58,/* SA_ARG_IOV_ITER with maxData: likewise */
 };
 
 /* policy_event.ints of a file, path or linux_binprm argument: what Tetragon's flags and permission come from. */
@@ -355,6 +378,7 @@ enum sa_action {
 	SA_ACT_SET = 1 << 11,            /* usdt Set: argValue written at the probe argument's memory operand */
 	SA_ACT_IMA_HASH = 1 << 12,       /* Post with imaHash: the event waits for the sleepable LSM program, which appends the
 					  * file's IMA hash (SA_IMA_HASH_MAX bytes at the end of data, the algorithm in ret) */
+	SA_ACT_MAX_DATA = 1 << 13,       /* Post of a hook with maxData arguments: their buffers go out in data records first */
 };
 
 /* policy_event.flags */

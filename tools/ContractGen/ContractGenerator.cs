@@ -39,6 +39,7 @@ public static class ContractGenerator
         new("fork_event", "SecurityAgent.Events", "Wire", "Fork"),
         new("exit_event", "SecurityAgent.Events", "Wire", "Exit"),
         new("loader_event", "SecurityAgent.Events", "Wire", "Loader"),
+        new("sa_data_event", "SecurityAgent.Events", "Wire", "DataChunk"),
         new("sa_loader_config", "SecurityAgent.Events", "Wire", "LoaderConfig"),
         new("sa_settings", "SecurityAgent.Events", "Wire", "Settings"),
         new("sa_proc", "SecurityAgent.Events", "Wire", "Proc"),

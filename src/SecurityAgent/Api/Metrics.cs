@@ -60,6 +60,14 @@ public static class Metrics
         Add("secagent_socktrack_evictions_total", MetricType.Counter, "Socks TrackSock followed that the kernel's map forgot at its capacity (the oldest first).",
             kc is null ? [] : [One(kc.SocktrackEvictions)]);
 
+        var md = s.Pipeline?.MaxData;
+        Add("secagent_maxdata_buffers_total", MetricType.Counter,
+            "maxData buffers longer than an event's 255 bytes, by outcome (joined: the event carries it whole; incomplete: an event whose buffer did not come whole keeps 255 bytes; "
+            + "discarded: a buffer no event took).",
+            md is null ? [] : [One(md.Joined, ("outcome", "joined")), One(md.Incomplete, ("outcome", "incomplete")), One(md.Discarded, ("outcome", "discarded"))]);
+        Add("secagent_maxdata_records_lost_total", MetricType.Counter, "maxData data records the kernel did not send, by reason (ring_full; fault: the buffer's page not readable).",
+            kc is null ? [] : [One(kc.DataRecordsRingFull, ("reason", "ring_full")), One(kc.DataRecordsUnreadable, ("reason", "fault"))]);
+
         var c = s.Pipeline?.Counters;
         Add("secagent_observer_ringbuf_events_received_total", MetricType.Counter, "Records read from the kernel ring buffer.", c is null ? [] : [One(c.Received)]);
         Add("secagent_observer_ringbuf_events_lost_total", MetricType.Counter, "Records the kernel could not write (ring buffer full, or a return probe's event not kept until the return).", c is null ? [] : [One(c.KernelLost)]);

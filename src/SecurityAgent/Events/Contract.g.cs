@@ -19,6 +19,7 @@ namespace SecurityAgent.Bpf
             public const string AfterSeq = "sa_after_seq";
             public const string BinaryScratch = "sa_binary_scratch";
             public const string Call = "sa_call";
+            public const string DataScratch = "sa_data_scratch";
             public const string Deny = "sa_deny";
             public const string EnfCalls = "sa_enf_calls";
             public const string EnfNotify = "sa_enf_notify";
@@ -76,6 +77,7 @@ namespace SecurityAgent.Bpf
             public const string ProbeWriteUser = "probe_write_user";
             public const string Connect4 = "sa_connect4";
             public const string Connect6 = "sa_connect6";
+            public const string DataSend = "sa_data_send";
             public const string Enforcer = "sa_enforcer";
             public const string EnforcerExit = "sa_enforcer_exit";
             public const string Exec = "sa_exec";
@@ -123,16 +125,16 @@ namespace SecurityAgent.Bpf
         public static class Kover
         {
             public const string File = "kover.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats"];
-            public static readonly IReadOnlyList<string> Programs = ["sa_policy_kprobe_override"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_data_scratch"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_data_send", "sa_policy_kprobe_override"];
         }
 
         /// <summary>kprobe.bpf.o</summary>
         public static class Kprobe
         {
             public const string File = "kprobe.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats"];
-            public static readonly IReadOnlyList<string> Programs = ["sa_policy_kprobe", "sa_policy_kretprobe"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_data_scratch"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_data_send", "sa_policy_kprobe", "sa_policy_kretprobe"];
         }
 
         /// <summary>ksys.bpf.o</summary>
@@ -195,8 +197,8 @@ namespace SecurityAgent.Bpf
         public static class Tracepoint
         {
             public const string File = "tracepoint.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_rcu_inner", "sa_rcu_barrier", "sa_pending", "sa_active", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_inode_set", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_after_notes", "sa_after_seq"];
-            public static readonly IReadOnlyList<string> Programs = ["sa_policy_tp", "sa_policy_exit_tp", "sa_policy_ret_tp"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_rcu_inner", "sa_rcu_barrier", "sa_pending", "sa_active", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_inode_set", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_data_scratch", "sa_after_notes", "sa_after_seq"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_data_send", "sa_policy_tp", "sa_policy_exit_tp", "sa_policy_ret_tp"];
         }
 
         /// <summary>uprobe.bpf.o</summary>
@@ -233,6 +235,7 @@ namespace SecurityAgent.Events
         Usdt = 15,
         RawTp = 16,
         Loader = 17,
+        Data = 22,
     }
 
     public static partial class Contract
@@ -282,6 +285,9 @@ namespace SecurityAgent.Events
         public const int EnfNotifyMax = 32768;
         public const int EnfSyscalls = 2048;
         public const int ImaHashMax = 64;
+        public const int MaxdataChunk = 32736;
+        public const int MaxdataChunks = 10;
+        public const int MaxdataBytes = 327360;
     }
 
     public static partial class PolicyWire
@@ -743,7 +749,9 @@ namespace SecurityAgent.Events
             RetEvent = 2,
             EnfFull = 5,
             EnfReplaced = 6,
-            Max = 7,
+            DataRing = 7,
+            DataFault = 8,
+            Max = 9,
         }
 
         /// <summary>enum sa_ns</summary>
@@ -859,6 +867,18 @@ namespace SecurityAgent.Events
             public const int Length = 4152;
         }
 
+        /// <summary>struct sa_data_event</summary>
+        public static class DataChunk
+        {
+            public const int Hdr = 0;
+            public const int Tid = 16;
+            public const int Total = 20;
+            public const int Off = 24;
+            public const int Arg = 28;
+            public const int Data = 32;
+            public const int Length = 32768;
+        }
+
         /// <summary>struct sa_loader_config</summary>
         public static class LoaderConfig
         {
@@ -928,6 +948,8 @@ namespace SecurityAgent.Policies
         BpfProg = 45,
         Syscall64 = 46,
         IovIter = 50,
+        BufMax = 57,
+        IovIterMax = 58,
     }
 
     /// <summary>enum sa_cmp</summary>
@@ -977,5 +999,6 @@ namespace SecurityAgent.Policies
         UserStack = 1024,
         Set = 2048,
         ImaHash = 4096,
+        MaxData = 8192,
     }
 }

@@ -34,6 +34,9 @@ public readonly ref struct KernelRecord(Op op, ulong ktime, ReadOnlySpan<byte> r
         EventDecoder.U64(_raw, Wire.Loader.Dev), EventDecoder.U64(_raw, Wire.Loader.Ino), (long)EventDecoder.U64(_raw, Wire.Loader.Mtime),
         _raw.Slice(Wire.Loader.Data, EventDecoder.U16(_raw, Wire.Loader.PathLen)), _raw[Wire.Loader.Truncated] != 0);
 
+    public DataChunk Data => new(EventDecoder.I32(_raw, Wire.DataChunk.Tid), _raw[Wire.DataChunk.Arg], EventDecoder.U32(_raw, Wire.DataChunk.Total),
+        EventDecoder.U32(_raw, Wire.DataChunk.Off), _raw[Wire.DataChunk.Data..]);
+
     /// <summary>Throws <see cref="FormatException"/> on a malformed policy record.</summary>
     public PolicyKernelEvent Policy => EventDecoder.DecodePolicy(_raw, Ktime);
 }
@@ -68,6 +71,12 @@ public static class EventDecoder
                 raw = Need(raw, Wire.Loader.Data, "loader");
                 if (U16(raw, Wire.Loader.PathLen) > raw.Length - Wire.Loader.Data)
                     throw new FormatException($"loader record: path of {U16(raw, Wire.Loader.PathLen)} bytes exceeds the {raw.Length - Wire.Loader.Data} sent");
+                break;
+            case Op.Data:
+                raw = Need(raw, Wire.DataChunk.Data, "data");
+                uint total = U32(raw, Wire.DataChunk.Total), off = U32(raw, Wire.DataChunk.Off);
+                if (total > Contract.MaxdataBytes || off > total || raw.Length - Wire.DataChunk.Data > total - off || raw[Wire.DataChunk.Arg] >= Contract.MaxArgs)
+                    throw new FormatException($"data record: {raw.Length - Wire.DataChunk.Data} bytes at {off} of {total} (argument {raw[Wire.DataChunk.Arg]})");
                 break;
             case Op.Tracepoint or Op.Sock or Op.Lsm or Op.Kprobe or Op.Uprobe or Op.Usdt or Op.RawTp:
                 raw = Need(raw, PolicyWire.Event.Data, "policy");

@@ -168,3 +168,13 @@ public sealed record PolicyKernelEvent(
     /// the real path of what the call changed: the pipeline runs the hook's selectors on it and enforces after the fact.</summary>
     public bool AfterCall { get; init; }
 }
+
+/// <summary>maxData: one chunk of a buffer argument of the thread's next policy event (Pipeline.MaxDataJoiner).</summary>
+public readonly ref struct DataChunk(int tid, byte arg, uint total, uint off, ReadOnlySpan<byte> bytes)
+{
+    public int Tid { get; } = tid;
+    public byte Arg { get; } = arg;
+    public uint Total { get; } = total;
+    public uint Off { get; } = off;
+    public ReadOnlySpan<byte> Bytes { get; } = bytes;
+}

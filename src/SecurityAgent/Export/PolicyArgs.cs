@@ -56,9 +56,9 @@ public static class PolicyArgs
             }
             list.Add(a.KernelType switch
             {
-                ArgType.Buf or ArgType.BufRet or ArgType.IovIter when v > (ulong)strings[a.Slot].Length =>
+                ArgType.Buf or ArgType.BufRet or ArgType.IovIter or ArgType.BufMax or ArgType.IovIterMax when v > (ulong)strings[a.Slot].Length =>
                     new RenderedArg("truncated_bytes_arg", new TruncatedBytes(strings[a.Slot], v), a.Label),
-                ArgType.Buf or ArgType.BufRet or ArgType.IovIter => new RenderedArg("bytes_arg", strings[a.Slot], a.Label),
+                ArgType.Buf or ArgType.BufRet or ArgType.IovIter or ArgType.BufMax or ArgType.IovIterMax => new RenderedArg("bytes_arg", strings[a.Slot], a.Label),
                 ArgType.String or ArgType.KString when a.Type is "char_buf" or "char_iovec" => new RenderedArg("bytes_arg", strings[a.Slot], a.Label),
                 ArgType.String or ArgType.KString => new RenderedArg("string_arg", Encoding.UTF8.GetString(strings[a.Slot]), a.Label,
                     a.KernelType == ArgType.String && passed?[a.Slot] is { } p ? Encoding.UTF8.GetString(p) : null)

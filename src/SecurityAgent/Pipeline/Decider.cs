@@ -18,6 +18,9 @@ public sealed class Decider(IReadOnlyDictionary<uint, HookInfo> hooks, EventPipe
 
     public enum Verdict { Export, UnknownHook, Filtered, NotPosted }
 
+    /// <summary>The loaded hook of an event (null: unloaded since).</summary>
+    public HookPlan? HookOf(uint hookId) => hooks.TryGetValue(hookId, out var info) ? info.Hook : null;
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public (Verdict Verdict, PolicyMatchEvent? Event) Decide(PolicyKernelEvent e, ProcessInfo p, ProcessInfo? parent)
     {

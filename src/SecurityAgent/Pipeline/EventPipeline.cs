@@ -74,6 +74,7 @@ public sealed partial class EventPipeline
                 Op.Fork => Fork(record.Fork),
                 Op.Exit => Exit(record.Exit),
                 Op.Loader => Loader(record.Loader),
+                Op.Data => Data(record.Data),
                 _ => Policy(record.Policy),
             };
             if (e is not null && !_pods.Offer(e, _export))
@@ -111,9 +112,20 @@ public sealed partial class EventPipeline
         return new ProcessLoaderEvent(e.Ktime, p, parent, path, id);
     }
 
+    /// <summary>maxData buffers being joined to their events.</summary>
+    public MaxDataJoiner MaxData { get; } = new();
+
+    private AgentEvent? Data(in DataChunk c)
+    {
+        MaxData.Add(c);
+        return null;
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private PolicyMatchEvent? Policy(PolicyKernelEvent e)
     {
+        if ((e.Actions & (uint)Actions.MaxData) != 0 && _decide.HookOf(e.HookId) is { } hook)
+            MaxData.Join(e, hook);
         var (p, parent) = _enrich.ProcessOf(e.Pid, e.Tid);
         var (verdict, match) = _decide.Decide(e, p, parent);
         if (verdict == Decider.Verdict.UnknownHook) Counters.OnUnknownHook();

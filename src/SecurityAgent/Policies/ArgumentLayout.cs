@@ -162,16 +162,14 @@ internal static class ArgumentLayout
         if (a.MaxData is { Value: true } md)
         {
             // Tetragon: up to 327360 bytes of a char_buf or iov_iter read in chunks (4096 without maxData), not with returnCopy.
+            // Here: the buffer in data records joined to the event (ArgType.BufMax / IovIterMax, bpf/include/maxdata.h).
             bool iovIter = a.Type.Value == "iov_iter" && placement is { Mechanism: Kernel.Mechanism.Kprobe, Field: null, SyscallRegisters: false };
             bool sized = (syscallBuffer || functionBuffer) && a.SizeArgIndex is { Value: > 0 };
             if (a.Type.Value is not ("char_buf" or "char_iovec" or "iov_iter"))
                 d.Warning(md.Pos, md.Path, $"maxData has no effect on type '{a.Type.Value}' (Tetragon reads it for char_buf and iov_iter buffers)");
             else if (a.ReturnCopy?.Value == true)
                 d.Error(md.Pos, md.Path, "maxData does not work with returnCopy (as in Tetragon): drop one of them");
-            else if (iovIter || sized)
-                d.Warning(md.Pos, md.Path, $"maxData: the event keeps the first {Events.Contract.StrMax - 1} bytes of the buffer (Tetragon reads up to 327360 in 4 KiB chunks); "
-                    + "a longer buffer is sent as truncated_bytes_arg with its orig_size");
-            else
+            else if (!iovIter && !sized)
                 d.EngineGap(md.Pos, md.Path, $"maxData on a '{a.Type.Value}' read as a string on {placement?.Describe ?? "this hook"} (buffers read as bytes: char_buf with sizeArgIndex, iov_iter on kprobes)");
         }
         if (a.Resolve is { } r)
@@ -182,6 +180,10 @@ internal static class ArgumentLayout
                 d.EngineGap(r.Pos, r.Path, $"resolve '{PolicyValues.Shorten(r.Value)}' (a field path followed from the argument with BTF)");
         }
     }
+
+    /// <summary>A buffer read as bytes, with maxData: beyond the event's bytes, whole (up to 327,360) in data records.</summary>
+    private static ArgType MaxData(ArgSpec a, ArgType plain) => a.MaxData?.Value != true || a.ReturnCopy?.Value == true ? plain
+        : plain == ArgType.IovIter ? ArgType.IovIterMax : ArgType.BufMax;
 
     /// <summary>An argument read from a record field (tracepoint, syscall kprobe on its tracepoint, cgroup connect).</summary>
     private static ArgPlan? RecordArg(ArgSpec a, int slot, Placement p, DiagnosticBag d)
@@ -205,7 +207,7 @@ internal static class ArgumentLayout
             if (a.ReturnCopy?.Value == true && p.ReturnTracepoint is not null)
                 return new ArgPlan(slot, a.Index.Value, a.Type.Value, ArgType.BufRet, f.Offset, 8, a.Label);
             if (a.SizeArgIndex is { Value: > 0 and <= 15 } sz && p.Field!(sz.Value - 1) is { } count)
-                return new ArgPlan(slot, a.Index.Value, a.Type.Value, ArgType.Buf, f.Offset, count.Offset, a.Label);
+                return new ArgPlan(slot, a.Index.Value, a.Type.Value, MaxData(a, ArgType.Buf), f.Offset, count.Offset, a.Label);
         }
         if (a.Type.Value == "data_loc")
         {
@@ -232,7 +234,7 @@ internal static class ArgumentLayout
         // Exactly the count's bytes (sizeArgIndex names the count's argument, 1-based): Size holds its index.
         if (type == "char_buf" && p.Mechanism == Kernel.Mechanism.Kprobe && a.SizeArgIndex is { Value: > 0 } sz && sz.Value - 1 < Events.Contract.MaxFnArgs
             && a.Index.Value < Events.Contract.MaxFnArgs)
-            return new ArgPlan(slot, a.Index.Value, type, ArgType.Buf, a.Index.Value, sz.Value - 1, a.Label);
+            return new ArgPlan(slot, a.Index.Value, type, MaxData(a, ArgType.Buf), a.Index.Value, sz.Value - 1, a.Label);
         if (a.Index.Value >= Events.Contract.MaxFnArgs)
         {
             d.Error(a.Index.Pos, a.Index.Path, $"only the first {Events.Contract.MaxFnArgs} function arguments can be read (index 0..{Events.Contract.MaxFnArgs - 1})");
@@ -240,7 +242,7 @@ internal static class ArgumentLayout
         }
         // An iov_iter's user data (bpf/include/args.h): on kprobes, whose objects have the stack for a buffer read.
         if (type == "iov_iter" && p is { Mechanism: Kernel.Mechanism.Kprobe, SyscallRegisters: false })
-            return new ArgPlan(slot, a.Index.Value, type, ArgType.IovIter, a.Index.Value, 8, a.Label);
+            return new ArgPlan(slot, a.Index.Value, type, MaxData(a, ArgType.IovIter), a.Index.Value, 8, a.Label);
         if (!KernelObjectReads.ContainsKey(type) && KernelObjectTypes.TryGetValue(type, out var what))
         {
             d.EngineGap(a.Type.Pos, a.Type.Path, $"argument type '{type}' ({what})");

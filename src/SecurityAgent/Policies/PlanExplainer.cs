@@ -40,12 +40,12 @@ public static class PlanExplainer
                     {
                         Mechanism.CgroupSockAddr => "the destination from the connect context",
                         Mechanism.FanotifyPerm => "the opened file's canonical path (from the event's fd)",
-                        Mechanism.Kprobe when a.KernelType == ArgType.Buf => $"the buffer in argument {a.Offset}: exactly the byte count in argument {a.Size} (sizeArgIndex), "
-                            + $"up to {Events.Contract.StrMax - 1} bytes sent as bytes_arg (more: truncated_bytes_arg with orig_size)",
-                        _ when a.KernelType == ArgType.IovIter => $"the user data of the iov_iter in argument {a.Offset} (the buffer of ITER_UBUF, or the first segment of ITER_IOVEC; "
-                            + $"kernel, pipe and page iterators: no bytes): up to {Events.Contract.StrMax - 1} bytes sent as bytes_arg (more: truncated_bytes_arg with orig_size)",
-                        _ when a.KernelType == ArgType.Buf => $"the buffer at record offset {a.Offset}: exactly the byte count at record offset {a.Size} (sizeArgIndex), "
-                            + $"up to {Events.Contract.StrMax - 1} bytes sent as bytes_arg (more: truncated_bytes_arg with orig_size)",
+                        Mechanism.Kprobe when a.KernelType is ArgType.Buf or ArgType.BufMax => $"the buffer in argument {a.Offset}: exactly the byte count in argument {a.Size} (sizeArgIndex), "
+                            + BufferSent(a.KernelType),
+                        _ when a.KernelType is ArgType.IovIter or ArgType.IovIterMax => $"the user data of the iov_iter in argument {a.Offset} (the buffer of ITER_UBUF, or the first segment of ITER_IOVEC; "
+                            + $"kernel, pipe and page iterators: no bytes): " + BufferSent(a.KernelType),
+                        _ when a.KernelType is ArgType.Buf or ArgType.BufMax => $"the buffer at record offset {a.Offset}: exactly the byte count at record offset {a.Size} (sizeArgIndex), "
+                            + BufferSent(a.KernelType),
                         _ when a.KernelType == ArgType.BufRet => $"the buffer at record offset {a.Offset}, read at return: as many bytes as the call returned (returnCopy), "
                             + $"up to {Events.Contract.StrMax - 1} sent as bytes_arg (more: truncated_bytes_arg with orig_size)",
                         _ when ArgumentLayout.Emits(a.Type) is { } emits => a.Type != "bpf_cmd"
@@ -152,4 +152,11 @@ public static class PlanExplainer
 
     private static string Set(PolicyPlan plan, int? set) =>
         set is { } i ? $"set {i} [{string.Join(", ", plan.ValueSets[i].Values)}]" : "";
+
+    /// <summary>How much of a buffer argument the event carries (maxData: whole, up to 327,360 bytes, in data records).</summary>
+    private static string BufferSent(ArgType t) => t is ArgType.BufMax or ArgType.IovIterMax
+        ? $"maxData: up to {Events.Contract.StrMax - 1} bytes in the event, a longer buffer also sent whole up to {Events.Contract.MaxdataBytes} bytes in data records "
+            + $"of {Events.Contract.MaxdataChunk} bytes ahead of the event and joined to it by the agent: bytes_arg (longer: its first {Events.Contract.MaxdataBytes} bytes as "
+            + "truncated_bytes_arg with orig_size; a record lost: the event's bytes, truncated_bytes_arg)"
+        : $"up to {Events.Contract.StrMax - 1} bytes sent as bytes_arg (more: truncated_bytes_arg with orig_size)";
 }

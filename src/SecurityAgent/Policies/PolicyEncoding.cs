@@ -174,7 +174,7 @@ public static class PolicyEncoding
     };
 
     public static bool IsString(ArgType t) => t is ArgType.String or ArgType.File or ArgType.Path or ArgType.Bprm or ArgType.KString
-        or ArgType.NetDev or ArgType.Dentry or ArgType.Kiocb or ArgType.Module or ArgType.LoadInfo or ArgType.Buf;
+        or ArgType.NetDev or ArgType.Dentry or ArgType.Kiocb or ArgType.Module or ArgType.LoadInfo or ArgType.Buf or ArgType.BufMax;
 
     private sealed class DimBuilder(W.DimKind kind, int slot)
     {
@@ -537,14 +537,14 @@ public static class PolicyEncoding
         if (sel is null)
         {
             b[W.Selector.Flags] = (byte)flags;
-            BinaryPrimitives.WriteUInt32LittleEndian(s[W.Selector.Actions..], (uint)Actions.Post);
+            BinaryPrimitives.WriteUInt32LittleEndian(s[W.Selector.Actions..], (uint)WithMaxData(Actions.Post, h.Hook));
             return b;
         }
         // Selectors that need ancestry only post from the kernel; user space decides and enforces.
         if (!sel.KernelOnly) flags |= W.SelectorFlags.UserSpace;
         if (sel.NamespacePids) flags |= W.SelectorFlags.PidNs;
         b[W.Selector.Flags] = (byte)flags;
-        BinaryPrimitives.WriteUInt32LittleEndian(s[W.Selector.Actions..], (uint)(sel.KernelOnly ? sel.Actions : Actions.Post));
+        BinaryPrimitives.WriteUInt32LittleEndian(s[W.Selector.Actions..], (uint)WithMaxData(sel.KernelOnly ? sel.Actions : Actions.Post, h.Hook));
         BinaryPrimitives.WriteUInt32LittleEndian(s[W.Selector.Signal..], (uint)sel.Signal);
         BinaryPrimitives.WriteInt32LittleEndian(s[W.Selector.Error..], sel.Error);
         BinaryPrimitives.WriteUInt64LittleEndian(s[W.Selector.RateLimitNs..], sel.RateLimitNs);
@@ -572,6 +572,10 @@ public static class PolicyEncoding
         }
         return b;
     }
+
+    /// <summary>A Post of a hook with maxData buffer arguments sends them in data records first (bpf/include/maxdata.h).</summary>
+    private static Actions WithMaxData(Actions actions, HookPlan hook) =>
+        actions.HasFlag(Actions.Post) && hook.Args.Any(a => a.KernelType is ArgType.BufMax or ArgType.IovIterMax) ? actions | Actions.MaxData : actions;
 
     /// <summary>A filter value as the exit compares it with the 64-bit return value: an int returnArg's value is
     /// the 32-bit pattern the policy wrote ("4294967295" is -1), widened with its sign.</summary>

@@ -9,7 +9,8 @@ namespace SecurityAgent.Policies;
 /// <summary>What the pipeline needs to know about a hook id found in a kernel event.</summary>
 public sealed record HookInfo(uint HookId, string PolicyName, HookPlan Hook, bool Enforce, PolicyPlan Plan, bool UserSpaceFilter);
 
-public sealed record PolicyKernelCounters(ulong EnforcerNotificationsFull, ulong EnforcerNotificationsReplaced, ulong SocktrackEvictions);
+public sealed record PolicyKernelCounters(ulong EnforcerNotificationsFull, ulong EnforcerNotificationsReplaced, ulong SocktrackEvictions,
+    ulong DataRecordsRingFull = 0, ulong DataRecordsUnreadable = 0);
 
 /// <summary>A policy in the kernel: its hook ids and what the engine reserved for it.</summary>
 public sealed class LoadedPolicy
@@ -539,12 +540,13 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
     }
 
     /// <summary>Kernel counters of what the policies keep per thread or sock: NotifyEnforcer notifications not kept (the
-    /// map full) or replaced before their enforced call, and TrackSock's socks forgotten at the map's capacity.</summary>
+    /// map full) or replaced before their enforced call, TrackSock's socks forgotten at the map's capacity, and maxData
+    /// data records not sent (the ring full, or the buffer's page not readable).</summary>
     public PolicyKernelCounters KernelCounters()
     {
         lock (_lock)
             return new PolicyKernelCounters(_process.Lost.SumPerCpu((uint)Wire.LostReason.EnfFull), _process.Lost.SumPerCpu((uint)Wire.LostReason.EnfReplaced),
-                _sensor?.SocktrackEvictions() ?? 0);
+                _sensor?.SocktrackEvictions() ?? 0, _process.Lost.SumPerCpu((uint)Wire.LostReason.DataRing), _process.Lost.SumPerCpu((uint)Wire.LostReason.DataFault));
     }
 
     public HookStats Stats(uint hookId)

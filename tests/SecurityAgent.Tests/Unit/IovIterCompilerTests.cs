@@ -25,16 +25,14 @@ public sealed class IovIterCompilerTests
         """;
 
     [Fact]
-    public void An_iov_iter_argument_of_a_kprobe_is_read_as_the_iterators_user_bytes_and_maxData_states_the_255_byte_cap()
+    public void An_iov_iter_argument_of_a_kprobe_with_maxData_is_read_whole_in_data_records_and_explained_so()
     {
         var v = Check(Tty);
         Assert.True(v.Ok, string.Join("\n", v.Diagnostics));
+        Assert.Empty(v.Warnings);
         var arg = Assert.Single(v.Plan!.Hooks).Args[1];
-        Assert.Equal((ArgType.IovIter, 1), (arg.KernelType, arg.Offset));
-        var warning = Assert.Single(v.Warnings);
-        Assert.Equal(("spec.kprobes[0].args[1].maxData", 14, 16), (warning.Field, warning.Line, warning.Column));
-        Assert.Contains("keeps the first 255 bytes", warning.Message);
-        Assert.Contains("truncated_bytes_arg with its orig_size", warning.Message);
+        Assert.Equal((ArgType.IovIterMax, 1), (arg.KernelType, arg.Offset));
+        Assert.Contains("also sent whole up to 327360 bytes in data records", PlanExplainer.Explain(v.Plan!));
         Assert.Contains("the user data of the iov_iter in argument 1 (the buffer of ITER_UBUF, or the first segment of ITER_IOVEC", PlanExplainer.Explain(v.Plan!));
     }
 }

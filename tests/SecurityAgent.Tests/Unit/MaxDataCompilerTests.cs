@@ -3,8 +3,8 @@ using SecurityAgent.Policies;
 
 namespace SecurityAgent.Tests.Unit;
 
-/// <summary>maxData: on a buffer read as bytes it keeps this engine's 255 bytes and says so (iov_iter:
-/// IovIterCompilerTests); with returnCopy an error, on other types a warning.</summary>
+/// <summary>maxData: a buffer read as bytes (char_buf with sizeArgIndex, iov_iter: IovIterCompilerTests) is read whole in
+/// data records; with returnCopy an error, on other types a warning.</summary>
 public sealed class MaxDataCompilerTests
 {
     private static ValidatedPolicy Check(string spec, KernelFeatures? kernel = null) =>
@@ -12,7 +12,7 @@ public sealed class MaxDataCompilerTests
             .ValidateText("p.yaml", "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: p\nspec:\n" + spec));
 
     [Fact]
-    public void MaxData_on_a_sized_char_buf_states_the_255_byte_cap()
+    public void MaxData_on_a_sized_char_buf_reads_it_whole_and_the_hooks_post_sends_its_data_records()
     {
         var sized = Check("""
               kprobes:
@@ -28,10 +28,9 @@ public sealed class MaxDataCompilerTests
 
             """);
         Assert.True(sized.Ok, string.Join("\n", sized.Diagnostics));
-        var warning = Assert.Single(sized.Warnings);
-        Assert.Equal(("spec.kprobes[0].args[0].maxData", 13, 16), (warning.Field, warning.Line, warning.Column));
-        Assert.Contains("keeps the first 255 bytes", warning.Message);
-        Assert.Contains("truncated_bytes_arg with its orig_size", warning.Message);
+        Assert.Empty(sized.Warnings);
+        Assert.Equal(ArgType.BufMax, Assert.Single(sized.Plan!.Hooks).Args[0].KernelType);
+        Assert.Contains("maxData: up to 255 bytes in the event, a longer buffer also sent whole up to 327360 bytes", PlanExplainer.Explain(sized.Plan!));
     }
 
     [Fact]

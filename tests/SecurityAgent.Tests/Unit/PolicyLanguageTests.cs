@@ -108,6 +108,15 @@ public class PolicyLanguageTests
     }
 
     [Fact]
+    public void MaxData_on_a_syscall_buffer_with_sizeArgIndex_reads_it_whole_and_its_post_sends_the_data_records_first()
+    {
+        var plan = Plan(Write.Replace("sizeArgIndex: 3", "sizeArgIndex: 3\n      maxData: true"));
+        Assert.Equal(ArgType.BufMax, plan.Hooks[0].Args[1].KernelType);
+        Assert.Contains("maxData: up to 255 bytes in the event, a longer buffer also sent whole up to 327360 bytes", PlanExplainer.Explain(plan));
+        Assert.Equal(ArgType.Buf, Plan(Write).Hooks[0].Args[1].KernelType);
+    }
+
+    [Fact]
     public void SizeArgIndex_out_of_tetragons_range_or_on_a_non_buffer_is_an_error()
     {
         Assert.Contains("out of range", Refusal(Write.Replace("sizeArgIndex: 3", "sizeArgIndex: 16"), "spec.kprobes[0].args[1].sizeArgIndex").Message);
