@@ -47,6 +47,8 @@ enum sa_limit {
 	SA_MAX_POINTS = 1024,      /* attach points with policy hooks at once */
 	SA_EVENT_DATA = 4096,      /* policy_event.data: SA_MAX_ARGS strings of < SA_STR_MAX bytes, then as many
 				    * strings as passed (where they differ from the resolved path), packed */
+	SA_RESOLVE_DEPTH = 10,     /* steps of a resolve: field path (Tetragon's depth) */
+	SA_RESOLVE_MAX = 256,      /* distinct resolve: paths over the agent's life (sa_resolve; entry 0 unused) */
 	SA_NORM_DEPTH = 64,        /* path components `..` can go back over when a path is normalised */
 	SA_AFTER_NOTES = 4096,     /* sa_after_notes: the last name-only calls noted for the after-call match (a power of 2) */
 	SA_SYSCALL_RECORD = 64,    /* bytes of a sys_enter_* tracepoint record (header, number, 6 arguments) */
@@ -290,6 +292,8 @@ enum sa_arg_type {
 	SA_ARG_SYSCALL64 = 46,   /* a syscall number, | 0x80000000 when the task is in a 32-bit (ia32) syscall (Tetragon's syscall64) */
 	SA_ARG_IOV_ITER = 50,    /* struct iov_iter *: the bytes of its user buffer (ITER_UBUF, or ITER_IOVEC's first
 				  * segment), up to SA_STR_MAX - 1; ints[] holds the segment's byte count (kprobes) */
+	SA_ARG_RESOLVED = 60,    /* resolve: a field path followed from function argument `offset` (kprobes, LSM hooks, raw
+				  * tracepoints); sa_resolve[size] holds the steps and the leaf's type and size */
 };
 
 /* policy_event.ints of a file, path or linux_binprm argument: what Tetragon's flags and permission come from. */
@@ -336,6 +340,8 @@ enum sa_cmp {
 	SA_CMP_NOT_PROTOCOL = 31,
 	SA_CMP_STATE = 32,       /* sock: the TCP state */
 	SA_CMP_NOT_STATE = 33,
+	SA_CMP_CAPS_GAINED = 42, /* CapabilitiesGained (struct sa_int_cmp): the mask in slot `value` has a bit the mask in
+				  * `slot` lacks (new & ~old != 0), slot holding the old set */
 };
 
 enum sa_action {
@@ -450,6 +456,18 @@ struct sa_after_note {
 	__u16 len[2];            /* ... their lengths without the terminator (0: none) ... */
 	__u32 pad;
 	char name[2][SA_STR_MAX];/* ... and the strings as passed */
+};
+
+/* A resolve: field path (sa_resolve, indexed by the point argument's size byte). From the argument's value, step i
+ * adds off[i] and, when bit i of deref is set, reads the pointer there; the result is read as `type` of `size`
+ * bytes, as if it were the argument (a struct leaf is its address, a pointer or integer leaf its value). */
+struct sa_resolve {
+	__u8 type;               /* enum sa_arg_type of the leaf */
+	__u8 size;
+	__u8 nsteps;
+	__u8 pad;
+	__u32 deref;
+	__u32 off[SA_RESOLVE_DEPTH];
 };
 
 /* Keys of sa_points and sa_selectors. */
