@@ -73,13 +73,14 @@ internal static class ArgumentLayout
         var infos = new List<ArgInfo>();
         if (hook.Args.Count > MaxArgs)
             d.Error(hook.Args[MaxArgs].Pos, hook.Args[MaxArgs].Path, $"{hook.Args.Count} arguments, at most {MaxArgs} per hook");
-        var seen = new HashSet<int>();
+        var seen = new HashSet<(int, string)>();
         int slot = 0;
         foreach (var a in hook.Args.Take(MaxArgs))
         {
             var type = a.Type.Value;
-            if (!seen.Add(a.Index.Value))
-                d.Error(a.Index.Pos, a.Index.Path, $"argument index {a.Index.Value} is listed twice");
+            // One argument may be read twice through different resolve: paths (as Tetragon's examples do).
+            if (!seen.Add((a.Index.Value, a.Resolve?.Value ?? "")))
+                d.Error(a.Index.Pos, a.Index.Path, $"argument index {a.Index.Value} is listed twice" + (a.Resolve is null ? "" : " with the same resolve"));
             Modifiers(a, placement, d);
             // Tetragon's socket_connect(struct socket *sock, struct sockaddr *address, int addrlen): the socket is
             // declared by Tetragon-style policies; its fields are not read here, and the event says so.
