@@ -462,10 +462,9 @@ struct sa_after_note {
  * adds off[i] and, when bit i of deref is set, reads the pointer there; the result is read as `type` of `size`
  * bytes, as if it were the argument (a struct leaf is its address, a pointer or integer leaf its value). */
 struct sa_resolve {
-	__u8 type;               /* enum sa_arg_type of the leaf */
-	__u8 size;
+	struct sa_point_arg leaf;/* type and size the leaf is read as (offset unused) */
 	__u8 nsteps;
-	__u8 pad;
+	__u8 pad[3];
 	__u32 deref;
 	__u32 off[SA_RESOLVE_DEPTH];
 };

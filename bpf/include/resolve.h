@@ -12,29 +12,27 @@ struct {
 	__type(value, struct sa_resolve);
 } sa_resolve SEC(".maps");
 
-/* Follows path `id` from the argument's value *v; `leaf` gets the type and size the result is read as. A step
- * whose read fails leaves 0, which every reader takes as nothing to read. */
-static __always_inline const struct sa_point_arg *sa_resolve_arg(__u64 *v, const struct sa_point_arg *a, struct sa_point_arg *leaf)
+static const struct sa_point_arg sa_resolve_none = { .type = SA_ARG_NONE };
+
+/* Follows path `id` (the point argument's size byte) from the argument's value v, in *x (the slot's place in the
+ * per-CPU call state: the reads need memory, and the LSM programs' frames have little stack left); returns how the
+ * result is read (the entry's leaf). A step whose read fails leaves 0, which every reader takes as nothing to read. */
+static __always_inline const struct sa_point_arg *sa_resolve_arg(__u64 v, __u64 *x, const struct sa_point_arg *a)
 {
 	__u32 id = a->size;
 	const struct sa_resolve *r = bpf_map_lookup_elem(&sa_resolve, &id);
-	leaf->offset = a->offset;
-	leaf->type = SA_ARG_NONE;
-	leaf->size = 0;
+	*x = 0;
 	if (!r)
-		return leaf;
-	leaf->type = r->type;
-	leaf->size = r->size;
-	__u64 x = *v;
+		return &sa_resolve_none;
+	*x = v;
 	for (int i = 0; i < SA_RESOLVE_DEPTH; i++) {
 		if (i >= r->nsteps)
 			break;
-		x += r->off[i];
-		if (r->deref & (1U << i) && bpf_probe_read_kernel(&x, sizeof(x), (void *)x) != 0) {
-			x = 0;
+		*x += r->off[i];
+		if (r->deref & (1U << i) && bpf_probe_read_kernel(x, sizeof(*x), (void *)*x) != 0) {
+			*x = 0;
 			break;
 		}
 	}
-	*v = x;
-	return leaf;
+	return &r->leaf;
 }

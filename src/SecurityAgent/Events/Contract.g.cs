@@ -537,12 +537,11 @@ namespace SecurityAgent.Events
         /// <summary>struct sa_resolve</summary>
         public static class Resolve
         {
-            public const int Type = 0;
-            public const int Size = 1;
-            public const int Nsteps = 2;
-            public const int Deref = 4;
-            public const int Off = 8;
-            public const int Length = 48;
+            public const int Leaf = 0;
+            public const int Nsteps = 4;
+            public const int Deref = 8;
+            public const int Off = 12;
+            public const int Length = 52;
         }
 
         /// <summary>struct sa_ret_cmp</summary>

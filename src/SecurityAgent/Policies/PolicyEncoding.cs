@@ -140,8 +140,8 @@ public static class PolicyEncoding
     {
         var steps = a.Resolve?.Steps ?? throw new ArgumentException($"resolve '{a.Resolve?.Path}' was not followed in this kernel's BTF");
         var b = new byte[W.Resolve.Length];
-        b[W.Resolve.Type] = (byte)a.KernelType;
-        b[W.Resolve.Size] = (byte)a.Size;
+        b[W.Resolve.Leaf + W.PointArg.Type] = (byte)a.KernelType;
+        b[W.Resolve.Leaf + W.PointArg.Size] = (byte)a.Size;
         b[W.Resolve.Nsteps] = (byte)steps.Count;
         uint deref = 0;
         for (int i = 0; i < steps.Count; i++)

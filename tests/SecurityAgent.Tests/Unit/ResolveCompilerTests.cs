@@ -163,7 +163,7 @@ public sealed class ResolveCompilerTests
         Assert.Equal(7, config[PolicyWire.Point.Args + PolicyWire.PointArg.Size]);
         Assert.Equal((byte)ArgType.Resolved, config[PolicyWire.Point.Args + PolicyWire.PointArg.Type]);
         var e = PolicyEncoding.ResolveEntry(hook.Args[0]);
-        Assert.Equal(((byte)ArgType.KString, 5), (e[PolicyWire.Resolve.Type], (int)e[PolicyWire.Resolve.Nsteps]));
+        Assert.Equal(((byte)ArgType.KString, 5), (e[PolicyWire.Resolve.Leaf + PolicyWire.PointArg.Type], (int)e[PolicyWire.Resolve.Nsteps]));
         Assert.Equal(0b01111u, BinaryPrimitives.ReadUInt32LittleEndian(e.AsSpan(PolicyWire.Resolve.Deref)));
         Assert.Equal(24u, BinaryPrimitives.ReadUInt32LittleEndian(e.AsSpan(PolicyWire.Resolve.Off)));
     }
