@@ -33,6 +33,7 @@ struct policy_event sa_contract_policy_event;
 struct sa_settings sa_contract_settings;
 struct sa_binary sa_contract_binary;
 struct sa_point sa_contract_point;
+struct sa_resolve sa_contract_resolve;
 struct sa_gen_key sa_contract_gen_key;
 struct sa_selector_key sa_contract_selector_key;
 struct sa_selector sa_contract_selector;

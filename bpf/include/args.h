@@ -6,6 +6,7 @@
 #pragma once
 #include "paths.h"
 #include "kobjects.h"
+#include "resolve.h"
 
 /* struct sa_source (what a family hands to the reader): policy_maps.h, the call state holds the exit's. */
 
@@ -114,6 +115,10 @@ static __always_inline void sa_read_arg(struct sa_call *c, __u32 p, const struct
 		bpf_probe_read_kernel(&v, a->size <= 8 && a->type != SA_ARG_BUF && a->type != SA_ARG_BUF_MAX ? a->size & 0xf : 8, (void *)(src->record + a->offset));
 	else if (SA_FAMILY == SA_FAMILY_FUNCTION || SA_FAMILY == SA_FAMILY_USER)
 		v = src->raw[a->offset < SA_MAX_FN_ARGS ? a->offset : 0];
+	if (SA_FAMILY == SA_FAMILY_FUNCTION && a->type == SA_ARG_RESOLVED) {
+		a = sa_resolve_arg(v, &c->ints[p], a);
+		v = c->ints[p];
+	}
 
 	switch (a->type) {
 	case SA_ARG_INT:

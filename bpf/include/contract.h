@@ -48,6 +48,8 @@ enum sa_limit {
 	SA_MAX_POINTS = 1024,      /* attach points with policy hooks at once */
 	SA_EVENT_DATA = 4096,      /* policy_event.data: SA_MAX_ARGS strings of < SA_STR_MAX bytes, then as many
 				    * strings as passed (where they differ from the resolved path), packed */
+	SA_RESOLVE_DEPTH = 10,     /* steps of a resolve: field path (Tetragon's depth) */
+	SA_RESOLVE_MAX = 256,      /* distinct resolve: paths over the agent's life (sa_resolve; entry 0 unused) */
 	SA_NORM_DEPTH = 64,        /* path components `..` can go back over when a path is normalised */
 	SA_AFTER_NOTES = 4096,     /* sa_after_notes: the last name-only calls noted for the after-call match (a power of 2) */
 	SA_SYSCALL_RECORD = 64,    /* bytes of a sys_enter_* tracepoint record (header, number, 6 arguments) */
@@ -313,6 +315,8 @@ enum sa_arg_type {
 				  * segment), up to SA_STR_MAX - 1; ints[] holds the segment's byte count (kprobes) */
 	SA_ARG_BUF_MAX = 57,     /* SA_ARG_BUF with maxData: beyond SA_STR_MAX - 1 bytes, also sent in data records */
 	SA_ARG_IOV_ITER_MAX = 58,/* SA_ARG_IOV_ITER with maxData: likewise */
+	SA_ARG_RESOLVED = 60,    /* resolve: a field path followed from function argument `offset` (kprobes, LSM hooks, raw
+				  * tracepoints); sa_resolve[size] holds the steps and the leaf's type and size */
 };
 
 /* policy_event.ints of a file, path or linux_binprm argument: what Tetragon's flags and permission come from. */
@@ -359,6 +363,8 @@ enum sa_cmp {
 	SA_CMP_NOT_PROTOCOL = 31,
 	SA_CMP_STATE = 32,       /* sock: the TCP state */
 	SA_CMP_NOT_STATE = 33,
+	SA_CMP_CAPS_GAINED = 42, /* CapabilitiesGained (struct sa_int_cmp): the mask in slot `value` has a bit the mask in
+				  * `slot` lacks (new & ~old != 0), slot holding the old set */
 };
 
 enum sa_action {
@@ -474,6 +480,17 @@ struct sa_after_note {
 	__u16 len[2];            /* ... their lengths without the terminator (0: none) ... */
 	__u32 pad;
 	char name[2][SA_STR_MAX];/* ... and the strings as passed */
+};
+
+/* A resolve: field path (sa_resolve, indexed by the point argument's size byte). From the argument's value, step i
+ * adds off[i] and, when bit i of deref is set, reads the pointer there; the result is read as `type` of `size`
+ * bytes, as if it were the argument (a struct leaf is its address, a pointer or integer leaf its value). */
+struct sa_resolve {
+	struct sa_point_arg leaf;/* type and size the leaf is read as (offset unused) */
+	__u8 nsteps;
+	__u8 pad[3];
+	__u32 deref;
+	__u32 off[SA_RESOLVE_DEPTH];
 };
 
 /* Keys of sa_points and sa_selectors. */

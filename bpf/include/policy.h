@@ -20,7 +20,12 @@ static __always_inline bool sa_selector_passes(struct sa_run *r, const struct sa
 		if (i >= sel->ncmps)
 			break;
 		const struct sa_int_cmp *cmp = &sel->cmps[i];
-		if (!sa_match_int_cmp(cmp, r->c->ints[cmp->slot & (SA_POINT_ARGS - 1)]))
+		__u64 v = r->c->ints[cmp->slot & (SA_POINT_ARGS - 1)];
+		/* CapabilitiesGained: the new set (slot `value`) holds a capability the old one (`slot`) lacks. */
+		if (SA_FAMILY == SA_FAMILY_FUNCTION && cmp->cmp == SA_CMP_CAPS_GAINED) {
+			if (!(r->c->ints[cmp->value & (SA_POINT_ARGS - 1)] & ~v))
+				return false;
+		} else if (!sa_match_int_cmp(cmp, v))
 			return false;
 	}
 	return true;

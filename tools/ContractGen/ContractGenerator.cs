@@ -54,6 +54,7 @@ public static class ContractGenerator
         new("sa_selector_key", "SecurityAgent.Events", "PolicyWire", "SelectorKey"),
         new("sa_selector", "SecurityAgent.Events", "PolicyWire", "Selector"),
         new("sa_int_cmp", "SecurityAgent.Events", "PolicyWire", "IntCmp"),
+        new("sa_resolve", "SecurityAgent.Events", "PolicyWire", "Resolve"),
         new("sa_ret_cmp", "SecurityAgent.Events", "PolicyWire", "RetCmp"),
         new("sa_ns_match", "SecurityAgent.Events", "PolicyWire", "NsMatch"),
         new("sa_value_hdr", "SecurityAgent.Events", "PolicyWire", "ValueHeader"),

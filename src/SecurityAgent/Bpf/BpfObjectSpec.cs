@@ -37,7 +37,7 @@ public static class ObjectSpecs
         BpfNames.Maps.Active, BpfNames.Maps.Points, BpfNames.Maps.Selectors, BpfNames.Maps.StrSet, BpfNames.Maps.StrPrefix,
         BpfNames.Maps.IntSet, BpfNames.Maps.AddrLpm, BpfNames.Maps.HookStats, BpfNames.Maps.PointStats, BpfNames.Maps.Deny,
         BpfNames.Maps.Scope, BpfNames.Maps.Rate, BpfNames.Maps.RetPending, BpfNames.Maps.RetEvents, BpfNames.Maps.Socktrack, BpfNames.Maps.SocktrackStats,
-        BpfNames.Maps.EnfNotify,
+        BpfNames.Maps.EnfNotify, BpfNames.Maps.Resolve,
     ];
 
     public static BpfObjectSpec Process(uint ringBufferBytes) => new("process", BpfNames.Process.File)

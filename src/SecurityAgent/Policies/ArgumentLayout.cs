@@ -66,18 +66,21 @@ internal static class ArgumentLayout
         StringTypes.Contains(type) || type == "net_device" ? ArgClass.String : IntTypes.Contains(type) || IntObjectTypes.Contains(type) ? ArgClass.Int : SockTypes.Contains(type) ? ArgClass.Sock
         : type == "syscall64" ? ArgClass.Syscall64 : type == "cred" ? ArgClass.Cred : ArgClass.None;
 
-    public static List<ArgInfo> Layout(HookSpec hook, Placement? placement, DiagnosticBag d)
+    /// <param name="btf">The kernel BTF resolve: paths are followed in; null when judging for another kernel (the
+    /// paths are then followed in the node's BTF when the policy loads there).</param>
+    public static List<ArgInfo> Layout(HookSpec hook, Placement? placement, DiagnosticBag d, Func<KernelBtf?>? btf = null)
     {
         var infos = new List<ArgInfo>();
         if (hook.Args.Count > MaxArgs)
             d.Error(hook.Args[MaxArgs].Pos, hook.Args[MaxArgs].Path, $"{hook.Args.Count} arguments, at most {MaxArgs} per hook");
-        var seen = new HashSet<int>();
+        var seen = new HashSet<(int, string)>();
         int slot = 0;
         foreach (var a in hook.Args.Take(MaxArgs))
         {
             var type = a.Type.Value;
-            if (!seen.Add(a.Index.Value))
-                d.Error(a.Index.Pos, a.Index.Path, $"argument index {a.Index.Value} is listed twice");
+            // One argument may be read twice through different resolve: paths (as Tetragon's examples do).
+            if (!seen.Add((a.Index.Value, a.Resolve?.Value ?? "")))
+                d.Error(a.Index.Pos, a.Index.Path, $"argument index {a.Index.Value} is listed twice" + (a.Resolve is null ? "" : " with the same resolve"));
             Modifiers(a, placement, d);
             // Tetragon's socket_connect(struct socket *sock, struct sockaddr *address, int addrlen): the socket is
             // declared by Tetragon-style policies; its fields are not read here, and the event says so.
@@ -93,6 +96,8 @@ internal static class ArgumentLayout
                 d.Error(a.Type.Pos, a.Type.Path, $"unsupported: '{type}' is not an argument type Tetragon defines");
             else if (placement is { FieldsKnown: true })
                 plan = placement.Field is null ? placement.UserSpace || placement.SyscallRegisters ? UserArg(a, slot, placement, d) : FunctionArg(a, slot, placement, d) : RecordArg(a, slot, placement, d);
+            if (plan is not null && a.Resolve is { Value.Length: > 0 } r && Resolves(placement))
+                plan = ResolvedArg(plan, a, r, placement!, btf, d);
             if (plan is not null) slot++;
             infos.Add(new ArgInfo(a, Class(type), plan));
         }
@@ -172,18 +177,60 @@ internal static class ArgumentLayout
             else if (!iovIter && !sized)
                 d.EngineGap(md.Pos, md.Path, $"maxData on a '{a.Type.Value}' read as a string on {placement?.Describe ?? "this hook"} (buffers read as bytes: char_buf with sizeArgIndex, iov_iter on kprobes)");
         }
-        if (a.Resolve is { } r)
+        if (a.Resolve is { Value.Length: > 0 } r && placement is not null && !Resolves(placement))
         {
-            if (placement is { Field: not null })
+            if (placement is { Field: not null } or { SyscallRegisters: true })
                 d.Error(r.Pos, r.Path, $"resolve follows the fields of a kernel pointer argument, which {placement.Describe} does not pass (a kprobe, LSM hook or raw tracepoint does)");
             else
-                d.EngineGap(r.Pos, r.Path, $"resolve '{PolicyValues.Shorten(r.Value)}' (a field path followed from the argument with BTF)");
+                d.EngineGap(r.Pos, r.Path, $"resolve '{PolicyValues.Shorten(r.Value)}' on {placement?.Describe ?? "this hook"} (kernel functions, LSM hooks and raw tracepoints have it; a uprobe's btfPath is not read)");
         }
     }
 
     /// <summary>A buffer read as bytes, with maxData: beyond the event's bytes, whole (up to 327,360) in data records.</summary>
     private static ArgType MaxData(ArgSpec a, ArgType plain) => a.MaxData?.Value != true || a.ReturnCopy?.Value == true ? plain
         : plain == ArgType.IovIter ? ArgType.IovIterMax : ArgType.BufMax;
+
+    /// <summary>Whether the placement passes kernel function arguments, which resolve: follows.</summary>
+    private static bool Resolves(Placement? p) => p is { Field: null, UserSpace: false, SyscallRegisters: false, Mechanism: Kernel.Mechanism.Kprobe or Kernel.Mechanism.Lsm or Kernel.Mechanism.Fentry or Kernel.Mechanism.RawTracepoint };
+
+    /// <summary>Tetragon's resolve: the argument's BTF type (the function's, the LSM hook's, the raw tracepoint's
+    /// prototype) followed through the field path; the leaf is read as the argument's type.</summary>
+    private static ArgPlan? ResolvedArg(ArgPlan plan, ArgSpec a, Located<string> r, Placement p, Func<KernelBtf?>? btf, DiagnosticBag d)
+    {
+        if (plan.KernelType is ArgType.Buf or ArgType.IovIter)
+        {
+            d.EngineGap(r.Pos, r.Path, $"resolve on a '{a.Type.Value}' read as a buffer (sizeArgIndex, iov_iter)");
+            return null;
+        }
+        if (btf is null)
+            return plan with { Resolve = new ResolvePlan(r.Value, "", null, "") };
+        var kernel = btf();
+        if (kernel is null)
+        {
+            d.Error(r.Pos, r.Path, $"resolve needs the kernel's BTF ({KernelBtf.VmlinuxPath}), which this kernel does not expose");
+            return null;
+        }
+        bool raw = p.Mechanism == Kernel.Mechanism.RawTracepoint;
+        int? type = kernel.ArgumentType(raw ? p.Target : p.Kind == HookKind.LsmHook ? "bpf_lsm_" + p.Name : p.Name, a.Index.Value, raw, out var why);
+        if (type is null && p.Kind == HookKind.LsmHook)
+            type = kernel.ArgumentType("security_" + p.Name, a.Index.Value, false, out _);
+        if (type is null)
+        {
+            d.Error(a.Index.Pos, a.Index.Path, $"resolve '{PolicyValues.Shorten(r.Value)}': {why}");
+            return null;
+        }
+        if (kernel.Resolve(type.Value, r.Value, out why) is not { } path)
+        {
+            d.Error(r.Pos, r.Path, $"resolve '{PolicyValues.Shorten(r.Value)}' from argument {a.Index.Value} ({kernel.Describe(type.Value)}): {why}");
+            return null;
+        }
+        if (KernelBtf.Mismatch(a.Type.Value, path.Leaf) is { } bad)
+        {
+            d.Error(a.Type.Pos, a.Type.Path, $"resolve '{PolicyValues.Shorten(r.Value)}' ends at a {path.Leaf}: {bad}");
+            return null;
+        }
+        return plan with { Resolve = path };
+    }
 
     /// <summary>An argument read from a record field (tracepoint, syscall kprobe on its tracepoint, cgroup connect).</summary>
     private static ArgPlan? RecordArg(ArgSpec a, int slot, Placement p, DiagnosticBag d)

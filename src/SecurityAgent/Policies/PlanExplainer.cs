@@ -35,7 +35,7 @@ public static class PlanExplainer
                 foreach (var line in Fanotify.FanotifyPolicies.DescribeMarks(plan, hook))
                     b.AppendLine($"    fanotify {line}");
             foreach (var a in hook.Args)
-                b.AppendLine($"    arg slot {a.Slot}: index {a.Index} {a.Type}{(a.Label is null ? "" : $" \"{a.Label}\"")} -> "
+                b.AppendLine($"    arg slot {a.Slot}: index {a.Index} {a.Type}{(a.Label is null ? "" : $" \"{a.Label}\"")} -> " + Resolved(a)
                     + (hook.Mechanism switch
                     {
                         Mechanism.CgroupSockAddr => "the destination from the connect context",
@@ -91,7 +91,9 @@ public static class PlanExplainer
                         + (sel.CapChangeCmp == Cmp.In ? "one of these differs" : "only capabilities other than these differ") + " from the set at exec (kept in the kernel)"
                         + (sel.CapChangeNamespaceOnly ? ", only outside the host's user namespace (isNamespaceCapability)" : ""));
                 foreach (var f in sel.Args)
-                    b.AppendLine($"      arg slot {f.Slot} {f.Cmp} " + (f.ValueSet is null ? $"0x{f.Value:x}" : Set(plan, f.ValueSet)) + Matches(hook, f));
+                    b.AppendLine(f.Cmp == Cmp.CapsGained
+                        ? $"      arg slot {f.Slot} CapabilitiesGained arg slot {f.Value}: the set in slot {f.Value} (new) holds a capability the set in slot {f.Slot} (old) lacks (new & ~old != 0, in the kernel)"
+                        : $"      arg slot {f.Slot} {f.Cmp} " + (f.ValueSet is null ? $"0x{f.Value:x}" : Set(plan, f.ValueSet)) + Matches(hook, f));
                 if (hook.Return is not null)
                     b.AppendLine("      at return: " + (sel.ReturnArgs.Count == 0 ? "any return value" : string.Join(" and ", sel.ReturnArgs.Select(r => ReturnFilter(r, hook.Return))))
                         + $" -> actions {sel.ReturnActions}" + (sel.ReturnSignal != 0 ? $" signal {sel.ReturnSignal}" : ""));
@@ -124,6 +126,15 @@ public static class PlanExplainer
     }
 
     private static string CapSetName(byte set) => set switch { 1 => "permitted", 2 => "inheritable", _ => "effective" };
+
+    /// <summary>resolve: the field path the argument is followed through, before its type reads the leaf.</summary>
+    private static string Resolved(ArgPlan a) => a.Resolve switch
+    {
+        null => "",
+        { Steps: null } r => $"resolve '{r.Path}': followed in the node's BTF when the policy loads there (not checked against this kernel); then ",
+        var r => $"resolve '{r.Path}' from {r.From} to a {r.Leaf} (BTF of this kernel: "
+            + string.Join(", ", r.Steps.Select(s => s.Deref ? $"+{s.Offset} read" : $"+{s.Offset}")) + "; a failed read gives 0); the leaf as ",
+    };
 
     /// <summary>For string filters: whether they match the string as passed or the path the kernel resolves.</summary>
     private static string Matches(HookPlan hook, ArgFilterPlan f)

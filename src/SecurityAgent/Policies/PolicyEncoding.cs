@@ -23,7 +23,9 @@ public sealed record PlacedHook(uint HookId, uint PolicyId, PolicyPlan Plan, Hoo
 public sealed class PolicyLimitException(string message) : InvalidOperationException(message);
 
 /// <summary>One argument read at an attach point.</summary>
-public sealed record ArgRead(int Offset, int Size, ArgType Type);
+/// <param name="Resolve">A resolve: path's <see cref="ResolvePlan.Key"/>: the slot reads argument Offset followed through
+/// it (Type is then <see cref="ArgType.Resolved"/>, the size byte the path's entry in sa_resolve).</param>
+public sealed record ArgRead(int Offset, int Size, ArgType Type, string? Resolve = null);
 
 /// <summary>A stored value of a dimension: data bytes after the key header, how many bits of it an LPM lookup
 /// compares (all of them for exact sets), and the selectors it stands for: those whose set holds it and, for
@@ -83,7 +85,7 @@ public static class PolicyEncoding
             var slots = new int[h.Hook.Args.Count == 0 ? 0 : h.Hook.Args.Max(a => a.Slot) + 1];
             foreach (var a in h.Hook.Args)
             {
-                var read = new ArgRead(a.Offset, a.Size, a.KernelType);
+                var read = a.Resolve is not null ? new ArgRead(a.Offset, 0, ArgType.Resolved, ResolveKey(a)) : new ArgRead(a.Offset, a.Size, a.KernelType);
                 int slot = args.IndexOf(read);
                 if (slot < 0)
                 {
@@ -128,6 +130,27 @@ public static class PolicyEncoding
             flags |= W.PointFlags.AfterNote; // its calls are noted for the after-call match (Fanotify.AfterCallNotes)
         bool stacks = hooks.Any(h => h.Hook.Selectors.Any(s => (s.Actions & (Actions.KernelStack | Actions.UserStack)) != 0));
         return new PointLayout(args, hookSlots, hookBits, ordered, bit, flags, stacks);
+    }
+
+    /// <summary>What identifies a resolve: read (sa_resolve entries are shared by equal ones): the path's steps and the leaf's type.</summary>
+    public static string ResolveKey(ArgPlan a) => $"{(int)a.KernelType}:{a.Size}:{a.Resolve!.Key}";
+
+    /// <summary>The struct sa_resolve of a resolve: path: its steps, and how the leaf is read (the argument's type).</summary>
+    public static byte[] ResolveEntry(ArgPlan a)
+    {
+        var steps = a.Resolve?.Steps ?? throw new ArgumentException($"resolve '{a.Resolve?.Path}' was not followed in this kernel's BTF");
+        var b = new byte[W.Resolve.Length];
+        b[W.Resolve.Leaf + W.PointArg.Type] = (byte)a.KernelType;
+        b[W.Resolve.Leaf + W.PointArg.Size] = (byte)a.Size;
+        b[W.Resolve.Nsteps] = (byte)steps.Count;
+        uint deref = 0;
+        for (int i = 0; i < steps.Count; i++)
+        {
+            BinaryPrimitives.WriteUInt32LittleEndian(b.AsSpan(W.Resolve.Off + 4 * i), steps[i].Offset);
+            if (steps[i].Deref) deref |= 1u << i;
+        }
+        BinaryPrimitives.WriteUInt32LittleEndian(b.AsSpan(W.Resolve.Deref), deref);
+        return b;
     }
 
     private static void Limit(PlacedHook h, int n, int max, string what, string point)
@@ -306,8 +329,9 @@ public static class PolicyEncoding
     /// <summary>The bytes of generation <paramref name="gen"/> of attach point <paramref name="ap"/>.</summary>
     /// <param name="files">The existing files a file-name value names (<see cref="PathArguments.Files"/>); null: none
     /// (then other names of a file, hard links, are not recognised).</param>
+    /// <param name="resolveIds">The sa_resolve entry of each resolve: path (<see cref="ResolveKey"/>); null: 0.</param>
     public static PointGeneration Generation(uint ap, uint gen, PointLayout layout, IReadOnlyList<PlacedHook> hooks,
-        Func<string, bool, IEnumerable<PathArguments.FileId>>? files = null)
+        Func<string, bool, IEnumerable<PathArguments.FileId>>? files = null, IReadOnlyDictionary<string, byte>? resolveIds = null)
     {
         var config = new byte[W.Point.Length];
         var c = config.AsSpan();
@@ -321,7 +345,7 @@ public static class PolicyEncoding
         {
             var o = W.Point.Args + p * W.PointArg.Length;
             BinaryPrimitives.WriteUInt16LittleEndian(c[(o + W.PointArg.Offset)..], (ushort)layout.Args[p].Offset);
-            config[o + W.PointArg.Size] = (byte)layout.Args[p].Size;
+            config[o + W.PointArg.Size] = layout.Args[p].Resolve is { } key ? resolveIds?.GetValueOrDefault(key) ?? 0 : (byte)layout.Args[p].Size;
             config[o + W.PointArg.Type] = (byte)layout.Args[p].Type;
         }
         var valid = new ulong[Words];
@@ -558,9 +582,9 @@ public static class PolicyEncoding
         b[W.Selector.CapSet] = sel.CapSet;
         BinaryPrimitives.WriteUInt64LittleEndian(s[W.Selector.CapMask..], sel.CapMask);
         Namespaces(s, sel);
-        var cmps = sel.Args.Where(f => f.Cmp is Cmp.GreaterThan or Cmp.LessThan or Cmp.Mask).ToList();
+        var cmps = sel.Args.Where(f => f.Cmp is Cmp.GreaterThan or Cmp.LessThan or Cmp.Mask or Cmp.CapsGained).ToList();
         if (cmps.Count > Contract.MaxIntCmps)
-            throw new PolicyLimitException($"policy {h.Plan.Name}: {cmps.Count} GreaterThan/LessThan/Mask filters in one selector, at most {Contract.MaxIntCmps}");
+            throw new PolicyLimitException($"policy {h.Plan.Name}: {cmps.Count} GreaterThan/LessThan/Mask/CapabilitiesGained filters in one selector, at most {Contract.MaxIntCmps}");
         b[W.Selector.Ncmps] = (byte)cmps.Count;
         for (int i = 0; i < cmps.Count; i++)
         {
@@ -568,7 +592,7 @@ public static class PolicyEncoding
             b[o + W.IntCmp.Slot] = (byte)slots[cmps[i].Slot];
             b[o + W.IntCmp.Cmp] = (byte)cmps[i].Cmp;
             b[o + W.IntCmp.IsSigned] = h.Hook.Args.First(a => a.Slot == cmps[i].Slot).KernelType == ArgType.Int ? (byte)1 : (byte)0;
-            BinaryPrimitives.WriteUInt64LittleEndian(s[(o + W.IntCmp.Value)..], cmps[i].Value);
+            BinaryPrimitives.WriteUInt64LittleEndian(s[(o + W.IntCmp.Value)..], cmps[i].Cmp == Cmp.CapsGained ? (ulong)slots[(int)cmps[i].Value] : cmps[i].Value);
         }
         return b;
     }

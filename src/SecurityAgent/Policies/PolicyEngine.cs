@@ -58,6 +58,7 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
     private readonly Stack<uint> _freePointIds = new(Enumerable.Range((int)PolicyWire.FixedPoint.FirstDynamic, Contract.MaxPoints - (int)PolicyWire.FixedPoint.FirstDynamic)
         .Select(i => (uint)(Contract.MaxPoints - 1 - i + (int)PolicyWire.FixedPoint.FirstDynamic)));
     private readonly Dictionary<string, AttachPoint> _points = new();
+    private readonly Dictionary<string, byte> _resolveIds = new();
     private readonly Dictionary<uint, (AttachPoint Point, ulong SeenBase)> _hookPoints = new();
     private readonly Dictionary<string, int> _mapEntries = new();
     private uint _nextPolicyId = 1;
@@ -300,6 +301,23 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
         return _points[key] = new AttachPoint(id, hook.Mechanism, hook.Target);
     }
 
+    /// <summary>Gives each resolve: read not seen before its entry in sa_resolve (entries are never rewritten: a generation
+    /// that names one always finds the same path there, and equal reads of later policies share it).</summary>
+    private void WriteResolvePaths(PolicySensor sensor, IEnumerable<PlacedHook> hooks)
+    {
+        foreach (var a in hooks.SelectMany(h => h.Hook.Args).Where(a => a.Resolve is not null))
+        {
+            var key = PolicyEncoding.ResolveKey(a);
+            if (_resolveIds.ContainsKey(key))
+                continue;
+            if (_resolveIds.Count >= Contract.ResolveMax - 1)
+                throw new PolicyLimitException($"resolve '{a.Resolve!.Path}': {_resolveIds.Count} distinct resolve paths were loaded, at most {Contract.ResolveMax - 1}");
+            var id = (byte)(_resolveIds.Count + 1);
+            sensor.Map(BpfNames.Maps.Resolve).Update(BitConverter.GetBytes((uint)id), PolicyEncoding.ResolveEntry(a), Interop.Libbpf.BPF_ANY);
+            _resolveIds[key] = id;
+        }
+    }
+
     /// <summary>Moves each attach point to the given hooks: writes every new generation, flips, attaches new points,
     /// waits for running programs, deletes the old generations and detaches emptied points. On failure nothing
     /// changed: every point keeps its generation.</summary>
@@ -309,8 +327,9 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
     private void Apply(PolicySensor sensor, Dictionary<AttachPoint, List<PlacedHook>> changes, bool growing)
     {
         // 1. Everything that can be refused is refused before anything is written.
+        WriteResolvePaths(sensor, changes.Values.SelectMany(h => h));
         var next = changes.Select(c => (Point: c.Key, Hooks: c.Value,
-            Gen: c.Value.Count == 0 ? null : PolicyEncoding.Generation(c.Key.Id, c.Key.Gen + 1, PolicyEncoding.Layout(c.Value, c.Key.Name), c.Value, PathArguments.Files))).ToList();
+            Gen: c.Value.Count == 0 ? null : PolicyEncoding.Generation(c.Key.Id, c.Key.Gen + 1, PolicyEncoding.Layout(c.Value, c.Key.Name), c.Value, PathArguments.Files, _resolveIds))).ToList();
         foreach (var map in next.SelectMany(n => n.Gen?.All ?? []).Select(e => e.Map).Distinct())
         {
             int max = (int)sensor.Map(map).MaxEntries, used = _mapEntries.GetValueOrDefault(map);

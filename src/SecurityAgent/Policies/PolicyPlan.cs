@@ -105,7 +105,11 @@ public sealed record ReturnPlan(string Type, ArgType KernelType, int Size, strin
 public sealed record ReturnFilterPlan(Cmp Cmp, IReadOnlyList<ulong> Values);
 
 /// <summary>One argument read by the hook. Slot is its position in the kernel record; Index the policy's numbering.</summary>
-public sealed record ArgPlan(int Slot, int Index, string Type, ArgType KernelType, int Offset, int Size, string? Label);
+public sealed record ArgPlan(int Slot, int Index, string Type, ArgType KernelType, int Offset, int Size, string? Label)
+{
+    /// <summary>resolve: the field path followed from the argument; the leaf is read as <see cref="KernelType"/>.</summary>
+    public ResolvePlan? Resolve { get; init; }
+}
 
 // ArgType (enum sa_arg_type), Cmp (enum sa_cmp) and Actions (enum sa_action) are generated from
 // bpf/include/contract.h into Events/Contract.g.cs, in this namespace.

@@ -28,11 +28,11 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
     private static readonly Dictionary<ArgClass, string[]> Operators = new()
     {
         [ArgClass.String] = ["Equal", "NotEqual", "Prefix", "NotPrefix", "Postfix", "NotPostfix", "SubString", "SubStringIgnCase", "FileType", "NotFileType"],
-        [ArgClass.Int] = ["Equal", "NotEqual", "GreaterThan", "GT", "LessThan", "LT", "Mask", "InMap", "NotInMap", "InRange", "NotInRange"],
+        [ArgClass.Int] = ["Equal", "NotEqual", "GreaterThan", "GT", "LessThan", "LT", "Mask", "InMap", "NotInMap", "InRange", "NotInRange", "CapabilitiesGained"],
         [ArgClass.Sock] = ["DAddr", "NotDAddr", "SAddr", "NotSAddr", "DPort", "NotDPort", "SPort", "NotSPort", "DPortPriv", "NotDPortPriv", "SPortPriv",
             "NotSPortPriv", "NotSportPriv", "Family", "NotFamily", "Protocol", "NotProtocol", "State"],
         [ArgClass.Syscall64] = ["Equal", "NotEqual", "InMap", "NotInMap"],
-        [ArgClass.Cred] = ["CapabilitiesGained"],
+        [ArgClass.Cred] = [],
         [ArgClass.None] = [],
     };
 
@@ -667,6 +667,11 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
                 d.Error(m.Pos, m.Path, "matchArgs cannot filter a returnCopy buffer: it is read when the call returns, after the entry selectors decided");
                 continue;
             }
+            if (m.Operator.Value == "CapabilitiesGained")
+            {
+                if (CapabilitiesGained(m, arg, kind, args) is { } g) list.Add(g);
+                continue;
+            }
             if (MatchArg(m, arg) is { } f) list.Add(f);
         }
         return list;
@@ -814,14 +819,45 @@ internal sealed class SelectorCompiler(DiagnosticBag d, List<ValueSet> sets, IRe
                     if (v.Value is not ("reg" or "dir" or "lnk" or "chr" or "blk" or "fifo" or "sock"))
                         d.Error(v.Pos, v.Path, $"'{PolicyValues.Shorten(v.Value)}' is not a file type (reg, dir, lnk, chr, blk, fifo, sock)");
                 break;
-            case "CapabilitiesGained":
-                if (m.Args.Count != 2)
-                    d.Error(m.Pos, m.Path, "operator CapabilitiesGained compares two cred arguments: args: [new, old]");
-                break;
         }
         // Operators the language defines and the kernel filter of this build does not evaluate.
         d.EngineGap(m.Operator.Pos, m.Operator.Path, $"operator {op}" + (op is "SubString" or "SubStringIgnCase" ? " (needs the bpf_strnstr kfunc, Linux 6.17+)" : ""));
         return null;
+    }
+
+    private static readonly HashSet<string> CapabilitySets = ["kernel_cap_t", "cap_effective", "cap_permitted", "cap_inheritable"];
+
+    /// <summary>Tetragon's CapabilitiesGained: `args: [old, new]` name two capability-set arguments; the selector matches
+    /// when the new set holds a capability the old one lacks (new &amp; ~old != 0). Evaluated in the kernel beside
+    /// GreaterThan/LessThan/Mask (struct sa_int_cmp: slot the old set, value the new one's slot).</summary>
+    private ArgFilterPlan? CapabilitiesGained(ArgMatcherSpec m, ArgInfo old, HookKind kind, IReadOnlyList<ArgInfo> args)
+    {
+        if (m.Args.Count != 2)
+        {
+            d.Error(m.Pos, m.Path, "operator CapabilitiesGained compares two capability sets: args: [old, new] (entries of the hook's args)");
+            return null;
+        }
+        if (m.Values.Count > 0)
+            d.Error(m.Values[0].Pos, m.Values[0].Path, "operator CapabilitiesGained takes no values: it compares its two args");
+        if (m.Args[1].Value >= args.Count)
+        {
+            d.Error(m.Args[1].Pos, m.Args[1].Path, $"args[{m.Args[1].Value}] names entry {m.Args[1].Value} of the hook's args, which has {args.Count} (0..{args.Count - 1})");
+            return null;
+        }
+        var @new = args[m.Args[1].Value];
+        foreach (var (a, at) in new[] { (old, m.Args[0]), (@new, m.Args[1]) })
+            if (!CapabilitySets.Contains(a.Spec.Type.Value))
+            {
+                d.Error(at.Pos, at.Path, $"operator CapabilitiesGained compares capability sets (types {string.Join(", ", CapabilitySets)}), and args[{at.Value}] is of type '{a.Spec.Type.Value}'"
+                    + (a.Spec.Type.Value == "cred" ? " (read a cred's set with type cap_effective and resolve: cap_effective, as Tetragon's examples do)" : ""));
+                return null;
+            }
+        if (kind is HookKind.Tracepoint or HookKind.Uprobe or HookKind.Usdt && old.Plan is not null && old.Plan.KernelType != ArgType.Caps)
+        {
+            d.Error(m.Pos, m.Path, "operator CapabilitiesGained compares capability sets of kernel function arguments (kprobes, LSM hooks, raw tracepoints)");
+            return null;
+        }
+        return old.Plan is { } o && @new.Plan is { } n ? new ArgFilterPlan(o.Slot, Cmp.CapsGained, null, (ulong)n.Slot) : null;
     }
 
     private static readonly List<ulong> PrivilegedPorts = [.. Enumerable.Range(0, 1024).Select(p => (ulong)p)];

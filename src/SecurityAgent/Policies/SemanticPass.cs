@@ -38,7 +38,7 @@ internal sealed class SemanticPass(KernelFeatures features, Func<string, string,
         foreach (var hook in p.Spec.Hooks.Select(h => WithMacros(h, macros, d)).SelectMany(h => Expand(h, lists, d)))
         {
             var place = placement.Place(hook, d);
-            var args = ArgumentLayout.Layout(hook, place, d);
+            var args = ArgumentLayout.Layout(hook, place, d, filterFunctions is null ? null : () => KernelBtf.Vmlinux);
             var ret = ArgumentLayout.ReturnArg(hook, place, d);
             var sels = selectors.Compile(hook, place, args, ret);
             Warn(hook, place, args, d);
