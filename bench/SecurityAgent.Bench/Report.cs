@@ -94,7 +94,7 @@ public static class Report
         {
             var j = JsonSerializer.SerializeToElement(o);
             return $"{j.GetProperty("writers")} writer(s): {j.GetProperty("events_per_s")} events/s ({j.GetProperty("events_per_s_min")}–{j.GetProperty("events_per_s_max")}; "
-                + $"the writers alone: {j.GetProperty("writers_alone_events_per_s")} opens/s), {j.GetProperty("events_delivered")} of {j.GetProperty("events_produced")} delivered, {j.GetProperty("events_lost")} lost, "
+                + $"with no agent they open {j.GetProperty("writers_alone_events_per_s")}/s), {j.GetProperty("events_delivered")} of {j.GetProperty("events_produced")} delivered, {j.GetProperty("events_lost")} lost, "
                 + $"{j.GetProperty("agent_cpu_us_per_event")} µs agent CPU per event ({j.GetProperty("agent_cpu_us_per_event_min")}–{j.GetProperty("agent_cpu_us_per_event_max")}), peak RSS {j.GetProperty("peak_rss_mb")} MB";
         })) + ".");
         if (extras.TryGetValue("kernel_build", out var kb))
