@@ -15,7 +15,7 @@ SYSCALLS := build/syscalls/x86_64.txt build/syscalls/i386.txt
 DOTNET_FLAGS := --nologo -c $(CONFIG)
 APT_PKGS := clang-19 llvm-19 libbpf-dev bpftool libc6-dev
 
-.PHONY: all deps bpf build run test vmtest bench bench-quick bench-pipeline crds vmlinux fuzz clean policy-scale
+.PHONY: all deps bpf build run test vmtest bench bench-quick bench-pipeline bench-rate crds vmlinux fuzz clean policy-scale
 
 all: build
 
@@ -113,6 +113,11 @@ bench: build $(WORKLOADS)
 ## kernel: no root or kernel lock needed; run as the agent runs (no tiered compilation); N_EVENTS=... (default 1000000)
 bench-pipeline: build
 	DOTNET_TieredCompilation=0 dotnet bench/SecurityAgent.Bench/bin/$(CONFIG)/net10.0/SecurityAgent.Bench.dll --pipeline $(N_EVENTS)
+
+## bench-rate: only the event pipeline's row (1, 2, 4 writers, policy matching every open, JSON to a file; root, lock);
+## COMPARE=other/build/app/secagent.dll measures another build beside this one in the same run
+bench-rate: build $(WORKLOADS)
+	dotnet bench/SecurityAgent.Bench/bin/$(CONFIG)/net10.0/SecurityAgent.Bench.dll --pipeline-rate --quick $(if $(COMPARE),--compare $(COMPARE))
 
 ## bench-quick: the same, fewer repetitions and smaller workloads (under 3 minutes)
 bench-quick: build $(WORKLOADS)

@@ -173,8 +173,8 @@ public sealed class Bpftrace(string watchedFile) : Config
 }
 
 /// <summary>Where the bench finds what it runs.</summary>
-public sealed record Paths(string Repo)
+public sealed record Paths(string Repo, string? Agent = null)
 {
-    public string AgentDll => Path.Combine(Repo, "build", "app", "secagent.dll");
+    public string AgentDll => Agent ?? Path.Combine(Repo, "build", "app", "secagent.dll");
     public string Tool(string name) => Path.Combine(Repo, "build", "bench", name);
 }

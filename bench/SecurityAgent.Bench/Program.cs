@@ -5,6 +5,7 @@ using SecurityAgent.Bench;
 
 // make bench / make bench-quick: every configuration measured interleaved (A B C ... A B C ...), as ratios to
 // the baseline measured in the same run. Writes bench/results/latest.json and latest.md. Needs root.
+// --pipeline-rate [--quick] [--compare OTHER/secagent.dll]: only the event pipeline's row (make bench-rate).
 if (args.Contains("--pipeline") && OperatingSystem.IsLinux())
     return PipelineMicro.Run(args.SkipWhile(a => a != "--pipeline").Skip(1).Select(a => long.TryParse(a, out var n) ? n : 0).FirstOrDefault() is > 0 and var n ? n : 1_000_000);
 bool quick = args.Contains("--quick");
@@ -25,6 +26,21 @@ var watchedFile = Path.Combine(work, "watched", "f");
 File.WriteAllText(otherFile, "x");
 File.WriteAllText(watchedFile, "x");
 var openloop = paths.Tool("openloop");
+if (args.Contains("--pipeline-rate"))
+{
+    // Only the pipeline row, printed; each --compare DLL (another build's secagent.dll) measured beside this build's.
+    var compare = args.Select((a, i) => (a, i)).Where(t => t.a == "--compare" && t.i + 1 < args.Length).Select(t => paths with { Agent = Path.GetFullPath(args[t.i + 1]) });
+    try
+    {
+        foreach (var row in PipelineRates([.. compare, paths], work, FilePolicy(work + "/"), quick))
+            Console.WriteLine(JsonSerializer.Serialize(row));
+    }
+    finally
+    {
+        Directory.Delete(work, true);
+    }
+    return 0;
+}
 
 string FilePolicy(string prefix, string name = "bench-files") => $"""
     apiVersion: securityagent.io/v1alpha1
@@ -254,25 +270,56 @@ static Dictionary<string, object> MeasureExtras(Paths paths, string work, string
     extras["policy_add_to_enforcement_ms"] = Median(latencies);
     extras["policy_add_check_and_load_ms"] = Median(agentShare);
 
-    // Pipeline sustained rate: policy matching every open, 1, 2 and 4 writers; where loss begins.
+    extras["pipeline"] = PipelineRates([paths], work, matchAll, quick);
+    return extras;
+}
+
+// Pipeline sustained rate: policy matching every open, 1, 2 and 4 writers; where loss begins. A run of a fixed number of
+// events (split between the writers) after a warm-up the agent is not measured on (its first events compile the event
+// path: ~50 ms of CPU, a third of a 100k-event run's), repeated, medians; next to it the same writers with no agent
+// (their rate with the agent over this one is their open_match ratio). With several agents (--pipeline-rate
+// --compare DLL), each writer count runs every agent in turn, so that before and after share the machine's state.
+static List<object> PipelineRates(IReadOnlyList<Paths> agents, string work, string matchAll, bool quick)
+{
     var rates = new List<object>();
+    long total = quick ? 200_000 : 500_000;
+    int reps = quick ? 3 : 5;
+    var watched = Path.Combine(work, "watched", "f");
+    var openloop = agents[0].Tool("openloop");
+    double Produce(int writers, long per)
+    {
+        var t = Stopwatch.StartNew();
+        Parallel.For(0, writers, _ => Host.Run(openloop, watched, per.ToString()));
+        return t.Elapsed.TotalSeconds;
+    }
     foreach (int writers in quick ? new[] { 1, 2, 4 } : new[] { 1, 2, 4, 8 })
     {
-        using var a = new Agent(paths, "pipeline", "", matchAll);
-        a.Start();
-        var before = a.Read();
-        long per = quick ? 100_000 : 250_000;
-        var t = Stopwatch.StartNew();
-        Parallel.For(0, writers, _ => Host.Run(paths.Tool("openloop"), Path.Combine(work, "watched", "f"), per.ToString()));
-        var produceS = t.Elapsed.TotalSeconds;
-        var after = a.Read();
-        long delivered = after.Delivered - before.Delivered, lost = after.Lost - before.Lost;
-        rates.Add(new { writers, events_produced = writers * per, events_delivered = delivered, events_lost = lost,
-            events_per_s = Math.Round(delivered / produceS), produce_s = Math.Round(produceS, 2),
-            agent_cpu_us_per_event = delivered > 0 ? Math.Round((after.CpuMs - before.CpuMs) * 1000 / delivered, 2) : 0, peak_rss_mb = Math.Round(a.PeakRssMb(), 1) });
+        long per = total / writers;
+        double alone = Median(Enumerable.Range(0, reps).Select(_ => writers * per / Produce(writers, per)).ToList());
+        foreach (var paths in agents)
+        {
+            using var a = new Agent(paths, "pipeline", "", matchAll);
+            a.Start();
+            Produce(writers, 20_000 / writers);
+            var runs = new List<(double PerS, double CpuUs, long Delivered, long Lost)>();
+            for (int r = 0; r < reps; r++)
+            {
+                var before = a.Read();
+                var produceS = Produce(writers, per);
+                var after = a.Read();
+                long delivered = after.Delivered - before.Delivered;
+                runs.Add((delivered / produceS, delivered > 0 ? (after.CpuMs - before.CpuMs) * 1000 / delivered : 0, delivered, after.Lost - before.Lost));
+            }
+            rates.Add(new { writers, agent = agents.Count > 1 ? paths.AgentDll : null, repetitions = reps, events_produced = writers * per * reps,
+                events_delivered = runs.Sum(x => x.Delivered), events_lost = runs.Sum(x => x.Lost), events_per_s = Math.Round(Median(runs.Select(x => x.PerS).ToList())),
+                events_per_s_min = Math.Round(runs.Min(x => x.PerS)), events_per_s_max = Math.Round(runs.Max(x => x.PerS)),
+                writers_alone_events_per_s = Math.Round(alone),
+                agent_cpu_us_per_event = Math.Round(Median(runs.Select(x => x.CpuUs).ToList()), 2),
+                agent_cpu_us_per_event_min = Math.Round(runs.Min(x => x.CpuUs), 2), agent_cpu_us_per_event_max = Math.Round(runs.Max(x => x.CpuUs), 2),
+                peak_rss_mb = Math.Round(a.PeakRssMb(), 1) });
+        }
     }
-    extras["pipeline"] = rates;
-    return extras;
+    return rates;
 }
 
 // A real workload (full bench only): `make -j2 tinyconfig` then `make -j2` of Debian's Linux 6.1 source, wall time as a

@@ -90,10 +90,12 @@ public static class Report
             $"Start-up to programs attached: {extras["startup_ms_to_attached"]:0} ms ({extras["startup_ms_shipped_policies"]:0} ms with the shipped policies); policy file written to first kill: {extras["policy_add_to_enforcement_ms"]:0} ms "
             + $"(of which the agent's check and load: {extras["policy_add_check_and_load_ms"]:0.#} ms).");
         md.AppendLine();
-        md.AppendLine("Event pipeline (policy matching every open, JSON to a file): " + string.Join("; ", ((List<object>)extras["pipeline"]).Select(o =>
+        md.AppendLine("Event pipeline (policy matching every open, JSON to a file; after a warm-up, medians of the repetitions, min–max): " + string.Join("; ", ((List<object>)extras["pipeline"]).Select(o =>
         {
             var j = JsonSerializer.SerializeToElement(o);
-            return $"{j.GetProperty("writers")} writer(s): {j.GetProperty("events_per_s")} events/s, {j.GetProperty("events_delivered")} of {j.GetProperty("events_produced")} delivered, {j.GetProperty("events_lost")} lost, {j.GetProperty("agent_cpu_us_per_event")} µs agent CPU per event, peak RSS {j.GetProperty("peak_rss_mb")} MB";
+            return $"{j.GetProperty("writers")} writer(s): {j.GetProperty("events_per_s")} events/s ({j.GetProperty("events_per_s_min")}–{j.GetProperty("events_per_s_max")}; "
+                + $"with no agent they open {j.GetProperty("writers_alone_events_per_s")}/s), {j.GetProperty("events_delivered")} of {j.GetProperty("events_produced")} delivered, {j.GetProperty("events_lost")} lost, "
+                + $"{j.GetProperty("agent_cpu_us_per_event")} µs agent CPU per event ({j.GetProperty("agent_cpu_us_per_event_min")}–{j.GetProperty("agent_cpu_us_per_event_max")}), peak RSS {j.GetProperty("peak_rss_mb")} MB";
         })) + ".");
         if (extras.TryGetValue("kernel_build", out var kb))
         {
