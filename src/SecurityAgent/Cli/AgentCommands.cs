@@ -51,9 +51,9 @@ public static class AgentCommands
         });
         yield return add;
 
-        yield return NameCommand("delete", "Remove a policy (its file) and unload it", socket, name => new(HttpMethod.Delete, $"/v1/policies/{Uri.EscapeDataString(name)}"), "deleted");
-        yield return NameCommand("enable", "Load a disabled policy again", socket, name => new(HttpMethod.Post, $"/v1/policies/{Uri.EscapeDataString(name)}/enable"), "enabled");
-        yield return NameCommand("disable", "Unload a policy, keeping its file (NAME.yaml.disabled)", socket, name => new(HttpMethod.Post, $"/v1/policies/{Uri.EscapeDataString(name)}/disable"), "disabled");
+        yield return NameCommand("delete", "Remove a policy (its file) and unload it", socket, "DELETE", name => $"/v1/policies/{Uri.EscapeDataString(name)}", "deleted");
+        yield return NameCommand("enable", "Load a disabled policy again", socket, "POST", name => $"/v1/policies/{Uri.EscapeDataString(name)}/enable", "enabled");
+        yield return NameCommand("disable", "Unload a policy, keeping its file (NAME.yaml.disabled)", socket, "POST", name => $"/v1/policies/{Uri.EscapeDataString(name)}/disable", "disabled");
 
         var modeName = new Argument<string>("name") { Description = "The policy" };
         var mode = new Argument<string>("mode") { Description = "enforce: carry out the policy's actions; monitor: report what they would do" }.Choices("enforce", "monitor");
@@ -67,14 +67,16 @@ public static class AgentCommands
         yield return modeCmd;
     }
 
-    private static Command NameCommand(string verb, string description, Option<string> socket, Func<string, HttpRequestMessage> request, string done)
+    /// <summary>Takes the method's name and a path, not a request: building the command tree then needs no System.Net.Http
+    /// type, so `secagent run` never loads that assembly.</summary>
+    private static Command NameCommand(string verb, string description, Option<string> socket, string method, Func<string, string> path, string done)
     {
         var name = new Argument<string>("name") { Description = "The policy" };
         var c = new Command(verb, description) { name, socket };
         c.SetAction(async pr =>
         {
             using var api = new ApiClient(pr.GetValue(socket));
-            using var _ = await api.Send(request(pr.GetValue(name)!));
+            using var _ = await api.Send(new HttpRequestMessage(new HttpMethod(method), path(pr.GetValue(name)!)));
             Console.WriteLine($"{done} {pr.GetValue(name)}");
         });
         return c;

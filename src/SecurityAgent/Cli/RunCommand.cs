@@ -90,7 +90,13 @@ public static class RunCommand
         // One malloc arena for the threads started from here on (the host's, the ring reader's, the pool's): a node
         // agent's native allocations are few and an arena per thread costs megabytes of RSS each.
         Interop.Libc.LimitMallocArenas(1);
-        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory, Args = [] });
+        // The slim builder: Kestrel without HTTPS or QUIC (no System.Security.Cryptography, System.Net.Quic or IIS
+        // assemblies at idle), no host filtering or regex route constraints; appsettings.json is read once (options are
+        // bound once at start, so no file watcher for it).
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
+        {
+            ContentRootPath = AppContext.BaseDirectory, Args = ["--hostBuilder:reloadConfigOnChange=false"],
+        });
         builder.Configuration.AddEnvironmentVariables("SECAGENT_");
         builder.Configuration.AddInMemoryCollection(given);
         var options = Bind(builder.Configuration);

@@ -44,7 +44,7 @@ public sealed class AgentOptions
     public int ChannelCapacity { get; set; } = 65_536;
 
     [Option("Size of the kernel ring buffer (a power of two; resident in the agent: the kernel maps it whole)", HelpName = "BYTES")]
-    public uint RingBufferBytes { get; set; } = 8 * 1024 * 1024;
+    public uint RingBufferBytes { get; set; } = 4 * 1024 * 1024; // RSS counts it twice (the kernel maps the data pages twice)
 
     [Option("Benchmarks only: selectors run in user space, the kernel posts every call and enforces nothing")]
     public bool DebugUserspaceFilter { get; set; }

@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using System.Text;
 using Microsoft.Extensions.Logging;
 using SecurityAgent.Interop;
@@ -22,7 +21,7 @@ public sealed partial class PolicyDirectory
     private readonly PolicyManager _manager;
     private readonly ILogger _log;
     private readonly object _sync = new();
-    private readonly Dictionary<string, string> _files = new(); // path -> hash of what was applied (or of the refusal)
+    private readonly Dictionary<string, string> _files = new(); // path -> what was applied (or the refusal), compared whole: no hash library loaded
     private string? _dirProblem;
 
     public PolicyDirectory(string dir, PolicyManager manager, ILogger log)
@@ -86,10 +85,10 @@ public sealed partial class PolicyDirectory
         {
             read = new PolicyFileRead(file, null, $"cannot read: {e.GetType().Name}: {e.Message}");
         }
-        var hash = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(read.Text ?? "refused: " + read.Refusal)));
-        if (_files.TryGetValue(file, out var old) && old == hash)
+        var content = read.Text ?? "refused: " + read.Refusal;
+        if (_files.TryGetValue(file, out var old) && old == content)
             return (false, new PolicyOutcome([], [], []));
-        _files[file] = hash;
+        _files[file] = content;
         var origin = PolicyOrigin.File(file);
         return (true, read.Text is null ? _manager.Fail(origin, read.Refusal!) : _manager.Apply(origin, read.Text));
     }

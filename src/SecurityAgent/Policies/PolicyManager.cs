@@ -47,7 +47,7 @@ public sealed partial class PolicyManager
 {
     private ILogger log = Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
 
-    private sealed record Candidate(PolicyKey Key, PolicyPlan Plan, string Hash, IReadOnlyList<string> Warnings);
+    private sealed record Candidate(PolicyKey Key, PolicyPlan Plan, string Content, IReadOnlyList<string> Warnings);
 
     private sealed class Entry(PolicyKey key, PolicyOrigin origin, Candidate version)
     {
@@ -152,7 +152,7 @@ public sealed partial class PolicyManager
                 {
                     if (r.Ok && r.Plan is { } plan)
                     {
-                        candidates.Add(new Candidate(r.Key!, plan, r.ContentHash!, r.Warnings.Concat(r.Notes).Select(w => w.ToString()).ToList()));
+                        candidates.Add(new Candidate(r.Key!, plan, r.Content!, r.Warnings.Concat(r.Notes).Select(w => w.ToString()).ToList()));
                         continue;
                     }
                     errors.AddRange(r.Diagnostics.Select(d => Error(d.ToString())));
@@ -212,7 +212,7 @@ public sealed partial class PolicyManager
                 errors.Add(Error($"{origin.Display}: policy {c.Key} is already loaded from {held.Origin.Display}; not loaded from here (it loads when that one goes)"));
                 continue;
             }
-            if (held is not null && held.Version.Hash == c.Hash && (held.Loaded is not null || !held.Enabled))
+            if (held is not null && held.Version.Content == c.Content && (held.Loaded is not null || !held.Enabled))
             {
                 held.Version = c; // same content: nothing to reload
                 loaded.Add(c.Key);

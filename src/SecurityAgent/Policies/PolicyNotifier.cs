@@ -24,7 +24,7 @@ public sealed partial class PolicyNotifier : IAsyncDisposable
         FullMode = BoundedChannelFullMode.DropWrite, SingleReader = true,
     });
     private readonly ConcurrentDictionary<Notification, long> _last = new();
-    private readonly HttpClient _http = new(new SocketsHttpHandler { AllowAutoRedirect = false, UseProxy = false }) { Timeout = Timeout };
+    private HttpClient? _http; // made at the first request: an agent without notify actions never loads System.Net.Http
     private readonly TimeProvider _time;
     private readonly ILogger _log;
     private readonly CancellationTokenSource _stop = new();
@@ -64,7 +64,7 @@ public sealed partial class PolicyNotifier : IAsyncDisposable
                 if (n.Kind == NotificationKind.DnsLookup)
                     await Dns.GetHostAddressesAsync(n.Target, cts.Token);
                 else
-                    (await _http.GetAsync(n.Target, HttpCompletionOption.ResponseHeadersRead, cts.Token)).Dispose();
+                    await GetAsync(n.Target, cts.Token);
                 Interlocked.Increment(ref _done);
             }
             catch (Exception e) when (!_stop.IsCancellationRequested) // a failed lookup or request is that notification's failure only
@@ -82,8 +82,16 @@ public sealed partial class PolicyNotifier : IAsyncDisposable
         await _stop.CancelAsync();
         try { await _worker; }
         catch (OperationCanceledException) { }
-        _http.Dispose();
+        _http?.Dispose();
         _stop.Dispose();
+    }
+
+    /// <summary>Apart from <see cref="RunAsync"/>, whose state machine would otherwise hold an HTTP awaiter and so load
+    /// System.Net.Http when the notifier starts.</summary>
+    private async Task GetAsync(string target, CancellationToken cancel)
+    {
+        _http ??= new(new SocketsHttpHandler { AllowAutoRedirect = false, UseProxy = false }) { Timeout = Timeout };
+        (await _http.GetAsync(target, HttpCompletionOption.ResponseHeadersRead, cancel)).Dispose();
     }
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Policy action {Kind} {Target} failed: {Reason}")]

@@ -20,7 +20,7 @@ public sealed record ValidatedPolicy(string File, string? Name, string? Kind, Tr
     public IReadOnlyList<PolicyDiagnostic> Notes { get; init; } = [];
     public PolicyPlan? Plan { get; init; }
     /// <summary>The document's content (not its layout): an unchanged policy is not reloaded.</summary>
-    public string? ContentHash { get; init; }
+    public string? Content { get; init; }
     public string? Namespace { get; init; }
 
     /// <summary>No errors, and a policy (an empty file yields an entry with only a warning).</summary>
@@ -79,10 +79,10 @@ public sealed class PolicyValidator(KernelFeatures features, Func<string, string
         var (name, kind, ns) = Identity(doc.Root);
         TracingPolicy? policy = null;
         PolicyPlan? plan = null;
-        string? hash = null;
+        string? content = null;
         try
         {
-            hash = doc.ContentHash;
+            content = doc.Content;
             if (PolicySchema.Check(doc.Root, d))
             {
                 policy = PolicyReader.Read(doc, d);
@@ -95,7 +95,7 @@ public sealed class PolicyValidator(KernelFeatures features, Func<string, string
         }
         return new ValidatedPolicy(file, name, kind, d.HasErrors ? null : policy, d.Errors)
         {
-            Warnings = d.Warnings, Notes = d.Notes, Plan = plan, ContentHash = hash, Namespace = ns,
+            Warnings = d.Warnings, Notes = d.Notes, Plan = plan, Content = content, Namespace = ns,
         };
     }
 

@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using YamlDotNet.Core;
@@ -79,8 +78,10 @@ public sealed class YamlDocument(YNode root)
         return Encoding.UTF8.GetString(buffer.ToArray());
     }
 
-    /// <summary>Identifies the content (not its layout or comments): an unchanged policy is not reloaded.</summary>
-    public string ContentHash => Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(ToJson())));
+    /// <summary>The content as canonical JSON (not its layout or comments): an unchanged policy is not reloaded. Kept and
+    /// compared whole rather than hashed: SHA-256 would load System.Security.Cryptography and OpenSSL (~5 MB resident)
+    /// into an agent that needs them for nothing else.</summary>
+    public string Content => ToJson();
 
     private static void Write(Utf8JsonWriter w, YNode n)
     {
