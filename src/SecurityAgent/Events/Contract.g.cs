@@ -164,7 +164,15 @@ namespace SecurityAgent.Bpf
         {
             public const string File = "probe.bpf.o";
             public static readonly IReadOnlyList<string> Maps = ["probe_ring"];
-            public static readonly IReadOnlyList<string> Programs = ["probe_tracepoint", "probe_raw_tp", "probe_tp_btf", "probe_lsm", "probe_fentry", "probe_kprobe", "probe_uprobe", "probe_write_user", "probe_cgroup_connect4", "probe_send_signal", "probe_ringbuf_query", "probe_override_return", "probe_fexit", "probe_fmod_ret", "probe_ima_file_hash"];
+            public static readonly IReadOnlyList<string> Programs = ["probe_tracepoint", "probe_raw_tp", "probe_tp_btf", "probe_lsm", "probe_fentry", "probe_kprobe", "probe_uprobe", "probe_write_user", "probe_cgroup_connect4", "probe_send_signal", "probe_ringbuf_query", "probe_override_return", "probe_fexit", "probe_fmod_ret"];
+        }
+
+        /// <summary>probeima.bpf.o</summary>
+        public static class Probeima
+        {
+            public const string File = "probeima.bpf.o";
+            public static readonly IReadOnlyList<string> Maps = [];
+            public static readonly IReadOnlyList<string> Programs = ["probe_ima_file_hash"];
         }
 
         /// <summary>process.bpf.o</summary>
