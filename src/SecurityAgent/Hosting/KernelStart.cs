@@ -67,6 +67,7 @@ public sealed class KernelStart : IDisposable
             {
                 try { policy.GetAwaiter().GetResult().Dispose(); }
                 catch (Exception) { } // the process sensor's failure is the one reported
+                maps.Dispose(); // after the policy objects' load, which reads them
                 throw;
             }
             phases.Mark("process-sensor");

@@ -82,12 +82,21 @@ public sealed class ProcessSensor : IDisposable
     {
         if (!features.Has(Mechanism.BtfTracepoint))
             throw NoBtfTracepoints(features);
-        return Load(CreateMaps(ringBufferBytes), environment, () => features);
+        var maps = CreateMaps(ringBufferBytes);
+        try
+        {
+            return Load(maps, environment, () => features);
+        }
+        catch
+        {
+            maps.Dispose();
+            throw;
+        }
     }
 
     /// <summary>Loads the process programs on <paramref name="maps"/> (<see cref="CreateMaps"/>), which the sensor then
-    /// owns, without waiting for the feature probe (start-up runs both at once): <paramref name="features"/> is asked
-    /// only when the load fails, to say why.</summary>
+    /// owns (on failure they stay the caller's: other objects may be loading on them), without waiting for the feature
+    /// probe (start-up runs both at once): <paramref name="features"/> is asked only when the load fails, to say why.</summary>
     public static ProcessSensor Load(BpfObject maps, bool environment, Func<KernelFeatures> features)
     {
         BpfObject obj;
@@ -95,12 +104,9 @@ public sealed class ProcessSensor : IDisposable
         {
             obj = BpfObject.Load(ObjectSpecs.Process, maps);
         }
-        catch (Exception e)
+        catch (LibbpfException e) when (!features().Has(Mechanism.BtfTracepoint))
         {
-            maps.Dispose();
-            if (e is LibbpfException && !features().Has(Mechanism.BtfTracepoint))
-                throw NoBtfTracepoints(features(), e);
-            throw;
+            throw NoBtfTracepoints(features(), e);
         }
         var sensor = new ProcessSensor(maps, obj);
         uint ringBufferBytes = sensor.Events.MaxEntries;
@@ -116,7 +122,7 @@ public sealed class ProcessSensor : IDisposable
         }
         catch
         {
-            sensor.Dispose();
+            obj.Dispose(); // nothing attached yet; the maps stay the caller's
             throw;
         }
     }
