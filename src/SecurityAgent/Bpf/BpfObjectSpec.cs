@@ -24,13 +24,24 @@ public sealed record BpfObjectSpec(string Name, string File)
     public static IEnumerable<SharedMap> From(string owner, IEnumerable<string> maps) => maps.Select(m => new SharedMap(m, owner));
 }
 
-/// <summary>The objects the agent loads and what they share. The process sensor's object owns the ring buffer,
-/// the loss counters, the settings and the pid tables; tracepoint.bpf.o owns the policy engine's maps, which
-/// the other hook families share.</summary>
+/// <summary>The objects the agent loads and what they share. shared.bpf.o has no programs: it creates the maps the
+/// process sensor and the policy objects share (the ring buffer, the loss counters, the settings, the pid tables and
+/// the policy engine's maps), so that the objects with programs, each checked by the verifier on the loading thread,
+/// can be loaded side by side on the machine's cores.</summary>
 public static class ObjectSpecs
 {
+    public const string SharedName = "shared";
+
     public static readonly IReadOnlyList<string> ProcessShared =
         [BpfNames.Maps.Events, BpfNames.Maps.Lost, BpfNames.Maps.Settings, BpfNames.Maps.ExecBinary, BpfNames.Maps.Follow, BpfNames.Maps.Proc];
+
+    /// <summary>The maps keyed by a process's tgid, with their ceilings (the sizes compiled in bpf/include/helpers.h):
+    /// sized by the kernel's pid_max (every tgid fits), at most the ceiling. sa_exec_binary's 131072 preallocated LRU
+    /// entries of 260 bytes took ~100 ms to create, and ~40 MB of kernel memory, where pid_max is 32768.</summary>
+    private static readonly IReadOnlyDictionary<string, uint> PerProcess = new Dictionary<string, uint>
+    {
+        [BpfNames.Maps.ExecBinary] = 131072, [BpfNames.Maps.Follow] = 65536, [BpfNames.Maps.Proc] = 65536,
+    };
 
     public static readonly IReadOnlyList<string> PolicyShared =
     [
@@ -40,35 +51,42 @@ public static class ObjectSpecs
         BpfNames.Maps.EnfNotify, BpfNames.Maps.Resolve,
     ];
 
-    public static BpfObjectSpec Process(uint ringBufferBytes) => new("process", BpfNames.Process.File)
-    {
-        MaxEntries = new Dictionary<string, uint> { [BpfNames.Maps.Events] = ringBufferBytes },
-    };
-
-    /// <summary>Every map of tracepoint.bpf.o that its programs share, beyond the process sensor's: the policy maps, the
-    /// enter's saved state the exit reads (sa_pending, sa_ret_pending), the per-CPU scratch and the RCU barrier.</summary>
+    /// <summary>Every map the syscall tracepoint programs share, beyond the process sensor's: the policy maps, the
+    /// enter's saved state the exit reads (sa_pending, sa_ret_pending), the per-CPU scratch and the after-call notes.</summary>
     public static readonly IReadOnlyList<string> TracepointShared =
     [
         .. PolicyShared, BpfNames.Maps.InodeSet, BpfNames.Maps.Pending, BpfNames.Maps.Call, BpfNames.Maps.PathScratch,
-        BpfNames.Maps.RcuInner, BpfNames.Maps.RcuBarrier, BpfNames.Maps.AfterNotes, BpfNames.Maps.AfterSeq,
+        BpfNames.Maps.AfterNotes, BpfNames.Maps.AfterSeq,
     ];
 
-    /// <summary>The syscall enter program and the exit check of opens and execs (most policies need it, and verifying it
-    /// in an object of its own on first use put ~300 ms into the first such policy's load: measured); the return program
-    /// loads on first use (<see cref="PolicyTracepointReturn"/>).</summary>
-    public static BpfObjectSpec PolicyTracepoint { get; } = new("tracepoint", BpfNames.Tracepoint.File)
+    /// <summary>The shared maps (no programs): the ring buffer sized as configured, the per-process maps by
+    /// <paramref name="pidMax"/>.</summary>
+    public static BpfObjectSpec Shared(uint ringBufferBytes, uint pidMax) => new(SharedName, BpfNames.Shared.File)
     {
-        Shares = BpfObjectSpec.From("process", ProcessShared).ToList(),
-        Programs = [BpfNames.Programs.PolicyTp, BpfNames.Programs.PolicyExitTp],
+        MaxEntries = new Dictionary<string, uint>(PerProcess.Select(m => KeyValuePair.Create(m.Key, Math.Min(m.Value, pidMax))))
+        {
+            [BpfNames.Maps.Events] = ringBufferBytes,
+        },
     };
 
-    /// <summary>The return probes' program on syscall exits (return: true), in an object of its own sharing every map of
-    /// <see cref="PolicyTracepoint"/>.</summary>
+    public static BpfObjectSpec Process { get; } = new("process", BpfNames.Process.File)
+    {
+        Shares = BpfObjectSpec.From(SharedName, ProcessShared).ToList(),
+    };
+
+    /// <summary>The syscall enter program, on every syscall tracepoint a policy uses.</summary>
+    public static BpfObjectSpec PolicyTracepoint { get; } = TracepointProgram("tracepoint", BpfNames.Programs.PolicyTp);
+
+    /// <summary>The exit check of opens and execs (most policies need it, and verifying it on first use put ~300 ms into
+    /// the first such policy's load: measured): loaded with the enter program, beside it.</summary>
+    public static BpfObjectSpec PolicyTracepointExit { get; } = TracepointProgram("tpexit", BpfNames.Programs.PolicyExitTp);
+
+    /// <summary>The return probes' program on syscall exits (return: true), loaded on first use.</summary>
     public static BpfObjectSpec PolicyTracepointReturn { get; } = TracepointProgram("tpret", BpfNames.Programs.PolicyRetTp);
 
     private static BpfObjectSpec TracepointProgram(string name, string program) => new(name, BpfNames.Tracepoint.File)
     {
-        Shares = BpfObjectSpec.From("process", ProcessShared).Concat(BpfObjectSpec.From("tracepoint", TracepointShared)).ToList(),
+        Shares = BpfObjectSpec.From(SharedName, [.. ProcessShared, .. TracepointShared]).ToList(),
         Programs = [program],
     };
 
@@ -99,19 +117,19 @@ public static class ObjectSpecs
     /// <summary>spec.loader's sensor: the process sensor's maps and the pod scopes' cgroup sets.</summary>
     public static BpfObjectSpec Loader { get; } = new("loader", BpfNames.Loader.File)
     {
-        Shares = [.. BpfObjectSpec.From("process", ProcessShared), new SharedMap(BpfNames.Maps.Scope, PolicyTracepoint.Name)],
+        Shares = BpfObjectSpec.From(SharedName, [.. ProcessShared, BpfNames.Maps.Scope]).ToList(),
     };
 
     /// <summary>spec.enforcers' enforcer program (at raw_syscalls/sys_enter) and its cleanup at thread exit: the process
     /// sensor's maps, the hook counters and the pending notifications the policy programs write.</summary>
     public static BpfObjectSpec Enforcer { get; } = new("enforcer", BpfNames.Enforcer.File)
     {
-        Shares = [.. BpfObjectSpec.From("process", ProcessShared), .. BpfObjectSpec.From(PolicyTracepoint.Name, [BpfNames.Maps.HookStats, BpfNames.Maps.EnfNotify])],
+        Shares = BpfObjectSpec.From(SharedName, [.. ProcessShared, BpfNames.Maps.HookStats, BpfNames.Maps.EnfNotify]).ToList(),
     };
 
     private static BpfObjectSpec Family(string name, string file) => new(name, file)
     {
-        Shares = BpfObjectSpec.From("process", ProcessShared).Concat(BpfObjectSpec.From(PolicyTracepoint.Name, PolicyShared)).ToList(),
+        Shares = BpfObjectSpec.From(SharedName, [.. ProcessShared, .. PolicyShared]).ToList(),
     };
 
     /// <summary>The feature probe's object with one program loaded.</summary>

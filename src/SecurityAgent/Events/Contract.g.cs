@@ -166,7 +166,15 @@ namespace SecurityAgent.Bpf
         {
             public const string File = "probe.bpf.o";
             public static readonly IReadOnlyList<string> Maps = ["probe_ring"];
-            public static readonly IReadOnlyList<string> Programs = ["probe_tracepoint", "probe_raw_tp", "probe_tp_btf", "probe_lsm", "probe_fentry", "probe_kprobe", "probe_uprobe", "probe_write_user", "probe_cgroup_connect4", "probe_send_signal", "probe_ringbuf_query", "probe_override_return", "probe_fexit", "probe_fmod_ret", "probe_ima_file_hash"];
+            public static readonly IReadOnlyList<string> Programs = ["probe_tracepoint", "probe_raw_tp", "probe_tp_btf", "probe_lsm", "probe_fentry", "probe_kprobe", "probe_uprobe", "probe_write_user", "probe_cgroup_connect4", "probe_send_signal", "probe_ringbuf_query", "probe_override_return", "probe_fexit", "probe_fmod_ret"];
+        }
+
+        /// <summary>probeima.bpf.o</summary>
+        public static class Probeima
+        {
+            public const string File = "probeima.bpf.o";
+            public static readonly IReadOnlyList<string> Maps = [];
+            public static readonly IReadOnlyList<string> Programs = ["probe_ima_file_hash"];
         }
 
         /// <summary>process.bpf.o</summary>
@@ -183,6 +191,14 @@ namespace SecurityAgent.Bpf
             public const string File = "rawtp.bpf.o";
             public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats"];
             public static readonly IReadOnlyList<string> Programs = ["sa_policy_raw_tp"];
+        }
+
+        /// <summary>shared.bpf.o</summary>
+        public static class Shared
+        {
+            public const string File = "shared.bpf.o";
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_pending", "sa_inode_set", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_after_notes", "sa_after_seq"];
+            public static readonly IReadOnlyList<string> Programs = [];
         }
 
         /// <summary>sock.bpf.o</summary>

@@ -39,14 +39,43 @@ public sealed class KernelStart : IDisposable
             if (Libc.geteuid() != 0)
                 throw new UnauthorizedAccessException("the agent loads BPF programs and must run as root (or with CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN)");
             KernelMounts.EnsureTraceFs();
-            var sensor = ProcessSensor.Load(options.RingBufferBytes, options.EnableProcessEnvironmentVariables, () => _features.GetAwaiter().GetResult());
+            // The shared maps first (no verifier), then the policy programs and the process programs on them at once:
+            // the verifier runs in each loading thread.
+            var maps = ProcessSensor.CreateMaps(options.RingBufferBytes);
+            phases.Mark("maps");
+            Task<PolicySensor> policy;
+            try
+            {
+                policy = Run(() =>
+                {
+                    var loaded = PolicySensor.Load(maps);
+                    phases.Mark("policy-object");
+                    return loaded;
+                });
+            }
+            catch
+            {
+                maps.Dispose();
+                throw;
+            }
+            ProcessSensor sensor;
+            try
+            {
+                sensor = ProcessSensor.Load(maps, options.EnableProcessEnvironmentVariables, () => _features.GetAwaiter().GetResult());
+            }
+            catch
+            {
+                try { policy.GetAwaiter().GetResult().Dispose(); }
+                catch (Exception) { } // the process sensor's failure is the one reported
+                maps.Dispose(); // after the policy objects' load, which reads them
+                throw;
+            }
             phases.Mark("process-sensor");
             PolicyEngine? engine = null;
             try
             {
                 engine = new PolicyEngine(sensor, Environment.ProcessId, options.DebugUserspaceFilter);
-                engine.Prepare(); // a policy added later only writes maps and attaches
-                phases.Mark("policy-object");
+                engine.Prepare(policy); // a policy added later only writes maps and attaches
                 return (sensor, engine);
             }
             catch

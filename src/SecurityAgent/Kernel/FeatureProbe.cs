@@ -38,7 +38,7 @@ public static unsafe class FeatureProbe
             Fexit = TryLoadAndAttach(elf, "probe_fexit", p => p.Attach()),
             ProbeWriteUser = ProbeWriteUser(elf),
             ImaFileHash = !ActiveLsms().Contains("bpf") ? Availability.No("no BPF LSM ('bpf' is not in the active LSM list)")
-                : TryLoad(elf, "probe_ima_file_hash") is { Available: true } ? Availability.Yes("bpf_ima_file_hash from a sleepable LSM program")
+                : TryLoad(EmbeddedObjects.Read(BpfNames.Probeima.File), BpfNames.Programs.ProbeImaFileHash) is { Available: true } ? Availability.Yes("bpf_ima_file_hash from a sleepable LSM program")
                 : Availability.No("sleepable LSM program with bpf_ima_file_hash rejected (needs Linux 5.18 and CONFIG_IMA)"),
         };
     }

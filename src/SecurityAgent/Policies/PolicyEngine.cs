@@ -97,16 +97,17 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
     }
 
     /// <summary>Loads the policy programs now (verification takes a while), so adding a policy later only
-    /// writes maps (and attaches at a new attach point).</summary>
-    public void Prepare()
+    /// writes maps (and attaches at a new attach point). <paramref name="loading"/>: their load, begun on the shared
+    /// maps before the process sensor was (start-up loads both side by side).</summary>
+    public void Prepare(Task<PolicySensor>? loading = null)
     {
-        lock (_lock) _sensor ??= PolicySensor.Load(_process);
+        lock (_lock) _sensor ??= loading?.GetAwaiter().GetResult() ?? PolicySensor.Load(_process.Maps);
     }
 
     /// <summary>The map of the calls the enter hooks note for the after-call match (Fanotify.AfterCallNotes maps it).</summary>
     public int AfterNotesFd()
     {
-        lock (_lock) return (_sensor ??= PolicySensor.Load(_process)).Map(Bpf.BpfNames.Maps.AfterNotes).Fd;
+        lock (_lock) return (_sensor ??= PolicySensor.Load(_process.Maps)).Map(Bpf.BpfNames.Maps.AfterNotes).Fd;
     }
 
     /// <summary>The policy objects loaded so far (<see cref="PolicySensor.LoadedObjects"/>).</summary>
@@ -135,7 +136,7 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
                     throw new PolicyLimitException($"policy {plan.Name}: {n} values for {map}, at most {MaxValuesPerPolicy} per policy");
             if (_freeHookIds.Count < plan.Hooks.Count)
                 throw new PolicyLimitException($"policy {plan.Name}: {plan.Hooks.Count} hooks, but only {_freeHookIds.Count} of {Contract.MaxHooks} hook ids are free");
-            var sensor = _sensor ??= PolicySensor.Load(_process);
+            var sensor = _sensor ??= PolicySensor.Load(_process.Maps);
             uint policyId = _nextPolicyId++;
             bool enforce = plan.Enforce && !_userSpaceFilter;
             var loaded = new LoadedPolicy { Plan = plan, PolicyId = policyId };

@@ -12,23 +12,50 @@ public sealed record HookStats(ulong Seen, ulong Matched, ulong Posted, ulong En
     public ulong Filtered => Seen > Matched ? Seen - Matched : 0;
 }
 
-/// <summary>The live policy programs: tracepoint.bpf.o's enter and exit-check programs (its object creates the policy
-/// maps) and, on first use, the syscall return program and the other hook families' objects sharing them. One program
+/// <summary>The live policy programs: tracepoint.bpf.o's enter and exit-check programs, each in an object of its own
+/// loaded beside the other, and, on first use, the syscall return program and the other hook families' objects. All
+/// of them are loaded on the shared maps (<see cref="ProcessSensor.Maps"/>, the policy maps among them). One program
 /// attachment per attach point serves every policy hook there; what they do is configuration in the maps (written by
 /// the PolicyEngine).</summary>
 public sealed class PolicySensor : IDisposable
 {
-    private readonly ProcessSensor _process;
-    private readonly BpfObject _core;
+    private readonly BpfObject _maps;
+    private readonly BpfObject _core, _exit;
     private BpfObject? _tpReturn, _kprobe, _kover, _ksys, _sock, _uprobe, _usdtSet, _rawtp, _loader, _enforcer;
     private readonly Dictionary<string, BpfObject> _lsm = new(), _fmodRet = new(), _fexit = new();
     private Microsoft.Win32.SafeHandles.SafeFileHandle? _cgroup;
 
-    private PolicySensor(ProcessSensor process, BpfObject core) => (_process, _core) = (process, core);
+    private PolicySensor(BpfObject maps, BpfObject core, BpfObject exit) => (_maps, _core, _exit) = (maps, core, exit);
 
-    public static PolicySensor Load(ProcessSensor process) => new(process, BpfObject.Load(ObjectSpecs.PolicyTracepoint, process.Object));
+    /// <summary>Loads the enter and the exit-check programs on <paramref name="maps"/> (which stay the caller's), the
+    /// exit's on a thread of its own: the verifier runs in the loading thread, so the two are checked side by side.</summary>
+    public static PolicySensor Load(BpfObject maps)
+    {
+        var exit = Task.Factory.StartNew(() => BpfObject.Load(ObjectSpecs.PolicyTracepointExit, maps),
+            CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        BpfObject enter;
+        try
+        {
+            enter = BpfObject.Load(ObjectSpecs.PolicyTracepoint, maps);
+        }
+        catch
+        {
+            try { exit.GetAwaiter().GetResult().Dispose(); }
+            catch (Exception) { } // the enter's failure is the one reported
+            throw;
+        }
+        try
+        {
+            return new(maps, enter, exit.GetAwaiter().GetResult());
+        }
+        catch
+        {
+            enter.Dispose();
+            throw;
+        }
+    }
 
-    public BpfMap Map(string name) => _core.Map(name);
+    public BpfMap Map(string name) => _maps.Map(name);
 
     /// <summary>The names of the policy objects loaded so far (<see cref="BpfObjectSpec.Name"/>): what start-up and
     /// the policies so far made the verifier check.</summary>
@@ -36,7 +63,7 @@ public sealed class PolicySensor : IDisposable
     {
         get
         {
-            BpfObject?[] all = [_core, _tpReturn, _kprobe, _kover, _ksys, _sock, _uprobe, _usdtSet, _rawtp, _loader, _enforcer,
+            BpfObject?[] all = [_core, _exit, _tpReturn, _kprobe, _kover, _ksys, _sock, _uprobe, _usdtSet, _rawtp, _loader, _enforcer,
                 .. _lsm.Values, .. _fmodRet.Values, .. _fexit.Values];
             return all.OfType<BpfObject>().Select(o => o.Name).ToList();
         }
@@ -72,9 +99,9 @@ public sealed class PolicySensor : IDisposable
                     // Opens and execs look the object up again at exit (armed per call by the enter program); an exec's
                     // new program at sched_process_exec, which every successful exec passes (its sys_exit then only
                     // drops a failed call's state).
-                    links.Add(AttachTracepoint(_core, BpfNames.Programs.PolicyExitTp, exit, ap));
+                    links.Add(AttachTracepoint(_exit, BpfNames.Programs.PolicyExitTp, exit, ap));
                     if (Policies.PathArguments.Exit(target) == PolicyWire.PointFlags.Exe)
-                        links.Add(AttachTracepoint(_core, BpfNames.Programs.PolicyExitTp, Policies.PathArguments.ExecTracepoint, ap | ExitAtExec));
+                        links.Add(AttachTracepoint(_exit, BpfNames.Programs.PolicyExitTp, Policies.PathArguments.ExecTracepoint, ap | ExitAtExec));
                     return links;
                 }
                 catch
@@ -113,12 +140,12 @@ public sealed class PolicySensor : IDisposable
                 // One object per hook with only its program loaded: the verifier checks only what is used.
                 var program = "sa_lsm_" + target;
                 if (!_lsm.TryGetValue(target, out var lsm))
-                    _lsm[target] = lsm = BpfObject.Load(ObjectSpecs.PolicyLsm with { Programs = [program] }, _process.Object, _core);
+                    _lsm[target] = lsm = BpfObject.Load(ObjectSpecs.PolicyLsm with { Programs = [program] }, _maps);
                 return [lsm.Program(program).Attach()];
             case Mechanism.Fentry:
                 // fmod_ret (Override on a security_ function): an object per function, verified for it.
                 if (!_fmodRet.TryGetValue(target, out var fmod))
-                    _fmodRet[target] = fmod = BpfObject.Load(ObjectSpecs.PolicyFmodRet(target), _process.Object, _core);
+                    _fmodRet[target] = fmod = BpfObject.Load(ObjectSpecs.PolicyFmodRet(target), _maps);
                 return [fmod.Program(BpfNames.Programs.PolicyFmodRet).AttachTrace(cookie: ap)];
             case Mechanism.CgroupSockAddr:
                 var sock = Family(ref _sock, ObjectSpecs.PolicySock);
@@ -149,13 +176,13 @@ public sealed class PolicySensor : IDisposable
                 // imaHash: the sleepable program that hashes the file, attached after the hook's (bpf/lsm.bpf.c).
                 var ima = "sa_lsm_ima_" + target;
                 if (!_lsm.TryGetValue(ima, out var imaObject))
-                    _lsm[ima] = imaObject = BpfObject.Load(ObjectSpecs.PolicyLsm with { Programs = [ima] }, _process.Object, _core);
+                    _lsm[ima] = imaObject = BpfObject.Load(ObjectSpecs.PolicyLsm with { Programs = [ima] }, _maps);
                 return imaObject.Program(ima).Attach();
             case Mechanism.Kprobe:
                 return Family(ref _kprobe, ObjectSpecs.PolicyKprobe).Program(BpfNames.Programs.PolicyKretprobe).AttachKprobe(target, cookie: ap, retprobe: true);
             case Mechanism.Fentry:
                 if (!_fexit.TryGetValue(target, out var fexit))
-                    _fexit[target] = fexit = BpfObject.Load(ObjectSpecs.PolicyFexit(target), _process.Object, _core);
+                    _fexit[target] = fexit = BpfObject.Load(ObjectSpecs.PolicyFexit(target), _maps);
                 return fexit.Program(BpfNames.Programs.PolicyFexit).AttachTrace(cookie: ap);
             default:
                 return AttachTracepoint(Family(ref _tpReturn, ObjectSpecs.PolicyTracepointReturn), BpfNames.Programs.PolicyRetTp, target.Replace("/sys_enter_", "/sys_exit_", StringComparison.Ordinal), ap);
@@ -222,7 +249,7 @@ public sealed class PolicySensor : IDisposable
     /// <summary>Drops every pending notification (after the last notifying policy is unloaded).</summary>
     public void ClearEnforcerNotifications()
     {
-        var map = _core.Map(BpfNames.Maps.EnfNotify);
+        var map = _maps.Map(BpfNames.Maps.EnfNotify);
         foreach (var key in map.Keys())
             map.Delete(key);
     }
@@ -231,9 +258,9 @@ public sealed class PolicySensor : IDisposable
     /// (read on demand: one key walk of sa_socktrack).</summary>
     public ulong SocktrackEvictions()
     {
-        var stats = _core.Map(BpfNames.Maps.SocktrackStats);
+        var stats = _maps.Map(BpfNames.Maps.SocktrackStats);
         ulong added = stats.SumPerCpu((uint)PolicyWire.SocktrackStat.Added), removed = stats.SumPerCpu((uint)PolicyWire.SocktrackStat.Removed);
-        ulong live = (ulong)_core.Map(BpfNames.Maps.Socktrack).Keys().Count;
+        ulong live = (ulong)_maps.Map(BpfNames.Maps.Socktrack).Keys().Count;
         return added > removed + live ? added - removed - live : 0;
     }
 
@@ -246,7 +273,7 @@ public sealed class PolicySensor : IDisposable
         return obj.Program(program).AttachTracepoint(target[..slash], target[(slash + 1)..], cookie: ap);
     }
 
-    private BpfObject Family(ref BpfObject? field, BpfObjectSpec spec) => field ??= BpfObject.Load(spec, _process.Object, _core);
+    private BpfObject Family(ref BpfObject? field, BpfObjectSpec spec) => field ??= BpfObject.Load(spec, _maps);
 
     /// <summary>Returns once every policy program that was running has finished: after a generation flip, no
     /// program still uses the old generation. (Updating a map-in-map makes the kernel wait for an RCU grace
@@ -256,11 +283,11 @@ public sealed class PolicySensor : IDisposable
 
     public (ulong Matched, ulong Posted, ulong Enforced, ulong RateLimited) HookCounters(uint hookId)
     {
-        var c = _core.Map(BpfNames.Maps.HookStats).SumPerCpuCounters(BitConverter.GetBytes(hookId));
+        var c = _maps.Map(BpfNames.Maps.HookStats).SumPerCpuCounters(BitConverter.GetBytes(hookId));
         return (c[0], c[1], c[2], c[3]);
     }
 
-    public ulong PointSeen(uint ap) => _core.Map(BpfNames.Maps.PointStats).SumPerCpu(ap);
+    public ulong PointSeen(uint ap) => _maps.Map(BpfNames.Maps.PointStats).SumPerCpu(ap);
 
     public void ResetHookCounters(uint hookId) => Reset(BpfNames.Maps.HookStats, hookId);
 
@@ -268,15 +295,15 @@ public sealed class PolicySensor : IDisposable
 
     private void Reset(string name, uint key)
     {
-        var map = _core.Map(name);
+        var map = _maps.Map(name);
         map.Update(BitConverter.GetBytes(key), new byte[((map.ValueSize + 7) / 8 * 8) * BpfMap.PossibleCpus]);
     }
 
     /// <summary>Puts a process in the in-kernel deny set of one selector: its next matches are enforced there.</summary>
     public void Deny(uint hookId, int selector, int tgid, uint actions) =>
-        _core.Map(BpfNames.Maps.Deny).Update(DenyKey(hookId, selector, tgid), BitConverter.GetBytes(actions));
+        _maps.Map(BpfNames.Maps.Deny).Update(DenyKey(hookId, selector, tgid), BitConverter.GetBytes(actions));
 
-    public void Forgive(uint hookId, int selector, int tgid) => _core.Map(BpfNames.Maps.Deny).Delete(DenyKey(hookId, selector, tgid));
+    public void Forgive(uint hookId, int selector, int tgid) => _maps.Map(BpfNames.Maps.Deny).Delete(DenyKey(hookId, selector, tgid));
 
     private static byte[] DenyKey(uint hookId, int selector, int tgid)
     {
@@ -306,6 +333,7 @@ public sealed class PolicySensor : IDisposable
         _enforcer?.Dispose();
         _tpReturn?.Dispose();
         _cgroup?.Dispose();
+        _exit.Dispose();
         _core.Dispose();
     }
 }

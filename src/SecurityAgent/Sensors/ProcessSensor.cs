@@ -6,22 +6,26 @@ using SecurityAgent.Kernel;
 
 namespace SecurityAgent.Sensors;
 
-/// <summary>The process lifecycle hooks (bpf/process.bpf.c): exec, fork, exit. Owns the event ring
-/// buffer, the loss counters, the settings and the pid tables that the policy objects share.</summary>
+/// <summary>The process lifecycle hooks (bpf/process.bpf.c): exec, fork, exit. Owns the shared maps' object
+/// (shared.bpf.o: the event ring buffer, the loss counters, the settings, the pid tables and the policy engine's
+/// maps), on which the process programs and the policy objects are loaded.</summary>
 public sealed class ProcessSensor : IDisposable
 {
+    private readonly BpfObject _maps;
     private readonly BpfObject _obj;
     private readonly List<BpfLink> _links = [];
     private readonly byte[] _settings = new byte[Wire.Settings.Length];
 
+    /// <summary>The object of the shared maps (<see cref="ObjectSpecs.Shared"/>), the owner every other object's spec names.</summary>
+    public BpfObject Maps => _maps;
     public BpfObject Object => _obj;
-    public BpfMap Events => _obj.Map(BpfNames.Maps.Events);
-    public BpfMap Lost => _obj.Map(BpfNames.Maps.Lost);
+    public BpfMap Events => _maps.Map(BpfNames.Maps.Events);
+    public BpfMap Lost => _maps.Map(BpfNames.Maps.Lost);
     /// <summary>pid → current binary, read by policy hooks for matchBinaries.</summary>
-    public BpfMap Binaries => _obj.Map(BpfNames.Maps.ExecBinary);
+    public BpfMap Binaries => _maps.Map(BpfNames.Maps.ExecBinary);
 
     /// <summary>tgid → bit mask of followed pid sets (matchPIDs followForks), inherited at fork.</summary>
-    public BpfMap Follow => _obj.Map(BpfNames.Maps.Follow);
+    public BpfMap Follow => _maps.Map(BpfNames.Maps.Follow);
 
     /// <summary>For processes found in /proc (the exec hook fills it for the others).</summary>
     public void RememberBinary(int pid, string path) =>
@@ -30,7 +34,7 @@ public sealed class ProcessSensor : IDisposable
 
     /// <summary>sa_proc: what the kernel keeps per process from its fork and exec (ppid, pid in its namespace,
     /// in_init_tree, the namespaces and capabilities later changes are compared with).</summary>
-    public BpfMap Proc => _obj.Map(BpfNames.Maps.Proc);
+    public BpfMap Proc => _maps.Map(BpfNames.Maps.Proc);
 
     /// <summary>Writes sa_proc for processes found in /proc at start-up, so that matchNamespaceChanges,
     /// matchCapabilityChanges and matchPIDs isNamespacePID+followForks treat them as processes the kernel saw exec
@@ -62,7 +66,14 @@ public sealed class ProcessSensor : IDisposable
         return written;
     }
 
-    private ProcessSensor(BpfObject obj) => _obj = obj;
+    private ProcessSensor(BpfObject maps, BpfObject obj) => (_maps, _obj) = (maps, obj);
+
+    /// <summary>Creates the shared maps (no verifier, no kernel BTF: start-up then loads the objects with programs on
+    /// them side by side). The per-process maps are sized by the kernel's pid_max.</summary>
+    public static BpfObject CreateMaps(uint ringBufferBytes) => BpfObject.Load(ObjectSpecs.Shared(ringBufferBytes, PidMax()));
+
+    private static uint PidMax() =>
+        uint.TryParse(File.ReadAllText("/proc/sys/kernel/pid_max").Trim(), out var n) && n > 0 ? n : uint.MaxValue;
 
     /// <summary>Loads the sensor. Records are submitted without waking the reader until 1/16 of the ring (at
     /// most 256 KiB) is pending, so the reader must also consume on a timer (see RingBuffer.Consume). With
@@ -71,23 +82,34 @@ public sealed class ProcessSensor : IDisposable
     {
         if (!features.Has(Mechanism.BtfTracepoint))
             throw NoBtfTracepoints(features);
-        return Load(ringBufferBytes, environment, () => features);
+        var maps = CreateMaps(ringBufferBytes);
+        try
+        {
+            return Load(maps, environment, () => features);
+        }
+        catch
+        {
+            maps.Dispose();
+            throw;
+        }
     }
 
-    /// <summary>Loads without waiting for the feature probe (start-up runs both at once): <paramref name="features"/> is
-    /// asked only when the load fails, to say why.</summary>
-    public static ProcessSensor Load(uint ringBufferBytes, bool environment, Func<KernelFeatures> features)
+    /// <summary>Loads the process programs on <paramref name="maps"/> (<see cref="CreateMaps"/>), which the sensor then
+    /// owns (on failure they stay the caller's: other objects may be loading on them), without waiting for the feature
+    /// probe (start-up runs both at once): <paramref name="features"/> is asked only when the load fails, to say why.</summary>
+    public static ProcessSensor Load(BpfObject maps, bool environment, Func<KernelFeatures> features)
     {
         BpfObject obj;
         try
         {
-            obj = BpfObject.Load(ObjectSpecs.Process(ringBufferBytes));
+            obj = BpfObject.Load(ObjectSpecs.Process, maps);
         }
         catch (LibbpfException e) when (!features().Has(Mechanism.BtfTracepoint))
         {
             throw NoBtfTracepoints(features(), e);
         }
-        var sensor = new ProcessSensor(obj);
+        var sensor = new ProcessSensor(maps, obj);
+        uint ringBufferBytes = sensor.Events.MaxEntries;
         try
         {
             BinaryPrimitives.WriteUInt32LittleEndian(sensor._settings.AsSpan(Wire.Settings.WakeupBytes), Math.Min(ringBufferBytes / 16, 256u * 1024));
@@ -100,7 +122,7 @@ public sealed class ProcessSensor : IDisposable
         }
         catch
         {
-            sensor.Dispose();
+            obj.Dispose(); // nothing attached yet; the maps stay the caller's
             throw;
         }
     }
@@ -118,7 +140,7 @@ public sealed class ProcessSensor : IDisposable
         }
     }
 
-    private void WriteSettings() => _obj.Map(BpfNames.Maps.Settings).Update(new byte[4], _settings);
+    private void WriteSettings() => _maps.Map(BpfNames.Maps.Settings).Update(new byte[4], _settings);
 
     public void Attach()
     {
@@ -133,5 +155,6 @@ public sealed class ProcessSensor : IDisposable
         foreach (var l in _links) l.Dispose();
         _links.Clear();
         _obj.Dispose();
+        _maps.Dispose();
     }
 }

@@ -74,18 +74,18 @@ public class PolicyObjectLoadingTests
         using var engine = new PolicyEngine(sensor, Environment.ProcessId);
 
         engine.Prepare();
-        Assert.Equal(["tracepoint"], engine.PolicyObjects);
+        Assert.Equal(["tracepoint", "tpexit"], engine.PolicyObjects);
         engine.Load(Compile(Lseek(cat)));
-        Assert.Equal(["tracepoint"], engine.PolicyObjects);
+        Assert.Equal(["tracepoint", "tpexit"], engine.PolicyObjects);
 
-        // An open is looked up again at its exit (that program is in the enter's object).
+        // An open is looked up again at its exit (that program, in an object of its own, was loaded with the enter's).
         var open = engine.Load(Compile(TestPolicies.OpenatKill("objects-open", cat, dir.File("secret"), mode: "monitor")));
-        Assert.Equal(["tracepoint"], engine.PolicyObjects);
+        Assert.Equal(["tracepoint", "tpexit"], engine.PolicyObjects);
         Assert.Equal(2, engine.AttachPoints.Single(p => p.Point.EndsWith("sys_enter_openat")).Links);
 
         // return: true on a syscall: the return program's object, attached at sys_exit_openat.
         var ret = engine.Load(Compile(OpenReturn(cat, dir.Path)));
-        Assert.Equal(["tracepoint", "tpret"], engine.PolicyObjects);
+        Assert.Equal(["tracepoint", "tpexit", "tpret"], engine.PolicyObjects);
 
         // The exit check matches the open through a symlink (on the file it opened), and the return program, in its own
         // object, posts the return hook's event the enter kept in the shared maps.
@@ -94,5 +94,16 @@ public class PolicyObjectLoadingTests
         Assert.Equal(0, Run.Wait(cat, [dir.File("alias")]).Code);
         Assert.Equal(1UL, engine.Stats(Assert.Single(open.HookIds)).Matched);
         Assert.Equal(1UL, engine.Stats(Assert.Single(ret.HookIds)).Posted);
+    }
+
+    [Fact]
+    public void The_per_process_maps_hold_one_entry_per_possible_pid_and_no_more_than_their_ceiling()
+    {
+        uint pidMax = uint.Parse(File.ReadAllText("/proc/sys/kernel/pid_max").Trim());
+        using var sensor = ProcessSensor.Load(Features.Value, 1 << 20);
+        Assert.Equal(Math.Min(pidMax, 131072u), sensor.Binaries.MaxEntries);
+        Assert.Equal(Math.Min(pidMax, 65536u), sensor.Proc.MaxEntries);
+        Assert.Equal(Math.Min(pidMax, 65536u), sensor.Follow.MaxEntries);
+        Assert.Equal(1u << 20, sensor.Events.MaxEntries);
     }
 }

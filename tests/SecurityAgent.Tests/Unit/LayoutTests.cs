@@ -119,6 +119,7 @@ public class LayoutTests
     {
         foreach (var (file, maps, programs) in new[]
         {
+            (BpfNames.Shared.File, BpfNames.Shared.Maps, BpfNames.Shared.Programs),
             (BpfNames.Process.File, BpfNames.Process.Maps, BpfNames.Process.Programs),
             (BpfNames.Tracepoint.File, BpfNames.Tracepoint.Maps, BpfNames.Tracepoint.Programs),
             (BpfNames.Lsm.File, BpfNames.Lsm.Maps, BpfNames.Lsm.Programs),
@@ -130,7 +131,11 @@ public class LayoutTests
             Assert.Equal(Object(file).Programs, programs);
         }
         // Shared maps are declared, and exist in both the owner and the sharer.
-        var specs = new[] { ObjectSpecs.Process(1 << 20), ObjectSpecs.PolicyTracepoint, ObjectSpecs.PolicyLsm, ObjectSpecs.PolicyKprobe, ObjectSpecs.PolicySock };
+        var specs = new[]
+        {
+            ObjectSpecs.Shared(1 << 20, 32768), ObjectSpecs.Process, ObjectSpecs.PolicyTracepoint, ObjectSpecs.PolicyTracepointExit,
+            ObjectSpecs.PolicyTracepointReturn, ObjectSpecs.PolicyLsm, ObjectSpecs.PolicyKprobe, ObjectSpecs.PolicySock, ObjectSpecs.Loader, ObjectSpecs.Enforcer,
+        };
         foreach (var spec in specs)
             foreach (var share in spec.Shares)
             {
