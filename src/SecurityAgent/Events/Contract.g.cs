@@ -43,6 +43,7 @@ namespace SecurityAgent.Bpf
             public const string Rate = "sa_rate";
             public const string RcuBarrier = "sa_rcu_barrier";
             public const string RcuInner = "sa_rcu_inner";
+            public const string Resolve = "sa_resolve";
             public const string RetEvents = "sa_ret_events";
             public const string RetPending = "sa_ret_pending";
             public const string Scope = "sa_scope";
@@ -117,7 +118,7 @@ namespace SecurityAgent.Bpf
         public static class Fmodret
         {
             public const string File = "fmodret.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve"];
             public static readonly IReadOnlyList<string> Programs = ["sa_policy_fmod_ret", "sa_policy_fexit"];
         }
 
@@ -125,7 +126,7 @@ namespace SecurityAgent.Bpf
         public static class Kover
         {
             public const string File = "kover.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_data_scratch"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "sa_data_scratch"];
             public static readonly IReadOnlyList<string> Programs = ["sa_data_send", "sa_policy_kprobe_override"];
         }
 
@@ -133,7 +134,7 @@ namespace SecurityAgent.Bpf
         public static class Kprobe
         {
             public const string File = "kprobe.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_data_scratch"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "sa_data_scratch"];
             public static readonly IReadOnlyList<string> Programs = ["sa_data_send", "sa_policy_kprobe", "sa_policy_kretprobe"];
         }
 
@@ -141,7 +142,7 @@ namespace SecurityAgent.Bpf
         public static class Ksys
         {
             public const string File = "ksys.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve"];
             public static readonly IReadOnlyList<string> Programs = ["sa_policy_ksys_override"];
         }
 
@@ -157,7 +158,7 @@ namespace SecurityAgent.Bpf
         public static class Lsm
         {
             public const string File = "lsm.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve"];
             public static readonly IReadOnlyList<string> Programs = ["sa_lsm_file_open", "sa_lsm_bprm_check_security", "sa_lsm_socket_connect", "sa_lsm_file_permission", "sa_lsm_ima_bprm_check_security"];
         }
 
@@ -189,7 +190,7 @@ namespace SecurityAgent.Bpf
         public static class Rawtp
         {
             public const string File = "rawtp.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve"];
             public static readonly IReadOnlyList<string> Programs = ["sa_policy_raw_tp"];
         }
 
@@ -197,15 +198,15 @@ namespace SecurityAgent.Bpf
         public static class Shared
         {
             public const string File = "shared.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_pending", "sa_inode_set", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_after_notes", "sa_after_seq"];
-            public static readonly IReadOnlyList<string> Programs = [];
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_pending", "sa_inode_set", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "sa_data_scratch", "sa_after_notes", "sa_after_seq"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_data_send"];
         }
 
         /// <summary>sock.bpf.o</summary>
         public static class Sock
         {
             public const string File = "sock.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve"];
             public static readonly IReadOnlyList<string> Programs = ["sa_connect4", "sa_connect6"];
         }
 
@@ -213,7 +214,7 @@ namespace SecurityAgent.Bpf
         public static class Tracepoint
         {
             public const string File = "tracepoint.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_rcu_inner", "sa_rcu_barrier", "sa_pending", "sa_active", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_inode_set", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_data_scratch", "sa_after_notes", "sa_after_seq"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_rcu_inner", "sa_rcu_barrier", "sa_pending", "sa_active", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_inode_set", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "sa_data_scratch", "sa_after_notes", "sa_after_seq"];
             public static readonly IReadOnlyList<string> Programs = ["sa_data_send", "sa_policy_tp", "sa_policy_exit_tp", "sa_policy_ret_tp"];
         }
 
@@ -221,7 +222,7 @@ namespace SecurityAgent.Bpf
         public static class Uprobe
         {
             public const string File = "uprobe.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["__bpf_usdt_specs", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "__bpf_usdt_ip_to_spec_id"];
+            public static readonly IReadOnlyList<string> Maps = ["__bpf_usdt_specs", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "__bpf_usdt_ip_to_spec_id"];
             public static readonly IReadOnlyList<string> Programs = ["bpf_usdt_arg_cnt", "bpf_usdt_arg", "bpf_usdt_cookie", "sa_policy_uprobe", "sa_policy_usdt"];
         }
 
@@ -229,7 +230,7 @@ namespace SecurityAgent.Bpf
         public static class Usdtset
         {
             public const string File = "usdtset.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["__bpf_usdt_specs", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "__bpf_usdt_ip_to_spec_id"];
+            public static readonly IReadOnlyList<string> Maps = ["__bpf_usdt_specs", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "__bpf_usdt_ip_to_spec_id"];
             public static readonly IReadOnlyList<string> Programs = ["bpf_usdt_arg_cnt", "bpf_usdt_arg", "bpf_usdt_cookie", "sa_policy_usdt_set"];
         }
     }
@@ -276,6 +277,8 @@ namespace SecurityAgent.Events
         public const int MaxHooks = 4096;
         public const int MaxPoints = 1024;
         public const int EventData = 4096;
+        public const int ResolveDepth = 10;
+        public const int ResolveMax = 256;
         public const int NormDepth = 64;
         public const int AfterNotes = 4096;
         public const int SyscallRecord = 64;
@@ -551,6 +554,16 @@ namespace SecurityAgent.Events
             public const int IsSigned = 2;
             public const int Value = 8;
             public const int Length = 16;
+        }
+
+        /// <summary>struct sa_resolve</summary>
+        public static class Resolve
+        {
+            public const int Leaf = 0;
+            public const int Nsteps = 4;
+            public const int Deref = 8;
+            public const int Off = 12;
+            public const int Length = 52;
         }
 
         /// <summary>struct sa_ret_cmp</summary>
@@ -966,6 +979,7 @@ namespace SecurityAgent.Policies
         IovIter = 50,
         BufMax = 57,
         IovIterMax = 58,
+        Resolved = 60,
     }
 
     /// <summary>enum sa_cmp</summary>
@@ -995,6 +1009,7 @@ namespace SecurityAgent.Policies
         NotProtocol = 31,
         State = 32,
         NotState = 33,
+        CapsGained = 42,
     }
 
     /// <summary>enum sa_action</summary>
