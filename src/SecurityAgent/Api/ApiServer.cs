@@ -27,7 +27,7 @@ public sealed partial class ApiServer(ApiSocket socket, IPEndPoint? metrics, Age
     {
         var unix = new Socket(new SafeSocketHandle((IntPtr)(long)socket.Handle, ownsHandle: true));
         unix.Listen(128);
-        _servers.Add(new HttpServer(unix, Bounds, r => LocalApi.Handle(r, state), PeerIsRoot, LogError, ReturnMemory));
+        _servers.Add(new HttpServer(unix, Bounds, r => LocalApi.Handle(r, state), PeerIsRoot, LogError, ReturnMemory, LocalApi.TooLarge));
         if (metrics is not null)
         {
             var tcp = new Socket(metrics.AddressFamily, SocketType.Stream, ProtocolType.Tcp);

@@ -50,13 +50,16 @@ public sealed class HttpServer : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly Action<Exception> _onError;
     private readonly Action<long>? _onLargeRequest;
+    private readonly Func<HttpRequest, HttpResponse>? _tooLarge;
     private int _connections;
     private Task? _accepting;
 
     /// <param name="admit">Decides on each accepted connection before anything is read (false: closed at once).</param>
     /// <param name="onLargeRequest">Called after answering a request whose body was at least 64 KiB.</param>
-    public HttpServer(Socket listener, Limits limits, Func<HttpRequest, HttpResponse> handle, Func<Socket, bool> admit, Action<Exception> onError, Action<long>? onLargeRequest = null) =>
-        (_listener, _limits, _handle, _admit, _onError, _onLargeRequest) = (listener, limits, handle, admit, onError, onLargeRequest);
+    /// <param name="tooLarge">The answer to a request (without its body) whose body is over the limit; a generic 413 if null.</param>
+    public HttpServer(Socket listener, Limits limits, Func<HttpRequest, HttpResponse> handle, Func<Socket, bool> admit, Action<Exception> onError,
+        Action<long>? onLargeRequest = null, Func<HttpRequest, HttpResponse>? tooLarge = null) =>
+        (_listener, _limits, _handle, _admit, _onError, _onLargeRequest, _tooLarge) = (listener, limits, handle, admit, onError, onLargeRequest, tooLarge);
 
     public void Start() => _accepting = AcceptLoop();
 
@@ -105,7 +108,9 @@ public sealed class HttpServer : IAsyncDisposable
                 int extra = have - end;
                 if (parsed.ContentLength > _limits.MaxBodyBytes)
                 {
-                    await Send(s, HttpResponse.Json(new { errors = new[] { $"the request body is larger than the limit of {_limits.MaxBodyBytes} bytes" } }, 413), close: true, _stop.Token);
+                    var refusal = _tooLarge?.Invoke(request([], 0))
+                        ?? HttpResponse.Json(new { errors = new[] { $"the request body is larger than the limit of {_limits.MaxBodyBytes} bytes" } }, 413);
+                    await Send(s, refusal, close: true, _stop.Token);
                     return;
                 }
                 var body = parsed.ContentLength > 0 ? ArrayPool<byte>.Shared.Rent((int)parsed.ContentLength) : [];

@@ -87,12 +87,18 @@ public static class LocalApi
             }).ToList(),
         }).ToList();
 
+    /// <summary>The answer to a request whose body is over the server's limit (refused unread).</summary>
+    public static HttpResponse TooLarge(HttpRequest r) => r is { Method: "POST", Path: "/v1/policies" } ? PolicyTooLarge
+        : HttpResponse.Json(new { errors = new[] { $"the request body is larger than the limit of {ApiServer.MaxRequestBodyBytes} bytes" } }, 413);
+
+    private static readonly HttpResponse PolicyTooLarge =
+        HttpResponse.Json(new { errors = new[] { $"the policy is larger than the limit of {PolicyLimits.MaxBytes} bytes" } }, 413);
+
     /// <summary>The body was read up to the API's request limit; above the policy size limit it is refused.</summary>
     private static HttpResponse AddPolicy(PolicyManager policies, HttpRequest req)
     {
         if (policies.Directory is not { } dir) return Answer(NotReady);
-        if (req.Body.Length > PolicyLimits.MaxBytes)
-            return HttpResponse.Json(new { errors = new[] { $"the policy is larger than the limit of {PolicyLimits.MaxBytes} bytes" } }, 413);
+        if (req.Body.Length > PolicyLimits.MaxBytes) return PolicyTooLarge;
         string text;
         try { text = new UTF8Encoding(false, true).GetString(req.Body); }
         catch (DecoderFallbackException) { return HttpResponse.Json(new { errors = new[] { "the policy is not UTF-8 text" } }, 400); }
