@@ -299,9 +299,9 @@ public sealed class HttpServer : IAsyncDisposable
         if (r.Location is { } location) head.Append("Location: ").Append(location).Append("\r\n");
         if (r.Streamed is null) head.Append("Content-Length: ").Append(r.Body.Length).Append("\r\n");
         if (close) head.Append("Connection: close\r\n");
-        head.Append("\r\n");
-        var bytes = new byte[Encoding.ASCII.GetByteCount(head.ToString()) + r.Body.Length];
-        int n = Encoding.ASCII.GetBytes(head.ToString(), bytes);
+        var text = head.Append("\r\n").ToString();
+        var bytes = new byte[text.Length + r.Body.Length];
+        int n = Encoding.ASCII.GetBytes(text, bytes);
         r.Body.CopyTo(bytes, n);
         await s.SendAsync(bytes, ct);
         if (close && r.Streamed is null) s.Shutdown(SocketShutdown.Send);
