@@ -1,112 +1,66 @@
 using System.Net;
 using System.Net.Sockets;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Connections;
-using Microsoft.AspNetCore.Connections.Features;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Http;
-using Microsoft.AspNetCore.Http.Timeouts;
-using Microsoft.AspNetCore.Server.Kestrel.Core;
-using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using SecurityAgent.Interop;
 
 namespace SecurityAgent.Api;
 
-/// <summary>The HTTP server of the agent: the local API on its Unix socket (every connection's peer must be root,
-/// checked with SO_PEERCRED) and, with --metrics-address, /metrics, /healthz and /readyz over TCP. Bounded: request
-/// line, headers and body sizes, header and body timeouts, a time limit per request, concurrent connections.</summary>
-public static partial class ApiServer
+/// <summary>The agent's HTTP endpoints: the local API on its Unix socket (every connection's peer must be root, checked
+/// with SO_PEERCRED) and, with --metrics-address, /metrics, /healthz and /readyz over TCP, both served by
+/// <see cref="HttpServer"/> (bounded request line, headers, body, header and body time, connections).</summary>
+public sealed partial class ApiServer(ApiSocket socket, IPEndPoint? metrics, AgentState state, ILoggerFactory logs) : IHostedService
 {
     public const long MaxRequestBodyBytes = 1024 * 1024;
     public const int MaxConnections = 64;
-    public static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(30);
     public static readonly TimeSpan HeadersTimeout = TimeSpan.FromSeconds(5);
-    /// <summary>A request body above this size leaves garbage worth a full compacting collection.</summary>
-    private const long LargeRequestBytes = 64 * 1024;
+    private static readonly HttpServer.Limits Bounds = new(MaxConnections, MaxRequestBodyBytes, HeadersTimeout, KeepAliveTimeout: TimeSpan.FromSeconds(30), MinBodyBytesPerSecond: 1024);
 
     private static long _refusedPeers;
     /// <summary>Connections to the socket closed because the peer was not root.</summary>
     public static long RefusedPeers => Interlocked.Read(ref _refusedPeers);
 
-    public static void Configure(WebApplicationBuilder builder, ApiSocket socket, IPEndPoint? metrics)
-    {
-        builder.WebHost.ConfigureKestrel(k =>
-        {
-            k.AddServerHeader = false;
-            var l = k.Limits;
-            l.MaxConcurrentConnections = MaxConnections;
-            l.MaxConcurrentUpgradedConnections = 0;
-            l.MaxRequestBodySize = MaxRequestBodyBytes;
-            l.MaxRequestLineSize = 8 * 1024;
-            l.MaxRequestHeadersTotalSize = 16 * 1024;
-            l.MaxRequestHeaderCount = 32;
-            l.RequestHeadersTimeout = HeadersTimeout;
-            l.KeepAliveTimeout = TimeSpan.FromSeconds(30);
-            l.MinRequestBodyDataRate = new MinDataRate(bytesPerSecond: 1024, gracePeriod: TimeSpan.FromSeconds(5));
-            k.ListenHandle(socket.Handle, o =>
-            {
-                o.Protocols = HttpProtocols.Http1;
-                var log = o.ApplicationServices.GetRequiredService<ILoggerFactory>().CreateLogger("SecurityAgent.Api");
-                o.Use(next => PeerMustBeRoot(next, log));
-            });
-            if (metrics is not null)
-                k.Listen(metrics, o => o.Protocols = HttpProtocols.Http1);
-        });
-        builder.Services.AddRequestTimeouts(o => o.DefaultPolicy = new RequestTimeoutPolicy { Timeout = RequestTimeout });
-    }
+    private readonly ILogger _log = logs.CreateLogger("SecurityAgent.Api");
+    private readonly List<HttpServer> _servers = [];
 
-    public static void Map(WebApplication app, AgentState state, IPEndPoint? metrics)
+    public Task StartAsync(CancellationToken cancellationToken)
     {
+        var unix = new Socket(new SafeSocketHandle((IntPtr)(long)socket.Handle, ownsHandle: true));
+        unix.Listen(128);
+        _servers.Add(new HttpServer(unix, Bounds, r => LocalApi.Handle(r, state), PeerIsRoot, LogError, ReturnMemory, LocalApi.TooLarge));
         if (metrics is not null)
         {
+            var tcp = new Socket(metrics.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+            tcp.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            tcp.Bind(metrics);
+            tcp.Listen(128);
             // Over TCP only metrics and health answer; everything else stays on the root-only socket.
-            app.Use(async (ctx, next) =>
-            {
-                if (ctx.Connection.LocalPort == metrics.Port && ctx.Request.Path.Value is not ("/metrics" or "/healthz" or "/readyz"))
-                {
-                    ctx.Response.StatusCode = StatusCodes.Status404NotFound;
-                    return;
-                }
-                await next();
-            });
+            _servers.Add(new HttpServer(tcp, Bounds, r => r.Path is "/metrics" or "/healthz" or "/readyz" ? LocalApi.Handle(r, state) : LocalApi.NotFound, _ => true, LogError));
         }
-        app.Use(async (ctx, next) =>
-        {
-            if (ctx.Request.ContentLength > LargeRequestBytes || ctx.Request.ContentLength is null && ctx.Request.Headers.TransferEncoding.Count > 0)
-                ctx.Response.OnCompleted(ReturnMemory);
-            await next();
-        });
-        app.UseRequestTimeouts();
-        app.MapGet("/metrics", () => Results.Text(Metrics.Render(Metrics.Collect(state)), "text/plain; version=0.0.4"));
-        app.MapGet("/healthz", () => Results.Text("ok\n"));
-        app.MapGet("/readyz", () => state.Policies.Ready && state.Pipeline is not null
-            ? Results.Text("ready\n")
-            : Results.Text("not ready: the agent is starting or stopping\n", statusCode: StatusCodes.Status503ServiceUnavailable));
-        LocalApi.Map(app, state);
+        foreach (var s in _servers) s.Start();
+        return Task.CompletedTask;
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        foreach (var s in _servers) await s.DisposeAsync();
+        _servers.Clear();
     }
 
     /// <summary>A large request (a policy near the size limit) parses into far more memory than its size; without a
     /// compacting collection that returns it to the system, the agent's RSS would stay at its peak.</summary>
-    private static Task ReturnMemory()
-    {
-        GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
-        return Task.CompletedTask;
-    }
+    private static void ReturnMemory(long bytes) => GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
 
-    private static ConnectionDelegate PeerMustBeRoot(ConnectionDelegate next, ILogger log) => async connection =>
+    private void LogError(Exception e) => LogHandlerFailed(_log, e);
+
+    private bool PeerIsRoot(Socket s)
     {
-        var socket = connection.Features.Get<IConnectionSocketFeature>()?.Socket;
-        var uid = socket is null ? null : PeerUid(socket);
-        if (uid != Libc.geteuid())
-        {
-            if (Interlocked.Increment(ref _refusedPeers) is var n && (n & (n - 1)) == 0) // 1, 2, 4, 8, ...: bounded logging
-                LogRefused(log, uid?.ToString() ?? "unknown", n);
-            connection.Abort();
-            return;
-        }
-        await next(connection);
-    };
+        var uid = PeerUid(s);
+        if (uid == Libc.geteuid()) return true;
+        if (Interlocked.Increment(ref _refusedPeers) is var n && (n & (n - 1)) == 0) // 1, 2, 4, 8, ...: bounded logging
+            LogRefused(_log, uid?.ToString() ?? "unknown", n);
+        return false;
+    }
 
     /// <summary>The connecting process's uid (SO_PEERCRED: struct ucred { pid, uid, gid }).</summary>
     private static uint? PeerUid(Socket s)
@@ -124,4 +78,7 @@ public static partial class ApiServer
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "API socket: refused a connection from uid {Uid} (only root may use the API; {Count} refused so far)")]
     private static partial void LogRefused(ILogger log, string uid, long count);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "API: a request failed")]
+    private static partial void LogHandlerFailed(ILogger log, Exception e);
 }

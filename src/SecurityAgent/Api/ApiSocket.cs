@@ -16,7 +16,7 @@ public sealed class ApiSocket : IDisposable
     private readonly SafeFileHandle _lock;
     private readonly ulong _inode;
 
-    /// <summary>The bound socket's file descriptor, for Kestrel (ListenHandle), which owns and closes it.</summary>
+    /// <summary>The bound socket's file descriptor, for the API server, which owns and closes it.</summary>
     public ulong Handle { get; }
 
     private ApiSocket(string path, SafeFileHandle lockFile, int fd, ulong inode) =>
@@ -91,7 +91,7 @@ public sealed class ApiSocket : IDisposable
         catch (IOException) { return ""; }
     }
 
-    /// <summary>Kestrel closed the listening socket; the path and the lock are released here. The socket file is
+    /// <summary>The API server closed the listening socket; the path and the lock are released here. The socket file is
     /// removed only if it is still the one this agent bound.</summary>
     public void Dispose()
     {

@@ -1,25 +1,45 @@
+using System.Text;
 using System.Text.Json;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Http;
-using Microsoft.AspNetCore.Http.Timeouts;
 using SecurityAgent.Export;
 using SecurityAgent.Kernel;
 using SecurityAgent.Policies;
 
 namespace SecurityAgent.Api;
 
-/// <summary>The local API (HTTP/JSON on a root-only Unix socket) that `secagent status|events|policy` use.
-/// Policies added through it are files in the policy directory, so the directory stays the one source of truth; enable,
-/// disable and mode are runtime switches of the <see cref="PolicyManager"/> (as tetra's), kept until the agent restarts.</summary>
+/// <summary>The local API (HTTP/JSON on a root-only Unix socket) that `secagent status|events|policy` use, with the
+/// health and metrics endpoints. Policies added through it are files in the policy directory, so the directory stays the
+/// one source of truth; enable, disable and mode are runtime switches of the <see cref="PolicyManager"/> (as tetra's),
+/// kept until the agent restarts.</summary>
 public static class LocalApi
 {
-    public static void Map(WebApplication app, AgentState state)
-    {
-        app.MapGet("/v1/status", () => Results.Json(Status(state)));
-        app.MapGet("/v1/events", (HttpContext ctx) => StreamEvents(ctx, state)).DisableRequestTimeout();
-        MapPolicies(app, state.Policies);
-    }
+    public static readonly HttpResponse NotFound = HttpResponse.Json(new { errors = new[] { "no such endpoint" } }, 404);
 
+    /// <summary>Routes a request: GET /metrics, /healthz, /readyz, /v1/status, /v1/events, /v1/policies; POST /v1/policies;
+    /// DELETE /v1/policies/NAME; POST /v1/policies/NAME/enable|disable|mode/MODE.</summary>
+    public static HttpResponse Handle(HttpRequest r, AgentState state)
+    {
+        var policies = state.Policies;
+        var segments = r.Path.Split('/', StringSplitOptions.RemoveEmptyEntries);
+        return (r.Method, segments) switch
+        {
+            ("GET", ["metrics"]) => HttpResponse.Text(Metrics.Render(Metrics.Collect(state)), contentType: "text/plain; version=0.0.4"),
+            ("GET", ["healthz"]) => HttpResponse.Text("ok\n"),
+            ("GET", ["readyz"]) => state.Policies.Ready && state.Pipeline is not null
+                ? HttpResponse.Text("ready\n")
+                : HttpResponse.Text("not ready: the agent is starting or stopping\n", 503),
+            ("GET", ["v1", "status"]) => HttpResponse.Json(Status(state)),
+            ("GET", ["v1", "events"]) => StreamEvents(r, state),
+            ("GET", ["v1", "policies"]) => HttpResponse.Json(ListPolicies(policies)),
+            ("POST", ["v1", "policies"]) => AddPolicy(policies, r),
+            ("DELETE", ["v1", "policies", var name]) => Answer(policies.Directory?.Delete(name) ?? NotReady),
+            ("POST", ["v1", "policies", var name, "disable"]) => Answer(policies.Disable(name)),
+            ("POST", ["v1", "policies", var name, "enable"]) => Answer(policies.Enable(name)),
+            ("POST", ["v1", "policies", var name, "mode", var mode]) => mode is "enforce" or "monitor"
+                ? Answer(policies.SetMode(name, mode == "enforce"))
+                : HttpResponse.Json(new { errors = new[] { "mode is enforce or monitor" } }, 400),
+            _ => NotFound,
+        };
+    }
     private static object Status(AgentState s)
     {
         var c = s.Pipeline?.Counters;
@@ -53,19 +73,6 @@ public static class LocalApi
         };
     }
 
-    /// <summary>The policy endpoints: list, add (a file in the policy directory, applied before the answer), delete,
-    /// and the runtime switches enable, disable and mode.</summary>
-    private static void MapPolicies(WebApplication app, PolicyManager policies)
-    {
-        app.MapGet("/v1/policies", () => Results.Json(ListPolicies(policies)));
-        app.MapPost("/v1/policies", async (HttpRequest req) => await AddPolicy(policies, req));
-        app.MapDelete("/v1/policies/{name}", (string name) => Answer(policies.Directory?.Delete(name) ?? NotReady));
-        app.MapPost("/v1/policies/{name}/disable", (string name) => Answer(policies.Disable(name)));
-        app.MapPost("/v1/policies/{name}/enable", (string name) => Answer(policies.Enable(name)));
-        app.MapPost("/v1/policies/{name}/mode/{mode}", (string name, string mode) =>
-            mode is "enforce" or "monitor" ? Answer(policies.SetMode(name, mode == "enforce")) : Results.BadRequest(new { errors = new[] { "mode is enforce or monitor" } }));
-    }
-
     private static readonly PolicyOutcome NotReady = PolicyOutcome.Failed("the agent is not ready", PolicyFailure.NotReady);
 
     private static List<object> ListPolicies(PolicyManager policies) =>
@@ -80,81 +87,85 @@ public static class LocalApi
             }).ToList(),
         }).ToList();
 
-    /// <summary>The body is read up to the policy size limit and no further: a larger request is refused unread.</summary>
-    private static async Task<IResult> AddPolicy(PolicyManager policies, HttpRequest req)
+    /// <summary>The answer to a request whose body is over the server's limit (refused unread).</summary>
+    public static HttpResponse TooLarge(HttpRequest r) => r is { Method: "POST", Path: "/v1/policies" } ? PolicyTooLarge
+        : HttpResponse.Json(new { errors = new[] { $"the request body is larger than the limit of {ApiServer.MaxRequestBodyBytes} bytes" } }, 413);
+
+    private static readonly HttpResponse PolicyTooLarge =
+        HttpResponse.Json(new { errors = new[] { $"the policy is larger than the limit of {PolicyLimits.MaxBytes} bytes" } }, 413);
+
+    /// <summary>The body was read up to the API's request limit; above the policy size limit it is refused.</summary>
+    private static HttpResponse AddPolicy(PolicyManager policies, HttpRequest req)
     {
         if (policies.Directory is not { } dir) return Answer(NotReady);
-        var tooLarge = Results.Json(new { errors = new[] { $"the policy is larger than the limit of {PolicyLimits.MaxBytes} bytes" } }, statusCode: StatusCodes.Status413PayloadTooLarge);
-        if (req.ContentLength > PolicyLimits.MaxBytes) return tooLarge;
-        var buffer = new byte[PolicyLimits.MaxBytes + 1];
-        int n = 0, r;
-        while (n < buffer.Length && (r = await req.Body.ReadAsync(buffer.AsMemory(n), req.HttpContext.RequestAborted)) > 0)
-            n += r;
-        if (n > PolicyLimits.MaxBytes) return tooLarge;
+        if (req.Body.Length > PolicyLimits.MaxBytes) return PolicyTooLarge;
         string text;
-        try { text = new System.Text.UTF8Encoding(false, true).GetString(buffer, 0, n); }
-        catch (System.Text.DecoderFallbackException) { return Results.BadRequest(new { errors = new[] { "the policy is not UTF-8 text" } }); }
-        var outcome = dir.Add(text, req.Query["replace"] == "true");
+        try { text = new UTF8Encoding(false, true).GetString(req.Body); }
+        catch (DecoderFallbackException) { return HttpResponse.Json(new { errors = new[] { "the policy is not UTF-8 text" } }, 400); }
+        var outcome = dir.Add(text, req.QueryValue("replace") == "true");
         return outcome.Ok
-            ? Results.Created($"/v1/policies/{outcome.Loaded.FirstOrDefault()?.Name}", new { loaded = outcome.Loaded.Select(k => k.ToString()), warnings = outcome.Warnings })
+            ? HttpResponse.Json(new { loaded = outcome.Loaded.Select(k => k.ToString()), warnings = outcome.Warnings }, 201) with { Location = $"/v1/policies/{outcome.Loaded.FirstOrDefault()?.Name}" }
             : Answer(outcome);
     }
 
-    private static IResult Answer(PolicyOutcome o) => o.Failure switch
+    private static HttpResponse Answer(PolicyOutcome o) => o.Failure switch
     {
-        PolicyFailure.None when o.Ok => Results.Ok(new { policies = o.Loaded.Select(k => k.ToString()), warnings = o.Warnings }),
-        PolicyFailure.Invalid => Results.BadRequest(new { errors = o.Errors, warnings = o.Warnings }),
-        PolicyFailure.Conflict => Results.Conflict(new { errors = o.Errors, warnings = o.Warnings }),
-        PolicyFailure.NotFound => Results.NotFound(new { errors = o.Errors }),
-        PolicyFailure.NotReady => Results.Json(new { errors = o.Errors }, statusCode: StatusCodes.Status503ServiceUnavailable),
-        _ => Results.UnprocessableEntity(new { errors = o.Errors, warnings = o.Warnings }),
+        PolicyFailure.None when o.Ok => HttpResponse.Json(new { policies = o.Loaded.Select(k => k.ToString()), warnings = o.Warnings }),
+        PolicyFailure.Invalid => HttpResponse.Json(new { errors = o.Errors, warnings = o.Warnings }, 400),
+        PolicyFailure.Conflict => HttpResponse.Json(new { errors = o.Errors, warnings = o.Warnings }, 409),
+        PolicyFailure.NotFound => HttpResponse.Json(new { errors = o.Errors }, 404),
+        PolicyFailure.NotReady => HttpResponse.Json(new { errors = o.Errors }, 503),
+        _ => HttpResponse.Json(new { errors = o.Errors, warnings = o.Warnings }, 422),
     };
 
     /// <summary>The live stream (NDJSON). Filters: allow and deny (export-filter JSON lines: an event passes when it matches
     /// one allow line, if any, and no deny line), where (export-filter lines that must all match: the CLI's --type,
     /// --namespace, --pod, --process, --policy), and the older type, binary_regex and policy parameters. A filter that
     /// does not parse is a 400 naming it.</summary>
-    private static async Task StreamEvents(HttpContext ctx, AgentState s)
+    private static HttpResponse StreamEvents(HttpRequest r, AgentState s)
     {
-        var q = ctx.Request.Query;
         List<ExportFilter> allow, deny, where;
         try
         {
-            allow = ExportFilter.ParseList(q["allow"].FirstOrDefault());
-            deny = ExportFilter.ParseList(q["deny"].FirstOrDefault());
-            where = [.. q["where"].SelectMany(w => ExportFilter.ParseList(w)), .. LegacyFilters(q)];
+            allow = ExportFilter.ParseList(r.QueryValue("allow"));
+            deny = ExportFilter.ParseList(r.QueryValue("deny"));
+            where = [.. r.Query("where").SelectMany(w => ExportFilter.ParseList(w)), .. LegacyFilters(r)];
         }
         catch (Exception e) when (e is FormatException or ArgumentException)
         {
-            ctx.Response.StatusCode = 400;
-            await ctx.Response.WriteAsJsonAsync(new { errors = new[] { e.Message } });
-            return;
+            return HttpResponse.Json(new { errors = new[] { e.Message } }, 400);
         }
-        var sub = s.Live.Subscribe(e =>
-            (allow.Count == 0 || allow.Any(f => f.Matches(e))) && !deny.Any(f => f.Matches(e)) && where.All(f => f.Matches(e)));
-        ctx.Response.ContentType = "application/x-ndjson";
-        await ctx.Response.Body.FlushAsync(ctx.RequestAborted);
-        try
+        return HttpResponse.Stream("application/x-ndjson", async (body, ct) =>
         {
-            await foreach (var line in sub.Reader.ReadAllAsync(ctx.RequestAborted))
+            var sub = s.Live.Subscribe(e =>
+                (allow.Count == 0 || allow.Any(f => f.Matches(e))) && !deny.Any(f => f.Matches(e)) && where.All(f => f.Matches(e)));
+            var batch = new MemoryStream();
+            try
             {
-                await ctx.Response.WriteAsync(line + "\n", ctx.RequestAborted);
-                if (sub.Reader.Count == 0) await ctx.Response.Body.FlushAsync(ctx.RequestAborted);
+                await foreach (var line in sub.Reader.ReadAllAsync(ct))
+                {
+                    batch.Write(Encoding.UTF8.GetBytes(line));
+                    batch.WriteByte((byte)'\n');
+                    if (sub.Reader.Count > 0 && batch.Length < 64 * 1024) continue;
+                    await body.WriteAsync(batch.GetBuffer().AsMemory(0, (int)batch.Length), ct);
+                    batch.SetLength(0);
+                }
             }
-        }
-        catch (OperationCanceledException) { }
-        finally { s.Live.Unsubscribe(sub); }
+            catch (OperationCanceledException) { }
+            catch (IOException) { } // the client went away
+            finally { s.Live.Unsubscribe(sub); }
+        });
     }
 
     /// <summary>type=process_exec (repeatable), binary_regex=R, policy=NAME as export filters.</summary>
-    private static IEnumerable<ExportFilter> LegacyFilters(IQueryCollection q)
+    private static IEnumerable<ExportFilter> LegacyFilters(HttpRequest r)
     {
         var json = new List<string>();
-        if (q["type"].Count > 0)
-            json.Add(JsonSerializer.Serialize(new { event_set = q["type"].Select(t => t!.ToUpperInvariant()) }));
-        if (q["binary_regex"].FirstOrDefault() is { } b)
+        if (r.Query("type").Count > 0)
+            json.Add(JsonSerializer.Serialize(new { event_set = r.Query("type").Select(t => t.ToUpperInvariant()) }));
+        if (r.QueryValue("binary_regex") is { } b)
             json.Add(JsonSerializer.Serialize(new { binary_regex = new[] { b } }));
-        if (q["policy"].FirstOrDefault() is { } p)
+        if (r.QueryValue("policy") is { } p)
             json.Add(JsonSerializer.Serialize(new { policy_names = new[] { p } }));
         return ExportFilter.ParseList(string.Join('\n', json));
     }

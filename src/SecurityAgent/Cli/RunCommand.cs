@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Reflection;
-using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -90,10 +89,9 @@ public static class RunCommand
         // One malloc arena for the threads started from here on (the host's, the ring reader's, the pool's): a node
         // agent's native allocations are few and an arena per thread costs megabytes of RSS each.
         Interop.Libc.LimitMallocArenas(1);
-        // The slim builder: Kestrel without HTTPS or QUIC (no System.Security.Cryptography, System.Net.Quic or IIS
-        // assemblies at idle), no host filtering or regex route constraints; appsettings.json is read once (options are
-        // bound once at start, so no file watcher for it).
-        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
+        // The generic host without a web stack: the API is the agent's own small HTTP server (ApiServer), not
+        // ASP.NET Core; appsettings.json is read once (options are bound once at start, so no file watcher for it).
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings
         {
             ContentRootPath = AppContext.BaseDirectory, Args = ["--hostBuilder:reloadConfigOnChange=false"],
         });
@@ -107,20 +105,19 @@ public static class RunCommand
 
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss.fff "; });
-        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         builder.Services.Configure<ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
         builder.Services.AddSingleton(Microsoft.Extensions.Options.Options.Create(options));
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(10));
-        builder.Services.AddHostedService<AgentService>();
         var state = new AgentState { EventMetrics = EventMetrics.FromFilter(options.MetricsLabelFilter) };
+        // The API listens before the agent starts (answering /readyz with 503 until it is ready) and stops after it.
+        builder.Services.AddHostedService(sp => new ApiServer(socket, options.MetricsAddress is null ? null : metrics, state, sp.GetRequiredService<ILoggerFactory>()));
+        builder.Services.AddHostedService<AgentService>();
         builder.Services.AddSingleton(state);
         builder.Services.AddSingleton(phases);
         builder.Services.AddSingleton(kernel);
-        ApiServer.Configure(builder, socket, options.MetricsAddress is null ? null : metrics);
-        await using var app = builder.Build();
-        ApiServer.Map(app, state, options.MetricsAddress is null ? null : metrics);
+        using var host = builder.Build();
         phases.Mark("host");
-        await app.RunAsync();
+        await host.RunAsync();
         return Environment.ExitCode;
     }
 }

@@ -123,6 +123,7 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         phases.Mark("ready");
         LogPhases(log, phases.ToString());
         LogReady(log, sensor.Links.Count, seeded, state.Policies.LoadedCount, _opt.ExportFile == "-" ? "stdout" : _opt.ExportFile);
+        StartupMemory.Release();
 
         long reportedLoss = 0, ticks = 0;
         try

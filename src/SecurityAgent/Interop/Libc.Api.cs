@@ -29,7 +29,7 @@ internal static unsafe partial class Libc
     private static partial int bind(int fd, byte* addr, int len);
 
     /// <summary>A Unix stream socket bound to <paramref name="path"/>, as a raw descriptor for a server that takes
-    /// ownership of it (Kestrel's ListenHandle). The caller sets the umask the socket file is created with.</summary>
+    /// ownership of it (the API server). The caller sets the umask the socket file is created with.</summary>
     internal static int BindUnixSocket(string path)
     {
         const int AF_UNIX = 1, SOCK_STREAM = 1, SOCK_CLOEXEC = 0x80000;
