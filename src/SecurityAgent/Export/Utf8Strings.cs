@@ -10,7 +10,7 @@ namespace SecurityAgent.Export;
 /// thread: an entry is immutable, and a slot is one reference.</summary>
 public static class Utf8Strings
 {
-    private const int Slots = 512, Longest = 512;
+    private const int Slots = 512, Longest = 256; // at most ~400 KB held
 
     private sealed class Entry(byte[] utf8, string text)
     {
