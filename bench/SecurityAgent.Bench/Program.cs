@@ -5,7 +5,7 @@ using SecurityAgent.Bench;
 
 // make bench / make bench-quick: every configuration measured interleaved (A B C ... A B C ...), as ratios to
 // the baseline measured in the same run. Writes bench/results/latest.json and latest.md. Needs root.
-// --pipeline-rate [--quick] [--compare OTHER/secagent.dll]: only the event pipeline's row (make bench-rate).
+// --pipeline-rate [--quick] [--compare OTHER/secagent.dll] [--writers 4,8]: only the event pipeline's row (make bench-rate).
 if (args.Contains("--pipeline") && OperatingSystem.IsLinux())
     return PipelineMicro.Run(args.SkipWhile(a => a != "--pipeline").Skip(1).Select(a => long.TryParse(a, out var n) ? n : 0).FirstOrDefault() is > 0 and var n ? n : 1_000_000);
 bool quick = args.Contains("--quick");
@@ -32,7 +32,9 @@ if (args.Contains("--pipeline-rate"))
     var compare = args.Select((a, i) => (a, i)).Where(t => t.a == "--compare" && t.i + 1 < args.Length).Select(t => paths with { Agent = Path.GetFullPath(args[t.i + 1]) });
     try
     {
-        foreach (var row in PipelineRates([.. compare, paths], work, FilePolicy(work + "/"), quick))
+        var writerCounts = args.Select((a, i) => (a, i)).Where(t => t.a == "--writers" && t.i + 1 < args.Length)
+            .SelectMany(t => args[t.i + 1].Split(',').Select(int.Parse)).ToArray();
+        foreach (var row in PipelineRates([.. compare, paths], work, FilePolicy(work + "/"), quick, writerCounts))
             Console.WriteLine(JsonSerializer.Serialize(row));
     }
     finally
@@ -279,7 +281,7 @@ static Dictionary<string, object> MeasureExtras(Paths paths, string work, string
 // path: ~50 ms of CPU, a third of a 100k-event run's), repeated, medians; next to it the same writers with no agent
 // (their rate with the agent over this one is their open_match ratio). With several agents (--pipeline-rate
 // --compare DLL), each writer count runs every agent in turn, so that before and after share the machine's state.
-static List<object> PipelineRates(IReadOnlyList<Paths> agents, string work, string matchAll, bool quick)
+static List<object> PipelineRates(IReadOnlyList<Paths> agents, string work, string matchAll, bool quick, int[]? writerCounts = null)
 {
     var rates = new List<object>();
     long total = quick ? 200_000 : 500_000;
@@ -292,7 +294,7 @@ static List<object> PipelineRates(IReadOnlyList<Paths> agents, string work, stri
         Parallel.For(0, writers, _ => Host.Run(openloop, watched, per.ToString()));
         return t.Elapsed.TotalSeconds;
     }
-    foreach (int writers in quick ? new[] { 1, 2, 4 } : new[] { 1, 2, 4, 8 })
+    foreach (int writers in writerCounts is { Length: > 0 } ? writerCounts : quick ? [1, 2, 4] : [1, 2, 4, 8])
     {
         long per = total / writers;
         double alone = Median(Enumerable.Range(0, reps).Select(_ => writers * per / Produce(writers, per)).ToList());

@@ -83,15 +83,43 @@ public sealed class JsonEventFormatter
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public ReadOnlySpan<byte> Render(AgentEvent e)
     {
-        if (!ReferenceEquals(e, _last))
-        {
-            _lastBytes.ResetWrittenCount();
-            _writer.Reset(_lastBytes);
-            Write(_writer, e);
-            _writer.Flush();
-            _last = e;
-        }
+        if (ReferenceEquals(e, _last))
+            return _lastIn is null ? _lastBytes.WrittenSpan : _lastIn.WrittenSpan[_lastStart.._lastEnd];
+        _lastBytes.ResetWrittenCount();
+        _writer.Reset(_lastBytes);
+        Write(_writer, e);
+        _writer.Flush();
+        (_last, _lastIn) = (e, null);
         return _lastBytes.WrittenSpan;
+    }
+
+    // Where the last event was rendered by RenderInto: in an exporter's batch, until the exporter releases it.
+    private ArrayBufferWriter<byte>? _lastIn;
+    private int _lastStart, _lastEnd;
+
+    /// <summary>Appends the event as one JSON object to an exporter's batch, rendered there directly (not rendered
+    /// aside and copied), unless another exporter had it rendered already. Until <see cref="Released"/>, a
+    /// <see cref="Render"/> of the same event reads it there. Pipeline thread only.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public void RenderInto(AgentEvent e, ArrayBufferWriter<byte> into)
+    {
+        if (ReferenceEquals(e, _last))
+        {
+            into.Write(Render(e));
+            return;
+        }
+        int start = into.WrittenCount;
+        _writer.Reset(into);
+        Write(_writer, e);
+        _writer.Flush();
+        (_last, _lastIn, _lastStart, _lastEnd) = (e, into, start, into.WrittenCount);
+    }
+
+    /// <summary>The batch given to <see cref="RenderInto"/> is about to be reused: what was rendered there is gone.</summary>
+    public void Released(ArrayBufferWriter<byte> batch)
+    {
+        if (!ReferenceEquals(batch, _lastIn)) return;
+        (_last, _lastIn) = (null, null);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

@@ -6,7 +6,7 @@ using Microsoft.Extensions.Logging;
 
 namespace SecurityAgent.Export;
 
-/// <summary>JSON lines to stdout or the export file. Lines are collected in one reused buffer and written with one
+/// <summary>JSON lines to stdout or the export file. Lines are rendered straight into one reused buffer and written with one
 /// write per batch (the pipeline flushes after each ring-buffer drain). With a compact style (a person watching a terminal)
 /// each event is written as one readable line instead (<see cref="Compact.CompactRenderer"/>). A failed write loses the lines that did not
 /// land, counted exactly and logged at a bounded rate; the next batch tries again.</summary>
@@ -46,16 +46,14 @@ public sealed class JsonLinesExporter : IEventExporter
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Export(AgentEvent e)
     {
-        var json = _fieldFilters.Count > 0
-            ? System.Text.Encoding.UTF8.GetBytes(FieldFilter.Apply(_fieldFilters, System.Text.Encoding.UTF8.GetString(_formatter.Render(e))))
-            : _formatter.Render(e);
         if (_compact is { } style)
         {
-            if (!Compact.CompactRenderer.Render(json, _batch, style)) return;
+            if (!Compact.CompactRenderer.Render(Json(e), _batch, style)) return;
         }
         else
         {
-            _batch.Write(json);
+            if (_fieldFilters.Count > 0) _batch.Write(Json(e));
+            else _formatter.RenderInto(e, _batch);
             _batch.Write("\n"u8);
         }
         _lines++;
@@ -63,10 +61,15 @@ public sealed class JsonLinesExporter : IEventExporter
             Flush();
     }
 
+    private ReadOnlySpan<byte> Json(AgentEvent e) => _fieldFilters.Count > 0
+        ? System.Text.Encoding.UTF8.GetBytes(FieldFilter.Apply(_fieldFilters, System.Text.Encoding.UTF8.GetString(_formatter.Render(e))))
+        : _formatter.Render(e);
+
     /// <summary>The rate limiter's notice: how many events it dropped in the last window (a line, not an event).</summary>
     public void WriteRateLimitInfo(long dropped)
     {
         Flush();
+        _formatter.Released(_batch);
         _json.Reset(_batch);
         _formatter.WriteRateLimitInfo(_json, dropped, (ulong)Interop.Libc.ClockNs(Interop.Libc.CLOCK_BOOTTIME));
         _json.Flush();
@@ -96,6 +99,7 @@ public sealed class JsonLinesExporter : IEventExporter
         }
         else
             _faults.Succeeded();
+        _formatter.Released(_batch);
         _batch.ResetWrittenCount();
         _lines = 0;
     }

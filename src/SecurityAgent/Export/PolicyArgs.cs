@@ -61,10 +61,10 @@ public static class PolicyArgs
                     new RenderedArg("truncated_bytes_arg", new TruncatedBytes(strings[a.Slot], v), a.Label),
                 ArgType.Buf or ArgType.BufRet or ArgType.IovIter or ArgType.BufMax or ArgType.IovIterMax => new RenderedArg("bytes_arg", strings[a.Slot], a.Label),
                 ArgType.String or ArgType.KString when a.Type is "char_buf" or "char_iovec" => new RenderedArg("bytes_arg", strings[a.Slot], a.Label),
-                ArgType.String or ArgType.KString => new RenderedArg("string_arg", Encoding.UTF8.GetString(strings[a.Slot]), a.Label,
-                    a.KernelType == ArgType.String && passed?[a.Slot] is { } p ? Encoding.UTF8.GetString(p) : null)
+                ArgType.String or ArgType.KString => new RenderedArg("string_arg", Utf8Strings.Get(strings[a.Slot]), a.Label,
+                    a.KernelType == ArgType.String && passed?[a.Slot] is { } p ? Utf8Strings.Get(p) : null)
                 {
-                    HostPath = a.Slot == hostArg && host is not null ? Encoding.UTF8.GetString(host) : null,
+                    HostPath = a.Slot == hostArg && host is not null ? Utf8Strings.Get(host) : null,
                 },
                 ArgType.SockAddr or ArgType.KSockAddr => SockAddrArg(strings[a.Slot], a.Label),
                 ArgType.File => new RenderedArg("file_arg", PathArgOf(strings[a.Slot], v), a.Label),
@@ -86,7 +86,7 @@ public static class PolicyArgs
     /// <summary>A path argument from its string slot and its integer slot, where the kernel put the inode's mode and the
     /// unresolved flag (PolicyWire.FileInfo).</summary>
     public static PathArg PathArgOf(byte[] path, ulong info) =>
-        new(Encoding.UTF8.GetString(path),
+        new(Utf8Strings.Get(path),
             (info & (ulong)PolicyWire.FileInfo.Unresolved) != 0 ? "unresolvedPathComponents" : "",
             Permission((ushort)(info & (ulong)PolicyWire.FileInfo.Mode)));
 
@@ -96,6 +96,19 @@ public static class PolicyArgs
     public static string Permission(ushort mode)
     {
         if (mode == 0) return "";
+        ref var slot = ref ModeTexts[(mode ^ (mode >> 8)) & (ModeTexts.Length - 1)];
+        if (slot is { } known && known.Mode == mode) return known.Text;
+        var text = PermissionText(mode);
+        slot = new ModeText(mode, text);
+        return text;
+    }
+
+    // The few modes files have, each written once (a string per file event otherwise); immutable entries: any thread.
+    private sealed record ModeText(ushort Mode, string Text);
+    private static readonly ModeText?[] ModeTexts = new ModeText?[256];
+
+    private static string PermissionText(ushort mode)
+    {
         Span<char> s = stackalloc char[10];
         int n = 0;
         char type = (mode & 0xf000) switch

@@ -16,17 +16,30 @@ public sealed class Enricher(ProcessCache cache, CgroupMap? cgroups, long clockT
 
     public ProcessCache Cache => cache;
 
+    // The last policy event's process and parent: a run of events of one process looks its parent up (by exec id, a
+    // string hash) once. Forgotten whenever the cache changes: at exec, clone and exit, and after each batch.
+    private ProcessInfo? _lastProcess, _lastParent;
+
+    /// <summary>The cache may change outside the pipeline's records (a /proc scan, an eviction) between batches.</summary>
+    public void EndBatch() => _lastProcess = _lastParent = null;
+
     public ProcessExecEvent Exec(in ExecEvent e)
     {
+        EndBatch();
         var p = cache.OnExec(e);
         p.Container = ContainerOf(e.CgroupId);
         return new ProcessExecEvent(e.Ktime, p, cache.Parent(p));
     }
 
-    public void Fork(ForkEvent e) => cache.OnFork(e);
+    public void Fork(ForkEvent e)
+    {
+        EndBatch();
+        cache.OnFork(e);
+    }
 
     public ProcessExitEvent Exit(ExitEvent e)
     {
+        EndBatch();
         var p = cache.OnExit(e) ?? Unknown(e.Pid, e.Tid, e.StartTime, "its start was not seen (evicted from the process cache, or lost)");
         return new ProcessExitEvent(e.Ktime, p, cache.Parent(p), e.Status, e.Signal);
     }
@@ -36,6 +49,8 @@ public sealed class Enricher(ProcessCache cache, CgroupMap? cgroups, long clockT
     public (ProcessInfo Process, ProcessInfo? Parent) ProcessOf(int pid, int tid)
     {
         var p = cache.ByPid(pid);
+        if (p is not null && ReferenceEquals(p, _lastProcess))
+            return (p, _lastParent);
         if (p is null)
         {
             try { p = ProcFsScanner.Read(Path.Combine(procRoot, pid.ToString()), pid, cache.NodeName, clockTickNs); }
@@ -48,8 +63,11 @@ public sealed class Enricher(ProcessCache cache, CgroupMap? cgroups, long clockT
             }
             else
                 p = cache.ExitedByPid(pid) ?? Unknown(pid, tid, 0, $"pid {pid} was not in the process cache and had exited before its event was read");
+            EndBatch();
+            return (p, cache.Parent(p));
         }
-        return (p, cache.Parent(p));
+        (_lastProcess, _lastParent) = (p, cache.Parent(p));
+        return (p, _lastParent);
     }
 
     private ContainerRef? ContainerOf(ulong cgroupId)

@@ -147,6 +147,7 @@ public sealed partial class EventPipeline
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Finish(bool all)
     {
+        _enrich.EndBatch();
         foreach (var held in _afterCall)
             Decided(held);
         _afterCall.Clear();

@@ -104,4 +104,44 @@ public class ExportFilterTests
         JsonFormatTests.AssertValid(line);
         Assert.StartsWith("""{"rate_limit_info":{"number_of_dropped_process_events":"42"},""", line); // uint64: a string in protojson
     }
+
+    [Fact]
+    public void An_event_rendered_into_the_file_batch_reads_the_same_for_the_next_exporter_and_after_the_batch_is_written()
+    {
+        using var ms = new MemoryStream();
+        var formatter = new JsonEventFormatter("n", new BootClock(0));
+        var exporter = new JsonLinesExporter(new StreamSink(ms), formatter, NullLogger.Instance);
+        var first = Exec("/bin/first", "a");
+        var second = Exec("/bin/second", "b");
+        var alone = Encoding.UTF8.GetString(new JsonEventFormatter("n", new BootClock(0)).Render(first));
+
+        exporter.Export(first);
+        Assert.Equal(alone, Encoding.UTF8.GetString(formatter.Render(first))); // as an OTLP exporter after the file one reads it
+        exporter.Flush();
+        Assert.Equal(alone, Encoding.UTF8.GetString(formatter.Render(first))); // the batch was reused: rendered again
+        exporter.Export(second);
+        exporter.Export(first); // rendered already for another exporter: copied, not rendered again
+        exporter.Flush();
+
+        var lines = Encoding.UTF8.GetString(ms.ToArray()).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(3, lines.Length);
+        Assert.Equal(alone, lines[0]);
+        Assert.Contains("/bin/second", lines[1]);
+        Assert.Equal(alone, lines[2]);
+    }
+
+    [Fact]
+    public void A_name_that_comes_back_is_the_same_string_and_names_sharing_a_slot_keep_their_own_text()
+    {
+        var once = Utf8Strings.Get("/tmp/secagent-cache-test/watched/f"u8);
+        Assert.Same(once, Utf8Strings.Get("/tmp/secagent-cache-test/watched/f"u8.ToArray()));
+        // Same length, first and last 8 bytes: the same slot; each still reads as itself.
+        Assert.Equal("/tmp/secagent-AAAA-test/f", Utf8Strings.Get("/tmp/secagent-AAAA-test/f"u8));
+        Assert.Equal("/tmp/secagent-BBBB-test/f", Utf8Strings.Get("/tmp/secagent-BBBB-test/f"u8));
+        Assert.Equal("/tmp/secagent-AAAA-test/f", Utf8Strings.Get("/tmp/secagent-AAAA-test/f"u8));
+        Assert.Equal("", Utf8Strings.Get(""u8));
+        Assert.Equal("a\uFFFDb", Utf8Strings.Get([(byte)'a', 0xff, (byte)'b'])); // invalid UTF-8 as the decoder replaces it
+        var longName = new string('x', 300);
+        Assert.Equal(longName, Utf8Strings.Get(Encoding.UTF8.GetBytes(longName)));
+    }
 }

@@ -1,0 +1,52 @@
+using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
+using System.Text;
+
+namespace SecurityAgent.Export;
+
+/// <summary>The strings of the UTF-8 names events carry (paths, mostly), kept for names that come back: a process opens
+/// the same few files again and again, and each repeat then costs a comparison of its bytes instead of a transcoding
+/// and a string (and the collection that follows). Direct-mapped: a name evicts the one in its slot. Lock-free, any
+/// thread: an entry is immutable, and a slot is one reference.</summary>
+public static class Utf8Strings
+{
+    private const int Slots = 512, Longest = 256; // at most ~400 KB held
+
+    private sealed class Entry(byte[] utf8, string text)
+    {
+        public readonly byte[] Utf8 = utf8;
+        public readonly string Text = text;
+    }
+
+    private static readonly Entry?[] Table = new Entry?[Slots];
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static string Get(ReadOnlySpan<byte> utf8)
+    {
+        if (utf8.IsEmpty) return "";
+        if (utf8.Length > Longest) return Encoding.UTF8.GetString(utf8);
+        ref var slot = ref Table[Slot(utf8)];
+        if (slot is { } e && utf8.SequenceEqual(e.Utf8)) return e.Text;
+        var text = Encoding.UTF8.GetString(utf8);
+        slot = new Entry(utf8.ToArray(), text);
+        return text;
+    }
+
+    // Length, the first and the last 8 bytes: names differing only in the middle share a slot, and evict each other.
+    private static int Slot(ReadOnlySpan<byte> s)
+    {
+        ulong head, tail;
+        if (s.Length >= 8)
+        {
+            head = BinaryPrimitives.ReadUInt64LittleEndian(s);
+            tail = BinaryPrimitives.ReadUInt64LittleEndian(s[^8..]);
+        }
+        else
+        {
+            head = s[0];
+            tail = s[^1];
+        }
+        ulong h = (head * 0x9E3779B97F4A7C15UL) ^ (tail * 0xC2B2AE3D27D4EB4FUL) ^ (ulong)s.Length;
+        return (int)((h ^ (h >> 29)) & (Slots - 1));
+    }
+}
