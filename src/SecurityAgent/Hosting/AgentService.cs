@@ -124,13 +124,11 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         phases.Mark("ready");
         LogPhases(log, phases.ToString());
         LogReady(log, sensor.Links.Count, seeded, state.Policies.LoadedCount, _opt.ExportFile == "-" ? "stdout" : _opt.ExportFile);
-        if (engine.ProgramsState == PolicyProgramsState.Loading)
-            _ = Task.Run(() =>
-            {
-                engine.AwaitPrograms();
-                if (engine.ProgramsError is { } error) LogPolicyProgramsFailed(log, error);
-                else LogPolicyPrograms(log, phases.ToString());
-            }, CancellationToken.None);
+        _ = kernel.Background.ContinueWith(_ =>
+        {
+            if (engine.ProgramsError is { } error) LogPolicyProgramsFailed(log, error);
+            else LogPolicyPrograms(log, phases.ToString());
+        }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
 
         long reportedLoss = 0, ticks = 0;
         try
@@ -231,7 +229,7 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
     [LoggerMessage(Level = LogLevel.Information, Message = "Policy {Policy} hook {Hook}: seen={Seen} matched={Matched} filtered={Filtered} posted={Posted} enforced={Enforced} rate_limited={RateLimited}")]
     private static partial void LogHookStats(ILogger log, string policy, string hook, ulong seen, ulong matched, ulong filtered, ulong posted, ulong enforced, ulong rateLimited);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Policy programs loaded (in the background, after ready); start-up phases, ms since process start: {Phases}")]
+    [LoggerMessage(Level = LogLevel.Information, Message = "Policy programs loaded (a policy added now only writes maps and attaches); start-up phases, ms since process start: {Phases}")]
     private static partial void LogPolicyPrograms(ILogger log, string phases);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Policy programs failed to load: {Error}; policies cannot be loaded")]

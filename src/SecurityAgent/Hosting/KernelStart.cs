@@ -77,6 +77,10 @@ public sealed class KernelStart : IDisposable
             TaskContinuationOptions.OnlyOnRanToCompletion | TaskContinuationOptions.LongRunning, TaskScheduler.Default);
     }
 
+    /// <summary>Done when the policy programs are loaded and the first policy's cold code has run (after "ready" when
+    /// the agent started without policies).</summary>
+    public Task Background => _warmUp;
+
     /// <summary>Starts loading; the caller has claimed the API socket (a second agent is refused before this).</summary>
     public static KernelStart Begin(AgentOptions options, StartupPhases phases) => new(options, phases);
 
