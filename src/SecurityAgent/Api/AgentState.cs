@@ -18,6 +18,8 @@ public sealed class AgentState
     public Fanotify.PathChangeLoader? PathChanges { get; set; }
     /// <summary>The policy engine's kernel counters (NotifyEnforcer notifications, TrackSock evictions), when it runs.</summary>
     public Func<PolicyKernelCounters>? PolicyKernelCounters { get; set; }
+    /// <summary>Whether the policy programs are loaded yet (start-up loads them after the lifecycle programs).</summary>
+    public Func<PolicyProgramsState>? PolicyPrograms { get; set; }
     public LiveEvents Live { get; } = new();
     public EventMetrics EventMetrics { get; init; } = new([]);
 }

@@ -51,6 +51,10 @@ public static class LocalApi
                 mechanisms = s.Features.Mechanisms.ToDictionary(m => KernelFeatures.MechanismName(m.Key), m => m.Value.Available),
                 active_lsms = s.Features.ActiveLsms,
             },
+            policy_programs = s.PolicyPrograms?.Invoke() switch
+            {
+                PolicyProgramsState.Loading => "loading", PolicyProgramsState.Loaded => "loaded", PolicyProgramsState.Failed => "failed", _ => null,
+            },
             policies = ListPolicies(s.Policies),
             events = c is null ? null : new
             {

@@ -53,6 +53,8 @@ public static class Metrics
         Add("secagent_hook_enforced_total", MetricType.Counter, "Enforcement actions carried out in the kernel.", Hooks(st => st.Enforced));
         Add("secagent_hook_rate_limited_total", MetricType.Counter, "Posts suppressed by rateLimit.", Hooks(st => st.RateLimited));
 
+        Add("secagent_policy_programs_loading", MetricType.Gauge, "1 while the policy programs load in the background after start-up (a policy added then waits for them).",
+            s.PolicyPrograms is { } pp ? [One(pp() == Policies.PolicyProgramsState.Loading ? 1 : 0)] : []);
         var kc = s.PolicyKernelCounters?.Invoke();
         Add("secagent_enforcer_notifications_dropped_total", MetricType.Counter,
             "NotifyEnforcer notifications dropped before the thread's next enforced call, by reason (full: the per-thread map was full; replaced: a newer notification of the thread replaced it).",

@@ -110,6 +110,8 @@ public static class AgentCommands
             b.Append('\n');
         }
         else b.Append("Kernel       (the agent is starting)\n");
+        if (s.TryGetProperty("policy_programs", out var pp) && pp.ValueKind == JsonValueKind.String)
+            b.Append($"Programs     policy programs {pp.GetString()}\n");
         if (s.TryGetProperty("events", out var ev)) b.Append($"Events       {Counters(ev)}\n");
         if (s.TryGetProperty("process_cache", out var pc)) b.Append($"Processes    {Counters(pc)}\n");
         if (s.TryGetProperty("exporters", out var ex) && ex.ValueKind == JsonValueKind.Array)

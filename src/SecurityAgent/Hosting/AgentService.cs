@@ -111,6 +111,7 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
             () => new Fanotify.AfterCallNotes(engine.AfterNotesFd(), Fanotify.PathChanges.ChangesOfNumber));
         state.PathChanges = changes;
         state.PolicyKernelCounters = engine.KernelCounters;
+        state.PolicyPrograms = () => engine.ProgramsState;
         state.Policies.Attach(new PolicyValidator(features), changes, log);
         var policies = new PolicyDirectory(_opt.PolicyDir, state.Policies, log);
         policies.Sync();
@@ -123,7 +124,13 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         phases.Mark("ready");
         LogPhases(log, phases.ToString());
         LogReady(log, sensor.Links.Count, seeded, state.Policies.LoadedCount, _opt.ExportFile == "-" ? "stdout" : _opt.ExportFile);
-        StartupMemory.Release();
+        // Start-up garbage (compiler, YAML, libbpf's BTF copies) is given back once the policy programs are loaded too.
+        _ = kernel.Background.ContinueWith(_ =>
+        {
+            if (engine.ProgramsError is { } error) LogPolicyProgramsFailed(log, error);
+            else LogPolicyPrograms(log, phases.ToString());
+            StartupMemory.Release();
+        }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
 
         long reportedLoss = 0, ticks = 0;
         try
@@ -223,6 +230,12 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Policy {Policy} hook {Hook}: seen={Seen} matched={Matched} filtered={Filtered} posted={Posted} enforced={Enforced} rate_limited={RateLimited}")]
     private static partial void LogHookStats(ILogger log, string policy, string hook, ulong seen, ulong matched, ulong filtered, ulong posted, ulong enforced, ulong rateLimited);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Policy programs loaded (a policy added now only writes maps and attaches); start-up phases, ms since process start: {Phases}")]
+    private static partial void LogPolicyPrograms(ILogger log, string phases);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Policy programs failed to load: {Error}; policies cannot be loaded")]
+    private static partial void LogPolicyProgramsFailed(ILogger log, string error);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Start-up phases, ms since process start: {Phases}")]
     private static partial void LogPhases(ILogger log, string phases);

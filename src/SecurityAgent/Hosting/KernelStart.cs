@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using SecurityAgent.Bpf;
 using SecurityAgent.Interop;
 using SecurityAgent.Kernel;
 using SecurityAgent.Policies;
@@ -6,10 +7,11 @@ using SecurityAgent.Sensors;
 
 namespace SecurityAgent.Hosting;
 
-/// <summary>The kernel side of start-up, begun as soon as the options are bound and run on two threads of its own
-/// while the host, the API and the exporters are built: the process sensor's object then the policy programs (the
-/// verifier's time on those is most of start-up), and beside them the feature probe. <see cref="AgentService"/>
-/// takes what was loaded; whatever it does not take is freed on dispose.</summary>
+/// <summary>The kernel side of start-up, begun as soon as the options are bound and run on threads of its own while the
+/// host, the API and the exporters are built: the shared maps and the process sensor's programs (what "ready" needs
+/// without policies), then the policy programs in the background (the verifier's time on those is most of start-up;
+/// a policy waits for them, so with policies at start the agent is ready once they enforce), and beside them the
+/// feature probe. <see cref="AgentService"/> takes what was loaded; whatever it does not take is freed on dispose.</summary>
 public sealed class KernelStart : IDisposable
 {
     private readonly ConcurrentQueue<(int Level, string Text)> _early = new();
@@ -21,43 +23,19 @@ public sealed class KernelStart : IDisposable
     private KernelStart(AgentOptions options, StartupPhases phases)
     {
         LibbpfLog.Sink = (level, text) => _early.Enqueue((level, text)); // until the agent's logger takes over
-        _features = Run(() =>
+        _features = ParallelLoad.Start(() =>
         {
             var features = FeatureProbe.Run();
             phases.Mark("probe");
             return features;
         });
-        // The first policy's check and encoding run cold code (~0.4 s); the second core does it while the verifier works.
-        _warmUp = _features.ContinueWith(t =>
-        {
-            PolicyManager.WarmUp(new PolicyValidator(t.Result));
-            phases.Mark("policy-warm-up");
-        }, CancellationToken.None,
-            TaskContinuationOptions.OnlyOnRanToCompletion | TaskContinuationOptions.LongRunning, TaskScheduler.Default);
-        _sensors = Run(() =>
+        _sensors = ParallelLoad.Start(() =>
         {
             if (Libc.geteuid() != 0)
                 throw new UnauthorizedAccessException("the agent loads BPF programs and must run as root (or with CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN)");
             KernelMounts.EnsureTraceFs();
-            // The shared maps first (no verifier), then the policy programs and the process programs on them at once:
-            // the verifier runs in each loading thread.
             var maps = ProcessSensor.CreateMaps(options.RingBufferBytes);
             phases.Mark("maps");
-            Task<PolicySensor> policy;
-            try
-            {
-                policy = Run(() =>
-                {
-                    var loaded = PolicySensor.Load(maps);
-                    phases.Mark("policy-object");
-                    return loaded;
-                });
-            }
-            catch
-            {
-                maps.Dispose();
-                throw;
-            }
             ProcessSensor sensor;
             try
             {
@@ -65,9 +43,7 @@ public sealed class KernelStart : IDisposable
             }
             catch
             {
-                try { policy.GetAwaiter().GetResult().Dispose(); }
-                catch (Exception) { } // the process sensor's failure is the one reported
-                maps.Dispose(); // after the policy objects' load, which reads them
+                maps.Dispose();
                 throw;
             }
             phases.Mark("process-sensor");
@@ -75,22 +51,38 @@ public sealed class KernelStart : IDisposable
             try
             {
                 engine = new PolicyEngine(sensor, Environment.ProcessId, options.DebugUserspaceFilter);
-                engine.Prepare(policy); // a policy added later only writes maps and attaches
+                engine.Prepare(ParallelLoad.Start(() =>
+                {
+                    var loaded = PolicySensor.Load(sensor.Maps);
+                    phases.Mark("policy-programs");
+                    return loaded;
+                }));
                 return (sensor, engine);
             }
             catch
             {
-                engine?.Dispose();
+                engine?.Dispose(); // after the policy programs' load, which reads the maps
                 sensor.Dispose();
                 throw;
             }
         });
+        // The first policy's check and encoding run cold code (~0.4 s): done once the probe is known and the verifier is
+        // through, so that it does not take a core from what "ready" waits for.
+        _warmUp = Task.WhenAll(_features, _sensors).ContinueWith(_ =>
+        {
+            _sensors.Result.Engine.AwaitPrograms();
+            PolicyManager.WarmUp(new PolicyValidator(_features.Result));
+            phases.Mark("policy-warm-up");
+        }, CancellationToken.None,
+            TaskContinuationOptions.OnlyOnRanToCompletion | TaskContinuationOptions.LongRunning, TaskScheduler.Default);
     }
+
+    /// <summary>Done when the policy programs are loaded and the first policy's cold code has run (after "ready" when
+    /// the agent started without policies).</summary>
+    public Task Background => _warmUp;
 
     /// <summary>Starts loading; the caller has claimed the API socket (a second agent is refused before this).</summary>
     public static KernelStart Begin(AgentOptions options, StartupPhases phases) => new(options, phases);
-
-    private static Task<T> Run<T>(Func<T> load) => Task.Factory.StartNew(load, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
     /// <summary>The loaded kernel objects, now owned by the caller; libbpf's messages so far go to <paramref name="sink"/>,
     /// and from now on too. Throws what the loading threw.</summary>

@@ -9,6 +9,7 @@ internal static unsafe partial class Libc
 
     internal const int CLOCK_REALTIME = 0;
     internal const int CLOCK_BOOTTIME = 7;
+    internal const int CLOCK_THREAD_CPUTIME_ID = 3;
     private const long SYS_pidfd_open = 434;
     private const long SYS_pidfd_send_signal = 424;
 

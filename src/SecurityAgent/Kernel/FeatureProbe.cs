@@ -11,13 +11,17 @@ public static unsafe class FeatureProbe
     {
         LibbpfLog.EnsureInstalled();
         var elf = EmbeddedObjects.Read(BpfNames.Probe.File);
+        // The probes of BTF-typed programs cost ~65 ms of CPU each (libbpf parses the kernel's BTF per object): those that
+        // need a mechanism the kernel refused outright are not tried.
+        var fentry = TryLoadAndAttach(elf, "probe_fentry", null, out int fentryErrno);
+        var lsm = Lsm(elf);
         var mechanisms = new Dictionary<Mechanism, Availability>
         {
             [Mechanism.Tracepoint] = TryLoad(elf, "probe_tracepoint"),
             [Mechanism.RawTracepoint] = TryLoad(elf, "probe_raw_tp"),
             [Mechanism.BtfTracepoint] = TryLoad(elf, "probe_tp_btf"),
-            [Mechanism.Lsm] = Lsm(elf),
-            [Mechanism.Fentry] = TryLoad(elf, "probe_fentry"),
+            [Mechanism.Lsm] = lsm,
+            [Mechanism.Fentry] = fentry,
             [Mechanism.Kprobe] = Kprobe(elf),
             [Mechanism.Uprobe] = Pmu("uprobe", TryLoad(elf, "probe_uprobe")),
             [Mechanism.CgroupSockAddr] = TryLoad(elf, "probe_cgroup_connect4"),
@@ -34,10 +38,10 @@ public static unsafe class FeatureProbe
         {
             RingBufferQuery = TryLoad(elf, "probe_ringbuf_query") is { Available: true } ? Availability.Yes("bpf_ringbuf_query (BPF_RB_AVAIL_DATA)") : Availability.No("helper rejected"),
             OverrideReturn = OverrideReturn(elf),
-            FmodRet = TryLoadAndAttach(elf, "probe_fmod_ret", p => p.Attach()),
-            Fexit = TryLoadAndAttach(elf, "probe_fexit", p => p.Attach()),
+            FmodRet = Refused(fentryErrno) ? Availability.No($"BPF trampolines refused (fentry: {fentry.Detail})") : TryLoadAndAttach(elf, "probe_fmod_ret", p => p.Attach()),
+            Fexit = Refused(fentryErrno) ? Availability.No($"BPF trampolines refused (fentry: {fentry.Detail})") : TryLoadAndAttach(elf, "probe_fexit", p => p.Attach()),
             ProbeWriteUser = ProbeWriteUser(elf),
-            ImaFileHash = !ActiveLsms().Contains("bpf") ? Availability.No("no BPF LSM ('bpf' is not in the active LSM list)")
+            ImaFileHash = !lsm.Available ? Availability.No($"no BPF LSM programs ({lsm.Detail})")
                 : TryLoad(EmbeddedObjects.Read(BpfNames.Probeima.File), BpfNames.Programs.ProbeImaFileHash) is { Available: true } ? Availability.Yes("bpf_ima_file_hash from a sleepable LSM program")
                 : Availability.No("sleepable LSM program with bpf_ima_file_hash rejected (needs Linux 5.18 and CONFIG_IMA)"),
         };
@@ -120,10 +124,16 @@ public static unsafe class FeatureProbe
         : Directory.Exists($"/sys/bus/event_source/devices/{name}") ? load
         : Availability.No($"no {name} PMU");
 
+    /// <summary>The kernel refused the program type itself (not this program or its target).</summary>
+    private static bool Refused(int errno) => errno is Errno.EPERM or Errno.EOPNOTSUPP;
+
     private static Availability TryLoad(byte[] elf, string program) => TryLoadAndAttach(elf, program, null);
 
-    private static Availability TryLoadAndAttach(byte[] elf, string program, Func<BpfProgram, BpfLink>? attach)
+    private static Availability TryLoadAndAttach(byte[] elf, string program, Func<BpfProgram, BpfLink>? attach) => TryLoadAndAttach(elf, program, attach, out _);
+
+    private static Availability TryLoadAndAttach(byte[] elf, string program, Func<BpfProgram, BpfLink>? attach, out int errno)
     {
+        errno = 0;
         using var quiet = LibbpfLog.BeginCapture(quiet: true);
         try
         {
@@ -135,6 +145,7 @@ public static unsafe class FeatureProbe
         }
         catch (LibbpfException e)
         {
+            errno = e.Errno;
             return Availability.No($"{e.Call}: {Errno.Name(e.Errno)}");
         }
     }

@@ -9,6 +9,9 @@ namespace SecurityAgent.Policies;
 /// <summary>What the pipeline needs to know about a hook id found in a kernel event.</summary>
 public sealed record HookInfo(uint HookId, string PolicyName, HookPlan Hook, bool Enforce, PolicyPlan Plan, bool UserSpaceFilter);
 
+/// <summary>Whether the policy programs are in the kernel yet (start-up loads them after the lifecycle programs).</summary>
+public enum PolicyProgramsState { Loading, Loaded, Failed }
+
 public sealed record PolicyKernelCounters(ulong EnforcerNotificationsFull, ulong EnforcerNotificationsReplaced, ulong SocktrackEvictions,
     ulong DataRecordsRingFull = 0, ulong DataRecordsUnreadable = 0);
 
@@ -54,6 +57,7 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
     private readonly ProcessSensor _process;
     private readonly bool _userSpaceFilter;
     private PolicySensor? _sensor;
+    private Task<PolicySensor>? _loading;
     private readonly Stack<uint> _freeHookIds = new(Enumerable.Range(0, Contract.MaxHooks).Select(i => (uint)(Contract.MaxHooks - 1 - i)));
     private readonly Stack<uint> _freePointIds = new(Enumerable.Range((int)PolicyWire.FixedPoint.FirstDynamic, Contract.MaxPoints - (int)PolicyWire.FixedPoint.FirstDynamic)
         .Select(i => (uint)(Contract.MaxPoints - 1 - i + (int)PolicyWire.FixedPoint.FirstDynamic)));
@@ -96,24 +100,49 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
             if (_sensor is not null) Scopes?.Refresh(_sensor);
     }
 
-    /// <summary>Loads the policy programs now (verification takes a while), so adding a policy later only
-    /// writes maps (and attaches at a new attach point). <paramref name="loading"/>: their load, begun on the shared
-    /// maps before the process sensor was (start-up loads both side by side).</summary>
-    public void Prepare(Task<PolicySensor>? loading = null)
+    /// <summary>Takes the policy programs' load, begun on the shared maps beside the process sensor's (verification takes
+    /// a while): the first policy waits for it (outside the engine's lock), later ones only write maps and attach.</summary>
+    public void Prepare(Task<PolicySensor> loading)
     {
-        lock (_lock) _sensor ??= loading?.GetAwaiter().GetResult() ?? PolicySensor.Load(_process.Maps);
+        lock (_lock) _loading ??= loading;
     }
 
-    /// <summary>The map of the calls the enter hooks note for the after-call match (Fanotify.AfterCallNotes maps it).</summary>
-    public int AfterNotesFd()
+    /// <summary>Loading: the policy programs' load has not finished; Failed: it threw (policies then fail to load with
+    /// its error).</summary>
+    public PolicyProgramsState ProgramsState
     {
-        lock (_lock) return (_sensor ??= PolicySensor.Load(_process.Maps)).Map(Bpf.BpfNames.Maps.AfterNotes).Fd;
+        get
+        {
+            lock (_lock)
+                return _sensor is not null || _loading is null ? PolicyProgramsState.Loaded
+                    : !_loading.IsCompleted ? PolicyProgramsState.Loading
+                    : _loading.IsCompletedSuccessfully ? PolicyProgramsState.Loaded : PolicyProgramsState.Failed;
+        }
     }
+
+    /// <summary>Why the policy programs' load failed (null while it runs or when it succeeded).</summary>
+    public string? ProgramsError => _loading?.Exception?.InnerException?.Message;
+
+    /// <summary>The policy programs, waiting for their load when it is still under way (called under the lock, after
+    /// <see cref="AwaitPrograms"/> waited outside it).</summary>
+    private PolicySensor Sensor() => _sensor ??= _loading?.GetAwaiter().GetResult() ?? PolicySensor.Load(_process.Maps);
+
+    /// <summary>Waits, without the engine's lock (status and counters stay answerable), for the policy programs' load.</summary>
+    public void AwaitPrograms()
+    {
+        Task<PolicySensor>? loading;
+        lock (_lock) loading = _sensor is null ? _loading : null;
+        ((IAsyncResult?)loading)?.AsyncWaitHandle.WaitOne();
+    }
+
+    /// <summary>The map of the calls the enter hooks note for the after-call match (Fanotify.AfterCallNotes maps it): a
+    /// shared map, there before the policy programs are.</summary>
+    public int AfterNotesFd() => _process.Maps.Map(Bpf.BpfNames.Maps.AfterNotes).Fd;
 
     /// <summary>The policy objects loaded so far (<see cref="PolicySensor.LoadedObjects"/>).</summary>
     public IReadOnlyList<string> PolicyObjects
     {
-        get { lock (_lock) return _sensor?.LoadedObjects ?? []; }
+        get { lock (_lock) return (_sensor ?? (_loading is { IsCompletedSuccessfully: true } l ? l.Result : null))?.LoadedObjects ?? []; }
     }
 
     /// <summary>Encodes a plan as a load would, writing nothing (<see cref="PolicyManager.WarmUp"/>).</summary>
@@ -126,6 +155,7 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
 
     public LoadedPolicy Load(PolicyPlan plan)
     {
+        AwaitPrograms();
         lock (_lock)
         {
             plan = UsdtNotes.ResolveSets(plan);
@@ -136,7 +166,7 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
                     throw new PolicyLimitException($"policy {plan.Name}: {n} values for {map}, at most {MaxValuesPerPolicy} per policy");
             if (_freeHookIds.Count < plan.Hooks.Count)
                 throw new PolicyLimitException($"policy {plan.Name}: {plan.Hooks.Count} hooks, but only {_freeHookIds.Count} of {Contract.MaxHooks} hook ids are free");
-            var sensor = _sensor ??= PolicySensor.Load(_process.Maps);
+            var sensor = Sensor();
             uint policyId = _nextPolicyId++;
             bool enforce = plan.Enforce && !_userSpaceFilter;
             var loaded = new LoadedPolicy { Plan = plan, PolicyId = policyId };
@@ -596,8 +626,12 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
             foreach (var p in _loaded.ToList())
                 Release(p);
             _loaded.Clear();
+            if (_sensor is null && _loading is not null)
+                try { _sensor = _loading.GetAwaiter().GetResult(); }
+                catch (Exception) { } // a failed load freed what it had made
             _sensor?.Dispose();
             _sensor = null;
+            _loading = null;
         }
     }
 }

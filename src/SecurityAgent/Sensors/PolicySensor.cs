@@ -31,19 +31,8 @@ public sealed class PolicySensor : IDisposable
     /// exit's on a thread of its own: the verifier runs in the loading thread, so the two are checked side by side.</summary>
     public static PolicySensor Load(BpfObject maps)
     {
-        var exit = Task.Factory.StartNew(() => BpfObject.Load(ObjectSpecs.PolicyTracepointExit, maps),
-            CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-        BpfObject enter;
-        try
-        {
-            enter = BpfObject.Load(ObjectSpecs.PolicyTracepoint, maps);
-        }
-        catch
-        {
-            try { exit.GetAwaiter().GetResult().Dispose(); }
-            catch (Exception) { } // the enter's failure is the one reported
-            throw;
-        }
+        var exit = ParallelLoad.Start(() => BpfObject.Load(ObjectSpecs.PolicyTracepointExit, maps));
+        var enter = ParallelLoad.Beside(exit, () => BpfObject.Load(ObjectSpecs.PolicyTracepoint, maps));
         try
         {
             return new(maps, enter, exit.GetAwaiter().GetResult());

@@ -73,7 +73,8 @@ public class PolicyObjectLoadingTests
         sensor.Attach();
         using var engine = new PolicyEngine(sensor, Environment.ProcessId);
 
-        engine.Prepare();
+        engine.Prepare(Bpf.ParallelLoad.Start(() => PolicySensor.Load(sensor.Maps)));
+        engine.AwaitPrograms();
         Assert.Equal(["tracepoint", "tpexit"], engine.PolicyObjects);
         engine.Load(Compile(Lseek(cat)));
         Assert.Equal(["tracepoint", "tpexit"], engine.PolicyObjects);
