@@ -34,7 +34,6 @@ struct sa_settings sa_contract_settings;
 struct sa_binary sa_contract_binary;
 struct sa_point sa_contract_point;
 struct sa_resolve sa_contract_resolve;
-struct sa_gen_key sa_contract_gen_key;
 struct sa_selector_key sa_contract_selector_key;
 struct sa_selector sa_contract_selector;
 struct sa_ns_match sa_contract_ns_match;

@@ -493,12 +493,7 @@ struct sa_resolve {
 	__u32 off[SA_RESOLVE_DEPTH];
 };
 
-/* Keys of sa_points and sa_selectors. */
-struct sa_gen_key {
-	__u32 ap;
-	__u32 gen;
-};
-
+/* The key of sa_selectors (sa_points: an array, policy_maps.h's sa_point_index). */
 struct sa_selector_key {
 	__u32 ap;
 	__u32 gen;

@@ -115,8 +115,8 @@ static __always_inline __s32 sa_policy_run_ctx(__u32 ap, __u8 op, const struct s
 	if (!gen || !*gen || sa_is_agent(r.tgid))
 		return 0;
 	r.gen = *gen;
-	struct sa_gen_key gk = { .ap = ap, .gen = r.gen };
-	r.pt = bpf_map_lookup_elem(&sa_points, &gk);
+	__u32 pi = sa_point_index(ap, r.gen);
+	r.pt = bpf_map_lookup_elem(&sa_points, &pi);
 	r.c = sa_call_state();
 	struct sa_point_stats *ps = bpf_map_lookup_elem(&sa_point_stats, &ap);
 	if (!r.pt || !r.c || !ps)

@@ -32,13 +32,21 @@ struct {
 	__type(value, __u32);
 } sa_active SEC(".maps");
 
+/* An attach point's configuration per generation, at index sa_point_index(ap, gen): an array, so every call's first
+ * lookup is an indexed load, not a hash (measured: the hash lookup was ~10 % of a no-match open's BPF time). A
+ * generation's slot is rewritten two generations later, after the agent has waited for the programs that could
+ * still run the one in between (PolicyEngine.Apply). */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 2 * SA_MAX_POINTS);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct sa_gen_key);
+	__type(key, __u32);
 	__type(value, struct sa_point);
 } sa_points SEC(".maps");
+
+static __always_inline __u32 sa_point_index(__u32 ap, __u32 gen)
+{
+	return ap * 2 + (gen & 1);
+}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

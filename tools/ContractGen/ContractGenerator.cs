@@ -50,7 +50,6 @@ public static class ContractGenerator
         new("sa_point", "SecurityAgent.Events", "PolicyWire", "Point"),
         new("sa_point_arg", "SecurityAgent.Events", "PolicyWire", "PointArg"),
         new("sa_dim", "SecurityAgent.Events", "PolicyWire", "Dim"),
-        new("sa_gen_key", "SecurityAgent.Events", "PolicyWire", "GenKey"),
         new("sa_selector_key", "SecurityAgent.Events", "PolicyWire", "SelectorKey"),
         new("sa_selector", "SecurityAgent.Events", "PolicyWire", "Selector"),
         new("sa_int_cmp", "SecurityAgent.Events", "PolicyWire", "IntCmp"),

@@ -477,14 +477,6 @@ namespace SecurityAgent.Events
             public const int Length = 136;
         }
 
-        /// <summary>struct sa_gen_key</summary>
-        public static class GenKey
-        {
-            public const int Ap = 0;
-            public const int Gen = 4;
-            public const int Length = 8;
-        }
-
         /// <summary>struct sa_selector_key</summary>
         public static class SelectorKey
         {

@@ -376,7 +376,7 @@ public static class PolicyEncoding
                 selectors.Add(new MapEntry(BpfNames.Maps.Selectors, SelectorKey(ap, gen, b),
                     Selector(hooks[h], b - first, end, layout.HookSlots[h])));
         }
-        return new PointGeneration(ap, gen, layout, new MapEntry(BpfNames.Maps.Points, GenKey(ap, gen), config), selectors, values);
+        return new PointGeneration(ap, gen, layout, new MapEntry(BpfNames.Maps.Points, PointKey(ap, gen), config), selectors, values);
     }
 
     public readonly record struct ValueHeader(uint Gen, uint Ap, int Dim);
@@ -451,13 +451,9 @@ public static class PolicyEncoding
         }
     }
 
-    public static byte[] GenKey(uint ap, uint gen)
-    {
-        var k = new byte[W.GenKey.Length];
-        BinaryPrimitives.WriteUInt32LittleEndian(k.AsSpan(W.GenKey.Ap), ap);
-        BinaryPrimitives.WriteUInt32LittleEndian(k.AsSpan(W.GenKey.Gen), gen);
-        return k;
-    }
+    /// <summary>sa_points is an array with two slots per attach point, one per generation parity (policy_maps.h's
+    /// sa_point_index).</summary>
+    public static byte[] PointKey(uint ap, uint gen) => BitConverter.GetBytes(ap * 2 + (gen & 1));
 
     public static byte[] SelectorKey(uint ap, uint gen, int bit)
     {

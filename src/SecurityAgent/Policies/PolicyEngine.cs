@@ -378,7 +378,8 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
         {
             foreach (var e in next.SelectMany(n => n.Gen?.All ?? []))
             {
-                sensor.Map(e.Map).Update(e.Key, e.Value, Interop.Libbpf.BPF_NOEXIST);
+                // sa_points is an array: its slot for this generation's parity holds the generation before the active one.
+                sensor.Map(e.Map).Update(e.Key, e.Value, e.Map == BpfNames.Maps.Points ? Interop.Libbpf.BPF_ANY : Interop.Libbpf.BPF_NOEXIST);
                 written.Add(e);
                 _mapEntries[e.Map] = _mapEntries.GetValueOrDefault(e.Map) + 1;
             }
@@ -480,7 +481,7 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
     private void Delete(PolicySensor sensor, IEnumerable<MapEntry> entries)
     {
         foreach (var e in entries)
-            if (sensor.Map(e.Map).Delete(e.Key))
+            if (e.Map == BpfNames.Maps.Points || sensor.Map(e.Map).Delete(e.Key)) // an array's slot is rewritten, never deleted
                 _mapEntries[e.Map] = _mapEntries.GetValueOrDefault(e.Map) - 1;
     }
 

@@ -47,7 +47,6 @@ public class LayoutTests
     [InlineData("tracepoint.bpf.o", "sa_point", typeof(PolicyWire.Point))]
     [InlineData("tracepoint.bpf.o", "sa_point_arg", typeof(PolicyWire.PointArg))]
     [InlineData("tracepoint.bpf.o", "sa_dim", typeof(PolicyWire.Dim))]
-    [InlineData("tracepoint.bpf.o", "sa_gen_key", typeof(PolicyWire.GenKey))]
     [InlineData("tracepoint.bpf.o", "sa_selector_key", typeof(PolicyWire.SelectorKey))]
     [InlineData("tracepoint.bpf.o", "sa_selector", typeof(PolicyWire.Selector))]
     [InlineData("tracepoint.bpf.o", "sa_int_cmp", typeof(PolicyWire.IntCmp))]

@@ -173,7 +173,7 @@ public class PolicyEncodingTests
         var hook = Place(plan, hookId: 7);
         var gen = PolicyEncoding.Generation(ap: 12, gen: 3, PolicyEncoding.Layout([hook], "openat"), [hook]);
 
-        Assert.Equal(PolicyEncoding.GenKey(12, 3), gen.Config.Key);
+        Assert.Equal(BitConverter.GetBytes(12u * 2 + 1), gen.Config.Key);
         var c = gen.Config.Value;
         Assert.Equal((1, 2, 2, 1), (BinaryPrimitives.ReadUInt16LittleEndian(c.AsSpan(W.Point.Nbits)), (int)c[W.Point.Nargs], (int)c[W.Point.Ndims], (int)c[W.Point.NprocDims]));
         Assert.Equal(24, BinaryPrimitives.ReadUInt16LittleEndian(c.AsSpan(W.Point.Args + W.PointArg.Offset)));
