@@ -23,6 +23,7 @@ enum sa_op {
 	SA_OP_RAW_TP = 16,       /* raw tracepoints (tracepoints with raw: true) */
 	SA_OP_LOADER = 17,       /* spec.loader: an executable file mapping (struct loader_event) */
 	SA_OP_DATA = 22,         /* maxData: one chunk of a buffer argument (struct sa_data_event), sent before its event */
+	SA_OP_IO_URING = 23,     /* a syscall tracepoint's policy_event for an io_uring request (IORING_OP_OPENAT...) */
 };
 
 /* Sizes and limits. */

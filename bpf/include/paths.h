@@ -9,6 +9,11 @@
 
 #define SA_AT_FDCWD -100
 
+/* How a file name argument is read: io_uring's programs (iouring.bpf.c) read the kernel's copy (struct filename). */
+#ifndef SA_READ_NAME_STR
+#define SA_READ_NAME_STR bpf_probe_read_user_str
+#endif
+
 
 /* x & mask, kept as an instruction: the verifier must see the bound even where the compiler proved it. */
 static __always_inline __u32 sa_bound(__u32 x, __u32 mask)
@@ -155,7 +160,7 @@ static __always_inline __u32 sa_read_user_path(struct sa_call *c, __u32 p, void 
 	p &= SA_POINT_ARGS - 1;
 	char *raw = c->raw[p];
 	/* Read where the path goes: most names are absolute and normal already (then raw[p] is not needed). */
-	long n = bpf_probe_read_user_str(c->str[p], SA_STR_MAX, uptr);
+	long n = SA_READ_NAME_STR(c->str[p], SA_STR_MAX, uptr);
 	__u32 rlen = n > 0 ? n - 1 : 0;
 	if (rlen >= SA_STR_MAX - 1)
 		c->trunc_mask |= 1 << p;

@@ -58,7 +58,7 @@ static long sa_next_selector(__u32 i, struct sa_run *r)
  * dimensions passed, so only calls that entered a hook pay for it). */
 static __always_inline void sa_arm_exit(struct sa_run *r, const struct sa_source *src)
 {
-#if SA_FAMILY == SA_FAMILY_TRACEPOINT
+#if SA_FAMILY == SA_FAMILY_TRACEPOINT && !defined(SA_IO_URING)
 	__u8 flags = r->pt->flags & (SA_POINT_EXIT_FD | SA_POINT_EXIT_EXE);
 	if (!flags || src->file)
 		return;
@@ -144,8 +144,10 @@ static __always_inline __s32 sa_policy_run_ctx(__u32 ap, __u8 op, const struct s
 		__builtin_memcpy(r.c->proc_live, r.c->live, sizeof(r.c->proc_live));
 #endif
 	sa_read_args(r.c, r.pt, src);
+#ifndef SA_IO_URING
 	if (!skip)
 		sa_after_note(&r, src);
+#endif
 	if (sa_eval_dims(&r, r.pt->nproc_dims, r.pt->ndims)) {
 		sa_take_stacks(&r, ctx);
 #ifdef SA_USDT
@@ -155,6 +157,7 @@ static __always_inline __s32 sa_policy_run_ctx(__u32 ap, __u8 op, const struct s
 		bpf_loop(SA_SEL_BITS + SA_SEL_WORDS, sa_next_selector, &r, 0);
 	}
 	sa_arm_exit(&r, src);
+#ifndef SA_IO_URING /* an io_uring request has no syscall return here: its return hooks are not run (docs/policies.md) */
 	if (r.nret) {
 		/* The return hooks that matched: their events wait in sa_ret_events for the return. */
 		struct sa_ret_state rs = { .ap = ap, .gen = r.gen, .n = r.nret };
@@ -171,6 +174,7 @@ static __always_inline __s32 sa_policy_run_ctx(__u32 ap, __u8 op, const struct s
 		k->ap = ap;
 		bpf_map_update_elem(&sa_ret_pending, k, &rs, BPF_ANY);
 	}
+#endif
 	return r.verdict;
 }
 

@@ -53,6 +53,8 @@ namespace SecurityAgent.Bpf
             public const string SocktrackStats = "sa_socktrack_stats";
             public const string StrPrefix = "sa_str_prefix";
             public const string StrSet = "sa_str_set";
+            public const string UringOps = "sa_uring_ops";
+            public const string UringRec = "sa_uring_rec";
         }
 
         /// <summary>Every program of every object.</summary>
@@ -104,6 +106,7 @@ namespace SecurityAgent.Bpf
             public const string PolicyUprobe = "sa_policy_uprobe";
             public const string PolicyUsdt = "sa_policy_usdt";
             public const string PolicyUsdtSet = "sa_policy_usdt_set";
+            public const string UringSubmit = "sa_uring_submit";
         }
 
         /// <summary>enforcer.bpf.o</summary>
@@ -120,6 +123,14 @@ namespace SecurityAgent.Bpf
             public const string File = "fmodret.bpf.o";
             public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve"];
             public static readonly IReadOnlyList<string> Programs = ["sa_policy_fmod_ret", "sa_policy_fexit"];
+        }
+
+        /// <summary>iouring.bpf.o</summary>
+        public static class Iouring
+        {
+            public const string File = "iouring.bpf.o";
+            public static readonly IReadOnlyList<string> Maps = ["sa_uring_ops", "sa_uring_rec", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_pending", "sa_inode_set", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "sa_data_scratch", "sa_after_notes", "sa_after_seq"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_data_send", "sa_uring_submit"];
         }
 
         /// <summary>kover.bpf.o</summary>
@@ -253,6 +264,7 @@ namespace SecurityAgent.Events
         RawTp = 16,
         Loader = 17,
         Data = 22,
+        IoUring = 23,
     }
 
     public static partial class Contract

@@ -78,7 +78,7 @@ public static class EventDecoder
                 if (total > Contract.MaxdataBytes || off > total || raw.Length - Wire.DataChunk.Data > total - off || raw[Wire.DataChunk.Arg] >= Contract.MaxArgs)
                     throw new FormatException($"data record: {raw.Length - Wire.DataChunk.Data} bytes at {off} of {total} (argument {raw[Wire.DataChunk.Arg]})");
                 break;
-            case Op.Tracepoint or Op.Sock or Op.Lsm or Op.Kprobe or Op.Uprobe or Op.Usdt or Op.RawTp:
+            case Op.Tracepoint or Op.Sock or Op.Lsm or Op.Kprobe or Op.Uprobe or Op.Usdt or Op.RawTp or Op.IoUring:
                 raw = Need(raw, PolicyWire.Event.Data, "policy");
                 break;
             default:
@@ -142,6 +142,7 @@ public static class EventDecoder
             HostArg = hostLen > 0 ? hostArg : -1, Host = hostLen > 0 ? host.ToArray() : null,
             ReturnData = flags.HasFlag(PolicyWire.EventFlags.Return) && !data.IsEmpty ? data.ToArray() : null,
             KernelStack = kstack, UserStack = ustack,
+            IoUring = raw[Wire.Header.Op] == (byte)Op.IoUring,
             ImaHash = ((Policies.Actions)U32(raw, PolicyWire.Event.Actions)).HasFlag(Policies.Actions.ImaHash) && data.Length >= Contract.ImaHashMax
                 ? ImaHashText((long)U64(raw, PolicyWire.Event.Ret), data[^Contract.ImaHashMax..]) : null,
         };

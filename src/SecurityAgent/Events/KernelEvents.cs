@@ -167,6 +167,9 @@ public sealed record PolicyKernelEvent(
     /// <summary>Posted after the call by the fanotify change watcher (a name-only syscall such as unlink or chmod), with
     /// the real path of what the call changed: the pipeline runs the hook's selectors on it and enforces after the fact.</summary>
     public bool AfterCall { get; init; }
+
+    /// <summary>An io_uring request (IORING_OP_OPENAT...) seen by the hooks of the syscall it stands for.</summary>
+    public bool IoUring { get; init; }
 }
 
 /// <summary>maxData: one chunk of a buffer argument of the thread's next policy event (Pipeline.MaxDataJoiner).</summary>

@@ -42,6 +42,9 @@ public sealed record PolicyMatchEvent(
     /// hard link, /proc/self/fd), not on the name passed.</summary>
     public bool MatchedAtExit { get; init; }
 
+    /// <summary>The call was an io_uring request (IORING_OP_OPENAT for a hook on openat...), not the syscall itself.</summary>
+    public bool IoUring { get; init; }
+
     /// <summary>kernelStackTrace / userStackTrace of the Post: Tetragon's kernel_stack_trace and user_stack_trace.</summary>
     public IReadOnlyList<Stacks.StackFrame>? KernelStackTrace { get; init; }
 

@@ -402,6 +402,7 @@ public sealed class JsonEventFormatter
             if (m.SafetyRefused) w.WriteBoolean("safety_refused", true);
             w.WriteString("decided_by", m.DecidedBy);
             if (m.MatchedAtExit) w.WriteBoolean("matched_at_exit", true);
+            if (m.IoUring) w.WriteBoolean("io_uring", true);
             WriteArgStrings(w, m.Args, "passed_args", static a => a.Passed);
             WriteArgStrings(w, m.Args, "host_args", static a => a.HostPath);
             if (m.Hook.Kind != HookKind.Kprobe)

@@ -87,6 +87,7 @@ public sealed class Decider(IReadOnlyDictionary<uint, HookInfo> hooks, EventPipe
             KernelStackTrace = Stack(e, Actions.KernelStack, e.KernelStack, p),
             UserStackTrace = Stack(e, Actions.UserStack, e.UserStack, p),
             ImaHash = e.ImaHash,
+            IoUring = e.IoUring,
         });
     }
 

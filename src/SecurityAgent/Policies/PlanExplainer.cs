@@ -31,6 +31,8 @@ public static class PlanExplainer
             b.AppendLine($"  hook {h}: {hook.Kind.ToString().ToLowerInvariant()} {hook.Name}");
             b.AppendLine($"    mechanism: {KernelFeatures.MechanismName(hook.Mechanism)} {hook.Target}");
             b.AppendLine($"    why: {hook.Why}");
+            if (hook.Mechanism == Mechanism.Tracepoint && IoUringOps.Explain(hook.Target) is { } uring)
+                b.AppendLine("    " + uring);
             if (hook.Mechanism == Mechanism.FanotifyPerm)
                 foreach (var line in Fanotify.FanotifyPolicies.DescribeMarks(plan, hook))
                     b.AppendLine($"    fanotify {line}");

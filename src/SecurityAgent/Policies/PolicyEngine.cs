@@ -464,6 +464,8 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
             {
                 foreach (var l in point.Links) l.Dispose();
                 point.Links.Clear();
+                if (point.Mechanism == Mechanism.Tracepoint)
+                    sensor.DetachIoUring(point.Id);
                 point.ReturnLink = null;
                 RemovePoint(point);
             }

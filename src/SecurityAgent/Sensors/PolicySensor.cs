@@ -21,7 +21,7 @@ public sealed class PolicySensor : IDisposable
 {
     private readonly BpfObject _maps;
     private readonly BpfObject _core, _exit;
-    private BpfObject? _tpReturn, _kprobe, _kover, _ksys, _sock, _uprobe, _usdtSet, _rawtp, _loader, _enforcer;
+    private BpfObject? _tpReturn, _ioUring, _kprobe, _kover, _ksys, _sock, _uprobe, _usdtSet, _rawtp, _loader, _enforcer;
     private readonly Dictionary<string, BpfObject> _lsm = new(), _fmodRet = new(), _fexit = new();
     private Microsoft.Win32.SafeHandles.SafeFileHandle? _cgroup;
 
@@ -52,7 +52,7 @@ public sealed class PolicySensor : IDisposable
     {
         get
         {
-            BpfObject?[] all = [_core, _exit, _tpReturn, _kprobe, _kover, _ksys, _sock, _uprobe, _usdtSet, _rawtp, _loader, _enforcer,
+            BpfObject?[] all = [_core, _exit, _tpReturn, _ioUring, _kprobe, _kover, _ksys, _sock, _uprobe, _usdtSet, _rawtp, _loader, _enforcer,
                 .. _lsm.Values, .. _fmodRet.Values, .. _fexit.Values];
             return all.OfType<BpfObject>().Select(o => o.Name).ToList();
         }
@@ -81,7 +81,18 @@ public sealed class PolicySensor : IDisposable
             case Mechanism.Tracepoint:
                 var enter = AttachTracepoint(_core, BpfNames.Programs.PolicyTp, target, ap);
                 if (Policies.PathArguments.ExitTracepoint(target) is not { } exit)
+                {
+                    try
+                    {
+                        AttachIoUring(target, ap, enter);
+                    }
+                    catch
+                    {
+                        enter.Dispose();
+                        throw;
+                    }
                     return [enter];
+                }
                 var links = new List<BpfLink> { enter };
                 try
                 {
@@ -91,6 +102,7 @@ public sealed class PolicySensor : IDisposable
                     links.Add(AttachTracepoint(_exit, BpfNames.Programs.PolicyExitTp, exit, ap));
                     if (Policies.PathArguments.Exit(target) == PolicyWire.PointFlags.Exe)
                         links.Add(AttachTracepoint(_exit, BpfNames.Programs.PolicyExitTp, Policies.PathArguments.ExecTracepoint, ap | ExitAtExec));
+                    AttachIoUring(target, ap, enter);
                     return links;
                 }
                 catch
@@ -151,6 +163,52 @@ public sealed class PolicySensor : IDisposable
                 }
             default:
                 throw new NotSupportedException($"policy hooks do not run on {KernelFeatures.MechanismName(mechanism)}");
+        }
+    }
+
+    /// <summary>The io_uring operation of each attach point whose hooks see it (IORING_OP_OPENAT for sys_enter_openat...):
+    /// the operation's entry in sa_uring_ops, and the point's enter link that stands for it (its hooks are detached with it).</summary>
+    private readonly Dictionary<byte, (uint Ap, BpfLink Enter)> _uringOps = new();
+    private BpfLink? _uringLink;
+
+    /// <summary>io_uring requests that stand for the syscall at <paramref name="target"/> run its hooks (bpf/iouring.bpf.c):
+    /// its operation's entry, and the program at io_uring_submit_req while any operation has one. Operations whose point
+    /// was detached since (its enter link closed: the point id may be another's now) are dropped first.</summary>
+    private void AttachIoUring(string target, uint ap, BpfLink enter)
+    {
+        foreach (var (opcode, _) in _uringOps.Where(o => o.Value.Enter.IsClosed || o.Value.Ap == ap).ToList())
+            DropIoUringOp(opcode);
+        if (Policies.IoUringOps.SubmitTracepointHere is not { } tracepoint || Policies.IoUringOps.Of(target) is not { } op)
+        {
+            if (_uringOps.Count == 0 && _uringLink is not null)
+            {
+                _uringLink.Dispose();
+                _uringLink = null;
+            }
+            return;
+        }
+        var o = Family(ref _ioUring, ObjectSpecs.PolicyIoUring);
+        o.Map(BpfNames.Maps.UringOps).Update(BitConverter.GetBytes((uint)op.Opcode), BitConverter.GetBytes(Policies.IoUringOps.Entry(op, ap)));
+        _uringOps[op.Opcode] = (ap, enter);
+        _uringLink ??= AttachTracepoint(o, BpfNames.Programs.UringSubmit, tracepoint, 0);
+    }
+
+    private void DropIoUringOp(byte opcode)
+    {
+        _ioUring!.Map(BpfNames.Maps.UringOps).Update(BitConverter.GetBytes((uint)opcode), BitConverter.GetBytes(0UL));
+        _uringOps.Remove(opcode);
+    }
+
+    /// <summary>A tracepoint attach point's hooks were detached: its io_uring operation no longer runs them, and without
+    /// any such operation left nothing stays attached to io_uring.</summary>
+    public void DetachIoUring(uint ap)
+    {
+        foreach (var (opcode, _) in _uringOps.Where(o => o.Value.Ap == ap).ToList())
+            DropIoUringOp(opcode);
+        if (_uringOps.Count == 0 && _uringLink is not null)
+        {
+            _uringLink.Dispose();
+            _uringLink = null;
         }
     }
 
@@ -321,6 +379,8 @@ public sealed class PolicySensor : IDisposable
         _loader?.Dispose();
         _enforcer?.Dispose();
         _tpReturn?.Dispose();
+        _uringLink?.Dispose();
+        _ioUring?.Dispose();
         _cgroup?.Dispose();
         _exit.Dispose();
         _core.Dispose();
