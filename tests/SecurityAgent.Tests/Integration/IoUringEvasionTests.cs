@@ -134,20 +134,6 @@ public class IoUringEvasionTests
         }
     }
 
-    private static JsonElement WaitFor(AgentProcess agent, int from, string policy, string passed, string what)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(10);
-        while (true)
-        {
-            var all = agent.Events.All;
-            for (int i = from; i < all.Count; i++)
-                if (PathEvasionTests.Body(all[i], policy) is { } b && PathEvasionTests.Passed(b) == passed)
-                    return b;
-            if (DateTime.UtcNow > deadline)
-                throw new TimeoutException($"no {policy} event for {what} ({passed})");
-            Thread.Sleep(50);
-        }
-    }
 
     [Theory]
     [InlineData("monitor")]
@@ -166,7 +152,7 @@ public class IoUringEvasionTests
                 Assert.True(r.Code == 0 && r.Stdout == "TOP-SECRET\n", $"{what}: monitor mode must not stop the read: {r.Code} '{r.Stdout}' {r.Stderr}");
             else
                 Assert.True(r.Code == 137 && r.Stdout == "", $"{what}: expected SIGKILL before any output, got {r.Code} '{r.Stdout}' {r.Stderr}");
-            var body = WaitFor(agent, from, policy, passed, what);
+            var body = PathEvasionTests.WaitFor(agent, from, policy, passed, what);
             Assert.Equal(s.Secret, body.GetProperty("args")[0].GetProperty("string_arg").GetString());
             var ext = body.GetProperty("securityagent");
             Assert.True(ext.TryGetProperty("io_uring", out var uring) && uring.GetBoolean(), $"{what}: securityagent.io_uring missing: {body}");

@@ -106,6 +106,23 @@ public class PathEvasionTests
         return null;
     }
 
+    /// <summary>The first event of <paramref name="policy"/> for <paramref name="passed"/> among those exported after
+    /// the first <paramref name="from"/>.</summary>
+    internal static JsonElement WaitFor(AgentProcess agent, int from, string policy, string passed, string what)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (true)
+        {
+            var all = agent.Events.All;
+            for (int i = from; i < all.Count; i++)
+                if (Body(all[i], policy) is { } b && Passed(b) == passed)
+                    return b;
+            if (DateTime.UtcNow > deadline)
+                throw new TimeoutException($"no {policy} event for {what} ({passed})");
+            Thread.Sleep(50);
+        }
+    }
+
     private static JsonElement WaitForPassed(AgentProcess agent, string policy, string passed, string what) =>
         Body(agent.Events.WaitFor(e => Body(e, policy) is { } b && Passed(b) == passed, $"{policy} event for {what} ({passed})"), policy)!.Value;
 

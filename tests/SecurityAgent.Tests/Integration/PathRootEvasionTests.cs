@@ -214,23 +214,6 @@ public class PathRootEvasionTests
         }
     }
 
-    /// <summary>The first event of <paramref name="policy"/> for <paramref name="passed"/> among those exported after
-    /// the first <paramref name="from"/>.</summary>
-    private static JsonElement WaitFor(AgentProcess agent, int from, string policy, string passed, string what)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(10);
-        while (true)
-        {
-            var all = agent.Events.All;
-            for (int i = from; i < all.Count; i++)
-                if (PathEvasionTests.Body(all[i], policy) is { } b && PathEvasionTests.Passed(b) == passed)
-                    return b;
-            if (DateTime.UtcNow > deadline)
-                throw new TimeoutException($"no {policy} event for {what} ({passed})");
-            Thread.Sleep(50);
-        }
-    }
-
     private static bool AtExit(JsonElement body) =>
         body.GetProperty("securityagent").TryGetProperty("matched_at_exit", out var x) && x.GetBoolean();
 
@@ -260,7 +243,7 @@ public class PathRootEvasionTests
         {
             int from = agent.Events.All.Count;
             AssertRun(Run.Wait(s.Tool, args), mode, what);
-            var body = WaitFor(agent, from, open2, passed, what);
+            var body = PathEvasionTests.WaitFor(agent, from, open2, passed, what);
             Assert.Equal(s.Secret, body.GetProperty("args")[0].GetProperty("string_arg").GetString());
             Assert.True(atExit == AtExit(body), $"{what}: matched_at_exit should be {atExit}");
             Assert.Equal(mode == "enforce", body.GetProperty("securityagent").GetProperty("enforced").GetBoolean());
@@ -269,7 +252,7 @@ public class PathRootEvasionTests
         {
             int from = agent.Events.All.Count;
             AssertRun(Run.Wait(file, args), mode, what);
-            var body = WaitFor(agent, from, rooted, passed, what);
+            var body = PathEvasionTests.WaitFor(agent, from, rooted, passed, what);
             Assert.Equal(resolved, body.GetProperty("args")[0].GetProperty("string_arg").GetString());
             Assert.Equal(mode == "enforce", body.GetProperty("securityagent").GetProperty("enforced").GetBoolean());
         }
@@ -296,20 +279,20 @@ public class PathRootEvasionTests
         var tool = s.Dir.File("bins/tool");
 
         Assert.Equal(expected, Run.Wait(s.Tool, ["execveat", s.Bins, "tool"]).Code);
-        var rel = WaitFor(agent, 0, policy, "tool", "execveat(dirfd, \"tool\")");
+        var rel = PathEvasionTests.WaitFor(agent, 0, policy, "tool", "execveat(dirfd, \"tool\")");
         Assert.Equal(tool, rel.GetProperty("args")[0].GetProperty("string_arg").GetString());
         Assert.False(AtExit(rel));
 
         // AT_EMPTY_PATH on an O_PATH fd opened through a symlink elsewhere: the fd is the binary itself.
         Assert.Equal(expected, Run.Wait(s.Tool, ["execveat-fd", s.Dir.File("elsewhere/alias")]).Code);
-        var fd = WaitFor(agent, 0, policy, tool, "execveat(fd, \"\", AT_EMPTY_PATH)");
+        var fd = PathEvasionTests.WaitFor(agent, 0, policy, tool, "execveat(fd, \"\", AT_EMPTY_PATH)");
         Assert.Equal(tool, fd.GetProperty("args")[0].GetProperty("string_arg").GetString());
         Assert.Equal(mode == "enforce", fd.GetProperty("securityagent").GetProperty("enforced").GetBoolean());
 
         // execveat(dirfd, "alias") through a symlink: only the executed file can tell (checked at sched_process_exec:
         // 6.18 does not fire sys_exit_execveat after an execveat that succeeded).
         Assert.Equal(expected, Run.Wait(s.Tool, ["execveat", s.Dir.File("elsewhere"), "alias"]).Code);
-        var link = WaitFor(agent, 0, policy, "alias", "execveat(dirfd, \"alias\") through a symlink");
+        var link = PathEvasionTests.WaitFor(agent, 0, policy, "alias", "execveat(dirfd, \"alias\") through a symlink");
         Assert.Equal(tool, link.GetProperty("args")[0].GetProperty("string_arg").GetString());
         Assert.True(AtExit(link));
         Assert.Equal(mode == "enforce", link.GetProperty("securityagent").GetProperty("enforced").GetBoolean());
@@ -342,7 +325,7 @@ public class PathRootEvasionTests
         {
             int from = agent.Events.All.Count;
             AssertRun(Run.Wait(file, args), mode, what);
-            var body = WaitFor(agent, from, policy, passed, what);
+            var body = PathEvasionTests.WaitFor(agent, from, policy, passed, what);
             Assert.True(resolved == body.GetProperty("args")[0].GetProperty("string_arg").GetString(), $"{what}: {body}");
             Assert.True(s.Secret == HostArg(body), $"{what}: host_args should hold {s.Secret}: {body}");
             Assert.True(atExit == AtExit(body), $"{what}: matched_at_exit should be {atExit}");
@@ -357,7 +340,7 @@ public class PathRootEvasionTests
         // The host's own read of the secret is caught by its one path, with no host_args.
         int own = agent.Events.All.Count;
         AssertRun(Run.Wait(s.Tool, ["cat", s.Secret]), mode, "the host's read");
-        Assert.Null(HostArg(WaitFor(agent, own, policy, s.Secret, "the host's read")));
+        Assert.Null(HostArg(PathEvasionTests.WaitFor(agent, own, policy, s.Secret, "the host's read")));
         Thread.Sleep(500);
         Assert.DoesNotContain(agent.Events.All.Skip(after).Take(own - after), e => PathEvasionTests.Body(e, policy) is not null);
     }
@@ -374,7 +357,7 @@ public class PathRootEvasionTests
         var link = s.Dir.File("elsewhere/innocent.txt");
         Assert.Equal(0, Run.Wait("/usr/bin/ln", [s.Secret, link]).Code);
         AssertRun(Run.Wait(s.Tool, ["cat", link]), mode, "a hard link made after loading");
-        var body = WaitFor(agent, 0, policy, link, "a hard link made after loading");
+        var body = PathEvasionTests.WaitFor(agent, 0, policy, link, "a hard link made after loading");
         Assert.True(AtExit(body));
         Assert.Equal(mode == "enforce", body.GetProperty("securityagent").GetProperty("enforced").GetBoolean());
         int after = agent.Events.All.Count;
