@@ -97,7 +97,7 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
     public void RefreshScopes()
     {
         lock (_lock)
-            if (_sensor is not null) Scopes?.Refresh(_sensor);
+            Scopes?.Refresh(_sensor); // fanotify's pod scopes need no policy programs, only the pods
     }
 
     /// <summary>Takes the policy programs' load, begun on the shared maps beside the process sensor's (verification takes

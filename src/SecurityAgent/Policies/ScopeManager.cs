@@ -65,20 +65,23 @@ public sealed class ScopeManager(PodCache pods, CgroupMap cgroups)
         lock (_scopes) _sets.Remove(set);
     }
 
-    public void Refresh(PolicySensor sensor)
+    /// <param name="sensor">The policy programs' maps, for the kernel's scopes; null while those programs are still
+    /// loading (no kernel scope exists then: <see cref="Add"/> needs them), and the user-space sets are still refreshed.</param>
+    public void Refresh(PolicySensor? sensor)
     {
         lock (_scopes)
         {
             if (_scopes.Count == 0 && _sets.Count == 0) return;
             var containers = ContainerCgroups();
-            foreach (var (id, (scope, current)) in _scopes)
-            {
-                var wanted = Wanted(scope, containers);
-                foreach (var cg in wanted.Except(current)) sensor.Map(Bpf.BpfNames.Maps.Scope).Update(Key(id, cg), [1]);
-                foreach (var cg in current.Except(wanted)) sensor.Map(Bpf.BpfNames.Maps.Scope).Delete(Key(id, cg));
-                current.Clear();
-                current.UnionWith(wanted);
-            }
+            if (sensor is not null)
+                foreach (var (id, (scope, current)) in _scopes)
+                {
+                    var wanted = Wanted(scope, containers);
+                    foreach (var cg in wanted.Except(current)) sensor.Map(Bpf.BpfNames.Maps.Scope).Update(Key(id, cg), [1]);
+                    foreach (var cg in current.Except(wanted)) sensor.Map(Bpf.BpfNames.Maps.Scope).Delete(Key(id, cg));
+                    current.Clear();
+                    current.UnionWith(wanted);
+                }
             foreach (var set in _sets)
                 set.Publish(Wanted(set.Scope, containers));
         }

@@ -79,14 +79,15 @@ public class PolicyObjectLoadingTests
         engine.Load(Compile(Lseek(cat)));
         Assert.Equal(["tracepoint", "tpexit"], engine.PolicyObjects);
 
-        // An open is looked up again at its exit (that program, in an object of its own, was loaded with the enter's).
+        // An open is looked up again at its exit (that program, in an object of its own, was loaded with the enter's);
+        // the first openat hook also loads the io_uring object, so IORING_OP_OPENAT requests run it too.
         var open = engine.Load(Compile(TestPolicies.OpenatKill("objects-open", cat, dir.File("secret"), mode: "monitor")));
-        Assert.Equal(["tracepoint", "tpexit"], engine.PolicyObjects);
+        Assert.Equal(["tracepoint", "tpexit", "iouring"], engine.PolicyObjects);
         Assert.Equal(2, engine.AttachPoints.Single(p => p.Point.EndsWith("sys_enter_openat")).Links);
 
         // return: true on a syscall: the return program's object, attached at sys_exit_openat.
         var ret = engine.Load(Compile(OpenReturn(cat, dir.Path)));
-        Assert.Equal(["tracepoint", "tpexit", "tpret"], engine.PolicyObjects);
+        Assert.Equal(["tracepoint", "tpexit", "tpret", "iouring"], engine.PolicyObjects);
 
         // The exit check matches the open through a symlink (on the file it opened), and the return program, in its own
         // object, posts the return hook's event the enter kept in the shared maps.
