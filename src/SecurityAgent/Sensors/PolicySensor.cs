@@ -25,23 +25,32 @@ public sealed class PolicySensor : IDisposable
     private readonly Dictionary<string, BpfObject> _lsm = new(), _fmodRet = new(), _fexit = new();
     private Microsoft.Win32.SafeHandles.SafeFileHandle? _cgroup;
 
-    private PolicySensor(BpfObject maps, BpfObject core, BpfObject exit) => (_maps, _core, _exit) = (maps, core, exit);
+    private PolicySensor(BpfObject maps, BpfObject core, BpfObject exit, BpfObject? ioUring) =>
+        (_maps, _core, _exit, _ioUring) = (maps, core, exit, ioUring);
 
     /// <summary>Loads the enter and the exit-check programs on <paramref name="maps"/> (which stay the caller's), the
-    /// exit's on a thread of its own: the verifier runs in the loading thread, so the two are checked side by side.</summary>
+    /// exit's on a thread of its own: the verifier runs in the loading thread, so the two are checked side by side. Then
+    /// the io_uring program where the kernel has its tracepoint, so the first openat policy only attaches it; if it does
+    /// not load here, the first policy that needs it loads it again and fails with the reason.</summary>
     public static PolicySensor Load(BpfObject maps)
     {
         var exit = ParallelLoad.Start(() => BpfObject.Load(ObjectSpecs.PolicyTracepointExit, maps));
         var enter = ParallelLoad.Beside(exit, () => BpfObject.Load(ObjectSpecs.PolicyTracepoint, maps));
+        BpfObject exitObject;
         try
         {
-            return new(maps, enter, exit.GetAwaiter().GetResult());
+            exitObject = exit.GetAwaiter().GetResult();
         }
         catch
         {
             enter.Dispose();
             throw;
         }
+        BpfObject? ioUring = null;
+        if (Policies.IoUringOps.SubmitTracepointHere is not null)
+            try { ioUring = BpfObject.Load(ObjectSpecs.PolicyIoUring, maps); }
+            catch (Interop.LibbpfException) { }
+        return new(maps, enter, exitObject, ioUring);
     }
 
     public BpfMap Map(string name) => _maps.Map(name);
