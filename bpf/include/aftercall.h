@@ -59,6 +59,7 @@ struct sa_note_arg {
 static long sa_note_call(__u32 i, struct sa_note_arg *a)
 {
 	struct sa_run *r = a->r;
+	r->c->ev.note_seq = 0;
 	if (!(r->pt->flags & SA_POINT_EXIT_AFTER_NOTE))
 		return 1;
 	__u32 zero = 0;
@@ -83,6 +84,8 @@ static long sa_note_call(__u32 i, struct sa_note_arg *a)
 	struct sa_note_ctx x = { .c = r->c, .pt = r->pt, .n = n };
 	bpf_loop(r->pt->nargs, sa_note_step, &x, 0);
 	__sync_lock_test_and_set(&n->seq, seq);
+	/* The hook's records of this call carry the seq: the agent tells the kernel's match of a call from its fanotify echo. */
+	r->c->ev.note_seq = seq;
 	return 1;
 }
 

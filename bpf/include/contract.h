@@ -740,5 +740,6 @@ struct policy_event {
 	__u16 host_len;          /* the path as the host sees it, of argument host_arg (a chroot, a container) */
 	__u8 host_arg;
 	__u8 pad1;
+	__u64 note_seq;          /* a name-only call at a point that notes its calls: its sa_after_note's seq (0: none) */
 	char data[SA_EVENT_DATA];
 };

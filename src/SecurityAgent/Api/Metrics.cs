@@ -89,8 +89,8 @@ public static class Metrics
         Add("secagent_fanotify_reports_dropped_total", MetricType.Counter, "Fanotify policy reports dropped because their queue was full.", fan is null ? [] : [One(fan.ReportsDropped)]);
         Add("secagent_fanotify_marks", MetricType.Gauge, "Fanotify marks the agent holds (files, directories, file systems).", s.Fanotify is { } fl ? [One(fl.Marks.Count)] : []);
         var changes = s.PathChanges?.Counters;
-        Add("secagent_path_changes_total", MetricType.Counter, "Changes by name-only syscalls fanotify reported after the call, by outcome (read; posted as a policy event).",
-            changes is { } pc ? [One(pc.Events, ("outcome", "read")), One(pc.Posted, ("outcome", "posted"))] : []);
+        Add("secagent_path_changes_total", MetricType.Counter, "Changes by name-only syscalls fanotify reported after the call, by outcome (read; posted as a policy event; merged: a call whose change fanotify merged into an identical one still queued, reported from the kernel's note of the call).",
+            changes is { } pc ? [One(pc.Events, ("outcome", "read")), One(pc.Posted, ("outcome", "posted")), One(pc.Merged, ("outcome", "merged"))] : []);
         Add("secagent_path_change_overflows_total", MetricType.Counter, "Overflows of the kernel's queue of after-the-call changes (changes lost).",
             changes is { } po ? [One(po.Overflows)] : []);
 

@@ -450,8 +450,9 @@ namespace SecurityAgent.Events
             public const int RetActions = 112;
             public const int HostLen = 116;
             public const int HostArg = 118;
-            public const int Data = 120;
-            public const int Length = 4216;
+            public const int NoteSeq = 120;
+            public const int Data = 128;
+            public const int Length = 4224;
         }
 
         /// <summary>struct sa_point</summary>

@@ -143,6 +143,7 @@ public static class EventDecoder
             ReturnData = flags.HasFlag(PolicyWire.EventFlags.Return) && !data.IsEmpty ? data.ToArray() : null,
             KernelStack = kstack, UserStack = ustack,
             IoUring = raw[Wire.Header.Op] == (byte)Op.IoUring,
+            NoteSeq = U64(raw, PolicyWire.Event.NoteSeq),
             ImaHash = ((Policies.Actions)U32(raw, PolicyWire.Event.Actions)).HasFlag(Policies.Actions.ImaHash) && data.Length >= Contract.ImaHashMax
                 ? ImaHashText((long)U64(raw, PolicyWire.Event.Ret), data[^Contract.ImaHashMax..]) : null,
         };

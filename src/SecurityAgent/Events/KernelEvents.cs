@@ -170,6 +170,10 @@ public sealed record PolicyKernelEvent(
 
     /// <summary>An io_uring request (IORING_OP_OPENAT...) seen by the hooks of the syscall it stands for.</summary>
     public bool IoUring { get; init; }
+
+    /// <summary>A name-only call at a point that notes its calls: the seq of its note (sa_after_notes), the same in the
+    /// kernel's record of the call and in each after-call record the change watcher joined to it; 0 when none.</summary>
+    public ulong NoteSeq { get; init; }
 }
 
 /// <summary>maxData: one chunk of a buffer argument of the thread's next policy event (Pipeline.MaxDataJoiner).</summary>

@@ -53,6 +53,10 @@ public sealed record PolicyMatchEvent(
     /// <summary>imaHash: Tetragon's ima_hash of process_lsm ("sha256:hex").</summary>
     public string? ImaHash { get; init; }
 
+    /// <summary>The thread that made the call (process.tid, as Tetragon: the calling thread's id; the process's pid is
+    /// its thread-group leader's); 0: not known.</summary>
+    public int Tid { get; init; }
+
     public override string Type => Hook.Kind switch
     {
         HookKind.Kprobe => "process_kprobe",

@@ -129,6 +129,8 @@ public sealed class JsonEventFormatter
         w.WriteStartObject(Encoded(ref _type, e.Type));
         if (e is ProcessExecEvent)
             _processes.WriteExec(w, e.Process);
+        else if (e is PolicyMatchEvent { Tid: not 0 } m)
+            _processes.WriteThread(w, ProcessName, e.Process, m.Tid);
         else
             _processes.Write(w, ProcessName, e.Process);
         if (e.Parent is not null)
@@ -481,6 +483,30 @@ internal sealed class ProcessRenderer(BootClock clock, EventFormat format, Redac
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void WriteValue(Utf8JsonWriter w, ProcessInfo p) => w.WriteRawValue(Json(p), skipInputValidation: true);
 
+    private readonly ArrayBufferWriter<byte> _threadBytes = new(1024);
+
+    /// <summary>The process as a thread of it saw it: Tetragon's tid is the calling thread's (a policy event); the rendered
+    /// process with its tid's digits replaced (no rendering when the thread is the one rendered: the leader).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public void WriteThread(Utf8JsonWriter w, JsonEncodedText name, ProcessInfo p, int tid)
+    {
+        var json = Json(p);
+        var r = p.Rendered!;
+        if (tid == (p.Tid == 0 ? p.Pid : p.Tid) || r.TidLength == 0)
+        {
+            Write(w, name, p);
+            return;
+        }
+        Span<byte> digits = stackalloc byte[11];
+        tid.TryFormat(digits, out int n, provider: System.Globalization.CultureInfo.InvariantCulture);
+        _threadBytes.ResetWrittenCount();
+        _threadBytes.Write(json.AsSpan(0, r.TidAt));
+        _threadBytes.Write(digits[..n]);
+        _threadBytes.Write(json.AsSpan(r.TidAt + r.TidLength));
+        w.WritePropertyName(name);
+        w.WriteRawValue(_threadBytes.WrittenSpan, skipInputValidation: true);
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private byte[] Json(ProcessInfo p)
     {
@@ -488,9 +514,9 @@ internal sealed class ProcessRenderer(BootClock clock, EventFormat format, Redac
         {
             _bytes.ResetWrittenCount();
             _writer.Reset(_bytes);
-            WriteObject(_writer, p);
+            var (tidAt, tidLength) = WriteObject(_writer, p);
             _writer.Flush();
-            p.Rendered = r = new RenderedProcess(this, p.Pod, _bytes.WrittenSpan.ToArray());
+            p.Rendered = r = new RenderedProcess(this, p.Pod, _bytes.WrittenSpan.ToArray()) { TidAt = tidAt, TidLength = tidLength };
         }
         return r.Json;
     }
@@ -573,7 +599,8 @@ internal sealed class ProcessRenderer(BootClock clock, EventFormat format, Redac
         w.WriteEndObject();
     }
 
-    private void WriteObject(Utf8JsonWriter w, ProcessInfo p)
+    /// <summary>Writes the process; returns where its tid's digits are in what the writer wrote.</summary>
+    private (int TidAt, int TidLength) WriteObject(Utf8JsonWriter w, ProcessInfo p)
     {
         w.WriteStartObject();
         w.WriteString("exec_id", p.ExecId);
@@ -595,7 +622,10 @@ internal sealed class ProcessRenderer(BootClock clock, EventFormat format, Redac
             WriteCaps(w, "cap", caps);
         if (_namespaces && !p.Namespaces.IsEmpty)
             WriteNamespaces(w, p.Namespaces);
-        w.WriteNumber("tid", p.Tid == 0 ? p.Pid : p.Tid);
+        int tid = p.Tid == 0 ? p.Pid : p.Tid;
+        w.WriteNumber("tid", tid);
+        w.Flush();
+        int tidLength = tid.ToString(System.Globalization.CultureInfo.InvariantCulture).Length, tidAt = (int)w.BytesCommitted - tidLength;
         if (_credentials)
             WriteCredentials(w, p);
         if (p.Container is null && p.Unattributed is null && _users?.Name(p.Creds.Uid) is { } user)
@@ -608,6 +638,7 @@ internal sealed class ProcessRenderer(BootClock clock, EventFormat format, Redac
             WriteEnvironment(w, p);
         w.WriteBoolean("in_init_tree", p.InInitTree);
         w.WriteEndObject();
+        return (tidAt, tidLength);
     }
 
     /// <summary>Tetragon's environment_variables ({"Key", "Value"}, its proto's field names), after the redaction filters
@@ -741,7 +772,13 @@ internal sealed class ProcessRenderer(BootClock clock, EventFormat format, Redac
 }
 
 /// <summary>A process's JSON, with the renderer and the pod it was rendered with.</summary>
-public sealed record RenderedProcess(object By, Containers.PodInfo? Pod, byte[] Json);
+public sealed record RenderedProcess(object By, Containers.PodInfo? Pod, byte[] Json)
+{
+    /// <summary>Where the digits of its tid are in <see cref="Json"/> (a policy event puts its thread's there).</summary>
+    public int TidAt { get; init; }
+
+    public int TidLength { get; init; }
+}
 
 /// <summary>Timestamps as Tetragon writes them (protojson: RFC 3339, UTC, with 9, 6, 3 or no fractional digits, the
 /// fewest that hold the nanoseconds exactly) without a string per event: the text up to the second is kept while events

@@ -23,18 +23,23 @@ public sealed record AfterCallNote(long Seq, int Tid, int Tgid, int Nr, (int Off
 /// sa_after_notes without a syscall. A fanotify change names its thread; <see cref="Join"/> finds that thread's call
 /// that made it: the oldest noted call whose syscall can make the change and whose name ends in the entry's name,
 /// and that has not yet stood for a change of that kind (an unlink is FAN_DELETE and a link count falling: both join
-/// the one call). Calls noted before the one joined are dropped (fanotify reports a thread's changes in call order).
-/// One reader thread (the watcher's).</summary>
+/// the one call). fanotify merges a change into an identical one still queued (same thread, kind and entry: a loop
+/// that unlinks and re-creates one name is a single FAN_CREATE|FAN_DELETE), so <see cref="JoinAll"/> joins every such
+/// call noted before the read that returned the change. Calls noted before the oldest one joined are dropped (their
+/// changes were read earlier, or they failed). One reader thread (the watcher's).</summary>
 public sealed class AfterCallNotes : IDisposable
 {
     private const int Entries = Contract.AfterNotes;
-    private const int PerThread = 16;
     private readonly MappedRegion _ring;
     private readonly Func<int, PathChange> _changesOf;
-    private readonly Dictionary<int, List<(long Seq, PathChange Used)>> _byTid = [];
+    private readonly Dictionary<int, List<Noted>> _byTid = [];
     private readonly byte[] _entry = new byte[W.Length];
     private long _next = 1;
     private long _lost;
+
+    /// <summary>A thread's noted call: the changes it stood for so far, and whether it was joined as the thread's last
+    /// call before a read (it may have been under way then: its change can come in the next read, as a repeat).</summary>
+    private record struct Noted(long Seq, ulong Ktime, PathChange Used, bool Open);
 
     /// <param name="fd">The sa_after_notes map (BPF_F_MMAPABLE).</param>
     /// <param name="changesOf">The changes a syscall (by number) can make; None for another syscall.</param>
@@ -75,8 +80,11 @@ public sealed class AfterCallNotes : IDisposable
                     if (_byTid.Count >= 4 * Entries) Prune();
                     _byTid[tid] = list = [];
                 }
-                if (list.Count >= PerThread) list.RemoveAt(0);
-                list.Add((seq, PathChange.None));
+                // Entries the ring has overwritten since cannot be read again: a thread keeps at most the ring's worth.
+                int stale = 0;
+                while (stale < list.Count && list[stale].Seq <= seq - Entries) stale++;
+                if (stale > 0) list.RemoveRange(0, stale);
+                list.Add(new Noted(seq, BinaryPrimitives.ReadUInt64LittleEndian(head[W.Ktime..]), PathChange.None, false));
             }
             _next++;
         }
@@ -95,32 +103,73 @@ public sealed class AfterCallNotes : IDisposable
     /// level, io_uring, or a note overwritten).</summary>
     public AfterCallNote? Join(int tid, PathChange candidates, ReadOnlySpan<byte> name)
     {
+        var into = new List<AfterCallNote>(1);
+        Join(tid, candidates, name, ulong.MaxValue, into, all: false);
+        return into.Count > 0 ? into[0] : null;
+    }
+
+    /// <summary>Every call of thread <paramref name="tid"/> noted before <paramref name="readAt"/> (boot-time ns, taken
+    /// before the read that returned the change) that made a change of the kinds <paramref name="candidates"/> to the
+    /// entry <paramref name="name"/>: the calls fanotify merged into this one notification, oldest first, added to
+    /// <paramref name="into"/>. A change without a name joins one call. When none is left, the thread's last call of
+    /// an earlier read, if it fits: its change had not been made by then, and it is this one (a repeat the pipeline
+    /// drops by its seq).</summary>
+    public int JoinAll(int tid, PathChange candidates, ReadOnlySpan<byte> name, ulong readAt, List<AfterCallNote> into) =>
+        Join(tid, candidates, name, readAt, into, all: !name.IsEmpty);
+
+    private int Join(int tid, PathChange candidates, ReadOnlySpan<byte> name, ulong readAt, List<AfterCallNote> into, bool all)
+    {
         Sync();
         if (!_byTid.TryGetValue(tid, out var list))
-            return null;
+            return 0;
+        int first = -1, joined = 0, last = -1;
+        for (int i = 0; i < list.Count && list[i].Ktime < readAt; i++)
+            last = i;
         for (int i = 0; i < list.Count; i++)
         {
-            var (seq, used) = list[i];
-            long at = (seq & (Entries - 1)) * W.Length;
-            if ((used & candidates) != 0 || (long)_ring.ReadUInt64Volatile(at + W.Seq) != seq)
+            var n = list[i];
+            if ((n.Used & candidates) != 0 || n.Ktime >= readAt || Read(n, candidates, name) is not { } note)
                 continue;
-            _ring.Copy(at, _entry);
-            if ((long)_ring.ReadUInt64Volatile(at + W.Seq) != seq)
-                continue; // overwritten while read
-            var e = _entry.AsSpan();
-            int nr = BinaryPrimitives.ReadInt32LittleEndian(e[W.Nr..]);
-            var kind = _changesOf(nr) & candidates;
-            if (kind == PathChange.None || !name.IsEmpty && !EndsIn(e, name))
-                continue;
-            list[i] = (seq, used | candidates);
-            list.RemoveRange(0, i);
-            var strings = new List<(int, byte[])>(2);
-            for (int k = 0; k < 2; k++)
-                if (Length(e, k) is var len and > 0)
-                    strings.Add((BinaryPrimitives.ReadUInt16LittleEndian(e[(W.Off + 2 * k)..]), e.Slice(W.Name + k * Contract.StrMax, len).ToArray()));
-            return new AfterCallNote(seq, tid, BinaryPrimitives.ReadInt32LittleEndian(e[W.Tgid..]), nr, strings.ToArray());
+            list[i] = n with { Used = n.Used | candidates, Open = all && i == last };
+            into.Add(note);
+            joined++;
+            if (first < 0) first = i;
+            if (!all) break;
         }
-        return null;
+        if (joined == 0)
+        {
+            for (int i = 0; i < list.Count; i++)
+                if (list[i].Open && (list[i].Used & candidates) != 0 && Read(list[i], candidates, name) is { } again)
+                {
+                    list[i] = list[i] with { Open = false };
+                    into.Add(again);
+                    return 1;
+                }
+            return 0;
+        }
+        list.RemoveRange(0, first);
+        return joined;
+    }
+
+    /// <summary>The noted call, when it is still in the ring, its syscall can make one of the changes and its name ends
+    /// in the entry's.</summary>
+    private AfterCallNote? Read(Noted n, PathChange candidates, ReadOnlySpan<byte> name)
+    {
+        long seq = n.Seq, at = (seq & (Entries - 1)) * W.Length;
+        if ((long)_ring.ReadUInt64Volatile(at + W.Seq) != seq)
+            return null;
+        _ring.Copy(at, _entry);
+        if ((long)_ring.ReadUInt64Volatile(at + W.Seq) != seq)
+            return null; // overwritten while read
+        var e = _entry.AsSpan();
+        int nr = BinaryPrimitives.ReadInt32LittleEndian(e[W.Nr..]);
+        if ((_changesOf(nr) & candidates) == PathChange.None || !name.IsEmpty && !EndsIn(e, name))
+            return null;
+        var strings = new List<(int, byte[])>(2);
+        for (int k = 0; k < 2; k++)
+            if (Length(e, k) is var len and > 0)
+                strings.Add((BinaryPrimitives.ReadUInt16LittleEndian(e[(W.Off + 2 * k)..]), e.Slice(W.Name + k * Contract.StrMax, len).ToArray()));
+        return new AfterCallNote(seq, BinaryPrimitives.ReadInt32LittleEndian(e[W.Tid..]), BinaryPrimitives.ReadInt32LittleEndian(e[W.Tgid..]), nr, strings.ToArray());
     }
 
     private static int Length(ReadOnlySpan<byte> e, int k) => Math.Min((int)BinaryPrimitives.ReadUInt16LittleEndian(e[(W.Len + 2 * k)..]), Contract.StrMax - 1);

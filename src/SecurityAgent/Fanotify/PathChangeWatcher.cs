@@ -47,13 +47,15 @@ public sealed partial class PathChangeWatcher : IDisposable
     private const int MaxFiles = 65536; // files watched by inode: those named at load, and those created under a Prefix since
     private const int MaxHandle = 136; // MAX_HANDLE_SZ and the handle's 8-byte header
     private readonly byte[] _scratch = new byte[4096];
-    private long _events, _posted, _overflows;
+    private long _events, _posted, _overflows, _merged;
     private volatile bool _stopping;
 
     public IReadOnlyList<string> MarkedDirectories { get; }
 
-    /// <summary>Changes read / posted, and queue overflows (changes the kernel dropped).</summary>
-    public (long Events, long Posted, long Overflows) Counters => (Interlocked.Read(ref _events), Interlocked.Read(ref _posted), Interlocked.Read(ref _overflows));
+    /// <summary>Changes read / posted, queue overflows (changes the kernel dropped), and calls whose change fanotify merged
+    /// into another call's notification (same thread, kind and entry, still queued): each reported from its note.</summary>
+    public (long Events, long Posted, long Overflows, long Merged) Counters =>
+        (Interlocked.Read(ref _events), Interlocked.Read(ref _posted), Interlocked.Read(ref _overflows), Interlocked.Read(ref _merged));
 
     public PathChangeWatcher(IReadOnlyList<PathChangeHook> hooks, Func<PolicyKernelEvent, bool> post, ILogger? log = null, AfterCallNotes? notes = null)
     {
@@ -146,7 +148,7 @@ public sealed partial class PathChangeWatcher : IDisposable
     {
         var buffer = new byte[64 * 1024];
         Span<Libc.PollFd> fds = stackalloc Libc.PollFd[2];
-        var seen = new HashSet<(uint, int, string)>();
+        var seen = new HashSet<(uint, int, string, long)>();
         try
         {
             while (!_stopping)
@@ -155,13 +157,15 @@ public sealed partial class PathChangeWatcher : IDisposable
                 fds[1] = new Libc.PollFd { Fd = (int)_stop.DangerousGetHandle(), Events = Libc.POLLIN };
                 Libc.Poll(fds, -1);
                 if (fds[1].Revents != 0) return;
+                // The calls a change of this read can stand for were noted before it.
+                ulong readAt = (ulong)Libc.ClockNs(Libc.CLOCK_BOOTTIME);
                 int n = Libc.Read(_group, buffer, "read(fanotify)");
                 seen.Clear(); // a rename of a watched file comes as FAN_RENAME and FAN_MOVE_SELF in one read: one event
                 for (int at = 0; at + Libc.FanotifyMetadataLength <= n;)
                 {
                     int len = (int)BinaryPrimitives.ReadUInt32LittleEndian(buffer.AsSpan(at));
                     if (len < Libc.FanotifyMetadataLength || at + len > n) break;
-                    try { OnEvent(buffer.AsSpan(at, len), seen); }
+                    try { OnEvent(buffer.AsSpan(at, len), seen, readAt); }
                     catch (Exception e) when (e is not OutOfMemoryException) { LogEventFailed(_log, e.Message); }
                     at += len;
                 }
@@ -181,7 +185,7 @@ public sealed partial class PathChangeWatcher : IDisposable
         public bool Present;
     }
 
-    private void OnEvent(ReadOnlySpan<byte> e, HashSet<(uint, int, string)> seen)
+    private void OnEvent(ReadOnlySpan<byte> e, HashSet<(uint, int, string, long)> seen, ulong readAt)
     {
         Interlocked.Increment(ref _events);
         ulong mask = BinaryPrimitives.ReadUInt64LittleEndian(e[8..]);
@@ -256,10 +260,24 @@ public sealed partial class PathChangeWatcher : IDisposable
             return;
         if (first is null && second is null)
             return;
-        // The call that made it, as the kernel noted it at entry: its syscall and the strings it passed. Without one (a
-        // call the notes missed: io_uring, an overwritten note), the change is told by the file's stat.
-        var note = _notes?.Join(tid, candidates, name);
-        var change = note is not null ? _changesOf(note.Nr) & candidates : Guess(mask, candidates, first, dir.Present);
+        // The calls that made it, as the kernel noted them at entry: their syscall and the strings they passed. fanotify
+        // merges identical changes of a thread still queued into one notification: each call it stands for is an event.
+        // Without a note (a call the notes missed: io_uring, an overwritten note), the change is told by the file's stat.
+        _joined.Clear();
+        int calls = _notes?.JoinAll(tid, candidates, name, readAt, _joined) ?? 0;
+        if (calls > 1)
+            Interlocked.Add(ref _merged, calls - 1);
+        for (int c = 0; c < Math.Max(calls, 1); c++)
+            Post(calls > 0 ? _joined[c] : null, mask, candidates, first, second, dir.Present, tid, seen);
+    }
+
+    private readonly List<AfterCallNote> _joined = [];
+
+    /// <summary>The change as the events of the hooks it matches, for the call <paramref name="note"/> (null: unknown).</summary>
+    private void Post(AfterCallNote? note, ulong mask, PathChange candidates, string? first, string? second, bool named, int tid,
+        HashSet<(uint, int, string, long)> seen)
+    {
+        var change = note is not null ? _changesOf(note.Nr) & candidates : Guess(mask, candidates, first, named);
         if ((change & PathChange.Link) != 0 && (mask & Libc.FAN_CREATE) != 0)
             (first, second) = (null, first); // the new name of a link is its second
         if (change == PathChange.None)
@@ -271,7 +289,9 @@ public sealed partial class PathChangeWatcher : IDisposable
             var hook = _hooks[h];
             if ((note is not null ? hook.Nr != note.Nr : (hook.Changes & change) == 0) || !Passes(h, firstBytes, secondBytes))
                 continue;
-            if (!seen.Add((hook.HookId, pid, first ?? second!)))
+            // One event per call and hook in a read: a rename of a watched file is FAN_RENAME and FAN_MOVE_SELF; without
+            // a note, per path.
+            if (!seen.Add((hook.HookId, pid, note is null ? first ?? second! : "", note?.Seq ?? 0)))
                 continue;
             var strings = new byte[hook.Args][];
             byte[]?[]? passed = null;
@@ -284,7 +304,7 @@ public sealed partial class PathChangeWatcher : IDisposable
                     (passed ??= new byte[hook.Args][])[slot] = raw;
             }
             var record = new PolicyKernelEvent((ulong)Libc.ClockNs(Libc.CLOCK_BOOTTIME), pid, tid, hook.HookId, 0, 0, 0, 0,
-                new ulong[hook.Args], strings, passed) { AfterCall = true };
+                new ulong[hook.Args], strings, passed) { AfterCall = true, NoteSeq = (ulong)(note?.Seq ?? 0) };
             if (_post(record)) Interlocked.Increment(ref _posted);
         }
     }

@@ -88,6 +88,7 @@ public sealed class Decider(IReadOnlyDictionary<uint, HookInfo> hooks, EventPipe
             UserStackTrace = Stack(e, Actions.UserStack, e.UserStack, p),
             ImaHash = e.ImaHash,
             IoUring = e.IoUring,
+            Tid = e.Tid,
         });
     }
 

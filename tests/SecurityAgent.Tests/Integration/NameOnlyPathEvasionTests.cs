@@ -31,6 +31,32 @@ public class NameOnlyPathEvasionTests
         }
         """;
 
+    private const string LoopSource = """
+        #include <fcntl.h>
+        #include <stdio.h>
+        #include <stdlib.h>
+        #include <string.h>
+        #include <unistd.h>
+        #include <sys/syscall.h>
+        /* loop REAL LINK NAME N MODE: N times, creates REAL/NAME, then unlinks it by its own syscall number through
+           LINK/NAME (MODE "link"), or every other time through REAL/NAME (MODE "alternate"). Exit 0 when every call
+           succeeded. */
+        int main(int argc, char **argv) {
+            char real[4096], link[4096];
+            int n = atoi(argv[4]);
+            snprintf(real, sizeof real, "%s/%s", argv[1], argv[3]);
+            snprintf(link, sizeof link, "%s/%s", argv[2], argv[3]);
+            for (int i = 0; i < n; i++) {
+                int fd = open(real, O_CREAT | O_WRONLY, 0600);
+                if (fd < 0) return 2;
+                close(fd);
+                const char *name = !strcmp(argv[5], "alternate") && i % 2 ? real : link;
+                if (syscall(SYS_unlink, name) != 0) return 1;
+            }
+            return 0;
+        }
+        """;
+
     private static readonly string[] Calls = ["unlink", "rename", "chmod", "chown", "mkdir", "truncate", "link"];
 
     /// <summary>protected/ holds the files the policy watches; elsewhere/p is a symlink to protected/, elsewhere/hl-* are
@@ -184,6 +210,48 @@ public class NameOnlyPathEvasionTests
         Assert.True(Value("secagent_path_changes_total{outcome=\"posted\"}") >= s.Evasions().Count(), text);
         Assert.True(Value("secagent_path_changes_total{outcome=\"read\"}") >= Value("secagent_path_changes_total{outcome=\"posted\"}"));
         Assert.Equal(0, Value("secagent_path_change_overflows_total"));
+    }
+
+    [Fact]
+    public void Fifty_unlinks_through_a_symlinked_parent_are_fifty_events_and_a_call_the_kernel_matched_at_entry_is_one_of_them()
+    {
+        const int N = 50;
+        using var s = new Scene();
+        var loop = CProgram.Build(s.Dir, "victim-loop", LoopSource, "-O1");
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = s.Policy("names-loop", "monitor").Replace($"[\"{s.Op}\"]", $"[\"{s.Op}\", \"{loop}\"]") },
+            "--export-extensions");
+        Assert.Contains("Policy names-loop loaded", agent.Stderr);
+        string link = Path.Combine(s.Elsewhere, "p");
+
+        List<JsonElement> Unlinks(string name) => agent.Events.Where(e => Body(e, "names-loop") is { } b
+            && Function(b).EndsWith("sys_unlink", StringComparison.Ordinal) && Arg0(b) == s.Protected + "/" + name).Select(e => Body(e, "names-loop")!.Value).ToList();
+
+        // Every call through the link is reported after it, each with the string it passed: fanotify merges the same
+        // change of the same thread while it is queued, and each call it merged is still its own event.
+        var r = Run.Wait(loop, [s.Protected, link, "x1", N.ToString(System.Globalization.CultureInfo.InvariantCulture), "link"]);
+        Assert.True(r.Code == 0, $"the loop must succeed in monitor mode: {r.Code} {r.Stderr}");
+        // Half direct, half through the link: the direct ones the kernel matches at entry, each reported once.
+        r = Run.Wait(loop, [s.Protected, link, "x2", N.ToString(System.Globalization.CultureInfo.InvariantCulture), "alternate"]);
+        Assert.True(r.Code == 0, $"the alternating loop must succeed: {r.Code} {r.Stderr}");
+        // A marker after both loops: once its event is in, the loops' after-call events were read before it.
+        Assert.Equal(0, Run.Wait(s.Op, ["unlink", link + "/u1"]).Code);
+        WaitFor(agent, "names-loop", "unlink", s.Protected + "/u1", "the marker unlink");
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while ((Unlinks("x1").Count < N || Unlinks("x2").Count < N) && DateTime.UtcNow < deadline)
+            Thread.Sleep(100);
+        Thread.Sleep(1000); // no repeat comes later
+
+        var x1 = Unlinks("x1");
+        Assert.Equal(N, x1.Count);
+        Assert.All(x1, b =>
+        {
+            var ext = b.GetProperty("securityagent");
+            Assert.True(ext.GetProperty("matched_at_exit").GetBoolean());
+            Assert.Equal(link + "/x1", ext.GetProperty("passed_args")[0].GetProperty("string_arg").GetString());
+        });
+        var x2 = Unlinks("x2");
+        Assert.Equal(N, x2.Count);
+        Assert.Equal(N / 2, x2.Count(b => b.GetProperty("securityagent").TryGetProperty("matched_at_exit", out _)));
     }
 
     [Fact]

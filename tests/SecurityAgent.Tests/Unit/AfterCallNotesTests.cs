@@ -35,11 +35,12 @@ public class AfterCallNotesTests
 
         public AfterCallNotes Open() => new((int)_file.SafeFileHandle.DangerousGetHandle(), ChangesOf);
 
-        public void Note(int tid, int nr, string name, int offset = 16)
+        public void Note(int tid, int nr, string name, int offset = 16, ulong ktime = 0)
         {
             var e = new byte[W.Length];
             long seq = ++_seq;
             BinaryPrimitives.WriteUInt64LittleEndian(e.AsSpan(W.Seq), (ulong)seq);
+            BinaryPrimitives.WriteUInt64LittleEndian(e.AsSpan(W.Ktime), ktime);
             BinaryPrimitives.WriteInt32LittleEndian(e.AsSpan(W.Tid), tid);
             BinaryPrimitives.WriteInt32LittleEndian(e.AsSpan(W.Tgid), tid + 1000);
             BinaryPrimitives.WriteInt32LittleEndian(e.AsSpan(W.Nr), nr);
@@ -109,5 +110,39 @@ public class AfterCallNotesTests
         Assert.Null(notes.Join(7, PathChange.Mode, "c1"u8));
         ring.Note(7, Chmod, "/p/c1");
         Assert.NotNull(notes.Join(7, PathChange.Mode, "c1"u8));
+    }
+
+    [Fact]
+    public void A_change_fanotify_merged_joins_every_call_of_its_thread_that_made_it_before_the_read_and_none_after()
+    {
+        using var ring = new Ring();
+        using var notes = ring.Open();
+        for (int i = 0; i < 50; i++)
+            ring.Note(7, Unlink, "/elsewhere/p/x1", ktime: 100 + (ulong)i);
+        ring.Note(7, Chmod, "/elsewhere/p/c1", ktime: 200); // another change of the thread, read in the same batch
+        ring.Note(7, Unlink, "/elsewhere/p/x1", ktime: 1_000); // after the read: a later notification's
+        var joined = new List<AfterCallNote>();
+        Assert.Equal(50, notes.JoinAll(7, PathChange.Delete, "x1"u8, 500, joined));
+        Assert.Equal(50, joined.Select(n => n.Seq).Distinct().Count());
+        Assert.All(joined, n => Assert.Equal("/elsewhere/p/x1", Encoding.UTF8.GetString(n.Passed(16)!)));
+        Assert.Equal(Chmod, notes.Join(7, PathChange.Mode | PathChange.Owner, "c1"u8)!.Nr);
+        joined.Clear();
+        Assert.Equal(1, notes.JoinAll(7, PathChange.Delete, "x1"u8, 2_000, joined));
+        Assert.Equal(52, joined[0].Seq);
+    }
+
+    [Fact]
+    public void The_last_call_of_a_thread_before_a_read_is_joined_again_by_its_change_in_the_next_read_with_the_same_seq()
+    {
+        using var ring = new Ring();
+        using var notes = ring.Open();
+        ring.Note(7, Unlink, "/p/x1", ktime: 100);
+        ring.Note(7, Unlink, "/p/x1", ktime: 200); // under way when the first change was read
+        var joined = new List<AfterCallNote>();
+        Assert.Equal(2, notes.JoinAll(7, PathChange.Delete, "x1"u8, 300, joined));
+        var again = new List<AfterCallNote>();
+        Assert.Equal(1, notes.JoinAll(7, PathChange.Delete, "x1"u8, 400, again));
+        Assert.Equal(joined[1].Seq, again[0].Seq);
+        Assert.Equal(0, notes.JoinAll(7, PathChange.Delete, "x1"u8, 500, again)); // once
     }
 }

@@ -46,6 +46,25 @@ public class JsonFormatTests
         JsonDocument.Parse(line).RootElement.GetProperty(type).GetProperty("args").GetRawText();
 
     [Fact]
+    public void A_policy_event_of_a_thread_carries_the_threads_tid_and_the_leaders_pid_and_the_process_stays_the_leaders_elsewhere()
+    {
+        var p = Proc(20, null);
+        var f = new JsonEventFormatter("n1", new BootClock(1_700_000_000_000_000_000), new EventFormat { ProcessCredentials = true });
+        JsonElement Process(AgentEvent e, string type) => JsonDocument.Parse(Encoding.UTF8.GetString(f.Render(e))).RootElement.GetProperty(type).GetProperty("process");
+
+        var byThread = Match(HookKind.Tracepoint, "syscalls/sys_enter_openat", [], [], [], process: p) with { Tid = 12345 };
+        var thread = Process(byThread, "process_tracepoint");
+        Assert.Equal((20, 12345), (thread.GetProperty("pid").GetInt32(), thread.GetProperty("tid").GetInt32()));
+        AssertValid(Encoding.UTF8.GetString(f.Render(byThread)));
+        var byLeader = Match(HookKind.Kprobe, "__x64_sys_openat", [], [], [], process: p) with { Tid = 20 };
+        Assert.Equal(20, Process(byLeader, "process_kprobe").GetProperty("tid").GetInt32());
+        // The process's own rendering (its exec, and as a parent) keeps the leader's tid.
+        var exec = Process(new ProcessExecEvent(1, p, null), "process_exec");
+        Assert.Equal((20, 20), (exec.GetProperty("pid").GetInt32(), exec.GetProperty("tid").GetInt32()));
+        Assert.Equal(thread.GetRawText().Replace("\"tid\":12345", "\"tid\":20"), exec.GetRawText());
+    }
+
+    [Fact]
     public void An_exec_event_has_tetragons_shape_and_validates_against_the_schema()
     {
         var line = Render(new ProcessExecEvent(2_000_000_000, Proc(20, ExecId.Make("n1", 1, 10)), Proc(10, null)));

@@ -97,6 +97,15 @@ public class OtlpMappingTests
     }
 
     [Fact]
+    public void A_policy_event_names_the_calling_thread_in_thread_id_and_the_process_by_its_pid()
+    {
+        var hit = new PolicyMatchEvent(1, Proc(), null, "reads", Hook(HookKind.Tracepoint, "syscalls/sys_enter_openat"), "KPROBE_ACTION_POST", Enforce: false,
+            Enforced: false, SafetyRefused: false, "kernel", []) { Tid = 4321 };
+        var a = Attributes(OtlpMapping.ToLogRecord(hit, "{}", new BootClock(0)));
+        Assert.Equal((42L, 4321L), (a["process.pid"].IntValue, a["thread.id"].IntValue));
+    }
+
+    [Fact]
     public void Severity_numbers_are_the_specifications()
     {
         // opentelemetry-proto logs.proto: SEVERITY_NUMBER_INFO = 9, WARN = 13, ERROR = 17.

@@ -79,8 +79,27 @@ public class PathChangeTests
         Assert.Contains("not matched after the call", PathArguments.Explain(hook, hook.Args[0], Cmp.Prefix));
     }
 
-    private static PolicyKernelEvent Event(string path, ulong ktime, bool afterCall) =>
-        new(ktime, 10, 10, 3, 0, 0, 0, 0, [0], [Encoding.UTF8.GetBytes(path)]) { AfterCall = afterCall };
+    private static PolicyKernelEvent Event(string path, ulong ktime, bool afterCall, ulong seq = 0) =>
+        new(ktime, 10, 10, 3, 0, 0, 0, 0, [0], [Encoding.UTF8.GetBytes(path)]) { AfterCall = afterCall, NoteSeq = seq };
+
+    [Fact]
+    public void Calls_are_told_apart_by_their_note_so_repeated_calls_on_one_path_are_each_reported_and_a_kernel_match_and_its_echo_are_one()
+    {
+        var m = new AfterCallMatches();
+        m.Cover(3, [0]);
+        // 50 unlinks of one path by one process within a millisecond, each its own call (seq): 50 reports.
+        for (ulong i = 1; i <= 50; i++)
+            Assert.False(m.Repeats(Event("/etc/shadow", 1_000 + i, afterCall: true, seq: i)));
+        // The second notification of a call (FAN_DELETE, then the watched file's link count) joins the same note.
+        Assert.True(m.Repeats(Event("/etc/shadow", 2_000, afterCall: true, seq: 50)));
+        // The kernel matched call 51 at entry: its echo is a repeat; call 52, not matched at entry, is reported.
+        m.Kernel(Event("/etc/shadow", 3_000, afterCall: false, seq: 51));
+        Assert.True(m.Repeats(Event("/etc/shadow", 3_001, afterCall: true, seq: 51)));
+        Assert.False(m.Repeats(Event("/etc/shadow", 3_002, afterCall: true, seq: 52)));
+        // Another hook's report of the same call is its own event.
+        m.Cover(4, [0]);
+        Assert.False(m.Repeats(Event("/etc/shadow", 3_003, afterCall: true, seq: 52) with { HookId = 4 }));
+    }
 
     [Fact]
     public void A_call_the_kernel_matched_at_entry_is_not_reported_again_after_it_and_two_notifications_of_one_change_are_one()

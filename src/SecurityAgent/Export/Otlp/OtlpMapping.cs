@@ -79,6 +79,7 @@ public static class OtlpMapping
         }
         if (e is PolicyMatchEvent m)
         {
+            a.Add(Int("thread.id", m.Tid != 0 ? m.Tid : p.Tid != 0 ? p.Tid : p.Pid));
             a.Add(Kv("securityagent.policy", m.PolicyName));
             a.Add(Kv("securityagent.hook", m.Hook.Name));
             a.Add(Kv("securityagent.action", m.Action));
