@@ -18,17 +18,21 @@ public sealed class KernelStart : IDisposable
     private readonly Task<KernelFeatures> _features;
     private readonly Task<(ProcessSensor Sensor, PolicyEngine Engine)> _sensors;
     private readonly Task _warmUp;
+    private readonly BackgroundLoads? _background;
     private bool _taken;
 
     private KernelStart(AgentOptions options, StartupPhases phases)
     {
         LibbpfLog.Sink = (level, text) => _early.Enqueue((level, text)); // until the agent's logger takes over
+        // Without policies at start, "ready" waits for neither the probe nor the policy programs: they load at the
+        // lowest priority until then. With policies, ready means they enforce, so everything loads at once.
+        _background = HasPolicyFiles(options.PolicyDir) ? null : new BackgroundLoads();
         _features = ParallelLoad.Start(() =>
         {
             var features = FeatureProbe.Run();
             phases.Mark("probe");
             return features;
-        });
+        }, _background);
         _sensors = ParallelLoad.Start(() =>
         {
             if (Libc.geteuid() != 0)
@@ -56,7 +60,7 @@ public sealed class KernelStart : IDisposable
                     var loaded = PolicySensor.Load(sensor.Maps);
                     phases.Mark("policy-programs");
                     return loaded;
-                }));
+                }, _background));
                 return (sensor, engine);
             }
             catch
@@ -84,22 +88,33 @@ public sealed class KernelStart : IDisposable
     /// <summary>Starts loading; the caller has claimed the API socket (a second agent is refused before this).</summary>
     public static KernelStart Begin(AgentOptions options, StartupPhases phases) => new(options, phases);
 
-    /// <summary>The loaded kernel objects, now owned by the caller; libbpf's messages so far go to <paramref name="sink"/>,
-    /// and from now on too. Throws what the loading threw.</summary>
-    public async Task<(KernelFeatures Features, ProcessSensor Sensor, PolicyEngine Engine)> TakeAsync(Action<int, string> sink)
+    /// <summary>The loaded kernel objects, now owned by the caller, and the feature probe's answer: done already when
+    /// the agent started with policies, still running (at the lowest priority until <see cref="Raise"/>) when not.
+    /// libbpf's messages so far go to <paramref name="sink"/>, and from now on too. Throws what the loading threw.</summary>
+    public async Task<(Task<KernelFeatures> Features, ProcessSensor Sensor, PolicyEngine Engine)> TakeAsync(Action<int, string> sink)
     {
         try
         {
-            var features = await _features;
+            if (_background is null)
+                await _features;
             var (sensor, engine) = await _sensors;
             _taken = true;
-            return (features, sensor, engine);
+            return (_features, sensor, engine);
         }
         finally
         {
             LibbpfLog.Sink = sink;
             while (_early.TryDequeue(out var m)) sink(m.Level, m.Text);
         }
+    }
+
+    /// <summary>The agent is ready: what still loads runs at the process's priority from now on.</summary>
+    public void Raise() => _background?.Raise();
+
+    private static bool HasPolicyFiles(string dir)
+    {
+        try { return Directory.Exists(dir) && Directory.EnumerateFileSystemEntries(dir).Any(PolicyFiles.IsPolicyFile); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return true; }
     }
 
     public void Dispose()
