@@ -71,18 +71,20 @@ public sealed class KernelStart : IDisposable
             }
         });
         // The first policy's check and encoding run cold code (~0.4 s): done once the probe is known and the verifier is
-        // through, so that it does not take a core from what "ready" waits for.
+        // through, so that it does not take a core from what "ready" waits for. With policies at start, their own check
+        // is the warm-up (a second one beside it would only take a core from it).
         _warmUp = Task.WhenAll(_features, _sensors).ContinueWith(_ =>
         {
             _sensors.Result.Engine.AwaitPrograms();
+            if (_background is null) return;
             PolicyManager.WarmUp(new PolicyValidator(_features.Result));
             phases.Mark("policy-warm-up");
         }, CancellationToken.None,
             TaskContinuationOptions.OnlyOnRanToCompletion | TaskContinuationOptions.LongRunning, TaskScheduler.Default);
     }
 
-    /// <summary>Done when the policy programs are loaded and the first policy's cold code has run (after "ready" when
-    /// the agent started without policies).</summary>
+    /// <summary>Done when the policy programs are loaded and, when the agent started without policies, the first
+    /// policy's cold code has run (after "ready").</summary>
     public Task Background => _warmUp;
 
     /// <summary>Starts loading; the caller has claimed the API socket (a second agent is refused before this).</summary>
