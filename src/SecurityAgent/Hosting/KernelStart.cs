@@ -121,6 +121,7 @@ public sealed class KernelStart : IDisposable
 
     public void Dispose()
     {
+        Raise(); // the agent stops before it was ready: what still loads is awaited below
         try { _features.Wait(); } catch (AggregateException) { }
         try { _warmUp.Wait(); } catch (AggregateException) { } // cancelled when the probe failed
         try

@@ -127,6 +127,17 @@ public sealed partial class PolicyManager
         }
     }
 
+    /// <summary>The first policy waits for the feature probe outside the lock (status and list do not wait with it); a
+    /// failed probe is reported by the validation that follows.</summary>
+    private void AwaitValidator()
+    {
+        Lazy<PolicyValidator>? v;
+        lock (_lock) v = _validator;
+        if (v is null || v.IsValueCreated) return;
+        try { _ = v.Value; }
+        catch (Exception e) when (e is not OutOfMemoryException) { }
+    }
+
     /// <summary>Checks policy text for this kernel without loading it (the API's dry run before it writes a file).</summary>
     public IReadOnlyList<ValidatedPolicy> Check(string source, string text)
     {
@@ -138,6 +149,7 @@ public sealed partial class PolicyManager
     /// <summary>The origin now holds the policies of this text (one or more YAML documents).</summary>
     public PolicyOutcome Apply(PolicyOrigin origin, string text)
     {
+        AwaitValidator();
         lock (_lock)
         {
             if (_validator is null || _loader is null) return PolicyOutcome.Failed($"{origin.Display}: the agent is not ready", PolicyFailure.NotReady);
