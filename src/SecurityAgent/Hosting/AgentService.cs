@@ -65,14 +65,26 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         state.Live.Formatter = formatter.WithExtensions();
         phases.Mark("exporters");
         var loaded = await kernel.TakeAsync((level, text) => { if (level == 0) LogLibbpf(log, text); });
-        var features = loaded.Features;
         using var sensor = loaded.Sensor;
         using var engine = loaded.Engine;
         phases.Mark("kernel");
-        LogFeatures(log, features.KernelRelease, string.Join(", ", features.Mechanisms.Where(m => m.Value.Available).Select(m => KernelFeatures.MechanismName(m.Key))));
+        // Without policies at start the probe may still run: the first policy waits for it, as for the policy programs.
+        _ = loaded.Features.ContinueWith(t =>
+        {
+            if (t.IsCompletedSuccessfully)
+            {
+                state.Features = t.Result;
+                LogFeatures(log, t.Result.KernelRelease, string.Join(", ", t.Result.Mechanisms.Where(m => m.Value.Available).Select(m => KernelFeatures.MechanismName(m.Key))));
+                return;
+            }
+            LogFatal(log, "feature probe: " + t.Exception?.InnerException?.Message);
+            Environment.ExitCode = 1;
+            lifetime.StopApplication();
+        }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         if (_opt.DebugUserspaceFilter)
             LogDebugFilter(log);
-        using var cgroups = features.Cgroup2Path is { } cg ? new Containers.CgroupMap(cg) : null;
+        var cgroup2 = loaded.Features.IsCompletedSuccessfully ? loaded.Features.Result.Cgroup2Path : KernelMounts.Cgroup2Mount();
+        using var cgroups = cgroup2 is not null ? new Containers.CgroupMap(cgroup2) : null;
         var pods = new Containers.PodCache();
         await using var notifier = new PolicyNotifier(log);
         var afterCall = new Fanotify.AfterCallMatches();
@@ -105,23 +117,24 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
             pods.Changed += engine.RefreshScopes;
         }
         using var fanotify = new Fanotify.FanotifyLoader(new EngineLoader(engine), engine.Hooks, pipeline.Post,
-            new Fanotify.FanotifyOptions { Logger = log, Cgroup2Mount = features.Cgroup2Path }, engine.Scopes);
+            new Fanotify.FanotifyOptions { Logger = log, Cgroup2Mount = cgroup2 }, engine.Scopes);
         state.Fanotify = fanotify;
         using var changes = new Fanotify.PathChangeLoader(fanotify, pipeline.Post, afterCall, log,
             () => new Fanotify.AfterCallNotes(engine.AfterNotesFd(), Fanotify.PathChanges.ChangesOfNumber));
         state.PathChanges = changes;
         state.PolicyKernelCounters = engine.KernelCounters;
         state.PolicyPrograms = () => engine.ProgramsState;
-        state.Policies.Attach(new PolicyValidator(features), changes, log);
+        state.Policies.Attach(new Lazy<PolicyValidator>(() => new PolicyValidator(loaded.Features.GetAwaiter().GetResult())), changes, log);
         var policies = new PolicyDirectory(_opt.PolicyDir, state.Policies, log);
         policies.Sync();
         phases.Mark("policies");
         using var watchStop = new CancellationTokenSource();
         new Thread(() => policies.Watch(watchStop.Token)) { IsBackground = true, Name = "policy-dir" }.Start(); // inotify: changes apply within ms
-        (state.Features, state.Pipeline, state.Exporter) = (features, pipeline, exporter);
+        (state.Pipeline, state.Exporter) = (pipeline, exporter);
         var kube = StartKubernetes(pods, stop);
         reader.Start();
         phases.Mark("ready");
+        kernel.Raise();
         LogPhases(log, phases.ToString());
         LogReady(log, sensor.Links.Count, seeded, state.Policies.LoadedCount, _opt.ExportFile == "-" ? "stdout" : _opt.ExportFile);
         // Start-up garbage (compiler, YAML, libbpf's BTF copies) is given back once the policy programs are loaded too.

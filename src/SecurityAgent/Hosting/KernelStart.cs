@@ -18,17 +18,21 @@ public sealed class KernelStart : IDisposable
     private readonly Task<KernelFeatures> _features;
     private readonly Task<(ProcessSensor Sensor, PolicyEngine Engine)> _sensors;
     private readonly Task _warmUp;
+    private readonly BackgroundLoads? _background;
     private bool _taken;
 
     private KernelStart(AgentOptions options, StartupPhases phases)
     {
         LibbpfLog.Sink = (level, text) => _early.Enqueue((level, text)); // until the agent's logger takes over
+        // Without policies at start, "ready" waits for neither the probe nor the policy programs: they load at the
+        // lowest priority until then. With policies, ready means they enforce, so everything loads at once.
+        _background = HasPolicyFiles(options.PolicyDir) ? null : new BackgroundLoads();
         _features = ParallelLoad.Start(() =>
         {
             var features = FeatureProbe.Run();
             phases.Mark("probe");
             return features;
-        });
+        }, _background);
         _sensors = ParallelLoad.Start(() =>
         {
             if (Libc.geteuid() != 0)
@@ -56,7 +60,7 @@ public sealed class KernelStart : IDisposable
                     var loaded = PolicySensor.Load(sensor.Maps);
                     phases.Mark("policy-programs");
                     return loaded;
-                }));
+                }, _background));
                 return (sensor, engine);
             }
             catch
@@ -67,33 +71,37 @@ public sealed class KernelStart : IDisposable
             }
         });
         // The first policy's check and encoding run cold code (~0.4 s): done once the probe is known and the verifier is
-        // through, so that it does not take a core from what "ready" waits for.
+        // through, so that it does not take a core from what "ready" waits for. With policies at start, their own check
+        // is the warm-up (a second one beside it would only take a core from it).
         _warmUp = Task.WhenAll(_features, _sensors).ContinueWith(_ =>
         {
             _sensors.Result.Engine.AwaitPrograms();
+            if (_background is null) return;
             PolicyManager.WarmUp(new PolicyValidator(_features.Result));
             phases.Mark("policy-warm-up");
         }, CancellationToken.None,
             TaskContinuationOptions.OnlyOnRanToCompletion | TaskContinuationOptions.LongRunning, TaskScheduler.Default);
     }
 
-    /// <summary>Done when the policy programs are loaded and the first policy's cold code has run (after "ready" when
-    /// the agent started without policies).</summary>
+    /// <summary>Done when the policy programs are loaded and, when the agent started without policies, the first
+    /// policy's cold code has run (after "ready").</summary>
     public Task Background => _warmUp;
 
     /// <summary>Starts loading; the caller has claimed the API socket (a second agent is refused before this).</summary>
     public static KernelStart Begin(AgentOptions options, StartupPhases phases) => new(options, phases);
 
-    /// <summary>The loaded kernel objects, now owned by the caller; libbpf's messages so far go to <paramref name="sink"/>,
-    /// and from now on too. Throws what the loading threw.</summary>
-    public async Task<(KernelFeatures Features, ProcessSensor Sensor, PolicyEngine Engine)> TakeAsync(Action<int, string> sink)
+    /// <summary>The loaded kernel objects, now owned by the caller, and the feature probe's answer: done already when
+    /// the agent started with policies, still running (at the lowest priority until <see cref="Raise"/>) when not.
+    /// libbpf's messages so far go to <paramref name="sink"/>, and from now on too. Throws what the loading threw.</summary>
+    public async Task<(Task<KernelFeatures> Features, ProcessSensor Sensor, PolicyEngine Engine)> TakeAsync(Action<int, string> sink)
     {
         try
         {
-            var features = await _features;
+            if (_background is null)
+                await _features;
             var (sensor, engine) = await _sensors;
             _taken = true;
-            return (features, sensor, engine);
+            return (_features, sensor, engine);
         }
         finally
         {
@@ -102,8 +110,18 @@ public sealed class KernelStart : IDisposable
         }
     }
 
+    /// <summary>The agent is ready: what still loads runs at the process's priority from now on.</summary>
+    public void Raise() => _background?.Raise();
+
+    private static bool HasPolicyFiles(string dir)
+    {
+        try { return Directory.Exists(dir) && Directory.EnumerateFileSystemEntries(dir).Any(PolicyFiles.IsPolicyFile); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return true; }
+    }
+
     public void Dispose()
     {
+        Raise(); // the agent stops before it was ready: what still loads is awaited below
         try { _features.Wait(); } catch (AggregateException) { }
         try { _warmUp.Wait(); } catch (AggregateException) { } // cancelled when the probe failed
         try

@@ -55,6 +55,28 @@ internal static unsafe partial class Libc
     [LibraryImport(Lib, EntryPoint = "geteuid")]
     internal static partial uint geteuid();
 
+    [LibraryImport(Lib, EntryPoint = "gettid")]
+    internal static partial int gettid();
+
+    private const int PRIO_PROCESS = 0;
+
+    [LibraryImport(Lib, EntryPoint = "setpriority", SetLastError = true)]
+    private static partial int setpriority(int which, uint who, int prio);
+
+    [LibraryImport(Lib, EntryPoint = "getpriority", SetLastError = true)]
+    private static partial int getpriority(int which, uint who);
+
+    /// <summary>Sets one thread's nice value (Linux keeps it per thread; new threads inherit their creator's).</summary>
+    internal static bool SetThreadNice(int tid, int nice) => setpriority(PRIO_PROCESS, (uint)tid, nice) == 0;
+
+    /// <summary>The calling thread's nice value.</summary>
+    internal static int ThreadNice()
+    {
+        Marshal.SetLastPInvokeError(0);
+        int nice = getpriority(PRIO_PROCESS, 0); // -1 is also a valid value: errno tells
+        return nice == -1 && Marshal.GetLastPInvokeError() != 0 ? 0 : nice;
+    }
+
     [LibraryImport(Lib, EntryPoint = "malloc_trim")]
     internal static partial int malloc_trim(nuint pad);
 

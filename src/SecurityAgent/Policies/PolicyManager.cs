@@ -64,7 +64,7 @@ public sealed partial class PolicyManager
     private readonly object _lock = new();
     private readonly Dictionary<PolicyKey, Entry> _entries = new();
     private readonly Dictionary<string, (PolicyOrigin Origin, List<Candidate> Candidates)> _origins = new();
-    private PolicyValidator? _validator;
+    private Lazy<PolicyValidator>? _validator;
     /// <summary>How long the text being applied took to check (for the loaded message; written under the lock).</summary>
     private double _checkMs;
     private IPolicyLoader? _loader;
@@ -73,7 +73,11 @@ public sealed partial class PolicyManager
     public PolicyDirectory? Directory { get; internal set; }
 
     /// <summary>Starts the lifecycle once the kernel side is up: from here on sources can apply policies.</summary>
-    public void Attach(PolicyValidator validator, IPolicyLoader loader, ILogger logger)
+    public void Attach(PolicyValidator validator, IPolicyLoader loader, ILogger logger) => Attach(new Lazy<PolicyValidator>(validator), loader, logger);
+
+    /// <summary>As <see cref="Attach(PolicyValidator, IPolicyLoader, ILogger)"/>, with a validator made on the first policy
+    /// (the agent is ready without policies before the feature probe is through).</summary>
+    public void Attach(Lazy<PolicyValidator> validator, IPolicyLoader loader, ILogger logger)
     {
         lock (_lock) (_validator, _loader, log) = (validator, loader, logger);
     }
@@ -123,24 +127,36 @@ public sealed partial class PolicyManager
         }
     }
 
+    /// <summary>The first policy waits for the feature probe outside the lock (status and list do not wait with it); a
+    /// failed probe is reported by the validation that follows.</summary>
+    private void AwaitValidator()
+    {
+        Lazy<PolicyValidator>? v;
+        lock (_lock) v = _validator;
+        if (v is null || v.IsValueCreated) return;
+        try { _ = v.Value; }
+        catch (Exception e) when (e is not OutOfMemoryException) { }
+    }
+
     /// <summary>Checks policy text for this kernel without loading it (the API's dry run before it writes a file).</summary>
     public IReadOnlyList<ValidatedPolicy> Check(string source, string text)
     {
-        PolicyValidator? v;
+        Lazy<PolicyValidator>? v;
         lock (_lock) v = _validator;
-        return v is null ? [PolicyValidator.Refused(source, "the agent is not ready")] : v.ValidateText(source, text);
+        return v is null ? [PolicyValidator.Refused(source, "the agent is not ready")] : v.Value.ValidateText(source, text);
     }
 
     /// <summary>The origin now holds the policies of this text (one or more YAML documents).</summary>
     public PolicyOutcome Apply(PolicyOrigin origin, string text)
     {
+        AwaitValidator();
         lock (_lock)
         {
             if (_validator is null || _loader is null) return PolicyOutcome.Failed($"{origin.Display}: the agent is not ready", PolicyFailure.NotReady);
             try
             {
                 long start = Stopwatch.GetTimestamp();
-                var results = _validator.ValidateText(origin.Display, text);
+                var results = _validator.Value.ValidateText(origin.Display, text);
                 _checkMs = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
                 var errors = new List<string>();
                 var warnings = results.SelectMany(r => r.Warnings.Concat(r.Notes)).Select(w => w.ToString()).ToList();
