@@ -135,7 +135,7 @@ static __always_inline void sa_read_arg(struct sa_call *c, __u32 p, const struct
 		break;
 	case SA_ARG_STRING:
 		if (SA_FAMILY == SA_FAMILY_TRACEPOINT || SA_FAMILY == SA_FAMILY_USER)
-			len = sa_str_result(bpf_probe_read_user_str(str, SA_STR_MAX, (void *)v), c, p);
+			len = sa_str_result(SA_READ_NAME_STR(str, SA_STR_MAX, (void *)v), c, p);
 		break;
 	case SA_ARG_USER_PATH:
 	case SA_ARG_USER_PATH_AT:

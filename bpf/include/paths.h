@@ -9,7 +9,7 @@
 
 #define SA_AT_FDCWD -100
 
-/* How a file name argument is read: io_uring's programs (iouring.bpf.c) read the kernel's copy (struct filename). */
+/* How a file name or string argument is read: io_uring's programs (iouring.bpf.c) read the kernel's copy (struct filename). */
 #ifndef SA_READ_NAME_STR
 #define SA_READ_NAME_STR bpf_probe_read_user_str
 #endif

@@ -54,16 +54,20 @@ static long sa_next_selector(__u32 i, struct sa_run *r)
 	return 0;
 }
 
+/* Where a call's exit check is armed: the thread's (an io_uring request's completion has its own, iouring.bpf.c). */
+#ifndef SA_PENDING_GET
+#define SA_PENDING_GET() bpf_task_storage_get(&sa_pending, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE)
+#endif
+
 /* A syscall whose exit looks the object up again: saves what the exit needs (after the process-level
  * dimensions passed, so only calls that entered a hook pay for it). */
 static __always_inline void sa_arm_exit(struct sa_run *r, const struct sa_source *src)
 {
-#if SA_FAMILY == SA_FAMILY_TRACEPOINT && !defined(SA_IO_URING)
+#if SA_FAMILY == SA_FAMILY_TRACEPOINT
 	__u8 flags = r->pt->flags & (SA_POINT_EXIT_FD | SA_POINT_EXIT_EXE);
 	if (!flags || src->file)
 		return;
-	struct sa_pending *pend = bpf_task_storage_get(&sa_pending, bpf_get_current_task_btf(), 0,
-						       BPF_LOCAL_STORAGE_GET_F_CREATE);
+	struct sa_pending *pend = SA_PENDING_GET();
 	if (!pend)
 		return;
 	pend->ap = r->ap;

@@ -84,9 +84,13 @@ public static class ObjectSpecs
     /// <summary>The return probes' program on syscall exits (return: true), loaded on first use.</summary>
     public static BpfObjectSpec PolicyTracepointReturn { get; } = TracepointProgram("tpret", BpfNames.Programs.PolicyRetTp);
 
-    /// <summary>io_uring requests on the hooks of the syscalls they stand for (bpf/iouring.bpf.c), loaded with the first
-    /// hook on such a syscall.</summary>
-    public static BpfObjectSpec PolicyIoUring { get; } = TracepointProgram("iouring", BpfNames.Programs.UringSubmit) with { File = BpfNames.Iouring.File };
+    /// <summary>io_uring requests on the hooks of the syscalls they stand for (bpf/iouring.bpf.c): at submission, and
+    /// an open's re-check on the object opened at its completion.</summary>
+    public static BpfObjectSpec PolicyIoUring { get; } = TracepointProgram("iouring", BpfNames.Programs.UringSubmit) with
+    {
+        File = BpfNames.Iouring.File,
+        Programs = [BpfNames.Programs.UringSubmit, BpfNames.Programs.UringComplete],
+    };
 
     private static BpfObjectSpec TracepointProgram(string name, string program) => new(name, BpfNames.Tracepoint.File)
     {

@@ -178,7 +178,7 @@ public sealed class PolicySensor : IDisposable
     /// <summary>The io_uring operation of each attach point whose hooks see it (IORING_OP_OPENAT for sys_enter_openat...):
     /// the operation's entry in sa_uring_ops, and the point's enter link that stands for it (its hooks are detached with it).</summary>
     private readonly Dictionary<byte, (uint Ap, BpfLink Enter)> _uringOps = new();
-    private BpfLink? _uringLink;
+    private BpfLink? _uringLink, _uringCompleteLink;
 
     /// <summary>io_uring requests that stand for the syscall at <paramref name="target"/> run its hooks (bpf/iouring.bpf.c):
     /// its operation's entry, and the program at io_uring_submit_req while any operation has one. Operations whose point
@@ -189,17 +189,16 @@ public sealed class PolicySensor : IDisposable
             DropIoUringOp(opcode);
         if (Policies.IoUringOps.SubmitTracepointHere is not { } tracepoint || Policies.IoUringOps.Of(target) is not { } op)
         {
-            if (_uringOps.Count == 0 && _uringLink is not null)
-            {
-                _uringLink.Dispose();
-                _uringLink = null;
-            }
+            DetachIoUringIfIdle();
             return;
         }
         var o = Family(ref _ioUring, ObjectSpecs.PolicyIoUring);
         o.Map(BpfNames.Maps.UringOps).Update(BitConverter.GetBytes((uint)op.Opcode), BitConverter.GetBytes(Policies.IoUringOps.Entry(op, ap)));
         _uringOps[op.Opcode] = (ap, enter);
         _uringLink ??= AttachTracepoint(o, BpfNames.Programs.UringSubmit, tracepoint, 0);
+        // Opens are looked up again on the object opened, at their completion.
+        if (op.ReChecked)
+            _uringCompleteLink ??= AttachTracepoint(o, BpfNames.Programs.UringComplete, Policies.IoUringOps.CompleteTracepoint, 0);
     }
 
     private void DropIoUringOp(byte opcode)
@@ -208,17 +207,27 @@ public sealed class PolicySensor : IDisposable
         _uringOps.Remove(opcode);
     }
 
+    private void DetachIoUringIfIdle()
+    {
+        if (_uringOps.Count == 0 && _uringLink is not null)
+        {
+            _uringLink.Dispose();
+            _uringLink = null;
+        }
+        if (!_uringOps.Keys.Any(Policies.IoUringOps.IsReChecked) && _uringCompleteLink is not null)
+        {
+            _uringCompleteLink.Dispose();
+            _uringCompleteLink = null;
+        }
+    }
+
     /// <summary>A tracepoint attach point's hooks were detached: its io_uring operation no longer runs them, and without
     /// any such operation left nothing stays attached to io_uring.</summary>
     public void DetachIoUring(uint ap)
     {
         foreach (var (opcode, _) in _uringOps.Where(o => o.Value.Ap == ap).ToList())
             DropIoUringOp(opcode);
-        if (_uringOps.Count == 0 && _uringLink is not null)
-        {
-            _uringLink.Dispose();
-            _uringLink = null;
-        }
+        DetachIoUringIfIdle();
     }
 
     /// <summary>Attaches the return probes' program, with the entry point's id as bpf_cookie: to the exit tracepoint of a
@@ -389,6 +398,7 @@ public sealed class PolicySensor : IDisposable
         _enforcer?.Dispose();
         _tpReturn?.Dispose();
         _uringLink?.Dispose();
+        _uringCompleteLink?.Dispose();
         _ioUring?.Dispose();
         _cgroup?.Dispose();
         _exit.Dispose();

@@ -11,9 +11,13 @@ namespace SecurityAgent.Tests.Integration;
 [Collection("kernel")]
 public class IoUringEvasionTests
 {
-    /// <summary>"open [-sqpoll] [-cd DIR] [-dir DIR] [-2] NAME": opens NAME with one io_uring request (OPENAT, or OPENAT2
-    /// with -2; relative to the fd of DIR with -dir, to the cwd DIR with -cd; submitted by the ring's SQPOLL thread with
-    /// -sqpoll), then prints the file.</summary>
+    /// <summary>"uring-tool [-sqpoll] [-async] [-fixed] [-inroot] [-cd DIR] [-dir DIR] [-pre PATH] [-2] [-copy OUT] NAME":
+    /// opens NAME with one io_uring request (OPENAT, or OPENAT2 with -2; relative to the fd of DIR with -dir, to the cwd
+    /// DIR with -cd; under RESOLVE_IN_ROOT with -inroot; handed to an io-wq worker with -async; submitted by the ring's
+    /// SQPOLL thread with -sqpoll; into the ring's fixed-file slot 0 with -fixed), then prints the file (read through the
+    /// ring from a fixed slot). -pre PATH opens PATH (O_PATH) first and puts its fd in NAME's "%d". -copy OUT submits the
+    /// open into slot 0 linked (IOSQE_IO_LINK) to a READ of slot 0 linked to a WRITE of what was read to OUT, all three
+    /// in one io_uring_enter, then prints the three results.</summary>
     private const string ToolSource = """
         #define _GNU_SOURCE
         #include <fcntl.h>
@@ -25,46 +29,102 @@ public class IoUringEvasionTests
         #include <sys/mman.h>
         #include <sys/syscall.h>
         #include <unistd.h>
+        static struct io_uring_params p;
+        static int ring;
+        static char *sq;
+        static struct io_uring_sqe *sqes;
+        static unsigned setup;
+        static struct io_uring_sqe *next(void) {
+            unsigned *tail = (unsigned *)(sq + p.sq_off.tail), t = *tail;
+            ((unsigned *)(sq + p.sq_off.array))[t & *(unsigned *)(sq + p.sq_off.ring_mask)] = t & *(unsigned *)(sq + p.sq_off.ring_mask);
+            struct io_uring_sqe *e = &sqes[t & *(unsigned *)(sq + p.sq_off.ring_mask)];
+            memset(e, 0, sizeof *e);
+            __atomic_store_n(tail, t + 1, __ATOMIC_RELEASE);
+            return e;
+        }
+        /* Submits the n queued entries and waits for n completions; their results in res[]. */
+        static int run(unsigned n, int *res) {
+            unsigned flags = IORING_ENTER_GETEVENTS;
+            if ((setup & IORING_SETUP_SQPOLL) && (__atomic_load_n((unsigned *)(sq + p.sq_off.flags), __ATOMIC_ACQUIRE) & IORING_SQ_NEED_WAKEUP))
+                flags |= IORING_ENTER_SQ_WAKEUP;
+            unsigned *head = (unsigned *)(sq + p.cq_off.head), *ctail = (unsigned *)(sq + p.cq_off.tail);
+            for (unsigned got = 0; got < n;) {
+                while (__atomic_load_n(ctail, __ATOMIC_ACQUIRE) == *head)
+                    if (syscall(__NR_io_uring_enter, ring, (setup & IORING_SETUP_SQPOLL) || got ? 0 : n, 1, flags, NULL, 0) < 0) { perror("io_uring_enter"); return -1; }
+                struct io_uring_cqe *cqe = &((struct io_uring_cqe *)(sq + p.cq_off.cqes))[*head & *(unsigned *)(sq + p.cq_off.ring_mask)];
+                res[cqe->user_data] = cqe->res;
+                __atomic_store_n(head, *head + 1, __ATOMIC_RELEASE);
+                got++;
+            }
+            return 0;
+        }
         int main(int argc, char **argv) {
-            unsigned setup = 0; int op = IORING_OP_OPENAT, dfd = AT_FDCWD, i = 1;
+            int op = IORING_OP_OPENAT, dfd = AT_FDCWD, i = 1, fixed = 0, async = 0, out = -1;
+            unsigned long long resolve = 0;
+            char name[512] = "";
+            const char *pre = NULL;
             fprintf(stderr, "pid %d\n", getpid());
             for (; i < argc - 1; i++) {
                 if (!strcmp(argv[i], "-sqpoll")) setup |= IORING_SETUP_SQPOLL;
                 else if (!strcmp(argv[i], "-2")) op = IORING_OP_OPENAT2;
+                else if (!strcmp(argv[i], "-fixed")) fixed = 1;
+                else if (!strcmp(argv[i], "-async")) async = 1;
+                else if (!strcmp(argv[i], "-inroot")) { op = IORING_OP_OPENAT2; resolve = RESOLVE_IN_ROOT; }
+                else if (!strcmp(argv[i], "-pre")) pre = argv[++i];
+                else if (!strcmp(argv[i], "-copy")) { fixed = 1; out = open(argv[++i], O_WRONLY | O_CREAT | O_TRUNC, 0600); if (out < 0) { perror("copy"); return 3; } }
                 else if (!strcmp(argv[i], "-cd")) { if (chdir(argv[++i])) { perror("chdir"); return 3; } }
                 else if (!strcmp(argv[i], "-dir")) { dfd = open(argv[++i], O_PATH | O_DIRECTORY); if (dfd < 0) { perror("dir"); return 3; } }
             }
             if (i != argc - 1) return 2;
-            struct io_uring_params p; memset(&p, 0, sizeof p);
+            if (pre) {
+                int fd = open(pre, O_PATH);
+                if (fd < 0) { perror("pre"); return 3; }
+                snprintf(name, sizeof name, argv[i], fd);
+            } else {
+                snprintf(name, sizeof name, "%s", argv[i]);
+            }
             p.flags = setup; p.sq_thread_idle = 2000;
-            int ring = syscall(__NR_io_uring_setup, 4, &p);
+            ring = syscall(__NR_io_uring_setup, 4, &p);
             if (ring < 0) { perror("io_uring_setup"); return 3; }
             size_t sqsz = p.sq_off.array + p.sq_entries * sizeof(unsigned), cqsz = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
             if (cqsz > sqsz) sqsz = cqsz;
-            char *sq = mmap(0, sqsz, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, ring, IORING_OFF_SQ_RING);
-            struct io_uring_sqe *sqes = mmap(0, p.sq_entries * sizeof(struct io_uring_sqe), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, ring, IORING_OFF_SQES);
+            sq = mmap(0, sqsz, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, ring, IORING_OFF_SQ_RING);
+            sqes = mmap(0, p.sq_entries * sizeof(struct io_uring_sqe), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, ring, IORING_OFF_SQES);
             if (sq == MAP_FAILED || sqes == MAP_FAILED) { perror("mmap"); return 3; }
-            char *cq = sq;
-            struct open_how how = { .flags = O_RDONLY };
-            struct io_uring_sqe *e = &sqes[0];
-            memset(e, 0, sizeof *e);
-            e->opcode = op; e->fd = dfd; e->addr = (unsigned long)argv[i];
+            if (fixed) {
+                int none = -1;
+                if (syscall(__NR_io_uring_register, ring, IORING_REGISTER_FILES, &none, 1) < 0) { perror("register"); return 3; }
+            }
+            struct open_how how = { .flags = O_RDONLY, .resolve = resolve };
+            static char buf[256];
+            struct io_uring_sqe *e = next();
+            e->opcode = op; e->fd = dfd; e->addr = (unsigned long)name; e->user_data = 0;
             if (op == IORING_OP_OPENAT2) { e->addr2 = (unsigned long)&how; e->len = sizeof how; }
             else e->open_flags = O_RDONLY;
-            unsigned *tail = (unsigned *)(sq + p.sq_off.tail);
-            ((unsigned *)(sq + p.sq_off.array))[*tail & *(unsigned *)(sq + p.sq_off.ring_mask)] = 0;
-            __atomic_store_n(tail, *tail + 1, __ATOMIC_RELEASE);
-            unsigned flags = IORING_ENTER_GETEVENTS;
-            if ((setup & IORING_SETUP_SQPOLL) && (__atomic_load_n((unsigned *)(sq + p.sq_off.flags), __ATOMIC_ACQUIRE) & IORING_SQ_NEED_WAKEUP))
-                flags |= IORING_ENTER_SQ_WAKEUP;
-            unsigned *head = (unsigned *)(cq + p.cq_off.head), *ctail = (unsigned *)(cq + p.cq_off.tail);
-            while (__atomic_load_n(ctail, __ATOMIC_ACQUIRE) == *head)
-                if (syscall(__NR_io_uring_enter, ring, (setup & IORING_SETUP_SQPOLL) ? 0 : 1, 1, flags, NULL, 0) < 0) { perror("io_uring_enter"); return 3; }
-            struct io_uring_cqe *cqe = &((struct io_uring_cqe *)(cq + p.cq_off.cqes))[*head & *(unsigned *)(cq + p.cq_off.ring_mask)];
-            int fd = cqe->res;
-            if (fd < 0) { fprintf(stderr, "open: %s\n", strerror(-fd)); return 3; }
-            char buf[256]; ssize_t n;
-            while ((n = read(fd, buf, sizeof buf)) > 0) fwrite(buf, 1, n, stdout);
+            if (fixed) e->file_index = 1;
+            if (async) e->flags |= IOSQE_ASYNC;
+            int res[3] = { -1, -1, -1 };
+            if (out >= 0) {
+                e->flags |= IOSQE_IO_LINK;
+                e = next();
+                e->opcode = IORING_OP_READ; e->fd = 0; e->flags = IOSQE_FIXED_FILE | IOSQE_IO_LINK; e->addr = (unsigned long)buf; e->len = sizeof buf; e->user_data = 1;
+                e = next();
+                e->opcode = IORING_OP_WRITE; e->fd = out; e->addr = (unsigned long)buf; e->len = 11; e->user_data = 2;
+                if (run(3, res)) return 3;
+                printf("open %d read %d write %d\n", res[0], res[1], res[2]);
+                return 0;
+            }
+            if (run(1, res)) return 3;
+            if (res[0] < 0) { fprintf(stderr, "open: %s\n", strerror(-res[0])); return 3; }
+            ssize_t n;
+            if (fixed) {
+                e = next();
+                e->opcode = IORING_OP_READ; e->fd = 0; e->flags = IOSQE_FIXED_FILE; e->addr = (unsigned long)buf; e->len = sizeof buf; e->user_data = 1;
+                if (run(1, res)) return 3;
+                if (res[1] > 0) fwrite(buf, 1, res[1], stdout);
+                return res[1] < 0 ? 3 : 0;
+            }
+            while ((n = read(res[0], buf, sizeof buf)) > 0) fwrite(buf, 1, n, stdout);
             return 0;
         }
         """;
@@ -82,8 +142,16 @@ public class IoUringEvasionTests
             Directory.CreateDirectory(Dir.File("sub"));
             File.WriteAllText(Secret, "TOP-SECRET\n");
             File.WriteAllText(Dir.File("plain.txt"), "plain\n");
+            File.CreateSymbolicLink(Dir.File("link"), Secret);
+            File.CreateSymbolicLink(Dir.File("linkdir"), SecretDir);
+            File.CreateSymbolicLink(Dir.File("plainlink"), Dir.File("plain.txt"));
+            // A jail whose own copy of the secret's path is not the secret: RESOLVE_IN_ROOT under it opens the copy.
+            Directory.CreateDirectory(Jail + SecretDir);
+            File.WriteAllText(Jail + Secret, "jailed\n");
             CProgram.Build(Dir, "uring-tool", ToolSource, "-O2");
         }
+
+        public string Jail => Dir.File("jail");
 
         public void Dispose() => Dir.Dispose();
 
@@ -134,6 +202,90 @@ public class IoUringEvasionTests
         }
     }
 
+
+    /// <summary>The event of <paramref name="policy"/> exported after the first <paramref name="from"/> whose passed
+    /// string starts with <paramref name="passed"/>.</summary>
+    private static JsonElement WaitForPassedPrefix(AgentProcess agent, int from, string policy, string passed, string what)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (true)
+        {
+            var all = agent.Events.All;
+            for (int i = from; i < all.Count; i++)
+                if (PathEvasionTests.Body(all[i], policy) is { } b && PathEvasionTests.Passed(b)?.StartsWith(passed, StringComparison.Ordinal) == true)
+                    return b;
+            if (DateTime.UtcNow > deadline)
+                throw new TimeoutException($"no {policy} event for {what} ({passed}...)");
+            Thread.Sleep(50);
+        }
+    }
+
+    [Theory]
+    [InlineData("monitor")]
+    [InlineData("enforce")]
+    public void An_io_uring_open_of_another_name_of_the_secret_is_matched_again_on_the_file_opened_and_killed_in_enforce_mode(string mode)
+    {
+        using var s = new Scene();
+        var policy = "uring-exit-" + mode;
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = s.Policy(policy, mode) }, "--export-extensions");
+        Assert.Contains($"Policy {policy} loaded", agent.Stderr);
+        (string What, string[] Args, string Passed)[] opens =
+        [
+            ("IORING_OP_OPENAT of a symlink to the secret", [s.Dir.File("link")], s.Dir.File("link")),
+            ("IORING_OP_OPENAT2 through a symlinked directory, completed by an io-wq worker", ["-2", "-async", s.Dir.File("linkdir/key.txt")], s.Dir.File("linkdir/key.txt")),
+            ("IORING_OP_OPENAT through /proc/self/fd of the temp dir", ["-pre", s.Dir.Path, "/proc/self/fd/%d/secret/key.txt"], "/proc/self/fd/"),
+            ("IORING_OP_OPENAT of a symlink into the ring's fixed-file table", ["-fixed", s.Dir.File("link")], s.Dir.File("link")),
+            ("IORING_OP_OPENAT of a symlink from an SQPOLL ring", ["-sqpoll", s.Dir.File("link")], s.Dir.File("link")),
+        ];
+        foreach (var (what, args, passed) in opens)
+        {
+            int from = agent.Events.All.Count;
+            var r = Run.Wait(s.Tool, args);
+            if (mode == "monitor")
+                Assert.True(r.Code == 0 && r.Stdout == "TOP-SECRET\n", $"{what}: monitor mode must not stop the read: {r.Code} '{r.Stdout}' {r.Stderr}");
+            else
+                Assert.True(r.Code == 137 && r.Stdout == "", $"{what}: expected SIGKILL before any output, got {r.Code} '{r.Stdout}' {r.Stderr}");
+            var body = WaitForPassedPrefix(agent, from, policy, passed, what);
+            Assert.Equal(s.Secret, body.GetProperty("args")[0].GetProperty("string_arg").GetString());
+            var ext = body.GetProperty("securityagent");
+            Assert.True(ext.TryGetProperty("io_uring", out var uring) && uring.GetBoolean(), $"{what}: securityagent.io_uring missing: {body}");
+            Assert.True(ext.TryGetProperty("matched_at_exit", out var atExit) && atExit.GetBoolean(), $"{what}: not matched on the file opened: {body}");
+            Assert.Equal(mode == "enforce", ext.GetProperty("enforced").GetBoolean());
+            var process = body.GetProperty("process");
+            Assert.True(r.Stderr.StartsWith($"pid {process.GetProperty("pid").GetInt32()}\n", StringComparison.Ordinal),
+                $"{what}: the event's pid {process.GetProperty("pid")} is not the tool's: {r.Stderr}");
+        }
+        int after = agent.Events.All.Count;
+        foreach (var args in (string[][])[[s.Dir.File("plainlink")], ["-fixed", "-async", s.Dir.File("plainlink")]])
+        {
+            var r = Run.Wait(s.Tool, args);
+            Assert.True(r.Code == 0 && r.Stdout == "plain\n", $"a symlink to an unrelated file read through io_uring ({string.Join(' ', args)}): {r.Code} '{r.Stdout}' {r.Stderr}");
+        }
+        Thread.Sleep(500);
+        Assert.DoesNotContain(agent.Events.All.Skip(after), e => PathEvasionTests.Body(e, policy) is not null);
+    }
+
+    [Fact]
+    public void An_io_uring_openat2_under_RESOLVE_IN_ROOT_is_matched_on_the_name_joined_to_its_dirfd()
+    {
+        using var s = new Scene();
+        const string policy = "uring-inroot";
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = s.Policy(policy, "enforce") }, "--export-extensions");
+        Assert.Contains($"Policy {policy} loaded", agent.Stderr);
+        int from = agent.Events.All.Count;
+        // "/secret/key.txt" in the temp dir as root is the secret, matched at submission (not on the file opened).
+        var r = Run.Wait(s.Tool, ["-inroot", "-dir", s.Dir.Path, "/secret/key.txt"]);
+        Assert.True(r.Code == 137 && r.Stdout == "", $"expected SIGKILL before any output, got {r.Code} '{r.Stdout}' {r.Stderr}");
+        var body = WaitForPassedPrefix(agent, from, policy, "secret/key.txt", "RESOLVE_IN_ROOT");
+        Assert.Equal(s.Secret, body.GetProperty("args")[0].GetProperty("string_arg").GetString());
+        Assert.False(body.GetProperty("securityagent").TryGetProperty("matched_at_exit", out _), $"matched only on the file opened: {body}");
+        // The secret's own absolute name in a jail as root is the jail's copy: not the secret, not killed.
+        int after = agent.Events.All.Count;
+        r = Run.Wait(s.Tool, ["-inroot", "-dir", s.Jail, s.Secret]);
+        Assert.True(r.Code == 0 && r.Stdout == "jailed\n", $"the jail's copy under RESOLVE_IN_ROOT: {r.Code} '{r.Stdout}' {r.Stderr}");
+        Thread.Sleep(500);
+        Assert.DoesNotContain(agent.Events.All.Skip(after), e => PathEvasionTests.Body(e, policy) is not null);
+    }
 
     [Theory]
     [InlineData("monitor")]
