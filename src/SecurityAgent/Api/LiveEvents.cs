@@ -73,8 +73,17 @@ public sealed class LiveEvents : IEventExporter
         internal Chunk? Current;
         internal int Allocated;
         internal long PendingNotice, DroppingSince, ProgressAtDrop;
-        internal bool Closed;
+        internal bool Closed, Dropping;
         private long _dropped, _delivered, _progress;
+        private int _queued;
+
+        /// <summary>Chunks handed to the connection and not yet sent.</summary>
+        internal int Queued => Volatile.Read(ref _queued);
+        internal void Send(Chunk c)
+        {
+            Interlocked.Increment(ref _queued);
+            if (!Queue.Writer.TryWrite(c)) Discard(c); // the connection has ended
+        }
 
         /// <summary>Events dropped for this subscriber (it read too slowly).</summary>
         public long Dropped => Volatile.Read(ref _dropped);
@@ -89,6 +98,7 @@ public sealed class LiveEvents : IEventExporter
         public void Return(Chunk c)
         {
             Interlocked.Add(ref _delivered, c.Lines);
+            Interlocked.Decrement(ref _queued);
             c.Lines = 0;
             c.Bytes.ResetWrittenCount();
             _free.Enqueue(c);
@@ -103,7 +113,19 @@ public sealed class LiveEvents : IEventExporter
             return new Chunk(capacity);
         }
 
-        internal void CountDrop() => Volatile.Write(ref _dropped, _dropped + 1);
+        internal void CountDrop() => Interlocked.Increment(ref _dropped);
+
+        /// <summary>A chunk that will not be sent (the connection ended): its events count as dropped.</summary>
+        public void Discard(Chunk c) => Discard(c, queued: true);
+
+        internal void Discard(Chunk c, bool queued)
+        {
+            Interlocked.Add(ref _dropped, c.Lines);
+            if (queued) Interlocked.Decrement(ref _queued);
+            c.Lines = 0;
+            c.Bytes.ResetWrittenCount();
+            _free.Enqueue(c);
+        }
         internal void Kill() => ThreadPool.UnsafeQueueUserWorkItem(static k => k.Cancel(), _kill, preferLocal: false);
     }
 
@@ -117,8 +139,11 @@ public sealed class LiveEvents : IEventExporter
         }
     }
 
+    /// <summary>The connection has ended: what it had not sent is counted as dropped, and it leaves the list.</summary>
     public void Unsubscribe(Subscriber s)
     {
+        s.Queue.Writer.TryComplete();
+        while (s.Queue.Reader.TryRead(out var left)) s.Discard(left);
         lock (_change)
         {
             if (Array.IndexOf(_subscribers, s) < 0) return;
@@ -140,7 +165,7 @@ public sealed class LiveEvents : IEventExporter
             {
                 s.CountDrop();
                 if (s.PendingNotice++ == 0)
-                    (s.DroppingSince, s.ProgressAtDrop) = (_clock.GetTimestamp(), s.Progress);
+                    (s.Dropping, s.DroppingSince, s.ProgressAtDrop) = (true, _clock.GetTimestamp(), s.Progress);
                 continue;
             }
             formatter.RenderInto(e, c.Bytes);
@@ -161,7 +186,7 @@ public sealed class LiveEvents : IEventExporter
         Formatter!.WriteStreamDropInfo(w, s.PendingNotice, (ulong)Interop.Libc.ClockNs(Interop.Libc.CLOCK_BOOTTIME));
         w.Flush();
         c.Bytes.Write("\n"u8);
-        (s.PendingNotice, s.DroppingSince) = (0, 0);
+        (s.PendingNotice, s.Dropping) = (0, false);
         return c;
     }
 
@@ -170,7 +195,7 @@ public sealed class LiveEvents : IEventExporter
         var c = s.Current!;
         s.Current = null;
         formatter.Released(c.Bytes);
-        if (!s.Queue.Writer.TryWrite(c)) s.Return(c); // the connection has ended
+        s.Send(c);
     }
 
     /// <summary>End of a batch: each subscriber's chunk goes to its connection, unless the connection is still busy with
@@ -183,27 +208,35 @@ public sealed class LiveEvents : IEventExporter
         if (subscribers.Length == 0 || Formatter is not { } formatter) return;
         foreach (var s in subscribers)
         {
-            if (s.Current is { } c && (s.Queue.Reader.Count == 0 || c.Bytes.WrittenCount >= _limits.ChunkBytes / 2))
+            if (s.Current is { } c && (s.Queued == 0 || c.Bytes.WrittenCount >= _limits.ChunkBytes / 2))
                 HandOff(s, formatter);
-            if (s.DroppingSince != 0 && !s.Closed)
+            if (s.Dropping && !s.Closed)
             {
                 if (s.Progress != s.ProgressAtDrop)
                     (s.DroppingSince, s.ProgressAtDrop) = (_clock.GetTimestamp(), s.Progress);
                 else if (_clock.GetElapsedTime(s.DroppingSince) >= _limits.StallLimit)
+                {
+                    Interlocked.Increment(ref _disconnected);
                     Disconnect(s);
+                }
             }
         }
     }
 
-    private void Disconnect(Subscriber s)
+    /// <summary>Its connection is closed; it leaves the list when the connection's writer has counted what it had not sent.</summary>
+    private static void Disconnect(Subscriber s)
     {
         s.Closed = true;
+        if (s.Current is { } c)
+        {
+            s.Current = null;
+            s.Discard(c, queued: false);
+        }
         s.Queue.Writer.TryComplete();
-        Interlocked.Increment(ref _disconnected);
-        Unsubscribe(s);
         s.Kill();
     }
 
+    /// <summary>Subscribers still attached (the agent is stopping).</summary>
     public ValueTask DisposeAsync()
     {
         foreach (var s in Volatile.Read(ref _subscribers)) s.Queue.Writer.TryComplete();

@@ -152,7 +152,8 @@ public static class LocalApi
             {
                 await foreach (var chunk in sub.Reader.ReadAllAsync(end.Token))
                 {
-                    await body.WriteAsync(chunk.Memory, end.Token);
+                    try { await body.WriteAsync(chunk.Memory, end.Token); }
+                    catch { sub.Discard(chunk); throw; }
                     sub.Return(chunk);
                 }
             }
