@@ -115,9 +115,10 @@ bench-pipeline: build
 	DOTNET_TieredCompilation=0 dotnet bench/SecurityAgent.Bench/bin/$(CONFIG)/net10.0/SecurityAgent.Bench.dll --pipeline $(N_EVENTS)
 
 ## bench-rate: only the event pipeline's row (1, 2, 4 writers, policy matching every open, JSON to a file; root, lock);
-## COMPARE=other/build/app/secagent.dll measures another build beside this one in the same run; WRITERS=4,8 other writer counts
+## COMPARE=other/build/app/secagent.dll measures another build beside this one in the same run; VARIANT="--opt value" this build
+## with those agent options beside it (one variant); WRITERS=4,8 other writer counts
 bench-rate: build $(WORKLOADS)
-	dotnet bench/SecurityAgent.Bench/bin/$(CONFIG)/net10.0/SecurityAgent.Bench.dll --pipeline-rate --quick $(if $(COMPARE),--compare $(COMPARE)) $(if $(WRITERS),--writers $(WRITERS))
+	dotnet bench/SecurityAgent.Bench/bin/$(CONFIG)/net10.0/SecurityAgent.Bench.dll --pipeline-rate --quick $(if $(COMPARE),--compare $(COMPARE)) $(if $(VARIANT),--variant "$(VARIANT)") $(if $(WRITERS),--writers $(WRITERS))
 
 ## bench-quick: the same, fewer repetitions and smaller workloads (under 3 minutes)
 bench-quick: build $(WORKLOADS)

@@ -55,6 +55,7 @@ public sealed class Agent(Paths paths, string name, string description, IReadOnl
             "--export-file", Path.Combine(_dir, "events.json"), "--stats-file", Path.Combine(_dir, "stats.json"),
             "--api-socket", Path.Combine(_dir, "agent.sock") };
         if (userSpaceFilter) args.AddRange(["--debug-userspace-filter", "true"]);
+        if (paths.Args is { } extra) args.AddRange(extra);
         var sw = System.Diagnostics.Stopwatch.StartNew();
         _agent = new Host.Background("dotnet", args);
         if (!_agent.WaitFor(b => b.Stderr.Contains("Agent ready"), TimeSpan.FromSeconds(60)))
@@ -173,8 +174,10 @@ public sealed class Bpftrace(string watchedFile) : Config
 }
 
 /// <summary>Where the bench finds what it runs.</summary>
-public sealed record Paths(string Repo, string? Agent = null)
+public sealed record Paths(string Repo, string? Agent = null, string[]? Args = null)
 {
+    /// <summary>The agent and the options it runs with beyond the benchmark's own.</summary>
+    public string Label => AgentDll + (Args is { Length: > 0 } a ? " " + string.Join(' ', a) : "");
     public string AgentDll => Agent ?? Path.Combine(Repo, "build", "app", "secagent.dll");
     public string Tool(string name) => Path.Combine(Repo, "build", "bench", name);
 }

@@ -31,10 +31,24 @@ public static class PipelineMicro
                 var e = EventDecoder.Decode(record).Policy;
                 GC.KeepAlive(e);
             }, null);
-            var (decideOnly, _) = Pipeline(Path.Combine(dir, "a.json"), exporters: false);
+            var (decideOnly, _, _) = Pipeline(Path.Combine(dir, "a.json"), exporters: false);
             Measure("decode + enrich + decide", events, () => decideOnly.OnRecord(record), decideOnly.EndBatch);
-            var (full, exported) = Pipeline(Path.Combine(dir, "b.json"), exporters: true);
+            var (full, exported, _) = Pipeline(Path.Combine(dir, "b.json"), exporters: true);
             Measure("... + JSON export (one write per batch)", events, () => full.OnRecord(record), full.EndBatch);
+            var (live, _, stream) = Pipeline(Path.Combine(dir, "c.json"), exporters: true);
+            var client = stream.Subscribe(_ => true);
+            long received = 0;
+            var reader = Task.Run(async () =>
+            {
+                await foreach (var chunk in client.Reader.ReadAllAsync())
+                {
+                    received += chunk.Memory.Length;
+                    client.Return(chunk);
+                }
+            });
+            Measure("... + a live client attached (/v1/events)", events, () => live.OnRecord(record), live.EndBatch);
+            stream.Unsubscribe(client);
+            Console.WriteLine($"  (the client received {client.Delivered} events, {received / Math.Max(1, client.Delivered)} bytes each; dropped {client.Dropped}: it reads on another thread)");
             if (full.Counters.Exported == 0 || exported() == 0)
                 throw new InvalidOperationException("the pipeline exported nothing: the benchmark's record or hook is wrong");
             return 0;
@@ -68,7 +82,7 @@ public static class PipelineMicro
 
     /// <summary>The pipeline of `secagent run` with one policy (a kprobe on sys_openat, one string argument) whose events
     /// go to a JSON file, and the process of the events and its parent in the cache.</summary>
-    private static (EventPipeline Pipeline, Func<long> Exported) Pipeline(string exportFile, bool exporters)
+    private static (EventPipeline Pipeline, Func<long> Exported, Api.LiveEvents Live) Pipeline(string exportFile, bool exporters)
     {
         var cache = new ProcessCache("bench-node", new ProcessCacheOptions(), TimeProvider.System);
         cache.AddProcFs(new ProcessInfo
@@ -91,12 +105,13 @@ public static class PipelineMicro
         var hooks = new Dictionary<uint, HookInfo> { [7] = new HookInfo(7, "bench-files", hook, false, plan, false) };
         var formatter = new JsonEventFormatter("bench-node", BootClock.System(), null, null, cache.Parent);
         var file = new JsonLinesExporter(JsonLinesExporter.OpenTarget(exportFile), formatter, NullLogger.Instance);
+        var live = new Api.LiveEvents { Formatter = formatter.WithExtensions() };
         IEventExporter[] chain = exporters
-            ? [new FilteringExporter([file], [], [], 0, TimeProvider.System, file.WriteRateLimitInfo), new Api.LiveEvents { Formatter = formatter.WithExtensions() }, new Api.EventMetrics([])]
+            ? [new FilteringExporter([file], [], [], 0, TimeProvider.System, file.WriteRateLimitInfo), live, new Api.EventMetrics([])]
             : [];
         var pipeline = new EventPipeline(new Enricher(cache, null, 10_000_000), new Decider(hooks, null, (_, _) => Responder.Outcome.Refused),
             new PodWait(null, TimeProvider.System, 1000), chain, NullLogger.Instance);
-        return (pipeline, () => file.Written);
+        return (pipeline, () => file.Written, live);
     }
 
     /// <summary>A policy_event record as the kernel writes it for hook 7: pid 4242, one string argument.</summary>

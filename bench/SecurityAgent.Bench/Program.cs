@@ -5,7 +5,8 @@ using SecurityAgent.Bench;
 
 // make bench / make bench-quick: every configuration measured interleaved (A B C ... A B C ...), as ratios to
 // the baseline measured in the same run. Writes bench/results/latest.json and latest.md. Needs root.
-// --pipeline-rate [--quick] [--compare OTHER/secagent.dll] [--writers 4,8]: only the event pipeline's row (make bench-rate).
+// --pipeline-rate [--quick] [--compare OTHER/secagent.dll] [--variant "AGENT OPTIONS"] [--writers 4,8]: only the event
+// pipeline's row (make bench-rate); each --compare build and each --variant (this build with those options) beside this build.
 if (args.Contains("--pipeline") && OperatingSystem.IsLinux())
     return PipelineMicro.Run(args.SkipWhile(a => a != "--pipeline").Skip(1).Select(a => long.TryParse(a, out var n) ? n : 0).FirstOrDefault() is > 0 and var n ? n : 1_000_000);
 bool quick = args.Contains("--quick");
@@ -29,7 +30,9 @@ var openloop = paths.Tool("openloop");
 if (args.Contains("--pipeline-rate"))
 {
     // Only the pipeline row, printed; each --compare DLL (another build's secagent.dll) measured beside this build's.
-    var compare = args.Select((a, i) => (a, i)).Where(t => t.a == "--compare" && t.i + 1 < args.Length).Select(t => paths with { Agent = Path.GetFullPath(args[t.i + 1]) });
+    var compare = args.Select((a, i) => (a, i)).Where(t => t.a == "--compare" && t.i + 1 < args.Length).Select(t => paths with { Agent = Path.GetFullPath(args[t.i + 1]) })
+        .Concat(args.Select((a, i) => (a, i)).Where(t => t.a == "--variant" && t.i + 1 < args.Length)
+            .Select(t => paths with { Args = args[t.i + 1].Split(' ', StringSplitOptions.RemoveEmptyEntries) }));
     try
     {
         var writerCounts = args.Select((a, i) => (a, i)).Where(t => t.a == "--writers" && t.i + 1 < args.Length)
@@ -314,7 +317,7 @@ static List<object> PipelineRates(IReadOnlyList<Paths> agents, string work, stri
                 long delivered = after.Delivered - before.Delivered;
                 runs.Add((delivered / produceS, delivered > 0 ? (after.CpuMs - before.CpuMs) * 1000 / delivered : 0, delivered, after.Lost - before.Lost));
             }
-            rates.Add(new { writers, agent = agents.Count > 1 ? paths.AgentDll : null, repetitions = reps, events_produced = writers * per * reps,
+            rates.Add(new { writers, agent = agents.Count > 1 ? paths.Label : null, repetitions = reps, events_produced = writers * per * reps,
                 events_delivered = runs.Sum(x => x.Delivered), events_lost = runs.Sum(x => x.Lost), events_per_s = Math.Round(Median(runs.Select(x => x.PerS).ToList())),
                 events_per_s_min = Math.Round(runs.Min(x => x.PerS)), events_per_s_max = Math.Round(runs.Max(x => x.PerS)),
                 writers_alone_events_per_s = Math.Round(alone),

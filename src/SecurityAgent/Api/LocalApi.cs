@@ -71,7 +71,11 @@ public static class LocalApi
             exporters = new object?[]
             {
                 new { name = "json", written = s.Exporter?.Written ?? 0, failed = s.Exporter?.Failed ?? 0 },
-                new { name = "api-stream", dropped = s.Live.Dropped },
+                new
+                {
+                    name = "api-stream", dropped = s.Live.Dropped, disconnected = s.Live.Disconnected,
+                    clients = s.Live.Subscribers.Select(c => new { id = c.Id, since = c.Since, delivered = c.Delivered, dropped = c.Dropped }),
+                },
                 s.Otlp is { } o ? new { name = "otlp", enqueued = o.Enqueued, delivered = o.Delivered, dropped = o.Dropped, failures = o.Failures, queue_depth = o.QueueDepth } : null,
             }.Where(x => x is not null),
         };
@@ -139,26 +143,39 @@ public static class LocalApi
         {
             return HttpResponse.Json(new { errors = new[] { e.Message } }, 400);
         }
+        ExportFilter[] allowed = [.. allow], denied = [.. deny], required = [.. where];
         return HttpResponse.Stream("application/x-ndjson", async (body, ct) =>
         {
-            var sub = s.Live.Subscribe(e =>
-                (allow.Count == 0 || allow.Any(f => f.Matches(e))) && !deny.Any(f => f.Matches(e)) && where.All(f => f.Matches(e)));
-            var batch = new MemoryStream();
+            var sub = s.Live.Subscribe(e => Passes(e, allowed, denied, required));
+            using var end = CancellationTokenSource.CreateLinkedTokenSource(ct, sub.Killed);
             try
             {
-                await foreach (var line in sub.Reader.ReadAllAsync(ct))
+                await foreach (var chunk in sub.Reader.ReadAllAsync(end.Token))
                 {
-                    batch.Write(Encoding.UTF8.GetBytes(line));
-                    batch.WriteByte((byte)'\n');
-                    if (sub.Reader.Count > 0 && batch.Length < 64 * 1024) continue;
-                    await body.WriteAsync(batch.GetBuffer().AsMemory(0, (int)batch.Length), ct);
-                    batch.SetLength(0);
+                    try { await body.WriteAsync(chunk.Memory, end.Token); }
+                    catch { sub.Discard(chunk); throw; }
+                    sub.Return(chunk);
                 }
             }
-            catch (OperationCanceledException) { }
-            catch (IOException) { } // the client went away
+            catch (OperationCanceledException) { } // the client went away, the agent stops, or it disconnected a client that does not read
+            catch (IOException) { }
             finally { s.Live.Unsubscribe(sub); }
         });
+    }
+
+    /// <summary>An event passes when it matches one allow line (if any), no deny line and every where line. Loops over
+    /// arrays: this runs per event and subscriber on the pipeline thread.</summary>
+    private static bool Passes(AgentEvent e, ExportFilter[] allow, ExportFilter[] deny, ExportFilter[] where)
+    {
+        bool allowed = allow.Length == 0;
+        foreach (var f in allow)
+            if (f.Matches(e)) { allowed = true; break; }
+        if (!allowed) return false;
+        foreach (var f in deny)
+            if (f.Matches(e)) return false;
+        foreach (var f in where)
+            if (!f.Matches(e)) return false;
+        return true;
     }
 
     /// <summary>type=process_exec (repeatable), binary_regex=R, policy=NAME as export filters.</summary>

@@ -105,6 +105,11 @@ public static class Metrics
             [.. json is null ? [] : new[] { One(json.Failed, ("exporter", "json")) }, .. otlp is null ? [] : new[] { One(otlp.Failures, ("exporter", "otlp")) }]);
         Add("secagent_export_dropped_total", MetricType.Counter, "Events an exporter dropped (full queue, slow reader).",
             [One(s.Live.Dropped, ("exporter", "api-stream")), .. otlp is null ? [] : new[] { One(otlp.Dropped, ("exporter", "otlp")) }]);
+        Add("secagent_api_stream_clients", MetricType.Gauge, "Clients attached to the live event stream (/v1/events).", [One(s.Live.Subscribers.Count)]);
+        Add("secagent_api_stream_client_dropped_total", MetricType.Counter, "Events dropped for one attached live-stream client because it read too slowly.",
+            s.Live.Subscribers.Select(c => One(c.Dropped, ("client", c.Id.ToString(CultureInfo.InvariantCulture)))));
+        Add("secagent_api_stream_disconnected_total", MetricType.Counter, "Live-stream clients the agent disconnected because they stopped reading while events were dropped for them.",
+            [One(s.Live.Disconnected)]);
         Add("secagent_export_queue_depth", MetricType.Gauge, "Events waiting in an exporter's queue.", otlp is null ? [] : [One(otlp.QueueDepth, ("exporter", "otlp"))]);
         Add("secagent_api_connections_refused_total", MetricType.Counter, "Connections to the API socket refused because the peer was not root.", [One(ApiServer.RefusedPeers)]);
 

@@ -441,6 +441,21 @@ public sealed class JsonEventFormatter
     /// <summary>The key of the extension object in an event body.</summary>
     public const string Extension = "securityagent";
 
+    /// <summary>The live stream's notice to one client that events were dropped because it read too slowly (shaped as
+    /// Tetragon's rate_limit_info).</summary>
+    public void WriteStreamDropInfo(Utf8JsonWriter w, long dropped, ulong ktime)
+    {
+        Span<byte> digits = stackalloc byte[20];
+        dropped.TryFormat(digits, out int n);
+        w.WriteStartObject();
+        w.WriteStartObject("stream_drop_info");
+        w.WriteString("number_of_dropped_process_events", digits[..n]);
+        w.WriteString("reason", "this client read the stream too slowly"u8);
+        w.WriteEndObject();
+        WriteTopLevel(w, ktime);
+        w.WriteEndObject();
+    }
+
     /// <summary>Tetragon's notice that the export rate limit dropped events.</summary>
     public void WriteRateLimitInfo(Utf8JsonWriter w, long dropped, ulong ktime)
     {

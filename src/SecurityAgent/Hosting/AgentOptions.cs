@@ -46,6 +46,11 @@ public sealed class AgentOptions
     [Option("Size of the kernel ring buffer (a power of two; resident in the agent: the kernel maps it whole)", HelpName = "BYTES")]
     public uint RingBufferBytes { get; set; } = 4 * 1024 * 1024; // RSS counts it twice (the kernel maps the data pages twice)
 
+    [Option("Nice value of the event thread (the one that drains the ring buffer and exports), -20 to 19; 0 leaves it as the agent's. "
+        + "Below 0 the scheduler favours it over the traced workloads when they saturate the CPUs, so a burst from many writers overflows the ring less "
+        + "(lost events are counted either way), at the cost of taking that CPU from them", HelpName = "N")]
+    public int EventThreadNice { get; set; }
+
     [Option("Benchmarks only: selectors run in user space, the kernel posts every call and enforces nothing")]
     public bool DebugUserspaceFilter { get; set; }
 
@@ -171,6 +176,7 @@ public sealed class AgentOptions
         Check(ProcessCacheSize >= 100, "process-cache-size", ProcessCacheSize, "must be at least 100");
         Check(ExitGraceSeconds is >= 0 and <= 3600, "exit-grace-seconds", ExitGraceSeconds, "must be between 0 and 3600");
         Check(ChannelCapacity >= 1024, "channel-capacity", ChannelCapacity, "must be at least 1024");
+        Check(EventThreadNice is >= -20 and <= 19, "event-thread-nice", EventThreadNice, "must be between -20 and 19");
         Check(RingBufferBytes >= 4096 && uint.IsPow2(RingBufferBytes), "ring-buffer-bytes", RingBufferBytes, "must be a power of two, at least 4096");
         Check(StatsFile is null || ParentExists(StatsFile), "stats-file", StatsFile, "its directory does not exist");
         Check(ExportRateLimit >= 0, "export-rate-limit", ExportRateLimit, "must be 0 (no limit) or more");

@@ -94,7 +94,7 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
                 new Stacks.StackSymbolizer(_opt.ExposeStackAddresses), afterCall),
             new PodWait(pods, TimeProvider.System, _opt.ChannelCapacity),
             [filtered, state.Live, state.EventMetrics], log);
-        using var reader = new KernelEventReader(sensor.Events, pipeline);
+        using var reader = new KernelEventReader(sensor.Events, pipeline, _opt.EventThreadNice, errno => LogNiceFailed(log, _opt.EventThreadNice, errno));
         // Attach first, then scan /proc: a process that starts in between is seen by both, and the
         // cache keeps one entry. Events wait in the ring buffer until the reader starts.
         sensor.Attach();
@@ -206,6 +206,9 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         LogKubernetes(log, config.Server.ToString());
         return cts;
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "--event-thread-nice {Nice}: the event thread keeps the agent's priority (setpriority: errno {Errno})")]
+    private static partial void LogNiceFailed(ILogger log, int nice, int errno);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Running without Kubernetes (no --kubeconfig, KUBERNETES_SERVICE_HOST not set): policies come from the policy directory only")]
     private static partial void LogNoKubernetes(ILogger log);

@@ -20,12 +20,15 @@ public sealed class KernelEventReader : IDisposable
     private readonly RingBuffer _ring;
     private readonly EventPipeline _pipeline;
     private readonly Thread _thread;
+    private readonly int _nice;
+    private readonly Action<int>? _niceFailed;
     private volatile bool _stop;
     private Exception? _failure;
 
-    public KernelEventReader(BpfMap ringMap, EventPipeline pipeline)
+    /// <param name="nice">The thread's nice value (0: the process's); <paramref name="niceFailed"/> gets the errno if it cannot be set.</param>
+    public KernelEventReader(BpfMap ringMap, EventPipeline pipeline, int nice = 0, Action<int>? niceFailed = null)
     {
-        _pipeline = pipeline;
+        (_pipeline, _nice, _niceFailed) = (pipeline, nice, niceFailed);
         _ring = new RingBuffer(ringMap, pipeline.OnRecord);
         _thread = new Thread(Loop) { IsBackground = true, Name = "secagent events" };
     }
@@ -34,6 +37,8 @@ public sealed class KernelEventReader : IDisposable
 
     private void Loop()
     {
+        if (_nice != 0 && Interop.Libc.SetThreadNice(_nice) is var errno and not 0)
+            _niceFailed?.Invoke(errno);
         try
         {
             int last = 0;

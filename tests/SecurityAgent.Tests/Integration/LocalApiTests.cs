@@ -100,6 +100,142 @@ public class LocalApiTests
     }
 
     [Fact]
+    public void A_client_gets_every_event_of_a_burst_in_order_and_one_that_does_not_read_is_dropped_counted_and_disconnected_while_the_file_gets_all()
+    {
+        using var dir = new TempDir();
+        var loop = dir.CopyBinary(Repo.File_("build", "bench", "openloop"), "openloop");
+        var watched = dir.File("watched.txt");
+        File.WriteAllText(watched, "x\n");
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = TestPolicies.OpenatKill("live-burst", loop, watched, mode: "monitor") });
+        using var reading = new StreamClient(agent.Socket, "/v1/events?policy=live-burst", read: true);
+        using var stalled = new StreamClient(agent.Socket, "/v1/events?policy=live-burst", read: false);
+        WaitUntil(() => Status(agent).GetProperty("clients").GetArrayLength() == 2, "both clients attached");
+        long stalledId = Status(agent).GetProperty("clients").EnumerateArray().Max(c => c.GetProperty("id").GetInt64());
+
+        // A burst within a client's bound (32 chunks of 64 KiB, about 2,000 events of ~1 KB): the reading client gets all of it, in the file's order.
+        const int First = 1500, Second = 20_000;
+        Assert.Equal(0, Run.Wait(loop, [watched, First.ToString()]).Code);
+        WaitUntil(() => reading.Events.Count >= First, $"{First} events on the reading client");
+        var fileTimes = FileTimes(agent, "live-burst");
+        Assert.Equal(fileTimes.Take(First), reading.Events.Take(First).Select(Time));
+
+        // A burst far over the bound: the client that never reads is dropped, counted, then disconnected; the file gets every event.
+        Assert.Equal(0, Run.Wait(loop, [watched, Second.ToString()]).Code);
+        WaitUntil(() => Status(agent).GetProperty("disconnected").GetInt64() == 1, "the stalled client disconnected", TimeSpan.FromSeconds(60));
+        WaitUntil(() => FileTimes(agent, "live-burst").Count == First + Second, "every event in the export file");
+        var stalledLines = stalled.ReadToEnd(TimeSpan.FromSeconds(30));
+        var status = Status(agent);
+        var remaining = status.GetProperty("clients").EnumerateArray().ToList();
+        Assert.DoesNotContain(remaining, c => c.GetProperty("id").GetInt64() == stalledId);
+        long readingDropped = remaining.Single().GetProperty("dropped").GetInt64();
+        long stalledDropped = status.GetProperty("dropped").GetInt64() - readingDropped;
+        int stalledEvents = stalledLines.Count(l => l.Contains("process_tracepoint"));
+        Assert.True(stalledDropped > 0 && stalledEvents + stalledDropped >= First + Second,
+            $"the stalled client received {stalledEvents} and {stalledDropped} were counted as dropped, of {First + Second}");
+        Assert.Equal(fileTimes.Take(stalledEvents), stalledLines.Where(l => l.Contains("process_tracepoint")).Select(l => Time(JsonDocument.Parse(l).RootElement)));
+        Assert.Equal(1, Metric(agent, "secagent_api_stream_disconnected_total"));
+        Assert.Equal(status.GetProperty("dropped").GetInt64(), Metric(agent, "secagent_export_dropped_total{exporter=\"api-stream\"}"));
+
+        // The reading client: its events are in the file's order with nothing skipped except where a notice says how many.
+        WaitUntil(() => reading.Events.Count + reading.NoticedDrops + Status(agent).GetProperty("clients")[0].GetProperty("dropped").GetInt64() >= First + Second,
+            "every event on the reading client or counted as dropped for it");
+        var all = FileTimes(agent, "live-burst");
+        int at = 0;
+        foreach (var t in reading.Events.Select(Time))
+        {
+            while (at < all.Count && all[at] != t) at++;
+            Assert.True(at < all.Count, $"an event on the reading client out of the file's order: {t}");
+        }
+    }
+
+    private static string Time(JsonElement e) => e.GetProperty("time").GetString()!;
+
+    private static List<string> FileTimes(AgentProcess agent, string policy) =>
+        agent.Events.Where(e => e.TryGetProperty("process_tracepoint", out var b) && b.GetProperty("policy_name").GetString() == policy).Select(Time).ToList();
+
+    private static JsonElement Status(AgentProcess agent) =>
+        JsonDocument.Parse(Cli(agent, "status", "-o", "json").Stdout).RootElement.GetProperty("exporters").EnumerateArray().Single(x => x.GetProperty("name").GetString() == "api-stream");
+
+    private static double Metric(AgentProcess agent, string series)
+    {
+        using var c = new StreamClient(agent.Socket, "/metrics", read: false);
+        var text = string.Join('\n', c.ReadToEnd(TimeSpan.FromSeconds(10)));
+        return double.Parse(text.Split('\n').Single(l => l.StartsWith(series + " ")).Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    private static void WaitUntil(Func<bool> done, string what, TimeSpan? timeout = null)
+    {
+        for (var until = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(20)); !done(); Thread.Sleep(100))
+            if (DateTime.UtcNow > until) throw new TimeoutException("waited for " + what);
+    }
+
+    /// <summary>A raw HTTP/1.1 GET on the API socket; with read, a thread collects the NDJSON body's events and the drop
+    /// notices as they come; without, nothing is read until <see cref="ReadToEnd"/>.</summary>
+    private sealed class StreamClient : IDisposable
+    {
+        private readonly System.Net.Sockets.Socket _s = new(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
+        private readonly List<JsonElement> _events = [];
+        private long _noticed;
+        private readonly Thread? _reader;
+
+        public StreamClient(string socket, string target, bool read)
+        {
+            _s.Connect(new System.Net.Sockets.UnixDomainSocketEndPoint(socket));
+            _s.Send(System.Text.Encoding.ASCII.GetBytes($"GET {target} HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n"));
+            if (read) (_reader = new Thread(() => ReadLines(Timeout.InfiniteTimeSpan, Add)) { IsBackground = true }).Start();
+        }
+
+        public List<JsonElement> Events { get { lock (_events) return [.. _events]; } }
+        public long NoticedDrops => Interlocked.Read(ref _noticed);
+
+        private void Add(string line)
+        {
+            if (!line.StartsWith('{')) return;
+            var e = JsonDocument.Parse(line).RootElement.Clone();
+            if (e.TryGetProperty("stream_drop_info", out var n))
+                Interlocked.Add(ref _noticed, long.Parse(n.GetProperty("number_of_dropped_process_events").GetString()!));
+            else lock (_events) _events.Add(e);
+        }
+
+        public List<string> ReadToEnd(TimeSpan timeout)
+        {
+            var lines = new List<string>();
+            ReadLines(timeout, lines.Add);
+            return lines;
+        }
+
+        private void ReadLines(TimeSpan timeout, Action<string> line)
+        {
+            _s.ReceiveTimeout = timeout == Timeout.InfiniteTimeSpan ? 0 : (int)timeout.TotalMilliseconds;
+            var buf = new byte[64 * 1024];
+            var pending = new List<byte>();
+            try
+            {
+                int n;
+                while ((n = _s.Receive(buf)) > 0)
+                {
+                    pending.AddRange(buf.AsSpan(0, n));
+                    int start = 0, nl;
+                    while ((nl = pending.IndexOf((byte)'\n', start)) >= 0)
+                    {
+                        line(System.Text.Encoding.UTF8.GetString(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(pending)[start..nl]).TrimEnd('\r'));
+                        start = nl + 1;
+                    }
+                    pending.RemoveRange(0, start);
+                }
+            }
+            catch (System.Net.Sockets.SocketException) { }
+            catch (ObjectDisposedException) { }
+        }
+
+        public void Dispose()
+        {
+            _s.Dispose();
+            _reader?.Join(TimeSpan.FromSeconds(5));
+        }
+    }
+
+    [Fact]
     public void A_non_root_user_gets_a_permission_error_from_the_socket()
     {
         using var agent = new AgentProcess();

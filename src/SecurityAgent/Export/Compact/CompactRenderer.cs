@@ -46,6 +46,11 @@ public static class CompactRenderer
             Paint(b.Append(' '), style, Yellow, $"{v.Dropped} events dropped by the export rate limit");
             return b.ToString();
         }
+        if (v.Type == "stream_drop_info")
+        {
+            Paint(b.Append(' '), style, Yellow, $"{v.Dropped} events dropped: this client read the stream too slowly");
+            return b.ToString();
+        }
         b.Append(' ');
         Paint(b, style, Green, v.Namespace is not null ? $"{Escape(v.Namespace)}/{Escape(v.Pod ?? "")}" : Escape(v.Node ?? ""));
         Paint(b.Append(' '), style, Magenta, Escape(v.Binary, quoteSpaces: true));
@@ -88,6 +93,7 @@ public static class CompactRenderer
             case "process_exec": return ("🚀", "process", Escape(v.Arguments));
             case "process_exit": return ("💥", "exit", Escape(v.Arguments));
             case "rate_limit_info": return ("🚦", "limit", "");
+            case "stream_drop_info": return ("🚦", "dropped", "");
         }
         var call = CallName(v.Hook ?? "");
         string Path() => v.Args.FirstOrDefault(a => a.Kind is "file_arg" or "path_arg" or "linux_binprm_arg")?.Text
