@@ -164,7 +164,8 @@ public sealed class LiveEvents : IEventExporter
             if (c is null)
             {
                 s.CountDrop();
-                if (s.PendingNotice++ == 0)
+                s.PendingNotice++;
+                if (!s.Dropping)
                     (s.Dropping, s.DroppingSince, s.ProgressAtDrop) = (true, _clock.GetTimestamp(), s.Progress);
                 continue;
             }
@@ -212,7 +213,9 @@ public sealed class LiveEvents : IEventExporter
                 HandOff(s, formatter);
             if (s.Dropping && !s.Closed)
             {
-                if (s.Progress != s.ProgressAtDrop)
+                if (s.Queued < s.Allocated)
+                    s.Dropping = false; // it has caught up: a chunk is free for the next event
+                else if (s.Progress != s.ProgressAtDrop)
                     (s.DroppingSince, s.ProgressAtDrop) = (_clock.GetTimestamp(), s.Progress);
                 else if (_clock.GetElapsedTime(s.DroppingSince) >= _limits.StallLimit)
                 {
