@@ -21,7 +21,7 @@ public sealed class LiveEvents : IEventExporter
     /// how long a subscriber may drop events without taking a chunk before it is disconnected.</summary>
     public sealed record Limits(int MaxChunks, int ChunkBytes, TimeSpan StallLimit)
     {
-        public static readonly Limits Default = new(32, 64 * 1024, TimeSpan.FromSeconds(5));
+        public static readonly Limits Default = new(8, 256 * 1024, TimeSpan.FromSeconds(5)); // a chunk per batch, as the export file's write
     }
 
     private readonly Limits _limits;

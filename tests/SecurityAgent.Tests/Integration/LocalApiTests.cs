@@ -112,7 +112,7 @@ public class LocalApiTests
         WaitUntil(() => Status(agent).GetProperty("clients").GetArrayLength() == 2, "both clients attached");
         long stalledId = Status(agent).GetProperty("clients").EnumerateArray().Max(c => c.GetProperty("id").GetInt64());
 
-        // A burst within a client's bound (32 chunks of 64 KiB, about 2,000 events of ~1 KB): the reading client gets all of it, in the file's order.
+        // A burst within a client's bound (8 chunks of 256 KiB, about 2,000 events of ~1 KB): the reading client gets all of it, in the file's order.
         const int First = 1500, Second = 20_000;
         Assert.Equal(0, Run.Wait(loop, [watched, First.ToString()]).Code);
         WaitUntil(() => reading.Count >= First, $"{First} events on the reading client");
