@@ -21,7 +21,7 @@ public sealed class LiveEvents : IEventExporter
     /// how long a subscriber may drop events without taking a chunk before it is disconnected.</summary>
     public sealed record Limits(int MaxChunks, int ChunkBytes, TimeSpan StallLimit)
     {
-        public static readonly Limits Default = new(32, 64 * 1024, TimeSpan.FromSeconds(5));
+        public static readonly Limits Default = new(8, 256 * 1024, TimeSpan.FromSeconds(5)); // a chunk per batch, as the export file's write
     }
 
     private readonly Limits _limits;
@@ -164,7 +164,8 @@ public sealed class LiveEvents : IEventExporter
             if (c is null)
             {
                 s.CountDrop();
-                if (s.PendingNotice++ == 0)
+                s.PendingNotice++;
+                if (!s.Dropping)
                     (s.Dropping, s.DroppingSince, s.ProgressAtDrop) = (true, _clock.GetTimestamp(), s.Progress);
                 continue;
             }
@@ -212,7 +213,9 @@ public sealed class LiveEvents : IEventExporter
                 HandOff(s, formatter);
             if (s.Dropping && !s.Closed)
             {
-                if (s.Progress != s.ProgressAtDrop)
+                if (s.Queued < s.Allocated)
+                    s.Dropping = false; // it has caught up: a chunk is free for the next event
+                else if (s.Progress != s.ProgressAtDrop)
                     (s.DroppingSince, s.ProgressAtDrop) = (_clock.GetTimestamp(), s.Progress);
                 else if (_clock.GetElapsedTime(s.DroppingSince) >= _limits.StallLimit)
                 {

@@ -77,6 +77,13 @@ public class CompactRendererTests
     }
 
     [Fact]
+    public void The_live_streams_drop_notice_reads_as_a_count_of_events_this_client_lost()
+    {
+        var line = CompactRenderer.Line("""{"stream_drop_info":{"number_of_dropped_process_events":"340","reason":"this client read the stream too slowly"},"node_name":"vm","time":"t"}""", Plain);
+        Assert.Equal("🚦 dropped 340 events dropped: this client read the stream too slowly", line);
+    }
+
+    [Fact]
     public void The_renderer_writes_utf8_lines_into_a_buffer_and_refuses_what_is_not_an_event()
     {
         var buffer = new ArrayBufferWriter<byte>();

@@ -103,4 +103,21 @@ public class LiveEventsTests
         Assert.Equal([reader], live.Subscribers);
         Assert.Equal(5, reader.Delivered);
     }
+
+    [Fact]
+    public void A_client_that_caught_up_after_drops_stays_connected_when_no_more_events_come()
+    {
+        var clock = new ManualClock();
+        var live = Live(new LiveEvents.Limits(MaxChunks: 2, ChunkBytes: 1, TimeSpan.FromSeconds(5)), clock);
+        var client = live.Subscribe(_ => true);
+        for (int i = 0; i < 4; i++) live.Export(Exec(i));
+        live.Flush();
+        Assert.Equal(2, client.Dropped);
+        Drain(client);
+        live.Flush();
+        clock.Ticks += TimeSpan.FromSeconds(60).Ticks;
+        live.Flush();
+        Assert.Equal(0, live.Disconnected);
+        Assert.False(client.Killed.IsCancellationRequested);
+    }
 }
