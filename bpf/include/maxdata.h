@@ -87,10 +87,14 @@ __attribute__((noinline)) int sa_data_send(struct sa_call *c, const struct sa_po
 	return 0;
 }
 
-static __always_inline void sa_send_data(struct sa_run *r, const struct sa_selector *sel)
+/* The point is looked up again: this runs in sa_act_matched, where the run's pointers are plain numbers. */
+static __always_inline void sa_send_data(struct sa_run *r, struct sa_call *c, const struct sa_selector *sel)
 {
-	sa_data_send(r->c, r->pt, sel, r->tid);
+	__u32 pi = sa_point_index(r->ap, r->gen);
+	const struct sa_point *pt = bpf_map_lookup_elem(&sa_points, &pi);
+	if (pt)
+		sa_data_send(c, pt, sel, r->tid);
 }
 #else
-static __always_inline void sa_send_data(struct sa_run *r, const struct sa_selector *sel) {}
+static __always_inline void sa_send_data(struct sa_run *r, struct sa_call *c, const struct sa_selector *sel) {}
 #endif

@@ -10,7 +10,7 @@
 #include "actions.h"
 #include "aftercall.h"
 
-static __always_inline bool sa_selector_passes(struct sa_run *r, const struct sa_selector *sel)
+static __always_inline bool sa_selector_passes(struct sa_run *r, struct sa_call *c, const struct sa_selector *sel)
 {
 	if (!sa_in_scope(sel) || !sa_match_pids(sel, r->tgid) || !sa_match_caps(sel))
 		return false;
@@ -20,15 +20,39 @@ static __always_inline bool sa_selector_passes(struct sa_run *r, const struct sa
 		if (i >= sel->ncmps)
 			break;
 		const struct sa_int_cmp *cmp = &sel->cmps[i];
-		__u64 v = r->c->ints[cmp->slot & (SA_POINT_ARGS - 1)];
+		__u64 v = c->ints[cmp->slot & (SA_POINT_ARGS - 1)];
 		/* CapabilitiesGained: the new set (slot `value`) holds a capability the old one (`slot`) lacks. */
 		if (SA_FAMILY == SA_FAMILY_FUNCTION && cmp->cmp == SA_CMP_CAPS_GAINED) {
-			if (!(r->c->ints[cmp->value & (SA_POINT_ARGS - 1)] & ~v))
+			if (!(c->ints[cmp->value & (SA_POINT_ARGS - 1)] & ~v))
 				return false;
 		} else if (!sa_match_int_cmp(cmp, v))
 			return false;
 	}
 	return true;
+}
+
+/* Selector bit `bit` (r->bit is bit + 1): its checks that are not indexed, then, when they pass, its hook's actions.
+ * Returns the next bit to consider: past the hook's later selectors once one matched (they do not count then).
+ * A global function: the verifier checks it once, on its own, instead of once per path of the selector walk of
+ * every program (sa_policy_tp: ~636k processed instructions inlined). Its arguments are numbers or sized memory
+ * (`r` is read and written as plain memory: its pointers are numbers here), so the call state and the selector
+ * are looked up again; the event is then a map value, as 6.1 wants of a map update's value. */
+__attribute__((noinline)) int sa_selector_run(struct sa_run *r, __u32 bit)
+{
+	if (!r)
+		return SA_SEL_BITS;
+	struct sa_call *c = sa_call_state();
+	if (!c)
+		return SA_SEL_BITS;
+	struct sa_selector_key *k = &c->sel_key;
+	k->ap = r->ap;
+	k->gen = r->gen;
+	k->bit = bit;
+	const struct sa_selector *sel = bpf_map_lookup_elem(&sa_selectors, k);
+	if (!sel || !sa_selector_passes(r, c, sel))
+		return bit + 1;
+	sa_act(r, c, sel);
+	return sel->hook_end;
 }
 
 /* The next surviving selector bit (a bpf_loop callback: each step skips an empty word or handles one bit). */
@@ -44,13 +68,8 @@ static long sa_next_selector(__u32 i, struct sa_run *r)
 		return 0;
 	}
 	bit = (w << 6) | sa_lowest_bit(word);
-	struct sa_selector_key k = { .ap = r->ap, .gen = r->gen, .bit = bit };
-	const struct sa_selector *sel = bpf_map_lookup_elem(&sa_selectors, &k);
 	r->bit = bit + 1;
-	if (!sel || !sa_selector_passes(r, sel))
-		return 0;
-	sa_act(r, sel);
-	r->bit = sel->hook_end; /* the hook's later selectors do not count once one matched */
+	r->bit = sa_selector_run(r, bit);
 	return 0;
 }
 

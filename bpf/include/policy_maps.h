@@ -208,6 +208,12 @@ struct sa_call {
 	struct policy_event ev;
 	struct sa_sock_owner sock_owner; /* a tracked sock argument's owner (TrackSock); tgid 0: none */
 	struct sa_ret_key ret_key;
+	/* sa_selector_run's map keys and the rate limit's time: here, not on its frame (6.1's 512 bytes over all frames). */
+	struct sa_selector_key sel_key;
+	struct sa_deny_key deny_key;
+	struct sa_rate_key rate_key;
+	struct sa_ret_key held_key;
+	__u64 now;
 	__u64 root_now[2];       /* the task's root (vfsmount, dentry) ... */
 	__u64 host_root[2];      /* ... and the last one found to be the host's (sa_host_view) */
 	__u64 dim_hits[SA_SEL_WORDS]; /* sa_eval_dim: the selectors whose value set holds the call's value */
