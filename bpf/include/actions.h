@@ -70,9 +70,13 @@ static __always_inline void sa_enf_cleanup(__u32 policy_id, __u32 tgid, __u32 ti
 }
 
 /* Builds the hook's record in the call state's event; returns its size. */
-static __always_inline __u64 sa_fill(struct sa_run *r, struct sa_call *c, const struct sa_selector *sel, __u32 hook_id,
-				    __u32 actions, __u8 flags)
+/* A global function (apart from the selector's: the two frames are not on the stack at once with maxData's). */
+__attribute__((noinline)) int sa_fill(struct sa_run *r, struct sa_call *c, const struct sa_selector *sel, __u32 actions,
+				      __u32 flags)
 {
+	if (!r || !c || !sel)
+		return 0;
+	__u32 hook_id = sel->hook_id;
 	struct policy_event *ev = &c->ev;
 	/* A sock argument TrackSock follows: the event is its owner's (Tetragon's socket tracking). */
 	bool owned = c->sock_owner.tgid != 0;
@@ -154,7 +158,9 @@ static __always_inline __u64 sa_fill(struct sa_run *r, struct sa_call *c, const 
 static __always_inline void sa_post(struct sa_run *r, struct sa_call *c, const struct sa_selector *sel, __u32 hook_id,
 				   __u32 actions, __u8 flags)
 {
-	__u64 size = sa_fill(r, c, sel, hook_id, actions, flags);
+	__u64 size = sa_fill(r, c, sel, actions, flags);
+	if (size > sizeof(c->ev))
+		return;
 	sa_submit(&c->ev, size, sel->flags & SA_SEL_USER_SPACE);
 }
 
@@ -394,7 +400,7 @@ static __always_inline void sa_act(struct sa_run *r, struct sa_call *c, const st
 		sa_send_data(r, c, sel);
 	if (sel->ret_hook) {
 		/* A return probe: the event, with the arguments as the enter saw them, waits for the return value. */
-		sa_fill(r, c, sel, hook_id, actions, flags);
+		sa_fill(r, c, sel, actions, flags);
 #if SA_FAMILY == SA_FAMILY_TRACEPOINT
 		if (r->at_exit) {
 			/* Matched at the syscall's exit (on the object it looked up): the return value is known. */

@@ -85,6 +85,7 @@ namespace SecurityAgent.Bpf
             public const string EnforcerExit = "sa_enforcer_exit";
             public const string Exec = "sa_exec";
             public const string Exit = "sa_exit";
+            public const string Fill = "sa_fill";
             public const string Fork = "sa_fork";
             public const string LoaderExec = "sa_loader_exec";
             public const string LoaderMmap = "sa_loader_mmap";
@@ -123,7 +124,7 @@ namespace SecurityAgent.Bpf
         {
             public const string File = "fmodret.bpf.o";
             public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve"];
-            public static readonly IReadOnlyList<string> Programs = ["sa_selector_run", "sa_policy_fmod_ret", "sa_policy_fexit"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_fill", "sa_selector_run", "sa_policy_fmod_ret", "sa_policy_fexit"];
         }
 
         /// <summary>iouring.bpf.o</summary>
@@ -131,7 +132,7 @@ namespace SecurityAgent.Bpf
         {
             public const string File = "iouring.bpf.o";
             public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "sa_uring_ops", "sa_uring_rec", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_pending", "sa_inode_set", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "sa_data_scratch", "sa_after_notes", "sa_after_seq"];
-            public static readonly IReadOnlyList<string> Programs = ["sa_data_send", "sa_selector_run", "sa_uring_submit"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_data_send", "sa_fill", "sa_selector_run", "sa_uring_submit"];
         }
 
         /// <summary>kover.bpf.o</summary>
@@ -139,7 +140,7 @@ namespace SecurityAgent.Bpf
         {
             public const string File = "kover.bpf.o";
             public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "sa_data_scratch"];
-            public static readonly IReadOnlyList<string> Programs = ["sa_data_send", "sa_selector_run", "sa_policy_kprobe_override"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_data_send", "sa_fill", "sa_selector_run", "sa_policy_kprobe_override"];
         }
 
         /// <summary>kprobe.bpf.o</summary>
@@ -147,7 +148,7 @@ namespace SecurityAgent.Bpf
         {
             public const string File = "kprobe.bpf.o";
             public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "sa_data_scratch"];
-            public static readonly IReadOnlyList<string> Programs = ["sa_data_send", "sa_selector_run", "sa_policy_kprobe", "sa_policy_kretprobe"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_data_send", "sa_fill", "sa_selector_run", "sa_policy_kprobe", "sa_policy_kretprobe"];
         }
 
         /// <summary>ksys.bpf.o</summary>
@@ -155,7 +156,7 @@ namespace SecurityAgent.Bpf
         {
             public const string File = "ksys.bpf.o";
             public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve"];
-            public static readonly IReadOnlyList<string> Programs = ["sa_selector_run", "sa_policy_ksys_override"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_fill", "sa_selector_run", "sa_policy_ksys_override"];
         }
 
         /// <summary>loader.bpf.o</summary>
@@ -171,7 +172,7 @@ namespace SecurityAgent.Bpf
         {
             public const string File = "lsm.bpf.o";
             public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve"];
-            public static readonly IReadOnlyList<string> Programs = ["sa_selector_run", "sa_lsm_file_open", "sa_lsm_bprm_check_security", "sa_lsm_socket_connect", "sa_lsm_file_permission", "sa_lsm_ima_bprm_check_security"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_fill", "sa_selector_run", "sa_lsm_file_open", "sa_lsm_bprm_check_security", "sa_lsm_socket_connect", "sa_lsm_file_permission", "sa_lsm_ima_bprm_check_security"];
         }
 
         /// <summary>probe.bpf.o</summary>
@@ -203,7 +204,7 @@ namespace SecurityAgent.Bpf
         {
             public const string File = "rawtp.bpf.o";
             public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve"];
-            public static readonly IReadOnlyList<string> Programs = ["sa_selector_run", "sa_policy_raw_tp"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_fill", "sa_selector_run", "sa_policy_raw_tp"];
         }
 
         /// <summary>shared.bpf.o</summary>
@@ -211,7 +212,7 @@ namespace SecurityAgent.Bpf
         {
             public const string File = "shared.bpf.o";
             public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_pending", "sa_inode_set", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "sa_data_scratch", "sa_after_notes", "sa_after_seq"];
-            public static readonly IReadOnlyList<string> Programs = ["sa_data_send", "sa_selector_run"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_data_send", "sa_fill", "sa_selector_run"];
         }
 
         /// <summary>sock.bpf.o</summary>
@@ -219,7 +220,7 @@ namespace SecurityAgent.Bpf
         {
             public const string File = "sock.bpf.o";
             public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve"];
-            public static readonly IReadOnlyList<string> Programs = ["sa_selector_run", "sa_connect4", "sa_connect6"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_fill", "sa_selector_run", "sa_connect4", "sa_connect6"];
         }
 
         /// <summary>tracepoint.bpf.o</summary>
@@ -227,7 +228,7 @@ namespace SecurityAgent.Bpf
         {
             public const string File = "tracepoint.bpf.o";
             public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "sa_rcu_inner", "sa_rcu_barrier", "sa_pending", "sa_active", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_inode_set", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "sa_data_scratch", "sa_after_notes", "sa_after_seq"];
-            public static readonly IReadOnlyList<string> Programs = ["sa_data_send", "sa_selector_run", "sa_policy_tp", "sa_policy_exit_tp", "sa_policy_ret_tp"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_data_send", "sa_fill", "sa_selector_run", "sa_policy_tp", "sa_policy_exit_tp", "sa_policy_ret_tp"];
         }
 
         /// <summary>uprobe.bpf.o</summary>
@@ -235,7 +236,7 @@ namespace SecurityAgent.Bpf
         {
             public const string File = "uprobe.bpf.o";
             public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "__bpf_usdt_specs", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "__bpf_usdt_ip_to_spec_id"];
-            public static readonly IReadOnlyList<string> Programs = ["sa_selector_run", "bpf_usdt_arg_cnt", "bpf_usdt_arg", "bpf_usdt_cookie", "sa_policy_uprobe", "sa_policy_usdt"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_fill", "sa_selector_run", "bpf_usdt_arg_cnt", "bpf_usdt_arg", "bpf_usdt_cookie", "sa_policy_uprobe", "sa_policy_usdt"];
         }
 
         /// <summary>usdtset.bpf.o</summary>
@@ -243,7 +244,7 @@ namespace SecurityAgent.Bpf
         {
             public const string File = "usdtset.bpf.o";
             public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "__bpf_usdt_specs", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "__bpf_usdt_ip_to_spec_id"];
-            public static readonly IReadOnlyList<string> Programs = ["sa_selector_run", "bpf_usdt_arg_cnt", "bpf_usdt_arg", "bpf_usdt_cookie", "sa_policy_usdt_set"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_fill", "sa_selector_run", "bpf_usdt_arg_cnt", "bpf_usdt_arg", "bpf_usdt_cookie", "sa_policy_usdt_set"];
         }
     }
 }
