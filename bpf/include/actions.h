@@ -71,7 +71,7 @@ static __always_inline void sa_enf_cleanup(__u32 policy_id, __u32 tgid, __u32 ti
 
 /* Builds the hook's record in the call state's event; returns its size. */
 /* A global function (apart from the selector's: the two frames are not on the stack at once with maxData's). */
-__attribute__((noinline)) int sa_fill(struct sa_run *r, struct sa_call *c, const struct sa_selector *sel, __u32 actions,
+__attribute__((noinline)) int sa_fill(struct sa_act_run *r, struct sa_call *c, const struct sa_selector *sel, __u32 actions,
 				      __u32 flags)
 {
 	if (!r || !c || !sel)
@@ -155,7 +155,7 @@ __attribute__((noinline)) int sa_fill(struct sa_run *r, struct sa_call *c, const
 	return size;
 }
 
-static __always_inline void sa_post(struct sa_run *r, struct sa_call *c, const struct sa_selector *sel, __u32 hook_id,
+static __always_inline void sa_post(struct sa_act_run *r, struct sa_call *c, const struct sa_selector *sel, __u32 hook_id,
 				   __u32 actions, __u8 flags)
 {
 	__u64 size = sa_fill(r, c, sel, actions, flags);
@@ -298,7 +298,7 @@ static __always_inline long sa_usdt_write(const __u64 *wloc, const struct sa_sel
 #endif
 
 /* The actions of the hook whose selector `sel` matched this call. */
-static __always_inline void sa_act(struct sa_run *r, struct sa_call *c, const struct sa_selector *sel)
+static __always_inline void sa_act(struct sa_act_run *r, struct sa_call *c, const struct sa_selector *sel)
 {
 	__u32 hook_id = sel->hook_id;
 	struct sa_hook_stats *st = bpf_map_lookup_elem(&sa_hook_stats, &hook_id);

@@ -87,8 +87,8 @@ __attribute__((noinline)) int sa_data_send(struct sa_call *c, const struct sa_po
 	return 0;
 }
 
-/* The point is looked up again: this runs in sa_act_matched, where the run's pointers are plain numbers. */
-static __always_inline void sa_send_data(struct sa_run *r, struct sa_call *c, const struct sa_selector *sel)
+/* The point is looked up again: this runs in sa_selector_run, which has no pointer to it. */
+static __always_inline void sa_send_data(struct sa_act_run *r, struct sa_call *c, const struct sa_selector *sel)
 {
 	__u32 pi = sa_point_index(r->ap, r->gen);
 	const struct sa_point *pt = bpf_map_lookup_elem(&sa_points, &pi);
@@ -96,5 +96,5 @@ static __always_inline void sa_send_data(struct sa_run *r, struct sa_call *c, co
 		sa_data_send(c, pt, sel, r->tid);
 }
 #else
-static __always_inline void sa_send_data(struct sa_run *r, struct sa_call *c, const struct sa_selector *sel) {}
+static __always_inline void sa_send_data(struct sa_act_run *r, struct sa_call *c, const struct sa_selector *sel) {}
 #endif
