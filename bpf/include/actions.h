@@ -70,9 +70,13 @@ static __always_inline void sa_enf_cleanup(__u32 policy_id, __u32 tgid, __u32 ti
 }
 
 /* Builds the hook's record in the call state's event; returns its size. */
-static __always_inline __u64 sa_fill(struct sa_run *r, const struct sa_selector *sel, __u32 hook_id, __u32 actions, __u8 flags)
+/* A global function (apart from the selector's: the two frames are not on the stack at once with maxData's). */
+__attribute__((noinline)) int sa_fill(struct sa_act_run *r, struct sa_call *c, const struct sa_selector *sel, __u32 actions,
+				      __u32 flags)
 {
-	struct sa_call *c = r->c;
+	if (!r || !c || !sel)
+		return 0;
+	__u32 hook_id = sel->hook_id;
 	struct policy_event *ev = &c->ev;
 	/* A sock argument TrackSock follows: the event is its owner's (Tetragon's socket tracking). */
 	bool owned = c->sock_owner.tgid != 0;
@@ -151,10 +155,13 @@ static __always_inline __u64 sa_fill(struct sa_run *r, const struct sa_selector 
 	return size;
 }
 
-static __always_inline void sa_post(struct sa_run *r, const struct sa_selector *sel, __u32 hook_id, __u32 actions, __u8 flags)
+static __always_inline void sa_post(struct sa_act_run *r, struct sa_call *c, const struct sa_selector *sel, __u32 hook_id,
+				   __u32 actions, __u8 flags)
 {
-	__u64 size = sa_fill(r, sel, hook_id, actions, flags);
-	sa_submit(&r->c->ev, size, sel->flags & SA_SEL_USER_SPACE);
+	__u64 size = sa_fill(r, c, sel, actions, flags);
+	if (size > sizeof(c->ev))
+		return;
+	sa_submit(&c->ev, size, sel->flags & SA_SEL_USER_SPACE);
 }
 
 /* matchReturnArgs: every entry passes (Equal / NotEqual: any of its values). */
@@ -291,7 +298,7 @@ static __always_inline long sa_usdt_write(const __u64 *wloc, const struct sa_sel
 #endif
 
 /* The actions of the hook whose selector `sel` matched this call. */
-static __always_inline void sa_act(struct sa_run *r, const struct sa_selector *sel)
+static __always_inline void sa_act(struct sa_act_run *r, struct sa_call *c, const struct sa_selector *sel)
 {
 	__u32 hook_id = sel->hook_id;
 	struct sa_hook_stats *st = bpf_map_lookup_elem(&sa_hook_stats, &hook_id);
@@ -303,8 +310,11 @@ static __always_inline void sa_act(struct sa_run *r, const struct sa_selector *s
 		return;
 
 	if (sel->flags & SA_SEL_USER_SPACE) {
-		struct sa_deny_key dk = { .hook_id = hook_id, .selector = sel->index, .tgid = r->tgid };
-		__u32 *deny = bpf_map_lookup_elem(&sa_deny, &dk);
+		struct sa_deny_key *dk = &c->deny_key;
+		dk->hook_id = hook_id;
+		dk->selector = sel->index;
+		dk->tgid = r->tgid;
+		__u32 *deny = bpf_map_lookup_elem(&sa_deny, dk);
 		if (deny) {
 			actions |= *deny;
 			if (*deny & SA_ACT_SIGNAL)
@@ -313,7 +323,7 @@ static __always_inline void sa_act(struct sa_run *r, const struct sa_selector *s
 		}
 	}
 	__sync_fetch_and_add(&st->matched, 1);
-	sa_set_bits(r->c->fired, r->bit - 1 - sel->index, sel->hook_end);
+	sa_set_bits(c->fired, r->bit - 1 - sel->index, sel->hook_end);
 
 	if (actions & SA_ACT_OVERRIDE) {
 		if (!enforce) {
@@ -366,41 +376,48 @@ static __always_inline void sa_act(struct sa_run *r, const struct sa_selector *s
 
 #if SA_FAMILY != SA_FAMILY_TRACEPOINT /* a tracepoint record has no sock */
 	if (actions & (SA_ACT_TRACK_SOCK | SA_ACT_UNTRACK_SOCK))
-		sa_track_sock(((struct sa_sock_info *)r->c->str[sel->sock_slot & (SA_POINT_ARGS - 1)])->cookie,
+		sa_track_sock(((struct sa_sock_info *)c->str[sel->sock_slot & (SA_POINT_ARGS - 1)])->cookie,
 			      actions & SA_ACT_TRACK_SOCK, r->tgid, r->tid);
 #endif
 
 	if (!(actions & SA_ACT_POST))
 		return;
 	if (sel->rate_limit_ns) {
-		struct sa_rate_key rk = { .hook_id = hook_id, .selector = sel->index, .tgid = r->tgid };
-		__u64 now = bpf_ktime_get_boot_ns();
-		__u64 *last = bpf_map_lookup_elem(&sa_rate, &rk);
-		if (last && now - *last < sel->rate_limit_ns) {
+		struct sa_rate_key *rk = &c->rate_key;
+		rk->hook_id = hook_id;
+		rk->selector = sel->index;
+		rk->tgid = r->tgid;
+		rk->pad = 0;
+		c->now = bpf_ktime_get_boot_ns();
+		__u64 *last = bpf_map_lookup_elem(&sa_rate, rk);
+		if (last && c->now - *last < sel->rate_limit_ns) {
 			__sync_fetch_and_add(&st->rate_limited, 1);
 			return;
 		}
-		bpf_map_update_elem(&sa_rate, &rk, &now, BPF_ANY);
+		bpf_map_update_elem(&sa_rate, rk, &c->now, BPF_ANY);
 	}
 	if (actions & SA_ACT_MAX_DATA)
-		sa_send_data(r, sel);
+		sa_send_data(r, c, sel);
 	if (sel->ret_hook) {
 		/* A return probe: the event, with the arguments as the enter saw them, waits for the return value. */
-		sa_fill(r, sel, hook_id, actions, flags);
+		sa_fill(r, c, sel, actions, flags);
 #if SA_FAMILY == SA_FAMILY_TRACEPOINT
 		if (r->at_exit) {
 			/* Matched at the syscall's exit (on the object it looked up): the return value is known. */
-			sa_return(sel, &r->c->ev, r->ret, r->tgid);
+			sa_return(sel, &c->ev, r->ret, r->tgid);
 			return;
 		}
 #endif
 		if (r->nret < SA_RET_MAX) {
-			struct sa_ret_key k = { .id = ((__u64)r->tgid << 32) | r->tid, .n = r->nret, .ap = r->ap };
-			long err = bpf_map_update_elem(&sa_ret_events, &k, &r->c->ev, BPF_NOEXIST);
+			struct sa_ret_key *k = &c->held_key;
+			k->id = ((__u64)r->tgid << 32) | r->tid;
+			k->n = r->nret;
+			k->ap = r->ap;
+			long err = bpf_map_update_elem(&sa_ret_events, k, &c->ev, BPF_NOEXIST);
 			if (err == -17 /* EEXIST */) {
 				/* Left by a call of this thread that did not return here: lost, replaced. */
 				sa_count_lost(SA_LOST_RET_EVENT);
-				err = bpf_map_update_elem(&sa_ret_events, &k, &r->c->ev, BPF_ANY);
+				err = bpf_map_update_elem(&sa_ret_events, k, &c->ev, BPF_ANY);
 			}
 			if (err == 0)
 				r->ret_bits[r->nret++ & (SA_RET_MAX - 1)] = r->bit - 1;
@@ -411,6 +428,7 @@ static __always_inline void sa_act(struct sa_run *r, const struct sa_selector *s
 		}
 		return;
 	}
-	sa_post(r, sel, hook_id, actions, flags);
+	sa_post(r, c, sel, hook_id, actions, flags);
 	__sync_fetch_and_add(&st->posted, 1);
 }
+

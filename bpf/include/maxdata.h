@@ -76,8 +76,7 @@ static long sa_data_chunk(__u32 i, struct sa_data_ctx *x)
 	return 0;
 }
 
-/* A global function: the verifier checks it once, not once per state of the selector walk that calls it (sa_policy_tp
- * is near the 1M-instruction limit). */
+/* A global function: the verifier checks it once, not once per state of the actions that call it. */
 __attribute__((noinline)) int sa_data_send(struct sa_call *c, const struct sa_point *pt, const struct sa_selector *sel, __u32 tid)
 {
 	if (!c || !pt || !sel)
@@ -87,10 +86,14 @@ __attribute__((noinline)) int sa_data_send(struct sa_call *c, const struct sa_po
 	return 0;
 }
 
-static __always_inline void sa_send_data(struct sa_run *r, const struct sa_selector *sel)
+/* The point is looked up again: this runs in sa_selector_run, which has no pointer to it. */
+static __always_inline void sa_send_data(struct sa_act_run *r, struct sa_call *c, const struct sa_selector *sel)
 {
-	sa_data_send(r->c, r->pt, sel, r->tid);
+	__u32 pi = sa_point_index(r->ap, r->gen);
+	const struct sa_point *pt = bpf_map_lookup_elem(&sa_points, &pi);
+	if (pt)
+		sa_data_send(c, pt, sel, r->tid);
 }
 #else
-static __always_inline void sa_send_data(struct sa_run *r, const struct sa_selector *sel) {}
+static __always_inline void sa_send_data(struct sa_act_run *r, struct sa_call *c, const struct sa_selector *sel) {}
 #endif

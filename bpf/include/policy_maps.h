@@ -152,6 +152,26 @@ struct sa_ret_key {
 	__u32 ap;                /* nested calls of one thread (a syscall, a kernel function inside it) do not collide */
 };
 
+/* A matched selector's view of the call (policy.h's sa_selector_run, a global function, gets no pointer to the run on
+ * the stack): copied from the run before the selector walk; verdict and the return hooks are read back after it. */
+struct sa_act_run {
+	__u32 ap;
+	__u32 gen;
+	__u32 tgid;
+	__u32 tid;
+	__u32 op;
+	__u32 bit;                   /* the matched selector's bit + 1 */
+	__s32 verdict;               /* errno for LSM and cgroup hooks (0: allow) */
+	bool at_exit;                /* a syscall's exit, on the object the kernel looked up */
+	__u8 pad;
+	__u16 nret;                  /* return hooks matched at enter, their bits: */
+	__u16 ret_bits[SA_RET_MAX];
+	__s64 ret;                   /* at a syscall's exit: its return value */
+	/* A USDT probe's arguments that the note places in memory: address | size << 56 (0: not in memory), for Set.
+	 * Numbers, not the context: the selectors run in a bpf_loop callback. */
+	__u64 wloc[SA_MAX_FN_ARGS];
+};
+
 /* Per-CPU state of one call: the arguments read at the attach point, the surviving selector bits, a lookup
  * key and the record being built. */
 /* What a family hands to the reader. */
@@ -208,6 +228,13 @@ struct sa_call {
 	struct policy_event ev;
 	struct sa_sock_owner sock_owner; /* a tracked sock argument's owner (TrackSock); tgid 0: none */
 	struct sa_ret_key ret_key;
+	struct sa_act_run act;
+	/* sa_selector_run's map keys and the rate limit's time: here, not on its frame (6.1's 512 bytes over all frames). */
+	struct sa_selector_key sel_key;
+	struct sa_deny_key deny_key;
+	struct sa_rate_key rate_key;
+	struct sa_ret_key held_key;
+	__u64 now;
 	__u64 root_now[2];       /* the task's root (vfsmount, dentry) ... */
 	__u64 host_root[2];      /* ... and the last one found to be the host's (sa_host_view) */
 	__u64 dim_hits[SA_SEL_WORDS]; /* sa_eval_dim: the selectors whose value set holds the call's value */

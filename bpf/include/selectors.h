@@ -9,7 +9,9 @@
 #pragma once
 #include "args.h"
 
-/* The call being evaluated. Lives on the program's stack; bpf_loop callbacks get a pointer to it. */
+/* The call being evaluated. Lives on the program's stack; bpf_loop callbacks get a pointer to it. What a matched
+ * selector's actions read and write is in the call state instead (sa_call.act): they run in a global function, and a
+ * stack argument holding pointers (c, pt) would come back from one with the pointers forgotten by the verifier. */
 struct sa_run {
 	struct sa_call *c;
 	const struct sa_point *pt;
@@ -21,17 +23,9 @@ struct sa_run {
 	__u32 dim_end;
 	__u32 op;
 	__u32 bit;                   /* next selector bit to consider */
-	__s32 verdict;               /* errno for LSM and cgroup hooks (0: allow) */
 	bool alive;
 	bool at_exit;                /* a syscall's exit, on the object the kernel looked up */
-	__u16 nret;                  /* return hooks matched at enter, their bits: */
-	__u16 ret_bits[SA_RET_MAX];
 	__s64 ret;                   /* at a syscall's exit: its return value */
-#ifdef SA_USDT
-	/* A USDT probe's arguments that the note places in memory: address | size << 56 (0: not in memory), for Set.
-	 * Numbers, not the context: the selectors run in a bpf_loop callback. */
-	__u64 wloc[SA_MAX_FN_ARGS];
-#endif
 };
 
 static __always_inline const void *sa_lookup_exact(struct sa_call *c, struct sa_value_hdr hdr, const char *s, __u32 len)

@@ -53,9 +53,7 @@ namespace SecurityAgent.Bpf
             public const string SocktrackStats = "sa_socktrack_stats";
             public const string StrPrefix = "sa_str_prefix";
             public const string StrSet = "sa_str_set";
-            public const string UringArm = "sa_uring_arm";
             public const string UringOps = "sa_uring_ops";
-            public const string UringPending = "sa_uring_pending";
             public const string UringRec = "sa_uring_rec";
         }
 
@@ -87,6 +85,7 @@ namespace SecurityAgent.Bpf
             public const string EnforcerExit = "sa_enforcer_exit";
             public const string Exec = "sa_exec";
             public const string Exit = "sa_exit";
+            public const string Fill = "sa_fill";
             public const string Fork = "sa_fork";
             public const string LoaderExec = "sa_loader_exec";
             public const string LoaderMmap = "sa_loader_mmap";
@@ -108,7 +107,7 @@ namespace SecurityAgent.Bpf
             public const string PolicyUprobe = "sa_policy_uprobe";
             public const string PolicyUsdt = "sa_policy_usdt";
             public const string PolicyUsdtSet = "sa_policy_usdt_set";
-            public const string UringComplete = "sa_uring_complete";
+            public const string SelectorRun = "sa_selector_run";
             public const string UringSubmit = "sa_uring_submit";
         }
 
@@ -124,40 +123,40 @@ namespace SecurityAgent.Bpf
         public static class Fmodret
         {
             public const string File = "fmodret.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve"];
-            public static readonly IReadOnlyList<string> Programs = ["sa_policy_fmod_ret", "sa_policy_fexit"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_fill", "sa_selector_run", "sa_policy_fmod_ret", "sa_policy_fexit"];
         }
 
         /// <summary>iouring.bpf.o</summary>
         public static class Iouring
         {
             public const string File = "iouring.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_uring_ops", "sa_uring_rec", "sa_uring_pending", "sa_active", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_pending", "sa_inode_set", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "sa_data_scratch", "sa_after_notes", "sa_after_seq", "sa_uring_arm"];
-            public static readonly IReadOnlyList<string> Programs = ["sa_data_send", "sa_uring_submit", "sa_uring_complete"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "sa_uring_ops", "sa_uring_rec", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_pending", "sa_inode_set", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "sa_data_scratch", "sa_after_notes", "sa_after_seq"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_data_send", "sa_fill", "sa_selector_run", "sa_uring_submit"];
         }
 
         /// <summary>kover.bpf.o</summary>
         public static class Kover
         {
             public const string File = "kover.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "sa_data_scratch"];
-            public static readonly IReadOnlyList<string> Programs = ["sa_data_send", "sa_policy_kprobe_override"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "sa_data_scratch"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_data_send", "sa_fill", "sa_selector_run", "sa_policy_kprobe_override"];
         }
 
         /// <summary>kprobe.bpf.o</summary>
         public static class Kprobe
         {
             public const string File = "kprobe.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "sa_data_scratch"];
-            public static readonly IReadOnlyList<string> Programs = ["sa_data_send", "sa_policy_kprobe", "sa_policy_kretprobe"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "sa_data_scratch"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_data_send", "sa_fill", "sa_selector_run", "sa_policy_kprobe", "sa_policy_kretprobe"];
         }
 
         /// <summary>ksys.bpf.o</summary>
         public static class Ksys
         {
             public const string File = "ksys.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve"];
-            public static readonly IReadOnlyList<string> Programs = ["sa_policy_ksys_override"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_fill", "sa_selector_run", "sa_policy_ksys_override"];
         }
 
         /// <summary>loader.bpf.o</summary>
@@ -172,8 +171,8 @@ namespace SecurityAgent.Bpf
         public static class Lsm
         {
             public const string File = "lsm.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve"];
-            public static readonly IReadOnlyList<string> Programs = ["sa_lsm_file_open", "sa_lsm_bprm_check_security", "sa_lsm_socket_connect", "sa_lsm_file_permission", "sa_lsm_ima_bprm_check_security"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_fill", "sa_selector_run", "sa_lsm_file_open", "sa_lsm_bprm_check_security", "sa_lsm_socket_connect", "sa_lsm_file_permission", "sa_lsm_ima_bprm_check_security"];
         }
 
         /// <summary>probe.bpf.o</summary>
@@ -204,48 +203,48 @@ namespace SecurityAgent.Bpf
         public static class Rawtp
         {
             public const string File = "rawtp.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve"];
-            public static readonly IReadOnlyList<string> Programs = ["sa_policy_raw_tp"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_fill", "sa_selector_run", "sa_policy_raw_tp"];
         }
 
         /// <summary>shared.bpf.o</summary>
         public static class Shared
         {
             public const string File = "shared.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_pending", "sa_inode_set", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "sa_data_scratch", "sa_after_notes", "sa_after_seq"];
-            public static readonly IReadOnlyList<string> Programs = ["sa_data_send"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_pending", "sa_inode_set", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "sa_data_scratch", "sa_after_notes", "sa_after_seq"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_data_send", "sa_fill", "sa_selector_run"];
         }
 
         /// <summary>sock.bpf.o</summary>
         public static class Sock
         {
             public const string File = "sock.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve"];
-            public static readonly IReadOnlyList<string> Programs = ["sa_connect4", "sa_connect6"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_fill", "sa_selector_run", "sa_connect4", "sa_connect6"];
         }
 
         /// <summary>tracepoint.bpf.o</summary>
         public static class Tracepoint
         {
             public const string File = "tracepoint.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_rcu_inner", "sa_rcu_barrier", "sa_pending", "sa_active", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_inode_set", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "sa_data_scratch", "sa_after_notes", "sa_after_seq"];
-            public static readonly IReadOnlyList<string> Programs = ["sa_data_send", "sa_policy_tp", "sa_policy_exit_tp", "sa_policy_ret_tp"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "sa_rcu_inner", "sa_rcu_barrier", "sa_pending", "sa_active", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_inode_set", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "sa_data_scratch", "sa_after_notes", "sa_after_seq"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_data_send", "sa_fill", "sa_selector_run", "sa_policy_tp", "sa_policy_exit_tp", "sa_policy_ret_tp"];
         }
 
         /// <summary>uprobe.bpf.o</summary>
         public static class Uprobe
         {
             public const string File = "uprobe.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["__bpf_usdt_specs", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "__bpf_usdt_ip_to_spec_id"];
-            public static readonly IReadOnlyList<string> Programs = ["bpf_usdt_arg_cnt", "bpf_usdt_arg", "bpf_usdt_cookie", "sa_policy_uprobe", "sa_policy_usdt"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "__bpf_usdt_specs", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "__bpf_usdt_ip_to_spec_id"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_fill", "sa_selector_run", "bpf_usdt_arg_cnt", "bpf_usdt_arg", "bpf_usdt_cookie", "sa_policy_uprobe", "sa_policy_usdt"];
         }
 
         /// <summary>usdtset.bpf.o</summary>
         public static class Usdtset
         {
             public const string File = "usdtset.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["__bpf_usdt_specs", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "__bpf_usdt_ip_to_spec_id"];
-            public static readonly IReadOnlyList<string> Programs = ["bpf_usdt_arg_cnt", "bpf_usdt_arg", "bpf_usdt_cookie", "sa_policy_usdt_set"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "__bpf_usdt_specs", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "__bpf_usdt_ip_to_spec_id"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_fill", "sa_selector_run", "bpf_usdt_arg_cnt", "bpf_usdt_arg", "bpf_usdt_cookie", "sa_policy_usdt_set"];
         }
     }
 }
@@ -453,9 +452,8 @@ namespace SecurityAgent.Events
             public const int RetActions = 112;
             public const int HostLen = 116;
             public const int HostArg = 118;
-            public const int NoteSeq = 120;
-            public const int Data = 128;
-            public const int Length = 4224;
+            public const int Data = 120;
+            public const int Length = 4216;
         }
 
         /// <summary>struct sa_point</summary>
