@@ -31,11 +31,15 @@ SEC("tracepoint")
 int sa_policy_tp(void *ctx)
 {
 	struct sa_source src;
-	void *ctxp = ctx;
+	struct sa_call *c = sa_call_state();
+	if (!c)
+		return 0;
 	src.ctx = ctx;
-	/* The record is read through its address as a plain number: the verifier forbids variable
-	 * offsets from the context pointer itself. */
-	bpf_probe_read_kernel(&src.record, sizeof(src.record), &ctxp);
+	/* The record is read through its address as a plain number: the verifier forbids variable offsets from the
+	 * context pointer itself. A store to a map value and a load make it one (the agent loads with CAP_PERFMON,
+	 * which lets a pointer be stored); a helper call to copy it cost more. */
+	c->ctx_addr = (__u64)ctx;
+	src.record = *(volatile __u64 *)&c->ctx_addr; /* volatile: the compiler would forward the pointer itself */
 	sa_policy_run(bpf_get_attach_cookie(ctx), SA_OP_TRACEPOINT, &src, NULL);
 	return 0;
 }

@@ -112,32 +112,36 @@ static __always_inline __u64 sa_bytes_eq(__u64 x, __u8 b)
 struct sa_canon {
 	__u32 slot;
 	__u32 len;
-	__u64 carry;     /* the previous word's last byte was a '/' (0x80 in byte 0) */
 	bool bad;
 };
 
-/* Eight bytes of an absolute name: "//" or "/." anywhere (".", "..", and hidden names, which only take the
- * slow path), or a final '/', make it not plainly normal. */
-static long sa_canon_step(__u32 i, struct sa_canon *k)
+/* An absolute name, eight bytes at a time: "//" or "/." anywhere (".", "..", and hidden names, which only take the
+ * slow path) make it not plainly normal. One callback with the words in a bounded loop: a callback per word cost a
+ * call and a call-state lookup per eight bytes. */
+static long sa_canon_scan(__u32 i, struct sa_canon *k)
 {
 	struct sa_call *c = sa_call_state();
-	__u32 at = i * 8;
-	if (!c || at >= k->len)
+	if (!c)
 		return 1;
-	__u64 w;
-	__builtin_memcpy(&w, &c->str[k->slot & (SA_POINT_ARGS - 1)][at & (SA_STR_MAX - 8)], 8);
-	__u32 n = k->len - at;
-	if (n < 8)
-		w &= (1ULL << (8 * n)) - 1; /* bytes past the end: 0, neither '/' nor '.' */
-	__u64 slash = sa_bytes_eq(w, '/') & (n < 8 ? (1ULL << (8 * n)) - 1 : ~0ULL);
-	__u64 dot = sa_bytes_eq(w, '.') & (n < 8 ? (1ULL << (8 * n)) - 1 : ~0ULL);
-	__u64 next = slash >> 8 | dot >> 8;
-	if ((slash & next) || (k->carry & (slash | dot))) {
-		k->bad = true;
-		return 1;
+	const char *name = c->str[k->slot & (SA_POINT_ARGS - 1)];
+	__u64 carry = 0;
+	for (__u32 at = 0; at < SA_STR_MAX; at += 8) {
+		if (at >= k->len)
+			break;
+		__u64 w;
+		__builtin_memcpy(&w, &name[at & (SA_STR_MAX - 8)], 8);
+		__u32 n = k->len - at;
+		__u64 live = n < 8 ? (1ULL << (8 * n)) - 1 : ~0ULL; /* bytes past the end: neither '/' nor '.' */
+		w &= live;
+		__u64 slash = sa_bytes_eq(w, '/') & live;
+		__u64 dot = sa_bytes_eq(w, '.') & live;
+		if ((slash & (slash >> 8 | dot >> 8)) || (carry & (slash | dot))) {
+			k->bad = true;
+			return 1;
+		}
+		carry = slash >> 56;
 	}
-	k->carry = slash >> 56;
-	return 0;
+	return 1;
 }
 
 /* The fast path: an absolute name without "//", "/." or a final '/' is already the path (no walk, no copy).
@@ -147,7 +151,7 @@ static __always_inline bool sa_plainly_normal(__u32 p, const char *name, __u32 l
 	if (name[0] != '/' || (len > 1 && name[(len - 1) & (SA_STR_MAX - 1)] == '/'))
 		return false;
 	struct sa_canon k = { .slot = p, .len = len };
-	bpf_loop((len + 7) / 8, sa_canon_step, &k, 0);
+	bpf_loop(1, sa_canon_scan, &k, 0);
 	return !k.bad;
 }
 
@@ -328,6 +332,8 @@ static long sa_same_step(__u32 i, struct sa_same_walk *w)
 	return 0;
 }
 
+#define SA_FILE_SPAN 64 /* bytes of struct file read at once, from the first of f_inode and f_path */
+
 struct sa_same_ctx {
 	__u64 file;
 	__u32 len;
@@ -339,11 +345,30 @@ struct sa_same_ctx {
 static long sa_same_begin(__u32 i, struct sa_same_ctx *x)
 {
 	struct file *f = (struct file *)x->file;
-	if (BPF_CORE_READ(f, f_inode, __i_nlink) > 1)
-		return 1; /* other names: the exit looks them up */
+	/* f_inode and f_path in one read (they are a few words apart on every kernel we load on). */
+	__u32 ino_at = bpf_core_field_offset(struct file, f_inode), path_at = bpf_core_field_offset(struct file, f_path);
+	__u32 from = ino_at < path_at ? ino_at : path_at;
+	__u32 span = (ino_at < path_at ? path_at + sizeof(struct path) : ino_at + 8) - from;
 	struct path fp;
-	if (bpf_probe_read_kernel(&fp, sizeof(fp), &f->f_path))
+	struct inode *inode;
+	__u32 zero = 0;
+	struct path_scratch *s = bpf_map_lookup_elem(&sa_path_scratch, &zero);
+	if (!s)
 		return 1;
+	if (span <= SA_FILE_SPAN) {
+		__u64 *piece = (__u64 *)&s->buf[SA_SAME_LONG]; /* free until the walk */
+		if (bpf_probe_read_kernel(piece, SA_FILE_SPAN, (void *)f + from))
+			return 1;
+		inode = (struct inode *)piece[((ino_at - from) / 8) & (SA_FILE_SPAN / 8 - 1)];
+		fp.mnt = (struct vfsmount *)piece[((path_at - from) / 8) & (SA_FILE_SPAN / 8 - 1)];
+		fp.dentry = (struct dentry *)piece[((path_at - from) / 8 + 1) & (SA_FILE_SPAN / 8 - 1)];
+	} else {
+		inode = BPF_CORE_READ(f, f_inode);
+		if (bpf_probe_read_kernel(&fp, sizeof(fp), &f->f_path))
+			return 1;
+	}
+	if (BPF_CORE_READ(inode, __i_nlink) > 1)
+		return 1; /* other names: the exit looks them up */
 	struct fs_struct *fs = bpf_get_current_task_btf()->fs;
 	struct sa_same_walk w = { .dentry = fp.dentry, .vfsmnt = fp.mnt, .root_dentry = fs->root.dentry, .root_mnt = fs->root.mnt, .pos = x->len };
 	w.mnt_root = BPF_CORE_READ(fp.mnt, mnt_root);

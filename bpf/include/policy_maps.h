@@ -239,6 +239,7 @@ struct sa_call {
 	__u64 host_root[2];      /* ... and the last one found to be the host's (sa_host_view) */
 	__u64 dim_hits[SA_SEL_WORDS]; /* sa_eval_dim: the selectors whose value set holds the call's value */
 	__u64 buf_ptr[SA_POINT_ARGS]; /* maxData buffer slots: the buffer's address, for its data records (maxdata.h) */
+	__u64 ctx_addr;          /* a tracepoint's record address, as a number (tracepoint.bpf.c) */
 };
 
 struct {
