@@ -53,7 +53,9 @@ namespace SecurityAgent.Bpf
             public const string SocktrackStats = "sa_socktrack_stats";
             public const string StrPrefix = "sa_str_prefix";
             public const string StrSet = "sa_str_set";
+            public const string UringArm = "sa_uring_arm";
             public const string UringOps = "sa_uring_ops";
+            public const string UringPending = "sa_uring_pending";
             public const string UringRec = "sa_uring_rec";
         }
 
@@ -108,6 +110,7 @@ namespace SecurityAgent.Bpf
             public const string PolicyUsdt = "sa_policy_usdt";
             public const string PolicyUsdtSet = "sa_policy_usdt_set";
             public const string SelectorRun = "sa_selector_run";
+            public const string UringComplete = "sa_uring_complete";
             public const string UringSubmit = "sa_uring_submit";
         }
 
@@ -131,8 +134,8 @@ namespace SecurityAgent.Bpf
         public static class Iouring
         {
             public const string File = "iouring.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "sa_uring_ops", "sa_uring_rec", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_pending", "sa_inode_set", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "sa_data_scratch", "sa_after_notes", "sa_after_seq"];
-            public static readonly IReadOnlyList<string> Programs = ["sa_data_send", "sa_fill", "sa_selector_run", "sa_uring_submit"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "sa_uring_ops", "sa_uring_rec", "sa_uring_pending", "sa_active", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_pending", "sa_inode_set", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "sa_data_scratch", "sa_after_notes", "sa_after_seq", "sa_uring_arm"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_data_send", "sa_fill", "sa_selector_run", "sa_uring_submit", "sa_uring_complete"];
         }
 
         /// <summary>kover.bpf.o</summary>
@@ -452,8 +455,9 @@ namespace SecurityAgent.Events
             public const int RetActions = 112;
             public const int HostLen = 116;
             public const int HostArg = 118;
-            public const int Data = 120;
-            public const int Length = 4216;
+            public const int NoteSeq = 120;
+            public const int Data = 128;
+            public const int Length = 4224;
         }
 
         /// <summary>struct sa_point</summary>

@@ -86,15 +86,9 @@ internal static unsafe partial class Libc
     [LibraryImport(Lib, EntryPoint = "syscall", SetLastError = true)]
     private static partial long syscall(long number, long a1, long a2, long a3, long a4);
 
-    [LibraryImport(Lib, EntryPoint = "gettid")]
-    private static partial int gettid();
-
-    [LibraryImport(Lib, EntryPoint = "setpriority", SetLastError = true)]
-    private static partial int setpriority(int which, int who, int prio);
-
-    /// <summary>The calling thread's nice value (PRIO_PROCESS with a thread id: Linux applies it to that thread only).
-    /// Returns the errno of a failure, 0 on success.</summary>
-    internal static int SetThreadNice(int nice) => setpriority(0, gettid(), nice) == 0 ? 0 : Marshal.GetLastPInvokeError();
+    /// <summary>Sets the calling thread's nice value (PRIO_PROCESS with a thread id: Linux applies it to that thread
+    /// only). Returns the errno of a failure, 0 on success.</summary>
+    internal static int SetThreadNice(int nice) => setpriority(PRIO_PROCESS, (uint)gettid(), nice) == 0 ? 0 : Marshal.GetLastPInvokeError();
 
     [LibraryImport(Lib, EntryPoint = "stat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int stat(string path, byte* buf);
