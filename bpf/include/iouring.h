@@ -29,6 +29,7 @@ struct sa_uring_record {
 	__u64 common;
 	__s64 nr;
 	__u64 args[6];
+	__u64 req; /* not the syscall's: the request, sa_uring_pending's key */
 };
 
 #define SA_IORING_OP_OPENAT 18               /* uapi enum io_uring_op */
