@@ -154,8 +154,8 @@ int sa_uring_submit(struct sa_uring_submit *ctx)
 	rec->req = (__u64)req;
 	if (arm->flags && !(BPF_CORE_READ(req, flags) & (1ULL << SA_REQ_F_CQE_SKIP_BIT)))
 		bpf_map_update_elem(&sa_uring_pending, &rec->req, arm, BPF_ANY);
-	else if (SA_URING_KIND(op) <= SA_URING_OPENAT2)
-		/* An entry left by an earlier request at this address (one whose completion was never seen) is not this one's. */
+	else /* an entry left by an earlier open at this address (one whose completion was never seen) is not this one's; the
+	      * operation is not looked at here: a value live across the hooks' run multiplies the verifier's states */
 		bpf_map_delete_elem(&sa_uring_pending, &rec->req);
 	return 0;
 }

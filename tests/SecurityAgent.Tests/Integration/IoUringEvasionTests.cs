@@ -126,7 +126,7 @@ public class IoUringEvasionTests
             if (out >= 0) {
                 e->flags |= IOSQE_IO_LINK;
                 e = next();
-                e->opcode = IORING_OP_READ; e->fd = 0; e->flags = IOSQE_FIXED_FILE | IOSQE_IO_LINK; e->addr = (unsigned long)buf; e->len = sizeof buf; e->user_data = 1;
+                e->opcode = IORING_OP_READ; e->fd = 0; e->flags = IOSQE_FIXED_FILE | IOSQE_IO_LINK; e->addr = (unsigned long)buf; e->len = 11; e->user_data = 1; /* the secret's size: a short read would fail the link */
                 e = next();
                 e->opcode = IORING_OP_WRITE; e->fd = out; e->addr = (unsigned long)buf; e->len = 11; e->user_data = 2;
                 if (run(3, res)) return 3;
