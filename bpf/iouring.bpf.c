@@ -150,13 +150,10 @@ int sa_uring_submit(struct sa_uring_submit *ctx)
 	sa_policy_run(SA_URING_AP(op), SA_OP_IO_URING, &src, NULL);
 	/* Armed (hooks left to re-check), and a completion will be posted: with IOSQE_CQE_SKIP_SUCCESS a successful
 	 * open posts none (docs/policies.md). */
-	/* The key in the record, not on the stack: this frame is near the verifier's combined limit. */
-	rec->req = (__u64)req;
-	if (arm->flags && !(BPF_CORE_READ(req, flags) & (1ULL << SA_REQ_F_CQE_SKIP_BIT)))
-		bpf_map_update_elem(&sa_uring_pending, &rec->req, arm, BPF_ANY);
-	else /* an entry left by an earlier open at this address (one whose completion was never seen) is not this one's; the
-	      * operation is not looked at here: a value live across the hooks' run multiplies the verifier's states */
-		bpf_map_delete_elem(&sa_uring_pending, &rec->req);
+	if (arm->flags && !(BPF_CORE_READ(req, flags) & (1ULL << SA_REQ_F_CQE_SKIP_BIT))) {
+		__u64 key = (__u64)req;
+		bpf_map_update_elem(&sa_uring_pending, &key, arm, BPF_ANY);
+	}
 	return 0;
 }
 
@@ -212,12 +209,6 @@ int sa_uring_complete(struct sa_uring_complete *ctx)
 		return 0;
 	struct sa_call *c = sa_call_state();
 	if (!c)
-		goto done;
-	/* Read into the call state (no stack slot more): the request is still an open, not one that reuses the memory of
-	 * an open whose completion was never seen. */
-	c->exit_ret = 0;
-	bpf_core_read(&c->exit_ret, sizeof(__u8), &ctx->req->opcode);
-	if (c->exit_ret != SA_IORING_OP_OPENAT && c->exit_ret != SA_IORING_OP_OPENAT2)
 		goto done;
 	c->exit_ret = ctx->res;
 	struct file *f = sa_uring_opened(ctx->req, ctx->res);

@@ -29,11 +29,8 @@ struct sa_uring_record {
 	__u64 common;
 	__s64 nr;
 	__u64 args[6];
-	__u64 req; /* not the syscall's: the request, sa_uring_pending's key */
 };
 
-#define SA_IORING_OP_OPENAT 18               /* uapi enum io_uring_op */
-#define SA_IORING_OP_OPENAT2 28
 #define SA_RESOLVE_IN_ROOT 0x10              /* uapi linux/openat2.h */
 #define SA_URING_ROOT_SLASHES 8              /* leading '/'s of a RESOLVE_IN_ROOT name skipped (more: absolute) */
 #define SA_REQ_F_CQE_SKIP_BIT 6              /* io_uring_types.h: REQ_F_CQE_SKIP, IOSQE_CQE_SKIP_SUCCESS's bit (5.17+) */
