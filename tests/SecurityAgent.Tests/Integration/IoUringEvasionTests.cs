@@ -1,4 +1,5 @@
 using System.Text.Json;
+using SecurityAgent.Kernel;
 using SecurityAgent.Tests.Support;
 
 namespace SecurityAgent.Tests.Integration;
@@ -17,7 +18,9 @@ public class IoUringEvasionTests
     /// SQPOLL thread with -sqpoll; into the ring's fixed-file slot 0 with -fixed), then prints the file (read through the
     /// ring from a fixed slot). -pre PATH opens PATH (O_PATH) first and puts its fd in NAME's "%d". -copy OUT submits the
     /// open into slot 0 linked (IOSQE_IO_LINK) to a READ of slot 0 linked to a WRITE of what was read to OUT, all three
-    /// in one io_uring_enter, then prints the three results.</summary>
+    /// in one io_uring_enter, then prints the three results. -unlink, -mkdir, -rename TO, -symlink TO, -link TO make the
+    /// request IORING_OP_UNLINKAT, MKDIRAT, RENAMEAT, SYMLINKAT or LINKAT of NAME (relative to -dir's fd; symlink: NAME
+    /// is the link's content, TO the link) and print its result.</summary>
     private const string ToolSource = """
         #define _GNU_SOURCE
         #include <fcntl.h>
@@ -62,7 +65,7 @@ public class IoUringEvasionTests
             int op = IORING_OP_OPENAT, dfd = AT_FDCWD, i = 1, fixed = 0, async = 0, out = -1;
             unsigned long long resolve = 0;
             char name[512] = "";
-            const char *pre = NULL;
+            const char *pre = NULL, *to = NULL;
             fprintf(stderr, "pid %d\n", getpid());
             for (; i < argc - 1; i++) {
                 if (!strcmp(argv[i], "-sqpoll")) setup |= IORING_SETUP_SQPOLL;
@@ -74,6 +77,11 @@ public class IoUringEvasionTests
                 else if (!strcmp(argv[i], "-copy")) { fixed = 1; out = open(argv[++i], O_WRONLY | O_CREAT | O_TRUNC, 0600); if (out < 0) { perror("copy"); return 3; } }
                 else if (!strcmp(argv[i], "-cd")) { if (chdir(argv[++i])) { perror("chdir"); return 3; } }
                 else if (!strcmp(argv[i], "-dir")) { dfd = open(argv[++i], O_PATH | O_DIRECTORY); if (dfd < 0) { perror("dir"); return 3; } }
+                else if (!strcmp(argv[i], "-unlink")) op = IORING_OP_UNLINKAT;
+                else if (!strcmp(argv[i], "-mkdir")) op = IORING_OP_MKDIRAT;
+                else if (!strcmp(argv[i], "-rename")) { op = IORING_OP_RENAMEAT; to = argv[++i]; }
+                else if (!strcmp(argv[i], "-symlink")) { op = IORING_OP_SYMLINKAT; to = argv[++i]; }
+                else if (!strcmp(argv[i], "-link")) { op = IORING_OP_LINKAT; to = argv[++i]; }
             }
             if (i != argc - 1) return 2;
             if (pre) {
@@ -97,17 +105,28 @@ public class IoUringEvasionTests
             }
             struct open_how how = { .flags = O_RDONLY, .resolve = resolve };
             static char buf[256];
+            int res[3] = { -1, -1, -1 };
             struct io_uring_sqe *e = next();
+            if (op != IORING_OP_OPENAT && op != IORING_OP_OPENAT2) {
+                /* A path operation: NAME relative to the dirfd (both names for rename and link); symlink: NAME is the
+                   link's content, TO the link made. */
+                e->opcode = op; e->fd = dfd; e->addr = (unsigned long)name;
+                if (op == IORING_OP_MKDIRAT) e->len = 0700;
+                if (op == IORING_OP_RENAMEAT || op == IORING_OP_LINKAT) { e->len = dfd; e->addr2 = (unsigned long)to; }
+                if (op == IORING_OP_SYMLINKAT) e->addr2 = (unsigned long)to;
+                if (run(1, res)) return 3;
+                printf("res %d\n", res[0]);
+                return res[0] < 0 ? 3 : 0;
+            }
             e->opcode = op; e->fd = dfd; e->addr = (unsigned long)name; e->user_data = 0;
             if (op == IORING_OP_OPENAT2) { e->addr2 = (unsigned long)&how; e->len = sizeof how; }
             else e->open_flags = O_RDONLY;
             if (fixed) e->file_index = 1;
             if (async) e->flags |= IOSQE_ASYNC;
-            int res[3] = { -1, -1, -1 };
             if (out >= 0) {
                 e->flags |= IOSQE_IO_LINK;
                 e = next();
-                e->opcode = IORING_OP_READ; e->fd = 0; e->flags = IOSQE_FIXED_FILE | IOSQE_IO_LINK; e->addr = (unsigned long)buf; e->len = sizeof buf; e->user_data = 1;
+                e->opcode = IORING_OP_READ; e->fd = 0; e->flags = IOSQE_FIXED_FILE | IOSQE_IO_LINK; e->addr = (unsigned long)buf; e->len = 11; e->user_data = 1; /* the secret's size: a short read would fail the link */
                 e = next();
                 e->opcode = IORING_OP_WRITE; e->fd = out; e->addr = (unsigned long)buf; e->len = 11; e->user_data = 2;
                 if (run(3, res)) return 3;
@@ -169,16 +188,34 @@ public class IoUringEvasionTests
             {Hook("sys_openat2")}
             """;
 
-        private string Hook(string call) => $"""
+        /// <summary>Hooks on the path syscalls whose io_uring operations run them, on the name in the secret dir.</summary>
+        public string PathPolicy(string name, string mode) => $"""
+            apiVersion: securityagent.io/v1alpha1
+            kind: TracingPolicy
+            metadata:
+              name: {name}
+            spec:
+              options:
+              - name: policy-mode
+                value: {mode}
+              kprobes:
+            {Hook("sys_unlinkat")}
+            {Hook("sys_renameat2")}
+            {Hook("sys_mkdirat")}
+            {Hook("sys_symlinkat", 2)}
+            {Hook("sys_linkat")}
+            """;
+
+        private string Hook(string call, int index = 1) => $"""
               - call: {call}
                 syscall: true
                 args:
-                - index: 1
+                - index: {index}
                   type: string
                   label: path
                 selectors:
                 - matchArgs:
-                  - index: 1
+                  - index: {index}
                     operator: Prefix
                     values: ["{SecretDir}/"]
                   matchBinaries:
@@ -220,10 +257,13 @@ public class IoUringEvasionTests
         }
     }
 
-    [Theory]
-    [InlineData("monitor")]
-    [InlineData("enforce")]
-    public void An_io_uring_open_of_another_name_of_the_secret_is_matched_again_on_the_file_opened_and_killed_in_enforce_mode(string mode)
+    [RequiresKernel(Mechanism.Tracepoint)]
+    public void An_io_uring_open_of_another_name_of_the_secret_is_reported_on_the_file_opened_in_monitor_mode() => OtherNames("monitor");
+
+    [RequiresKernel(Mechanism.Tracepoint)]
+    public void An_io_uring_open_of_another_name_of_the_secret_is_killed_on_the_file_opened_in_enforce_mode() => OtherNames("enforce");
+
+    private static void OtherNames(string mode)
     {
         using var s = new Scene();
         var policy = "uring-exit-" + mode;
@@ -265,7 +305,7 @@ public class IoUringEvasionTests
         Assert.DoesNotContain(agent.Events.All.Skip(after), e => PathEvasionTests.Body(e, policy) is not null);
     }
 
-    [Fact]
+    [RequiresKernel(Mechanism.Tracepoint)]
     public void An_io_uring_openat2_under_RESOLVE_IN_ROOT_is_matched_on_the_name_joined_to_its_dirfd()
     {
         using var s = new Scene();
@@ -287,10 +327,13 @@ public class IoUringEvasionTests
         Assert.DoesNotContain(agent.Events.All.Skip(after), e => PathEvasionTests.Body(e, policy) is not null);
     }
 
-    [Theory]
-    [InlineData("monitor")]
-    [InlineData("enforce")]
-    public void An_open_submitted_through_io_uring_is_reported_with_the_resolved_path_and_killed_in_enforce_mode(string mode)
+    [RequiresKernel(Mechanism.Tracepoint)]
+    public void An_open_submitted_through_io_uring_is_reported_with_the_resolved_path_in_monitor_mode() => Opens("monitor");
+
+    [RequiresKernel(Mechanism.Tracepoint)]
+    public void An_open_submitted_through_io_uring_is_killed_in_enforce_mode() => Opens("enforce");
+
+    private static void Opens(string mode)
     {
         using var s = new Scene();
         var policy = "uring-" + mode;
@@ -323,5 +366,81 @@ public class IoUringEvasionTests
         }
         Thread.Sleep(500);
         Assert.DoesNotContain(agent.Events.All.Skip(after), e => PathEvasionTests.Body(e, policy) is not null);
+    }
+    [RequiresKernel(Mechanism.Tracepoint)]
+    public void Io_uring_path_operations_are_reported_by_the_hooks_of_their_syscalls_in_monitor_mode() => PathOperations("monitor");
+
+    [RequiresKernel(Mechanism.Tracepoint)]
+    public void Io_uring_path_operations_are_killed_by_the_hooks_of_their_syscalls_in_enforce_mode() => PathOperations("enforce");
+
+    private static void PathOperations(string mode)
+    {
+        using var s = new Scene();
+        var policy = "uring-paths-" + mode;
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = s.PathPolicy(policy, mode) }, "--export-extensions");
+        Assert.Contains($"Policy {policy} loaded", agent.Stderr);
+        (string What, string[] Args, string Passed, string Path)[] ops =
+        [
+            ("IORING_OP_MKDIRAT in the secret dir (sys_mkdirat's hook)", ["-mkdir", "-dir", s.SecretDir, "made"], "made", s.SecretDir + "/made"),
+            ("IORING_OP_SYMLINKAT of a link in the secret dir (sys_symlinkat's hook)", ["-dir", s.SecretDir, "-symlink", "evil", "/etc/hostname"], "evil", s.SecretDir + "/evil"),
+            ("IORING_OP_LINKAT of the secret (sys_linkat's hook)", ["-dir", s.Dir.Path, "-link", "hardlink", "sub/../secret/key.txt"], "sub/../secret/key.txt", s.Secret),
+            ("IORING_OP_RENAMEAT of the secret (sys_renameat2's hook)", ["-dir", s.Dir.Path, "-rename", "stolen", "secret//key.txt"], "secret//key.txt", s.Secret),
+            ("IORING_OP_UNLINKAT of the secret (sys_unlinkat's hook)", ["-unlink", "-dir", s.SecretDir, "key.txt"], "key.txt", s.Secret),
+        ];
+        foreach (var (what, args, passed, path) in ops)
+        {
+            if (!File.Exists(s.Secret))
+                File.WriteAllText(s.Secret, "TOP-SECRET\n");
+            int from = agent.Events.All.Count;
+            var r = Run.Wait(s.Tool, args);
+            if (mode == "monitor")
+                Assert.True(r.Code == 0 && r.Stdout == "res 0\n", $"{what}: monitor mode must not stop it: {r.Code} '{r.Stdout}' {r.Stderr}");
+            else
+                Assert.True(r.Code == 137 && r.Stdout == "", $"{what}: expected SIGKILL before any output, got {r.Code} '{r.Stdout}' {r.Stderr}");
+            var body = WaitForPassedPrefix(agent, from, policy, passed, what);
+            Assert.Equal(path, body.GetProperty("args")[0].GetProperty("string_arg").GetString());
+            var ext = body.GetProperty("securityagent");
+            Assert.True(ext.TryGetProperty("io_uring", out var uring) && uring.GetBoolean(), $"{what}: securityagent.io_uring missing: {body}");
+            Assert.Equal(mode == "enforce", ext.GetProperty("enforced").GetBoolean());
+            Assert.True(r.Stderr.StartsWith($"pid {body.GetProperty("process").GetProperty("pid").GetInt32()}\n", StringComparison.Ordinal),
+                $"{what}: the event's pid is not the tool's: {r.Stderr}");
+        }
+        int after = agent.Events.All.Count;
+        foreach (var args in (string[][])[["-unlink", "-dir", s.Dir.Path, "plain.txt"], ["-mkdir", "-dir", s.Dir.Path, "other"]])
+        {
+            var r = Run.Wait(s.Tool, args);
+            Assert.True(r.Code == 0 && r.Stdout == "res 0\n", $"an unrelated path operation through io_uring ({string.Join(' ', args)}): {r.Code} '{r.Stdout}' {r.Stderr}");
+        }
+        Thread.Sleep(500);
+        Assert.DoesNotContain(agent.Events.All.Skip(after), e => PathEvasionTests.Body(e, policy) is not null);
+    }
+
+    /// <summary>An open linked (IOSQE_IO_LINK) to a READ of its fixed-file slot, linked to a WRITE of what was read to
+    /// another file, all submitted in one io_uring_enter: without the agent the chain copies the secret; with the open
+    /// killed at submission (inline, by an io-wq worker, or submitted by the SQPOLL thread) the process dies and the copy
+    /// stays empty: the kill lands before the linked requests run.</summary>
+    [RequiresKernel(Mechanism.Tracepoint)]
+    public void A_read_and_write_linked_to_an_io_uring_open_killed_at_submission_do_not_copy_the_secret()
+    {
+        using var s = new Scene();
+        var copy = s.Dir.File("copy.txt");
+        var r = Run.Wait(s.Tool, ["-copy", copy, s.Secret]);
+        Assert.True(r.Code == 0 && r.Stdout == "open 0 read 11 write 11\n" && File.ReadAllText(copy) == "TOP-SECRET\n",
+            $"without the agent the linked chain copies the secret: {r.Code} '{r.Stdout}' {r.Stderr}");
+        const string policy = "uring-linked";
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = s.Policy(policy, "enforce") }, "--export-extensions");
+        Assert.Contains($"Policy {policy} loaded", agent.Stderr);
+        foreach (var how in (string[][])[[], ["-async"], ["-sqpoll"]])
+            for (int i = 0; i < 3; i++)
+            {
+                File.Delete(copy);
+                int from = agent.Events.All.Count;
+                r = Run.Wait(s.Tool, [.. how, "-copy", copy, s.Secret]);
+                var what = $"a linked chain after an open killed at submission ({string.Join(' ', how)})";
+                Assert.True(r.Code == 137 && r.Stdout == "", $"{what}: expected SIGKILL, got {r.Code} '{r.Stdout}' {r.Stderr}");
+                PathEvasionTests.WaitFor(agent, from, policy, s.Secret, what);
+                // The process is gone (waited for); its ring's requests were cancelled with it.
+                Assert.Equal("", File.Exists(copy) ? File.ReadAllText(copy) : "");
+            }
     }
 }
