@@ -151,6 +151,7 @@ int sa_uring_submit(struct sa_uring_submit *ctx)
 	/* Armed (hooks left to re-check), and a completion will be posted: with IOSQE_CQE_SKIP_SUCCESS a successful
 	 * open posts none (docs/policies.md). */
 	if (arm->flags && !(BPF_CORE_READ(req, flags) & (1ULL << SA_REQ_F_CQE_SKIP_BIT))) {
+		arm->tgid = bpf_get_current_pid_tgid() >> 32;
 		__u64 key = (__u64)req;
 		bpf_map_update_elem(&sa_uring_pending, &key, arm, BPF_ANY);
 	}
@@ -207,6 +208,12 @@ int sa_uring_complete(struct sa_uring_complete *ctx)
 	struct sa_pending *pend = bpf_map_lookup_elem(&sa_uring_pending, &key);
 	if (!pend)
 		return 0;
+	/* An entry whose request never completed (LRU-evicted later) must not meet another request at the same address:
+	 * the completion is the same process's (the submitter, its io-wq worker or its SQPOLL thread) and still an open. */
+	struct io_kiocb *req = ctx->req; /* the record's own struct has no CO-RE relocation in the kernel's BTF */
+	__u8 opcode = BPF_CORE_READ(req, opcode);
+	if (pend->tgid != bpf_get_current_pid_tgid() >> 32 || (opcode != IORING_OP_OPENAT && opcode != IORING_OP_OPENAT2))
+		goto done;
 	struct sa_call *c = sa_call_state();
 	if (!c)
 		goto done;

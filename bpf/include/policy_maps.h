@@ -262,6 +262,7 @@ struct sa_pending {
 	__u16 raw_len;           /* ... and the name passed (after an exec, the old memory is gone) */
 	__u8 plain;              /* raw is the path the enter matched (absolute, normal, whole; no host view) */
 	__u8 pad[3];
+	__u32 tgid;              /* io_uring: the submitting process (a completion at a reused request address is not its) */
 	__u64 fired[SA_SEL_WORDS];
 	__u64 proc_live[SA_SEL_WORDS];   /* the selectors the caller passed on process-level dimensions (an exec changes the binary) */
 	__u8 record[SA_SYSCALL_RECORD];
