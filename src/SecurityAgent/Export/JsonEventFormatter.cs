@@ -443,27 +443,22 @@ public sealed class JsonEventFormatter
 
     /// <summary>The live stream's notice to one client that events were dropped because it read too slowly (shaped as
     /// Tetragon's rate_limit_info).</summary>
-    public void WriteStreamDropInfo(Utf8JsonWriter w, long dropped, ulong ktime)
-    {
-        Span<byte> digits = stackalloc byte[20];
-        dropped.TryFormat(digits, out int n);
-        w.WriteStartObject();
-        w.WriteStartObject("stream_drop_info");
-        w.WriteString("number_of_dropped_process_events", digits[..n]);
-        w.WriteString("reason", "this client read the stream too slowly"u8);
-        w.WriteEndObject();
-        WriteTopLevel(w, ktime);
-        w.WriteEndObject();
-    }
+    public void WriteStreamDropInfo(Utf8JsonWriter w, long dropped, ulong ktime) =>
+        WriteDropNotice(w, "stream_drop_info"u8, dropped, "this client read the stream too slowly"u8, ktime);
 
     /// <summary>Tetragon's notice that the export rate limit dropped events.</summary>
-    public void WriteRateLimitInfo(Utf8JsonWriter w, long dropped, ulong ktime)
+    public void WriteRateLimitInfo(Utf8JsonWriter w, long dropped, ulong ktime) =>
+        WriteDropNotice(w, "rate_limit_info"u8, dropped, default, ktime);
+
+    private void WriteDropNotice(Utf8JsonWriter w, ReadOnlySpan<byte> kind, long dropped, ReadOnlySpan<byte> reason, ulong ktime)
     {
         Span<byte> digits = stackalloc byte[20];
         dropped.TryFormat(digits, out int n);
         w.WriteStartObject();
-        w.WriteStartObject("rate_limit_info");
-        w.WriteString("number_of_dropped_process_events", digits[..n]);
+        w.WriteStartObject(kind);
+        w.WriteString("number_of_dropped_process_events"u8, digits[..n]);
+        if (!reason.IsEmpty)
+            w.WriteString("reason"u8, reason);
         w.WriteEndObject();
         WriteTopLevel(w, ktime);
         w.WriteEndObject();
