@@ -221,27 +221,7 @@ int sa_uring_complete(struct sa_uring_complete *ctx)
 	struct file *f = sa_uring_opened(ctx->req, ctx->res);
 	if (!f)
 		goto done;
-	if (pend->plain && sa_file_has_name(f, pend->raw, pend->raw_len))
-		goto done;
-	__u32 ap = pend->ap, gen = pend->gen;
-	__builtin_memcpy(c->skip, pend->fired, sizeof(c->skip));
-	__builtin_memcpy(c->proc_live, pend->proc_live, sizeof(c->proc_live));
-	__builtin_memcpy(c->exit_record, pend->record, sizeof(c->exit_record));
-	__u32 slot = pend->slot & (SA_POINT_ARGS - 1);
-	c->raw_len[slot] = pend->raw_len;
-	bpf_probe_read_kernel(c->raw[slot], SA_STR_MAX, pend->raw);
-	bpf_map_delete_elem(&sa_uring_pending, &key);
-	__u32 *active = bpf_map_lookup_elem(&sa_active, &ap);
-	if (!active || *active != gen)
-		return 0; /* the policies changed in between: the saved selector bits mean other selectors now */
-	struct sa_source *src = &c->exit_src;
-	__builtin_memset(src, 0, sizeof(*src));
-	src->file = (__u64)f;
-	src->ret = c->exit_ret;
-	void *rec = c->exit_record;
-	bpf_probe_read_kernel(&src->record, sizeof(src->record), &rec);
-	sa_policy_run_ctx(ap, SA_OP_IO_URING, src, c->skip, ctx);
-	return 0;
+	sa_exit_recheck(c, pend, f, SA_OP_IO_URING, ctx);
 done:
 	bpf_map_delete_elem(&sa_uring_pending, &key);
 	return 0;

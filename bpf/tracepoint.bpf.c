@@ -84,28 +84,7 @@ int sa_policy_exit_tp(struct trace_event_raw_sys_exit *ctx)
 		f = BPF_CORE_READ((struct task_struct *)bpf_get_current_task(), mm, exe_file);
 	if (!f)
 		return 0;
-	/* The object opened has the path the enter matched its hooks on (pend->plain: the name passed, absolute and
-	 * normal), and no other name: the selectors would see what the enter's saw. */
-	if (pend->plain && sa_file_has_name(f, pend->raw, pend->raw_len))
-		return 0;
-	__u32 gen = pend->gen;
-	__builtin_memcpy(c->skip, pend->fired, sizeof(c->skip));
-	__builtin_memcpy(c->proc_live, pend->proc_live, sizeof(c->proc_live));
-	__builtin_memcpy(c->exit_record, pend->record, sizeof(c->exit_record));
-	__u32 slot = pend->slot & (SA_POINT_ARGS - 1);
-	c->raw_len[slot] = pend->raw_len;
-	bpf_probe_read_kernel(c->raw[slot], SA_STR_MAX, pend->raw);
-	__u32 *active = bpf_map_lookup_elem(&sa_active, &ap);
-	if (!active || *active != gen)
-		return 0; /* the policies changed in between: the saved selector bits mean other selectors now */
-
-	struct sa_source *src = &c->exit_src;
-	__builtin_memset(src, 0, sizeof(*src));
-	src->file = (__u64)f;
-	src->ret = ret;
-	void *rec = c->exit_record;
-	bpf_probe_read_kernel(&src->record, sizeof(src->record), &rec);
-	sa_policy_run_ctx(ap, SA_OP_TRACEPOINT, src, c->skip, ctx);
+	sa_exit_recheck(c, pend, f, SA_OP_TRACEPOINT, ctx);
 	return 0;
 }
 

@@ -218,6 +218,36 @@ static __always_inline __s32 sa_policy_run(__u32 ap, __u8 op, const struct sa_so
 	return sa_policy_run_ctx(ap, op, src, skip, src->ctx);
 }
 
+#if SA_FAMILY == SA_FAMILY_TRACEPOINT
+/* The exit side of sa_arm_exit (a syscall's exit, an io_uring open's completion): `f` is the object the call opened or
+ * executed, its return in c->exit_ret. Unless `f` has exactly the name the enter matched on, the point's hooks the
+ * enter let through on the process and did not match run again, their path arguments now `f`'s path. */
+static __always_inline void sa_exit_recheck(struct sa_call *c, const struct sa_pending *pend, struct file *f, __u8 op, void *ctx)
+{
+	/* The object opened has the path the enter matched its hooks on (pend->plain: the name passed, absolute and
+	 * normal), and no other name: the selectors would see what the enter's saw. */
+	if (pend->plain && sa_file_has_name(f, pend->raw, pend->raw_len))
+		return;
+	__u32 ap = pend->ap, gen = pend->gen;
+	__builtin_memcpy(c->skip, pend->fired, sizeof(c->skip));
+	__builtin_memcpy(c->proc_live, pend->proc_live, sizeof(c->proc_live));
+	__builtin_memcpy(c->exit_record, pend->record, sizeof(c->exit_record));
+	__u32 slot = pend->slot & (SA_POINT_ARGS - 1);
+	c->raw_len[slot] = pend->raw_len;
+	bpf_probe_read_kernel(c->raw[slot], SA_STR_MAX, pend->raw);
+	__u32 *active = bpf_map_lookup_elem(&sa_active, &ap);
+	if (!active || *active != gen)
+		return; /* the policies changed in between: the saved selector bits mean other selectors now */
+	struct sa_source *src = &c->exit_src;
+	__builtin_memset(src, 0, sizeof(*src));
+	src->file = (__u64)f;
+	src->ret = c->exit_ret;
+	void *rec = c->exit_record;
+	bpf_probe_read_kernel(&src->record, sizeof(src->record), &rec);
+	sa_policy_run_ctx(ap, op, src, c->skip, ctx);
+}
+#endif
+
 /* The events a call's enter (or hook) held for its return (sa_ret_events) and the state that says which: taken once,
  * by the return probe or by the sleepable program that completes them (lsm.bpf.c's imaHash). */
 static __always_inline bool sa_held_take(__u64 id, __u32 ap, struct sa_ret_state *st)
