@@ -119,7 +119,7 @@ public class PathEvasionTests
     /// the first <paramref name="from"/>.</summary>
     internal static JsonElement WaitFor(AgentProcess agent, int from, string policy, string passed, string what)
     {
-        var deadline = DateTime.UtcNow.AddSeconds(10);
+        var deadline = DateTime.UtcNow.AddSeconds(Environment.GetEnvironmentVariable("SECAGENT_IN_VM") == "1" ? 60 : 10);
         while (true)
         {
             var all = agent.Events.All;
@@ -127,7 +127,10 @@ public class PathEvasionTests
                 if (Body(all[i], policy) is { } b && Passed(b) == passed)
                     return b;
             if (DateTime.UtcNow > deadline)
-                throw new TimeoutException($"no {policy} event for {what} ({passed})");
+                throw new TimeoutException($"no {policy} event for {what} ({passed}); its events since: "
+                    + string.Join("; ", all.Skip(from).Select(e => Body(e, policy)).OfType<JsonElement>()
+                        .Select(b => $"{Passed(b)} -> {b.GetProperty("args")[0].GetProperty("string_arg").GetString()}"))
+                    + $" ({all.Count - from} events in all); the agent's log ends:\n{agent.Stderr[Math.Max(0, agent.Stderr.Length - 3000)..]}");
             Thread.Sleep(50);
         }
     }
