@@ -226,3 +226,28 @@ done:
 	bpf_map_delete_elem(&sa_uring_pending, &key);
 	return 0;
 }
+
+/* The record of task/task_newtask (the same from 5.x to 6.18). */
+struct sa_task_newtask {
+	__u64 common;
+	__s32 pid;
+	char comm[16];
+	__u64 clone_flags;
+};
+
+#define SA_CLONE_THREAD 0x00010000
+#define SA_CLONE_IO 0x80000000ULL
+
+/* A new thread made with CLONE_IO: an io_uring worker (io-wq, SQPOLL; create_io_thread), made by a thread of its process
+ * (the submitter, or a task_work run by it). Kept by thread id in sa_io_workers for the agent's after-call match of the
+ * changes these threads make (aftercall.h). Attached while an io_uring path operation has hooks. */
+SEC("tracepoint")
+int sa_uring_worker(struct sa_task_newtask *ctx)
+{
+	if ((ctx->clone_flags & (SA_CLONE_THREAD | SA_CLONE_IO)) != (SA_CLONE_THREAD | SA_CLONE_IO))
+		return 0;
+	__u32 tid = ctx->pid;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	bpf_map_update_elem(&sa_io_workers, &tid, &tgid, BPF_ANY);
+	return 0;
+}

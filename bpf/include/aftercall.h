@@ -22,6 +22,16 @@ struct {
 	__type(value, __u64);
 } sa_after_seq SEC(".maps");
 
+/* io_uring's worker threads (io-wq, SQPOLL) by thread id -> their process (iouring.bpf.c, at their creation): an
+ * IORING_OP_UNLINKAT/RENAMEAT/... is made by an io-wq worker, which fanotify names, and which is usually gone (with its
+ * ring) by the time the agent reads the change: /proc cannot tell its process then, this map can. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SA_IO_WORKERS);
+	__type(key, __u32);
+	__type(value, __u32);
+} sa_io_workers SEC(".maps");
+
 struct sa_note_ctx {
 	struct sa_call *c;
 	const struct sa_point *pt;

@@ -53,6 +53,7 @@ enum sa_limit {
 	SA_RESOLVE_MAX = 256,      /* distinct resolve: paths over the agent's life (sa_resolve; entry 0 unused) */
 	SA_NORM_DEPTH = 64,        /* path components `..` can go back over when a path is normalised */
 	SA_AFTER_NOTES = 4096,     /* sa_after_notes: the last name-only calls noted for the after-call match (a power of 2) */
+	SA_IO_WORKERS = 4096,      /* sa_io_workers: io_uring worker threads -> their process, for a change fanotify names a gone worker for */
 	SA_SYSCALL_RECORD = 64,    /* bytes of a sys_enter_* tracepoint record (header, number, 6 arguments) */
 	SA_FOLLOW_BITS = 64,       /* matchPIDs followForks sets (bits of sa_follow values) */
 	SA_SIGKILL = 9,

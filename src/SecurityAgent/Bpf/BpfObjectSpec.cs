@@ -56,7 +56,7 @@ public static class ObjectSpecs
     public static readonly IReadOnlyList<string> TracepointShared =
     [
         .. PolicyShared, BpfNames.Maps.InodeSet, BpfNames.Maps.Pending, BpfNames.Maps.Call, BpfNames.Maps.PathScratch,
-        BpfNames.Maps.AfterNotes, BpfNames.Maps.AfterSeq,
+        BpfNames.Maps.AfterNotes, BpfNames.Maps.AfterSeq, BpfNames.Maps.IoWorkers,
     ];
 
     /// <summary>The shared maps (no programs): the ring buffer sized as configured, the per-process maps by
@@ -84,12 +84,12 @@ public static class ObjectSpecs
     /// <summary>The return probes' program on syscall exits (return: true), loaded on first use.</summary>
     public static BpfObjectSpec PolicyTracepointReturn { get; } = TracepointProgram("tpret", BpfNames.Programs.PolicyRetTp);
 
-    /// <summary>io_uring requests on the hooks of the syscalls they stand for (bpf/iouring.bpf.c): at submission, and
-    /// an open's re-check on the object opened at its completion.</summary>
+    /// <summary>io_uring requests on the hooks of the syscalls they stand for (bpf/iouring.bpf.c): at submission, an
+    /// open's re-check on the object opened at its completion, and the process of each io_uring worker thread.</summary>
     public static BpfObjectSpec PolicyIoUring { get; } = TracepointProgram("iouring", BpfNames.Programs.UringSubmit) with
     {
         File = BpfNames.Iouring.File,
-        Programs = [BpfNames.Programs.UringSubmit, BpfNames.Programs.UringComplete],
+        Programs = [BpfNames.Programs.UringSubmit, BpfNames.Programs.UringComplete, BpfNames.Programs.UringWorker],
     };
 
     private static BpfObjectSpec TracepointProgram(string name, string program) => new(name, BpfNames.Tracepoint.File)

@@ -31,6 +31,7 @@ namespace SecurityAgent.Bpf
             public const string HookStats = "sa_hook_stats";
             public const string InodeSet = "sa_inode_set";
             public const string IntSet = "sa_int_set";
+            public const string IoWorkers = "sa_io_workers";
             public const string LoaderConfig = "sa_loader_config";
             public const string LoaderScratch = "sa_loader_scratch";
             public const string LoaderSeen = "sa_loader_seen";
@@ -112,6 +113,7 @@ namespace SecurityAgent.Bpf
             public const string SelectorRun = "sa_selector_run";
             public const string UringComplete = "sa_uring_complete";
             public const string UringSubmit = "sa_uring_submit";
+            public const string UringWorker = "sa_uring_worker";
         }
 
         /// <summary>enforcer.bpf.o</summary>
@@ -134,8 +136,8 @@ namespace SecurityAgent.Bpf
         public static class Iouring
         {
             public const string File = "iouring.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "sa_uring_ops", "sa_uring_rec", "sa_uring_pending", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_pending", "sa_inode_set", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "sa_data_scratch", "sa_after_notes", "sa_after_seq", "sa_uring_arm"];
-            public static readonly IReadOnlyList<string> Programs = ["sa_data_send", "sa_fill", "sa_selector_run", "sa_uring_submit", "sa_uring_complete"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "sa_uring_ops", "sa_uring_rec", "sa_uring_pending", "sa_io_workers", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_pending", "sa_inode_set", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "sa_data_scratch", "sa_after_notes", "sa_after_seq", "sa_uring_arm"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_data_send", "sa_fill", "sa_selector_run", "sa_uring_submit", "sa_uring_complete", "sa_uring_worker"];
         }
 
         /// <summary>kover.bpf.o</summary>
@@ -214,7 +216,7 @@ namespace SecurityAgent.Bpf
         public static class Shared
         {
             public const string File = "shared.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_pending", "sa_inode_set", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "sa_data_scratch", "sa_after_notes", "sa_after_seq"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_pending", "sa_inode_set", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "sa_data_scratch", "sa_after_notes", "sa_after_seq", "sa_io_workers"];
             public static readonly IReadOnlyList<string> Programs = [];
         }
 
@@ -230,7 +232,7 @@ namespace SecurityAgent.Bpf
         public static class Tracepoint
         {
             public const string File = "tracepoint.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "sa_rcu_inner", "sa_rcu_barrier", "sa_pending", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_inode_set", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "sa_data_scratch", "sa_after_notes", "sa_after_seq"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "sa_rcu_inner", "sa_rcu_barrier", "sa_pending", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_inode_set", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "sa_data_scratch", "sa_after_notes", "sa_after_seq", "sa_io_workers"];
             public static readonly IReadOnlyList<string> Programs = ["sa_data_send", "sa_fill", "sa_selector_run", "sa_policy_tp", "sa_policy_exit_tp", "sa_policy_ret_tp"];
         }
 
@@ -298,6 +300,7 @@ namespace SecurityAgent.Events
         public const int ResolveMax = 256;
         public const int NormDepth = 64;
         public const int AfterNotes = 4096;
+        public const int IoWorkers = 4096;
         public const int SyscallRecord = 64;
         public const int FollowBits = 64;
         public const int Sigkill = 9;

@@ -31,6 +31,7 @@ public sealed class AfterCallNotes : IDisposable
 {
     private const int Entries = Contract.AfterNotes;
     private readonly MappedRegion _ring;
+    private readonly int _workersFd;
     private readonly Func<int, PathChange> _changesOf;
     private readonly Dictionary<int, List<Noted>> _byTid = [];
     private readonly byte[] _entry = new byte[W.Length];
@@ -43,9 +44,11 @@ public sealed class AfterCallNotes : IDisposable
 
     /// <param name="fd">The sa_after_notes map (BPF_F_MMAPABLE).</param>
     /// <param name="changesOf">The changes a syscall (by number) can make; None for another syscall.</param>
-    public AfterCallNotes(int fd, Func<int, PathChange> changesOf)
+    /// <param name="workersFd">The sa_io_workers map (io_uring worker thread → process); -1: none.</param>
+    public AfterCallNotes(int fd, Func<int, PathChange> changesOf, int workersFd = -1)
     {
         _changesOf = changesOf;
+        _workersFd = workersFd;
         _ring = MappedRegion.Map(fd, (long)Entries * W.Length);
         // Calls noted before the agent looked are not joined: start after the newest entry.
         for (long i = 0; i < Entries; i++)
@@ -185,6 +188,16 @@ public sealed class AfterCallNotes : IDisposable
                 return true;
         }
         return false;
+    }
+
+    /// <summary>The process of io_uring worker thread <paramref name="tid"/> as the kernel saw it made (also once the
+    /// thread is gone), or null. A map lookup: asked only for a change whose thread /proc no longer has.</summary>
+    public unsafe int? IoWorkerProcess(int tid)
+    {
+        if (_workersFd < 0)
+            return null;
+        uint key = (uint)tid, tgid = 0;
+        return Libbpf.bpf_map_lookup_elem(_workersFd, &key, &tgid) == 0 && tgid != 0 ? (int)tgid : null;
     }
 
     public void Dispose() => _ring.Dispose();

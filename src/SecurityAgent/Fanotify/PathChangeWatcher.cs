@@ -334,8 +334,12 @@ public sealed partial class PathChangeWatcher : IDisposable
         return before is not { } b3 || after is not { } a3 || a3.Size < b3.Size ? PathChange.Shortened : PathChange.None;
     }
 
-    /// <summary>The process of a thread (fanotify names the thread): /proc's Tgid, read only for a change no note stands for.</summary>
-    private static int ProcessOf(int tid)
+    /// <summary>The process of a thread (fanotify names the thread): /proc's Tgid, read only for a change no note stands
+    /// for; for a thread gone by now, the kernel's record of io_uring workers (an io_uring path operation is made by an
+    /// io-wq worker, which exits with its ring, often before the change is read).</summary>
+    private int ProcessOf(int tid) => ProcFsProcessOf(tid) ?? _notes?.IoWorkerProcess(tid) ?? tid; // else its id is all there is
+
+    private static int? ProcFsProcessOf(int tid)
     {
         try
         {
@@ -344,7 +348,7 @@ public sealed partial class PathChangeWatcher : IDisposable
                     return int.Parse(line.AsSpan(5).Trim(), System.Globalization.CultureInfo.InvariantCulture);
         }
         catch (IOException) { }
-        return tid; // gone: its id is all there is
+        return null;
     }
 
     /// <summary>The file's stat as last seen (at load for the watched files) and now; the latter is kept for next time.</summary>

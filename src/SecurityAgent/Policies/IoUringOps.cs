@@ -77,6 +77,10 @@ public static class IoUringOps
     /// record from Linux 5.19 on).</summary>
     public const string CompleteTracepoint = "io_uring/io_uring_complete";
 
+    /// <summary>The tracepoint of new tasks, where io_uring's worker threads are seen made (with CLONE_IO) by a thread of
+    /// their process (the same record from Linux 5.x on).</summary>
+    public const string WorkerTracepoint = "task/task_newtask";
+
     /// <summary>The tracepoint of io_uring submissions, named in --explain.</summary>
     public const string SubmitTracepoint = "io_uring/io_uring_submit_req";
 

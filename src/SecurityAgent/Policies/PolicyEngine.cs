@@ -139,6 +139,9 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
     /// shared map, there before the policy programs are.</summary>
     public int AfterNotesFd() => _process.Maps.Map(Bpf.BpfNames.Maps.AfterNotes).Fd;
 
+    /// <summary>sa_io_workers: io_uring worker threads by thread id → their process (bpf/include/aftercall.h).</summary>
+    public int IoWorkersFd() => _process.Maps.Map(Bpf.BpfNames.Maps.IoWorkers).Fd;
+
     /// <summary>The policy objects loaded so far (<see cref="PolicySensor.LoadedObjects"/>).</summary>
     public IReadOnlyList<string> PolicyObjects
     {

@@ -199,7 +199,7 @@ public sealed class PolicySensor : IDisposable
     /// <summary>The io_uring operation of each attach point whose hooks see it (IORING_OP_OPENAT for sys_enter_openat...):
     /// the operation's entry in sa_uring_ops, and the point's enter link that stands for it (its hooks are detached with it).</summary>
     private readonly Dictionary<byte, (uint Ap, BpfLink Enter)> _uringOps = new();
-    private BpfLink? _uringLink, _uringCompleteLink;
+    private BpfLink? _uringLink, _uringCompleteLink, _uringWorkerLink;
 
     /// <summary>io_uring requests that stand for the syscall at <paramref name="target"/> run its hooks (bpf/iouring.bpf.c):
     /// its operation's entry, and the program at io_uring_submit_req while any operation has one. Operations whose point
@@ -220,6 +220,10 @@ public sealed class PolicySensor : IDisposable
         // Opens are looked up again on the object opened, at their completion.
         if (op.ReChecked)
             _uringCompleteLink ??= AttachTracepoint(o, BpfNames.Programs.UringComplete, Policies.IoUringOps.CompleteTracepoint, 0);
+        // The other operations are run by io-wq workers, and matched again after the call by fanotify, which names the
+        // worker: its process is kept from its creation, for when the worker is gone before the agent reads the change.
+        else
+            _uringWorkerLink ??= AttachTracepoint(o, BpfNames.Programs.UringWorker, Policies.IoUringOps.WorkerTracepoint, 0);
     }
 
     private void DropIoUringOp(byte opcode)
@@ -239,6 +243,11 @@ public sealed class PolicySensor : IDisposable
         {
             _uringCompleteLink.Dispose();
             _uringCompleteLink = null;
+        }
+        if (_uringOps.Keys.All(Policies.IoUringOps.IsReChecked) && _uringWorkerLink is not null)
+        {
+            _uringWorkerLink.Dispose();
+            _uringWorkerLink = null;
         }
     }
 
@@ -420,6 +429,7 @@ public sealed class PolicySensor : IDisposable
         _tpReturn?.Dispose();
         _uringLink?.Dispose();
         _uringCompleteLink?.Dispose();
+        _uringWorkerLink?.Dispose();
         _ioUring?.Dispose();
         _cgroup?.Dispose();
         _exit.Dispose();

@@ -457,6 +457,41 @@ public class IoUringEvasionTests
             "events per unlink:\n" + string.Join("\n", counts));
     }
 
+    /// <summary>An IORING_OP_UNLINKAT of the secret through a symlink to its directory: the name at submission is not in
+    /// the secret dir, so only fanotify's after-call match sees the change, made by an io-wq worker (a thread of the
+    /// tool) that is gone with the tool by the time the agent reads it. Each unlink is reported once, on the secret's real
+    /// path, for the tool's process and binary (matchBinaries names the tool), however late the agent reads it.</summary>
+    [RequiresKernel(Mechanism.Tracepoint)]
+    public void An_io_uring_unlink_through_a_symlinked_directory_is_reported_for_the_tool_that_submitted_it()
+    {
+        using var s = new Scene();
+        const string policy = "uring-unlink-symlinked";
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = s.PathPolicy(policy, "monitor") }, "--export-extensions");
+        Assert.Contains($"Policy {policy} loaded", agent.Stderr);
+        var pids = new List<int>();
+        for (int i = 0; i < 4; i++)
+        {
+            File.WriteAllText(s.Secret, "TOP-SECRET\n");
+            var r = Run.Wait(s.Tool, ["-unlink", s.Dir.File("linkdir/key.txt")]);
+            Assert.True(r.Code == 0 && r.Stdout == "res 0\n" && !File.Exists(s.Secret), $"unlink #{i}: {r.Code} '{r.Stdout}' {r.Stderr}");
+            pids.Add(int.Parse(r.Stderr["pid ".Length..r.Stderr.IndexOf('\n')], System.Globalization.CultureInfo.InvariantCulture));
+        }
+        List<JsonElement> Of(int pid) => agent.Events.All.Select(e => PathEvasionTests.Body(e, policy)).OfType<JsonElement>()
+            .Where(b => b.GetProperty("process").GetProperty("pid").GetInt32() == pid).ToList();
+        var deadline = DateTime.UtcNow.AddSeconds(Environment.GetEnvironmentVariable("SECAGENT_IN_VM") == "1" ? 60 : 10);
+        while (pids.Any(p => Of(p).Count == 0) && DateTime.UtcNow < deadline)
+            Thread.Sleep(100);
+        Thread.Sleep(1500); // a second event of one unlink would come with the first
+        var report = string.Join("\n", pids.Select((p, i) => $"unlink #{i} (tool pid {p}): {Of(p).Count} event(s)"));
+        Assert.True(pids.All(p => Of(p).Count == 1), "events per unlink:\n" + report + PathEvasionTests.Diagnostics(agent, 0));
+        foreach (var body in pids.Select(p => Of(p)[0]))
+        {
+            Assert.Equal(s.Secret, body.GetProperty("args")[0].GetProperty("string_arg").GetString());
+            Assert.Equal(s.Tool, body.GetProperty("process").GetProperty("binary").GetString());
+            Assert.Equal("fanotify", body.GetProperty("securityagent").GetProperty("decided_by").GetString());
+        }
+    }
+
     /// <summary>An open linked (IOSQE_IO_LINK) to a READ of its fixed-file slot, linked to a WRITE of what was read to
     /// another file, all submitted in one io_uring_enter: without the agent the chain copies the secret; with the open
     /// killed at submission (inline, by an io-wq worker, or submitted by the SQPOLL thread) the process dies and the copy
