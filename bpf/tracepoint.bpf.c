@@ -35,6 +35,11 @@ int sa_policy_tp(void *ctx)
 	if (!c)
 		return 0;
 	src.ctx = ctx;
+	/* Not a syscall's exit: no file opened yet. Left as stack garbage (the verifier lets a CAP_PERFMON program read
+	 * uninitialized stack), a nonzero file had the arguments read as that "file"'s path ("/") and the exit check
+	 * not armed: on 6.1 a relative openat of a watched file went unmatched now and then. */
+	src.file = 0;
+	src.ret = 0;
 	/* The record is read through its address as a plain number: the verifier forbids variable offsets from the
 	 * context pointer itself. A store to a map value and a load make it one (the agent loads with CAP_PERFMON,
 	 * which lets a pointer be stored); a helper call to copy it cost more. */
