@@ -84,6 +84,22 @@ public static class PathArguments
     /// the new program's mm (sys_exit_execveat does not fire after a successful execveat on 6.18).</summary>
     public const string ExecTracepoint = "sched/sched_process_exec";
 
+    /// <summary>What a hook at an open may do when it matches at the exit alone: nothing that has to happen before the call
+    /// (a user stack is the same at exit; a kernel stack, a signal, an override or an enforcer's notification are not).</summary>
+    private const Actions AfterCallActions = Actions.Post | Actions.UserStack | Actions.MaxData;
+
+    /// <summary>Why <paramref name="hook"/>, at an open whose exit sees the file opened, needs the open's enter: null when
+    /// it can match at the exit alone (what it does may as well happen after the call).</summary>
+    public static string? EnterNeeded(HookPlan hook)
+    {
+        if (hook.Return is not null)
+            return "a return probe";
+        foreach (var s in hook.Selectors)
+            if ((s.Actions & ~AfterCallActions) is var before and not 0)
+                return $"{before} must come before the call";
+        return null;
+    }
+
     /// <summary>A regular file as the kernel identifies it.</summary>
     public readonly record struct FileId(string Path, uint Dev, ulong Ino);
 

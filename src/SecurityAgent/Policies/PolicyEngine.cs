@@ -51,7 +51,12 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
 
         /// <summary>The return probes' exit program (one of <see cref="Links"/>), while the point has return hooks.</summary>
         public BpfLink? ReturnLink { get; set; }
+
+        /// <summary>Its programs are those of an open matched at the exit alone (<see cref="PolicyWire.PointFlags.Only"/>).</summary>
+        public bool ExitOnly { get; set; }
     }
+
+    private static bool IsExitOnly(PointGeneration gen) => gen.Layout.Flags.HasFlag(PolicyWire.PointFlags.Only);
 
     private readonly object _lock = new();
     private readonly ProcessSensor _process;
@@ -399,6 +404,27 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
             foreach (var h in hooks.Where(h => !_hookPoints.ContainsKey(h.HookId)))
                 seenBase[h.HookId] = sensor.PointSeen(point.Id);
         }
+        // A point that changes between matching at the exit alone and at enter and exit gets the other mode's programs
+        // before the flip (each runs only on a generation of its own mode); its old ones are detached once unused.
+        var switched = new List<(AttachPoint Point, List<BpfLink> Old, List<BpfLink> Fresh)>();
+        try
+        {
+            foreach (var (point, _, gen) in next.Where(n => n.Gen is not null && n.Point.Links.Count > 0 && n.Point.ExitOnly != IsExitOnly(n.Gen)))
+            {
+                var fresh = sensor.Attach(point.Mechanism, point.Target, point.Id, exitOnly: IsExitOnly(gen!)).ToList();
+                var old = point.Links.Where(l => l != point.ReturnLink).ToList();
+                point.Links.RemoveAll(old.Contains);
+                point.Links.AddRange(fresh);
+                point.ExitOnly = IsExitOnly(gen!);
+                switched.Add((point, old, fresh));
+            }
+        }
+        catch
+        {
+            UndoSwitch(sensor, switched);
+            Delete(sensor, written);
+            throw;
+        }
         var active = sensor.Map(BpfNames.Maps.Active);
         foreach (var (point, _, gen) in next)
             active.Update(BitConverter.GetBytes(point.Id), BitConverter.GetBytes(gen?.Gen ?? 0));
@@ -416,7 +442,8 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
                     point.Links.Add(point.ReturnLink);
                     returnAttached.Add(point);
                 }
-                point.Links.AddRange(sensor.Attach(point.Mechanism, point.Target, point.Id));
+                point.Links.AddRange(sensor.Attach(point.Mechanism, point.Target, point.Id, exitOnly: IsExitOnly(gen)));
+                point.ExitOnly = IsExitOnly(gen);
                 attached.Add(point);
             }
             foreach (var (point, _, _) in next.Where(n => n.Gen is { Layout.Flags: var f } && f.HasFlag(PolicyWire.PointFlags.Return) && n.Point.ReturnLink is null))
@@ -443,12 +470,15 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
             foreach (var (point, _, _) in next)
                 active.Update(BitConverter.GetBytes(point.Id), BitConverter.GetBytes(point.Gen));
             sensor.WaitForRunningPrograms();
+            UndoSwitch(sensor, switched);
             Delete(sensor, written);
             throw;
         }
 
         // 4. No program uses the old generations any more: delete them; detach emptied points.
         sensor.WaitForRunningPrograms();
+        foreach (var l in switched.SelectMany(s => s.Old))
+            l.Dispose();
         foreach (var (point, hooks, gen) in next)
         {
             if (point.Active is { } old)
@@ -476,6 +506,24 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
                 point.ReturnLink = null;
             }
         }
+    }
+
+    /// <summary>Puts back the programs of points whose mode change failed (their io_uring operation again on the old enter).</summary>
+    private static void UndoSwitch(PolicySensor sensor, List<(AttachPoint Point, List<BpfLink> Old, List<BpfLink> Fresh)> switched)
+    {
+        foreach (var (point, old, fresh) in switched)
+        {
+            foreach (var l in fresh)
+            {
+                point.Links.Remove(l);
+                l.Dispose();
+            }
+            point.Links.AddRange(old);
+            point.ExitOnly = !point.ExitOnly;
+            if (point.Mechanism == Mechanism.Tracepoint && old.Count > 0)
+                sensor.ReattachIoUring(point.Target, point.Id, old[0]);
+        }
+        switched.Clear();
     }
 
     private static int Entries(PointGeneration? gen, string map) => gen?.All.Count(e => e.Map == map) ?? 0;

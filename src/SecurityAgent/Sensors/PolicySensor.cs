@@ -82,11 +82,24 @@ public sealed class PolicySensor : IDisposable
 
     /// <summary>Attaches the program of an attach point: a tracepoint ("category/name"), raw tracepoint, kprobe'd
     /// function, uprobe or USDT site (<see cref="Policies.UserProbeSite.Target"/>) with the point's id as cookie,
-    /// an LSM hook, or connect4 and connect6 at the cgroup v2 root.</summary>
-    public IReadOnlyList<BpfLink> Attach(Mechanism mechanism, string target, uint ap)
+    /// an LSM hook, or connect4 and connect6 at the cgroup v2 root. <paramref name="exitOnly"/>: an open whose hooks
+    /// match at its exit alone: only the exit's program, no enter.</summary>
+    public IReadOnlyList<BpfLink> Attach(Mechanism mechanism, string target, uint ap, bool exitOnly = false)
     {
         switch (mechanism)
         {
+            case Mechanism.Tracepoint when exitOnly && Policies.PathArguments.ExitTracepoint(target) is { } exitOnlyAt:
+                var only = AttachTracepoint(_exit, BpfNames.Programs.PolicyXonly, exitOnlyAt, ap);
+                try
+                {
+                    AttachIoUring(target, ap, only);
+                }
+                catch
+                {
+                    only.Dispose();
+                    throw;
+                }
+                return [only];
             case Mechanism.Tracepoint:
                 var enter = AttachTracepoint(_core, BpfNames.Programs.PolicyTp, target, ap);
                 if (Policies.PathArguments.ExitTracepoint(target) is not { } exit)
@@ -200,6 +213,9 @@ public sealed class PolicySensor : IDisposable
         if (op.ReChecked)
             _uringCompleteLink ??= AttachTracepoint(o, BpfNames.Programs.UringComplete, Policies.IoUringOps.CompleteTracepoint, 0);
     }
+
+    /// <summary>The io_uring operation of a tracepoint point again under <paramref name="stands"/> (a mode change undone).</summary>
+    public void ReattachIoUring(string target, uint ap, BpfLink stands) => AttachIoUring(target, ap, stands);
 
     private void DropIoUringOp(byte opcode)
     {
