@@ -100,6 +100,20 @@ public static class PathArguments
         return null;
     }
 
+    /// <summary>For --explain: where the hooks of an open are matched (null: not an open with a resolved path).</summary>
+    public static string? MatchedWhere(HookPlan hook)
+    {
+        if (hook.Mechanism != Kernel.Mechanism.Tracepoint || Exit(hook.Target) != PolicyWire.PointFlags.Fd)
+            return null;
+        var exit = ExitTracepoint(hook.Target);
+        return EnterNeeded(hook) is { } why
+            ? $"matched: at enter and again at {exit} on the file opened ({why})"
+            : $"matched: at {exit} alone (every selector only posts, nothing has to happen before the call): the arguments from the task's saved "
+                + "registers, the path of the file opened (a failed call: the name passed, resolved as at enter); selectors with a Prefix or Equal on "
+                + "the path first compare the opened file's first path component (no path built for a call that cannot match); events say "
+                + "matched_at_exit. A hook of another policy here that must act before the call brings the enter back for all of them";
+    }
+
     /// <summary>A regular file as the kernel identifies it.</summary>
     public readonly record struct FileId(string Path, uint Dev, ulong Ino);
 
@@ -157,6 +171,9 @@ public static class PathArguments
             : "the resolved path (relative names joined to the cwd, '.', '..' and '//' folded, at enter)";
         return Exit(hook.Target) switch
         {
+            PolicyWire.PointFlags.Fd when EnterNeeded(hook) is null => "at sys_exit alone (every selector only posts: no program at the enter), "
+                + "the path of the file the kernel opened (symlinks, bind mounts, /proc/self/fd" + HardLinks(cmp) + "); for a failed call " + enter
+                + " from the name read again at exit" + HostView(cmp),
             PolicyWire.PointFlags.Fd => enter + ", and again at sys_exit the path of the file the kernel opened (symlinks, bind mounts, /proc/self/fd" + HardLinks(cmp) + ")" + HostView(cmp),
             PolicyWire.PointFlags.Exe => enter + ", and again once the exec succeeded (sched_process_exec) the path of the file the kernel executed (symlinks, bind mounts" + HardLinks(cmp) + ")" + HostView(cmp),
             _ => enter + (Fanotify.PathChanges.Explain(hook, cmp) ?? " only: this syscall's object is not looked up again at exit, so a symlink, bind mount, hard link or /proc/self/fd name in the path is matched as spelled") + HostView(cmp),
