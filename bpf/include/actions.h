@@ -71,7 +71,7 @@ static __always_inline void sa_enf_cleanup(__u32 policy_id, __u32 tgid, __u32 ti
 
 /* Builds the hook's record in the call state's event; returns its size. */
 /* A global function (apart from the selector's: the two frames are not on the stack at once with maxData's). */
-__attribute__((noinline)) int sa_fill(struct sa_act_run *r, struct sa_call *c, const struct sa_selector *sel, __u32 actions,
+SA_GLOBAL_FN int sa_fill(struct sa_act_run *r, struct sa_call *c, const struct sa_selector *sel, __u32 actions,
 				      __u32 flags)
 {
 	if (!r || !c || !sel)

@@ -77,7 +77,7 @@ static long sa_data_chunk(__u32 i, struct sa_data_ctx *x)
 }
 
 /* A global function: the verifier checks it once, not once per state of the actions that call it. */
-__attribute__((noinline)) int sa_data_send(struct sa_call *c, const struct sa_point *pt, const struct sa_selector *sel, __u32 tid)
+SA_GLOBAL_FN int sa_data_send(struct sa_call *c, const struct sa_point *pt, const struct sa_selector *sel, __u32 tid)
 {
 	if (!c || !pt || !sel)
 		return 0;

@@ -36,7 +36,7 @@ static __always_inline bool sa_selector_passes(struct sa_act_run *r, struct sa_c
  * verifier checks it once, on its own, instead of once per path of the selector walk of every program (sa_policy_tp:
  * 636k processed instructions when inlined). Its only argument is a number: the call state (the run's values in
  * sa_call.act) and the selector are looked up here, so the event is a map value, as 6.1 wants of a map update's value. */
-__attribute__((noinline)) int sa_selector_run(__u32 bit)
+SA_GLOBAL_FN int sa_selector_run(__u32 bit)
 {
 	struct sa_call *c = sa_call_state();
 	if (!c)

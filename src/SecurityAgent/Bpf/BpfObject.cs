@@ -76,9 +76,7 @@ public sealed unsafe class BpfObject : SafeHandle
     {
         using var capture = LibbpfLog.BeginCapture();
         int rc = Libbpf.bpf_object__load(handle);
-        // libbpf parses the kernel's BTF (megabytes) for every load and frees it; glibc keeps the freed pages in the
-        // calling thread's arena unless asked to return them (measured: ~26 MB of RSS kept after start-up).
-        Libc.malloc_trim(0);
+        LoaderMemory.AfterLoad(); // libbpf's BTF copies: ~26 MB of RSS kept if never returned
         if (rc < 0)
         {
             var failed = FailedProgram(capture.Text);

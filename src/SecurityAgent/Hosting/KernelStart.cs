@@ -24,6 +24,7 @@ public sealed class KernelStart : IDisposable
     private KernelStart(AgentOptions options, StartupPhases phases)
     {
         LibbpfLog.Sink = (level, text) => _early.Enqueue((level, text)); // until the agent's logger takes over
+        LoaderMemory.KeepBetweenLoads(); // until StartupMemory.Release, once the background loads are done
         // Without policies at start, "ready" waits for neither the probe nor the policy programs: they load at the
         // lowest priority until then. With policies, ready means they enforce, so everything loads at once.
         _background = HasPolicyFiles(options.PolicyDir) ? null : new BackgroundLoads();

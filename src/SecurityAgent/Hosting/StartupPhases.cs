@@ -24,7 +24,8 @@ public sealed class StartupPhases
         var cpu = (int)Environment.CpuUsage.TotalTime.TotalMilliseconds;
         lock (_text)
             _text.Append(_text.Length == 0 ? "" : ", ").Append(phase).Append(' ').Append(wall)
-                .Append(" (cpu ").Append(cpu).Append(", thread ").Append(threadMs).Append(')');
+                .Append(" (cpu ").Append(cpu).Append(", thread ").Append(threadMs)
+                .Append(", jit ").Append(System.Runtime.JitInfo.GetCompiledMethodCount()).Append(')');
     }
 
     public override string ToString()

@@ -415,6 +415,48 @@ public class IoUringEvasionTests
         Assert.DoesNotContain(agent.Events.All.Skip(after), e => PathEvasionTests.Body(e, policy) is not null);
     }
 
+    /// <summary>The path hooks are matched twice: at submission on the name (bpf/iouring.bpf.c) and after the call on the
+    /// real path (fanotify). An io_uring unlink is run by an io-wq worker (a thread of the tool) and leaves no note, so
+    /// the two matches of one call must still be one event: a user counts them. By the secret's name (matched at
+    /// submission and seen by fanotify) and through a symlinked directory (only fanotify can tell), repeatedly, each
+    /// tool exiting as soon as its unlink completed.</summary>
+    [RequiresKernel(Mechanism.Tracepoint)]
+    public void One_io_uring_unlink_of_a_watched_file_is_one_event()
+    {
+        using var s = new Scene();
+        const string policy = "uring-unlink-once";
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = s.PathPolicy(policy, "monitor") }, "--export-extensions");
+        Assert.Contains($"Policy {policy} loaded", agent.Stderr);
+        (string What, string[] Args, bool AfterCall)[] unlinks =
+        [
+            ("IORING_OP_UNLINKAT of the secret by a dirfd and its name", ["-unlink", "-dir", s.SecretDir, "key.txt"], false),
+            ("IORING_OP_UNLINKAT of the secret by its absolute name", ["-unlink", s.Secret], false),
+            ("IORING_OP_UNLINKAT of the secret through a symlinked directory", ["-unlink", s.Dir.File("linkdir/key.txt")], true),
+        ];
+        var runs = new List<(string What, int Pid, bool AfterCall)>();
+        foreach (var (what, args, afterCall) in unlinks)
+            for (int i = 0; i < 4; i++)
+            {
+                File.WriteAllText(s.Secret, "TOP-SECRET\n");
+                var r = Run.Wait(s.Tool, args);
+                Assert.True(r.Code == 0 && r.Stdout == "res 0\n" && !File.Exists(s.Secret), $"{what}: {r.Code} '{r.Stdout}' {r.Stderr}");
+                runs.Add(($"{what} #{i}", int.Parse(r.Stderr["pid ".Length..r.Stderr.IndexOf('\n')], System.Globalization.CultureInfo.InvariantCulture), afterCall));
+            }
+        // Events are counted per tool process (the event's pid), once every unlink matched at submission has its event
+        // and both notifications of each change (FAN_DELETE, the watched file's link count) have been read.
+        int Events(int pid) => agent.Events.All.Count(e => PathEvasionTests.Body(e, policy) is { } b && b.GetProperty("process").GetProperty("pid").GetInt32() == pid);
+        var deadline = DateTime.UtcNow.AddSeconds(Environment.GetEnvironmentVariable("SECAGENT_IN_VM") == "1" ? 60 : 10);
+        while (runs.Any(r => !r.AfterCall && Events(r.Pid) == 0) && DateTime.UtcNow < deadline)
+            Thread.Sleep(100);
+        Thread.Sleep(1500);
+        var counts = runs.Select(r => $"{r.What}: {Events(r.Pid)} (, tool pid {r.Pid}").ToList();
+        // Matched at submission: exactly one event each. Through the symlinked directory only fanotify sees it: never
+        // two; it can be none when the io-wq worker that made the change is gone before the agent reads it (known gap,
+        // not asserted here: the change has no note and the worker's process is then unknown to matchBinaries).
+        Assert.True(counts.All(c => c.Contains(": 1 (", StringComparison.Ordinal) || c.Contains("symlinked", StringComparison.Ordinal) && c.Contains(": 0 (", StringComparison.Ordinal)),
+            "events per unlink:\n" + string.Join("\n", counts));
+    }
+
     /// <summary>An open linked (IOSQE_IO_LINK) to a READ of its fixed-file slot, linked to a WRITE of what was read to
     /// another file, all submitted in one io_uring_enter: without the agent the chain copies the secret; with the open
     /// killed at submission (inline, by an io-wq worker, or submitted by the SQPOLL thread) the process dies and the copy
