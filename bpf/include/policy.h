@@ -136,13 +136,13 @@ struct sa_top {
  * itself when it is there), found by walking the dentries up to the task's root without building the path. Not
  * found (len 0) when the walk is longer than SA_QUICK_DEPTH, leaves the task's tree, or the file is the root. One read
  * per directory: a dentry's parent and name come in one piece. */
-static __always_inline void sa_top_of(__u64 dentry, __u64 vfsmnt, __u64 root_d, __u64 root_mnt, struct sa_top *top)
+static __always_inline void sa_top_of(struct sa_call *c, __u64 dentry, __u64 vfsmnt, __u64 root_d, __u64 root_mnt, struct sa_top *top)
 {
 	__u32 base = bpf_core_field_offset(struct dentry, d_parent);
 	__u32 len_at = bpf_core_field_offset(struct dentry, d_name) + bpf_core_field_offset(struct qstr, len) - base;
 	__u32 name_at = bpf_core_field_offset(struct dentry, d_name) + bpf_core_field_offset(struct qstr, name) - base;
 	__u32 mnt_at = bpf_core_field_offset(struct mount, mnt);
-	__u64 piece[4];
+	__u64 *piece = c->quick_piece; /* in the call state, not on the stack (6.1's 512 bytes over all frames) */
 	__u64 mnt_root = 0, name = 0;
 	__u32 len = 0;
 	top->len = 0;
@@ -153,7 +153,7 @@ static __always_inline void sa_top_of(__u64 dentry, __u64 vfsmnt, __u64 root_d, 
 			top->len = len;
 			return;
 		}
-		if (bpf_probe_read_kernel(piece, sizeof(piece), (void *)(dentry + base)))
+		if (bpf_probe_read_kernel(piece, 4 * sizeof(__u64), (void *)(dentry + base)))
 			return;
 		if (dentry == mnt_root) {
 			/* A bind mount of a directory: the full walk goes on through the filesystem's own mount (sa_walk_step),
@@ -195,8 +195,8 @@ static __always_inline bool sa_quick_reject(struct sa_run *r, __u64 f)
 	/* f_inode and f_path in one read (a few words apart on every kernel we load on), as sa_same_begin. */
 	__u32 ino_at = bpf_core_field_offset(struct file, f_inode), path_at = bpf_core_field_offset(struct file, f_path);
 	__u32 from = ino_at < path_at ? ino_at : path_at;
-	__u64 span[SA_FILE_SPAN / 8];
-	if (bpf_probe_read_kernel(span, sizeof(span), (void *)(f + from)))
+	__u64 *span = c->quick_piece;
+	if (bpf_probe_read_kernel(span, sizeof(c->quick_piece), (void *)(f + from)))
 		return false;
 	__u64 inode = span[((ino_at - from) / 8) & (SA_FILE_SPAN / 8 - 1)];
 	__u64 vfsmnt = span[((path_at - from) / 8) & (SA_FILE_SPAN / 8 - 1)];
@@ -206,7 +206,7 @@ static __always_inline bool sa_quick_reject(struct sa_run *r, __u64 f)
 	if (BPF_CORE_READ((struct inode *)inode, __i_nlink) > 1)
 		return false;
 	struct sa_top top;
-	sa_top_of(dentry, vfsmnt, root_d, root_mnt, &top);
+	sa_top_of(c, dentry, vfsmnt, root_d, root_mnt, &top);
 	if (!top.len || top.len > SA_LPM_STR_MAX - 2)
 		return false;
 	struct sa_lpm_key *k = &c->key.lpm;
@@ -217,7 +217,7 @@ static __always_inline bool sa_quick_reject(struct sa_run *r, __u64 f)
 	k->data[sa_bound(top.len + 1, 0xff)] = '/';
 	k->prefixlen = 8 * sizeof(k->hdr) + 8 * (top.len + 2);
 	const struct sa_bitmap *hit = bpf_map_lookup_elem(&sa_str_prefix, k);
-	const struct sa_dim *d = &r->pt->dims[qd & (SA_MAX_DIMS - 1)];
+	const struct sa_dim *d = &r->pt->dims[sa_bound(qd, SA_MAX_DIMS - 1)]; /* 6.1 loses a spilled u32's bound */
 	__u64 any = 0;
 	for (int w = 0; w < SA_SEL_WORDS; w++) {
 		r->c->live[w] &= ~d->care[w] | ((hit ? hit->w[w] : 0) ^ d->neg[w]);
