@@ -76,7 +76,9 @@ public static class PolicyEncoding
     /// <summary>Assigns argument slots, selector bits and dimensions. Hooks keep their order; bits are given in
     /// selector order within each hook. Throws <see cref="PolicyLimitException"/> naming the policy whose hook
     /// crossed a limit of the point.</summary>
-    public static PointLayout Layout(IReadOnlyList<PlacedHook> hooks, string point)
+    /// <param name="exitOnly">Whether this kernel runs the exit-only program (asked only for an open whose hooks all only
+    /// post); null: it does (a plan checked without a kernel).</param>
+    public static PointLayout Layout(IReadOnlyList<PlacedHook> hooks, string point, Func<bool>? exitOnly = null)
     {
         var args = new List<ArgRead>();
         var hookSlots = new List<int[]>();
@@ -138,7 +140,7 @@ public static class PolicyEncoding
             flags |= W.PointFlags.AfterNote; // its calls are noted for the after-call match (Fanotify.AfterCallNotes)
         bool stacks = hooks.Any(h => h.Hook.Selectors.Any(s => (s.Actions & (Actions.KernelStack | Actions.UserStack)) != 0));
         DimLayout? quick = null;
-        if (flags.HasFlag(W.PointFlags.Fd) && hooks.All(h => PathArguments.EnterNeeded(h.Hook) is null))
+        if (flags.HasFlag(W.PointFlags.Fd) && hooks.All(h => PathArguments.EnterNeeded(h.Hook) is null) && (exitOnly?.Invoke() ?? true))
         {
             flags |= W.PointFlags.Only;
             // Only a positive Prefix or Equal on the path says what its first component must be.

@@ -144,6 +144,26 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
     /// shared map, there before the policy programs are.</summary>
     public int AfterNotesFd() => _process.Maps.Map(Bpf.BpfNames.Maps.AfterNotes).Fd;
 
+    /// <summary>Whether opens whose hooks only post are matched at their exit alone: "loaded", "loading", or why not (this
+    /// kernel refused the program: they are matched at enter and exit). Null before the policy programs are loaded.</summary>
+    public string? ExitOnlyState
+    {
+        get
+        {
+            PolicySensor? s;
+            lock (_lock) s = _sensor ?? (_loading is { IsCompletedSuccessfully: true } l ? l.Result : null);
+            return s is null ? null : !s.ExitOnlySettled ? "loading" : s.ExitOnlyError is { } e ? "unavailable: " + e : "loaded";
+        }
+    }
+
+    /// <summary>Waits for the exit-only program's load (after <see cref="AwaitPrograms"/>; never throws).</summary>
+    public void AwaitExitOnly()
+    {
+        PolicySensor? s;
+        lock (_lock) s = _sensor ?? (_loading is { IsCompletedSuccessfully: true } l ? l.Result : null);
+        s?.AwaitExitOnly();
+    }
+
     /// <summary>The policy objects loaded so far (<see cref="PolicySensor.LoadedObjects"/>).</summary>
     public IReadOnlyList<string> PolicyObjects
     {
@@ -365,7 +385,7 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
         // 1. Everything that can be refused is refused before anything is written.
         WriteResolvePaths(sensor, changes.Values.SelectMany(h => h));
         var next = changes.Select(c => (Point: c.Key, Hooks: c.Value,
-            Gen: c.Value.Count == 0 ? null : PolicyEncoding.Generation(c.Key.Id, c.Key.Gen + 1, PolicyEncoding.Layout(c.Value, c.Key.Name), c.Value, PathArguments.Files, _resolveIds))).ToList();
+            Gen: c.Value.Count == 0 ? null : PolicyEncoding.Generation(c.Key.Id, c.Key.Gen + 1, PolicyEncoding.Layout(c.Value, c.Key.Name, () => sensor.ExitOnlyLoaded), c.Value, PathArguments.Files, _resolveIds))).ToList();
         foreach (var map in next.SelectMany(n => n.Gen?.All ?? []).Select(e => e.Map).Distinct())
         {
             int max = (int)sensor.Map(map).MaxEntries, used = _mapEntries.GetValueOrDefault(map);
