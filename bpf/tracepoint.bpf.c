@@ -93,6 +93,16 @@ int sa_policy_exit_tp(struct trace_event_raw_sys_exit *ctx)
 	return 0;
 }
 
+/* The exit of an open at a point whose hooks all match at the exit alone (SA_POINT_EXIT_ONLY: they take no action that
+ * must come before the call, so the point has no enter program): the hooks run once, on the file the call opened, or on
+ * the name passed when it failed (policy.h, sa_policy_exit_only). */
+SEC("tracepoint")
+int sa_policy_xonly(struct trace_event_raw_sys_exit *ctx)
+{
+	sa_policy_exit_only(bpf_get_attach_cookie(ctx), ctx);
+	return 0;
+}
+
 /* The exit of a syscall with return probes (attached only to such points, with the enter's attach point id). */
 SEC("tracepoint")
 int sa_policy_ret_tp(struct trace_event_raw_sys_exit *ctx)

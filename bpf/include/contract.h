@@ -333,6 +333,13 @@ enum sa_point_flags {
 	SA_POINT_EXIT_FD = 1 << 0,   /* the return value is a file descriptor (open, openat, openat2, creat) */
 	SA_POINT_EXIT_EXE = 1 << 1,  /* a successful exec: the new mm->exe_file */
 	SA_POINT_EXIT_RETURN = 1 << 2,/* return probes: the exit reads the return value for the hooks armed at enter */
+	SA_POINT_EXIT_ONLY = 1 << 3, /* with EXIT_FD, every hook Post-only: no enter program; the exit program matches alone
+				      * (arguments from the task's saved registers, the path of the file opened, or for a failed
+				      * call the name passed, resolved as the enter would) */
+	SA_POINT_EXIT_QUICK = 1 << 4,/* with EXIT_ONLY: dims[ndims] (not counted in ndims) holds, per selector with a positive
+				      * Prefix/Equal on the path, "/" + the first component of its values (+ "/" when the value
+				      * goes on): the opened file's top directory looked up there rejects a call before its path
+				      * is built */
 	SA_POINT_EXIT_AFTER_NOTE = 1 << 5, /* a name-only syscall matched again after the call (fanotify): calls that pass the
 				       * process-level dimensions leave a struct sa_after_note (what was passed) */
 	SA_POINT_EXIT_IMA = 1 << 7,  /* imaHash (bprm_check_security): the hook's verdict waits, with the held events, for the

@@ -124,16 +124,170 @@ static __always_inline void sa_take_stacks(struct sa_run *r, void *ctx)
 #endif
 }
 
+#if SA_FAMILY == SA_FAMILY_TRACEPOINT && !defined(SA_IO_URING)
+#define SA_QUICK_DEPTH 24 /* directories from an opened file up to the task's root the quick answer walks; deeper: none */
+
+struct sa_top {
+	__u64 name;              /* the top directory's name (kernel address) ... */
+	__u32 len;               /* ... and length; 0: not known cheaply */
+};
+
+/* The first component of the opened file's path as the task sees it (the top directory under its root, or the file
+ * itself when it is there), found by walking the dentries up to the task's root without building the path. Not
+ * found (len 0) when the walk is longer than SA_QUICK_DEPTH, leaves the task's tree, or the file is the root. One read
+ * per directory: a dentry's parent and name come in one piece. */
+static __always_inline void sa_top_of(struct sa_call *c, __u64 dentry, __u64 vfsmnt, __u64 root_d, __u64 root_mnt, struct sa_top *top)
+{
+	__u32 base = bpf_core_field_offset(struct dentry, d_parent);
+	__u32 len_at = bpf_core_field_offset(struct dentry, d_name) + bpf_core_field_offset(struct qstr, len) - base;
+	__u32 name_at = bpf_core_field_offset(struct dentry, d_name) + bpf_core_field_offset(struct qstr, name) - base;
+	__u32 mnt_at = bpf_core_field_offset(struct mount, mnt);
+	__u64 *piece = c->quick_piece; /* in the call state, not on the stack (6.1's 512 bytes over all frames) */
+	__u64 mnt_root = 0, name = 0;
+	__u32 len = 0;
+	top->len = 0;
+	bpf_probe_read_kernel(&mnt_root, sizeof(mnt_root), &((struct vfsmount *)vfsmnt)->mnt_root);
+	for (int i = 0; i < SA_QUICK_DEPTH; i++) {
+		if (dentry == root_d && vfsmnt == root_mnt) {
+			top->name = name;
+			top->len = len;
+			return;
+		}
+		if (bpf_probe_read_kernel(piece, 4 * sizeof(__u64), (void *)(dentry + base)))
+			return;
+		if (dentry == mnt_root) {
+			/* A bind mount of a directory: the full walk goes on through the filesystem's own mount (sa_walk_step),
+			 * so the path's first component is not this one's. */
+			if (piece[0] != dentry)
+				return;
+			/* A filesystem's root: on from where it is mounted, in the mount above. */
+			struct mount *m = (struct mount *)(vfsmnt - mnt_at);
+			__u64 up = (__u64)BPF_CORE_READ(m, mnt_parent);
+			if (up == (__u64)m)
+				return;
+			dentry = (__u64)BPF_CORE_READ(m, mnt_mountpoint);
+			vfsmnt = up + mnt_at;
+			bpf_probe_read_kernel(&mnt_root, sizeof(mnt_root), &((struct vfsmount *)vfsmnt)->mnt_root);
+			continue;
+		}
+		if (piece[0] == dentry)
+			return;
+		len = *(__u32 *)((char *)piece + (len_at & 31));
+		name = *(__u64 *)((char *)piece + (name_at & 31));
+		dentry = piece[0];
+	}
+}
+
+/* The quick answer of a point matched at exit alone: the selectors that need a Prefix or Equal of the path (the point's
+ * quick dimension, dims[ndims]) are dropped unless the first component of the opened file's path is one their values
+ * allow. True when no selector is left. Only where the full path would not say more: the task's root is the host's (a
+ * chroot or container also matches by the host's path) and the file has no other name (hard links). */
+static __always_inline bool sa_quick_reject(struct sa_run *r, __u64 f)
+{
+	struct sa_call *c = r->c;
+	__u32 qd = r->pt->ndims;
+	if (!(r->pt->flags & SA_POINT_EXIT_QUICK) || qd >= SA_MAX_DIMS)
+		return false;
+	struct fs_struct *fs = bpf_get_current_task_btf()->fs;
+	__u64 root_mnt = (__u64)fs->root.mnt, root_d = (__u64)fs->root.dentry;
+	if (root_mnt != c->host_root[0] || root_d != c->host_root[1] || !root_mnt)
+		return false;
+	/* f_inode and f_path in one read (a few words apart on every kernel we load on), as sa_same_begin. */
+	__u32 ino_at = bpf_core_field_offset(struct file, f_inode), path_at = bpf_core_field_offset(struct file, f_path);
+	__u32 from = ino_at < path_at ? ino_at : path_at;
+	__u64 *span = c->quick_piece;
+	if (bpf_probe_read_kernel(span, sizeof(c->quick_piece), (void *)(f + from)))
+		return false;
+	__u64 inode = span[((ino_at - from) / 8) & (SA_FILE_SPAN / 8 - 1)];
+	__u64 vfsmnt = span[((path_at - from) / 8) & (SA_FILE_SPAN / 8 - 1)];
+	__u64 dentry = span[((path_at - from) / 8 + 1) & (SA_FILE_SPAN / 8 - 1)];
+	if ((ino_at < path_at ? path_at + 16 : ino_at + 8) - from > SA_FILE_SPAN)
+		return false;
+	if (BPF_CORE_READ((struct inode *)inode, __i_nlink) > 1)
+		return false;
+	struct sa_top top;
+	sa_top_of(c, dentry, vfsmnt, root_d, root_mnt, &top);
+	if (!top.len || top.len > SA_LPM_STR_MAX - 2)
+		return false;
+	struct sa_lpm_key *k = &c->key.lpm;
+	k->hdr = (struct sa_value_hdr){ .gen = r->gen, .ap = r->ap, .dim = qd };
+	k->data[0] = '/';
+	if (bpf_probe_read_kernel(&k->data[1], sa_bound(top.len, 0xff), (void *)top.name))
+		return false;
+	k->data[sa_bound(top.len + 1, 0xff)] = '/';
+	k->prefixlen = 8 * sizeof(k->hdr) + 8 * (top.len + 2);
+	const struct sa_bitmap *hit = bpf_map_lookup_elem(&sa_str_prefix, k);
+	const struct sa_dim *d = &r->pt->dims[sa_bound(qd, SA_MAX_DIMS - 1)]; /* 6.1 loses a spilled u32's bound */
+	__u64 any = 0;
+	for (int w = 0; w < SA_SEL_WORDS; w++) {
+		r->c->live[w] &= ~d->care[w] | ((hit ? hit->w[w] : 0) ^ d->neg[w]);
+		any |= r->c->live[w];
+	}
+	return !any;
+}
+
+/* What an exit-only point's hooks read, as the enter would have had it: the syscall's arguments from the task's saved
+ * user registers (the record the enter tracepoint would have got, in the call state), the return value, and for a
+ * successful open the file it opened: the path argument is that file's path, the string passed is read again from user
+ * memory for the event. A failed call has no file: its name is resolved as at enter. NULL: the quick answer rejected
+ * the call. */
+static __always_inline const struct sa_source *sa_exit_only_source(struct sa_run *r, struct trace_event_raw_sys_exit *ctx)
+{
+	struct sa_call *c = r->c;
+	long ret = ctx->ret;
+	__u64 f = 0;
+	if (ret >= 0) {
+		f = (__u64)sa_fd_file(ret);
+		if (f && sa_quick_reject(r, f))
+			return NULL;
+	}
+	r->at_exit = true;
+	r->ret = ret;
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	__u64 *rec = (__u64 *)c->exit_record;
+	rec[0] = 0;
+	rec[1] = regs->orig_ax;
+	rec[2] = regs->di;
+	rec[3] = regs->si;
+	rec[4] = regs->dx;
+	rec[5] = regs->r10;
+	rec[6] = regs->r8;
+	rec[7] = regs->r9;
+	struct sa_source *src = &c->exit_src;
+	__builtin_memset(src, 0, sizeof(*src));
+	src->file = f;
+	src->ret = ret;
+	void *at = c->exit_record;
+	bpf_probe_read_kernel(&src->record, sizeof(src->record), &at);
+	if (!f)
+		return src;
+	/* The first path argument's passed string (the file's path replaces the name in str[]). */
+	for (int p = 0; p < SA_POINT_ARGS; p++) {
+		if (p >= r->pt->nargs)
+			break;
+		__u8 t = r->pt->args[p].type;
+		if (t != SA_ARG_USER_PATH && t != SA_ARG_USER_PATH_AT)
+			continue;
+		__u64 uptr = rec[(r->pt->args[p].offset / 8) & 7];
+		long n = bpf_probe_read_user_str(c->raw[p], SA_STR_MAX, (void *)uptr);
+		c->raw_len[p] = n > 1 ? n - 1 : 0;
+		break;
+	}
+	return src;
+}
+#endif
+
 /* Runs the policy hooks of attach point `ap` on this call; returns the errno an LSM or cgroup hook should
  * return (0: allow). `skip`: at a syscall's exit, the selector bits whose hooks matched at its enter. `ctx`: the
  * program's context for stack traces, apart from `src` (the syscall exit's src lives in the call state, where a
  * pointer loses its type). */
-static __always_inline __s32 sa_policy_run_ctx(__u32 ap, __u8 op, const struct sa_source *src, const __u64 *skip, void *ctx)
+static __always_inline __s32 sa_policy_run_ctx(__u32 ap, __u8 op, const struct sa_source *src, const __u64 *skip, void *ctx,
+						bool exit_only)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__s32 verdict = 0;
 	__u16 nret __attribute__((unused)) = 0; /* an io_uring request runs no return hooks */
-	struct sa_run r = { .ap = ap, .op = op, .tgid = pid_tgid >> 32, .tid = (__u32)pid_tgid, .alive = true, .ret = src->ret };
+	struct sa_run r = { .ap = ap, .op = op, .tgid = pid_tgid >> 32, .tid = (__u32)pid_tgid, .alive = true, .ret = src ? src->ret : 0 };
 	__u32 *gen = bpf_map_lookup_elem(&sa_active, &ap);
 	if (!gen || !*gen || sa_is_agent(r.tgid))
 		return 0;
@@ -144,6 +298,12 @@ static __always_inline __s32 sa_policy_run_ctx(__u32 ap, __u8 op, const struct s
 	struct sa_point_stats *ps = bpf_map_lookup_elem(&sa_point_stats, &ap);
 	if (!r.pt || !r.c || !ps)
 		return 0;
+#if SA_FAMILY == SA_FAMILY_TRACEPOINT && !defined(SA_IO_URING)
+	/* A point matched at its exit alone has no enter program; while the agent switches a point between the two modes
+	 * both programs are attached, and the generation says which one runs. */
+	if (op == SA_OP_TRACEPOINT && !skip && exit_only != !!(r.pt->flags & SA_POINT_EXIT_ONLY))
+		return 0;
+#endif
 	__sync_fetch_and_add(&ps->seen, 1);
 	__builtin_memcpy(r.c->live, r.pt->valid, sizeof(r.c->live));
 	__builtin_memset(r.c->fired, 0, sizeof(r.c->fired));
@@ -162,13 +322,20 @@ static __always_inline __s32 sa_policy_run_ctx(__u32 ap, __u8 op, const struct s
 	} else if (r.pt->nproc_dims && !sa_eval_dims(&r, 0, r.pt->nproc_dims)) {
 		return 0;
 	}
+#if SA_FAMILY == SA_FAMILY_TRACEPOINT && !defined(SA_IO_URING)
+	if (exit_only) {
+		src = sa_exit_only_source(&r, (struct trace_event_raw_sys_exit *)ctx);
+		if (!src)
+			return 0;
+	} else
+#endif
 #if SA_FAMILY == SA_FAMILY_TRACEPOINT
 	if (!skip && r.pt->flags & (SA_POINT_EXIT_FD | SA_POINT_EXIT_EXE))
 		__builtin_memcpy(r.c->proc_live, r.c->live, sizeof(r.c->proc_live));
 #endif
 	sa_read_args(r.c, r.pt, src);
 #ifndef SA_IO_URING
-	if (!skip)
+	if (!skip && !exit_only)
 		sa_after_note(&r, src);
 #endif
 	if (sa_eval_dims(&r, r.pt->nproc_dims, r.pt->ndims)) {
@@ -191,7 +358,8 @@ static __always_inline __s32 sa_policy_run_ctx(__u32 ap, __u8 op, const struct s
 		verdict = a->verdict;
 		nret = a->nret;
 	}
-	sa_arm_exit(&r, src);
+	if (!exit_only)
+		sa_arm_exit(&r, src);
 #ifndef SA_IO_URING /* an io_uring request has no syscall return here: its return hooks are not run (docs/policies.md) */
 	if (nret) {
 		/* The return hooks that matched: their events wait in sa_ret_events for the return. */
@@ -215,8 +383,16 @@ static __always_inline __s32 sa_policy_run_ctx(__u32 ap, __u8 op, const struct s
 
 static __always_inline __s32 sa_policy_run(__u32 ap, __u8 op, const struct sa_source *src, const __u64 *skip)
 {
-	return sa_policy_run_ctx(ap, op, src, skip, src->ctx);
+	return sa_policy_run_ctx(ap, op, src, skip, src->ctx, false);
 }
+
+#if SA_FAMILY == SA_FAMILY_TRACEPOINT && !defined(SA_IO_URING)
+/* The exit of an open whose hooks match at the exit alone (SA_POINT_EXIT_ONLY; ctx: its sys_exit record). */
+static __always_inline void sa_policy_exit_only(__u32 ap, struct trace_event_raw_sys_exit *ctx)
+{
+	sa_policy_run_ctx(ap, SA_OP_TRACEPOINT, NULL, NULL, ctx, true);
+}
+#endif
 
 #if SA_FAMILY == SA_FAMILY_TRACEPOINT
 /* The exit side of sa_arm_exit (a syscall's exit, an io_uring open's completion): `f` is the object the call opened or
@@ -244,7 +420,7 @@ static __always_inline void sa_exit_recheck(struct sa_call *c, const struct sa_p
 	src->ret = c->exit_ret;
 	void *rec = c->exit_record;
 	bpf_probe_read_kernel(&src->record, sizeof(src->record), &rec);
-	sa_policy_run_ctx(ap, op, src, c->skip, ctx);
+	sa_policy_run_ctx(ap, op, src, c->skip, ctx, false);
 }
 #endif
 

@@ -240,6 +240,7 @@ struct sa_call {
 	__u64 dim_hits[SA_SEL_WORDS]; /* sa_eval_dim: the selectors whose value set holds the call's value */
 	__u64 buf_ptr[SA_POINT_ARGS]; /* maxData buffer slots: the buffer's address, for its data records (maxdata.h) */
 	__u64 ctx_addr;          /* a tracepoint's record address, as a number (tracepoint.bpf.c) */
+	__u64 quick_piece[8];    /* an exit-only point's quick answer (policy.h): a struct file's span, then a dentry's parent and name */
 };
 
 struct {

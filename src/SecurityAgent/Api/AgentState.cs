@@ -20,6 +20,8 @@ public sealed class AgentState
     public Func<PolicyKernelCounters>? PolicyKernelCounters { get; set; }
     /// <summary>Whether the policy programs are loaded yet (start-up loads them after the lifecycle programs).</summary>
     public Func<PolicyProgramsState>? PolicyPrograms { get; set; }
+    /// <summary>Whether opens whose hooks only post are matched at their exit alone (<see cref="PolicyEngine.ExitOnlyState"/>).</summary>
+    public Func<string?>? ExitOnlyMatching { get; set; }
     public LiveEvents Live { get; } = new();
     public EventMetrics EventMetrics { get; init; } = new([]);
 }

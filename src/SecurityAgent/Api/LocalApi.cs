@@ -55,6 +55,7 @@ public static class LocalApi
             {
                 PolicyProgramsState.Loading => "loading", PolicyProgramsState.Loaded => "loaded", PolicyProgramsState.Failed => "failed", _ => null,
             },
+            exit_only_matching = s.ExitOnlyMatching?.Invoke(),
             policies = ListPolicies(s.Policies),
             events = c is null ? null : new
             {

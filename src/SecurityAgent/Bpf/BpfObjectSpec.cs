@@ -81,6 +81,10 @@ public static class ObjectSpecs
     /// the first such policy's load: measured): loaded with the enter program, beside it.</summary>
     public static BpfObjectSpec PolicyTracepointExit { get; } = TracepointProgram("tpexit", BpfNames.Programs.PolicyExitTp);
 
+    /// <summary>The exit of opens matched there alone (every hook only posts: no enter program), in an object of its own:
+    /// a kernel whose verifier refuses it keeps the enter and exit programs (its opens are then matched at both).</summary>
+    public static BpfObjectSpec PolicyTracepointExitOnly { get; } = TracepointProgram("tpxonly", BpfNames.Programs.PolicyXonly);
+
     /// <summary>The return probes' program on syscall exits (return: true), loaded on first use.</summary>
     public static BpfObjectSpec PolicyTracepointReturn { get; } = TracepointProgram("tpret", BpfNames.Programs.PolicyRetTp);
 

@@ -62,7 +62,7 @@ public static class PolicyArgs
                 ArgType.Buf or ArgType.BufRet or ArgType.IovIter or ArgType.BufMax or ArgType.IovIterMax => new RenderedArg("bytes_arg", strings[a.Slot], a.Label),
                 ArgType.String or ArgType.KString when a.Type is "char_buf" or "char_iovec" => new RenderedArg("bytes_arg", strings[a.Slot], a.Label),
                 ArgType.String or ArgType.KString => new RenderedArg("string_arg", Utf8Strings.Get(strings[a.Slot]), a.Label,
-                    a.KernelType == ArgType.String && passed?[a.Slot] is { } p ? Utf8Strings.Get(p) : null)
+                    a.KernelType == ArgType.String && passed?[a.Slot] is { } p && !p.AsSpan().SequenceEqual(strings[a.Slot]) ? Utf8Strings.Get(p) : null)
                 {
                     HostPath = a.Slot == hostArg && host is not null ? Utf8Strings.Get(host) : null,
                 },

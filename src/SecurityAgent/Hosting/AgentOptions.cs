@@ -54,6 +54,9 @@ public sealed class AgentOptions
     [Option("Benchmarks only: selectors run in user space, the kernel posts every call and enforces nothing")]
     public bool DebugUserspaceFilter { get; set; }
 
+    [Option("Tests and benchmarks: opens are matched at enter and exit even where every hook only posts (as on a kernel that refuses the exit-only program)")]
+    public bool DebugNoExitOnly { get; set; }
+
     [Option("Write the agent's counters as JSON to this file every 500 ms and at stop", HelpName = "PATH")]
     public string? StatsFile { get; set; }
 

@@ -124,6 +124,7 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         state.PathChanges = changes;
         state.PolicyKernelCounters = engine.KernelCounters;
         state.PolicyPrograms = () => engine.ProgramsState;
+        state.ExitOnlyMatching = () => engine.ExitOnlyState;
         state.Policies.Attach(new Lazy<PolicyValidator>(() => new PolicyValidator(loaded.Features.GetAwaiter().GetResult())), changes, log);
         var policies = new PolicyDirectory(_opt.PolicyDir, state.Policies, log);
         policies.Sync();
@@ -141,7 +142,13 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         _ = kernel.Background.ContinueWith(_ =>
         {
             if (engine.ProgramsError is { } error) LogPolicyProgramsFailed(log, error);
-            else LogPolicyPrograms(log, phases.ToString());
+            else
+            {
+                LogPolicyPrograms(log, phases.ToString());
+                engine.AwaitExitOnly();
+                if (engine.ExitOnlyState is { } x && x.StartsWith("unavailable: "))
+                    LogExitOnlyUnavailable(log, x["unavailable: ".Length..]);
+            }
             StartupMemory.Release();
         }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
 
@@ -252,6 +259,9 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Policy programs failed to load: {Error}; policies cannot be loaded")]
     private static partial void LogPolicyProgramsFailed(ILogger log, string error);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Opens whose hooks only post are matched at enter and exit, not at the exit alone (the exit-only program did not load: {Error})")]
+    private static partial void LogExitOnlyUnavailable(ILogger log, string error);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Start-up phases, ms since process start: {Phases}")]
     private static partial void LogPhases(ILogger log, string phases);

@@ -58,7 +58,7 @@ public sealed class KernelStart : IDisposable
                 engine = new PolicyEngine(sensor, Environment.ProcessId, options.DebugUserspaceFilter);
                 engine.Prepare(ParallelLoad.Start(() =>
                 {
-                    var loaded = PolicySensor.Load(sensor.Maps);
+                    var loaded = PolicySensor.Load(sensor.Maps, exitOnly: !options.DebugNoExitOnly);
                     phases.Mark("policy-programs");
                     return loaded;
                 }, _background));

@@ -84,6 +84,37 @@ public static class PathArguments
     /// the new program's mm (sys_exit_execveat does not fire after a successful execveat on 6.18).</summary>
     public const string ExecTracepoint = "sched/sched_process_exec";
 
+    /// <summary>What a hook at an open may do when it matches at the exit alone: nothing that has to happen before the call
+    /// (a user stack is the same at exit; a kernel stack, a signal, an override or an enforcer's notification are not).</summary>
+    private const Actions AfterCallActions = Actions.Post | Actions.UserStack | Actions.MaxData;
+
+    /// <summary>Why <paramref name="hook"/>, at an open whose exit sees the file opened, needs the open's enter: null when
+    /// it can match at the exit alone (what it does may as well happen after the call).</summary>
+    public static string? EnterNeeded(HookPlan hook)
+    {
+        if (hook.Return is not null)
+            return "a return probe";
+        foreach (var s in hook.Selectors)
+            if ((s.Actions & ~AfterCallActions) is var before and not 0)
+                return $"{before} must come before the call";
+        return null;
+    }
+
+    /// <summary>For --explain: where the hooks of an open are matched (null: not an open with a resolved path).</summary>
+    public static string? MatchedWhere(HookPlan hook)
+    {
+        if (hook.Mechanism != Kernel.Mechanism.Tracepoint || Exit(hook.Target) != PolicyWire.PointFlags.Fd)
+            return null;
+        var exit = ExitTracepoint(hook.Target);
+        return EnterNeeded(hook) is { } why
+            ? $"matched: at enter and again at {exit} on the file opened ({why})"
+            : $"matched: at {exit} alone (every selector only posts, nothing has to happen before the call): the arguments from the task's saved "
+                + "registers, the path of the file opened (a failed call: the name passed, resolved as at enter); selectors with a Prefix or Equal on "
+                + "the path first compare the opened file's first path component (no path built for a call that cannot match); events say "
+                + "matched_at_exit. A hook of another policy here that must act before the call brings the enter back for all of them, "
+                + "as does a kernel that refuses the exit-only program (logged once; status: exit_only_matching)";
+    }
+
     /// <summary>A regular file as the kernel identifies it.</summary>
     public readonly record struct FileId(string Path, uint Dev, ulong Ino);
 
@@ -141,6 +172,9 @@ public static class PathArguments
             : "the resolved path (relative names joined to the cwd, '.', '..' and '//' folded, at enter)";
         return Exit(hook.Target) switch
         {
+            PolicyWire.PointFlags.Fd when EnterNeeded(hook) is null => "at sys_exit alone (every selector only posts: no program at the enter), "
+                + "the path of the file the kernel opened (symlinks, bind mounts, /proc/self/fd" + HardLinks(cmp) + "); for a failed call " + enter
+                + " from the name read again at exit" + HostView(cmp),
             PolicyWire.PointFlags.Fd => enter + ", and again at sys_exit the path of the file the kernel opened (symlinks, bind mounts, /proc/self/fd" + HardLinks(cmp) + ")" + HostView(cmp),
             PolicyWire.PointFlags.Exe => enter + ", and again once the exec succeeded (sched_process_exec) the path of the file the kernel executed (symlinks, bind mounts" + HardLinks(cmp) + ")" + HostView(cmp),
             _ => enter + (Fanotify.PathChanges.Explain(hook, cmp) ?? " only: this syscall's object is not looked up again at exit, so a symlink, bind mount, hard link or /proc/self/fd name in the path is matched as spelled") + HostView(cmp),

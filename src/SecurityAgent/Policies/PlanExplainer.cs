@@ -31,6 +31,9 @@ public static class PlanExplainer
             b.AppendLine($"  hook {h}: {hook.Kind.ToString().ToLowerInvariant()} {hook.Name}");
             b.AppendLine($"    mechanism: {KernelFeatures.MechanismName(hook.Mechanism)} {hook.Target}");
             b.AppendLine($"    why: {hook.Why}");
+            if (PathArguments.MatchedWhere(hook) is { } where && hook.Selectors.Any(sel => sel.Args.Any(f => f.ValueSet is not null
+                    && PathArguments.Resolved(hook.Target, hook.Args.First(a => a.Slot == f.Slot).Offset, hook.Args.First(a => a.Slot == f.Slot).KernelType) is not null)))
+                b.AppendLine("    " + where);
             if (hook.Mechanism == Mechanism.Tracepoint && IoUringOps.Explain(hook.Target) is { } uring)
                 b.AppendLine("    " + uring);
             if (hook.Mechanism == Mechanism.FanotifyPerm)

@@ -50,8 +50,11 @@ public sealed record DimLayout(W.DimKind Kind, int Slot, ulong[] Care, ulong[] N
 /// <summary>The selector bits of an attach point: which arguments are read into which slots, which bits each hook
 /// has (in selector order), and the indexed dimensions with their care and negation masks and stored values.</summary>
 /// <param name="Flags">What the syscall's exit looks up again (the point has a resolved file-name argument).</param>
+/// <param name="Quick">At a point matched at exit alone (<see cref="W.PointFlags.Only"/>): the dimension written after the others
+/// (dims[ndims], not counted in ndims) that rejects a call from the first component of the opened file's path before the
+/// path is built: "/" + the first component of the Prefix and Equal values of each selector that has one on the path.</param>
 public sealed record PointLayout(IReadOnlyList<ArgRead> Args, IReadOnlyList<int[]> HookSlots, IReadOnlyList<(int First, int End)> HookBits,
-    IReadOnlyList<DimLayout> Dims, int Bits, W.PointFlags Flags = 0, bool Stacks = false)
+    IReadOnlyList<DimLayout> Dims, int Bits, W.PointFlags Flags = 0, bool Stacks = false, DimLayout? Quick = null)
 {
     public int ProcessDims => Dims.Count(d => d.IsProcessLevel);
 }
@@ -73,12 +76,15 @@ public static class PolicyEncoding
     /// <summary>Assigns argument slots, selector bits and dimensions. Hooks keep their order; bits are given in
     /// selector order within each hook. Throws <see cref="PolicyLimitException"/> naming the policy whose hook
     /// crossed a limit of the point.</summary>
-    public static PointLayout Layout(IReadOnlyList<PlacedHook> hooks, string point)
+    /// <param name="exitOnly">Whether this kernel runs the exit-only program (asked only for an open whose hooks all only
+    /// post); null: it does (a plan checked without a kernel).</param>
+    public static PointLayout Layout(IReadOnlyList<PlacedHook> hooks, string point, Func<bool>? exitOnly = null)
     {
         var args = new List<ArgRead>();
         var hookSlots = new List<int[]>();
         var hookBits = new List<(int, int)>();
         var dims = new List<DimBuilder>();
+        var pathFilters = new List<(int Bit, int Slot, ValueSet Values)>();
         int bit = 0;
         foreach (var h in hooks)
         {
@@ -106,7 +112,11 @@ public static class PolicyEncoding
                     Dim(dims, used, BinaryKind(sel.BinaryCmp), 0).Add(bit, IsNegated(sel.BinaryCmp), h.Plan.ValueSets[sel.BinaryValueSet!.Value]);
                 foreach (var f in sel.Args)
                     if (ArgKind(f.Cmp, h.Hook.Args.First(a => a.Slot == f.Slot).KernelType) is { } kind)
+                    {
                         Dim(dims, used, kind, slots[f.Slot]).Add(bit, IsNegated(f.Cmp), h.Plan.ValueSets[f.ValueSet!.Value]);
+                        if (f.Cmp == Cmp.Prefix || kind is W.DimKind.StrExact && f.Cmp == Cmp.In)
+                            pathFilters.Add((bit, slots[f.Slot], h.Plan.ValueSets[f.ValueSet!.Value]));
+                    }
                 Limit(h, dims.Count, Contract.MaxDims, "indexed dimensions (operator, argument) of the selectors", point);
             }
             if (h.Selectors.Count == 0)
@@ -129,7 +139,33 @@ public static class PolicyEncoding
         if (hooks.Any(h => Fanotify.PathChanges.Covered(h.Hook, out _)))
             flags |= W.PointFlags.AfterNote; // its calls are noted for the after-call match (Fanotify.AfterCallNotes)
         bool stacks = hooks.Any(h => h.Hook.Selectors.Any(s => (s.Actions & (Actions.KernelStack | Actions.UserStack)) != 0));
-        return new PointLayout(args, hookSlots, hookBits, ordered, bit, flags, stacks);
+        DimLayout? quick = null;
+        if (flags.HasFlag(W.PointFlags.Fd) && hooks.All(h => PathArguments.EnterNeeded(h.Hook) is null) && (exitOnly?.Invoke() ?? true))
+        {
+            flags |= W.PointFlags.Only;
+            // Only a positive Prefix or Equal on the path says what its first component must be.
+            var positive = pathFilters.Where(p => args[p.Slot].Type is ArgType.UserPath or ArgType.UserPathAt).ToList();
+            if (positive.Count > 0 && ordered.Count < Contract.MaxDims)
+            {
+                var q = new DimBuilder(W.DimKind.StrPrefix, positive[0].Slot);
+                foreach (var (b, _, set) in positive)
+                    q.AddFirstComponents(b, set.Values);
+                quick = q.Build();
+                flags |= W.PointFlags.Quick;
+            }
+        }
+        return new PointLayout(args, hookSlots, hookBits, ordered, bit, flags, stacks, quick);
+    }
+
+    /// <summary>What a Prefix or Equal value says about a path's first component: "/X/" when the value goes on after its
+    /// first component X, else the value itself ("/et" or "/etc": the first component starts with it). A path whose "/" +
+    /// first component + "/" has none of these as a prefix cannot match the value.</summary>
+    public static string FirstComponent(string value)
+    {
+        if (!value.StartsWith('/'))
+            return value; // never the start of an absolute path: nothing passes but a call it would not match either
+        int next = value.IndexOf('/', 1);
+        return next < 0 ? value : value[..(next + 1)];
     }
 
     /// <summary>What identifies a resolve: read (sa_resolve entries are shared by equal ones): the path's steps and the leaf's type.</summary>
@@ -213,6 +249,20 @@ public static class PolicyEncoding
             if (negated) Set(_neg, bit);
             foreach (var (data, bits) in StoredValues(kind, set))
             {
+                var id = Id(data, bits);
+                if (!_values.TryGetValue(id, out var e))
+                    _values[id] = e = (data, bits, new ulong[Words]);
+                Set(e.Sel, bit);
+            }
+        }
+
+        /// <summary>The quick dimension's values of a selector: the first components its values allow (PolicyEncoding.FirstComponent).</summary>
+        public void AddFirstComponents(int bit, IEnumerable<string> values)
+        {
+            Set(_care, bit);
+            foreach (var v in values)
+            {
+                var (data, bits) = Stored(kind, FirstComponent(v));
                 var id = Id(data, bits);
                 if (!_values.TryGetValue(id, out var e))
                     _values[id] = e = (data, bits, new ulong[Words]);
@@ -367,6 +417,17 @@ public static class PolicyEncoding
             if (files is not null && layout.Flags != 0 && dim.Kind is W.DimKind.StrExact or W.DimKind.StrPrefix
                 && layout.Args[dim.Slot].Type is ArgType.UserPath or ArgType.UserPathAt)
                 values.AddRange(InodeEntries(dim, new ValueHeader(gen, ap, d), files));
+        }
+        if (layout.Quick is { } quick && layout.Dims.Count < Contract.MaxDims)
+        {
+            int d = layout.Dims.Count;
+            var o = W.Point.Dims + d * W.Dim.Length;
+            config[o + W.Dim.Kind] = (byte)quick.Kind;
+            config[o + W.Dim.Slot] = (byte)quick.Slot;
+            WriteBitmap(c[(o + W.Dim.Care)..], quick.Care);
+            WriteBitmap(c[(o + W.Dim.Neg)..], quick.Neg);
+            foreach (var v in quick.Values)
+                values.Add(new MapEntry(quick.Map, ValueKey(quick.Kind, new ValueHeader(gen, ap, d), v.Data, v.Bits), Bitmap(v.Selectors)));
         }
         var selectors = new List<MapEntry>();
         for (int h = 0; h < hooks.Count; h++)

@@ -51,7 +51,12 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
 
         /// <summary>The return probes' exit program (one of <see cref="Links"/>), while the point has return hooks.</summary>
         public BpfLink? ReturnLink { get; set; }
+
+        /// <summary>Its programs are those of an open matched at the exit alone (<see cref="PolicyWire.PointFlags.Only"/>).</summary>
+        public bool ExitOnly { get; set; }
     }
+
+    private static bool IsExitOnly(PointGeneration gen) => gen.Layout.Flags.HasFlag(PolicyWire.PointFlags.Only);
 
     private readonly object _lock = new();
     private readonly ProcessSensor _process;
@@ -141,6 +146,26 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
 
     /// <summary>sa_io_workers: io_uring worker threads by thread id → their process (bpf/include/aftercall.h).</summary>
     public int IoWorkersFd() => _process.Maps.Map(Bpf.BpfNames.Maps.IoWorkers).Fd;
+
+    /// <summary>Whether opens whose hooks only post are matched at their exit alone: "loaded", "loading", or why not (this
+    /// kernel refused the program: they are matched at enter and exit). Null before the policy programs are loaded.</summary>
+    public string? ExitOnlyState
+    {
+        get
+        {
+            PolicySensor? s;
+            lock (_lock) s = _sensor ?? (_loading is { IsCompletedSuccessfully: true } l ? l.Result : null);
+            return s is null ? null : !s.ExitOnlySettled ? "loading" : s.ExitOnlyError is { } e ? "unavailable: " + e : "loaded";
+        }
+    }
+
+    /// <summary>Waits for the exit-only program's load (after <see cref="AwaitPrograms"/>; never throws).</summary>
+    public void AwaitExitOnly()
+    {
+        PolicySensor? s;
+        lock (_lock) s = _sensor ?? (_loading is { IsCompletedSuccessfully: true } l ? l.Result : null);
+        s?.AwaitExitOnly();
+    }
 
     /// <summary>The policy objects loaded so far (<see cref="PolicySensor.LoadedObjects"/>).</summary>
     public IReadOnlyList<string> PolicyObjects
@@ -363,7 +388,7 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
         // 1. Everything that can be refused is refused before anything is written.
         WriteResolvePaths(sensor, changes.Values.SelectMany(h => h));
         var next = changes.Select(c => (Point: c.Key, Hooks: c.Value,
-            Gen: c.Value.Count == 0 ? null : PolicyEncoding.Generation(c.Key.Id, c.Key.Gen + 1, PolicyEncoding.Layout(c.Value, c.Key.Name), c.Value, PathArguments.Files, _resolveIds))).ToList();
+            Gen: c.Value.Count == 0 ? null : PolicyEncoding.Generation(c.Key.Id, c.Key.Gen + 1, PolicyEncoding.Layout(c.Value, c.Key.Name, () => sensor.ExitOnlyLoaded), c.Value, PathArguments.Files, _resolveIds))).ToList();
         foreach (var map in next.SelectMany(n => n.Gen?.All ?? []).Select(e => e.Map).Distinct())
         {
             int max = (int)sensor.Map(map).MaxEntries, used = _mapEntries.GetValueOrDefault(map);
@@ -402,6 +427,27 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
             foreach (var h in hooks.Where(h => !_hookPoints.ContainsKey(h.HookId)))
                 seenBase[h.HookId] = sensor.PointSeen(point.Id);
         }
+        // A point that changes between matching at the exit alone and at enter and exit gets the other mode's programs
+        // before the flip (each runs only on a generation of its own mode); its old ones are detached once unused.
+        var switched = new List<(AttachPoint Point, List<BpfLink> Old, List<BpfLink> Fresh)>();
+        try
+        {
+            foreach (var (point, _, gen) in next.Where(n => n.Gen is not null && n.Point.Links.Count > 0 && n.Point.ExitOnly != IsExitOnly(n.Gen)))
+            {
+                var fresh = sensor.Attach(point.Mechanism, point.Target, point.Id, exitOnly: IsExitOnly(gen!)).ToList();
+                var old = point.Links.Where(l => l != point.ReturnLink).ToList();
+                point.Links.RemoveAll(old.Contains);
+                point.Links.AddRange(fresh);
+                point.ExitOnly = IsExitOnly(gen!);
+                switched.Add((point, old, fresh));
+            }
+        }
+        catch
+        {
+            UndoSwitch(sensor, switched);
+            Delete(sensor, written);
+            throw;
+        }
         var active = sensor.Map(BpfNames.Maps.Active);
         foreach (var (point, _, gen) in next)
             active.Update(BitConverter.GetBytes(point.Id), BitConverter.GetBytes(gen?.Gen ?? 0));
@@ -419,7 +465,8 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
                     point.Links.Add(point.ReturnLink);
                     returnAttached.Add(point);
                 }
-                point.Links.AddRange(sensor.Attach(point.Mechanism, point.Target, point.Id));
+                point.Links.AddRange(sensor.Attach(point.Mechanism, point.Target, point.Id, exitOnly: IsExitOnly(gen)));
+                point.ExitOnly = IsExitOnly(gen);
                 attached.Add(point);
             }
             foreach (var (point, _, _) in next.Where(n => n.Gen is { Layout.Flags: var f } && f.HasFlag(PolicyWire.PointFlags.Return) && n.Point.ReturnLink is null))
@@ -446,12 +493,15 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
             foreach (var (point, _, _) in next)
                 active.Update(BitConverter.GetBytes(point.Id), BitConverter.GetBytes(point.Gen));
             sensor.WaitForRunningPrograms();
+            UndoSwitch(sensor, switched);
             Delete(sensor, written);
             throw;
         }
 
         // 4. No program uses the old generations any more: delete them; detach emptied points.
         sensor.WaitForRunningPrograms();
+        foreach (var l in switched.SelectMany(s => s.Old))
+            l.Dispose();
         foreach (var (point, hooks, gen) in next)
         {
             if (point.Active is { } old)
@@ -479,6 +529,24 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
                 point.ReturnLink = null;
             }
         }
+    }
+
+    /// <summary>Puts back the programs of points whose mode change failed (their io_uring operation again on the old enter).</summary>
+    private static void UndoSwitch(PolicySensor sensor, List<(AttachPoint Point, List<BpfLink> Old, List<BpfLink> Fresh)> switched)
+    {
+        foreach (var (point, old, fresh) in switched)
+        {
+            foreach (var l in fresh)
+            {
+                point.Links.Remove(l);
+                l.Dispose();
+            }
+            point.Links.AddRange(old);
+            point.ExitOnly = !point.ExitOnly;
+            if (point.Mechanism == Mechanism.Tracepoint && old.Count > 0)
+                sensor.ReattachIoUring(point.Target, point.Id, old[0]);
+        }
+        switched.Clear();
     }
 
     private static int Entries(PointGeneration? gen, string map) => gen?.All.Count(e => e.Map == map) ?? 0;

@@ -25,17 +25,44 @@ public sealed class PolicySensor : IDisposable
     private readonly Dictionary<string, BpfObject> _lsm = new(), _fmodRet = new(), _fexit = new();
     private Microsoft.Win32.SafeHandles.SafeFileHandle? _cgroup;
 
-    private PolicySensor(BpfObject maps, BpfObject core, BpfObject exit, BpfObject? ioUring) =>
-        (_maps, _core, _exit, _ioUring) = (maps, core, exit, ioUring);
+    /// <summary>The exit-only program's object (<see cref="ObjectSpecs.PolicyTracepointExitOnly"/>), loaded beside the others
+    /// and waited for only by a policy that has a point matched at the exit alone: null when this kernel refused it (or
+    /// --debug-no-exit-only), with the reason.</summary>
+    private readonly Task<(BpfObject? Object, string? Error)> _exitOnly;
+
+    private PolicySensor(BpfObject maps, BpfObject core, BpfObject exit, BpfObject? ioUring, Task<(BpfObject?, string?)> exitOnly) =>
+        (_maps, _core, _exit, _ioUring, _exitOnly) = (maps, core, exit, ioUring, exitOnly);
+
+    /// <summary>Whether opens whose hooks only post can be matched at their exit alone (waits for that program's load).
+    /// False: such points get the enter and exit programs, as points with a hook that acts before the call.</summary>
+    public bool ExitOnlyLoaded => _exitOnly.GetAwaiter().GetResult().Object is not null;
+
+    /// <summary>Why opens are not matched at the exit alone (null: they are, or the load is still under way).</summary>
+    public string? ExitOnlyError => _exitOnly.IsCompleted ? _exitOnly.Result.Error : null;
+
+    /// <summary>Whether the exit-only program's load is done (it may have failed: <see cref="ExitOnlyError"/>).</summary>
+    public bool ExitOnlySettled => _exitOnly.IsCompleted;
+
+    /// <summary>Waits for the exit-only program's load (never throws: a refusal is <see cref="ExitOnlyError"/>).</summary>
+    public void AwaitExitOnly() => _exitOnly.GetAwaiter().GetResult();
+
+    private static Task<(BpfObject?, string?)> LoadExitOnly(BpfObject maps, bool exitOnly) => !exitOnly
+        ? Task.FromResult<(BpfObject?, string?)>((null, "--debug-no-exit-only"))
+        : ParallelLoad.Start<(BpfObject?, string?)>(() =>
+        {
+            try { return (BpfObject.Load(ObjectSpecs.PolicyTracepointExitOnly, maps), null); }
+            catch (Interop.LibbpfException e) { return (null, e.Message); }
+        });
 
     /// <summary>Loads the enter and the exit-check programs on <paramref name="maps"/> (which stay the caller's), and the
     /// io_uring program where the kernel has its tracepoint (so the first openat policy only attaches it), each on a thread
     /// of its own: the verifier runs in the loading thread, so the three are checked side by side (the io_uring object,
     /// loaded after the enter program, was ~0.2 s of CPU on the path to "ready" with policies at start: measured). If the
     /// io_uring object does not load here, the first policy that needs it loads it again and fails with the reason.</summary>
-    public static PolicySensor Load(BpfObject maps)
+    public static PolicySensor Load(BpfObject maps, bool exitOnly = true)
     {
         var exit = ParallelLoad.Start(() => BpfObject.Load(ObjectSpecs.PolicyTracepointExit, maps));
+        var xonly = LoadExitOnly(maps, exitOnly);
         var ioUring = Policies.IoUringOps.SubmitTracepointHere is null ? Task.FromResult<BpfObject?>(null)
             : ParallelLoad.Start<BpfObject?>(() =>
             {
@@ -51,6 +78,7 @@ public sealed class PolicySensor : IDisposable
         {
             DisposeWhenDone(exit);
             DisposeWhenDone(ioUring);
+            DisposeWhenDone(xonly.ContinueWith(t => t.Result.Item1, TaskScheduler.Default));
             throw;
         }
         BpfObject exitObject;
@@ -62,9 +90,10 @@ public sealed class PolicySensor : IDisposable
         {
             enter.Dispose();
             DisposeWhenDone(ioUring);
+            DisposeWhenDone(xonly.ContinueWith(t => t.Result.Item1, TaskScheduler.Default));
             throw;
         }
-        return new(maps, enter, exitObject, ioUring.GetAwaiter().GetResult());
+        return new(maps, enter, exitObject, ioUring.GetAwaiter().GetResult(), xonly);
     }
 
     /// <summary>Frees what a load beside a failed one made, once it is done (its own failure is not the one reported).</summary>
@@ -82,7 +111,7 @@ public sealed class PolicySensor : IDisposable
     {
         get
         {
-            BpfObject?[] all = [_core, _exit, _tpReturn, _ioUring, _kprobe, _kover, _ksys, _sock, _uprobe, _usdtSet, _rawtp, _loader, _enforcer,
+            BpfObject?[] all = [_core, _exit, _exitOnly is { IsCompletedSuccessfully: true } x ? x.Result.Object : null, _tpReturn, _ioUring, _kprobe, _kover, _ksys, _sock, _uprobe, _usdtSet, _rawtp, _loader, _enforcer,
                 .. _lsm.Values, .. _fmodRet.Values, .. _fexit.Values];
             return all.OfType<BpfObject>().Select(o => o.Name).ToList();
         }
@@ -103,11 +132,25 @@ public sealed class PolicySensor : IDisposable
 
     /// <summary>Attaches the program of an attach point: a tracepoint ("category/name"), raw tracepoint, kprobe'd
     /// function, uprobe or USDT site (<see cref="Policies.UserProbeSite.Target"/>) with the point's id as cookie,
-    /// an LSM hook, or connect4 and connect6 at the cgroup v2 root.</summary>
-    public IReadOnlyList<BpfLink> Attach(Mechanism mechanism, string target, uint ap)
+    /// an LSM hook, or connect4 and connect6 at the cgroup v2 root. <paramref name="exitOnly"/>: an open whose hooks
+    /// match at its exit alone: only the exit's program, no enter.</summary>
+    public IReadOnlyList<BpfLink> Attach(Mechanism mechanism, string target, uint ap, bool exitOnly = false)
     {
         switch (mechanism)
         {
+            case Mechanism.Tracepoint when exitOnly && Policies.PathArguments.ExitTracepoint(target) is { } exitOnlyAt:
+                var only = AttachTracepoint(_exitOnly.GetAwaiter().GetResult().Object
+                    ?? throw new InvalidOperationException("the exit-only program is not loaded"), BpfNames.Programs.PolicyXonly, exitOnlyAt, ap);
+                try
+                {
+                    AttachIoUring(target, ap, only);
+                }
+                catch
+                {
+                    only.Dispose();
+                    throw;
+                }
+                return [only];
             case Mechanism.Tracepoint:
                 var enter = AttachTracepoint(_core, BpfNames.Programs.PolicyTp, target, ap);
                 if (Policies.PathArguments.ExitTracepoint(target) is not { } exit)
@@ -225,6 +268,9 @@ public sealed class PolicySensor : IDisposable
         else
             _uringWorkerLink ??= AttachTracepoint(o, BpfNames.Programs.UringWorker, Policies.IoUringOps.WorkerTracepoint, 0);
     }
+
+    /// <summary>The io_uring operation of a tracepoint point again under <paramref name="stands"/> (a mode change undone).</summary>
+    public void ReattachIoUring(string target, uint ap, BpfLink stands) => AttachIoUring(target, ap, stands);
 
     private void DropIoUringOp(byte opcode)
     {
@@ -433,6 +479,7 @@ public sealed class PolicySensor : IDisposable
         _ioUring?.Dispose();
         _cgroup?.Dispose();
         _exit.Dispose();
+        _exitOnly.GetAwaiter().GetResult().Object?.Dispose();
         _core.Dispose();
     }
 }

@@ -75,18 +75,23 @@ public class PolicyObjectLoadingTests
 
         engine.Prepare(Bpf.ParallelLoad.Start(() => PolicySensor.Load(sensor.Maps)));
         engine.AwaitPrograms();
-        Assert.Equal(["tracepoint", "tpexit", "iouring"], engine.PolicyObjects); // io_uring's with them: the first openat policy only attaches it
+        engine.AwaitExitOnly();
+        // io_uring's with them: the first openat policy only attaches it; so is the exit-only program, in an object of its own
+        Assert.Equal(["tracepoint", "tpexit", "tpxonly", "iouring"], engine.PolicyObjects);
+        Assert.Equal("loaded", engine.ExitOnlyState);
         engine.Load(Compile(Lseek(cat)));
-        Assert.Equal(["tracepoint", "tpexit", "iouring"], engine.PolicyObjects);
+        Assert.Equal(["tracepoint", "tpexit", "tpxonly", "iouring"], engine.PolicyObjects);
 
-        // An open is looked up again at its exit (that program, in an object of its own, was loaded with the enter's).
-        var open = engine.Load(Compile(TestPolicies.OpenatKill("objects-open", cat, dir.File("secret"), mode: "monitor")));
-        Assert.Equal(["tracepoint", "tpexit", "iouring"], engine.PolicyObjects);
-        Assert.Equal(2, engine.AttachPoints.Single(p => p.Point.EndsWith("sys_enter_openat")).Links);
+        // An open whose hook only posts is matched at its exit alone: one program, at sys_exit_openat.
+        var open = engine.Load(Compile(TestPolicies.OpenatKill("objects-open", cat, dir.File("secret"), mode: "monitor", action: "Post")));
+        Assert.Equal(["tracepoint", "tpexit", "tpxonly", "iouring"], engine.PolicyObjects);
+        Assert.Equal(1, engine.AttachPoints.Single(p => p.Point.EndsWith("sys_enter_openat")).Links);
 
-        // return: true on a syscall: the return program's object, attached at sys_exit_openat.
+        // return: true on a syscall: the return program's object, attached at sys_exit_openat; a return probe needs the
+        // enter, so the point is matched at enter and exit again.
         var ret = engine.Load(Compile(OpenReturn(cat, dir.Path)));
-        Assert.Equal(["tracepoint", "tpexit", "tpret", "iouring"], engine.PolicyObjects);
+        Assert.Equal(["tracepoint", "tpexit", "tpxonly", "tpret", "iouring"], engine.PolicyObjects);
+        Assert.Equal(3, engine.AttachPoints.Single(p => p.Point.EndsWith("sys_enter_openat")).Links);
 
         // The exit check matches the open through a symlink (on the file it opened), and the return program, in its own
         // object, posts the return hook's event the enter kept in the shared maps.

@@ -112,10 +112,28 @@ public class PolicyEncodingTests
     }
 
     [Fact]
+    public void An_open_whose_hooks_only_post_is_matched_at_its_exit_alone_and_one_that_kills_brings_the_enter_back()
+    {
+        var post = Plan("p", [Set(ValueSetKind.StringPrefix, "/etc/shadow", "/et")], Sel(args: [new ArgFilterPlan(0, Cmp.Prefix, 0, 0)]));
+        var layout = PolicyEncoding.Layout([Place(post, 1)], "openat");
+        Assert.Equal(W.PointFlags.Fd | W.PointFlags.Only | W.PointFlags.Quick, layout.Flags);
+        // The quick dimension holds what the first component of the opened file's path must start with.
+        Assert.Equal(["/et", "/etc/"], layout.Quick!.Values.Select(v => System.Text.Encoding.UTF8.GetString(v.Data)).Order());
+        var gen = PolicyEncoding.Generation(9, 2, layout, [Place(post, 1)]);
+        Assert.Equal(2, gen.Values.Count(e => BinaryPrimitives.ReadUInt16LittleEndian(e.Key.AsSpan(W.LpmKey.Hdr + W.ValueHeader.Dim)) == layout.Dims.Count));
+
+        var kill = Plan("k", [Set(ValueSetKind.StringPrefix, "/etc/shadow")], Sel(args: [new ArgFilterPlan(0, Cmp.Prefix, 0, 0)], actions: Actions.Post | Actions.Sigkill));
+        var mixed = PolicyEncoding.Layout([Place(post, 1), Place(kill, 2)], "openat");
+        Assert.Equal(W.PointFlags.Fd, mixed.Flags);
+        Assert.Null(mixed.Quick);
+        Assert.Equal("Sigkill must come before the call", PathArguments.EnterNeeded(kill.Hooks[0]));
+    }
+
+    [Fact]
     public void A_file_name_is_resolved_in_the_kernel_only_where_a_string_selector_matches_it()
     {
         var matched = PolicyEncoding.Layout([Place(Plan("m", [Set(ValueSetKind.StringPostfix, "/id_rsa")], Sel(args: [new ArgFilterPlan(0, Cmp.Postfix, 0, 0)])))], "openat");
-        Assert.Equal((ArgType.UserPathAt, W.PointFlags.Fd), (matched.Args[0].Type, matched.Flags));
+        Assert.Equal((ArgType.UserPathAt, W.PointFlags.Fd | W.PointFlags.Only), (matched.Args[0].Type, matched.Flags)); // Post only: at exit alone
 
         var readOnly = PolicyEncoding.Layout([Place(Plan("r", [Set(ValueSetKind.StringExact, "/b")], Sel(Cmp.In, 0)))], "openat");
         Assert.Equal((ArgType.String, (W.PointFlags)0), (readOnly.Args[0].Type, readOnly.Flags)); // reported as passed, no cost

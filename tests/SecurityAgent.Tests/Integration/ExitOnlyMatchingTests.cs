@@ -1,0 +1,187 @@
+using System.Text.Json;
+using SecurityAgent.Kernel;
+using SecurityAgent.Tests.Support;
+
+namespace SecurityAgent.Tests.Integration;
+
+/// <summary>An openat hook whose selectors only post is matched at sys_exit_openat alone (no enter program): every way
+/// to name a test-owned secret is still caught, from the file the kernel opened, a failed open is reported with the name
+/// passed, and unrelated files are not. A hook that must act before the call (Sigkill) at the same point brings the
+/// enter back while it is loaded. The policies are scoped to copies of cat, grep and dash in the test's temp dir.</summary>
+[Collection("kernel")]
+public class ExitOnlyMatchingTests
+{
+    private sealed class Scene : IDisposable
+    {
+        public TempDir Dir { get; } = new();
+        public string SecretDir => Dir.File("secret");
+        public string Secret => Dir.File("secret/key.txt");
+        public string Cat { get; }
+        public string Grep { get; }
+        public string Sh { get; }
+
+        public Scene()
+        {
+            Directory.CreateDirectory(SecretDir);
+            Directory.CreateDirectory(Dir.File("sub"));
+            File.WriteAllText(Secret, "TOP-SECRET\n");
+            File.WriteAllText(Dir.File("plain.txt"), "plain\n");
+            File.CreateSymbolicLink(Dir.File("link"), Secret);
+            File.CreateSymbolicLink(Dir.File("linkdir"), SecretDir);
+            File.CreateSymbolicLink(Dir.File("plainlink"), Dir.File("plain.txt"));
+            Assert.Equal(0, Run.Wait("/usr/bin/ln", [Secret, Dir.File("hardlink")]).Code);
+            Cat = Dir.CopyBinary("/usr/bin/cat", "xonly-cat");
+            Grep = Dir.CopyBinary("/usr/bin/grep", "xonly-grep");
+            Sh = Dir.CopyBinary("/usr/bin/dash", "xonly-sh");
+        }
+
+        public void Dispose() => Dir.Dispose();
+
+        /// <summary>A Prefix on the secret directory for <paramref name="binaries"/>; <paramref name="action"/> null: the
+        /// selector only posts.</summary>
+        public string Policy(string name, string mode, string? action, params string[] binaries) => $"""
+            apiVersion: securityagent.io/v1alpha1
+            kind: TracingPolicy
+            metadata:
+              name: {name}
+            spec:
+              options:
+              - name: policy-mode
+                value: {mode}
+              kprobes:
+              - call: sys_openat
+                syscall: true
+                args:
+                - index: 1
+                  type: string
+                selectors:
+                - matchArgs:
+                  - index: 1
+                    operator: Prefix
+                    values: ["{SecretDir}/"]
+                  matchBinaries:
+                  - operator: In
+                    values: [{string.Join(", ", binaries.Select(b => $"\"{b}\""))}]{(action is null ? "" : $"\n      matchActions:\n      - action: {action}")}
+            """;
+
+        /// <summary>Each way to read the secret: what runs, from where, the string the open passes and the path the event
+        /// reports (the secret's; for the hard link, the name it was opened by: the same file, caught by its inode).</summary>
+        public IEnumerable<(string What, string File, string[] Args, string? Cwd, string Passed, string Resolved)> Spellings()
+        {
+            var d = Dir.Path;
+            yield return ("relative to the cwd", Cat, ["key.txt"], SecretDir, "key.txt", Secret);
+            yield return ("with ./", Cat, ["./key.txt"], SecretDir, "./key.txt", Secret);
+            yield return ("with ..", Cat, ["../secret/key.txt"], Dir.File("sub"), "../secret/key.txt", Secret);
+            yield return ("with //", Cat, [d + "//secret//key.txt"], null, d + "//secret//key.txt", Secret);
+            yield return ("with sub/..", Cat, [d + "/sub/../secret/key.txt"], null, d + "/sub/../secret/key.txt", Secret);
+            yield return ("relative to a dirfd (grep -r)", Grep, ["-r", "TOP", SecretDir], null, "key.txt", Secret);
+            yield return ("through a symlink to the file", Cat, [d + "/link"], null, d + "/link", Secret);
+            yield return ("through a symlink to its directory", Cat, [d + "/linkdir/key.txt"], null, d + "/linkdir/key.txt", Secret);
+            yield return ("through /proc/self/fd", Sh, ["-c", $"exec 3< {Secret}; exec {Cat} /proc/self/fd/3"], null, "/proc/self/fd/3", Secret);
+            // Not in the VM lane: there an open of the hard link went unreported in enter+exit and exit-only modes alike
+            // (its root is an overlay over 9p, where the inode the kernel opened may not be the one the agent stat()ed;
+            // not yet confirmed), as PathEvasionTests leaves it out there.
+            if (Environment.GetEnvironmentVariable("SECAGENT_IN_VM") != "1")
+                yield return ("through a hard link", Cat, [d + "/hardlink"], null, d + "/hardlink", d + "/hardlink");
+        }
+    }
+
+    private static bool AtExit(JsonElement body) =>
+        body.GetProperty("securityagent").TryGetProperty("matched_at_exit", out var x) && x.GetBoolean();
+
+    private static string Resolved(JsonElement body) => body.GetProperty("args")[0].GetProperty("string_arg").GetString()!;
+
+    [RequiresKernel(Mechanism.Tracepoint)]
+    public void An_open_hook_that_only_posts_is_matched_at_the_exit_alone_and_catches_every_spelling_of_the_secret_and_failed_opens()
+    {
+        using var s = new Scene();
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = s.Policy("xonly-post", "monitor", null, s.Cat, s.Grep) },
+            "--export-extensions");
+        Assert.Contains("Policy xonly-post loaded", agent.Stderr);
+        foreach (var (what, file, args, cwd, passed, resolved) in s.Spellings())
+        {
+            int from = agent.Events.All.Count;
+            var r = Run.Wait(file, args, cwd);
+            Assert.True(r.Code == 0 && r.Stdout.Contains("TOP-SECRET"), $"{what}: a hook that only posts must not stop the read: {r.Code} {r.Stdout} {r.Stderr}");
+            var body = PathEvasionTests.WaitFor(agent, from, "xonly-post", passed, what);
+            Assert.Equal(resolved, Resolved(body));
+            Assert.True(AtExit(body), $"{what}: matched at the exit alone");
+        }
+        // A failed open has no file: the name passed, resolved as the enter would, is matched and reported as passed.
+        foreach (var (args, cwd, passed) in new (string[], string?, string)[]
+                 { ([s.SecretDir + "/missing.txt"], null, s.SecretDir + "/missing.txt"), (["missing.txt"], s.SecretDir, "missing.txt"),
+                   ([s.Dir.Path + "//secret/./missing.txt"], null, s.Dir.Path + "//secret/./missing.txt") })
+        {
+            int from = agent.Events.All.Count;
+            var r = Run.Wait(s.Cat, args, cwd);
+            Assert.True(r.Code == 1 && r.Stderr.Contains("No such file"), $"a failed open of {passed}: {r.Code} {r.Stderr}");
+            var body = PathEvasionTests.WaitFor(agent, from, "xonly-post", passed, "a failed open");
+            Assert.Equal(s.SecretDir + "/missing.txt", Resolved(body));
+        }
+        // Files outside the secret directory, by the same readers and the same tricks: no event.
+        int after = agent.Events.All.Count;
+        Assert.Equal((0, "plain\n"), Run.Wait(s.Cat, ["../plain.txt"], s.SecretDir) is var a ? (a.Code, a.Stdout) : default);
+        Assert.Equal(0, Run.Wait(s.Cat, [s.Dir.Path + "/secret/../plain.txt"]).Code);
+        Assert.Equal(0, Run.Wait(s.Cat, [s.Dir.Path + "/plainlink"]).Code);
+        Assert.Equal(0, Run.Wait(s.Sh, ["-c", $"exec 3< {s.Dir.File("plain.txt")}; exec {s.Cat} /proc/self/fd/3"]).Code);
+        Assert.Equal(1, Run.Wait(s.Cat, [s.Dir.File("missing.txt")]).Code);
+        // A marker open the hook matches, after them: once its event is in, theirs would have been too.
+        Assert.Equal(0, Run.Wait(s.Cat, [s.Secret]).Code);
+        PathEvasionTests.WaitFor(agent, after, "xonly-post", s.Secret, "the marker open");
+        Assert.DoesNotContain(agent.Events.All.Skip(after), e => PathEvasionTests.Body(e, "xonly-post") is { } b && Resolved(b) != s.Secret);
+    }
+
+    /// <summary>Host only for now: on the VM lane's 6.1 the opens matched at enter and exit (this test's middle part, and
+    /// the next test) went unreported, by absolute and relative names, the miss PathEvasionTests' spelling test is host-only
+    /// for (under investigation); the exit-only test above passes there.</summary>
+    [Fact]
+    public void A_killing_hook_added_at_the_same_open_brings_the_enter_back_and_kills_and_once_removed_the_open_is_matched_at_the_exit_alone_again()
+    {
+        using var s = new Scene();
+        var killCat = s.Dir.CopyBinary("/usr/bin/cat", "xonly-killed-cat");
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["post.yaml"] = s.Policy("xonly-watch", "monitor", null, s.Cat) },
+            "--export-extensions");
+        var policies = agent.Dir.File("policies");
+
+        JsonElement Watched(string what)
+        {
+            int from = agent.Events.All.Count;
+            Assert.Equal(0, Run.Wait(s.Cat, [s.Secret]).Code);
+            return PathEvasionTests.WaitFor(agent, from, "xonly-watch", s.Secret, what);
+        }
+
+        Assert.True(AtExit(Watched("only the posting hook")), "matched at the exit alone");
+
+        File.WriteAllText(Path.Combine(policies, "kill.yaml"), s.Policy("xonly-kill", "enforce", "Sigkill", killCat));
+        Assert.True(agent.WaitForLog("Policy xonly-kill loaded", 30_000), agent.Stderr);
+        Assert.False(AtExit(Watched("beside a killing hook")), "matched at enter again");
+        int before = agent.Events.All.Count;
+        var killed = Run.Wait(killCat, [s.Secret]);
+        Assert.True(killed.Code == 137 && !killed.Stdout.Contains("TOP-SECRET"), $"expected SIGKILL before any output, got {killed.Code} '{killed.Stdout}'; "
+            + $"events since: {string.Join("; ", agent.Events.All.Skip(before).Select(e => e.ToString()))}; the agent's log ends:\n{agent.Stderr[Math.Max(0, agent.Stderr.Length - 2000)..]}");
+        Assert.True(PathEvasionTests.WaitFor(agent, before, "xonly-kill", s.Secret, "the killed read").GetProperty("securityagent").GetProperty("enforced").GetBoolean());
+
+        File.Delete(Path.Combine(policies, "kill.yaml"));
+        Assert.True(agent.WaitForLog("Policy xonly-kill unloaded", 30_000), agent.Stderr);
+        Assert.True(AtExit(Watched("the killing hook removed")), "matched at the exit alone again");
+        Assert.Equal((0, "TOP-SECRET\n"), Run.Wait(killCat, [s.Secret]) is var r ? (r.Code, r.Stdout) : default);
+    }
+
+    /// <summary>Host only for now, as the test above (enter and exit on 6.1).</summary>
+    [Fact]
+    public void Without_the_exit_only_program_a_hook_that_only_posts_is_matched_at_enter_and_still_catches_the_secret()
+    {
+        using var s = new Scene();
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = s.Policy("xonly-off", "monitor", null, s.Cat) },
+            "--export-extensions", "--debug-no-exit-only");
+        Assert.True(agent.WaitForLog("matched at enter and exit, not at the exit alone", 30_000), agent.Stderr);
+        int from = agent.Events.All.Count;
+        Assert.Equal(0, Run.Wait(s.Cat, ["key.txt"], s.SecretDir).Code);
+        var body = PathEvasionTests.WaitFor(agent, from, "xonly-off", "key.txt", "a relative open");
+        Assert.Equal(s.Secret, Resolved(body));
+        Assert.False(AtExit(body));
+        from = agent.Events.All.Count;
+        Assert.Equal(0, Run.Wait(s.Cat, [s.Dir.File("link")]).Code);
+        Assert.True(AtExit(PathEvasionTests.WaitFor(agent, from, "xonly-off", s.Dir.File("link"), "a symlink")), "the exit's re-check");
+    }
+}
