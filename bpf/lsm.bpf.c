@@ -13,9 +13,8 @@ static __always_inline int sa_lsm(void *ctx, __u32 ap, __u64 a0, __u64 a1, __u64
 	/* The hook's arguments are typed kernel pointers; a copy through probe_read makes them plain numbers
 	 * the argument reader may mask and compare (the verifier forbids that on typed pointers). */
 	__u64 typed[SA_MAX_FN_ARGS] = { a0, a1, a2, 0, 0 };
-	struct sa_source src;
+	struct sa_source src = { .ctx = ctx }; /* zeroed: a stale file or ret would be read as this call's */
 	bpf_probe_read_kernel(src.raw, sizeof(src.raw), typed);
-	src.ctx = ctx;
 	return sa_policy_run(ap, SA_OP_LSM, &src, NULL);
 }
 

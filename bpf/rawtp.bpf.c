@@ -10,8 +10,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 SEC("raw_tp")
 int sa_policy_raw_tp(struct bpf_raw_tracepoint_args *ctx)
 {
-	struct sa_source src;
-	src.ctx = ctx;
+	struct sa_source src = { .ctx = ctx }; /* zeroed: a stale file or ret would be read as this call's */
 	/* Copied through probe_read so the argument reader may treat them as plain numbers. */
 	bpf_probe_read_kernel(src.raw, sizeof(src.raw), ctx->args);
 	sa_policy_run(bpf_get_attach_cookie(ctx), SA_OP_RAW_TP, &src, NULL);

@@ -28,7 +28,7 @@ static __always_inline void sa_dest(char *sa, struct bpf_sock_addr *ctx, const b
 /* Returns 1 to allow the connect, 0 to deny it (EPERM, or the policy's errno via bpf_set_retval). */
 static __always_inline int sa_connect(struct bpf_sock_addr *ctx, const bool v6)
 {
-	struct sa_source src;
+	struct sa_source src = {}; /* zeroed: a stale file or ret would be read as this call's */
 	sa_dest(src.dest, ctx, v6);
 	__s32 verdict = sa_policy_run(SA_AP_CONNECT, SA_OP_SOCK, &src, NULL);
 	if (verdict == 0)
