@@ -307,6 +307,7 @@ public sealed class JsonEventFormatter
         var kind = Encoded(ref _kind, a.Kind);
         switch (a.Value)
         {
+            case string s when a.Kept is { } kept && ReferenceEquals(kept.Text, s): w.WriteString(kind, kept.Json); break;
             case string s: w.WriteString(kind, s); break;
             case int i: w.WriteNumber(kind, i); break;
             case uint u: w.WriteNumber(kind, u); break;
