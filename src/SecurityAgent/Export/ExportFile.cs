@@ -66,7 +66,7 @@ public sealed class ExportFile : ILineSink
         _fd = null;
         var fd = PrivateFiles.Open(_path, Libc.O_WRONLY | Libc.O_APPEND, _group);
         var st = Libc.Fstat(fd, out _)!.Value;
-        (_fd, _inode, _size, _cachedFrom, _dropAt) = (fd, st.Inode, st.Size, st.Size, st.Size + DropEvery);
+        (_fd, _inode, _size) = (fd, st.Inode, st.Size);
     }
 
     /// <summary>Deleted (no links left) or replaced at its path (renamed away by a rotation of someone else's).</summary>
@@ -127,27 +127,7 @@ public sealed class ExportFile : ILineSink
             _size += n;
             done += n;
         }
-        if (_size >= _dropAt)
-            DropWritten();
         return done;
-    }
-
-    // The export file is written once, and read, if at all, by a shipper that follows its end: the pages more than a few
-    // MiB behind the end are let go (their write-back started, then, once clean, dropped), so that each write copies
-    // into pages the kernel just freed rather than into ever new ones (this VM: ~6x slower), and the page cache does not
-    // fill with the event log.
-    private const long DropEvery = 8 << 20, KeepCached = 16 << 20;
-    private long _cachedFrom, _dropAt;
-
-    private void DropWritten()
-    {
-        long to = _size - KeepCached;
-        if (to > _cachedFrom)
-        {
-            Libc.DropCached(_fd!, _cachedFrom, to - _cachedFrom);
-            _cachedFrom = Math.Max(_cachedFrom, to - DropEvery); // still dirty a moment ago: asked again next time
-        }
-        _dropAt = _size + DropEvery;
     }
 
     private void Rotate()

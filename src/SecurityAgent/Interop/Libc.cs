@@ -116,16 +116,6 @@ internal static unsafe partial class Libc
         return done;
     }
 
-    [LibraryImport(Lib, EntryPoint = "posix_fadvise")]
-    private static partial int posix_fadvise(int fd, long offset, long length, int advice);
-
-    private const int POSIX_FADV_DONTNEED = 4;
-
-    /// <summary>posix_fadvise(POSIX_FADV_DONTNEED): starts the write-back of the range's dirty pages and drops its
-    /// clean ones from the page cache. Returns the error number (0: done).</summary>
-    internal static int DropCached(SafeHandle fd, long offset, long length) =>
-        posix_fadvise((int)fd.DangerousGetHandle(), offset, length, POSIX_FADV_DONTNEED);
-
     internal static void Ftruncate(SafeHandle fd, long length)
     {
         if (ftruncate((int)fd.DangerousGetHandle(), length) != 0)
