@@ -28,7 +28,7 @@ public sealed class JsonEventFormatter
 
     // Property names of every event, escaped and encoded once instead of transcoded per event.
     private static readonly JsonEncodedText ProcessName = JsonEncodedText.Encode("process"), ParentName = JsonEncodedText.Encode("parent"),
-        NodeName = JsonEncodedText.Encode("node_name"), TimeName = JsonEncodedText.Encode("time"), ArgsName = JsonEncodedText.Encode("args"),
+        ArgsName = JsonEncodedText.Encode("args"),
         ActionName = JsonEncodedText.Encode("action"), PolicyName = JsonEncodedText.Encode("policy_name"), LabelName = JsonEncodedText.Encode("label"),
         FunctionName = JsonEncodedText.Encode("function_name"), SubsysName = JsonEncodedText.Encode("subsys"), EventName = JsonEncodedText.Encode("event"),
         MessageName = JsonEncodedText.Encode("message"), PathName = JsonEncodedText.Encode("path");
@@ -44,7 +44,15 @@ public sealed class JsonEventFormatter
         (_nodeName, _clock, _format, _processes, _parentOf) = (nodeName, clock, format, processes, parentOf);
         _time = new TimeText(clock);
         _nodeNameText = JsonEncodedText.Encode(nodeName, Options.Encoder);
+        byte[] head = [.. "\"node_name\":\""u8, .. _nodeNameText.EncodedUtf8Bytes, .. "\",\"time\":\""u8];
+        _tail = new byte[head.Length + TimeText.Longest + 1];
+        head.CopyTo(_tail, 0);
+        _tailTimeAt = head.Length;
     }
+
+    // The top level's node name and time, the time's place left to fill per event.
+    private readonly byte[] _tail;
+    private readonly int _tailTimeAt;
 
     /// <summary>A long-lived string an event refers to (its type, policy, hook, action, argument kinds and labels),
     /// escaped and encoded once; keyed by reference, so only strings held by the plans and constants belong here. Each
@@ -148,8 +156,14 @@ public sealed class JsonEventFormatter
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void WriteTopLevel(Utf8JsonWriter w, ulong ktime)
     {
-        w.WriteString(NodeName, _nodeNameText);
-        w.WriteString(TimeName, _time.Format(ktime));
+        // "node_name":"...","time":"..." as one raw piece after the fixed part: two properties of every event written
+        // without the writer's per-property work (the writers here skip validation, so a raw piece may hold a
+        // property; the writer puts the comma before it and goes on after it as after a value).
+        var time = _time.Format(ktime);
+        var tail = _tail.AsSpan();
+        time.CopyTo(tail[_tailTimeAt..]);
+        tail[_tailTimeAt + time.Length] = (byte)'"';
+        w.WriteRawValue(tail[..(_tailTimeAt + time.Length + 1)], skipInputValidation: true);
         if (!string.IsNullOrEmpty(_format.ClusterName))
             w.WriteString("cluster_name", _format.ClusterName);
         if (_format.NodeLabels.Count > 0)
@@ -796,7 +810,10 @@ public sealed record RenderedProcess(object By, Containers.PodInfo? Pod, byte[] 
 /// stay within the same second.</summary>
 internal sealed class TimeText(BootClock clock)
 {
-    private readonly byte[] _text = new byte[30]; // yyyy-MM-ddTHH:mm:ss.nnnnnnnnnZ
+    /// <summary>The longest text: yyyy-MM-ddTHH:mm:ss.nnnnnnnnnZ.</summary>
+    public const int Longest = 30;
+
+    private readonly byte[] _text = new byte[Longest];
     private long _second = long.MinValue;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
