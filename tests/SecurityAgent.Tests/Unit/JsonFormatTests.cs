@@ -134,6 +134,28 @@ public class JsonFormatTests
     }
 
     [Fact]
+    public void A_node_name_and_a_path_that_json_escapes_come_out_escaped_in_every_event_and_an_argument_changed_after_rendering_shows_its_new_value()
+    {
+        var formatter = new JsonEventFormatter("node \"α\"\\1", new BootClock(1_700_000_000_000_000_000));
+        var path = "/tmp/sa-escape-\"q\"\\b\u0001-é-\u2028/f";
+        PolicyMatchEvent Open() => Match(HookKind.Kprobe, "__x64_sys_openat", [Arg(0, "string", ArgType.String)], [0], [Encoding.UTF8.GetBytes(path)]);
+        // The first event of the path renders its string; the next ones copy the bytes kept with the name.
+        var lines = Enumerable.Range(0, 3).Select(_ => Encoding.UTF8.GetString(formatter.Render(Open()))).ToList();
+        foreach (var line in lines)
+        {
+            AssertValid(line);
+            var root = JsonDocument.Parse(line).RootElement;
+            Assert.Equal("node \"α\"\\1", root.GetProperty("node_name").GetString());
+            Assert.Equal("2023-11-14T22:13:23Z", root.GetProperty("time").GetString());
+            Assert.Equal(path, root.GetProperty("process_kprobe").GetProperty("args")[0].GetProperty("string_arg").GetString());
+            Assert.Equal(lines[0], line);
+        }
+        var changed = Open() is var e ? e with { Args = [e.Args[0] with { Value = "/redacted" }] } : null;
+        var redacted = JsonDocument.Parse(Encoding.UTF8.GetString(formatter.Render(changed!))).RootElement;
+        Assert.Equal("/redacted", redacted.GetProperty("process_kprobe").GetProperty("args")[0].GetProperty("string_arg").GetString());
+    }
+
+    [Fact]
     public void Rendering_a_policy_event_of_a_known_process_allocates_nothing()
     {
         var formatter = new JsonEventFormatter("n1", new BootClock(1_700_000_000_000_000_000));
