@@ -48,11 +48,26 @@ public sealed class JsonEventFormatter
         _tail = new byte[head.Length + TimeText.Longest + 1];
         head.CopyTo(_tail, 0);
         _tailTimeAt = head.Length;
+        _plainTop = string.IsNullOrEmpty(format.ClusterName) && format.NodeLabels.Count == 0 && !format.Extensions;
     }
 
     // The top level's node name and time, the time's place left to fill per event.
     private readonly byte[] _tail;
     private readonly int _tailTimeAt;
+
+    // Whether the top level is only node_name and time (no cluster name or node labels): the direct path's condition.
+    private readonly bool _plainTop;
+
+    /// <summary>"node_name":"...","time":"..." with the time of <paramref name="ktime"/>; valid until the next call.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private ReadOnlySpan<byte> Tail(ulong ktime)
+    {
+        var time = _time.Format(ktime);
+        var tail = _tail.AsSpan();
+        time.CopyTo(tail[_tailTimeAt..]);
+        tail[_tailTimeAt + time.Length] = (byte)'"';
+        return tail[..(_tailTimeAt + time.Length + 1)];
+    }
 
     /// <summary>A long-lived string an event refers to (its type, policy, hook, action, argument kinds and labels),
     /// escaped and encoded once; keyed by reference, so only strings held by the plans and constants belong here. Each
@@ -94,11 +109,26 @@ public sealed class JsonEventFormatter
         if (ReferenceEquals(e, _last))
             return _lastIn is null ? _lastBytes.WrittenSpan : _lastIn.WrittenSpan[_lastStart.._lastEnd];
         _lastBytes.ResetWrittenCount();
-        _writer.Reset(_lastBytes);
-        Write(_writer, e);
-        _writer.Flush();
+        if (e is not PolicyMatchEvent m || !TryWritePlain(m, _lastBytes))
+        {
+            _writer.Reset(_lastBytes);
+            Write(_writer, e);
+            _writer.Flush();
+        }
         (_last, _lastIn) = (e, null);
         return _lastBytes.WrittenSpan;
+    }
+
+    /// <summary>The event rendered through the JSON writer alone (as every event was before the plain policy events'
+    /// direct path): for the tests that hold the two to the same bytes.</summary>
+    internal byte[] RenderWithWriter(AgentEvent e)
+    {
+        var bytes = new ArrayBufferWriter<byte>();
+        _writer.Reset(bytes);
+        Write(_writer, e);
+        _writer.Flush();
+        _last = null;
+        return bytes.WrittenSpan.ToArray();
     }
 
     // Where the last event was rendered by RenderInto: in an exporter's batch, until the exporter releases it.
@@ -117,10 +147,90 @@ public sealed class JsonEventFormatter
             return;
         }
         int start = into.WrittenCount;
-        _writer.Reset(into);
-        Write(_writer, e);
-        _writer.Flush();
+        if (e is not PolicyMatchEvent m || !TryWritePlain(m, into))
+        {
+            _writer.Reset(into);
+            Write(_writer, e);
+            _writer.Flush();
+        }
         (_last, _lastIn, _lastStart, _lastEnd) = (e, into, start, into.WrittenCount);
+    }
+
+    /// <summary>A policy event with nothing but Tetragon's usual fields (no return, stacks, tags, message, extension or
+    /// ancestors; a kprobe, LSM or raw-tracepoint hook), written as bytes straight into <paramref name="into"/>: its fixed
+    /// parts are the encoded names this formatter keeps, the processes their rendered JSON, string arguments their kept
+    /// UTF-8, so it costs copies instead of the JSON writer's work per property. The same bytes as <see cref="Write"/>
+    /// (JsonFormatTests holds them to it). False, with nothing written, for any other event.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private bool TryWritePlain(PolicyMatchEvent m, ArrayBufferWriter<byte> into)
+    {
+        var hook = m.Hook;
+        if (!_plainTop || hook.Site is not null || hook.Kind == HookKind.Tracepoint || m.Return is not null || m.ReturnAction is not null
+            || hook.Message is not null || hook.Tags.Count > 0 || m.ImaHash is not null || m.KernelStackTrace is not null
+            || m.UserStackTrace is not null || (_format.Ancestors & AncestorsOf(m)) != 0)
+            return false;
+        into.Write("{\""u8);
+        into.Write(Encoded(ref _type, m.Type).EncodedUtf8Bytes);
+        into.Write("\":{\"process\":"u8);
+        _processes.AppendThread(into, m.Process, m.Tid);
+        if (m.Parent is not null)
+        {
+            into.Write(",\"parent\":"u8);
+            _processes.AppendValue(into, m.Parent);
+        }
+        into.Write(",\"function_name\":\""u8);
+        into.Write(Encoded(ref _hook, hook.Name).EncodedUtf8Bytes);
+        into.Write("\",\"args\":["u8);
+        for (int i = 0; i < m.Args.Count; i++)
+        {
+            if (i > 0) into.Write(","u8);
+            AppendArg(into, m.Args[i]);
+        }
+        into.Write("],\"action\":\""u8);
+        into.Write(Encoded(ref _action, m.Action).EncodedUtf8Bytes);
+        into.Write("\",\"policy_name\":\""u8);
+        into.Write(Encoded(ref _policy, m.PolicyName).EncodedUtf8Bytes);
+        into.Write("\"},"u8);
+        into.Write(Tail(m.Ktime));
+        into.Write("}"u8);
+        return true;
+    }
+
+    /// <summary>One argument for <see cref="TryWritePlain"/>: a kept string or an int directly, any other through the writer.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void AppendArg(ArrayBufferWriter<byte> into, RenderedArg a)
+    {
+        Span<byte> digits = stackalloc byte[11];
+        int n;
+        if (a.Value is string s && a.Kept is { } kept && ReferenceEquals(kept.Text, s))
+        {
+            into.Write("{\""u8);
+            into.Write(Encoded(ref _kind, a.Kind).EncodedUtf8Bytes);
+            into.Write("\":\""u8);
+            into.Write(kept.Json.EncodedUtf8Bytes);
+            into.Write("\""u8);
+        }
+        else if (a.Value is int i && i.TryFormat(digits, out n, provider: System.Globalization.CultureInfo.InvariantCulture))
+        {
+            into.Write("{\""u8);
+            into.Write(Encoded(ref _kind, a.Kind).EncodedUtf8Bytes);
+            into.Write("\":"u8);
+            into.Write(digits[..n]);
+        }
+        else
+        {
+            _writer.Reset(into);
+            WriteArg(_writer, a);
+            _writer.Flush();
+            return;
+        }
+        if (a.Label is not null)
+        {
+            into.Write(",\"label\":\""u8);
+            into.Write(Encoded(ref _label, a.Label).EncodedUtf8Bytes);
+            into.Write("\""u8);
+        }
+        into.Write("}"u8);
     }
 
     /// <summary>The batch given to <see cref="RenderInto"/> is about to be reused: what was rendered there is gone.</summary>
@@ -159,11 +269,7 @@ public sealed class JsonEventFormatter
         // "node_name":"...","time":"..." as one raw piece after the fixed part: two properties of every event written
         // without the writer's per-property work (the writers here skip validation, so a raw piece may hold a
         // property; the writer puts the comma before it and goes on after it as after a value).
-        var time = _time.Format(ktime);
-        var tail = _tail.AsSpan();
-        time.CopyTo(tail[_tailTimeAt..]);
-        tail[_tailTimeAt + time.Length] = (byte)'"';
-        w.WriteRawValue(tail[..(_tailTimeAt + time.Length + 1)], skipInputValidation: true);
+        w.WriteRawValue(Tail(ktime), skipInputValidation: true);
         if (!string.IsNullOrEmpty(_format.ClusterName))
             w.WriteString("cluster_name", _format.ClusterName);
         if (_format.NodeLabels.Count > 0)
@@ -507,6 +613,29 @@ internal sealed class ProcessRenderer(BootClock clock, EventFormat format, Redac
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void WriteValue(Utf8JsonWriter w, ProcessInfo p) => w.WriteRawValue(Json(p), skipInputValidation: true);
+
+    /// <summary>The process's JSON appended as bytes (<see cref="WriteValue"/> without a writer).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public void AppendValue(ArrayBufferWriter<byte> into, ProcessInfo p) => into.Write(Json(p));
+
+    /// <summary>The process as thread <paramref name="tid"/> (0: not known) saw it, appended as bytes (<see cref="WriteThread"/>
+    /// without a writer).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public void AppendThread(ArrayBufferWriter<byte> into, ProcessInfo p, int tid)
+    {
+        var json = Json(p);
+        var r = p.Rendered!;
+        if (tid == 0 || tid == (p.Tid == 0 ? p.Pid : p.Tid) || r.TidLength == 0)
+        {
+            into.Write(json);
+            return;
+        }
+        Span<byte> digits = stackalloc byte[11];
+        tid.TryFormat(digits, out int n, provider: System.Globalization.CultureInfo.InvariantCulture);
+        into.Write(json.AsSpan(0, r.TidAt));
+        into.Write(digits[..n]);
+        into.Write(json.AsSpan(r.TidAt + r.TidLength));
+    }
 
     private readonly ArrayBufferWriter<byte> _threadBytes = new(1024);
 
