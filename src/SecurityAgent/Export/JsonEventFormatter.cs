@@ -157,7 +157,7 @@ public sealed class JsonEventFormatter
     }
 
     /// <summary>A policy event with nothing but Tetragon's usual fields (no return, stacks, tags, message, extension or
-    /// ancestors; a kprobe, LSM or raw-tracepoint hook), written as bytes straight into <paramref name="into"/>: its fixed
+    /// ancestors; a kprobe or LSM hook), written as bytes straight into <paramref name="into"/>: its fixed
     /// parts are the encoded names this formatter keeps, the processes their rendered JSON, string arguments their kept
     /// UTF-8, so it costs copies instead of the JSON writer's work per property. The same bytes as <see cref="Write"/>
     /// (JsonFormatTests holds them to it). False, with nothing written, for any other event.</summary>

@@ -12,7 +12,7 @@ namespace SecurityAgent.Export;
 /// thread: an entry is immutable, and a slot is one reference.</summary>
 public static class Utf8Strings
 {
-    private const int Slots = 512, Longest = 256; // at most ~400 KB held
+    private const int Slots = 512, Longest = 256; // at most ~400 KB held, ~550 KB with the JSON of each
 
     /// <summary>A kept name: its bytes, its string, and its JSON string value (escaped UTF-8) once an exporter asked.</summary>
     public sealed class Entry(byte[] utf8, string text)
