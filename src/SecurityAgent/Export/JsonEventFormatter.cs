@@ -157,10 +157,11 @@ public sealed class JsonEventFormatter
     }
 
     /// <summary>A policy event with nothing but Tetragon's usual fields (no return, stacks, tags, message, extension or
-    /// ancestors; a kprobe or LSM hook), written as bytes straight into <paramref name="into"/>: its fixed
-    /// parts are the encoded names this formatter keeps, the processes their rendered JSON, string arguments their kept
-    /// UTF-8, so it costs copies instead of the JSON writer's work per property. The same bytes as <see cref="Write"/>
-    /// (JsonFormatTests holds them to it). False, with nothing written, for any other event.</summary>
+    /// ancestors; a kprobe or LSM hook) whose arguments are kept strings and ints, written as bytes straight into
+    /// <paramref name="into"/>, in one span taken at once: its fixed parts are the encoded names this formatter keeps,
+    /// the processes their rendered JSON, string arguments their kept UTF-8, so it costs copies instead of the JSON
+    /// writer's work per property. The same bytes as <see cref="Write"/> (JsonFormatTests holds them to it). False, with
+    /// nothing written, for any other event.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool TryWritePlain(PolicyMatchEvent m, ArrayBufferWriter<byte> into)
     {
@@ -169,68 +170,80 @@ public sealed class JsonEventFormatter
             || hook.Message is not null || hook.Tags.Count > 0 || m.ImaHash is not null || m.KernelStackTrace is not null
             || m.UserStackTrace is not null || (_format.Ancestors & AncestorsOf(m)) != 0)
             return false;
-        into.Write("{\""u8);
-        into.Write(Encoded(ref _type, m.Type).EncodedUtf8Bytes);
-        into.Write("\":{\"process\":"u8);
-        _processes.AppendThread(into, m.Process, m.Tid);
+        var args = m.Args;
+        int need = 160 + _tail.Length;
+        for (int i = 0; i < args.Count; i++)
+        {
+            var a = args[i];
+            if (a.Value is string s && a.Kept is { } kept && ReferenceEquals(kept.Text, s))
+                need += kept.Json.EncodedUtf8Bytes.Length;
+            else if (a.Value is not int)
+                return false;
+            need += 32 + Encoded(ref _kind, a.Kind).EncodedUtf8Bytes.Length + (a.Label is null ? 0 : Encoded(ref _label, a.Label).EncodedUtf8Bytes.Length);
+        }
+        var type = Encoded(ref _type, m.Type).EncodedUtf8Bytes;
+        var function = Encoded(ref _hook, hook.Name).EncodedUtf8Bytes;
+        var action = Encoded(ref _action, m.Action).EncodedUtf8Bytes;
+        var policy = Encoded(ref _policy, m.PolicyName).EncodedUtf8Bytes;
+        var process = _processes.JsonOf(m.Process);
+        ReadOnlySpan<byte> parent = m.Parent is null ? default : _processes.JsonOf(m.Parent);
+        need += type.Length + function.Length + action.Length + policy.Length + process.Length + parent.Length;
+
+        var d = into.GetSpan(need);
+        int at = 0;
+        Put(d, ref at, "{\""u8);
+        Put(d, ref at, type);
+        Put(d, ref at, "\":{\"process\":"u8);
+        at += _processes.CopyThread(d[at..], m.Process, process, m.Tid);
         if (m.Parent is not null)
         {
-            into.Write(",\"parent\":"u8);
-            _processes.AppendValue(into, m.Parent);
+            Put(d, ref at, ",\"parent\":"u8);
+            Put(d, ref at, parent);
         }
-        into.Write(",\"function_name\":\""u8);
-        into.Write(Encoded(ref _hook, hook.Name).EncodedUtf8Bytes);
-        into.Write("\",\"args\":["u8);
-        for (int i = 0; i < m.Args.Count; i++)
+        Put(d, ref at, ",\"function_name\":\""u8);
+        Put(d, ref at, function);
+        Put(d, ref at, "\",\"args\":["u8);
+        for (int i = 0; i < args.Count; i++)
         {
-            if (i > 0) into.Write(","u8);
-            AppendArg(into, m.Args[i]);
+            var a = args[i];
+            Put(d, ref at, i == 0 ? "{\""u8 : ",{\""u8);
+            Put(d, ref at, Encoded(ref _kind, a.Kind).EncodedUtf8Bytes);
+            if (a.Value is int n)
+            {
+                Put(d, ref at, "\":"u8);
+                n.TryFormat(d[at..], out int digits, provider: System.Globalization.CultureInfo.InvariantCulture);
+                at += digits;
+            }
+            else
+            {
+                Put(d, ref at, "\":\""u8);
+                Put(d, ref at, a.Kept!.Json.EncodedUtf8Bytes);
+                Put(d, ref at, "\""u8);
+            }
+            if (a.Label is not null)
+            {
+                Put(d, ref at, ",\"label\":\""u8);
+                Put(d, ref at, Encoded(ref _label, a.Label).EncodedUtf8Bytes);
+                Put(d, ref at, "\""u8);
+            }
+            Put(d, ref at, "}"u8);
         }
-        into.Write("],\"action\":\""u8);
-        into.Write(Encoded(ref _action, m.Action).EncodedUtf8Bytes);
-        into.Write("\",\"policy_name\":\""u8);
-        into.Write(Encoded(ref _policy, m.PolicyName).EncodedUtf8Bytes);
-        into.Write("\"},"u8);
-        into.Write(Tail(m.Ktime));
-        into.Write("}"u8);
+        Put(d, ref at, "],\"action\":\""u8);
+        Put(d, ref at, action);
+        Put(d, ref at, "\",\"policy_name\":\""u8);
+        Put(d, ref at, policy);
+        Put(d, ref at, "\"},"u8);
+        Put(d, ref at, Tail(m.Ktime));
+        Put(d, ref at, "}"u8);
+        into.Advance(at);
         return true;
     }
 
-    /// <summary>One argument for <see cref="TryWritePlain"/>: a kept string or an int directly, any other through the writer.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void AppendArg(ArrayBufferWriter<byte> into, RenderedArg a)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Put(Span<byte> d, ref int at, ReadOnlySpan<byte> bytes)
     {
-        Span<byte> digits = stackalloc byte[11];
-        int n;
-        if (a.Value is string s && a.Kept is { } kept && ReferenceEquals(kept.Text, s))
-        {
-            into.Write("{\""u8);
-            into.Write(Encoded(ref _kind, a.Kind).EncodedUtf8Bytes);
-            into.Write("\":\""u8);
-            into.Write(kept.Json.EncodedUtf8Bytes);
-            into.Write("\""u8);
-        }
-        else if (a.Value is int i && i.TryFormat(digits, out n, provider: System.Globalization.CultureInfo.InvariantCulture))
-        {
-            into.Write("{\""u8);
-            into.Write(Encoded(ref _kind, a.Kind).EncodedUtf8Bytes);
-            into.Write("\":"u8);
-            into.Write(digits[..n]);
-        }
-        else
-        {
-            _writer.Reset(into);
-            WriteArg(_writer, a);
-            _writer.Flush();
-            return;
-        }
-        if (a.Label is not null)
-        {
-            into.Write(",\"label\":\""u8);
-            into.Write(Encoded(ref _label, a.Label).EncodedUtf8Bytes);
-            into.Write("\""u8);
-        }
-        into.Write("}"u8);
+        bytes.CopyTo(d[at..]);
+        at += bytes.Length;
     }
 
     /// <summary>The batch given to <see cref="RenderInto"/> is about to be reused: what was rendered there is gone.</summary>
@@ -614,27 +627,26 @@ internal sealed class ProcessRenderer(BootClock clock, EventFormat format, Redac
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void WriteValue(Utf8JsonWriter w, ProcessInfo p) => w.WriteRawValue(Json(p), skipInputValidation: true);
 
-    /// <summary>The process's JSON appended as bytes (<see cref="WriteValue"/> without a writer).</summary>
+    /// <summary>The process's rendered JSON (rendered now if it has not been or is stale).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public void AppendValue(ArrayBufferWriter<byte> into, ProcessInfo p) => into.Write(Json(p));
+    public byte[] JsonOf(ProcessInfo p) => Json(p);
 
-    /// <summary>The process as thread <paramref name="tid"/> (0: not known) saw it, appended as bytes (<see cref="WriteThread"/>
-    /// without a writer).</summary>
+    /// <summary>Copies <paramref name="json"/> (<see cref="JsonOf"/> of <paramref name="p"/>) as thread <paramref name="tid"/>
+    /// (0: not known) saw the process into <paramref name="into"/>, as <see cref="WriteThread"/> writes it; returns the
+    /// bytes written (at most the JSON's length and 11).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public void AppendThread(ArrayBufferWriter<byte> into, ProcessInfo p, int tid)
+    public int CopyThread(Span<byte> into, ProcessInfo p, byte[] json, int tid)
     {
-        var json = Json(p);
         var r = p.Rendered!;
         if (tid == 0 || tid == (p.Tid == 0 ? p.Pid : p.Tid) || r.TidLength == 0)
         {
-            into.Write(json);
-            return;
+            json.CopyTo(into);
+            return json.Length;
         }
-        Span<byte> digits = stackalloc byte[11];
-        tid.TryFormat(digits, out int n, provider: System.Globalization.CultureInfo.InvariantCulture);
-        into.Write(json.AsSpan(0, r.TidAt));
-        into.Write(digits[..n]);
-        into.Write(json.AsSpan(r.TidAt + r.TidLength));
+        json.AsSpan(0, r.TidAt).CopyTo(into);
+        tid.TryFormat(into[r.TidAt..], out int n, provider: System.Globalization.CultureInfo.InvariantCulture);
+        json.AsSpan(r.TidAt + r.TidLength).CopyTo(into[(r.TidAt + n)..]);
+        return json.Length - r.TidLength + n;
     }
 
     private readonly ArrayBufferWriter<byte> _threadBytes = new(1024);

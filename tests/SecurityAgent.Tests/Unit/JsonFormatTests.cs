@@ -168,11 +168,16 @@ public class JsonFormatTests
             foreach (var kind in new[] { HookKind.Kprobe, HookKind.LsmHook, HookKind.Tracepoint })
             foreach (var (tid, withParent) in new[] { (0, true), (20, false), (21, true) })
             foreach (var plain in new[] { true, false })
+            foreach (var every in new[] { true, false })
                 yield return Match(kind, kind == HookKind.Tracepoint ? "syscalls/sys_enter_openat" : "__x64_sys_openat",
-                    [Arg(0, "int", ArgType.Int, 4, label: "dirfd"), Arg(1, "string", ArgType.String, label: "päth"), Arg(2, "string", ArgType.String),
-                     Arg(3, "sockaddr", ArgType.SockAddr), Arg(4, "uint32", ArgType.UInt, 4), Arg(5, "file", ArgType.File)],
-                    [unchecked((ulong)-100L), 0, 0, 0, 7, 0],
-                    [[], Encoding.UTF8.GetBytes("/etc/\"x\"\\é\u0001"), Encoding.UTF8.GetBytes(longPath), inet, [], "/etc/shadow"u8.ToArray()],
+                    // Kept strings and ints only (the direct path), or every kind of argument.
+                    every
+                        ? [Arg(0, "int", ArgType.Int, 4, label: "dirfd"), Arg(1, "string", ArgType.String, label: "päth"), Arg(2, "string", ArgType.String),
+                           Arg(3, "sockaddr", ArgType.SockAddr), Arg(4, "uint32", ArgType.UInt, 4), Arg(5, "file", ArgType.File)]
+                        : [Arg(0, "int", ArgType.Int, 4, label: "dirfd"), Arg(1, "string", ArgType.String, label: "päth"), Arg(2, "string", ArgType.String),
+                           Arg(3, "int", ArgType.Int, 4)],
+                    [unchecked((ulong)-100L), 0, 0, every ? 0 : 2147483648UL, 7, 0],
+                    [[], Encoding.UTF8.GetBytes("/etc/\"x\"\\é\u0001"), Encoding.UTF8.GetBytes(every ? longPath : "/tmp/f"), inet, [], "/etc/shadow"u8.ToArray()],
                     process: child) is var e ? e with { Parent = withParent ? parent : null, Tid = tid, Hook = plain ? e.Hook with { Message = null, Tags = [] } : e.Hook } : null!;
         }
         int n = 0;
@@ -183,7 +188,7 @@ public class JsonFormatTests
             AssertValid(direct);
             n++;
         }
-        Assert.Equal(18, n);
+        Assert.Equal(36, n);
     }
 
     [Fact]
