@@ -135,16 +135,17 @@ SA_GLOBAL_FN int sa_fill(struct sa_act_run *r, struct sa_call *c, const struct s
 		off = o + hlen;
 		break;
 	}
-	/* Then the stacks the Post asked for, at fixed places at the end of data (no branches: the verifier walks this
-	 * callback once per caller state). */
+	/* Then the stacks the Post asked for, at fixed places at the end of data: one branch for both (the verifier walks
+	 * this callback once per caller state), and none of the two helper calls for an event without stacks. */
 	__u32 kl = c->kstack_len & (SA_EXTRAS_STACK_SLOT - 1) & -((actions / SA_ACT_KERNEL_STACK) & 1);
 	__u32 ul = c->ustack_len & (SA_EXTRAS_STACK_SLOT - 1) & -((actions / SA_ACT_USER_STACK) & 1);
-	bpf_probe_read_kernel(&ev->data[SA_EXTRAS_KSTACK_AT], kl, c->kstack);
-	bpf_probe_read_kernel(&ev->data[SA_EXTRAS_USTACK_AT], ul, c->ustack);
 	ev->kstack_len = kl;
 	ev->ustack_len = ul;
-	if (kl | ul)
+	if (kl | ul) {
+		bpf_probe_read_kernel(&ev->data[SA_EXTRAS_KSTACK_AT], kl, c->kstack);
+		bpf_probe_read_kernel(&ev->data[SA_EXTRAS_USTACK_AT], ul, c->ustack);
 		off = SA_EXTRAS_USTACK_AT + ul;
+	}
 	if (r->at_exit)
 		flags |= SA_PEV_AT_EXIT;
 	ev->flags = flags;

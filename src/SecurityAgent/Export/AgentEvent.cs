@@ -26,6 +26,10 @@ public sealed record RenderedArg(string Kind, object Value, string? Label, strin
 {
     /// <summary>For a file name under another root (a chroot, a container): the path the host sees.</summary>
     public string? HostPath { get; init; }
+
+    /// <summary>Where a string <see cref="Value"/> came from the kept names: its JSON encoding is there (used only while
+    /// Value is still that entry's string).</summary>
+    public Utf8Strings.Entry? Kept { get; init; }
 }
 
 /// <summary>A tracing-policy match: process_tracepoint, process_kprobe, process_lsm, process_uprobe or process_usdt,

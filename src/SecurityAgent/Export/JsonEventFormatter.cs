@@ -28,7 +28,7 @@ public sealed class JsonEventFormatter
 
     // Property names of every event, escaped and encoded once instead of transcoded per event.
     private static readonly JsonEncodedText ProcessName = JsonEncodedText.Encode("process"), ParentName = JsonEncodedText.Encode("parent"),
-        NodeName = JsonEncodedText.Encode("node_name"), TimeName = JsonEncodedText.Encode("time"), ArgsName = JsonEncodedText.Encode("args"),
+        ArgsName = JsonEncodedText.Encode("args"),
         ActionName = JsonEncodedText.Encode("action"), PolicyName = JsonEncodedText.Encode("policy_name"), LabelName = JsonEncodedText.Encode("label"),
         FunctionName = JsonEncodedText.Encode("function_name"), SubsysName = JsonEncodedText.Encode("subsys"), EventName = JsonEncodedText.Encode("event"),
         MessageName = JsonEncodedText.Encode("message"), PathName = JsonEncodedText.Encode("path");
@@ -44,6 +44,29 @@ public sealed class JsonEventFormatter
         (_nodeName, _clock, _format, _processes, _parentOf) = (nodeName, clock, format, processes, parentOf);
         _time = new TimeText(clock);
         _nodeNameText = JsonEncodedText.Encode(nodeName, Options.Encoder);
+        byte[] head = [.. "\"node_name\":\""u8, .. _nodeNameText.EncodedUtf8Bytes, .. "\",\"time\":\""u8];
+        _tail = new byte[head.Length + TimeText.Longest + 1];
+        head.CopyTo(_tail, 0);
+        _tailTimeAt = head.Length;
+        _plainTop = string.IsNullOrEmpty(format.ClusterName) && format.NodeLabels.Count == 0 && !format.Extensions;
+    }
+
+    // The top level's node name and time, the time's place left to fill per event.
+    private readonly byte[] _tail;
+    private readonly int _tailTimeAt;
+
+    // Whether the top level is only node_name and time (no cluster name or node labels): the direct path's condition.
+    private readonly bool _plainTop;
+
+    /// <summary>"node_name":"...","time":"..." with the time of <paramref name="ktime"/>; valid until the next call.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private ReadOnlySpan<byte> Tail(ulong ktime)
+    {
+        var time = _time.Format(ktime);
+        var tail = _tail.AsSpan();
+        time.CopyTo(tail[_tailTimeAt..]);
+        tail[_tailTimeAt + time.Length] = (byte)'"';
+        return tail[..(_tailTimeAt + time.Length + 1)];
     }
 
     /// <summary>A long-lived string an event refers to (its type, policy, hook, action, argument kinds and labels),
@@ -86,11 +109,26 @@ public sealed class JsonEventFormatter
         if (ReferenceEquals(e, _last))
             return _lastIn is null ? _lastBytes.WrittenSpan : _lastIn.WrittenSpan[_lastStart.._lastEnd];
         _lastBytes.ResetWrittenCount();
-        _writer.Reset(_lastBytes);
-        Write(_writer, e);
-        _writer.Flush();
+        if (e is not PolicyMatchEvent m || !TryWritePlain(m, _lastBytes))
+        {
+            _writer.Reset(_lastBytes);
+            Write(_writer, e);
+            _writer.Flush();
+        }
         (_last, _lastIn) = (e, null);
         return _lastBytes.WrittenSpan;
+    }
+
+    /// <summary>The event rendered through the JSON writer alone (as every event was before the plain policy events'
+    /// direct path): for the tests that hold the two to the same bytes.</summary>
+    internal byte[] RenderWithWriter(AgentEvent e)
+    {
+        var bytes = new ArrayBufferWriter<byte>();
+        _writer.Reset(bytes);
+        Write(_writer, e);
+        _writer.Flush();
+        _last = null;
+        return bytes.WrittenSpan.ToArray();
     }
 
     // Where the last event was rendered by RenderInto: in an exporter's batch, until the exporter releases it.
@@ -109,10 +147,103 @@ public sealed class JsonEventFormatter
             return;
         }
         int start = into.WrittenCount;
-        _writer.Reset(into);
-        Write(_writer, e);
-        _writer.Flush();
+        if (e is not PolicyMatchEvent m || !TryWritePlain(m, into))
+        {
+            _writer.Reset(into);
+            Write(_writer, e);
+            _writer.Flush();
+        }
         (_last, _lastIn, _lastStart, _lastEnd) = (e, into, start, into.WrittenCount);
+    }
+
+    /// <summary>A policy event with nothing but Tetragon's usual fields (no return, stacks, tags, message, extension or
+    /// ancestors; a kprobe or LSM hook) whose arguments are kept strings and ints, written as bytes straight into
+    /// <paramref name="into"/>, in one span taken at once: its fixed parts are the encoded names this formatter keeps,
+    /// the processes their rendered JSON, string arguments their kept UTF-8, so it costs copies instead of the JSON
+    /// writer's work per property. The same bytes as <see cref="Write"/> (JsonFormatTests holds them to it). False, with
+    /// nothing written, for any other event.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private bool TryWritePlain(PolicyMatchEvent m, ArrayBufferWriter<byte> into)
+    {
+        var hook = m.Hook;
+        if (!_plainTop || hook.Site is not null || hook.Kind == HookKind.Tracepoint || m.Return is not null || m.ReturnAction is not null
+            || hook.Message is not null || hook.Tags.Count > 0 || m.ImaHash is not null || m.KernelStackTrace is not null
+            || m.UserStackTrace is not null || (_format.Ancestors & AncestorsOf(m)) != 0)
+            return false;
+        var args = m.Args;
+        int need = 160 + _tail.Length;
+        for (int i = 0; i < args.Count; i++)
+        {
+            var a = args[i];
+            if (a.Value is string s && a.Kept is { } kept && ReferenceEquals(kept.Text, s))
+                need += kept.Json.EncodedUtf8Bytes.Length;
+            else if (a.Value is not int)
+                return false;
+            need += 32 + Encoded(ref _kind, a.Kind).EncodedUtf8Bytes.Length + (a.Label is null ? 0 : Encoded(ref _label, a.Label).EncodedUtf8Bytes.Length);
+        }
+        var type = Encoded(ref _type, m.Type).EncodedUtf8Bytes;
+        var function = Encoded(ref _hook, hook.Name).EncodedUtf8Bytes;
+        var action = Encoded(ref _action, m.Action).EncodedUtf8Bytes;
+        var policy = Encoded(ref _policy, m.PolicyName).EncodedUtf8Bytes;
+        var process = _processes.JsonOf(m.Process);
+        ReadOnlySpan<byte> parent = m.Parent is null ? default : _processes.JsonOf(m.Parent);
+        need += type.Length + function.Length + action.Length + policy.Length + process.Length + parent.Length;
+
+        var d = into.GetSpan(need);
+        int at = 0;
+        Put(d, ref at, "{\""u8);
+        Put(d, ref at, type);
+        Put(d, ref at, "\":{\"process\":"u8);
+        at += _processes.CopyThread(d[at..], m.Process, process, m.Tid);
+        if (m.Parent is not null)
+        {
+            Put(d, ref at, ",\"parent\":"u8);
+            Put(d, ref at, parent);
+        }
+        Put(d, ref at, ",\"function_name\":\""u8);
+        Put(d, ref at, function);
+        Put(d, ref at, "\",\"args\":["u8);
+        for (int i = 0; i < args.Count; i++)
+        {
+            var a = args[i];
+            Put(d, ref at, i == 0 ? "{\""u8 : ",{\""u8);
+            Put(d, ref at, Encoded(ref _kind, a.Kind).EncodedUtf8Bytes);
+            if (a.Value is int n)
+            {
+                Put(d, ref at, "\":"u8);
+                n.TryFormat(d[at..], out int digits, provider: System.Globalization.CultureInfo.InvariantCulture);
+                at += digits;
+            }
+            else
+            {
+                Put(d, ref at, "\":\""u8);
+                Put(d, ref at, a.Kept!.Json.EncodedUtf8Bytes);
+                Put(d, ref at, "\""u8);
+            }
+            if (a.Label is not null)
+            {
+                Put(d, ref at, ",\"label\":\""u8);
+                Put(d, ref at, Encoded(ref _label, a.Label).EncodedUtf8Bytes);
+                Put(d, ref at, "\""u8);
+            }
+            Put(d, ref at, "}"u8);
+        }
+        Put(d, ref at, "],\"action\":\""u8);
+        Put(d, ref at, action);
+        Put(d, ref at, "\",\"policy_name\":\""u8);
+        Put(d, ref at, policy);
+        Put(d, ref at, "\"},"u8);
+        Put(d, ref at, Tail(m.Ktime));
+        Put(d, ref at, "}"u8);
+        into.Advance(at);
+        return true;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Put(Span<byte> d, ref int at, ReadOnlySpan<byte> bytes)
+    {
+        bytes.CopyTo(d[at..]);
+        at += bytes.Length;
     }
 
     /// <summary>The batch given to <see cref="RenderInto"/> is about to be reused: what was rendered there is gone.</summary>
@@ -148,8 +279,10 @@ public sealed class JsonEventFormatter
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void WriteTopLevel(Utf8JsonWriter w, ulong ktime)
     {
-        w.WriteString(NodeName, _nodeNameText);
-        w.WriteString(TimeName, _time.Format(ktime));
+        // "node_name":"...","time":"..." as one raw piece after the fixed part: two properties of every event written
+        // without the writer's per-property work (the writers here skip validation, so a raw piece may hold a
+        // property; the writer puts the comma before it and goes on after it as after a value).
+        w.WriteRawValue(Tail(ktime), skipInputValidation: true);
         if (!string.IsNullOrEmpty(_format.ClusterName))
             w.WriteString("cluster_name", _format.ClusterName);
         if (_format.NodeLabels.Count > 0)
@@ -307,6 +440,7 @@ public sealed class JsonEventFormatter
         var kind = Encoded(ref _kind, a.Kind);
         switch (a.Value)
         {
+            case string s when a.Kept is { } kept && ReferenceEquals(kept.Text, s): w.WriteString(kind, kept.Json); break;
             case string s: w.WriteString(kind, s); break;
             case int i: w.WriteNumber(kind, i); break;
             case uint u: w.WriteNumber(kind, u); break;
@@ -492,6 +626,28 @@ internal sealed class ProcessRenderer(BootClock clock, EventFormat format, Redac
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void WriteValue(Utf8JsonWriter w, ProcessInfo p) => w.WriteRawValue(Json(p), skipInputValidation: true);
+
+    /// <summary>The process's rendered JSON (rendered now if it has not been or is stale).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public byte[] JsonOf(ProcessInfo p) => Json(p);
+
+    /// <summary>Copies <paramref name="json"/> (<see cref="JsonOf"/> of <paramref name="p"/>) as thread <paramref name="tid"/>
+    /// (0: not known) saw the process into <paramref name="into"/>, as <see cref="WriteThread"/> writes it; returns the
+    /// bytes written (at most the JSON's length and 11).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public int CopyThread(Span<byte> into, ProcessInfo p, byte[] json, int tid)
+    {
+        var r = p.Rendered!;
+        if (tid == 0 || tid == (p.Tid == 0 ? p.Pid : p.Tid) || r.TidLength == 0)
+        {
+            json.CopyTo(into);
+            return json.Length;
+        }
+        json.AsSpan(0, r.TidAt).CopyTo(into);
+        tid.TryFormat(into[r.TidAt..], out int n, provider: System.Globalization.CultureInfo.InvariantCulture);
+        json.AsSpan(r.TidAt + r.TidLength).CopyTo(into[(r.TidAt + n)..]);
+        return json.Length - r.TidLength + n;
+    }
 
     private readonly ArrayBufferWriter<byte> _threadBytes = new(1024);
 
@@ -795,7 +951,10 @@ public sealed record RenderedProcess(object By, Containers.PodInfo? Pod, byte[] 
 /// stay within the same second.</summary>
 internal sealed class TimeText(BootClock clock)
 {
-    private readonly byte[] _text = new byte[30]; // yyyy-MM-ddTHH:mm:ss.nnnnnnnnnZ
+    /// <summary>The longest text: yyyy-MM-ddTHH:mm:ss.nnnnnnnnnZ.</summary>
+    public const int Longest = 30;
+
+    private readonly byte[] _text = new byte[Longest];
     private long _second = long.MinValue;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

@@ -61,11 +61,9 @@ public static class PolicyArgs
                     new RenderedArg("truncated_bytes_arg", new TruncatedBytes(strings[a.Slot], v), a.Label),
                 ArgType.Buf or ArgType.BufRet or ArgType.IovIter or ArgType.BufMax or ArgType.IovIterMax => new RenderedArg("bytes_arg", strings[a.Slot], a.Label),
                 ArgType.String or ArgType.KString when a.Type is "char_buf" or "char_iovec" => new RenderedArg("bytes_arg", strings[a.Slot], a.Label),
-                ArgType.String or ArgType.KString => new RenderedArg("string_arg", Utf8Strings.Get(strings[a.Slot]), a.Label,
-                    a.KernelType == ArgType.String && passed?[a.Slot] is { } p && !p.AsSpan().SequenceEqual(strings[a.Slot]) ? Utf8Strings.Get(p) : null)
-                {
-                    HostPath = a.Slot == hostArg && host is not null ? Utf8Strings.Get(host) : null,
-                },
+                ArgType.String or ArgType.KString => StringArg(a, strings[a.Slot],
+                    a.KernelType == ArgType.String && passed?[a.Slot] is { } p && !p.AsSpan().SequenceEqual(strings[a.Slot]) ? p : null,
+                    a.Slot == hostArg ? host : null),
                 ArgType.SockAddr or ArgType.KSockAddr => SockAddrArg(strings[a.Slot], a.Label),
                 ArgType.File => new RenderedArg("file_arg", PathArgOf(strings[a.Slot], v), a.Label),
                 ArgType.Path => new RenderedArg("path_arg", PathArgOf(strings[a.Slot], v), a.Label),
@@ -141,6 +139,17 @@ public static class PolicyArgs
 
     public static SyscallId SyscallIdOf(ulong v) =>
         (v & SyscallTable.Compat32) != 0 ? new SyscallId((uint)(v & ~SyscallTable.Compat32), Abi.Compat) : new SyscallId((uint)v, Abi.Native);
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static RenderedArg StringArg(ArgPlan a, byte[] value, byte[]? passed, byte[]? host)
+    {
+        var kept = Utf8Strings.GetEntry(value);
+        return new RenderedArg("string_arg", kept?.Text ?? Utf8Strings.Get(value), a.Label, passed is null ? null : Utf8Strings.Get(passed))
+        {
+            HostPath = host is null ? null : Utf8Strings.Get(host),
+            Kept = kept,
+        };
+    }
 
     private static RenderedArg SockAddrArg(byte[] raw, string? label) =>
         raw.Length >= 2 && BinaryPrimitives.ReadUInt16LittleEndian(raw) == 1

@@ -134,6 +134,64 @@ public class JsonFormatTests
     }
 
     [Fact]
+    public void A_node_name_and_a_path_that_json_escapes_come_out_escaped_in_every_event_and_an_argument_changed_after_rendering_shows_its_new_value()
+    {
+        var formatter = new JsonEventFormatter("node \"α\"\\1", new BootClock(1_700_000_000_000_000_000));
+        var path = "/tmp/sa-escape-\"q\"\\b\u0001-é-\u2028/f";
+        PolicyMatchEvent Open() => Match(HookKind.Kprobe, "__x64_sys_openat", [Arg(0, "string", ArgType.String)], [0], [Encoding.UTF8.GetBytes(path)]);
+        // The first event of the path renders its string; the next ones copy the bytes kept with the name.
+        var lines = Enumerable.Range(0, 3).Select(_ => Encoding.UTF8.GetString(formatter.Render(Open()))).ToList();
+        foreach (var line in lines)
+        {
+            AssertValid(line);
+            var root = JsonDocument.Parse(line).RootElement;
+            Assert.Equal("node \"α\"\\1", root.GetProperty("node_name").GetString());
+            Assert.Equal("2023-11-14T22:13:23Z", root.GetProperty("time").GetString());
+            Assert.Equal(path, root.GetProperty("process_kprobe").GetProperty("args")[0].GetProperty("string_arg").GetString());
+            Assert.Equal(lines[0], line);
+        }
+        var changed = Open() is var e ? e with { Args = [e.Args[0] with { Value = "/redacted" }] } : null;
+        var redacted = JsonDocument.Parse(Encoding.UTF8.GetString(formatter.Render(changed!))).RootElement;
+        Assert.Equal("/redacted", redacted.GetProperty("process_kprobe").GetProperty("args")[0].GetProperty("string_arg").GetString());
+    }
+
+    [Fact]
+    public void A_plain_policy_event_written_directly_is_byte_for_byte_what_the_json_writer_writes()
+    {
+        var formatter = new JsonEventFormatter("node \"α\"", new BootClock(1_700_000_000_000_000_000));
+        var parent = Proc(10, null);
+        var child = Proc(20, parent.ExecId);
+        byte[] inet = [2, 0, 0x01, 0xbb, 10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
+        var longPath = "/tmp/" + new string('d', 300) + "/f";
+        IEnumerable<PolicyMatchEvent> Events()
+        {
+            foreach (var kind in new[] { HookKind.Kprobe, HookKind.LsmHook, HookKind.Tracepoint })
+            foreach (var (tid, withParent) in new[] { (0, true), (20, false), (21, true) })
+            foreach (var plain in new[] { true, false })
+            foreach (var every in new[] { true, false })
+                yield return Match(kind, kind == HookKind.Tracepoint ? "syscalls/sys_enter_openat" : "__x64_sys_openat",
+                    // Kept strings and ints only (the direct path), or every kind of argument.
+                    every
+                        ? [Arg(0, "int", ArgType.Int, 4, label: "dirfd"), Arg(1, "string", ArgType.String, label: "päth"), Arg(2, "string", ArgType.String),
+                           Arg(3, "sockaddr", ArgType.SockAddr), Arg(4, "uint32", ArgType.UInt, 4), Arg(5, "file", ArgType.File)]
+                        : [Arg(0, "int", ArgType.Int, 4, label: "dirfd"), Arg(1, "string", ArgType.String, label: "päth"), Arg(2, "string", ArgType.String),
+                           Arg(3, "int", ArgType.Int, 4)],
+                    [unchecked((ulong)-100L), 0, 0, every ? 0 : 2147483648UL, 7, 0],
+                    [[], Encoding.UTF8.GetBytes("/etc/\"x\"\\é\u0001"), Encoding.UTF8.GetBytes(every ? longPath : "/tmp/f"), inet, [], "/etc/shadow"u8.ToArray()],
+                    process: child) is var e ? e with { Parent = withParent ? parent : null, Tid = tid, Hook = plain ? e.Hook with { Message = null, Tags = [] } : e.Hook } : null!;
+        }
+        int n = 0;
+        foreach (var e in Events())
+        {
+            var direct = Encoding.UTF8.GetString(formatter.Render(e));
+            Assert.Equal(Encoding.UTF8.GetString(formatter.RenderWithWriter(e)), direct);
+            AssertValid(direct);
+            n++;
+        }
+        Assert.Equal(36, n);
+    }
+
+    [Fact]
     public void Rendering_a_policy_event_of_a_known_process_allocates_nothing()
     {
         var formatter = new JsonEventFormatter("n1", new BootClock(1_700_000_000_000_000_000));
