@@ -20,6 +20,7 @@ public sealed class KernelStart : IDisposable
     private readonly Task _warmUp;
     private readonly BackgroundLoads? _background;
     private bool _taken;
+    private volatile HashSet<Mechanism>? _startMechanisms;
 
     private KernelStart(AgentOptions options, StartupPhases phases)
     {
@@ -34,6 +35,16 @@ public sealed class KernelStart : IDisposable
             phases.Mark("probe");
             return features;
         }, _background);
+        Validator = _features.ContinueWith(t => new PolicyValidator(t.GetAwaiter().GetResult()), CancellationToken.None,
+            TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        // With policies at start, theirs is the first check: it runs while the verifier checks the programs.
+        if (_background is null)
+        {
+            Precheck = PolicyPrecheck.Start(options.PolicyDir, Validator,
+                plans => _startMechanisms = plans.SelectMany(p => p.Hooks).Select(h => h.Mechanism).ToHashSet());
+            Precheck.Completion.ContinueWith(_ => phases.Mark("policy-precheck"), CancellationToken.None,
+                TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        }
         _sensors = ParallelLoad.Start(() =>
         {
             if (Libc.geteuid() != 0)
@@ -56,12 +67,19 @@ public sealed class KernelStart : IDisposable
             try
             {
                 engine = new PolicyEngine(sensor, Environment.ProcessId, options.DebugUserspaceFilter);
-                engine.Prepare(ParallelLoad.Start(() =>
+                var programs = ParallelLoad.Start(() =>
                 {
                     var loaded = PolicySensor.Load(sensor.Maps);
                     phases.Mark("policy-programs");
                     return loaded;
-                }, _background));
+                }, _background);
+                engine.Prepare(programs);
+                if (Precheck is { } precheck)
+                    Task.WhenAll(programs, precheck.Completion).ContinueWith(_ =>
+                    {
+                        if (programs.IsCompletedSuccessfully && _startMechanisms is { } mechanisms)
+                            programs.Result.Preload(mechanisms);
+                    }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
                 return (sensor, engine);
             }
             catch
@@ -78,11 +96,17 @@ public sealed class KernelStart : IDisposable
         {
             _sensors.Result.Engine.AwaitPrograms();
             if (_background is null) return;
-            PolicyManager.WarmUp(new PolicyValidator(_features.Result));
+            PolicyManager.WarmUp(Validator.Result);
             phases.Mark("policy-warm-up");
         }, CancellationToken.None,
             TaskContinuationOptions.OnlyOnRanToCompletion | TaskContinuationOptions.LongRunning, TaskScheduler.Default);
     }
+
+    /// <summary>The policy check for this kernel, once the feature probe is through.</summary>
+    public Task<PolicyValidator> Validator { get; }
+
+    /// <summary>The start-up policies' check, begun beside the verifier (null when the agent started without policies).</summary>
+    public PolicyPrecheck? Precheck { get; }
 
     /// <summary>Done when the policy programs are loaded and, when the agent started without policies, the first
     /// policy's cold code has run (after "ready").</summary>
