@@ -11,7 +11,9 @@ namespace SecurityAgent.Hosting;
 /// host, the API and the exporters are built: the shared maps and the process sensor's programs (what "ready" needs
 /// without policies), then the policy programs in the background (the verifier's time on those is most of start-up;
 /// a policy waits for them, so with policies at start the agent is ready once they enforce), and beside them the
-/// feature probe. <see cref="AgentService"/> takes what was loaded; whatever it does not take is freed on dispose.</summary>
+/// feature probe; with policies at start, their check and encoding beside the verifier (<see cref="PolicyPrecheck"/>) and
+/// then the objects their hooks need beyond the policy programs. <see cref="AgentService"/> takes what was loaded; whatever
+/// it does not take is freed on dispose.</summary>
 public sealed class KernelStart : IDisposable
 {
     private readonly ConcurrentQueue<(int Level, string Text)> _early = new();
@@ -91,7 +93,7 @@ public sealed class KernelStart : IDisposable
         });
         // The first policy's check and encoding run cold code (~0.4 s): done once the probe is known and the verifier is
         // through, so that it does not take a core from what "ready" waits for. With policies at start, their own check
-        // is the warm-up (a second one beside it would only take a core from it).
+        // (Precheck, beside the verifier) is the warm-up.
         _warmUp = Task.WhenAll(_features, _sensors).ContinueWith(_ =>
         {
             _sensors.Result.Engine.AwaitPrograms();
