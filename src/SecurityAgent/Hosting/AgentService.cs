@@ -125,9 +125,11 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         state.PolicyKernelCounters = engine.KernelCounters;
         state.PolicyPrograms = () => engine.ProgramsState;
         state.ExitOnlyMatching = () => engine.ExitOnlyState;
-        state.Policies.Attach(new Lazy<PolicyValidator>(() => new PolicyValidator(loaded.Features.GetAwaiter().GetResult())), changes, log);
+        state.Policies.Precheck = kernel.Precheck;
+        state.Policies.Attach(new Lazy<PolicyValidator>(() => kernel.Validator.GetAwaiter().GetResult()), changes, log);
         var policies = new PolicyDirectory(_opt.PolicyDir, state.Policies, log);
         policies.Sync();
+        state.Policies.Precheck = null; // what it checked and nothing took is stale from here on
         phases.Mark("policies");
         using var watchStop = new CancellationTokenSource();
         new Thread(() => policies.Watch(watchStop.Token)) { IsBackground = true, Name = "policy-dir" }.Start(); // inotify: changes apply within ms

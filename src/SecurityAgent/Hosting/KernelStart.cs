@@ -11,7 +11,9 @@ namespace SecurityAgent.Hosting;
 /// host, the API and the exporters are built: the shared maps and the process sensor's programs (what "ready" needs
 /// without policies), then the policy programs in the background (the verifier's time on those is most of start-up;
 /// a policy waits for them, so with policies at start the agent is ready once they enforce), and beside them the
-/// feature probe. <see cref="AgentService"/> takes what was loaded; whatever it does not take is freed on dispose.</summary>
+/// feature probe; with policies at start, their check and encoding beside the verifier (<see cref="PolicyPrecheck"/>) and
+/// then the objects their hooks need beyond the policy programs. <see cref="AgentService"/> takes what was loaded; whatever
+/// it does not take is freed on dispose.</summary>
 public sealed class KernelStart : IDisposable
 {
     private readonly ConcurrentQueue<(int Level, string Text)> _early = new();
@@ -20,6 +22,7 @@ public sealed class KernelStart : IDisposable
     private readonly Task _warmUp;
     private readonly BackgroundLoads? _background;
     private bool _taken;
+    private volatile HashSet<Mechanism>? _startMechanisms;
 
     private KernelStart(AgentOptions options, StartupPhases phases)
     {
@@ -34,6 +37,16 @@ public sealed class KernelStart : IDisposable
             phases.Mark("probe");
             return features;
         }, _background);
+        Validator = _features.ContinueWith(t => new PolicyValidator(t.GetAwaiter().GetResult()), CancellationToken.None,
+            TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        // With policies at start, theirs is the first check: it runs while the verifier checks the programs.
+        if (_background is null)
+        {
+            Precheck = PolicyPrecheck.Start(options.PolicyDir, Validator,
+                plans => _startMechanisms = plans.SelectMany(p => p.Hooks).Select(h => h.Mechanism).ToHashSet());
+            Precheck.Completion.ContinueWith(_ => phases.Mark("policy-precheck"), CancellationToken.None,
+                TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        }
         _sensors = ParallelLoad.Start(() =>
         {
             if (Libc.geteuid() != 0)
@@ -56,12 +69,19 @@ public sealed class KernelStart : IDisposable
             try
             {
                 engine = new PolicyEngine(sensor, Environment.ProcessId, options.DebugUserspaceFilter);
-                engine.Prepare(ParallelLoad.Start(() =>
+                var programs = ParallelLoad.Start(() =>
                 {
                     var loaded = PolicySensor.Load(sensor.Maps, exitOnly: !options.DebugNoExitOnly);
                     phases.Mark("policy-programs");
                     return loaded;
-                }, _background));
+                }, _background);
+                engine.Prepare(programs);
+                if (Precheck is { } precheck)
+                    Task.WhenAll(programs, precheck.Completion).ContinueWith(_ =>
+                    {
+                        if (programs.IsCompletedSuccessfully && _startMechanisms is { } mechanisms)
+                            programs.Result.Preload(mechanisms);
+                    }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
                 return (sensor, engine);
             }
             catch
@@ -73,16 +93,22 @@ public sealed class KernelStart : IDisposable
         });
         // The first policy's check and encoding run cold code (~0.4 s): done once the probe is known and the verifier is
         // through, so that it does not take a core from what "ready" waits for. With policies at start, their own check
-        // is the warm-up (a second one beside it would only take a core from it).
+        // (Precheck, beside the verifier) is the warm-up.
         _warmUp = Task.WhenAll(_features, _sensors).ContinueWith(_ =>
         {
             _sensors.Result.Engine.AwaitPrograms();
             if (_background is null) return;
-            PolicyManager.WarmUp(new PolicyValidator(_features.Result));
+            PolicyManager.WarmUp(Validator.Result);
             phases.Mark("policy-warm-up");
         }, CancellationToken.None,
             TaskContinuationOptions.OnlyOnRanToCompletion | TaskContinuationOptions.LongRunning, TaskScheduler.Default);
     }
+
+    /// <summary>The policy check for this kernel, once the feature probe is through.</summary>
+    public Task<PolicyValidator> Validator { get; }
+
+    /// <summary>The start-up policies' check, begun beside the verifier (null when the agent started without policies).</summary>
+    public PolicyPrecheck? Precheck { get; }
 
     /// <summary>Done when the policy programs are loaded and, when the agent started without policies, the first
     /// policy's cold code has run (after "ready").</summary>

@@ -69,6 +69,9 @@ public sealed partial class PolicyManager
     private double _checkMs;
     private IPolicyLoader? _loader;
 
+    /// <summary>The start-up policies checked while the policy programs loaded (<see cref="PolicyPrecheck"/>); null after.</summary>
+    public PolicyPrecheck? Precheck { get; set; }
+
     /// <summary>The policy directory, for `policy add` and `policy delete` (policies added through the API are files there).</summary>
     public PolicyDirectory? Directory { get; internal set; }
 
@@ -150,14 +153,15 @@ public sealed partial class PolicyManager
     public PolicyOutcome Apply(PolicyOrigin origin, string text)
     {
         AwaitValidator();
+        var prechecked = Precheck?.Take(origin.Display, text); // waits outside the lock, as for the validator
         lock (_lock)
         {
             if (_validator is null || _loader is null) return PolicyOutcome.Failed($"{origin.Display}: the agent is not ready", PolicyFailure.NotReady);
             try
             {
                 long start = Stopwatch.GetTimestamp();
-                var results = _validator.Value.ValidateText(origin.Display, text);
-                _checkMs = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+                var results = prechecked?.Results ?? _validator.Value.ValidateText(origin.Display, text);
+                _checkMs = prechecked?.Ms ?? Stopwatch.GetElapsedTime(start).TotalMilliseconds;
                 var errors = new List<string>();
                 var warnings = results.SelectMany(r => r.Warnings.Concat(r.Notes)).Select(w => w.ToString()).ToList();
                 foreach (var w in warnings) LogWarning(log, w);

@@ -91,7 +91,10 @@ public static class PolicySchema
                 case "minLength": n.MinLength = p.Value.GetInt32(); break;
                 case "maxLength": n.MaxLength = p.Value.GetInt32(); break;
                 case "description": n.Description = p.Value.GetString(); break;
-                case "pattern": n.Pattern = new Regex(p.Value.GetString()!, RegexOptions.NonBacktracking | RegexOptions.CultureInvariant); break;
+                // The schema's own patterns (anchored character classes, one loop each: linear in the interpreter), so the
+                // interpreter: NonBacktracking's construction JIT-compiles ~75 generic methods the precompiled framework
+                // lacks, on the first policy's check (issue 10). The timeout bounds a pattern added later that is not.
+                case "pattern": n.Pattern = new Regex(p.Value.GetString()!, RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1)); break;
                 case var k when Ignored.Contains(k): break;
                 default: throw new InvalidOperationException($"tracingpolicy.schema.json uses '{p.Name}', which the policy shape check does not implement");
             }

@@ -222,7 +222,7 @@ public sealed class PolicySensor : IDisposable
                     _fmodRet[target] = fmod = BpfObject.Load(ObjectSpecs.PolicyFmodRet(target), _maps);
                 return [fmod.Program(BpfNames.Programs.PolicyFmodRet).AttachTrace(cookie: ap)];
             case Mechanism.CgroupSockAddr:
-                var sock = Family(ref _sock, ObjectSpecs.PolicySock);
+                var sock = Sock();
                 _cgroup ??= Interop.Libc.OpenDirectory(target);
                 var v4 = sock.Program(BpfNames.Programs.Connect4).AttachCgroup(_cgroup);
                 try
@@ -416,6 +416,42 @@ public sealed class PolicySensor : IDisposable
 
     private BpfObject Family(ref BpfObject? field, BpfObjectSpec spec) => field ??= BpfObject.Load(spec, _maps);
 
+    private readonly object _preloadLock = new();
+    private Task<BpfObject>? _sockPreload;
+    private bool _sockStarted;
+
+    /// <summary>Begins loading, on a thread of its own, the objects the start-up policies' hooks need beyond the ones
+    /// <see cref="Load"/> made (the cgroup connect object: its verification was a serial ~60 ms of the start-up policies'
+    /// apply, measured), so that they are verified beside the policies being applied. A failed preload is loaded again
+    /// by the hook that needs it, which then fails with the reason.</summary>
+    public void Preload(IEnumerable<Mechanism> mechanisms)
+    {
+        if (!mechanisms.Contains(Mechanism.CgroupSockAddr))
+            return;
+        lock (_preloadLock)
+        {
+            if (_sockStarted) return;
+            _sockStarted = true;
+            _sockPreload = ParallelLoad.Start(() => BpfObject.Load(ObjectSpecs.PolicySock, _maps));
+        }
+    }
+
+    private BpfObject Sock()
+    {
+        if (_sock is not null) return _sock;
+        Task<BpfObject>? preload;
+        lock (_preloadLock)
+        {
+            (preload, _sockPreload, _sockStarted) = (_sockPreload, null, true);
+        }
+        if (preload is not null)
+        {
+            try { return _sock = preload.GetAwaiter().GetResult(); }
+            catch (Exception e) when (e is not OutOfMemoryException) { } // loaded again below: the failure is reported from there
+        }
+        return _sock = BpfObject.Load(ObjectSpecs.PolicySock, _maps);
+    }
+
     /// <summary>Returns once every policy program that was running has finished: after a generation flip, no
     /// program still uses the old generation. (Updating a map-in-map makes the kernel wait for an RCU grace
     /// period before the syscall returns.)</summary>
@@ -460,6 +496,9 @@ public sealed class PolicySensor : IDisposable
 
     public void Dispose()
     {
+        Task<BpfObject>? preload;
+        lock (_preloadLock) (preload, _sockPreload, _sockStarted) = (_sockPreload, null, true);
+        if (preload is not null) DisposeWhenDone(preload);
         _sock?.Dispose();
         foreach (var o in _lsm.Values) o.Dispose();
         foreach (var o in _fexit.Values) o.Dispose();

@@ -1,3 +1,4 @@
+using SecurityAgent.Bpf;
 using SecurityAgent.Kernel;
 using SecurityAgent.Policies;
 using SecurityAgent.Sensors;
@@ -111,5 +112,36 @@ public class PolicyObjectLoadingTests
         Assert.Equal(Math.Min(pidMax, 65536u), sensor.Proc.MaxEntries);
         Assert.Equal(Math.Min(pidMax, 65536u), sensor.Follow.MaxEntries);
         Assert.Equal(1u << 20, sensor.Events.MaxEntries);
+    }
+
+    private static int ConnectPrograms() =>
+        Run.Bpftool("prog", "show", "name", BpfNames.Programs.Connect4).Split('\n').Count(l => l.Length > 0 && char.IsAsciiDigit(l[0]));
+
+    [Fact]
+    public async Task The_connect_object_preloaded_for_start_up_policies_is_the_one_their_policy_attaches_and_is_freed_with_the_programs()
+    {
+        using var dir = new TempDir();
+        var nc = dir.CopyBinary("/usr/bin/cat", "objects-connect");
+        int before = ConnectPrograms();
+        using var sensor = ProcessSensor.Load(Features.Value, 1 << 20);
+        var engine = new PolicyEngine(sensor, Environment.ProcessId);
+        try
+        {
+            var programs = Bpf.ParallelLoad.Start(() => PolicySensor.Load(sensor.Maps));
+            engine.Prepare(programs);
+            engine.AwaitPrograms();
+            (await programs).Preload([Mechanism.Tracepoint, Mechanism.CgroupSockAddr]);
+            Assert.True(SpinWait.SpinUntil(() => ConnectPrograms() == before + 1, TimeSpan.FromSeconds(60)), "the preload did not load the connect object");
+            Assert.DoesNotContain("sock", engine.PolicyObjects); // loaded, not yet the sensor's
+
+            engine.Load(Compile(ConnectPolicies.Deny("objects-connect", nc, 9, -1)));
+            Assert.Contains("sock", engine.PolicyObjects);
+            Assert.Equal(before + 1, ConnectPrograms()); // the preloaded object, not a second load
+        }
+        finally
+        {
+            engine.Dispose();
+        }
+        Assert.Equal(before, ConnectPrograms());
     }
 }

@@ -153,6 +153,41 @@ public sealed class PolicyDirectoryTests : IDisposable
         Assert.Equal(PolicyFailure.NotFound, _dir.Delete("api").Failure);
     }
 
+    private PolicyPrecheck Precheck()
+    {
+        var precheck = PolicyPrecheck.Start(_dir.Path, Task.FromResult(new PolicyValidator(PolicyValidatorTests.OurKernel, PolicyCompilerTests.Formats)));
+        _manager.Precheck = precheck;
+        return precheck;
+    }
+
+    [Fact]
+    public async Task Start_up_policies_checked_beside_the_verifier_load_from_that_check_and_a_broken_file_among_them_is_reported_at_its_place()
+    {
+        File.WriteAllText(F("a.yaml"), P("one"));
+        File.WriteAllText(F("b.yaml"), "apiVersion: securityagent.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: broken\nspec:\n  tracepoints: [\n");
+        File.WriteAllText(F("c.yaml"), P("three"));
+        var precheck = Precheck();
+        await precheck.Completion.WaitAsync(TimeSpan.FromSeconds(30));
+        var broken = _manager.Apply(PolicyOrigin.File(F("b.yaml")), File.ReadAllText(F("b.yaml")));
+        Assert.Contains(broken.Errors, e => e.StartsWith(F("b.yaml") + ":7:", StringComparison.Ordinal));
+        _dir.Sync();
+        Assert.Equal(["one", "three"], Loaded());
+        Assert.Equal(["load one monitor", "load three monitor"], _loader.Calls);
+        Assert.Null(precheck.Take(F("a.yaml"), P("one"))); // taken by the load: each result is used once
+    }
+
+    [Fact]
+    public async Task A_start_up_policy_file_changed_after_its_check_is_loaded_as_it_is_now()
+    {
+        File.WriteAllText(F("a.yaml"), P("before"));
+        var precheck = Precheck();
+        await precheck.Completion.WaitAsync(TimeSpan.FromSeconds(30));
+        File.WriteAllText(F("a.yaml"), P("after"));
+        _dir.Sync();
+        Assert.Equal(["after"], Loaded());
+        Assert.NotNull(precheck.Take(F("a.yaml"), P("before"))); // the stale check was never used
+    }
+
     public void Dispose()
     {
         _stop.Cancel();
