@@ -131,10 +131,7 @@ public class ExitOnlyMatchingTests
         Assert.DoesNotContain(agent.Events.All.Skip(after), e => PathEvasionTests.Body(e, "xonly-post") is { } b && Resolved(b) != s.Secret);
     }
 
-    /// <summary>Host only for now: on the VM lane's 6.1 the opens matched at enter and exit (this test's middle part, and
-    /// the next test) went unreported, by absolute and relative names, the miss PathEvasionTests' spelling test is host-only
-    /// for (under investigation); the exit-only test above passes there.</summary>
-    [Fact]
+    [RequiresKernel(Mechanism.Tracepoint)]
     public void A_killing_hook_added_at_the_same_open_brings_the_enter_back_and_kills_and_once_removed_the_open_is_matched_at_the_exit_alone_again()
     {
         using var s = new Scene();
@@ -167,8 +164,7 @@ public class ExitOnlyMatchingTests
         Assert.Equal((0, "TOP-SECRET\n"), Run.Wait(killCat, [s.Secret]) is var r ? (r.Code, r.Stdout) : default);
     }
 
-    /// <summary>Host only for now, as the test above (enter and exit on 6.1).</summary>
-    [Fact]
+    [RequiresKernel(Mechanism.Tracepoint)]
     public void Without_the_exit_only_program_a_hook_that_only_posts_is_matched_at_enter_and_still_catches_the_secret()
     {
         using var s = new Scene();
