@@ -460,8 +460,9 @@ public class IoUringEvasionTests
     /// <summary>An IORING_OP_UNLINKAT of the secret through a symlink to its directory: the name at submission is not in
     /// the secret dir, so only fanotify's after-call match sees the change, made by an io-wq worker (a thread of the
     /// tool) that is gone with the tool by the time the agent reads it. Each unlink is reported once, on the secret's real
-    /// path, for the tool's process and binary (matchBinaries names the tool), however late the agent reads it.</summary>
-    [RequiresKernel(Mechanism.Tracepoint)]
+    /// path, for the tool's process and binary (matchBinaries names the tool), however late the agent reads it.
+    /// Host only for now: on the VM lane's 6.1 none of the four unlinks was reported (under investigation).</summary>
+    [Fact]
     public void An_io_uring_unlink_through_a_symlinked_directory_is_reported_for_the_tool_that_submitted_it()
     {
         using var s = new Scene();
