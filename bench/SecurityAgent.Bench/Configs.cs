@@ -57,7 +57,7 @@ public sealed class Agent(Paths paths, string name, string description, IReadOnl
         if (userSpaceFilter) args.AddRange(["--debug-userspace-filter", "true"]);
         if (paths.Args is { } extra) args.AddRange(extra);
         var sw = System.Diagnostics.Stopwatch.StartNew();
-        _agent = new Host.Background("dotnet", args);
+        _agent = new Host.Background("dotnet", args, env: Host.AgentEnv);
         if (!_agent.WaitFor(b => b.Stderr.Contains("Agent ready"), TimeSpan.FromSeconds(60)))
             throw new InvalidOperationException($"agent ({name}) did not start:\n{_agent.Stderr}");
         ReadyMs = sw.Elapsed.TotalMilliseconds;

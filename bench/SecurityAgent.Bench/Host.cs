@@ -51,6 +51,10 @@ public static class Host
 
 
     /// <summary>A background process whose output is collected line by line.</summary>
+    /// <summary>The environment the agent runs with wherever it is deployed (Dockerfile, `make run`): one malloc arena,
+    /// which glibc reads before the runtime starts and the process cannot set for itself.</summary>
+    public static readonly IReadOnlyDictionary<string, string> AgentEnv = new Dictionary<string, string> { ["MALLOC_ARENA_MAX"] = "1" };
+
     public sealed class Background : IDisposable
     {
         private readonly Process _p;
@@ -61,10 +65,11 @@ public static class Host
         public string Stderr { get { lock (_err) return _err.ToString(); } }
         public string Stdout { get { lock (_out) return _out.ToString(); } }
 
-        public Background(string file, IEnumerable<string> args, bool keepStdout = false)
+        public Background(string file, IEnumerable<string> args, bool keepStdout = false, IReadOnlyDictionary<string, string>? env = null)
         {
             var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
             foreach (var a in args) psi.ArgumentList.Add(a);
+            foreach (var (k, v) in env ?? new Dictionary<string, string>()) psi.Environment[k] = v;
             _p = Process.Start(psi)!;
             _p.OutputDataReceived += (_, e) =>
             {

@@ -75,7 +75,9 @@ public sealed unsafe class BpfObject : SafeHandle
     private void LoadPrograms()
     {
         using var capture = LibbpfLog.BeginCapture();
-        int rc = Libbpf.bpf_object__load(handle);
+        int rc;
+        using (LoaderMemory.LoadSlot())
+            rc = Libbpf.bpf_object__load(handle);
         LoaderMemory.AfterLoad(); // libbpf's BTF copies: ~26 MB of RSS kept if never returned
         if (rc < 0)
         {

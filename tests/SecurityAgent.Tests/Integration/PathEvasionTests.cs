@@ -11,102 +11,6 @@ namespace SecurityAgent.Tests.Integration;
 [Collection("kernel")]
 public class PathEvasionTests
 {
-    /// <summary>A temp dir with secret/key.txt, a plain file, a sub directory, links to the secret and copies of
-    /// cat, grep and dash (the processes the policies may kill).</summary>
-    private sealed class Scene : IDisposable
-    {
-        public TempDir Dir { get; } = new();
-        public string SecretDir => Dir.File("secret");
-        public string Secret => Dir.File("secret/key.txt");
-        public string Cat { get; }
-        public string Grep { get; }
-        public string Sh { get; }
-
-        public Scene()
-        {
-            Directory.CreateDirectory(SecretDir);
-            Directory.CreateDirectory(Dir.File("sub"));
-            Directory.CreateDirectory(Dir.File("mnt"));
-            File.WriteAllText(Secret, "TOP-SECRET\n");
-            File.WriteAllText(Dir.File("plain.txt"), "plain\n");
-            File.CreateSymbolicLink(Dir.File("link"), Secret);
-            File.CreateSymbolicLink(Dir.File("linkdir"), SecretDir);
-            File.CreateSymbolicLink(Dir.File("secreu"), SecretDir);
-            Assert.Equal(0, Run.Wait("/usr/bin/ln", [Secret, Dir.File("hardlink")]).Code);
-            Cat = Dir.CopyBinary("/usr/bin/cat", "victim-cat");
-            Grep = Dir.CopyBinary("/usr/bin/grep", "victim-grep");
-            Sh = Dir.CopyBinary("/usr/bin/dash", "victim-sh");
-        }
-
-        public void Dispose() => Dir.Dispose();
-
-        public string OpenPolicy(string name, string mode) => OpenPolicy(name, mode, Cat, Grep);
-
-        public string OpenPolicy(string name, string mode, string cat, string grep) => $"""
-            apiVersion: securityagent.io/v1alpha1
-            kind: TracingPolicy
-            metadata:
-              name: {name}
-            spec:
-              options:
-              - name: policy-mode
-                value: {mode}
-              kprobes:
-              - call: sys_openat
-                syscall: true
-                args:
-                - index: 1
-                  type: string
-                  label: path
-                selectors:
-                - matchArgs:
-                  - index: 1
-                    operator: Prefix
-                    values: ["{SecretDir}/"]
-                  matchBinaries:
-                  - operator: In
-                    values: ["{cat}", "{grep}"]
-                  matchActions:
-                  - action: Sigkill
-            """;
-
-        /// <summary>Each way to read the secret: what runs, from where, the string the open passes and the path
-        /// the event reports (the secret's, except for a hard link: the name it was opened by, caught by inode).</summary>
-        public IEnumerable<(string What, string File, string[] Args, string? Cwd, string Passed, string Resolved)> Spellings()
-        {
-            var d = Dir.Path;
-            foreach (var (what, file, args, cwd, passed) in Renamed())
-                yield return (what, file, args, cwd, passed, Secret);
-            yield return ("through a hard link", Cat, [d + "/hardlink"], null, d + "/hardlink", d + "/hardlink");
-        }
-
-        private IEnumerable<(string What, string File, string[] Args, string? Cwd, string Passed)> Renamed() => Spelled(Cat, Grep);
-
-        /// <summary>The spellings of <see cref="Renamed()"/> that need no mount, read by the given copies of cat and grep.</summary>
-        public IEnumerable<(string What, string File, string[] Args, string? Cwd, string Passed)> Renamed(string cat, string grep) =>
-            Spelled(cat, grep).Where(s => s.File != "/usr/bin/unshare");
-
-        private IEnumerable<(string What, string File, string[] Args, string? Cwd, string Passed)> Spelled(string cat, string grep)
-        {
-            var d = Dir.Path;
-            yield return ("relative to the cwd", cat, ["key.txt"], SecretDir, "key.txt");
-            yield return ("with ./", cat, ["./key.txt"], SecretDir, "./key.txt");
-            yield return ("with ..", cat, ["../secret/key.txt"], Dir.File("sub"), "../secret/key.txt");
-            yield return ("with //", cat, [d + "//secret//key.txt"], null, d + "//secret//key.txt");
-            yield return ("with /./", cat, [d + "/./secret/./key.txt"], null, d + "/./secret/./key.txt");
-            yield return ("with sub/..", cat, [d + "/sub/../secret/key.txt"], null, d + "/sub/../secret/key.txt");
-            yield return ("relative to a dirfd (grep -r: openat(dirfd, \"key.txt\"))", grep, ["-r", "TOP", SecretDir], null, "key.txt");
-            yield return ("through a symlink to the file", cat, [d + "/link"], null, d + "/link");
-            yield return ("through a symlink to its directory", cat, [d + "/linkdir/key.txt"], null, d + "/linkdir/key.txt");
-            // The exit skips its re-check when the opened file's path is the name passed: a name of the same length
-            // that differs in one byte must not pass for it.
-            yield return ("through a symlinked directory whose name has the secret's length", cat, [d + "/secreu/key.txt"], null, d + "/secreu/key.txt");
-            yield return ("through /proc/self/fd of an fd the shell opened", Sh, ["-c", $"exec 3< {Secret}; exec {cat} /proc/self/fd/3"], null, "/proc/self/fd/3");
-            yield return ("through a bind mount in a private mount namespace", "/usr/bin/unshare",
-                ["-m", Sh, "-c", $"mount --bind {SecretDir} {d}/mnt && exec {cat} {d}/mnt/key.txt"], null, d + "/mnt/key.txt");
-        }
-    }
-
     internal static JsonElement? Body(JsonElement e, string policy)
     {
         foreach (var p in e.EnumerateObject())
@@ -162,10 +66,10 @@ public class PathEvasionTests
     [Fact]
     public void Every_spelling_of_a_secret_file_is_reported_with_the_resolved_path_and_the_string_passed()
     {
-        using var s = new Scene();
-        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = s.OpenPolicy("evasion-monitor", "monitor") }, "--export-extensions");
+        using var s = new SecretScene("victim");
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = s.OpenPolicy("evasion-monitor", "monitor", "Sigkill", s.Cat, s.Grep) }, "--export-extensions");
         Assert.Contains("Policy evasion-monitor loaded", agent.Stderr);
-        foreach (var (what, file, args, cwd, passed, resolved) in s.Spellings())
+        foreach (var (what, file, args, cwd, passed, resolved) in s.Spellings(bindMount: true))
         {
             var r = Run.Wait(file, args, cwd);
             Assert.True(r.Code == 0 && r.Stdout.Contains("TOP-SECRET"), $"{what}: monitor mode must not stop the read: {r.Code} {r.Stdout} {r.Stderr}");
@@ -185,10 +89,10 @@ public class PathEvasionTests
     [Fact]
     public void Every_spelling_of_a_secret_file_is_killed_in_enforce_mode_before_the_reader_prints_a_byte()
     {
-        using var s = new Scene();
-        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = s.OpenPolicy("evasion-kill", "enforce") }, "--export-extensions");
+        using var s = new SecretScene("victim");
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = s.OpenPolicy("evasion-kill", "enforce", "Sigkill", s.Cat, s.Grep) }, "--export-extensions");
         Assert.Contains("Policy evasion-kill loaded", agent.Stderr);
-        foreach (var (what, file, args, cwd, passed, _) in s.Spellings())
+        foreach (var (what, file, args, cwd, passed, _) in s.Spellings(bindMount: true))
         {
             var r = Run.Wait(file, args, cwd);
             Assert.True(r.Code == 137 && !r.Stdout.Contains("TOP-SECRET"), $"{what}: expected SIGKILL before any output, got {r.Code} '{r.Stdout}' {r.Stderr}");
@@ -205,13 +109,13 @@ public class PathEvasionTests
     [RequiresKernel(Mechanism.Tracepoint)]
     public void Every_spelling_of_an_openat_of_the_secret_is_caught_in_monitor_and_enforce_mode_on_this_kernel()
     {
-        using var s = new Scene();
+        using var s = new SecretScene("victim");
         var killCat = s.Dir.CopyBinary("/usr/bin/cat", "killed-cat");
         var killGrep = s.Dir.CopyBinary("/usr/bin/grep", "killed-grep");
         using var agent = new AgentProcess(new Dictionary<string, string>
         {
-            ["monitor.yaml"] = s.OpenPolicy("kernels-monitor", "monitor"),
-            ["enforce.yaml"] = s.OpenPolicy("kernels-enforce", "enforce", killCat, killGrep),
+            ["monitor.yaml"] = s.OpenPolicy("kernels-monitor", "monitor", "Sigkill", s.Cat, s.Grep),
+            ["enforce.yaml"] = s.OpenPolicy("kernels-enforce", "enforce", "Sigkill", killCat, killGrep),
         }, "--export-extensions");
         Assert.Contains("Policy kernels-monitor loaded", agent.Stderr);
         Assert.Contains("Policy kernels-enforce loaded", agent.Stderr);
@@ -245,7 +149,6 @@ public class PathEvasionTests
         }
         // Files outside the secret directory, by the same readers and the same tricks: no event of either policy.
         int after = agent.Events.All.Count;
-        File.CreateSymbolicLink(s.Dir.File("plainlink"), s.Dir.File("plain.txt"));
         foreach (var cat in new[] { s.Cat, killCat })
         {
             Assert.Equal((0, "plain\n"), (Run.Wait(cat, ["../plain.txt"], s.SecretDir) is var a ? (a.Code, a.Stdout) : default));
