@@ -24,7 +24,8 @@ struct {
 
 /* io_uring's worker threads (io-wq, SQPOLL) by thread id -> their process (iouring.bpf.c, at their creation): an
  * IORING_OP_UNLINKAT/RENAMEAT/... is made by an io-wq worker, which fanotify names, and which is usually gone (with its
- * ring) by the time the agent reads the change: /proc cannot tell its process then, this map can. */
+ * ring) by the time the agent reads the change: /proc cannot tell its process then, this map can; and only a thread
+ * found here has its changes joined to its process's io_uring requests' notes (tid 0). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, SA_IO_WORKERS);
@@ -86,7 +87,13 @@ static long sa_note_call(__u32 i, struct sa_note_arg *a)
 	__s64 nr = -1;
 	bpf_probe_read_kernel(&nr, sizeof(nr), (void *)(a->record + 8));
 	n->ktime = bpf_ktime_get_boot_ns();
+#ifdef SA_IO_URING
+	/* A request is made by an io-wq worker, not by the thread that submitted it: tid 0, the agent joins it to a change
+	 * by any io_uring worker of the process (sa_io_workers). */
+	n->tid = 0;
+#else
 	n->tid = r->tid;
+#endif
 	n->tgid = r->tgid;
 	n->nr = nr;
 	n->len[0] = 0;

@@ -482,7 +482,7 @@ struct sa_point {
 struct sa_after_note {
 	__u64 seq;
 	__u64 ktime;
-	__u32 tid;
+	__u32 tid;               /* the calling thread; 0: an io_uring request (made by one of tgid's io_uring workers) */
 	__u32 tgid;
 	__u32 nr;                /* the syscall's number (the sys_enter record's id) */
 	__u16 off[2];            /* the record offsets of the first two string arguments read at the point ... */

@@ -334,10 +334,8 @@ static __always_inline __s32 sa_policy_run_ctx(__u32 ap, __u8 op, const struct s
 		__builtin_memcpy(r.c->proc_live, r.c->live, sizeof(r.c->proc_live));
 #endif
 	sa_read_args(r.c, r.pt, src);
-#ifndef SA_IO_URING
 	if (!skip && !exit_only)
 		sa_after_note(&r, src);
-#endif
 	if (sa_eval_dims(&r, r.pt->nproc_dims, r.pt->ndims)) {
 		sa_take_stacks(&r, ctx);
 		struct sa_act_run *a = &r.c->act;

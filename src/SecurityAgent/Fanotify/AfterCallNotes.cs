@@ -26,12 +26,14 @@ public sealed record AfterCallNote(long Seq, int Tid, int Tgid, int Nr, (int Off
 /// the one call). fanotify merges a change into an identical one still queued (same thread, kind and entry: a loop
 /// that unlinks and re-creates one name is a single FAN_CREATE|FAN_DELETE), so <see cref="JoinAll"/> joins every such
 /// call noted before the read that returned the change. Calls noted before the oldest one joined are dropped (their
-/// changes were read earlier, or they failed). One reader thread (the watcher's).</summary>
+/// changes were read earlier, or they failed). An io_uring request is noted at its submission without a thread (the
+/// io-wq worker that runs it is not known yet) and joined to a change by one of its process's io_uring workers.
+/// One reader thread (the watcher's).</summary>
 public sealed class AfterCallNotes : IDisposable
 {
     private const int Entries = Contract.AfterNotes;
     private readonly MappedRegion _ring;
-    private readonly int _workersFd;
+    private readonly Func<int, int?>? _ioWorkerProcess;
     private readonly Func<int, PathChange> _changesOf;
     private readonly Dictionary<int, List<Noted>> _byTid = [];
     private readonly byte[] _entry = new byte[W.Length];
@@ -44,11 +46,12 @@ public sealed class AfterCallNotes : IDisposable
 
     /// <param name="fd">The sa_after_notes map (BPF_F_MMAPABLE).</param>
     /// <param name="changesOf">The changes a syscall (by number) can make; None for another syscall.</param>
-    /// <param name="workersFd">The sa_io_workers map (io_uring worker thread → process); -1: none.</param>
-    public AfterCallNotes(int fd, Func<int, PathChange> changesOf, int workersFd = -1)
+    /// <param name="ioWorkerProcess">The process of an io_uring worker thread (<see cref="WorkersMap"/>), null for
+    /// another thread; null: none known.</param>
+    public AfterCallNotes(int fd, Func<int, PathChange> changesOf, Func<int, int?>? ioWorkerProcess = null)
     {
         _changesOf = changesOf;
-        _workersFd = workersFd;
+        _ioWorkerProcess = ioWorkerProcess;
         _ring = MappedRegion.Map(fd, (long)Entries * W.Length);
         // Calls noted before the agent looked are not joined: start after the newest entry.
         for (long i = 0; i < Entries; i++)
@@ -78,6 +81,8 @@ public sealed class AfterCallNotes : IDisposable
             if ((long)_ring.ReadUInt64Volatile(at + W.Seq) == seq)
             {
                 int tid = BinaryPrimitives.ReadInt32LittleEndian(head[W.Tid..]);
+                if (tid == 0)
+                    tid = -BinaryPrimitives.ReadInt32LittleEndian(head[W.Tgid..]); // an io_uring request: its process's
                 if (!_byTid.TryGetValue(tid, out var list))
                 {
                     if (_byTid.Count >= 4 * Entries) Prune();
@@ -116,9 +121,15 @@ public sealed class AfterCallNotes : IDisposable
     /// entry <paramref name="name"/>: the calls fanotify merged into this one notification, oldest first, added to
     /// <paramref name="into"/>. A change without a name joins one call. When none is left, the thread's last call of
     /// an earlier read, if it fits: its change had not been made by then, and it is this one (a repeat the pipeline
-    /// drops by its seq).</summary>
-    public int JoinAll(int tid, PathChange candidates, ReadOnlySpan<byte> name, ulong readAt, List<AfterCallNote> into) =>
-        Join(tid, candidates, name, readAt, into, all: !name.IsEmpty);
+    /// drops by its seq). A change by one of a process's io_uring workers (an IORING_OP_UNLINKAT... runs in an io-wq
+    /// worker, not in the thread that submitted it) joins the process's io_uring requests (noted with tid 0).</summary>
+    public int JoinAll(int tid, PathChange candidates, ReadOnlySpan<byte> name, ulong readAt, List<AfterCallNote> into)
+    {
+        int joined = Join(tid, candidates, name, readAt, into, all: !name.IsEmpty);
+        if (joined == 0 && _byTid.Count > 0 && _ioWorkerProcess?.Invoke(tid) is { } process)
+            joined = Join(-process, candidates, name, readAt, into, all: !name.IsEmpty);
+        return joined;
+    }
 
     private int Join(int tid, PathChange candidates, ReadOnlySpan<byte> name, ulong readAt, List<AfterCallNote> into, bool all)
     {
@@ -192,12 +203,16 @@ public sealed class AfterCallNotes : IDisposable
 
     /// <summary>The process of io_uring worker thread <paramref name="tid"/> as the kernel saw it made (also once the
     /// thread is gone), or null. A map lookup: asked only for a change whose thread /proc no longer has.</summary>
-    public unsafe int? IoWorkerProcess(int tid)
+    public int? IoWorkerProcess(int tid) => _ioWorkerProcess?.Invoke(tid);
+
+    /// <summary>The process of an io_uring worker thread as the sa_io_workers map (<paramref name="fd"/>) has it: one
+    /// lookup.</summary>
+    public static Func<int, int?> WorkersMap(int fd) => tid => Lookup(fd, tid);
+
+    private static unsafe int? Lookup(int fd, int tid)
     {
-        if (_workersFd < 0)
-            return null;
         uint key = (uint)tid, tgid = 0;
-        return Libbpf.bpf_map_lookup_elem(_workersFd, &key, &tgid) == 0 && tgid != 0 ? (int)tgid : null;
+        return Libbpf.bpf_map_lookup_elem(fd, &key, &tgid) == 0 && tgid != 0 ? (int)tgid : null;
     }
 
     public void Dispose() => _ring.Dispose();

@@ -262,7 +262,8 @@ public sealed partial class PathChangeWatcher : IDisposable
             return;
         // The calls that made it, as the kernel noted them at entry: their syscall and the strings they passed. fanotify
         // merges identical changes of a thread still queued into one notification: each call it stands for is an event.
-        // Without a note (a call the notes missed: io_uring, an overwritten note), the change is told by the file's stat.
+        // An io_uring worker's change joins its process's requests. Without a note (a call the notes missed: an
+        // overwritten note, a request submitted before the agent looked), the change is told by the file's stat.
         _joined.Clear();
         int calls = _notes?.JoinAll(tid, candidates, name, readAt, _joined) ?? 0;
         if (calls > 1)

@@ -120,7 +120,7 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
             new Fanotify.FanotifyOptions { Logger = log, Cgroup2Mount = cgroup2 }, engine.Scopes);
         state.Fanotify = fanotify;
         using var changes = new Fanotify.PathChangeLoader(fanotify, pipeline.Post, afterCall, log,
-            () => new Fanotify.AfterCallNotes(engine.AfterNotesFd(), Fanotify.PathChanges.ChangesOfNumber, engine.IoWorkersFd()));
+            () => new Fanotify.AfterCallNotes(engine.AfterNotesFd(), Fanotify.PathChanges.ChangesOfNumber, Fanotify.AfterCallNotes.WorkersMap(engine.IoWorkersFd())));
         state.PathChanges = changes;
         state.PolicyKernelCounters = engine.KernelCounters;
         state.PolicyPrograms = () => engine.ProgramsState;

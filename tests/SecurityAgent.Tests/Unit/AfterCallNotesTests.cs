@@ -33,16 +33,16 @@ public class AfterCallNotesTests
             _file.SetLength((long)Contract.AfterNotes * W.Length);
         }
 
-        public AfterCallNotes Open() => new((int)_file.SafeFileHandle.DangerousGetHandle(), ChangesOf);
+        public AfterCallNotes Open(Func<int, int?>? ioWorkerProcess = null) => new((int)_file.SafeFileHandle.DangerousGetHandle(), ChangesOf, ioWorkerProcess);
 
-        public void Note(int tid, int nr, string name, int offset = 16, ulong ktime = 0)
+        public void Note(int tid, int nr, string name, int offset = 16, ulong ktime = 0, int? tgid = null)
         {
             var e = new byte[W.Length];
             long seq = ++_seq;
             BinaryPrimitives.WriteUInt64LittleEndian(e.AsSpan(W.Seq), (ulong)seq);
             BinaryPrimitives.WriteUInt64LittleEndian(e.AsSpan(W.Ktime), ktime);
             BinaryPrimitives.WriteInt32LittleEndian(e.AsSpan(W.Tid), tid);
-            BinaryPrimitives.WriteInt32LittleEndian(e.AsSpan(W.Tgid), tid + 1000);
+            BinaryPrimitives.WriteInt32LittleEndian(e.AsSpan(W.Tgid), tgid ?? tid + 1000);
             BinaryPrimitives.WriteInt32LittleEndian(e.AsSpan(W.Nr), nr);
             BinaryPrimitives.WriteUInt16LittleEndian(e.AsSpan(W.Off), (ushort)offset);
             var bytes = Encoding.UTF8.GetBytes(name);
@@ -144,5 +144,24 @@ public class AfterCallNotesTests
         Assert.Equal(1, notes.JoinAll(7, PathChange.Delete, "x1"u8, 400, again));
         Assert.Equal(joined[1].Seq, again[0].Seq);
         Assert.Equal(0, notes.JoinAll(7, PathChange.Delete, "x1"u8, 500, again)); // once
+    }
+
+    [Fact]
+    public void An_io_uring_request_noted_without_a_thread_is_joined_by_an_io_uring_worker_of_its_process_and_by_no_other_thread()
+    {
+        using var ring = new Ring();
+        // 301 and 302: io-wq workers of process 300 (sa_io_workers); 303 a plain thread of it.
+        using var notes = ring.Open(tid => tid is 301 or 302 ? 300 : null);
+        ring.Note(0, Unlink, "/tmp/linkdir/key.txt", ktime: 100, tgid: 300); // IORING_OP_UNLINKAT, noted at submission
+        ring.Note(0, Unlink, "/tmp/linkdir/other", ktime: 110, tgid: 400);   // another process's request of another name
+        var joined = new List<AfterCallNote>();
+        Assert.Equal(0, notes.JoinAll(303, PathChange.Delete, "key.txt"u8, 500, joined));
+        Assert.Equal(0, notes.JoinAll(301, PathChange.Delete, "other"u8, 500, joined));
+        Assert.Equal(1, notes.JoinAll(301, PathChange.Delete, "key.txt"u8, 500, joined));
+        Assert.Equal((0, 300, "/tmp/linkdir/key.txt"), (joined[0].Tid, joined[0].Tgid, Encoding.UTF8.GetString(joined[0].Passed(16)!)));
+        // The watched file's link count falling is the same call, whichever worker fanotify names for it.
+        var linkCount = new List<AfterCallNote>();
+        Assert.Equal(1, notes.JoinAll(302, PathChange.Link | PathChange.Unlink, default, 500, linkCount));
+        Assert.Equal(joined[0].Seq, linkCount[0].Seq);
     }
 }

@@ -115,4 +115,22 @@ public class PathChangeTests
         m.Kernel(Event("/etc/passwd", 6_000_000_000, afterCall: false));
         Assert.False(m.Repeats(Event("/etc/passwd", 6_000_000_001, afterCall: true)));
     }
+
+    [Fact]
+    public void A_change_without_a_note_read_seconds_after_the_kernel_matched_its_call_is_still_one_event_and_the_next_change_is_another()
+    {
+        var m = new AfterCallMatches();
+        m.Cover(3, [0]);
+        const ulong s = 1_000_000_000;
+        // An io_uring unlink matched at submission; the agent reads its change 3 s later (a loaded machine): both of its
+        // notifications (the watched file's link count, then FAN_DELETE) repeat the kernel's match.
+        m.Kernel(Event("/etc/shadow", 10 * s, afterCall: false));
+        Assert.True(m.Repeats(Event("/etc/shadow", 13 * s, afterCall: true)));
+        Assert.True(m.Repeats(Event("/etc/shadow", 13 * s + 1_000, afterCall: true)));
+        // The same process unlinks it again 2 s later, through a name the kernel did not match at submission: reported.
+        Assert.False(m.Repeats(Event("/etc/shadow", 15 * s, afterCall: true)));
+        // A kernel match no change followed (the call failed) is forgotten after 30 s: a later change is reported.
+        m.Kernel(Event("/etc/gshadow", 20 * s, afterCall: false));
+        Assert.False(m.Repeats(Event("/etc/gshadow", 51 * s, afterCall: true)));
+    }
 }
