@@ -153,24 +153,24 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
     {
         get
         {
-            PolicySensor? s;
-            lock (_lock) s = _sensor ?? (_loading is { IsCompletedSuccessfully: true } l ? l.Result : null);
+            var s = LoadedSensor();
             return s is null ? null : !s.ExitOnlySettled ? "loading" : s.ExitOnlyError is { } e ? "unavailable: " + e : "loaded";
         }
     }
 
-    /// <summary>Waits for the exit-only program's load (after <see cref="AwaitPrograms"/>; never throws).</summary>
-    public void AwaitExitOnly()
+    /// <summary>The policy sensor once its programs have loaded; null before.</summary>
+    private PolicySensor? LoadedSensor()
     {
-        PolicySensor? s;
-        lock (_lock) s = _sensor ?? (_loading is { IsCompletedSuccessfully: true } l ? l.Result : null);
-        s?.AwaitExitOnly();
+        lock (_lock) return _sensor ?? (_loading is { IsCompletedSuccessfully: true } l ? l.Result : null);
     }
+
+    /// <summary>Waits for the exit-only program's load (after <see cref="AwaitPrograms"/>; never throws).</summary>
+    public void AwaitExitOnly() => LoadedSensor()?.AwaitExitOnly();
 
     /// <summary>The policy objects loaded so far (<see cref="PolicySensor.LoadedObjects"/>).</summary>
     public IReadOnlyList<string> PolicyObjects
     {
-        get { lock (_lock) return (_sensor ?? (_loading is { IsCompletedSuccessfully: true } l ? l.Result : null))?.LoadedObjects ?? []; }
+        get => LoadedSensor()?.LoadedObjects ?? [];
     }
 
     /// <summary>Encodes a plan as a load would, writing nothing (<see cref="PolicyManager.WarmUp"/>).</summary>
