@@ -282,7 +282,14 @@ public sealed class JsonEventFormatter
         // "node_name":"...","time":"..." as one raw piece after the fixed part: two properties of every event written
         // without the writer's per-property work (the writers here skip validation, so a raw piece may hold a
         // property; the writer puts the comma before it and goes on after it as after a value).
-        w.WriteRawValue(Tail(ktime), skipInputValidation: true);
+        if (w.Options.SkipValidation)
+            w.WriteRawValue(Tail(ktime), skipInputValidation: true);
+        else
+        {
+            // A validating writer (a caller's own) refuses a property written as a raw value.
+            w.WriteString("node_name"u8, _nodeNameText);
+            w.WriteString("time"u8, _time.Format(ktime));
+        }
         if (!string.IsNullOrEmpty(_format.ClusterName))
             w.WriteString("cluster_name", _format.ClusterName);
         if (_format.NodeLabels.Count > 0)
