@@ -342,6 +342,8 @@ enum sa_point_flags {
 				      * is built */
 	SA_POINT_EXIT_AFTER_NOTE = 1 << 5, /* a name-only syscall matched again after the call (fanotify): calls that pass the
 				       * process-level dimensions leave a struct sa_after_note (what was passed) */
+	SA_POINT_EXIT_NO_LINKS = 1 << 6, /* with EXIT_QUICK: no file is known here by its inode (no sa_inode_set entry), so no
+				       * other name of a file (a hard link) can match: the quick answer skips the link count */
 	SA_POINT_EXIT_IMA = 1 << 7,  /* imaHash (bprm_check_security): the hook's verdict waits, with the held events, for the
 				      * sleepable program that hashes the file (lsm.bpf.c), which returns it */
 };

@@ -127,29 +127,31 @@ static __always_inline void sa_take_stacks(struct sa_run *r, void *ctx)
 #if SA_FAMILY == SA_FAMILY_TRACEPOINT && !defined(SA_IO_URING)
 #define SA_QUICK_DEPTH 24 /* directories from an opened file up to the task's root the quick answer walks; deeper: none */
 
-struct sa_top {
-	__u64 name;              /* the top directory's name (kernel address) ... */
-	__u32 len;               /* ... and length; 0: not known cheaply */
-};
-
 /* The first component of the opened file's path as the task sees it (the top directory under its root, or the file
  * itself when it is there), found by walking the dentries up to the task's root without building the path. Not
  * found (len 0) when the walk is longer than SA_QUICK_DEPTH, leaves the task's tree, or the file is the root. One read
- * per directory: a dentry's parent and name come in one piece. */
-static __always_inline void sa_top_of(struct sa_call *c, __u64 dentry, __u64 vfsmnt, __u64 root_d, __u64 root_mnt, struct sa_top *top)
+ * per directory: a dentry's parent, name and inode come in one piece. `root_mnt_root`: the root dentry of the task's
+ * root mount (known without a read). */
+static __always_inline void sa_top_of(struct sa_call *c, __u64 dentry, __u64 vfsmnt, __u64 root_d, __u64 root_mnt,
+				      __u64 root_mnt_root)
 {
+	struct sa_top *top = &c->quick_top; /* in the call state: 6.1's 512 bytes of stack over all frames */
 	__u32 base = bpf_core_field_offset(struct dentry, d_parent);
+	__u32 hash_at = bpf_core_field_offset(struct dentry, d_name) - base; /* struct qstr starts with hash_len */
 	__u32 len_at = bpf_core_field_offset(struct dentry, d_name) + bpf_core_field_offset(struct qstr, len) - base;
 	__u32 name_at = bpf_core_field_offset(struct dentry, d_name) + bpf_core_field_offset(struct qstr, name) - base;
+	__u32 ino_at = bpf_core_field_offset(struct dentry, d_inode) - base;
 	__u32 mnt_at = bpf_core_field_offset(struct mount, mnt);
 	__u64 *piece = c->quick_piece; /* in the call state, not on the stack (6.1's 512 bytes over all frames) */
-	__u64 mnt_root = 0, name = 0;
-	__u32 len = 0;
+	__u64 mnt_root = root_mnt_root;
 	top->len = 0;
-	bpf_probe_read_kernel(&mnt_root, sizeof(mnt_root), &((struct vfsmount *)vfsmnt)->mnt_root);
+	if (ino_at + 8 > 4 * sizeof(__u64) || hash_at + 8 > 4 * sizeof(__u64))
+		return;
+	if (vfsmnt != root_mnt)
+		bpf_probe_read_kernel(&mnt_root, sizeof(mnt_root), &((struct vfsmount *)vfsmnt)->mnt_root);
+	__u32 len = 0;
 	for (int i = 0; i < SA_QUICK_DEPTH; i++) {
 		if (dentry == root_d && vfsmnt == root_mnt) {
-			top->name = name;
 			top->len = len;
 			return;
 		}
@@ -167,21 +169,59 @@ static __always_inline void sa_top_of(struct sa_call *c, __u64 dentry, __u64 vfs
 				return;
 			dentry = (__u64)BPF_CORE_READ(m, mnt_mountpoint);
 			vfsmnt = up + mnt_at;
-			bpf_probe_read_kernel(&mnt_root, sizeof(mnt_root), &((struct vfsmount *)vfsmnt)->mnt_root);
+			mnt_root = root_mnt_root;
+			if (vfsmnt != root_mnt)
+				bpf_probe_read_kernel(&mnt_root, sizeof(mnt_root), &((struct vfsmount *)vfsmnt)->mnt_root);
 			continue;
 		}
 		if (piece[0] == dentry)
 			return;
+		/* Written as the walk goes (not kept in registers: the exit-only program's stack is at 6.1's limit). */
+		top->dentry = dentry;
+		top->hash_len = *(__u64 *)((char *)piece + (hash_at & 31));
+		top->inode = *(__u64 *)((char *)piece + (ino_at & 31));
+		top->name = *(__u64 *)((char *)piece + (name_at & 31));
 		len = *(__u32 *)((char *)piece + (len_at & 31));
-		name = *(__u64 *)((char *)piece + (name_at & 31));
 		dentry = piece[0];
 	}
+}
+
+/* The selectors whose quick values allow the top directory's name: the last answer on this CPU for the same directory,
+ * point and generation (a process's opens stay in a few trees), else looked up. The same directory:
+ * the same dentry with the same name hash, length and inode; a rename changes the hash, and only root can make names
+ * in the root directory, where a stale dentry address would have to come back with a colliding hash. NULL: the name
+ * could not be read. */
+static __always_inline const __u64 *sa_quick_hits(struct sa_run *r, const struct sa_top *top, __u32 qd)
+{
+	struct sa_call *c = r->c;
+	struct sa_quick_seen *seen = &c->quick_seen[(__u32)top->hash_len & (SA_QUICK_SEEN - 1)];
+	if (seen->dentry == top->dentry && seen->hash_len == top->hash_len && seen->inode == top->inode &&
+	    seen->ap == r->ap && seen->gen == r->gen)
+		return seen->hit;
+	struct sa_lpm_key *k = &c->key.lpm;
+	k->hdr = (struct sa_value_hdr){ .gen = r->gen, .ap = r->ap, .dim = qd };
+	k->data[0] = '/';
+	if (bpf_probe_read_kernel(&k->data[1], sa_bound(top->len, 0xff), (void *)top->name))
+		return NULL;
+	k->data[sa_bound(top->len + 1, 0xff)] = '/';
+	k->prefixlen = 8 * sizeof(k->hdr) + 8 * (top->len + 2);
+	const struct sa_bitmap *hit = bpf_map_lookup_elem(&sa_str_prefix, k);
+	seen->dentry = 0;
+	for (int w = 0; w < SA_SEL_WORDS; w++)
+		seen->hit[w] = hit ? hit->w[w] : 0;
+	seen->hash_len = top->hash_len;
+	seen->inode = top->inode;
+	seen->ap = r->ap;
+	seen->gen = r->gen;
+	seen->dentry = top->dentry;
+	return seen->hit;
 }
 
 /* The quick answer of a point matched at exit alone: the selectors that need a Prefix or Equal of the path (the point's
  * quick dimension, dims[ndims]) are dropped unless the first component of the opened file's path is one their values
  * allow. True when no selector is left. Only where the full path would not say more: the task's root is the host's (a
- * chroot or container also matches by the host's path) and the file has no other name (hard links). */
+ * chroot or container also matches by the host's path) and the file has no other name (hard links) that a selector could
+ * know by its inode (SA_POINT_EXIT_NO_LINKS: none can). */
 static __always_inline bool sa_quick_reject(struct sa_run *r, __u64 f)
 {
 	struct sa_call *c = r->c;
@@ -189,7 +229,8 @@ static __always_inline bool sa_quick_reject(struct sa_run *r, __u64 f)
 	if (!(r->pt->flags & SA_POINT_EXIT_QUICK) || qd >= SA_MAX_DIMS)
 		return false;
 	struct fs_struct *fs = bpf_get_current_task_btf()->fs;
-	__u64 root_mnt = (__u64)fs->root.mnt, root_d = (__u64)fs->root.dentry;
+	struct vfsmount *root_vm = fs->root.mnt;
+	__u64 root_mnt = (__u64)root_vm, root_d = (__u64)fs->root.dentry;
 	if (root_mnt != c->host_root[0] || root_d != c->host_root[1] || !root_mnt)
 		return false;
 	/* f_inode and f_path in one read (a few words apart on every kernel we load on), as sa_same_begin. */
@@ -203,24 +244,20 @@ static __always_inline bool sa_quick_reject(struct sa_run *r, __u64 f)
 	__u64 dentry = span[((path_at - from) / 8 + 1) & (SA_FILE_SPAN / 8 - 1)];
 	if ((ino_at < path_at ? path_at + 16 : ino_at + 8) - from > SA_FILE_SPAN)
 		return false;
-	if (BPF_CORE_READ((struct inode *)inode, __i_nlink) > 1)
+	/* Another name of the file (a hard link) may be one a selector lists by inode: the full path looks it up. */
+	if (!(r->pt->flags & SA_POINT_EXIT_NO_LINKS) && BPF_CORE_READ((struct inode *)inode, __i_nlink) > 1)
 		return false;
-	struct sa_top top;
-	sa_top_of(c, dentry, vfsmnt, root_d, root_mnt, &top);
-	if (!top.len || top.len > SA_LPM_STR_MAX - 2)
+	sa_top_of(c, dentry, vfsmnt, root_d, root_mnt, (__u64)root_vm->mnt_root);
+	const struct sa_top *top = &c->quick_top;
+	if (!top->len || top->len > SA_LPM_STR_MAX - 2)
 		return false;
-	struct sa_lpm_key *k = &c->key.lpm;
-	k->hdr = (struct sa_value_hdr){ .gen = r->gen, .ap = r->ap, .dim = qd };
-	k->data[0] = '/';
-	if (bpf_probe_read_kernel(&k->data[1], sa_bound(top.len, 0xff), (void *)top.name))
+	const __u64 *hit = sa_quick_hits(r, top, qd);
+	if (!hit)
 		return false;
-	k->data[sa_bound(top.len + 1, 0xff)] = '/';
-	k->prefixlen = 8 * sizeof(k->hdr) + 8 * (top.len + 2);
-	const struct sa_bitmap *hit = bpf_map_lookup_elem(&sa_str_prefix, k);
 	const struct sa_dim *d = &r->pt->dims[sa_bound(qd, SA_MAX_DIMS - 1)]; /* 6.1 loses a spilled u32's bound */
 	__u64 any = 0;
 	for (int w = 0; w < SA_SEL_WORDS; w++) {
-		r->c->live[w] &= ~d->care[w] | ((hit ? hit->w[w] : 0) ^ d->neg[w]);
+		r->c->live[w] &= ~d->care[w] | (hit[w] ^ d->neg[w]);
 		any |= r->c->live[w];
 	}
 	return !any;

@@ -187,6 +187,29 @@ struct sa_source {
 	void *ctx;                      /* the program's context, for bpf_get_stack (NULL: no stack traces) */
 };
 
+/* The top directory of an opened file's path (policy.h, sa_top_of): a child of the task's root, or the file itself. */
+struct sa_top {
+	__u64 dentry;
+	__u64 hash_len;          /* its name's hash and length as the kernel keeps them */
+	__u64 inode;
+	__u64 name;              /* its name (kernel address) */
+	__u32 len;               /* 0: not known cheaply */
+	__u32 pad;
+};
+
+/* One of the exit-only quick answer's last lookups on this CPU (policy.h, sa_quick_hits): the top directory it was for,
+ * known by its dentry, name hash and length, and inode, and the selectors of point `ap` at generation `gen` whose values
+ * allow that name. SA_QUICK_SEEN of them, by the name's hash. */
+#define SA_QUICK_SEEN 8
+struct sa_quick_seen {
+	__u64 dentry;            /* 0: none */
+	__u64 hash_len;
+	__u64 inode;
+	__u32 ap;
+	__u32 gen;
+	__u64 hit[SA_SEL_WORDS];
+};
+
 struct sa_call {
 	__u64 live[SA_SEL_WORDS];
 	__u64 ints[SA_POINT_ARGS];
@@ -241,6 +264,8 @@ struct sa_call {
 	__u64 buf_ptr[SA_POINT_ARGS]; /* maxData buffer slots: the buffer's address, for its data records (maxdata.h) */
 	__u64 ctx_addr;          /* a tracepoint's record address, as a number (tracepoint.bpf.c) */
 	__u64 quick_piece[8];    /* an exit-only point's quick answer (policy.h): a struct file's span, then a dentry's parent and name */
+	struct sa_top quick_top;  /* ... the opened file's top directory */
+	struct sa_quick_seen quick_seen[SA_QUICK_SEEN]; /* ... and the last answers */
 };
 
 struct {

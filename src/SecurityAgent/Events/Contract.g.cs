@@ -403,6 +403,7 @@ namespace SecurityAgent.Events
             Only = 8,
             Quick = 16,
             AfterNote = 32,
+            NoLinks = 64,
             Ima = 128,
         }
 

@@ -429,6 +429,10 @@ public static class PolicyEncoding
             foreach (var v in quick.Values)
                 values.Add(new MapEntry(quick.Map, ValueKey(quick.Kind, new ValueHeader(gen, ap, d), v.Data, v.Bits), Bitmap(v.Selectors)));
         }
+        // No file known by its inode here: no hard link can match by another name, and the exit-only program's quick answer
+        // need not read the opened file's link count.
+        if (layout.Flags.HasFlag(W.PointFlags.Quick) && !values.Any(v => v.Map == BpfNames.Maps.InodeSet))
+            config[W.Point.Flags] |= (byte)W.PointFlags.NoLinks;
         var selectors = new List<MapEntry>();
         for (int h = 0; h < hooks.Count; h++)
         {

@@ -105,4 +105,38 @@ public class ExitOnlyMatchingTests
         Assert.Equal(0, Run.Wait(s.Cat, [s.Dir.File("link")]).Code);
         Assert.True(AtExit(PathEvasionTests.WaitFor(agent, from, "xonly-off", s.Dir.File("link"), "a symlink")), "the exit's re-check");
     }
+    /// <summary>The quick answer keeps its last lookup of a top directory per CPU: a top directory renamed into the
+    /// watched name must not be answered from it. The test's own directories under / (only a top directory's name
+    /// decides the quick answer), its opens made by one shell pinned to one CPU so that they meet the same last lookup.</summary>
+    [RequiresKernel(Mechanism.Tracepoint)]
+    public void A_top_directory_renamed_into_the_watched_name_is_caught_though_its_old_name_was_just_let_through()
+    {
+        using var s = new SecretScene("xonly");
+        string tag = Path.GetFileName(s.Dir.Path).ToLowerInvariant().Replace('.', '-');
+        string before = $"/sa-quick-{tag}-before", watched = $"/sa-quick-{tag}-watched";
+        var policy = s.OpenPolicy("xonly-top", "monitor", null, s.Sh).Replace($"[\"{s.SecretDir}/\"]", $"[\"{watched}/\"]");
+        Assert.Contains(watched, policy);
+        try
+        {
+            Directory.CreateDirectory(before);
+            File.WriteAllText(before + "/f.txt", "moved\n");
+            using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = policy }, "--export-extensions");
+            Assert.Contains("Policy xonly-top loaded", agent.Stderr);
+            // One process, so that nothing else it opens comes between: the old name twice (the second is answered from
+            // the first's lookup), the rename, and the new name.
+            int from = agent.Events.All.Count;
+            var r = Run.Wait("/usr/bin/taskset", ["-c", "0", s.Sh, "-c",
+                $"exec 3< {before}/f.txt; exec 4< {before}/f.txt; /bin/mv {before} {watched} && exec 5< {watched}/f.txt"]);
+            Assert.True(r.Code == 0 && Directory.Exists(watched), $"{r.Code} {r.Stderr}");
+            var body = PathEvasionTests.WaitFor(agent, from, "xonly-top", watched + "/f.txt", "an open under the renamed top directory");
+            Assert.True(AtExit(body), $"matched at the exit alone; the agent's log:\n{agent.Stderr}");
+            Assert.DoesNotContain(agent.Events.All.Skip(from), e => PathEvasionTests.Body(e, "xonly-top") is { } b && Resolved(b) != watched + "/f.txt");
+        }
+        finally
+        {
+            foreach (var d in new[] { before, watched })
+                if (Directory.Exists(d))
+                    Directory.Delete(d, true);
+        }
+    }
 }

@@ -163,6 +163,29 @@ public class PolicyEncodingTests
         Assert.DoesNotContain(PolicyEncoding.Generation(9, 2, layout, [hook]).Values, e => e.Map == BpfNames.Maps.InodeSet);
     }
 
+    [Fact]
+    public void An_exit_only_point_skips_the_opened_files_link_count_only_where_no_file_is_known_by_its_inode()
+    {
+        var plan = Plan("h", [Set(ValueSetKind.StringPrefix, "/s/")], Sel(args: [new ArgFilterPlan(0, Cmp.Prefix, 0, 0)]));
+        var hook = Place(plan);
+        var layout = PolicyEncoding.Layout([hook], "openat");
+        Assert.True(layout.Flags.HasFlag(W.PointFlags.Quick));
+        W.PointFlags FlagsOf(PointGeneration g) => (W.PointFlags)g.Config.Value[W.Point.Flags];
+
+        // No file under the value: no other name of a file can match, so the quick answer need not read the link count.
+        var none = PolicyEncoding.Generation(9, 2, layout, [hook], (_, _) => []);
+        Assert.Equal(W.PointFlags.Fd | W.PointFlags.Only | W.PointFlags.Quick | W.PointFlags.NoLinks, FlagsOf(none));
+
+        // A file there is known by its inode: a hard link to it elsewhere must reach the full path, which looks it up.
+        var linked = PolicyEncoding.Generation(9, 2, layout, [hook], (v, _) => [new PathArguments.FileId(v + "a", 5 << 20, 100)]);
+        Assert.Contains(linked.Values, e => e.Map == BpfNames.Maps.InodeSet);
+        Assert.Equal(W.PointFlags.Fd | W.PointFlags.Only | W.PointFlags.Quick, FlagsOf(linked));
+
+        // A point matched at enter and exit has no quick answer, whatever its files.
+        var kill = Place(Plan("k", [Set(ValueSetKind.StringPrefix, "/s/")], Sel(args: [new ArgFilterPlan(0, Cmp.Prefix, 0, 0)], actions: Actions.Post | Actions.Sigkill)));
+        Assert.Equal(W.PointFlags.Fd, FlagsOf(PolicyEncoding.Generation(9, 2, PolicyEncoding.Layout([kill], "openat"), [kill], (_, _) => [])));
+    }
+
     [Theory]
     [InlineData("syscalls/sys_enter_openat", 24, ArgType.UserPathAt)]
     [InlineData("syscalls/sys_enter_open", 16, ArgType.UserPath)]
