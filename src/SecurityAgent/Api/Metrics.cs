@@ -93,6 +93,8 @@ public static class Metrics
             changes is { } pc ? [One(pc.Events, ("outcome", "read")), One(pc.Posted, ("outcome", "posted")), One(pc.Merged, ("outcome", "merged"))] : []);
         Add("secagent_path_change_overflows_total", MetricType.Counter, "Overflows of the kernel's queue of after-the-call changes (changes lost).",
             changes is { } po ? [One(po.Overflows)] : []);
+        Add("secagent_after_call_notes_lost_total", MetricType.Counter, "Calls the kernel noted for the after-call match that were overwritten before the agent read them (more name-only calls than the ring holds in between): their changes are reported without the strings the call passed.",
+            changes is { } pn ? [One(pn.NotesLost)] : []);
 
         var json = s.Exporter;
         var otlp = s.Otlp;

@@ -25,8 +25,8 @@ public sealed record AfterCallNote(long Seq, int Tid, int Tgid, int Nr, (int Off
 /// and that has not yet stood for a change of that kind (an unlink is FAN_DELETE and a link count falling: both join
 /// the one call). fanotify merges a change into an identical one still queued (same thread, kind and entry: a loop
 /// that unlinks and re-creates one name is a single FAN_CREATE|FAN_DELETE), so <see cref="JoinAll"/> joins every such
-/// call noted before the read that returned the change. Calls noted before the oldest one joined are dropped (their
-/// changes were read earlier, or they failed). An io_uring request is noted at its submission without a thread (the
+/// call noted before the read that returned the change had returned. Calls noted before the oldest one joined are dropped
+/// (their changes were read earlier, or they failed). An io_uring request is noted at its submission without a thread (the
 /// io-wq worker that runs it is not known yet) and joined to a change by one of its process's io_uring workers.
 /// One reader thread (the watcher's).</summary>
 public sealed class AfterCallNotes : IDisposable
@@ -37,6 +37,10 @@ public sealed class AfterCallNotes : IDisposable
     private readonly Func<int, PathChange> _changesOf;
     private readonly Dictionary<int, List<Noted>> _byTid = [];
     private readonly byte[] _entry = new byte[W.Length];
+    // Entries a writer had claimed but not finished when a later one was whole (another CPU noting a call at the time):
+    // looked at again on each sync, so the later calls are not held up behind them.
+    private readonly List<long> _unfinished = [];
+    private const int MaxUnfinished = 64, LookAhead = 16;
     private long _next = 1;
     private long _lost;
 
@@ -58,44 +62,78 @@ public sealed class AfterCallNotes : IDisposable
             _next = Math.Max(_next, (long)_ring.ReadUInt64Volatile(i * W.Length + W.Seq) + 1);
     }
 
-    /// <summary>Notes overwritten before they were read (the ring wrapped: more than its size of calls in between).</summary>
-    public long Lost => _lost;
+    /// <summary>Notes not read: overwritten before they were (the ring wrapped: more than its size of calls in between), or
+    /// more unfinished at once than are followed.</summary>
+    public long Lost => Volatile.Read(ref _lost);
 
     /// <summary>Indexes the calls noted since the last look, by thread.</summary>
     private void Sync()
     {
-        Span<byte> head = stackalloc byte[W.Name];
+        for (int i = _unfinished.Count - 1; i >= 0; i--)
+        {
+            long seq = _unfinished[i], now = SeqAt(seq);
+            if (now == seq) Index(seq);
+            else if (now < seq) continue; // still being written
+            else _lost++; // overwritten before it was whole
+            _unfinished.RemoveAt(i);
+        }
         while (true)
         {
-            long at = (_next & (Entries - 1)) * W.Length;
-            long seq = (long)_ring.ReadUInt64Volatile(at + W.Seq);
+            long seq = SeqAt(_next);
             if (seq > _next)
-            {
                 _lost++; // overwritten before it was read
-                _next++;
-                continue;
-            }
-            if (seq != _next)
-                return; // not written yet (or being written: seen on the next look)
-            _ring.Copy(at, head);
-            if ((long)_ring.ReadUInt64Volatile(at + W.Seq) == seq)
+            else if (seq == _next)
+                Index(seq);
+            else if (Claimed(_next))
             {
-                int tid = BinaryPrimitives.ReadInt32LittleEndian(head[W.Tid..]);
-                if (tid == 0)
-                    tid = -BinaryPrimitives.ReadInt32LittleEndian(head[W.Tgid..]); // an io_uring request: its process's
-                if (!_byTid.TryGetValue(tid, out var list))
-                {
-                    if (_byTid.Count >= 4 * Entries) Prune();
-                    _byTid[tid] = list = [];
-                }
-                // Entries the ring has overwritten since cannot be read again: a thread keeps at most the ring's worth.
-                int stale = 0;
-                while (stale < list.Count && list[stale].Seq <= seq - Entries) stale++;
-                if (stale > 0) list.RemoveRange(0, stale);
-                list.Add(new Noted(seq, BinaryPrimitives.ReadUInt64LittleEndian(head[W.Ktime..]), PathChange.None, false));
+                // Being written while a later entry is whole: a call on another CPU that has not finished its note.
+                if (_unfinished.Count < MaxUnfinished) _unfinished.Add(_next);
+                else _lost++;
             }
+            else
+                return; // not written yet
             _next++;
         }
+    }
+
+    private long SeqAt(long seq) => (long)_ring.ReadUInt64Volatile((seq & (Entries - 1)) * W.Length + W.Seq);
+
+    /// <summary>Whether a writer has claimed entry <paramref name="seq"/>: a later one is whole (the kernel hands out
+    /// seqs in order; a writer zeroes its entry's seq while it writes).</summary>
+    private bool Claimed(long seq)
+    {
+        for (long later = seq + 1; later <= seq + LookAhead; later++)
+            if (SeqAt(later) == later)
+                return true;
+        return false;
+    }
+
+    /// <summary>Adds whole entry <paramref name="seq"/> to its thread's calls, in seq order.</summary>
+    private void Index(long seq)
+    {
+        Span<byte> head = stackalloc byte[W.Name];
+        long at = (seq & (Entries - 1)) * W.Length;
+        _ring.Copy(at, head);
+        if (SeqAt(seq) != seq)
+        {
+            _lost++; // overwritten while read
+            return;
+        }
+        int tid = BinaryPrimitives.ReadInt32LittleEndian(head[W.Tid..]);
+        if (tid == 0)
+            tid = -BinaryPrimitives.ReadInt32LittleEndian(head[W.Tgid..]); // an io_uring request: its process's
+        if (!_byTid.TryGetValue(tid, out var list))
+        {
+            if (_byTid.Count >= 4 * Entries) Prune();
+            _byTid[tid] = list = [];
+        }
+        // Entries the ring has overwritten since cannot be read again: a thread keeps at most the ring's worth.
+        int stale = 0;
+        while (stale < list.Count && list[stale].Seq <= seq - Entries) stale++;
+        if (stale > 0) list.RemoveRange(0, stale);
+        int where = list.Count;
+        while (where > 0 && list[where - 1].Seq > seq) where--; // an unfinished entry indexed late
+        list.Insert(where, new Noted(seq, BinaryPrimitives.ReadUInt64LittleEndian(head[W.Ktime..]), PathChange.None, false));
     }
 
     private void Prune()
@@ -117,7 +155,7 @@ public sealed class AfterCallNotes : IDisposable
     }
 
     /// <summary>Every call of thread <paramref name="tid"/> noted before <paramref name="readAt"/> (boot-time ns, taken
-    /// before the read that returned the change) that made a change of the kinds <paramref name="candidates"/> to the
+    /// once the read that returned the change had returned) that made a change of the kinds <paramref name="candidates"/> to the
     /// entry <paramref name="name"/>: the calls fanotify merged into this one notification, oldest first, added to
     /// <paramref name="into"/>. A change without a name joins one call. When none is left, the thread's last call of
     /// an earlier read, if it fits: its change had not been made by then, and it is this one (a repeat the pipeline

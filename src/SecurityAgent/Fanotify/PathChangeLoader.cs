@@ -16,15 +16,15 @@ public sealed partial class PathChangeLoader(IPolicyLoader inner, Func<PolicyKer
     private readonly object _lock = new();
     private readonly Dictionary<LoadedPolicy, List<PathChangeHook>> _policies = [];
     private PathChangeWatcher? _watcher;
-    private (long Events, long Posted, long Overflows, long Merged) _retired;
+    private PathChangeCounters _retired;
 
-    /// <summary>Changes read and posted, queue overflows and merged calls, over every watcher this loader has run.</summary>
-    public (long Events, long Posted, long Overflows, long Merged) Counters
+    /// <summary>What every watcher this loader has run counted.</summary>
+    public PathChangeCounters Counters
     {
         get
         {
             lock (_lock)
-                return _watcher?.Counters is { } c ? (_retired.Events + c.Events, _retired.Posted + c.Posted, _retired.Overflows + c.Overflows, _retired.Merged + c.Merged) : _retired;
+                return _watcher is { } w ? _retired + w.Counters : _retired;
         }
     }
 
@@ -104,8 +104,7 @@ public sealed partial class PathChangeLoader(IPolicyLoader inner, Func<PolicyKer
     {
         if (_watcher is not { } w) return;
         w.Dispose();
-        var c = w.Counters;
-        _retired = (_retired.Events + c.Events, _retired.Posted + c.Posted, _retired.Overflows + c.Overflows, _retired.Merged + c.Merged);
+        _retired += w.Counters;
         _watcher = null;
     }
 

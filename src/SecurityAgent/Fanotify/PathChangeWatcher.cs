@@ -15,6 +15,15 @@ namespace SecurityAgent.Fanotify;
 public sealed record PathChangeHook(uint HookId, PathChange Changes, IReadOnlyList<(int Slot, int Position, int Offset)> Names, int Args,
     IReadOnlyList<IReadOnlyList<PathFilter>> Selectors, int Nr = -1);
 
+/// <summary>What a watcher counted: changes read and posted, overflows of the kernel's queue, calls fanotify merged into
+/// another call's notification (each reported from its note), and notes of calls overwritten before they were read
+/// (their changes are reported without the strings the call passed).</summary>
+public readonly record struct PathChangeCounters(long Events, long Posted, long Overflows, long Merged, long NotesLost)
+{
+    public static PathChangeCounters operator +(PathChangeCounters a, PathChangeCounters b) =>
+        new(a.Events + b.Events, a.Posted + b.Posted, a.Overflows + b.Overflows, a.Merged + b.Merged, a.NotesLost + b.NotesLost);
+}
+
 /// <summary>Watches the directories (and the files) the hooks' Equal and Prefix paths name with a fanotify notification
 /// group that reports the parent directory's handle and the entry's name (FAN_REPORT_DIR_FID|FAN_REPORT_NAME) and the
 /// object's handle (FAN_REPORT_FID). Each change is resolved to the real path (the directory's handle opened on its file
@@ -52,10 +61,11 @@ public sealed partial class PathChangeWatcher : IDisposable
 
     public IReadOnlyList<string> MarkedDirectories { get; }
 
-    /// <summary>Changes read / posted, queue overflows (changes the kernel dropped), and calls whose change fanotify merged
-    /// into another call's notification (same thread, kind and entry, still queued): each reported from its note.</summary>
-    public (long Events, long Posted, long Overflows, long Merged) Counters =>
-        (Interlocked.Read(ref _events), Interlocked.Read(ref _posted), Interlocked.Read(ref _overflows), Interlocked.Read(ref _merged));
+    /// <summary>Changes read / posted, queue overflows (changes the kernel dropped), calls whose change fanotify merged
+    /// into another call's notification (same thread, kind and entry, still queued): each reported from its note, and
+    /// notes lost.</summary>
+    public PathChangeCounters Counters =>
+        new(Interlocked.Read(ref _events), Interlocked.Read(ref _posted), Interlocked.Read(ref _overflows), Interlocked.Read(ref _merged), _notes?.Lost ?? 0);
 
     public PathChangeWatcher(IReadOnlyList<PathChangeHook> hooks, Func<PolicyKernelEvent, bool> post, ILogger? log = null, AfterCallNotes? notes = null)
     {
@@ -157,9 +167,11 @@ public sealed partial class PathChangeWatcher : IDisposable
                 fds[1] = new Libc.PollFd { Fd = (int)_stop.DangerousGetHandle(), Events = Libc.POLLIN };
                 Libc.Poll(fds, -1);
                 if (fds[1].Revents != 0) return;
-                // The calls a change of this read can stand for were noted before it.
-                ulong readAt = (ulong)Libc.ClockNs(Libc.CLOCK_BOOTTIME);
                 int n = Libc.Read(_group, buffer, "read(fanotify)");
+                // The calls a change of this read can stand for were noted before it returned: fanotify merges a call's
+                // change into a queued one until the read takes it, so a time taken before the read would leave out the
+                // calls made while this thread waited to run read() (seen: 22 of a loop's 50 unlinks).
+                ulong readAt = (ulong)Libc.ClockNs(Libc.CLOCK_BOOTTIME);
                 seen.Clear(); // a rename of a watched file comes as FAN_RENAME and FAN_MOVE_SELF in one read: one event
                 for (int at = 0; at + Libc.FanotifyMetadataLength <= n;)
                 {

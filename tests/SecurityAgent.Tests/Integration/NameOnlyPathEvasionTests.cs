@@ -210,6 +210,7 @@ public class NameOnlyPathEvasionTests
         Assert.True(Value("secagent_path_changes_total{outcome=\"posted\"}") >= s.Evasions().Count(), text);
         Assert.True(Value("secagent_path_changes_total{outcome=\"read\"}") >= Value("secagent_path_changes_total{outcome=\"posted\"}"));
         Assert.Equal(0, Value("secagent_path_change_overflows_total"));
+        Assert.Equal(0, Value("secagent_after_call_notes_lost_total"));
     }
 
     [Fact]

@@ -35,10 +35,13 @@ public class AfterCallNotesTests
 
         public AfterCallNotes Open(Func<int, int?>? ioWorkerProcess = null) => new((int)_file.SafeFileHandle.DangerousGetHandle(), ChangesOf, ioWorkerProcess);
 
-        public void Note(int tid, int nr, string name, int offset = 16, ulong ktime = 0, int? tgid = null)
+        /// <summary>A seq handed out to a writer that has not written its entry yet (its seq stays 0 meanwhile).</summary>
+        public long Claim() => ++_seq;
+
+        public void Note(int tid, int nr, string name, int offset = 16, ulong ktime = 0, int? tgid = null, long? claimed = null)
         {
             var e = new byte[W.Length];
-            long seq = ++_seq;
+            long seq = claimed ?? ++_seq;
             BinaryPrimitives.WriteUInt64LittleEndian(e.AsSpan(W.Seq), (ulong)seq);
             BinaryPrimitives.WriteUInt64LittleEndian(e.AsSpan(W.Ktime), ktime);
             BinaryPrimitives.WriteInt32LittleEndian(e.AsSpan(W.Tid), tid);
@@ -163,5 +166,33 @@ public class AfterCallNotesTests
         var linkCount = new List<AfterCallNote>();
         Assert.Equal(1, notes.JoinAll(302, PathChange.Link | PathChange.Unlink, default, 500, linkCount));
         Assert.Equal(joined[0].Seq, linkCount[0].Seq);
+    }
+
+    [Fact]
+    public void A_call_noted_while_an_earlier_entry_is_still_being_written_is_joined_and_so_is_the_earlier_call_once_written()
+    {
+        using var ring = new Ring();
+        using var notes = ring.Open();
+        long slow = ring.Claim(); // a call on another CPU, still writing its note
+        ring.Note(7, Unlink, "/elsewhere/p/x1", ktime: 100);
+        var joined = new List<AfterCallNote>();
+        Assert.Equal(1, notes.JoinAll(7, PathChange.Delete, "x1"u8, 500, joined));
+        ring.Note(8, Chmod, "/elsewhere/p/c1", ktime: 90, claimed: slow);
+        ring.Note(9, Chmod, "/elsewhere/p/c2", ktime: 110);
+        Assert.Equal(Chmod, notes.Join(8, PathChange.Mode, "c1"u8)!.Nr);
+        Assert.Equal(Chmod, notes.Join(9, PathChange.Mode, "c2"u8)!.Nr);
+        Assert.Equal(0, notes.Lost);
+    }
+
+    [Fact]
+    public void Notes_overwritten_before_they_were_read_are_counted_as_lost_and_the_rest_still_join()
+    {
+        using var ring = new Ring();
+        using var notes = ring.Open();
+        for (int i = 0; i < Contract.AfterNotes + 10; i++)
+            ring.Note(7, Unlink, "/elsewhere/p/x1", ktime: 100 + (ulong)i);
+        var joined = new List<AfterCallNote>();
+        Assert.Equal(Contract.AfterNotes, notes.JoinAll(7, PathChange.Delete, "x1"u8, ulong.MaxValue - 1, joined));
+        Assert.Equal(10, notes.Lost);
     }
 }

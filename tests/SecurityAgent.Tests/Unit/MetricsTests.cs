@@ -40,6 +40,7 @@ public class MetricsTests
     [InlineData("secagent_events_last_exported_timestamp")]
     [InlineData("secagent_path_changes_total")]
     [InlineData("secagent_path_change_overflows_total")]
+    [InlineData("secagent_after_call_notes_lost_total")]
     [InlineData("process_cpu_seconds_total")]
     [InlineData("process_resident_memory_bytes")]
     [InlineData("process_start_time_seconds")]
