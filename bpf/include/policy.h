@@ -341,7 +341,7 @@ static __always_inline __s32 sa_policy_run_ctx(__u32 ap, __u8 op, const struct s
 	if (op == SA_OP_TRACEPOINT && !skip && exit_only != !!(r.pt->flags & SA_POINT_EXIT_ONLY))
 		return 0;
 #endif
-	__sync_fetch_and_add(&ps->seen, 1);
+	ps->seen++; /* a per-CPU slot: no atomic needed */
 	__builtin_memcpy(r.c->live, r.pt->valid, sizeof(r.c->live));
 	__builtin_memset(r.c->fired, 0, sizeof(r.c->fired));
 	r.c->file_ino = 0;
