@@ -57,8 +57,7 @@ public sealed class Agent(Paths paths, string name, string description, IReadOnl
         if (userSpaceFilter) args.AddRange(["--debug-userspace-filter", "true"]);
         if (paths.Args is { } extra) args.AddRange(extra);
         var sw = System.Diagnostics.Stopwatch.StartNew();
-        var (program, command) = paths.Command([.. args]);
-        _agent = new Host.Background(program, command, env: Host.AgentEnv);
+        _agent = paths.StartAgent([.. args]);
         if (!_agent.WaitFor(b => b.Stderr.Contains("Agent ready"), TimeSpan.FromSeconds(60)))
             throw new InvalidOperationException($"agent ({name}) did not start:\n{_agent.Stderr}");
         ReadyMs = sw.Elapsed.TotalMilliseconds;
@@ -182,8 +181,10 @@ public sealed record Paths(string Repo, string? Agent = null, string[]? Args = n
     public string AgentDll => Agent ?? Path.Combine(Repo, "build", "app", "secagent.dll");
 
     /// <summary>The agent started as it is deployed: through its apphost beside the dll (`make run`, the image), else
-    /// `dotnet` with the dll (the muxer adds ~18 ms to start-up).</summary>
-    public (string File, string[] Args) Command(string[] args) =>
-        Path.ChangeExtension(AgentDll, null) is var host && File.Exists(host) ? (host, args) : ("dotnet", [AgentDll, .. args]);
+    /// `dotnet` with the dll (the muxer adds ~18 ms to start-up); with the deployed environment.</summary>
+    public Host.Background StartAgent(string[] args) =>
+        Path.ChangeExtension(AgentDll, null) is var host && File.Exists(host)
+            ? new Host.Background(host, args, env: Host.AgentEnv)
+            : new Host.Background("dotnet", [AgentDll, .. args], env: Host.AgentEnv);
     public string Tool(string name) => Path.Combine(Repo, "build", "bench", name);
 }

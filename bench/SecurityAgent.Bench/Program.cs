@@ -246,8 +246,7 @@ static Dictionary<string, object> MeasureExtras(Paths paths, string work, string
     {
         var dir = Directory.CreateTempSubdirectory("secagent-bench-hot-").FullName;
         Directory.CreateDirectory(Path.Combine(dir, "p"));
-        var (file, command) = paths.Command(["run", "--policy-dir", Path.Combine(dir, "p"), "--export-file", Path.Combine(dir, "e.json"), "--api-socket", Path.Combine(dir, "agent.sock")]);
-        using var agent = new Host.Background(file, command, env: Host.AgentEnv);
+        using var agent = paths.StartAgent(["run", "--policy-dir", Path.Combine(dir, "p"), "--export-file", Path.Combine(dir, "e.json"), "--api-socket", Path.Combine(dir, "agent.sock")]);
         agent.WaitFor(b => b.Stderr.Contains("Agent ready"), TimeSpan.FromSeconds(30));
         // Without policies the agent is ready before the policy programs are loaded: a policy added then waits for them.
         agent.WaitFor(b => b.Stderr.Contains("Policy programs loaded"), TimeSpan.FromSeconds(30));

@@ -61,9 +61,7 @@ public sealed partial class PathChangeWatcher : IDisposable
 
     public IReadOnlyList<string> MarkedDirectories { get; }
 
-    /// <summary>Changes read / posted, queue overflows (changes the kernel dropped), calls whose change fanotify merged
-    /// into another call's notification (same thread, kind and entry, still queued): each reported from its note, and
-    /// notes lost.</summary>
+    /// <summary>What this watcher has counted so far.</summary>
     public PathChangeCounters Counters =>
         new(Interlocked.Read(ref _events), Interlocked.Read(ref _posted), Interlocked.Read(ref _overflows), Interlocked.Read(ref _merged), _notes?.Lost ?? 0);
 
