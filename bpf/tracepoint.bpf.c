@@ -99,7 +99,16 @@ int sa_policy_exit_tp(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint")
 int sa_policy_xonly(struct trace_event_raw_sys_exit *ctx)
 {
-	sa_policy_exit_only(bpf_get_attach_cookie(ctx), ctx);
+	sa_policy_exit_only(bpf_get_attach_cookie(ctx), ctx, SA_XONLY_HELPER_READS);
+	return 0;
+}
+
+/* The same, its quick answer's reads of the opened file and its directories typed loads (bpf_rdonly_cast, 6.2 on): loaded
+ * instead of sa_policy_xonly where the kernel takes it. */
+SEC("tracepoint")
+int sa_policy_xcast(struct trace_event_raw_sys_exit *ctx)
+{
+	sa_policy_exit_only(bpf_get_attach_cookie(ctx), ctx, SA_XONLY_TYPED_LOADS);
 	return 0;
 }
 

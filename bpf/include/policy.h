@@ -124,66 +124,130 @@ static __always_inline void sa_take_stacks(struct sa_run *r, void *ctx)
 #endif
 }
 
+/* How an exit-only program reads the kernel objects of its quick answer: through bpf_probe_read_kernel (sa_policy_xonly,
+ * every kernel), or as typed loads (sa_policy_xcast): the address made a read-only BTF pointer by bpf_rdonly_cast (6.2
+ * on; the verifier turns the call into a move) and read by plain loads the JIT guards, not by a helper call each. */
+enum sa_exit_only { SA_NOT_EXIT_ONLY = 0, SA_XONLY_HELPER_READS = 1, SA_XONLY_TYPED_LOADS = 2 };
+
 #if SA_FAMILY == SA_FAMILY_TRACEPOINT && !defined(SA_IO_URING)
 #define SA_QUICK_DEPTH 24 /* directories from an opened file up to the task's root the quick answer walks; deeper: none */
 
-/* The first component of the opened file's path as the task sees it (the top directory under its root, or the file
- * itself when it is there), found by walking the dentries up to the task's root without building the path. Not
- * found (len 0) when the walk is longer than SA_QUICK_DEPTH, leaves the task's tree, or the file is the root. One read
- * per directory: a dentry's parent, name and inode come in one piece. `root_mnt_root`: the root dentry of the task's
- * root mount (known without a read). */
-static __always_inline void sa_top_of(struct sa_call *c, __u64 dentry, __u64 vfsmnt, __u64 root_d, __u64 root_mnt,
-				      __u64 root_mnt_root)
+/* __weak: on a kernel whose BTF lacks it the object still loads (libbpf leaves the call unresolved) as long as
+ * sa_policy_xcast, the one program that calls it, is not among the programs loaded. */
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
+#define SA_KCAST(type, addr) ((type *)bpf_rdonly_cast((void *)(addr), bpf_core_type_id_kernel(type)))
+
+/* A typed load's result as a plain number (written to the call state and read back): the walk below keeps kernel
+ * addresses as numbers, for mount arithmetic and so that the verifier does not see a pointer on some paths and a
+ * number on others (twice the states). */
+static __always_inline __u64 sa_as_number(__u64 *slot, __u64 v)
 {
-	struct sa_top *top = &c->quick_top; /* in the call state: 6.1's 512 bytes of stack over all frames */
+	*slot = v;
+	return *(volatile __u64 *)slot;
+}
+
+/* The root dentry of mount `vfsmnt` (the task's root mount's is known: root_mnt_root). */
+static __always_inline __u64 sa_mnt_root_of(struct sa_call *c, __u64 vfsmnt, __u64 root_mnt, __u64 root_mnt_root,
+					    enum sa_exit_only reads)
+{
+	__u64 mnt_root = root_mnt_root;
+	if (vfsmnt == root_mnt)
+		return mnt_root;
+	if (reads == SA_XONLY_TYPED_LOADS)
+		return sa_as_number(&c->quick_piece[6], (__u64)SA_KCAST(struct vfsmount, vfsmnt)->mnt_root);
+	bpf_probe_read_kernel(&mnt_root, sizeof(mnt_root), &((struct vfsmount *)vfsmnt)->mnt_root);
+	return mnt_root;
+}
+
+/* A dentry's parent: one helper read of the span from d_parent (kept in c->quick_piece: the dentry's name and inode are a
+ * few words after it on every kernel we load on), or a typed load. False: not read. */
+static __always_inline bool sa_dentry_parent(struct sa_call *c, __u64 dentry, __u64 *parent, enum sa_exit_only reads)
+{
+	__u64 *piece = c->quick_piece; /* in the call state, not on the stack (6.1's 512 bytes over all frames) */
+	if (reads == SA_XONLY_TYPED_LOADS) {
+		*parent = sa_as_number(&piece[0], (__u64)SA_KCAST(struct dentry, dentry)->d_parent);
+		return true;
+	}
 	__u32 base = bpf_core_field_offset(struct dentry, d_parent);
 	__u32 hash_at = bpf_core_field_offset(struct dentry, d_name) - base; /* struct qstr starts with hash_len */
+	__u32 ino_at = bpf_core_field_offset(struct dentry, d_inode) - base;
+	if (ino_at + 8 > 4 * sizeof(__u64) || hash_at + 8 > 4 * sizeof(__u64))
+		return false;
+	if (bpf_probe_read_kernel(piece, 4 * sizeof(__u64), (void *)(dentry + base)))
+		return false;
+	*parent = piece[0];
+	return true;
+}
+
+/* The name and inode of the dentry sa_dentry_parent read last, as the opened file's top directory so far. */
+static __always_inline void sa_dentry_as_top(struct sa_call *c, __u64 dentry, enum sa_exit_only reads)
+{
+	struct sa_top *top = &c->quick_top;
+	top->dentry = dentry;
+	if (reads == SA_XONLY_TYPED_LOADS) {
+		struct dentry *d = SA_KCAST(struct dentry, dentry);
+		top->hash_len = d->d_name.hash_len;
+		top->inode = (__u64)d->d_inode;
+		top->name = (__u64)d->d_name.name;
+		top->len = d->d_name.len;
+		return;
+	}
+	__u32 base = bpf_core_field_offset(struct dentry, d_parent);
+	__u32 hash_at = bpf_core_field_offset(struct dentry, d_name) - base;
 	__u32 len_at = bpf_core_field_offset(struct dentry, d_name) + bpf_core_field_offset(struct qstr, len) - base;
 	__u32 name_at = bpf_core_field_offset(struct dentry, d_name) + bpf_core_field_offset(struct qstr, name) - base;
 	__u32 ino_at = bpf_core_field_offset(struct dentry, d_inode) - base;
+	char *piece = (char *)c->quick_piece;
+	top->hash_len = *(__u64 *)(piece + (hash_at & 31));
+	top->inode = *(__u64 *)(piece + (ino_at & 31));
+	top->name = *(__u64 *)(piece + (name_at & 31));
+	top->len = *(__u32 *)(piece + (len_at & 31));
+}
+
+/* The first component of the opened file's path as the task sees it (the top directory under its root, or the file
+ * itself when it is there), found by walking the dentries up to the task's root without building the path, into
+ * c->quick_top. Not found (len 0) when the walk is longer than SA_QUICK_DEPTH, leaves the task's tree, or the file is the
+ * root. `root_mnt_root`: the root dentry of the task's root mount (known without a read). */
+static __always_inline void sa_top_of(struct sa_call *c, __u64 dentry, __u64 vfsmnt, __u64 root_d, __u64 root_mnt,
+				      __u64 root_mnt_root, enum sa_exit_only reads)
+{
 	__u32 mnt_at = bpf_core_field_offset(struct mount, mnt);
-	__u64 *piece = c->quick_piece; /* in the call state, not on the stack (6.1's 512 bytes over all frames) */
-	__u64 mnt_root = root_mnt_root;
-	top->len = 0;
-	if (ino_at + 8 > 4 * sizeof(__u64) || hash_at + 8 > 4 * sizeof(__u64))
-		return;
-	if (vfsmnt != root_mnt)
-		bpf_probe_read_kernel(&mnt_root, sizeof(mnt_root), &((struct vfsmount *)vfsmnt)->mnt_root);
-	__u32 len = 0;
+	__u64 mnt_root = sa_mnt_root_of(c, vfsmnt, root_mnt, root_mnt_root, reads);
+	c->quick_top.len = 0;
 	for (int i = 0; i < SA_QUICK_DEPTH; i++) {
-		if (dentry == root_d && vfsmnt == root_mnt) {
-			top->len = len;
+		if (dentry == root_d && vfsmnt == root_mnt)
 			return;
-		}
-		if (bpf_probe_read_kernel(piece, 4 * sizeof(__u64), (void *)(dentry + base)))
-			return;
+		__u64 parent = 0;
+		if (!sa_dentry_parent(c, dentry, &parent, reads))
+			break;
 		if (dentry == mnt_root) {
 			/* A bind mount of a directory: the full walk goes on through the filesystem's own mount (sa_walk_step),
 			 * so the path's first component is not this one's. */
-			if (piece[0] != dentry)
-				return;
+			if (parent != dentry)
+				break;
 			/* A filesystem's root: on from where it is mounted, in the mount above. */
-			struct mount *m = (struct mount *)(vfsmnt - mnt_at);
-			__u64 up = (__u64)BPF_CORE_READ(m, mnt_parent);
-			if (up == (__u64)m)
-				return;
-			dentry = (__u64)BPF_CORE_READ(m, mnt_mountpoint);
+			__u64 m = vfsmnt - mnt_at, up, at;
+			if (reads == SA_XONLY_TYPED_LOADS) {
+				up = sa_as_number(&c->quick_piece[4], (__u64)SA_KCAST(struct mount, m)->mnt_parent);
+				at = sa_as_number(&c->quick_piece[5], (__u64)SA_KCAST(struct mount, m)->mnt_mountpoint);
+			} else {
+				up = (__u64)BPF_CORE_READ((struct mount *)m, mnt_parent);
+				at = (__u64)BPF_CORE_READ((struct mount *)m, mnt_mountpoint);
+			}
+			if (up == m)
+				break;
+			dentry = at;
 			vfsmnt = up + mnt_at;
-			mnt_root = root_mnt_root;
-			if (vfsmnt != root_mnt)
-				bpf_probe_read_kernel(&mnt_root, sizeof(mnt_root), &((struct vfsmount *)vfsmnt)->mnt_root);
+			mnt_root = sa_mnt_root_of(c, vfsmnt, root_mnt, root_mnt_root, reads);
 			continue;
 		}
-		if (piece[0] == dentry)
-			return;
+		if (parent == dentry)
+			break;
 		/* Written as the walk goes (not kept in registers: the exit-only program's stack is at 6.1's limit). */
-		top->dentry = dentry;
-		top->hash_len = *(__u64 *)((char *)piece + (hash_at & 31));
-		top->inode = *(__u64 *)((char *)piece + (ino_at & 31));
-		top->name = *(__u64 *)((char *)piece + (name_at & 31));
-		len = *(__u32 *)((char *)piece + (len_at & 31));
-		dentry = piece[0];
+		sa_dentry_as_top(c, dentry, reads);
+		dentry = parent;
 	}
+	c->quick_top.len = 0;
 }
 
 /* The selectors whose quick values allow the top directory's name: the last answer on this CPU for the same directory,
@@ -222,7 +286,7 @@ static __always_inline const __u64 *sa_quick_hits(struct sa_run *r, const struct
  * allow. True when no selector is left. Only where the full path would not say more: the task's root is the host's (a
  * chroot or container also matches by the host's path) and the file has no other name (hard links) that a selector could
  * know by its inode (SA_POINT_EXIT_NO_LINKS: none can). */
-static __always_inline bool sa_quick_reject(struct sa_run *r, __u64 f)
+static __always_inline bool sa_quick_reject(struct sa_run *r, __u64 f, enum sa_exit_only reads)
 {
 	struct sa_call *c = r->c;
 	__u32 qd = r->pt->ndims;
@@ -233,21 +297,31 @@ static __always_inline bool sa_quick_reject(struct sa_run *r, __u64 f)
 	__u64 root_mnt = (__u64)root_vm, root_d = (__u64)fs->root.dentry;
 	if (root_mnt != c->host_root[0] || root_d != c->host_root[1] || !root_mnt)
 		return false;
-	/* f_inode and f_path in one read (a few words apart on every kernel we load on), as sa_same_begin. */
-	__u32 ino_at = bpf_core_field_offset(struct file, f_inode), path_at = bpf_core_field_offset(struct file, f_path);
-	__u32 from = ino_at < path_at ? ino_at : path_at;
-	__u64 *span = c->quick_piece;
-	if (bpf_probe_read_kernel(span, sizeof(c->quick_piece), (void *)(f + from)))
-		return false;
-	__u64 inode = span[((ino_at - from) / 8) & (SA_FILE_SPAN / 8 - 1)];
-	__u64 vfsmnt = span[((path_at - from) / 8) & (SA_FILE_SPAN / 8 - 1)];
-	__u64 dentry = span[((path_at - from) / 8 + 1) & (SA_FILE_SPAN / 8 - 1)];
-	if ((ino_at < path_at ? path_at + 16 : ino_at + 8) - from > SA_FILE_SPAN)
-		return false;
+	__u64 vfsmnt, dentry;
 	/* Another name of the file (a hard link) may be one a selector lists by inode: the full path looks it up. */
-	if (!(r->pt->flags & SA_POINT_EXIT_NO_LINKS) && BPF_CORE_READ((struct inode *)inode, __i_nlink) > 1)
-		return false;
-	sa_top_of(c, dentry, vfsmnt, root_d, root_mnt, (__u64)root_vm->mnt_root);
+	bool links = !(r->pt->flags & SA_POINT_EXIT_NO_LINKS);
+	if (reads == SA_XONLY_TYPED_LOADS) {
+		struct file *file = SA_KCAST(struct file, f);
+		if (links && file->f_inode->__i_nlink > 1)
+			return false;
+		vfsmnt = sa_as_number(&c->quick_piece[4], (__u64)file->f_path.mnt);
+		dentry = sa_as_number(&c->quick_piece[5], (__u64)file->f_path.dentry);
+	} else {
+		/* f_inode and f_path in one read (a few words apart on every kernel we load on), as sa_same_begin. */
+		__u32 ino_at = bpf_core_field_offset(struct file, f_inode), path_at = bpf_core_field_offset(struct file, f_path);
+		__u32 from = ino_at < path_at ? ino_at : path_at;
+		__u64 *span = c->quick_piece;
+		if (bpf_probe_read_kernel(span, sizeof(c->quick_piece), (void *)(f + from)))
+			return false;
+		__u64 inode = span[((ino_at - from) / 8) & (SA_FILE_SPAN / 8 - 1)];
+		vfsmnt = span[((path_at - from) / 8) & (SA_FILE_SPAN / 8 - 1)];
+		dentry = span[((path_at - from) / 8 + 1) & (SA_FILE_SPAN / 8 - 1)];
+		if ((ino_at < path_at ? path_at + 16 : ino_at + 8) - from > SA_FILE_SPAN)
+			return false;
+		if (links && BPF_CORE_READ((struct inode *)inode, __i_nlink) > 1)
+			return false;
+	}
+	sa_top_of(c, dentry, vfsmnt, root_d, root_mnt, (__u64)root_vm->mnt_root, reads);
 	const struct sa_top *top = &c->quick_top;
 	if (!top->len || top->len > SA_LPM_STR_MAX - 2)
 		return false;
@@ -268,14 +342,15 @@ static __always_inline bool sa_quick_reject(struct sa_run *r, __u64 f)
  * successful open the file it opened: the path argument is that file's path, the string passed is read again from user
  * memory for the event. A failed call has no file: its name is resolved as at enter. NULL: the quick answer rejected
  * the call. */
-static __always_inline const struct sa_source *sa_exit_only_source(struct sa_run *r, struct trace_event_raw_sys_exit *ctx)
+static __always_inline const struct sa_source *sa_exit_only_source(struct sa_run *r, struct trace_event_raw_sys_exit *ctx,
+								   enum sa_exit_only reads)
 {
 	struct sa_call *c = r->c;
 	long ret = ctx->ret;
 	__u64 f = 0;
 	if (ret >= 0) {
 		f = (__u64)sa_fd_file(ret);
-		if (f && sa_quick_reject(r, f))
+		if (f && sa_quick_reject(r, f, reads))
 			return NULL;
 	}
 	r->at_exit = true;
@@ -319,7 +394,7 @@ static __always_inline const struct sa_source *sa_exit_only_source(struct sa_run
  * program's context for stack traces, apart from `src` (the syscall exit's src lives in the call state, where a
  * pointer loses its type). */
 static __always_inline __s32 sa_policy_run_ctx(__u32 ap, __u8 op, const struct sa_source *src, const __u64 *skip, void *ctx,
-						bool exit_only)
+						enum sa_exit_only exit_only)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__s32 verdict = 0;
@@ -338,7 +413,7 @@ static __always_inline __s32 sa_policy_run_ctx(__u32 ap, __u8 op, const struct s
 #if SA_FAMILY == SA_FAMILY_TRACEPOINT && !defined(SA_IO_URING)
 	/* A point matched at its exit alone has no enter program; while the agent switches a point between the two modes
 	 * both programs are attached, and the generation says which one runs. */
-	if (op == SA_OP_TRACEPOINT && !skip && exit_only != !!(r.pt->flags & SA_POINT_EXIT_ONLY))
+	if (op == SA_OP_TRACEPOINT && !skip && !!exit_only != !!(r.pt->flags & SA_POINT_EXIT_ONLY))
 		return 0;
 #endif
 	ps->seen++; /* a per-CPU slot: no atomic needed */
@@ -361,7 +436,7 @@ static __always_inline __s32 sa_policy_run_ctx(__u32 ap, __u8 op, const struct s
 	}
 #if SA_FAMILY == SA_FAMILY_TRACEPOINT && !defined(SA_IO_URING)
 	if (exit_only) {
-		src = sa_exit_only_source(&r, (struct trace_event_raw_sys_exit *)ctx);
+		src = sa_exit_only_source(&r, (struct trace_event_raw_sys_exit *)ctx, exit_only);
 		if (!src)
 			return 0;
 	} else
@@ -418,14 +493,14 @@ static __always_inline __s32 sa_policy_run_ctx(__u32 ap, __u8 op, const struct s
 
 static __always_inline __s32 sa_policy_run(__u32 ap, __u8 op, const struct sa_source *src, const __u64 *skip)
 {
-	return sa_policy_run_ctx(ap, op, src, skip, src->ctx, false);
+	return sa_policy_run_ctx(ap, op, src, skip, src->ctx, SA_NOT_EXIT_ONLY);
 }
 
 #if SA_FAMILY == SA_FAMILY_TRACEPOINT && !defined(SA_IO_URING)
 /* The exit of an open whose hooks match at the exit alone (SA_POINT_EXIT_ONLY; ctx: its sys_exit record). */
-static __always_inline void sa_policy_exit_only(__u32 ap, struct trace_event_raw_sys_exit *ctx)
+static __always_inline void sa_policy_exit_only(__u32 ap, struct trace_event_raw_sys_exit *ctx, enum sa_exit_only reads)
 {
-	sa_policy_run_ctx(ap, SA_OP_TRACEPOINT, NULL, NULL, ctx, true);
+	sa_policy_run_ctx(ap, SA_OP_TRACEPOINT, NULL, NULL, ctx, reads);
 }
 #endif
 
@@ -455,7 +530,7 @@ static __always_inline void sa_exit_recheck(struct sa_call *c, const struct sa_p
 	src->ret = c->exit_ret;
 	void *rec = c->exit_record;
 	bpf_probe_read_kernel(&src->record, sizeof(src->record), &rec);
-	sa_policy_run_ctx(ap, op, src, c->skip, ctx, false);
+	sa_policy_run_ctx(ap, op, src, c->skip, ctx, SA_NOT_EXIT_ONLY);
 }
 #endif
 

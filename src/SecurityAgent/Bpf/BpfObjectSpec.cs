@@ -85,6 +85,10 @@ public static class ObjectSpecs
     /// a kernel whose verifier refuses it keeps the enter and exit programs (its opens are then matched at both).</summary>
     public static BpfObjectSpec PolicyTracepointExitOnly { get; } = TracepointProgram("tpxonly", BpfNames.Programs.PolicyXonly);
 
+    /// <summary>The same program with its quick answer's kernel reads as typed loads (sa_policy_xcast: bpf_rdonly_cast,
+    /// Linux 6.2 on), tried first; the same name, so status and tests see one exit-only object.</summary>
+    public static BpfObjectSpec PolicyTracepointExitOnlyTyped { get; } = TracepointProgram("tpxonly", BpfNames.Programs.PolicyXcast);
+
     /// <summary>The return probes' program on syscall exits (return: true), loaded on first use.</summary>
     public static BpfObjectSpec PolicyTracepointReturn { get; } = TracepointProgram("tpret", BpfNames.Programs.PolicyRetTp);
 

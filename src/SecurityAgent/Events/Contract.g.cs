@@ -110,6 +110,7 @@ namespace SecurityAgent.Bpf
             public const string PolicyUprobe = "sa_policy_uprobe";
             public const string PolicyUsdt = "sa_policy_usdt";
             public const string PolicyUsdtSet = "sa_policy_usdt_set";
+            public const string PolicyXcast = "sa_policy_xcast";
             public const string PolicyXonly = "sa_policy_xonly";
             public const string SelectorRun = "sa_selector_run";
             public const string UringComplete = "sa_uring_complete";
@@ -234,7 +235,7 @@ namespace SecurityAgent.Bpf
         {
             public const string File = "tracepoint.bpf.o";
             public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "sa_rcu_inner", "sa_rcu_barrier", "sa_pending", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_inode_set", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "sa_data_scratch", "sa_after_notes", "sa_after_seq", "sa_io_workers"];
-            public static readonly IReadOnlyList<string> Programs = ["sa_data_send", "sa_fill", "sa_selector_run", "sa_policy_tp", "sa_policy_exit_tp", "sa_policy_xonly", "sa_policy_ret_tp"];
+            public static readonly IReadOnlyList<string> Programs = ["sa_data_send", "sa_fill", "sa_selector_run", "sa_policy_tp", "sa_policy_exit_tp", "sa_policy_xonly", "sa_policy_xcast", "sa_policy_ret_tp"];
         }
 
         /// <summary>uprobe.bpf.o</summary>

@@ -158,6 +158,9 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
         }
     }
 
+    /// <summary>Which exit-only program this kernel took (<see cref="PolicySensor.ExitOnlyProgram"/>).</summary>
+    public string? ExitOnlyProgram => LoadedSensor()?.ExitOnlyProgram;
+
     /// <summary>The policy sensor once its programs have loaded; null before.</summary>
     private PolicySensor? LoadedSensor()
     {

@@ -40,6 +40,9 @@ public sealed class PolicySensor : IDisposable
     /// <summary>Why opens are not matched at the exit alone (null: they are, or the load is still under way).</summary>
     public string? ExitOnlyError => _exitOnly.IsCompleted ? _exitOnly.Result.Error : null;
 
+    /// <summary>The exit-only program loaded (sa_policy_xcast or sa_policy_xonly); null while loading or where none is.</summary>
+    public string? ExitOnlyProgram => _exitOnly.IsCompleted ? _exitOnly.Result.Object?.Spec.Programs?[0] : null;
+
     /// <summary>Whether the exit-only program's load is done (it may have failed: <see cref="ExitOnlyError"/>).</summary>
     public bool ExitOnlySettled => _exitOnly.IsCompleted;
 
@@ -50,6 +53,14 @@ public sealed class PolicySensor : IDisposable
         ? Task.FromResult<(BpfObject?, string?)>((null, "--debug-no-exit-only"))
         : ParallelLoad.Start<(BpfObject?, string?)>(() =>
         {
+            // Typed loads first; a kernel before 6.2 refuses the call at once (its BTF has no bpf_rdonly_cast: expected,
+            // not logged), and then the program that reads through helper calls is loaded.
+            try
+            {
+                using var expected = Interop.LibbpfLog.BeginCapture(quiet: true);
+                return (BpfObject.Load(ObjectSpecs.PolicyTracepointExitOnlyTyped, maps), null);
+            }
+            catch (Interop.LibbpfException) { }
             try { return (BpfObject.Load(ObjectSpecs.PolicyTracepointExitOnly, maps), null); }
             catch (Interop.LibbpfException e) { return (null, e.Message); }
         });
@@ -139,8 +150,8 @@ public sealed class PolicySensor : IDisposable
         switch (mechanism)
         {
             case Mechanism.Tracepoint when exitOnly && Policies.PathArguments.ExitTracepoint(target) is { } exitOnlyAt:
-                var only = AttachTracepoint(_exitOnly.GetAwaiter().GetResult().Object
-                    ?? throw new InvalidOperationException("the exit-only program is not loaded"), BpfNames.Programs.PolicyXonly, exitOnlyAt, ap);
+                var xonly = _exitOnly.GetAwaiter().GetResult().Object ?? throw new InvalidOperationException("the exit-only program is not loaded");
+                var only = AttachTracepoint(xonly, xonly.Spec.Programs![0], exitOnlyAt, ap);
                 try
                 {
                     AttachIoUring(target, ap, only);

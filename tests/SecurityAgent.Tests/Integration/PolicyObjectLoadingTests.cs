@@ -80,6 +80,9 @@ public class PolicyObjectLoadingTests
         // io_uring's with them: the first openat policy only attaches it; so is the exit-only program, in an object of its own
         Assert.Equal(["tracepoint", "tpexit", "tpxonly", "iouring"], engine.PolicyObjects);
         Assert.Equal("loaded", engine.ExitOnlyState);
+        // Its quick answer reads by typed loads where the kernel has bpf_rdonly_cast (6.2 on), through helpers before.
+        Assert.Equal(KernelBtf.Vmlinux!.HasFunction("bpf_rdonly_cast") ? BpfNames.Programs.PolicyXcast : BpfNames.Programs.PolicyXonly,
+            engine.ExitOnlyProgram);
         engine.Load(Compile(Lseek(cat)));
         Assert.Equal(["tracepoint", "tpexit", "tpxonly", "iouring"], engine.PolicyObjects);
 
