@@ -97,10 +97,10 @@ public sealed class KernelBtf
         };
     }
 
-    /// <summary>A type as C spells it, for messages ("struct linux_binprm *", "char[16]").</summary>
     /// <summary>Whether the kernel has a function of this name (a kfunc a program may call, say).</summary>
     public bool HasFunction(string name) => _named.TryGetValue(name, out int id) && KindAt(_types[id]) == Kind.Func;
 
+    /// <summary>A type as C spells it, for messages ("struct linux_binprm *", "char[16]").</summary>
     public string Describe(int id)
     {
         if (id == 0) return "void";
