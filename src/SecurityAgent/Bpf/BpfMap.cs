@@ -30,6 +30,9 @@ public sealed unsafe class BpfMap
     /// <summary>Before load: size the map (e.g. from options).</summary>
     public void SetMaxEntries(uint n) => LibbpfException.Check(Libbpf.bpf_map__set_max_entries(_map, n), $"bpf_map__set_max_entries({Name})");
 
+    /// <summary>Before load: leave the map uncreated (an object of maps only, creating some of them).</summary>
+    public void SkipCreation() => LibbpfException.Check(Libbpf.bpf_map__set_autocreate(_map, false), $"bpf_map__set_autocreate({Name})");
+
     /// <summary>Before load: share an existing map (same definition) instead of creating a new one.</summary>
     public void ReuseFd(int fd) => LibbpfException.Check(Libbpf.bpf_map__reuse_fd(_map, fd), $"bpf_map__reuse_fd({Name})");
 

@@ -40,6 +40,10 @@ public sealed unsafe class BpfObject : SafeHandle
                     ?? throw new InvalidOperationException($"{spec.Name}: map {share.Map} is shared from {share.Owner}, which was not given");
                 obj.Map(share.Map).ReuseFd(owner.Map(share.Map).Fd);
             }
+            if (spec.Creates is { } creates)
+                foreach (var m in obj.Maps)
+                    if (!creates.Contains(m.Name) && !spec.Shares.Any(s => s.Map == m.Name))
+                        m.SkipCreation();
             if (spec.Programs is { } wanted)
                 foreach (var p in obj.Programs)
                     p.AutoLoad = wanted.Contains(p.Name);
@@ -95,6 +99,18 @@ public sealed unsafe class BpfObject : SafeHandle
                 yield return new BpfProgram(this, prog);
         }
     }
+
+    public IEnumerable<BpfMap> Maps
+    {
+        get
+        {
+            nint map = 0;
+            while ((map = Libbpf.bpf_object__next_map(handle, map)) != 0)
+                yield return new BpfMap(this, map, MapName(map));
+        }
+    }
+
+    private static string MapName(nint map) => Marshal.PtrToStringUTF8((nint)Libbpf.bpf_map__name(map)) ?? "";
 
     public BpfProgram Program(string name) =>
         Programs.FirstOrDefault(p => p.Name == name) ?? throw new KeyNotFoundException($"{Name}: no program '{name}'");

@@ -15,6 +15,10 @@ public sealed record BpfObjectSpec(string Name, string File)
 
     public IReadOnlyList<SharedMap> Shares { get; init; } = [];
 
+    /// <summary>The maps this object creates; null: every map it does not share. An object of maps only creates some of
+    /// them: the others are created where they are first needed (<see cref="ObjectSpecs.PolicyMaps"/>).</summary>
+    public IReadOnlyList<string>? Creates { get; init; }
+
     /// <summary>The programs to load; null: all of them.</summary>
     public IReadOnlyList<string>? Programs { get; init; }
 
@@ -24,13 +28,16 @@ public sealed record BpfObjectSpec(string Name, string File)
     public static IEnumerable<SharedMap> From(string owner, IEnumerable<string> maps) => maps.Select(m => new SharedMap(m, owner));
 }
 
-/// <summary>The objects the agent loads and what they share. shared.bpf.o has no programs: it creates the maps the
-/// process sensor and the policy objects share (the ring buffer, the loss counters, the settings, the pid tables and
-/// the policy engine's maps), so that the objects with programs, each checked by the verifier on the loading thread,
-/// can be loaded side by side on the machine's cores.</summary>
+/// <summary>The objects the agent loads and what they share. shared.bpf.o has no programs: loaded twice, it creates the
+/// maps the process sensor and the policy objects share, so that the objects with programs, each checked by the verifier
+/// on the loading thread, can be loaded side by side on the machine's cores. Once as "shared", the process sensor's maps
+/// (the ring buffer, the loss counters, the settings, the pid tables), all that "ready" waits for; once as "policymaps",
+/// on those, the policy engine's maps (~30 MB of kernel memory, ~50 ms of CPU to create: measured), created beside the
+/// process sensor's load, at the lowest priority when the agent starts without policies.</summary>
 public static class ObjectSpecs
 {
     public const string SharedName = "shared";
+    public const string PolicyMapsName = "policymaps";
 
     public static readonly IReadOnlyList<string> ProcessShared =
         [BpfNames.Maps.Events, BpfNames.Maps.Lost, BpfNames.Maps.Settings, BpfNames.Maps.ExecBinary, BpfNames.Maps.Follow, BpfNames.Maps.Proc];
@@ -63,10 +70,18 @@ public static class ObjectSpecs
     /// <paramref name="pidMax"/>.</summary>
     public static BpfObjectSpec Shared(uint ringBufferBytes, uint pidMax) => new(SharedName, BpfNames.Shared.File)
     {
+        Creates = ProcessShared,
         MaxEntries = new Dictionary<string, uint>(PerProcess.Select(m => KeyValuePair.Create(m.Key, Math.Min(m.Value, pidMax))))
         {
             [BpfNames.Maps.Events] = ringBufferBytes,
         },
+    };
+
+    /// <summary>The policy engine's maps and the tracepoint programs' shared state: every map of shared.bpf.o that
+    /// <see cref="Shared"/> did not create, on the process sensor's maps. The owner every policy object's spec names.</summary>
+    public static BpfObjectSpec PolicyMaps { get; } = new(PolicyMapsName, BpfNames.Shared.File)
+    {
+        Shares = BpfObjectSpec.From(SharedName, ProcessShared).ToList(),
     };
 
     public static BpfObjectSpec Process { get; } = new("process", BpfNames.Process.File)
@@ -102,7 +117,7 @@ public static class ObjectSpecs
 
     private static BpfObjectSpec TracepointProgram(string name, string program) => new(name, BpfNames.Tracepoint.File)
     {
-        Shares = BpfObjectSpec.From(SharedName, [.. ProcessShared, .. TracepointShared]).ToList(),
+        Shares = BpfObjectSpec.From(PolicyMapsName, [.. ProcessShared, .. TracepointShared]).ToList(),
         Programs = [program],
     };
 
@@ -133,19 +148,19 @@ public static class ObjectSpecs
     /// <summary>spec.loader's sensor: the process sensor's maps and the pod scopes' cgroup sets.</summary>
     public static BpfObjectSpec Loader { get; } = new("loader", BpfNames.Loader.File)
     {
-        Shares = BpfObjectSpec.From(SharedName, [.. ProcessShared, BpfNames.Maps.Scope]).ToList(),
+        Shares = BpfObjectSpec.From(PolicyMapsName, [.. ProcessShared, BpfNames.Maps.Scope]).ToList(),
     };
 
     /// <summary>spec.enforcers' enforcer program (at raw_syscalls/sys_enter) and its cleanup at thread exit: the process
     /// sensor's maps, the hook counters and the pending notifications the policy programs write.</summary>
     public static BpfObjectSpec Enforcer { get; } = new("enforcer", BpfNames.Enforcer.File)
     {
-        Shares = BpfObjectSpec.From(SharedName, [.. ProcessShared, BpfNames.Maps.HookStats, BpfNames.Maps.EnfNotify]).ToList(),
+        Shares = BpfObjectSpec.From(PolicyMapsName, [.. ProcessShared, BpfNames.Maps.HookStats, BpfNames.Maps.EnfNotify]).ToList(),
     };
 
     private static BpfObjectSpec Family(string name, string file) => new(name, file)
     {
-        Shares = BpfObjectSpec.From(SharedName, [.. ProcessShared, .. PolicyShared]).ToList(),
+        Shares = BpfObjectSpec.From(PolicyMapsName, [.. ProcessShared, .. PolicyShared]).ToList(),
     };
 
     /// <summary>The feature probe's object with one program loaded.</summary>

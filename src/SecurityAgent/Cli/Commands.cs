@@ -10,7 +10,17 @@ public static class Commands
 {
     public const int UsageError = 2;
 
-    public static RootCommand Root()
+    /// <summary>The subcommands by name, made only when needed: `secagent run` builds its own and no other (the others'
+    /// options and help would be the agent's start-up time, for nothing).</summary>
+    private static readonly (string Name, Func<Command> Create)[] Subcommands =
+    [
+        ("run", RunCommand.Create), ("probe", ProbeCommand.Create), ("status", AgentCommands.Status), ("events", EventsCommand.Create),
+        ("policy", PolicyCommand.Create), ("version", VersionCommand), ("completion", CompletionCommand), ("crds", CrdsCommand),
+    ];
+
+    /// <summary>The command line; with <paramref name="only"/> naming a subcommand, with that one alone (parsing
+    /// `secagent NAME ...` needs no other), else with all of them.</summary>
+    public static RootCommand Root(string? only = null)
     {
         var root = new RootCommand("SecurityAgent: a runtime security agent for Linux (BPF; Tetragon-compatible policies and events).");
         root.Options.Remove(root.Options.OfType<VersionOption>().Single());
@@ -26,21 +36,17 @@ public static class Commands
             WriteHelp(root, Console.Error);
             return UsageError;
         });
-        root.Subcommands.Add(RunCommand.Create());
-        root.Subcommands.Add(ProbeCommand.Create());
-        root.Subcommands.Add(AgentCommands.Status());
-        root.Subcommands.Add(EventsCommand.Create());
-        root.Subcommands.Add(PolicyCommand.Create());
-        root.Subcommands.Add(VersionCommand());
-        root.Subcommands.Add(CompletionCommand());
-        root.Subcommands.Add(CrdsCommand());
+        bool known = Subcommands.Any(c => c.Name == only);
+        foreach (var (name, create) in Subcommands)
+            if (!known || name == only)
+                root.Subcommands.Add(create());
         return root;
     }
 
     /// <summary>Parses and runs. Parse errors are reported here (exit 2); errors of a command as "secagent: message" (exit 1).</summary>
     public static async Task<int> Invoke(string[] args)
     {
-        var root = Root();
+        var root = Root(args.Length > 0 ? args[0] : null);
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
             return ReportErrors(parsed, Console.Error);

@@ -63,6 +63,18 @@ public static class RunCommand
         return given;
     }
 
+    /// <summary>The agent's configuration: appsettings.json in <paramref name="directory"/>, then SECAGENT_ variables, then
+    /// the command line (<paramref name="given"/>); the later wins. The host is built on it (the Logging section too).
+    /// Only these sources: no other environment variables, no appsettings.{Environment}.json.</summary>
+    public static ConfigurationManager Configuration(string directory, Dictionary<string, string?> given)
+    {
+        var configuration = new ConfigurationManager();
+        configuration.AddJsonFile(new Microsoft.Extensions.FileProviders.PhysicalFileProvider(directory), "appsettings.json", optional: true, reloadOnChange: false);
+        configuration.AddEnvironmentVariables("SECAGENT_");
+        configuration.AddInMemoryCollection(given);
+        return configuration;
+    }
+
     /// <summary>appsettings.json, then SECAGENT_ variables, then the command line, bound strictly (an unknown key in
     /// the Agent section is an error) and validated.</summary>
     public static AgentOptions Bind(IConfiguration configuration)
@@ -89,21 +101,20 @@ public static class RunCommand
         // One malloc arena for the threads started from here on (the host's, the ring reader's, the pool's): a node
         // agent's native allocations are few and an arena per thread costs megabytes of RSS each.
         Interop.Libc.LimitMallocArenas(1);
-        // The generic host without a web stack: the API is the agent's own small HTTP server (ApiServer), not
-        // ASP.NET Core; appsettings.json is read once (options are bound once at start, so no file watcher for it).
-        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings
-        {
-            ContentRootPath = AppContext.BaseDirectory, Args = ["--hostBuilder:reloadConfigOnChange=false"],
-        });
-        builder.Configuration.AddEnvironmentVariables("SECAGENT_");
-        builder.Configuration.AddInMemoryCollection(given);
-        var options = Bind(builder.Configuration);
+        var configuration = Configuration(AppContext.BaseDirectory, given);
+        var options = Bind(configuration);
         AgentOptions.TryParseAddress(options.MetricsAddress ?? "", out var metrics);
         using var socket = ApiSocket.Claim(options.ApiSocket);
         phases.Mark("options");
         using var kernel = KernelStart.Begin(options, phases); // loads while the host is built
 
-        builder.Logging.ClearProviders();
+        // The generic host without its defaults (they would read the configuration's sources again, and more of them)
+        // and without a web stack: the API is the agent's own small HTTP server (ApiServer), not ASP.NET Core.
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings
+        {
+            DisableDefaults = true, Configuration = configuration, ContentRootPath = AppContext.BaseDirectory,
+        });
+        builder.Logging.AddConfiguration(configuration.GetSection("Logging"));
         builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss.fff "; });
         builder.Services.Configure<ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
         builder.Services.AddSingleton(Microsoft.Extensions.Options.Options.Create(options));

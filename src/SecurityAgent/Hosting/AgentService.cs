@@ -63,6 +63,15 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         var filtered = new FilteringExporter(otlp is null ? [exporter] : [exporter, otlp], ExportFilter.ParseList(_opt.ExportAllowlist), ExportFilter.ParseList(_opt.ExportDenylist),
             _opt.ExportRateLimit, TimeProvider.System, exporter.WriteRateLimitInfo);
         state.Live.Formatter = formatter.WithExtensions();
+        // What does not need the loaded programs is made while they load.
+        var cgroup2 = KernelMounts.Cgroup2Mount();
+        using var cgroups = cgroup2 is not null ? new Containers.CgroupMap(cgroup2) : null;
+        var pods = new Containers.PodCache();
+        await using var notifier = new PolicyNotifier(log);
+        var afterCall = new Fanotify.AfterCallMatches();
+        var enricher = new Enricher(cache, cgroups, clockTickNs);
+        var podWait = new PodWait(pods, TimeProvider.System, _opt.ChannelCapacity);
+        var symbolizer = new Stacks.StackSymbolizer(_opt.ExposeStackAddresses);
         phases.Mark("exporters");
         var loaded = await kernel.TakeAsync((level, text) => { if (level == 0) LogLibbpf(log, text); });
         using var sensor = loaded.Sensor;
@@ -83,17 +92,10 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         if (_opt.DebugUserspaceFilter)
             LogDebugFilter(log);
-        var cgroup2 = loaded.Features.IsCompletedSuccessfully ? loaded.Features.Result.Cgroup2Path : KernelMounts.Cgroup2Mount();
-        using var cgroups = cgroup2 is not null ? new Containers.CgroupMap(cgroup2) : null;
-        var pods = new Containers.PodCache();
-        await using var notifier = new PolicyNotifier(log);
-        var afterCall = new Fanotify.AfterCallMatches();
         var pipeline = new EventPipeline(
-            new Enricher(cache, cgroups, clockTickNs),
-            new Decider(engine.Hooks, engine, (p, signal) => Responder.Signal(p, signal, clockTickNs), notifier.Enqueue,
-                new Stacks.StackSymbolizer(_opt.ExposeStackAddresses), afterCall),
-            new PodWait(pods, TimeProvider.System, _opt.ChannelCapacity),
-            [filtered, state.Live, state.EventMetrics], log);
+            enricher,
+            new Decider(engine.Hooks, engine, (p, signal) => Responder.Signal(p, signal, clockTickNs), notifier.Enqueue, symbolizer, afterCall),
+            podWait, [filtered, state.Live, state.EventMetrics], log);
         using var reader = new KernelEventReader(sensor.Events, pipeline, _opt.EventThreadNice, errno => LogNiceFailed(log, _opt.EventThreadNice, errno));
         // Attach first, then scan /proc: a process that starts in between is seen by both, and the
         // cache keeps one entry. Events wait in the ring buffer until the reader starts.
@@ -138,7 +140,7 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
         reader.Start();
         phases.Mark("ready");
         kernel.Raise();
-        LogPhases(log, phases.ToString());
+        LogPhases(log, phases); // made into text only when debug is on
         LogReady(log, sensor.Links.Count, seeded, state.Policies.LoadedCount, _opt.ExportFile == "-" ? "stdout" : _opt.ExportFile);
         // Start-up garbage (compiler, YAML, libbpf's BTF copies) is given back once the policy programs are loaded too.
         _ = kernel.Background.ContinueWith(_ =>
@@ -266,7 +268,7 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
     private static partial void LogExitOnlyUnavailable(ILogger log, string error);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Start-up phases, ms since process start: {Phases}")]
-    private static partial void LogPhases(ILogger log, string phases);
+    private static partial void LogPhases(ILogger log, StartupPhases phases);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Policy directory {Dir} does not exist; no tracing policies")]
     private static partial void LogNoPolicyDir(ILogger log, string dir);

@@ -54,24 +54,26 @@ public sealed class KernelStart : IDisposable
             KernelMounts.EnsureTraceFs();
             var maps = ProcessSensor.CreateMaps(options.RingBufferBytes);
             phases.Mark("maps");
-            ProcessSensor sensor;
-            try
+            // The policy maps are created beside the process sensor's load; "ready" waits for neither them nor the
+            // policy programs loaded on them when the agent starts without policies.
+            var policyMaps = ParallelLoad.Start(() =>
             {
-                sensor = ProcessSensor.Load(maps, options.EnableProcessEnvironmentVariables, () => _features.GetAwaiter().GetResult());
-            }
-            catch
-            {
-                maps.Dispose();
-                throw;
-            }
+                var created = PolicySensor.CreateMaps(maps);
+                phases.Mark("policy-maps");
+                return created;
+            }, _background);
+            var sensor = ParallelLoad.Beside(policyMaps,
+                () => ProcessSensor.Load(maps, options.EnableProcessEnvironmentVariables, () => _features.GetAwaiter().GetResult()),
+                afterBeside: maps.Dispose);
             phases.Mark("process-sensor");
             PolicyEngine? engine = null;
+            Task<PolicySensor>? programs = null;
             try
             {
                 engine = new PolicyEngine(sensor, Environment.ProcessId, options.DebugUserspaceFilter);
-                var programs = ParallelLoad.Start(() =>
+                programs = ParallelLoad.Start(() =>
                 {
-                    var loaded = PolicySensor.Load(sensor.Maps, exitOnly: !options.DebugNoExitOnly);
+                    var loaded = PolicySensor.Load(policyMaps.GetAwaiter().GetResult(), exitOnly: !options.DebugNoExitOnly);
                     phases.Mark("policy-programs");
                     return loaded;
                 }, _background);
@@ -86,6 +88,8 @@ public sealed class KernelStart : IDisposable
             }
             catch
             {
+                if (programs is null)
+                    try { policyMaps.GetAwaiter().GetResult().Dispose(); } catch (Exception) { }
                 engine?.Dispose(); // after the policy programs' load, which reads the maps
                 sensor.Dispose();
                 throw;

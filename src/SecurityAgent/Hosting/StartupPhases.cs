@@ -7,11 +7,12 @@ namespace SecurityAgent.Hosting;
 /// <summary>Where start-up time goes, logged once at "Agent ready" (debug level:
 /// SECAGENT_Logging__LogLevel__Default=Debug): per phase, the milliseconds since the process started at its end, the
 /// process's CPU time then, and the CPU time the marking thread spent since its previous mark (or since it started:
-/// the loading threads are threads of their own, so that is the phase's cost). Measured for issue 10.</summary>
+/// the loading threads are threads of their own, so that is the phase's cost). Measured for issue 10. A mark only
+/// reads clocks; the process's start time (~20 ms the first time: System.Diagnostics.Process) is asked when the text
+/// is made, after "ready".</summary>
 public sealed class StartupPhases
 {
-    private readonly StringBuilder _text = new();
-    private readonly DateTime _processStart = Process.GetCurrentProcess().StartTime.ToUniversalTime();
+    private readonly List<(string Phase, DateTime At, int CpuMs, long ThreadMs, long Jit)> _marks = [];
     [ThreadStatic] private static long t_lastThreadCpuNs;
 
     /// <summary>Marks the end of a phase (from any of the start-up threads).</summary>
@@ -20,16 +21,18 @@ public sealed class StartupPhases
         long thread = Libc.ClockNs(Libc.CLOCK_THREAD_CPUTIME_ID);
         long threadMs = (thread - t_lastThreadCpuNs) / 1_000_000;
         t_lastThreadCpuNs = thread;
-        var wall = (int)(DateTime.UtcNow - _processStart).TotalMilliseconds;
-        var cpu = (int)Environment.CpuUsage.TotalTime.TotalMilliseconds;
-        lock (_text)
-            _text.Append(_text.Length == 0 ? "" : ", ").Append(phase).Append(' ').Append(wall)
-                .Append(" (cpu ").Append(cpu).Append(", thread ").Append(threadMs)
-                .Append(", jit ").Append(System.Runtime.JitInfo.GetCompiledMethodCount()).Append(')');
+        var mark = (phase, DateTime.UtcNow, (int)Environment.CpuUsage.TotalTime.TotalMilliseconds, threadMs, System.Runtime.JitInfo.GetCompiledMethodCount());
+        lock (_marks) _marks.Add(mark);
     }
 
     public override string ToString()
     {
-        lock (_text) return _text.ToString();
+        var start = Process.GetCurrentProcess().StartTime.ToUniversalTime();
+        var text = new StringBuilder();
+        lock (_marks)
+            foreach (var m in _marks)
+                text.Append(text.Length == 0 ? "" : ", ").Append(m.Phase).Append(' ').Append((int)(m.At - start).TotalMilliseconds)
+                    .Append(" (cpu ").Append(m.CpuMs).Append(", thread ").Append(m.ThreadMs).Append(", jit ").Append(m.Jit).Append(')');
+        return text.ToString();
     }
 }

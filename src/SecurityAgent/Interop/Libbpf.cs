@@ -99,6 +99,9 @@ internal static unsafe partial class Libbpf
     [LibraryImport(Lib, EntryPoint = "bpf_map__reuse_fd")]
     internal static partial int bpf_map__reuse_fd(nint map, int fd);
 
+    [LibraryImport(Lib, EntryPoint = "bpf_map__set_autocreate")]
+    internal static partial int bpf_map__set_autocreate(nint map, [MarshalAs(UnmanagedType.U1)] bool autocreate);
+
     [LibraryImport(Lib, EntryPoint = "bpf_map__set_max_entries")]
     internal static partial int bpf_map__set_max_entries(nint map, uint maxEntries);
 

@@ -130,7 +130,7 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
 
     /// <summary>The policy programs, waiting for their load when it is still under way (called under the lock, after
     /// <see cref="AwaitPrograms"/> waited outside it).</summary>
-    private PolicySensor Sensor() => _sensor ??= _loading?.GetAwaiter().GetResult() ?? PolicySensor.Load(_process.Maps);
+    private PolicySensor Sensor() => _sensor ??= _loading?.GetAwaiter().GetResult() ?? PolicySensor.Load(PolicySensor.CreateMaps(_process.Maps));
 
     /// <summary>Waits, without the engine's lock (status and counters stay answerable), for the policy programs' load.</summary>
     public void AwaitPrograms()
@@ -140,12 +140,18 @@ public sealed class PolicyEngine : Pipeline.EventPipeline.IDenySet, IDisposable
         ((IAsyncResult?)loading)?.AsyncWaitHandle.WaitOne();
     }
 
-    /// <summary>The map of the calls the enter hooks note for the after-call match (Fanotify.AfterCallNotes maps it): a
-    /// shared map, there before the policy programs are.</summary>
-    public int AfterNotesFd() => _process.Maps.Map(Bpf.BpfNames.Maps.AfterNotes).Fd;
+    /// <summary>The map of the calls the enter hooks note for the after-call match (Fanotify.AfterCallNotes maps it): one
+    /// of the policy maps, so this waits for the policy programs' load.</summary>
+    public int AfterNotesFd() => PolicyMap(Bpf.BpfNames.Maps.AfterNotes).Fd;
 
     /// <summary>sa_io_workers: io_uring worker threads by thread id → their process (bpf/include/aftercall.h).</summary>
-    public int IoWorkersFd() => _process.Maps.Map(Bpf.BpfNames.Maps.IoWorkers).Fd;
+    public int IoWorkersFd() => PolicyMap(Bpf.BpfNames.Maps.IoWorkers).Fd;
+
+    private Bpf.BpfMap PolicyMap(string name)
+    {
+        AwaitPrograms();
+        lock (_lock) return Sensor().Map(name);
+    }
 
     /// <summary>Whether opens whose hooks only post are matched at their exit alone: "loaded", "loading", or why not (this
     /// kernel refused the program: they are matched at enter and exit). Null before the policy programs are loaded.</summary>

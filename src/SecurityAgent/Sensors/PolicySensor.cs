@@ -14,7 +14,8 @@ public sealed record HookStats(ulong Seen, ulong Matched, ulong Posted, ulong En
 
 /// <summary>The live policy programs: tracepoint.bpf.o's enter and exit-check programs, each in an object of its own
 /// loaded beside the other, and, on first use, the syscall return program and the other hook families' objects. All
-/// of them are loaded on the shared maps (<see cref="ProcessSensor.Maps"/>, the policy maps among them). One program
+/// of them are loaded on the policy maps (<see cref="CreateMaps"/>: the policy engine's, and the process sensor's shared
+/// through them), which this owns. One program
 /// attachment per attach point serves every policy hook there; what they do is configuration in the maps (written by
 /// the PolicyEngine).</summary>
 public sealed class PolicySensor : IDisposable
@@ -65,12 +66,30 @@ public sealed class PolicySensor : IDisposable
             catch (Interop.LibbpfException e) { return (null, e.Message); }
         });
 
-    /// <summary>Loads the enter and the exit-check programs on <paramref name="maps"/> (which stay the caller's), and the
+    /// <summary>The policy maps (<see cref="ObjectSpecs.PolicyMaps"/>) on the process sensor's <paramref name="processMaps"/>:
+    /// created apart from the process sensor's, so that "ready" does not wait for them.</summary>
+    public static BpfObject CreateMaps(BpfObject processMaps) => BpfObject.Load(ObjectSpecs.PolicyMaps, processMaps);
+
+    /// <summary>Loads the enter and the exit-check programs on <paramref name="maps"/> (<see cref="CreateMaps"/>: the sensor
+    /// owns them from here on, and frees them if the load fails), and the
     /// io_uring program where the kernel has its tracepoint (so the first openat policy only attaches it), each on a thread
     /// of its own: the verifier runs in the loading thread, so the three are checked side by side (the io_uring object,
     /// loaded after the enter program, was ~0.2 s of CPU on the path to "ready" with policies at start: measured). If the
     /// io_uring object does not load here, the first policy that needs it loads it again and fails with the reason.</summary>
     public static PolicySensor Load(BpfObject maps, bool exitOnly = true)
+    {
+        try
+        {
+            return LoadOn(maps, exitOnly);
+        }
+        catch
+        {
+            maps.Dispose(); // after the loads beside the failed one, which read the maps
+            throw;
+        }
+    }
+
+    private static PolicySensor LoadOn(BpfObject maps, bool exitOnly)
     {
         var exit = ParallelLoad.Start(() => BpfObject.Load(ObjectSpecs.PolicyTracepointExit, maps));
         var xonly = LoadExitOnly(maps, exitOnly);
@@ -531,5 +550,6 @@ public sealed class PolicySensor : IDisposable
         _exit.Dispose();
         _exitOnly.GetAwaiter().GetResult().Object?.Dispose();
         _core.Dispose();
+        _maps.Dispose();
     }
 }

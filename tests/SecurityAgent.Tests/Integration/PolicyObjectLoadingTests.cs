@@ -74,7 +74,7 @@ public class PolicyObjectLoadingTests
         sensor.Attach();
         using var engine = new PolicyEngine(sensor, Environment.ProcessId);
 
-        engine.Prepare(Bpf.ParallelLoad.Start(() => PolicySensor.Load(sensor.Maps)));
+        engine.Prepare(Bpf.ParallelLoad.Start(() => PolicySensor.Load(PolicySensor.CreateMaps(sensor.Maps))));
         engine.AwaitPrograms();
         engine.AwaitExitOnly();
         // io_uring's with them: the first openat policy only attaches it; so is the exit-only program, in an object of its own
@@ -106,6 +106,23 @@ public class PolicyObjectLoadingTests
         Assert.Equal(1UL, engine.Stats(Assert.Single(ret.HookIds)).Posted);
     }
 
+    private static string MapId(int fd) =>
+        File.ReadLines($"/proc/self/fdinfo/{fd}").Single(l => l.StartsWith("map_id:"));
+
+    [Fact]
+    public void The_process_sensor_loads_without_the_policy_maps_and_the_policy_maps_made_later_share_the_process_sensors()
+    {
+        using var sensor = ProcessSensor.Load(Features.Value, 1 << 20);
+        // What "ready" waits for creates the process sensor's maps only, not the policy engine's.
+        Assert.True(sensor.Maps.Map(BpfNames.Maps.Points).Fd < 0, "sa_points was created with the process sensor's maps");
+        Assert.True(sensor.Maps.Map(BpfNames.Maps.Selectors).Fd < 0, "sa_selectors was created with the process sensor's maps");
+
+        using var policyMaps = PolicySensor.CreateMaps(sensor.Maps);
+        Assert.True(policyMaps.Map(BpfNames.Maps.Points).Fd >= 0);
+        foreach (var name in ObjectSpecs.ProcessShared)
+            Assert.Equal(MapId(sensor.Maps.Map(name).Fd), MapId(policyMaps.Map(name).Fd));
+    }
+
     [Fact]
     public void The_per_process_maps_hold_one_entry_per_possible_pid_and_no_more_than_their_ceiling()
     {
@@ -130,7 +147,7 @@ public class PolicyObjectLoadingTests
         var engine = new PolicyEngine(sensor, Environment.ProcessId);
         try
         {
-            var programs = Bpf.ParallelLoad.Start(() => PolicySensor.Load(sensor.Maps));
+            var programs = Bpf.ParallelLoad.Start(() => PolicySensor.Load(PolicySensor.CreateMaps(sensor.Maps)));
             engine.Prepare(programs);
             engine.AwaitPrograms();
             (await programs).Preload([Mechanism.Tracepoint, Mechanism.CgroupSockAddr]);

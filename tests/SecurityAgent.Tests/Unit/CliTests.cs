@@ -11,7 +11,24 @@ namespace SecurityAgent.Tests.Unit;
 /// with a suggestion, and run's options combine with appsettings.json and environment variables.</summary>
 public class CliTests
 {
-    private static ParseResult Parse(params string[] args) => Commands.Root().Parse(args);
+    /// <summary>As `secagent` parses: with the named subcommand alone when the first argument names one.</summary>
+    private static ParseResult Parse(params string[] args) => Commands.Root(args.Length > 0 ? args[0] : null).Parse(args);
+
+    [Fact]
+    public void A_command_line_naming_a_subcommand_gets_that_subcommand_alone_with_the_same_options_and_any_other_gets_all()
+    {
+        var full = Commands.Root();
+        Assert.True(full.Subcommands.Count >= 8);
+        foreach (var command in full.Subcommands)
+        {
+            var alone = Assert.Single(Commands.Root(command.Name).Subcommands);
+            Assert.Equal(command.Name, alone.Name);
+            Assert.Equal(command.Options.Select(o => o.Name), alone.Options.Select(o => o.Name));
+            Assert.Equal(command.Subcommands.Select(c => c.Name), alone.Subcommands.Select(c => c.Name));
+        }
+        Assert.Equal(full.Subcommands.Select(c => c.Name), Commands.Root("rn").Subcommands.Select(c => c.Name));
+        Assert.Contains("'run'", Errors("rn")); // a mistyped command is still told the one it may mean
+    }
 
     private static string Errors(params string[] args)
     {
@@ -105,6 +122,22 @@ public class CliTests
         var unknown = Assert.Throws<CliException>(() => Bind(dir, """{"Agent":{"PolicyDri":"/x"}}""", []));
         Assert.Contains("PolicyDri", unknown.Message);
         Assert.Equal(2, unknown.ExitCode);
+    }
+
+    [Fact]
+    public void Run_reads_appsettings_json_beside_it_with_its_logging_section_and_the_command_line_wins_over_the_file()
+    {
+        using var dir = new TempDir();
+        Directory.CreateDirectory(dir.File("policies"));
+        File.WriteAllText(dir.File("appsettings.json"), """{"Logging":{"LogLevel":{"Default":"Warning"}},"Agent":{"ExportRateLimit":3,"OtlpQueueSize":7}}""");
+        var config = RunCommand.Configuration(dir.Path, new() { ["Agent:ExportRateLimit"] = "9", ["Agent:PolicyDir"] = dir.File("policies") });
+        var options = RunCommand.Bind(config);
+        Assert.Equal(9, options.ExportRateLimit);
+        Assert.Equal(7, options.OtlpQueueSize);
+        Assert.Equal("Warning", config["Logging:LogLevel:Default"]);
+
+        File.Delete(dir.File("appsettings.json")); // optional: the defaults
+        Assert.Equal(new AgentOptions().OtlpQueueSize, RunCommand.Bind(RunCommand.Configuration(dir.Path, new() { ["Agent:PolicyDir"] = dir.File("policies") })).OtlpQueueSize);
     }
 
     private static AgentOptions Bind(TempDir dir, string appsettings, Dictionary<string, string> env, params string[] args)

@@ -129,17 +129,21 @@ public class LayoutTests
             Assert.Equal(Object(file).Maps, maps);
             Assert.Equal(Object(file).Programs, programs);
         }
-        // Shared maps are declared, and exist in both the owner and the sharer.
+        // Shared maps are declared, exist in both the owner and the sharer, and the owner creates them (or has them from
+        // its own owner).
         var specs = new[]
         {
-            ObjectSpecs.Shared(1 << 20, 32768), ObjectSpecs.Process, ObjectSpecs.PolicyTracepoint, ObjectSpecs.PolicyTracepointExit,
+            ObjectSpecs.Shared(1 << 20, 32768), ObjectSpecs.PolicyMaps, ObjectSpecs.Process, ObjectSpecs.PolicyTracepoint, ObjectSpecs.PolicyTracepointExit,
             ObjectSpecs.PolicyTracepointReturn, ObjectSpecs.PolicyLsm, ObjectSpecs.PolicyKprobe, ObjectSpecs.PolicySock, ObjectSpecs.Loader, ObjectSpecs.Enforcer,
         };
         foreach (var spec in specs)
             foreach (var share in spec.Shares)
             {
                 Assert.Contains(share.Map, Object(spec.File).Maps);
-                Assert.Contains(share.Map, Object(specs.Single(s => s.Name == share.Owner).File).Maps);
+                var owner = specs.Single(s => s.Name == share.Owner);
+                Assert.Contains(share.Map, Object(owner.File).Maps);
+                Assert.True(owner.Creates is null || owner.Creates.Contains(share.Map) || owner.Shares.Any(s => s.Map == share.Map),
+                    $"{spec.Name} shares {share.Map} from {owner.Name}, which does not create it");
             }
         Assert.Equal(["file_open", "bprm_check_security", "socket_connect", "file_permission"], Sensors.PolicySensor.LsmHooks);
         Assert.All(Sensors.PolicySensor.LsmHooks, h => Assert.Contains("sa_lsm_" + h, BpfNames.Lsm.Programs));
