@@ -26,11 +26,17 @@ public static class ParallelLoad
         }
         catch
         {
-            try { beside.GetAwaiter().GetResult().Dispose(); }
-            catch (Exception) { } // the failure of this thread's load is the one reported
+            DisposeWhenDone(beside); // the failure of this thread's load is the one reported
             afterBeside?.Invoke();
             throw;
         }
+    }
+
+    /// <summary>Frees what a load beside a failed one made, once it is done (its own failure is not the one reported).</summary>
+    public static void DisposeWhenDone<T>(Task<T> load) where T : IDisposable?
+    {
+        try { load.GetAwaiter().GetResult()?.Dispose(); }
+        catch (Exception) { }
     }
 }
 

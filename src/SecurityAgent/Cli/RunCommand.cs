@@ -69,7 +69,7 @@ public static class RunCommand
     public static ConfigurationManager Configuration(string directory, Dictionary<string, string?> given)
     {
         var configuration = new ConfigurationManager();
-        configuration.AddJsonFile(new Microsoft.Extensions.FileProviders.PhysicalFileProvider(directory), "appsettings.json", optional: true, reloadOnChange: false);
+        configuration.AddJsonFile(Path.Combine(directory, "appsettings.json"), optional: true, reloadOnChange: false);
         configuration.AddEnvironmentVariables("SECAGENT_");
         configuration.AddInMemoryCollection(given);
         return configuration;

@@ -89,7 +89,7 @@ public sealed class KernelStart : IDisposable
             catch
             {
                 if (programs is null)
-                    try { policyMaps.GetAwaiter().GetResult().Dispose(); } catch (Exception) { }
+                    ParallelLoad.DisposeWhenDone(policyMaps);
                 engine?.Dispose(); // after the policy programs' load, which reads the maps
                 sensor.Dispose();
                 throw;

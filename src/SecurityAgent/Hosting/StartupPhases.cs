@@ -27,7 +27,8 @@ public sealed class StartupPhases
 
     public override string ToString()
     {
-        var start = Process.GetCurrentProcess().StartTime.ToUniversalTime();
+        using var self = Process.GetCurrentProcess();
+        var start = self.StartTime.ToUniversalTime();
         var text = new StringBuilder();
         lock (_marks)
             foreach (var m in _marks)

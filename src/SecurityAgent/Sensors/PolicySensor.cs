@@ -106,9 +106,9 @@ public sealed class PolicySensor : IDisposable
         }
         catch
         {
-            DisposeWhenDone(exit);
-            DisposeWhenDone(ioUring);
-            DisposeWhenDone(xonly.ContinueWith(t => t.Result.Item1, TaskScheduler.Default));
+            ParallelLoad.DisposeWhenDone(exit);
+            ParallelLoad.DisposeWhenDone(ioUring);
+            ParallelLoad.DisposeWhenDone(xonly.ContinueWith(t => t.Result.Item1, TaskScheduler.Default));
             throw;
         }
         BpfObject exitObject;
@@ -119,18 +119,11 @@ public sealed class PolicySensor : IDisposable
         catch
         {
             enter.Dispose();
-            DisposeWhenDone(ioUring);
-            DisposeWhenDone(xonly.ContinueWith(t => t.Result.Item1, TaskScheduler.Default));
+            ParallelLoad.DisposeWhenDone(ioUring);
+            ParallelLoad.DisposeWhenDone(xonly.ContinueWith(t => t.Result.Item1, TaskScheduler.Default));
             throw;
         }
         return new(maps, enter, exitObject, ioUring.GetAwaiter().GetResult(), xonly);
-    }
-
-    /// <summary>Frees what a load beside a failed one made, once it is done (its own failure is not the one reported).</summary>
-    private static void DisposeWhenDone<T>(Task<T> load) where T : IDisposable?
-    {
-        try { load.GetAwaiter().GetResult()?.Dispose(); }
-        catch (Exception) { }
     }
 
     public BpfMap Map(string name) => _maps.Map(name);
@@ -528,7 +521,7 @@ public sealed class PolicySensor : IDisposable
     {
         Task<BpfObject>? preload;
         lock (_preloadLock) (preload, _sockPreload, _sockStarted) = (_sockPreload, null, true);
-        if (preload is not null) DisposeWhenDone(preload);
+        if (preload is not null) ParallelLoad.DisposeWhenDone(preload);
         _sock?.Dispose();
         foreach (var o in _lsm.Values) o.Dispose();
         foreach (var o in _fexit.Values) o.Dispose();
