@@ -90,6 +90,12 @@ public static class Report
             $"Start-up to programs attached: {extras["startup_ms_to_attached"]:0} ms ({extras["startup_ms_shipped_policies"]:0} ms with the shipped policies); policy file written to first kill: {extras["policy_add_to_enforcement_ms"]:0} ms "
             + $"(of which the agent's check and load: {extras["policy_add_check_and_load_ms"]:0.#} ms).");
         md.AppendLine();
+        if (extras.TryGetValue("kernel_ns_per_open", out var kns))
+        {
+            md.AppendLine("The kernel side of `open_nomatch` (the BPF programs' run time per open+close, kernel.bpf_stats_enabled on for these runs only, "
+                + "the lowest of the repetitions): " + string.Join(", ", ((Dictionary<string, double>)kns).Select(p => $"{p.Key} {p.Value:0} ns")) + ".");
+            md.AppendLine();
+        }
         md.AppendLine("Event pipeline (policy matching every open, JSON to a file; after a warm-up, medians of the repetitions, min–max): " + string.Join("; ", ((List<object>)extras["pipeline"]).Select(o =>
         {
             var j = JsonSerializer.SerializeToElement(o);
