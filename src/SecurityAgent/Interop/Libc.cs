@@ -133,19 +133,33 @@ internal static unsafe partial class Libc
     }
 
     /// <summary>The kernel's identity of a regular file (following symlinks): its superblock's s_dev
-    /// (major &lt;&lt; 20 | minor, not glibc's dev_t encoding) and inode number; false when it is not one.</summary>
+    /// (major &lt;&lt; 20 | minor, not glibc's dev_t encoding) and inode number; false when it is not one. On overlayfs
+    /// the inode an open file has is the overlay's, but a file's st_dev there can be its layer's (layers on different
+    /// file systems, no xino: a per-layer device), so the device is taken from the directory holding it, for which
+    /// overlayfs always reports its own.</summary>
     internal static bool TryFileId(string path, out uint dev, out ulong ino)
     {
         byte* buf = stackalloc byte[256];
         (dev, ino) = (0, 0);
         if (stat(path, buf) != 0 || (*(uint*)(buf + 24) & 0xF000) != 0x8000) // st_mode: S_IFREG
             return false;
+        ino = *(ulong*)(buf + 8);
         ulong d = *(ulong*)buf;
+        if (statfs(path, buf) == 0 && *(long*)buf == OverlayfsSuperMagic) // f_type
+        {
+            if (RealPath(path) is not { } real || stat(real[..Math.Max(1, real.LastIndexOf('/'))], buf) != 0)
+                return false;
+            d = *(ulong*)buf;
+        }
         ulong major = ((d >> 8) & 0xfff) | ((d >> 32) & ~0xfffUL), minor = (d & 0xff) | ((d >> 12) & ~0xffUL);
         dev = (uint)(major << 20 | minor);
-        ino = *(ulong*)(buf + 8);
         return true;
     }
+
+    private const long OverlayfsSuperMagic = 0x794c7630;
+
+    [LibraryImport(Lib, EntryPoint = "statfs", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int statfs(string path, byte* buf);
 
     [LibraryImport(Lib, EntryPoint = "close")]
     internal static partial int close(int fd);

@@ -365,4 +365,55 @@ public class PathRootEvasionTests
         Thread.Sleep(500);
         Assert.DoesNotContain(agent.Events.All.Skip(after), e => PathEvasionTests.Body(e, policy) is not null);
     }
+
+    /// <summary>An overlay whose layers are on two file systems, without xino: a file's st_dev there is
+    /// a device of its layer, while the inode the kernel opens is the overlay's; the agent must know the file by the
+    /// overlay's device, or a hard link to it goes unreported.</summary>
+    [Theory]
+    [InlineData("monitor")]
+    [InlineData("enforce")]
+    public void A_hard_link_on_an_overlay_with_layers_on_two_file_systems_is_caught_by_inode(string mode)
+    {
+        using var s = new Scene();
+        string lower = s.Dir.File("ovl-lower"), upper = s.Dir.File("ovl-upper"), merged = s.Dir.File("ovl");
+        var mounted = new List<string>();
+        void Mount(string target, params string[] args)
+        {
+            Directory.CreateDirectory(target);
+            var r = Run.Wait("mount", [.. args, target]);
+            Assert.True(r.Code == 0, $"mount {string.Join(' ', args)} {target}: {r.Stderr}");
+            mounted.Add(target);
+        }
+        try
+        {
+            Mount(lower, "-t", "tmpfs", "tmpfs");
+            Mount(upper, "-t", "tmpfs", "tmpfs");
+            foreach (var d in (string[])[upper + "/data", upper + "/work", lower + "/secret", lower + "/elsewhere"])
+                Directory.CreateDirectory(d);
+            Mount(merged, "-t", "overlay", "overlay", "-o", $"lowerdir={lower},upperdir={upper}/data,workdir={upper}/work,xino=off");
+            var secret = merged + "/secret/key.txt";
+            File.WriteAllText(secret, "TOP-SECRET\n");
+            string Dev(string path) => Run.Wait("stat", ["-c", "%d", path]).Stdout.Trim();
+            Assert.True(Dev(secret) != Dev(merged + "/secret"), "the file's st_dev should be its layer's, not the overlay's, for this test to mean anything");
+            var policy = "overlay-hardlink-" + mode;
+            using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = s.OpenPolicy(policy, mode, "sys_openat", merged + "/secret/") },
+                "--export-extensions");
+            Assert.Contains($"Policy {policy} loaded", agent.Stderr);
+            var link = merged + "/elsewhere/innocent.txt";
+            Assert.Equal(0, Run.Wait("/usr/bin/ln", [secret, link]).Code);
+            AssertRun(Run.Wait(s.Tool, ["cat", link]), mode, "a hard link on the overlay");
+            var body = PathEvasionTests.WaitFor(agent, 0, policy, link, "a hard link on the overlay");
+            Assert.Equal(mode == "enforce", body.GetProperty("securityagent").GetProperty("enforced").GetBoolean());
+            int after = agent.Events.All.Count;
+            File.WriteAllText(merged + "/elsewhere/plain.txt", "plain\n");
+            Assert.Equal(0, Run.Wait(s.Tool, ["cat", merged + "/elsewhere/plain.txt"]).Code);
+            Thread.Sleep(500);
+            Assert.DoesNotContain(agent.Events.All.Skip(after), e => PathEvasionTests.Body(e, policy) is not null);
+        }
+        finally
+        {
+            foreach (var m in Enumerable.Reverse(mounted))
+                Run.Wait("umount", ["-l", m]);
+        }
+    }
 }

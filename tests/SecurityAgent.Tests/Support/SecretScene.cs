@@ -60,16 +60,13 @@ internal sealed class SecretScene : IDisposable
         """;
 
     /// <summary>Each way to read the secret: what runs, from where, the string the open passes and the path the event
-    /// reports (the secret's, except for a hard link: the name it was opened by, caught by inode). The hard link is
-    /// left out in the VM lane: there its open went unreported (its root is an overlay over 9p, where the inode the
-    /// kernel opened may not be the one the agent stat()ed; not yet confirmed). <paramref name="bindMount"/>: with the
-    /// read through a bind mount in a private mount namespace.</summary>
+    /// reports (the secret's, except for a hard link: the name it was opened by, caught by inode).
+    /// <paramref name="bindMount"/>: with the read through a bind mount in a private mount namespace.</summary>
     public IEnumerable<(string What, string File, string[] Args, string? Cwd, string Passed, string Resolved)> Spellings(bool bindMount)
     {
         foreach (var (what, file, args, cwd, passed) in bindMount ? Spelled(Cat, Grep) : Renamed(Cat, Grep))
             yield return (what, file, args, cwd, passed, Secret);
-        if (Environment.GetEnvironmentVariable("SECAGENT_IN_VM") != "1")
-            yield return ("through a hard link", Cat, [Dir.Path + "/hardlink"], null, Dir.Path + "/hardlink", Dir.Path + "/hardlink");
+        yield return ("through a hard link", Cat, [Dir.Path + "/hardlink"], null, Dir.Path + "/hardlink", Dir.Path + "/hardlink");
     }
 
     /// <summary>The spellings of the secret's own path that need no mount, read by the given copies of cat and grep.</summary>
