@@ -91,6 +91,9 @@ public class PipelineStageTests
         using var sleeper = Run.Start("/usr/bin/sleep", ["30"]);
         try
         {
+            // Past its exec: /proc shows the new binary a moment before the new command line.
+            for (var until = DateTime.UtcNow.AddSeconds(10); File.ReadAllText($"/proc/{sleeper.Id}/cmdline").Length == 0 && DateTime.UtcNow < until;)
+                Thread.Sleep(5);
             var (p, _) = enrich.ProcessOf(sleeper.Id, sleeper.Id);
             Assert.Equal("/usr/bin/sleep", p.Binary);
             Assert.Equal(["/usr/bin/sleep", "30"], p.Args);
