@@ -56,6 +56,8 @@ enum sa_limit {
 	SA_IO_WORKERS = 4096,      /* sa_io_workers: io_uring worker threads -> their process, for a change fanotify names a gone worker for */
 	SA_SYSCALL_RECORD = 64,    /* bytes of a sys_enter_* tracepoint record (header, number, 6 arguments) */
 	SA_FOLLOW_BITS = 64,       /* matchPIDs followForks sets (bits of sa_follow values) */
+	SA_SYSID_BITS = 512,       /* syscall numbers a raw_syscalls point's syscall filter (sa_point.sysids) covers */
+	SA_SYSID_WORDS = 8,        /* SA_SYSID_BITS / 64 */
 	SA_SIGKILL = 9,
 	SA_PF_KTHREAD = 0x00200000, /* task_struct.flags (and /proc/PID/stat flags) of a kernel thread */
 	SA_AF_UNIX = 1,
@@ -475,6 +477,11 @@ struct sa_point {
 	struct sa_point_arg args[SA_POINT_ARGS];
 	__u64 valid[SA_SEL_WORDS];   /* bits < nbits */
 	struct sa_dim dims[SA_MAX_DIMS];
+	/* raw_syscalls/sys_enter and sys_exit fire on every syscall: when each selector at the point wants the syscall number
+	 * in a set, the union of those sets, so that the other syscalls leave before the selectors run. */
+	__u32 sysid_filter;      /* 1: sysids applies */
+	__u32 pad;
+	__u64 sysids[SA_SYSID_WORDS];
 };
 
 /* One call of a name-only syscall (SA_POINT_EXIT_AFTER_NOTE) as the process made it: the agent joins the fanotify change it

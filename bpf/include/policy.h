@@ -393,6 +393,20 @@ static __always_inline const struct sa_source *sa_exit_only_source(struct sa_run
  * return (0: allow). `skip`: at a syscall's exit, the selector bits whose hooks matched at its enter. `ctx`: the
  * program's context for stack traces, apart from `src` (the syscall exit's src lives in the call state, where a
  * pointer loses its type). */
+#if SA_FAMILY == SA_FAMILY_TRACEPOINT && !defined(SA_IO_URING)
+/* A raw_syscalls/sys_enter or sys_exit record (both: the syscall number at offset 8): whether the point's syscall filter
+ * lets the call on to the selectors. Read through the record's address, not as a context field: a context read at offset
+ * 8 would make the attach of this program refuse records shorter than 16 bytes (sys_enter_getppid's). */
+static __always_inline bool sa_sysid_wanted(const struct sa_point *pt, const struct sa_source *src)
+{
+	__u64 id = ~0ULL;
+	bpf_probe_read_kernel(&id, sizeof(id), (void *)(src->record + offsetof(struct trace_event_raw_sys_enter, id)));
+	if (id >= SA_SYSID_BITS)
+		return false;
+	return pt->sysids[id / 64] & (1ULL << (id % 64));
+}
+#endif
+
 static __always_inline __s32 sa_policy_run_ctx(__u32 ap, __u8 op, const struct sa_source *src, const __u64 *skip, void *ctx,
 						enum sa_exit_only exit_only)
 {
@@ -406,9 +420,16 @@ static __always_inline __s32 sa_policy_run_ctx(__u32 ap, __u8 op, const struct s
 	r.gen = *gen;
 	__u32 pi = sa_point_index(ap, r.gen);
 	r.pt = bpf_map_lookup_elem(&sa_points, &pi);
+	if (!r.pt)
+		return 0;
+#if SA_FAMILY == SA_FAMILY_TRACEPOINT && !defined(SA_IO_URING)
+	/* Before anything else: the other syscalls are not this point's calls (nor counted as seen). */
+	if (r.pt->sysid_filter && src && !skip && !exit_only && !sa_sysid_wanted(r.pt, src))
+		return 0;
+#endif
 	r.c = sa_call_state();
 	struct sa_point_stats *ps = bpf_map_lookup_elem(&sa_point_stats, &ap);
-	if (!r.pt || !r.c || !ps)
+	if (!r.c || !ps)
 		return 0;
 #if SA_FAMILY == SA_FAMILY_TRACEPOINT && !defined(SA_IO_URING)
 	/* A point matched at its exit alone has no enter program; while the agent switches a point between the two modes

@@ -305,6 +305,8 @@ namespace SecurityAgent.Events
         public const int IoWorkers = 4096;
         public const int SyscallRecord = 64;
         public const int FollowBits = 64;
+        public const int SysidBits = 512;
+        public const int SysidWords = 8;
         public const int Sigkill = 9;
         public const int PfKthread = 2097152;
         public const int AfUnix = 1;
@@ -481,7 +483,9 @@ namespace SecurityAgent.Events
             public const int Args = 8;
             public const int Valid = 40;
             public const int Dims = 104;
-            public const int Length = 2280;
+            public const int SysidFilter = 2280;
+            public const int Sysids = 2288;
+            public const int Length = 2352;
         }
 
         /// <summary>struct sa_point_arg</summary>

@@ -34,6 +34,8 @@ public static class PlanExplainer
             if (PathArguments.MatchedWhere(hook) is { } where && hook.Selectors.Any(sel => sel.Args.Any(f => f.ValueSet is not null
                     && PathArguments.Resolved(hook.Target, hook.Args.First(a => a.Slot == f.Slot).Offset, hook.Args.First(a => a.Slot == f.Slot).KernelType) is not null)))
                 b.AppendLine("    " + where);
+            if (hook.Mechanism == Mechanism.Tracepoint && hook.Target.StartsWith("raw_syscalls/"))
+                b.AppendLine("    " + SyscallFilter(plan, hook));
             if (hook.Mechanism == Mechanism.Tracepoint && IoUringOps.Explain(hook.Target) is { } uring)
                 b.AppendLine("    " + uring);
             if (hook.Mechanism == Mechanism.FanotifyPerm)
@@ -128,6 +130,19 @@ public static class PlanExplainer
         }
         b.AppendLine($"  selectors: one bit each at their attach point (sa_points, sa_selectors), counters in sa_hook_stats");
         return b.ToString();
+    }
+
+    /// <summary>What turns the other syscalls away at a raw_syscalls point, which fires on every syscall (PolicyEncoding.SyscallFilter).</summary>
+    private static string SyscallFilter(PolicyPlan plan, HookPlan hook)
+    {
+        var placed = new PlacedHook(1, 1, plan, hook, plan.Enforce, 0, hook.Selectors.Select(_ => -1).ToList());
+        var ids = PolicyEncoding.Layout([placed], hook.Target).Syscalls;
+        if (ids is null)
+            return "syscall filter: none: every syscall of every process runs the selectors (a selector without Equal, In or InMap on the "
+                + "syscall number, or with a number the filter does not cover, takes them all)";
+        var numbers = Enumerable.Range(0, Events.Contract.SysidBits).Where(n => (ids[n / 64] & (1UL << (n % 64))) != 0);
+        return $"syscall filter: only syscall numbers [{string.Join(", ", numbers)}] go on to the selectors; the others leave at the "
+            + "program's first check (with other policies at this point: the union of theirs, or none if one of them has none)";
     }
 
     private static string CapSetName(byte set) => set switch { 1 => "permitted", 2 => "inheritable", _ => "effective" };

@@ -53,8 +53,10 @@ public sealed record DimLayout(W.DimKind Kind, int Slot, ulong[] Care, ulong[] N
 /// <param name="Quick">At a point matched at exit alone (<see cref="W.PointFlags.Only"/>): the dimension written after the others
 /// (dims[ndims], not counted in ndims) that rejects a call from the first component of the opened file's path before the
 /// path is built: "/" + the first component of the Prefix and Equal values of each selector that has one on the path.</param>
+/// <param name="Syscalls">At raw_syscalls/sys_enter or sys_exit: the syscall numbers its selectors can match (bit n: number n),
+/// other syscalls leaving before the selectors run; null: every call runs them (<see cref="PolicyEncoding.SyscallFilter"/>).</param>
 public sealed record PointLayout(IReadOnlyList<ArgRead> Args, IReadOnlyList<int[]> HookSlots, IReadOnlyList<(int First, int End)> HookBits,
-    IReadOnlyList<DimLayout> Dims, int Bits, W.PointFlags Flags = 0, bool Stacks = false, DimLayout? Quick = null)
+    IReadOnlyList<DimLayout> Dims, int Bits, W.PointFlags Flags = 0, bool Stacks = false, DimLayout? Quick = null, ulong[]? Syscalls = null)
 {
     public int ProcessDims => Dims.Count(d => d.IsProcessLevel);
 }
@@ -154,7 +156,42 @@ public static class PolicyEncoding
                 flags |= W.PointFlags.Quick;
             }
         }
-        return new PointLayout(args, hookSlots, hookBits, ordered, bit, flags, stacks, quick);
+        return new PointLayout(args, hookSlots, hookBits, ordered, bit, flags, stacks, quick, SyscallFilter(target, args, ordered, bit));
+    }
+
+    /// <summary>raw_syscalls/sys_enter and sys_exit fire on every syscall of every process (a generic run there cost ~300 ns per
+    /// syscall here): when every selector at the point wants the syscall number in a set of numbers below
+    /// <see cref="Contract.SysidBits"/> (Equal, In, InMap on the record's id, read whole), the union of those sets lets the
+    /// kernel turn the other syscalls away first. Null when some selector (or a hook without selectors) takes any number.</summary>
+    public static ulong[]? SyscallFilter(string target, IReadOnlyList<ArgRead> args, IReadOnlyList<DimLayout> dims, int bits)
+    {
+        if (target is not ("raw_syscalls/sys_enter" or "raw_syscalls/sys_exit") || bits == 0)
+            return null;
+        var covered = new ulong[Words];
+        var ids = new ulong[Contract.SysidWords];
+        foreach (var d in dims)
+        {
+            var read = args[d.Slot];
+            if (d.Kind != W.DimKind.Int || read.Offset != 8 || read.Resolve is not null
+                || !(read.Type == ArgType.Syscall64 || read.Type is ArgType.Int or ArgType.UInt && read.Size == 8))
+                continue;
+            var positive = new ulong[Words];
+            for (int w = 0; w < Words; w++)
+                positive[w] = d.Care[w] & ~d.Neg[w];
+            var wanted = d.Values.Where(v => v.Selectors.Zip(positive, (a, b) => a & b).Any(x => x != 0))
+                .Select(v => BinaryPrimitives.ReadUInt64LittleEndian(v.Data)).ToList();
+            // A number past the filter's bits (an ia32 one has bit 31 set): this dimension cannot vouch for its selectors.
+            if (wanted.Any(n => n >= Contract.SysidBits))
+                continue;
+            foreach (var n in wanted)
+                ids[n / 64] |= 1UL << (int)(n % 64);
+            for (int w = 0; w < Words; w++)
+                covered[w] |= positive[w];
+        }
+        for (int b = 0; b < bits; b++)
+            if ((covered[b / 64] & (1UL << (b % 64))) == 0)
+                return null;
+        return ids;
     }
 
     /// <summary>What a Prefix or Equal value says about a path's first component: "/X/" when the value goes on after its
@@ -391,6 +428,12 @@ public static class PolicyEncoding
         config[W.Point.NprocDims] = (byte)layout.ProcessDims;
         config[W.Point.Flags] = (byte)layout.Flags;
         config[W.Point.Stacks] = layout.Stacks ? (byte)1 : (byte)0;
+        if (layout.Syscalls is { } sysids)
+        {
+            BinaryPrimitives.WriteUInt32LittleEndian(c[W.Point.SysidFilter..], 1);
+            for (int w = 0; w < sysids.Length; w++)
+                BinaryPrimitives.WriteUInt64LittleEndian(c[(W.Point.Sysids + 8 * w)..], sysids[w]);
+        }
         for (int p = 0; p < layout.Args.Count; p++)
         {
             var o = W.Point.Args + p * W.PointArg.Length;

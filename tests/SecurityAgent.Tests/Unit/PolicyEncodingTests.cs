@@ -35,6 +35,50 @@ public class PolicyEncodingTests
     private static DimValue Value(DimLayout d, string v) =>
         d.Values.Single(x => x.Data.AsSpan().SequenceEqual(PolicyEncoding.Stored(d.Kind, v).Data));
 
+    private static readonly ArgPlan SyscallId = new(0, 4, "syscall64", ArgType.Syscall64, 8, 8, null);
+
+    /// <summary>A policy with one raw_syscalls/sys_enter hook reading the syscall number (index 4, record offset 8).</summary>
+    private static PolicyPlan RawSysEnter(string name, IReadOnlyList<ValueSet> sets, params SelectorPlan[] selectors) =>
+        new(name, name + ".yaml", false, [new HookPlan(HookKind.Tracepoint, Mechanism.Tracepoint, "raw_syscalls/sys_enter", "raw_syscalls/sys_enter", "",
+            [SyscallId], selectors, null, [])], sets);
+
+    private static int[] Numbers(byte[] config) =>
+        Enumerable.Range(0, Contract.SysidBits).Where(n => (BinaryPrimitives.ReadUInt64LittleEndian(config.AsSpan(W.Point.Sysids + n / 64 * 8)) & (1UL << (n % 64))) != 0).ToArray();
+
+    [Fact]
+    public void At_raw_sys_enter_the_syscall_numbers_every_selector_wants_become_the_points_syscall_filter()
+    {
+        var modules = RawSysEnter("modules", [Set(ValueSetKind.Int, "175", "313")], Sel(args: [new ArgFilterPlan(0, Cmp.In, 0, 0)]));
+        var ptrace = RawSysEnter("ptrace", [Set(ValueSetKind.Int, "101"), Set(ValueSetKind.StringExact, "/x")], Sel(Cmp.In, 1, [new ArgFilterPlan(0, Cmp.In, 0, 0)]));
+        var hooks = new[] { Place(modules, 1), Place(ptrace, 2) };
+        var layout = PolicyEncoding.Layout(hooks, "raw_syscalls/sys_enter");
+
+        var config = PolicyEncoding.Generation(1, 1, layout, hooks).Config.Value;
+        Assert.Equal(1u, BinaryPrimitives.ReadUInt32LittleEndian(config.AsSpan(W.Point.SysidFilter)));
+        Assert.Equal([101, 175, 313], Numbers(config));
+        // An openat point never has one: its tracepoint fires for openat alone.
+        var openat = Plan("o", [Set(ValueSetKind.StringExact, "/x")], Sel(Cmp.In, 0));
+        Assert.Null(PolicyEncoding.Layout([Place(openat)], "openat").Syscalls);
+    }
+
+    [Theory]
+    [InlineData("no condition on the number", Cmp.None, "175")]
+    [InlineData("a negated set", Cmp.NotIn, "175")]
+    [InlineData("an ia32 syscall (bit 31 set)", Cmp.In, "2147483689")]
+    public void A_selector_that_can_match_a_syscall_the_filter_cannot_say_leaves_every_syscall_to_the_selectors(string why, Cmp cmp, string number)
+    {
+        var modules = RawSysEnter("modules", [Set(ValueSetKind.Int, "175", "313")], Sel(args: [new ArgFilterPlan(0, Cmp.In, 0, 0)]));
+        var other = RawSysEnter("other", [Set(ValueSetKind.Int, number), Set(ValueSetKind.StringExact, "/x")],
+            Sel(Cmp.In, 1, cmp == Cmp.None ? [] : [new ArgFilterPlan(0, cmp, 0, 0)]));
+        var hooks = new[] { Place(modules, 1), Place(other, 2) };
+        var layout = PolicyEncoding.Layout(hooks, "raw_syscalls/sys_enter");
+
+        Assert.True(layout.Syscalls is null, why);
+        Assert.Equal(0u, BinaryPrimitives.ReadUInt32LittleEndian(PolicyEncoding.Generation(1, 1, layout, hooks).Config.Value.AsSpan(W.Point.SysidFilter)));
+        // A hook without selectors takes every call too.
+        Assert.Null(PolicyEncoding.Layout([Place(modules, 1), Place(RawSysEnter("all", []), 2)], "raw_syscalls/sys_enter").Syscalls);
+    }
+
     [Fact]
     public void Each_hook_gets_one_bit_per_selector_in_order_and_a_hook_without_selectors_one_bit()
     {
