@@ -341,7 +341,9 @@ enum sa_point_flags {
 	SA_POINT_EXIT_QUICK = 1 << 4,/* with EXIT_ONLY: dims[ndims] (not counted in ndims) holds, per selector with a positive
 				      * Prefix/Equal on the path, "/" + the first component of its values (+ "/" when the value
 				      * goes on): the opened file's top directory looked up there rejects a call before its path
-				      * is built */
+				      * is built; dims[ndims + 1], per selector with a positive Postfix on the path whose values
+				      * all hold a "/", "/" + their last component + "/": the file's own name looked up there
+				      * does the same (a dimension of kind 0: none) */
 	SA_POINT_EXIT_AFTER_NOTE = 1 << 5, /* a name-only syscall matched again after the call (fanotify): calls that pass the
 				       * process-level dimensions leave a struct sa_after_note (what was passed) */
 	SA_POINT_EXIT_NO_LINKS = 1 << 6, /* with EXIT_QUICK: no file is known here by its inode (no sa_inode_set entry), so no

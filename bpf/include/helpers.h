@@ -133,18 +133,49 @@ struct sa_walk {
 
 #define SA_SB_MOUNTS 8
 
-/* Another mount of the same filesystem in the same namespace, of its root directory: the place a bind mount's
- * files have in the tree (NULL: none among the first few, or a kernel without the per-superblock list). */
-static __always_inline struct mount *sa_primary_mount(struct mount *bind, struct dentry *sb_root)
+/* Kernels before the per-superblock mount chain (6.1) keep a list of a superblock's mounts instead. */
+struct mount___list {
+	struct list_head mnt_instance;
+} __attribute__((preserve_access_index));
+struct super_block___list {
+	struct list_head s_mounts;
+} __attribute__((preserve_access_index));
+
+static __always_inline __u32 sa_mnt_ns_inum(struct mount *m)
 {
-	if (!bpf_core_field_exists(struct mount, mnt_next_for_sb))
+	return BPF_CORE_READ(m, mnt_ns, ns.inum);
+}
+
+static __always_inline bool sa_is_host_mount_of(struct mount *m, struct dentry *sb_root, __u32 ns)
+{
+	return BPF_CORE_READ(m, mnt.mnt_root) == sb_root && sa_mnt_ns_inum(m) == ns;
+}
+
+/* A mount of the whole filesystem `sb` in mount namespace `ns`, among the first few of its mounts (NULL: none):
+ * through the per-superblock chain, or on kernels before it (6.1) the superblock's list of mounts. */
+static __always_inline struct mount *sa_host_mount(struct super_block *sb, __u32 ns)
+{
+	struct dentry *sb_root = BPF_CORE_READ(sb, s_root);
+	if (bpf_core_field_exists(struct mount, mnt_next_for_sb)) {
+		struct mount *m = BPF_CORE_READ(sb, s_mounts);
+		for (int i = 0; i < SA_SB_MOUNTS && m; i++) {
+			if (sa_is_host_mount_of(m, sb_root, ns))
+				return m;
+			m = BPF_CORE_READ(m, mnt_next_for_sb);
+		}
 		return NULL;
-	struct mnt_namespace *ns = BPF_CORE_READ(bind, mnt_ns);
-	struct mount *m = BPF_CORE_READ(bind, mnt.mnt_sb, s_mounts);
-	for (int i = 0; i < SA_SB_MOUNTS && m; i++) {
-		if (m != bind && BPF_CORE_READ(m, mnt.mnt_root) == sb_root && BPF_CORE_READ(m, mnt_ns) == ns)
+	}
+	if (!bpf_core_field_exists(struct mount___list, mnt_instance))
+		return NULL;
+	struct super_block___list *sbl = (void *)sb;
+	struct list_head *head = &sbl->s_mounts;
+	struct list_head *node = BPF_CORE_READ(sbl, s_mounts.next);
+	__u32 at = bpf_core_field_offset(struct mount___list, mnt_instance);
+	for (int i = 0; i < SA_SB_MOUNTS && node && node != head; i++) {
+		struct mount *m = (void *)node - at;
+		if (sa_is_host_mount_of(m, sb_root, ns))
 			return m;
-		m = BPF_CORE_READ(m, mnt_next_for_sb);
+		node = BPF_CORE_READ(node, next);
 	}
 	return NULL;
 }
@@ -186,7 +217,9 @@ static long sa_walk_step(__u32 i, struct sa_walk *w)
 	if (w->canonical && dentry == mnt_root && dentry != parent) {
 		/* The root of a bind mount of a directory: go on through the filesystem's own mount, so a file
 		 * reached through the bind mount has the path it has there. */
-		struct mount *primary = sa_primary_mount(mnt, BPF_CORE_READ(vfsmnt, mnt_sb, s_root));
+		/* Another mount of the same filesystem in the same namespace, of its root directory: the place the bind
+		 * mount's files have in the tree. */
+		struct mount *primary = sa_host_mount(BPF_CORE_READ(vfsmnt, mnt_sb), sa_mnt_ns_inum(mnt));
 		if (primary) {
 			w->mnt = primary;
 			w->vfsmnt = &primary->mnt;

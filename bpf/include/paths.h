@@ -395,52 +395,6 @@ static __always_inline bool sa_file_has_name(struct file *f, const char *name, _
  * filesystem. Its own bpf_loop callback, so the process-view walk (sa_walk_step) stays as small as it was; its
  * state is in the call state (sa_call.host_walk), not on the stack, which the 6.1 verifier counts across frames. */
 
-/* Kernels before the per-superblock mount chain (6.1) keep a list of a superblock's mounts instead. */
-struct mount___list {
-	struct list_head mnt_instance;
-} __attribute__((preserve_access_index));
-struct super_block___list {
-	struct list_head s_mounts;
-} __attribute__((preserve_access_index));
-
-static __always_inline __u32 sa_mnt_ns_inum(struct mount *m)
-{
-	return BPF_CORE_READ(m, mnt_ns, ns.inum);
-}
-
-static __always_inline bool sa_is_host_mount_of(struct mount *m, struct dentry *sb_root, __u32 ns)
-{
-	return BPF_CORE_READ(m, mnt.mnt_root) == sb_root && sa_mnt_ns_inum(m) == ns;
-}
-
-/* A mount of the whole filesystem `sb` in mount namespace `ns`, among the first few of its mounts (NULL: none). */
-static __always_inline struct mount *sa_host_mount(struct super_block *sb, __u32 ns)
-{
-	struct dentry *sb_root = BPF_CORE_READ(sb, s_root);
-	if (bpf_core_field_exists(struct mount, mnt_next_for_sb)) {
-		struct mount *m = BPF_CORE_READ(sb, s_mounts);
-		for (int i = 0; i < SA_SB_MOUNTS && m; i++) {
-			if (sa_is_host_mount_of(m, sb_root, ns))
-				return m;
-			m = BPF_CORE_READ(m, mnt_next_for_sb);
-		}
-		return NULL;
-	}
-	if (!bpf_core_field_exists(struct mount___list, mnt_instance))
-		return NULL;
-	struct super_block___list *sbl = (void *)sb;
-	struct list_head *head = &sbl->s_mounts;
-	struct list_head *node = BPF_CORE_READ(sbl, s_mounts.next);
-	__u32 at = bpf_core_field_offset(struct mount___list, mnt_instance);
-	for (int i = 0; i < SA_SB_MOUNTS && node && node != head; i++) {
-		struct mount *m = (void *)node - at;
-		if (sa_is_host_mount_of(m, sb_root, ns))
-			return m;
-		node = BPF_CORE_READ(node, next);
-	}
-	return NULL;
-}
-
 static long sa_host_step(__u32 i, void *unused)
 {
 	__u32 zero = 0;

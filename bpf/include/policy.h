@@ -260,7 +260,7 @@ static __always_inline const __u64 *sa_quick_hits(struct sa_run *r, const struct
 	struct sa_call *c = r->c;
 	struct sa_quick_seen *seen = &c->quick_seen[(__u32)top->hash_len & (SA_QUICK_SEEN - 1)];
 	if (seen->dentry == top->dentry && seen->hash_len == top->hash_len && seen->inode == top->inode &&
-	    seen->ap == r->ap && seen->gen == r->gen)
+	    seen->ap == r->ap && seen->gen == r->gen && seen->dim == qd)
 		return seen->hit;
 	struct sa_lpm_key *k = &c->key.lpm;
 	k->hdr = (struct sa_value_hdr){ .gen = r->gen, .ap = r->ap, .dim = qd };
@@ -277,13 +277,32 @@ static __always_inline const __u64 *sa_quick_hits(struct sa_run *r, const struct
 	seen->inode = top->inode;
 	seen->ap = r->ap;
 	seen->gen = r->gen;
+	seen->dim = qd;
 	seen->dentry = top->dentry;
 	return seen->hit;
 }
 
+/* Drops the selectors quick dimension `qd` (at `d`) cares for whose values do not allow `top`'s name. True when no selector
+ * is left. */
+static __always_inline bool sa_quick_drop(struct sa_run *r, const struct sa_top *top, __u32 qd, const struct sa_dim *d)
+{
+	if (!top->len || top->len > SA_LPM_STR_MAX - 2)
+		return false;
+	const __u64 *hit = sa_quick_hits(r, top, qd);
+	if (!hit)
+		return false;
+	__u64 any = 0;
+	for (int w = 0; w < SA_SEL_WORDS; w++) {
+		r->c->live[w] &= ~d->care[w] | (hit[w] ^ d->neg[w]);
+		any |= r->c->live[w];
+	}
+	return !any;
+}
+
 /* The quick answer of a point matched at exit alone: the selectors that need a Prefix or Equal of the path (the point's
  * quick dimension, dims[ndims]) are dropped unless the first component of the opened file's path is one their values
- * allow. True when no selector is left. Only where the full path would not say more: the task's root is the host's (a
+ * allow, and those that need a Postfix of it (dims[ndims + 1]) unless the file's own name is the last component of one of
+ * their values. True when no selector is left. Only where the full path would not say more: the task's root is the host's (a
  * chroot or container also matches by the host's path) and the file has no other name (hard links) that a selector could
  * know by its inode (SA_POINT_EXIT_NO_LINKS: none can). */
 static __always_inline bool sa_quick_reject(struct sa_run *r, __u64 f, enum sa_exit_only reads)
@@ -321,20 +340,23 @@ static __always_inline bool sa_quick_reject(struct sa_run *r, __u64 f, enum sa_e
 		if (links && BPF_CORE_READ((struct inode *)inode, __i_nlink) > 1)
 			return false;
 	}
-	sa_top_of(c, dentry, vfsmnt, root_d, root_mnt, (__u64)root_vm->mnt_root, reads);
-	const struct sa_top *top = &c->quick_top;
-	if (!top->len || top->len > SA_LPM_STR_MAX - 2)
-		return false;
-	const __u64 *hit = sa_quick_hits(r, top, qd);
-	if (!hit)
-		return false;
-	const struct sa_dim *d = &r->pt->dims[sa_bound(qd, SA_MAX_DIMS - 1)]; /* 6.1 loses a spilled u32's bound */
-	__u64 any = 0;
-	for (int w = 0; w < SA_SEL_WORDS; w++) {
-		r->c->live[w] &= ~d->care[w] | (hit[w] ^ d->neg[w]);
-		any |= r->c->live[w];
+	__u64 root_mnt_root = (__u64)root_vm->mnt_root;
+	/* The file's own name first: one dentry read, no walk. Not where the file is the root of its mount (a bind mount of a
+	 * file, a mount point): the path's last component is then another dentry's name. */
+	const struct sa_dim *nd = &r->pt->dims[sa_bound(qd + 1, SA_MAX_DIMS - 1)]; /* 6.1 loses a spilled u32's bound */
+	if (qd + 1 < SA_MAX_DIMS && nd->kind && dentry != sa_mnt_root_of(c, vfsmnt, root_mnt, root_mnt_root, reads)) {
+		__u64 parent = 0;
+		if (!sa_dentry_parent(c, dentry, &parent, reads) || parent == dentry)
+			return false;
+		sa_dentry_as_top(c, dentry, reads);
+		if (sa_quick_drop(r, &c->quick_top, qd + 1, nd))
+			return true;
 	}
-	return !any;
+	const struct sa_dim *d = &r->pt->dims[sa_bound(qd, SA_MAX_DIMS - 1)];
+	if (!d->kind)
+		return false;
+	sa_top_of(c, dentry, vfsmnt, root_d, root_mnt, root_mnt_root, reads);
+	return sa_quick_drop(r, &c->quick_top, qd, d);
 }
 
 /* What an exit-only point's hooks read, as the enter would have had it: the syscall's arguments from the task's saved

@@ -207,6 +207,8 @@ struct sa_quick_seen {
 	__u64 inode;
 	__u32 ap;
 	__u32 gen;
+	__u32 dim;               /* the quick dimension asked: the top directory's, or the file's own name's */
+	__u32 pad;
 	__u64 hit[SA_SEL_WORDS];
 };
 

@@ -55,8 +55,12 @@ public sealed record DimLayout(W.DimKind Kind, int Slot, ulong[] Care, ulong[] N
 /// path is built: "/" + the first component of the Prefix and Equal values of each selector that has one on the path.</param>
 /// <param name="Syscalls">At raw_syscalls/sys_enter or sys_exit: the syscall numbers its selectors can match (bit n: number n),
 /// other syscalls leaving before the selectors run; null: every call runs them (<see cref="PolicyEncoding.SyscallFilter"/>).</param>
+/// <param name="QuickName">With <see cref="W.PointFlags.Quick"/>: the dimension written after the quick one (dims[ndims + 1]) that
+/// rejects a call from the opened file's own name: "/" + the last component + "/" of the Postfix values of each selector that
+/// has one on the path (all holding a "/", so that the name must be that component exactly).</param>
 public sealed record PointLayout(IReadOnlyList<ArgRead> Args, IReadOnlyList<int[]> HookSlots, IReadOnlyList<(int First, int End)> HookBits,
-    IReadOnlyList<DimLayout> Dims, int Bits, W.PointFlags Flags = 0, bool Stacks = false, DimLayout? Quick = null, ulong[]? Syscalls = null)
+    IReadOnlyList<DimLayout> Dims, int Bits, W.PointFlags Flags = 0, bool Stacks = false, DimLayout? Quick = null, ulong[]? Syscalls = null,
+    DimLayout? QuickName = null)
 {
     public int ProcessDims => Dims.Count(d => d.IsProcessLevel);
 }
@@ -87,6 +91,7 @@ public static class PolicyEncoding
         var hookBits = new List<(int, int)>();
         var dims = new List<DimBuilder>();
         var pathFilters = new List<(int Bit, int Slot, ValueSet Values)>();
+        var postfixFilters = new List<(int Bit, int Slot, ValueSet Values)>();
         int bit = 0;
         foreach (var h in hooks)
         {
@@ -118,6 +123,8 @@ public static class PolicyEncoding
                         Dim(dims, used, kind, slots[f.Slot]).Add(bit, IsNegated(f.Cmp), h.Plan.ValueSets[f.ValueSet!.Value]);
                         if (f.Cmp == Cmp.Prefix || kind is W.DimKind.StrExact && f.Cmp == Cmp.In)
                             pathFilters.Add((bit, slots[f.Slot], h.Plan.ValueSets[f.ValueSet!.Value]));
+                        else if (f.Cmp == Cmp.Postfix)
+                            postfixFilters.Add((bit, slots[f.Slot], h.Plan.ValueSets[f.ValueSet!.Value]));
                     }
                 Limit(h, dims.Count, Contract.MaxDims, "indexed dimensions (operator, argument) of the selectors", point);
             }
@@ -141,7 +148,7 @@ public static class PolicyEncoding
         if (hooks.Any(h => Fanotify.PathChanges.Covered(h.Hook, out _)))
             flags |= W.PointFlags.AfterNote; // its calls are noted for the after-call match (Fanotify.AfterCallNotes)
         bool stacks = hooks.Any(h => h.Hook.Selectors.Any(s => (s.Actions & (Actions.KernelStack | Actions.UserStack)) != 0));
-        DimLayout? quick = null;
+        DimLayout? quick = null, quickName = null;
         if (flags.HasFlag(W.PointFlags.Fd) && hooks.All(h => PathArguments.EnterNeeded(h.Hook) is null) && (exitOnly?.Invoke() ?? true))
         {
             flags |= W.PointFlags.Only;
@@ -155,8 +162,28 @@ public static class PolicyEncoding
                 quick = q.Build();
                 flags |= W.PointFlags.Quick;
             }
+            // A positive Postfix whose values all hold a "/" says what the file's own name must be.
+            var named = postfixFilters.Where(p => args[p.Slot].Type is ArgType.UserPath or ArgType.UserPathAt
+                && p.Values.Values.All(v => LastComponent(v) is not null)).ToList();
+            if (named.Count > 0 && ordered.Count + 1 < Contract.MaxDims)
+            {
+                var q = new DimBuilder(W.DimKind.StrPrefix, named[0].Slot);
+                foreach (var (b, _, set) in named)
+                    q.AddComponents(b, set.Values.Select(v => LastComponent(v)!));
+                quickName = q.Build();
+                flags |= W.PointFlags.Quick;
+            }
         }
-        return new PointLayout(args, hookSlots, hookBits, ordered, bit, flags, stacks, quick, SyscallFilter(target, args, ordered, bit));
+        return new PointLayout(args, hookSlots, hookBits, ordered, bit, flags, stacks, quick, SyscallFilter(target, args, ordered, bit), quickName);
+    }
+
+    /// <summary>What a Postfix value says about the name of the file whose path ends with it: "/X/" for its last component X
+    /// when a "/" comes before X (the name is X exactly); null when the value holds no "/" (the name only ends with it) or ends
+    /// with one.</summary>
+    public static string? LastComponent(string value)
+    {
+        int slash = value.LastIndexOf('/');
+        return slash < 0 || slash == value.Length - 1 ? null : "/" + value[(slash + 1)..] + "/";
     }
 
     /// <summary>raw_syscalls/sys_enter and sys_exit fire on every syscall of every process (a generic run there cost ~300 ns per
@@ -294,12 +321,15 @@ public static class PolicyEncoding
         }
 
         /// <summary>The quick dimension's values of a selector: the first components its values allow (PolicyEncoding.FirstComponent).</summary>
-        public void AddFirstComponents(int bit, IEnumerable<string> values)
+        public void AddFirstComponents(int bit, IEnumerable<string> values) => AddComponents(bit, values.Select(FirstComponent));
+
+        /// <summary>A quick dimension's values of a selector, as stored.</summary>
+        public void AddComponents(int bit, IEnumerable<string> components)
         {
             Set(_care, bit);
-            foreach (var v in values)
+            foreach (var v in components)
             {
-                var (data, bits) = Stored(kind, FirstComponent(v));
+                var (data, bits) = Stored(kind, v);
                 var id = Id(data, bits);
                 if (!_values.TryGetValue(id, out var e))
                     _values[id] = e = (data, bits, new ulong[Words]);
@@ -461,9 +491,11 @@ public static class PolicyEncoding
                 && layout.Args[dim.Slot].Type is ArgType.UserPath or ArgType.UserPathAt)
                 values.AddRange(InodeEntries(dim, new ValueHeader(gen, ap, d), files));
         }
-        if (layout.Quick is { } quick && layout.Dims.Count < Contract.MaxDims)
+        // The quick dimensions, after the others: the top directory's at ndims, the file name's at ndims + 1.
+        foreach (var (quick, d) in new[] { (layout.Quick, layout.Dims.Count), (layout.QuickName, layout.Dims.Count + 1) })
         {
-            int d = layout.Dims.Count;
+            if (quick is null || d >= Contract.MaxDims)
+                continue;
             var o = W.Point.Dims + d * W.Dim.Length;
             config[o + W.Dim.Kind] = (byte)quick.Kind;
             config[o + W.Dim.Slot] = (byte)quick.Slot;

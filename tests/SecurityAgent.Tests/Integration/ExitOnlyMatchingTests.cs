@@ -56,6 +56,64 @@ public class ExitOnlyMatchingTests
         Assert.DoesNotContain(agent.Events.All.Skip(after), e => PathEvasionTests.Body(e, "xonly-post") is { } b && Resolved(b) != s.Secret);
     }
 
+    /// <summary>A Postfix on the path whose values end in "/name" rejects an open by the opened file's own name before any
+    /// path is built; every name of the file still reaches the full match, a bind mount of the file itself included.</summary>
+    [RequiresKernel(Mechanism.Tracepoint)]
+    public void A_postfix_hook_matched_at_the_exit_alone_catches_every_name_of_the_file_and_not_files_sharing_only_its_name()
+    {
+        using var dir = new TempDir();
+        var cat = dir.CopyBinary("/usr/bin/cat", "xonly-key-reader");
+        Directory.CreateDirectory(dir.File("keys"));
+        Directory.CreateDirectory(dir.File("other"));
+        foreach (var f in new[] { "keys/id_test", "keys/id_test.pub", "other/id_test", "plain" })
+            File.WriteAllText(dir.File(f), f == "plain" ? "" : "KEY\n");
+        File.CreateSymbolicLink(dir.File("link"), dir.File("keys/id_test"));
+        var policy = $$"""
+            apiVersion: cilium.io/v1alpha1
+            kind: TracingPolicy
+            metadata:
+              name: xonly-postfix
+            spec:
+              kprobes:
+              - call: sys_openat
+                syscall: true
+                args:
+                - index: 1
+                  type: string
+                selectors:
+                - matchArgs:
+                  - index: 1
+                    operator: Postfix
+                    values: ["/keys/id_test"]
+                  matchBinaries:
+                  - operator: In
+                    values: ["{{cat}}"]
+            """;
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = policy }, "--export-extensions");
+        Assert.Contains("Policy xonly-postfix loaded", agent.Stderr);
+        var key = dir.File("keys/id_test");
+        foreach (var (what, args, cwd, passed) in new (string, string[], string?, string)[]
+                 { ("the path", [key], null, key), ("a relative name", ["id_test"], dir.File("keys"), "id_test"), ("a symlink", [dir.File("link")], null, dir.File("link")) })
+        {
+            int from = agent.Events.All.Count;
+            Assert.Equal((0, "KEY\n"), Run.Wait(cat, args, cwd) is var r ? (r.Code, r.Stdout) : default);
+            var body = PathEvasionTests.WaitFor(agent, from, "xonly-postfix", passed, what);
+            Assert.Equal((key, true), (Resolved(body), AtExit(body)));
+        }
+        // A bind mount of the file itself: the file is the root of that mount, and its path is the one through the
+        // filesystem's own mount (on 6.1 found through the superblock's older list of mounts).
+        int fromBind = agent.Events.All.Count;
+        var bind = Run.Wait("/usr/bin/unshare", ["-m", "/bin/sh", "-c", $"mount --bind {key} {dir.File("plain")} && exec {cat} {dir.File("plain")}"]);
+        Assert.Equal((0, "KEY\n"), (bind.Code, bind.Stdout));
+        Assert.Equal(key, Resolved(PathEvasionTests.WaitFor(agent, fromBind, "xonly-postfix", dir.File("plain"), "a bind mount of the file")));
+        int after = agent.Events.All.Count;
+        Assert.Equal(0, Run.Wait(cat, [dir.File("other/id_test")]).Code);
+        Assert.Equal(0, Run.Wait(cat, ["id_test.pub"], dir.File("keys")).Code);
+        Assert.Equal(0, Run.Wait(cat, [key]).Code); // the marker: once its event is in, theirs would have been too
+        PathEvasionTests.WaitFor(agent, after, "xonly-postfix", key, "the marker open");
+        Assert.DoesNotContain(agent.Events.All.Skip(after), e => PathEvasionTests.Body(e, "xonly-postfix") is { } b && Resolved(b) != key);
+    }
+
     [RequiresKernel(Mechanism.Tracepoint)]
     public void A_killing_hook_added_at_the_same_open_brings_the_enter_back_and_kills_and_once_removed_the_open_is_matched_at_the_exit_alone_again()
     {

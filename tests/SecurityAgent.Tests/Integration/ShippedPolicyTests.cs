@@ -65,6 +65,37 @@ public class ShippedPolicyTests(ShippedPoliciesAgent shipped) : IClassFixture<Sh
         Assert.Equal("path", body.GetProperty("args")[0].GetProperty("label").GetString());
     }
 
+    /// <summary>sensitive-file-reads' Postfix selector (`/.ssh/id_rsa`, ...) is first checked against the opened file's own name
+    /// (no path built for an open of any other name); every name of the key still reaches it, including a bind mount of the
+    /// key file itself (the file is then the root of its mount, whose path ends in the mount point's name).</summary>
+    [Fact]
+    public void Sensitive_file_reads_reports_an_ssh_key_by_every_name_and_not_a_file_that_only_shares_its_name_or_directory()
+    {
+        using var dir = new TempDir();
+        var cat = dir.CopyBinary("/usr/bin/cat", "key-reader");
+        Directory.CreateDirectory(dir.File(".ssh"));
+        Directory.CreateDirectory(dir.File("other"));
+        foreach (var f in new[] { ".ssh/id_rsa", ".ssh/id_rsa.pub", "other/id_rsa", "plain" })
+            File.WriteAllText(dir.File(f), f == "plain" ? "" : "KEY\n");
+        File.CreateSymbolicLink(dir.File("link"), dir.File(".ssh/id_rsa"));
+        Assert.Equal(0, Run.Wait(cat, ["id_rsa"], cwd: dir.File(".ssh")).Code);
+        Assert.Equal(0, Run.Wait(cat, [dir.File("link")]).Code);
+        var bind = Run.Wait("/usr/bin/unshare", ["-m", "/bin/sh", "-c", $"mount --bind {dir.File(".ssh/id_rsa")} {dir.File("plain")} && exec {cat} {dir.File("plain")}"]);
+        Assert.Equal((0, "KEY\n"), (bind.Code, bind.Stdout));
+        Assert.Equal(0, Run.Wait(cat, [dir.File("other/id_rsa")]).Code);
+        Assert.Equal(0, Run.Wait(cat, [dir.File(".ssh/id_rsa.pub")]).Code);
+
+        foreach (var passed in new[] { "id_rsa", dir.File("link"), dir.File("plain") })
+            Assert.Equal(dir.File(".ssh/id_rsa"), WaitForPassed("sensitive-file-reads", cat, passed).GetProperty("args")[0].GetProperty("string_arg").GetString());
+        _agent.Events.WaitFor(e => e.TryGetProperty("process_exit", out var x) && x.GetProperty("process").GetProperty("binary").GetString() == cat
+            && x.GetProperty("process").GetProperty("arguments").GetString() == dir.File(".ssh/id_rsa.pub"), "exit of the last reader");
+        Thread.Sleep(300);
+        var reported = _agent.Events.Where(e => Body(e, "sensitive-file-reads") is { } b && b.GetProperty("process").GetProperty("binary").GetString() == cat)
+            .Select(e => Body(e, "sensitive-file-reads")!.Value.GetProperty("args")[0].GetProperty("string_arg").GetString()).ToList();
+        Assert.Equal(3, reported.Count);
+        Assert.All(reported, r => Assert.Equal(dir.File(".ssh/id_rsa"), r));
+    }
+
     private JsonElement WaitForPassed(string policy, string binary, string passed) =>
         Body(_agent.Events.WaitFor(e => Body(e, policy) is { } b && b.GetProperty("process").GetProperty("binary").GetString() == binary
             && PathEvasionTests.Passed(b) == passed, $"{policy} event for '{passed}'"), policy)!.Value;

@@ -174,10 +174,32 @@ public class PolicyEncodingTests
     }
 
     [Fact]
+    public void A_postfix_on_an_opened_path_rejects_an_open_by_the_files_own_name_when_every_value_names_its_last_component()
+    {
+        var keys = Plan("k", [Set(ValueSetKind.StringPostfix, "/.ssh/id_rsa", "/.ssh/authorized_keys"), Set(ValueSetKind.StringPrefix, "/etc/shadow")],
+            Sel(args: [new ArgFilterPlan(0, Cmp.Postfix, 0, 0)]), Sel(args: [new ArgFilterPlan(0, Cmp.Prefix, 1, 0)]));
+        var layout = PolicyEncoding.Layout([Place(keys)], "openat");
+        Assert.Equal(W.PointFlags.Fd | W.PointFlags.Only | W.PointFlags.Quick, layout.Flags);
+        Assert.Equal(["/authorized_keys/", "/id_rsa/"], layout.QuickName!.Values.Select(v => System.Text.Encoding.UTF8.GetString(v.Data)).Order());
+        Assert.Equal([0], Bits(layout.QuickName.Care)); // the Prefix selector is the top directory's to check
+        Assert.Equal([1], Bits(layout.Quick!.Care));
+        // Written after the top directory's quick dimension, under its own dimension number.
+        var gen = PolicyEncoding.Generation(9, 2, layout, [Place(keys)]);
+        int nameDim = layout.Dims.Count + 1;
+        Assert.Equal((byte)W.DimKind.StrPrefix, gen.Config.Value[W.Point.Dims + nameDim * W.Dim.Length + W.Dim.Kind]);
+        Assert.Equal(2, gen.Values.Count(e => BinaryPrimitives.ReadUInt16LittleEndian(e.Key.AsSpan(W.LpmKey.Hdr + W.ValueHeader.Dim)) == nameDim));
+
+        // ".pem" (no "/"): the name only ends with it, and a name lookup cannot say that.
+        var pem = PolicyEncoding.Layout([Place(Plan("p", [Set(ValueSetKind.StringPostfix, "/.ssh/id_rsa", ".pem")], Sel(args: [new ArgFilterPlan(0, Cmp.Postfix, 0, 0)])))], "openat");
+        Assert.Null(pem.QuickName);
+        Assert.Equal((null, "/id_rsa/", null), (PolicyEncoding.LastComponent(".pem"), PolicyEncoding.LastComponent("/.ssh/id_rsa"), PolicyEncoding.LastComponent("/.ssh/")));
+    }
+
+    [Fact]
     public void A_file_name_is_resolved_in_the_kernel_only_where_a_string_selector_matches_it()
     {
         var matched = PolicyEncoding.Layout([Place(Plan("m", [Set(ValueSetKind.StringPostfix, "/id_rsa")], Sel(args: [new ArgFilterPlan(0, Cmp.Postfix, 0, 0)])))], "openat");
-        Assert.Equal((ArgType.UserPathAt, W.PointFlags.Fd | W.PointFlags.Only), (matched.Args[0].Type, matched.Flags)); // Post only: at exit alone
+        Assert.Equal((ArgType.UserPathAt, W.PointFlags.Fd | W.PointFlags.Only | W.PointFlags.Quick), (matched.Args[0].Type, matched.Flags)); // Post only: at exit alone
 
         var readOnly = PolicyEncoding.Layout([Place(Plan("r", [Set(ValueSetKind.StringExact, "/b")], Sel(Cmp.In, 0)))], "openat");
         Assert.Equal((ArgType.String, (W.PointFlags)0), (readOnly.Args[0].Type, readOnly.Flags)); // reported as passed, no cost
