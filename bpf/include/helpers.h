@@ -215,10 +215,9 @@ static long sa_walk_step(__u32 i, struct sa_walk *w)
 	struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
 	struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
 	if (w->canonical && dentry == mnt_root && dentry != parent) {
-		/* The root of a bind mount of a directory: go on through the filesystem's own mount, so a file
-		 * reached through the bind mount has the path it has there. */
-		/* Another mount of the same filesystem in the same namespace, of its root directory: the place the bind
-		 * mount's files have in the tree. */
+		/* The root of a bind mount (of a directory or a file): go on through the filesystem's own mount, its
+		 * mount of the filesystem's root in the same namespace, so a file reached through the bind mount has the
+		 * path it has there. */
 		struct mount *primary = sa_host_mount(BPF_CORE_READ(vfsmnt, mnt_sb), sa_mnt_ns_inum(mnt));
 		if (primary) {
 			w->mnt = primary;

@@ -411,10 +411,6 @@ static __always_inline const struct sa_source *sa_exit_only_source(struct sa_run
 }
 #endif
 
-/* Runs the policy hooks of attach point `ap` on this call; returns the errno an LSM or cgroup hook should
- * return (0: allow). `skip`: at a syscall's exit, the selector bits whose hooks matched at its enter. `ctx`: the
- * program's context for stack traces, apart from `src` (the syscall exit's src lives in the call state, where a
- * pointer loses its type). */
 #if SA_FAMILY == SA_FAMILY_TRACEPOINT && !defined(SA_IO_URING)
 /* A raw_syscalls/sys_enter or sys_exit record (both: the syscall number at offset 8): whether the point's syscall filter
  * lets the call on to the selectors. Read through the record's address, not as a context field: a context read at offset
@@ -429,6 +425,10 @@ static __always_inline bool sa_sysid_wanted(const struct sa_point *pt, const str
 }
 #endif
 
+/* Runs the policy hooks of attach point `ap` on this call; returns the errno an LSM or cgroup hook should
+ * return (0: allow). `skip`: at a syscall's exit, the selector bits whose hooks matched at its enter. `ctx`: the
+ * program's context for stack traces, apart from `src` (the syscall exit's src lives in the call state, where a
+ * pointer loses its type). */
 static __always_inline __s32 sa_policy_run_ctx(__u32 ap, __u8 op, const struct sa_source *src, const __u64 *skip, void *ctx,
 						enum sa_exit_only exit_only)
 {

@@ -110,7 +110,8 @@ public static class PathArguments
             ? $"matched: at enter and again at {exit} on the file opened ({why})"
             : $"matched: at {exit} alone (every selector only posts, nothing has to happen before the call): the arguments from the task's saved "
                 + "registers, the path of the file opened (a failed call: the name passed, resolved as at enter); selectors with a Prefix or Equal on "
-                + "the path first compare the opened file's first path component (no path built for a call that cannot match); events say "
+                + "the path first compare the opened file's first path component, selectors with a Postfix whose values end in \"/name\" "
+                + "its own name (no path built for a call that cannot match); events say "
                 + "matched_at_exit. A hook of another policy here that must act before the call brings the enter back for all of them, "
                 + "as does a kernel that refuses the exit-only program (logged once; status: exit_only_matching)";
     }
