@@ -68,27 +68,7 @@ public class ExitOnlyMatchingTests
         foreach (var f in new[] { "keys/id_test", "keys/id_test.pub", "other/id_test", "plain" })
             File.WriteAllText(dir.File(f), f == "plain" ? "" : "KEY\n");
         File.CreateSymbolicLink(dir.File("link"), dir.File("keys/id_test"));
-        var policy = $$"""
-            apiVersion: cilium.io/v1alpha1
-            kind: TracingPolicy
-            metadata:
-              name: xonly-postfix
-            spec:
-              kprobes:
-              - call: sys_openat
-                syscall: true
-                args:
-                - index: 1
-                  type: string
-                selectors:
-                - matchArgs:
-                  - index: 1
-                    operator: Postfix
-                    values: ["/keys/id_test"]
-                  matchBinaries:
-                  - operator: In
-                    values: ["{{cat}}"]
-            """;
+        var policy = TestPolicies.SyscallOpenat("xonly-postfix", cat, "Postfix", "/keys/id_test");
         using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = policy }, "--export-extensions");
         Assert.Contains("Policy xonly-postfix loaded", agent.Stderr);
         var key = dir.File("keys/id_test");

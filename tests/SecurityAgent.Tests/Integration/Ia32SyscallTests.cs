@@ -20,7 +20,8 @@ public class Ia32SyscallTests
         }
         """;
 
-    private static string Policy(string name, string binary, string values) => $"""
+    /// <summary>A raw_syscalls/sys_enter policy on the syscalls list <paramref name="values"/> for <paramref name="binary"/>.</summary>
+    internal static string Policy(string name, string binary, string values) => $"""
         apiVersion: cilium.io/v1alpha1
         kind: TracingPolicy
         metadata:

@@ -25,39 +25,13 @@ public class SyscallFilterTests
         }
         """;
 
-    private static string Policy(string binary) => $"""
-        apiVersion: cilium.io/v1alpha1
-        kind: TracingPolicy
-        metadata:
-          name: personality-calls
-        spec:
-          lists:
-          - name: calls
-            type: syscalls
-            values: [sys_personality]
-          tracepoints:
-          - subsystem: raw_syscalls
-            event: sys_enter
-            args:
-            - index: 4
-              type: syscall64
-            selectors:
-            - matchArgs:
-              - index: 0
-                operator: InMap
-                values: ["list:calls"]
-              matchBinaries:
-              - operator: In
-                values: ["{binary}"]
-        """;
-
     [RequiresKernel(Mechanism.Tracepoint)]
     public void A_raw_sys_enter_policy_on_one_syscall_reports_each_call_of_it_and_the_kernel_counts_no_other_syscall_as_seen()
     {
         using var dir = new TempDir();
         var bin = CProgram.Build(dir, "personality3", Source, "-O2");
         var stats = dir.File("stats.json");
-        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = Policy(bin) }, "--stats-file", stats);
+        using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = Ia32SyscallTests.Policy("personality-calls", bin, "sys_personality") }, "--stats-file", stats);
 
         Assert.Equal((0, "done\n"), (Run.Wait(bin, []).Code, Run.Wait(bin, []).Stdout));
         for (var deadline = DateTime.UtcNow.AddSeconds(10); DateTime.UtcNow < deadline && agent.Events.Where(IsPersonality).Count < 6; Thread.Sleep(100)) { }

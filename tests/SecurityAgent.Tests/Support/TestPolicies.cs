@@ -30,7 +30,11 @@ public static class TestPolicies
               - action: {action}
         """;
 
-    public static string SyscallKprobeKill(string name, string binary, string pathPrefix) => $"""
+    public static string SyscallKprobeKill(string name, string binary, string pathPrefix) => SyscallOpenat(name, binary, "Prefix", pathPrefix, "Sigkill");
+
+    /// <summary>A kprobe on sys_openat (syscall: true) whose one selector matches the file name with <paramref name="op"/>
+    /// <paramref name="value"/> for <paramref name="binary"/>; <paramref name="action"/> null: Post, the default.</summary>
+    public static string SyscallOpenat(string name, string binary, string op, string value, string? action = null) => $"""
         apiVersion: cilium.io/v1alpha1
         kind: TracingPolicy
         metadata:
@@ -45,14 +49,16 @@ public static class TestPolicies
             selectors:
             - matchArgs:
               - index: 1
-                operator: Prefix
-                values: ["{pathPrefix}"]
+                operator: {op}
+                values: ["{value}"]
               matchBinaries:
               - operator: In
                 values: ["{binary}"]
+        """ + (action is null ? "" : $"""
+
               matchActions:
-              - action: Sigkill
-        """;
+              - action: {action}
+        """);
 }
 
 public static class ConnectPolicies
