@@ -15,7 +15,7 @@ SYSCALLS := build/syscalls/x86_64.txt build/syscalls/i386.txt
 DOTNET_FLAGS := --nologo -c $(CONFIG)
 APT_PKGS := clang-19 llvm-19 libbpf-dev bpftool libc6-dev
 
-.PHONY: all deps bpf build run test vmtest bench bench-quick bench-pipeline bench-rate crds vmlinux fuzz clean policy-scale
+.PHONY: all deps bpf build run test vmtest bench bench-quick bench-pipeline bench-rate bench-kbuild crds vmlinux fuzz clean policy-scale
 
 all: build
 
@@ -119,6 +119,11 @@ bench-pipeline: build
 ## with those agent options beside it (one variant); WRITERS=4,8 other writer counts
 bench-rate: build $(WORKLOADS)
 	dotnet bench/SecurityAgent.Bench/bin/$(CONFIG)/net10.0/SecurityAgent.Bench.dll --pipeline-rate --quick $(if $(COMPARE),--compare $(COMPARE)) $(if $(VARIANT),--variant "$(VARIANT)") $(if $(WRITERS),--writers $(WRITERS))
+
+## bench-kbuild: only the full bench's kernel build row (Linux 6.1 tinyconfig, no agent / lifecycle / shipped policies,
+## two rounds in mirrored order: ~25 min; root, lock); writes bench/results/kernel-build.*
+bench-kbuild: build $(WORKLOADS)
+	dotnet bench/SecurityAgent.Bench/bin/$(CONFIG)/net10.0/SecurityAgent.Bench.dll --kernel-build
 
 ## bench-quick: the same, fewer repetitions and smaller workloads (under 3 minutes)
 bench-quick: build $(WORKLOADS)

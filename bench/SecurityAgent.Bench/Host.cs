@@ -33,11 +33,23 @@ public static class Host
         catch (IOException) { return 0; }
     }
 
+    /// <summary>cutime + cstime of this process, in milliseconds: the CPU of every descendant waited for so far (a command
+    /// run through <see cref="Run"/>, and the processes it waited for in turn).</summary>
+    public static double ChildrenCpuMs()
+    {
+        var stat = File.ReadAllText("/proc/self/stat");
+        var f = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        return (long.Parse(f[13]) + long.Parse(f[14])) * TickNs / 1e6;
+    }
+
     /// <summary>Resident set now (VmRSS), in MB.</summary>
     public static double RssMb(int pid) => StatusMb(pid, "VmRSS:");
 
     /// <summary>Peak resident set (VmHWM), in MB.</summary>
     public static double PeakRssMb(int pid) => StatusMb(pid, "VmHWM:");
+
+    /// <summary>Sets VmHWM back to the resident set now (clear_refs 5, Linux 4.0+).</summary>
+    public static void ResetPeakRss(int pid) => File.WriteAllText($"/proc/{pid}/clear_refs", "5");
 
     private static double StatusMb(int pid, string key)
     {

@@ -11,10 +11,7 @@ public static class Report
         List<(string Name, string Description)> configs, Dictionary<(string Config, string Workload), List<Sample>> samples,
         Dictionary<string, string> setupErrors, Dictionary<string, object> extras)
     {
-        var kernel = File.ReadAllText("/proc/sys/kernel/osrelease").Trim();
-        var cpu = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name"))?.Split(':')[1].Trim() ?? "?";
-        var machine = $"{Environment.ProcessorCount} cores, {cpu}";
-        var date = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture);
+        var (date, kernel, machine) = Machine();
         var results = new Dictionary<string, Dictionary<string, object>>();
         foreach (var (c, _) in configs)
         {
@@ -36,6 +33,7 @@ public static class Report
                     ["agent_cpu_us_per_op"] = c == "baseline" ? 0 : Math.Round(Median(s.Select(x => x.Ops > 0 ? x.AgentCpuMs * 1000 / x.Ops : 0)), 2),
                     ["agent_cpu_us_per_event"] = c == "baseline" ? 0 : Math.Round(Median(s.Select(x => x.Delivered > 0 ? x.AgentCpuMs * 1000 / x.Delivered : 0)), 2),
                     ["agent_peak_rss_mb"] = Math.Round(s.Max(x => x.PeakRssMb), 1),
+                    ["agent_startup_peak_rss_mb"] = Math.Round(s.Max(x => x.StartupPeakRssMb), 1),
                     ["events_delivered"] = (long)Median(s.Select(x => (double)x.Delivered)),
                     ["events_lost"] = s.Sum(x => x.Lost),
                 };
@@ -74,15 +72,17 @@ public static class Report
         foreach (var (c, _) in configs)
             md.AppendLine(Row(c, r => $"{r["ops_per_s_ratio_to_baseline"]:0.00} ({r["ops_per_s_ratio_min"]:0.00}–{r["ops_per_s_ratio_max"]:0.00})"));
         md.AppendLine();
-        md.AppendLine("Observer CPU: ms per million workload ops / µs per event delivered; events delivered / lost (peak RSS):");
+        md.AppendLine("Observer CPU: ms per million workload ops / µs per event delivered; events delivered / lost (peak RSS during the workloads; "
+            + "the agent's own start-up peak, reset before the first workload, in parentheses):");
         md.AppendLine();
         md.AppendLine("| configuration | " + string.Join(" | ", workloads.Select(w => w.Name)) + " | peak RSS MB |");
         md.AppendLine("|---|" + string.Concat(workloads.Select(_ => "---|")) + "---|");
         foreach (var (c, _) in configs.Skip(1))
         {
-            var rss = workloads.Select(w => R(c, w.Name)).Where(r => r is not null).Select(r => (double)r!["agent_peak_rss_mb"]!).DefaultIfEmpty(0).Max();
+            double Peak(string key) => workloads.Select(w => R(c, w.Name)).Where(r => r is not null).Select(r => (double)r![key]!).DefaultIfEmpty(0).Max();
+            var (rss, startup) = (Peak("agent_peak_rss_mb"), Peak("agent_startup_peak_rss_mb"));
             var row = Row(c, r => $"{r["agent_cpu_ms_per_million_ops"]} / {(long)r["events_delivered"]! switch { 0 => "—", _ => $"{r["agent_cpu_us_per_event"]} µs" }}; {r["events_delivered"]} / {r["events_lost"]}");
-            md.AppendLine(setupErrors.ContainsKey(c) ? row : row + $" {rss:0} |");
+            md.AppendLine(setupErrors.ContainsKey(c) ? row : row + $" {rss:0}{(startup > 0 ? $" ({startup:0})" : "")} |");
         }
         md.AppendLine();
         var idle = JsonSerializer.SerializeToElement(extras["idle"]);
@@ -101,14 +101,12 @@ public static class Report
             var j = JsonSerializer.SerializeToElement(o);
             return $"{j.GetProperty("writers")} writer(s): {j.GetProperty("events_per_s")} events/s ({j.GetProperty("events_per_s_min")}–{j.GetProperty("events_per_s_max")}; "
                 + $"with no agent they open {j.GetProperty("writers_alone_events_per_s")}/s), {j.GetProperty("events_delivered")} of {j.GetProperty("events_produced")} delivered, {j.GetProperty("events_lost")} lost, "
-                + $"{j.GetProperty("agent_cpu_us_per_event")} µs agent CPU per event ({j.GetProperty("agent_cpu_us_per_event_min")}–{j.GetProperty("agent_cpu_us_per_event_max")}), peak RSS {j.GetProperty("peak_rss_mb")} MB";
+                + $"{j.GetProperty("agent_cpu_us_per_event")} µs agent CPU per event ({j.GetProperty("agent_cpu_us_per_event_min")}–{j.GetProperty("agent_cpu_us_per_event_max")}), peak RSS {j.GetProperty("peak_rss_mb")} MB (start-up {j.GetProperty("startup_peak_rss_mb")})";
         })) + ".");
         if (extras.TryGetValue("kernel_build", out var kb))
         {
             md.AppendLine();
-            md.AppendLine("Linux 6.1 `make -j2 tinyconfig` build, wall time (throughput ratio to no agent): " + string.Join("; ",
-                JsonSerializer.SerializeToElement(kb).EnumerateObject().Select(p => p.Value.ValueKind == JsonValueKind.Object
-                    ? $"{p.Name} {p.Value.GetProperty("wall_s")} s ({p.Value.GetProperty("ratio_to_baseline")})" : $"{p.Name}: {p.Value}")) + ".");
+            md.AppendLine(KernelBuildSentence(kb));
         }
         md.AppendLine();
         md.AppendLine("Configurations:");
@@ -117,6 +115,36 @@ public static class Report
         foreach (var (w, d) in workloads) md.AppendLine($"- `{w}`: {d}");
         File.WriteAllText(Path.Combine(dir, "latest.md"), md.ToString());
         Console.WriteLine(md.ToString());
+    }
+
+    /// <summary>bench/results/kernel-build.json and .md: the kernel build row alone (make bench-kbuild).</summary>
+    public static void WriteKernelBuild(string repo, Dictionary<string, object> kernelBuild)
+    {
+        var (date, kernel, machine) = Machine();
+        var dir = Path.Combine(repo, "bench", "results");
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, "kernel-build.json"), JsonSerializer.Serialize(new Dictionary<string, object>
+        {
+            ["mode"] = "kernel-build", ["date"] = date, ["kernel"] = kernel, ["machine"] = machine, ["kernel_build"] = kernelBuild,
+        }, new JsonSerializerOptions { WriteIndented = true }));
+        var md = $"# Benchmark: `make bench-kbuild`\n\n{date}, kernel {kernel}, {machine}.\n\n{KernelBuildSentence(kernelBuild)}\n";
+        File.WriteAllText(Path.Combine(dir, "kernel-build.md"), md);
+        Console.WriteLine(md);
+    }
+
+    private static string KernelBuildSentence(object kb) =>
+        "Linux 6.1 `make -j2 tinyconfig` build, the mean of two builds in mirrored order: wall time (throughput ratio to no agent; the two builds); "
+        + "the build's CPU, all its processes, BPF programs included (ratio to no agent); the agent's own CPU: " + string.Join("; ",
+            JsonSerializer.SerializeToElement(kb).EnumerateObject().Select(p => p.Value.ValueKind == JsonValueKind.Object
+                ? $"{p.Name} {p.Value.GetProperty("wall_s")} s ({p.Value.GetProperty("ratio_to_baseline")}; {string.Join(" and ", p.Value.GetProperty("builds_s").EnumerateArray().Select(b => b + " s"))}), "
+                  + $"CPU {p.Value.GetProperty("build_cpu_s")} s ({p.Value.GetProperty("build_cpu_ratio")})" + (p.Name == "baseline" ? "" : $", agent {p.Value.GetProperty("agent_cpu_s")} s")
+                : $"{p.Name}: {p.Value}")) + ".";
+
+    private static (string Date, string Kernel, string Machine) Machine()
+    {
+        var kernel = File.ReadAllText("/proc/sys/kernel/osrelease").Trim();
+        var cpu = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name"))?.Split(':')[1].Trim() ?? "?";
+        return (DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture), kernel, $"{Environment.ProcessorCount} cores, {cpu}");
     }
 
     private static double Median(IEnumerable<double> values)
