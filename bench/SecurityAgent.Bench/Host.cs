@@ -24,22 +24,20 @@ public static class Host
     /// <summary>utime + stime of a process, in milliseconds.</summary>
     public static double CpuMs(int pid)
     {
-        try
-        {
-            var stat = File.ReadAllText($"/proc/{pid}/stat");
-            var f = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-            return (long.Parse(f[11]) + long.Parse(f[12])) * TickNs / 1e6;
-        }
+        try { return StatCpuMs($"/proc/{pid}/stat", 11); }
         catch (IOException) { return 0; }
     }
 
     /// <summary>cutime + cstime of this process, in milliseconds: the CPU of every descendant waited for so far (a command
     /// run through <see cref="Run"/>, and the processes it waited for in turn).</summary>
-    public static double ChildrenCpuMs()
+    public static double ChildrenCpuMs() => StatCpuMs("/proc/self/stat", 13);
+
+    /// <summary>Two adjacent tick counts of a stat file (fields after the command name, from <paramref name="at"/>), summed, in ms.</summary>
+    private static double StatCpuMs(string path, int at)
     {
-        var stat = File.ReadAllText("/proc/self/stat");
+        var stat = File.ReadAllText(path);
         var f = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-        return (long.Parse(f[13]) + long.Parse(f[14])) * TickNs / 1e6;
+        return (long.Parse(f[at]) + long.Parse(f[at + 1])) * TickNs / 1e6;
     }
 
     /// <summary>Resident set now (VmRSS), in MB.</summary>

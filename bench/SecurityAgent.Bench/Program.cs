@@ -32,8 +32,7 @@ if (args.Contains("--kernel-build"))
     // Only the kernel build row (make bench-kbuild): bench/results/kernel-build.*.
     try
     {
-        var policies = Directory.GetFiles(Path.Combine(repo, "policies"), "*.yaml").ToDictionary(f => Path.GetFileName(f), File.ReadAllText);
-        Report.WriteKernelBuild(repo, KernelBuild(paths, work, policies));
+        Report.WriteKernelBuild(repo, KernelBuild(paths, work, ShippedPolicies(repo)));
     }
     finally
     {
@@ -188,7 +187,7 @@ for (int rep = 0; rep < reps; rep++)
     Console.Error.WriteLine($"repetition {rep + 1}/{reps} done ({sw.Elapsed.TotalSeconds:F0} s)");
 }
 
-var shipped = Directory.GetFiles(Path.Combine(repo, "policies"), "*.yaml").ToDictionary(f => Path.GetFileName(f), File.ReadAllText);
+var shipped = ShippedPolicies(repo);
 var extras = MeasureExtras(paths, work, FilePolicy(work + "/"), shipped, quick);
 extras["kernel_ns_per_open"] = KernelNsPerOpen([new Agent(paths, "agent_policy_nomatch", "", FilePolicy("/nonexistent-bench-path/")), new Bpftrace(watchedFile)],
     () => workloads[0].Run(), opens, reps);
@@ -468,6 +467,10 @@ static Dictionary<long, long> BpfRunTimeNs()
     return doc.RootElement.EnumerateArray().ToDictionary(p => p.GetProperty("id").GetInt64(),
         p => p.TryGetProperty("run_time_ns", out var t) ? t.GetInt64() : 0);
 }
+
+// The policies in policies/ by file name: what `make run` loads.
+static Dictionary<string, string> ShippedPolicies(string repo) =>
+    Directory.GetFiles(Path.Combine(repo, "policies"), "*.yaml").ToDictionary(f => Path.GetFileName(f), File.ReadAllText);
 
 static double Median(List<double> v) { var s = v.Order().ToList(); return s.Count == 0 ? 0 : s.Count % 2 == 1 ? s[s.Count / 2] : (s[s.Count / 2 - 1] + s[s.Count / 2]) / 2; }
 
