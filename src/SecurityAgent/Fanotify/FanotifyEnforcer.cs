@@ -55,6 +55,7 @@ public sealed partial class FanotifyEnforcer : IDisposable
     private readonly long _timeoutTicks;
     private readonly int _self = Environment.ProcessId;
     private readonly Dictionary<int, string> _watchDirs = [];
+    private readonly Dictionary<string, int> _watchedPaths = new(StringComparer.Ordinal);
     private readonly List<string> _refusedFileSystems = [];
     private readonly List<Thread> _threads = [];
     private Task _reporter = Task.CompletedTask;
@@ -427,7 +428,17 @@ public sealed partial class FanotifyEnforcer : IDisposable
 
     // ---- marks, and the watcher that adds them as paths appear ----
 
+    /// <summary>Adds the set's marks and watches, then looks again in each directory it newly watches (and in those that
+    /// look adds): what appeared there between the plan's look and the watch has no inotify event of its own.</summary>
     private void Apply(MarkSet set, bool initial)
+    {
+        var fresh = new Stack<string>();
+        ApplyOnce(set, initial, fresh);
+        while (fresh.TryPop(out var dir))
+            ApplyOnce(_planner.OnWatched(_anchors, dir, _watchedPaths.ContainsKey), initial, fresh);
+    }
+
+    private void ApplyOnce(MarkSet set, bool initial, Stack<string> fresh)
     {
         foreach (var m in set.Marks)
         {
@@ -461,7 +472,11 @@ public sealed partial class FanotifyEnforcer : IDisposable
         {
             int wd = Libc.InotifyAddWatch(_inotify, dir, Libc.IN_CREATE | Libc.IN_MOVED_TO | Libc.IN_ONLYDIR | Libc.IN_DONT_FOLLOW);
             if (wd >= 0)
-                _watchDirs[wd] = dir;
+            {
+                if (!_watchDirs.TryAdd(wd, dir)) continue; // already watched: its entries were looked at then
+                _watchedPaths[dir] = wd;
+                fresh.Push(dir);
+            }
             else if (-wd is not (Errno.ENOENT or 20))
             {
                 if (initial) throw new SyscallException($"inotify_add_watch({dir})", -wd);
@@ -497,7 +512,10 @@ public sealed partial class FanotifyEnforcer : IDisposable
                 if ((mask & Libc.IN_Q_OVERFLOW) != 0)
                     Apply(_planner.Expand(_anchors), initial: false); // events were lost: look at everything again
                 else if ((mask & Libc.IN_IGNORED) != 0)
-                    _watchDirs.Remove(wd);
+                {
+                    if (_watchDirs.Remove(wd, out var gone) && _watchedPaths.GetValueOrDefault(gone) == wd)
+                        _watchedPaths.Remove(gone);
+                }
                 else if (_watchDirs.TryGetValue(wd, out var dir))
                     Apply(_planner.OnCreated(_anchors, dir, Encoding.UTF8.GetString(name.IndexOf((byte)0) is var z and >= 0 ? name[..z] : name), (mask & Libc.IN_ISDIR) != 0), initial: false);
             }

@@ -86,8 +86,29 @@ public sealed class MarkPlanner(IFileSystemView fs, int maxTreeDirectories = 409
     /// renamed into it): a new directory under a prefix, an Equal path's file, a missing component of a rule path.</summary>
     public MarkSet OnCreated(IEnumerable<Anchor> anchors, string directory, string name, bool isDirectory)
     {
-        var path = Join(directory, name);
         var acc = new Acc();
+        OnCreated(anchors, Join(directory, name), isDirectory, acc);
+        return acc.ToSet();
+    }
+
+    /// <summary>What to add for what a directory held before its watch existed. A plan looks at a directory and the watch
+    /// is added after: an entry made in between has no event of its own, so once the watch is in place the directory is
+    /// looked at again. Its sub-directories not <paramref name="watched"/> yet are treated as new, and the rule files
+    /// directly in it are marked if they exist now.</summary>
+    public MarkSet OnWatched(IEnumerable<Anchor> anchors, string directory, Func<string, bool> watched)
+    {
+        var acc = new Acc();
+        foreach (var sub in fs.SubdirectoryNames(directory))
+            if (Join(directory, sub) is var path && !watched(path))
+                OnCreated(anchors, path, isDirectory: true, acc);
+        foreach (var a in anchors)
+            if (a.Kind == AnchorKind.File && Parent(a.Path) == directory)
+                Expand(a, acc, []);
+        return acc.ToSet();
+    }
+
+    private void OnCreated(IEnumerable<Anchor> anchors, string path, bool isDirectory, Acc acc)
+    {
         var notes = new List<string>();
         foreach (var a in anchors)
         {
@@ -105,7 +126,6 @@ public sealed class MarkPlanner(IFileSystemView fs, int maxTreeDirectories = 409
                     break;
             }
         }
-        return acc.ToSet();
     }
 
     private static string? Validate(FanotifyRule rule)

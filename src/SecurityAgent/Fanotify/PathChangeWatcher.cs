@@ -123,6 +123,44 @@ public sealed partial class PathChangeWatcher : IDisposable
         if (Libc.Lstat(path) is { } st) _stats[path] = st;
     }
 
+    private static readonly EnumerationOptions Entries = new()
+    {
+        AttributesToSkip = FileAttributes.ReparsePoint, // never descend through a symlink
+        IgnoreInaccessible = true,
+        ReturnSpecialDirectories = false,
+    };
+
+    /// <summary>A directory or regular file that appeared under a Prefix is watched as those named at load are (a hard
+    /// link made to the file later, anywhere, is then seen on the file).</summary>
+    private void WatchIfInTree(string path, bool isDir)
+    {
+        if (!_trees.Any(t => path.StartsWith(t, StringComparison.Ordinal))) return;
+        if (isDir)
+            WatchTree(path);
+        else if (_files.Count < MaxFiles && Libc.Lstat(path) is { IsRegular: true })
+            WatchFile(path);
+    }
+
+    /// <summary>Marks a directory that appeared under a Prefix, then what it already holds: what was made in it before the
+    /// mark existed (mkdir -p, an archive unpacked, a tree moved in) has no event of its own, what is made after has.</summary>
+    private void WatchTree(string created)
+    {
+        var pending = new Stack<string>([created]);
+        while (pending.TryPop(out var dir))
+        {
+            if (Mark(Libc.FAN_MARK_ONLYDIR, DirectoryMask, dir) != 0) continue;
+            try
+            {
+                foreach (var entry in new DirectoryInfo(dir).EnumerateFileSystemInfos("*", Entries))
+                {
+                    if (entry is DirectoryInfo) pending.Push(entry.FullName);
+                    else if (_files.Count < MaxFiles && Libc.Lstat(entry.FullName) is { IsRegular: true }) WatchFile(entry.FullName);
+                }
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { } // removed while we looked
+        }
+    }
+
     private int Mark(uint flags, ulong mask, string path)
     {
         int errno = Libc.FanotifyMark(_group, Libc.FAN_MARK_ADD | flags, mask, path);
@@ -239,6 +277,8 @@ public sealed partial class PathChangeWatcher : IDisposable
         {
             (candidates, first, second) = (PathChange.Rename, PathOf(old), PathOf(@new));
             name = old.Name;
+            if (second is not null)
+                WatchIfInTree(second, isDir); // moved in from elsewhere: what it holds was never marked
         }
         else if ((mask & Libc.FAN_MOVE_SELF) != 0 && watched is not null)
         {
@@ -250,13 +290,7 @@ public sealed partial class PathChangeWatcher : IDisposable
         else if ((mask & Libc.FAN_CREATE) != 0 && PathOf(dir) is { } created)
         {
             candidates = isDir ? PathChange.Directory : PathChange.Symlink | PathChange.Node | PathChange.Link;
-            if (_trees.Any(t => created.StartsWith(t, StringComparison.Ordinal)))
-            {
-                if (isDir)
-                    Mark(Libc.FAN_MARK_ONLYDIR, DirectoryMask, created);
-                else if (_files.Count < MaxFiles && Libc.Lstat(created) is { IsRegular: true })
-                    WatchFile(created); // a hard link made to it later, anywhere, is then seen on the file
-            }
+            WatchIfInTree(created, isDir);
             first = created;
         }
         else if ((mask & Libc.FAN_ATTRIB) != 0)

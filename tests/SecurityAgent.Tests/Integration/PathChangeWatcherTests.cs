@@ -30,4 +30,26 @@ public class PathChangeWatcherTests
             Assert.False(posted.TryTake(out var extra, TimeSpan.FromMilliseconds(300)), $"unexpected record {(extra is null ? "" : Encoding.UTF8.GetString(extra.Strings[0]))}");
         }
     }
+
+    [Fact]
+    public void A_tree_moved_under_a_watched_prefix_is_watched_to_its_deepest_file()
+    {
+        using var dir = new TempDir();
+        var watched = Directory.CreateDirectory(dir.File("watched")).FullName;
+        var staged = dir.File("stage/inner/deep/f");
+        Directory.CreateDirectory(Path.GetDirectoryName(staged)!);
+        File.WriteAllText(staged, "x");
+        var posted = new BlockingCollection<PolicyKernelEvent>();
+        var rename = new PathChangeHook(1, PathChange.Rename, [(0, 0, 16), (1, 1, 24)], 2, [[new PathFilter(StringOp.Prefix, [watched + "/"])]]);
+        var delete = new PathChangeHook(2, PathChange.Delete, [(0, 0, 16)], 1, [[new PathFilter(StringOp.Prefix, [watched + "/"])]]);
+        using var watcher = new PathChangeWatcher([rename, delete], e => { posted.Add(e); return true; });
+
+        Directory.Move(dir.File("stage"), Path.Combine(watched, "stage")); // one rename: nothing below it was ever created under the prefix
+        Assert.True(posted.TryTake(out var moved, TimeSpan.FromSeconds(5)), $"no record for the move: {watcher.Counters}");
+        Assert.Equal((1u, watched + "/stage"), (moved!.HookId, Encoding.UTF8.GetString(moved.Strings[1])));
+
+        File.Delete(Path.Combine(watched, "stage/inner/deep/f"));
+        Assert.True(posted.TryTake(out var deleted, TimeSpan.FromSeconds(5)), $"no record for the delete two directories below the moved one: {watcher.Counters}");
+        Assert.Equal((2u, watched + "/stage/inner/deep/f"), (deleted!.HookId, Encoding.UTF8.GetString(deleted.Strings[0])));
+    }
 }

@@ -146,6 +146,29 @@ public class FanotifyPlannerTests
         Assert.Empty(planner.OnCreated(plan.Anchors, "/data/other", "new", isDirectory: true).Marks);
     }
 
+    [Fact]
+    public void What_appeared_between_a_look_and_the_watch_is_planned_when_the_watched_directory_is_looked_at_again()
+    {
+        // The plan looked at /data/secret/new while it was empty and at /srv while it had no app: then deeper, app and its
+        // token were made before the watches were added, so no event will name them.
+        var fs = new FakeFs().Dir("/data/secret/new", "/srv");
+        var planner = new MarkPlanner(fs);
+        var plan = planner.Plan([Rule(StringOp.Prefix, "/data/secret/"), Rule(StringOp.Equal, "/srv/app/token")]);
+        var watched = plan.Initial.Watches.ToHashSet();
+        fs.Dir("/data/secret/new/deeper/still").File("/srv/app/token");
+
+        var step = planner.OnWatched(plan.Anchors, "/data/secret/new", watched.Contains);
+        Assert.Equal(new HashSet<(MarkKind, string)> { (MarkKind.Children, "/data/secret/new/deeper"), (MarkKind.Children, "/data/secret/new/deeper/still") }, Marks(step));
+        Assert.Equal(["/data/secret/new/deeper", "/data/secret/new/deeper/still"], step.Watches.Order(StringComparer.Ordinal));
+        // A directory already watched was looked at when its watch was added: it is not planned again.
+        Assert.Empty(planner.OnWatched(plan.Anchors, "/data/secret", watched.Contains).Marks);
+
+        step = planner.OnWatched(plan.Anchors, "/srv", watched.Contains);
+        Assert.Equal(["/srv/app"], step.Watches);
+        watched.UnionWith(step.Watches);
+        Assert.Equal([new Mark(MarkKind.Inode, "/srv/app/token", FileOperations.Open)], planner.OnWatched(plan.Anchors, "/srv/app", watched.Contains).Marks);
+    }
+
     [Theory]
     [InlineData(StringOp.Prefix, "/")]
     [InlineData(StringOp.Postfix, ".pem")]
