@@ -55,7 +55,9 @@ public sealed partial class FanotifyEnforcer : IDisposable
     private readonly long _timeoutTicks;
     private readonly int _self = Environment.ProcessId;
     private readonly Dictionary<int, string> _watchDirs = [];
-    private readonly Dictionary<string, int> _watchedPaths = new(StringComparer.Ordinal);
+    // A watched directory's path → its watch and the inode watched, so a directory of that name made since (the old one
+    // deleted, its IN_IGNORED not read yet) does not pass for watched.
+    private readonly Dictionary<string, (int Wd, ulong Dev, ulong Ino)> _watchedPaths = new(StringComparer.Ordinal);
     private readonly List<string> _refusedFileSystems = [];
     private readonly List<Thread> _threads = [];
     private Task _reporter = Task.CompletedTask;
@@ -435,8 +437,11 @@ public sealed partial class FanotifyEnforcer : IDisposable
         var fresh = new Stack<string>();
         ApplyOnce(set, initial, fresh);
         while (fresh.TryPop(out var dir))
-            ApplyOnce(_planner.OnWatched(_anchors, dir, _watchedPaths.ContainsKey), initial, fresh);
+            ApplyOnce(_planner.OnWatched(_anchors, dir, IsWatched), initial: false, fresh); // made meanwhile: not the plan's to refuse
     }
+
+    private bool IsWatched(string dir) =>
+        _watchedPaths.TryGetValue(dir, out var w) && Libc.Stat(dir) is { } st && (st.Dev, st.Ino) == (w.Dev, w.Ino);
 
     private void ApplyOnce(MarkSet set, bool initial, Stack<string> fresh)
     {
@@ -473,9 +478,16 @@ public sealed partial class FanotifyEnforcer : IDisposable
             int wd = Libc.InotifyAddWatch(_inotify, dir, Libc.IN_CREATE | Libc.IN_MOVED_TO | Libc.IN_ONLYDIR | Libc.IN_DONT_FOLLOW);
             if (wd >= 0)
             {
-                if (!_watchDirs.TryAdd(wd, dir)) continue; // already watched: its entries were looked at then
-                _watchedPaths[dir] = wd;
-                fresh.Push(dir);
+                bool isNew = _watchDirs.TryAdd(wd, dir);
+                if (!isNew && _watchDirs[wd] is var old && old != dir)
+                {
+                    // The watched directory was renamed (the kernel gives its watch's descriptor again): its events come
+                    // under the new path from now on; its entries were looked at when it was first watched.
+                    if (_watchedPaths.TryGetValue(old, out var was) && was.Wd == wd) _watchedPaths.Remove(old);
+                    _watchDirs[wd] = dir;
+                }
+                if (Libc.Stat(dir) is { } st) _watchedPaths[dir] = (wd, st.Dev, st.Ino);
+                if (isNew) fresh.Push(dir);
             }
             else if (-wd is not (Errno.ENOENT or 20))
             {
@@ -513,7 +525,7 @@ public sealed partial class FanotifyEnforcer : IDisposable
                     Apply(_planner.Expand(_anchors), initial: false); // events were lost: look at everything again
                 else if ((mask & Libc.IN_IGNORED) != 0)
                 {
-                    if (_watchDirs.Remove(wd, out var gone) && _watchedPaths.GetValueOrDefault(gone) == wd)
+                    if (_watchDirs.Remove(wd, out var gone) && _watchedPaths.TryGetValue(gone, out var w) && w.Wd == wd)
                         _watchedPaths.Remove(gone);
                 }
                 else if (_watchDirs.TryGetValue(wd, out var dir))

@@ -53,6 +53,7 @@ public sealed partial class PathChangeWatcher : IDisposable
     private readonly Dictionary<string, Libc.FileStat> _stats = []; // a file's stat when last seen: what an attribute change changed
     private readonly List<string> _trees;                      // Prefix directories: a directory created below one is marked too
     private readonly Thread _thread;
+    private const int MaxTreeDirectories = 4096; // the mark planner's default: past it, a Prefix watches its file system
     private const int MaxFiles = 65536; // files watched by inode: those named at load, and those created under a Prefix since
     private const int MaxHandle = 136; // MAX_HANDLE_SZ and the handle's 8-byte header
     private readonly byte[] _scratch = new byte[4096];
@@ -134,7 +135,7 @@ public sealed partial class PathChangeWatcher : IDisposable
     /// link made to the file later, anywhere, is then seen on the file).</summary>
     private void WatchIfInTree(string path, bool isDir)
     {
-        if (!_trees.Any(t => path.StartsWith(t, StringComparison.Ordinal))) return;
+        if (!InTree(path)) return;
         if (isDir)
             WatchTree(path);
         else if (_files.Count < MaxFiles && Libc.Lstat(path) is { IsRegular: true })
@@ -146,9 +147,18 @@ public sealed partial class PathChangeWatcher : IDisposable
     private void WatchTree(string created)
     {
         var pending = new Stack<string>([created]);
-        while (pending.TryPop(out var dir))
+        for (int budget = MaxTreeDirectories; pending.TryPop(out var dir); budget--)
         {
-            if (Mark(Libc.FAN_MARK_ONLYDIR, DirectoryMask, dir) != 0) continue;
+            if (budget == 0)
+            {
+                // As the plan does for a Prefix over this many directories at load: the file system instead.
+                Mark(Libc.FAN_MARK_FILESYSTEM, DirectoryMask, created);
+                LogTreeTooLarge(_log, created, MaxTreeDirectories);
+                return;
+            }
+            // Not through a symlink: a directory swapped for a link to / in this instant must not walk the file system.
+            if (Libc.Lstat(dir) is not { IsDirectory: true } || Mark(Libc.FAN_MARK_ONLYDIR | Libc.FAN_MARK_DONT_FOLLOW, DirectoryMask, dir) != 0)
+                continue;
             try
             {
                 foreach (var entry in new DirectoryInfo(dir).EnumerateFileSystemInfos("*", Entries))
@@ -160,6 +170,8 @@ public sealed partial class PathChangeWatcher : IDisposable
             catch (Exception e) when (e is IOException or UnauthorizedAccessException) { } // removed while we looked
         }
     }
+
+    private bool InTree(string path) => _trees.Any(t => path.StartsWith(t, StringComparison.Ordinal));
 
     private int Mark(uint flags, ulong mask, string path)
     {
@@ -277,7 +289,7 @@ public sealed partial class PathChangeWatcher : IDisposable
         {
             (candidates, first, second) = (PathChange.Rename, PathOf(old), PathOf(@new));
             name = old.Name;
-            if (second is not null)
+            if (second is not null && (first is null || !InTree(first)))
                 WatchIfInTree(second, isDir); // moved in from elsewhere: what it holds was never marked
         }
         else if ((mask & Libc.FAN_MOVE_SELF) != 0 && watched is not null)
@@ -470,6 +482,9 @@ public sealed partial class PathChangeWatcher : IDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "fanotify changes: {Path} cannot be watched ({Error}): changes there are matched on the name the process passed only")]
     private static partial void LogMarkRefused(ILogger log, string path, string error);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "fanotify changes: {Path} holds more than {Max} directories: its file system is watched instead")]
+    private static partial void LogTreeTooLarge(ILogger log, string path, int max);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "fanotify changes: the kernel's queue overflowed; changes were lost")]
     private static partial void LogOverflow(ILogger log);

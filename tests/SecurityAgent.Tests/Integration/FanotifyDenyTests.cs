@@ -214,6 +214,21 @@ public sealed class FanotifyDenyTests : IDisposable
     }
 
     [Fact]
+    public void A_directory_made_in_a_renamed_directory_under_a_prefix_is_marked_under_its_new_name()
+    {
+        var cat = _dir.CopyBinary("/usr/bin/cat", "moved-cat");
+        Directory.CreateDirectory(_dir.File("tree"));
+        using var e = Start(null, new FanotifyRule("tree", FileOperations.Open, [Prefix(_dir.File("tree/"))], Binary(cat)));
+        var first = Secret("tree/a/f", "a");
+        Assert.Equal(1, Eventually(() => Run.Wait(cat, [first]), 1).Code);
+
+        Directory.Move(_dir.File("tree/a"), _dir.File("tree/b")); // the watch on the directory stays, under a new name
+        Thread.Sleep(300); // the agent has seen the move before the next directory is made in it
+        var later = Secret("tree/b/c/f", "c");
+        Assert.Equal(1, Eventually(() => Run.Wait(cat, [later]), 1).Code);
+    }
+
+    [Fact]
     public void Every_event_fd_is_closed_after_its_answer()
     {
         var key = Secret();

@@ -11,6 +11,10 @@ public class KubernetesPolicyTests
     private static string Crd(string yaml) =>
         SecurityAgent.Policies.YamlDocuments.Parse("manifest.yaml", yaml).Documents.Single().ToJson();
 
+    /// <summary>How long a change may take to arrive before the test fails: generous, as these tests check that it arrives
+    /// (how fast is the bench's to measure), and CI runs them beside other tests on two cores.</summary>
+    private static readonly TimeSpan Settle = TimeSpan.FromSeconds(15);
+
     private static bool Within(TimeSpan t, Func<bool> condition)
     {
         for (var end = DateTime.UtcNow + t; DateTime.UtcNow < end; Thread.Sleep(50))
@@ -32,20 +36,20 @@ public class KubernetesPolicyTests
         Assert.True(agent.WaitForLog("Watching policy CRDs"), agent.Stderr);
 
         api.Apply("tracingpolicies", enforce);
-        Assert.True(Within(TimeSpan.FromSeconds(2), Killed), "applied CRD not enforced within 2 s\n" + agent.Stderr);
+        Assert.True(Within(Settle, Killed), "applied CRD not enforced\n" + agent.Stderr);
 
         api.Apply("tracingpolicies", monitor);
-        Assert.True(Within(TimeSpan.FromSeconds(2), () => !Killed()), "changed CRD not in effect within 2 s");
+        Assert.True(Within(Settle, () => !Killed()), "changed CRD not in effect");
 
         // Bookmarks move the watch on; then the history is compacted and every watch dropped: the agent must relist.
         api.Bookmark();
         api.Expire();
         api.DropWatches();
         api.Apply("tracingpolicies", enforce);
-        Assert.True(Within(TimeSpan.FromSeconds(2), Killed), "change after 410 and dropped watches not in effect within 2 s\n" + agent.Stderr);
+        Assert.True(Within(Settle, Killed), "change after 410 and dropped watches not in effect\n" + agent.Stderr);
 
         api.Delete("tracingpolicies", "crd-policy");
-        Assert.True(Within(TimeSpan.FromSeconds(2), () => !Killed()), "deleted CRD still enforced");
+        Assert.True(Within(Settle, () => !Killed()), "deleted CRD still enforced");
         Assert.True(agent.WaitForLog("Policy crd-policy unloaded (deleted from the cluster)"));
     }
 
@@ -61,7 +65,7 @@ public class KubernetesPolicyTests
         api.Apply("tracingpolicies", Crd(TestPolicies.OpenatKill("bad-crd", victim, "/x").Replace("operator: Prefix", "operator: Prefx")));
         Assert.True(agent.WaitForLog("Policy bad-crd from the cluster rejected", 5000), agent.Stderr);
         Assert.Contains("is not one of the allowed values", agent.Stderr);
-        Assert.True(Within(TimeSpan.FromSeconds(2), () => Run.Wait(victim, [dir.File("secret")]).Code == 137), "the good CRD is not enforced");
+        Assert.True(Within(Settle, () => Run.Wait(victim, [dir.File("secret")]).Code == 137), "the good CRD is not enforced");
     }
 
     [Fact]

@@ -113,7 +113,7 @@ public sealed class PolicyHostileInputTests(ITestOutputHelper output)
         // ... and still applies policies: a good one added after all that loads and enforces.
         using var s2 = new Scene("dir-victim2");
         File.WriteAllText(F("later.yaml"), TestPolicies.OpenatKill("later", s2.Victim, s2.Secret));
-        Assert.True(Within(TimeSpan.FromSeconds(2), s2.Killed), "a later good policy did not load\n" + agent.Stderr);
+        Assert.True(Within(Settle, s2.Killed), "a later good policy did not load\n" + agent.Stderr);
     }
 
     private static HttpClient Api(AgentProcess agent) => new(new SocketsHttpHandler
@@ -176,7 +176,7 @@ public sealed class PolicyHostileInputTests(ITestOutputHelper output)
         var good = Crd(TestPolicies.OpenatKill("good-crd", s.Victim, s.Secret));
         using var agent = new AgentProcess("--kubeconfig", api.WriteKubeconfig(s.Dir.Path));
         api.Apply("tracingpolicies", good);
-        Assert.True(Within(TimeSpan.FromSeconds(3), s.Killed), "the good CRD is not enforced\n" + agent.Stderr);
+        Assert.True(Within(Settle, s.Killed), "the good CRD is not enforced\n" + agent.Stderr);
 
         api.Apply("tracingpolicies", Crd(BigIndex));
         api.Apply("tracingpolicies", Crd(PathSubsystem));
@@ -191,7 +191,7 @@ public sealed class PolicyHostileInputTests(ITestOutputHelper output)
             $@"Policy huge-crd from the cluster rejected: the object is \d+ bytes, more than the limit of {PolicyLimits.MaxBytes}",
             @"Policy future-crd from the cluster rejected: unknown apiVersion/kind 'securityagent\.io/v1beta9/TracingPolicy'",
         })
-            Assert.True(Within(TimeSpan.FromSeconds(5), () => System.Text.RegularExpressions.Regex.IsMatch(agent.Stderr, expected)), $"not reported: {expected}\n{agent.Stderr}");
+            Assert.True(Within(Settle, () => System.Text.RegularExpressions.Regex.IsMatch(agent.Stderr, expected)), $"not reported: {expected}\n{agent.Stderr}");
         Assert.DoesNotContain("Kubernetes /apis/securityagent.io/v1alpha1/tracingpolicies: retry", agent.Stderr); // the watch never broke
         AssertStillWorking(agent, s, "crd-marker");
     }
@@ -206,7 +206,7 @@ public sealed class PolicyHostileInputTests(ITestOutputHelper output)
         Assert.True(agent.WaitForLog("watching cilium.io TracingPolicy, TracingPolicyNamespaced too"), agent.Stderr);
         var policy = YamlDocuments.Parse("tp.yaml", TestPolicies.SyscallKprobeKill("from-tetragon", s.Victim, s.Secret)).Documents.Single().ToJson();
         api.ApplyAt("/apis/cilium.io/v1alpha1/tracingpolicies", policy);
-        Assert.True(Within(TimeSpan.FromSeconds(3), s.Killed), "the cilium.io TracingPolicy is not enforced\n" + agent.Stderr);
+        Assert.True(Within(Settle, s.Killed), "the cilium.io TracingPolicy is not enforced\n" + agent.Stderr);
         Assert.True(agent.WaitForLog("Policy from-tetragon loaded from crd/from-tetragon"), agent.Stderr); // logs arrive asynchronously
     }
 
@@ -232,7 +232,7 @@ public sealed class PolicyHostileInputTests(ITestOutputHelper output)
             var line = agent.Stderr.Split('\n').First(l => l.Contains($"Policy latency-{i} loaded"));
             loaded.Add((renamed.Date + TimeSpan.Parse(line[..12], System.Globalization.CultureInfo.InvariantCulture) - renamed).TotalMilliseconds);
             File.Delete(Path.Combine(dir, $"latency-{i}.yaml"));
-            Assert.True(Within(TimeSpan.FromSeconds(2), () => !s.Killed()), "not unloaded");
+            Assert.True(Within(Settle, () => !s.Killed()), "not unloaded");
         }
         output.WriteLine($"policy file renamed into place -> first kill, in order: {string.Join(", ", times.Select(t => t.ToString("F1")))} ms");
         output.WriteLine($"policy file renamed into place -> loaded (agent log, ms resolution): {string.Join(", ", loaded.Select(t => t.ToString("F0")))} ms");
@@ -241,6 +241,10 @@ public sealed class PolicyHostileInputTests(ITestOutputHelper output)
         // The measured figure is the point (reported above); the bound is generous so a loaded machine does not fail it.
         Assert.True(times[2] < 500, $"median {times[2]:F1} ms");
     }
+
+    /// <summary>How long a change may take to arrive before the test fails: generous, as these tests check that it arrives
+    /// (how fast is the bench's to measure), and CI runs them beside other tests on two cores.</summary>
+    private static readonly TimeSpan Settle = TimeSpan.FromSeconds(15);
 
     private static bool Within(TimeSpan t, Func<bool> condition)
     {
