@@ -62,7 +62,9 @@ public class LocalApiTests
             "--deny", """{"event_set":["PROCESS_KPROBE"]}""", "--api-socket", agent.Socket]);
         var lines = new List<string>();
         var reader = Task.Run(async () => { while (await stream.StandardOutput.ReadLineAsync() is { } l) lock (lines) lines.Add(l); });
-        for (int i = 0; i < 50 && !Has(lines, "💥 exit "); i++)
+        // A stream attached between a process's exec and its exit sees only the exit: run the tool until both arrived.
+        WaitUntil(() => Status(agent).GetProperty("clients").GetArrayLength() == 1, "the events client attached");
+        for (int i = 0; i < 50 && !(Has(lines, "🚀 process ") && Has(lines, "💥 exit ")); i++)
         {
             Run.Wait(tool, ["arg-one"]);
             Thread.Sleep(200);
