@@ -31,6 +31,7 @@ struct sa_data_event sa_contract_data_event;
 struct sa_loader_config sa_contract_loader_config;
 struct policy_event sa_contract_policy_event;
 struct sa_settings sa_contract_settings;
+struct sa_reader sa_contract_reader;
 struct sa_binary sa_contract_binary;
 struct sa_point sa_contract_point;
 struct sa_resolve sa_contract_resolve;

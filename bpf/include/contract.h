@@ -272,6 +272,12 @@ struct sa_settings {
 	__u32 host_mnt_ns;       /* the host's mount namespace (inode number): file paths as the host sees them */
 };
 
+/* Written by the event reader through a shared mapping, no syscall: non-zero while it sleeps in epoll without a timer
+ * (the ring was empty at its last look), so the next record wakes it; read by every submit. */
+struct sa_reader {
+	__u32 asleep;
+};
+
 /* The current binary of a process, for matchBinaries (kept by the process sensor). */
 struct sa_binary {
 	__u32 len;

@@ -58,6 +58,14 @@ struct {
 	__type(value, struct sa_settings);
 } sa_settings SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct sa_reader);
+} sa_reader SEC(".maps");
+
 /* pid (tgid) -> current binary; written by the process sensor, read by the policy hooks. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -105,13 +113,16 @@ static __always_inline void sa_header(struct event_header *h, __u8 op, __u32 siz
 }
 
 /* Sends the first `size` bytes of a scratch record; counts a full ring buffer. The reader is not woken for
- * every record: only once the agent's threshold of pending bytes is reached, or when `urgent` (a record user
- * space must decide on). In between, the reader polls on a timer. */
+ * every record: only once the agent's threshold of pending bytes is reached, when `urgent` (a record user
+ * space must decide on), or when it sleeps without a timer because the ring was empty (an idle agent then costs
+ * no wake-ups). In between, the reader polls on a short timer. */
 static __always_inline void sa_submit(void *rec, __u64 size, bool urgent)
 {
 	struct sa_settings *st = sa_get_settings();
+	__u32 zero = 0;
+	struct sa_reader *rd = bpf_map_lookup_elem(&sa_reader, &zero);
 	__u64 flags = 0;
-	if (urgent)
+	if (urgent || (rd && rd->asleep))
 		flags = BPF_RB_FORCE_WAKEUP;
 	else if (st && st->wakeup_bytes)
 		flags = bpf_ringbuf_query(&sa_events, BPF_RB_AVAIL_DATA) + size >= st->wakeup_bytes ? BPF_RB_FORCE_WAKEUP

@@ -42,6 +42,7 @@ public static class ContractGenerator
         new("sa_data_event", "SecurityAgent.Events", "Wire", "DataChunk"),
         new("sa_loader_config", "SecurityAgent.Events", "Wire", "LoaderConfig"),
         new("sa_settings", "SecurityAgent.Events", "Wire", "Settings"),
+        new("sa_reader", "SecurityAgent.Events", "Wire", "Reader"),
         new("sa_proc", "SecurityAgent.Events", "Wire", "Proc"),
         new("sa_enf_note", "SecurityAgent.Events", "PolicyWire", "EnfNote"),
         new("sa_enf_call_key", "SecurityAgent.Events", "PolicyWire", "EnfCallKey"),

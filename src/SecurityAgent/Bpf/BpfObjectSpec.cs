@@ -40,7 +40,7 @@ public static class ObjectSpecs
     public const string PolicyMapsName = "policymaps";
 
     public static readonly IReadOnlyList<string> ProcessShared =
-        [BpfNames.Maps.Events, BpfNames.Maps.Lost, BpfNames.Maps.Settings, BpfNames.Maps.ExecBinary, BpfNames.Maps.Follow, BpfNames.Maps.Proc];
+        [BpfNames.Maps.Events, BpfNames.Maps.Lost, BpfNames.Maps.Settings, BpfNames.Maps.Reader, BpfNames.Maps.ExecBinary, BpfNames.Maps.Follow, BpfNames.Maps.Proc];
 
     /// <summary>The maps keyed by a process's tgid, with their ceilings (the sizes compiled in bpf/include/helpers.h):
     /// sized by the kernel's pid_max (every tgid fits), at most the ceiling. sa_exec_binary's 131072 preallocated LRU

@@ -11,6 +11,7 @@ public sealed unsafe class RingBuffer : SafeHandle
     public delegate void RecordSink(ReadOnlySpan<byte> record);
 
     private readonly RecordSink _sink;
+    private readonly FdHandle _wake = Libc.EventFd();
     private GCHandle _self;
 
     public RingBuffer(BpfMap map, RecordSink sink) : base(0, ownsHandle: true)
@@ -21,6 +22,7 @@ public sealed unsafe class RingBuffer : SafeHandle
         if (rb == 0)
         {
             _self.Free();
+            _wake.Dispose();
             LibbpfException.Check(rb, $"ring_buffer__new({map.Name})");
         }
         SetHandle(rb);
@@ -34,7 +36,18 @@ public sealed unsafe class RingBuffer : SafeHandle
             Dispose();
             throw new IOException($"epoll_ctl(ring buffer {map.Name}, EPOLLET): {Marshal.GetPInvokeErrorMessage(errno)}");
         }
+        // An eventfd in the same epoll set lets another thread end a wait (Wake). Its data is ring 0's index too: libbpf
+        // takes an event's data as the ring to consume, so a wake-up only makes it look at the ring once more.
+        if (Libc.epoll_ctl(Libbpf.ring_buffer__epoll_fd(rb), Libc.EPOLL_CTL_ADD, (int)_wake.DangerousGetHandle(), &ev) != 0)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            Dispose();
+            throw new IOException($"epoll_ctl(ring buffer {map.Name}, add eventfd): {Marshal.GetPInvokeErrorMessage(errno)}");
+        }
     }
+
+    /// <summary>Ends a <see cref="Poll"/> under way on another thread (or the next one) at once.</summary>
+    public void Wake() => Libc.Signal(_wake);
 
     public override bool IsInvalid => handle == 0;
 
@@ -53,6 +66,7 @@ public sealed unsafe class RingBuffer : SafeHandle
     protected override bool ReleaseHandle()
     {
         Libbpf.ring_buffer__free(handle);
+        _wake.Dispose();
         if (_self.IsAllocated) _self.Free();
         return true;
     }

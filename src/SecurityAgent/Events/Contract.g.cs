@@ -44,6 +44,7 @@ namespace SecurityAgent.Bpf
             public const string Rate = "sa_rate";
             public const string RcuBarrier = "sa_rcu_barrier";
             public const string RcuInner = "sa_rcu_inner";
+            public const string Reader = "sa_reader";
             public const string Resolve = "sa_resolve";
             public const string RetEvents = "sa_ret_events";
             public const string RetPending = "sa_ret_pending";
@@ -122,7 +123,7 @@ namespace SecurityAgent.Bpf
         public static class Enforcer
         {
             public const string File = "enforcer.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_enf_notify", "sa_enf_calls", "sa_hook_stats", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_enf_nrs"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_enf_notify", "sa_enf_calls", "sa_hook_stats", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_reader", "sa_exec_binary", "sa_follow", "sa_proc", "sa_enf_nrs"];
             public static readonly IReadOnlyList<string> Programs = ["sa_enforcer", "sa_enforcer_exit"];
         }
 
@@ -130,7 +131,7 @@ namespace SecurityAgent.Bpf
         public static class Fmodret
         {
             public const string File = "fmodret.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_reader", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve"];
             public static readonly IReadOnlyList<string> Programs = ["sa_fill", "sa_selector_run", "sa_policy_fmod_ret", "sa_policy_fexit"];
         }
 
@@ -138,7 +139,7 @@ namespace SecurityAgent.Bpf
         public static class Iouring
         {
             public const string File = "iouring.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "sa_uring_ops", "sa_uring_rec", "sa_uring_pending", "sa_io_workers", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_pending", "sa_inode_set", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "sa_data_scratch", "sa_after_notes", "sa_after_seq", "sa_uring_arm"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "sa_uring_ops", "sa_uring_rec", "sa_uring_pending", "sa_io_workers", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_reader", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_pending", "sa_inode_set", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "sa_data_scratch", "sa_after_notes", "sa_after_seq", "sa_uring_arm"];
             public static readonly IReadOnlyList<string> Programs = ["sa_data_send", "sa_fill", "sa_selector_run", "sa_uring_submit", "sa_uring_complete", "sa_uring_worker"];
         }
 
@@ -146,7 +147,7 @@ namespace SecurityAgent.Bpf
         public static class Kover
         {
             public const string File = "kover.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "sa_data_scratch"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_reader", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "sa_data_scratch"];
             public static readonly IReadOnlyList<string> Programs = ["sa_data_send", "sa_fill", "sa_selector_run", "sa_policy_kprobe_override"];
         }
 
@@ -154,7 +155,7 @@ namespace SecurityAgent.Bpf
         public static class Kprobe
         {
             public const string File = "kprobe.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "sa_data_scratch"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_reader", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "sa_data_scratch"];
             public static readonly IReadOnlyList<string> Programs = ["sa_data_send", "sa_fill", "sa_selector_run", "sa_policy_kprobe", "sa_policy_kretprobe"];
         }
 
@@ -162,7 +163,7 @@ namespace SecurityAgent.Bpf
         public static class Ksys
         {
             public const string File = "ksys.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_reader", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve"];
             public static readonly IReadOnlyList<string> Programs = ["sa_fill", "sa_selector_run", "sa_policy_ksys_override"];
         }
 
@@ -170,7 +171,7 @@ namespace SecurityAgent.Bpf
         public static class Loader
         {
             public const string File = "loader.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_scope", "sa_loader_seen", "sa_loader_scratch", "sa_loader_config"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_reader", "sa_exec_binary", "sa_follow", "sa_proc", "sa_scope", "sa_loader_seen", "sa_loader_scratch", "sa_loader_config"];
             public static readonly IReadOnlyList<string> Programs = ["sa_loader_mmap", "sa_loader_exec"];
         }
 
@@ -178,7 +179,7 @@ namespace SecurityAgent.Bpf
         public static class Lsm
         {
             public const string File = "lsm.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_reader", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve"];
             public static readonly IReadOnlyList<string> Programs = ["sa_fill", "sa_selector_run", "sa_lsm_file_open", "sa_lsm_bprm_check_security", "sa_lsm_socket_connect", "sa_lsm_file_permission", "sa_lsm_ima_bprm_check_security"];
         }
 
@@ -202,7 +203,7 @@ namespace SecurityAgent.Bpf
         public static class Process
         {
             public const string File = "process.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_exec_scratch", "sa_binary_scratch"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_reader", "sa_exec_binary", "sa_follow", "sa_proc", "sa_exec_scratch", "sa_binary_scratch"];
             public static readonly IReadOnlyList<string> Programs = ["sa_exec", "sa_fork", "sa_exit"];
         }
 
@@ -210,7 +211,7 @@ namespace SecurityAgent.Bpf
         public static class Rawtp
         {
             public const string File = "rawtp.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_reader", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve"];
             public static readonly IReadOnlyList<string> Programs = ["sa_fill", "sa_selector_run", "sa_policy_raw_tp"];
         }
 
@@ -218,7 +219,7 @@ namespace SecurityAgent.Bpf
         public static class Shared
         {
             public const string File = "shared.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_pending", "sa_inode_set", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "sa_data_scratch", "sa_after_notes", "sa_after_seq", "sa_io_workers"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_reader", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_selectors", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_pending", "sa_inode_set", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "sa_data_scratch", "sa_after_notes", "sa_after_seq", "sa_io_workers"];
             public static readonly IReadOnlyList<string> Programs = [];
         }
 
@@ -226,7 +227,7 @@ namespace SecurityAgent.Bpf
         public static class Sock
         {
             public const string File = "sock.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_reader", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve"];
             public static readonly IReadOnlyList<string> Programs = ["sa_fill", "sa_selector_run", "sa_connect4", "sa_connect6"];
         }
 
@@ -234,7 +235,7 @@ namespace SecurityAgent.Bpf
         public static class Tracepoint
         {
             public const string File = "tracepoint.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "sa_rcu_inner", "sa_rcu_barrier", "sa_pending", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_inode_set", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "sa_data_scratch", "sa_after_notes", "sa_after_seq", "sa_io_workers"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "sa_rcu_inner", "sa_rcu_barrier", "sa_pending", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_reader", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_inode_set", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "sa_data_scratch", "sa_after_notes", "sa_after_seq", "sa_io_workers"];
             public static readonly IReadOnlyList<string> Programs = ["sa_data_send", "sa_fill", "sa_selector_run", "sa_policy_tp", "sa_policy_exit_tp", "sa_policy_xonly", "sa_policy_xcast", "sa_policy_ret_tp"];
         }
 
@@ -242,7 +243,7 @@ namespace SecurityAgent.Bpf
         public static class Uprobe
         {
             public const string File = "uprobe.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "__bpf_usdt_specs", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "__bpf_usdt_ip_to_spec_id"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "__bpf_usdt_specs", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_reader", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "__bpf_usdt_ip_to_spec_id"];
             public static readonly IReadOnlyList<string> Programs = ["sa_fill", "sa_selector_run", "bpf_usdt_arg_cnt", "bpf_usdt_arg", "bpf_usdt_cookie", "sa_policy_uprobe", "sa_policy_usdt"];
         }
 
@@ -250,7 +251,7 @@ namespace SecurityAgent.Bpf
         public static class Usdtset
         {
             public const string File = "usdtset.bpf.o";
-            public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "__bpf_usdt_specs", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "__bpf_usdt_ip_to_spec_id"];
+            public static readonly IReadOnlyList<string> Maps = ["sa_selectors", "__bpf_usdt_specs", "sa_path_scratch", "sa_events", "sa_lost", "sa_settings", "sa_reader", "sa_exec_binary", "sa_follow", "sa_proc", "sa_hook_stats", "sa_enf_notify", "sa_active", "sa_points", "sa_str_set", "sa_str_prefix", "sa_int_set", "sa_addr_lpm", "sa_point_stats", "sa_deny", "sa_scope", "sa_rate", "sa_call", "sa_ret_pending", "sa_ret_events", "sa_socktrack", "sa_socktrack_stats", "sa_resolve", "__bpf_usdt_ip_to_spec_id"];
             public static readonly IReadOnlyList<string> Programs = ["sa_fill", "sa_selector_run", "bpf_usdt_arg_cnt", "bpf_usdt_arg", "bpf_usdt_cookie", "sa_policy_usdt_set"];
         }
     }
@@ -947,6 +948,13 @@ namespace SecurityAgent.Events
             public const int EnvVars = 8;
             public const int HostMntNs = 12;
             public const int Length = 16;
+        }
+
+        /// <summary>struct sa_reader</summary>
+        public static class Reader
+        {
+            public const int Asleep = 0;
+            public const int Length = 4;
         }
 
         /// <summary>struct sa_proc</summary>

@@ -38,7 +38,7 @@ internal static unsafe partial class Libc
     [LibraryImport(Lib, EntryPoint = "mount", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     internal static partial int mount(string source, string target, string fstype, ulong flags, nint data);
 
-    internal const int EPOLL_CTL_MOD = 3;
+    internal const int EPOLL_CTL_ADD = 1, EPOLL_CTL_MOD = 3;
     internal const uint EPOLLIN = 0x001, EPOLLET = 1u << 31;
 
     /// <summary>struct epoll_event, packed on x86-64 as the kernel's uapi header declares it.</summary>

@@ -57,8 +57,34 @@ public sealed partial class EventPipeline
             return false;
         }
         _posted.Enqueue(e);
+        // Enqueue's interlocked update orders this read after it (the reader's TrySleep is the other half).
+        if (Volatile.Read(ref _readerAsleep) == 1 && Interlocked.Exchange(ref _readerAsleep, 0) == 1)
+            _wakeReader?.Invoke();
         return true;
     }
+
+    private int _readerAsleep;
+    private Action? _wakeReader;
+
+    /// <summary>The reader, after a batch that found the ring empty, asks to wait without its timer: true when nothing
+    /// waits in user space for a later batch (no record posted from another thread, no after-call record held for the
+    /// next drain, no event waiting for its pod). From then until <see cref="Awake"/> the next <see cref="Post"/> calls
+    /// <paramref name="wake"/> once.</summary>
+    public bool TrySleep(Action wake)
+    {
+        _wakeReader = wake;
+        Interlocked.Exchange(ref _readerAsleep, 1); // a full fence: a Post that ran before it is seen below
+        if (_posted.IsEmpty && _afterCall.Count == 0 && _pods.Held == 0)
+            return true;
+        Volatile.Write(ref _readerAsleep, 0);
+        return false;
+    }
+
+    /// <summary>Whether the reader's sleep still holds: no <see cref="Post"/> since <see cref="TrySleep"/>.</summary>
+    public bool Sleeping => Volatile.Read(ref _readerAsleep) == 1;
+
+    /// <summary>The reader waits on its timer again.</summary>
+    public void Awake() => Volatile.Write(ref _readerAsleep, 0);
 
     /// <summary>One ring-buffer record (the span is valid only during the call).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

@@ -1,4 +1,6 @@
 using SecurityAgent.Bpf;
+using SecurityAgent.Events;
+using SecurityAgent.Interop;
 
 namespace SecurityAgent.Pipeline;
 
@@ -7,17 +9,25 @@ namespace SecurityAgent.Pipeline;
 /// (BPF_RB_NO_WAKEUP) until a threshold of pending bytes is reached, so at high rates one wake-up carries thousands of
 /// records, at low rates the timer brings each event to the exporters within one interval, and a record that waits
 /// on a decision only user space can make is submitted with a forced wake-up. Under load the thread drains back to
-/// back.</summary>
+/// back. Once a look finds the ring empty, the thread says so in sa_reader (a shared mapping: no syscall) and waits
+/// without the short timer; the kernel then wakes it with the next record, so an idle agent is not woken 12 times a
+/// second, and the first event after a quiet spell goes out at once.</summary>
 public sealed class KernelEventReader : IDisposable
 {
     /// <summary>The longest a record waits in the ring when the kernel does not wake the reader.</summary>
     public const int PollMs = 80;
+
+    /// <summary>The wait while asleep. Only a record whose submit read the flag just before the reader set it can wait
+    /// this long (that submit did not wake it, the reader's last look came before its commit), and only while no other
+    /// record follows it.</summary>
+    public const int AsleepPollMs = 1000;
 
     /// <summary>A drain this large means records are coming fast: drain again at once instead of waiting, so the ring
     /// never fills between drains (and need not be large).</summary>
     private const int BusyDrain = 256;
 
     private readonly RingBuffer _ring;
+    private readonly MappedRegion _readerState;
     private readonly EventPipeline _pipeline;
     private readonly Thread _thread;
     private readonly int _nice;
@@ -25,11 +35,14 @@ public sealed class KernelEventReader : IDisposable
     private volatile bool _stop;
     private Exception? _failure;
 
+    /// <param name="ringMap">sa_events.</param>
+    /// <param name="readerStateMap">sa_reader (BPF_F_MMAPABLE), read by every submit.</param>
     /// <param name="nice">The thread's nice value (0: the process's); <paramref name="niceFailed"/> gets the errno if it cannot be set.</param>
-    public KernelEventReader(BpfMap ringMap, EventPipeline pipeline, int nice = 0, Action<int>? niceFailed = null)
+    public KernelEventReader(BpfMap ringMap, BpfMap readerStateMap, EventPipeline pipeline, int nice = 0, Action<int>? niceFailed = null)
     {
         (_pipeline, _nice, _niceFailed) = (pipeline, nice, niceFailed);
         _ring = new RingBuffer(ringMap, pipeline.OnRecord);
+        _readerState = MappedRegion.Map(readerStateMap.Fd, Environment.SystemPageSize, writable: true);
         _thread = new Thread(Loop) { IsBackground = true, Name = "secagent events" };
     }
 
@@ -39,17 +52,40 @@ public sealed class KernelEventReader : IDisposable
     {
         if (_nice != 0 && Interop.Libc.SetThreadNice(_nice) is var errno and not 0)
             _niceFailed?.Invoke(errno);
+        int timeout = PollMs;
+        bool asleep = false;
         try
         {
-            int last = 0;
             while (!_stop)
             {
-                int n = _ring.Poll(last < BusyDrain ? PollMs : 0);
+                int n = _ring.Poll(timeout);
                 if (n == 0)
                     n = _ring.Consume(); // records submitted without a wake-up
-                last = n;
                 _pipeline.EndBatch();
+                if (asleep)
+                {
+                    if (n == 0 && _pipeline.Sleeping)
+                        continue; // the long wait ran out, or a wake-up found nothing: keep sleeping
+                    SetAsleep(false);
+                }
+                if (n >= BusyDrain)
+                    timeout = 0;
+                else if (n == 0 && _pipeline.TrySleep(_ring.Wake))
+                {
+                    SetAsleep(true);
+                    if (_ring.Consume() > 0) // committed before the kernel could see the flag
+                    {
+                        SetAsleep(false);
+                        _pipeline.EndBatch();
+                        timeout = PollMs;
+                    }
+                    else
+                        timeout = AsleepPollMs;
+                }
+                else
+                    timeout = PollMs;
             }
+            if (asleep) SetAsleep(false);
             _ring.Consume(); // what is already there
             _pipeline.Complete();
         }
@@ -57,12 +93,21 @@ public sealed class KernelEventReader : IDisposable
         {
             _failure = e;
         }
+
+        void SetAsleep(bool value)
+        {
+            // Fenced: the kernel's submits see the flag before the reader next looks at the ring.
+            _readerState.WriteUInt32Fenced(Wire.Reader.Asleep, value ? 1u : 0u);
+            if (!value) _pipeline.Awake();
+            asleep = value;
+        }
     }
 
-    /// <summary>Stops (within one poll interval) after the last records went out; rethrows a failure of the thread.</summary>
+    /// <summary>Stops after the last records went out; rethrows a failure of the thread.</summary>
     public void Stop()
     {
         _stop = true;
+        _ring.Wake();
         if (_thread.IsAlive)
             _thread.Join();
         if (_failure is not null)
@@ -75,7 +120,9 @@ public sealed class KernelEventReader : IDisposable
     public void Dispose()
     {
         _stop = true;
+        _ring.Wake();
         if (_thread.IsAlive) _thread.Join();
         _ring.Dispose();
+        _readerState.Dispose();
     }
 }

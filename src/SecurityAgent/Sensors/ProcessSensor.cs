@@ -21,6 +21,8 @@ public sealed class ProcessSensor : IDisposable
     public BpfObject Object => _obj;
     public BpfMap Events => _maps.Map(BpfNames.Maps.Events);
     public BpfMap Lost => _maps.Map(BpfNames.Maps.Lost);
+    /// <summary>sa_reader: whether the event reader sleeps until the kernel wakes it (<see cref="Pipeline.KernelEventReader"/>).</summary>
+    public BpfMap ReaderState => _maps.Map(BpfNames.Maps.Reader);
     /// <summary>pid → current binary, read by policy hooks for matchBinaries.</summary>
     public BpfMap Binaries => _maps.Map(BpfNames.Maps.ExecBinary);
 

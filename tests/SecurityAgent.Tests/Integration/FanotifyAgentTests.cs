@@ -114,7 +114,13 @@ public class FanotifyAgentTests
         using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = policy }, "--kubeconfig", api.WriteKubeconfig(dir.Path), "--node-name", "node-1", "--export-extensions");
 
         (int Code, string Stdout, string Stderr) CatIn(string? cgroup) => cgroup is null ? Run.Wait(cat, [dir.File("secret")]) : KubeletCgroups.RunIn(cgroup, cat, dir.File("secret"));
-        bool Eventually(Func<bool> f) { for (int i = 0; i < 40; i++) { if (f()) return true; Thread.Sleep(100); } return false; }
+        // The pods arrive after the policy loads (the agent's first list of them, then its scope refresh): up to 15 s.
+        bool Eventually(Func<bool> f)
+        {
+            for (var deadline = DateTime.UtcNow.AddSeconds(15); DateTime.UtcNow < deadline; Thread.Sleep(100))
+                if (f()) return true;
+            return false;
+        }
 
         // The pods arrive after the policy loads: the scope fills in when they do.
         Assert.True(Eventually(() => CatIn(cgVictim).Code == 1), "not denied in the selected pod\n" + agent.Stderr);

@@ -497,14 +497,7 @@ public class IoUringEvasionTests
     private static string AfterCallDiagnostics(AgentProcess agent, string dir)
     {
         var fs = Run.Wait("stat", ["-f", "-c", "%T", dir]).Stdout.Trim();
-        var marks = new List<string>();
-        try
-        {
-            foreach (var f in Directory.GetFiles($"/proc/{agent.Pid}/fdinfo"))
-                try { marks.AddRange(File.ReadLines(f).Where(l => l.StartsWith("fanotify ", StringComparison.Ordinal))); }
-                catch (IOException) { }
-        }
-        catch (IOException) { }
+        var marks = agent.FanotifyMarks();
         var logged = agent.Stderr.Split('\n').Where(l => l.Contains("fanotify", StringComparison.Ordinal));
         var worker = Run.Bpftool("prog", "show", "name", SecurityAgent.Bpf.BpfNames.Programs.UringWorker);
         var id = worker.Split(':')[0].Trim();

@@ -63,7 +63,7 @@ public class KubernetesPolicyTests
         using var agent = new AgentProcess("--kubeconfig", api.WriteKubeconfig(dir.Path));
         api.Apply("tracingpolicies", Crd(TestPolicies.OpenatKill("good-crd", victim, dir.File("secret"))));
         api.Apply("tracingpolicies", Crd(TestPolicies.OpenatKill("bad-crd", victim, "/x").Replace("operator: Prefix", "operator: Prefx")));
-        Assert.True(agent.WaitForLog("Policy bad-crd from the cluster rejected", 5000), agent.Stderr);
+        Assert.True(agent.WaitForLog("Policy bad-crd from the cluster rejected"), agent.Stderr);
         Assert.Contains("is not one of the allowed values", agent.Stderr);
         Assert.True(Within(Settle, () => Run.Wait(victim, [dir.File("secret")]).Code == 137), "the good CRD is not enforced");
     }

@@ -53,7 +53,7 @@ public class LocalApiTests
     }
 
     [Fact]
-    public void Events_stream_in_compact_form_one_readable_line_per_event()
+    public async Task Events_stream_in_compact_form_one_readable_line_per_event()
     {
         using var agent = new AgentProcess();
         using var dir = new TempDir();
@@ -70,9 +70,13 @@ public class LocalApiTests
             Thread.Sleep(200);
         }
         stream.Kill();
-        Assert.Contains(lines, l => l.StartsWith("🚀 process ") && l.Contains(tool + " arg-one"));
-        Assert.Contains(lines, l => l.StartsWith("💥 exit    ") && l.Contains(tool));
-        Assert.All(lines, l => Assert.Contains("compact-tool", l)); // the binary filter applied
+        stream.WaitForExit();
+        await reader.WaitAsync(TimeSpan.FromSeconds(10));
+        List<string> seen;
+        lock (lines) seen = [.. lines];
+        Assert.Contains(seen, l => l.StartsWith("🚀 process ") && l.Contains(tool + " arg-one"));
+        Assert.Contains(seen, l => l.StartsWith("💥 exit    ") && l.Contains(tool));
+        Assert.All(seen, l => Assert.Contains("compact-tool", l)); // the binary filter applied
     }
 
     private static bool Has(List<string> lines, string prefix) { lock (lines) return lines.Any(l => l.StartsWith(prefix)); }

@@ -177,7 +177,7 @@ public class NameOnlyPathEvasionTests
         // A file created under the Prefix after the policy loaded, then hard-linked elsewhere: removing the other name is
         // seen on the file (the watcher marked it by inode when it was created).
         File.WriteAllText(Path.Combine(s.Protected, "n1"), "secret\n");
-        Thread.Sleep(500);
+        Assert.True(agent.WaitForInodeMark(Path.Combine(s.Protected, "n1")), "the file created under the Prefix was never marked:\n" + string.Join("\n", agent.FanotifyMarks()));
         Assert.Equal(0, Run.Wait("/usr/bin/ln", [Path.Combine(s.Protected, "n1"), Path.Combine(s.Elsewhere, "hl-n1")]).Code);
         Assert.Equal(0, Run.Wait(s.Op, ["unlink", s.Elsewhere + "/hl-n1"]).Code);
         var late = WaitFor(agent, "names-monitor", "unlink", s.Protected + "/n1", "unlink of a hard link to a file created after load");

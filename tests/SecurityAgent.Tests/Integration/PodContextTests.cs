@@ -54,7 +54,7 @@ public class PodContextTests
         // A container whose pod the watch has not delivered yet: its event waits, and goes out complete.
         var started = DateTime.UtcNow;
         Assert.Equal(0, KubeletCgroups.RunIn(cgC, tool, "marker-c").Code);
-        Thread.Sleep(1500);
+        Thread.Sleep(800); // well inside the agent's 5 s wait for a pod, on a loaded machine too
         Assert.Empty(agent.Events.Where(e => ExportedEvents.IsExecOf(e, "marker-c") && e.GetProperty("process_exec").GetProperty("process").GetProperty("binary").GetString()!.EndsWith("pod-tool")));
         api.ApplyPod(Pod("late", "late-1a2b3-klmno", uidC, "late", "late-1a2b3", "late", cidC, "cri-o"));
         var podC = ExecOf(agent, "marker-c").GetProperty("pod");
@@ -109,7 +109,13 @@ public class PodContextTests
         using var agent = new AgentProcess(new Dictionary<string, string> { ["p.yaml"] = policy }, "--kubeconfig", api.WriteKubeconfig(dir.Path), "--node-name", "node-1");
 
         bool KilledIn(string? cgroup) => (cgroup is null ? Run.Wait(cat, [dir.File("secret")]) : KubeletCgroups.RunIn(cgroup, cat, dir.File("secret"))).Code == 137;
-        bool Eventually(Func<bool> f) { for (int i = 0; i < 40; i++) { if (f()) return true; Thread.Sleep(100); } return false; }
+        // The pods arrive after the policy loads (the agent's first list of them, then its scope refresh): up to 15 s.
+        bool Eventually(Func<bool> f)
+        {
+            for (var deadline = DateTime.UtcNow.AddSeconds(15); DateTime.UtcNow < deadline; Thread.Sleep(100))
+                if (f()) return true;
+            return false;
+        }
 
         Assert.True(Eventually(() => KilledIn(cgVictim)), "not killed in the selected pod\n" + agent.Stderr);
         Assert.False(KilledIn(cgOther), "killed in a pod the selector does not select");

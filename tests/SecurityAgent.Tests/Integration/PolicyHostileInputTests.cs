@@ -211,10 +211,12 @@ public sealed class PolicyHostileInputTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void A_policy_file_renamed_into_the_directory_enforces_within_a_tenth_of_a_second()
+    public void A_policy_file_renamed_into_the_directory_enforces_and_its_delete_unloads_it_each_time()
     {
         using var s = new Scene("latency-victim");
         using var agent = new AgentProcess();
+        // Timed from here, the renames measure the directory watcher, not the background program loads of a fresh agent.
+        Assert.True(agent.WaitForLog("Policy programs loaded", 60_000), agent.Stderr);
         var dir = Path.Combine(agent.Dir.Path, "policies");
         var times = new List<double>();
         var loaded = new List<double>();
@@ -225,7 +227,7 @@ public sealed class PolicyHostileInputTests(ITestOutputHelper output)
             var sw = Stopwatch.StartNew();
             File.Move(Path.Combine(dir, ".next.tmp"), Path.Combine(dir, $"latency-{i}.yaml"));
             while (!s.Killed())
-                Assert.True(sw.Elapsed < TimeSpan.FromSeconds(5), "not enforced within 5 s\n" + agent.Stderr);
+                Assert.True(sw.Elapsed < Settle, $"not enforced within {Settle.TotalSeconds} s\n" + agent.Stderr);
             times.Add(sw.Elapsed.TotalMilliseconds);
             // When the agent logged the policy as loaded (its log has millisecond timestamps).
             Assert.True(agent.WaitForLog($"Policy latency-{i} loaded"));
@@ -237,9 +239,8 @@ public sealed class PolicyHostileInputTests(ITestOutputHelper output)
         output.WriteLine($"policy file renamed into place -> first kill, in order: {string.Join(", ", times.Select(t => t.ToString("F1")))} ms");
         output.WriteLine($"policy file renamed into place -> loaded (agent log, ms resolution): {string.Join(", ", loaded.Select(t => t.ToString("F0")))} ms");
         times.Sort();
+        // How fast is the bench's to assert (policy file -> first kill); the test shows the figures and checks each arrives.
         output.WriteLine($"median {times[2]:F1} ms, max {times[4]:F1} ms");
-        // The measured figure is the point (reported above); the bound is generous so a loaded machine does not fail it.
-        Assert.True(times[2] < 500, $"median {times[2]:F1} ms");
     }
 
     /// <summary>How long a change may take to arrive before the test fails: generous, as these tests check that it arrives

@@ -75,14 +75,44 @@ public sealed class AgentProcess : IDisposable
         }
     }
 
-    /// <summary>Waits until the agent has logged a line containing <paramref name="text"/> (logs arrive asynchronously).</summary>
-    public bool WaitForLog(string text, int timeoutMs = 5000)
+    /// <summary>Waits until the agent has logged a line containing <paramref name="text"/> (logs arrive asynchronously;
+    /// the first policy of an agent started without one waits for the background program loads, seconds on a loaded
+    /// machine, so the default is generous: a wait that succeeds returns at once).</summary>
+    public bool WaitForLog(string text, int timeoutMs = 30_000)
     {
         var deadline = DateTime.UtcNow.AddMilliseconds(timeoutMs);
         while (!Stderr.Contains(text))
         {
             if (DateTime.UtcNow > deadline) return false;
             Thread.Sleep(50);
+        }
+        return true;
+    }
+
+    /// <summary>The agent's fanotify marks as its fdinfo lists them ("fanotify ino:... sdev:... mask:...").</summary>
+    public List<string> FanotifyMarks()
+    {
+        var marks = new List<string>();
+        try
+        {
+            foreach (var f in Directory.GetFiles($"/proc/{Pid}/fdinfo"))
+                try { marks.AddRange(File.ReadLines(f).Where(l => l.StartsWith("fanotify ", StringComparison.Ordinal))); }
+                catch (IOException) { }
+        }
+        catch (IOException) { }
+        return marks;
+    }
+
+    /// <summary>Waits until the agent has a fanotify mark on the inode of <paramref name="path"/> (its watchers mark what
+    /// appears asynchronously, from their own threads).</summary>
+    public bool WaitForInodeMark(string path, int timeoutMs = 30_000)
+    {
+        var ino = $"fanotify ino:{SecurityAgent.Interop.Libc.Inode(path):x} ";
+        var deadline = DateTime.UtcNow.AddMilliseconds(timeoutMs);
+        while (!FanotifyMarks().Any(m => m.StartsWith(ino, StringComparison.Ordinal)))
+        {
+            if (DateTime.UtcNow > deadline) return false;
+            Thread.Sleep(20);
         }
         return true;
     }

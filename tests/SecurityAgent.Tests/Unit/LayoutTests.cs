@@ -42,6 +42,7 @@ public class LayoutTests
     [InlineData("process.bpf.o", "exit_event", typeof(Wire.Exit))]
     [InlineData("process.bpf.o", "event_header", typeof(Wire.Header))]
     [InlineData("process.bpf.o", "sa_settings", typeof(Wire.Settings))]
+    [InlineData("process.bpf.o", "sa_reader", typeof(Wire.Reader))]
     [InlineData("process.bpf.o", "sa_binary", typeof(PolicyWire.Binary))]
     [InlineData("tracepoint.bpf.o", "policy_event", typeof(PolicyWire.Event))]
     [InlineData("tracepoint.bpf.o", "sa_point", typeof(PolicyWire.Point))]

@@ -317,6 +317,47 @@ public class PipelineStageTests
         Assert.Equal("web-1", exit.GetProperty("process").GetProperty("pod").GetProperty("name").GetString());
     }
 
+    [Fact]
+    public void A_sleeping_reader_is_woken_once_by_the_first_posted_record_and_may_not_sleep_while_anything_waits_for_a_later_batch()
+    {
+        var (pipeline, _, _, _, clock) = Pipeline();
+        int wakes = 0;
+        void Wake() => wakes++;
+        Assert.True(pipeline.TrySleep(Wake));
+        Assert.True(pipeline.Sleeping);
+        pipeline.Post(PolicyEvent(1, 42, "/a"));
+        pipeline.Post(PolicyEvent(1, 42, "/b"));
+        Assert.Equal((1, false), (wakes, pipeline.Sleeping));
+
+        Assert.False(pipeline.TrySleep(Wake)); // two records wait for the batch
+        pipeline.EndBatch();
+        Assert.True(pipeline.TrySleep(Wake));
+        pipeline.Awake();
+        pipeline.Post(PolicyEvent(1, 42, "/c"));
+        Assert.Equal(1, wakes); // awake: a post wakes no one
+
+        // An after-call record waits one more batch after the one that took it.
+        pipeline.EndBatch();
+        pipeline.Post(PolicyEvent(1, 42, "/d") with { AfterCall = true });
+        pipeline.EndBatch();
+        Assert.False(pipeline.TrySleep(Wake));
+        pipeline.EndBatch();
+        Assert.True(pipeline.TrySleep(Wake));
+        pipeline.Awake();
+
+        // An event waiting for its pod is sent on by a later batch (or when its wait is over).
+        var enrich = typeof(EventPipeline).GetField("_enrich", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!;
+        var cache = ((Enricher)enrich.GetValue(pipeline)!).Cache;
+        pipeline.OnRecord(EventDecoderTests.ExecRecord(77, "/app/web", ["web"], "/", start: Sec, ktime: Sec));
+        cache.ByPid(77)!.Container = new ContainerRef("c1", PodUid, "containerd");
+        pipeline.OnRecord(EventDecoderTests.ExecRecord(78, "/app/child", ["child"], "/", ppid: 77, start: 2 * Sec, ktime: 2 * Sec, parentStart: Sec));
+        pipeline.EndBatch();
+        Assert.False(pipeline.TrySleep(Wake));
+        clock.Advance(PodWait.Wait);
+        pipeline.EndBatch();
+        Assert.True(pipeline.TrySleep(Wake));
+    }
+
     private sealed class Throwing : IEventExporter
     {
         public void Export(AgentEvent e) => throw new InvalidOperationException("exporter bug");
