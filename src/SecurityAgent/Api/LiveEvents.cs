@@ -226,6 +226,19 @@ public sealed class LiveEvents : IEventExporter
         }
     }
 
+    /// <summary>A chunk held back while its connection was busy goes with the next Flush; a dropping subscriber is
+    /// disconnected by a Flush once it has stalled too long.</summary>
+    public bool FlushPending
+    {
+        get
+        {
+            foreach (var s in Volatile.Read(ref _subscribers))
+                if (!s.Closed && (s.Current is not null || s.Dropping))
+                    return true;
+            return false;
+        }
+    }
+
     /// <summary>Its connection is closed; it leaves the list when the connection's writer has counted what it had not sent.</summary>
     private static void Disconnect(Subscriber s)
     {

@@ -109,6 +109,8 @@ public sealed class FilteringExporter(IReadOnlyList<IEventExporter> inner, List<
         foreach (var x in _inner) x.Flush();
     }
 
+    public bool FlushPending => _inner.Any(x => x.FlushPending);
+
     public ValueTask DisposeAsync() => ValueTask.CompletedTask; // the exporters are owned (and disposed) by whoever made them
 }
 

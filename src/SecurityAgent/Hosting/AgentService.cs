@@ -179,12 +179,16 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
                         LogLoss(log, pipeline.Counters.ToString());
                     }
                     if (reader.Failed)
-                        break; // surfaced by reader.Stop() below
+                    {
+                        Environment.ExitCode = 1; // set now: the failure itself surfaces from reader.Stop() below
+                        break;
+                    }
                 }
             }
             catch (Exception e)
             {
                 controlFailure = e;
+                Environment.ExitCode = 1;
             }
             lifetime.StopApplication(); // the reader failed, the loop did, or the agent is stopping anyway
         }) { IsBackground = true, Name = "secagent control" };
@@ -194,7 +198,7 @@ public sealed partial class AgentService(IOptions<AgentOptions> options, ILogger
             await Task.Delay(Timeout.Infinite, stop).ContinueWith(_ => { }, CancellationToken.None);
             control.Join();
             if (controlFailure is not null)
-                throw new InvalidOperationException("the agent's periodic work failed", controlFailure);
+                throw new InvalidOperationException("the agent's periodic work failed: " + controlFailure.Message, controlFailure);
         }
         finally
         {

@@ -68,15 +68,22 @@ public sealed partial class EventPipeline
 
     /// <summary>The reader, after a batch that found the ring empty, asks to wait without its timer: true when nothing
     /// waits in user space for a later batch (no record posted from another thread, no after-call record held for the
-    /// next drain, no event waiting for its pod). From then until <see cref="Awake"/> the next <see cref="Post"/> calls
+    /// next drain, no event waiting for its pod, no exporter with work for a later flush). From then until <see cref="Awake"/> the next <see cref="Post"/> calls
     /// <paramref name="wake"/> once.</summary>
     public bool TrySleep(Action wake)
     {
         _wakeReader = wake;
         Interlocked.Exchange(ref _readerAsleep, 1); // a full fence: a Post that ran before it is seen below
-        if (_posted.IsEmpty && _afterCall.Count == 0 && _pods.Held == 0)
+        if (_posted.IsEmpty && _afterCall.Count == 0 && _pods.Held == 0 && !ExportersPending())
             return true;
         Volatile.Write(ref _readerAsleep, 0);
+        return false;
+    }
+
+    private bool ExportersPending()
+    {
+        foreach (var x in _exporters)
+            if (x.FlushPending) return true;
         return false;
     }
 

@@ -17,9 +17,9 @@ public sealed class KernelEventReader : IDisposable
     /// <summary>The longest a record waits in the ring when the kernel does not wake the reader.</summary>
     public const int PollMs = 80;
 
-    /// <summary>The wait while asleep. Only a record whose submit read the flag just before the reader set it can wait
-    /// this long (that submit did not wake it, the reader's last look came before its commit), and only while no other
-    /// record follows it.</summary>
+    /// <summary>The wait while asleep, from the second wait on. The first wait after the flag is set is the short one: a
+    /// submit that read the flag just before it was set and committed after the reader's last look did not wake it
+    /// (the flag is read before the record is reserved, so no fence closes that window), and that look finds it.</summary>
     public const int AsleepPollMs = 1000;
 
     /// <summary>A drain this large means records are coming fast: drain again at once instead of waiting, so the ring
@@ -32,7 +32,9 @@ public sealed class KernelEventReader : IDisposable
     private readonly Thread _thread;
     private readonly int _nice;
     private readonly Action<int>? _niceFailed;
+    private readonly Action _wake;
     private volatile bool _stop;
+    private bool _disposed;
     private Exception? _failure;
 
     /// <param name="ringMap">sa_events.</param>
@@ -42,7 +44,16 @@ public sealed class KernelEventReader : IDisposable
     {
         (_pipeline, _nice, _niceFailed) = (pipeline, nice, niceFailed);
         _ring = new RingBuffer(ringMap, pipeline.OnRecord);
-        _readerState = MappedRegion.Map(readerStateMap.Fd, Environment.SystemPageSize, writable: true);
+        try
+        {
+            _readerState = MappedRegion.Map(readerStateMap.Fd, Environment.SystemPageSize, writable: true);
+        }
+        catch
+        {
+            _ring.Dispose();
+            throw;
+        }
+        _wake = _ring.Wake;
         _thread = new Thread(Loop) { IsBackground = true, Name = "secagent events" };
     }
 
@@ -65,25 +76,22 @@ public sealed class KernelEventReader : IDisposable
                 if (asleep)
                 {
                     if (n == 0 && _pipeline.Sleeping)
-                        continue; // the long wait ran out, or a wake-up found nothing: keep sleeping
+                    {
+                        timeout = AsleepPollMs; // a wait ran out, or a wake-up found nothing: keep sleeping
+                        continue;
+                    }
                     SetAsleep(false);
                 }
-                if (n >= BusyDrain)
-                    timeout = 0;
-                else if (n == 0 && _pipeline.TrySleep(_ring.Wake))
+                if (n == 0 && _pipeline.TrySleep(_wake))
                 {
                     SetAsleep(true);
-                    if (_ring.Consume() > 0) // committed before the kernel could see the flag
+                    if ((n = _ring.Consume()) > 0) // committed before the kernel could see the flag
                     {
                         SetAsleep(false);
                         _pipeline.EndBatch();
-                        timeout = PollMs;
                     }
-                    else
-                        timeout = AsleepPollMs;
                 }
-                else
-                    timeout = PollMs;
+                timeout = n >= BusyDrain ? 0 : PollMs;
             }
             if (asleep) SetAsleep(false);
             _ring.Consume(); // what is already there
@@ -119,6 +127,8 @@ public sealed class KernelEventReader : IDisposable
 
     public void Dispose()
     {
+        if (_disposed) return;
+        _disposed = true;
         _stop = true;
         _ring.Wake();
         if (_thread.IsAlive) _thread.Join();

@@ -356,6 +356,23 @@ public class PipelineStageTests
         clock.Advance(PodWait.Wait);
         pipeline.EndBatch();
         Assert.True(pipeline.TrySleep(Wake));
+
+        // An exporter with work for a later flush (a live stream's chunk held while its connection was busy).
+        var holding = new Holding();
+        var (other, _, _, _, _) = Pipeline(holding);
+        holding.Pending = true;
+        Assert.False(other.TrySleep(Wake));
+        holding.Pending = false;
+        Assert.True(other.TrySleep(Wake));
+    }
+
+    private sealed class Holding : IEventExporter
+    {
+        public bool Pending;
+        public void Export(AgentEvent e) { }
+        public void Flush() { }
+        public bool FlushPending => Pending;
+        public ValueTask DisposeAsync() => ValueTask.CompletedTask;
     }
 
     private sealed class Throwing : IEventExporter
