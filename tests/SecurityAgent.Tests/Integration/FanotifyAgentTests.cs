@@ -115,12 +115,7 @@ public class FanotifyAgentTests
 
         (int Code, string Stdout, string Stderr) CatIn(string? cgroup) => cgroup is null ? Run.Wait(cat, [dir.File("secret")]) : KubeletCgroups.RunIn(cgroup, cat, dir.File("secret"));
         // The pods arrive after the policy loads (the agent's first list of them, then its scope refresh): up to 15 s.
-        bool Eventually(Func<bool> f)
-        {
-            for (var deadline = DateTime.UtcNow.AddSeconds(15); DateTime.UtcNow < deadline; Thread.Sleep(100))
-                if (f()) return true;
-            return false;
-        }
+        static bool Eventually(Func<bool> f) => Poll.Within(TimeSpan.FromSeconds(15), f, everyMs: 100);
 
         // The pods arrive after the policy loads: the scope fills in when they do.
         Assert.True(Eventually(() => CatIn(cgVictim).Code == 1), "not denied in the selected pod\n" + agent.Stderr);

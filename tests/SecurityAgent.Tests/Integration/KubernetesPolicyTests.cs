@@ -15,12 +15,7 @@ public class KubernetesPolicyTests
     /// (how fast is the bench's to measure), and CI runs them beside other tests on two cores.</summary>
     private static readonly TimeSpan Settle = TimeSpan.FromSeconds(15);
 
-    private static bool Within(TimeSpan t, Func<bool> condition)
-    {
-        for (var end = DateTime.UtcNow + t; DateTime.UtcNow < end; Thread.Sleep(50))
-            if (condition()) return true;
-        return false;
-    }
+    private static bool Within(TimeSpan t, Func<bool> condition) => Poll.Within(t, condition, everyMs: 50);
 
     [Fact]
     public async Task Policy_crds_applied_changed_and_deleted_take_effect_within_two_seconds_across_bookmarks_410_and_dropped_watches()

@@ -110,12 +110,7 @@ public class PodContextTests
 
         bool KilledIn(string? cgroup) => (cgroup is null ? Run.Wait(cat, [dir.File("secret")]) : KubeletCgroups.RunIn(cgroup, cat, dir.File("secret"))).Code == 137;
         // The pods arrive after the policy loads (the agent's first list of them, then its scope refresh): up to 15 s.
-        bool Eventually(Func<bool> f)
-        {
-            for (var deadline = DateTime.UtcNow.AddSeconds(15); DateTime.UtcNow < deadline; Thread.Sleep(100))
-                if (f()) return true;
-            return false;
-        }
+        static bool Eventually(Func<bool> f) => Poll.Within(TimeSpan.FromSeconds(15), f, everyMs: 100);
 
         Assert.True(Eventually(() => KilledIn(cgVictim)), "not killed in the selected pod\n" + agent.Stderr);
         Assert.False(KilledIn(cgOther), "killed in a pod the selector does not select");

@@ -236,12 +236,7 @@ public class PolicyEnforcementTests
         var file = Path.Combine(agent.Dir.File("policies"), "hot.yaml");
         bool Killed() => Run.Wait(s.Victim, [s.Secret]).Code == 137;
         // Up to 15 s: the first policy waits for the background program loads on a loaded machine; the bench measures how fast.
-        bool Eventually(Func<bool> f)
-        {
-            for (var deadline = DateTime.UtcNow.AddSeconds(15); DateTime.UtcNow < deadline; Thread.Sleep(100))
-                if (f()) return true;
-            return false;
-        }
+        static bool Eventually(Func<bool> f) => Poll.Within(TimeSpan.FromSeconds(15), f, everyMs: 100);
 
         File.WriteAllText(file, TestPolicies.OpenatKill("hot", s.Victim, s.Secret));
         Assert.True(Eventually(Killed), "added policy did not take effect within 15 s:\n" + agent.Stderr);

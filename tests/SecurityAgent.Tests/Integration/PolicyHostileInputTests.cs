@@ -247,10 +247,5 @@ public sealed class PolicyHostileInputTests(ITestOutputHelper output)
     /// (how fast is the bench's to measure), and CI runs them beside other tests on two cores.</summary>
     private static readonly TimeSpan Settle = TimeSpan.FromSeconds(15);
 
-    private static bool Within(TimeSpan t, Func<bool> condition)
-    {
-        for (var end = DateTime.UtcNow + t; DateTime.UtcNow < end; Thread.Sleep(20))
-            if (condition()) return true;
-        return false;
-    }
+    private static bool Within(TimeSpan t, Func<bool> condition) => Poll.Within(t, condition, everyMs: 20);
 }

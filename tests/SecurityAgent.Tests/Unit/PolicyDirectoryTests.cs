@@ -31,12 +31,7 @@ public sealed class PolicyDirectoryTests : IDisposable
 
     private void Watch() => new Thread(() => _dir.Watch(_stop.Token)) { IsBackground = true }.Start();
 
-    private static bool Within(TimeSpan t, Func<bool> condition)
-    {
-        for (var sw = Stopwatch.StartNew(); sw.Elapsed < t; Thread.Sleep(1))
-            if (condition()) return true;
-        return false;
-    }
+    private static bool Within(TimeSpan t, Func<bool> condition) => Poll.Within(t, condition, everyMs: 1);
 
     [Fact]
     public void A_policy_renamed_into_the_directory_is_applied_within_milliseconds_through_inotify()
